@@ -696,6 +696,44 @@ typedef struct storage_stream_window {
 typedef int (*storage_stream_fn)(void *ctx, const storage_stream_window_t *w);
 int storage_stream_scan(storage_t *s, uint64_t lo, uint64_t hi, const uint8_t *after,
                         size_t after_len, storage_stream_fn fn, void *ctx);
+/* The same, only the windows that end at or before until_s (0: every
+ * window): a newer window's block and profiles are not read (a fill of
+ * old windows, docs/cluster.md "Old windows no profile id names"). */
+int storage_stream_scan_until(storage_t *s, uint64_t lo, uint64_t hi, const uint8_t *after,
+                              size_t after_len, int64_t until_s, storage_stream_fn fn, void *ctx);
+/* One `blocks` key, borrowed. */
+typedef struct storage_key_ref {
+    const uint8_t *key;
+    size_t len;
+} storage_key_ref_t;
+/* As storage_stream_scan, only the windows the n keys name (ascending), of
+ * a token in [lo, hi] and after the key `after` (after_len 0: all), each
+ * read by point lookups; a key this store does not hold (or past
+ * retention, or not a window key) is skipped. */
+int storage_stream_scan_keys(storage_t *s, uint64_t lo, uint64_t hi, const storage_key_ref_t *keys,
+                             size_t n, const uint8_t *after, size_t after_len, storage_stream_fn fn,
+                             void *ctx);
+/* One window as storage_stream_summaries names it, borrowed for the call:
+ * its key, its whole total, and its window_profiles value when the window
+ * is counted exactly (its counted total is its total; wprof_len 0: not). */
+typedef struct storage_window_summary {
+    const char *tenant;
+    uint64_t token, series_id;
+    int res;
+    int64_t window_s;
+    const uint8_t *key;
+    size_t key_len;
+    int64_t total;
+    const uint8_t *wprof;
+    size_t wprof_len;
+} storage_window_summary_t;
+typedef int (*storage_summary_fn)(void *ctx, const storage_window_summary_t *w);
+/* Calls fn, in key order, for every window storage_stream_scan_until would
+ * hand on, with its summary only: one walk of `totals` and a point read
+ * of `window_profiles` per window, no block or profile tree read. fn
+ * returns 0 to go on, non-zero to stop (returned). */
+int storage_stream_summaries(storage_t *s, uint64_t lo, uint64_t hi, const uint8_t *after,
+                             size_t after_len, int64_t until_s, storage_summary_fn fn, void *ctx);
 
 /* Stores a received window once: unless its marker (the `streamed` column
  * family) exists, in ONE WriteBatch: the residual added to its block and

@@ -391,46 +391,150 @@ static int window_key(const uint8_t *k, size_t kn)
            k[17 + k[8]] < STORAGE_RESOLUTION_COUNT;
 }
 
-int storage_stream_scan(storage_t *s, uint64_t lo, uint64_t hi, const uint8_t *after,
-                        size_t after_len, storage_stream_fn fn, void *ctx)
+/* Whether window key k ends after until_s (0: no bound). */
+static int ends_after(const uint8_t *k, size_t kn, int64_t until_s)
+{
+    if (until_s == 0) return 0;
+    int res = k[17 + k[8]];
+    return storage_time_decode(k + kn - 8) + (int64_t)storage_resolutions[res] > until_s;
+}
+
+static void wscan_open(storage_t *s, wscan_t *x)
+{
+    memset(x, 0, sizeof *x);
+    x->s = s;
+    x->snap = rocksdb_create_snapshot(s->db);
+    x->ro = rocksdb_readoptions_create();
+    rocksdb_readoptions_set_snapshot(x->ro, x->snap);
+    x->max_profiles = s->opts.stream_window_max_profiles;
+    buf_init(&x->wprof, STORAGE_VALUE_MAX);
+    storage_sparse_init(&x->acc);
+    storage_sparse_init(&x->one);
+    storage_sparse_init(&x->tmp);
+}
+
+static void wscan_close(wscan_t *x)
+{
+    rocksdb_readoptions_destroy(x->ro);
+    rocksdb_release_snapshot(x->s->db, x->snap);
+    buf_free(&x->wprof);
+    storage_sparse_free(&x->acc);
+    storage_sparse_free(&x->one);
+    storage_sparse_free(&x->tmp);
+    free(x->kept.v);
+    free(x->untreed.v);
+    free(x->seen.v);
+    free(x->in_window.v);
+}
+
+int storage_stream_scan_until(storage_t *s, uint64_t lo, uint64_t hi, const uint8_t *after,
+                              size_t after_len, int64_t until_s, storage_stream_fn fn, void *ctx)
 {
     if (lo > hi) return ERR_INVALID_ARGUMENT;
-    const rocksdb_snapshot_t *snap = rocksdb_create_snapshot(s->db);
-    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
-    rocksdb_readoptions_set_snapshot(ro, snap);
+    wscan_t x;
+    wscan_open(s, &x);
     /* every window has a total; at resolution 0 one may have no block */
     token_walk_t w;
-    walk_open(s, CF_TOTALS, lo, hi, snap, &w);
+    walk_open(s, CF_TOTALS, lo, hi, x.snap, &w);
     rocksdb_iterator_t *it = w.it;
     int use_after = after_len >= 8 && be64_get(after) >= lo;
     if (use_after) rocksdb_iter_seek(it, (const char *)after, after_len);
-    wscan_t x = {
-        .s = s, .snap = snap, .ro = ro, .max_profiles = s->opts.stream_window_max_profiles};
-    buf_init(&x.wprof, STORAGE_VALUE_MAX);
-    storage_sparse_init(&x.acc);
-    storage_sparse_init(&x.one);
-    storage_sparse_init(&x.tmp);
     int rc = 0;
     for (; rc == 0 && rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
         size_t kn, vn;
         const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &kn);
         if (use_after && kn == after_len && memcmp(k, after, kn) == 0) continue;
-        if (!window_key(k, kn) || storage_filter_expired(s, CF_BLOCKS, k, kn, NULL, 0)) continue;
+        if (!window_key(k, kn) || ends_after(k, kn, until_s)) continue; /* newer: not read */
+        if (storage_filter_expired(s, CF_BLOCKS, k, kn, NULL, 0)) continue;
         if (!series_listed(&x, k, kn)) continue; /* a service aggregate */
         const uint8_t *v = (const uint8_t *)rocksdb_iter_value(it, &vn);
         rc = one_window(&x, k, kn, v, vn, fn, ctx);
     }
     rc = walk_close(&w, rc, "stream: windows");
-    rocksdb_readoptions_destroy(ro);
-    rocksdb_release_snapshot(s->db, snap);
-    buf_free(&x.wprof);
-    storage_sparse_free(&x.acc);
-    storage_sparse_free(&x.one);
-    storage_sparse_free(&x.tmp);
-    free(x.kept.v);
-    free(x.untreed.v);
-    free(x.seen.v);
-    free(x.in_window.v);
+    wscan_close(&x);
+    return rc;
+}
+
+int storage_stream_scan(storage_t *s, uint64_t lo, uint64_t hi, const uint8_t *after,
+                        size_t after_len, storage_stream_fn fn, void *ctx)
+{
+    return storage_stream_scan_until(s, lo, hi, after, after_len, 0, fn, ctx);
+}
+
+/* -1, 0 or 1 as key a (an) sorts before, as or after b (bn). */
+static int key_cmp(const uint8_t *a, size_t an, const uint8_t *b, size_t bn)
+{
+    int c = memcmp(a, b, an < bn ? an : bn);
+    return c != 0 ? c : an < bn ? -1 : an > bn;
+}
+
+int storage_stream_scan_keys(storage_t *s, uint64_t lo, uint64_t hi, const storage_key_ref_t *keys,
+                             size_t n, const uint8_t *after, size_t after_len, storage_stream_fn fn,
+                             void *ctx)
+{
+    if (lo > hi) return ERR_INVALID_ARGUMENT;
+    wscan_t x;
+    wscan_open(s, &x);
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        const uint8_t *k = keys[i].key;
+        size_t kn = keys[i].len;
+        if (!window_key(k, kn) || be64_get(k) < lo || be64_get(k) > hi) continue;
+        if (after_len > 0 && key_cmp(k, kn, after, after_len) <= 0) continue;
+        if (storage_filter_expired(s, CF_BLOCKS, k, kn, NULL, 0)) continue;
+        char *err = NULL;
+        rocksdb_pinnableslice_t *tv =
+            rocksdb_get_pinned_cf(s->db, x.ro, s->cf[CF_TOTALS], (const char *)k, kn, &err);
+        rc = storage_rocks_err(err, NULL, "stream: window total");
+        if (rc == 0 && tv != NULL && series_listed(&x, k, kn)) {
+            size_t vn;
+            const uint8_t *v = (const uint8_t *)rocksdb_pinnableslice_value(tv, &vn);
+            rc = one_window(&x, k, kn, v, vn, fn, ctx);
+        }
+        rocksdb_pinnableslice_destroy(tv);
+    }
+    wscan_close(&x);
+    return rc;
+}
+
+int storage_stream_summaries(storage_t *s, uint64_t lo, uint64_t hi, const uint8_t *after,
+                             size_t after_len, int64_t until_s, storage_summary_fn fn, void *ctx)
+{
+    if (lo > hi) return ERR_INVALID_ARGUMENT;
+    wscan_t x;
+    wscan_open(s, &x);
+    token_walk_t w;
+    walk_open(s, CF_TOTALS, lo, hi, x.snap, &w);
+    rocksdb_iterator_t *it = w.it;
+    int use_after = after_len >= 8 && be64_get(after) >= lo;
+    if (use_after) rocksdb_iter_seek(it, (const char *)after, after_len);
+    int rc = 0;
+    for (; rc == 0 && rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+        size_t kn, vn;
+        const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &kn);
+        if (use_after && kn == after_len && memcmp(k, after, kn) == 0) continue;
+        if (!window_key(k, kn) || ends_after(k, kn, until_s)) continue;
+        if (storage_filter_expired(s, CF_BLOCKS, k, kn, NULL, 0)) continue;
+        if (!series_listed(&x, k, kn)) continue;
+        const uint8_t *v = (const uint8_t *)rocksdb_iter_value(it, &vn);
+        char tenant[STORAGE_TENANT_MAX + 1];
+        size_t tl = k[8];
+        memcpy(tenant, k + 9, tl);
+        tenant[tl] = 0;
+        storage_window_summary_t m = {.tenant = tenant, .key = k, .key_len = kn};
+        m.token = be64_get(k);
+        m.series_id = be64_get(k + 9 + tl);
+        m.res = k[17 + tl];
+        m.window_s = storage_time_decode(k + 18 + tl);
+        m.total = vn == 8 ? storage_i64_get(v) : 0;
+        /* the whole window's profiles (no kept tree taken off), when exact */
+        rc = storage_wprof_residual(s, x.ro, k, kn, m.total, NULL, 0, m.total, &x.wprof);
+        m.wprof = x.wprof.data;
+        m.wprof_len = x.wprof.len;
+        if (rc == 0) rc = fn(ctx, &m);
+    }
+    rc = walk_close(&w, rc, "stream: window summaries");
+    wscan_close(&x);
     return rc;
 }
 

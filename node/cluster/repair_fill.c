@@ -14,6 +14,9 @@
  *
  * Streaming is repair_stream.c's walk (STREAM answers, windows in parts put
  * together); this module decides, per window, what the walk stores. The
+ * first look is at summaries (each window's key, whole total and whole
+ * window_profiles): compared by id, every window the fill will store is
+ * then asked for by key, and only those. The
  * store looks again whether this node holds the window, under the lock a
  * write holds until it commits (storage_stream_window_t.only_absent): a
  * write that lands between this module's look and the store keeps the copy
@@ -189,13 +192,16 @@ static int note_ids(buf_t *one, const char *name, const buf_t *ids)
     return rc == 0 ? buf_append_byte(one, ']') : rc;
 }
 
-static int note_inexact(const Flamedb__Cluster__StreamWindow *m, const repair_stream_state_t *ss,
-                        repair_stats_t *st, const buf_t *only_here, const buf_t *only_there)
+static int note_inexact(repair_t *r, const Flamedb__Cluster__StreamWindow *m,
+                        const repair_stream_state_t *ss, repair_stats_t *st, const buf_t *only_here,
+                        const buf_t *only_there)
 {
     labels_t *lb = NULL;
     buf_t one;
     buf_init(&one, REPAIR_SUMMARY_MAX);
-    int rc = labels_decode(m->labels.data, m->labels.len, &lb);
+    int rc = m->labels.len > 0 /* a summary has none: this node holds the series too */
+                 ? labels_decode(m->labels.data, m->labels.len, &lb)
+                 : storage_series_labels(r->storage, m->tenant, m->token, m->series_id, &lb);
     if (rc == 0) rc = buf_append_str(&one, st->inexact.len > 0 ? ",{\"tenant\":" : "{\"tenant\":");
     if (rc == 0) rc = buf_append_json_string(&one, m->tenant, strlen(m->tenant));
     if (rc == 0)
@@ -241,7 +247,7 @@ static int fill_probe(repair_t *r, const Flamedb__Cluster__StreamWindow *m,
         buf_free(&there);
         if (rel < 0) return errmsg_set(em, rel, "window profiles: %s", err_message(rel));
         /* by id: the same profiles, or one copy holds the other's (the
-         * fill's second walk adds what the peer's holds beyond) */
+         * fill's last look adds what the peer's holds beyond) */
         return 0;
     }
     if (rel == STORAGE_WPROF_UNKNOWN && comparable && total == m->total) {
@@ -255,7 +261,7 @@ static int fill_probe(repair_t *r, const Flamedb__Cluster__StreamWindow *m,
     }
     if (comparable) {
         st->wc_inexact++;
-        int rc = note_inexact(m, ss, st, &here, &there);
+        int rc = note_inexact(r, m, ss, st, &here, &there);
         buf_free(&here);
         buf_free(&there);
         if (rc != 0) return errmsg_set(em, rc, "window check: %s", err_message(rc));
@@ -282,7 +288,7 @@ int repair_fill_wanted(repair_t *r, const Flamedb__Cluster__StreamWindow *m,
     int has = storage_window_total(r->storage, m->tenant, m->token, m->series_id, (int)m->res,
                                    m->window_s, &total);
     if (has < 0) return errmsg_set(em, has, "window total lookup failed");
-    if (ss->fill_probe && ss->fill_holds && has)
+    if (ss->fill_probe && ss->fill_holds && has && !ss->fill_no_match)
         ss->fill_matched[m->res] = (int64_t)((uint64_t)ss->fill_matched[m->res] + (uint64_t)total);
     if (ss->fill_probe && ss->fill_holds) return has ? holds_probe(r, m, ss, whole, em) : 0;
     if (ss->fill_probe) return has ? fill_probe(r, m, ss, st, whole, total, em) : 0;
@@ -304,6 +310,82 @@ int repair_fill_wanted(repair_t *r, const Flamedb__Cluster__StreamWindow *m,
     return 1;
 }
 
+void repair_keys_free(repair_keys_t *k)
+{
+    buf_free(&k->b);
+    free(k->end);
+    free(k->series);
+    memset(k, 0, sizeof *k);
+}
+
+/* m's key (and series) appended to k. */
+static int keys_put(repair_keys_t *k, const Flamedb__Cluster__StreamWindow *m, errmsg_t *em)
+{
+    if (m->key.len == 0 || m->key.len > REPAIR_STREAM_KEY_MAX)
+        return errmsg_set(em, ERR_CORRUPT, "window check: a window summary with a key of %zu bytes",
+                          m->key.len);
+    if (k->n == k->cap) {
+        size_t cap = k->cap ? 2 * k->cap : 256;
+        size_t *e = realloc(k->end, cap * sizeof *e);
+        if (e != NULL) k->end = e;
+        uint64_t *sv = realloc(k->series, cap * sizeof *sv);
+        if (sv != NULL) k->series = sv;
+        if (e == NULL || sv == NULL) return errmsg_set(em, ERR_NOMEM, "out of memory");
+        k->cap = cap;
+    }
+    if (k->b.max == 0) buf_init(&k->b, BUF_UNLIMITED);
+    if (buf_append(&k->b, m->key.data, m->key.len) != 0)
+        return errmsg_set(em, ERR_NOMEM, "out of memory");
+    k->end[k->n] = k->b.len;
+    k->series[k->n++] = series_key(m);
+    return 0;
+}
+
+/* A holds probe's first look at m, which this node holds with `total`. */
+static int holds_summary(repair_t *r, const Flamedb__Cluster__StreamWindow *m,
+                         repair_stream_state_t *ss, int64_t total, errmsg_t *em)
+{
+    ss->fill_matched[m->res] = (int64_t)((uint64_t)ss->fill_matched[m->res] + (uint64_t)total);
+    int rel = relate(r, m, NULL, NULL, NULL, NULL, NULL);
+    if (rel < 0) return errmsg_set(em, rel, "window profiles: %s", err_message(rel));
+    if (rel == STORAGE_WPROF_UNKNOWN) return keys_put(ss->fill_look, m, em); /* by stacks */
+    ss->fill_short += rel != STORAGE_WPROF_EQUAL && rel != STORAGE_WPROF_A_HOLDS_B;
+    return 0;
+}
+
+int repair_fill_summary(repair_t *r, const Flamedb__Cluster__StreamWindow *m,
+                        repair_stream_state_t *ss, repair_stats_t *st, errmsg_t *em)
+{
+    if (m->res >= STORAGE_RESOLUTION_COUNT ||
+        m->window_s + (int64_t)storage_resolutions[m->res] > ss->fill_until)
+        return 0;
+    int64_t total = 0;
+    int has = storage_window_total(r->storage, m->tenant, m->token, m->series_id, (int)m->res,
+                                   m->window_s, &total);
+    if (has < 0) return errmsg_set(em, has, "window total lookup failed");
+    if (ss->fill_holds) return has ? holds_summary(r, m, ss, total, em) : 0;
+    if (!has) return keys_put(ss->fill_want, m, em); /* the peer's is the union there */
+    /* both hold it: by the ids of the whole windows (kept trees or not) */
+    buf_t here, there;
+    buf_init(&here, BUF_UNLIMITED);
+    buf_init(&there, BUF_UNLIMITED);
+    int rel = relate(r, m, NULL, NULL, &there, &here, NULL), rc = 0;
+    if (rel < 0) rc = errmsg_set(em, rel, "window profiles: %s", err_message(rel));
+    if (rel == STORAGE_WPROF_A_HOLDS_B) rc = keys_put(ss->fill_want, m, em); /* add the rest */
+    if (rel == STORAGE_WPROF_UNKNOWN) rc = keys_put(ss->fill_look, m, em);   /* by stacks */
+    if (rel == STORAGE_WPROF_MIXED) {
+        st->wc_inexact++;
+        rc = note_inexact(r, m, ss, st, &here, &there);
+        if (rc != 0) rc = errmsg_set(em, rc, "window check: %s", err_message(rc));
+        uint32_t v;
+        if (rc == 0 && u64map_get_or_put(ss->fill_skip, series_key(m), 0, &v) < 0)
+            rc = errmsg_set(em, ERR_NOMEM, "out of memory");
+    }
+    buf_free(&here);
+    buf_free(&there);
+    return rc;
+}
+
 /* A walk of peer's old windows in [lo, hi] that stores nothing yet (a
  * probe), skipping the series in skip; NULL when out of memory. */
 static repair_stream_state_t *probe_state(const char *peer, uint64_t lo, uint64_t hi,
@@ -320,18 +402,54 @@ static repair_stream_state_t *probe_state(const char *peer, uint64_t lo, uint64_
     return ss;
 }
 
+/* ss walked again over keys (NULL: every window), from the start. */
+static int walk_again(repair_t *r, const char *peer, repair_stream_state_t *ss,
+                      const repair_keys_t *keys, repair_stats_t *st, errmsg_t *em)
+{
+    ss->done = 0;
+    ss->after_len = 0;
+    ss->fill_summary = 0;
+    ss->fill_keys = keys;
+    ss->fill_key_next = 0;
+    return repair_stream_walk(r, peer, ss, st, NULL, em);
+}
+
+/* The first look by summaries, then the windows of look compared (a
+ * probe), as each kind of source allows: 1 when the looks walked to the
+ * end, 0 when not, or a negative error. On an older source (no summaries)
+ * the probe walks every window, and want is left empty. */
+static int first_looks(repair_t *r, const char *peer, repair_stream_state_t *ss, repair_stats_t *st,
+                       errmsg_t *em)
+{
+    ss->fill_summary = 1;
+    int rc = repair_stream_walk(r, peer, ss, st, NULL, em);
+    if (rc == 0 && ss->fill_old) { /* an older source: every window, as before */
+        ss->fill_old = 0;
+        rc = walk_again(r, peer, ss, NULL, st, em);
+        ss->fill_want = NULL;
+        return rc != 0 ? rc : ss->done && !r->closing;
+    }
+    if (rc != 0 || !ss->done || r->closing) return rc;
+    ss->fill_no_match = 1; /* counted at the first look */
+    rc = walk_again(r, peer, ss, ss->fill_look, st, em);
+    return rc != 0 ? rc : ss->done && !r->closing;
+}
+
 int repair_fill_interval(repair_t *r, const char *peer, uint64_t lo, uint64_t hi, int64_t until_s,
                          repair_stats_t *st, errmsg_t *em)
 {
     u64map_t skip = {0};
+    repair_keys_t want = {0}, look = {0};
     repair_stream_state_t *ss = probe_state(peer, lo, hi, until_s, &skip);
     if (ss == NULL) return errmsg_set(em, ERR_NOMEM, "out of memory");
-    int rc = repair_stream_walk(r, peer, ss, st, NULL, em);
-    int probed = rc == 0 && ss->done && !r->closing;
+    ss->fill_want = &want;
+    ss->fill_look = &look;
+    int rc = first_looks(r, peer, ss, st, em);
+    int probed = rc == 1;
+    rc = rc < 0 ? rc : 0;
     ss->fill_probe = 0;
-    ss->done = 0;
-    ss->after_len = 0;
-    if (probed) rc = repair_stream_walk(r, peer, ss, st, NULL, em);
+    /* the windows it will store only (every window from an older source) */
+    if (probed) rc = walk_again(r, peer, ss, ss->fill_want, st, em);
     uint64_t left = ss->fill_left + (rc == 0 && !ss->done && !r->closing);
     if (left > 0)
         log_info("repair",
@@ -341,6 +459,8 @@ int repair_fill_interval(repair_t *r, const char *peer, uint64_t lo, uint64_t hi
                  "(compared again by the next check)",
                  (unsigned long long)lo, (unsigned long long)hi, peer, (unsigned long long)left);
     u64map_free(&skip);
+    repair_keys_free(&want);
+    repair_keys_free(&look);
     free(ss);
     return rc;
 }
@@ -352,14 +472,18 @@ int repair_fill_holds_interval(repair_t *r, const char *peer, uint64_t lo, uint6
     u64map_t skip = {0};
     repair_stream_state_t *ss = probe_state(peer, lo, hi, until_s, &skip);
     if (ss == NULL) return errmsg_set(em, ERR_NOMEM, "out of memory");
+    repair_keys_t look = {0};
     ss->fill_holds = 1;
-    int rc = repair_stream_walk(r, peer, ss, st, NULL, em);
+    ss->fill_look = &look;
+    int rc = first_looks(r, peer, ss, st, em);
+    rc = rc < 0 ? rc : 0;
     if (rc == 0 && (!ss->done || r->closing))
         rc = errmsg_set(em, ERR_INTERNAL, "the walk of %s's windows did not end", peer);
     *short_out = ss->fill_short;
     for (int i = 0; i < STORAGE_RESOLUTION_COUNT; i++)
         matched[i] = (int64_t)((uint64_t)matched[i] + (uint64_t)ss->fill_matched[i]);
     u64map_free(&skip);
+    repair_keys_free(&look);
     free(ss);
     return rc;
 }

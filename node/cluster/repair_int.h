@@ -328,6 +328,16 @@ void repair_throttle(repair_t *r, const repair_stats_t *st);
 /* Streaming whole windows of one gained token interval (repair_stream.c):
  * where the interval's stream stands, kept by the thread across passes. */
 #define REPAIR_STREAM_KEY_MAX 256 /* CLUSTER_STREAM_MAX_KEY */
+/* Window keys a fill asks its source for (repair_fill.c), in key order.
+ * Owned by the fill that fills it (repair_keys_free). */
+typedef struct repair_keys {
+    buf_t b;          /* the keys, one after another */
+    size_t *end;      /* key i is b.data[end[i - 1] (0 for i = 0), end[i]) */
+    uint64_t *series; /* key i's series (series_id ^ the tenant's hash) */
+    size_t n, cap;
+} repair_keys_t;
+void repair_keys_free(repair_keys_t *k);
+
 typedef struct repair_stream_state {
     uint64_t lo, hi;
     int done;   /* every window was stored (or was already) */
@@ -356,6 +366,18 @@ typedef struct repair_stream_state {
     uint64_t fill_short;
     int64_t fill_matched[STORAGE_RESOLUTION_COUNT]; /* this node's totals of the windows seen */
     uint64_t fill_left; /* windows of the fill left out: kept profiles, or a parts restart */
+    /* A fill's first look (fill_summary): the walk asks for summaries and
+     * repair_fill_summary sorts each into fill_want (to store or add to)
+     * or fill_look (to compare stack by stack: a window held by both and
+     * not named by ids on both), or skips its series; fill_old when the
+     * source sent whole windows instead (an older node). fill_keys (may be
+     * NULL): the walk asks for these windows only, fill_key_next the first
+     * not yet asked (of a series not in fill_skip, unless fill_probe);
+     * fill_no_match: leave fill_matched alone (counted at the first look). */
+    int fill_summary, fill_old, fill_no_match;
+    repair_keys_t *fill_want, *fill_look; /* borrowed */
+    const repair_keys_t *fill_keys;       /* borrowed */
+    size_t fill_key_next;
 } repair_stream_state_t;
 
 /* The streams of a move, by interval (repair thread). */
@@ -394,15 +416,18 @@ typedef void (*repair_stream_page_fn)(repair_t *r);
 int repair_stream_interval(repair_t *r, const char *peer, repair_stream_state_t *ss,
                            repair_stats_t *st, repair_stream_page_fn page, errmsg_t *em);
 /* Repair thread: the window check's fill of [lo, hi] from peer (docs/cluster.md,
- * "Old windows no profile id names"). A first walk of the peer's windows
- * that end by until_s (STREAM) stores nothing: it finds the series with a
- * window both copies hold differently (totals, then stacks; counted in
- * st->wc_inexact: their union cannot be told) or naming kept profiles;
- * those series are left whole as they are. A second walk stores each
- * window of the other series that this node does not hold at all (no
- * `totals` key): this node holds no profile of that series, resolution
- * and window, so the peer's is the union, exactly; st->wc_filled counts
- * them. No span trees, no totals check (the window check compares again). */
+ * "Old windows no profile id names"). A first look at the summaries of
+ * the peer's windows that end by until_s (STREAM window_summaries), then at
+ * the windows that need their stacks compared (by key), stores nothing: it
+ * finds the series with a window both copies hold differently (by id;
+ * else totals, then stacks; counted in st->wc_inexact: their union cannot
+ * be told); those series are left whole as they are. Then the windows of
+ * the other series that this node does not hold at all (no `totals` key:
+ * this node holds no profile of that series, resolution and window, so the
+ * peer's is the union, exactly), or holds fewer profiles of by id, are
+ * asked for by key and stored or added to; st->wc_filled counts them. A
+ * source that sends no summaries is walked twice whole, as before. No
+ * span trees, no totals check (the window check compares again). */
 int repair_fill_interval(repair_t *r, const char *peer, uint64_t lo, uint64_t hi, int64_t until_s,
                          repair_stats_t *st, errmsg_t *em);
 /* Repair thread: before a copy whose sums hold this node's is taken whole
@@ -424,6 +449,15 @@ int repair_fill_holds_interval(repair_t *r, const char *peer, uint64_t lo, uint6
  * stops). */
 int repair_fill_wanted(repair_t *r, const Flamedb__Cluster__StreamWindow *m,
                        repair_stream_state_t *ss, repair_stats_t *st, int whole, errmsg_t *em);
+/* repair_fill.c: a fill's first look at the summary m (no tree: its key,
+ * whole total and window_profiles): into ss->fill_want when this node
+ * lacks the window or holds less of it by profile id, into ss->fill_look
+ * when held here and not comparable by id; a window held differently by
+ * id counts inexact and puts its series in ss->fill_skip. A holds probe
+ * (ss->fill_holds) counts ss->fill_short and ss->fill_matched instead. 0
+ * or a negative error. */
+int repair_fill_summary(repair_t *r, const Flamedb__Cluster__StreamWindow *m,
+                        repair_stream_state_t *ss, repair_stats_t *st, errmsg_t *em);
 /* repair_fill.c: adds to this node's window of m the profiles the peer's
  * holds beyond it (m's residual, or whole when put together from parts,
  * less this node's window, stack by stack; their ids and count), stored

@@ -466,6 +466,50 @@ static int add_window(void *ctx, const storage_stream_window_t *w)
     return 0;
 }
 
+/* One window's summary (a fill's first look: no tree, lists or labels). */
+static int add_summary(void *ctx, const storage_window_summary_t *w)
+{
+    serve_t *x = ctx;
+    Flamedb__Cluster__RepairAnswer *a = x->a;
+    if (a->n_windows > 0 && (strcmp(x->tenant, w->tenant) != 0 || x->bytes >= x->cap ||
+                             a->n_windows == CLUSTER_REPAIR_MAX_ENTRIES)) {
+        a->more = 1;
+        return 1; /* the rest in the next page */
+    }
+    if (set_tenant(x, w->tenant) != 0) return ERR_NOMEM;
+    Flamedb__Cluster__StreamWindow *m = arena_zalloc(x->arena, sizeof *m);
+    if (m == NULL) return ERR_NOMEM;
+    flamedb__cluster__stream_window__init(m);
+    m->tenant = x->tenant_out;
+    m->token = w->token;
+    m->series_id = w->series_id;
+    m->res = (uint32_t)w->res;
+    m->window_s = w->window_s;
+    m->total = w->total;
+    m->key = bytes_of(x->arena, w->key, w->key_len);
+    if (m->key.data == NULL) return ERR_NOMEM;
+    if (w->wprof_len > 0) {
+        m->window_profiles = bytes_of(x->arena, w->wprof, w->wprof_len);
+        if (m->window_profiles.data == NULL) return ERR_NOMEM;
+    }
+    x->bytes += protobuf_c_message_get_packed_size(&m->base);
+    a->windows[a->n_windows++] = m;
+    return 0;
+}
+
+/* The windows of q's keys (a fill's second look), as storage_stream_scan. */
+static int scan_keys(serve_t *x, const Flamedb__Cluster__RepairRequest *q)
+{
+    storage_key_ref_t *k = malloc(q->n_keys * sizeof *k);
+    if (k == NULL) return ERR_NOMEM;
+    for (size_t i = 0; i < q->n_keys; i++)
+        k[i] = (storage_key_ref_t){q->keys[i].data, q->keys[i].len};
+    int rc = storage_stream_scan_keys(x->s, q->lo, q->hi, k, q->n_keys, q->after_key.data,
+                                      q->after_key.len, add_window, x);
+    free(k);
+    return rc;
+}
+
 /* The symbols the answer's residuals reference, loaded into a->symbols. */
 static int put_symbols(serve_t *x)
 {
@@ -519,9 +563,17 @@ int repair_serve_stream(storage_t *s, const repair_options_t *o,
     if (w != NULL) {
         rc = emit_part(&x, w, x.want_part - 1);
         repair_partcache_release(env->cache);
+    } else if (rc == 0 && q->window_summaries && q->until_s > 0) {
+        a->window_summaries = 1;
+        rc = storage_stream_summaries(s, q->lo, q->hi, q->after_key.data, q->after_key.len,
+                                      q->until_s, add_summary, &x);
+        if (rc == 1) rc = 0; /* stopped at the page's end */
     } else if (rc == 0) {
-        rc = storage_stream_scan(s, q->lo, q->hi, q->after_key.data, q->after_key.len, add_window,
-                                 &x);
+        if (q->n_keys > 0)
+            rc = scan_keys(&x, q);
+        else /* a fill's (until_s): the newer windows are not read */
+            rc = storage_stream_scan_until(s, q->lo, q->hi, q->after_key.data, q->after_key.len,
+                                           q->until_s > 0 ? q->until_s : 0, add_window, &x);
         if (rc == 1) rc = 0; /* stopped at the page's end */
         if (rc == ERR_LIMIT && em->text[0] == '\0')
             rc = errmsg_set(em, ERR_LIMIT,
@@ -882,53 +934,133 @@ static int stream_check(repair_t *r, const char *peer, repair_stream_state_t *ss
     return 0;
 }
 
+/* Keys a fill's STREAM asks for at most, per request. */
+#define FILL_KEYS_BATCH 1024
+
+/* The next keys of ss->fill_keys into q (v: FILL_KEYS_BATCH entries),
+ * those of a skipped series left out (unless a probe); *used how many of
+ * ss->fill_keys they took. */
+static void fill_keys_request(const repair_stream_state_t *ss, ProtobufCBinaryData *v,
+                              Flamedb__Cluster__RepairRequest *q, size_t *used)
+{
+    const repair_keys_t *k = ss->fill_keys;
+    size_t i = ss->fill_key_next, n = 0;
+    uint32_t dummy;
+    for (; i < k->n && n < FILL_KEYS_BATCH; i++) {
+        if (!ss->fill_probe && ss->fill_skip != NULL &&
+            u64map_get(ss->fill_skip, k->series[i], &dummy))
+            continue;
+        size_t from = i > 0 ? k->end[i - 1] : 0;
+        v[n++] = (ProtobufCBinaryData){k->end[i] - from, k->b.data + from};
+    }
+    q->keys = v;
+    q->n_keys = n;
+    *used = i - ss->fill_key_next;
+}
+
+/* The windows of answer a (syms: its symbols) taken, ss->after moved past
+ * each; a fill's first look hands each summary to repair_fill_summary. */
+static int take_answer(repair_t *r, const char *peer, const Flamedb__Cluster__RepairAnswer *a,
+                       const symtab_t *syms, repair_partsin_t *parts, repair_stream_state_t *ss,
+                       repair_stats_t *st, errmsg_t *em)
+{
+    int rc = 0;
+    if (ss->fill_summary && a->n_windows > 0 && !a->window_summaries)
+        ss->fill_old = 1; /* whole windows: a source that sends no summaries */
+    for (size_t i = 0; rc == 0 && i < a->n_windows && !r->closing && !ss->fill_old; i++) {
+        const Flamedb__Cluster__StreamWindow *m = a->windows[i];
+        int advance = 1;
+        if (ss->fill_summary) {
+            rc = repair_fill_summary(r, m, ss, st, em);
+        } else if (m->parts > 1) {
+            rc = take_part(r, peer, m, a, parts, ss, st, &advance, em);
+        } else {
+            repair_partsin_drop(parts); /* the source sends it whole now */
+            rc = take_window(r, peer, m, NULL, syms, ss, st, em);
+        }
+        if (rc == 0 && advance) { /* resume after it, also after a restart of the source */
+            memcpy(ss->after, m->key.data, m->key.len);
+            ss->after_len = m->key.len;
+        }
+    }
+    return rc;
+}
+
+/* A batch of keys q asked for is answered (the source's page did not stop
+ * early): past its last key, `used` entries of ss->fill_keys on; whether
+ * keys are left to ask for. */
+static int fill_keys_answered(repair_stream_state_t *ss, const Flamedb__Cluster__RepairRequest *q,
+                              size_t used)
+{
+    if (q->n_keys > 0) {
+        const ProtobufCBinaryData *l = &q->keys[q->n_keys - 1];
+        memcpy(ss->after, l->data, l->len);
+        ss->after_len = l->len;
+    }
+    ss->fill_key_next += used;
+    return ss->fill_key_next < ss->fill_keys->n;
+}
+
+/* STREAM of ss's interval from where it stands into q (kv: room for a
+ * fill's keys, or NULL); *used: the keys of ss->fill_keys it took. */
+static void stream_request(const repair_stream_state_t *ss, const repair_partsin_t *parts,
+                           ProtobufCBinaryData *kv, Flamedb__Cluster__RepairRequest *q,
+                           size_t *used)
+{
+    repair_request_init(q, RK(STREAM), 0, 0);
+    q->lo = ss->lo;
+    q->hi = ss->hi;
+    /* a fill wants the old windows only: the source leaves out the rest
+     * (an older source sends them and repair_fill_wanted skips them) */
+    if (ss->fill_until > 0) q->until_s = ss->fill_until;
+    q->window_summaries = ss->fill_summary;
+    *used = 0;
+    if (kv != NULL) fill_keys_request(ss, kv, q, used);
+    q->after_key = (ProtobufCBinaryData){ss->after_len, (uint8_t *)ss->after};
+    q->window_part = parts->next + 1;
+    q->profile_slices = 1;
+    q->symbol_pieces = 1;
+    q->path_anchors = 1;
+}
+
 int repair_stream_walk(repair_t *r, const char *peer, repair_stream_state_t *ss, repair_stats_t *st,
                        repair_stream_page_fn page, errmsg_t *em)
 {
+    ProtobufCBinaryData *kv = NULL;
+    if (ss->fill_keys != NULL) {
+        kv = malloc(FILL_KEYS_BATCH * sizeof *kv);
+        if (kv == NULL) return errmsg_set(em, ERR_NOMEM, "out of memory");
+    }
     int rc = 0, more = 1;
     repair_partsin_t parts = {0};
     while (rc == 0 && more && !r->closing) {
         Flamedb__Cluster__RepairRequest q;
-        repair_request_init(&q, RK(STREAM), 0, 0);
-        q.lo = ss->lo;
-        q.hi = ss->hi;
-        /* a fill wants the old windows only: the source leaves out the rest
-         * (an older source sends them and repair_fill_wanted skips them) */
-        if (ss->fill_until > 0) q.until_s = ss->fill_until;
-        q.after_key = (ProtobufCBinaryData){ss->after_len, ss->after};
-        q.window_part = parts.next + 1;
-        q.profile_slices = 1;
-        q.symbol_pieces = 1;
-        q.path_anchors = 1;
+        size_t used;
+        stream_request(ss, &parts, kv, &q, &used);
         cluster_msg_t ans = {0};
-        if ((rc = repair_call(r, peer, &q, &ans, em)) != 0) break;
-        const Flamedb__Cluster__RepairAnswer *a = (const void *)ans.body;
-        symtab_t *syms = symtab_new();
-        rc = syms != NULL ? repair_symbols_put(a, syms) : ERR_NOMEM;
-        uint64_t before = st->windows;
-        for (size_t i = 0; rc == 0 && i < a->n_windows && !r->closing; i++) {
-            const Flamedb__Cluster__StreamWindow *m = a->windows[i];
-            int advance = 1;
-            if (m->parts > 1) {
-                rc = take_part(r, peer, m, a, &parts, ss, st, &advance, em);
-            } else {
-                repair_partsin_drop(&parts); /* the source sends it whole now */
-                rc = take_window(r, peer, m, NULL, syms, ss, st, em);
-            }
-            if (rc == 0 && advance) { /* resume after it, also after a restart of the source */
-                memcpy(ss->after, m->key.data, m->key.len);
-                ss->after_len = m->key.len;
-            }
+        if (kv != NULL && q.n_keys == 0) { /* no key left to ask for: no request */
+            ss->fill_key_next = ss->fill_keys->n;
+            more = 0;
+        } else if ((rc = repair_call(r, peer, &q, &ans, em)) != 0) {
+            break;
+        } else {
+            const Flamedb__Cluster__RepairAnswer *a = (const void *)ans.body;
+            symtab_t *syms = symtab_new();
+            rc = syms != NULL ? repair_symbols_put(a, syms) : ERR_NOMEM;
+            uint64_t before = st->windows;
+            if (rc == 0) rc = take_answer(r, peer, a, syms, &parts, ss, st, em);
+            size_t got = protobuf_c_message_get_packed_size(ans.body);
+            st->bytes += got;
+            uv_mutex_lock(&r->mu);
+            r->counters.windows += st->windows - before;
+            r->counters.bytes += got;
+            uv_mutex_unlock(&r->mu);
+            more = a->more && a->n_windows > 0 && !ss->fill_old;
+            if (kv != NULL && rc == 0 && !more) more = fill_keys_answered(ss, &q, used);
+            symtab_free(syms);
+            cluster_msg_free(&ans);
         }
-        size_t got = protobuf_c_message_get_packed_size(ans.body);
-        st->bytes += got;
-        uv_mutex_lock(&r->mu);
-        r->counters.windows += st->windows - before;
-        r->counters.bytes += got;
-        uv_mutex_unlock(&r->mu);
-        more = a->more && a->n_windows > 0;
-        symtab_free(syms);
-        cluster_msg_free(&ans);
+        if (rc == 0 && ss->fill_old) break;    /* the caller walks as before */
         if (rc == 0 && !more && !r->closing) { /* walked to the end */
             ss->done = !ss->failed;
             ss->failed = 0;
@@ -938,6 +1070,7 @@ int repair_stream_walk(repair_t *r, const char *peer, repair_stream_state_t *ss,
         repair_throttle(r, st);
     }
     repair_partsin_drop(&parts); /* a window cut short: from its first part next time */
+    free(kv);
     return rc;
 }
 

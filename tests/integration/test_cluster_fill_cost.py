@@ -21,6 +21,7 @@ bytes each node received and stored and the windows it copied; then each
 node alone answers every push, each counted once.
 """
 import os
+import re
 import time
 
 import harness
@@ -56,6 +57,17 @@ def counters(c):
     return [[metric(c, i, n) for n in names] for i in (0, 1)]
 
 
+def first_round(out):
+    """[(bytes received, ms)] of n0's and n1's passes in flamectl's first round."""
+    got = {}
+    for line in out.split("round 2:")[0].splitlines():
+        m = re.match(r"\s+(n[01])\s+complete .*\((\d+) bytes\).* (\d+) ms$", line)
+        if m:
+            got[m.group(1)] = (int(m.group(2)), int(m.group(3)))
+    assert len(got) == 2, out
+    return [got["n0"], got["n1"]]
+
+
 def test_fill_of_a_large_mixed_range():
     n = int(os.environ.get("FLAMEDB_FILL_SERVICES", "96"))
     now = int(time.time())
@@ -81,14 +93,22 @@ def test_fill_of_a_large_mixed_range():
         print("    %d services, %d series only one node holds; loaded in %.1f s"
               % (len(want), len(only[0]) + len(only[1]), time.monotonic() - t0))
         before = counters(c)
-        took, _ = repair_printed(c)
+        took, out = repair_printed(c)
         after = counters(c)
         d = [[a - b for a, b in zip(after[i], before[i])] for i in (0, 1)]
+        first = first_round(out)
         print("    flamectl cluster repair took %.2f s" % took)
         for i in (0, 1):
-            print("    n%d: received %d bytes, stored %d bytes, %d window(s) copied, %d inexact"
-                  % (i, d[i][0], d[i][1], d[i][2], d[i][3]))
+            print("    n%d: received %d bytes, stored %d bytes, %d window(s) copied, %d inexact; "
+                  "its first pass received %d bytes in %d ms"
+                  % (i, d[i][0], d[i][1], d[i][2], d[i][3], first[i][0], first[i][1]))
         assert d[0][2] + d[1][2] > 0, d  # one fills; the other may then take its copy whole
+        for i in (0, 1):
+            # the fill asks for the windows it stores only: before, its two
+            # walks of every old window received about ten times what it
+            # stored (and the stores counted here include a regain's)
+            if d[i][2] > 0:
+                assert first[i][0] <= 4 * d[i][1], (i, first[i], d[i])
         for i, other in ((0, 1), (1, 0)):
             got = alone(c, i, other, sorted(want), frm, until)
             wrong = sorted((s, got[s], want[s]) for s in want if got[s] != want[s])

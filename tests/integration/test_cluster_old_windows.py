@@ -499,6 +499,47 @@ def test_superset_window_past_profile_retention():
         assert sum(inexact) == 0, inexact
 
 
+def test_kept_tree_window_compared_by_id():
+    """A window whose profile's tree is still kept (within --profile-retention,
+    4h, but past the profile ids' span, an hour inside it) held alike by
+    both nodes, in a series whose copies are otherwise mixed. One service:
+    an acknowledged push A 3.5 hours ago (both nodes, tree kept), a failed
+    push B through n1 (n0 stopped) 6 days ago and C through n0 (n1 stopped)
+    5 days ago. Before, the fill's look at A's windows could not compare
+    them (their residuals leave A's tree out): the series was left whole on
+    both nodes, n0 answering A + C and n1 A + B until A's tree went. Now
+    the windows are compared by the profile ids of the whole windows (the
+    same on both): each node copies the other's old push, and after
+    flamectl cluster repair each alone answers A + B + C."""
+    now = int(time.time())
+    args = ARGS + ["--profile-retention", "4h", "--repair-windows-interval", "0"]
+    with Cluster(2, rf=2, write_quorum=2, args=args) as c:
+        svc = harness.unique("kept")
+        body, a = big_body(7400, lines=8)
+        push_ok(c, 0, body, svc, now - 12600)
+        no_marks(c)
+        pushed = {"A": a}
+        for name, stopped, via, t, seed in (("B", 0, 1, now - 6 * 86400, 7500),
+                                            ("C", 1, 0, now - 5 * 86400, 7600)):
+            failed, _ = push_failing(c, via, [stopped], [svc], seed, now, at={svc: t},
+                                     hold=0.5)
+            pushed[name] = failed[svc]
+            c.wait_state(stopped, "active", observers=[via], timeout=30)
+            time.sleep(1.2)  # past the write timeout: the miss is marked by then
+            no_marks(c)
+        took, printed = repair_printed(c)
+        filled = [metric(c, i, "flamedb_repair_window_windows_filled_total") for i in (0, 1)]
+        print("    flamectl cluster repair took %.2f s; windows copied or added %r"
+              % (took, filled))
+        frm, until = now - 7 * 86400, now + 60
+        want = pushed["A"] + pushed["B"] + pushed["C"]
+        for i, other in ((0, 1), (1, 0)):
+            got = alone(c, i, other, [svc], frm, until)[svc]
+            print("    n%d alone: %d (A %d, B %d, C %d)"
+                  % (i, got, pushed["A"], pushed["B"], pushed["C"]))
+            assert got == want, "n%d alone answers %d, want A + B + C = %d" % (i, got, want)
+
+
 def test_three_mixed_copies_end_in_the_union():
     """3 nodes RF 3 write quorum 2: each node holds a different failed old
     push of the same series (the other two stopped while it was pushed

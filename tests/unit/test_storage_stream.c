@@ -38,6 +38,9 @@
 #define FROM (T0 - 200000)
 #define UNTIL (T0 + 200000)
 #define NPROF 5
+#define REPAIR_KEY_MAX 256
+/* a listed window_profiles value of n ids: its header and the ids */
+#define WPROF_LEN(n) (26 + 16 * (n))
 
 static symtab_t *ST;
 static calltree_t *TREES[NPROF + 1];
@@ -1129,6 +1132,140 @@ static void test_window_profiles_bounded(const labels_t *l)
     fx_done(&b);
 }
 
+/* ---- a fill's scans: bounded by until_s, by keys, and by summaries */
+
+#define MAX_KEYS 64
+typedef struct keyset {
+    uint8_t key[MAX_KEYS][REPAIR_KEY_MAX];
+    size_t len[MAX_KEYS];
+    int64_t total[MAX_KEYS];
+    int64_t until_s; /* 0: every window */
+    size_t n;
+} keyset_t;
+
+static int key_window(void *ctx, const storage_stream_window_t *w)
+{
+    keyset_t *k = ctx;
+    int64_t end = w->window_s + (int64_t)storage_resolutions[w->res];
+    if (k->until_s != 0 && end > k->until_s) return 0; /* what the caller filtered before */
+    CHECK(k->n < MAX_KEYS && w->key_len <= REPAIR_KEY_MAX);
+    if (k->n >= MAX_KEYS) return 1;
+    memcpy(k->key[k->n], w->key, w->key_len);
+    k->len[k->n] = w->key_len;
+    k->total[k->n++] = w->total;
+    return 0;
+}
+
+static void check_same_keys(const keyset_t *a, const keyset_t *b)
+{
+    CHECK_EQ_INT(a->n, b->n);
+    for (size_t i = 0; i < a->n && i < b->n; i++) {
+        CHECK_EQ_INT(a->len[i], b->len[i]);
+        CHECK(memcmp(a->key[i], b->key[i], a->len[i]) == 0);
+        CHECK_EQ_INT(a->total[i], b->total[i]);
+    }
+}
+
+/* A scan bounded by until_s hands exactly the windows a whole scan hands
+ * that end by it (the rest are not read); a scan by keys hands exactly the
+ * windows named that this store holds, after `after`. Before, the source
+ * read every window alive and the caller dropped the newer ones. */
+static void test_scan_until_and_keys(fixture_t *a)
+{
+    int64_t until = T0 - 3600;
+    keyset_t all = {.until_s = until}, bounded = {0};
+    CHECK_EQ_INT(storage_stream_scan(a->s, 0, UINT64_MAX, NULL, 0, key_window, &all), 0);
+    CHECK_EQ_INT(
+        storage_stream_scan_until(a->s, 0, UINT64_MAX, NULL, 0, until, key_window, &bounded), 0);
+    CHECK(all.n > 0);
+    check_same_keys(&all, &bounded);
+    keyset_t every = {0};
+    CHECK_EQ_INT(storage_stream_scan(a->s, 0, UINT64_MAX, NULL, 0, key_window, &every), 0);
+    CHECK(every.n > bounded.n); /* newer windows exist, left out */
+
+    /* every other window, and a key this store does not hold */
+    storage_key_ref_t refs[MAX_KEYS + 1];
+    keyset_t want = {0};
+    uint8_t absent[REPAIR_KEY_MAX];
+    size_t nr = 0;
+    for (size_t i = 0; i < every.n; i += 2) {
+        refs[nr++] = (storage_key_ref_t){every.key[i], every.len[i]};
+        memcpy(want.key[want.n], every.key[i], every.len[i]);
+        want.len[want.n] = every.len[i];
+        want.total[want.n++] = every.total[i];
+        if (i == 0) { /* the first key with another window: held nowhere */
+            memcpy(absent, every.key[0], every.len[0]);
+            absent[every.len[0] - 1] ^= 1;
+            refs[nr++] = (storage_key_ref_t){absent, every.len[0]};
+        }
+    }
+    keyset_t got = {0};
+    CHECK_EQ_INT(storage_stream_scan_keys(a->s, 0, UINT64_MAX, refs, nr, NULL, 0, key_window, &got),
+                 0);
+    check_same_keys(&want, &got);
+    /* after the first key: the others only */
+    keyset_t rest = {0}, tail = want;
+    tail.n = want.n - 1;
+    memmove(tail.key, want.key[1], sizeof tail.key[0] * tail.n);
+    memmove(tail.len, want.len + 1, sizeof tail.len[0] * tail.n);
+    memmove(tail.total, want.total + 1, sizeof tail.total[0] * tail.n);
+    CHECK_EQ_INT(storage_stream_scan_keys(a->s, 0, UINT64_MAX, refs, nr, every.key[0], every.len[0],
+                                          key_window, &rest),
+                 0);
+    check_same_keys(&tail, &rest);
+}
+
+typedef struct sums_seen {
+    storage_t *s;
+    keyset_t keys;
+    int pair_listed; /* the window of two kept trees names both */
+} sums_seen_t;
+
+static int summary_window(void *ctx, const storage_window_summary_t *w)
+{
+    sums_seen_t *x = ctx;
+    int64_t total = 0;
+    CHECK_EQ_INT(
+        storage_window_total(x->s, w->tenant, w->token, w->series_id, w->res, w->window_s, &total),
+        1);
+    CHECK_EQ_INT(w->total, total);
+    buf_t v;
+    buf_init(&v, BUF_UNLIMITED);
+    int exact = storage_window_profiles_value(x->s, w->tenant, w->token, w->series_id, w->res,
+                                              w->window_s, &v, &total);
+    CHECK(exact >= 0);
+    CHECK_EQ_INT(w->wprof_len, exact == 1 ? v.len : 0);
+    if (exact == 1 && w->wprof_len == v.len) CHECK(memcmp(w->wprof, v.data, v.len) == 0);
+    if (w->res == 0 && w->window_s == T0 - 100 && w->wprof_len == WPROF_LEN(2)) x->pair_listed = 1;
+    buf_free(&v);
+    if (x->keys.n < MAX_KEYS) {
+        memcpy(x->keys.key[x->keys.n], w->key, w->key_len);
+        x->keys.len[x->keys.n] = w->key_len;
+        x->keys.total[x->keys.n++] = 0;
+    }
+    return 0;
+}
+
+/* Summaries name the windows a bounded scan hands, each with its whole
+ * total and its whole window_profiles value: a window whose profiles'
+ * trees are kept (their residual holds none of them) names them all, so a
+ * fill compares it by id. */
+static void test_summaries(fixture_t *a)
+{
+    int64_t until = T0 + 3600;
+    sums_seen_t x = {.s = a->s};
+    CHECK_EQ_INT(storage_stream_summaries(a->s, 0, UINT64_MAX, NULL, 0, until, summary_window, &x),
+                 0);
+    keyset_t bounded = {0};
+    CHECK_EQ_INT(
+        storage_stream_scan_until(a->s, 0, UINT64_MAX, NULL, 0, until, key_window, &bounded), 0);
+    CHECK_EQ_INT(x.keys.n, bounded.n);
+    for (size_t i = 0; i < bounded.n && i < x.keys.n; i++)
+        CHECK(x.keys.len[i] == bounded.len[i] &&
+              memcmp(x.keys.key[i], bounded.key[i], bounded.len[i]) == 0);
+    CHECK(x.pair_listed);
+}
+
 int main(void)
 {
     ST = symtab_new();
@@ -1158,6 +1295,8 @@ int main(void)
     test_unblocked_retention(0);
     test_unblocked_retention(1);
     test_window_profiles_bounded(l);
+    test_scan_until_and_keys(&a);
+    test_summaries(&a);
     fx_done(&a);
     labels_free(l);
     for (int i = 1; i <= NPROF; i++)
