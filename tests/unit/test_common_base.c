@@ -61,7 +61,7 @@ static void json_string_slow(buf_t *b, const uint8_t *s, size_t n)
  * each lands at each offset of an eight-byte word and in the tail. */
 static void test_buf_json_string_words(void)
 {
-    static const uint8_t odd[] = {'"', '\\', 0x00, 0x01, 0x09, 0x0a, 0x1f, 0x20, 0x21,
+    static const uint8_t odd[] = {'"',  '\\', 0x00, 0x01, 0x09, 0x0a, 0x1f, 0x20, 0x21,
                                   0x7e, 0x7f, 0x80, 0xbf, 0xc3, 0xe2, 0xf0, 0xff};
     uint8_t s[48];
     buf_t fast, slow;
