@@ -30,6 +30,64 @@ static void test_buf(void)
     buf_free(&b);
 }
 
+/* buf_append_json_string one byte at a time, as JSON and the rule for
+ * invalid UTF-8 say: the answer the word-at-a-time scan must give. */
+static void json_string_slow(buf_t *b, const uint8_t *s, size_t n)
+{
+    buf_append_byte(b, '"');
+    for (size_t i = 0; i < n;) {
+        uint8_t c = s[i];
+        if (c == '"' || c == '\\') {
+            buf_printf(b, "\\%c", c);
+            i++;
+        } else if (c < 0x20) {
+            buf_printf(b, "\\u%04x", c);
+            i++;
+        } else if (c < 0x80) {
+            buf_append_byte(b, c);
+            i++;
+        } else {
+            size_t l = buf_utf8_len(s + i, n - i);
+            buf_append(b, l ? s + i : (const uint8_t *)"\xef\xbf\xbd", l ? l : 3);
+            i += l ? l : 1;
+        }
+    }
+    buf_append_byte(b, '"');
+}
+
+/* Every byte that is not plain (quote, backslash, each control byte,
+ * 0x7f's neighbours, a UTF-8 lead and continuation, an invalid byte) at
+ * every place of strings of 0 to 40 bytes, alone and after another, so
+ * each lands at each offset of an eight-byte word and in the tail. */
+static void test_buf_json_string_words(void)
+{
+    static const uint8_t odd[] = {'"',  '\\', 0x00, 0x01, 0x09, 0x0a, 0x1f, 0x20, 0x21,
+                                  0x7e, 0x7f, 0x80, 0xbf, 0xc3, 0xe2, 0xf0, 0xff};
+    uint8_t s[48];
+    buf_t fast, slow;
+    buf_init(&fast, BUF_UNLIMITED);
+    buf_init(&slow, BUF_UNLIMITED);
+    for (size_t n = 0; n <= 40; n++) {
+        for (size_t at = 0; at <= n; at++) {
+            for (size_t k = 0; k < sizeof odd; k++) {
+                for (size_t i = 0; i < n; i++)
+                    s[i] = (uint8_t)('a' + (i * 7 + k) % 26);
+                if (at < n) s[at] = odd[k];
+                if (at + 3 < n) s[at + 3] = odd[(k * 5 + 3) % sizeof odd];
+                if (at < n && odd[k] == 0xc3 && at + 1 < n) s[at + 1] = 0xa9; /* a valid pair */
+                buf_reset(&fast);
+                buf_reset(&slow);
+                CHECK_EQ_INT(buf_append_json_string(&fast, (const char *)s, n), ERR_OK);
+                json_string_slow(&slow, s, n);
+                CHECK_EQ_INT(fast.len, slow.len);
+                CHECK(fast.len == slow.len && memcmp(fast.data, slow.data, fast.len) == 0);
+            }
+        }
+    }
+    buf_free(&fast);
+    buf_free(&slow);
+}
+
 /* A budget for test_buf_charge: the bytes a buffer said it holds, the
  * most asked for, and a limit past which it refuses. */
 typedef struct held {
@@ -260,6 +318,7 @@ static void test_err(void)
 int main(void)
 {
     test_buf();
+    test_buf_json_string_words();
     test_buf_charge();
     test_buf_beside();
     test_varint();
