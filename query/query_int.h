@@ -323,6 +323,17 @@ typedef struct query_ss_profile {
  * frames table (the nodes of st); each profile's weights add up to its selves. */
 int query_speedscope_write(const sorted_tree_t *st, const char *profile_type, const char *name,
                            const query_ss_profile_t *profiles, size_t nprofiles, buf_t *out);
+/* The speedscope file of *t as query_speedscope_write writes it over the
+ * name-sorted *t, profile k named names[k] (borrowed) with selves[k] (per
+ * node of *t; NULL: the tree's own), at most two profiles, with members
+ * (NULL: none) added as query_add_json_members adds them: as a stream
+ * (*stream, caller owns; taking *t, *syms and every selves[k], set to NULL)
+ * when its frames and samples alone make at least min_bytes, else into out
+ * (nothing taken). Its length is not known before it is written. */
+int query_speedscope_open(calltree_t **t, symtab_t **syms, const char *profile_type,
+                          const char *name, const char *const *names, int64_t **selves,
+                          size_t nprofiles, const char *members, size_t min_bytes, buf_t *out,
+                          query_stream_t **stream);
 
 /* ---- SVG flame graphs (svg.c) ---- */
 /* Writes the fill of one frame as "#rrggbb" (out holds 8 bytes). The plain
