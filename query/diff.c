@@ -120,7 +120,14 @@ static int decode_tree(const uint8_t *p, size_t n, calltree_t *t,
     size_t scratch = rc == 0 ? calltree_decode_scratch_bytes(ndict, nnodes) : 0;
     if (rc == 0) rc = charge_take(charge, scratch);
     if (rc != 0) return rc;
-    rc = calltree_decode_merge(t, p, n);
+    if (charge != NULL) { /* t's room for the records, charged before it is made */
+        size_t was = calltree_mem_bytes(t), most = calltree_reserve_decode_bytes(t, nnodes, ndict);
+        int took = (rc = charge_take(charge, most)) == 0;
+        if (took) rc = calltree_reserve_decode(t, nnodes, ndict);
+        size_t grew = calltree_mem_bytes(t) - was; /* stays charged: the caller's */
+        if (took) charge_give(charge, most > grew ? most - grew : 0);
+    }
+    if (rc == 0) rc = calltree_decode_merge(t, p, n);
     charge_give(charge, scratch);
     return rc;
 }

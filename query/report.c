@@ -118,6 +118,7 @@ typedef struct acc {
     /* charged the map, rows, samples and a bucket's function table before
      * they are made (take NULL: nothing charged) */
     query_report_charge_t charge;
+    size_t totals; /* of the charge: the totals the last bucket's tree made */
 } acc_t;
 
 /* Takes n bytes from a's charge (none: nothing). */
@@ -182,7 +183,7 @@ static int add_bucket(acc_t *a, const calltree_t *t, int side, uint32_t col)
     query_fn_t *fns = NULL;
     size_t n = 0, held = 0;
     int64_t ticks = calltree_root_total(t);
-    int rc = query_fns_collect(t, &a->charge, &fns, &n, &held);
+    int rc = query_fns_collect(t, &a->charge, &fns, &n, &held, &a->totals);
     a->r->ticks[side] += ticks;
     a->used[col] = ticks > 0;
     for (size_t i = 0; rc == 0 && i < n; i++) {
@@ -607,8 +608,9 @@ static int answer_grows(void *ctx, size_t now)
     return 0;
 }
 
-/* Builds the report one bucket at a time: each bucket's tree is decoded,
- * charged (as it will be read), added (its function table charged as it
+/* Builds the report one bucket at a time: each bucket's tree is decoded
+ * (its room charged before it is made, its links once decoded, its totals
+ * as they are made), added (its function table charged as it
  * is collected) and freed before the next, so the report holds one
  * decoded tree at a time rather than up to 60. */
 static int build_report(const query_report_plan_t *plan, const query_limits_t *lim,
@@ -621,13 +623,18 @@ static int build_report(const query_report_plan_t *plan, const query_limits_t *l
     for (int s = 0; s < 2; s++)
         for (size_t b = 0; rc == 0 && b < plan->nbuckets[s]; b++) {
             calltree_t *t = calltree_new(lim->max_tree_nodes);
+            size_t start = t != NULL ? calltree_mem_bytes(t) : 0;
             rc = t == NULL ? ERR_NOMEM
                            : query_tree_decode_charged(body[s][b], len[s][b], t, syms, &charge);
+            /* its growth was charged as it decoded, its links as they will
+             * be made; its totals as the function table's walk makes them */
             size_t tree_bytes = rc == 0 ? calltree_mem_bytes_read(t) : 0;
-            if (rc == 0) rc = held_take(held, tree_bytes);
+            size_t grown = t != NULL ? calltree_mem_bytes(t) - start : 0;
+            if (rc == 0) rc = held_take(held, tree_bytes - grown);
+            a.totals = 0;
             if (rc == 0) rc = acc_add(&a, plan->nbuckets, t, s, b);
             calltree_free(t);
-            if (rc == 0) held_sub(held, tree_bytes);
+            if (rc == 0) held_sub(held, tree_bytes + a.totals); /* else all given back at the end */
         }
     return acc_end(&a, rc, plan->nbuckets, syms);
 }
