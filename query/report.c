@@ -642,16 +642,18 @@ static int build_report(const query_report_plan_t *plan, const query_limits_t *l
 int query_report_run(const query_report_plan_t *plan, const query_limits_t *lim,
                      const uint8_t *const *body[2], const size_t *len[2], const char *report_id,
                      const char *partial_json, const query_report_charge_t *charge, size_t *charged,
-                     query_report_t *keep, query_result_t *out, errmsg_t *em)
+                     query_report_t *keep, size_t *keep_charged, query_result_t *out, errmsg_t *em)
 {
     if (charged != NULL) *charged = 0;
+    if (keep_charged != NULL) *keep_charged = 0;
     query_report_t r = {0};
     held_t held = {charge, 0, 0};
     symtab_t *syms = symtab_new(); /* charged before it grows (query_tree_decode_charged) */
     int rc = syms != NULL ? held_take(&held, symtab_mem_bytes(syms)) : ERR_NOMEM;
     if (rc == 0) rc = build_report(plan, lim, body, len, syms, &held, &r);
     if (rc == ERR_CORRUPT) errmsg_set(em, rc, "diff report: a bucket's merged tree is damaged");
-    if (rc == 0) rc = held_take(&held, query_report_bytes(&r));
+    size_t report_bytes = rc == 0 ? query_report_bytes(&r) : 0;
+    if (rc == 0) rc = held_take(&held, report_bytes);
     if (rc == ERR_UNAVAILABLE) /* a decoded bucket and the report passed the budget */
         errmsg_set(em, rc,
                    "server busy: the report's decoded buckets need more memory than "
@@ -672,16 +674,23 @@ int query_report_run(const query_report_plan_t *plan, const query_limits_t *lim,
     if (rc != 0 && em->text[0] == 0) rc = query_out_err(rc, &out->body, em);
     if (rc != 0 && em->text[0] == 0) errmsg_set(em, rc, "diff report: %s", err_message(rc));
     /* the names a kept report copies (it is charged again by the cache) */
-    int named = rc == 0 && keep != NULL && held_take(&held, names_len(&r) + 1) == 0;
+    size_t names = rc == 0 ? names_len(&r) + 1 : 0;
+    int named = rc == 0 && keep != NULL && held_take(&held, names) == 0;
+    size_t kept = 0;                                /* what the kept report was charged */
     if (named && query_report_own_names(&r) == 0) { /* else simply not kept */
         *keep = r;
         memset(&r, 0, sizeof r);
+        kept = report_bytes + names;
     }
     query_report_free(&r);
     symtab_free(syms);
     if (rc == 0 && charged != NULL && held.answer <= held.bytes) { /* taken until it is sent */
         *charged = held.answer;
         held.bytes -= held.answer;
+    }
+    if (kept > 0 && keep_charged != NULL && kept <= held.bytes) { /* the report cache's next */
+        *keep_charged = kept;
+        held.bytes -= kept;
     }
     held_give(&held);
     return rc;

@@ -106,7 +106,7 @@ static int report(const query_result_t *bucket, size_t limit, size_t *most, errm
     query_result_t out;
     query_result_init(&out);
     heap_watch(&b.used);
-    int rc = query_report_run(&p, &lim, body, len, NULL, NULL, &charge, NULL, NULL, &out, em);
+    int rc = query_report_run(&p, &lim, body, len, NULL, NULL, &charge, NULL, NULL, NULL, &out, em);
     heap_watch(NULL);
     CHECK_EQ_INT(b.used, 0); /* everything given back */
     query_result_free(&out);
