@@ -48,21 +48,21 @@ static void top_give(const top_t *tp, size_t n)
         tp->charge->give(tp->charge->ctx, n);
 }
 
-/* Makes room for one more function; the grown table is taken from the
- * charge first, beside the old one (realloc may copy: the allocator does
- * not promise to remap a large block in place), then the old one given
- * back. */
+/* Makes room for one more function: first for every symbol t names (its
+ * functions are at most those: the table then never grows), then twice
+ * as many; the grown table is taken from the charge first, beside the old
+ * one (realloc may copy it), then the old one given back. */
 static int fns_room(top_t *tp)
 {
     if (tp->nfns < tp->capfns) return 0;
-    size_t was = tp->capfns, cap = was > 0 ? was * 2 : 256;
+    size_t was = tp->capfns, syms = calltree_sym_count(tp->t);
+    size_t cap = was > 0 ? was * 2 : syms > 256 ? syms : 256;
     int rc = top_take(tp, cap * sizeof *tp->fns);
     if (rc != 0) return rc;
-    rc = GROW_FROM(tp->fns, tp->capfns, tp->nfns + 1, GROW_UNLIMITED, 256);
-    size_t now = rc == 0 ? tp->capfns : was; /* GROW_FROM doubles as cap does */
+    rc = GROW_FROM(tp->fns, tp->capfns, tp->nfns + 1, GROW_UNLIMITED, cap);
     top_give(tp, (rc == 0 ? was : cap) * sizeof *tp->fns);
-    if (tp->charge != NULL && tp->charge->take != NULL && rc == 0)
-        tp->fns_held += (now - was) * sizeof *tp->fns;
+    if (rc == 0 && tp->charge != NULL && tp->charge->take != NULL)
+        tp->fns_held += (tp->capfns - was) * sizeof *tp->fns;
     return rc;
 }
 
