@@ -577,6 +577,52 @@ int calltree_reserve(calltree_t *t, size_t nodes)
     return rc != ERR_OK || t->valueless ? rc : values_reserve(t, want);
 }
 
+int calltree_reserve_decode(calltree_t *t, size_t nodes, size_t syms)
+{
+    int rc = calltree_reserve(t, nodes);
+    if (rc == ERR_OK) rc = own_shape(t);
+    return rc != ERR_OK || t->sh->unnamed ? rc : syms_reserve(t->sh, t->sh->nsyms + syms);
+}
+
+/* Slots of a table of `slots` grown as rehash's callers grow it until it
+ * holds n entries at most CT_LOAD_NUM/CT_LOAD_DEN full (from `first` when
+ * empty, by `step`), or 0 when it needs no growth. */
+static size_t grown_slots(size_t slots, size_t n, size_t first, bool edges)
+{
+    if (n * CT_LOAD_DEN <= slots * CT_LOAD_NUM) return 0;
+    size_t ns = slots ? slots : first;
+    while (ns * CT_LOAD_NUM < n * CT_LOAD_DEN)
+        ns += edges || ns >= 96 ? ns / 2 : ns;
+    return ns;
+}
+
+/* What syms_reserve(sh, n) allocates: the array and the table. */
+static size_t syms_reserve_bytes(const ct_shape_t *sh, size_t n)
+{
+    size_t bytes = grown_slots(sh->nsslots, n, 4, false) * sizeof *sh->sslots;
+    if (n <= sh->scap) return bytes;
+    size_t cap = sh->scap < 4 ? 4 : sh->scap < 64 ? 2 * sh->scap : sh->scap + sh->scap / 2;
+    return bytes + (cap < n ? n : cap) * sizeof *sh->syms;
+}
+
+size_t calltree_reserve_decode_bytes(const calltree_t *t, size_t nodes, size_t syms)
+{
+    const ct_shape_t *sh = t->sh;
+    size_t want = sh->count + nodes, bytes = 0;
+    if (want > t->max_nodes) want = t->max_nodes;
+    if (__atomic_load_n(&sh->refs, __ATOMIC_ACQUIRE) != 1) bytes += shape_bytes(sh); /* copied */
+    if (want > sh->cap) bytes += want * sizeof *sh->nodes;
+    size_t ns = grown_slots(sh->nslots, want, 8, true);
+    if (ns > 0) {
+        bool narrow = ns / CT_LOAD_DEN * CT_LOAD_NUM + CT_LOAD_NUM < CT_NARROW_NODES;
+        bytes += ns * (narrow ? 1 : 2) * sizeof *sh->slots;
+        if (sh->nsslots == 0) bytes += syms_reserve_bytes(sh, sh->nsyms); /* rebuilt */
+    }
+    if (!t->valueless && (t->base != NULL || want > t->vcap))
+        bytes += (want > sh->count ? want : sh->count) * sizeof *t->self;
+    return sh->unnamed ? bytes : bytes + syms_reserve_bytes(sh, sh->nsyms + syms);
+}
+
 /* A tree with room for `initial` nodes (and their edges) before it grows. */
 static calltree_t *new_tree(size_t max_nodes, size_t initial)
 {

@@ -90,6 +90,14 @@ void calltree_free(calltree_t *t);
 /* Makes room for nodes more nodes, so building a tree of known size does not
  * rehash and copy as it grows. */
 int calltree_reserve(calltree_t *t, size_t nodes);
+/* calltree_reserve, and room for syms more symbols: a merge of nodes
+ * nodes over syms symbols new to t (calltree_decode_merge of an encoding
+ * calltree_encoded_header tells so of) then allocates nothing in t. */
+int calltree_reserve_decode(calltree_t *t, size_t nodes, size_t syms);
+/* The most bytes calltree_reserve_decode(t, nodes, syms) allocates (every
+ * new block, held beside the old one it replaces): charged before it is
+ * called, what t did not grow by given back after. */
+size_t calltree_reserve_decode_bytes(const calltree_t *t, size_t nodes, size_t syms);
 /* Empties t to its root. A tree sharing its shape with others (calltree_copy_shape)
  * gets a fresh one: ERR_NOMEM when that fails (t is then unchanged). */
 int calltree_clear(calltree_t *t);

@@ -79,14 +79,17 @@ static int join_report(void *ctx, const buf_t *body, const int *partial, query_r
     const size_t *lens[SIDES] = {len[0], len[1]};
     int partial_any = partial[0] || partial[1];
     query_report_t keep = {0};
+    size_t kept = 0; /* the kept report's bytes, taken until the cache takes them over */
     int rc = query_report_run(&d->plan, d->lim, bodies, lens, d->id,
                               partial_any ? "\"partial\":true" : NULL, &d->charge, &d->held,
-                              partial_any ? NULL : &keep, out, em);
+                              partial_any ? NULL : &keep, &kept, out, em);
     int64_t sec[SIDES] = {d->plan.until_s[0] - d->plan.from_s[0],
                           d->plan.until_s[1] - d->plan.from_s[1]};
-    if (rc == 0 && keep.rows != NULL) /* a partial report is never kept; not kept: no harm */
-        (void)query_report_cache_put(d->cache, &d->key, &keep, d->plan.type, sec);
+    int put = 0; /* a partial report is never kept; not kept: no harm */
+    if (rc == 0 && keep.rows != NULL)
+        put = query_report_cache_put(d->cache, &d->key, &keep, d->plan.type, sec, kept);
     query_report_free(&keep);
+    if (put != 1 && kept > 0) d->charge.give(d->charge.ctx, kept);
     return rc;
 }
 

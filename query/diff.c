@@ -120,7 +120,14 @@ static int decode_tree(const uint8_t *p, size_t n, calltree_t *t,
     size_t scratch = rc == 0 ? calltree_decode_scratch_bytes(ndict, nnodes) : 0;
     if (rc == 0) rc = charge_take(charge, scratch);
     if (rc != 0) return rc;
-    rc = calltree_decode_merge(t, p, n);
+    if (charge != NULL) { /* t's room for the records, charged before it is made */
+        size_t was = calltree_mem_bytes(t), most = calltree_reserve_decode_bytes(t, nnodes, ndict);
+        int took = (rc = charge_take(charge, most)) == 0;
+        if (took) rc = calltree_reserve_decode(t, nnodes, ndict);
+        size_t grew = calltree_mem_bytes(t) - was; /* stays charged: the caller's */
+        if (took) charge_give(charge, most > grew ? most - grew : 0);
+    }
+    if (rc == 0) rc = calltree_decode_merge(t, p, n);
     charge_give(charge, scratch);
     return rc;
 }
@@ -683,10 +690,41 @@ static int encode_folded_open(join_t *j, size_t min_bytes, query_result_t *out)
     return rc;
 }
 
+/* The speedscope file of the shape as a stream (query_speedscope_open)
+ * when large: it takes the shape, the names and copies of both sides'
+ * selves (charged first); a small answer is written into out. */
+static int encode_speedscope_open(join_t *j, const query_diff_params_t *dp,
+                                  const char *profile_type, const char *partial_json,
+                                  size_t min_bytes, query_result_t *out)
+{
+    size_t n = calltree_node_count(j->shape);
+    int rc = join_take(j, 2 * n * sizeof(int64_t));
+    if (rc != 0) return rc;
+    int64_t *selves[2] = {malloc(n * sizeof(int64_t)), malloc(n * sizeof(int64_t))};
+    buf_t ln, rn; /* the profiles' names */
+    buf_init(&ln, BUF_UNLIMITED);
+    buf_init(&rn, BUF_UNLIMITED);
+    rc = selves[0] && selves[1] ? buf_printf(&ln, "left: %s", dp->left.query) : ERR_NOMEM;
+    if (rc == 0) rc = buf_printf(&rn, "right: %s", dp->right.query);
+    if (rc == 0) {
+        memcpy(selves[0], j->ds.ls, n * sizeof(int64_t));
+        memcpy(selves[1], j->ds.rs, n * sizeof(int64_t));
+        const char *names[2] = {(const char *)ln.data, (const char *)rn.data};
+        rc = query_speedscope_open(&j->shape, &j->syms, profile_type, "render-diff", names, selves,
+                                   2, partial_json, min_bytes, &out->body, &out->stream);
+    }
+    free(selves[0]); /* NULL when the stream took them */
+    free(selves[1]);
+    buf_free(&ln);
+    buf_free(&rn);
+    if (out->stream == NULL) join_give(j, 2 * n * sizeof(int64_t));
+    return rc;
+}
+
 /* svg, speedscope or folded: the shape with the right side's selves as its own (svg.c
  * and folded.c read widths and values from the tree), the left side's
- * values passed beside it. A folded answer of at least min_bytes (0:
- * never) is a stream. */
+ * values passed beside it. A folded or speedscope answer of at least
+ * min_bytes (0: never) is a stream. */
 static int encode_beside(join_t *j, const query_diff_params_t *dp, query_format_t f,
                          const char *profile_type, const char *partial_json, size_t min_bytes,
                          query_result_t *out)
@@ -703,6 +741,8 @@ static int encode_beside(join_t *j, const query_diff_params_t *dp, query_format_
     free(ids);
     if (rc == 0 && f == QUERY_FORMAT_FOLDED && min_bytes > 0)
         return encode_folded_open(j, min_bytes, out);
+    if (rc == 0 && f == QUERY_FORMAT_SPEEDSCOPE && min_bytes > 0)
+        return encode_speedscope_open(j, dp, profile_type, partial_json, min_bytes, out);
     sorted_tree_t st; /* held beside the answer, charged with it */
     if (rc == 0) rc = query_sorted_tree_build(&st, d, syms, &out->body);
     if (rc != 0) return rc;
@@ -925,7 +965,9 @@ int query_diff_render_charged(const query_diff_params_t *d, const query_limits_t
     if (rc == 0 && f == QUERY_FORMAT_JSON) {
         rc = encode_double(j.shape, &j.ds, j.syms, type, partial_json, &out->body);
     } else if (rc == 0) {
-        size_t min_bytes = d->stream && max_nodes == 0 ? lim->stream_min_bytes : 0;
+        /* a folded answer streams when measured whole, a speedscope file always may */
+        int may = d->stream && (max_nodes == 0 || f == QUERY_FORMAT_SPEEDSCOPE);
+        size_t min_bytes = may ? lim->stream_min_bytes : 0;
         rc = encode_beside(&j, d, f, type, partial_json, min_bytes, out);
     }
     buf_charge(&out->body, NULL, NULL);

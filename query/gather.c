@@ -781,6 +781,24 @@ static int encode_svg(query_gather_t *g, const char *type, const char *title, co
     return hold_stream(g, rc, out, em);
 }
 
+/* The speedscope file: a stream when large (query_speedscope_open), else
+ * whole; a partial answer's members at its top level either way. */
+static int encode_speedscope(query_gather_t *g, const char *type, const char *title,
+                             const char *partial_json, query_result_t *out, errmsg_t *em)
+{
+    const char *name = title != NULL ? title : type != NULL ? type : "flamedb";
+    int rc = 0;
+    if (!may_stream(g)) {
+        rc = query_encode_speedscope(g->tree, g->syms, type, name, &out->body);
+        if (rc == 0 && partial_json != NULL) rc = query_add_json_members(&out->body, partial_json);
+        return rc;
+    }
+    int64_t *self = NULL; /* the tree's own */
+    rc = query_speedscope_open(&g->tree, &g->syms, type, name, &name, &self, 1, partial_json,
+                               g->lim.stream_min_bytes, &out->body, &out->stream);
+    return hold_stream(g, rc, out, em);
+}
+
 /* The gzipped pprof: a stream when large (query_pprof_open), else whole. */
 static int encode_pprof(query_gather_t *g, const char *type, int64_t t0, int64_t dur,
                         query_result_t *out, errmsg_t *em)
@@ -901,9 +919,7 @@ static int encode(query_gather_t *g, const char *partial_json, query_result_t *o
         return encode_svg(g, type, title, svg_note(partial_json), out, em);
     case QUERY_FORMAT_SPEEDSCOPE:
         out->content_type = "application/json";
-        rc = query_encode_speedscope(g->tree, g->syms, type, title, &out->body);
-        if (rc == 0 && partial_json != NULL) rc = query_add_json_members(&out->body, partial_json);
-        return rc;
+        return encode_speedscope(g, type, title, partial_json, out, em);
     default:
         out->content_type = "application/octet-stream";
         return encode_pprof(g, type, t0, dur, out, em);

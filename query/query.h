@@ -574,11 +574,15 @@ int query_report_encode(const query_report_t *r, const char *profile_type, size_
  * to charge (may be NULL) while it runs and given back before it returns
  * (past the budget it answers ERR_UNAVAILABLE), but for the answer's bytes
  * after a success when charged is not NULL: they stay taken, *charged
- * saying how many (0 otherwise), until the caller has sent it. */
+ * saying how many (0 otherwise), until the caller has sent it; and for the
+ * kept report's bytes when keep_charged is not NULL: they stay taken,
+ * *keep_charged saying how many (0 when nothing was kept), for the report
+ * cache to take over (query_report_cache_put) or the caller to give back,
+ * so the kept report is never held uncounted. */
 int query_report_run(const query_report_plan_t *plan, const query_limits_t *lim,
                      const uint8_t *const *body[2], const size_t *len[2], const char *report_id,
                      const char *partial_json, const query_report_charge_t *charge, size_t *charged,
-                     query_report_t *keep, query_result_t *out, errmsg_t *em);
+                     query_report_t *keep, size_t *keep_charged, query_result_t *out, errmsg_t *em);
 
 /* ---------- the report cache (report_cache.c) ----------
  *
@@ -606,11 +610,14 @@ void query_report_cache_free(query_report_cache_t *c);
 
 /* Keeps report r (names owned) under key, with its profile type and each
  * side's seconds: r is moved into the cache (zeroed) when kept, else left
- * to the caller. Returns 1 when kept, 0 when not (too large for max_bytes,
- * or the charge refused even with every other entry evicted), ERR_NOMEM.
- * An entry of the same key is replaced. */
+ * to the caller. charged: bytes of r already taken from the cache's charge
+ * (query_report_run's keep_charged): a kept r's are the cache's from then
+ * on (it takes only the rest of its entry's bytes), else they stay the
+ * caller's to give back. Returns 1 when kept, 0 when not (too large for
+ * max_bytes, or the charge refused even with every other entry evicted),
+ * ERR_NOMEM. An entry of the same key is replaced. */
 int query_report_cache_put(query_report_cache_t *c, const buf_t *key, query_report_t *r,
-                           const char *profile_type, const int64_t seconds[2]);
+                           const char *profile_type, const int64_t seconds[2], size_t charged);
 /* (c NULL: an empty cache, for put, get and stats.) The entry of key, or NULL; a found entry stays
  * valid (even if evicted) until query_report_cache_release. */
 const query_report_cached_t *query_report_cache_get(query_report_cache_t *c, const buf_t *key);

@@ -71,11 +71,14 @@ int query_encode_tree(const calltree_t *t, const symtab_t *syms, buf_t *out);
 /* Decodes a query_encode_tree body: merges its tree into t and its symbols
  * into syms. ERR_CORRUPT on damaged input. */
 int query_tree_decode(const uint8_t *p, size_t n, calltree_t *t, symtab_t *syms);
-/* query_tree_decode with what it allocates besides t's growth charged
- * before it is made (charge may be NULL: nothing charged): the tree
- * decoder's scratch, taken and given back, and each symbol's growth of
- * syms, which stays taken (the caller gives it back with syms). A charge
- * refused: ERR_UNAVAILABLE. */
+/* query_tree_decode with what it allocates charged before it is made
+ * (charge may be NULL: nothing charged): the tree decoder's scratch, taken
+ * and given back; t's room for the records (calltree_reserve_decode, so
+ * the merge itself allocates nothing in t), of which what t grew by stays
+ * taken, also on failure (the caller gives back calltree_mem_bytes(t) less
+ * what it was before the call); and each symbol's growth of syms, which
+ * stays taken (the caller gives it back with syms). A charge refused:
+ * ERR_UNAVAILABLE. */
 int query_tree_decode_charged(const uint8_t *p, size_t n, calltree_t *t, symtab_t *syms,
                               const query_report_charge_t *charge);
 
@@ -229,9 +232,12 @@ typedef struct query_fn {
  * before it returns), the function table as it grows (a take refusing
  * fails with what take returned, everything given back). On success *held
  * bytes of the table stay taken: the caller gives them back once it frees
- * *out. */
+ * *out. The totals t's first read makes (8 bytes a node, when t has none)
+ * are taken before the walk makes them, once the working map is freed;
+ * *totals bytes of them stay taken, also on failure: the caller gives them
+ * back once it frees t. */
 int query_fns_collect(const calltree_t *t, const query_report_charge_t *charge, query_fn_t **out,
-                      size_t *n, size_t *held);
+                      size_t *n, size_t *held, size_t *totals);
 
 /* ---- the name search of the function lists (search.c) ---- */
 /* search= of /api/top and /api/diff: NULL or "" is none; else at most
@@ -323,6 +329,17 @@ typedef struct query_ss_profile {
  * frames table (the nodes of st); each profile's weights add up to its selves. */
 int query_speedscope_write(const sorted_tree_t *st, const char *profile_type, const char *name,
                            const query_ss_profile_t *profiles, size_t nprofiles, buf_t *out);
+/* The speedscope file of *t as query_speedscope_write writes it over the
+ * name-sorted *t, profile k named names[k] (borrowed) with selves[k] (per
+ * node of *t; NULL: the tree's own), at most two profiles, with members
+ * (NULL: none) added as query_add_json_members adds them: as a stream
+ * (*stream, caller owns; taking *t, *syms and every selves[k], set to NULL)
+ * when its frames and samples alone make at least min_bytes, else into out
+ * (nothing taken). Its length is not known before it is written. */
+int query_speedscope_open(calltree_t **t, symtab_t **syms, const char *profile_type,
+                          const char *name, const char *const *names, int64_t **selves,
+                          size_t nprofiles, const char *members, size_t min_bytes, buf_t *out,
+                          query_stream_t **stream);
 
 /* ---- SVG flame graphs (svg.c) ---- */
 /* Writes the fill of one frame as "#rrggbb" (out holds 8 bytes). The plain

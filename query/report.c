@@ -118,6 +118,7 @@ typedef struct acc {
     /* charged the map, rows, samples and a bucket's function table before
      * they are made (take NULL: nothing charged) */
     query_report_charge_t charge;
+    size_t totals; /* of the charge: the totals the last bucket's tree made */
 } acc_t;
 
 /* Takes n bytes from a's charge (none: nothing). */
@@ -182,7 +183,7 @@ static int add_bucket(acc_t *a, const calltree_t *t, int side, uint32_t col)
     query_fn_t *fns = NULL;
     size_t n = 0, held = 0;
     int64_t ticks = calltree_root_total(t);
-    int rc = query_fns_collect(t, &a->charge, &fns, &n, &held);
+    int rc = query_fns_collect(t, &a->charge, &fns, &n, &held, &a->totals);
     a->r->ticks[side] += ticks;
     a->used[col] = ticks > 0;
     for (size_t i = 0; rc == 0 && i < n; i++) {
@@ -607,8 +608,9 @@ static int answer_grows(void *ctx, size_t now)
     return 0;
 }
 
-/* Builds the report one bucket at a time: each bucket's tree is decoded,
- * charged (as it will be read), added (its function table charged as it
+/* Builds the report one bucket at a time: each bucket's tree is decoded
+ * (its room charged before it is made, its links once decoded, its totals
+ * as they are made), added (its function table charged as it
  * is collected) and freed before the next, so the report holds one
  * decoded tree at a time rather than up to 60. */
 static int build_report(const query_report_plan_t *plan, const query_limits_t *lim,
@@ -621,13 +623,18 @@ static int build_report(const query_report_plan_t *plan, const query_limits_t *l
     for (int s = 0; s < 2; s++)
         for (size_t b = 0; rc == 0 && b < plan->nbuckets[s]; b++) {
             calltree_t *t = calltree_new(lim->max_tree_nodes);
+            size_t start = t != NULL ? calltree_mem_bytes(t) : 0;
             rc = t == NULL ? ERR_NOMEM
                            : query_tree_decode_charged(body[s][b], len[s][b], t, syms, &charge);
+            /* its growth was charged as it decoded, its links as they will
+             * be made; its totals as the function table's walk makes them */
             size_t tree_bytes = rc == 0 ? calltree_mem_bytes_read(t) : 0;
-            if (rc == 0) rc = held_take(held, tree_bytes);
+            size_t grown = t != NULL ? calltree_mem_bytes(t) - start : 0;
+            if (rc == 0) rc = held_take(held, tree_bytes - grown);
+            a.totals = 0;
             if (rc == 0) rc = acc_add(&a, plan->nbuckets, t, s, b);
             calltree_free(t);
-            if (rc == 0) held_sub(held, tree_bytes);
+            if (rc == 0) held_sub(held, tree_bytes + a.totals); /* else all given back at the end */
         }
     return acc_end(&a, rc, plan->nbuckets, syms);
 }
@@ -635,16 +642,18 @@ static int build_report(const query_report_plan_t *plan, const query_limits_t *l
 int query_report_run(const query_report_plan_t *plan, const query_limits_t *lim,
                      const uint8_t *const *body[2], const size_t *len[2], const char *report_id,
                      const char *partial_json, const query_report_charge_t *charge, size_t *charged,
-                     query_report_t *keep, query_result_t *out, errmsg_t *em)
+                     query_report_t *keep, size_t *keep_charged, query_result_t *out, errmsg_t *em)
 {
     if (charged != NULL) *charged = 0;
+    if (keep_charged != NULL) *keep_charged = 0;
     query_report_t r = {0};
     held_t held = {charge, 0, 0};
     symtab_t *syms = symtab_new(); /* charged before it grows (query_tree_decode_charged) */
     int rc = syms != NULL ? held_take(&held, symtab_mem_bytes(syms)) : ERR_NOMEM;
     if (rc == 0) rc = build_report(plan, lim, body, len, syms, &held, &r);
     if (rc == ERR_CORRUPT) errmsg_set(em, rc, "diff report: a bucket's merged tree is damaged");
-    if (rc == 0) rc = held_take(&held, query_report_bytes(&r));
+    size_t report_bytes = rc == 0 ? query_report_bytes(&r) : 0;
+    if (rc == 0) rc = held_take(&held, report_bytes);
     if (rc == ERR_UNAVAILABLE) /* a decoded bucket and the report passed the budget */
         errmsg_set(em, rc,
                    "server busy: the report's decoded buckets need more memory than "
@@ -665,16 +674,23 @@ int query_report_run(const query_report_plan_t *plan, const query_limits_t *lim,
     if (rc != 0 && em->text[0] == 0) rc = query_out_err(rc, &out->body, em);
     if (rc != 0 && em->text[0] == 0) errmsg_set(em, rc, "diff report: %s", err_message(rc));
     /* the names a kept report copies (it is charged again by the cache) */
-    int named = rc == 0 && keep != NULL && held_take(&held, names_len(&r) + 1) == 0;
+    size_t names = rc == 0 ? names_len(&r) + 1 : 0;
+    int named = rc == 0 && keep != NULL && held_take(&held, names) == 0;
+    size_t kept = 0;                                /* what the kept report was charged */
     if (named && query_report_own_names(&r) == 0) { /* else simply not kept */
         *keep = r;
         memset(&r, 0, sizeof r);
+        kept = report_bytes + names;
     }
     query_report_free(&r);
     symtab_free(syms);
     if (rc == 0 && charged != NULL && held.answer <= held.bytes) { /* taken until it is sent */
         *charged = held.answer;
         held.bytes -= held.answer;
+    }
+    if (kept > 0 && keep_charged != NULL && kept <= held.bytes) { /* the report cache's next */
+        *keep_charged = kept;
+        held.bytes -= kept;
     }
     held_give(&held);
     return rc;

@@ -147,21 +147,24 @@ static query_report_cached_t *find(query_report_cache_t *c, const buf_t *key)
 }
 
 /* Room for bytes more: evicts from the tail until they fit in max_bytes
- * and the charge takes them. 0 when taken, else nonzero (nothing taken). */
-static int make_room(query_report_cache_t *c, size_t bytes)
+ * and the charge takes them, less the charged ones already taken. 0 when
+ * taken, else nonzero (nothing taken). */
+static int make_room(query_report_cache_t *c, size_t bytes, size_t charged)
 {
     while (c->tail != NULL && c->bytes + bytes > c->max_bytes)
         evict(c, c->tail);
     if (c->bytes + bytes > c->max_bytes) return 1;
+    size_t take = bytes > charged ? bytes - charged : 0;
     for (;;) {
-        if (c->charge.take == NULL || c->charge.take(c->charge.ctx, bytes) == 0) return 0;
+        if (c->charge.take == NULL || take == 0 || c->charge.take(c->charge.ctx, take) == 0)
+            return 0;
         if (c->tail == NULL) return 1;
         evict(c, c->tail); /* the budget is short: the cache gives way first */
     }
 }
 
 int query_report_cache_put(query_report_cache_t *c, const buf_t *key, query_report_t *r,
-                           const char *profile_type, const int64_t seconds[2])
+                           const char *profile_type, const int64_t seconds[2], size_t charged)
 {
     size_t bytes = sizeof(query_report_cached_t) + key->len + query_report_bytes(r);
     if (c == NULL || bytes > c->max_bytes) return 0;
@@ -179,7 +182,9 @@ int query_report_cache_put(query_report_cache_t *c, const buf_t *key, query_repo
         unlink_entry(c, old);
         entry_unref(c, old);
     }
-    int kept = make_room(c, bytes) == 0;
+    int kept = make_room(c, bytes, charged) == 0;
+    if (kept && charged > bytes && c->charge.give != NULL) /* the entry counts bytes */
+        c->charge.give(c->charge.ctx, charged - bytes);
     if (kept) {
         e->report = *r;
         memset(r, 0, sizeof *r);

@@ -10,22 +10,35 @@
  * folded, a non-zero self on the root (a sample with an empty stack) is the
  * frame `total`. The unit comes from the profile type's sample unit.
  */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/u64map.h"
 #include "query/query_int.h"
 
+typedef struct sframe sframe_t;
+
 typedef struct ss {
     const sorted_tree_t *st;
-    buf_t *out;  /* the answer: this working memory is held beside it */
+    buf_t *out;  /* the answer: this working memory is held beside it (NULL in a stream) */
     size_t held; /* taken beside out */
     const query_ss_profile_t *profiles;
     size_t nprofiles;
-    u64map_t index;     /* symbol -> frame number */
-    uint32_t *frame_of; /* node -> frame number */
-    uint32_t *first;    /* frame number -> first node that has it */
+    const char *name, *unit;
+    const char *members; /* NULL, or added inside the file's brace */
+    u64map_t index;      /* symbol -> frame number */
+    uint32_t *frame_of;  /* node -> frame number */
+    uint32_t *first;     /* frame number -> first node that has it */
     uint32_t nframes;
+    /* where the writer is (ss_step) */
+    int phase;
+    uint32_t f; /* the next frame */
+    size_t k;   /* the profile */
+    sframe_t *stack;
+    size_t sp;
+    uint32_t *path;
+    int first_item;
 } ss_t;
 
 /* speedscope knows these units; everything else is "none". */
@@ -57,14 +70,14 @@ static int root_is_sample(const ss_t *s)
 /* Takes n bytes beside the answer before they are allocated. */
 static int ss_take(ss_t *s, size_t n)
 {
-    int rc = buf_beside_take(s->out, n);
+    int rc = s->out != NULL ? buf_beside_take(s->out, n) : 0;
     if (rc == 0) s->held += n;
     return rc;
 }
 
 static void ss_give(ss_t *s, size_t n)
 {
-    buf_beside_give(s->out, n);
+    if (s->out != NULL) buf_beside_give(s->out, n);
     s->held -= n;
 }
 
@@ -112,79 +125,79 @@ static int number_frames(ss_t *s)
     return rc < 0 ? rc : 0;
 }
 
-static int write_frames(const ss_t *s, buf_t *out)
+struct sframe {
+    uint32_t node, depth;
+};
+
+/* Where the writer is: each step writes one piece and moves on. */
+enum { SS_HEAD, SS_FRAMES, SS_PROFILE, SS_SAMPLES, SS_WEIGHTS, SS_TAIL, SS_DONE };
+
+/* The walk's arrays (taken first: beside the answer, or counted in the
+ * stream) and the preorder stack's start. */
+static int walk_init(ss_t *s)
 {
-    int rc = buf_append_str(out, "\"shared\":{\"frames\":[");
-    for (uint32_t f = 0; rc == 0 && f < s->nframes; f++) {
-        uint32_t i = s->first[f];
-        const char *name = i == 0 ? "total" : s->st->name[i], *file = s->st->file[i];
-        rc = buf_append_str(out, f ? ",{\"name\":" : "{\"name\":");
-        if (rc == 0) rc = buf_append_json_string(out, name, strlen(name));
-        if (rc == 0 && file[0] != 0) {
-            rc = buf_append_str(out, ",\"file\":");
-            if (rc == 0) rc = buf_append_json_string(out, file, strlen(file));
-        }
-        if (rc == 0) rc = buf_append_byte(out, '}');
-    }
-    return rc != 0 ? rc : buf_append_str(out, "]}");
+    size_t n = s->st->n;
+    int rc = ss_take(s, n * sizeof(sframe_t) + (n + 1) * sizeof(uint32_t));
+    if (rc != 0) return rc;
+    s->stack = malloc(n * sizeof *s->stack);
+    s->path = malloc((n + 1) * sizeof *s->path); /* path[d]: frame at depth d */
+    return s->stack && s->path ? 0 : ERR_NOMEM;
 }
 
-typedef struct sframe {
-    uint32_t node, depth;
-} sframe_t;
+static void walk_root(ss_t *s)
+{
+    s->stack[0] = (sframe_t){0, 0};
+    s->sp = 1;
+    s->first_item = 1;
+}
+
+/* The next node of the preorder walk (its children pushed), its path set. */
+static sframe_t walk_step(ss_t *s)
+{
+    const sorted_tree_t *st = s->st;
+    sframe_t f = s->stack[--s->sp];
+    s->path[f.depth] = s->frame_of[f.node];
+    for (uint32_t k = st->off[f.node + 1]; k > st->off[f.node]; k--)
+        s->stack[s->sp++] = (sframe_t){st->kids[k - 1], f.depth + 1};
+    return f;
+}
+
+static int write_frame(const ss_t *s, uint32_t f, buf_t *out)
+{
+    uint32_t i = s->first[f];
+    const char *name = i == 0 ? "total" : s->st->name[i], *file = s->st->file[i];
+    int rc = buf_append_str(out, f ? ",{\"name\":" : "{\"name\":");
+    if (rc == 0) rc = buf_append_json_string(out, name, strlen(name));
+    if (rc == 0 && file[0] != 0) {
+        rc = buf_append_str(out, ",\"file\":");
+        if (rc == 0) rc = buf_append_json_string(out, file, strlen(file));
+    }
+    return rc != 0 ? rc : buf_append_byte(out, '}');
+}
 
 /* One sample per node with a non-zero self: the frames on its path (the
  * root's own frame only when the root itself is the sample). */
-static int write_sample(const ss_t *s, const query_ss_profile_t *p, const uint32_t *path,
-                        sframe_t f, int *first, buf_t *out, buf_t *weights)
+static int write_sample(ss_t *s, sframe_t f, buf_t *out)
 {
-    int64_t self = self_of(s, p, f.node);
-    if (self == 0) return 0;
-    int rc = buf_append_str(out, *first ? "[" : ",[");
-    if (rc == 0 && !*first) rc = buf_append_byte(weights, ',');
-    *first = 0;
+    if (self_of(s, &s->profiles[s->k], f.node) == 0) return 0;
+    int rc = buf_append_str(out, s->first_item ? "[" : ",[");
+    s->first_item = 0;
     if (f.depth == 0) rc = rc ? rc : buf_append_i64(out, s->frame_of[0]);
     for (uint32_t d = 1; rc == 0 && d <= f.depth; d++) {
         if (d > 1) rc = buf_append_byte(out, ',');
-        if (rc == 0) rc = buf_append_i64(out, path[d]);
+        if (rc == 0) rc = buf_append_i64(out, s->path[d]);
     }
-    if (rc == 0) rc = buf_append_byte(out, ']');
-    return rc != 0 ? rc : buf_append_i64(weights, self);
+    return rc != 0 ? rc : buf_append_byte(out, ']');
 }
 
-static int write_samples(const ss_t *s, const query_ss_profile_t *p, buf_t *out)
+/* Its weight, in the same order. */
+static int write_weight(ss_t *s, sframe_t f, buf_t *out)
 {
-    const sorted_tree_t *st = s->st;
-    /* the stack, the path and the weights (as they grow) beside the answer */
-    size_t work = st->n * sizeof(sframe_t) + (st->n + 1) * sizeof(uint32_t);
-    int rc = buf_beside_take(out, work);
-    if (rc != 0) return rc;
-    sframe_t *stack = malloc(st->n * sizeof *stack);
-    uint32_t *path = malloc((st->n + 1) * sizeof *path); /* path[d]: frame at depth d */
-    buf_t weights;
-    buf_beside_t link = {out, 0};
-    buf_init(&weights, out->max);
-    buf_charge(&weights, buf_beside_grows, &link);
-    rc = stack && path ? buf_append_str(out, "\"samples\":[") : ERR_NOMEM;
-    size_t sp = 0;
-    int first = 1;
-    if (rc == 0) stack[sp++] = (sframe_t){0, 0};
-    while (sp > 0 && rc == 0) {
-        sframe_t f = stack[--sp];
-        path[f.depth] = s->frame_of[f.node];
-        rc = write_sample(s, p, path, f, &first, out, &weights);
-        for (uint32_t k = st->off[f.node + 1]; k > st->off[f.node] && rc == 0; k--)
-            stack[sp++] = (sframe_t){st->kids[k - 1], f.depth + 1};
-    }
-    if (rc == 0) rc = buf_append_str(out, "],\"weights\":[");
-    if (rc == 0) rc = buf_append(out, weights.data, weights.len);
-    if (rc == 0) rc = buf_append_byte(out, ']');
-    buf_free(&weights);
-    buf_beside_give(out, link.held);
-    free(path);
-    free(stack);
-    buf_beside_give(out, work);
-    return rc;
+    int64_t self = self_of(s, &s->profiles[s->k], f.node);
+    if (self == 0) return 0;
+    int rc = s->first_item ? 0 : buf_append_byte(out, ',');
+    s->first_item = 0;
+    return rc != 0 ? rc : buf_append_i64(out, self);
 }
 
 static int64_t profile_total(const ss_t *s, const query_ss_profile_t *p)
@@ -196,45 +209,246 @@ static int64_t profile_total(const ss_t *s, const query_ss_profile_t *p)
     return sum;
 }
 
-static int write_profile(const ss_t *s, const query_ss_profile_t *p, const char *unit, buf_t *out)
+/* Profile k's members up to its samples. */
+static int write_profile_head(const ss_t *s, buf_t *out)
 {
-    int rc = buf_append_str(out, "{\"type\":\"sampled\",\"name\":");
+    const query_ss_profile_t *p = &s->profiles[s->k];
+    int rc = buf_append_str(out, s->k > 0 ? ",{\"type\":\"sampled\",\"name\":"
+                                          : "{\"type\":\"sampled\",\"name\":");
     if (rc == 0) rc = buf_append_json_string(out, p->name, strlen(p->name));
     if (rc == 0) rc = buf_append_str(out, ",\"unit\":\"");
-    if (rc == 0) rc = buf_append_str(out, unit);
+    if (rc == 0) rc = buf_append_str(out, s->unit);
     if (rc == 0)
-        rc = buf_printf(out, "\",\"startValue\":0,\"endValue\":%lld,",
+        rc = buf_printf(out, "\",\"startValue\":0,\"endValue\":%lld,\"samples\":[",
                         (long long)profile_total(s, p));
-    if (rc == 0) rc = write_samples(s, p, out);
-    return rc ? rc : buf_append_byte(out, '}');
+    return rc;
 }
 
-static int write_file(const ss_t *s, const char *profile_type, const char *name, buf_t *out)
+/* The file's end: its name, then the members (NULL: none) inside its brace. */
+static int write_tail(const ss_t *s, buf_t *out)
 {
-    const char *unit = unit_of(profile_type);
-    int rc =
-        buf_append_str(out, "{\"$schema\":\"https://www.speedscope.app/file-format-schema.json\",");
-    if (rc == 0) rc = write_frames(s, out);
-    if (rc == 0) rc = buf_append_str(out, ",\"profiles\":[");
-    for (size_t k = 0; rc == 0 && k < s->nprofiles; k++) {
-        if (k > 0) rc = buf_append_byte(out, ',');
-        if (rc == 0) rc = write_profile(s, &s->profiles[k], unit, out);
+    buf_t tail;
+    buf_init(&tail, BUF_UNLIMITED);
+    int rc = buf_append_str(&tail, "],\"name\":");
+    if (rc == 0) rc = buf_append_json_string(&tail, s->name, strlen(s->name));
+    if (rc == 0) rc = buf_append_str(&tail, ",\"activeProfileIndex\":0,\"exporter\":\"flamedb\"}");
+    if (rc == 0 && s->members != NULL) rc = query_add_json_members(&tail, s->members);
+    if (rc == 0) rc = buf_append(out, tail.data, tail.len);
+    buf_free(&tail);
+    return rc;
+}
+
+/* One piece of the file after s->phase; the walks write until out reaches
+ * until. */
+static int ss_step(ss_t *s, buf_t *out, size_t until)
+{
+    int rc = 0;
+    switch (s->phase) {
+    case SS_HEAD:
+        rc = buf_append_str(out, "{\"$schema\":\"https://www.speedscope.app/file-format-schema."
+                                 "json\",\"shared\":{\"frames\":[");
+        s->phase = SS_FRAMES;
+        return rc;
+    case SS_FRAMES:
+        while (rc == 0 && s->f < s->nframes && out->len < until)
+            rc = write_frame(s, s->f++, out);
+        if (rc == 0 && s->f == s->nframes) {
+            rc = buf_append_str(out, "]},\"profiles\":[");
+            s->phase = SS_PROFILE;
+        }
+        return rc;
+    case SS_PROFILE:
+        if (s->k == s->nprofiles) {
+            s->phase = SS_TAIL;
+            return 0;
+        }
+        walk_root(s);
+        s->phase = SS_SAMPLES;
+        return write_profile_head(s, out);
+    case SS_SAMPLES:
+    case SS_WEIGHTS:
+        while (rc == 0 && s->sp > 0 && out->len < until) {
+            sframe_t f = walk_step(s);
+            rc = s->phase == SS_SAMPLES ? write_sample(s, f, out) : write_weight(s, f, out);
+        }
+        if (rc != 0 || s->sp > 0) return rc;
+        if (s->phase == SS_SAMPLES) {
+            walk_root(s);
+            s->phase = SS_WEIGHTS;
+            return buf_append_str(out, "],\"weights\":[");
+        }
+        s->k++;
+        s->phase = SS_PROFILE;
+        return buf_append_str(out, "]}");
+    case SS_TAIL:
+        s->phase = SS_DONE;
+        return write_tail(s, out);
+    default:
+        return 0;
     }
-    if (rc == 0) rc = buf_append_str(out, "],\"name\":");
-    if (rc == 0) rc = buf_append_json_string(out, name, strlen(name));
-    return rc ? rc : buf_append_str(out, ",\"activeProfileIndex\":0,\"exporter\":\"flamedb\"}");
+}
+
+/* Appends at least want bytes of the file (or its rest). */
+static int ss_write(ss_t *s, buf_t *out, size_t want)
+{
+    size_t until = out->len + want;
+    int rc = 0;
+    while (rc == 0 && s->phase != SS_DONE && out->len < until)
+        rc = ss_step(s, out, until);
+    return rc;
+}
+
+static void ss_release(ss_t *s)
+{
+    u64map_free(&s->index);
+    free(s->frame_of);
+    free(s->first);
+    free(s->stack);
+    free(s->path);
+    if (s->out != NULL) ss_give(s, s->held);
+}
+
+/* Numbers the frames and makes the walk's arrays (held beside out). */
+static int ss_prepare(ss_t *s, const char *profile_type)
+{
+    s->unit = unit_of(profile_type);
+    int rc = number_frames(s);
+    return rc != 0 ? rc : walk_init(s);
 }
 
 int query_speedscope_write(const sorted_tree_t *st, const char *profile_type, const char *name,
                            const query_ss_profile_t *profiles, size_t nprofiles, buf_t *out)
 {
-    ss_t s = {.st = st, .profiles = profiles, .nprofiles = nprofiles, .out = out};
-    int rc = number_frames(&s);
-    if (rc == 0) rc = write_file(&s, profile_type, name, out);
-    u64map_free(&s.index);
-    free(s.frame_of);
-    free(s.first);
-    ss_give(&s, s.held);
+    ss_t s = {.st = st, .profiles = profiles, .nprofiles = nprofiles, .out = out, .name = name};
+    int rc = ss_prepare(&s, profile_type);
+    if (rc == 0) rc = ss_write(&s, out, SIZE_MAX - out->len);
+    ss_release(&s);
+    return rc;
+}
+
+/* ---- the answer as a stream ---- */
+
+#define SS_MAX_PROFILES 2
+
+typedef struct ss_stream {
+    calltree_t *tree; /* owned, with syms: what st reads */
+    symtab_t *syms;
+    sorted_tree_t st;
+    char *name, *members, *names[SS_MAX_PROFILES]; /* owned copies */
+    int64_t *selves[SS_MAX_PROFILES];              /* owned (taken), or NULL */
+    query_ss_profile_t profiles[SS_MAX_PROFILES];
+    ss_t s;
+} ss_stream_t;
+
+static int ss_next(void *impl, buf_t *out, size_t want, int *done)
+{
+    ss_stream_t *v = impl;
+    int rc = ss_write(&v->s, out, want);
+    *done = v->s.phase == SS_DONE;
+    return rc;
+}
+
+static void ss_stream_free(void *impl)
+{
+    ss_stream_t *v = impl;
+    ss_release(&v->s);
+    query_sorted_tree_free(&v->st);
+    for (size_t k = 0; k < SS_MAX_PROFILES; k++) {
+        free(v->names[k]);
+        free(v->selves[k]);
+    }
+    free(v->name);
+    free(v->members);
+    calltree_free(v->tree);
+    symtab_free(v->syms);
+    free(v);
+}
+
+static const query_stream_ops_t ss_stream_ops = {ss_next, ss_stream_free};
+
+/* A lower bound of the frames' and samples' text: each frame's
+ * `{"name":""}`, each sample's brackets and frame numbers at one digit
+ * and a comma each, its weight at one digit. */
+static size_t ss_least_bytes(ss_t *s)
+{
+    size_t least = (size_t)s->nframes * 11;
+    for (s->k = 0; s->k < s->nprofiles; s->k++) {
+        walk_root(s);
+        while (s->sp > 0) {
+            sframe_t f = walk_step(s);
+            if (self_of(s, &s->profiles[s->k], f.node) != 0)
+                least += 2 * (size_t)(f.depth > 0 ? f.depth : 1) + 2;
+        }
+    }
+    s->k = 0;
+    return least;
+}
+
+static int dup_or_null(const char *s, char **out)
+{
+    *out = NULL;
+    if (s != NULL && (*out = strdup(s)) == NULL) return ERR_NOMEM;
+    return 0;
+}
+
+/* The copies v keeps and the profiles over them (selves borrowed until
+ * v takes them). */
+static int ss_stream_names(ss_stream_t *v, const char *name, const char *const *names,
+                           int64_t **selves, size_t nprofiles, const char *members)
+{
+    int rc = dup_or_null(name, &v->name);
+    if (rc == 0) rc = dup_or_null(members, &v->members);
+    for (size_t k = 0; rc == 0 && k < nprofiles; k++) {
+        rc = dup_or_null(names[k], &v->names[k]);
+        v->profiles[k] = (query_ss_profile_t){v->names[k], selves[k]};
+    }
+    return rc;
+}
+
+/* Moves the tree, names and selves into v (set to NULL) and v into a stream. */
+static int ss_stream_take(ss_stream_t *v, calltree_t **t, symtab_t **syms, int64_t **selves,
+                          size_t nprofiles, buf_t *out, query_stream_t **stream)
+{
+    size_t bytes = sizeof *v + v->st.held + v->s.held + calltree_mem_bytes_read(*t) +
+                   symtab_mem_bytes(*syms) + (v->members ? strlen(v->members) : 0);
+    buf_beside_give(out, v->st.held + v->s.held); /* the stream counts it from here */
+    v->st.out = v->s.out = NULL;
+    v->st.held = v->s.held = 0;
+    for (size_t k = 0; k < nprofiles; k++) {
+        v->selves[k] = selves[k];
+        selves[k] = NULL;
+        if (v->selves[k] != NULL) bytes += v->st.n * sizeof(int64_t);
+    }
+    v->tree = *t;
+    v->syms = *syms;
+    *t = NULL;
+    *syms = NULL;
+    return query_stream_new(&ss_stream_ops, v, QUERY_STREAM_LENGTH_UNKNOWN, bytes, stream);
+}
+
+int query_speedscope_open(calltree_t **t, symtab_t **syms, const char *profile_type,
+                          const char *name, const char *const *names, int64_t **selves,
+                          size_t nprofiles, const char *members, size_t min_bytes, buf_t *out,
+                          query_stream_t **stream)
+{
+    *stream = NULL;
+    if (nprofiles > SS_MAX_PROFILES) return ERR_INTERNAL;
+    ss_stream_t *v = calloc(1, sizeof *v);
+    if (v == NULL) return ERR_NOMEM;
+    int rc = ss_stream_names(v, name, names, selves, nprofiles, members);
+    if (rc == 0) rc = query_sorted_tree_build(&v->st, *t, *syms, out);
+    v->s = (ss_t){.st = &v->st,
+                  .profiles = v->profiles,
+                  .nprofiles = nprofiles,
+                  .out = out,
+                  .name = v->name,
+                  .members = v->members};
+    if (rc == 0) rc = ss_prepare(&v->s, profile_type);
+    size_t least = rc == 0 ? ss_least_bytes(&v->s) : 0;
+    if (rc == 0 && min_bytes > 0 && least >= min_bytes && least <= out->max && out->len == 0)
+        return ss_stream_take(v, t, syms, selves, nprofiles, out, stream);
+    if (rc == 0) rc = ss_write(&v->s, out, SIZE_MAX - out->len);
+    ss_stream_free(v); /* the tree, names and selves not taken */
     return rc;
 }
 

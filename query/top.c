@@ -48,18 +48,22 @@ static void top_give(const top_t *tp, size_t n)
         tp->charge->give(tp->charge->ctx, n);
 }
 
-/* Makes room for one more function; the table's growth is taken from the
- * charge first (a table this large is grown in place by the allocator's
- * remapping, not beside a copy). */
+/* Makes room for one more function: first for every symbol t names (its
+ * functions are at most those: the table then never grows), then twice
+ * as many; the grown table is taken from the charge first, beside the old
+ * one (realloc may copy it), then the old one given back. */
 static int fns_room(top_t *tp)
 {
     if (tp->nfns < tp->capfns) return 0;
-    size_t was = tp->capfns, cap = was > 0 ? was * 2 : 256;
-    size_t take = (cap - was) * sizeof *tp->fns;
-    int rc = top_take(tp, take);
+    size_t was = tp->capfns, syms = calltree_sym_count(tp->t);
+    size_t cap = was > 0 ? was * 2 : syms > 256 ? syms : 256;
+    int rc = top_take(tp, cap * sizeof *tp->fns);
     if (rc != 0) return rc;
-    if (tp->charge != NULL && tp->charge->take != NULL) tp->fns_held += take;
-    return GROW_FROM(tp->fns, tp->capfns, tp->nfns + 1, GROW_UNLIMITED, 256);
+    rc = GROW_FROM(tp->fns, tp->capfns, tp->nfns + 1, GROW_UNLIMITED, cap);
+    top_give(tp, (rc == 0 ? was : cap) * sizeof *tp->fns);
+    if (rc == 0 && tp->charge != NULL && tp->charge->take != NULL)
+        tp->fns_held += (tp->capfns - was) * sizeof *tp->fns;
+    return rc;
 }
 
 /* fn_of for every node, and one fn_t per distinct symbol. */
@@ -236,17 +240,6 @@ static int write_top(buf_t *out, const top_t *tp, const char *profile_type,
     return rc != 0 ? rc : buf_append_str(out, "]}");
 }
 
-/* Fills tp->fns (and tp->nfns) with t's functions. */
-static int collect(top_t *tp)
-{
-    int rc = index_functions(tp);
-    if (rc == 0) walk(tp);
-    free(tp->fn_of);
-    free(tp->active);
-    tp->fn_of = tp->active = NULL;
-    return rc;
-}
-
 /* What collect holds for a tree of n nodes besides its function table
  * (charged as it grows): the symbol map (sized for n) and fn_of, then
  * fn_of and active (one per function, at most n: less than the map it
@@ -259,23 +252,40 @@ static size_t collect_bound(size_t n)
     return cap * sizeof(u64map_slot_t) + (n + 1) * sizeof(uint32_t);
 }
 
-/* collect with its working tables taken from tp's charge while they are
- * made (the function table is taken as it grows and stays taken). */
-static int collect_charged(top_t *tp)
+/* Fills tp->fns (and tp->nfns) with t's functions, its working tables
+ * taken from tp's charge while they are made (the function table is taken
+ * as it grows and stays taken): their bound while the map is made, then
+ * fn_of and active while the walk runs. The walk's first read makes t's
+ * totals (8 bytes a node) when it has none: taken before, and what t grew
+ * by stays taken (*totals: t's from then on). */
+static int collect_charged(top_t *tp, size_t *totals)
 {
-    size_t work = collect_bound(calltree_node_count(tp->t));
+    size_t n = calltree_node_count(tp->t), work = collect_bound(n);
+    size_t kept = 2 * (n + 1) * sizeof(uint32_t); /* fn_of and active */
+    *totals = 0;
     int rc = top_take(tp, work);
     if (rc != 0) return rc;
-    rc = collect(tp);
+    rc = index_functions(tp); /* the map is freed */
+    if (work > kept) top_give(tp, work - kept);
+    work = work > kept ? kept : work;
+    size_t most = n * sizeof(int64_t), was = calltree_mem_bytes(tp->t);
+    int took = rc == 0 && (rc = top_take(tp, most)) == 0;
+    if (rc == 0) walk(tp);
+    size_t grew = calltree_mem_bytes(tp->t) - was;
+    if (took) top_give(tp, most > grew ? most - grew : 0);
+    if (took) *totals = most > grew ? grew : most;
+    free(tp->fn_of);
+    free(tp->active);
+    tp->fn_of = tp->active = NULL;
     top_give(tp, work);
     return rc;
 }
 
 int query_fns_collect(const calltree_t *t, const query_report_charge_t *charge, query_fn_t **out,
-                      size_t *n, size_t *held)
+                      size_t *n, size_t *held, size_t *totals)
 {
     top_t tp = {.t = t, .charge = charge};
-    int rc = collect_charged(&tp);
+    int rc = collect_charged(&tp, totals);
     if (rc != 0) {
         free(tp.fns);
         top_give(&tp, tp.fns_held);
@@ -306,7 +316,9 @@ int query_encode_top(const calltree_t *t, const symtab_t *syms, const char *prof
     /* the tables are held beside the answer (buf_beside_take): their bound
      * while they are made, the function table as it grows, then beside it
      * the sort's copy and the names of unknown symbols */
-    int rc = collect_charged(&tp);
+    size_t totals; /* the tree's from here: its owner counts them */
+    int rc = collect_charged(&tp, &totals);
+    buf_beside_give(out, totals);
     size_t work = tp.nfns * (sizeof(fn_t) + 32);
     if (rc == 0) rc = buf_beside_take(out, work);
     if (rc != 0) work = 0;

@@ -1,17 +1,18 @@
-"""test_format_stream.py — large SVG, pprof and JSON renders, large answers
-of one stored profile and a large folded render-diff are sent as they are
-written.
+"""test_format_stream.py — large SVG, pprof, JSON and speedscope renders,
+large answers of one stored profile and a large folded or speedscope
+render-diff are sent as they are written.
 
 Two services: "deep" is one push of LEAVES stacks through a chain of DEPTH
 frames (a small tree, but a pprof of 2,000,000 stack entries and a folded
-text of about 10 MB, as its render-diff with itself), "wide" is WIDE leaves
+text of about 10 MB, as its render-diff with itself, and a speedscope file
+of about as much, twice that for the diff), "wide" is WIDE leaves
 with long names under a few frames (an SVG of about 4 MB, a JSON flame
 graph of 2.2 MB at maxNodes=65536). With a small query-memory-bytes the
 trees fit and the answers do not: written whole into memory
 (query-stream-bytes 0) each is refused naming query-memory-bytes; streamed
 each answers 200 with exactly the bytes a node with room for the whole
-answer sends: folded texts with their Content-Length, the SVG, the JSON and
-the gzipped pprof (gzip members, one per 256 KiB of the packed profile) in
+answer sends: folded texts with their Content-Length, the SVG, the JSON,
+the speedscope files and the gzipped pprof (gzip members, one per 256 KiB of the packed profile) in
 chunks. The streamed pprof decompresses with gzip and ingests back as the
 same stacks.
 
@@ -68,12 +69,19 @@ def answers(node, pid):
                        dict(query=WIDE_Q, format="svg", maxNodes="65536", **window())),
         "render json": ("/pyroscope/render",
                         dict(query=WIDE_Q, format="json", maxNodes="65536", **window())),
+        "render speedscope": ("/pyroscope/render",
+                              dict(query=DEEP_Q, format="speedscope", **window())),
+        "profile speedscope": ("/api/profiles/" + pid, dict(format="speedscope")),
         "profile folded": ("/api/profiles/" + pid, dict(format="folded")),
         "profile pprof": ("/api/profiles/" + pid, dict(format="pprof")),
         "render-diff folded": ("/pyroscope/render-diff", dict(
             leftQuery=DEEP_Q, leftFrom=str(T0 - 60), leftUntil=str(T0 + 60),
             rightQuery=DEEP_Q, rightFrom=str(T0 - 60), rightUntil=str(T0 + 1),
             format="folded")),
+        "render-diff speedscope": ("/pyroscope/render-diff", dict(
+            leftQuery=DEEP_Q, leftFrom=str(T0 - 60), leftUntil=str(T0 + 60),
+            rightQuery=DEEP_Q, rightFrom=str(T0 - 60), rightUntil=str(T0 + 1),
+            format="speedscope")),
     }
 
 

@@ -2,7 +2,8 @@
  * calloc, realloc and free (forwarding to glibc's __libc_* functions), for
  * the tests that compare what a piece of work allocates with what it
  * charges to a budget (test_ingest_heap, test_query_render_heap).
- * heap_start() counts from zero, heap_stop() returns the most in use since.
+ * heap_start() counts from zero, heap_stop() returns the most in use since;
+ * heap_watch() follows how far the heap in use runs ahead of a budget.
  * HEAP_COUNTED is 0 under AddressSanitizer, which replaces the allocator
  * itself: those tests skip their checks then. Header-only, defining the
  * allocator's functions: include it in one file of a test executable.
@@ -27,6 +28,17 @@
 /* The heap in use while counting (from zero at heap_start), and its most. */
 static long heap_now, heap_most;
 static int heap_on;
+/* While heap_watch(counted) is set: the most the heap in use passed
+ * *counted (a budget's bytes in use) at any allocation, heap_gap_most:
+ * what was allocated before it was charged. */
+static const size_t *heap_counted;
+static long heap_gap_most;
+
+static inline void heap_watch(const size_t *counted) /* NULL: stops, heap_gap_most kept */
+{
+    if (counted != NULL) heap_gap_most = 0;
+    heap_counted = counted;
+}
 
 static void heap_start(void)
 {
@@ -51,6 +63,8 @@ static void heap_add(long n)
     if (!heap_on) return;
     heap_now += n;
     if (heap_now > heap_most) heap_most = heap_now;
+    if (heap_counted != NULL && n > 0 && heap_now - (long)*heap_counted > heap_gap_most)
+        heap_gap_most = heap_now - (long)*heap_counted;
 }
 
 void *malloc(size_t n)

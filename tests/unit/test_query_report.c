@@ -411,7 +411,8 @@ static size_t report_peak(const char *limit, size_t *answer_cap)
     query_result_init(&out);
     size_t charged;
     CHECK_EQ_INT(
-        query_report_run(&p, &lim, body, len, NULL, NULL, &charge, &charged, NULL, &out, &em), 0);
+        query_report_run(&p, &lim, body, len, NULL, NULL, &charge, &charged, NULL, NULL, &out, &em),
+        0);
     /* the answer stays taken until it is sent, the rest is given back */
     CHECK_EQ_INT(charged, out.body.cap);
     CHECK_EQ_INT(b.used, charged);
@@ -432,6 +433,67 @@ static void test_answer_charged(void)
     CHECK(most >= small + cap / 2);
 }
 
+/* A kept report stays charged from its computing into the report cache on
+ * the same budget: query_report_run leaves its bytes taken
+ * (keep_charged) and the cache takes them over, so at no point between the
+ * two is the report held uncounted; a report the cache does not keep is
+ * given back by its caller. */
+static void test_kept_report_charged(void)
+{
+    query_limits_t lim;
+    query_limits_default(&lim);
+    query_diff_params_t d = {0};
+    d.left = (query_params_t){.query = CPU "{}", .from = "1700000000", .until = "1700000060"};
+    d.right = (query_params_t){.query = CPU "{}", .from = "1700000060", .until = "1700000120"};
+    query_report_plan_t p;
+    errmsg_t em = {{0}};
+    CHECK_EQ_INT(query_report_plan(&d, "10", NULL, &lim, 1700004000000LL, &p, &em), 0);
+    query_result_t bucket;
+    bucket_body(&bucket);
+    const uint8_t *bodies[2][QUERY_REPORT_MAX_BUCKETS];
+    size_t lens[2][QUERY_REPORT_MAX_BUCKETS];
+    for (int s = 0; s < 2; s++)
+        for (size_t b = 0; b < p.nbuckets[s]; b++) {
+            bodies[s][b] = bucket.body.data;
+            lens[s][b] = bucket.body.len;
+        }
+    const uint8_t *const *body[2] = {bodies[0], bodies[1]};
+    const size_t *len[2] = {lens[0], lens[1]};
+    budget_t b = {0};
+    query_report_charge_t charge = {budget_take, budget_give, &b};
+    for (int room = 0; room < 2; room++) { /* a cache that keeps it, then one too small */
+        query_report_cache_t *c = query_report_cache_new(room == 0 ? 64u << 20 : 64, &charge);
+        CHECK(c != NULL);
+        query_result_t out;
+        query_result_init(&out);
+        query_report_t keep = {0};
+        size_t charged = 0, kept = 0;
+        CHECK_EQ_INT(query_report_run(&p, &lim, body, len, NULL, NULL, &charge, &charged, &keep,
+                                      &kept, &out, &em),
+                     0);
+        CHECK(keep.rows != NULL);
+        /* the kept report is still counted once run returns */
+        CHECK(kept >= query_report_bytes(&keep));
+        CHECK_EQ_INT(b.used, charged + kept);
+        buf_t key;
+        buf_init(&key, BUF_UNLIMITED);
+        CHECK_EQ_INT(buf_append_str(&key, "k"), 0);
+        int put = query_report_cache_put(c, &key, &keep, CPU, (int64_t[]){60, 60}, kept);
+        CHECK_EQ_INT(put, room == 0 ? 1 : 0);
+        query_report_cache_stats_t st;
+        query_report_cache_stats(c, &st);
+        if (put == 1) CHECK_EQ_INT(b.used, charged + st.bytes); /* the cache's from here */
+        if (put != 1) budget_give(&b, kept);                    /* not kept: the caller's */
+        query_report_free(&keep);
+        budget_give(&b, charged); /* the answer, sent */
+        query_report_cache_free(c);
+        CHECK_EQ_INT(b.used, 0); /* everything given back */
+        buf_free(&key);
+        query_result_free(&out);
+    }
+    query_result_free(&bucket);
+}
+
 /* argv[1]: runs of the same-behaviour test (default 200), to measure the
  * false-positive rate more finely. */
 int main(int argc, char **argv)
@@ -445,6 +507,7 @@ int main(int argc, char **argv)
     test_exact(syms);
     test_plan();
     test_answer_charged();
+    test_kept_report_charged();
     symtab_free(syms);
     return check_exit();
 }

@@ -135,7 +135,7 @@ static size_t entry_bytes(const query_report_t *r, const buf_t *k)
     query_report_cache_t *c = query_report_cache_new(SIZE_MAX, NULL);
     query_report_t copy;
     make_report(&copy, r->nrows, "f", 0);
-    CHECK_EQ_INT(query_report_cache_put(c, k, &copy, CPU, (int64_t[]){60, 60}), 1);
+    CHECK_EQ_INT(query_report_cache_put(c, k, &copy, CPU, (int64_t[]){60, 60}, 0), 1);
     query_report_cache_stats_t st;
     query_report_cache_stats(c, &st);
     query_report_cache_free(c);
@@ -160,7 +160,7 @@ static void test_bounded(void)
     int64_t sec[2] = {60, 60};
     for (int i = 0; i < 3; i++) {
         make_report(&r, 100, "f", 0);
-        CHECK_EQ_INT(query_report_cache_put(c, &k[i], &r, CPU, sec), 1);
+        CHECK_EQ_INT(query_report_cache_put(c, &k[i], &r, CPU, sec, 0), 1);
         CHECK(r.rows == NULL); /* moved into the cache */
         query_report_cache_stats_t st;
         query_report_cache_stats(c, &st);
@@ -181,9 +181,9 @@ static void test_bounded(void)
     CHECK(query_report_cache_get(c, &k[3]) == NULL);
     /* evicted while read: stays readable until released, then freed */
     make_report(&r, 100, "g", 1);
-    CHECK_EQ_INT(query_report_cache_put(c, &k[3], &r, CPU, sec), 1);
+    CHECK_EQ_INT(query_report_cache_put(c, &k[3], &r, CPU, sec, 0), 1);
     make_report(&r, 100, "h", 2);
-    CHECK_EQ_INT(query_report_cache_put(c, &k[1], &r, CPU, sec), 1);
+    CHECK_EQ_INT(query_report_cache_put(c, &k[1], &r, CPU, sec, 0), 1);
     CHECK(query_report_cache_get(c, &k[0]) == NULL); /* both a and c evicted */
     CHECK(query_report_cache_get(c, &k[2]) == NULL);
     query_limits_t lim;
@@ -212,13 +212,13 @@ static void test_bounded(void)
     CHECK_EQ_INT(st.evictions, 3);
     /* the same key again replaces its entry */
     make_report(&r, 100, "i", 3);
-    CHECK_EQ_INT(query_report_cache_put(c, &k[1], &r, CPU, sec), 1);
+    CHECK_EQ_INT(query_report_cache_put(c, &k[1], &r, CPU, sec, 0), 1);
     query_report_cache_stats(c, &st);
     CHECK_EQ_INT(st.entries, 2);
     CHECK_EQ_INT(st.evictions, 3); /* a replacement is no eviction */
     /* larger than the whole cache: not kept, left to the caller */
     make_report(&r, 300, "j", 0);
-    CHECK_EQ_INT(query_report_cache_put(c, &k[0], &r, CPU, sec), 0);
+    CHECK_EQ_INT(query_report_cache_put(c, &k[0], &r, CPU, sec, 0), 0);
     CHECK(r.rows != NULL);
     query_report_free(&r);
     query_report_cache_free(c);
@@ -227,7 +227,7 @@ static void test_bounded(void)
     /* 0: keeps nothing */
     c = query_report_cache_new(0, &charge);
     make_report(&r, 1, "f", 0);
-    CHECK_EQ_INT(query_report_cache_put(c, &k[0], &r, CPU, sec), 0);
+    CHECK_EQ_INT(query_report_cache_put(c, &k[0], &r, CPU, sec, 0), 0);
     CHECK(query_report_cache_get(c, &k[0]) == NULL);
     query_report_free(&r);
     query_report_cache_free(c);
@@ -254,13 +254,13 @@ static void test_charge(void)
     int64_t sec[2] = {60, 60};
     for (int i = 0; i < 3; i++) {
         make_report(&r, 50, "f", 0);
-        CHECK_EQ_INT(query_report_cache_put(c, &k[i], &r, CPU, sec), 1);
+        CHECK_EQ_INT(query_report_cache_put(c, &k[i], &r, CPU, sec, 0), 1);
     }
     CHECK(bud.refused > 0);
     CHECK(query_report_cache_get(c, &k[0]) == NULL); /* gave way to c */
     bud.used += bud.limit;                           /* queries took all of it */
     make_report(&r, 50, "f", 0);
-    CHECK_EQ_INT(query_report_cache_put(c, &k[0], &r, CPU, sec), 0);
+    CHECK_EQ_INT(query_report_cache_put(c, &k[0], &r, CPU, sec, 0), 0);
     CHECK(r.rows != NULL);
     query_report_free(&r);
     query_report_cache_stats_t st;
@@ -287,7 +287,7 @@ static void test_same_answer(void)
     buf_t k;
     key_of("k", &k);
     query_report_cache_t *c = query_report_cache_new(64 << 20, NULL);
-    CHECK_EQ_INT(query_report_cache_put(c, &k, &r, CPU, sec), 1);
+    CHECK_EQ_INT(query_report_cache_put(c, &k, &r, CPU, sec, 0), 1);
     const query_report_cached_t *e = query_report_cache_get(c, &k);
     CHECK(e != NULL);
     for (size_t s = 0; s < sizeof searches / sizeof *searches; s++)
