@@ -177,8 +177,8 @@ int node_metrics_register(metrics_registry_t *r, const node_metrics_view_t *v)
                     "(ingest-gunzip-keep-bytes).",
                     METRICS_COUNTER, &x->gunzip_reused);
     metrics_add_u64(r, "flamedb_ingest_gunzip_fresh_total",
-                    "Gzipped pushes that found no kept buffer and allocated one.",
-                    METRICS_COUNTER, &x->gunzip_fresh);
+                    "Gzipped pushes that found no kept buffer and allocated one.", METRICS_COUNTER,
+                    &x->gunzip_fresh);
     metrics_add_u64(r, "flamedb_ingest_gunzip_idle_bytes",
                     "Capacity of the gunzip buffers kept between pushes (charged to "
                     "ingest-inflight-bytes).",

@@ -22,8 +22,7 @@ struct ingest_gzpool {
     uint64_t reused, fresh, idle_bytes;
 };
 
-int ingest_gzpool_new(size_t keep, size_t keep_bytes, alloc_budget_t *budget,
-                      ingest_gzpool_t **out)
+int ingest_gzpool_new(size_t keep, size_t keep_bytes, alloc_budget_t *budget, ingest_gzpool_t **out)
 {
     *out = NULL;
     ingest_gzpool_t *p = calloc(1, sizeof *p);

@@ -288,8 +288,7 @@ int cmd_ingest(int argc, char **argv)
     gen_options_default(&o, GEN_CPU);
     const char *index = NULL, *data = NULL, *real = NULL;
     uint64_t rounds = 3, keep = 0, merges = UINT64_MAX, total_merges = UINT64_MAX, by_profile = 0,
-             anchors = 0, node_cache = 0, whole_read = UINT64_MAX,
-             gunzip_keep = 8u << 20;
+             anchors = 0, node_cache = 0, whole_read = UINT64_MAX, gunzip_keep = 8u << 20;
     for (int i = 0; i < argc; i++) {
         if (gen_flag(argc, argv, &i, &o) || flag_str(argc, argv, &i, "--index", &index) ||
             flag_str(argc, argv, &i, "--real", &real) ||
