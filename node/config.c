@@ -260,12 +260,6 @@ static const opt_t options[] = {
      "refused as "
      "unavailable (the coordinator hints it); a push that alone needs more gets 413. Part of "
      "memory-limit."},
-    {"ingest-gunzip-keep-bytes", OPT_SIZE, FIELD(ingest_gunzip_keep_bytes, size_t), "8MiB", 0, 0,
-     4 * GiB,
-     "A gzipped push's gunzip buffer and decompressor are kept for the next push (one per "
-     "worker thread) when the buffer is at most this large, so pushes do not allocate and "
-     "fault in a new one each; larger ones are freed. Kept buffers are charged to "
-     "ingest-inflight-bytes while idle (freed instead when it is full). 0: none kept."},
     SECTION("Storage"),
     {"block-cache-bytes", OPT_SIZE, FIELD(storage.block_cache_bytes, size_t), NULL, DERIVE_QUARTER,
      1 * MiB, 1024 * GiB, "RocksDB block cache shared by all column families."},

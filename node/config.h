@@ -48,9 +48,8 @@ typedef struct node_config {
     uint64_t combined_timeout_ms; /* render-diff and groupBy as a whole (then 504) */
     /* decoded pushes and replica writes in progress, node-wide */
     size_t ingest_inflight_bytes;
-    size_t ingest_gunzip_keep_bytes; /* a kept gunzip buffer, at most (0: none kept) */
-    size_t metrics_max_tenants;      /* tenants listed in flamedb_tenant_series */
-    size_t metrics_max_renders;      /* GET /metrics renders on the pool at once */
+    size_t metrics_max_tenants; /* tenants listed in flamedb_tenant_series */
+    size_t metrics_max_renders; /* GET /metrics renders on the pool at once */
     uint64_t shutdown_timeout_ms;
     size_t fd_reserve; /* descriptors kept besides max-connections (RLIMIT_NOFILE) */
     /* storage.max_open_files 0: derived from the open-file limit at start

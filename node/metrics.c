@@ -172,17 +172,6 @@ int node_metrics_register(metrics_registry_t *r, const node_metrics_view_t *v)
                     "Pushes and replica writes refused because ingest-inflight-bytes was full "
                     "(503) or they alone needed more (413).",
                     METRICS_COUNTER, &x->inflight_refused);
-    metrics_add_u64(r, "flamedb_ingest_gunzip_reused_total",
-                    "Gzipped pushes gunzipped into a buffer an earlier push left "
-                    "(ingest-gunzip-keep-bytes).",
-                    METRICS_COUNTER, &x->gunzip_reused);
-    metrics_add_u64(r, "flamedb_ingest_gunzip_fresh_total",
-                    "Gzipped pushes that found no kept buffer and allocated one.", METRICS_COUNTER,
-                    &x->gunzip_fresh);
-    metrics_add_u64(r, "flamedb_ingest_gunzip_idle_bytes",
-                    "Capacity of the gunzip buffers kept between pushes (charged to "
-                    "ingest-inflight-bytes).",
-                    METRICS_GAUGE, &x->gunzip_idle_bytes);
     metrics_add_u64(r, "flamedb_report_cache_bytes",
                     "Memory the regression reports kept for searches within them hold "
                     "(report-cache-bytes; counted in query-memory-bytes).",

@@ -76,7 +76,6 @@ typedef struct node_metrics_extra {
     int ready;
     workq_stats_t pool; /* thread-pool lanes, copied on the loop thread */
     uint64_t inflight_bytes, inflight_limit, inflight_refused; /* ingest-inflight-bytes */
-    uint64_t gunzip_reused, gunzip_fresh, gunzip_idle_bytes;   /* ingest-gunzip-keep-bytes */
     /* the regression report cache (report-cache-bytes) */
     uint64_t report_cache_bytes, report_cache_entries, report_cache_hits, report_cache_misses,
         report_cache_evictions;

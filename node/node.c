@@ -214,17 +214,10 @@ int node_new(const node_config_t *cfg, node_t **out, errmsg_t *em)
     alloc_budget_init(&n->ingest_inflight, cfg->ingest_inflight_bytes);
     n->cfg.storage.count_tenant_series = cfg->metrics_max_tenants > 0;
     n->cfg.ingest.inflight = &n->ingest_inflight;
-    if (ingest_gzpool_new((size_t)cfg->worker_threads, cfg->ingest_gunzip_keep_bytes,
-                          &n->ingest_inflight, &n->gzpool) != ERR_OK) {
-        free(n);
-        return errmsg_set(em, ERR_NOMEM, "out of memory");
-    }
-    n->cfg.ingest.gzpool = n->gzpool;
     n->clock = clock_real();
     n->start_ns = clock_wall_ns(&n->clock);
     n->port = -1;
     if (uv_loop_init(&n->loop) != 0) {
-        ingest_gzpool_free(n->gzpool);
         free(n);
         return errmsg_set(em, ERR_INTERNAL, "cannot create an event loop");
     }
@@ -296,7 +289,6 @@ void node_free(node_t *n)
     cluster_free(n->cluster);
     storage_close(n->storage);
     workq_free(n->workq);
-    ingest_gzpool_free(n->gzpool); /* after every push: gives the idle charges back */
     node_auth_free(n->auth);
     routes_limits_free(n->limits);
     free(n);

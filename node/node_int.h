@@ -35,8 +35,7 @@ struct node {
     list_t metrics_waiting; /* GET /metrics requests waiting for one to end (routes.c) */
     /* ingest-inflight-bytes: cfg.ingest.inflight points here */
     alloc_budget_t ingest_inflight;
-    ingest_gzpool_t *gzpool; /* gunzip states between pushes (ingest-gunzip-keep-bytes) */
-    int ready;               /* storage open and listener up, not stopping */
+    int ready; /* storage open and listener up, not stopping */
     int stopping;
     int port;
     clock_source_t clock; /* "now" for queries, defaults and uptime (real; tests may swap it) */

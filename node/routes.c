@@ -417,11 +417,6 @@ static void work_metrics(job_t *j)
     x.inflight_bytes = alloc_budget_used(&n->ingest_inflight);
     x.inflight_limit = n->ingest_inflight.limit;
     x.inflight_refused = alloc_budget_refused(&n->ingest_inflight);
-    ingest_gzpool_stats_t gz;
-    ingest_gzpool_stats(n->gzpool, &gz);
-    x.gunzip_reused = gz.reused;
-    x.gunzip_fresh = gz.fresh;
-    x.gunzip_idle_bytes = gz.idle_bytes;
     query_report_cache_stats_t rc;
     query_report_cache_stats(n->report_cache, &rc);
     x.report_cache_bytes = rc.bytes;

@@ -60,12 +60,11 @@ void ingest_limits_default(ingest_limits_t *l)
 }
 
 /* The payload to parse: the body or its multipart `profile` part, gunzipped
- * when it starts with the gzip magic (into gz's buffer: gz.d is set then,
- * and gz goes back to the pool after the parse). */
+ * when it starts with the gzip magic. *owned is set when *data was allocated. */
 typedef struct payload {
     const uint8_t *data;
     size_t len;
-    gz_state_t gz;
+    uint8_t *owned;
     const uint8_t *config;
     size_t config_len;
     uint64_t hash;
@@ -90,11 +89,11 @@ static int load_payload(const ingest_request_t *req, const ingest_params_t *pa,
     pl->hash = hash_bytes64(pl->data, pl->len) ^
                (pl->config ? hash_bytes64(pl->config, pl->config_len) * 31 : 0);
     if (ingest_is_gzip(pl->data, pl->len)) {
-        if (ingest_gzpool_take(lim->gzpool, &pl->gz) != ERR_OK)
-            return errmsg_set(em, ERR_NOMEM, "out of memory");
-        int rc = ingest_gunzip(&pl->gz, pl->data, pl->len, lim->max_decompressed_bytes, &pl->data,
-                               &pl->len, em);
+        size_t n;
+        int rc = ingest_gunzip(pl->data, pl->len, lim->max_decompressed_bytes, &pl->owned, &n, em);
         if (rc < 0) return rc;
+        pl->data = pl->owned;
+        pl->len = n;
     } else if (pl->len > lim->max_decompressed_bytes) {
         return errmsg_set(em, ERR_TOO_LARGE,
                           "body of %zu bytes exceeds %zu (max-decompressed-bytes)", pl->len,
@@ -227,7 +226,7 @@ static int run(const ingest_request_t *req, const ingest_limits_t *lim, ingest_p
     if (rc == 0) rc = load_payload(req, &pa, lim, &pl, em);
     size_t charged = 0; /* the gunzipped copy, until parsed */
     if (rc == 0) ingest_series_set_budget(&p->ss, pl.len);
-    if (rc == 0 && pl.gz.d != NULL &&
+    if (rc == 0 && pl.owned != NULL &&
         (rc = ingest_charge(&p->ss, pl.len, "gunzipped body", em)) == 0)
         charged = pl.len;
     if (rc == 0) {
@@ -238,9 +237,10 @@ static int run(const ingest_request_t *req, const ingest_limits_t *lim, ingest_p
             rc = parse_folded(p, &pl, &pa, lim, em);
     }
     /* Nothing reads the payload past the parse (symbols and labels are
-     * copies): the gunzipped copy goes back to the pool before the trees
-     * are finished, so it is not held beside them. */
-    ingest_gzpool_give(lim->gzpool, &pl.gz);
+     * copies): the gunzipped copy goes before the trees are finished, so it
+     * is not held beside them. */
+    free(pl.owned);
+    pl.owned = NULL;
     ingest_uncharge(&p->ss, charged);
     if (rc == 0) rc = ingest_series_finish(&p->ss, p->symtab, em);
     if (time_ns == 0) time_ns = pa.from_ns ? pa.from_ns : now;

@@ -22,31 +22,6 @@
 #include "ring/ring.h"
 #include "storage/storage.h"
 
-/* Gunzip states (a decompressor and its output buffer) kept between
- * pushes, so a gzipped push reuses what an earlier one allocated and
- * touched instead of allocating a new buffer and faulting its pages in
- * again. A push takes one for its gunzip and parse and gives it back.
- * At most `keep` are kept idle (the node: one per worker thread), each
- * with a buffer of at most keep_bytes (a larger one is freed when given
- * back; the node's ingest-gunzip-keep-bytes, 0: none kept). An idle
- * buffer's capacity is charged to budget (borrowed, may be NULL: only
- * counted) and given back when a push takes it (the push then charges its
- * gunzipped bytes as it would a new buffer); when the budget has no room
- * the buffer is freed instead of kept.
- * Threads: take and give from any thread (a mutex). Ownership: the caller
- * owns the pool and frees it (ingest_gzpool_free) after every push that
- * used it is done; that gives the idle charges back. */
-typedef struct ingest_gzpool ingest_gzpool_t;
-typedef struct ingest_gzpool_stats {
-    uint64_t reused;     /* gunzips that took a kept buffer (counter) */
-    uint64_t fresh;      /* gunzips that started without one (counter) */
-    uint64_t idle_bytes; /* capacity of the buffers kept idle now */
-} ingest_gzpool_stats_t;
-int ingest_gzpool_new(size_t keep, size_t keep_bytes, alloc_budget_t *budget,
-                      ingest_gzpool_t **out);
-void ingest_gzpool_stats(ingest_gzpool_t *p, ingest_gzpool_stats_t *out);
-void ingest_gzpool_free(ingest_gzpool_t *p);
-
 typedef struct ingest_limits {
     size_t max_decompressed_bytes; /* gunzipped body (gzip bombs) */
     size_t max_samples;            /* samples per profile */
@@ -84,9 +59,6 @@ typedef struct ingest_limits {
      * table, series, call trees, span indices and path caches, the bytes as
      * allocated, from parse until ingest_profile_free. */
     alloc_budget_t *inflight;
-    /* Where a gzipped push takes its gunzip state (borrowed, may be NULL:
-     * a new decompressor and buffer a push, freed after its parse). */
-    ingest_gzpool_t *gzpool;
 } ingest_limits_t;
 
 /* Defaults (chosen so every real profile of the shared corpus is admitted):

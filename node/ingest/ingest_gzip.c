@@ -4,8 +4,6 @@
  * front: from the gzip trailer's ISIZE when it is plausible, growing by
  * doubling while libdeflate reports insufficient space, never past max.
  * Concatenated gzip members (RFC 1952 allows them) are decoded in turn.
- * The decompressor and the buffer are a gz_state_t a push takes from the
- * node's pool (ingest_gzpool.c) and gives back, so they are reused.
  */
 #include <libdeflate.h>
 #include <stdlib.h>
@@ -55,28 +53,28 @@ static int one_member(struct libdeflate_decompressor *d, const uint8_t *in, size
                       max);
 }
 
-int ingest_gunzip(gz_state_t *st, const uint8_t *in, size_t n, size_t max, const uint8_t **out,
-                  size_t *out_len, errmsg_t *em)
+int ingest_gunzip(const uint8_t *in, size_t n, size_t max, uint8_t **out, size_t *out_len,
+                  errmsg_t *em)
 {
+    struct libdeflate_decompressor *d = libdeflate_alloc_decompressor();
+    if (d == NULL) return errmsg_set(em, ERR_NOMEM, "out of memory");
     buf_t b;
     buf_init(&b, BUF_UNLIMITED); /* bounded by max below, not by the buffer */
-    b.data = st->data;           /* an earlier push's buffer, reused */
-    b.cap = st->cap;
     int rc = 0;
     size_t off = 0;
     while (rc == 0 && off < n) {
         size_t used = 0;
-        rc = one_member(st->d, in + off, n - off, max, &b, &used, em);
+        rc = one_member(d, in + off, n - off, max, &b, &used, em);
         off += used;
         if (rc == 0 && off < n && !ingest_is_gzip(in + off, n - off))
             rc = errmsg_set(em, ERR_UNPARSEABLE, "trailing bytes after the gzip stream");
     }
-    if (rc == 0 && b.data == NULL && buf_reserve(&b, 1) < 0)
-        rc = errmsg_set(em, ERR_NOMEM, "out of memory");
-    st->data = b.data; /* kept by the state, grown or not */
-    st->cap = b.cap;
-    if (rc < 0) return rc;
-    *out = b.data;
-    *out_len = b.len;
+    libdeflate_free_decompressor(d);
+    if (rc < 0) {
+        buf_free(&b);
+        return rc;
+    }
+    if (b.data == NULL && buf_reserve(&b, 1) < 0) return errmsg_set(em, ERR_NOMEM, "out of memory");
+    *out = buf_steal(&b, out_len);
     return 0;
 }

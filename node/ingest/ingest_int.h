@@ -102,29 +102,10 @@ static inline bool ingest_is_gzip(const uint8_t *p, size_t n)
 {
     return n >= 2 && p[0] == 0x1f && p[1] == 0x8b;
 }
-/* What one gunzip uses: a decompressor and its output buffer (data, cap
- * bytes; NULL and 0 until the first gunzip). Taken from a pool
- * (ingest_gzpool_take) for a push and given back when it is parsed. */
-typedef struct gz_state {
-    struct libdeflate_decompressor *d;
-    uint8_t *data;
-    size_t cap;
-} gz_state_t;
-
-/* Gunzips in[0..n) into st's buffer (grown as needed; st keeps it), at
- * most max bytes: *out points into it, *out_len bytes. ERR_TOO_LARGE past
- * max, ERR_UNPARSEABLE on corrupt data, ERR_NOMEM (st may then have a
- * buffer, to be given back as usual). */
-int ingest_gunzip(gz_state_t *st, const uint8_t *in, size_t n, size_t max, const uint8_t **out,
-                  size_t *out_len, errmsg_t *em);
-/* A state from p (an idle one, its charge given back, when there is one;
- * else a new decompressor and no buffer). p NULL: always a new one.
- * ERR_NOMEM when the decompressor cannot be allocated. */
-int ingest_gzpool_take(ingest_gzpool_t *p, gz_state_t *st);
-/* Gives st back: kept idle (its buffer charged to the pool's budget) when
- * the pool keeps fewer than its count, the buffer is within its byte bound
- * and the budget has room; else freed. p NULL: freed. *st is zeroed. */
-void ingest_gzpool_give(ingest_gzpool_t *p, gz_state_t *st);
+/* Gunzips in[0..n) into a malloc'd buffer of at most max bytes (*out, caller
+ * frees). ERR_TOO_LARGE past max, ERR_UNPARSEABLE on corrupt data. */
+int ingest_gunzip(const uint8_t *in, size_t n, size_t max, uint8_t **out, size_t *out_len,
+                  errmsg_t *em);
 
 /* ---- the series of one profile (ingest_series.c) ---- */
 

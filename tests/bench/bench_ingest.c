@@ -36,7 +36,6 @@ typedef struct ingest_mode {
     uint32_t anchors;          /* aggregate-anchors, or 0: the default */
     uint64_t node_cache;       /* node-cache-bytes, or 0: the default */
     int64_t whole_read;        /* node-whole-read-percent, or -1: the default */
-    uint64_t gunzip_keep;      /* ingest-gunzip-keep-bytes (the node's default unless given) */
 } ingest_mode_t;
 
 static int64_t now_ns(void)
@@ -82,8 +81,6 @@ static void ingest_all(storage_t *st, const profile_set_t *set, const ingest_mod
     ingest_limits_default(&lim);
     if (mode->real) lim.max_past_seconds = 30LL * 366 * 86400;
     lim.shards.by_profile = mode->by_profile;
-    /* one pool of one state, as a node's worker thread has (charged nowhere) */
-    if (ingest_gzpool_new(1, (size_t)mode->gunzip_keep, NULL, &lim.gzpool) != ERR_OK) abort();
     memset(s, 0, sizeof *s);
     s->accepted = calloc(set->n ? set->n : 1, 1);
     double p0 = clock_process(), t0 = clock_thread(), w0 = clock_wall();
@@ -102,7 +99,6 @@ static void ingest_all(storage_t *st, const profile_set_t *set, const ingest_mod
     s->cpu_process = clock_process() - p0;
     s->cpu_thread = clock_thread() - t0;
     s->wall = clock_wall() - w0;
-    ingest_gzpool_free(lim.gzpool);
 }
 
 static int open_store(const char *dir, const ingest_mode_t *mode, storage_t **st)
@@ -288,7 +284,7 @@ int cmd_ingest(int argc, char **argv)
     gen_options_default(&o, GEN_CPU);
     const char *index = NULL, *data = NULL, *real = NULL;
     uint64_t rounds = 3, keep = 0, merges = UINT64_MAX, total_merges = UINT64_MAX, by_profile = 0,
-             anchors = 0, node_cache = 0, whole_read = UINT64_MAX, gunzip_keep = 8u << 20;
+             anchors = 0, node_cache = 0, whole_read = UINT64_MAX;
     for (int i = 0; i < argc; i++) {
         if (gen_flag(argc, argv, &i, &o) || flag_str(argc, argv, &i, "--index", &index) ||
             flag_str(argc, argv, &i, "--real", &real) ||
@@ -300,8 +296,7 @@ int cmd_ingest(int argc, char **argv)
             flag_u64(argc, argv, &i, "--shard-by-profile", &by_profile) ||
             flag_u64(argc, argv, &i, "--aggregate-anchors", &anchors) ||
             flag_u64(argc, argv, &i, "--node-cache-bytes", &node_cache) ||
-            flag_u64(argc, argv, &i, "--node-whole-read-percent", &whole_read) ||
-            flag_u64(argc, argv, &i, "--gunzip-keep-bytes", &gunzip_keep))
+            flag_u64(argc, argv, &i, "--node-whole-read-percent", &whole_read))
             continue;
         fprintf(stderr, "ingest: unknown flag %s\n", argv[i]);
         return 2;
@@ -312,8 +307,7 @@ int cmd_ingest(int argc, char **argv)
                           .by_profile = by_profile != 0,
                           .anchors = anchors > UINT32_MAX ? UINT32_MAX : (uint32_t)anchors,
                           .node_cache = node_cache,
-                          .whole_read = whole_read <= 100 ? (int64_t)whole_read : -1,
-                          .gunzip_keep = gunzip_keep};
+                          .whole_read = whole_read <= 100 ? (int64_t)whole_read : -1};
     if (o.spans > 0 && index == NULL && real == NULL) {
         if (o.start_s == 0)
             o.start_s = ((int64_t)time(NULL) - (int64_t)o.profiles * o.step_s - 60) / 10 * 10;
