@@ -290,7 +290,7 @@ static int decode_cols(const uint8_t *p, size_t len, sparse_vec_t *out, size_t a
     int rc = storage_cols_parse(p, len, &c);
     if (rc == 0) rc = storage_sparse_reserve(out, at + (size_t)c.n);
     if (rc != 0) return rc;
-    storage_cols_decode(&c, out->id + at, out->val + at);
+    if (c.n > 0) storage_cols_decode(&c, out->id + at, out->val + at); /* none: id may be NULL */
     out->n = at + (size_t)c.n;
     return 0;
 }
