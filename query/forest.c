@@ -521,24 +521,21 @@ static int put_node(const storage_merged_tab_t *f, const uint32_t *map, size_t i
 
 /* A forest's dictionary while it is encoded: its symbols in order of first
  * use (syms), found again through the node table's symbol numbers when the
- * forest carries them or else through a hash map from the symbol. The
- * slots by symbol number are the scratch's, kept from forest to forest:
- * a slot above base holds base + 1 + the symbol's index in this forest's
- * dictionary; one at or below base was set by an earlier forest (or
- * never) and means not met yet, so no slot is cleared between forests. */
+ * forest carries them (slot[symno]: 1 + the symbol's index, 0 until met;
+ * the scratch's, whose entries this forest set are cleared again by
+ * dict_free through nos, the symbol numbers of syms) or else through a
+ * hash map from the symbol. */
 typedef struct dict {
     u64map_t map;   /* symbol -> index; without slot */
     uint32_t *slot; /* per symbol number of the forest's table; NULL: map */
-    uint32_t base;  /* with slot: what earlier forests have used */
     uint64_t *syms;
-    size_t len, cap;
+    uint32_t *nos; /* with slot: each entry's symbol number */
+    size_t len, cap, nos_cap;
 } dict_t;
 
-/* d zeroed; dict_free after it, whatever it returns, and dict_done when
- * the forest is written or refused. The slots are sc's, grown to the
- * forest's symbols (what is added is zeroed); when base could pass
- * UINT32_MAX with this forest's symbols (at most its nodes), all are
- * zeroed again and base starts at 0. */
+/* d zeroed; dict_free after it, whatever it returns. The slots are sc's,
+ * grown to the forest's symbols (what is added is zeroed; what is there
+ * is zero already). */
 static int dict_init(dict_t *d, const storage_merged_tab_t *f, query_forest_scratch_t *sc)
 {
     if (f->symno == NULL) /* a forest repeats its symbols: sized small */
@@ -551,25 +548,18 @@ static int dict_init(dict_t *d, const storage_merged_tab_t *f, query_forest_scra
         sc->slot = s;
         sc->nslot = need;
     }
-    if (f->nodes >= UINT32_MAX - sc->base) {
-        memset(sc->slot, 0, sc->nslot * sizeof *sc->slot);
-        sc->base = 0;
-    }
     d->slot = sc->slot;
-    d->base = sc->base;
     return 0;
 }
 
-/* The slots d set are left to sc as used. */
-static void dict_done(const dict_t *d, query_forest_scratch_t *sc)
-{
-    if (d->slot != NULL) sc->base += (uint32_t)d->len;
-}
-
+/* Frees d, its slots (borrowed) cleared for the next forest. */
 static void dict_free(dict_t *d)
 {
+    for (size_t k = 0; d->slot != NULL && k < d->len; k++)
+        d->slot[d->nos[k]] = 0;
     u64map_free(&d->map);
     free(d->syms);
+    free(d->nos);
 }
 
 /* Adds sym as the dictionary's next index, *idx: in the hash map, or
@@ -582,7 +572,9 @@ static int dict_add(dict_t *d, uint64_t sym, uint32_t no, uint32_t *idx)
         int rc = u64map_put(&d->map, sym, *idx);
         if (rc != 0) return rc;
     } else {
-        d->slot[no] = d->base + 1 + (uint32_t)d->len;
+        if (GROW_FROM(d->nos, d->nos_cap, d->len + 1, GROW_UNLIMITED, 256) != 0) return ERR_NOMEM;
+        d->nos[d->len] = no;
+        d->slot[no] = (uint32_t)d->len + 1;
     }
     d->syms[d->len++] = sym;
     return 0;
@@ -594,8 +586,8 @@ static inline int dict_index(dict_t *d, const storage_merged_tab_t *f, size_t i,
 {
     if (d->slot != NULL) {
         uint32_t s = d->slot[f->symno[i]];
-        if (s > d->base) {
-            *idx = s - d->base - 1;
+        if (s != 0) {
+            *idx = s - 1;
             return 0;
         }
         return dict_add(d, f->sym[i], f->symno[i], idx);
@@ -635,14 +627,13 @@ static int put_nodes_v3_numbered(const storage_merged_tab_t *f, const uint32_t *
     const int64_t *restrict self = f->self;
     const uint32_t *restrict symno = f->symno;
     const uint32_t *slot = d->slot; /* dict_add sets it too: not restrict */
-    const uint32_t base = d->base, base1 = base + 1;
     uint8_t *data = out->data;
     size_t len = out->len, safe = 0; /* up to safe, a record and its NUL fit */
     for (size_t i = 0; i < n; i++) {
         if (map[i] == UINT32_MAX) continue; /* not a forest node */
         uint32_t idx, sl = slot[symno[i]];
-        if (sl > base) {
-            idx = sl - base1;
+        if (sl != 0) {
+            idx = sl - 1;
         } else {
             int rc = dict_add(d, f->sym[i], symno[i], &idx);
             if (rc != 0) return rc;
@@ -765,7 +756,6 @@ int query_forest_encode_with(query_forest_scratch_t *sc, const storage_merged_ta
         *ndict = dict.len;
         dict.syms = NULL;
     }
-    dict_done(&dict, sc);
     dict_free(&dict);
     free(map);
     free(own);
@@ -830,15 +820,14 @@ v4_sizes_loop(int v5, const storage_merged_tab_t *f, const uint32_t *restrict pa
     const int64_t *restrict self = f->self, *restrict total = f->total;
     const uint32_t *restrict symno = f->symno;
     const uint32_t *slot = d->slot; /* set once by dict_init: stays put */
-    const uint32_t base = d->base, base1 = base + 1;
     const uint64_t most = v5 ? V5_LAST - 1 : UINT32_MAX;
     memset(desc, 0, f->n * sizeof *desc);
     for (size_t i = f->n; i-- > 0;) {
         int64_t t = total[i];
         if (i > 0 && t == 0) continue; /* not a forest node */
         uint32_t x;
-        if (slot != NULL && slot[symno[i]] > base) {
-            x = slot[symno[i]] - base1;
+        if (slot != NULL && slot[symno[i]] != 0) {
+            x = slot[symno[i]] - 1;
         } else {
             int rc = dict_index(d, f, i, &x);
             if (rc != 0) return rc;
@@ -879,8 +868,8 @@ static int v4_sizes(int v5, const storage_merged_tab_t *f, const uint32_t *restr
  * (v5) a last kid (V5_LAST in desc) writes neither total nor length. */
 static inline __attribute__((always_inline)) void
 v4_put_loop(int v5, const storage_merged_tab_t *f, const uint32_t *restrict parent,
-            const uint32_t *restrict idx, const uint32_t *restrict slot, uint32_t slot_base1,
-            uint32_t *restrict desc, uint8_t *base)
+            const uint32_t *restrict idx, const uint32_t *restrict slot, uint32_t *restrict desc,
+            uint8_t *base)
 {
     const int64_t *restrict self = f->self, *restrict total = f->total;
     const uint32_t *restrict symno = f->symno;
@@ -889,7 +878,7 @@ v4_put_loop(int v5, const storage_merged_tab_t *f, const uint32_t *restrict pare
         int64_t t = total[i];
         if (i > 0 && t == 0) continue; /* not a forest node */
         uint32_t at = i > 0 ? desc[parent[i]] : 0, below = desc[i] & (v5 ? ~V5_LAST : ~0u);
-        uint32_t x = idx != NULL ? idx[i] : slot[symno[i]] - slot_base1;
+        uint32_t x = idx != NULL ? idx[i] : slot[symno[i]] - 1;
         unsigned tag = v4_tag(self[i], t);
         uint8_t *p = base + at;
         if (!v5) {
@@ -911,7 +900,7 @@ v4_put_loop(int v5, const storage_merged_tab_t *f, const uint32_t *restrict pare
 }
 
 static int v4_put_nodes(int v5, const storage_merged_tab_t *f, const uint32_t *restrict parent,
-                        const uint32_t *restrict idx, const uint32_t *restrict slot, uint32_t base1,
+                        const uint32_t *restrict idx, const uint32_t *restrict slot,
                         uint32_t *restrict desc, uint32_t root_rec, buf_t *out)
 {
     size_t bytes = (size_t)(desc[0] & (v5 ? ~V5_LAST : ~0u)) + root_rec;
@@ -920,13 +909,13 @@ static int v4_put_nodes(int v5, const storage_merged_tab_t *f, const uint32_t *r
     uint8_t *base = out->data + out->len;
     /* four copies of the loop, none testing which it is per node */
     if (v5 && idx != NULL)
-        v4_put_loop(1, f, parent, idx, NULL, 0, desc, base);
+        v4_put_loop(1, f, parent, idx, NULL, desc, base);
     else if (v5)
-        v4_put_loop(1, f, parent, NULL, slot, base1, desc, base);
+        v4_put_loop(1, f, parent, NULL, slot, desc, base);
     else if (idx != NULL)
-        v4_put_loop(0, f, parent, idx, NULL, 0, desc, base);
+        v4_put_loop(0, f, parent, idx, NULL, desc, base);
     else
-        v4_put_loop(0, f, parent, NULL, slot, base1, desc, base);
+        v4_put_loop(0, f, parent, NULL, slot, desc, base);
     out->len += bytes;
     out->data[out->len] = 0;
     return 0;
@@ -953,7 +942,7 @@ static int encode_v4(int v5, const storage_merged_tab_t *f, const uint32_t *pare
     if (d->slot == NULL) idx = malloc(f->n * sizeof *idx);
     rc = sc->ndesc >= f->n && (d->slot != NULL || idx != NULL) ? 0 : ERR_NOMEM;
     if (rc == 0) rc = v4_sizes(v5, f, parent, d, desc, idx, &root_rec);
-    if (rc == 0) rc = v4_put_nodes(v5, f, parent, idx, d->slot, d->base + 1, desc, root_rec, out);
+    if (rc == 0) rc = v4_put_nodes(v5, f, parent, idx, d->slot, desc, root_rec, out);
     free(idx);
     buf_beside_give(out, held);
     return rc;

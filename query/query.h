@@ -847,17 +847,14 @@ int query_forest_encode_dict(const storage_merged_tab_t *f, int version, buf_t *
                              uint64_t **dict_ids, size_t *ndict);
 /* The working memory query_forest_encode_with keeps from one forest to
  * the next (a share encoding its forests one after the other): the symbol
- * slots by the node table's symbol number, where each forest's dictionary
- * indexes are written above base and base then moves past them (so no
- * forest zeroes an array the size of its table's symbols; they are zeroed
- * when first grown, and all again before base would wrap); and the
- * records' lengths of encodings 4 and 5. Zero it to begin; the caller
- * owns it and frees it with query_forest_scratch_free (which zeroes it
- * again). */
+ * slots by the node table's symbol number, each left zero as a forest's
+ * encoding ends, so a forest pays for the symbols it meets rather than
+ * for an array the size of its table's zeroed anew; and the records'
+ * lengths of encodings 4 and 5. Zero it to begin; the caller owns it and
+ * frees it with query_forest_scratch_free (which zeroes it again). */
 typedef struct query_forest_scratch {
-    uint32_t *slot; /* nslot of them, every one <= base between encodings */
+    uint32_t *slot; /* nslot of them, every one 0 between encodings */
     size_t nslot;
-    uint32_t base;
     uint32_t *desc; /* ndesc of them, their contents no matter */
     size_t ndesc;
 } query_forest_scratch_t;
