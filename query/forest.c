@@ -131,7 +131,7 @@ static int decode_v4(int v5, const uint8_t *p, const uint8_t *end, size_t max_no
                      storage_merged_tab_t *out);
 struct dict;
 static int encode_v4(int v5, const storage_merged_tab_t *f, const uint32_t *parent, struct dict *d,
-                     query_forest_scratch_t *sc, buf_t *out);
+                     buf_t *out);
 
 /* The forest of a calltree_encode encoding. */
 static int decode_tree(const uint8_t *enc, size_t len, size_t max_nodes, storage_merged_tab_t *out)
@@ -521,63 +521,38 @@ static int put_node(const storage_merged_tab_t *f, const uint32_t *map, size_t i
 
 /* A forest's dictionary while it is encoded: its symbols in order of first
  * use (syms), found again through the node table's symbol numbers when the
- * forest carries them (slot[symno]: 1 + the symbol's index, 0 until met;
- * the scratch's, whose entries this forest set are cleared again by
- * dict_free through nos, the symbol numbers of syms) or else through a
- * hash map from the symbol. */
+ * forest carries them (slot[symno]: 1 + the symbol's index, 0 until met)
+ * or else through a hash map from the symbol. */
 typedef struct dict {
     u64map_t map;   /* symbol -> index; without slot */
     uint32_t *slot; /* per symbol number of the forest's table; NULL: map */
     uint64_t *syms;
-    uint32_t *nos; /* with slot: each entry's symbol number */
-    size_t len, cap, nos_cap;
+    size_t len, cap;
 } dict_t;
 
-/* d zeroed; dict_free after it, whatever it returns. The slots are sc's,
- * grown to the forest's symbols (what is added is zeroed; what is there
- * is zero already). */
-static int dict_init(dict_t *d, const storage_merged_tab_t *f, query_forest_scratch_t *sc)
+/* d zeroed; dict_free after it, whatever it returns. */
+static int dict_init(dict_t *d, const storage_merged_tab_t *f)
 {
     if (f->symno == NULL) /* a forest repeats its symbols: sized small */
         return u64map_init(&d->map, f->nodes / 8 + 16);
-    size_t need = f->nsyms ? f->nsyms : 1;
-    if (sc->nslot < need) {
-        uint32_t *s = realloc(sc->slot, need * sizeof *s);
-        if (s == NULL) return ERR_NOMEM;
-        memset(s + sc->nslot, 0, (need - sc->nslot) * sizeof *s);
-        sc->slot = s;
-        sc->nslot = need;
-    }
-    d->slot = sc->slot;
-    return 0;
+    d->slot = calloc(f->nsyms ? f->nsyms : 1, sizeof *d->slot);
+    return d->slot != NULL ? 0 : ERR_NOMEM;
 }
 
-/* Frees d, its slots (borrowed) cleared for the next forest. */
 static void dict_free(dict_t *d)
 {
-    for (size_t k = 0; d->slot != NULL && k < d->len; k++)
-        d->slot[d->nos[k]] = 0;
     u64map_free(&d->map);
+    free(d->slot);
     free(d->syms);
-    free(d->nos);
 }
 
-/* Adds sym as the dictionary's next index, *idx: in the hash map, or
- * with slot under its symbol number no. */
-static int dict_add(dict_t *d, uint64_t sym, uint32_t no, uint32_t *idx)
+/* Adds sym as the dictionary's next index, *idx. */
+static int dict_add(dict_t *d, uint64_t sym, uint32_t *idx)
 {
     *idx = (uint32_t)d->len;
     if (GROW_FROM(d->syms, d->cap, d->len + 1, GROW_UNLIMITED, 256) != 0) return ERR_NOMEM;
-    if (d->slot == NULL) {
-        int rc = u64map_put(&d->map, sym, *idx);
-        if (rc != 0) return rc;
-    } else {
-        if (GROW_FROM(d->nos, d->nos_cap, d->len + 1, GROW_UNLIMITED, 256) != 0) return ERR_NOMEM;
-        d->nos[d->len] = no;
-        d->slot[no] = (uint32_t)d->len + 1;
-    }
     d->syms[d->len++] = sym;
-    return 0;
+    return d->slot != NULL ? 0 : u64map_put(&d->map, sym, *idx);
 }
 
 /* The dictionary index of node i's symbol, added when new: an array read
@@ -585,15 +560,16 @@ static int dict_add(dict_t *d, uint64_t sym, uint32_t no, uint32_t *idx)
 static inline int dict_index(dict_t *d, const storage_merged_tab_t *f, size_t i, uint32_t *idx)
 {
     if (d->slot != NULL) {
-        uint32_t s = d->slot[f->symno[i]];
-        if (s != 0) {
-            *idx = s - 1;
+        uint32_t *slot = &d->slot[f->symno[i]];
+        if (*slot != 0) {
+            *idx = *slot - 1;
             return 0;
         }
-        return dict_add(d, f->sym[i], f->symno[i], idx);
+        *slot = (uint32_t)d->len + 1;
+    } else if (u64map_get(&d->map, f->sym[i], idx)) {
+        return 0;
     }
-    if (u64map_get(&d->map, f->sym[i], idx)) return 0;
-    return dict_add(d, f->sym[i], 0, idx);
+    return dict_add(d, f->sym[i], idx);
 }
 
 /* One node's version 3 record: dictionary index, self, and (below the
@@ -626,16 +602,17 @@ static int put_nodes_v3_numbered(const storage_merged_tab_t *f, const uint32_t *
     const size_t n = f->n, room = 2 * VARINT32_MAX + VARINT64_MAX;
     const int64_t *restrict self = f->self;
     const uint32_t *restrict symno = f->symno;
-    const uint32_t *slot = d->slot; /* dict_add sets it too: not restrict */
+    uint32_t *restrict slot = d->slot;
     uint8_t *data = out->data;
     size_t len = out->len, safe = 0; /* up to safe, a record and its NUL fit */
     for (size_t i = 0; i < n; i++) {
         if (map[i] == UINT32_MAX) continue; /* not a forest node */
-        uint32_t idx, sl = slot[symno[i]];
-        if (sl != 0) {
-            idx = sl - 1;
+        uint32_t idx, *sl = &slot[symno[i]];
+        if (*sl != 0) {
+            idx = *sl - 1;
         } else {
-            int rc = dict_add(d, f->sym[i], symno[i], &idx);
+            *sl = (uint32_t)d->len + 1;
+            int rc = dict_add(d, f->sym[i], &idx);
             if (rc != 0) return rc;
         }
         if (len > safe || safe == 0) { /* as put_node_v3: room asked only when short */
@@ -696,24 +673,8 @@ static int put_dict(const uint64_t *syms, size_t n, buf_t *out)
     return rc;
 }
 
-void query_forest_scratch_free(query_forest_scratch_t *sc)
-{
-    free(sc->slot);
-    free(sc->desc);
-    *sc = (query_forest_scratch_t){0};
-}
-
 int query_forest_encode_dict(const storage_merged_tab_t *f, int version, buf_t *out,
                              uint64_t **dict_ids, size_t *ndict)
-{
-    query_forest_scratch_t sc = {0};
-    int rc = query_forest_encode_with(&sc, f, version, out, dict_ids, ndict);
-    query_forest_scratch_free(&sc);
-    return rc;
-}
-
-int query_forest_encode_with(query_forest_scratch_t *sc, const storage_merged_tab_t *f,
-                             int version, buf_t *out, uint64_t **dict_ids, size_t *ndict)
 {
     *dict_ids = NULL;
     *ndict = 0;
@@ -725,7 +686,7 @@ int query_forest_encode_with(query_forest_scratch_t *sc, const storage_merged_ta
     uint32_t *map = malloc(f->n * sizeof *map), *own = NULL;
     const uint32_t *parent = f->parent;
     if (version != QUERY_FOREST_V2 && parent == NULL) parent = own = parents_of(f);
-    int rc = map != NULL && (version == QUERY_FOREST_V2 || parent != NULL) ? dict_init(&dict, f, sc)
+    int rc = map != NULL && (version == QUERY_FOREST_V2 || parent != NULL) ? dict_init(&dict, f)
                                                                            : ERR_NOMEM;
     if (rc != 0) {
         dict_free(&dict);
@@ -740,7 +701,7 @@ int query_forest_encode_with(query_forest_scratch_t *sc, const storage_merged_ta
     if (rc == 0) rc = buf_append_uvarint(out, f->nodes);
     int numbered = version == QUERY_FOREST_V3 && dict.slot != NULL;
     if (rc == 0 && numbered) rc = put_nodes_v3_numbered(f, map, parent, &dict, out);
-    if (rc == 0 && packed) rc = encode_v4(version == QUERY_FOREST_V5, f, parent, &dict, sc, out);
+    if (rc == 0 && packed) rc = encode_v4(version == QUERY_FOREST_V5, f, parent, &dict, out);
     for (size_t i = 0; rc == 0 && !numbered && !packed && i < f->n; i++) {
         if (map[i] == UINT32_MAX) continue; /* not a forest node */
         uint32_t idx;
@@ -923,26 +884,20 @@ static int v4_put_nodes(int v5, const storage_merged_tab_t *f, const uint32_t *r
 
 /* Encoding 4 (or 5, v5) of f after its version byte and node count: the
  * records, then the dictionary. Its working memory (4 bytes an id, 8 when the
- * forest has no symbol numbers; the lengths in sc, kept for the next
- * forest) is held beside out (buf_beside_take), so a budget that charges
- * out charges it too. */
+ * forest has no symbol numbers) is held beside out (buf_beside_take), so
+ * a budget that charges out charges it too. */
 static int encode_v4(int v5, const storage_merged_tab_t *f, const uint32_t *parent, struct dict *d,
-                     query_forest_scratch_t *sc, buf_t *out)
+                     buf_t *out)
 {
     size_t held = f->n * sizeof(uint32_t) * (d->slot != NULL ? 1 : 2);
     int rc = buf_beside_take(out, held);
     if (rc != 0) return rc;
-    if (sc->ndesc < f->n) { /* v4_sizes zeroes what it uses: nothing to keep */
-        free(sc->desc);
-        sc->ndesc = 0;
-        sc->desc = malloc(f->n * sizeof *sc->desc);
-        if (sc->desc != NULL) sc->ndesc = f->n;
-    }
-    uint32_t *desc = sc->desc, *idx = NULL, root_rec = 0;
+    uint32_t *desc = malloc(f->n * sizeof *desc), *idx = NULL, root_rec = 0;
     if (d->slot == NULL) idx = malloc(f->n * sizeof *idx);
-    rc = sc->ndesc >= f->n && (d->slot != NULL || idx != NULL) ? 0 : ERR_NOMEM;
+    rc = desc != NULL && (d->slot != NULL || idx != NULL) ? 0 : ERR_NOMEM;
     if (rc == 0) rc = v4_sizes(v5, f, parent, d, desc, idx, &root_rec);
     if (rc == 0) rc = v4_put_nodes(v5, f, parent, idx, d->slot, desc, root_rec, out);
+    free(desc);
     free(idx);
     buf_beside_give(out, held);
     return rc;

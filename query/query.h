@@ -845,24 +845,6 @@ int query_forest_encode(const storage_merged_tab_t *f, buf_t *out);
  * returned. */
 int query_forest_encode_dict(const storage_merged_tab_t *f, int version, buf_t *out,
                              uint64_t **dict_ids, size_t *ndict);
-/* The working memory query_forest_encode_with keeps from one forest to
- * the next (a share encoding its forests one after the other): the symbol
- * slots by the node table's symbol number, each left zero as a forest's
- * encoding ends, so a forest pays for the symbols it meets rather than
- * for an array the size of its table's zeroed anew; and the records'
- * lengths of encodings 4 and 5. Zero it to begin; the caller owns it and
- * frees it with query_forest_scratch_free (which zeroes it again). */
-typedef struct query_forest_scratch {
-    uint32_t *slot; /* nslot of them, every one 0 between encodings */
-    size_t nslot;
-    uint32_t *desc; /* ndesc of them, their contents no matter */
-    size_t ndesc;
-} query_forest_scratch_t;
-void query_forest_scratch_free(query_forest_scratch_t *sc);
-/* query_forest_encode_dict with sc's memory (what it lacks is grown in it);
- * the same bytes. */
-int query_forest_encode_with(query_forest_scratch_t *sc, const storage_merged_tab_t *f,
-                             int version, buf_t *out, uint64_t **dict_ids, size_t *ndict);
 /* Loads the names of ids (repeats allowed, each loaded once; SYM_ROOT and
  * SYM_OTHER skipped) into dst: a share's forests' dictionaries put together.
  * The nknown ids of known (those whose names the coordinator holds) are not

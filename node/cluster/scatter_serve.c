@@ -156,15 +156,12 @@ static int add_forests(serve_job_t *j)
     if (rc == 0 && want < j->forests.max) rc = buf_reserve(&j->forests, want);
     uint64_t *ids = NULL, *dict;
     size_t nids = 0, cap = 0, nd;
-    query_forest_scratch_t sc = {0}; /* one for every forest: no zeroed table a forest */
     for (size_t i = 0; rc == 0 && i < n; i++) {
-        rc = query_forest_encode_with(&sc, &j->part.tabs[i], j->forest_version, &j->forests, &dict,
-                                      &nd);
+        rc = query_forest_encode_dict(&j->part.tabs[i], j->forest_version, &j->forests, &dict, &nd);
         if (rc == 0 && j->part.names_later) rc = add_dict(&ids, &nids, &cap, dict, nd);
         free(dict);
         end[i] = j->forests.len;
     }
-    query_forest_scratch_free(&sc);
     if (rc == 0 && j->part.names_later) {
         rc = query_load_symbol_ids(j->s->storage, j->tenant, ids, nids, j->known, j->nknown,
                                    j->part.syms);

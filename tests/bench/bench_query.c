@@ -214,21 +214,18 @@ static int share_figures(const qctx_t *q, const query_spec_t *spec, const query_
 }
 
 /* Every forest of part encoded in version v into b, end[i] where the
- * i-th ends, with one scratch as a share's node does; one function per
- * version (not inlined), so that a profiler counts each version's encoding
- * apart. */
+ * i-th ends; one function per version (not inlined), so that a profiler
+ * counts each version's encoding apart. */
 static int encode_all(const query_partial_t *part, int v, buf_t *b, size_t *end)
 {
     int rc = 0;
-    query_forest_scratch_t sc = {0};
     for (size_t i = 0; rc == 0 && i < part->ntabs; i++) {
         uint64_t *dict;
         size_t nd;
-        rc = query_forest_encode_with(&sc, &part->tabs[i], v, b, &dict, &nd);
+        rc = query_forest_encode_dict(&part->tabs[i], v, b, &dict, &nd);
         free(dict);
         end[i] = b->len;
     }
-    query_forest_scratch_free(&sc);
     return rc;
 }
 

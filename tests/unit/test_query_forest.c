@@ -730,81 +730,6 @@ static void test_symnos_same_bytes(void)
     }
 }
 
-/* Symbol numbers for f's nodes: sym_ids[k] gets a distinct number below
- * *nsyms (chosen here, NSYMS + 1 to 3 * NSYMS), the root another. Caller
- * frees. */
-static uint32_t *random_symnos(const storage_merged_tab_t *f, size_t *nsyms)
-{
-    uint32_t no_of[NSYMS + 1]; /* sym_ids[k]'s number; [NSYMS]: the root's */
-    *nsyms = NSYMS + 1 + check_rng() % (2 * NSYMS);
-    for (size_t k = 0; k <= NSYMS; k++) {
-        int dup;
-        do {
-            no_of[k] = (uint32_t)(check_rng() % *nsyms);
-            dup = 0;
-            for (size_t j = 0; j < k; j++)
-                dup |= no_of[j] == no_of[k];
-        } while (dup);
-    }
-    uint32_t *symno = malloc(f->n * sizeof *symno);
-    for (size_t i = 0; symno != NULL && i < f->n; i++) {
-        size_t k = NSYMS;
-        for (size_t j = 0; j < NSYMS; j++)
-            if (f->sym[i] == sym_ids[j]) k = j;
-        symno[i] = no_of[k];
-    }
-    return symno;
-}
-
-/* One scratch for many forests, as a share encodes its tokens' forests:
- * each forest numbers its symbols anew (another table, more or fewer
- * symbols than the last), some encodings refused half-way for want of
- * room, and every encoding is the same bytes and dictionary as one made
- * with no scratch kept, with the scratch's slots all zero after each. */
-static void test_scratch_reused(void)
-{
-    query_forest_scratch_t sc = {0};
-    for (int round = 0; round < 300; round++) {
-        calltree_t *t = gen_tree(1 + check_rng() % 80, 3, 0);
-        storage_merged_tab_t f;
-        CHECK_EQ_INT(query_forest_of_tree(t, &f), 0);
-        size_t nsyms;
-        uint32_t *symno = random_symnos(&f, &nsyms);
-        CHECK(symno != NULL);
-        f.symno = symno;
-        f.nsyms = nsyms;
-        int version = QUERY_FOREST_V2 + round % 4;
-        buf_t a, b;
-        buf_init(&a, BUF_UNLIMITED);
-        uint64_t *da, *db;
-        size_t na, nb;
-        CHECK_EQ_INT(query_forest_encode_dict(&f, version, &a, &da, &na), 0);
-        size_t max = round % 3 == 2 ? a.len / 2 : BUF_UNLIMITED; /* refused half-way */
-        buf_init(&b, max);
-        int rc = query_forest_encode_with(&sc, &f, version, &b, &db, &nb);
-        if (max == BUF_UNLIMITED) {
-            CHECK_EQ_INT(rc, 0);
-            CHECK(same_bytes(&a, &b));
-            CHECK(nb == na && memcmp(da, db, na * sizeof *da) == 0);
-        } else {
-            CHECK_EQ_INT(rc, ERR_TOO_LARGE);
-        }
-        CHECK(sc.nslot >= nsyms);
-        for (size_t k = 0; k < sc.nslot; k++)
-            CHECK_EQ_INT(sc.slot[k], 0);
-        free(da);
-        free(db);
-        buf_free(&a);
-        buf_free(&b);
-        f.symno = NULL;
-        free(symno);
-        query_forest_free(&f);
-        calltree_free(t);
-    }
-    query_forest_scratch_free(&sc);
-    CHECK(sc.slot == NULL && sc.nslot == 0 && sc.desc == NULL);
-}
-
 /* Nine shares, each with a heavy path of its own (total 10) and the same
  * light path pkg.fn9;pkg.fn10 (2 on each): on every share the light path
  * is below every heavy one, so a share (or a reader that skipped subtrees
@@ -932,7 +857,6 @@ int main(int argc, char **argv)
     test_decode_v3();
     test_decode_root_symbol();
     test_symnos_same_bytes();
-    test_scratch_reused();
     test_light_everywhere();
     test_v4_working_memory_charged();
     symtab_free(syms);
