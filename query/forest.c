@@ -769,8 +769,9 @@ static inline size_t v4_record_len(int v5, int last, uint32_t idx, int64_t self,
  * (numbered in descending id order of first use: the reader does not
  * care), kept in idx only when the dictionary has no slots to find it
  * again (idx NULL otherwise): children come after their parents, so one
- * backward pass. In encoding 5 (v5) the first kid met of a parent, which
- * is its last (kids ascend by id), has V5_LAST set in its desc. Past 4 GiB
+ * backward pass. In encoding 5 (v5) a parent's last kid (no next
+ * sibling: kids ascend by id), the first of them met, has V5_LAST set in
+ * its desc. Past 4 GiB
  * of records (2 GiB in encoding 5), ERR_INVALID_ARGUMENT. */
 static inline __attribute__((always_inline)) int
 v4_sizes_loop(int v5, const storage_merged_tab_t *f, const uint32_t *restrict parent, dict_t *d,
@@ -780,9 +781,13 @@ v4_sizes_loop(int v5, const storage_merged_tab_t *f, const uint32_t *restrict pa
      * d's fields are loaded once all the same */
     const int64_t *restrict self = f->self, *restrict total = f->total;
     const uint32_t *restrict symno = f->symno;
+    const uint32_t *restrict first_kid = f->first_kid, *restrict next_sib = f->next_sib;
     const uint32_t *slot = d->slot; /* set once by dict_init: stays put */
     const uint64_t most = v5 ? V5_LAST - 1 : UINT32_MAX;
-    memset(desc, 0, f->n * sizeof *desc);
+    /* desc is not zeroed first: a node's kids have larger ids, so they are
+     * met before it, and its last kid (no next sibling), met first, sets
+     * its desc where the others add to it; a node without kids has 0 */
+    desc[0] = 0; /* f->n >= 1: set below all the same, but a compiler cannot tell */
     for (size_t i = f->n; i-- > 0;) {
         int64_t t = total[i];
         if (i > 0 && t == 0) continue; /* not a forest node */
@@ -794,13 +799,15 @@ v4_sizes_loop(int v5, const storage_merged_tab_t *f, const uint32_t *restrict pa
             if (rc != 0) return rc;
         }
         if (idx != NULL) idx[i] = x;
-        int last = v5 && i > 0 && desc[parent[i]] == 0; /* every record is >= 1 byte */
-        uint64_t r = v4_record_len(v5, last, x, self[i], t, desc[i]);
+        uint32_t below = first_kid[i] == STORAGE_NO_KID ? 0 : desc[i];
+        int last_kid = i > 0 && next_sib[i] == STORAGE_NO_KID, last = v5 && last_kid;
+        uint64_t r = v4_record_len(v5, last, x, self[i], t, below);
+        desc[i] = below;
         if (i == 0) {
             *root_rec = (uint32_t)r;
             break;
         }
-        uint64_t sub = (uint64_t)desc[parent[i]] + r + desc[i];
+        uint64_t sub = (last_kid ? 0 : (uint64_t)desc[parent[i]]) + r + below;
         if (sub > most) return ERR_INVALID_ARGUMENT;
         desc[parent[i]] = (uint32_t)sub;
         if (last) desc[i] |= V5_LAST;
