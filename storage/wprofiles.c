@@ -7,8 +7,8 @@
  * 16-byte id) and, while there are at most window_profile_ids of them,
  * the ids themselves, sorted: short ids from format 16 (8 bytes of
  * XXH3-128 of the id, storage_wprof_short_id); version-1 values of formats
- * 14 and 15 list whole ids, still read as their short ids. Only resolutions whose windows outlive profile retention
- * have them (storage_wprof_kept): within it profile_trees name a window's
+ * 14 and 15 list whole ids, still read as their short ids. Only resolutions whose windows outlive
+ * profile retention have them (storage_wprof_kept): within it profile_trees name a window's
  * profiles. Every write adds one operand per such resolution (write.c);
  * the merge operator adds counts, totals and hashes and unites the lists.
  * A window whose counted total is its `totals` value is counted exactly
@@ -142,8 +142,6 @@ void storage_wprof_add(storage_t *s, rocksdb_writebatch_t *wb, const char *tenan
 }
 
 /* --- the merge operator ------------------------------------------------------ */
-
-
 
 /* Sums parts (corrupt ones skipped and counted) into one value: the ids
  * united while every part lists its own and the sum stays within max.
