@@ -364,13 +364,16 @@ static const opt_t options[] = {
      "bytes and "
      "its own tree (trees of one key are not shared); 0 = none listed."},
     {"window-profile-ids", OPT_COUNT, FIELD(storage.window_profile_ids, size_t), NULL, 0, 0, 65536,
-     "Profile ids one window of a series lists (format 14): every window also keeps how many "
-     "profiles it holds, the sum of their totals and a hash of their ids, so averaged types "
-     "(in-use memory, goroutines) stay exact past profile-retention and the window check of "
-     "repair can tell which profiles two replicas' copies of an old window hold. Past it the "
-     "window keeps only the count and the hash (such copies compare as equal or not, never as "
-     "one holding the other). Each listed id costs 16 bytes per window and resolution; "
-     "0 = none listed."},
+     "Profile ids one window of a series lists (format 14), at the resolutions whose windows "
+     "outlive profile-retention (retention plus width longer, or forever; by default 1 minute "
+     "to 1 day, not 10 seconds), decided from the settings when written: such a window also "
+     "keeps how many profiles it holds, the sum of their totals and a hash of their ids, so "
+     "averaged types (in-use memory, goroutines) stay exact past profile-retention and the "
+     "window check of repair can tell which profiles two replicas' copies of an old window "
+     "hold; within profile-retention both take a window's profiles from the stored profile "
+     "trees. Past it the window keeps only the count and the hash (such copies compare as "
+     "equal or not, never as one holding the other). Each listed id costs 8 bytes (a hash of "
+     "it, format 16) per window and kept resolution; 0 = none listed."},
     {"max-stack-nodes", OPT_U32, FIELD(storage.max_stack_nodes, uint32_t), NULL, 0, 1024, 1u << 29,
      "Distinct stacks (nodes of the stack-node table) one service shard keeps. Past it, new "
      "stacks are stored folded into \"other\" nodes (values exact, shape lost below the fold; "

@@ -342,7 +342,10 @@ static int check_format(storage_t *s, errmsg_t *em)
     int pre15 = pre14 || is_version(v, len, STORAGE_FORMAT_V13);
     /* 14 -> 15 needs nothing: a format-14 block (sparse version 2) still
      * reads */
-    int older = pre15 || is_version(v, len, STORAGE_FORMAT_V14);
+    int pre16 = pre15 || is_version(v, len, STORAGE_FORMAT_V14);
+    /* 15 -> 16 needs nothing: a format-15 window_profiles value (whole
+     * ids) still reads, and folds into the shorter layout */
+    int older = pre16 || is_version(v, len, STORAGE_FORMAT_V15);
     if (rc == 0 && v != NULL && !older && !is_version(v, len, STORAGE_FORMAT_VERSION))
         rc = errmsg_set(em, ERR_UNSUPPORTED, "data directory has storage format %.*s, expected %s",
                         (int)(len < 16 ? len : 16), v, STORAGE_FORMAT_VERSION);
@@ -351,9 +354,10 @@ static int check_format(storage_t *s, errmsg_t *em)
     if (rc == 0 && older)
         log_info("storage", "upgrading storage format %.*s to %s (%s)", (int)len, v,
                  STORAGE_FORMAT_VERSION,
-                 pre12 ? "span trees indexed by token and by profile; stack-node tables are "
-                         "indexed at their next write; windows count their profiles from now on"
-                       : "windows count their profiles from now on");
+                 pre12   ? "span trees indexed by token and by profile; stack-node tables are "
+                           "indexed at their next write; windows count their profiles from now on"
+                 : pre14 ? "windows count their profiles from now on"
+                         : "windows list short profile ids from now on");
     if (rc == 0 && pre6) {
         log_info("storage", "rebuilding the service aggregates");
         rc = storage_aggregate_rebuild(s, em);

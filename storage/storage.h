@@ -66,7 +66,7 @@ extern const uint32_t storage_resolutions[STORAGE_RESOLUTION_COUNT]; /* 10,60,60
 /* Default of storage_options_t.max_span_members. */
 #define STORAGE_MAX_SPAN_MEMBERS 16
 /* Default of storage_options_t.window_profile_ids: an hour of a series
- * pushed every 15 s (240 profiles) is listed; 16 bytes an id. */
+ * pushed every 15 s (240 profiles) is listed; 8 bytes an id. */
 #define STORAGE_WINDOW_PROFILE_IDS 256
 
 typedef struct storage storage_t;
@@ -94,9 +94,10 @@ typedef struct storage_options {
      * streamed tree and a live one unite without counting a profile twice
      * (spanval.c); past it they fold into one anonymous rest. 0: none. */
     size_t max_span_members;
-    /* Profile ids one series window lists (window_profiles, format 14);
-     * past it the window keeps only their count, total and hash. 0: none
-     * listed. */
+    /* Profile ids one series window lists (window_profiles, format 14;
+     * 8 bytes each from format 16, only at resolutions whose windows
+     * outlive profile_retention_seconds); past it the window keeps only
+     * their count, total and hash. 0: none listed. */
     size_t window_profile_ids;
     uint32_t max_stack_nodes; /* stack nodes per placement token (service shard); past it new
                                * stacks fold into "other" nodes (nodetab.c) */
@@ -367,8 +368,16 @@ int storage_scan_totals(storage_t *s, const char *tenant, uint64_t token, uint64
  * is 1 when count covers every profile added to the window (the sum of
  * their totals is the window's total); 0 for a window written in part
  * before format 14 or added to by what counts nothing, whose count says
- * nothing. ids (count x 16 bytes, ascending; borrowed for the call) when
- * the window lists them (at most window_profile_ids), else NULL. */
+ * nothing. ids (count short ids of STORAGE_WPROF_ID_LEN bytes, ascending;
+ * borrowed for the call) when the window lists them (at most
+ * window_profile_ids), else NULL. Only resolutions whose windows outlive profile retention
+ * have such values (storage format 16): elsewhere exact is 0 and
+ * profile_trees count the window's profiles. */
+/* Bytes of the short id a window lists for a profile (format 16): 8 bytes
+ * of a hash of its 16-byte id, enough to tell the profiles of one series
+ * window apart; two sharing one leave the window unlisted, and the id
+ * hash (over the whole ids) tells two copies apart when they do. */
+#define STORAGE_WPROF_ID_LEN 8
 typedef struct storage_window_profiles {
     int64_t window, total;
     int64_t count, counted_total;
@@ -397,9 +406,11 @@ enum storage_wprof_rel {
     STORAGE_WPROF_B_HOLDS_A,
     STORAGE_WPROF_MIXED, /* each holds a profile the other lacks */
 };
-/* The relation; only_a and only_b (may be NULL; reset) get the 16-byte ids
+/* The relation; only_a and only_b (may be NULL; reset) get the short ids
  * only a, resp. only b, lists (when both are listed), and delta (may be
- * NULL; reset) the value of a less b when a holds b. */
+ * NULL; reset) the value of a less b when a holds b. Two lists alike
+ * whose totals or id hashes differ (two profiles sharing a short id) are
+ * UNKNOWN. */
 enum storage_wprof_rel storage_window_profiles_relate(const uint8_t *a, size_t an, const uint8_t *b,
                                                       size_t bn, buf_t *only_a, buf_t *only_b,
                                                       buf_t *delta);

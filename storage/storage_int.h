@@ -51,7 +51,7 @@ enum storage_cf {
 
 /* Stored format version (meta key "format_version"). Bump on any change to a
  * key or value layout that old data would be misread under. */
-#define STORAGE_FORMAT_VERSION "15"
+#define STORAGE_FORMAT_VERSION "16"
 /* Earlier versions upgraded in place at open: version 5 only added the
  * profile_trees column family (which open creates), version 6 the service
  * aggregates (rebuilt from the stored series by storage_aggregate_rebuild),
@@ -94,6 +94,13 @@ enum storage_cf {
  * the marker and old values are rewritten as merges and compactions meet
  * them. */
 #define STORAGE_FORMAT_V14 "14"
+/* Version 16 writes window_profiles values in version 2 (each listed id's
+ * first 8 bytes, wprofiles.c) and only at resolutions whose windows
+ * outlive profile retention; a format-15 binary would read version 2 as
+ * corrupt. Version-1 values still read (and fold into version 2), and a
+ * window without a value counts from profile_trees, so the upgrade only
+ * rewrites the marker. */
+#define STORAGE_FORMAT_V15 "15"
 
 /* Block values (sparse.c): version byte of the sparse self-value vector
  * written (fixed-width columns, sparse_cols.c); version 2 (varint pairs)
@@ -740,8 +747,12 @@ void storage_log_corrupt(storage_counters_t *c, const char *what, int i, int rc)
 /* --- window profiles (wprofiles.c) ------------------------------------------ */
 
 /* window_profiles value: version, flags, count, counted total, id hash
- * (each 8 bytes LE), then when listed count x 16-byte ids, ascending. */
-#define WPROF_VERSION 1
+ * (each 8 bytes LE; the hash over whole 16-byte ids), then when listed
+ * count ids, ascending: version 2 (format 16) lists each profile's short
+ * id (storage_wprof_short_id), version 1 (formats 14 and 15, still read)
+ * the whole 16 bytes. */
+#define WPROF_VERSION 2
+#define WPROF_VERSION_WHOLE_IDS 1
 #define WPROF_FLAG_LISTED 1
 #define WPROF_HEADER_LEN 26
 typedef struct storage_wprof {
@@ -750,14 +761,27 @@ typedef struct storage_wprof {
     int listed;
     const uint8_t *ids; /* borrowed from the decoded value; nids == count when listed */
     size_t nids;
+    size_t stride; /* bytes an id takes in ids: 8, or 16 in a version-1 value */
 } storage_wprof_t;
+/* A profile's short id: the first STORAGE_WPROF_ID_LEN bytes of XXH3-128
+ * of its 16-byte id (evenly spread whatever the ids look like, and
+ * independent of storage_wprof_id_hash). */
+void storage_wprof_short_id(const uint8_t id[16], uint8_t out[STORAGE_WPROF_ID_LEN]);
 int storage_wprof_decode(const uint8_t *v, size_t n, storage_wprof_t *out);
 void storage_wprof_header(uint8_t out[WPROF_HEADER_LEN], int64_t count, int64_t total,
                           uint64_t id_hash, int listed);
 uint64_t storage_wprof_id_hash(const uint8_t id[16]);
+/* Whether the series windows of resolution res get a window_profiles
+ * value: only when they can outlive the profiles they hold in
+ * profile_trees (their retention plus their width is longer than
+ * profile_retention_seconds, or forever); within it the profiles are
+ * counted and compared from profile_trees. Decided from the settings when
+ * written. */
+int storage_wprof_kept(const storage_t *s, int res);
 /* Puts into wb the operand adding one profile (id, its series' total) to
  * the series' window (res index, start), unless that window is past
- * retention. Series only: an aggregate's windows count nothing. */
+ * retention or its resolution keeps none (storage_wprof_kept). Series
+ * only: an aggregate's windows count nothing. */
 void storage_wprof_add(storage_t *s, rocksdb_writebatch_t *wb, const char *tenant, uint64_t token,
                        uint64_t series_id, int res, int64_t window, const uint8_t id[16],
                        int64_t total);

@@ -5,12 +5,16 @@
  * says how many profiles were added to the window, the sum of their
  * totals, an order-free hash of their ids (the sum of XXH3-64 of each
  * 16-byte id) and, while there are at most window_profile_ids of them,
- * the ids themselves, sorted. Every write adds one operand per resolution
- * (write.c); the merge operator adds counts, totals and hashes and unites
- * the lists. A window whose counted total is its `totals` value is
- * counted exactly (every profile added to it was counted here); one
- * written in part before format 14, or added to by a path that counts
- * nothing, is not, and readers fall back to what they did before.
+ * the ids themselves, sorted: short ids from format 16 (8 bytes of
+ * XXH3-128 of the id, storage_wprof_short_id); version-1 values of formats
+ * 14 and 15 list whole ids, still read as their short ids. Only resolutions whose windows outlive
+ * profile retention have them (storage_wprof_kept): within it profile_trees name a window's
+ * profiles. Every write adds one operand per such resolution (write.c);
+ * the merge operator adds counts, totals and hashes and unites the lists.
+ * A window whose counted total is its `totals` value is counted exactly
+ * (every profile added to it was counted here); one written in part
+ * before format 14, or added to by a path that counts nothing, is not,
+ * and readers fall back to what they did before.
  *
  * Owns: the value codec, the merge operator and the read of a series'
  * windows with their counts. Nothing here allocates what a caller frees.
@@ -30,22 +34,71 @@ static uint64_t u64_get(const uint8_t *p)
 
 int storage_wprof_decode(const uint8_t *v, size_t n, storage_wprof_t *out)
 {
-    if (n < WPROF_HEADER_LEN || v[0] != WPROF_VERSION || (v[1] & ~WPROF_FLAG_LISTED) != 0)
+    if (n < WPROF_HEADER_LEN || (v[0] != WPROF_VERSION && v[0] != WPROF_VERSION_WHOLE_IDS) ||
+        (v[1] & ~WPROF_FLAG_LISTED) != 0)
         return ERR_CORRUPT;
+    size_t stride = v[0] == WPROF_VERSION ? STORAGE_WPROF_ID_LEN : 16;
     out->count = storage_i64_get(v + 2);
     out->total = storage_i64_get(v + 10);
     out->id_hash = u64_get(v + 18);
     out->listed = (v[1] & WPROF_FLAG_LISTED) != 0;
     out->ids = NULL;
     out->nids = 0;
+    out->stride = stride;
     if (!out->listed) return n == WPROF_HEADER_LEN ? 0 : ERR_CORRUPT;
-    if (out->count < 0 || (n - WPROF_HEADER_LEN) % 16 != 0 ||
-        (uint64_t)(n - WPROF_HEADER_LEN) / 16 != (uint64_t)out->count)
+    if (out->count < 0 || (n - WPROF_HEADER_LEN) % stride != 0 ||
+        (uint64_t)(n - WPROF_HEADER_LEN) / stride != (uint64_t)out->count)
         return ERR_CORRUPT;
     out->ids = v + WPROF_HEADER_LEN;
     out->nids = (size_t)out->count;
     for (size_t i = 1; i < out->nids; i++) /* strictly ascending */
-        if (memcmp(out->ids + 16 * (i - 1), out->ids + 16 * i, 16) >= 0) return ERR_CORRUPT;
+        if (memcmp(out->ids + stride * (i - 1), out->ids + stride * i, stride) >= 0)
+            return ERR_CORRUPT;
+    return 0;
+}
+
+void storage_wprof_short_id(const uint8_t id[16], uint8_t out[STORAGE_WPROF_ID_LEN])
+{
+    uint8_t h[16];
+    hash_bytes128(id, 16, h);
+    memcpy(out, h, STORAGE_WPROF_ID_LEN);
+}
+
+static int id_cmp(const void *a, const void *b)
+{
+    return memcmp(a, b, STORAGE_WPROF_ID_LEN);
+}
+
+/* Appends w's listed ids to out as short ids (unsorted when w lists whole
+ * ids: a version-1 value). */
+static int append_ids(buf_t *out, const storage_wprof_t *w)
+{
+    if (w->stride == STORAGE_WPROF_ID_LEN)
+        return buf_append(out, w->ids, STORAGE_WPROF_ID_LEN * w->nids);
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < w->nids; i++) {
+        uint8_t s[STORAGE_WPROF_ID_LEN];
+        storage_wprof_short_id(w->ids + w->stride * i, s);
+        rc = buf_append(out, s, sizeof s);
+    }
+    return rc;
+}
+
+/* w listing short ids, ascending: a version-1 value's converted into tmp
+ * (reset; the caller frees it). Two alike leave w unlisted. */
+static int as_short(storage_wprof_t *w, buf_t *tmp)
+{
+    if (w->stride == STORAGE_WPROF_ID_LEN) return 0;
+    buf_reset(tmp);
+    int rc = append_ids(tmp, w);
+    if (rc != 0) return rc;
+    size_t len = STORAGE_WPROF_ID_LEN;
+    if (w->nids > 1) qsort(tmp->data, w->nids, len, id_cmp);
+    w->ids = tmp->data;
+    w->stride = len;
+    for (size_t i = 1; i < w->nids; i++)
+        if (memcmp(tmp->data + len * (i - 1), tmp->data + len * i, len) == 0) w->listed = 0;
+    if (!w->listed) w->nids = 0;
     return 0;
 }
 
@@ -64,30 +117,36 @@ uint64_t storage_wprof_id_hash(const uint8_t id[16])
     return hash_bytes64(id, 16);
 }
 
+int storage_wprof_kept(const storage_t *s, int res)
+{
+    int64_t keep = s->opts.profile_retention_seconds, own = s->opts.retention_seconds[res];
+    if (keep <= 0) return 0; /* profile_trees name every profile for good */
+    /* a window's last profiles expire res seconds after its start's */
+    return own <= 0 || own + (int64_t)storage_resolutions[res] > keep;
+}
+
 void storage_wprof_add(storage_t *s, rocksdb_writebatch_t *wb, const char *tenant, uint64_t token,
                        uint64_t series_id, int res, int64_t window, const uint8_t id[16],
                        int64_t total)
 {
+    if (!storage_wprof_kept(s, res)) return;
     skey_t k;
     storage_key_window(&k, token, tenant, series_id, res, window);
     if (storage_filter_expired(s, CF_WPROFILES, k.b, k.n, NULL, 0)) return;
-    uint8_t v[WPROF_HEADER_LEN + 16];
+    uint8_t v[WPROF_HEADER_LEN + STORAGE_WPROF_ID_LEN];
     int listed = s->opts.window_profile_ids > 0;
     storage_wprof_header(v, 1, total, storage_wprof_id_hash(id), listed);
-    if (listed) memcpy(v + WPROF_HEADER_LEN, id, 16);
+    if (listed) storage_wprof_short_id(id, v + WPROF_HEADER_LEN);
     rocksdb_writebatch_merge_cf(wb, s->cf[CF_WPROFILES], (const char *)k.b, k.n, (const char *)v,
                                 listed ? sizeof v : WPROF_HEADER_LEN);
 }
 
 /* --- the merge operator ------------------------------------------------------ */
 
-static int id_cmp(const void *a, const void *b)
-{
-    return memcmp(a, b, 16);
-}
-
 /* Sums parts (corrupt ones skipped and counted) into one value: the ids
- * united while every part lists its own and the sum stays within max. */
+ * united while every part lists its own and the sum stays within max.
+ * Two equal ids (a profile added twice, or two sharing a short id)
+ * leave the value unlisted: its count and hash still hold. */
 static int wprof_fold(storage_counters_t *c, const char *const *parts, const size_t *lens, int n,
                       buf_t *out)
 {
@@ -112,14 +171,14 @@ static int wprof_fold(storage_counters_t *c, const char *const *parts, const siz
     for (int i = 0; rc == 0 && listed && i < n; i++) {
         storage_wprof_t w;
         if (storage_wprof_decode((const uint8_t *)parts[i], lens[i], &w) == 0)
-            rc = buf_append(out, w.ids, 16 * w.nids);
+            rc = append_ids(out, &w);
     }
     if (rc != 0) return rc;
     uint8_t *ids = out->data + at + WPROF_HEADER_LEN;
-    size_t nids = listed ? (size_t)count : 0;
-    if (nids > 1) qsort(ids, nids, 16, id_cmp);
-    for (size_t i = 1; i < nids && listed; i++) /* a profile added twice: no list */
-        listed = memcmp(ids + 16 * (i - 1), ids + 16 * i, 16) != 0;
+    size_t nids = listed ? (size_t)count : 0, len = STORAGE_WPROF_ID_LEN;
+    if (nids > 1) qsort(ids, nids, len, id_cmp);
+    for (size_t i = 1; i < nids && listed; i++)
+        listed = memcmp(ids + len * (i - 1), ids + len * i, len) != 0;
     if (!listed) out->len = at + WPROF_HEADER_LEN;
     storage_wprof_header(out->data + at, (int64_t)count, (int64_t)total, hash, listed);
     return 0;
@@ -244,6 +303,7 @@ static int wlist_add(void *ctx, int64_t window, const uint8_t *v, size_t n)
 typedef struct wscan {
     storage_t *s;
     wlist_t l;
+    buf_t tmp; /* a version-1 value's short ids */
     size_t next;
     storage_wprofiles_fn fn;
     void *ctx;
@@ -258,7 +318,9 @@ static int wscan_total(void *ctx, int64_t window, const uint8_t *v, size_t n)
         x->next++;
     if (x->next < x->l.n && x->l.window[x->next] == window) {
         storage_wprof_t d;
-        if (storage_wprof_decode(x->l.val[x->next], x->l.len[x->next], &d) == 0) {
+        int rc = storage_wprof_decode(x->l.val[x->next], x->l.len[x->next], &d);
+        if (rc == 0 && (rc = as_short(&d, &x->tmp)) == ERR_NOMEM) return rc;
+        if (rc == 0) {
             w.count = d.count;
             w.counted_total = d.total;
             w.id_hash = d.id_hash;
@@ -277,12 +339,14 @@ int storage_scan_window_profiles(storage_t *s, const char *tenant, uint64_t toke
                                  storage_wprofiles_fn fn, void *ctx)
 {
     wscan_t x = {.s = s, .fn = fn, .ctx = ctx};
+    buf_init(&x.tmp, BUF_UNLIMITED);
     int rc = storage_scan_window_values(s, CF_WPROFILES, tenant, token, series_id, res, from_s,
                                         until_s, wlist_add, &x.l);
     if (rc == 0)
         rc = storage_scan_window_values(s, CF_TOTALS, tenant, token, series_id, res, from_s,
                                         until_s, wscan_total, &x);
     wlist_free(&x.l);
+    buf_free(&x.tmp);
     return rc;
 }
 
@@ -299,11 +363,15 @@ int storage_wprof_edit_init(storage_wprof_edit_t *e, const uint8_t *v, size_t n)
     e->listed = d.listed;
     e->ok = 1;
     if (d.nids == 0) return 0;
-    e->ids = malloc(16 * d.nids);
-    if (e->ids == NULL) return ERR_NOMEM;
-    memcpy(e->ids, d.ids, 16 * d.nids);
-    e->nids = d.nids;
-    return 0;
+    buf_t tmp;
+    buf_init(&tmp, BUF_UNLIMITED);
+    int rc = as_short(&d, &tmp);
+    e->listed = d.listed;
+    e->ids = d.nids > 0 && rc == 0 ? malloc(STORAGE_WPROF_ID_LEN * d.nids) : NULL;
+    if (e->ids != NULL) memcpy(e->ids, d.ids, STORAGE_WPROF_ID_LEN * d.nids);
+    e->nids = e->ids != NULL ? d.nids : 0;
+    buf_free(&tmp);
+    return rc != 0 ? rc : d.nids > 0 && e->ids == NULL ? ERR_NOMEM : 0;
 }
 
 void storage_wprof_edit_remove(storage_wprof_edit_t *e, const uint8_t id[16], int64_t total)
@@ -313,12 +381,15 @@ void storage_wprof_edit_remove(storage_wprof_edit_t *e, const uint8_t id[16], in
     e->hash -= storage_wprof_id_hash(id);
     if (e->count < 0) e->ok = 0;
     if (!e->listed) return;
-    uint8_t *at = e->nids > 0 ? bsearch(id, e->ids, e->nids, 16, id_cmp) : NULL;
+    size_t len = STORAGE_WPROF_ID_LEN;
+    uint8_t s[STORAGE_WPROF_ID_LEN];
+    storage_wprof_short_id(id, s);
+    uint8_t *at = e->nids > 0 ? bsearch(s, e->ids, e->nids, len, id_cmp) : NULL;
     if (at == NULL) { /* not a profile of the window: the rest says nothing */
         e->ok = 0;
         return;
     }
-    memmove(at, at + 16, (size_t)(e->ids + 16 * e->nids - (at + 16)));
+    memmove(at, at + len, (size_t)(e->ids + len * e->nids - (at + len)));
     e->nids--;
 }
 
@@ -329,7 +400,8 @@ int storage_wprof_edit_encode(const storage_wprof_edit_t *e, buf_t *out)
     uint8_t h[WPROF_HEADER_LEN];
     storage_wprof_header(h, e->count, e->total, e->hash, e->listed);
     int rc = buf_append(out, h, sizeof h);
-    if (rc == 0 && e->listed && e->nids > 0) rc = buf_append(out, e->ids, 16 * e->nids);
+    if (rc == 0 && e->listed && e->nids > 0)
+        rc = buf_append(out, e->ids, STORAGE_WPROF_ID_LEN * e->nids);
     return rc;
 }
 
@@ -398,23 +470,24 @@ int storage_window_profiles_value(storage_t *s, const char *tenant, uint64_t tok
     return 1;
 }
 
-/* Walks two sorted id lists: ids only in a into only_a, only in b into
- * only_b (either may be NULL); *na, *nb how many. */
+/* Walks two sorted short-id lists: ids only in a into only_a, only in b
+ * into only_b (either may be NULL); *na, *nb how many. */
 static int diff_ids(const storage_wprof_t *a, const storage_wprof_t *b, buf_t *only_a,
                     buf_t *only_b, size_t *na, size_t *nb)
 {
-    size_t i = 0, j = 0;
+    size_t i = 0, j = 0, len = STORAGE_WPROF_ID_LEN;
     int rc = 0;
     *na = *nb = 0;
     while (rc == 0 && (i < a->nids || j < b->nids)) {
-        int c = i == a->nids ? 1 : j == b->nids ? -1 : memcmp(a->ids + 16 * i, b->ids + 16 * j, 16);
+        const uint8_t *x = a->ids + len * i, *y = b->ids + len * j;
+        int c = i == a->nids ? 1 : j == b->nids ? -1 : memcmp(x, y, len);
         if (c < 0) {
             (*na)++;
-            if (only_a != NULL) rc = buf_append(only_a, a->ids + 16 * i, 16);
+            if (only_a != NULL) rc = buf_append(only_a, x, len);
             i++;
         } else if (c > 0) {
             (*nb)++;
-            if (only_b != NULL) rc = buf_append(only_b, b->ids + 16 * j, 16);
+            if (only_b != NULL) rc = buf_append(only_b, y, len);
             j++;
         } else {
             i++;
@@ -422,6 +495,35 @@ static int diff_ids(const storage_wprof_t *a, const storage_wprof_t *b, buf_t *o
         }
     }
     return rc;
+}
+
+/* The relation of two decoded values listing short ids. */
+static enum storage_wprof_rel relate_lists(const storage_wprof_t *x, const storage_wprof_t *y,
+                                           buf_t *only_a, buf_t *only_b, buf_t *delta)
+{
+    if (!x->listed || !y->listed) /* a count and a hash: equal or not, nothing more */
+        return x->count == y->count && x->id_hash == y->id_hash && x->total == y->total
+                   ? STORAGE_WPROF_EQUAL
+                   : STORAGE_WPROF_UNKNOWN;
+    size_t na, nb;
+    if (diff_ids(x, y, only_a, only_b, &na, &nb) != 0) return STORAGE_WPROF_UNKNOWN;
+    if (na == 0 && nb == 0) /* the same, unless two profiles share a short id */
+        return x->id_hash == y->id_hash && x->total == y->total ? STORAGE_WPROF_EQUAL
+                                                                : STORAGE_WPROF_UNKNOWN;
+    if (na > 0 && nb > 0) return STORAGE_WPROF_MIXED;
+    if (na > 0 && delta != NULL) { /* a less b: the ids only a lists */
+        buf_t ids;
+        buf_init(&ids, STORAGE_VALUE_MAX);
+        int rc = diff_ids(x, y, &ids, NULL, &na, &nb);
+        uint8_t h[WPROF_HEADER_LEN]; /* b's ids are a's less these: so is its hash */
+        storage_wprof_header(h, (int64_t)na, (int64_t)((uint64_t)x->total - (uint64_t)y->total),
+                             x->id_hash - y->id_hash, 1);
+        if (rc == 0) rc = buf_append(delta, h, sizeof h);
+        if (rc == 0) rc = buf_append(delta, ids.data, ids.len);
+        buf_free(&ids);
+        if (rc != 0) return STORAGE_WPROF_UNKNOWN;
+    }
+    return na > 0 ? STORAGE_WPROF_A_HOLDS_B : STORAGE_WPROF_B_HOLDS_A;
 }
 
 enum storage_wprof_rel storage_window_profiles_relate(const uint8_t *a, size_t an, const uint8_t *b,
@@ -434,28 +536,13 @@ enum storage_wprof_rel storage_window_profiles_relate(const uint8_t *a, size_t a
     if (delta != NULL) buf_reset(delta);
     if (storage_wprof_decode(a, an, &x) != 0 || storage_wprof_decode(b, bn, &y) != 0)
         return STORAGE_WPROF_UNKNOWN;
-    if (!x.listed || !y.listed) /* a count and a hash: equal or not, nothing more */
-        return x.count == y.count && x.id_hash == y.id_hash && x.total == y.total
-                   ? STORAGE_WPROF_EQUAL
-                   : STORAGE_WPROF_UNKNOWN;
-    size_t na, nb;
-    if (diff_ids(&x, &y, only_a, only_b, &na, &nb) != 0) return STORAGE_WPROF_UNKNOWN;
-    if (na == 0 && nb == 0) return STORAGE_WPROF_EQUAL;
-    if (na > 0 && nb > 0) return STORAGE_WPROF_MIXED;
-    if (na > 0 && delta != NULL) { /* a less b: the ids only a lists */
-        buf_t ids;
-        buf_init(&ids, STORAGE_VALUE_MAX);
-        uint64_t hash = 0;
-        int rc = diff_ids(&x, &y, &ids, NULL, &na, &nb);
-        for (size_t i = 0; rc == 0 && i < na; i++)
-            hash += storage_wprof_id_hash(ids.data + 16 * i);
-        uint8_t h[WPROF_HEADER_LEN];
-        storage_wprof_header(h, (int64_t)na, (int64_t)((uint64_t)x.total - (uint64_t)y.total), hash,
-                             1);
-        if (rc == 0) rc = buf_append(delta, h, sizeof h);
-        if (rc == 0) rc = buf_append(delta, ids.data, ids.len);
-        buf_free(&ids);
-        if (rc != 0) return STORAGE_WPROF_UNKNOWN;
-    }
-    return na > 0 ? STORAGE_WPROF_A_HOLDS_B : STORAGE_WPROF_B_HOLDS_A;
+    buf_t tx, ty; /* a version-1 value's (an older peer's) short ids */
+    buf_init(&tx, BUF_UNLIMITED);
+    buf_init(&ty, BUF_UNLIMITED);
+    enum storage_wprof_rel rel = STORAGE_WPROF_UNKNOWN;
+    if (as_short(&x, &tx) == 0 && as_short(&y, &ty) == 0)
+        rel = relate_lists(&x, &y, only_a, only_b, delta);
+    buf_free(&tx);
+    buf_free(&ty);
+    return rel;
 }

@@ -176,17 +176,18 @@ static int holds_probe(repair_t *r, const Flamedb__Cluster__StreamWindow *m,
 /* Window m, held differently here and on ss->fill_peer, named in
  * st->inexact (whole or not at all: past REPAIR_SUMMARY_MAX the list ends;
  * st->wc_inexact still counts it). */
-/* ,"NAME":["id",...] of the 16-byte ids in ids (at most NOTE_IDS named),
- * and ,"NAME_count":N. */
+/* ,"NAME":["id",...] of the ids in ids (their first STORAGE_WPROF_ID_LEN
+ * bytes, as windows list them; at most NOTE_IDS named), and
+ * ,"NAME_count":N. */
 #define NOTE_IDS 16
 static int note_ids(buf_t *one, const char *name, const buf_t *ids)
 {
-    size_t n = ids->len / 16;
+    size_t n = ids->len / STORAGE_WPROF_ID_LEN;
     int rc = buf_printf(one, ",\"%s_count\":%zu,\"%s\":[", name, n, name);
     for (size_t i = 0; rc == 0 && i < n && i < NOTE_IDS; i++) {
         rc = buf_append_str(one, i > 0 ? ",\"" : "\"");
-        for (size_t k = 0; rc == 0 && k < 16; k++)
-            rc = buf_printf(one, "%02x", ids->data[16 * i + k]);
+        for (size_t k = 0; rc == 0 && k < STORAGE_WPROF_ID_LEN; k++)
+            rc = buf_printf(one, "%02x", ids->data[STORAGE_WPROF_ID_LEN * i + k]);
         if (rc == 0) rc = buf_append_byte(one, '"');
     }
     return rc == 0 ? buf_append_byte(one, ']') : rc;

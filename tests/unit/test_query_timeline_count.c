@@ -2,8 +2,9 @@
  * per timeline bucket (query_timeline_count) on a real RocksDB: from each
  * window's own count (window_profiles, storage format 14), which outlives
  * profile retention, and from profile_trees only for a window not counted
- * exactly (written before format 14), which past profile retention counts
- * nothing, as before. */
+ * exactly (written before format 14, or at a resolution whose windows
+ * expire before their profiles: format 16), which past profile retention
+ * counts nothing, as before. */
 #include "test_storage_fixture.h"
 
 #include "query/query_int.h"
@@ -70,6 +71,26 @@ int main(void)
     for (int i = 0; i < 6; i++)
         CHECK_EQ_INT(c[i], later[i]);
     CHECK_EQ_INT(all, 3);
+    /* profile retention a week, longer than the 10 s windows' day: those
+     * windows get no value (format 16) and count from profile_trees,
+     * exactly, for as long as they are kept */
+    f.opts.profile_retention_seconds = 7 * 86400;
+    f.now = T0 + 60;
+    CHECK_EQ_INT(fx_reopen(&f), 0);
+    labels_t *l2 = fx_labels("tc-week", NULL);
+    uint64_t sid2 = labels_hash(l2);
+    for (int i = 0; i < 4; i++)
+        fx_push(f.s, l2, st, token, i, (T0 + 11 + 10 * (i / 2) + i) * NS, 40 + (uint64_t)i);
+    counts(&f, token, sid2, c, &all);
+    const int64_t week[6] = {0, 2, 2, 0, 0, 0};
+    for (int i = 0; i < 6; i++)
+        CHECK_EQ_INT(c[i], week[i]);
+    CHECK_EQ_INT(all, 4);
+    f.now = T0 + 86400 - 100; /* the 10 s windows' last minutes */
+    CHECK_EQ_INT(storage_compact(f.s), 0);
+    counts(&f, token, sid2, c, &all);
+    CHECK_EQ_INT(all, 4);
+    labels_free(l2);
     symtab_free(st);
     labels_free(l);
     fx_done(&f);

@@ -202,7 +202,7 @@ typedef struct wp_list {
     int64_t count[64];
     uint64_t hash[64];
     size_t nids[64];
-    uint8_t ids[64][16 * 8];
+    uint8_t ids[64][STORAGE_WPROF_ID_LEN * 8];
 } wp_list_t;
 
 static int wp_fn(void *ctx, const storage_window_profiles_t *w)
@@ -213,7 +213,7 @@ static int wp_fn(void *ctx, const storage_window_profiles_t *w)
     x->count[x->n] = w->count;
     x->hash[x->n] = w->id_hash;
     x->nids[x->n] = w->nids;
-    if (w->nids <= 8) memcpy(x->ids[x->n], w->ids, 16 * w->nids);
+    if (w->nids <= 8) memcpy(x->ids[x->n], w->ids, STORAGE_WPROF_ID_LEN * w->nids);
     x->n++;
     return 0;
 }
@@ -239,7 +239,7 @@ static void check_counts(fixture_t *a, fixture_t *b, const labels_t *l)
             CHECK_EQ_INT(x[1].count[i], x[0].count[i]);
             CHECK(x[1].hash[i] == x[0].hash[i]);
             CHECK_EQ_INT(x[1].nids[i], x[0].nids[i]);
-            CHECK(memcmp(x[1].ids[i], x[0].ids[i], 16 * 8) == 0);
+            CHECK(memcmp(x[1].ids[i], x[0].ids[i], sizeof x[0].ids[i]) == 0);
         }
         free(x);
     }

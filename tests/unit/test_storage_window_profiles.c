@@ -4,7 +4,8 @@
  * profile retention, dropped with their window and by a range clear, a
  * format-13 directory whose windows read as not counted, two copies
  * compared by their ids and an addition of what one holds beyond the
- * other. */
+ * other; short ids (format 16), only at resolutions whose windows outlive
+ * profile retention, and a format-15 value (whole ids) read and folded. */
 #include "test_storage_fixture.h"
 
 #define T0 1700006400LL /* a multiple of a day */
@@ -15,8 +16,29 @@ typedef struct wsum {
     int64_t count, total, window;
     uint64_t hash;
     size_t nids;
-    uint8_t ids[16 * 16];
+    uint8_t ids[16 * STORAGE_WPROF_ID_LEN];
 } wsum_t;
+
+/* Whether the n short ids at ids are those of fx_id(want[i]), in any
+ * order of want (they are listed ascending). */
+static int ids_are(const uint8_t *ids, size_t n, const uint64_t *want, size_t nwant)
+{
+    if (n != nwant) return 0;
+    for (size_t i = 0; i < nwant; i++) {
+        uint8_t id[16], s[STORAGE_WPROF_ID_LEN];
+        fx_id(id, want[i]);
+        storage_wprof_short_id(id, s);
+        int found = 0;
+        for (size_t k = 0; k < n; k++)
+            found |= memcmp(ids + STORAGE_WPROF_ID_LEN * k, s, sizeof s) == 0;
+        if (!found) return 0;
+    }
+    for (size_t k = 1; k < n; k++)
+        if (memcmp(ids + STORAGE_WPROF_ID_LEN * (k - 1), ids + STORAGE_WPROF_ID_LEN * k,
+                   STORAGE_WPROF_ID_LEN) >= 0)
+            return 0;
+    return 1;
+}
 
 static int wsum_fn(void *ctx, const storage_window_profiles_t *w)
 {
@@ -28,7 +50,7 @@ static int wsum_fn(void *ctx, const storage_window_profiles_t *w)
     x->hash = w->id_hash;
     x->window = w->window;
     x->nids = w->nids;
-    if (w->nids <= 16 && w->ids != NULL) memcpy(x->ids, w->ids, 16 * w->nids);
+    if (w->nids <= 16 && w->ids != NULL) memcpy(x->ids, w->ids, STORAGE_WPROF_ID_LEN * w->nids);
     return 0;
 }
 
@@ -89,11 +111,8 @@ static void test_counts(fixture_t *f)
         CHECK_EQ_INT(x.total, total);
         CHECK(x.hash == hash);
         CHECK_EQ_INT(x.nids, 5);
-        for (size_t k = 0; k < x.nids; k++) {
-            uint8_t id[16];
-            fx_id(id, 1 + 2 * k); /* 1, 3, 5, 7, 9 */
-            CHECK(memcmp(x.ids + 16 * k, id, 16) == 0);
-        }
+        const uint64_t want[] = {1, 3, 5, 7, 9};
+        CHECK(ids_are(x.ids, x.nids, want, 5));
     }
     CHECK_EQ_INT(ptrees(f, l, 77), 5);
     /* past profile retention (300 s) and the 10 s / 1 min windows' own */
@@ -218,29 +237,31 @@ static void test_relate_and_add(fixture_t *f)
                  STORAGE_WPROF_EQUAL);
     CHECK_EQ_INT(storage_window_profiles_relate(a.data, a.len, b.data, b.len, &x, &y, &d),
                  STORAGE_WPROF_A_HOLDS_B);
-    CHECK_EQ_INT(x.len, 16);
+    CHECK_EQ_INT(x.len, STORAGE_WPROF_ID_LEN);
     CHECK_EQ_INT(y.len, 0);
     storage_wprof_t w;
     CHECK_EQ_INT(storage_wprof_decode(d.data, d.len, &w), 0);
     CHECK_EQ_INT(w.count, 1);
     CHECK_EQ_INT(w.total, ta - tb);
-    uint8_t id[16];
-    fx_id(id, 401);
-    CHECK(w.nids == 1 && memcmp(w.ids, id, 16) == 0);
+    const uint64_t i401 = 401;
+    CHECK(w.nids == 1 && ids_are(w.ids, 1, &i401, 1));
     CHECK_EQ_INT(storage_window_profiles_relate(b.data, b.len, a.data, a.len, NULL, NULL, NULL),
                  STORAGE_WPROF_B_HOLDS_A);
-    /* a third copy: 400 and 402 (mixed with a's 400 and 401) */
+    /* a third copy: 400 and 402 (mixed with a's 400 and 401), as an
+     * older release lists them (version 1: whole ids) */
     uint8_t v[WPROF_HEADER_LEN + 32];
     uint8_t i400[16], i402[16];
     fx_id(i400, 400);
     fx_id(i402, 402);
     storage_wprof_header(v, 2, 100, storage_wprof_id_hash(i400) + storage_wprof_id_hash(i402), 1);
+    v[0] = WPROF_VERSION_WHOLE_IDS;
     memcpy(v + WPROF_HEADER_LEN, i400, 16);
     memcpy(v + WPROF_HEADER_LEN + 16, i402, 16);
     CHECK_EQ_INT(storage_window_profiles_relate(a.data, a.len, v, sizeof v, &x, &y, NULL),
                  STORAGE_WPROF_MIXED);
-    CHECK(x.len == 16 && memcmp(x.data, id, 16) == 0);
-    CHECK(y.len == 16 && memcmp(y.data, i402, 16) == 0);
+    const uint64_t n402 = 402;
+    CHECK(x.len == STORAGE_WPROF_ID_LEN && ids_are(x.data, 1, &i401, 1));
+    CHECK(y.len == STORAGE_WPROF_ID_LEN && ids_are(y.data, 1, &n402, 1));
     /* unlisted: only equal or not */
     storage_wprof_header(v, 2, 100, 5, 0);
     CHECK_EQ_INT(
@@ -254,7 +275,7 @@ static void test_relate_and_add(fixture_t *f)
     calltree_t *t = calltree_new(0);
     fx_add(t, st, "main;f1;g1", 7);
     storage_wprof_header(v, 1, 7, storage_wprof_id_hash(i402), 1);
-    memcpy(v + WPROF_HEADER_LEN, i402, 16);
+    storage_wprof_short_id(i402, v + WPROF_HEADER_LEN);
     storage_stream_window_t sw = {.tenant = "t",
                                   .token = 81,
                                   .series_id = labels_hash(l),
@@ -263,7 +284,7 @@ static void test_relate_and_add(fixture_t *f)
                                   .residual = t,
                                   .total = 7,
                                   .wprof = v,
-                                  .wprof_len = WPROF_HEADER_LEN + 16,
+                                  .wprof_len = WPROF_HEADER_LEN + STORAGE_WPROF_ID_LEN,
                                   .add_to = b.data,
                                   .add_to_len = b.len};
     int stored = 1;
@@ -314,8 +335,8 @@ static void test_split_pieces_uncounted(fixture_t *f)
     fx_id(p.profile_id, 4242);
     errmsg_t em = {{0}};
     CHECK_EQ_INT(storage_write_profile(f->s, &p, NULL, &em), 0);
-    wsum_t xa = scan(f, a, 5, 0, T0, T0 + 60), xb = scan(f, b, 5, 0, T0, T0 + 60);
-    wsum_t xo = scan(f, other, 5, 0, T0, T0 + 60);
+    wsum_t xa = scan(f, a, 5, 1, T0, T0 + 60), xb = scan(f, b, 5, 1, T0, T0 + 60);
+    wsum_t xo = scan(f, other, 5, 1, T0, T0 + 60); /* 1 min: kept */
     CHECK_EQ_INT(xa.exact + xb.exact, 0);
     CHECK_EQ_INT(xa.count + xb.count, 0);
     CHECK_EQ_INT(xo.exact, 1);
@@ -325,6 +346,116 @@ static void test_split_pieces_uncounted(fixture_t *f)
     labels_free(a);
     labels_free(b);
     labels_free(other);
+}
+
+/* With profile retention a week (resolution retentions as by default:
+ * 10 s a day, 1 min a week, 10 min 30 days, 1 h 90 days, 1 day forever)
+ * only the windows that can outlive the profiles they hold get a value:
+ * the 10 s ones none (not counted: profile_trees name their profiles),
+ * the others each profile's short id. A value format 15 left (version
+ * 1, whole ids) reads after the upgrade and folds with a new operand into
+ * short ids. */
+static void test_kept_resolutions(fixture_t *f)
+{
+    f->opts.profile_retention_seconds = 7 * 86400;
+    CHECK_EQ_INT(fx_reopen(f), 0);
+    CHECK(!storage_wprof_kept(f->s, 0));
+    for (int r = 1; r < STORAGE_RESOLUTION_COUNT; r++)
+        CHECK(storage_wprof_kept(f->s, r));
+    labels_t *l = fx_labels("wp-kept", NULL);
+    symtab_t *st = symtab_new();
+    fx_push(f->s, l, st, 82, 0, (T0 + 3 * HOUR + 1) * NS, 500);
+    fx_push(f->s, l, st, 82, 1, (T0 + 3 * HOUR + 2) * NS, 501);
+    wsum_t x = scan(f, l, 82, 0, T0, T0 + 86400);
+    CHECK_EQ_INT(x.windows, 1);
+    CHECK_EQ_INT(x.exact, 0);
+    CHECK_EQ_INT(x.count, 0);
+    const uint64_t want[] = {500, 501};
+    for (int r = 1; r < STORAGE_RESOLUTION_COUNT; r++) {
+        x = scan(f, l, 82, r, T0, T0 + 86400);
+        CHECK_EQ_INT(x.exact, 1);
+        CHECK_EQ_INT(x.count, 2);
+        CHECK(ids_are(x.ids, x.nids, want, 2));
+    }
+    /* the day window as format 15 wrote it: 500 and 501, whole ids */
+    uint8_t v[WPROF_HEADER_LEN + 32], i500[16], i501[16];
+    fx_id(i500, 500);
+    fx_id(i501, 501);
+    storage_wprof_header(v, 2, x.total, storage_wprof_id_hash(i500) + storage_wprof_id_hash(i501),
+                         1);
+    v[0] = WPROF_VERSION_WHOLE_IDS;
+    memcpy(v + WPROF_HEADER_LEN, i500, 16);
+    memcpy(v + WPROF_HEADER_LEN + 16, i501, 16);
+    skey_t k;
+    storage_key_window(&k, 82, "t", labels_hash(l), 4, T0);
+    char *err = NULL;
+    rocksdb_put_cf(f->s->db, f->s->wopts, f->s->cf[CF_WPROFILES], (const char *)k.b, k.n,
+                   (const char *)v, sizeof v, &err);
+    CHECK(err == NULL);
+    free(err);
+    fx_put_version(f, STORAGE_FORMAT_V15); /* what format 15 left: opens as 16 */
+    CHECK_EQ_INT(fx_reopen(f), 0);
+    fx_check_version(f);
+    x = scan(f, l, 82, 4, T0, T0 + 86400);
+    CHECK_EQ_INT(x.exact, 1);
+    CHECK(ids_are(x.ids, x.nids, want, 2)); /* read as short ids */
+    fx_push(f->s, l, st, 82, 2, (T0 + 3 * HOUR + 3) * NS, 502);
+    const uint64_t three[] = {500, 501, 502};
+    for (int pass = 0; pass < 2; pass++) {
+        x = scan(f, l, 82, 4, T0, T0 + 86400);
+        CHECK_EQ_INT(x.exact, 1);
+        CHECK_EQ_INT(x.count, 3);
+        CHECK(ids_are(x.ids, x.nids, three, 3));
+        CHECK_EQ_INT(storage_compact(f->s), 0);
+    }
+    buf_t now;
+    buf_init(&now, BUF_UNLIMITED);
+    int64_t total = 0;
+    CHECK_EQ_INT(storage_window_profiles_value(f->s, "t", 82, labels_hash(l), 4, T0, &now, &total),
+                 1);
+    CHECK(now.len == WPROF_HEADER_LEN + 3 * STORAGE_WPROF_ID_LEN && now.data[0] == WPROF_VERSION);
+    buf_free(&now);
+    symtab_free(st);
+    labels_free(l);
+}
+
+/* Two profiles sharing a short id (made up: XXH3-128 yields none to
+ * find): one window holding both keeps its count, total and hash, not the
+ * list; two copies listing the same short ids of different profiles (the
+ * id hash differs) compare as unknown, never as equal. */
+static void test_short_id_shared(fixture_t *f)
+{
+    uint8_t a[WPROF_HEADER_LEN + STORAGE_WPROF_ID_LEN], b[sizeof a];
+    storage_wprof_header(a, 1, 10, 111, 1);
+    memset(a + WPROF_HEADER_LEN, 0x5a, STORAGE_WPROF_ID_LEN);
+    memcpy(b, a, sizeof a);
+    storage_wprof_header(b, 1, 10, 222, 1);
+    CHECK_EQ_INT(storage_window_profiles_relate(a, sizeof a, a, sizeof a, NULL, NULL, NULL),
+                 STORAGE_WPROF_EQUAL);
+    CHECK_EQ_INT(storage_window_profiles_relate(a, sizeof a, b, sizeof b, NULL, NULL, NULL),
+                 STORAGE_WPROF_UNKNOWN);
+    skey_t k;
+    storage_key_window(&k, 83, "t", 12345, 4, T0);
+    char *err = NULL;
+    rocksdb_merge_cf(f->s->db, f->s->wopts, f->s->cf[CF_WPROFILES], (const char *)k.b, k.n,
+                     (const char *)a, sizeof a, &err);
+    CHECK(err == NULL);
+    rocksdb_merge_cf(f->s->db, f->s->wopts, f->s->cf[CF_WPROFILES], (const char *)k.b, k.n,
+                     (const char *)b, sizeof b, &err);
+    CHECK(err == NULL);
+    CHECK_EQ_INT(storage_compact(f->s), 0);
+    size_t n = 0;
+    char *v = rocksdb_get_cf(f->s->db, f->s->ropts, f->s->cf[CF_WPROFILES], (const char *)k.b, k.n,
+                             &n, &err);
+    CHECK(err == NULL && v != NULL);
+    storage_wprof_t w;
+    CHECK_EQ_INT(storage_wprof_decode((const uint8_t *)v, n, &w), 0);
+    CHECK_EQ_INT(w.count, 2);
+    CHECK_EQ_INT(w.total, 20);
+    CHECK(w.id_hash == 333);
+    CHECK_EQ_INT(w.listed, 0);
+    free(v);
+    free(err);
 }
 
 int main(void)
@@ -343,6 +474,8 @@ int main(void)
     test_counts(&f);
     test_relate_and_add(&f);
     test_split_pieces_uncounted(&f);
+    test_short_id_shared(&f);
+    test_kept_resolutions(&f);
     fx_done(&f);
     return check_exit();
 }
