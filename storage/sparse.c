@@ -308,7 +308,7 @@ static int decode_at(const uint8_t *p, size_t len, sparse_vec_t *out, size_t at)
     if (!varint_read_u(&p, end, &scale) || scale == 0 || !varint_read_u(&p, end, &n))
         return ERR_CORRUPT;
     if (n > (uint64_t)(end - p) / 2) return ERR_CORRUPT; /* every pair takes >= 2 bytes */
-    if (n == 0) return p == end ? 0 : ERR_CORRUPT; /* out's arrays may be NULL */
+    if (n == 0) return p == end ? 0 : ERR_CORRUPT;       /* out's arrays may be NULL */
     int rc = storage_sparse_reserve(out, at + (size_t)n);
     if (rc != 0) return rc;
     uint32_t *ids = out->id + at;

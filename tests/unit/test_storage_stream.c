@@ -40,7 +40,7 @@
 #define NPROF 5
 #define REPAIR_KEY_MAX 256
 /* a listed window_profiles value of n ids: its header and the ids */
-#define WPROF_LEN(n) (26 + 16 * (n))
+#define WPROF_LEN(n) (WPROF_HEADER_LEN + STORAGE_WPROF_ID_LEN * (n))
 
 static symtab_t *ST;
 static calltree_t *TREES[NPROF + 1];
