@@ -1,6 +1,7 @@
 """test_demo_script.py — deploy/demo.sh as a user runs it while its HTTP port
 is taken: it moves to a free port, and what it prints to copy into a shell
-reaches the demo node, not the program on the port it wanted.
+reaches the demo node, not the program on the port it wanted; and the rate
+flamedb-demo's summary line prints for slow live traffic.
 
 Runs the script with --nodes 1 --backfill 0 --no-install --no-build on the
 built binaries (FLAMEDB_BUILD_DIR), reads its output up to "Press Ctrl-C",
@@ -13,7 +14,7 @@ import socket
 import subprocess
 import time
 
-from harness import ROOT, Skip, run_tests
+from harness import ROOT, Node, Skip, run_tests
 
 BUILD = os.environ.get("FLAMEDB_BUILD_DIR", os.path.join(ROOT, "build"))
 
@@ -78,6 +79,29 @@ def test_printed_flamectl_setup_reaches_the_moved_demo():
         stop(proc)
         taken.close()
         ctaken.close()
+
+
+def test_slow_live_rate_is_not_printed_as_zero():
+    """A live run below one profile a second (a 3-node demo's generators push
+    14 profiles every 30 s) prints its real rate, not (0/s)."""
+    demo = os.path.join(BUILD, "bin", "flamedb-demo")
+    if not os.access(demo, os.X_OK):
+        raise Skip("no %s" % demo)
+    node = Node(name="demorate").start()
+    try:
+        t0 = time.monotonic()
+        r = subprocess.run([demo, "--url", node.url(), "--rate", "0.4", "--count", "2",
+                            "--no-spans"], capture_output=True, timeout=60)
+        took = time.monotonic() - t0
+        err = r.stderr.decode()
+        assert r.returncode == 0, err
+        m = re.search(r"2 profiles pushed .* in ([\d.]+) s \(([\d.]+)/s\), 0 failed", err)
+        assert m, err
+        rate = float(m.group(2))
+        assert 0 < rate < 1, err  # 2 profiles in about 5 s
+        assert abs(rate - 2 / float(m.group(1))) < 0.01 and float(m.group(1)) <= took, err
+    finally:
+        node.stop()
 
 
 if __name__ == "__main__":
