@@ -860,7 +860,7 @@ static void route_top(node_t *n, http_exchange_t *ex, const http_request_t *r)
  * here, no job. */
 static void route_cluster_status(node_t *n, http_exchange_t *ex, const http_request_t *r)
 {
-    (void)r;
+    if (!routes_only_params(n, ex, r, NULL)) return;
     http_response_t resp = {.status = 200, .content_type = "application/json"};
     buf_init(&resp.body, 16 * 1024 * 1024);
     int rc = cluster_status_json(n->cluster, &resp.body);
