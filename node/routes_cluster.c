@@ -50,8 +50,8 @@ int routes_only_params(node_t *n, http_exchange_t *ex, const http_request_t *r,
         if (known) continue;
         errmsg_t em;
         if (allowed == NULL)
-            errmsg_set(&em, ERR_INVALID_ARGUMENT, "parameter '%.64s': %s takes no parameters",
-                       name, r->path);
+            errmsg_set(&em, ERR_INVALID_ARGUMENT, "parameter '%.64s': %s takes no parameters", name,
+                       r->path);
         else
             errmsg_set(&em, ERR_INVALID_ARGUMENT,
                        "parameter '%.64s': unknown on %s (it takes '%s')", name, r->path,

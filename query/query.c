@@ -78,8 +78,8 @@ int query_parse_uint_param(const char *name, const char *s, unsigned long long m
                           "parameter '%s': \"%.32s\" is not an integer of %llu or more", name, s,
                           min);
     return errmsg_set(em, ERR_INVALID_ARGUMENT,
-                      "parameter '%s': \"%.32s\" is not an integer from %llu to %llu", name, s,
-                      min, max);
+                      "parameter '%s': \"%.32s\" is not an integer from %llu to %llu", name, s, min,
+                      max);
 }
 
 /* maxNodes: absent or 0 -> default for JSON and SVG (pictures of millions of

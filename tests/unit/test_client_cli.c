@@ -291,9 +291,8 @@ static void test_empty_selections(void)
                  0);
     CHECK(has(out, "flamectl: no samples match this selection in the range"));
     push_json("{\"label\":\"env\",\"total\":0,\"values\":[]}");
-    CHECK_EQ_INT(ctl_run("shares 'a:b:nanoseconds:c:d{service_name=\"nosuch\"}' env", out,
-                         sizeof out),
-                 0);
+    CHECK_EQ_INT(
+        ctl_run("shares 'a:b:nanoseconds:c:d{service_name=\"nosuch\"}' env", out, sizeof out), 0);
     CHECK(has(out, "total 0.00s in 0 values of env"));
     CHECK(has(out, "flamectl: no samples match this selection in the range"));
     static const char diff[] =
