@@ -189,7 +189,7 @@ def test_serving():
     r = NODE.get("/ui/../routes.c")
     assert r.status == 404, r
     r = NODE.request("POST", "/ui/app.js", body=b"x")
-    assert r.status == 405 and r.headers.get("allow") == "GET", r
+    assert r.status == 405 and r.headers.get("allow") == "GET, HEAD", r
     r = NODE.get("/")  # curl: the list of endpoints
     assert r.status == 200 and b"/pyroscope/render" in r.body and b"/ui/app.js" not in r.body, r
 
