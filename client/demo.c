@@ -398,12 +398,15 @@ int main(int argc, char **argv)
         write_rounds(&r);
     else if (o.out_dir == NULL && o.live)
         live(&r);
-    double dt = mono_s() - t0;
+    double dt = mono_s() - t0, rate = dt > 0 ? (double)r.emitted / dt : 0.0;
+    /* live rounds are slow (14 profiles every 30 s in a 3-node demo): show
+     * enough digits that a rate below one is not printed as 0 */
+    int digits = rate >= 100 || rate == 0 ? 0 : rate >= 1 ? 1 : 2;
     fprintf(stderr,
             "flamedb-demo: %ld profiles %s (%.1f MB gzipped, %.1f MB raw) in %.1f s "
-            "(%.0f/s), %ld failed\n",
+            "(%.*f/s), %ld failed\n",
             r.emitted, o.out_dir ? "written" : "pushed", (double)r.gz_bytes / 1e6,
-            (double)r.raw_bytes / 1e6, dt, dt > 0 ? (double)r.emitted / dt : 0.0, r.failed);
+            (double)r.raw_bytes / 1e6, dt, digits, rate, r.failed);
     if (r.manifest != NULL && fclose(r.manifest) != 0) r.failed++;
     flamedb_client_free(r.client);
     return r.failed > 0 ? 1 : 0;

@@ -564,6 +564,11 @@ static int cmd_shares(flamedb_client_t *c, const args_t *a)
         status = EXIT_FAILURE;
     } else {
         print_shares(&t, a->pos[1], unit);
+        if (t.total == 0)
+            fprintf(stderr,
+                    "flamectl: no samples match this selection in the range "
+                    "(check the selector and --from/--until; 'flamectl labels' lists what is "
+                    "stored)\n");
         if (t.partial) fprintf(stderr, "flamectl: partial answer: some data was unreachable\n");
         flamedb__shares_free(&t);
     }

@@ -257,7 +257,9 @@ done
 U2=${URLS[$((NODES > 1 ? 1 : 0))]}
 cat <<EOF
 
-Or with flamectl (--url picks the node; default ${URLS[0]} via FLAMEDB_URL):
+Or with flamectl (--url picks the node; without it flamectl asks \$FLAMEDB_URL,
+else http://127.0.0.1:4040, which may be another program: set it in your shell):
+  export FLAMEDB_URL=${URLS[0]}
   $CTL --url ${URLS[0]} query '$CPU{service_name="api"}' --from now-1h
   $CTL --url $U2 query '$CPU{service_name="checkout",version="v1"}' --from now-1h --limit 8
   $CTL --url $U2 query '$CPU{service_name="checkout",version="v2"}' --from now-1h --limit 8

@@ -126,6 +126,12 @@ void routes_fanout(node_t *n, http_exchange_t *ex, const char *tenant,
 
 /* GET /pyroscope/render-diff (routes_diff.c). */
 void routes_render_diff(node_t *n, http_exchange_t *ex, const http_request_t *r);
+/* The operator routes (/cluster/...) take only the parameters they name:
+ * allowed is a NULL-terminated list (NULL: none). 1 when r passes; else the
+ * 400 naming the first other parameter is answered and 0 returned
+ * (routes_cluster.c). /ingest, /pyroscope/... stay lenient: clients send extras. */
+int routes_only_params(node_t *n, http_exchange_t *ex, const http_request_t *r,
+                       const char *const *allowed);
 /* POST /cluster/repair and POST /cluster/remove (routes_cluster.c). */
 void routes_cluster_repair(node_t *n, http_exchange_t *ex, const http_request_t *r);
 void routes_cluster_remove(node_t *n, http_exchange_t *ex, const http_request_t *r);

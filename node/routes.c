@@ -257,16 +257,23 @@ static int admit_query(node_t *n, http_exchange_t *ex, const http_request_t *r)
     return routes_limit_query(n, ex, r, http_exchange_principal(ex));
 }
 
+/* HEAD is answered as GET (RFC 9110 9.3.2); the server sends no body. */
+static int method_matches(int route_method, int method)
+{
+    return route_method == method || (route_method == HTTP_GET && method == HTTP_HEAD);
+}
+
 void routes_handle(void *ctx, http_exchange_t *ex)
 {
     node_t *n = ctx;
     const http_request_t *r = http_exchange_request(ex);
     if (!routes_authorize(n, ex, r)) return;
-    int path_found = 0;
+    int path_found = 0, path_method = HTTP_GET;
     for (size_t i = 0; i < NROUTES; i++) {
         if (!path_matches(routes[i].path, r->path)) continue;
         path_found = 1;
-        if (routes[i].method != r->method) continue;
+        path_method = routes[i].method;
+        if (!method_matches(routes[i].method, r->method)) continue;
         int tag = (int)i + 1;
         if (is_query_route(r->path)) {
             int got = admit_query(n, ex, r);
@@ -280,7 +287,7 @@ void routes_handle(void *ctx, http_exchange_t *ex)
     errmsg_t em;
     if (path_found) {
         errmsg_set(&em, ERR_METHOD, "%s is not allowed on %s", r->method_name, r->path);
-        const char *allow = strcmp(r->path, "/ingest") == 0 ? "Allow: POST\r\n" : "Allow: GET\r\n";
+        const char *allow = path_method == HTTP_POST ? "Allow: POST\r\n" : "Allow: GET, HEAD\r\n";
         node_metrics_error(&n->metrics, ERR_METHOD);
         http_respond_error(ex, 0, ERR_METHOD, &em, allow);
         return;
@@ -853,7 +860,7 @@ static void route_top(node_t *n, http_exchange_t *ex, const http_request_t *r)
  * here, no job. */
 static void route_cluster_status(node_t *n, http_exchange_t *ex, const http_request_t *r)
 {
-    (void)r;
+    if (!routes_only_params(n, ex, r, NULL)) return;
     http_response_t resp = {.status = 200, .content_type = "application/json"};
     buf_init(&resp.body, 16 * 1024 * 1024);
     int rc = cluster_status_json(n->cluster, &resp.body);

@@ -37,11 +37,36 @@ static void repaired(void *arg, int rc, const char *json, const errmsg_t *em)
     free(q);
 }
 
+static const char *const node_param[] = {"node", NULL};
+
+int routes_only_params(node_t *n, http_exchange_t *ex, const http_request_t *r,
+                       const char *const *allowed)
+{
+    for (size_t i = 0; i < r->nparams; i++) {
+        const char *name = r->params[i].name;
+        int known = 0;
+        for (size_t k = 0; allowed != NULL && allowed[k] != NULL && !known; k++)
+            known = strcmp(allowed[k], name) == 0;
+        if (known) continue;
+        errmsg_t em;
+        if (allowed == NULL)
+            errmsg_set(&em, ERR_INVALID_ARGUMENT, "parameter '%.64s': %s takes no parameters", name,
+                       r->path);
+        else
+            errmsg_set(&em, ERR_INVALID_ARGUMENT,
+                       "parameter '%.64s': unknown on %s (it takes '%s')", name, r->path,
+                       allowed[0]);
+        routes_respond_error(n, ex, ERR_INVALID_ARGUMENT, &em);
+        return 0;
+    }
+    return 1;
+}
+
 /* The request is answered when the first pass that starts after it ended:
  * a pass may take as long as the data that differs takes to stream. */
 void routes_cluster_repair(node_t *n, http_exchange_t *ex, const http_request_t *r)
 {
-    (void)r;
+    if (!routes_only_params(n, ex, r, NULL)) return;
     repair_req_t *q = calloc(1, sizeof *q);
     if (q == NULL) {
         errmsg_t em;
@@ -56,6 +81,7 @@ void routes_cluster_repair(node_t *n, http_exchange_t *ex, const http_request_t 
 
 void routes_cluster_remove(node_t *n, http_exchange_t *ex, const http_request_t *r)
 {
+    if (!routes_only_params(n, ex, r, node_param)) return;
     const char *id = http_request_param(r, "node");
     errmsg_t em = {{0}};
     int rc = id == NULL || id[0] == 0
@@ -100,6 +126,7 @@ static void accepted(void *arg, int rc, const errmsg_t *em)
  * an interval (its next pass's regain step). */
 void routes_cluster_accept_copy(node_t *n, http_exchange_t *ex, const http_request_t *r)
 {
+    if (!routes_only_params(n, ex, r, node_param)) return;
     const char *id = http_request_param(r, "node");
     errmsg_t em = {{0}};
     accept_req_t *q = NULL;
@@ -125,6 +152,7 @@ void routes_cluster_accept_copy(node_t *n, http_exchange_t *ex, const http_reque
  * background (flamectl cluster decommission waits for it). */
 void routes_cluster_decommission(node_t *n, http_exchange_t *ex, const http_request_t *r)
 {
+    if (!routes_only_params(n, ex, r, node_param)) return;
     const char *id = http_request_param(r, "node");
     errmsg_t em = {{0}};
     int rc = id == NULL || id[0] == 0

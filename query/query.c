@@ -62,6 +62,26 @@ int query_parse_format(const char *s, query_format_t *f, errmsg_t *em)
     return 0;
 }
 
+int query_parse_uint_param(const char *name, const char *s, unsigned long long min,
+                           unsigned long long max, unsigned long long *out, errmsg_t *em)
+{
+    if (s == NULL || s[0] == 0) return 0;
+    size_t len = strlen(s);
+    int digits = len <= 19 && strspn(s, "0123456789") == len;
+    unsigned long long v = digits ? strtoull(s, NULL, 10) : 0;
+    if (digits && v >= min && (max == 0 || v <= max)) {
+        *out = v;
+        return 0;
+    }
+    if (max == 0)
+        return errmsg_set(em, ERR_INVALID_ARGUMENT,
+                          "parameter '%s': \"%.32s\" is not an integer of %llu or more", name, s,
+                          min);
+    return errmsg_set(em, ERR_INVALID_ARGUMENT,
+                      "parameter '%s': \"%.32s\" is not an integer from %llu to %llu", name, s, min,
+                      max);
+}
+
 /* maxNodes: absent or 0 -> default for JSON and SVG (pictures of millions of
  * frames help no one), no truncation for folded/pprof/speedscope;
  * values above the configured limit are lowered to it (as Pyroscope does). */
@@ -71,13 +91,9 @@ int query_parse_max_nodes(const char *s, query_format_t f, const query_limits_t 
     size_t dflt = f == QUERY_FORMAT_JSON || f == QUERY_FORMAT_SVG ? QUERY_DEFAULT_MAX_NODES : 0;
     if (dflt > lim->max_nodes_limit) dflt = lim->max_nodes_limit;
     *out = dflt;
-    if (s == NULL || s[0] == 0) return 0;
-    size_t len = strlen(s);
-    if (len > 19 || strspn(s, "0123456789") != len)
-        return errmsg_set(em, ERR_INVALID_ARGUMENT,
-                          "parameter 'maxNodes': \"%.32s\" is not a non-negative integer", s);
-    unsigned long long v = strtoull(s, NULL, 10);
-    if (v == 0) return 0;
+    unsigned long long v = 0;
+    int rc = query_parse_uint_param("maxNodes", s, 0, 0, &v, em);
+    if (rc != 0 || v == 0) return rc;
     if (v < 2)
         return errmsg_set(em, ERR_INVALID_ARGUMENT,
                           "parameter 'maxNodes': must be at least 2 (the root and `other`)");
@@ -88,15 +104,10 @@ int query_parse_max_nodes(const char *s, query_format_t f, const query_limits_t 
 /* Parameter limit l: 1..max, dflt when absent. */
 static int parse_limit(const char *l, size_t dflt, int max, size_t *out, errmsg_t *em)
 {
-    *out = dflt;
-    if (l == NULL || l[0] == 0) return 0;
-    size_t len = strlen(l);
-    unsigned long long v = len <= 19 && strspn(l, "0123456789") == len ? strtoull(l, NULL, 10) : 0;
-    if (v < 1 || v > (unsigned long long)max)
-        return errmsg_set(em, ERR_INVALID_ARGUMENT,
-                          "parameter 'limit': \"%.32s\" is not an integer from 1 to %d", l, max);
+    unsigned long long v = dflt;
+    int rc = query_parse_uint_param("limit", l, 1, (unsigned long long)max, &v, em);
     *out = (size_t)v;
-    return 0;
+    return rc;
 }
 
 /* search of the top functions answer (query_search_check). */

@@ -257,6 +257,13 @@ int query_search_init(query_search_t *s, const char *text);
 int query_search_match(query_search_t *s, const char *name, int *hit);
 void query_search_free(query_search_t *s);
 
+/* Integer parameter name: s (NULL or "" leaves *out alone) must be decimal
+ * digits whose value is in min..max (max 0: no upper bound), else
+ * ERR_INVALID_ARGUMENT worded the same for every route: "parameter 'NAME':
+ * \"S\" is not an integer from MIN to MAX" (or "... of MIN or more"). */
+int query_parse_uint_param(const char *name, const char *s, unsigned long long min,
+                           unsigned long long max, unsigned long long *out, errmsg_t *em);
+
 /* The format and maxNodes parameters, as a render parses them (query.c). */
 int query_parse_format(const char *s, query_format_t *f, errmsg_t *em);
 int query_parse_max_nodes(const char *s, query_format_t f, const query_limits_t *lim, size_t *out,

@@ -484,16 +484,10 @@ int query_report_encode(const query_report_t *r, const char *profile_type, size_
 
 static int parse_limit(const char *s, size_t *out, errmsg_t *em)
 {
-    *out = QUERY_REPORT_DEFAULT_LIMIT;
-    if (s == NULL || s[0] == 0) return 0;
-    char *end;
-    long long v = strtoll(s, &end, 10);
-    if (*end != 0 || v < 1 || v > QUERY_REPORT_MAX_LIMIT)
-        return errmsg_set(em, ERR_INVALID_ARGUMENT,
-                          "parameter 'limit': expected an integer in 1..%d",
-                          QUERY_REPORT_MAX_LIMIT);
+    unsigned long long v = QUERY_REPORT_DEFAULT_LIMIT;
+    int rc = query_parse_uint_param("limit", s, 1, QUERY_REPORT_MAX_LIMIT, &v, em);
     *out = (size_t)v;
-    return 0;
+    return rc;
 }
 
 static void bucket_set(query_report_bucket_t *b, const query_params_t *side, int64_t from_s,

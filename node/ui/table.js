@@ -213,6 +213,10 @@ export function barCell(text, frac, color) {
   span.className = 'bar-cell';
   span.textContent = text;
   const pct = Math.max(0, Math.min(100, frac * 100));
-  span.style.background = `linear-gradient(to right, ${color || 'var(--bar)'} ${pct}%, transparent ${pct}%)`;
+  // a 3 px edge in a strong colour (readable as a graphic, 3:1) under a
+  // faint fill (the text on it stays readable)
+  const fill = (c) => `linear-gradient(to right, ${c} ${pct}%, transparent ${pct}%)`;
+  span.style.background = `${fill(color || 'var(--bar-edge)')} left bottom / 100% 3px no-repeat, ` +
+    fill(color || 'var(--bar)');
   return span;
 }

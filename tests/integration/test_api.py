@@ -362,7 +362,7 @@ def test_route_errors_are_json():
     assert r.status == 405 and r.headers.get("allow") == "POST", r
     assert r.json()["code"] == "method_not_allowed"
     r = NODE.request("POST", "/pyroscope/render", b"")
-    assert r.status == 405 and r.headers.get("allow") == "GET", r
+    assert r.status == 405 and r.headers.get("allow") == "GET, HEAD", r
 
 
 def test_folded_render_json_folded_pprof():

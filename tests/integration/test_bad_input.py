@@ -1,6 +1,7 @@
 """test_bad_input.py — malformed, hostile and oversized input gets a 4xx with a
 JSON reason; the node keeps serving and stored totals stay unchanged."""
 import gzip
+import re
 import socket
 import time
 
@@ -46,6 +47,27 @@ def test_bad_parameters_400():
     expect(NODE.render(QUERY, maxNodes="-5"), 400, "invalid_parameter")
     expect(NODE.render(QUERY, frm="now", until="now-1h"), 400)
     still_intact()
+
+
+def test_bad_integer_parameters_worded_alike():
+    """Every route words a bad integer parameter the same way, naming the
+    parameter, the value and the range it takes."""
+    diff = dict(leftQuery=QUERY, rightQuery=QUERY, leftFrom="now-1h", rightFrom="now-1h")
+    asks = [("/api/top", dict(query=QUERY), "limit"), ("/api/diff", diff, "limit"),
+            ("/api/profiles", dict(query=QUERY), "limit"),
+            ("/pyroscope/render", dict(query=QUERY), "maxNodes")]
+    shape = re.compile(r"""^parameter '(\w+)': "([^"]*)" is not an integer """
+                       r"(from \d+ to \d+|of \d+ or more)$")
+    for path, params, name in asks:
+        for bad in ("abc", "-1", "1e3", "99999999999999999999"):
+            r = NODE.query(path, **dict(params, **{name: bad}))
+            expect(r, 400, "invalid_parameter")
+            m = shape.match(r.json()["message"])
+            assert m and m.group(1) == name and m.group(2) == bad, (path, bad, r.json())
+    for path, params, name in asks[:3]:  # 0 is below every limit's range
+        r = NODE.query(path, **dict(params, limit="0"))
+        expect(r, 400, "invalid_parameter")
+        assert shape.match(r.json()["message"]), (path, r.json())
 
 
 def test_unparseable_bodies_422():

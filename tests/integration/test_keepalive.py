@@ -92,18 +92,11 @@ def test_chunked_and_expect_continue():
         assert NODE.total(CPU + '{service_name="%s"}' % svc_name) == 7 * 10**7
 
 
-def test_head_answers_carry_no_body():
-    """A response to HEAD ends with its header block (RFC 9112 6.3): a body
-    after it would be read by the client, or by a proxy reusing the
-    connection, as the start of the next response (the request after it
-    fails, possibly another client's)."""
-    s = socket.create_connection(("127.0.0.1", NODE.port), timeout=10)
-    s.sendall(b"HEAD /ready HTTP/1.1\r\nHost: x\r\n\r\n"
-              b"HEAD /no-such-route HTTP/1.1\r\nHost: x\r\n\r\n"
-              b"GET /ready HTTP/1.1\r\nHost: x\r\n\r\n")
+def read_heads(s, n, tail, timeout=5):
+    """Reads n answers' header blocks plus tail (the last answer's body)."""
     got = b""
-    deadline = time.monotonic() + 5
-    while got.count(b"HTTP/1.1 ") < 3 or not got.endswith(b"ready\n"):
+    deadline = time.monotonic() + timeout
+    while got.count(b"HTTP/1.1 ") < n or not got.endswith(tail):
         if time.monotonic() > deadline:
             break
         s.settimeout(max(0.1, deadline - time.monotonic()))
@@ -114,13 +107,37 @@ def test_head_answers_carry_no_body():
         if not c:
             break
         got += c
+    return got
+
+
+def test_head_answers_carry_no_body():
+    """HEAD is answered as GET on the read routes (RFC 9110 9.3.2) with the
+    header block alone (RFC 9112 6.3): a body after it would be read by the
+    client, or by a proxy reusing the connection, as the start of the next
+    response (the request after it fails, possibly another client's)."""
+    svc = unique("head")
+    r = NODE.ingest(folded({"h;e;a;d": 5}), name=svc + ".cpu", **{"from": NOW - 60})
+    assert r.status == 200, r
+    q = "/pyroscope/render?query=%s%%7Bservice_name%%3D%%22%s%%22%%7D&from=now-1h" % (CPU, svc)
+    heads = ["/ready", "/metrics", "/ui/app.js", "/", q, "/no-such-route", "/ingest"]
+    s = socket.create_connection(("127.0.0.1", NODE.port), timeout=10)
+    s.sendall(b"".join(b"HEAD %s HTTP/1.1\r\nHost: x\r\n\r\n" % p.encode() for p in heads)
+              + b"GET /ready HTTP/1.1\r\nHost: x\r\n\r\n")
+    got = read_heads(s, len(heads) + 1, b"ready\n")
     s.close()
     # each answer's header block is followed at once by the next status line
     parts = got.split(b"\r\n\r\n")
-    assert len(parts) == 4, got
-    assert parts[0].startswith(b"HTTP/1.1 405 "), got
-    assert parts[1].startswith(b"HTTP/1.1 404 "), got
-    assert parts[2].startswith(b"HTTP/1.1 200 ") and parts[3] == b"ready\n", got
+    assert len(parts) == len(heads) + 2, got
+    for path, part in zip(heads[:5], parts):
+        assert part.startswith(b"HTTP/1.1 200 "), (path, part)
+        if path == "/ready":
+            assert b"\r\nContent-Length: 6\r\n" in part + b"\r\n", part
+    assert parts[5].startswith(b"HTTP/1.1 404 "), got
+    assert parts[6].startswith(b"HTTP/1.1 405 ") and b"Allow: POST" in parts[6], got
+    assert parts[7].startswith(b"HTTP/1.1 200 ") and parts[8] == b"ready\n", got
+    # a GET route's 405 names HEAD among its methods
+    r = NODE.request("DELETE", "/ready")
+    assert r.status == 405 and r.headers.get("allow") == "GET, HEAD", r.headers
 
 
 def test_connection_close_is_honoured():

@@ -130,6 +130,33 @@ def contrast(b, selector):
       return (hi + 0.05) / (lo + 0.05);""" % json.dumps(selector))
 
 
+def bar_contrast(b, selector):
+    """[the strongest colour a bar cell draws against what is behind it,
+    its text on the faintest one (the fill behind it)], as WCAG contrast ratios: each gradient
+    colour of the cell's background is composited over the first opaque
+    background of its ancestors."""
+    return b.js("""
+      const e = document.querySelector(%s);
+      const rgba = (c) => { const v = c.match(/[\\d.]+/g).map(Number); return v.length > 3 ? v : v.concat([1]); };
+      let p = e.parentElement, under = [255, 255, 255, 1];
+      for (; p; p = p.parentElement) {
+        const c = rgba(getComputedStyle(p).backgroundColor);
+        if (c[3] > 0) { under = c; break; }
+      }
+      const over = (c) => c.slice(0, 3).map((x, i) => x * c[3] + under[i] * (1 - c[3]));
+      const lum = (c) => { const [r, g, b] = c.map((x) => { x /= 255;
+        return x <= 0.03928 ? x / 12.92 : ((x + 0.055) / 1.055) ** 2.4; });
+        return 0.2126 * r + 0.7152 * g + 0.0722 * b; };
+      const ratio = (a, b) => { const [hi, lo] = [lum(a), lum(b)].sort((x, y) => y - x);
+        return (hi + 0.05) / (lo + 0.05); };
+      const cols = (getComputedStyle(e).backgroundImage.match(/rgba?\\([^)]*\\)/g) || [])
+        .map(rgba).filter((c) => c[3] > 0).map(over);
+      const text = rgba(getComputedStyle(e).color).slice(0, 3);
+      const bg = under.slice(0, 3);
+      const rs = cols.map((c) => ratio(c, bg)), faint = cols[rs.indexOf(Math.min(...rs))];
+      return [Math.max(0, ...rs), ratio(text, faint)];""" % json.dumps(selector))
+
+
 def frames_by_name(s):
     out = {}
     for f in s["frames"]:
@@ -162,7 +189,7 @@ def test_serving():
     r = NODE.get("/ui/../routes.c")
     assert r.status == 404, r
     r = NODE.request("POST", "/ui/app.js", body=b"x")
-    assert r.status == 405 and r.headers.get("allow") == "GET", r
+    assert r.status == 405 and r.headers.get("allow") == "GET, HEAD", r
     r = NODE.get("/")  # curl: the list of endpoints
     assert r.status == 200 and b"/pyroscope/render" in r.body and b"/ui/app.js" not in r.body, r
 
@@ -720,6 +747,17 @@ def test_tags_and_profiles():
                       "document.querySelector('#view-tags .table-box > ' + s).getBoundingClientRect().width)")
         assert abs(widths[0] - widths[1]) <= 2, ("the footer is wider than the table", widths)
         shot(b, "tags")
+        # the share bars are graphics a reader must see: at least 3:1 on the
+        # table in both themes (the dark theme's faint fill was 1.5:1), and
+        # the share on them stays readable text (4.5:1)
+        theme = snap(b)["theme"]
+        for t in ("dark", "light"):
+            b.js("document.documentElement.setAttribute('data-theme', %s)" % json.dumps(t))
+            if t == "dark":
+                shot(b, "tags-dark")
+            got = bar_contrast(b, '#view-tags tr[data-name="v2"] .bar-cell')
+            assert got[0] >= 3 and got[1] >= 4.5, ("share bar contrast", t, got)
+        b.js("document.documentElement.setAttribute('data-theme', %s)" % json.dumps(theme))
         b.click('#view-tags tr[data-name="v1"] button')  # "open"
         s = b.wait_js("const s = window.flamedbUI.snapshot(); return s.view === 'single' && s.ready && s", what="open")
         assert 'version="v1"' in s["state"]["query"], s["state"]

@@ -290,6 +290,11 @@ static void test_empty_selections(void)
     CHECK_EQ_INT(ctl_run("query 'a:b:nanoseconds:c:d{service_name=\"nosuch\"}'", out, sizeof out),
                  0);
     CHECK(has(out, "flamectl: no samples match this selection in the range"));
+    push_json("{\"label\":\"env\",\"total\":0,\"values\":[]}");
+    CHECK_EQ_INT(
+        ctl_run("shares 'a:b:nanoseconds:c:d{service_name=\"nosuch\"}' env", out, sizeof out), 0);
+    CHECK(has(out, "total 0.00s in 0 values of env"));
+    CHECK(has(out, "flamectl: no samples match this selection in the range"));
     static const char diff[] =
         "{\"leftTicks\":%d,\"rightTicks\":%d,\"unit\":\"nanoseconds\",\"leftSeconds\":60,"
         "\"rightSeconds\":60,\"leftBuckets\":0,\"rightBuckets\":6,\"functionCount\":1,"
