@@ -574,21 +574,32 @@ static int diff_title(const query_diff_params_t *d, const char *profile_type, bu
     return rc != 0 ? rc : buf_append_byte(out, 0);
 }
 
+/* The largest |change| of the n nodes' frames: full color. */
+static void dcolor_scale(dcolor_t *c, size_t n)
+{
+    for (uint32_t i = 1; i < n; i++) {
+        double ch = change_of(c, i);
+        if ((ch < 0 ? -ch : ch) > c->max_change) c->max_change = ch < 0 ? -ch : ch;
+    }
+}
+
+static const char *svg_note(const char *partial_json)
+{
+    return partial_json ? "(partial: some token ranges did not answer)" : NULL;
+}
+
 static int encode_svg(const sorted_tree_t *st, const sides_t *s, const query_diff_params_t *d,
                       const char *profile_type, const char *partial_json, buf_t *out)
 {
     dcolor_t c = {s->lt, s->rt, 0};
-    for (uint32_t i = 1; i < st->n; i++) {
-        double ch = change_of(&c, i);
-        if ((ch < 0 ? -ch : ch) > c.max_change) c.max_change = ch < 0 ? -ch : ch;
-    }
+    dcolor_scale(&c, st->n);
     buf_t title;
     buf_init(&title, out->max);
     int rc = diff_title(d, profile_type, &title);
     query_svg_style_t style = {
         .title = (const char *)title.data,
         .profile_type = profile_type,
-        .note = partial_json ? "(partial: some token ranges did not answer)" : NULL,
+        .note = svg_note(partial_json),
         .color = diff_color,
         .color_ctx = &c,
         .left_total = s->lt,
@@ -721,9 +732,65 @@ static int encode_speedscope_open(join_t *j, const query_diff_params_t *dp,
     return rc;
 }
 
+/* The colouring a streamed SVG owns: copies of both sides' totals. */
+typedef struct dpaint {
+    dcolor_t c;
+    int64_t *lt, *rt;
+} dpaint_t;
+
+static void dpaint_release(void *ctx)
+{
+    dpaint_t *p = ctx;
+    free(p->lt);
+    free(p->rt);
+    free(p);
+}
+
+/* A dpaint of the shape's n nodes (*out, caller releases), its totals
+ * copied from the join's. */
+static int dpaint_new(const join_t *j, size_t n, dpaint_t **out)
+{
+    dpaint_t *p = calloc(1, sizeof *p);
+    *out = p;
+    if (p == NULL) return ERR_NOMEM;
+    p->lt = malloc(n * sizeof(int64_t));
+    p->rt = malloc(n * sizeof(int64_t));
+    if (p->lt == NULL || p->rt == NULL) return ERR_NOMEM;
+    memcpy(p->lt, j->ds.lt, n * sizeof(int64_t));
+    memcpy(p->rt, j->ds.rt, n * sizeof(int64_t));
+    p->c = (dcolor_t){p->lt, p->rt, 0};
+    dcolor_scale(&p->c, n);
+    return 0;
+}
+
+/* The SVG of the shape as a stream (query_svg_open) when large: it takes
+ * the shape, the names and the colouring with copies of both sides'
+ * totals (charged first); a small answer is written into out. */
+static int encode_svg_open(join_t *j, const query_diff_params_t *dp, const char *profile_type,
+                           const char *partial_json, size_t min_bytes, query_result_t *out)
+{
+    size_t n = calltree_node_count(j->shape), bytes = sizeof(dpaint_t) + 2 * n * sizeof(int64_t);
+    int rc = join_take(j, bytes);
+    if (rc != 0) return rc;
+    dpaint_t *p = NULL;
+    buf_t title;
+    buf_init(&title, out->body.max);
+    rc = dpaint_new(j, n, &p);
+    if (rc == 0) rc = diff_title(dp, profile_type, &title);
+    query_svg_paint_t paint = {diff_color, p, dpaint_release, p ? p->lt : NULL, bytes};
+    out->content_type = "image/svg+xml";
+    if (rc == 0)
+        rc = query_svg_open(&j->shape, &j->syms, profile_type, (const char *)title.data,
+                            svg_note(partial_json), &paint, min_bytes, &out->body, &out->stream);
+    if (paint.ctx != NULL) dpaint_release(paint.ctx); /* NULL when the stream took it */
+    buf_free(&title);
+    if (out->stream == NULL) join_give(j, bytes);
+    return rc;
+}
+
 /* svg, speedscope or folded: the shape with the right side's selves as its own (svg.c
  * and folded.c read widths and values from the tree), the left side's
- * values passed beside it. A folded or speedscope answer of at least
+ * values passed beside it. A folded, speedscope or SVG answer of at least
  * min_bytes (0: never) is a stream. */
 static int encode_beside(join_t *j, const query_diff_params_t *dp, query_format_t f,
                          const char *profile_type, const char *partial_json, size_t min_bytes,
@@ -743,6 +810,8 @@ static int encode_beside(join_t *j, const query_diff_params_t *dp, query_format_
         return encode_folded_open(j, min_bytes, out);
     if (rc == 0 && f == QUERY_FORMAT_SPEEDSCOPE && min_bytes > 0)
         return encode_speedscope_open(j, dp, profile_type, partial_json, min_bytes, out);
+    if (rc == 0 && f == QUERY_FORMAT_SVG && min_bytes > 0)
+        return encode_svg_open(j, dp, profile_type, partial_json, min_bytes, out);
     sorted_tree_t st; /* held beside the answer, charged with it */
     if (rc == 0) rc = query_sorted_tree_build(&st, d, syms, &out->body);
     if (rc != 0) return rc;
@@ -965,8 +1034,8 @@ int query_diff_render_charged(const query_diff_params_t *d, const query_limits_t
     if (rc == 0 && f == QUERY_FORMAT_JSON) {
         rc = encode_double(j.shape, &j.ds, j.syms, type, partial_json, &out->body);
     } else if (rc == 0) {
-        /* a folded answer streams when measured whole, a speedscope file always may */
-        int may = d->stream && (max_nodes == 0 || f == QUERY_FORMAT_SPEEDSCOPE);
+        /* a folded answer streams when measured whole, a speedscope file or SVG always may */
+        int may = d->stream && (max_nodes == 0 || f != QUERY_FORMAT_FOLDED);
         size_t min_bytes = may ? lim->stream_min_bytes : 0;
         rc = encode_beside(&j, d, f, type, partial_json, min_bytes, out);
     }
