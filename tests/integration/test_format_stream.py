@@ -1,6 +1,6 @@
 """test_format_stream.py — large SVG, pprof, JSON and speedscope renders,
-large answers of one stored profile and a large folded, speedscope or SVG
-render-diff are sent as they are written.
+large answers of one stored profile and a large folded, speedscope, SVG or
+JSON render-diff are sent as they are written.
 
 Two services: "deep" is one push of LEAVES stacks through a chain of DEPTH
 frames (a small tree, but a pprof of 2,000,000 stack entries and a folded
@@ -8,7 +8,7 @@ text of about 10 MB, as its render-diff with itself, and a speedscope file
 of about as much, twice that for the diff), "wide" is WIDE leaves
 with long names under a few frames (an SVG of about 4 MB, a JSON flame
 graph of 2.2 MB at maxNodes=65536, an SVG render-diff of it with itself of
-5.7 MB, refused whole at 20 MiB). With a small query-memory-bytes the
+5.7 MB, refused whole at 20 MiB, and its JSON render-diff of 2.6 MB). With a small query-memory-bytes the
 trees fit and the answers do not: written whole into memory
 (query-stream-bytes 0) each is refused naming query-memory-bytes; streamed
 each answers 200 with exactly the bytes a node with room for the whole
@@ -94,6 +94,9 @@ DIFF_SVG = ("/pyroscope/render-diff", dict(
     rightQuery=WIDE_Q, rightFrom=str(T0 - 60), rightUntil=str(T0 + 1),
     format="svg", maxNodes="65536"))
 DIFF_SMALL = "20MiB"
+# its double flamebearer (2.6 MB, most of it names): written whole it fits
+# DIFF_SMALL, and a smaller budget refuses the two sides' merges first
+DIFF_JSON = (DIFF_SVG[0], dict(DIFF_SVG[1], format="json"))
 
 
 def fetch(node, what):
@@ -312,6 +315,41 @@ def test_svg_render_diff_past_the_budget():
         reset(s)
         all_given_back(n)
         again = fetch(n, DIFF_SVG)
+        assert again.status == 200 and again.body == ref.body
+        all_given_back(n)
+        assert n.alive()
+
+
+def test_json_render_diff_streamed():
+    """The double flamebearer of a render-diff: streamed at DIFF_SMALL with
+    the bytes of the whole answer; a reset mid-stream gives its trees back."""
+    with Node(args=["--query-memory-bytes", BIG, "--query-stream-bytes", "0"]) as n:
+        push(n)
+        ref = fetch(n, DIFF_JSON)
+        assert ref.status == 200, ref
+        assert int(ref.headers["content-length"]) == len(ref.body) > 2 * 1024 * 1024
+        assert ref.json()["metadata"]["format"] == "double", ref.body[-200:]
+        all_given_back(n)
+
+        restart(n, ["--query-memory-bytes", DIFF_SMALL, "--query-stream-bytes", STREAM])
+        r = fetch(n, DIFF_JSON)
+        assert r.status == 200, r
+        assert r.headers.get("transfer-encoding") == "chunked", r.headers
+        assert "content-length" not in r.headers, r.headers
+        assert r.body == ref.body, "the streamed double flamebearer differs"
+        all_given_back(n)
+
+        s = raw_request(n, DIFF_JSON, rcvbuf=4096)
+        status, _, body = read_head(s)
+        assert status == 200, status
+        got = len(body)
+        while got < 256 * 1024:
+            c = s.recv(65536)
+            assert c
+            got += len(c)
+        reset(s)
+        all_given_back(n)
+        again = fetch(n, DIFF_JSON)
         assert again.status == 200 and again.body == ref.body
         all_given_back(n)
         assert n.alive()

@@ -465,27 +465,31 @@ static int render_streamed(calltree_t *l, calltree_t *r, symtab_t *syms, const c
     return streamed;
 }
 
-/* A streamed SVG diff is the whole answer's bytes (its colours, both
- * sides' tooltips, the partial note), in any slices, truncated or not;
- * under query-stream-bytes it is written whole. */
-static void test_svg_stream(void)
+/* A streamed SVG diff (its colours, both sides' tooltips, the partial
+ * note) or double flamebearer (both sides' levels, the partial member) is
+ * the whole answer's bytes, in any slices, truncated or not; under
+ * query-stream-bytes it is written whole. */
+static void test_streams(void)
 {
-    for (int round = 0; round < 6; round++) {
-        sides_t *sd = sides_new(2 + round);
-        const char *max_nodes = round % 2 ? "7" : NULL;
+    for (int round = 0; round < 12; round++) {
+        sides_t *sd = sides_new(2 + round / 2);
+        const char *max_nodes = round % 4 < 2 ? "7" : NULL;
+        const char *format = round % 2 ? "json" : "svg";
+        const char *mark = round % 2 ? "\"format\":\"double\"" : "change: ";
+        const char *partial = round % 2 ? "\"partial\":true}" : "(partial: ";
         buf_t whole, got;
         buf_init(&whole, BUF_UNLIMITED);
         buf_init(&got, BUF_UNLIMITED);
-        CHECK_EQ_INT(render_streamed(sd->l, sd->r, sd->syms, max_nodes, "svg", 0, &whole), 0);
-        CHECK_EQ_INT(render_streamed(sd->l, sd->r, sd->syms, max_nodes, "svg", 1, &got), 1);
+        CHECK_EQ_INT(render_streamed(sd->l, sd->r, sd->syms, max_nodes, format, 0, &whole), 0);
+        CHECK_EQ_INT(render_streamed(sd->l, sd->r, sd->syms, max_nodes, format, 1, &got), 1);
         CHECK_EQ_INT(buf_append_byte(&whole, 0), 0);
         CHECK_EQ_INT(buf_append_byte(&got, 0), 0);
-        CHECK(whole.len > 1000 && strstr((const char *)whole.data, "(partial: ") != NULL);
-        CHECK(strstr((const char *)whole.data, "change: ") != NULL); /* the diff's tooltips */
+        CHECK(whole.len > 400 && strstr((const char *)whole.data, partial) != NULL);
+        CHECK(strstr((const char *)whole.data, mark) != NULL); /* a diff's */
         CHECK(got.len == whole.len && memcmp(got.data, whole.data, got.len) == 0);
         got.len = 0;
         whole.len--;
-        CHECK_EQ_INT(render_streamed(sd->l, sd->r, sd->syms, max_nodes, "svg", 1 << 30, &got), 0);
+        CHECK_EQ_INT(render_streamed(sd->l, sd->r, sd->syms, max_nodes, format, 1 << 30, &got), 0);
         CHECK(got.len == whole.len && memcmp(got.data, whole.data, got.len) == 0);
         buf_free(&whole);
         buf_free(&got);
@@ -824,7 +828,7 @@ int main(int argc, char **argv)
     test_by_example();
     test_empty_side();
     test_speedscope();
-    test_svg_stream();
+    test_streams();
     test_refusals();
     return check_exit();
 }
