@@ -20,7 +20,10 @@
  * output), each frame colored by the change of its share of its side's
  * total (diff_color). format=folded writes `stack left right` lines.
  * format=speedscope writes two sampled profiles (left, right) over the
- * shape's one frames table (speedscope.c).
+ * shape's one frames table (speedscope.c). A large answer of any format is
+ * a stream holding the shape, its names and what it needs of both sides
+ * (the double flamebearer: dstream_t, written level by level; the SVG: a
+ * dpaint_t colouring handed to svg.c).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -510,6 +513,192 @@ static int encode_double(const calltree_t *d, const sides_t *s, const symtab_t *
     return rc;
 }
 
+/* ---------- the double flamebearer as a stream ---------- */
+
+enum { DS_HEAD, DS_NAMES, DS_LEVELS_HEAD, DS_LEVELS, DS_TAIL, DS_DONE };
+
+typedef struct dstream {
+    calltree_t *shape; /* owned, with syms: what st reads */
+    symtab_t *syms;
+    sorted_tree_t st;
+    sides_t s;            /* owned: per node of the shape */
+    strmap_t names;       /* interned in the walk's order, as dwalk does */
+    int64_t *lx, *rx;     /* per node: its x on each side */
+    uint32_t *idx;        /* per node: its name's index */
+    uint32_t *cur, *next; /* a level's nodes left to right, and the next level's */
+    size_t ncur, nnext, at, name_at;
+    int64_t lprev, rprev, max_self;
+    int phase;  /* DS_* */
+    buf_t tail; /* numTicks, maxSelf, metadata, ticks and the partial members */
+} dstream_t;
+
+/* dwalk without the levels' text: each node's name index and x on both
+ * sides, and maxSelf. */
+static int ds_index(dstream_t *v)
+{
+    const sorted_tree_t *st = &v->st;
+    const sides_t *s = &v->s;
+    dframe_t *stack = malloc(st->n * sizeof *stack);
+    if (stack == NULL) return ERR_NOMEM;
+    size_t sp = 0;
+    int rc = 0;
+    stack[sp++] = (dframe_t){0, 0, 0, 0};
+    while (sp > 0 && rc == 0) {
+        dframe_t f = stack[--sp];
+        const char *name = f.node == 0 ? "total" : st->name[f.node];
+        rc = strmap_intern(&v->names, name, strlen(name), &v->idx[f.node]);
+        v->lx[f.node] = f.lx;
+        v->rx[f.node] = f.rx;
+        if (s->ls[f.node] > v->max_self) v->max_self = s->ls[f.node];
+        if (s->rs[f.node] > v->max_self) v->max_self = s->rs[f.node];
+        int64_t lx = f.lx + s->ls[f.node], rx = f.rx + s->rs[f.node];
+        uint32_t a = st->off[f.node], b = st->off[f.node + 1];
+        for (uint32_t k = a; k < b; k++) {
+            lx += s->lt[st->kids[k]];
+            rx += s->rt[st->kids[k]];
+        }
+        for (uint32_t k = b; k > a; k--) {
+            uint32_t c = st->kids[k - 1];
+            lx -= s->lt[c];
+            rx -= s->rt[c];
+            stack[sp++] = (dframe_t){c, f.depth + 1, lx, rx};
+        }
+    }
+    free(stack);
+    return rc;
+}
+
+/* One node's seven numbers, as demit writes them; its children queued. */
+static int ds_entry(dstream_t *v, buf_t *out)
+{
+    const sides_t *s = &v->s;
+    uint32_t i = v->cur[v->at++];
+    int64_t n[7] = {v->lx[i] - v->lprev, s->lt[i], s->ls[i],
+                    v->rx[i] - v->rprev, s->rt[i], s->rs[i],
+                    (int64_t)v->idx[i]};
+    int rc = 0;
+    for (int k = 0; rc == 0 && k < 7; k++) {
+        if (v->at > 1 || k) rc = buf_append_byte(out, ',');
+        if (rc == 0) rc = buf_append_i64(out, n[k]);
+    }
+    v->lprev = v->lx[i] + s->lt[i];
+    v->rprev = v->rx[i] + s->rt[i];
+    for (uint32_t k = v->st.off[i]; k < v->st.off[i + 1]; k++)
+        v->next[v->nnext++] = v->st.kids[k];
+    return rc;
+}
+
+/* The end of a level: the next one starts, or the levels end. */
+static int ds_level_end(dstream_t *v, buf_t *out)
+{
+    uint32_t *t = v->cur;
+    v->cur = v->next;
+    v->next = t;
+    v->ncur = v->nnext;
+    v->nnext = v->at = 0;
+    v->lprev = v->rprev = 0;
+    if (v->ncur == 0) v->phase = DS_TAIL;
+    return buf_append_str(out, v->ncur ? "],[" : "]");
+}
+
+static int ds_next(void *impl, buf_t *out, size_t want, int *done)
+{
+    dstream_t *v = impl;
+    size_t until = out->len + want;
+    int rc = 0;
+    while (rc == 0 && v->phase != DS_DONE && out->len < until) {
+        if (v->phase == DS_HEAD) {
+            rc = buf_append_str(out, "{\"version\":1,\"flamebearer\":{\"names\":[");
+            v->phase = DS_NAMES;
+        } else if (v->phase == DS_NAMES && v->name_at < v->names.n) {
+            size_t i = v->name_at++;
+            if (i > 0) rc = buf_append_byte(out, ',');
+            if (rc == 0) rc = buf_append_json_string(out, v->names.strs[i], v->names.lens[i]);
+        } else if (v->phase == DS_NAMES) {
+            v->phase = DS_LEVELS_HEAD;
+        } else if (v->phase == DS_LEVELS_HEAD) {
+            rc = buf_append_str(out, "],\"levels\":[[");
+            v->cur[0] = 0;
+            v->ncur = 1;
+            v->phase = DS_LEVELS;
+        } else if (v->phase == DS_LEVELS) {
+            rc = v->at < v->ncur ? ds_entry(v, out) : ds_level_end(v, out);
+        } else {
+            rc = buf_append(out, v->tail.data, v->tail.len);
+            v->phase = DS_DONE;
+        }
+    }
+    *done = v->phase == DS_DONE;
+    return rc;
+}
+
+static void ds_free(void *impl)
+{
+    dstream_t *v = impl;
+    strmap_free(&v->names);
+    free(v->lx);
+    free(v->rx);
+    free(v->idx);
+    free(v->cur);
+    free(v->next);
+    buf_free(&v->tail);
+    query_sorted_tree_free(&v->st);
+    sides_free(&v->s);
+    calltree_free(v->shape);
+    symtab_free(v->syms);
+    free(v);
+}
+
+static const query_stream_ops_t ds_ops = {ds_next, ds_free};
+
+/* What follows the levels, as write_double writes it. */
+static int ds_tail(dstream_t *v, const char *profile_type, const char *partial_json)
+{
+    const sides_t *s = &v->s;
+    buf_t *b = &v->tail;
+    int rc = buf_printf(b, "],\"numTicks\":%lld,\"maxSelf\":%lld},",
+                        (long long)(s->lt[0] + s->rt[0]), (long long)v->max_self);
+    if (rc == 0) rc = query_write_metadata(b, "double", profile_type, NULL);
+    if (rc == 0)
+        rc = buf_printf(b, ",\"leftTicks\":%lld,\"rightTicks\":%lld,\"timeline\":null",
+                        (long long)s->lt[0], (long long)s->rt[0]);
+    if (rc == 0 && partial_json != NULL) {
+        rc = buf_append_byte(b, ',');
+        if (rc == 0) rc = buf_append_str(b, partial_json);
+    }
+    return rc != 0 ? rc : buf_append_byte(b, '}');
+}
+
+/* Decimal digits of v, its sign included. */
+static size_t ds_digits(int64_t v)
+{
+    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+    size_t d = 1;
+    while (u >= 10) {
+        u /= 10;
+        d++;
+    }
+    return (v < 0) + d;
+}
+
+/* A lower bound of the levels' text: each node's totals and selves
+ * exactly, its two x offsets and its name index at one digit, six commas
+ * and a separator. */
+static size_t ds_least_bytes(const sides_t *s, size_t n)
+{
+    size_t least = 0;
+    for (size_t i = 0; i < n; i++)
+        least += ds_digits(s->lt[i]) + ds_digits(s->ls[i]) + ds_digits(s->rt[i]) +
+                 ds_digits(s->rs[i]) + 3 + 7;
+    return least;
+}
+
+/* Heap the stream's own arrays of n nodes hold. */
+static size_t ds_array_bytes(size_t n)
+{
+    return n * (2 * sizeof(int64_t) + 3 * sizeof(uint32_t));
+}
+
 /* ---------- svg and folded ---------- */
 
 typedef struct dcolor {
@@ -574,21 +763,32 @@ static int diff_title(const query_diff_params_t *d, const char *profile_type, bu
     return rc != 0 ? rc : buf_append_byte(out, 0);
 }
 
+/* The largest |change| of the n nodes' frames: full color. */
+static void dcolor_scale(dcolor_t *c, size_t n)
+{
+    for (uint32_t i = 1; i < n; i++) {
+        double ch = change_of(c, i);
+        if ((ch < 0 ? -ch : ch) > c->max_change) c->max_change = ch < 0 ? -ch : ch;
+    }
+}
+
+static const char *svg_note(const char *partial_json)
+{
+    return partial_json ? "(partial: some token ranges did not answer)" : NULL;
+}
+
 static int encode_svg(const sorted_tree_t *st, const sides_t *s, const query_diff_params_t *d,
                       const char *profile_type, const char *partial_json, buf_t *out)
 {
     dcolor_t c = {s->lt, s->rt, 0};
-    for (uint32_t i = 1; i < st->n; i++) {
-        double ch = change_of(&c, i);
-        if ((ch < 0 ? -ch : ch) > c.max_change) c.max_change = ch < 0 ? -ch : ch;
-    }
+    dcolor_scale(&c, st->n);
     buf_t title;
     buf_init(&title, out->max);
     int rc = diff_title(d, profile_type, &title);
     query_svg_style_t style = {
         .title = (const char *)title.data,
         .profile_type = profile_type,
-        .note = partial_json ? "(partial: some token ranges did not answer)" : NULL,
+        .note = svg_note(partial_json),
         .color = diff_color,
         .color_ctx = &c,
         .left_total = s->lt,
@@ -721,9 +921,127 @@ static int encode_speedscope_open(join_t *j, const query_diff_params_t *dp,
     return rc;
 }
 
+/* The stream's arrays and its index's names (the walk's stack held while
+ * it runs); *sorted: the name-sorted tree's bytes. The sides are read. */
+static int ds_fill(dstream_t *v, join_t *j, const char *profile_type, const char *partial_json,
+                   buf_t *out, size_t *sorted)
+{
+    size_t n = calltree_node_count(j->shape), stack = n * sizeof(dframe_t);
+    int rc = join_take(j, stack);
+    if (rc != 0) return rc;
+    strmap_init(&v->names);
+    buf_init(&v->tail, BUF_UNLIMITED);
+    v->s = j->ds;
+    rc = query_sorted_tree_build(&v->st, j->shape, j->syms, out);
+    *sorted = v->st.held;
+    buf_beside_give(out, v->st.held); /* the stream counts it from here */
+    v->st.out = NULL;
+    v->st.held = 0;
+    v->lx = malloc(n * sizeof *v->lx);
+    v->rx = malloc(n * sizeof *v->rx);
+    v->idx = malloc(n * sizeof *v->idx);
+    v->cur = malloc(n * sizeof *v->cur);
+    v->next = malloc(n * sizeof *v->next);
+    if (rc == 0 && (!v->lx || !v->rx || !v->idx || !v->cur || !v->next)) rc = ERR_NOMEM;
+    if (rc == 0) rc = ds_index(v);
+    if (rc == 0) rc = ds_tail(v, profile_type, partial_json);
+    join_give(j, stack);
+    return rc;
+}
+
+/* The double flamebearer as a stream when its levels' lower bound reaches
+ * min_bytes: it takes the shape, the names and the sides (their charge
+ * kept); else written whole into out. */
+static int encode_double_open(join_t *j, const char *profile_type, const char *partial_json,
+                              size_t min_bytes, query_result_t *out)
+{
+    size_t n = calltree_node_count(j->shape), least = ds_least_bytes(&j->ds, n);
+    if (least < min_bytes || least > out->body.max || out->body.len != 0)
+        return encode_double(j->shape, &j->ds, j->syms, profile_type, partial_json, &out->body);
+    size_t arrays = ds_array_bytes(n), sorted = 0;
+    int rc = join_take(j, arrays);
+    if (rc != 0) return rc;
+    dstream_t *v = calloc(1, sizeof *v);
+    rc = v != NULL ? ds_fill(v, j, profile_type, partial_json, &out->body, &sorted) : ERR_NOMEM;
+    if (rc != 0) {
+        if (v != NULL) memset(&v->s, 0, sizeof v->s); /* the join's still */
+        if (v != NULL) ds_free(v);
+        join_give(j, arrays);
+        return rc;
+    }
+    size_t tables = v->names.cap * sizeof *v->names.slots +
+                    v->names.strs_cap * (sizeof *v->names.strs + sizeof *v->names.lens);
+    size_t bytes = sizeof *v + sorted + arrays + tables + v->tail.cap + sides_bytes(&v->s) +
+                   calltree_mem_bytes_read(j->shape) + symtab_mem_bytes(j->syms);
+    v->shape = j->shape;
+    v->syms = j->syms;
+    j->shape = NULL;
+    j->syms = NULL;
+    memset(&j->ds, 0, sizeof j->ds);
+    rc = query_stream_new(&ds_ops, v, QUERY_STREAM_LENGTH_UNKNOWN, bytes, &out->stream);
+    if (out->stream == NULL) join_give(j, arrays);
+    return rc;
+}
+
+/* The colouring a streamed SVG owns: copies of both sides' totals. */
+typedef struct dpaint {
+    dcolor_t c;
+    int64_t *lt, *rt;
+} dpaint_t;
+
+static void dpaint_release(void *ctx)
+{
+    dpaint_t *p = ctx;
+    free(p->lt);
+    free(p->rt);
+    free(p);
+}
+
+/* A dpaint of the shape's n nodes (*out, caller releases), its totals
+ * copied from the join's. */
+static int dpaint_new(const join_t *j, size_t n, dpaint_t **out)
+{
+    dpaint_t *p = calloc(1, sizeof *p);
+    *out = p;
+    if (p == NULL) return ERR_NOMEM;
+    p->lt = malloc(n * sizeof(int64_t));
+    p->rt = malloc(n * sizeof(int64_t));
+    if (p->lt == NULL || p->rt == NULL) return ERR_NOMEM;
+    memcpy(p->lt, j->ds.lt, n * sizeof(int64_t));
+    memcpy(p->rt, j->ds.rt, n * sizeof(int64_t));
+    p->c = (dcolor_t){p->lt, p->rt, 0};
+    dcolor_scale(&p->c, n);
+    return 0;
+}
+
+/* The SVG of the shape as a stream (query_svg_open) when large: it takes
+ * the shape, the names and the colouring with copies of both sides'
+ * totals (charged first); a small answer is written into out. */
+static int encode_svg_open(join_t *j, const query_diff_params_t *dp, const char *profile_type,
+                           const char *partial_json, size_t min_bytes, query_result_t *out)
+{
+    size_t n = calltree_node_count(j->shape), bytes = sizeof(dpaint_t) + 2 * n * sizeof(int64_t);
+    int rc = join_take(j, bytes);
+    if (rc != 0) return rc;
+    dpaint_t *p = NULL;
+    buf_t title;
+    buf_init(&title, out->body.max);
+    rc = dpaint_new(j, n, &p);
+    if (rc == 0) rc = diff_title(dp, profile_type, &title);
+    query_svg_paint_t paint = {diff_color, p, dpaint_release, p ? p->lt : NULL, bytes};
+    out->content_type = "image/svg+xml";
+    if (rc == 0)
+        rc = query_svg_open(&j->shape, &j->syms, profile_type, (const char *)title.data,
+                            svg_note(partial_json), &paint, min_bytes, &out->body, &out->stream);
+    if (paint.ctx != NULL) dpaint_release(paint.ctx); /* NULL when the stream took it */
+    buf_free(&title);
+    if (out->stream == NULL) join_give(j, bytes);
+    return rc;
+}
+
 /* svg, speedscope or folded: the shape with the right side's selves as its own (svg.c
  * and folded.c read widths and values from the tree), the left side's
- * values passed beside it. A folded or speedscope answer of at least
+ * values passed beside it. A folded, speedscope or SVG answer of at least
  * min_bytes (0: never) is a stream. */
 static int encode_beside(join_t *j, const query_diff_params_t *dp, query_format_t f,
                          const char *profile_type, const char *partial_json, size_t min_bytes,
@@ -743,6 +1061,8 @@ static int encode_beside(join_t *j, const query_diff_params_t *dp, query_format_
         return encode_folded_open(j, min_bytes, out);
     if (rc == 0 && f == QUERY_FORMAT_SPEEDSCOPE && min_bytes > 0)
         return encode_speedscope_open(j, dp, profile_type, partial_json, min_bytes, out);
+    if (rc == 0 && f == QUERY_FORMAT_SVG && min_bytes > 0)
+        return encode_svg_open(j, dp, profile_type, partial_json, min_bytes, out);
     sorted_tree_t st; /* held beside the answer, charged with it */
     if (rc == 0) rc = query_sorted_tree_build(&st, d, syms, &out->body);
     if (rc != 0) return rc;
@@ -962,11 +1282,13 @@ int query_diff_render_charged(const query_diff_params_t *d, const query_limits_t
     out->content_type = "application/json";
     /* the answer counts as it grows, before it does, beside the shape */
     buf_charge(&out->body, join_answer_grows, &j);
-    if (rc == 0 && f == QUERY_FORMAT_JSON) {
+    if (rc == 0 && f == QUERY_FORMAT_JSON && d->stream && lim->stream_min_bytes > 0) {
+        rc = encode_double_open(&j, type, partial_json, lim->stream_min_bytes, out);
+    } else if (rc == 0 && f == QUERY_FORMAT_JSON) {
         rc = encode_double(j.shape, &j.ds, j.syms, type, partial_json, &out->body);
     } else if (rc == 0) {
-        /* a folded answer streams when measured whole, a speedscope file always may */
-        int may = d->stream && (max_nodes == 0 || f == QUERY_FORMAT_SPEEDSCOPE);
+        /* a folded answer streams when measured whole, a speedscope file or SVG always may */
+        int may = d->stream && (max_nodes == 0 || f != QUERY_FORMAT_FOLDED);
         size_t min_bytes = may ? lim->stream_min_bytes : 0;
         rc = encode_beside(&j, d, f, type, partial_json, min_bytes, out);
     }

@@ -776,7 +776,7 @@ static int encode_svg(query_gather_t *g, const char *type, const char *title, co
                       query_result_t *out, errmsg_t *em)
 {
     if (!may_stream(g)) return query_encode_svg(g->tree, g->syms, type, title, note, &out->body);
-    int rc = query_svg_open(&g->tree, &g->syms, type, title, note, g->lim.stream_min_bytes,
+    int rc = query_svg_open(&g->tree, &g->syms, type, title, note, NULL, g->lim.stream_min_bytes,
                             &out->body, &out->stream);
     return hold_stream(g, rc, out, em);
 }

@@ -297,12 +297,16 @@ typedef struct query_stream_ops {
 int query_stream_new(const query_stream_ops_t *ops, void *impl, uint64_t length, size_t bytes,
                      query_stream_t **out);
 
+typedef struct query_svg_paint query_svg_paint_t; /* svg.c's section below */
 /* The SVG of *t as query_encode_svg writes it (title and note borrowed for
- * the call), as a stream (*stream, caller owns; taking *t and *syms, both
- * set to NULL) when its frames alone make at least min_bytes, else into
- * out. Its length is not known before it is written. */
+ * the call), or with paint (NULL: the package colouring) as a diff view, as
+ * a stream (*stream, caller owns; taking *t and *syms, both set to NULL, and
+ * paint->ctx, set to NULL and released with the stream) when its frames
+ * alone make at least min_bytes, else into out (nothing taken). Its length
+ * is not known before it is written. */
 int query_svg_open(calltree_t **t, symtab_t **syms, const char *profile_type, const char *title,
-                   const char *note, size_t min_bytes, buf_t *out, query_stream_t **stream);
+                   const char *note, query_svg_paint_t *paint, size_t min_bytes, buf_t *out,
+                   query_stream_t **stream);
 /* The gzipped pprof of *t as query_encode_pprof writes it, as a stream
  * (same terms) when its stacks alone make at least min_bytes of the
  * uncompressed profile, else into out. Its length is not known before it
@@ -365,6 +369,17 @@ typedef struct query_svg_style {
      * give both sides and the change of share. NULL: a plain graph. */
     const int64_t *left_total;
 } query_svg_style_t;
+
+/* A diff view's colouring a stream can own: color paints with ctx,
+ * left_total (per node of the tree, held by ctx) is the tooltips' left
+ * side, release(ctx) frees ctx and all it holds (bytes of heap). */
+struct query_svg_paint {
+    query_svg_color_fn color;
+    void *ctx;
+    void (*release)(void *ctx);
+    const int64_t *left_total;
+    size_t bytes;
+};
 
 /* The whole SVG document of st (icicle layout, docs/query.md) into out. */
 int query_svg_write(const sorted_tree_t *st, const query_svg_style_t *style, buf_t *out);

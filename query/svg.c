@@ -464,6 +464,7 @@ typedef struct svg_stream {
     sorted_tree_t st;
     char *title, *profile_type, *note; /* owned copies */
     query_svg_style_t style;
+    query_svg_paint_t paint; /* ctx owned: a diff view's colouring (ctx NULL: none) */
     svg_t s;
     svg_walk_t w;
     int phase; /* 0: header next, 1: frames, 2: the closing tag, 3: done */
@@ -497,6 +498,7 @@ static void svg_free(void *impl)
     free(v->title);
     free(v->profile_type);
     free(v->note);
+    if (v->paint.ctx != NULL) v->paint.release(v->paint.ctx);
     query_sorted_tree_free(&v->st);
     calltree_free(v->tree);
     symtab_free(v->syms);
@@ -529,9 +531,28 @@ static int dup_or_null(const char *s, char **out)
     return 0;
 }
 
-/* Moves *st and the tree and names into a stream (*st zeroed once moved). */
+/* The style of a graph: a diff view's colouring and left side from paint
+ * (NULL: the package colouring, a plain graph). */
+static query_svg_style_t style_of(const char *title, const char *profile_type, const char *note,
+                                  const query_svg_paint_t *paint)
+{
+    query_svg_style_t s = {.title = title,
+                           .profile_type = profile_type,
+                           .note = note,
+                           .color = query_svg_color_package};
+    if (paint != NULL) {
+        s.color = paint->color;
+        s.color_ctx = paint->ctx;
+        s.left_total = paint->left_total;
+    }
+    return s;
+}
+
+/* Moves *st, the tree, names and paint's ctx into a stream (*st zeroed and
+ * paint->ctx set to NULL once moved). */
 static int svg_stream_new(sorted_tree_t *st, const char *profile_type, const char *title,
-                          const char *note, calltree_t **t, symtab_t **syms, query_stream_t **out)
+                          const char *note, query_svg_paint_t *paint, calltree_t **t,
+                          symtab_t **syms, query_stream_t **out)
 {
     svg_stream_t *v = calloc(1, sizeof *v);
     if (v == NULL) return ERR_NOMEM;
@@ -553,22 +574,26 @@ static int svg_stream_new(sorted_tree_t *st, const char *profile_type, const cha
     v->syms = *syms;
     *t = NULL;
     *syms = NULL;
-    v->style = (query_svg_style_t){.title = v->title,
-                                   .profile_type = v->profile_type,
-                                   .note = v->note,
-                                   .color = query_svg_color_package};
+    size_t painted = 0;
+    if (paint != NULL) {
+        v->paint = *paint;
+        paint->ctx = NULL;
+        painted = paint->bytes;
+    }
+    v->style = style_of(v->title, v->profile_type, v->note, paint != NULL ? &v->paint : NULL);
     v->s = (svg_t){.st = &v->st, .style = &v->style, .total = calltree_root_total(v->tree)};
     v->s.has_pt = v->profile_type && query_ptype_parse(v->profile_type, &v->s.pt) == 0;
     v->s.max_depth = svg_max_depth(&v->s, v->w.stack);
     v->w.stack[0] = (vframe_t){0, 0, 0};
     v->w.sp = 1;
     size_t bytes = sizeof *v + sorted + v->st.n * sizeof(vframe_t) +
-                   calltree_mem_bytes_read(v->tree) + symtab_mem_bytes(v->syms);
+                   calltree_mem_bytes_read(v->tree) + symtab_mem_bytes(v->syms) + painted;
     return query_stream_new(&svg_ops, v, QUERY_STREAM_LENGTH_UNKNOWN, bytes, out);
 }
 
 int query_svg_open(calltree_t **t, symtab_t **syms, const char *profile_type, const char *title,
-                   const char *note, size_t min_bytes, buf_t *out, query_stream_t **stream)
+                   const char *note, query_svg_paint_t *paint, size_t min_bytes, buf_t *out,
+                   query_stream_t **stream)
 {
     *stream = NULL;
     sorted_tree_t st;
@@ -579,11 +604,11 @@ int query_svg_open(calltree_t **t, symtab_t **syms, const char *profile_type, co
     /* a lower bound past out's max fails whole, as it always did (422) */
     size_t least = frames * SVG_FRAME_MIN_BYTES;
     if (min_bytes > 0 && least >= min_bytes && least <= out->max && out->len == 0) {
-        rc = svg_stream_new(&st, profile_type, title, note, t, syms, stream);
+        rc = svg_stream_new(&st, profile_type, title, note, paint, t, syms, stream);
         query_sorted_tree_free(&st); /* zeroed when moved */
         return rc;
     }
-    query_svg_style_t style = {.title = title, .profile_type = profile_type, .note = note};
+    query_svg_style_t style = style_of(title, profile_type, note, paint);
     rc = query_svg_write(&st, &style, out);
     query_sorted_tree_free(&st);
     return rc;

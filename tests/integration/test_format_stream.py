@@ -1,13 +1,15 @@
 """test_format_stream.py — large SVG, pprof, JSON and speedscope renders,
-large answers of one stored profile and a large folded or speedscope
-render-diff are sent as they are written.
+large answers of one stored profile and a large folded, speedscope, SVG or
+JSON render-diff are sent as they are written.
 
 Two services: "deep" is one push of LEAVES stacks through a chain of DEPTH
 frames (a small tree, but a pprof of 2,000,000 stack entries and a folded
 text of about 10 MB, as its render-diff with itself, and a speedscope file
 of about as much, twice that for the diff), "wide" is WIDE leaves
 with long names under a few frames (an SVG of about 4 MB, a JSON flame
-graph of 2.2 MB at maxNodes=65536). With a small query-memory-bytes the
+graph of 2.2 MB at maxNodes=65536, an SVG render-diff of it with itself of
+5.7 MB, refused whole at 20 MiB). A third, "dense", has a JSON render-diff
+of 4.3 MB refused whole at 22 MiB. With a small query-memory-bytes the
 trees fit and the answers do not: written whole into memory
 (query-stream-bytes 0) each is refused naming query-memory-bytes; streamed
 each answers 200 with exactly the bytes a node with room for the whole
@@ -83,6 +85,32 @@ def answers(node, pid):
             rightQuery=DEEP_Q, rightFrom=str(T0 - 60), rightUntil=str(T0 + 1),
             format="speedscope")),
     }
+
+
+# "wide" with itself: both sides' trees are larger than one render's, so the
+# budget is larger too (DIFF_SMALL: the joined trees fit, the SVG of 5.7 MB
+# written whole beside its frames does not)
+DIFF_SVG = ("/pyroscope/render-diff", dict(
+    leftQuery=WIDE_Q, leftFrom=str(T0 - 60), leftUntil=str(T0 + 60),
+    rightQuery=WIDE_Q, rightFrom=str(T0 - 60), rightUntil=str(T0 + 1),
+    format="svg", maxNodes="65536"))
+DIFF_SMALL = "20MiB"
+# "dense": DENSE leaves with short names and values of 8 to 9 digits
+# (14 in nanoseconds) under one frame, whose double flamebearer (4.3 MB, its
+# levels as large as the joined trees) fits JSON_SMALL streamed, not whole
+DENSE, JSON_SMALL = 50000, "22MiB"
+DENSE_Q = CPU + '{service_name="dense"}'
+DIFF_JSON = ("/pyroscope/render-diff", dict(
+    leftQuery=DENSE_Q, leftFrom=str(T0 - 60), leftUntil=str(T0 + 60),
+    rightQuery=DENSE_Q, rightFrom=str(T0 - 60), rightUntil=str(T0 + 1),
+    format="json", maxNodes="65536"))
+
+
+def push_dense(node):
+    for b in range(0, DENSE, 10000):
+        lines = ["m;f%05d %d\n" % (i, 1000000 + i * 7919) for i in range(b, b + 10000)]
+        r = node.ingest("".join(lines).encode(), name="dense.cpu", **{"from": T0})
+        assert r.status == 200, r
 
 
 def fetch(node, what):
@@ -259,6 +287,93 @@ def test_reset_mid_stream_gives_back():
             again = fetch(n, what)
             assert again.status == 200 and again.body == ref.body, name
             all_given_back(n)
+        assert n.alive()
+
+
+def test_svg_render_diff_past_the_budget():
+    """The SVG render-diff: refused whole at DIFF_SMALL, streamed there with
+    the bytes of the whole answer; a reset mid-stream gives its trees and
+    colouring back."""
+    with Node(args=["--query-memory-bytes", BIG, "--query-stream-bytes", "0"]) as n:
+        push(n)
+        ref = fetch(n, DIFF_SVG)
+        assert ref.status == 200, ref
+        assert int(ref.headers["content-length"]) == len(ref.body) > 4 * 1024 * 1024
+        assert ref.body.count(b"<g") > WIDE and b"change: " in ref.body
+        all_given_back(n)
+
+        restart(n, ["--query-memory-bytes", DIFF_SMALL, "--query-stream-bytes", "0"])
+        r = fetch(n, DIFF_SVG)
+        assert r.status in (413, 503), r
+        assert b"query-memory-bytes" in r.body, r.body
+        all_given_back(n)
+
+        restart(n, ["--query-memory-bytes", DIFF_SMALL, "--query-stream-bytes", STREAM])
+        r = fetch(n, DIFF_SVG)
+        assert r.status == 200, r
+        assert r.headers.get("content-type") == "image/svg+xml", r.headers
+        assert r.headers.get("transfer-encoding") == "chunked", r.headers
+        assert "content-length" not in r.headers, r.headers
+        assert r.body == ref.body, "the streamed SVG render-diff differs"
+        all_given_back(n)
+
+        s = raw_request(n, DIFF_SVG, rcvbuf=4096)
+        status, _, body = read_head(s)
+        assert status == 200, status
+        assert held(n) > 0, "the streamed render-diff's trees are not counted"
+        got = len(body)
+        while got < 256 * 1024:
+            c = s.recv(65536)
+            assert c
+            got += len(c)
+        reset(s)
+        all_given_back(n)
+        again = fetch(n, DIFF_SVG)
+        assert again.status == 200 and again.body == ref.body
+        all_given_back(n)
+        assert n.alive()
+
+
+def test_json_render_diff_streamed():
+    """The double flamebearer of a render-diff: refused whole at JSON_SMALL,
+    streamed there with the bytes of the whole answer; a reset mid-stream
+    gives its trees back."""
+    with Node(args=["--query-memory-bytes", BIG, "--query-stream-bytes", "0"]) as n:
+        push_dense(n)
+        ref = fetch(n, DIFF_JSON)
+        assert ref.status == 200, ref
+        assert int(ref.headers["content-length"]) == len(ref.body) > 4 * 1024 * 1024
+        assert ref.json()["metadata"]["format"] == "double", ref.body[-200:]
+        all_given_back(n)
+
+        restart(n, ["--query-memory-bytes", JSON_SMALL, "--query-stream-bytes", "0"])
+        r = fetch(n, DIFF_JSON)
+        assert r.status in (413, 503), r
+        assert b"query-memory-bytes" in r.body, r.body
+        all_given_back(n)
+
+        restart(n, ["--query-memory-bytes", JSON_SMALL, "--query-stream-bytes", STREAM])
+        r = fetch(n, DIFF_JSON)
+        assert r.status == 200, r
+        assert r.headers.get("transfer-encoding") == "chunked", r.headers
+        assert "content-length" not in r.headers, r.headers
+        assert r.body == ref.body, "the streamed double flamebearer differs"
+        all_given_back(n)
+
+        s = raw_request(n, DIFF_JSON, rcvbuf=4096)
+        status, _, body = read_head(s)
+        assert status == 200, status
+        assert held(n) > 0, "the streamed render-diff's trees are not counted"
+        got = len(body)
+        while got < 256 * 1024:
+            c = s.recv(65536)
+            assert c
+            got += len(c)
+        reset(s)
+        all_given_back(n)
+        again = fetch(n, DIFF_JSON)
+        assert again.status == 200 and again.body == ref.body
+        all_given_back(n)
         assert n.alive()
 
 

@@ -424,6 +424,79 @@ static void test_svg(void)
     sides_free(sd);
 }
 
+/* The diff of l and r in format as a stream (stream-bytes min_bytes; a
+ * partial answer), drained in random slices of 1 .. 300,000 bytes into
+ * got; 0 when it was written whole (into got too). */
+static int render_streamed(calltree_t *l, calltree_t *r, symtab_t *syms, const char *max_nodes,
+                           const char *format, size_t min_bytes, buf_t *got)
+{
+    buf_t lb, rb;
+    buf_init(&lb, BUF_UNLIMITED);
+    buf_init(&rb, BUF_UNLIMITED);
+    CHECK_EQ_INT(query_encode_tree(l, syms, &lb), 0);
+    CHECK_EQ_INT(query_encode_tree(r, syms, &rb), 0);
+    query_diff_params_t d = {.left = {.query = CPU "{service_name=\"a\"}"},
+                             .right = {.query = CPU "{service_name=\"a\"}"},
+                             .max_nodes = max_nodes,
+                             .format = format,
+                             .stream = min_bytes > 0};
+    query_limits_t lim;
+    query_limits_default(&lim);
+    lim.stream_min_bytes = min_bytes;
+    errmsg_t em = {{0}};
+    query_result_t out;
+    query_result_init(&out);
+    CHECK_EQ_INT(query_diff_check(&d, &lim, &em), 0);
+    CHECK_EQ_INT(query_diff_render(&d, &lim, lb.data, lb.len, rb.data, rb.len, "\"partial\":true",
+                                   &out, &em),
+                 0);
+    int streamed = out.stream != NULL;
+    buf_append(got, out.body.data, out.body.len);
+    int done = !streamed;
+    for (size_t i = 0; i < 10000000 && !done; i++) {
+        size_t before = got->len, want = 1 + check_rng() % (check_rng() % 2 ? 300000 : 2000);
+        CHECK_EQ_INT(query_stream_next(out.stream, got, want, &done), 0);
+        CHECK(done || got->len - before >= want); /* at least what was asked */
+    }
+    CHECK(done);
+    query_result_free(&out);
+    buf_free(&lb);
+    buf_free(&rb);
+    return streamed;
+}
+
+/* A streamed SVG diff (its colours, both sides' tooltips, the partial
+ * note) or double flamebearer (both sides' levels, the partial member) is
+ * the whole answer's bytes, in any slices, truncated or not; under
+ * query-stream-bytes it is written whole. */
+static void test_streams(void)
+{
+    for (int round = 0; round < 12; round++) {
+        sides_t *sd = sides_new(2 + round / 2);
+        const char *max_nodes = round % 4 < 2 ? "7" : NULL;
+        const char *format = round % 2 ? "json" : "svg";
+        const char *mark = round % 2 ? "\"format\":\"double\"" : "change: ";
+        const char *partial = round % 2 ? "\"partial\":true}" : "(partial: ";
+        buf_t whole, got;
+        buf_init(&whole, BUF_UNLIMITED);
+        buf_init(&got, BUF_UNLIMITED);
+        CHECK_EQ_INT(render_streamed(sd->l, sd->r, sd->syms, max_nodes, format, 0, &whole), 0);
+        CHECK_EQ_INT(render_streamed(sd->l, sd->r, sd->syms, max_nodes, format, 1, &got), 1);
+        CHECK_EQ_INT(buf_append_byte(&whole, 0), 0);
+        CHECK_EQ_INT(buf_append_byte(&got, 0), 0);
+        CHECK(whole.len > 400 && strstr((const char *)whole.data, partial) != NULL);
+        CHECK(strstr((const char *)whole.data, mark) != NULL); /* a diff's */
+        CHECK(got.len == whole.len && memcmp(got.data, whole.data, got.len) == 0);
+        got.len = 0;
+        whole.len--;
+        CHECK_EQ_INT(render_streamed(sd->l, sd->r, sd->syms, max_nodes, format, 1 << 30, &got), 0);
+        CHECK(got.len == whole.len && memcmp(got.data, whole.data, got.len) == 0);
+        buf_free(&whole);
+        buf_free(&got);
+        sides_free(sd);
+    }
+}
+
 /* By example: a grows nowhere (100% both), a;b grows from 50% to 75%, a;c
  * is gone, a;d is new. */
 static void test_by_example(void)
@@ -755,6 +828,7 @@ int main(int argc, char **argv)
     test_by_example();
     test_empty_side();
     test_speedscope();
+    test_streams();
     test_refusals();
     return check_exit();
 }

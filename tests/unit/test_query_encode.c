@@ -785,7 +785,7 @@ static void test_svg_pprof_stream(void)
             CHECK_EQ_INT(query_pprof_open(&t, &s, type, t0, dur, 1, &b, &st), 0);
         } else {
             CHECK_EQ_INT(query_encode_svg(t, s, type, "a <title>", "note", &whole), 0);
-            CHECK_EQ_INT(query_svg_open(&t, &s, type, "a <title>", "note", 1, &b, &st), 0);
+            CHECK_EQ_INT(query_svg_open(&t, &s, type, "a <title>", "note", NULL, 1, &b, &st), 0);
         }
         CHECK(st != NULL && t == NULL && s == NULL && b.len == 0);
         if (st == NULL) continue;
@@ -821,7 +821,7 @@ static void test_svg_pprof_stream(void)
     buf_reset(&b);
     buf_reset(&whole);
     CHECK_EQ_INT(query_encode_svg(t, s, type, NULL, NULL, &whole), 0);
-    CHECK_EQ_INT(query_svg_open(&t, &s, type, NULL, NULL, 1 << 20, &b, &st), 0);
+    CHECK_EQ_INT(query_svg_open(&t, &s, type, NULL, NULL, NULL, 1 << 20, &b, &st), 0);
     CHECK(st == NULL && t != NULL && s != NULL);
     CHECK(b.len == whole.len && memcmp(b.data, whole.data, b.len) == 0);
     buf_free(&b);
