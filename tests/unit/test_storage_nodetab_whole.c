@@ -13,27 +13,6 @@
 
 #define STACKS 3000 /* 3,039 nodes: three chunks */
 
-static calltree_t *stacks_tree(symtab_t *st, const char *svc, int from, int n)
-{
-    calltree_t *t = calltree_new(0);
-    char stack[96];
-    for (int i = from; i < from + n; i++) {
-        snprintf(stack, sizeof stack, "main;%s_mod%d;%s_fn%d", svc, i % 37, svc, i);
-        fx_add(t, st, stack, 1 + i % 3);
-    }
-    return t;
-}
-
-static int64_t push(fixture_t *f, const labels_t *l, const char *svc, symtab_t *st, int from, int n,
-                    uint64_t id)
-{
-    calltree_t *t = stacks_tree(st, svc, from, n);
-    int64_t total = (int64_t)calltree_total(t, 0);
-    CHECK_EQ_INT(fx_write(f->s, "t", l, t, st, id, (f->now - 5) * NS, NULL), 0);
-    calltree_free(t);
-    return total;
-}
-
 static int64_t counter(atomic_uint_fast64_t *c)
 {
     return (int64_t)atomic_load(c);
@@ -88,13 +67,13 @@ static void miss_after_reopen(uint32_t percent, int expect_whole)
     }
     labels_t *la = fx_labels("a", NULL);
     symtab_t *st = symtab_new();
-    int64_t total = push(&f, la, "a", st, 0, STACKS, 1);
-    push(&ref, la, "a", st, 0, STACKS, 1);
+    int64_t total = fx_push_stacks(&f, la, "a", st, 0, STACKS, 1);
+    fx_push_stacks(&ref, la, "a", st, 0, STACKS, 1);
     CHECK_EQ_INT(fx_reopen(&f), 0); /* the table is no longer cached */
     int64_t reads0 = counter(&f.s->counters.nodetab_index_reads);
     /* half of the stacks known, half new */
-    total += push(&f, la, "a", st, STACKS / 2, STACKS, 2);
-    push(&ref, la, "a", st, STACKS / 2, STACKS, 2);
+    total += fx_push_stacks(&f, la, "a", st, STACKS / 2, STACKS, 2);
+    fx_push_stacks(&ref, la, "a", st, STACKS / 2, STACKS, 2);
     int64_t reads = counter(&f.s->counters.nodetab_index_reads) - reads0;
     CHECK_EQ_INT(counter(&f.s->counters.nodetab_whole_reads), expect_whole ? 1 : 0);
     if (expect_whole)
@@ -135,8 +114,8 @@ static void evicted_and_read_again(void)
     for (int round = 0; round < 4; round++)
         for (int k = 0; k < 3; k++) {
             uint64_t id = (uint64_t)(round * 3 + k + 1);
-            total[k] += push(&f, l[k], svc[k], st, round * 700, 2000, id);
-            push(&ref, l[k], svc[k], st, round * 700, 2000, id);
+            total[k] += fx_push_stacks(&f, l[k], svc[k], st, round * 700, 2000, id);
+            fx_push_stacks(&ref, l[k], svc[k], st, round * 700, 2000, id);
         }
     CHECK(counter(&f.s->counters.nodetab_whole_reads) > 0);
     CHECK_EQ_INT(counter(&f.s->counters.nodetab_index_reads), 0);
