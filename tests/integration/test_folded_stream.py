@@ -19,7 +19,7 @@ import socket
 import time
 
 from cluster import wait_for
-from harness import CPU, Node, run_tests
+from harness import CPU, Node, all_given_back, held, restart, run_tests
 
 DEPTH, LEAVES, BATCH = 100, 1500, 250
 T0 = int(time.time()) - 300
@@ -53,23 +53,6 @@ def request_bytes():
     return ("GET /pyroscope/render?query=%s&from=%d&until=%d&format=folded HTTP/1.1\r\n"
             "Host: x\r\nConnection: close\r\n\r\n"
             % (CPU.replace(":", "%3A") + "%7B%7D", T0 - 60, T0 + 60)).encode()
-
-
-def restart(node, args):
-    node.stop()
-    node.args = list(args)
-    node.port = None
-    node.start()
-
-
-def held(node):
-    return node.metric("flamedb_scatter_memory_bytes")
-
-
-def all_given_back(node):
-    wait_for("the query budget back at 0", lambda: held(node) == 0, timeout=20)
-    wait_for("no response bytes held",
-             lambda: node.metric("flamedb_http_buffered_body_bytes") == 0, timeout=20)
 
 
 def open_render(node, rcvbuf=16384):

@@ -25,8 +25,7 @@ import socket
 import time
 import urllib.parse
 
-from cluster import wait_for
-from harness import CPU, Node, run_tests
+from harness import CPU, Node, all_given_back, held, restart, run_tests
 
 DEPTH, LEAVES = 1000, 2000
 WIDE, WIDE_BATCH = 20000, 5000
@@ -88,23 +87,6 @@ def answers(node, pid):
 def fetch(node, what):
     path, params = what
     return node.query(path, **params)
-
-
-def restart(node, args):
-    node.stop()
-    node.args = list(args)
-    node.port = None
-    node.start()
-
-
-def held(node):
-    return node.metric("flamedb_scatter_memory_bytes")
-
-
-def all_given_back(node):
-    wait_for("the query budget back at 0", lambda: held(node) == 0, timeout=20)
-    wait_for("no response bytes held",
-             lambda: node.metric("flamedb_http_buffered_body_bytes") == 0, timeout=20)
 
 
 def folded_lines(body):
