@@ -217,6 +217,25 @@ static inline int64_t fx_push_stacks(fixture_t *f, const labels_t *l, const char
     return total;
 }
 
+/* The stack-node tables of l (tenant "t") hold the same ids in stores a and
+ * b; returns how many nodes a's holds. */
+static inline uint32_t fx_same_nodetab(storage_t *a, storage_t *b, const labels_t *l)
+{
+    uint64_t token = labels_hash(l) >> 1;
+    nodetab_t *ta, *tb;
+    errmsg_t em = {{0}};
+    CHECK_EQ_INT(storage_nodetab_acquire(a, token, "t", &ta, &em), 0);
+    CHECK_EQ_INT(storage_nodetab_acquire(b, token, "t", &tb, &em), 0);
+    uint32_t n = storage_nodetab_count(ta);
+    CHECK_EQ_INT(n, storage_nodetab_count(tb));
+    CHECK(memcmp(storage_nodetab_parents(ta), storage_nodetab_parents(tb), n * sizeof(uint32_t)) ==
+          0);
+    CHECK(memcmp(storage_nodetab_syms(ta), storage_nodetab_syms(tb), n * sizeof(uint64_t)) == 0);
+    storage_nodetab_release(b, tb, 0);
+    storage_nodetab_release(a, ta, 0);
+    return n;
+}
+
 /* Merges every block of a series at res in [from, until) into acc. */
 typedef struct fx_scan {
     calltree_t *acc;

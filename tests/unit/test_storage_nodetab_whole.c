@@ -29,23 +29,6 @@ static int held_whole(storage_t *s, const labels_t *l)
     return whole;
 }
 
-/* The table of l holds the same ids in both stores. */
-static void same_ids(storage_t *a, storage_t *b, const labels_t *l)
-{
-    uint64_t token = labels_hash(l) >> 1;
-    nodetab_t *ta, *tb;
-    errmsg_t em = {{0}};
-    CHECK_EQ_INT(storage_nodetab_acquire(a, token, "t", &ta, &em), 0);
-    CHECK_EQ_INT(storage_nodetab_acquire(b, token, "t", &tb, &em), 0);
-    uint32_t n = storage_nodetab_count(ta);
-    CHECK_EQ_INT(n, storage_nodetab_count(tb));
-    CHECK(memcmp(storage_nodetab_parents(ta), storage_nodetab_parents(tb), n * sizeof(uint32_t)) ==
-          0);
-    CHECK(memcmp(storage_nodetab_syms(ta), storage_nodetab_syms(tb), n * sizeof(uint64_t)) == 0);
-    storage_nodetab_release(b, tb, 0);
-    storage_nodetab_release(a, ta, 0);
-}
-
 static int open_store(fixture_t *f, uint32_t percent)
 {
     if (fx_init(f) != 0) return -1;
@@ -81,7 +64,7 @@ static void miss_after_reopen(uint32_t percent, int expect_whole)
     else
         CHECK(reads > 0);
     CHECK_EQ_INT(held_whole(f.s, la), expect_whole);
-    same_ids(f.s, ref.s, la);
+    fx_same_nodetab(f.s, ref.s, la);
     CHECK_EQ_INT(fx_block_total(f.s, "t", la, 0, f.now - 60, f.now + 10, NULL), total);
     symtab_free(st);
     labels_free(la);
@@ -124,7 +107,7 @@ static void evicted_and_read_again(void)
     CHECK(ss.node_table_evictions > 0);
     CHECK_EQ_INT(ss.node_table_whole_reads, counter(&f.s->counters.nodetab_whole_reads));
     for (int k = 0; k < 3; k++) {
-        same_ids(f.s, ref.s, l[k]);
+        fx_same_nodetab(f.s, ref.s, l[k]);
         CHECK_EQ_INT(fx_block_total(f.s, "t", l[k], 0, f.now - 60, f.now + 10, NULL), total[k]);
         labels_free(l[k]);
     }
