@@ -25,7 +25,7 @@ import socket
 import time
 import urllib.parse
 
-from harness import CPU, Node, all_given_back, held, restart, run_tests
+from harness import CPU, Node, all_given_back, held, read_head, restart, run_tests
 
 DEPTH, LEAVES = 1000, 2000
 WIDE, WIDE_BATCH = 20000, 5000
@@ -157,20 +157,6 @@ def open_svg(node, version="1.1", rcvbuf=16384):
     s.connect(("127.0.0.1", node.port))
     s.sendall(svg_request(version))
     return s
-
-
-def read_head(s):
-    data = b""
-    for _ in range(1000):
-        if b"\r\n\r\n" in data:
-            break
-        c = s.recv(4096)
-        assert c, "closed before the headers"
-        data += c
-    head, rest = data.split(b"\r\n\r\n", 1)
-    lines = head.decode().split("\r\n")
-    hdrs = dict((k.lower(), v.strip()) for k, v in (l.split(":", 1) for l in lines[1:]))
-    return int(lines[0].split()[1]), hdrs, rest
 
 
 def read_all(s, data):
