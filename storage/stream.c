@@ -261,6 +261,20 @@ static int residual_tree(storage_t *s, const char *tenant, uint64_t token, const
     return rc;
 }
 
+/* The parts of window key k (token | tenant | series_id | res | window);
+ * tenant (STORAGE_TENANT_MAX + 1 bytes) gets the tenant, NUL-ended. */
+static void key_parts(const uint8_t *k, char *tenant, uint64_t *token, uint64_t *series_id,
+                      int *res, int64_t *window_s)
+{
+    size_t tl = k[8];
+    memcpy(tenant, k + 9, tl);
+    tenant[tl] = 0;
+    *token = be64_get(k);
+    *series_id = be64_get(k + 9 + tl);
+    *res = k[17 + tl];
+    *window_s = storage_time_decode(k + 18 + tl);
+}
+
 /* One window (its `totals` key k and value tv): its residual handed to fn.
  * A window with no block is one of the trees kept in no block alone (at
  * resolution 0, format 11) or only a total, which a coarser window never
@@ -269,14 +283,8 @@ static int one_window(wscan_t *x, const uint8_t *k, size_t kn, const uint8_t *tv
                       storage_stream_fn fn, void *ctx)
 {
     char tenant[STORAGE_TENANT_MAX + 1];
-    size_t tl = k[8];
-    memcpy(tenant, k + 9, tl);
-    tenant[tl] = 0;
     storage_stream_window_t w = {.tenant = tenant, .key = k, .key_len = kn};
-    w.token = be64_get(k);
-    w.series_id = be64_get(k + 9 + tl);
-    w.res = k[17 + tl];
-    w.window_s = storage_time_decode(k + 18 + tl);
+    key_parts(k, tenant, &w.token, &w.series_id, &w.res, &w.window_s);
     char *err = NULL;
     rocksdb_pinnableslice_t *bv =
         rocksdb_get_pinned_cf(x->s->db, x->ro, x->s->cf[CF_BLOCKS], (const char *)k, kn, &err);
@@ -540,14 +548,8 @@ static int summary_one(wscan_t *x, const uint8_t *k, size_t kn, const uint8_t *v
 {
     const summary_to_t *to = arg;
     char tenant[STORAGE_TENANT_MAX + 1];
-    size_t tl = k[8];
-    memcpy(tenant, k + 9, tl);
-    tenant[tl] = 0;
     storage_window_summary_t m = {.tenant = tenant, .key = k, .key_len = kn};
-    m.token = be64_get(k);
-    m.series_id = be64_get(k + 9 + tl);
-    m.res = k[17 + tl];
-    m.window_s = storage_time_decode(k + 18 + tl);
+    key_parts(k, tenant, &m.token, &m.series_id, &m.res, &m.window_s);
     m.total = vn == 8 ? storage_i64_get(v) : 0;
     /* the whole window's profiles (no kept tree taken off), when exact */
     int rc = storage_wprof_residual(x->s, x->ro, k, kn, m.total, NULL, 0, m.total, &x->wprof);
