@@ -256,6 +256,25 @@ static int emit(fb_t *fb, const frame_t *f)
     return 0;
 }
 
+/* Pushes f's children onto stack (sp entries) right to left, each with its
+ * x offset, the first at x (f's x plus its self); returns the new sp.
+ * Inlined: it runs once per node of both walks. */
+static inline __attribute__((always_inline)) size_t push_kids(const fb_t *fb,
+                                                              const sorted_tree_t *st,
+                                                              const frame_t *f, int64_t x,
+                                                              frame_t *stack, size_t sp)
+{
+    uint32_t a = st->off[f->node], b = st->off[f->node + 1];
+    for (uint32_t k = a; k < b; k++)
+        x += fb->totals[st->kids[k]] / fb->div;
+    for (uint32_t k = b; k > a; k--) {
+        uint32_t c = st->kids[k - 1];
+        x -= fb->totals[c] / fb->div;
+        stack[sp++] = (frame_t){c, f->depth + 1, x};
+    }
+    return sp;
+}
+
 /* Preorder, left to right, so each level's nodes come in x order. */
 static int walk(fb_t *fb)
 {
@@ -270,15 +289,7 @@ static int walk(fb_t *fb)
         frame_t f = stack[--sp];
         rc = emit(fb, &f);
         /* child x offsets, computed left to right, pushed right to left */
-        int64_t x = f.x + fb->selves[f.node] / fb->div;
-        uint32_t a = st->off[f.node], b = st->off[f.node + 1];
-        for (uint32_t k = a; k < b; k++)
-            x += fb->totals[st->kids[k]] / fb->div;
-        for (uint32_t k = b; k > a; k--) {
-            uint32_t c = st->kids[k - 1];
-            x -= fb->totals[c] / fb->div;
-            stack[sp++] = (frame_t){c, f.depth + 1, x};
-        }
+        sp = push_kids(fb, st, &f, f.x + fb->selves[f.node] / fb->div, stack, sp);
     }
     free(stack);
     fb_give(fb, st->n * sizeof(frame_t));
@@ -482,15 +493,7 @@ static int fb_index(fb_stream_t *v)
         v->x[f.node] = f.x;
         int64_t self = fb->selves[f.node] / fb->div;
         if (self > fb->max_self) fb->max_self = self;
-        int64_t x = f.x + self;
-        uint32_t a = st->off[f.node], b = st->off[f.node + 1];
-        for (uint32_t k = a; k < b; k++)
-            x += fb->totals[st->kids[k]] / fb->div;
-        for (uint32_t k = b; k > a; k--) {
-            uint32_t c = st->kids[k - 1];
-            x -= fb->totals[c] / fb->div;
-            stack[sp++] = (frame_t){c, f.depth + 1, x};
-        }
+        sp = push_kids(fb, st, &f, f.x + self, stack, sp);
     }
     free(stack);
     return rc;

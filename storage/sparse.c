@@ -45,28 +45,10 @@ int storage_sparse_reserve(sparse_vec_t *v, size_t n)
     return 0;
 }
 
-static uint64_t gcd_u64(uint64_t a, uint64_t b)
-{
-    while (b != 0) {
-        uint64_t t = a % b;
-        a = b;
-        b = t;
-    }
-    return a;
-}
-
-static uint64_t abs_u64(int64_t v)
-{
-    return v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
-}
-
 /* Block layout shared by both encoders: version, scale, count, then pairs of
  * (id delta, value / scale). The scale is the gcd of the values' magnitudes, so
- * every division is exact; it keeps the sign. */
-static uint64_t scale_add(uint64_t scale, int64_t v)
-{
-    return scale == 1 ? 1 : gcd_u64(abs_u64(v), scale); /* 1 stays 1 */
-}
+ * every division is exact; it keeps the sign (storage_scale_add,
+ * storage_scaled). */
 
 /* Reserves room for n pairs and writes the header; *at = where pairs go. */
 static int block_begin(buf_t *out, uint64_t scale, size_t n, uint8_t **at)
@@ -84,10 +66,7 @@ static int block_begin(buf_t *out, uint64_t scale, size_t n, uint8_t **at)
 static uint8_t *block_pair(uint8_t *p, uint32_t delta, int64_t v, uint64_t scale)
 {
     p += varint_put_u(p, delta);
-    int64_t q = scale <= 1 ? v
-                : v < 0    ? -(int64_t)(abs_u64(v) / scale)
-                           : (int64_t)(abs_u64(v) / scale);
-    return p + varint_put_u(p, varint_zigzag(q));
+    return p + varint_put_u(p, varint_zigzag(storage_scaled(v, scale)));
 }
 
 static void block_end(buf_t *out, uint8_t *p)
@@ -108,7 +87,7 @@ int storage_sparse_encode_v2(const sparse_vec_t *v, buf_t *out)
     size_t n = 0;
     for (size_t i = 0; i < v->n; i++) {
         if (v->val[i] == 0) continue;
-        scale = scale_add(scale, v->val[i]);
+        scale = storage_scale_add(scale, v->val[i]);
         n++;
     }
     uint8_t *p = NULL;

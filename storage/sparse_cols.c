@@ -27,21 +27,6 @@
 /* Pairs decoded at a time from the planes into plain arrays. */
 #define COLS_CHUNK 256
 
-static uint64_t abs_u64(int64_t v)
-{
-    return v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
-}
-
-static uint64_t gcd_u64(uint64_t a, uint64_t b)
-{
-    while (b != 0) {
-        uint64_t t = a % b;
-        a = b;
-        b = t;
-    }
-    return a;
-}
-
 /* Bytes needed to hold x (0 for 0). */
 static unsigned width_of(uint64_t x)
 {
@@ -75,8 +60,8 @@ static void shape_of(const storage_cols_src_t *src, cols_shape_t *s)
     int64_t v;
     *s = (cols_shape_t){0};
     for (size_t i = 0; src_next(src, &i, &id, &v);) {
-        uint64_t a = abs_u64(v);
-        scale = scale == 1 ? 1 : gcd_u64(a, scale); /* 1 stays 1 */
+        uint64_t a = storage_abs_u64(v);
+        scale = storage_scale_add(scale, v);
         if (a > maxabs) maxabs = a;
         /* ids are stored as gaps: they must ascend (a reader refuses the rest) */
         ASSERT_ALWAYS(s->n == 0 || id > prev);
@@ -98,10 +83,7 @@ static void shape_of(const storage_cols_src_t *src, cols_shape_t *s)
 
 static uint64_t zigzag_of(int64_t v, uint64_t scale)
 {
-    int64_t q = scale <= 1 ? v
-                : v < 0    ? -(int64_t)(abs_u64(v) / scale)
-                           : (int64_t)(abs_u64(v) / scale);
-    return varint_zigzag(q);
+    return varint_zigzag(storage_scaled(v, scale));
 }
 
 int storage_cols_encode(const storage_cols_src_t *src, buf_t *out)

@@ -683,6 +683,34 @@ void storage_hints_free(storage_t *s);
 
 /* --- block values: sparse vectors (sparse.c) ------------------------------- */
 
+/* |v| as an unsigned value (INT64_MIN too). */
+static inline uint64_t storage_abs_u64(int64_t v)
+{
+    return v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+}
+
+/* A block's scale with value v added: the gcd of the values' magnitudes
+ * (0: no value yet), so every division by it is exact; 1 stays 1. */
+static inline uint64_t storage_scale_add(uint64_t scale, int64_t v)
+{
+    if (scale == 1) return 1;
+    uint64_t a = storage_abs_u64(v);
+    while (scale != 0) {
+        uint64_t t = a % scale;
+        a = scale;
+        scale = t;
+    }
+    return a;
+}
+
+/* v / scale, exact, keeping the sign (scale 0 or 1: v). */
+static inline int64_t storage_scaled(int64_t v, uint64_t scale)
+{
+    return scale <= 1 ? v
+           : v < 0    ? -(int64_t)(storage_abs_u64(v) / scale)
+                      : (int64_t)(storage_abs_u64(v) / scale);
+}
+
 void storage_sparse_init(sparse_vec_t *v);
 void storage_sparse_free(sparse_vec_t *v);
 int storage_sparse_reserve(sparse_vec_t *v, size_t n);

@@ -261,6 +261,20 @@ static int residual_tree(storage_t *s, const char *tenant, uint64_t token, const
     return rc;
 }
 
+/* The parts of window key k (token | tenant | series_id | res | window);
+ * tenant (STORAGE_TENANT_MAX + 1 bytes) gets the tenant, NUL-ended. */
+static void key_parts(const uint8_t *k, char *tenant, uint64_t *token, uint64_t *series_id,
+                      int *res, int64_t *window_s)
+{
+    size_t tl = k[8];
+    memcpy(tenant, k + 9, tl);
+    tenant[tl] = 0;
+    *token = be64_get(k);
+    *series_id = be64_get(k + 9 + tl);
+    *res = k[17 + tl];
+    *window_s = storage_time_decode(k + 18 + tl);
+}
+
 /* One window (its `totals` key k and value tv): its residual handed to fn.
  * A window with no block is one of the trees kept in no block alone (at
  * resolution 0, format 11) or only a total, which a coarser window never
@@ -269,14 +283,8 @@ static int one_window(wscan_t *x, const uint8_t *k, size_t kn, const uint8_t *tv
                       storage_stream_fn fn, void *ctx)
 {
     char tenant[STORAGE_TENANT_MAX + 1];
-    size_t tl = k[8];
-    memcpy(tenant, k + 9, tl);
-    tenant[tl] = 0;
     storage_stream_window_t w = {.tenant = tenant, .key = k, .key_len = kn};
-    w.token = be64_get(k);
-    w.series_id = be64_get(k + 9 + tl);
-    w.res = k[17 + tl];
-    w.window_s = storage_time_decode(k + 18 + tl);
+    key_parts(k, tenant, &w.token, &w.series_id, &w.res, &w.window_s);
     char *err = NULL;
     rocksdb_pinnableslice_t *bv =
         rocksdb_get_pinned_cf(x->s->db, x->ro, x->s->cf[CF_BLOCKS], (const char *)k, kn, &err);
@@ -427,15 +435,23 @@ static void wscan_close(wscan_t *x)
     free(x->in_window.v);
 }
 
-int storage_stream_scan_until(storage_t *s, uint64_t lo, uint64_t hi, const uint8_t *after,
-                              size_t after_len, int64_t until_s, storage_stream_fn fn, void *ctx)
+/* Called with each window the walk of walk_windows keeps: its key k (kn)
+ * and its total's value v (vn); nonzero stops the walk. */
+typedef int (*window_fn)(wscan_t *x, const uint8_t *k, size_t kn, const uint8_t *v, size_t vn,
+                         void *arg);
+
+/* Walks x's snapshot of the window totals with token in [lo, hi], after key
+ * after (after_len; 0: from lo), skipping windows that end after until_s,
+ * have expired or whose series is no longer listed (a service aggregate),
+ * and calls each on the others. The walk's result or each's first nonzero
+ * (what: for an iterator error's message). */
+static int walk_windows(wscan_t *x, uint64_t lo, uint64_t hi, const uint8_t *after,
+                        size_t after_len, int64_t until_s, const char *what, window_fn each,
+                        void *arg)
 {
-    if (lo > hi) return ERR_INVALID_ARGUMENT;
-    wscan_t x;
-    wscan_open(s, &x);
     /* every window has a total; at resolution 0 one may have no block */
     token_walk_t w;
-    walk_open(s, CF_TOTALS, lo, hi, x.snap, &w);
+    walk_open(x->s, CF_TOTALS, lo, hi, x->snap, &w);
     rocksdb_iterator_t *it = w.it;
     int use_after = after_len >= 8 && be64_get(after) >= lo;
     if (use_after) rocksdb_iter_seek(it, (const char *)after, after_len);
@@ -445,12 +461,36 @@ int storage_stream_scan_until(storage_t *s, uint64_t lo, uint64_t hi, const uint
         const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &kn);
         if (use_after && kn == after_len && memcmp(k, after, kn) == 0) continue;
         if (!window_key(k, kn) || ends_after(k, kn, until_s)) continue; /* newer: not read */
-        if (storage_filter_expired(s, CF_BLOCKS, k, kn, NULL, 0)) continue;
-        if (!series_listed(&x, k, kn)) continue; /* a service aggregate */
+        if (storage_filter_expired(x->s, CF_BLOCKS, k, kn, NULL, 0)) continue;
+        if (!series_listed(x, k, kn)) continue; /* a service aggregate */
         const uint8_t *v = (const uint8_t *)rocksdb_iter_value(it, &vn);
-        rc = one_window(&x, k, kn, v, vn, fn, ctx);
+        rc = each(x, k, kn, v, vn, arg);
     }
-    rc = walk_close(&w, rc, "stream: windows");
+    return walk_close(&w, rc, what);
+}
+
+/* The caller's storage_stream_fn and its context, for stream_one. */
+typedef struct stream_to {
+    storage_stream_fn fn;
+    void *ctx;
+} stream_to_t;
+
+static int stream_one(wscan_t *x, const uint8_t *k, size_t kn, const uint8_t *v, size_t vn,
+                      void *arg)
+{
+    const stream_to_t *to = arg;
+    return one_window(x, k, kn, v, vn, to->fn, to->ctx);
+}
+
+int storage_stream_scan_until(storage_t *s, uint64_t lo, uint64_t hi, const uint8_t *after,
+                              size_t after_len, int64_t until_s, storage_stream_fn fn, void *ctx)
+{
+    if (lo > hi) return ERR_INVALID_ARGUMENT;
+    wscan_t x;
+    wscan_open(s, &x);
+    stream_to_t to = {fn, ctx};
+    int rc =
+        walk_windows(&x, lo, hi, after, after_len, until_s, "stream: windows", stream_one, &to);
     wscan_close(&x);
     return rc;
 }
@@ -497,43 +537,37 @@ int storage_stream_scan_keys(storage_t *s, uint64_t lo, uint64_t hi, const stora
     return rc;
 }
 
+/* The caller's storage_summary_fn and its context, for summary_one. */
+typedef struct summary_to {
+    storage_summary_fn fn;
+    void *ctx;
+} summary_to_t;
+
+static int summary_one(wscan_t *x, const uint8_t *k, size_t kn, const uint8_t *v, size_t vn,
+                       void *arg)
+{
+    const summary_to_t *to = arg;
+    char tenant[STORAGE_TENANT_MAX + 1];
+    storage_window_summary_t m = {.tenant = tenant, .key = k, .key_len = kn};
+    key_parts(k, tenant, &m.token, &m.series_id, &m.res, &m.window_s);
+    m.total = vn == 8 ? storage_i64_get(v) : 0;
+    /* the whole window's profiles (no kept tree taken off), when exact */
+    int rc = storage_wprof_residual(x->s, x->ro, k, kn, m.total, NULL, 0, m.total, &x->wprof);
+    m.wprof = x->wprof.data;
+    m.wprof_len = x->wprof.len;
+    if (rc == 0) rc = to->fn(to->ctx, &m);
+    return rc;
+}
+
 int storage_stream_summaries(storage_t *s, uint64_t lo, uint64_t hi, const uint8_t *after,
                              size_t after_len, int64_t until_s, storage_summary_fn fn, void *ctx)
 {
     if (lo > hi) return ERR_INVALID_ARGUMENT;
     wscan_t x;
     wscan_open(s, &x);
-    token_walk_t w;
-    walk_open(s, CF_TOTALS, lo, hi, x.snap, &w);
-    rocksdb_iterator_t *it = w.it;
-    int use_after = after_len >= 8 && be64_get(after) >= lo;
-    if (use_after) rocksdb_iter_seek(it, (const char *)after, after_len);
-    int rc = 0;
-    for (; rc == 0 && rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
-        size_t kn, vn;
-        const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &kn);
-        if (use_after && kn == after_len && memcmp(k, after, kn) == 0) continue;
-        if (!window_key(k, kn) || ends_after(k, kn, until_s)) continue;
-        if (storage_filter_expired(s, CF_BLOCKS, k, kn, NULL, 0)) continue;
-        if (!series_listed(&x, k, kn)) continue;
-        const uint8_t *v = (const uint8_t *)rocksdb_iter_value(it, &vn);
-        char tenant[STORAGE_TENANT_MAX + 1];
-        size_t tl = k[8];
-        memcpy(tenant, k + 9, tl);
-        tenant[tl] = 0;
-        storage_window_summary_t m = {.tenant = tenant, .key = k, .key_len = kn};
-        m.token = be64_get(k);
-        m.series_id = be64_get(k + 9 + tl);
-        m.res = k[17 + tl];
-        m.window_s = storage_time_decode(k + 18 + tl);
-        m.total = vn == 8 ? storage_i64_get(v) : 0;
-        /* the whole window's profiles (no kept tree taken off), when exact */
-        rc = storage_wprof_residual(s, x.ro, k, kn, m.total, NULL, 0, m.total, &x.wprof);
-        m.wprof = x.wprof.data;
-        m.wprof_len = x.wprof.len;
-        if (rc == 0) rc = fn(ctx, &m);
-    }
-    rc = walk_close(&w, rc, "stream: window summaries");
+    summary_to_t to = {fn, ctx};
+    int rc = walk_windows(&x, lo, hi, after, after_len, until_s, "stream: window summaries",
+                          summary_one, &to);
     wscan_close(&x);
     return rc;
 }

@@ -307,6 +307,44 @@ def at_once(fn, items, workers=PRELOAD_AT_ONCE):
     return results
 
 
+def restart(node, args):
+    """Stops node and starts it again with args, on a new HTTP port."""
+    node.stop()
+    node.args = list(args)
+    node.port = None
+    node.start()
+
+
+def held(node):
+    """Bytes node's scatter-gather queries hold of the query budget now."""
+    return node.metric("flamedb_scatter_memory_bytes")
+
+
+def all_given_back(node):
+    """Waits (bounded) until node holds no query budget and no response bytes."""
+    from cluster import wait_for  # cluster imports this module
+
+    wait_for("the query budget back at 0", lambda: held(node) == 0, timeout=20)
+    wait_for("no response bytes held",
+             lambda: node.metric("flamedb_http_buffered_body_bytes") == 0, timeout=20)
+
+
+def read_head(s):
+    """Reads socket s up to the end of an answer's headers: (status, headers
+    with lower-case names, first body bytes)."""
+    data = b""
+    for _ in range(1000):
+        if b"\r\n\r\n" in data:
+            break
+        c = s.recv(4096)
+        assert c, "closed before the headers"
+        data += c
+    head, rest = data.split(b"\r\n\r\n", 1)
+    lines = head.decode().split("\r\n")
+    hdrs = dict((k.lower(), v.strip()) for k, v in (l.split(":", 1) for l in lines[1:]))
+    return int(lines[0].split()[1]), hdrs, rest
+
+
 def unique(prefix):
     return "%s%d%04d" % (prefix, int(time.time() * 1000) % 10**9, os.getpid() % 10000)
 

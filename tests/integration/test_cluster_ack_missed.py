@@ -410,25 +410,19 @@ def show_log(c, i):
             print("      " + x.split(" ", 1)[1])
 
 
-def test_mark_outlives_its_coordinator():
-    """n2 is stopped (SIGSTOP) and seen down; one old profile is
-    acknowledged through n0 (n0 and n1 store it, n0 marks n2), and n0 is
-    killed (-9) at once, before a gossip round carries its mark. n2 runs
-    again, then n1 is stopped: n2, the only replica up, must answer flagged
-    partial, not short and unflagged, because n1 marked n2 too when it
-    acknowledged the write (the write named n2 as missing it). Once n1 runs
-    again, n2 repairs itself and each alone answers exactly. Before, nobody
-    but the dead n0 knew of the miss: every answer through n2 was short and
-    unflagged (window checks on demand here; with the defaults until the
-    check a settle margin after n0's loss)."""
-    now = int(time.time())
+def coordinator_lost_after_ack(args, now, prefix, seed, told, note=lambda c: ""):
+    """The steps of the *_outlives_its_coordinator tests on a cluster run
+    with args: n2 stopped and seen down, one old profile (seed) pushed
+    through n0 and n0 killed at once (told: what of n0's word reached n1),
+    then n1 stopped: n2 must answer flagged partial; once n1 runs again, n2
+    repairs itself and each alone answers exactly (note(c): more to print
+    then). Services are named after prefix."""
     frm, until = now - 8000, now + 60
-    args = ARGS + ["--repair-windows-interval", "0"]
     with Cluster(3, rf=3, write_quorum=2, args=args) as c:
-        want = preload(c, 0, "mdc", now, 12, 3)
+        want = preload(c, 0, prefix, now, 12, 3)
         wait_no_marks(c, [0, 1, 2])
         svc = sorted(want)[0]
-        body, v = big_body(9700, lines=8)
+        body, v = big_body(seed, lines=8)
         c.nodes[2].proc.send_signal(signal.SIGSTOP)
         try:
             c.wait_state(2, "down", observers=[0, 1], timeout=60)
@@ -438,7 +432,7 @@ def test_mark_outlives_its_coordinator():
         finally:
             c.nodes[2].proc.send_signal(signal.SIGCONT)
         want[svc] += v
-        print("    n0 killed right after the push; its mark on n2 reached n1: %s" % heard)
+        print("    n0 killed right after the push; %s: %s" % (told, heard))
         c.wait_state(0, "down", observers=[1, 2], timeout=60)
         c.wait_state(2, "active", observers=[1], timeout=60)
         time.sleep(0.5)  # a few gossip rounds: n2 hears n1's entry
@@ -456,10 +450,25 @@ def test_mark_outlives_its_coordinator():
         t0 = time.monotonic()
         wait_for("n2 read again", lambda: not any(mark_on(c, i, h, 2)
                                                   for i in (1, 2) for h in (1, 2)), timeout=120)
-        print("    n2 repaired and read again %.1f s after n1 ran again"
-              % (time.monotonic() - t0))
+        print("    n2 repaired and read again %.1f s after n1 ran again%s"
+              % (time.monotonic() - t0, note(c)))
         watch_until_exact(c, [1, 2], want, frm, until, 2)
         alone_exact(c, [1, 2], want, frm, until)
+
+
+def test_mark_outlives_its_coordinator():
+    """n2 is stopped (SIGSTOP) and seen down; one old profile is
+    acknowledged through n0 (n0 and n1 store it, n0 marks n2), and n0 is
+    killed (-9) at once, before a gossip round carries its mark. n2 runs
+    again, then n1 is stopped: n2, the only replica up, must answer flagged
+    partial, not short and unflagged, because n1 marked n2 too when it
+    acknowledged the write (the write named n2 as missing it). Once n1 runs
+    again, n2 repairs itself and each alone answers exactly. Before, nobody
+    but the dead n0 knew of the miss: every answer through n2 was short and
+    unflagged (window checks on demand here; with the defaults until the
+    check a settle margin after n0's loss)."""
+    coordinator_lost_after_ack(ARGS + ["--repair-windows-interval", "0"], int(time.time()),
+                               "mdc", 9700, "its mark on n2 reached n1")
 
 
 HINTS_ON = [a for a in ARGS if a not in ("--hints-max-bytes", "0")]
@@ -479,45 +488,11 @@ def test_hint_outlives_its_coordinator():
     n2 repairs itself and each alone answers exactly. Before, every answer
     through n2 for the service that missed the write was short and
     unflagged (until the window check after n0's loss)."""
-    now = int(time.time())
-    frm, until = now - 8000, now + 60
-    args = HINTS_ON + ["--repair-windows-interval", "0"]
-    with Cluster(3, rf=3, write_quorum=2, args=args) as c:
-        want = preload(c, 0, "hdc", now, 12, 3)
-        wait_no_marks(c, [0, 1, 2])
-        svc = sorted(want)[0]
-        body, v = big_body(9800, lines=8)
-        c.nodes[2].proc.send_signal(signal.SIGSTOP)
-        try:
-            c.wait_state(2, "down", observers=[0, 1], timeout=60)
-            push_ok(c, 0, body, svc, now - 7100)
-            c.kill(0)
-            heard = mark_on(c, 1, 0, 2)
-        finally:
-            c.nodes[2].proc.send_signal(signal.SIGCONT)
-        want[svc] += v
-        print("    n0 killed right after the push; its hint for n2 reached n1's view: %s" % heard)
-        c.wait_state(0, "down", observers=[1, 2], timeout=60)
-        c.wait_state(2, "active", observers=[1], timeout=60)
-        time.sleep(0.5)  # a few gossip rounds: n2 hears n1's entry
-        c.nodes[1].proc.send_signal(signal.SIGSTOP)
-        try:
-            c.wait_state(1, "down", observers=[2], timeout=60)
-            bad, seen = watch(c, 2, want, frm, until, 5)
-        finally:
-            c.nodes[1].proc.send_signal(signal.SIGCONT)
-        print("    n0 dead, n1 stopped, 5 s: %d answers through n2 flagged partial, %d refused, "
-              "of %d; %d short and unflagged%s"
-              % (seen[0], seen[1], seen[2], len(bad), (": %r" % bad[:4]) if bad else ""))
-        assert not bad, "n2 answered short, unflagged: %r" % bad[:10]
-        c.wait_state(1, "active", observers=[2], timeout=30)
-        t0 = time.monotonic()
-        wait_for("n2 read again", lambda: not any(mark_on(c, i, h, 2)
-                                                  for i in (1, 2) for h in (1, 2)), timeout=120)
-        print("    n2 repaired and read again %.1f s after n1 ran again; n1 marked n2 %d time(s)"
-              % (time.monotonic() - t0, metric(c, 1, "flamedb_hint_witnesses_marked_total")))
-        watch_until_exact(c, [1, 2], want, frm, until, 2)
-        alone_exact(c, [1, 2], want, frm, until)
+    coordinator_lost_after_ack(HINTS_ON + ["--repair-windows-interval", "0"],
+                               int(time.time()), "hdc", 9800,
+                               "its hint for n2 reached n1's view",
+                               lambda c: "; n1 marked n2 %d time(s)"
+                               % metric(c, 1, "flamedb_hint_witnesses_marked_total"))
 
 
 def test_hint_witness_lifted_by_its_coordinator():

@@ -453,6 +453,30 @@ def mixed_past_profile_retention(c, now):
     assert sum(filled) > 0 and sum(inexact) > 0, (filled, inexact)
 
 
+def push_b_and_c(c, svc, now, pushed, b, c_at):
+    """Two failed pushes of svc on a 2-node cluster: B (b: time and seed)
+    through n1 with n0 stopped, then C (c_at) through n0 with n1 stopped,
+    each followed by no_marks once the stopped node is back; their values
+    go to pushed["B"] and pushed["C"]."""
+    for name, stopped, via, (t, seed) in (("B", 0, 1, b), ("C", 1, 0, c_at)):
+        failed, _ = push_failing(c, via, [stopped], [svc], seed, now, at={svc: t}, hold=0.5)
+        pushed[name] = failed[svc]
+        c.wait_state(stopped, "active", observers=[via], timeout=30)
+        time.sleep(1.2)  # past the write timeout: the miss is marked by then
+        no_marks(c)
+
+
+def each_alone_a_b_c(c, svc, now, pushed):
+    """Each of n0 and n1 alone answers A + B + C for svc over the last week."""
+    frm, until = now - 7 * 86400, now + 60
+    want = pushed["A"] + pushed["B"] + pushed["C"]
+    for i, other in ((0, 1), (1, 0)):
+        got = alone(c, i, other, [svc], frm, until)[svc]
+        print("    n%d alone: %d (A %d, B %d, C %d)"
+              % (i, got, pushed["A"], pushed["B"], pushed["C"]))
+        assert got == want, "n%d alone answers %d, want A + B + C = %d" % (i, got, want)
+
+
 def test_superset_window_past_profile_retention():
     """A window one replica holds a superset of, past --profile-retention
     (4h; no profile id names its profiles but the window's own list,
@@ -475,27 +499,14 @@ def test_superset_window_past_profile_retention():
         push_ok(c, 0, body, svc, day + 7200)
         no_marks(c)
         pushed = {"A": a}
-        for name, stopped, via, t, seed in (("B", 0, 1, day + 18000, 7200),
-                                            ("C", 1, 0, now - 6 * 86400, 7300)):
-            failed, _ = push_failing(c, via, [stopped], [svc], seed, now, at={svc: t},
-                                     hold=0.5)
-            pushed[name] = failed[svc]
-            c.wait_state(stopped, "active", observers=[via], timeout=30)
-            time.sleep(1.2)  # past the write timeout: the miss is marked by then
-            no_marks(c)
+        push_b_and_c(c, svc, now, pushed, (day + 18000, 7200), (now - 6 * 86400, 7300))
         took, printed = repair_printed(c)
         filled = [metric(c, i, "flamedb_repair_window_windows_filled_total") for i in (0, 1)]
         inexact = [metric(c, i, "flamedb_repair_window_windows_inexact_total") for i in (0, 1)]
         print("    flamectl cluster repair took %.2f s; windows copied or added %r, inexact %r"
               % (took, filled, inexact))
         assert svc not in printed, printed  # no window of it held differently
-        frm, until = now - 7 * 86400, now + 60
-        want = pushed["A"] + pushed["B"] + pushed["C"]
-        for i, other in ((0, 1), (1, 0)):
-            got = alone(c, i, other, [svc], frm, until)[svc]
-            print("    n%d alone: %d (A %d, B %d, C %d)"
-                  % (i, got, pushed["A"], pushed["B"], pushed["C"]))
-            assert got == want, "n%d alone answers %d, want A + B + C = %d" % (i, got, want)
+        each_alone_a_b_c(c, svc, now, pushed)
         assert sum(inexact) == 0, inexact
 
 
@@ -519,25 +530,12 @@ def test_kept_tree_window_compared_by_id():
         push_ok(c, 0, body, svc, now - 12600)
         no_marks(c)
         pushed = {"A": a}
-        for name, stopped, via, t, seed in (("B", 0, 1, now - 6 * 86400, 7500),
-                                            ("C", 1, 0, now - 5 * 86400, 7600)):
-            failed, _ = push_failing(c, via, [stopped], [svc], seed, now, at={svc: t},
-                                     hold=0.5)
-            pushed[name] = failed[svc]
-            c.wait_state(stopped, "active", observers=[via], timeout=30)
-            time.sleep(1.2)  # past the write timeout: the miss is marked by then
-            no_marks(c)
+        push_b_and_c(c, svc, now, pushed, (now - 6 * 86400, 7500), (now - 5 * 86400, 7600))
         took, printed = repair_printed(c)
         filled = [metric(c, i, "flamedb_repair_window_windows_filled_total") for i in (0, 1)]
         print("    flamectl cluster repair took %.2f s; windows copied or added %r"
               % (took, filled))
-        frm, until = now - 7 * 86400, now + 60
-        want = pushed["A"] + pushed["B"] + pushed["C"]
-        for i, other in ((0, 1), (1, 0)):
-            got = alone(c, i, other, [svc], frm, until)[svc]
-            print("    n%d alone: %d (A %d, B %d, C %d)"
-                  % (i, got, pushed["A"], pushed["B"], pushed["C"]))
-            assert got == want, "n%d alone answers %d, want A + B + C = %d" % (i, got, want)
+        each_alone_a_b_c(c, svc, now, pushed)
 
 
 def test_three_mixed_copies_end_in_the_union():

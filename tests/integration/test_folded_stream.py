@@ -19,7 +19,7 @@ import socket
 import time
 
 from cluster import wait_for
-from harness import CPU, Node, run_tests
+from harness import CPU, Node, all_given_back, held, read_head, restart, run_tests
 
 DEPTH, LEAVES, BATCH = 100, 1500, 250
 T0 = int(time.time()) - 300
@@ -55,23 +55,6 @@ def request_bytes():
             % (CPU.replace(":", "%3A") + "%7B%7D", T0 - 60, T0 + 60)).encode()
 
 
-def restart(node, args):
-    node.stop()
-    node.args = list(args)
-    node.port = None
-    node.start()
-
-
-def held(node):
-    return node.metric("flamedb_scatter_memory_bytes")
-
-
-def all_given_back(node):
-    wait_for("the query budget back at 0", lambda: held(node) == 0, timeout=20)
-    wait_for("no response bytes held",
-             lambda: node.metric("flamedb_http_buffered_body_bytes") == 0, timeout=20)
-
-
 def open_render(node, rcvbuf=16384):
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
@@ -79,21 +62,6 @@ def open_render(node, rcvbuf=16384):
     s.connect(("127.0.0.1", node.port))
     s.sendall(request_bytes())
     return s
-
-
-def read_head(s):
-    """Reads up to the end of the headers: (status, headers, first body bytes)."""
-    data = b""
-    for _ in range(1000):
-        if b"\r\n\r\n" in data:
-            break
-        c = s.recv(4096)
-        assert c, "closed before the headers"
-        data += c
-    head, rest = data.split(b"\r\n\r\n", 1)
-    lines = head.decode().split("\r\n")
-    hdrs = dict((k.lower(), v.strip()) for k, v in (l.split(":", 1) for l in lines[1:]))
-    return int(lines[0].split()[1]), hdrs, rest
 
 
 def test_streamed_answer_past_the_budget():

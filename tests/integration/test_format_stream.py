@@ -27,8 +27,7 @@ import socket
 import time
 import urllib.parse
 
-from cluster import wait_for
-from harness import CPU, Node, run_tests
+from harness import CPU, Node, all_given_back, held, read_head, restart, run_tests
 
 DEPTH, LEAVES = 1000, 2000
 WIDE, WIDE_BATCH = 20000, 5000
@@ -118,23 +117,6 @@ def fetch(node, what):
     return node.query(path, **params)
 
 
-def restart(node, args):
-    node.stop()
-    node.args = list(args)
-    node.port = None
-    node.start()
-
-
-def held(node):
-    return node.metric("flamedb_scatter_memory_bytes")
-
-
-def all_given_back(node):
-    wait_for("the query budget back at 0", lambda: held(node) == 0, timeout=20)
-    wait_for("no response bytes held",
-             lambda: node.metric("flamedb_http_buffered_body_bytes") == 0, timeout=20)
-
-
 def folded_lines(body):
     return sorted(body.decode().splitlines())
 
@@ -203,20 +185,6 @@ def open_svg(node, version="1.1", rcvbuf=16384):
     s.connect(("127.0.0.1", node.port))
     s.sendall(svg_request(version))
     return s
-
-
-def read_head(s):
-    data = b""
-    for _ in range(1000):
-        if b"\r\n\r\n" in data:
-            break
-        c = s.recv(4096)
-        assert c, "closed before the headers"
-        data += c
-    head, rest = data.split(b"\r\n\r\n", 1)
-    lines = head.decode().split("\r\n")
-    hdrs = dict((k.lower(), v.strip()) for k, v in (l.split(":", 1) for l in lines[1:]))
-    return int(lines[0].split()[1]), hdrs, rest
 
 
 def read_all(s, data):

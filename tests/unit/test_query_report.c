@@ -380,6 +380,36 @@ static void bucket_body(query_result_t *out)
     symtab_free(st);
 }
 
+/* A report over two minutes of CPU (limit rows) planned with lim, each of
+ * its buckets answered by the body of bucket_body; bucket is the caller's
+ * to free with query_result_free. */
+typedef struct planned_report {
+    query_report_plan_t p;
+    query_result_t bucket;
+    const uint8_t *bodies[2][QUERY_REPORT_MAX_BUCKETS];
+    size_t lens[2][QUERY_REPORT_MAX_BUCKETS];
+    const uint8_t *const *body[2];
+    const size_t *len[2];
+} planned_report_t;
+
+static void plan_report(const char *limit, const query_limits_t *lim, planned_report_t *r)
+{
+    query_diff_params_t d = {0};
+    d.left = (query_params_t){.query = CPU "{}", .from = "1700000000", .until = "1700000060"};
+    d.right = (query_params_t){.query = CPU "{}", .from = "1700000060", .until = "1700000120"};
+    errmsg_t em = {{0}};
+    CHECK_EQ_INT(query_report_plan(&d, limit, NULL, lim, 1700004000000LL, &r->p, &em), 0);
+    bucket_body(&r->bucket);
+    for (int s = 0; s < 2; s++) {
+        for (size_t b = 0; b < r->p.nbuckets[s]; b++) {
+            r->bodies[s][b] = r->bucket.body.data;
+            r->lens[s][b] = r->bucket.body.len;
+        }
+        r->body[s] = r->bodies[s];
+        r->len[s] = r->lens[s];
+    }
+}
+
 /* The report's answer (up to 1,000 functions of names up to
  * max-symbol-len) counts in query-memory-bytes beside the report while it
  * is written: the peak taken with limit 1000 passes the peak with limit 1
@@ -388,38 +418,24 @@ static size_t report_peak(const char *limit, size_t *answer_cap)
 {
     query_limits_t lim;
     query_limits_default(&lim);
-    query_diff_params_t d = {0};
-    d.left = (query_params_t){.query = CPU "{}", .from = "1700000000", .until = "1700000060"};
-    d.right = (query_params_t){.query = CPU "{}", .from = "1700000060", .until = "1700000120"};
-    query_report_plan_t p;
+    planned_report_t r;
+    plan_report(limit, &lim, &r);
     errmsg_t em = {{0}};
-    CHECK_EQ_INT(query_report_plan(&d, limit, NULL, &lim, 1700004000000LL, &p, &em), 0);
-    query_result_t bucket;
-    bucket_body(&bucket);
-    const uint8_t *bodies[2][QUERY_REPORT_MAX_BUCKETS];
-    size_t lens[2][QUERY_REPORT_MAX_BUCKETS];
-    for (int s = 0; s < 2; s++)
-        for (size_t b = 0; b < p.nbuckets[s]; b++) {
-            bodies[s][b] = bucket.body.data;
-            lens[s][b] = bucket.body.len;
-        }
-    const uint8_t *const *body[2] = {bodies[0], bodies[1]};
-    const size_t *len[2] = {lens[0], lens[1]};
     budget_t b = {0};
     query_report_charge_t charge = {budget_take, budget_give, &b};
     query_result_t out;
     query_result_init(&out);
     size_t charged;
-    CHECK_EQ_INT(
-        query_report_run(&p, &lim, body, len, NULL, NULL, &charge, &charged, NULL, NULL, &out, &em),
-        0);
+    CHECK_EQ_INT(query_report_run(&r.p, &lim, r.body, r.len, NULL, NULL, &charge, &charged, NULL,
+                                  NULL, &out, &em),
+                 0);
     /* the answer stays taken until it is sent, the rest is given back */
     CHECK_EQ_INT(charged, out.body.cap);
     CHECK_EQ_INT(b.used, charged);
     budget_give(&b, charged);
     *answer_cap = out.body.cap;
     query_result_free(&out);
-    query_result_free(&bucket);
+    query_result_free(&r.bucket);
     return b.most;
 }
 
@@ -442,23 +458,9 @@ static void test_kept_report_charged(void)
 {
     query_limits_t lim;
     query_limits_default(&lim);
-    query_diff_params_t d = {0};
-    d.left = (query_params_t){.query = CPU "{}", .from = "1700000000", .until = "1700000060"};
-    d.right = (query_params_t){.query = CPU "{}", .from = "1700000060", .until = "1700000120"};
-    query_report_plan_t p;
+    planned_report_t r;
+    plan_report("10", &lim, &r);
     errmsg_t em = {{0}};
-    CHECK_EQ_INT(query_report_plan(&d, "10", NULL, &lim, 1700004000000LL, &p, &em), 0);
-    query_result_t bucket;
-    bucket_body(&bucket);
-    const uint8_t *bodies[2][QUERY_REPORT_MAX_BUCKETS];
-    size_t lens[2][QUERY_REPORT_MAX_BUCKETS];
-    for (int s = 0; s < 2; s++)
-        for (size_t b = 0; b < p.nbuckets[s]; b++) {
-            bodies[s][b] = bucket.body.data;
-            lens[s][b] = bucket.body.len;
-        }
-    const uint8_t *const *body[2] = {bodies[0], bodies[1]};
-    const size_t *len[2] = {lens[0], lens[1]};
     budget_t b = {0};
     query_report_charge_t charge = {budget_take, budget_give, &b};
     for (int room = 0; room < 2; room++) { /* a cache that keeps it, then one too small */
@@ -468,8 +470,8 @@ static void test_kept_report_charged(void)
         query_result_init(&out);
         query_report_t keep = {0};
         size_t charged = 0, kept = 0;
-        CHECK_EQ_INT(query_report_run(&p, &lim, body, len, NULL, NULL, &charge, &charged, &keep,
-                                      &kept, &out, &em),
+        CHECK_EQ_INT(query_report_run(&r.p, &lim, r.body, r.len, NULL, NULL, &charge, &charged,
+                                      &keep, &kept, &out, &em),
                      0);
         CHECK(keep.rows != NULL);
         /* the kept report is still counted once run returns */
@@ -491,7 +493,7 @@ static void test_kept_report_charged(void)
         buf_free(&key);
         query_result_free(&out);
     }
-    query_result_free(&bucket);
+    query_result_free(&r.bucket);
 }
 
 /* argv[1]: runs of the same-behaviour test (default 200), to measure the

@@ -192,6 +192,50 @@ static inline void fx_push(storage_t *s, const labels_t *l, symtab_t *st, uint64
     calltree_free(t);
 }
 
+/* Tree of stacks from..from+n-1 of svc: main;svc_modK;svc_fnI (39 + n nodes
+ * from 0 when n >= 37); the caller frees it. */
+static inline calltree_t *fx_stacks_tree(symtab_t *st, const char *svc, int from, int n)
+{
+    calltree_t *t = calltree_new(0);
+    char stack[96];
+    for (int i = from; i < from + n; i++) {
+        snprintf(stack, sizeof stack, "main;%s_mod%d;%s_fn%d", svc, i % 37, svc, i);
+        fx_add(t, st, stack, 1 + i % 3);
+    }
+    return t;
+}
+
+/* Writes fx_stacks_tree(svc, from, n) to l as profile id (tenant "t", 5 s
+ * before f's clock); returns its total. */
+static inline int64_t fx_push_stacks(fixture_t *f, const labels_t *l, const char *svc, symtab_t *st,
+                                     int from, int n, uint64_t id)
+{
+    calltree_t *t = fx_stacks_tree(st, svc, from, n);
+    int64_t total = (int64_t)calltree_total(t, 0);
+    CHECK_EQ_INT(fx_write(f->s, "t", l, t, st, id, (f->now - 5) * NS, NULL), 0);
+    calltree_free(t);
+    return total;
+}
+
+/* The stack-node tables of l (tenant "t") hold the same ids in stores a and
+ * b; returns how many nodes a's holds. */
+static inline uint32_t fx_same_nodetab(storage_t *a, storage_t *b, const labels_t *l)
+{
+    uint64_t token = labels_hash(l) >> 1;
+    nodetab_t *ta, *tb;
+    errmsg_t em = {{0}};
+    CHECK_EQ_INT(storage_nodetab_acquire(a, token, "t", &ta, &em), 0);
+    CHECK_EQ_INT(storage_nodetab_acquire(b, token, "t", &tb, &em), 0);
+    uint32_t n = storage_nodetab_count(ta);
+    CHECK_EQ_INT(n, storage_nodetab_count(tb));
+    CHECK(memcmp(storage_nodetab_parents(ta), storage_nodetab_parents(tb), n * sizeof(uint32_t)) ==
+          0);
+    CHECK(memcmp(storage_nodetab_syms(ta), storage_nodetab_syms(tb), n * sizeof(uint64_t)) == 0);
+    storage_nodetab_release(b, tb, 0);
+    storage_nodetab_release(a, ta, 0);
+    return n;
+}
+
 /* Merges every block of a series at res in [from, until) into acc. */
 typedef struct fx_scan {
     calltree_t *acc;

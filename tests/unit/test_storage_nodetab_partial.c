@@ -41,22 +41,11 @@ static calltree_t *push_tree(symtab_t *st, const char *svc, int p)
     return t;
 }
 
-/* Whole tables of the service in both stores hold the same ids. */
+/* Whole tables of the service in both stores hold the same ids, past three
+ * chunks. */
 static void same_table(storage_t *a, storage_t *b, const labels_t *l)
 {
-    uint64_t token = labels_hash(l) >> 1;
-    nodetab_t *ta, *tb;
-    errmsg_t em = {{0}};
-    CHECK_EQ_INT(storage_nodetab_acquire(a, token, "t", &ta, &em), 0);
-    CHECK_EQ_INT(storage_nodetab_acquire(b, token, "t", &tb, &em), 0);
-    uint32_t n = storage_nodetab_count(ta);
-    CHECK_EQ_INT(n, storage_nodetab_count(tb));
-    CHECK(n > 3 * NODETAB_CHUNK);
-    CHECK(memcmp(storage_nodetab_parents(ta), storage_nodetab_parents(tb), n * sizeof(uint32_t)) ==
-          0);
-    CHECK(memcmp(storage_nodetab_syms(ta), storage_nodetab_syms(tb), n * sizeof(uint64_t)) == 0);
-    storage_nodetab_release(b, tb, 0);
-    storage_nodetab_release(a, ta, 0);
+    CHECK(fx_same_nodetab(a, b, l) > 3 * NODETAB_CHUNK);
 }
 
 /* Every node of x is in y with the same total (symbols along the path). */
@@ -457,30 +446,6 @@ static void format6(int small)
     fx_done(&f);
 }
 
-/* Tree of stacks from..from+n-1 of svc: main;svc_modK;svc_fnI (39 + n nodes
- * from 0 when n >= 37). */
-static calltree_t *stacks_tree(symtab_t *st, const char *svc, int from, int n)
-{
-    calltree_t *t = calltree_new(0);
-    char stack[96];
-    for (int i = from; i < from + n; i++) {
-        snprintf(stack, sizeof stack, "main;%s_mod%d;%s_fn%d", svc, i % 37, svc, i);
-        fx_add(t, st, stack, 1 + i % 3);
-    }
-    return t;
-}
-
-/* Writes stacks_tree(svc, from, n) to l; returns its total. */
-static int64_t push(fixture_t *f, const labels_t *l, const char *svc, symtab_t *st, int from, int n,
-                    uint64_t id)
-{
-    calltree_t *t = stacks_tree(st, svc, from, n);
-    int64_t total = (int64_t)calltree_total(t, 0);
-    CHECK_EQ_INT(fx_write(f->s, "t", l, t, st, id, (f->now - 5) * NS, NULL), 0);
-    calltree_free(t);
-    return total;
-}
-
 static uint32_t table_count(storage_t *s, const labels_t *l)
 {
     nodetab_t *t;
@@ -538,8 +503,8 @@ static void lazy_index(void)
     symtab_t *st = symtab_new();
     size_t chunks, edges;
     int64_t total = 0;
-    total += push(&f, la, "a", st, 0, 1000, 1); /* 1,039 nodes: two chunks, no index */
-    push(&f, lb, "b", st, 0, 10, 2);
+    total += fx_push_stacks(&f, la, "a", st, 0, 1000, 1); /* 1,039 nodes: two chunks, no index */
+    fx_push_stacks(&f, lb, "b", st, 0, 10, 2);
     count_keys(f.s, la, &chunks, &edges);
     CHECK_EQ_INT(chunks, 2);
     CHECK_EQ_INT(edges, 0);
@@ -548,7 +513,7 @@ static void lazy_index(void)
     CHECK_EQ_INT(edges, 0);
 
     CHECK_EQ_INT(fx_reopen(&f), 0); /* not cached: a writer reads it whole */
-    total += push(&f, la, "a", st, 1000, 100, 3);
+    total += fx_push_stacks(&f, la, "a", st, 1000, 100, 3);
     CHECK_EQ_INT(whole_loads(f.s), 1);
     uint32_t n = table_count(f.s, la);
     CHECK_EQ_INT(n, 1139);
@@ -562,7 +527,8 @@ static void lazy_index(void)
     count_keys(f.s, la, &chunks, &edges);
     CHECK_EQ_INT(edges, 0);
     CHECK_EQ_INT(table_count(f.s, la), n);
-    total += push(&f, la, "a", st, 1100, 20, 4); /* still a small table's write: no entries */
+    total +=
+        fx_push_stacks(&f, la, "a", st, 1100, 20, 4); /* still a small table's write: no entries */
     count_keys(f.s, la, &chunks, &edges);
     CHECK_EQ_INT(edges, 0);
     n += 20;
@@ -576,7 +542,7 @@ static void lazy_index(void)
     /* reopened: a push to a reads its last chunk and the index only; b,
      * small, is read whole */
     CHECK_EQ_INT(fx_reopen(&f), 0);
-    total += push(&f, la, "a", st, 1110, 800, 5); /* 790 new stacks, 10 known */
+    total += fx_push_stacks(&f, la, "a", st, 1110, 800, 5); /* 790 new stacks, 10 known */
     CHECK_EQ_INT(whole_loads(f.s), 0);
     nodetab_t *t;
     errmsg_t em = {{0}};
@@ -587,7 +553,7 @@ static void lazy_index(void)
     count_keys(f.s, la, &chunks, &edges);
     CHECK_EQ_INT(edges + 1, n);
     CHECK_EQ_INT(chunks, (n + NODETAB_CHUNK - 1) / NODETAB_CHUNK);
-    push(&f, lb, "b", st, 10, 5, 6);
+    fx_push_stacks(&f, lb, "b", st, 10, 5, 6);
     CHECK_EQ_INT(whole_loads(f.s), 1);
     count_keys(f.s, lb, &chunks, &edges);
     CHECK_EQ_INT(edges, 0);

@@ -13,27 +13,6 @@
 
 #define STACKS 3000 /* 3,039 nodes: three chunks */
 
-static calltree_t *stacks_tree(symtab_t *st, const char *svc, int from, int n)
-{
-    calltree_t *t = calltree_new(0);
-    char stack[96];
-    for (int i = from; i < from + n; i++) {
-        snprintf(stack, sizeof stack, "main;%s_mod%d;%s_fn%d", svc, i % 37, svc, i);
-        fx_add(t, st, stack, 1 + i % 3);
-    }
-    return t;
-}
-
-static int64_t push(fixture_t *f, const labels_t *l, const char *svc, symtab_t *st, int from, int n,
-                    uint64_t id)
-{
-    calltree_t *t = stacks_tree(st, svc, from, n);
-    int64_t total = (int64_t)calltree_total(t, 0);
-    CHECK_EQ_INT(fx_write(f->s, "t", l, t, st, id, (f->now - 5) * NS, NULL), 0);
-    calltree_free(t);
-    return total;
-}
-
 static int64_t counter(atomic_uint_fast64_t *c)
 {
     return (int64_t)atomic_load(c);
@@ -48,23 +27,6 @@ static int held_whole(storage_t *s, const labels_t *l)
     int whole = storage_nodetab_whole(t);
     storage_nodetab_release(s, t, 0);
     return whole;
-}
-
-/* The table of l holds the same ids in both stores. */
-static void same_ids(storage_t *a, storage_t *b, const labels_t *l)
-{
-    uint64_t token = labels_hash(l) >> 1;
-    nodetab_t *ta, *tb;
-    errmsg_t em = {{0}};
-    CHECK_EQ_INT(storage_nodetab_acquire(a, token, "t", &ta, &em), 0);
-    CHECK_EQ_INT(storage_nodetab_acquire(b, token, "t", &tb, &em), 0);
-    uint32_t n = storage_nodetab_count(ta);
-    CHECK_EQ_INT(n, storage_nodetab_count(tb));
-    CHECK(memcmp(storage_nodetab_parents(ta), storage_nodetab_parents(tb), n * sizeof(uint32_t)) ==
-          0);
-    CHECK(memcmp(storage_nodetab_syms(ta), storage_nodetab_syms(tb), n * sizeof(uint64_t)) == 0);
-    storage_nodetab_release(b, tb, 0);
-    storage_nodetab_release(a, ta, 0);
 }
 
 static int open_store(fixture_t *f, uint32_t percent)
@@ -88,13 +50,13 @@ static void miss_after_reopen(uint32_t percent, int expect_whole)
     }
     labels_t *la = fx_labels("a", NULL);
     symtab_t *st = symtab_new();
-    int64_t total = push(&f, la, "a", st, 0, STACKS, 1);
-    push(&ref, la, "a", st, 0, STACKS, 1);
+    int64_t total = fx_push_stacks(&f, la, "a", st, 0, STACKS, 1);
+    fx_push_stacks(&ref, la, "a", st, 0, STACKS, 1);
     CHECK_EQ_INT(fx_reopen(&f), 0); /* the table is no longer cached */
     int64_t reads0 = counter(&f.s->counters.nodetab_index_reads);
     /* half of the stacks known, half new */
-    total += push(&f, la, "a", st, STACKS / 2, STACKS, 2);
-    push(&ref, la, "a", st, STACKS / 2, STACKS, 2);
+    total += fx_push_stacks(&f, la, "a", st, STACKS / 2, STACKS, 2);
+    fx_push_stacks(&ref, la, "a", st, STACKS / 2, STACKS, 2);
     int64_t reads = counter(&f.s->counters.nodetab_index_reads) - reads0;
     CHECK_EQ_INT(counter(&f.s->counters.nodetab_whole_reads), expect_whole ? 1 : 0);
     if (expect_whole)
@@ -102,7 +64,7 @@ static void miss_after_reopen(uint32_t percent, int expect_whole)
     else
         CHECK(reads > 0);
     CHECK_EQ_INT(held_whole(f.s, la), expect_whole);
-    same_ids(f.s, ref.s, la);
+    fx_same_nodetab(f.s, ref.s, la);
     CHECK_EQ_INT(fx_block_total(f.s, "t", la, 0, f.now - 60, f.now + 10, NULL), total);
     symtab_free(st);
     labels_free(la);
@@ -135,8 +97,8 @@ static void evicted_and_read_again(void)
     for (int round = 0; round < 4; round++)
         for (int k = 0; k < 3; k++) {
             uint64_t id = (uint64_t)(round * 3 + k + 1);
-            total[k] += push(&f, l[k], svc[k], st, round * 700, 2000, id);
-            push(&ref, l[k], svc[k], st, round * 700, 2000, id);
+            total[k] += fx_push_stacks(&f, l[k], svc[k], st, round * 700, 2000, id);
+            fx_push_stacks(&ref, l[k], svc[k], st, round * 700, 2000, id);
         }
     CHECK(counter(&f.s->counters.nodetab_whole_reads) > 0);
     CHECK_EQ_INT(counter(&f.s->counters.nodetab_index_reads), 0);
@@ -145,7 +107,7 @@ static void evicted_and_read_again(void)
     CHECK(ss.node_table_evictions > 0);
     CHECK_EQ_INT(ss.node_table_whole_reads, counter(&f.s->counters.nodetab_whole_reads));
     for (int k = 0; k < 3; k++) {
-        same_ids(f.s, ref.s, l[k]);
+        fx_same_nodetab(f.s, ref.s, l[k]);
         CHECK_EQ_INT(fx_block_total(f.s, "t", l[k], 0, f.now - 60, f.now + 10, NULL), total[k]);
         labels_free(l[k]);
     }
