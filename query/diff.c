@@ -356,6 +356,27 @@ typedef struct dframe {
     int64_t lx, rx;
 } dframe_t;
 
+/* Pushes f's children on stack (from sp on, the first child on top), each
+ * at its x on both sides: after f's own self width and its earlier
+ * siblings' totals. Returns the new top. */
+static size_t dpush_kids(const sorted_tree_t *st, const sides_t *s, const dframe_t *f,
+                         dframe_t *stack, size_t sp)
+{
+    int64_t lx = f->lx + s->ls[f->node], rx = f->rx + s->rs[f->node];
+    uint32_t a = st->off[f->node], b = st->off[f->node + 1];
+    for (uint32_t k = a; k < b; k++) {
+        lx += s->lt[st->kids[k]];
+        rx += s->rt[st->kids[k]];
+    }
+    for (uint32_t k = b; k > a; k--) {
+        uint32_t c = st->kids[k - 1];
+        lx -= s->lt[c];
+        rx -= s->rt[c];
+        stack[sp++] = (dframe_t){c, f->depth + 1, lx, rx};
+    }
+    return sp;
+}
+
 /* Takes n bytes beside the answer before they are allocated. */
 static int dfb_take(dfb_t *fb, size_t n)
 {
@@ -451,24 +472,16 @@ static int dwalk(dfb_t *fb)
     int rc = dfb_take(fb, st->n * sizeof(dframe_t));
     if (rc != 0) return rc;
     dframe_t *stack = malloc(st->n * sizeof *stack);
-    if (stack == NULL) return ERR_NOMEM;
+    if (stack == NULL) {
+        dfb_give(fb, st->n * sizeof(dframe_t));
+        return ERR_NOMEM;
+    }
     size_t sp = 0;
     stack[sp++] = (dframe_t){0, 0, 0, 0};
     while (sp > 0 && rc == 0) {
         dframe_t f = stack[--sp];
         rc = demit(fb, &f);
-        int64_t lx = f.lx + s->ls[f.node], rx = f.rx + s->rs[f.node];
-        uint32_t a = st->off[f.node], b = st->off[f.node + 1];
-        for (uint32_t k = a; k < b; k++) {
-            lx += s->lt[st->kids[k]];
-            rx += s->rt[st->kids[k]];
-        }
-        for (uint32_t k = b; k > a; k--) {
-            uint32_t c = st->kids[k - 1];
-            lx -= s->lt[c];
-            rx -= s->rt[c];
-            stack[sp++] = (dframe_t){c, f.depth + 1, lx, rx};
-        }
+        sp = dpush_kids(st, s, &f, stack, sp);
     }
     free(stack);
     dfb_give(fb, st->n * sizeof(dframe_t));
@@ -551,18 +564,7 @@ static int ds_index(dstream_t *v)
         v->rx[f.node] = f.rx;
         if (s->ls[f.node] > v->max_self) v->max_self = s->ls[f.node];
         if (s->rs[f.node] > v->max_self) v->max_self = s->rs[f.node];
-        int64_t lx = f.lx + s->ls[f.node], rx = f.rx + s->rs[f.node];
-        uint32_t a = st->off[f.node], b = st->off[f.node + 1];
-        for (uint32_t k = a; k < b; k++) {
-            lx += s->lt[st->kids[k]];
-            rx += s->rt[st->kids[k]];
-        }
-        for (uint32_t k = b; k > a; k--) {
-            uint32_t c = st->kids[k - 1];
-            lx -= s->lt[c];
-            rx -= s->rt[c];
-            stack[sp++] = (dframe_t){c, f.depth + 1, lx, rx};
-        }
+        sp = dpush_kids(st, s, &f, stack, sp);
     }
     free(stack);
     return rc;
