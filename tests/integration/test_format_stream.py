@@ -258,6 +258,42 @@ def test_reset_mid_stream_gives_back():
         assert n.alive()
 
 
+def refused_whole_then_streamed(n, path, small, ref, content_type=None):
+    """The render-diff at path: refused whole at small, then streamed there
+    (chunked) with ref's bytes; a reset mid-stream gives its trees back."""
+    restart(n, ["--query-memory-bytes", small, "--query-stream-bytes", "0"])
+    r = fetch(n, path)
+    assert r.status in (413, 503), r
+    assert b"query-memory-bytes" in r.body, r.body
+    all_given_back(n)
+
+    restart(n, ["--query-memory-bytes", small, "--query-stream-bytes", STREAM])
+    r = fetch(n, path)
+    assert r.status == 200, r
+    if content_type is not None:
+        assert r.headers.get("content-type") == content_type, r.headers
+    assert r.headers.get("transfer-encoding") == "chunked", r.headers
+    assert "content-length" not in r.headers, r.headers
+    assert r.body == ref.body, "the streamed render-diff differs from the whole one"
+    all_given_back(n)
+
+    s = raw_request(n, path, rcvbuf=4096)
+    status, _, body = read_head(s)
+    assert status == 200, status
+    assert held(n) > 0, "the streamed render-diff's trees are not counted"
+    got = len(body)
+    while got < 256 * 1024:
+        c = s.recv(65536)
+        assert c
+        got += len(c)
+    reset(s)
+    all_given_back(n)
+    again = fetch(n, path)
+    assert again.status == 200 and again.body == ref.body
+    all_given_back(n)
+    assert n.alive()
+
+
 def test_svg_render_diff_past_the_budget():
     """The SVG render-diff: refused whole at DIFF_SMALL, streamed there with
     the bytes of the whole answer; a reset mid-stream gives its trees and
@@ -270,36 +306,7 @@ def test_svg_render_diff_past_the_budget():
         assert ref.body.count(b"<g") > WIDE and b"change: " in ref.body
         all_given_back(n)
 
-        restart(n, ["--query-memory-bytes", DIFF_SMALL, "--query-stream-bytes", "0"])
-        r = fetch(n, DIFF_SVG)
-        assert r.status in (413, 503), r
-        assert b"query-memory-bytes" in r.body, r.body
-        all_given_back(n)
-
-        restart(n, ["--query-memory-bytes", DIFF_SMALL, "--query-stream-bytes", STREAM])
-        r = fetch(n, DIFF_SVG)
-        assert r.status == 200, r
-        assert r.headers.get("content-type") == "image/svg+xml", r.headers
-        assert r.headers.get("transfer-encoding") == "chunked", r.headers
-        assert "content-length" not in r.headers, r.headers
-        assert r.body == ref.body, "the streamed SVG render-diff differs"
-        all_given_back(n)
-
-        s = raw_request(n, DIFF_SVG, rcvbuf=4096)
-        status, _, body = read_head(s)
-        assert status == 200, status
-        assert held(n) > 0, "the streamed render-diff's trees are not counted"
-        got = len(body)
-        while got < 256 * 1024:
-            c = s.recv(65536)
-            assert c
-            got += len(c)
-        reset(s)
-        all_given_back(n)
-        again = fetch(n, DIFF_SVG)
-        assert again.status == 200 and again.body == ref.body
-        all_given_back(n)
-        assert n.alive()
+        refused_whole_then_streamed(n, DIFF_SVG, DIFF_SMALL, ref, "image/svg+xml")
 
 
 def test_json_render_diff_streamed():
@@ -314,35 +321,7 @@ def test_json_render_diff_streamed():
         assert ref.json()["metadata"]["format"] == "double", ref.body[-200:]
         all_given_back(n)
 
-        restart(n, ["--query-memory-bytes", JSON_SMALL, "--query-stream-bytes", "0"])
-        r = fetch(n, DIFF_JSON)
-        assert r.status in (413, 503), r
-        assert b"query-memory-bytes" in r.body, r.body
-        all_given_back(n)
-
-        restart(n, ["--query-memory-bytes", JSON_SMALL, "--query-stream-bytes", STREAM])
-        r = fetch(n, DIFF_JSON)
-        assert r.status == 200, r
-        assert r.headers.get("transfer-encoding") == "chunked", r.headers
-        assert "content-length" not in r.headers, r.headers
-        assert r.body == ref.body, "the streamed double flamebearer differs"
-        all_given_back(n)
-
-        s = raw_request(n, DIFF_JSON, rcvbuf=4096)
-        status, _, body = read_head(s)
-        assert status == 200, status
-        assert held(n) > 0, "the streamed render-diff's trees are not counted"
-        got = len(body)
-        while got < 256 * 1024:
-            c = s.recv(65536)
-            assert c
-            got += len(c)
-        reset(s)
-        all_given_back(n)
-        again = fetch(n, DIFF_JSON)
-        assert again.status == 200 and again.body == ref.body
-        all_given_back(n)
-        assert n.alive()
+        refused_whole_then_streamed(n, DIFF_JSON, JSON_SMALL, ref)
 
 
 def test_chunked_readers():
