@@ -3,7 +3,9 @@
  * the tests that compare what a piece of work allocates with what it
  * charges to a budget (test_ingest_heap, test_query_render_heap).
  * heap_start() counts from zero, heap_stop() returns the most in use since;
- * heap_watch() follows how far the heap in use runs ahead of a budget.
+ * heap_watch() follows how far the heap in use runs ahead of a budget;
+ * held_fn, given a held_t, follows what an answer's buffer says it holds
+ * (buf_charge), refusing growth past its limit.
  * HEAP_COUNTED is 0 under AddressSanitizer, which replaces the allocator
  * itself: those tests skip their checks then. Header-only, defining the
  * allocator's functions: include it in one file of a test executable.
@@ -13,6 +15,8 @@
 
 #include <malloc.h>
 #include <stddef.h>
+
+#include "common/err.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #define HEAP_COUNTED 0
@@ -100,5 +104,20 @@ void free(void *p)
     __libc_free(p);
 }
 #endif
+
+/* What an answer's buffer said it holds, and the most; past limit (0:
+ * none) a growth is refused (ERR_UNAVAILABLE, as a query budget does). */
+typedef struct held {
+    size_t now, most, limit;
+} held_t;
+
+static inline int held_fn(void *ctx, size_t held)
+{
+    held_t *h = ctx;
+    if (h->limit != 0 && held > h->now && held > h->limit) return ERR_UNAVAILABLE;
+    h->now = held;
+    if (held > h->most) h->most = held;
+    return 0;
+}
 
 #endif

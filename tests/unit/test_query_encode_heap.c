@@ -30,21 +30,6 @@
 #define STACKS 40000
 #define CPU "process_cpu:cpu:nanoseconds:cpu:nanoseconds"
 
-/* What the answer's buffer said it holds, and the most; past limit (0:
- * none) a growth is refused. */
-typedef struct held {
-    size_t now, most, limit;
-} held_t;
-
-static int held_fn(void *ctx, size_t held)
-{
-    held_t *h = ctx;
-    if (h->limit != 0 && held > h->now && held > h->limit) return ERR_UNAVAILABLE;
-    h->now = held;
-    if (held > h->most) h->most = held;
-    return 0;
-}
-
 static void add_stack(calltree_t *t, symtab_t *st, const char *folded)
 {
     folded_stack_add(t, st, folded, (int64_t)(strlen(folded) % 7) + 1);

@@ -25,19 +25,6 @@
 #define VALUES 4000
 #define BUCKETS 360
 
-typedef struct held {
-    size_t now, most, limit;
-} held_t;
-
-static int held_fn(void *ctx, size_t held)
-{
-    held_t *h = ctx;
-    if (h->limit != 0 && held > h->now && held > h->limit) return ERR_UNAVAILABLE;
-    h->now = held;
-    if (held > h->most) h->most = held;
-    return 0;
-}
-
 typedef struct shares_in {
     char names[VALUES][16];
     strmap_t values;
