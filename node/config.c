@@ -78,7 +78,9 @@ static const opt_t options[] = {
      "stream-receive-max-bytes to a thirty-second, chunk-receive-max-bytes to a 64th, "
      "scatter-name-cache-bytes to a 256th; they must fit in it together with the window fold's "
      "working memory (four times window-fold-batch-bytes, a 1024th, while window-fold-interval "
-     "is on; the start is refused otherwise, naming them)."},
+     "is on) and the dictionary training of compactions (64 times node-table-dict-bytes, a "
+     "16384th up to 64 KiB, per compaction running at once); the start is refused otherwise, "
+     "naming them."},
     {"shutdown-timeout", OPT_MS, FIELD(shutdown_timeout_ms, uint64_t), "10s", 0, 0, 3600000,
      "On SIGTERM/SIGINT: how long in-flight requests may take before connections are cut."},
     {"fd-reserve", OPT_COUNT, FIELD(fd_reserve, size_t), "1024", 0, 64, 1000000,
@@ -440,8 +442,11 @@ static const opt_t options[] = {
      "compaction leaves most of the data): the symbol ids a table lists repeat across its "
      "chunks and across the shards of a service, which blocks compressed alone cannot use. "
      "A compaction writing such a file buffers up to 64 times this of it to train the "
-     "dictionary, stored once per file; 0: none. Changing it rewrites nothing: files keep "
-     "the dictionary they were written with (docs/benchmarks.md)."},
+     "dictionary, stored once per file; 0: none. That buffer, times the compactions "
+     "max-background-jobs runs at once (its three quarters, at least one), is part of "
+     "memory-limit; unless set, the dictionary is memory-limit / 16384, at most 64 KiB (from "
+     "1 GiB up). Changing it rewrites nothing: files keep the dictionary they were written "
+     "with (docs/benchmarks.md)."},
     SECTION("Cluster"),
     {"node-id", OPT_TEXT, FIELD(cluster.node_id, char[NODE_PATH_MAX]), "", 0, 0, 64,
      "This node's id. Empty: generated on first start and kept in the data dir; a restarted "
@@ -1004,6 +1009,17 @@ static void apply_derived(node_config_t *c, const unsigned char *set)
             c->cluster.max_message_bytes > c->cluster.chunk_receive_max_bytes)
             c->cluster.max_message_bytes = c->cluster.chunk_receive_max_bytes;
     }
+    /* the dictionary's training buffer counts in memory-limit: unless set,
+     * the dictionary is a 16384th of it, at most the default (64 KiB from
+     * 1 GiB up) */
+    const opt_t *dict = find_option("node-table-dict-bytes", strlen("node-table-dict-bytes"));
+    if (!(set && set[dict - options])) {
+        storage_options_t def;
+        storage_options_default(&def);
+        c->storage.node_table_dict_bytes = c->memory_limit / 16384 < def.node_table_dict_bytes
+                                               ? c->memory_limit / 16384
+                                               : def.node_table_dict_bytes;
+    }
     memcpy(c->query.retention_seconds, c->storage.retention_seconds,
            sizeof c->query.retention_seconds);
     /* a whole-answer deadline at or under query-timeout turns answers a
@@ -1168,14 +1184,17 @@ static int validate(node_config_t *c, errmsg_t *em)
                       c->http.max_buffered_bytes + c->storage.node_cache_bytes +
                       c->query_memory_bytes + c->ingest_inflight_bytes +
                       c->cluster.stream_receive_max_bytes + c->cluster.scatter_name_cache_bytes +
-                      c->cluster.chunk_receive_max_bytes + storage_fold_memory_bytes(&c->storage);
+                      c->cluster.chunk_receive_max_bytes + storage_fold_memory_bytes(&c->storage) +
+                      storage_dict_train_memory_bytes(&c->storage);
     if (budget > c->memory_limit)
         return errmsg_set(em, ERR_INVALID_ARGUMENT,
                           "block-cache-bytes + write-buffer-bytes + max-buffered-bytes + "
                           "node-cache-bytes + query-memory-bytes + ingest-inflight-bytes + "
                           "stream-receive-max-bytes + scatter-name-cache-bytes + "
                           "chunk-receive-max-bytes + the window fold (4 x "
-                          "window-fold-batch-bytes + keys, while window-fold-interval is on) = "
+                          "window-fold-batch-bytes + keys, while window-fold-interval is on) + "
+                          "the dictionary training (64 x node-table-dict-bytes per compaction "
+                          "max-background-jobs runs at once) = "
                           "%" PRIu64 " bytes exceeds memory-limit (%zu bytes)",
                           budget, c->memory_limit);
     /* a hint replayed after the seen index forgot its id could count twice */
@@ -1382,9 +1401,12 @@ int node_config_doc(buf_t *out)
              "(`chunk-receive-max-bytes`) to a 64th; the names cache of a coordinator\n"
              "(`scatter-name-cache-bytes`) to a 256th; the window fold's working memory\n"
              "(four times `window-fold-batch-bytes`, a 1024th, plus about 100 KiB of keys) is\n"
-             "counted while `window-fold-interval` is on. Together they must fit in it (a\n"
-             "start where they do not is refused, naming them). The rest (at the defaults a\n"
-             "64th less that cache and the fold's, about 8 MiB at 1 GiB) is headroom for query\n"
+             "counted while `window-fold-interval` is on, and so is the buffer a compaction\n"
+             "fills to train the stack-node tables' zstd dictionary (64 times\n"
+             "`node-table-dict-bytes`, 4 MiB at 1 GiB, per compaction running at once).\n"
+             "Together they must fit in it (a start where they do not is refused, naming\n"
+             "them). The rest (at the defaults a 64th less that cache, the fold's and the\n"
+             "training's, about 4 MiB at 1 GiB) is headroom for query\n"
              "merging (bounded per request by the query limits, and by `worker-threads`\n"
              "requests at a time). Replicated writes in flight are held to half of\n"
              "`max-buffered-bytes`.\n\n"

@@ -220,6 +220,14 @@ static void set_dictionary(rocksdb_options_t *o, size_t dict_bytes)
     rocksdb_options_set_bottommost_compression_options_max_dict_buffer_bytes(o, train, 1);
 }
 
+size_t storage_dict_train_memory_bytes(const storage_options_t *o)
+{
+    size_t jobs = o->max_background_jobs > 0 ? (size_t)o->max_background_jobs : 2;
+    size_t flushes = jobs / 4 > 0 ? jobs / 4 : 1;
+    size_t compactions = jobs > flushes ? jobs - flushes : 1;
+    return o->node_table_dict_bytes * STORAGE_DICT_TRAIN_FACTOR * compactions;
+}
+
 static rocksdb_options_t *cf_options(storage_t *s, enum storage_cf cf)
 {
     const struct cf_spec *sp = &cf_specs[cf];

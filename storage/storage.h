@@ -572,6 +572,13 @@ int storage_gc_nodetabs(storage_t *s, size_t *removed);
  * is larger than window_fold_batch_bytes (a larger one adds about twice its
  * own size while it is folded, as reading it does). */
 size_t storage_fold_memory_bytes(const storage_options_t *o);
+/* The most the zstd dictionary training of compactions buffers at once (to
+ * be counted in a node's memory budget; 0 without a dictionary): the
+ * STORAGE_DICT_TRAIN_FACTOR x node_table_dict_bytes of data blocks each
+ * compaction writing a bottommost stack-node file collects, times the
+ * compactions max_background_jobs lets run at once (RocksDB keeps a
+ * quarter of the jobs, at least one, for flushes). */
+size_t storage_dict_train_memory_bytes(const storage_options_t *o);
 /* Folds the memtable operands of every block window that ended by
  * ended_by_s (unix s) and holds two or more into one value, the same sum
  * (fold.c); *folded gets how many windows. Safe next to writers, readers,

@@ -162,11 +162,13 @@ static void test_errors(void)
     expect_error(a13, 3, NULL,
                  "stream-receive-max-bytes + scatter-name-cache-bytes + chunk-receive-max-bytes + "
                  "the window fold (4 x window-fold-batch-bytes + keys, while window-fold-interval "
-                 "is on) = 1136760832 bytes exceeds memory-limit (1073741824 bytes)");
+                 "is on) + the dictionary training (64 x node-table-dict-bytes per compaction "
+                 "max-background-jobs runs at once) = 1140955136 bytes exceeds memory-limit "
+                 "(1073741824 bytes)");
     /* so does what it holds of messages coming in pieces */
     const char *a13b[] = {"flamedb", "--chunk-receive-max-bytes", "64MiB"};
     expect_error(a13b, 3, NULL,
-                 "is on) = 1115789312 bytes exceeds memory-limit (1073741824 bytes)");
+                 "runs at once) = 1119983616 bytes exceeds memory-limit (1073741824 bytes)");
     /* the coordinator's name cache counts too: the defaults leave a 64th */
     const char *a9b[] = {"flamedb", "--memory-limit", "256MiB", "--scatter-name-cache-bytes",
                          "17MiB"};
@@ -176,7 +178,9 @@ static void test_errors(void)
     const char *a9c[] = {"flamedb", "--scatter-name-cache-bytes", "14MiB"};
     expect_error(a9c, 3, NULL,
                  "chunk-receive-max-bytes + the window fold (4 x window-fold-batch-bytes + keys, "
-                 "while window-fold-interval is on) = 1075943424 bytes exceeds memory-limit");
+                 "while window-fold-interval is on) + the dictionary training (64 x "
+                 "node-table-dict-bytes per compaction max-background-jobs runs at once) = "
+                 "1080137728 bytes exceeds memory-limit");
     const char *a10[] = {"flamedb", "--retention-1h", "1500ms"};
     expect_error(a10, 3, NULL, "whole number of seconds");
     const char *a11[] = {"flamedb", "--log-level", "loud"};
@@ -243,18 +247,49 @@ static void test_fold_memory(void)
     node_config_t c;
     enum node_config_action act;
     errmsg_t em;
+    /* (without the dictionary's training, which counts beside it) */
     const char *off[] = {"flamedb", "--scatter-name-cache-bytes", "14MiB", "--window-fold-interval",
-                         "0"};
-    CHECK_EQ_INT(parse(&c, off, 5, NULL, &act, &em), 0);
+                         "0", "--node-table-dict-bytes", "0"};
+    CHECK_EQ_INT(parse(&c, off, 7, NULL, &act, &em), 0);
     CHECK_EQ_INT(storage_fold_memory_bytes(&c.storage), 0);
     const char *small[] = {"flamedb", "--scatter-name-cache-bytes", "14MiB",
-                           "--window-fold-batch-bytes", "256KiB"};
-    CHECK_EQ_INT(parse(&c, small, 5, NULL, &act, &em), 0);
+                           "--window-fold-batch-bytes", "256KiB", "--node-table-dict-bytes", "0"};
+    CHECK_EQ_INT(parse(&c, small, 7, NULL, &act, &em), 0);
     size_t fold = storage_fold_memory_bytes(&c.storage);
     CHECK(fold >= (1u << 20) && fold <= (1u << 20) + (128u << 10));
     const char *def[] = {"flamedb"};
     CHECK_EQ_INT(parse(&c, def, 1, NULL, &act, &em), 0);
     CHECK_EQ_INT(c.storage.window_fold_batch_bytes, 1u << 20); /* a 1024th of 1 GiB */
+}
+
+/* The training buffer of the stack-node tables' dictionary counts in
+ * memory-limit, once per compaction max-background-jobs runs at once; the
+ * dictionary follows small memory limits down unless set. */
+static void test_dict_train_memory(void)
+{
+    node_config_t c;
+    enum node_config_action act;
+    errmsg_t em;
+    const char *def[] = {"flamedb"};
+    CHECK_EQ_INT(parse(&c, def, 1, NULL, &act, &em), 0);
+    CHECK_EQ_INT(c.storage.node_table_dict_bytes, 64u << 10);
+    CHECK_EQ_INT(storage_dict_train_memory_bytes(&c.storage), 4u << 20); /* 2 jobs: 1 compaction */
+    const char *jobs[] = {"flamedb", "--max-background-jobs", "8", "--block-cache-bytes", "200MiB"};
+    CHECK_EQ_INT(parse(&c, jobs, 5, NULL, &act, &em), 0);
+    CHECK_EQ_INT(storage_dict_train_memory_bytes(&c.storage), 6u * (4u << 20));
+    const char *none[] = {"flamedb", "--node-table-dict-bytes", "0"};
+    CHECK_EQ_INT(parse(&c, none, 3, NULL, &act, &em), 0);
+    CHECK_EQ_INT(storage_dict_train_memory_bytes(&c.storage), 0);
+    const char *small[] = {"flamedb", "--memory-limit", "64MiB"};
+    CHECK_EQ_INT(parse(&c, small, 3, NULL, &act, &em), 0);
+    CHECK_EQ_INT(c.storage.node_table_dict_bytes, 4u << 10);
+    /* 6 compactions of 16 MiB each do not fit beside the defaults */
+    const char *big[] = {"flamedb", "--node-table-dict-bytes", "256KiB",
+                         "--max-background-jobs", "8"};
+    expect_error(big, 5, NULL, "the dictionary training (64 x node-table-dict-bytes per compaction");
+    const char *big_set[] = {"flamedb", "--memory-limit", "64MiB", "--node-table-dict-bytes",
+                             "64KiB"};
+    expect_error(big_set, 5, NULL, "exceeds memory-limit (67108864 bytes)");
 }
 
 /* Every memory-limit from its minimum up starts with the other settings at
@@ -344,6 +379,7 @@ int main(void)
 {
     test_small_memory();
     test_fold_memory();
+    test_dict_train_memory();
     test_values();
     test_defaults();
     test_flags_and_env();
