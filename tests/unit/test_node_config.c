@@ -249,11 +249,12 @@ static void test_fold_memory(void)
     errmsg_t em;
     /* (without the dictionary's training, which counts beside it) */
     const char *off[] = {"flamedb", "--scatter-name-cache-bytes", "14MiB", "--window-fold-interval",
-                         "0", "--node-table-dict-bytes", "0"};
+                         "0",       "--node-table-dict-bytes",    "0"};
     CHECK_EQ_INT(parse(&c, off, 7, NULL, &act, &em), 0);
     CHECK_EQ_INT(storage_fold_memory_bytes(&c.storage), 0);
-    const char *small[] = {"flamedb", "--scatter-name-cache-bytes", "14MiB",
-                           "--window-fold-batch-bytes", "256KiB", "--node-table-dict-bytes", "0"};
+    const char *small[] = {
+        "flamedb", "--scatter-name-cache-bytes", "14MiB", "--window-fold-batch-bytes",
+        "256KiB",  "--node-table-dict-bytes",    "0"};
     CHECK_EQ_INT(parse(&c, small, 7, NULL, &act, &em), 0);
     size_t fold = storage_fold_memory_bytes(&c.storage);
     CHECK(fold >= (1u << 20) && fold <= (1u << 20) + (128u << 10));
@@ -284,9 +285,10 @@ static void test_dict_train_memory(void)
     CHECK_EQ_INT(parse(&c, small, 3, NULL, &act, &em), 0);
     CHECK_EQ_INT(c.storage.node_table_dict_bytes, 4u << 10);
     /* 6 compactions of 16 MiB each do not fit beside the defaults */
-    const char *big[] = {"flamedb", "--node-table-dict-bytes", "256KiB",
-                         "--max-background-jobs", "8"};
-    expect_error(big, 5, NULL, "the dictionary training (64 x node-table-dict-bytes per compaction");
+    const char *big[] = {"flamedb", "--node-table-dict-bytes", "256KiB", "--max-background-jobs",
+                         "8"};
+    expect_error(big, 5, NULL,
+                 "the dictionary training (64 x node-table-dict-bytes per compaction");
     const char *big_set[] = {"flamedb", "--memory-limit", "64MiB", "--node-table-dict-bytes",
                              "64KiB"};
     expect_error(big_set, 5, NULL, "exceeds memory-limit (67108864 bytes)");
