@@ -106,9 +106,13 @@ typedef struct routes_fanout_spec {
     const char *const *error_prefix; /* per group, before a failed query's reason */
     size_t ngroups;                  /* at most ROUTES_FANOUT_MAX_GROUPS */
     size_t max_inflight;             /* queries at once; 0: all */
-    /* On the pool: joins the answers' bodies (indexed like the queries) into
-     * out; group_partial[g] is 1 when a query of group g was partial. */
-    int (*join)(void *ctx, const buf_t *bodies, const int *group_partial, query_result_t *out,
+    /* On the pool: joins the answers (indexed like the queries; a body, or
+     * a stream for a query asked with query_params_t.stream) into out;
+     * group_partial[g] is 1 when a query of group g was partial. A join
+     * whose out is a stream may take answers into it (leaving both the
+     * body and the stream of each empty): their bytes stay counted in
+     * query-memory-bytes until the stream is sent. */
+    int (*join)(void *ctx, query_result_t *answers, const int *group_partial, query_result_t *out,
                 errmsg_t *em);
     void *ctx;
     void (*ctx_free)(void *ctx); /* may be NULL; called once the request is answered */

@@ -43,12 +43,13 @@ static const char *param_of(const void *req, const char *name)
     return http_request_param(req, name);
 }
 
-static int join_diff(void *ctx, const buf_t *body, const int *partial, query_result_t *out,
+static int join_diff(void *ctx, query_result_t *ans, const int *partial, query_result_t *out,
                      errmsg_t *em)
 {
     diff_ctx_t *d = ctx;
+    const buf_t *body[2] = {&ans[0].body, &ans[1].body};
     return query_diff_render_charged(
-        &d->params, d->lim, body[0].data, body[0].len, body[1].data, body[1].len,
+        &d->params, d->lim, body[0]->data, body[0]->len, body[1]->data, body[1]->len,
         partial[0] || partial[1] ? "\"partial\":true" : NULL, &d->charge, &d->held, out, em);
 }
 

@@ -3,9 +3,10 @@
  *
  * The queries go through the cluster (cluster_query), at most max_inflight
  * at once, each exact from every node and saying when it is partial. Their
- * bodies are kept; when all came back (on the loop), the first failure
- * answers with its group's prefix, else one pool job joins the bodies and
- * the loop answers, with X-Flamedb-Partial naming each group one of whose
+ * answers are kept (a body, or the stream of a query asked with
+ * query_params_t.stream); when all came back (on the loop), the first
+ * failure answers with its group's prefix, else one pool job joins the
+ * answers and the loop answers, with X-Flamedb-Partial naming each group one of whose
  * queries was partial. A client that goes away cancels the queries running,
  * starts no more, and drops the join job unless it runs. A deadline for the
  * whole answer (spec.timeout_ms: the regression report's report-timeout,
@@ -25,7 +26,8 @@ typedef struct fq {
     routes_fanout_query_t q;
     int rc;
     errmsg_t em;
-    buf_t body;
+    query_result_t res; /* its answer, until the join (f->answers) */
+    size_t held;        /* its bytes counted in query-memory-bytes */
     char partial[CLUSTER_PARTIAL_HEADER_MAX];
 } fq_t;
 
@@ -38,10 +40,11 @@ struct fanout {
     int pending; /* queries not answered, plus one while starting */
     char tenant[STORAGE_TENANT_MAX + 1];
     int64_t now_ms;
-    buf_t *bodies;
+    query_result_t *answers;               /* given to the join, which may take them */
     int partial[ROUTES_FANOUT_MAX_GROUPS]; /* per group: some query answered partially */
     workq_job_t work;
-    size_t held;   /* answer bodies counted in query-memory-bytes */
+    size_t held;   /* answers counted in query-memory-bytes */
+    size_t taken;  /* of them, those the join's stream took: held until it is sent */
     int joining;   /* the join job was submitted */
     int cancelled; /* the client went away */
     int timed_out; /* spec.timeout_ms passed before the join */
@@ -61,11 +64,13 @@ static void timer_closed(uv_handle_t *h)
 static void fanout_free(fanout_t *f)
 {
     cluster_query_release(f->node->cluster, f->held);
-    for (size_t i = 0; i < f->nq; i++)
-        buf_free(&f->q[i].body);
+    for (size_t i = 0; i < f->nq; i++) {
+        query_result_free(&f->q[i].res);
+        query_result_free(&f->answers[i]);
+    }
     if (f->spec.ctx_free != NULL) f->spec.ctx_free(f->spec.ctx);
     query_result_free(&f->result);
-    free(f->bodies);
+    free(f->answers);
     free(f->q);
     if (f->spec.timeout_ms > 0) { /* the timer is freed with f once closed */
         f->timer.data = f;
@@ -94,9 +99,18 @@ static int partial_header(const fanout_t *f, char *out, size_t n)
 static void join_work(workq_job_t *w)
 {
     fanout_t *f = w->data;
-    for (size_t i = 0; i < f->nq; i++)
-        f->bodies[i] = f->q[i].body;
-    f->rc = f->spec.join(f->spec.ctx, f->bodies, f->partial, &f->result, &f->em);
+    for (size_t i = 0; i < f->nq; i++) {
+        f->answers[i] = f->q[i].res;
+        query_result_init(&f->q[i].res);
+    }
+    f->rc = f->spec.join(f->spec.ctx, f->answers, f->partial, &f->result, &f->em);
+    /* answers the join took into its stream stay counted until it is sent */
+    for (size_t i = 0; f->rc == 0 && f->result.stream != NULL && i < f->nq; i++)
+        if (f->answers[i].body.data == NULL && f->answers[i].stream == NULL) {
+            f->taken += f->q[i].held;
+            f->held -= f->q[i].held;
+            f->q[i].held = 0;
+        }
 }
 
 static void join_done(workq_job_t *w, int status)
@@ -131,7 +145,9 @@ static void join_done(workq_job_t *w, int status)
         void *arg = f->spec.ctx;
         f->result.stream = NULL;
         f->spec.ctx_free = NULL;
-        routes_respond_stream(f->node, f->ex, &resp, stream, 0, done, arg);
+        size_t taken = f->taken;
+        f->taken = 0;
+        routes_respond_stream(f->node, f->ex, &resp, stream, taken, done, arg);
     } else {
         http_respond(f->ex, &resp);
     }
@@ -202,15 +218,22 @@ static void answered(void *arg, cluster_answer_t *a)
     q->em = a->em;
     if (a->rc == 0 && !f->cancelled && !f->timed_out) f->answered_ok++;
     if (a->rc == 0) {
-        q->body = a->result.body; /* taken */
-        buf_init(&a->result.body, 0);
-        /* bodies wait here for the others: they count as query memory */
-        if (cluster_query_hold(f->node->cluster, q->body.len, &q->em) == 0) {
-            f->held += q->body.len;
+        q->res = a->result; /* taken */
+        query_result_init(&a->result);
+        q->held = q->res.stream != NULL ? a->stream_held : 0; /* counted for us already */
+        /* bodies wait here for the others: they count as query memory (a
+         * stream's bytes are counted twice until this returns: none taken) */
+        size_t len = q->res.body.len;
+        if (len == 0 || cluster_query_hold(f->node->cluster, len, &q->em) == 0) {
+            q->held += len;
         } else {
             q->rc = ERR_UNAVAILABLE;
-            buf_free(&q->body);
+            query_result_free(&q->res);
+            query_result_init(&q->res);
+            cluster_query_release(f->node->cluster, q->held);
+            q->held = 0;
         }
+        f->held += q->held;
         snprintf(q->partial, sizeof q->partial, "%s", a->partial_header);
         f->partial[q->q.group] |= q->partial[0] != 0;
     }
@@ -266,14 +289,14 @@ void routes_fanout(node_t *n, http_exchange_t *ex, const char *tenant,
     fanout_t *f = calloc(1, sizeof *f);
     if (f != NULL) {
         f->q = calloc(nq ? nq : 1, sizeof *f->q);
-        f->bodies = calloc(nq ? nq : 1, sizeof *f->bodies);
+        f->answers = calloc(nq ? nq : 1, sizeof *f->answers);
     }
-    if (f == NULL || f->q == NULL || f->bodies == NULL ||
+    if (f == NULL || f->q == NULL || f->answers == NULL ||
         spec->ngroups > ROUTES_FANOUT_MAX_GROUPS) {
         if (spec->ctx_free != NULL) spec->ctx_free(spec->ctx);
         if (f != NULL) {
             free(f->q);
-            free(f->bodies);
+            free(f->answers);
             free(f);
         }
         routes_respond_error(n, ex, ERR_NOMEM, NULL);
@@ -289,7 +312,8 @@ void routes_fanout(node_t *n, http_exchange_t *ex, const char *tenant,
     query_result_init(&f->result);
     for (size_t i = 0; i < nq; i++) {
         f->q[i] = (fq_t){.f = f, .q = q[i]};
-        buf_init(&f->q[i].body, 0);
+        query_result_init(&f->q[i].res);
+        query_result_init(&f->answers[i]);
     }
     f->pending = (int)nq;
     if (f->spec.timeout_ms > 0) {

@@ -4,8 +4,10 @@
  * Two queries go through the cluster at once (routes_fanout): the render
  * itself and the label shares of LABEL over the same query/from/until
  * answered as the "groups" member (query_params_t.groups). Each is exact
- * from every node and says when it is partial; one pool job adds the member
- * to the render's JSON (query_render_add_groups).
+ * from every node and says when it is partial; one pool job makes the
+ * answer a stream of the render (itself a stream when large) and the
+ * member (query_render_groups_open), so neither is copied and both stay
+ * counted in query-memory-bytes until the last byte is sent.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -15,36 +17,22 @@
 
 typedef struct groups_ctx {
     const query_limits_t *lim;
-    cluster_t *cluster;
-    query_report_charge_t charge; /* the joined answer: query-memory-bytes */
-    size_t held;                  /* taken for it until the request is freed */
 } groups_ctx_t;
 
-static int groups_take(void *cluster, size_t n)
-{
-    return cluster_query_try_hold(cluster, n);
-}
-
-static void groups_give(void *cluster, size_t n)
-{
-    cluster_query_release(cluster, n);
-}
-
-/* The answer (as long as both bodies) counts until it is sent. */
 static void groups_free(void *ctx)
 {
-    groups_ctx_t *c = ctx;
-    cluster_query_release(c->cluster, c->held);
-    free(c);
+    free(ctx);
 }
 
-static int join_groups(void *ctx, const buf_t *body, const int *partial, query_result_t *out,
+/* The answer is a stream of the render's bytes and the groups member's,
+ * both taken (routes_fanout keeps them counted until the last byte is
+ * sent). */
+static int join_groups(void *ctx, query_result_t *ans, const int *partial, query_result_t *out,
                        errmsg_t *em)
 {
     groups_ctx_t *c = ctx;
-    return query_render_add_groups(body[0].data, body[0].len, body[1].data, body[1].len,
-                                   !partial[0] && partial[1], c->lim, &c->charge, &c->held, out,
-                                   em);
+    return query_render_groups_open(&ans[0], &ans[1].body, !partial[0] && partial[1], c->lim, out,
+                                    em);
 }
 
 void routes_render_groups(node_t *n, http_exchange_t *ex, const http_request_t *r,
@@ -67,11 +55,13 @@ void routes_render_groups(node_t *n, http_exchange_t *ex, const http_request_t *
         routes_respond_error(n, ex, ERR_NOMEM, NULL);
         return;
     }
-    *c = (groups_ctx_t){&n->cfg.query, n->cluster, {groups_take, groups_give, n->cluster}, 0};
+    c->lim = &n->cfg.query;
     query_params_t shares = {
         .query = render->query, .from = render->from, .until = render->until, .label = label};
     shares.groups = 1;
-    routes_fanout_query_t q[2] = {{QUERY_KIND_RENDER, *render, 0},
+    query_params_t streamed = *render; /* a large render is taken as a stream */
+    streamed.stream = 1;
+    routes_fanout_query_t q[2] = {{QUERY_KIND_RENDER, streamed, 0},
                                   {QUERY_KIND_LABEL_SHARES, shares, 1}};
     routes_fanout_spec_t spec = {names,
                                  prefix,

@@ -63,7 +63,7 @@ static const char *param_of(const void *req, const char *name)
 }
 
 /* The bodies come left buckets first, then right ones. */
-static int join_report(void *ctx, const buf_t *body, const int *partial, query_result_t *out,
+static int join_report(void *ctx, query_result_t *ans, const int *partial, query_result_t *out,
                        errmsg_t *em)
 {
     report_ctx_t *d = ctx;
@@ -72,8 +72,8 @@ static int join_report(void *ctx, const buf_t *body, const int *partial, query_r
     size_t k = 0;
     for (int s = 0; s < SIDES; s++)
         for (size_t i = 0; i < d->plan.nbuckets[s]; i++, k++) {
-            b[s][i] = body[k].data;
-            len[s][i] = body[k].len;
+            b[s][i] = ans[k].body.data;
+            len[s][i] = ans[k].body.len;
         }
     const uint8_t *const *bodies[SIDES] = {b[0], b[1]};
     const size_t *lens[SIDES] = {len[0], len[1]};

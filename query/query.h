@@ -100,6 +100,15 @@ int query_stream_next(query_stream_t *s, buf_t *out, size_t want, int *done);
 int query_stream_drain(query_stream_t *s, buf_t *out);
 /* NULL is a no-op. */
 void query_stream_free(query_stream_t *s);
+/* Most buffers query_stream_of_bufs sends in turn. */
+#define QUERY_STREAM_MAX_BUFS 4
+/* An answer already written in memory (a whole body, or the parts of one:
+ * groupBy's render and groups) as a stream of its n (at most
+ * QUERY_STREAM_MAX_BUFS) buffers' bytes in turn, of known length, so it can
+ * be sent, and stay counted, until its last byte is written. Takes each
+ * buffer (buf_init'ed in parts), also on failure. query_stream_bytes: their
+ * capacities. */
+int query_stream_of_bufs(buf_t *parts, size_t n, query_stream_t **out);
 
 typedef struct query_result {
     buf_t body;
@@ -652,18 +661,18 @@ double query_student_t_p2(double t, double df);
 /* The regularized incomplete beta I_x(a, b), a, b > 0, 0 <= x <= 1. */
 double query_incbeta(double x, double a, double b);
 
-/* groupBy=LABEL on a JSON render: render (its JSON object) with the member
- * groups (a label-shares answer of query_params_t.groups) added, and
- * "partial":true when partial says only the groups missed ranges (a partial
- * render carries its own members). Caller owns out. The answer's bytes
- * (the two bodies' concatenation, allocated once) are taken from charge
- * (may be NULL) before it is made and left taken, *charged saying how
- * many (the caller gives them back once the answer is gone): past it
- * ERR_UNAVAILABLE naming query-memory-bytes. */
-int query_render_add_groups(const uint8_t *render, size_t render_len, const uint8_t *groups,
-                            size_t groups_len, int partial, const query_limits_t *lim,
-                            const query_report_charge_t *charge, size_t *charged,
-                            query_result_t *out, errmsg_t *em);
+/* groupBy=LABEL on a JSON render: the render's JSON object (render's
+ * body, or its stream: a large render) with the member groups (a
+ * label-shares answer of query_params_t.groups) added, and "partial":true
+ * when partial says only the groups missed ranges (a partial render
+ * carries its own members), as a stream in out (caller owns) of the two
+ * parts in turn, never copied into one buffer: of known length after a
+ * whole render (past lim->max_output_bytes: ERR_TOO_LARGE naming
+ * query-max-output-bytes), else chunked. Takes render's body or stream and
+ * groups (left empty), also on failure; query_stream_bytes of the answer:
+ * what it took (groups.c). */
+int query_render_groups_open(query_result_t *render, buf_t *groups, int partial,
+                             const query_limits_t *lim, query_result_t *out, errmsg_t *em);
 
 /* ================================================================ scatter-gather
  *

@@ -395,39 +395,3 @@ int query_shares_write_groups(const strmap_t *values, const query_timeline_t *sh
     buf_beside_give(out, work);
     return rc;
 }
-
-int query_render_add_groups(const uint8_t *render, size_t render_len, const uint8_t *groups,
-                            size_t groups_len, int partial, const query_limits_t *lim,
-                            const query_report_charge_t *charge, size_t *charged,
-                            query_result_t *out, errmsg_t *em)
-{
-    static const char partial_member[] = ",\"partial\":true";
-    *charged = 0;
-    if (render_len < 2 || render[render_len - 1] != '}' || groups_len == 0)
-        return errmsg_set(em, ERR_INTERNAL, "groupBy: the render is not a JSON object");
-    buf_free(&out->body);
-    buf_init(&out->body, lim->max_output_bytes);
-    out->content_type = "application/json";
-    /* the render less its brace, a comma, the groups, the member, the brace */
-    size_t need = render_len + 1 + groups_len + (partial ? sizeof partial_member - 1 : 0);
-    if (need > lim->max_output_bytes) return query_out_err(ERR_TOO_LARGE, &out->body, em);
-    size_t bytes = buf_reserved_cap(&out->body, need);
-    if (charge != NULL && charge->take != NULL) {
-        if (charge->take(charge->ctx, bytes) != 0)
-            return errmsg_set(em, ERR_UNAVAILABLE,
-                              "server busy: the groupBy answer (%zu bytes) does not fit in "
-                              "query-memory-bytes beside the other queries; retry later or "
-                              "narrow the query",
-                              bytes);
-        *charged = bytes;
-    }
-    int rc = buf_reserve(&out->body, need); /* one allocation, counted before it */
-    if (rc == 0) rc = buf_append(&out->body, render, render_len - 1);
-    if (rc == 0) rc = buf_append_byte(&out->body, ',');
-    if (rc == 0) rc = buf_append(&out->body, groups, groups_len);
-    if (rc == 0 && partial) rc = buf_append_str(&out->body, partial_member);
-    if (rc == 0) rc = buf_append_byte(&out->body, '}');
-    rc = query_out_err(rc, &out->body, em);
-    if (rc != 0) buf_reset(&out->body);
-    return rc;
-}

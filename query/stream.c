@@ -4,6 +4,7 @@
  * from.
  */
 #include <stdlib.h>
+#include <string.h>
 
 #include "query/query_int.h"
 
@@ -62,4 +63,66 @@ void query_stream_free(query_stream_t *s)
     if (s == NULL) return;
     s->ops->free(s->impl);
     free(s);
+}
+
+/* ---- an answer already written: its buffers, sent in turn ---- */
+
+typedef struct bufs_stream {
+    buf_t part[QUERY_STREAM_MAX_BUFS];
+    size_t n;
+    size_t at, off; /* the part and the byte in it next sent */
+} bufs_stream_t;
+
+static int bufs_next(void *impl, buf_t *out, size_t want, int *done)
+{
+    bufs_stream_t *b = impl;
+    size_t put = 0;
+    while (b->at < b->n && put < want) {
+        const buf_t *p = &b->part[b->at];
+        size_t take = p->len - b->off;
+        if (take > want - put) take = want - put;
+        int rc = buf_append(out, p->data + b->off, take);
+        if (rc != 0) return rc;
+        put += take;
+        b->off += take;
+        if (b->off == p->len) {
+            b->at++;
+            b->off = 0;
+        }
+    }
+    *done = b->at == b->n;
+    return 0;
+}
+
+static void bufs_free(void *impl)
+{
+    bufs_stream_t *b = impl;
+    for (size_t i = 0; i < b->n; i++)
+        buf_free(&b->part[i]);
+    free(b);
+}
+
+static const query_stream_ops_t bufs_ops = {bufs_next, bufs_free};
+
+int query_stream_of_bufs(buf_t *parts, size_t n, query_stream_t **out)
+{
+    *out = NULL;
+    bufs_stream_t *b = n <= QUERY_STREAM_MAX_BUFS ? calloc(1, sizeof *b) : NULL;
+    if (b == NULL) {
+        for (size_t i = 0; i < n; i++)
+            buf_free(&parts[i]);
+        return n <= QUERY_STREAM_MAX_BUFS ? ERR_NOMEM : ERR_INTERNAL;
+    }
+    uint64_t length = 0;
+    size_t bytes = sizeof *b;
+    for (size_t i = 0; i < n; i++) {
+        b->part[i] = parts[i];
+        buf_init(&parts[i], 0);
+        length += b->part[i].len;
+        bytes += b->part[i].cap;
+    }
+    b->n = n;
+    while (b->at < b->n && b->part[b->at].len == 0)
+        b->at++;
+    return query_stream_new(&bufs_ops, b, length, bytes, out);
 }

@@ -259,8 +259,9 @@ def test_reset_mid_stream_gives_back():
 
 
 def refused_whole_then_streamed(n, path, small, ref, content_type=None):
-    """The render-diff at path: refused whole at small, then streamed there
-    (chunked) with ref's bytes; a reset mid-stream gives its trees back."""
+    """The render-diff (or groupBy render) at path: refused whole at small,
+    then streamed there (chunked) with ref's bytes; a reset mid-stream gives
+    what it holds back."""
     restart(n, ["--query-memory-bytes", small, "--query-stream-bytes", "0"])
     r = fetch(n, path)
     assert r.status in (413, 503), r
@@ -274,13 +275,13 @@ def refused_whole_then_streamed(n, path, small, ref, content_type=None):
         assert r.headers.get("content-type") == content_type, r.headers
     assert r.headers.get("transfer-encoding") == "chunked", r.headers
     assert "content-length" not in r.headers, r.headers
-    assert r.body == ref.body, "the streamed render-diff differs from the whole one"
+    assert r.body == ref.body, "the streamed answer differs from the whole one"
     all_given_back(n)
 
     s = raw_request(n, path, rcvbuf=4096)
     status, _, body = read_head(s)
     assert status == 200, status
-    assert held(n) > 0, "the streamed render-diff's trees are not counted"
+    assert held(n) > 0, "what the streamed answer is written from is not counted"
     got = len(body)
     while got < 256 * 1024:
         c = s.recv(65536)
@@ -322,6 +323,44 @@ def test_json_render_diff_streamed():
         all_given_back(n)
 
         refused_whole_then_streamed(n, DIFF_JSON, JSON_SMALL, ref)
+
+
+# "wider": three times "wide"'s leaves, a JSON flame graph of 6.6 MB (more
+# than the sockets' buffers hold, so a slow reader holds it mid-answer),
+# whose groupBy render is refused whole at DIFF_SMALL
+WIDER = 60000
+WIDER_Q = CPU + '{service_name="wider"}'
+GROUP_JSON = ("/pyroscope/render", dict(query=WIDER_Q, format="json", maxNodes="65536",
+                                       groupBy="service_name", **window()))
+
+
+def push_wider(node):
+    for b in range(0, WIDER, WIDE_BATCH):
+        lines = ["main;serve;github.com/acme/widget/internal/handlers/v%05d.(*Server).Handle"
+                 "RequestWithRetries %d\n" % (i, 1 + i % 3) for i in range(b, b + WIDE_BATCH)]
+        r = node.ingest("".join(lines).encode(), name="wider.cpu", **{"from": T0})
+        assert r.status == 200, r
+
+
+def test_group_by_render_streamed():
+    """A groupBy render of "wider"'s JSON flame graph: refused whole at
+    DIFF_SMALL, streamed there (the render's stream, then the groups
+    member, never copied into one buffer) with the bytes of the whole
+    answer; a reset mid-stream gives the render's tree and the member
+    back."""
+    with Node(args=["--query-memory-bytes", BIG, "--query-stream-bytes", "0"]) as n:
+        push_wider(n)
+        ref = fetch(n, GROUP_JSON)
+        assert ref.status == 200, ref
+        assert int(ref.headers["content-length"]) == len(ref.body) > 6 * 1024 * 1024
+        assert list(ref.json()["groups"]) == ["wider"], ref.body[-300:]
+        plain = dict(GROUP_JSON[1])
+        del plain["groupBy"]
+        alone = fetch(n, (GROUP_JSON[0], plain))
+        assert alone.status == 200 and ref.body.startswith(alone.body[:-1] + b',"groups":{')
+        all_given_back(n)
+
+        refused_whole_then_streamed(n, GROUP_JSON, DIFF_SMALL, ref, "application/json")
 
 
 def test_chunked_readers():

@@ -363,6 +363,63 @@ static void test_splits(storage_t *st)
     }
 }
 
+/* The groups member added to a render: the render's bytes less its brace,
+ * a comma, the member, "partial":true, the brace; of known length after a
+ * whole render, the same bytes after a streamed one read a byte at a time;
+ * a whole answer past query-max-output-bytes is refused naming it. */
+static void groups_added(const query_limits_t *lim, const buf_t *groups)
+{
+    const char *r = "{\"version\":1}";
+    buf_t want;
+    buf_init(&want, BUF_UNLIMITED);
+    CHECK_EQ_INT(buf_append_str(&want, "{\"version\":1,"), 0);
+    CHECK_EQ_INT(buf_append(&want, groups->data, groups->len), 0);
+    CHECK_EQ_INT(buf_append_str(&want, ",\"partial\":true}"), 0);
+    for (int streamed = 0; streamed < 2; streamed++) {
+        query_result_t render, out;
+        query_result_init(&render);
+        query_result_init(&out);
+        buf_t g;
+        buf_init(&g, BUF_UNLIMITED);
+        CHECK_EQ_INT(buf_append(&g, groups->data, groups->len), 0);
+        buf_init(&render.body, BUF_UNLIMITED);
+        CHECK_EQ_INT(buf_append_str(&render.body, r), 0);
+        if (streamed) CHECK_EQ_INT(query_stream_of_bufs(&render.body, 1, &render.stream), 0);
+        errmsg_t em = {{0}};
+        CHECK_EQ_INT(query_render_groups_open(&render, &g, 1, lim, &out, &em), 0);
+        CHECK(render.stream == NULL && render.body.data == NULL && g.data == NULL); /* taken */
+        CHECK(out.stream != NULL && out.body.len == 0);
+        CHECK(query_stream_length(out.stream) ==
+              (streamed ? QUERY_STREAM_LENGTH_UNKNOWN : (uint64_t)want.len));
+        buf_t got;
+        buf_init(&got, BUF_UNLIMITED);
+        int done = 0, rc = 0;
+        while (rc == 0 && !done)
+            rc = query_stream_next(out.stream, &got, streamed ? 1 : 5, &done);
+        CHECK_EQ_INT(rc, 0);
+        CHECK(got.len == want.len && memcmp(got.data, want.data, want.len) == 0);
+        buf_free(&got);
+        query_result_free(&out);
+        query_result_free(&render);
+    }
+    query_limits_t small = *lim;
+    small.max_output_bytes = want.len - 1;
+    query_result_t render, out;
+    query_result_init(&render);
+    query_result_init(&out);
+    buf_t g;
+    buf_init(&g, BUF_UNLIMITED);
+    CHECK_EQ_INT(buf_append(&g, groups->data, groups->len), 0);
+    buf_init(&render.body, BUF_UNLIMITED);
+    CHECK_EQ_INT(buf_append_str(&render.body, r), 0);
+    errmsg_t em = {{0}};
+    CHECK_EQ_INT(query_render_groups_open(&render, &g, 1, &small, &out, &em), ERR_TOO_LARGE);
+    CHECK(strstr(em.text, "query-max-output-bytes") != NULL && out.stream == NULL);
+    query_result_free(&out);
+    query_result_free(&render);
+    buf_free(&want);
+}
+
 /* ---- per-value timelines (label shares, groupBy) ---- */
 
 typedef struct tls {
@@ -450,31 +507,8 @@ static void check_groups_member(storage_t *st, const query_params_t *p, const tl
     CHECK(t.count == 0 || (t.n == render->n && t.start == render->start));
     for (size_t k = 0; t.count > 0 && k < t.n; k++)
         CHECK_EQ_INT(t.sum[k], render->sum[k]);
-    /* added to a render as one more member */
-    query_result_t out;
-    query_result_init(&out);
-    const char *r = "{\"version\":1}";
-    budget_t b = {0};
-    query_report_charge_t charge = {budget_take, budget_give, &b};
-    size_t charged;
-    CHECK_EQ_INT(query_render_add_groups((const uint8_t *)r, strlen(r), whole.body.data,
-                                         whole.body.len, 1, &lim, &charge, &charged, &out, &em),
-                 0);
-    CHECK(strncmp((const char *)out.body.data, "{\"version\":1,\"groups\":{", 23) == 0);
-    CHECK(strstr((const char *)out.body.data, "},\"partial\":true}") != NULL);
-    /* the concatenation is taken before it is made, and left taken */
-    CHECK(charged == out.body.cap && b.used == charged && b.most == charged);
-    budget_give(&b, charged);
-    query_result_free(&out);
-    /* a budget it does not fit: refused naming the setting, nothing taken */
-    b.limit = charged - 1;
-    query_result_init(&out);
-    CHECK_EQ_INT(query_render_add_groups((const uint8_t *)r, strlen(r), whole.body.data,
-                                         whole.body.len, 1, &lim, &charge, &charged, &out, &em),
-                 ERR_UNAVAILABLE);
-    CHECK(strstr(em.text, "query-memory-bytes") != NULL);
-    CHECK(charged == 0 && b.used == 0 && out.body.cap == 0);
-    query_result_free(&out);
+    /* added to a render as one more member, whole or streamed */
+    groups_added(&lim, &whole.body);
     query_result_free(&whole);
     query_result_free(&split);
     query_spec_free(&spec);
