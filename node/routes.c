@@ -820,14 +820,16 @@ static void route_render(node_t *n, http_exchange_t *ex, const http_request_t *r
     routes_render_groups(n, ex, r, &p, group_by);
 }
 
+/* A long list of names or values is sent as it is written
+ * (query-stream-bytes), from the values merged, never a copy of them. */
 static void route_label_names(node_t *n, http_exchange_t *ex, const http_request_t *r)
 {
-    start_query(n, ex, r, QUERY_KIND_LABEL_NAMES);
+    start_query_with(n, ex, r, QUERY_KIND_LABEL_NAMES, NULL, NULL, 1);
 }
 
 static void route_label_values(node_t *n, http_exchange_t *ex, const http_request_t *r)
 {
-    start_query(n, ex, r, QUERY_KIND_LABEL_VALUES);
+    start_query_with(n, ex, r, QUERY_KIND_LABEL_VALUES, NULL, NULL, 1);
 }
 
 static void route_label_shares(node_t *n, http_exchange_t *ex, const http_request_t *r)

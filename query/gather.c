@@ -728,12 +728,28 @@ static int str_cmp(const void *a, const void *b)
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-static int finish_labels(query_gather_t *g, query_result_t *out)
+static int may_stream(const query_gather_t *g);
+static int hold_stream(query_gather_t *g, int rc, query_result_t *out, errmsg_t *em);
+
+/* The sorted values: a stream when their JSON is large
+ * (query-stream-bytes), which takes them from g, else whole. */
+static int finish_labels(query_gather_t *g, query_result_t *out, errmsg_t *em)
 {
-    /* Sorting the map's array breaks its slots; the map is not used after. */
-    if (g->values.n > 1) qsort(g->values.strs, g->values.n, sizeof *g->values.strs, str_cmp);
+    /* Sorting the map's array breaks its slots; the map is not used after
+     * (its lens are sorted with it: the stream reads them). */
+    size_t n = g->values.n;
+    if (n > 1) {
+        qsort(g->values.strs, n, sizeof *g->values.strs, str_cmp);
+        for (size_t i = 0; i < n; i++)
+            g->values.lens[i] = strlen(g->values.strs[i]);
+    }
     out->content_type = "application/json";
-    return query_labels_write_array((char *const *)g->values.strs, g->values.n, &out->body);
+    if (!may_stream(g) || g->value_bytes + 2 < g->lim.stream_min_bytes)
+        return query_labels_write_array((char *const *)g->values.strs, n, &out->body);
+    size_t bytes = g->value_bytes + n * 2 * sizeof(void *); /* as query_gather_bytes counts */
+    int rc = query_labels_open(&g->values, bytes, &out->stream);
+    g->value_bytes = 0; /* the stream's now (or freed) */
+    return hold_stream(g, rc, out, em);
 }
 
 /* Adds members before the closing brace of a JSON object. */
@@ -1070,7 +1086,7 @@ int query_gather_finish(query_gather_t *g, const char *partial_json, query_resul
         rc = query_profiles_write(&g->plist, g->spec->top_limit, &out->body);
         if (rc == 0 && partial_json != NULL) rc = query_add_json_members(&out->body, partial_json);
     } else {
-        rc = finish_labels(g, out);
+        rc = finish_labels(g, out, em);
     }
     if (rc == 0 || !g->refused)
         rc = query_out_err(rc, &out->body, em); /* else em names the budget */

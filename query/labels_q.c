@@ -62,6 +62,58 @@ int query_labels_write_array(char *const *v, size_t n, buf_t *out)
     return rc != 0 ? rc : buf_append_byte(out, ']');
 }
 
+/* ---- the answer as a stream ---- */
+
+typedef struct labels_stream {
+    strmap_t values; /* its strings owned here */
+    size_t next;     /* the value written next; n + 1 once the ']' is */
+} labels_stream_t;
+
+static int values_next(void *impl, buf_t *out, size_t want, int *done)
+{
+    labels_stream_t *l = impl;
+    size_t start = out->len, n = l->values.n;
+    int rc = l->next == 0 ? buf_append_byte(out, '[') : 0;
+    for (; rc == 0 && l->next < n && out->len - start < want; l->next++) {
+        const char *v = l->values.strs[l->next];
+        if (l->next > 0) rc = buf_append_byte(out, ',');
+        if (rc == 0) rc = buf_append_json_string(out, v, l->values.lens[l->next]);
+    }
+    if (rc == 0 && l->next == n) {
+        rc = buf_append_byte(out, ']');
+        l->next++;
+    }
+    *done = rc == 0 && l->next > n;
+    return rc;
+}
+
+static void values_free(void *impl)
+{
+    labels_stream_t *l = impl;
+    for (size_t i = 0; i < l->values.n; i++)
+        free((char *)l->values.strs[i]);
+    strmap_free(&l->values);
+    free(l);
+}
+
+static const query_stream_ops_t values_ops = {values_next, values_free};
+
+int query_labels_open(strmap_t *values, size_t bytes, query_stream_t **out)
+{
+    labels_stream_t *l = malloc(sizeof *l);
+    if (l == NULL) {
+        for (size_t i = 0; i < values->n; i++)
+            free((char *)values->strs[i]);
+        strmap_free(values);
+        strmap_init(values);
+        return ERR_NOMEM;
+    }
+    l->values = *values;
+    l->next = 0;
+    strmap_init(values);
+    return query_stream_new(&values_ops, l, QUERY_STREAM_LENGTH_UNKNOWN, bytes + sizeof *l, out);
+}
+
 /* ---- with a match selector ---- */
 
 static int stop_fn(void *ctx, int64_t w, int64_t total)

@@ -184,6 +184,7 @@ static int parse_labels(query_kind_t kind, const query_params_t *p, const query_
                               QUERY_LABEL_NAME_MAX);
         if ((s->label = strdup(p->label)) == NULL) return ERR_NOMEM;
     }
+    s->stream = p->stream;
     int rc = 0;
     if (p->match != NULL && p->match[0] != 0) rc = parse_sel("match", p->match, s, em);
     int64_t from, until;

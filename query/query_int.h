@@ -516,5 +516,10 @@ int query_labels_partial(storage_t *st, const char *tenant, const query_partial_
 
 /* The JSON array of sorted strings the label endpoints answer. */
 int query_labels_write_array(char *const *v, size_t n, buf_t *out);
+/* The same array of values's strings in the map's order (sorted by the
+ * caller) as a stream, chunked: takes the map and its strings (values left
+ * empty), also on failure (then freed). bytes: what they hold, for
+ * query_stream_bytes. */
+int query_labels_open(strmap_t *values, size_t bytes, query_stream_t **out);
 
 #endif

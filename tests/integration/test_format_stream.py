@@ -28,6 +28,7 @@ import time
 import urllib.parse
 
 from harness import CPU, Node, all_given_back, held, read_head, restart, run_tests
+from profiles import Pprof
 
 DEPTH, LEAVES = 1000, 2000
 WIDE, WIDE_BATCH = 20000, 5000
@@ -361,6 +362,38 @@ def test_group_by_render_streamed():
         all_given_back(n)
 
         refused_whole_then_streamed(n, GROUP_JSON, DIFF_SMALL, ref, "application/json")
+
+
+# "pods": PODS series, each its own value of the label pod (250 bytes), a
+# label-values answer of 5 MB: the merged values fit VALUES_SMALL, the values
+# and their JSON written whole beside them do not
+PODS, PODS_PER_PUSH, VALUES_SMALL = 20000, 1000, "14MiB"
+POD_VALUES = ("/pyroscope/label-values", dict(label="pod"))
+
+
+def push_pods(node):
+    for b in range(0, PODS, PODS_PER_PUSH):
+        p = Pprof([("cpu", "nanoseconds")], time_ns=T0 * 10**9, duration_ns=10**9)
+        for i in range(b, b + PODS_PER_PUSH):
+            p.add(["main", "work"], [10], {"pod": "pod-%06d-" % i + "x" * 240})
+        r = node.ingest(p.encode(), name="pods.cpu", format="pprof", **{"from": T0})
+        assert r.status == 200, r
+
+
+def test_label_values_streamed():
+    """A long label-values list: refused whole at VALUES_SMALL, streamed
+    there from the merged values (never their JSON whole) with the bytes of
+    the whole answer; a reset mid-stream gives the values back."""
+    with Node(args=["--query-memory-bytes", BIG, "--query-stream-bytes", "0"]) as n:
+        push_pods(n)
+        ref = fetch(n, POD_VALUES)
+        assert ref.status == 200, ref
+        assert int(ref.headers["content-length"]) == len(ref.body) > 5 * 1000 * 1000
+        values = ref.json()
+        assert len(values) == PODS and values == sorted(values), values[:3]
+        all_given_back(n)
+
+        refused_whole_then_streamed(n, POD_VALUES, VALUES_SMALL, ref, "application/json")
 
 
 def test_chunked_readers():
