@@ -837,9 +837,10 @@ static void route_label_shares(node_t *n, http_exchange_t *ex, const http_reques
     start_query(n, ex, r, QUERY_KIND_LABEL_SHARES);
 }
 
+/* A long listing is sent as it is written (query-stream-bytes). */
 static void route_profiles(node_t *n, http_exchange_t *ex, const http_request_t *r)
 {
-    start_query(n, ex, r, QUERY_KIND_PROFILES);
+    start_query_with(n, ex, r, QUERY_KIND_PROFILES, NULL, NULL, 1);
 }
 
 /* GET /api/profiles/ID: one stored profile, found through the ring from

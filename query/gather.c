@@ -143,7 +143,7 @@ size_t query_gather_bytes(const query_gather_t *g)
         sizeof *g + g->value_bytes + g->values.n * 2 * sizeof(void *) +
         (g->shares_cap + g->share_tls_cap + g->share_counts_cap + g->share_tlc_cap + g->tl.n) *
             sizeof(int64_t) +
-        g->forest_bytes + query_kept_bytes(g->kept);
+        g->forest_bytes + query_kept_bytes(g->kept) + query_plist_bytes(&g->plist);
     if (g->tree != NULL) n += calltree_mem_bytes_read(g->tree);
     if (g->syms != NULL) n += symtab_mem_bytes(g->syms);
     return n;
@@ -1083,8 +1083,10 @@ int query_gather_finish(query_gather_t *g, const char *partial_json, query_resul
         }
     } else if (g->spec->kind == QUERY_KIND_PROFILES) {
         out->content_type = "application/json";
-        rc = query_profiles_write(&g->plist, g->spec->top_limit, &out->body);
-        if (rc == 0 && partial_json != NULL) rc = query_add_json_members(&out->body, partial_json);
+        size_t min = may_stream(g) ? g->lim.stream_min_bytes : SIZE_MAX;
+        rc = query_profiles_open(&g->plist, g->spec->top_limit, partial_json, min, &out->body,
+                                 &out->stream);
+        rc = hold_stream(g, rc, out, em);
     } else {
         rc = finish_labels(g, out, em);
     }

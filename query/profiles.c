@@ -60,8 +60,10 @@ void query_plist_free(query_plist_t *pl)
 void query_plist_cut(query_plist_t *pl)
 {
     if (pl->n > 1) qsort(pl->e, pl->n, sizeof *pl->e, ent_cmp);
-    for (size_t i = pl->keep; i < pl->n; i++)
+    for (size_t i = pl->keep; i < pl->n; i++) {
+        pl->label_bytes -= strlen(pl->e[i].labels) + 1;
         free(pl->e[i].labels);
+    }
     if (pl->n > pl->keep) pl->n = pl->keep;
 }
 
@@ -75,6 +77,7 @@ int query_plist_add(query_plist_t *pl, const query_plist_ent_t *e)
         return rc;
     }
     pl->e[pl->n++] = *e;
+    pl->label_bytes += strlen(e->labels) + 1;
     return 0;
 }
 
@@ -227,25 +230,100 @@ int query_plist_add_entry(query_plist_t *pl, const char *s, size_t n)
     return query_plist_add(pl, &e);
 }
 
+/* Entry i of the answer (a comma before all but the first). */
+static int write_entry(const query_plist_ent_t *e, size_t i, buf_t *out)
+{
+    int64_t t = e->time_ns / 1000000000 - (e->time_ns % 1000000000 < 0); /* floor */
+    char ref[QUERY_PROFILE_ID_HEX + 1];
+    query_profile_ref_t r = {e->token, e->series_id, e->time_ns, {0}};
+    memcpy(r.id, e->id, sizeof r.id);
+    query_profile_ref_write(&r, ref);
+    int rc = buf_printf(out, "%s{\"time\":%" PRId64 ",\"id\":\"%s\",\"profile_id\":\"%s\"",
+                        i ? "," : "", t, ref, ref + QUERY_PROFILE_ID_HEX - 32);
+    if (rc == 0) rc = buf_printf(out, ",\"total\":%" PRId64 ",\"labels\":", e->total);
+    if (rc == 0) rc = buf_append_str(out, e->labels);
+    return rc == 0 ? buf_append_str(out, "}") : rc;
+}
+
+/* The end of the answer: truncated, members (may be NULL), the brace. */
+static int write_end(int truncated, const char *members, buf_t *out)
+{
+    int rc = buf_printf(out, "],\"truncated\":%s", truncated ? "true" : "false");
+    if (rc == 0 && members != NULL) rc = buf_printf(out, ",%s", members);
+    return rc == 0 ? buf_append_byte(out, '}') : rc;
+}
+
 int query_profiles_write(query_plist_t *pl, size_t limit, buf_t *out)
 {
     query_plist_cut(pl);
     int truncated = pl->n > limit;
     size_t n = truncated ? limit : pl->n;
     int rc = buf_append_str(out, "{\"profiles\":[");
-    for (size_t i = 0; rc == 0 && i < n; i++) {
-        const query_plist_ent_t *e = &pl->e[i];
-        int64_t t = e->time_ns / 1000000000 - (e->time_ns % 1000000000 < 0); /* floor */
-        char ref[QUERY_PROFILE_ID_HEX + 1];
-        query_profile_ref_t r = {e->token, e->series_id, e->time_ns, {0}};
-        memcpy(r.id, e->id, sizeof r.id);
-        query_profile_ref_write(&r, ref);
-        rc = buf_printf(out, "%s{\"time\":%" PRId64 ",\"id\":\"%s\",\"profile_id\":\"%s\"",
-                        i ? "," : "", t, ref, ref + QUERY_PROFILE_ID_HEX - 32);
-        if (rc == 0) rc = buf_printf(out, ",\"total\":%" PRId64 ",\"labels\":", e->total);
-        if (rc == 0) rc = buf_append_str(out, e->labels);
-        if (rc == 0) rc = buf_append_str(out, "}");
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        rc = write_entry(&pl->e[i], i, out);
+    return rc == 0 ? write_end(truncated, NULL, out) : rc;
+}
+
+size_t query_plist_bytes(const query_plist_t *pl)
+{
+    return pl->cap * sizeof *pl->e + pl->label_bytes;
+}
+
+/* ---- the answer as a stream ---- */
+
+typedef struct plist_stream {
+    query_plist_t pl;
+    size_t n, next; /* entries listed; the next written (n + 1 once ended) */
+    int truncated;
+    char *members; /* NULL or owned */
+} plist_stream_t;
+
+static int plist_next(void *impl, buf_t *out, size_t want, int *done)
+{
+    plist_stream_t *p = impl;
+    size_t start = out->len;
+    int rc = p->next == 0 ? buf_append_str(out, "{\"profiles\":[") : 0;
+    for (; rc == 0 && p->next < p->n && out->len - start < want; p->next++)
+        rc = write_entry(&p->pl.e[p->next], p->next, out);
+    if (rc == 0 && p->next == p->n) {
+        rc = write_end(p->truncated, p->members, out);
+        p->next++;
     }
-    if (rc == 0) rc = buf_printf(out, "],\"truncated\":%s}", truncated ? "true" : "false");
+    *done = rc == 0 && p->next > p->n;
     return rc;
+}
+
+static void plist_stream_free(void *impl)
+{
+    plist_stream_t *p = impl;
+    query_plist_free(&p->pl);
+    free(p->members);
+    free(p);
+}
+
+static const query_stream_ops_t plist_ops = {plist_next, plist_stream_free};
+
+int query_profiles_open(query_plist_t *pl, size_t limit, const char *members, size_t min_bytes,
+                        buf_t *out, query_stream_t **stream)
+{
+    query_plist_cut(pl);
+    int truncated = pl->n > limit;
+    size_t n = truncated ? limit : pl->n;
+    /* an entry is about 200 bytes besides its labels */
+    if (n * 200 + pl->label_bytes < min_bytes) {
+        int rc = query_profiles_write(pl, limit, out);
+        if (rc == 0 && members != NULL) rc = query_add_json_members(out, members);
+        return rc;
+    }
+    plist_stream_t *p = calloc(1, sizeof *p);
+    if (p == NULL || (members != NULL && (p->members = strdup(members)) == NULL)) {
+        free(p);
+        return ERR_NOMEM;
+    }
+    size_t bytes = sizeof *p + query_plist_bytes(pl) + (members ? strlen(members) + 1 : 0);
+    p->pl = *pl;
+    memset(pl, 0, sizeof *pl);
+    p->n = n;
+    p->truncated = truncated;
+    return query_stream_new(&plist_ops, p, QUERY_STREAM_LENGTH_UNKNOWN, bytes, stream);
 }

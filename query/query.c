@@ -231,6 +231,7 @@ static int parse_profiles(const query_params_t *p, const query_limits_t *lim, in
 {
     if (p->query == NULL || p->query[0] == 0)
         return errmsg_set(em, ERR_INVALID_ARGUMENT, "parameter 'query': required");
+    s->stream = p->stream;
     int rc = parse_limit(p->limit, QUERY_PROFILES_DEFAULT_LIMIT, QUERY_PROFILES_MAX_LIMIT,
                          &s->top_limit, em);
     if (rc == 0) rc = parse_sel("query", p->query, s, em);

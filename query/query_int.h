@@ -476,7 +476,10 @@ typedef struct query_plist_ent {
 typedef struct query_plist {
     query_plist_ent_t *e;
     size_t n, cap, keep;
+    size_t label_bytes; /* the entries' labels, terminators included */
 } query_plist_t;
+/* The heap bytes pl holds (its array and labels). */
+size_t query_plist_bytes(const query_plist_t *pl);
 void query_plist_init(query_plist_t *pl, size_t keep);
 void query_plist_free(query_plist_t *pl);
 void query_plist_cut(query_plist_t *pl);
@@ -510,6 +513,12 @@ int query_profiles_partial(storage_t *st, const char *tenant, const query_partia
                            errmsg_t *em);
 /* The answer: the first limit entries of pl and whether there were more. */
 int query_profiles_write(query_plist_t *pl, size_t limit, buf_t *out);
+/* The same answer with members (NULL: none) added as query_add_json_members
+ * adds them: a chunked stream (*stream, caller owns; taking pl's entries, pl
+ * left empty) when its entries make about min_bytes or more, else into out
+ * (nothing taken). */
+int query_profiles_open(query_plist_t *pl, size_t limit, const char *members, size_t min_bytes,
+                        buf_t *out, query_stream_t **stream);
 int query_labels_partial(storage_t *st, const char *tenant, const query_partial_args_t *a,
                          const rangeset_t *rs, const query_limits_t *lim, query_partial_t *out,
                          errmsg_t *em);

@@ -380,10 +380,17 @@ def push_pods(node):
         assert r.status == 200, r
 
 
-def test_label_values_streamed():
-    """A long label-values list: refused whole at VALUES_SMALL, streamed
-    there from the merged values (never their JSON whole) with the bytes of
-    the whole answer; a reset mid-stream gives the values back."""
+# 10,000 of them (at most query-max-series), each one profile: a listing of
+# 5.5 MB, refused whole at VALUES_SMALL too
+POD_PROFILES = ("/api/profiles", dict(query=CPU + '{service_name="pods",pod=~"pod-00.*"}',
+                                      limit="10000", **window()))
+
+
+def test_label_values_and_listing_streamed():
+    """A long label-values list and a long /api/profiles listing: each
+    refused whole at VALUES_SMALL, streamed there from the merged values or
+    entries (never their JSON whole) with the bytes of the whole answer; a
+    reset mid-stream gives them back."""
     with Node(args=["--query-memory-bytes", BIG, "--query-stream-bytes", "0"]) as n:
         push_pods(n)
         ref = fetch(n, POD_VALUES)
@@ -393,7 +400,15 @@ def test_label_values_streamed():
         assert len(values) == PODS and values == sorted(values), values[:3]
         all_given_back(n)
 
+        listing = fetch(n, POD_PROFILES)
+        assert listing.status == 200, listing
+        assert int(listing.headers["content-length"]) == len(listing.body) > 5 * 1000 * 1000
+        doc = listing.json()
+        assert len(doc["profiles"]) == 10000 and doc["truncated"] is False, listing.body[-200:]
+        all_given_back(n)
+
         refused_whole_then_streamed(n, POD_VALUES, VALUES_SMALL, ref, "application/json")
+        refused_whole_then_streamed(n, POD_PROFILES, VALUES_SMALL, listing, "application/json")
 
 
 def test_chunked_readers():
