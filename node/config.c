@@ -214,8 +214,9 @@ static const opt_t options[] = {
      "arrays (charged as they grow) and the answer once encoded; one that does not fit fails "
      "the query with 503 naming this setting (413 when it could never fit). A streamed "
      "answer (query-stream-bytes: folded, SVG, pprof, JSON and speedscope renders, a stored "
-     "profile's, a folded, speedscope, SVG or JSON render-diff) counts its merged tree and names, "
-     "not its text, until its last byte is sent or its client goes."},
+     "profile's, a folded, speedscope, SVG or JSON render-diff, a groupBy render, a long "
+     "label-values list or profiles listing) counts its merged tree and names (a list: its "
+     "values or entries), not its text, until its last byte is sent or its client goes."},
     {"query-stream-bytes", OPT_SIZE, FIELD(query.stream_min_bytes, size_t), "1MiB", 0, 0, 16 * GiB,
      "An answer at least this large is sent as it is written, a slice at a time as the "
      "client reads it, instead of whole from memory: only its merged tree and names count in "
@@ -223,11 +224,10 @@ static const opt_t options[] = {
      "max-buffered-bytes). Folded renders and render-diffs without maxNodes and a stored "
      "profile's folded text are measured first (sent with Content-Length); an SVG, a JSON "
      "flame graph, a speedscope file or a gzipped pprof (of a render or a stored profile; a "
-     "speedscope, SVG or JSON render-diff too) streams when a lower bound of its size reaches "
-     "this, and "
-     "is sent "
-     "with Transfer-Encoding: chunked. Smaller answers are sent "
-     "whole. 0: never streamed."},
+     "speedscope, SVG or JSON render-diff too), a label-names or label-values list or a "
+     "GET /api/profiles listing streams when a lower bound of its size reaches this, and is "
+     "sent with Transfer-Encoding: chunked; a groupBy render is its render (streamed or "
+     "whole), then its groups member. Smaller answers are sent whole. 0: never streamed."},
     {"report-cache-bytes", OPT_SIZE, FIELD(report_cache_bytes, size_t), NULL, 64, 0, 1024 * GiB,
      "Regression reports (GET /api/diff) this node keeps after computing them, so that a "
      "search within one (reportId with search) lists its rows without rendering every bucket "
