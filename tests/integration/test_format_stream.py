@@ -1,6 +1,7 @@
 """test_format_stream.py — large SVG, pprof, JSON and speedscope renders,
-large answers of one stored profile and a large folded, speedscope, SVG or
-JSON render-diff are sent as they are written.
+large answers of one stored profile, a large folded, speedscope, SVG or
+JSON render-diff, a large groupBy render, label-values list and
+/api/profiles listing are sent as they are written.
 
 Two services: "deep" is one push of LEAVES stacks through a chain of DEPTH
 frames (a small tree, but a pprof of 2,000,000 stack entries and a folded
@@ -409,6 +410,15 @@ def test_label_values_and_listing_streamed():
 
         refused_whole_then_streamed(n, POD_VALUES, VALUES_SMALL, ref, "application/json")
         refused_whole_then_streamed(n, POD_PROFILES, VALUES_SMALL, listing, "application/json")
+
+        # the same budget derived from a small memory-limit (a sixteenth), the
+        # other settings at their defaults: both answers complete
+        restart(n, ["--memory-limit", "224MiB"])
+        for what, want in ((POD_VALUES, ref), (POD_PROFILES, listing)):
+            r = fetch(n, what)
+            assert r.status == 200 and r.body == want.body, (what[0], r)
+            all_given_back(n)
+        assert n.alive()
 
 
 def test_chunked_readers():
