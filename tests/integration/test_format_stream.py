@@ -362,7 +362,26 @@ def test_group_by_render_streamed():
         assert alone.status == 200 and ref.body.startswith(alone.body[:-1] + b',"groups":{')
         all_given_back(n)
 
+        top = ("/api/top", dict(query=WIDER_Q, limit="10000", **window()))
+        top_ref = fetch(n, top)
+        assert top_ref.status == 200 and len(top_ref.json()["functions"]) == 10000, top_ref
+
         refused_whole_then_streamed(n, GROUP_JSON, DIFF_SMALL, ref, "application/json")
+
+        # the top table (at most 10,000 rows) stays whole: complete where it
+        # fits, else refused naming the budget, charged before it is made
+        restart(n, ["--query-memory-bytes", "32MiB"])
+        r = fetch(n, top)
+        assert r.status == 200 and r.body == top_ref.body, r
+        for small in ("12MiB", "4MiB"):  # never short without saying so
+            restart(n, ["--query-memory-bytes", small])
+            r = fetch(n, top)
+            refused = r.status in (413, 503) and b"query-memory-bytes" in r.body
+            partial = r.status == 200 and r.json().get("partial") is True and \
+                "x-flamedb-partial" in r.headers
+            assert refused or partial, (small, r)
+            all_given_back(n)
+        assert n.alive()
 
 
 # "pods": PODS series, each its own value of the label pod (250 bytes), a
