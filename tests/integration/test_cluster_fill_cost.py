@@ -33,6 +33,7 @@ from test_cluster_old_windows import (ARGS, alone, no_marks, push_failing, push_
 DAY = 86400
 SUMMARY_BYTES = 32  # a hashed summary: its key past the one before, a hash, framing
 ID_BYTES = 160      # a window summarised again with its ids
+CONVERGED_BYTES = 64 * 1024  # what a repair of two converged replicas may receive
 
 
 def shared_pushes(c, svcs, now):
@@ -131,6 +132,14 @@ def fill_mixed(n, extra=((), ())):
               "%d asked again by ids" % (summ[1], summ[0], summ[0] / max(summ[1], 1), summ[2]))
         assert d[0][2] + d[1][2] > 0, d  # one fills; the other may then take its copy whole
         each_alone_exact(c, want, now)
+        # converged: another repair finds the copies alike and exchanges
+        # (almost) nothing: no fill runs, no window travels
+        again = counters(c)
+        _, out2 = repair_printed(c)
+        conv = [[a - b for a, b in zip(counters(c)[i], again[i])] for i in (0, 1)]
+        print("    converged, repaired again: n0 received %d bytes (%d of summaries), "
+              "n1 %d (%d)" % (conv[0][0], conv[0][4], conv[1][0], conv[1][4]))
+        assert all(conv[i][0] <= CONVERGED_BYTES and conv[i][2] == 0 for i in (0, 1)), out2
         return d, first
 
 
