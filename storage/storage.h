@@ -414,6 +414,11 @@ enum storage_wprof_rel {
 enum storage_wprof_rel storage_window_profiles_relate(const uint8_t *a, size_t an, const uint8_t *b,
                                                       size_t bn, buf_t *only_a, buf_t *only_b,
                                                       buf_t *delta);
+/* A 64-bit hash of window_profiles value v's count, counted total and id
+ * hash (not its list): two values of the same profiles hash alike, so two
+ * copies of a window compare by it before either sends its ids (a fill's
+ * first look, docs/cluster.md). Never 0; 0 when v does not parse. */
+uint64_t storage_window_profiles_hash(const uint8_t *v, size_t n);
 
 /* The stored profiles of one series (the seen index): each one whose time
  * t (unix seconds, floor of time_ns / 1e9) satisfies from_s <= t < until_s,
@@ -752,6 +757,18 @@ typedef int (*storage_summary_fn)(void *ctx, const storage_window_summary_t *w);
  * returns 0 to go on, non-zero to stop (returned). */
 int storage_stream_summaries(storage_t *s, uint64_t lo, uint64_t hi, const uint8_t *after,
                              size_t after_len, int64_t until_s, storage_summary_fn fn, void *ctx);
+/* The same, only the windows the n keys name (ascending), each read by
+ * point lookups; a key this store does not hold (or past retention, or
+ * ending after until_s, or not a window key) is skipped. */
+int storage_stream_summaries_keys(storage_t *s, uint64_t lo, uint64_t hi,
+                                  const storage_key_ref_t *keys, size_t n, const uint8_t *after,
+                                  size_t after_len, int64_t until_s, storage_summary_fn fn,
+                                  void *ctx);
+/* The parts of a `blocks`/`totals` window key k (as a summary's key): 0, or
+ * ERR_CORRUPT when k is not a window key of a known resolution and a valid
+ * tenant. */
+int storage_window_key_parse(const uint8_t *k, size_t kn, char tenant[STORAGE_TENANT_MAX + 1],
+                             uint64_t *token, uint64_t *series_id, int *res, int64_t *window_s);
 
 /* Stores a received window once: unless its marker (the `streamed` column
  * family) exists, in ONE WriteBatch: the residual added to its block and

@@ -508,6 +508,35 @@ static int key_cmp(const uint8_t *a, size_t an, const uint8_t *b, size_t bn)
     return c != 0 ? c : an < bn ? -1 : an > bn;
 }
 
+/* Calls each on the windows the n keys name (ascending) that a walk of
+ * walk_windows would keep, each read by a point lookup (what: for an
+ * error's message). */
+static int walk_keys(wscan_t *x, uint64_t lo, uint64_t hi, const storage_key_ref_t *keys, size_t n,
+                     const uint8_t *after, size_t after_len, int64_t until_s, const char *what,
+                     window_fn each, void *arg)
+{
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        const uint8_t *k = keys[i].key;
+        size_t kn = keys[i].len;
+        if (!window_key(k, kn) || be64_get(k) < lo || be64_get(k) > hi) continue;
+        if (after_len > 0 && key_cmp(k, kn, after, after_len) <= 0) continue;
+        if (ends_after(k, kn, until_s)) continue;
+        if (storage_filter_expired(x->s, CF_BLOCKS, k, kn, NULL, 0)) continue;
+        char *err = NULL;
+        rocksdb_pinnableslice_t *tv =
+            rocksdb_get_pinned_cf(x->s->db, x->ro, x->s->cf[CF_TOTALS], (const char *)k, kn, &err);
+        rc = storage_rocks_err(err, NULL, what);
+        if (rc == 0 && tv != NULL && series_listed(x, k, kn)) {
+            size_t vn;
+            const uint8_t *v = (const uint8_t *)rocksdb_pinnableslice_value(tv, &vn);
+            rc = each(x, k, kn, v, vn, arg);
+        }
+        rocksdb_pinnableslice_destroy(tv);
+    }
+    return rc;
+}
+
 int storage_stream_scan_keys(storage_t *s, uint64_t lo, uint64_t hi, const storage_key_ref_t *keys,
                              size_t n, const uint8_t *after, size_t after_len, storage_stream_fn fn,
                              void *ctx)
@@ -515,24 +544,9 @@ int storage_stream_scan_keys(storage_t *s, uint64_t lo, uint64_t hi, const stora
     if (lo > hi) return ERR_INVALID_ARGUMENT;
     wscan_t x;
     wscan_open(s, &x);
-    int rc = 0;
-    for (size_t i = 0; rc == 0 && i < n; i++) {
-        const uint8_t *k = keys[i].key;
-        size_t kn = keys[i].len;
-        if (!window_key(k, kn) || be64_get(k) < lo || be64_get(k) > hi) continue;
-        if (after_len > 0 && key_cmp(k, kn, after, after_len) <= 0) continue;
-        if (storage_filter_expired(s, CF_BLOCKS, k, kn, NULL, 0)) continue;
-        char *err = NULL;
-        rocksdb_pinnableslice_t *tv =
-            rocksdb_get_pinned_cf(s->db, x.ro, s->cf[CF_TOTALS], (const char *)k, kn, &err);
-        rc = storage_rocks_err(err, NULL, "stream: window total");
-        if (rc == 0 && tv != NULL && series_listed(&x, k, kn)) {
-            size_t vn;
-            const uint8_t *v = (const uint8_t *)rocksdb_pinnableslice_value(tv, &vn);
-            rc = one_window(&x, k, kn, v, vn, fn, ctx);
-        }
-        rocksdb_pinnableslice_destroy(tv);
-    }
+    stream_to_t to = {fn, ctx};
+    int rc = walk_keys(&x, lo, hi, keys, n, after, after_len, 0, "stream: window total", stream_one,
+                       &to);
     wscan_close(&x);
     return rc;
 }
@@ -570,6 +584,29 @@ int storage_stream_summaries(storage_t *s, uint64_t lo, uint64_t hi, const uint8
                           summary_one, &to);
     wscan_close(&x);
     return rc;
+}
+
+int storage_stream_summaries_keys(storage_t *s, uint64_t lo, uint64_t hi,
+                                  const storage_key_ref_t *keys, size_t n, const uint8_t *after,
+                                  size_t after_len, int64_t until_s, storage_summary_fn fn,
+                                  void *ctx)
+{
+    if (lo > hi) return ERR_INVALID_ARGUMENT;
+    wscan_t x;
+    wscan_open(s, &x);
+    summary_to_t to = {fn, ctx};
+    int rc = walk_keys(&x, lo, hi, keys, n, after, after_len, until_s, "stream: window summaries",
+                       summary_one, &to);
+    wscan_close(&x);
+    return rc;
+}
+
+int storage_window_key_parse(const uint8_t *k, size_t kn, char tenant[STORAGE_TENANT_MAX + 1],
+                             uint64_t *token, uint64_t *series_id, int *res, int64_t *window_s)
+{
+    if (!window_key(k, kn) || k[8] > STORAGE_TENANT_MAX) return ERR_CORRUPT;
+    key_parts(k, tenant, token, series_id, res, window_s);
+    return storage_check_tenant(tenant, NULL) == 0 ? 0 : ERR_CORRUPT;
 }
 
 /* ---------------------------------------------------------------- receiver */

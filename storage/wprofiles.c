@@ -470,6 +470,18 @@ int storage_window_profiles_value(storage_t *s, const char *tenant, uint64_t tok
     return 1;
 }
 
+uint64_t storage_window_profiles_hash(const uint8_t *v, size_t n)
+{
+    storage_wprof_t d;
+    if (storage_wprof_decode(v, n, &d) != 0) return 0;
+    uint8_t b[24];
+    storage_i64_put(b, d.count);
+    storage_i64_put(b + 8, d.total);
+    storage_i64_put(b + 16, (int64_t)d.id_hash);
+    uint64_t h = hash_bytes64(b, sizeof b);
+    return h != 0 ? h : 1;
+}
+
 /* Walks two sorted short-id lists: ids only in a into only_a, only in b
  * into only_b (either may be NULL); *na, *nb how many. */
 static int diff_ids(const storage_wprof_t *a, const storage_wprof_t *b, buf_t *only_a,

@@ -78,6 +78,8 @@ typedef struct cluster_config {
     uint32_t stream_check_heals;      /* at most this many times per piece (0: never) */
     uint32_t stream_window_cache;     /* windows in parts a source keeps between their parts */
     size_t stream_receive_max_bytes;  /* what a window in parts may gather on its receiver */
+    uint32_t fill_keys_batch;         /* windows a fill asks its source for per request */
+    uint32_t stream_version;          /* the newest stream protocol spoken (a rolling upgrade) */
 } cluster_config_t;
 
 /* What the module takes from the node's other settings. */

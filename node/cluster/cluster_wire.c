@@ -400,6 +400,13 @@ static int check_windows(const Flamedb__Cluster__RepairAnswer *a, const cluster_
         return errmsg_set(em, ERR_TOO_LARGE, "stream: %zu windows", a->n_windows);
     for (size_t i = 0; i < a->n_windows; i++) {
         const Flamedb__Cluster__StreamWindow *w = a->windows[i];
+        if (a->summary_hashes) { /* a key's tail and a hash: the key names the rest */
+            if (w == NULL || w->key.len == 0 || w->key_shared > CLUSTER_STREAM_MAX_KEY ||
+                w->key.len > CLUSTER_STREAM_MAX_KEY - w->key_shared)
+                return errmsg_set(em, ERR_INVALID_ARGUMENT, "stream: hashed summary %zu malformed",
+                                  i);
+            continue;
+        }
         int rc = w ? check_tenant(w->tenant, em) : ERR_INVALID_ARGUMENT;
         if (rc < 0) return errmsg_set(em, ERR_INVALID_ARGUMENT, "stream: window %zu", i);
         if (w->res >= 5 || w->key.len == 0 || w->key.len > CLUSTER_STREAM_MAX_KEY ||

@@ -762,6 +762,10 @@ int repair_open_for_cluster(uv_loop_t *loop, storage_t *storage, const cluster_c
     r->o.heal_after = cfg->stream_check_heal_after > 0 ? cfg->stream_check_heal_after : 1;
     r->o.heals = cfg->stream_check_heals;
     r->o.stream_receive_max_bytes = cfg->stream_receive_max_bytes;
+    r->o.fill_keys_batch = cfg->fill_keys_batch > 0 ? cfg->fill_keys_batch : 1;
+    r->o.stream_version = cfg->stream_version > 0 && cfg->stream_version < REPAIR_STREAM_VERSION
+                              ? cfg->stream_version
+                              : REPAIR_STREAM_VERSION;
     /* a stream's next part comes within a request's timeout of the last */
     if (repair_partcache_new(cfg->stream_window_cache, 4 * r->o.timeout_ms, &r->partcache) != 0)
         return errmsg_set(em, ERR_NOMEM, "out of memory");

@@ -14,8 +14,11 @@
  *
  * Streaming is repair_stream.c's walk (STREAM answers, windows in parts put
  * together); this module decides, per window, what the walk stores. The
- * first look is at summaries (each window's key, whole total and whole
- * window_profiles): compared by id, every window the fill will store is
+ * first look is at summaries: from a source of stream protocol 3 each
+ * window's key and a hash of its whole window_profiles, then (a second
+ * look, by key) the whole summaries with their ids of the windows whose
+ * hashes differ from this node's; from one of protocol 2 the whole
+ * summaries at once. Compared by id, every window the fill will store is
  * then asked for by key, and only those. The
  * store looks again whether this node holds the window, under the lock a
  * write holds until it commits (storage_stream_window_t.only_absent): a
@@ -319,12 +322,9 @@ void repair_keys_free(repair_keys_t *k)
     memset(k, 0, sizeof *k);
 }
 
-/* m's key (and series) appended to k. */
-static int keys_put(repair_keys_t *k, const Flamedb__Cluster__StreamWindow *m, errmsg_t *em)
+/* key (series: series_key's) appended to k. */
+static int keys_append(repair_keys_t *k, ProtobufCBinaryData key, uint64_t series, errmsg_t *em)
 {
-    if (m->key.len == 0 || m->key.len > REPAIR_STREAM_KEY_MAX)
-        return errmsg_set(em, ERR_CORRUPT, "window check: a window summary with a key of %zu bytes",
-                          m->key.len);
     if (k->n == k->cap) {
         size_t cap = k->cap ? 2 * k->cap : 256;
         size_t *e = realloc(k->end, cap * sizeof *e);
@@ -335,18 +335,28 @@ static int keys_put(repair_keys_t *k, const Flamedb__Cluster__StreamWindow *m, e
         k->cap = cap;
     }
     if (k->b.max == 0) buf_init(&k->b, BUF_UNLIMITED);
-    if (buf_append(&k->b, m->key.data, m->key.len) != 0)
+    if (buf_append(&k->b, key.data, key.len) != 0)
         return errmsg_set(em, ERR_NOMEM, "out of memory");
     k->end[k->n] = k->b.len;
-    k->series[k->n++] = series_key(m);
+    k->series[k->n++] = series;
     return 0;
+}
+
+/* m's key (and series) appended to k. */
+static int keys_put(repair_keys_t *k, const Flamedb__Cluster__StreamWindow *m, errmsg_t *em)
+{
+    if (m->key.len == 0 || m->key.len > REPAIR_STREAM_KEY_MAX)
+        return errmsg_set(em, ERR_CORRUPT, "window check: a window summary with a key of %zu bytes",
+                          m->key.len);
+    return keys_append(k, m->key, series_key(m), em);
 }
 
 /* A holds probe's first look at m, which this node holds with `total`. */
 static int holds_summary(repair_t *r, const Flamedb__Cluster__StreamWindow *m,
                          repair_stream_state_t *ss, int64_t total, errmsg_t *em)
 {
-    ss->fill_matched[m->res] = (int64_t)((uint64_t)ss->fill_matched[m->res] + (uint64_t)total);
+    if (!ss->fill_no_match) /* not counted again at the look at its ids */
+        ss->fill_matched[m->res] = (int64_t)((uint64_t)ss->fill_matched[m->res] + (uint64_t)total);
     int rel = relate(r, m, NULL, NULL, NULL, NULL, NULL);
     if (rel < 0) return errmsg_set(em, rel, "window profiles: %s", err_message(rel));
     if (rel == STORAGE_WPROF_UNKNOWN) return keys_put(ss->fill_look, m, em); /* by stacks */
@@ -387,6 +397,67 @@ int repair_fill_summary(repair_t *r, const Flamedb__Cluster__StreamWindow *m,
     return rc;
 }
 
+/* The key of hashed summary m (past the key_shared bytes of key) into
+ * key, and its parts into w (tenant into tenant); 0 or ERR_CORRUPT. */
+static int hashed_key(const Flamedb__Cluster__StreamWindow *m, uint8_t *key, size_t *key_len,
+                      char *tenant, Flamedb__Cluster__StreamWindow *w)
+{
+    if (m->key_shared > *key_len || m->key.len > REPAIR_STREAM_KEY_MAX - m->key_shared)
+        return ERR_CORRUPT;
+    if (m->key.len > 0) memcpy(key + m->key_shared, m->key.data, m->key.len);
+    *key_len = m->key_shared + m->key.len;
+    int res = 0;
+    flamedb__cluster__stream_window__init(w);
+    int rc = storage_window_key_parse(key, *key_len, tenant, &w->token, &w->series_id, &res,
+                                      &w->window_s);
+    w->tenant = tenant;
+    w->res = (uint32_t)res;
+    w->key = (ProtobufCBinaryData){*key_len, key};
+    w->summary_hash = m->summary_hash;
+    return rc;
+}
+
+/* Where hashed summary w of a window this node holds goes (its hash
+ * compared with this node's): 0 alike, else the list to put it in. */
+static repair_keys_t *hashed_list(repair_t *r, const Flamedb__Cluster__StreamWindow *w,
+                                  repair_stream_state_t *ss, int *rc)
+{
+    buf_t v;
+    buf_init(&v, BUF_UNLIMITED);
+    int64_t total = 0;
+    int exact = w->summary_hash == 0
+                    ? 0
+                    : storage_window_profiles_value(r->storage, w->tenant, w->token, w->series_id,
+                                                    (int)w->res, w->window_s, &v, &total);
+    uint64_t h = exact == 1 ? storage_window_profiles_hash(v.data, v.len) : 0;
+    buf_free(&v);
+    *rc = exact < 0 ? exact : 0;
+    if (exact < 0 || (exact == 1 && h == w->summary_hash)) return NULL; /* alike */
+    return exact == 1 ? ss->fill_ids : ss->fill_look; /* by ids next, or by stacks */
+}
+
+int repair_fill_hashed(repair_t *r, const Flamedb__Cluster__StreamWindow *m,
+                       uint8_t key[REPAIR_STREAM_KEY_MAX], size_t *key_len,
+                       repair_stream_state_t *ss, errmsg_t *em)
+{
+    char tenant[STORAGE_TENANT_MAX + 1];
+    Flamedb__Cluster__StreamWindow w;
+    if (hashed_key(m, key, key_len, tenant, &w) != 0)
+        return errmsg_set(em, ERR_CORRUPT, "window check: a hashed summary's key does not parse");
+    if (w.window_s + (int64_t)storage_resolutions[w.res] > ss->fill_until) return 0;
+    int64_t total = 0;
+    int has = storage_window_total(r->storage, w.tenant, w.token, w.series_id, (int)w.res,
+                                   w.window_s, &total);
+    if (has < 0) return errmsg_set(em, has, "window total lookup failed");
+    if (!has) return ss->fill_holds ? 0 : keys_put(ss->fill_want, &w, em); /* the union there */
+    if (ss->fill_holds)
+        ss->fill_matched[w.res] = (int64_t)((uint64_t)ss->fill_matched[w.res] + (uint64_t)total);
+    int rc = 0;
+    repair_keys_t *to = hashed_list(r, &w, ss, &rc);
+    if (rc < 0) return errmsg_set(em, rc, "window profiles: %s", err_message(rc));
+    return to != NULL ? keys_put(to, &w, em) : 0;
+}
+
 /* A walk of peer's old windows in [lo, hi] that stores nothing yet (a
  * probe), skipping the series in skip; NULL when out of memory. */
 static repair_stream_state_t *probe_state(const char *peer, uint64_t lo, uint64_t hi,
@@ -415,15 +486,88 @@ static int walk_again(repair_t *r, const char *peer, repair_stream_state_t *ss,
     return repair_stream_walk(r, peer, ss, st, NULL, em);
 }
 
-/* The first look by summaries, then the windows of look compared (a
- * probe), as each kind of source allows: 1 when the looks walked to the
- * end, 0 when not, or a negative error. On an older source (no summaries)
+/* Key i of k. */
+static ProtobufCBinaryData key_at(const repair_keys_t *k, size_t i)
+{
+    size_t from = i > 0 ? k->end[i - 1] : 0;
+    return (ProtobufCBinaryData){k->end[i] - from, k->b.data + from};
+}
+
+/* a and b (each in key order) into one list in key order, into a; b is
+ * left empty. */
+static int keys_merge(repair_keys_t *a, repair_keys_t *b, errmsg_t *em)
+{
+    if (b->n == 0) return 0;
+    repair_keys_t m = {0};
+    size_t i = 0, j = 0;
+    int rc = 0;
+    while (rc == 0 && (i < a->n || j < b->n)) {
+        ProtobufCBinaryData x = i < a->n ? key_at(a, i) : (ProtobufCBinaryData){0, NULL};
+        ProtobufCBinaryData y = j < b->n ? key_at(b, j) : (ProtobufCBinaryData){0, NULL};
+        int c = i == a->n   ? 1
+                : j == b->n ? -1
+                            : memcmp(x.data, y.data, x.len < y.len ? x.len : y.len);
+        if (c == 0) c = x.len < y.len ? -1 : x.len > y.len;
+        int from_a = c <= 0;
+        rc = keys_append(&m, from_a ? x : y, from_a ? a->series[i] : b->series[j], em);
+        i += from_a;
+        j += !from_a;
+    }
+    repair_keys_free(b);
+    if (rc != 0) {
+        repair_keys_free(&m);
+        return rc;
+    }
+    repair_keys_free(a);
+    *a = m;
+    return 0;
+}
+
+/* The second look (stream protocol 3): the whole summaries (ids and all) of
+ * the windows whose hashes differed, sorted as the first look sorts them
+ * and merged into ss->fill_want and ss->fill_look, key order kept. */
+static int ids_look(repair_t *r, const char *peer, repair_stream_state_t *ss, repair_stats_t *st,
+                    errmsg_t *em)
+{
+    repair_keys_t want = {0}, look = {0};
+    repair_keys_t *want0 = ss->fill_want, *look0 = ss->fill_look;
+    ss->fill_want = want0 != NULL ? &want : NULL; /* a holds probe has none */
+    ss->fill_look = &look;
+    ss->done = 0;
+    ss->after_len = 0;
+    ss->fill_summary = 1;
+    ss->fill_keys = ss->fill_ids;
+    ss->fill_key_next = 0;
+    int rc = repair_stream_walk(r, peer, ss, st, NULL, em);
+    ss->fill_want = want0;
+    ss->fill_look = look0;
+    if (rc == 0 && want0 != NULL) rc = keys_merge(want0, &want, em);
+    if (rc == 0) rc = keys_merge(look0, &look, em);
+    repair_keys_free(&want);
+    repair_keys_free(&look);
+    return rc;
+}
+
+/* The first look by summaries (hashed ones first, from a source that speaks
+ * them, then the ids of the windows whose hashes differ), then the windows
+ * of look compared (a probe), as each kind of source allows: 1 when the
+ * looks walked to the end, 0 when not, or a negative error. On an older
+ * source (no summaries), or when this node speaks stream protocol 1 only,
  * the probe walks every window, and want is left empty. */
 static int first_looks(repair_t *r, const char *peer, repair_stream_state_t *ss, repair_stats_t *st,
                        errmsg_t *em)
 {
-    ss->fill_summary = 1;
-    int rc = repair_stream_walk(r, peer, ss, st, NULL, em);
+    int rc = 0;
+    if (r->o.stream_version >= REPAIR_STREAM_V_FILL) {
+        ss->fill_summary = 1;
+        ss->fill_hashes = r->o.stream_version >= REPAIR_STREAM_V_HASHES;
+        rc = repair_stream_walk(r, peer, ss, st, NULL, em);
+        ss->fill_hashes = 0;
+        log_debug("repair", "fill of [%016llx, %016llx]: %s answered in stream protocol %u",
+                  (unsigned long long)ss->lo, (unsigned long long)ss->hi, peer, ss->fill_version);
+    } else {
+        ss->fill_old = 1; /* as a node of protocol 1: every window, whole */
+    }
     if (rc == 0 && ss->fill_old) { /* an older source: every window, as before */
         ss->fill_old = 0;
         rc = walk_again(r, peer, ss, NULL, st, em);
@@ -432,6 +576,8 @@ static int first_looks(repair_t *r, const char *peer, repair_stream_state_t *ss,
     }
     if (rc != 0 || !ss->done || r->closing) return rc;
     ss->fill_no_match = 1; /* counted at the first look */
+    if (ss->fill_ids != NULL && ss->fill_ids->n > 0) rc = ids_look(r, peer, ss, st, em);
+    if (rc != 0 || !ss->done || r->closing) return rc;
     rc = walk_again(r, peer, ss, ss->fill_look, st, em);
     return rc != 0 ? rc : ss->done && !r->closing;
 }
@@ -440,11 +586,12 @@ int repair_fill_interval(repair_t *r, const char *peer, uint64_t lo, uint64_t hi
                          repair_stats_t *st, errmsg_t *em)
 {
     u64map_t skip = {0};
-    repair_keys_t want = {0}, look = {0};
+    repair_keys_t want = {0}, look = {0}, ids = {0};
     repair_stream_state_t *ss = probe_state(peer, lo, hi, until_s, &skip);
     if (ss == NULL) return errmsg_set(em, ERR_NOMEM, "out of memory");
     ss->fill_want = &want;
     ss->fill_look = &look;
+    ss->fill_ids = &ids;
     int rc = first_looks(r, peer, ss, st, em);
     int probed = rc == 1;
     rc = rc < 0 ? rc : 0;
@@ -462,6 +609,7 @@ int repair_fill_interval(repair_t *r, const char *peer, uint64_t lo, uint64_t hi
     u64map_free(&skip);
     repair_keys_free(&want);
     repair_keys_free(&look);
+    repair_keys_free(&ids);
     free(ss);
     return rc;
 }
@@ -473,9 +621,10 @@ int repair_fill_holds_interval(repair_t *r, const char *peer, uint64_t lo, uint6
     u64map_t skip = {0};
     repair_stream_state_t *ss = probe_state(peer, lo, hi, until_s, &skip);
     if (ss == NULL) return errmsg_set(em, ERR_NOMEM, "out of memory");
-    repair_keys_t look = {0};
+    repair_keys_t look = {0}, ids = {0};
     ss->fill_holds = 1;
     ss->fill_look = &look;
+    ss->fill_ids = &ids;
     int rc = first_looks(r, peer, ss, st, em);
     rc = rc < 0 ? rc : 0;
     if (rc == 0 && (!ss->done || r->closing))
@@ -485,6 +634,7 @@ int repair_fill_holds_interval(repair_t *r, const char *peer, uint64_t lo, uint6
         matched[i] = (int64_t)((uint64_t)matched[i] + (uint64_t)ss->fill_matched[i]);
     u64map_free(&skip);
     repair_keys_free(&look);
+    repair_keys_free(&ids);
     free(ss);
     return rc;
 }

@@ -96,6 +96,8 @@ typedef struct repair_options {
     uint32_t heals;                  /* --stream-check-heals */
     size_t stream_receive_max_bytes; /* --stream-receive-max-bytes (0: no bound) */
     uint64_t windows_interval_ms;    /* --repair-windows-interval (0: only on demand) */
+    uint32_t fill_keys_batch;        /* --repair-fill-keys-batch */
+    uint32_t stream_version;         /* --cluster-stream-version (REPAIR_STREAM_V*) */
     replicate_options_t write;       /* how fetched profiles are checked (shards, tree limits) */
 } repair_options_t;
 
@@ -229,6 +231,15 @@ int replicate_store_request(const replicate_options_t *o, storage_t *s,
     X(windows_profiles, "flamedb_repair_window_profiles_fetched_total",                            \
       "Profiles older than the seen span that a window check found another replica holding and "   \
       "this node lacking (by profile id, within --profile-retention), fetched and stored once.")   \
+    X(fill_summaries, "flamedb_repair_fill_summaries_total",                                       \
+      "Old windows of another replica a window check's fill looked at by their summaries (a "      \
+      "key and a hash each from a source of stream protocol 3, docs/cluster-protocol.md).")        \
+    X(fill_summary_ids, "flamedb_repair_fill_summary_ids_total",                                   \
+      "Of them, windows held on both sides with hashes that differ, whose profile ids the fill "   \
+      "asked for in a second look.")                                                               \
+    X(fill_summary_bytes, "flamedb_repair_fill_summary_bytes_total",                               \
+      "Bytes of the answers to a fill's looks at summaries (both looks): what two replicas "       \
+      "exchange to find the old windows one lacks.")                                               \
     X(stream_heals, "flamedb_repair_stream_heals_total",                                           \
       "Token intervals of a join, leave or regain cleared and streamed again because their "       \
       "totals check kept disagreeing with the source (stream-check-heal-after passes in a row).")  \
@@ -328,6 +339,12 @@ void repair_throttle(repair_t *r, const repair_stats_t *st);
 /* Streaming whole windows of one gained token interval (repair_stream.c):
  * where the interval's stream stands, kept by the thread across passes. */
 #define REPAIR_STREAM_KEY_MAX 256 /* CLUSTER_STREAM_MAX_KEY */
+/* Stream protocol versions (docs/cluster-protocol.md, "Stream protocol
+ * versions"; --cluster-stream-version caps what this node speaks): */
+#define REPAIR_STREAM_V_WHOLE 1  /* STREAM pages every window whole */
+#define REPAIR_STREAM_V_FILL 2   /* + until_s, window_summaries (with ids), keys */
+#define REPAIR_STREAM_V_HASHES 3 /* + summary_hashes, summaries by keys */
+#define REPAIR_STREAM_VERSION REPAIR_STREAM_V_HASHES
 /* Window keys a fill asks its source for (repair_fill.c), in key order.
  * Owned by the fill that fills it (repair_keys_free). */
 typedef struct repair_keys {
@@ -378,6 +395,14 @@ typedef struct repair_stream_state {
     repair_keys_t *fill_want, *fill_look; /* borrowed */
     const repair_keys_t *fill_keys;       /* borrowed */
     size_t fill_key_next;
+    /* The first look asks for hashed summaries (stream protocol 3,
+     * fill_hashes): each window held on both sides whose hashes differ goes
+     * into fill_ids, whose whole summaries a second look asks for by key.
+     * fill_version: the stream protocol the source answered the first look
+     * in (REPAIR_STREAM_V_*; 0 before it answered). */
+    int fill_hashes;
+    uint32_t fill_version;
+    repair_keys_t *fill_ids; /* borrowed */
 } repair_stream_state_t;
 
 /* The streams of a move, by interval (repair thread). */
@@ -458,6 +483,18 @@ int repair_fill_wanted(repair_t *r, const Flamedb__Cluster__StreamWindow *m,
  * or a negative error. */
 int repair_fill_summary(repair_t *r, const Flamedb__Cluster__StreamWindow *m,
                         repair_stream_state_t *ss, repair_stats_t *st, errmsg_t *em);
+/* repair_fill.c: a fill's first look at the hashed summary m (stream
+ * protocol 3): m->key holds its key past the first m->key_shared bytes of
+ * key (*key_len bytes: the key before it in the answer; then m's), and
+ * m->summary_hash its hash. Into ss->fill_want when this node lacks the
+ * window; nowhere when both hold it alike by hash; into ss->fill_ids when
+ * held here with another hash (its ids are asked for next); into
+ * ss->fill_look when either side's is not counted exactly. A holds probe
+ * adds to ss->fill_matched too. 0, or a negative error (a key that does not
+ * parse: ERR_CORRUPT). */
+int repair_fill_hashed(repair_t *r, const Flamedb__Cluster__StreamWindow *m,
+                       uint8_t key[REPAIR_STREAM_KEY_MAX], size_t *key_len,
+                       repair_stream_state_t *ss, errmsg_t *em);
 /* repair_fill.c: adds to this node's window of m the profiles the peer's
  * holds beyond it (m's residual, or whole when put together from parts,
  * less this node's window, stack by stack; their ids and count), stored

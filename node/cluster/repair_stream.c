@@ -64,6 +64,9 @@ typedef struct serve {
     const Flamedb__Cluster__RepairRequest *q;
     repair_serve_env_t *env; /* NULL: nothing kept, nothing counted */
     errmsg_t *em;
+    int hashes;      /* summaries as hashes (summary_hashes) */
+    size_t prev_len; /* hashes: the key of the summary before */
+    uint8_t prev[REPAIR_STREAM_KEY_MAX];
 } serve_t;
 
 static int add_sym(void *ctx, uint64_t id)
@@ -466,6 +469,44 @@ static int add_window(void *ctx, const storage_stream_window_t *w)
     return 0;
 }
 
+/* m as a hashed summary of w (stream protocol 3): its key past the bytes it
+ * shares with the one before in this answer, and its window_profiles' hash. */
+static int hashed_summary(serve_t *x, const storage_window_summary_t *w,
+                          Flamedb__Cluster__StreamWindow *m)
+{
+    if (w->key_len > REPAIR_STREAM_KEY_MAX) return ERR_CORRUPT;
+    size_t shared = 0;
+    while (shared < x->prev_len && shared < w->key_len && x->prev[shared] == w->key[shared])
+        shared++;
+    m->key_shared = (uint32_t)shared;
+    m->key = bytes_of(x->arena, w->key + shared, w->key_len - shared);
+    m->summary_hash = w->wprof_len > 0 ? storage_window_profiles_hash(w->wprof, w->wprof_len) : 0;
+    memcpy(x->prev, w->key, w->key_len);
+    x->prev_len = w->key_len;
+    return m->key.data != NULL ? 0 : ERR_NOMEM;
+}
+
+/* m as a whole summary of w: its key, parts, whole total and
+ * window_profiles value (ids and all). */
+static int whole_summary(serve_t *x, const storage_window_summary_t *w,
+                         Flamedb__Cluster__StreamWindow *m)
+{
+    if (set_tenant(x, w->tenant) != 0) return ERR_NOMEM;
+    m->tenant = x->tenant_out;
+    m->token = w->token;
+    m->series_id = w->series_id;
+    m->res = (uint32_t)w->res;
+    m->window_s = w->window_s;
+    m->total = w->total;
+    m->key = bytes_of(x->arena, w->key, w->key_len);
+    if (m->key.data == NULL) return ERR_NOMEM;
+    if (w->wprof_len > 0) {
+        m->window_profiles = bytes_of(x->arena, w->wprof, w->wprof_len);
+        if (m->window_profiles.data == NULL) return ERR_NOMEM;
+    }
+    return 0;
+}
+
 /* One window's summary (a fill's first look: no tree, lists or labels). */
 static int add_summary(void *ctx, const storage_window_summary_t *w)
 {
@@ -480,21 +521,33 @@ static int add_summary(void *ctx, const storage_window_summary_t *w)
     Flamedb__Cluster__StreamWindow *m = arena_zalloc(x->arena, sizeof *m);
     if (m == NULL) return ERR_NOMEM;
     flamedb__cluster__stream_window__init(m);
-    m->tenant = x->tenant_out;
-    m->token = w->token;
-    m->series_id = w->series_id;
-    m->res = (uint32_t)w->res;
-    m->window_s = w->window_s;
-    m->total = w->total;
-    m->key = bytes_of(x->arena, w->key, w->key_len);
-    if (m->key.data == NULL) return ERR_NOMEM;
-    if (w->wprof_len > 0) {
-        m->window_profiles = bytes_of(x->arena, w->wprof, w->wprof_len);
-        if (m->window_profiles.data == NULL) return ERR_NOMEM;
-    }
+    int rc = x->hashes ? hashed_summary(x, w, m) : whole_summary(x, w, m);
+    if (rc != 0) return rc;
     x->bytes += protobuf_c_message_get_packed_size(&m->base);
     a->windows[a->n_windows++] = m;
     return 0;
+}
+
+/* Window summaries as q asks them (a fill's looks): of every window that
+ * ends by until_s after after_key, or of q's keys only (stream protocol 3). */
+static int summaries(serve_t *x, const Flamedb__Cluster__RepairRequest *q)
+{
+    Flamedb__Cluster__RepairAnswer *a = x->a;
+    a->window_summaries = 1;
+    if (x->o->stream_version < REPAIR_STREAM_V_HASHES || q->n_keys == 0) {
+        x->hashes = x->o->stream_version >= REPAIR_STREAM_V_HASHES && q->summary_hashes;
+        a->summary_hashes = x->hashes;
+        return storage_stream_summaries(x->s, q->lo, q->hi, q->after_key.data, q->after_key.len,
+                                        q->until_s, add_summary, x);
+    }
+    storage_key_ref_t *k = malloc(q->n_keys * sizeof *k);
+    if (k == NULL) return ERR_NOMEM;
+    for (size_t i = 0; i < q->n_keys; i++)
+        k[i] = (storage_key_ref_t){q->keys[i].data, q->keys[i].len};
+    int rc = storage_stream_summaries_keys(x->s, q->lo, q->hi, k, q->n_keys, q->after_key.data,
+                                           q->after_key.len, q->until_s, add_summary, x);
+    free(k);
+    return rc;
 }
 
 /* The windows of q's keys (a fill's second look), as storage_stream_scan. */
@@ -552,6 +605,10 @@ int repair_serve_stream(storage_t *s, const repair_options_t *o,
                  .env = env,
                  .em = em};
     x.cap = o->max_message_bytes / STREAM_ANSWER_SHARE;
+    /* a node capped at stream protocol 1 (a rolling upgrade) serves as one
+     * of that release: it knows no fill's fields, and pages every window */
+    int fill = o->stream_version >= REPAIR_STREAM_V_FILL;
+    if (o->stream_version >= REPAIR_STREAM_V_HASHES) a->stream_version = o->stream_version;
     x.symbols = symtab_new();
     buf_init(&x.b, o->max_message_bytes);
     a->windows = arena_zalloc(arena, CLUSTER_REPAIR_MAX_ENTRIES * sizeof *a->windows);
@@ -563,17 +620,15 @@ int repair_serve_stream(storage_t *s, const repair_options_t *o,
     if (w != NULL) {
         rc = emit_part(&x, w, x.want_part - 1);
         repair_partcache_release(env->cache);
-    } else if (rc == 0 && q->window_summaries && q->until_s > 0) {
-        a->window_summaries = 1;
-        rc = storage_stream_summaries(s, q->lo, q->hi, q->after_key.data, q->after_key.len,
-                                      q->until_s, add_summary, &x);
+    } else if (rc == 0 && fill && q->window_summaries && q->until_s > 0) {
+        rc = summaries(&x, q);
         if (rc == 1) rc = 0; /* stopped at the page's end */
     } else if (rc == 0) {
-        if (q->n_keys > 0)
+        if (fill && q->n_keys > 0)
             rc = scan_keys(&x, q);
         else /* a fill's (until_s): the newer windows are not read */
             rc = storage_stream_scan_until(s, q->lo, q->hi, q->after_key.data, q->after_key.len,
-                                           q->until_s > 0 ? q->until_s : 0, add_window, &x);
+                                           fill && q->until_s > 0 ? q->until_s : 0, add_window, &x);
         if (rc == 1) rc = 0; /* stopped at the page's end */
         if (rc == ERR_LIMIT && em->text[0] == '\0')
             rc = errmsg_set(em, ERR_LIMIT,
@@ -934,19 +989,16 @@ static int stream_check(repair_t *r, const char *peer, repair_stream_state_t *ss
     return 0;
 }
 
-/* Keys a fill's STREAM asks for at most, per request. */
-#define FILL_KEYS_BATCH 1024
-
-/* The next keys of ss->fill_keys into q (v: FILL_KEYS_BATCH entries),
- * those of a skipped series left out (unless a probe); *used how many of
- * ss->fill_keys they took. */
-static void fill_keys_request(const repair_stream_state_t *ss, ProtobufCBinaryData *v,
+/* The next keys of ss->fill_keys into q (v: batch entries, at most
+ * --repair-fill-keys-batch), those of a skipped series left out (unless a
+ * probe); *used how many of ss->fill_keys they took. */
+static void fill_keys_request(const repair_stream_state_t *ss, ProtobufCBinaryData *v, size_t batch,
                               Flamedb__Cluster__RepairRequest *q, size_t *used)
 {
     const repair_keys_t *k = ss->fill_keys;
     size_t i = ss->fill_key_next, n = 0;
     uint32_t dummy;
-    for (; i < k->n && n < FILL_KEYS_BATCH; i++) {
+    for (; i < k->n && n < batch; i++) {
         if (!ss->fill_probe && ss->fill_skip != NULL &&
             u64map_get(ss->fill_skip, k->series[i], &dummy))
             continue;
@@ -958,6 +1010,15 @@ static void fill_keys_request(const repair_stream_state_t *ss, ProtobufCBinaryDa
     *used = i - ss->fill_key_next;
 }
 
+/* The stream protocol source's answer a was served in: what it says (3 and
+ * up), else told by what it sent to a fill's first look (summaries or not;
+ * an older source has no stream_version field). */
+static uint32_t answer_version(const Flamedb__Cluster__RepairAnswer *a)
+{
+    if (a->stream_version >= REPAIR_STREAM_V_HASHES) return a->stream_version;
+    return a->window_summaries ? REPAIR_STREAM_V_FILL : REPAIR_STREAM_V_WHOLE;
+}
+
 /* The windows of answer a (syms: its symbols) taken, ss->after moved past
  * each; a fill's first look hands each summary to repair_fill_summary. */
 static int take_answer(repair_t *r, const char *peer, const Flamedb__Cluster__RepairAnswer *a,
@@ -965,12 +1026,23 @@ static int take_answer(repair_t *r, const char *peer, const Flamedb__Cluster__Re
                        repair_stats_t *st, errmsg_t *em)
 {
     int rc = 0;
+    if (ss->fill_summary && ss->fill_version == 0 && a->n_windows > 0)
+        ss->fill_version = answer_version(a);
     if (ss->fill_summary && a->n_windows > 0 && !a->window_summaries)
-        ss->fill_old = 1; /* whole windows: a source that sends no summaries */
+        ss->fill_old = 1;               /* whole windows: a source that sends no summaries */
+    uint8_t key[REPAIR_STREAM_KEY_MAX]; /* hashed summaries: the key of the one before */
+    size_t key_len = 0;
     for (size_t i = 0; rc == 0 && i < a->n_windows && !r->closing && !ss->fill_old; i++) {
         const Flamedb__Cluster__StreamWindow *m = a->windows[i];
         int advance = 1;
-        if (ss->fill_summary) {
+        if (ss->fill_summary && a->summary_hashes) {
+            rc = repair_fill_hashed(r, m, key, &key_len, ss, em);
+            if (rc == 0) { /* m's key is its tail only */
+                memcpy(ss->after, key, key_len);
+                ss->after_len = key_len;
+            }
+            continue;
+        } else if (ss->fill_summary) {
             rc = repair_fill_summary(r, m, ss, st, em);
         } else if (m->parts > 1) {
             rc = take_part(r, peer, m, a, parts, ss, st, &advance, em);
@@ -1003,19 +1075,22 @@ static int fill_keys_answered(repair_stream_state_t *ss, const Flamedb__Cluster_
 
 /* STREAM of ss's interval from where it stands into q (kv: room for a
  * fill's keys, or NULL); *used: the keys of ss->fill_keys it took. */
-static void stream_request(const repair_stream_state_t *ss, const repair_partsin_t *parts,
-                           ProtobufCBinaryData *kv, Flamedb__Cluster__RepairRequest *q,
-                           size_t *used)
+static void stream_request(const repair_t *r, const repair_stream_state_t *ss,
+                           const repair_partsin_t *parts, ProtobufCBinaryData *kv,
+                           Flamedb__Cluster__RepairRequest *q, size_t *used)
 {
     repair_request_init(q, RK(STREAM), 0, 0);
     q->lo = ss->lo;
     q->hi = ss->hi;
     /* a fill wants the old windows only: the source leaves out the rest
-     * (an older source sends them and repair_fill_wanted skips them) */
-    if (ss->fill_until > 0) q->until_s = ss->fill_until;
-    q->window_summaries = ss->fill_summary;
+     * (an older source sends them and repair_fill_wanted skips them); a
+     * node capped at stream protocol 1 sends none of a fill's fields */
+    int fill = r->o.stream_version >= REPAIR_STREAM_V_FILL;
+    if (fill && ss->fill_until > 0) q->until_s = ss->fill_until;
+    q->window_summaries = fill && ss->fill_summary;
+    q->summary_hashes = q->window_summaries && ss->fill_hashes;
     *used = 0;
-    if (kv != NULL) fill_keys_request(ss, kv, q, used);
+    if (kv != NULL) fill_keys_request(ss, kv, r->o.fill_keys_batch, q, used);
     q->after_key = (ProtobufCBinaryData){ss->after_len, (uint8_t *)ss->after};
     q->window_part = parts->next + 1;
     q->profile_slices = 1;
@@ -1028,7 +1103,7 @@ int repair_stream_walk(repair_t *r, const char *peer, repair_stream_state_t *ss,
 {
     ProtobufCBinaryData *kv = NULL;
     if (ss->fill_keys != NULL) {
-        kv = malloc(FILL_KEYS_BATCH * sizeof *kv);
+        kv = malloc(r->o.fill_keys_batch * sizeof *kv);
         if (kv == NULL) return errmsg_set(em, ERR_NOMEM, "out of memory");
     }
     int rc = 0, more = 1;
@@ -1036,7 +1111,7 @@ int repair_stream_walk(repair_t *r, const char *peer, repair_stream_state_t *ss,
     while (rc == 0 && more && !r->closing) {
         Flamedb__Cluster__RepairRequest q;
         size_t used;
-        stream_request(ss, &parts, kv, &q, &used);
+        stream_request(r, ss, &parts, kv, &q, &used);
         cluster_msg_t ans = {0};
         if (kv != NULL && q.n_keys == 0) { /* no key left to ask for: no request */
             ss->fill_key_next = ss->fill_keys->n;
@@ -1054,6 +1129,13 @@ int repair_stream_walk(repair_t *r, const char *peer, repair_stream_state_t *ss,
             uv_mutex_lock(&r->mu);
             r->counters.windows += st->windows - before;
             r->counters.bytes += got;
+            if (ss->fill_summary && a->window_summaries) {
+                r->counters.fill_summary_bytes += got;
+                if (ss->fill_keys == NULL)
+                    r->counters.fill_summaries += a->n_windows;
+                else
+                    r->counters.fill_summary_ids += a->n_windows;
+            }
             uv_mutex_unlock(&r->mu);
             more = a->more && a->n_windows > 0 && !ss->fill_old;
             if (kv != NULL && rc == 0 && !more) more = fill_keys_answered(ss, &q, used);

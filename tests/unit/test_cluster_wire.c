@@ -687,6 +687,31 @@ static void test_stream(void)
     w.key.len = 30;
     sp.tenant = "";
     CHECK_EQ_INT(roundtrip(T(REPAIR_ANSWER), &a.base, "c1", 0, &m, &em), ERR_INVALID_ARGUMENT);
+    sp.tenant = "acme";
+    /* a hashed summary (stream protocol 3): a key's tail and a hash, no
+     * tenant (the key names it); its key within the bound */
+    Flamedb__Cluster__StreamWindow h = FLAMEDB__CLUSTER__STREAM_WINDOW__INIT, *hs[1] = {&h};
+    h.key = (ProtobufCBinaryData){9, key};
+    h.key_shared = 21;
+    h.summary_hash = 77;
+    a.windows = hs;
+    a.n_spans = 0;
+    a.summary_hashes = 1;
+    CHECK_EQ_INT(roundtrip(T(REPAIR_ANSWER), &a.base, "c1", 0, &m, &em), 0);
+    if (m.body) {
+        Flamedb__Cluster__RepairAnswer *g = (void *)m.body;
+        CHECK(g->summary_hashes && g->windows[0]->key_shared == 21 &&
+              g->windows[0]->summary_hash == 77);
+        cluster_msg_free(&m);
+    }
+    h.key_shared = CLUSTER_STREAM_MAX_KEY; /* the whole key past the bound */
+    CHECK_EQ_INT(roundtrip(T(REPAIR_ANSWER), &a.base, "c1", 0, &m, &em), ERR_INVALID_ARGUMENT);
+    h.key_shared = 21;
+    h.key.len = 0;
+    CHECK_EQ_INT(roundtrip(T(REPAIR_ANSWER), &a.base, "c1", 0, &m, &em), ERR_INVALID_ARGUMENT);
+    a.summary_hashes = 0; /* not hashed: a window without its tenant is refused */
+    h.key.len = 9;
+    CHECK_EQ_INT(roundtrip(T(REPAIR_ANSWER), &a.base, "c1", 0, &m, &em), ERR_INVALID_ARGUMENT);
 }
 
 /* STREAM_CHECK split into buckets (the window check): at most

@@ -1237,6 +1237,25 @@ static int summary_window(void *ctx, const storage_window_summary_t *w)
     CHECK_EQ_INT(w->wprof_len, exact == 1 ? v.len : 0);
     if (exact == 1 && w->wprof_len == v.len) CHECK(memcmp(w->wprof, v.data, v.len) == 0);
     if (w->res == 0 && w->window_s == T0 - 100 && w->wprof_len == WPROF_LEN(2)) x->pair_listed = 1;
+    /* the key names the window's parts; the hash is the value's, never 0 */
+    char tenant[STORAGE_TENANT_MAX + 1];
+    uint64_t token = 0, series = 0;
+    int res = -1;
+    int64_t ws = 0;
+    CHECK_EQ_INT(storage_window_key_parse(w->key, w->key_len, tenant, &token, &series, &res, &ws),
+                 0);
+    CHECK(strcmp(tenant, w->tenant) == 0 && token == w->token && series == w->series_id &&
+          res == w->res && ws == w->window_s);
+    CHECK_EQ_INT(
+        storage_window_key_parse(w->key, w->key_len - 1, tenant, &token, &series, &res, &ws),
+        ERR_CORRUPT);
+    if (exact == 1) {
+        uint64_t h = storage_window_profiles_hash(v.data, v.len);
+        CHECK(h != 0 && h == storage_window_profiles_hash(w->wprof, w->wprof_len));
+        v.data[18] ^= 1; /* another id hash: another hash */
+        CHECK(storage_window_profiles_hash(v.data, v.len) != h);
+    }
+    CHECK_EQ_INT(storage_window_profiles_hash(v.data, exact == 1 ? 3 : 0), 0); /* no value */
     buf_free(&v);
     if (x->keys.n < MAX_KEYS) {
         memcpy(x->keys.key[x->keys.n], w->key, w->key_len);
@@ -1264,6 +1283,30 @@ static void test_summaries(fixture_t *a)
         CHECK(x.keys.len[i] == bounded.len[i] &&
               memcmp(x.keys.key[i], bounded.key[i], bounded.len[i]) == 0);
     CHECK(x.pair_listed);
+    /* by keys: every other one, and one past until (ends later: skipped) */
+    storage_key_ref_t refs[MAX_KEYS + 1];
+    size_t n = 0;
+    for (size_t i = 0; i < x.keys.n; i += 2)
+        refs[n++] = (storage_key_ref_t){x.keys.key[i], x.keys.len[i]};
+    keyset_t all = {0};
+    CHECK_EQ_INT(storage_stream_scan(a->s, 0, UINT64_MAX, NULL, 0, key_window, &all), 0);
+    for (size_t i = 0; i < all.n; i++) { /* a key past until, in key order among them */
+        int listed = 0;
+        for (size_t j = 0; j < x.keys.n; j++)
+            listed |= all.len[i] == x.keys.len[j] && !memcmp(all.key[i], x.keys.key[j], all.len[i]);
+        if (!listed && n > 0 && memcmp(all.key[i], refs[n - 1].key, refs[n - 1].len) > 0) {
+            refs[n++] = (storage_key_ref_t){all.key[i], all.len[i]};
+            break;
+        }
+    }
+    sums_seen_t y = {.s = a->s};
+    CHECK_EQ_INT(storage_stream_summaries_keys(a->s, 0, UINT64_MAX, refs, n, NULL, 0, until,
+                                               summary_window, &y),
+                 0);
+    CHECK_EQ_INT(y.keys.n, (x.keys.n + 1) / 2);
+    for (size_t i = 0; i < y.keys.n; i++)
+        CHECK(y.keys.len[i] == x.keys.len[2 * i] &&
+              memcmp(y.keys.key[i], x.keys.key[2 * i], y.keys.len[i]) == 0);
 }
 
 int main(void)
