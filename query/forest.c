@@ -867,35 +867,6 @@ v4_put_loop(int v5, const storage_merged_tab_t *f, const uint32_t *restrict pare
     }
 }
 
-/* v4_put_loop over a forest numbered in pre-order (f->preorder): its
- * records follow one another in node order, so each is written where the
- * last ended, with no cursor kept per parent. */
-static inline __attribute__((always_inline)) void
-v4_put_seq(int v5, const storage_merged_tab_t *f, const uint32_t *restrict idx,
-           const uint32_t *restrict slot, const uint32_t *restrict desc, uint8_t *p)
-{
-    const int64_t *restrict self = f->self, *restrict total = f->total;
-    const uint32_t *restrict symno = f->symno;
-    const size_t n = f->n;
-    for (size_t i = 0; i < n; i++) {
-        int64_t t = total[i];
-        uint32_t x = idx != NULL ? idx[i] : slot[symno[i]] - 1;
-        unsigned tag = v4_tag(self[i], t);
-        if (!v5) {
-            p += varint_put_u(p, x);
-            p += varint_put_u(p, (uint64_t)t);
-            p += varint_put_u(p, (uint64_t)desc[i] << 2 | tag);
-        } else if (desc[i] & V5_LAST) {
-            p += varint_put_u(p, (uint64_t)x << 3 | 4u | tag);
-        } else {
-            p += varint_put_u(p, (uint64_t)x << 3 | tag);
-            p += varint_put_u(p, (uint64_t)t);
-            p += varint_put_u(p, desc[i]);
-        }
-        if (tag == V4_SELF_GIVEN) p += varint_put_u(p, (uint64_t)self[i]);
-    }
-}
-
 static int v4_put_nodes(int v5, const storage_merged_tab_t *f, const uint32_t *restrict parent,
                         const uint32_t *restrict idx, const uint32_t *restrict slot,
                         uint32_t *restrict desc, uint32_t root_rec, buf_t *out)
@@ -904,16 +875,8 @@ static int v4_put_nodes(int v5, const storage_merged_tab_t *f, const uint32_t *r
     int rc = buf_reserve(out, bytes);
     if (rc != 0) return rc;
     uint8_t *base = out->data + out->len;
-    /* four copies of each loop, none testing which it is per node */
-    if (f->preorder && v5 && idx != NULL)
-        v4_put_seq(1, f, idx, NULL, desc, base);
-    else if (f->preorder && v5)
-        v4_put_seq(1, f, NULL, slot, desc, base);
-    else if (f->preorder && idx != NULL)
-        v4_put_seq(0, f, idx, NULL, desc, base);
-    else if (f->preorder)
-        v4_put_seq(0, f, NULL, slot, desc, base);
-    else if (v5 && idx != NULL)
+    /* four copies of the loop, none testing which it is per node */
+    if (v5 && idx != NULL)
         v4_put_loop(1, f, parent, idx, NULL, desc, base);
     else if (v5)
         v4_put_loop(1, f, parent, NULL, slot, desc, base);

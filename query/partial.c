@@ -126,9 +126,8 @@ static int render_tree(storage_t *st, const char *tenant, const query_partial_ar
                        const query_plan_t *plan, query_partial_t *out, errmsg_t *em)
 {
     if (sp->kind == 0 && a->forests && a->final_max_nodes == 0) {
-        unsigned flags = (a->parents ? STORAGE_TABS_PARENTS : 0) |
-                         (a->symnos ? STORAGE_TABS_SYMNOS : 0) |
-                         (a->preorder ? STORAGE_TABS_PREORDER : 0);
+        unsigned flags =
+            (a->parents ? STORAGE_TABS_PARENTS : 0) | (a->symnos ? STORAGE_TABS_SYMNOS : 0);
         int rc = query_merge_series_forests(st, tenant, ser, plan, flags, out->tree, &out->tabs,
                                             &out->ntabs, em);
         if (rc == 0 && a->timeline) rc = query_timeline_build(st, tenant, ser, plan, &out->tl, em);

@@ -773,10 +773,6 @@ typedef struct query_partial_args {
                                     table's symbol number (storage_merged_tab_t.symno): a share
                                     that encodes them numbers each forest's dictionary through
                                     an array instead of a hash lookup per node */
-    int preorder;                /* render with forests: the forests' nodes are numbered in
-                                    pre-order (STORAGE_TABS_PREORDER): a share that encodes
-                                    them in QUERY_FOREST_V4 or V5 writes its records front to
-                                    back */
     int counts;                  /* label shares of an averaged type: each entry also carries
                                     its profile counts ("TOTAL/COUNT S1/C1,..."), which the
                                     gather needs to average; 0: the summed "TOTAL S1,..." a

@@ -367,13 +367,7 @@ static int tab_alloc(storage_merged_tab_t *v, const int64_t *self, size_t n, int
                      int symnos)
 {
     v->n = n;
-    if (self != NULL) {
-        v->self = (int64_t *)self; /* the merger's vector: borrowed */
-    } else {
-        v->self = malloc(n * sizeof *v->self); /* a pre-order forest's own */
-        v->owns_self = 1;
-        if (v->self == NULL) return ERR_NOMEM;
-    }
+    v->self = (int64_t *)self; /* the merger's vector: borrowed */
     v->sym = malloc(n * sizeof *v->sym);
     v->total = malloc(n * sizeof *v->total);
     v->first_kid = malloc(n * sizeof *v->first_kid);
@@ -384,118 +378,6 @@ static int tab_alloc(storage_merged_tab_t *v, const int64_t *self, size_t n, int
                    (v->symno || !symnos)
                ? 0
                : ERR_NOMEM;
-}
-
-/* ---- forests in pre-order ---- */
-
-/* Per id of a table, while its pre-order forest is made. */
-typedef struct prescratch {
-    int64_t *tot;  /* subtree totals */
-    uint32_t *cnt; /* forest descendants; once placed, where its next kid goes */
-    uint32_t *pos; /* its place in the pre-order */
-    uint8_t *kin;  /* PRE_KIDS, PRE_LAST */
-} prescratch_t;
-
-#define PRE_KIDS 1u /* has a kid in the forest */
-#define PRE_LAST 2u /* its parent's last kid (the largest id) */
-/* Scratch bytes per id of the table. */
-#define PRE_SCRATCH_BYTES (sizeof(int64_t) + 2 * sizeof(uint32_t) + 1)
-
-/* The backward pass of forest_pass without the links: each id's total and
- * descendants, and its kid flags (the first kid of a parent met is its
- * last). Returns the forest's nodes, and nonneg as forest_pass sets it. */
-static size_t pre_sums(const tabsrc_t *src, prescratch_t *w, int *nonneg)
-{
-    int64_t *restrict tot = w->tot;
-    uint32_t *restrict cnt = w->cnt;
-    uint8_t *restrict kin = w->kin;
-    uint64_t neg = 0, over = 0;
-    for (size_t id = 0; id < src->count; id++) {
-        tot[id] = src->val[id];
-        neg |= (uint64_t)src->val[id];
-        cnt[id] = 0;
-        kin[id] = 0;
-    }
-    size_t n = 1;
-    for (size_t id = src->count; id-- > 1;) {
-        int64_t t = tot[id];
-        if (t == 0) continue;
-        uint32_t p = src->parent[id];
-        n++;
-        tot[p] = (int64_t)((uint64_t)tot[p] + (uint64_t)t);
-        over |= (uint64_t)tot[p];
-        cnt[p] += cnt[id] + 1;
-        if (!(kin[p] & PRE_KIDS)) {
-            kin[p] |= PRE_KIDS;
-            kin[id] |= PRE_LAST;
-        }
-    }
-    *nonneg = (neg >> 63) == 0 && (over >> 63) == 0; /* as forest_pass */
-    return n;
-}
-
-/* The forward pass: each forest id placed at its parent's cursor (the
- * root at 0), which then moves past its subtree, and its fields written
- * there; a node's first kid is the next place, its next sibling the
- * place after its subtree. */
-static void pre_place(const tabsrc_t *src, prescratch_t *w, storage_merged_tab_t *v)
-{
-    const int64_t *restrict tot = w->tot;
-    uint32_t *restrict cnt = w->cnt, *restrict pos = w->pos;
-    const uint8_t *restrict kin = w->kin;
-    uint64_t *restrict sym = v->sym;
-    int64_t *restrict self = v->self, *restrict total = v->total;
-    uint32_t *restrict first = v->first_kid, *restrict next = v->next_sib;
-    uint32_t *restrict par = v->parent, *restrict sno = v->symno;
-    for (size_t id = 0; id < src->count; id++) {
-        if (id > 0 && tot[id] == 0) continue;
-        uint32_t size = cnt[id] + 1, at = 0;
-        if (id > 0) {
-            uint32_t p = src->parent[id];
-            at = cnt[p];
-            cnt[p] = at + size;
-            if (par != NULL) par[at] = pos[p];
-        }
-        pos[id] = at;
-        cnt[id] = at + 1;
-        sym[at] = id > 0 ? src->sym[id] : SYM_ROOT; /* a table may not hold even its root */
-        self[at] = src->val[id];
-        total[at] = tot[id];
-        if (sno != NULL) sno[at] = src->symno[id];
-        first[at] = kin[id] & PRE_KIDS ? at + 1 : STORAGE_NO_KID;
-        next[at] = id == 0 || (kin[id] & PRE_LAST) ? STORAGE_NO_KID : at + size;
-    }
-}
-
-/* The pre-order forest of src into v (its arrays made, its working memory
- * charged; the scratch given back when done). */
-static int tab_preorder(storage_merger_t *m, const tabsrc_t *src, int parents, int symnos,
-                        storage_merged_tab_t *v)
-{
-    size_t scratch = src->count * PRE_SCRATCH_BYTES;
-    int rc = charge(m, scratch);
-    if (rc != 0) return rc;
-    prescratch_t w = {malloc(src->count * sizeof *w.tot), malloc(src->count * sizeof *w.cnt),
-                      malloc(src->count * sizeof *w.pos), malloc(src->count)};
-    rc = w.tot && w.cnt && w.pos && w.kin ? 0 : ERR_NOMEM;
-    int nonneg = 0;
-    size_t n = rc == 0 ? pre_sums(src, &w, &nonneg) : 0;
-    if (rc == 0 && nonneg) /* the forest (kept until the caller frees it) */
-        rc = charge(m, n * (sizeof *v->sym + sizeof *v->self + sizeof *v->total +
-                            (size_t)(2 + parents + symnos) * sizeof(uint32_t)));
-    if (rc == 0 && nonneg) rc = tab_alloc(v, NULL, n, parents, symnos);
-    if (rc == 0 && nonneg) {
-        pre_place(src, &w, v);
-        v->nodes = n;
-        v->nonneg = 1;
-        v->preorder = 1;
-    }
-    free(w.tot);
-    free(w.cnt);
-    free(w.pos);
-    free(w.kin);
-    uncharge(m, scratch);
-    return rc;
 }
 
 void storage_merged_tab_release(storage_merged_tab_t *v)
@@ -533,13 +415,9 @@ static int tab_one(storage_merger_t *m, acc_t *a, unsigned flags, storage_merged
     /* the forest (kept until the caller frees it) */
     size_t bytes = src.count * (sizeof *v->sym + sizeof *v->total +
                                 (size_t)(2 + parents + symnos) * sizeof(uint32_t));
-    if (rc == 0 && (flags & STORAGE_TABS_PREORDER)) {
-        rc = tab_preorder(m, &src, parents, symnos, v);
-    } else {
-        if (rc == 0) rc = charge(m, bytes);
-        if (rc == 0) rc = tab_alloc(v, a->val, src.count, parents, symnos);
-        if (rc == 0) forest_pass(&src, v);
-    }
+    if (rc == 0) rc = charge(m, bytes);
+    if (rc == 0) rc = tab_alloc(v, a->val, src.count, parents, symnos);
+    if (rc == 0) forest_pass(&src, v);
     if (rc == 0) v->nsyms = nsyms;
     /* with a negative value (a delta profile) or an overflow a parent's
      * total can be 0 while a child's is not: no forest then (its callers

@@ -330,26 +330,17 @@ typedef struct storage_merged_tab {
                               nodes can number their symbols through an array; NULL unless
                               asked for (storage_merger_tabs) */
     size_t nsyms;          /* with symno: the table's distinct symbols */
-    int preorder;  /* 1: the forest's nodes are numbered in pre-order (STORAGE_TABS_PREORDER):
-                      n == nodes, each node then its kids' subtrees in the table's id
-                      order, a node's first kid (if any) the next node */
-    int owns_self; /* 1: self is the tab's own, freed with it; 0: a merger's (borrowed) */
-    int nonneg;    /* 1: every value >= 0 and no total exceeds INT64_MAX; then the forest's
-                      nodes are exactly those storage_merger_finish creates for this token; 0: no
-                      forest (n 0, arrays NULL): build the whole tree instead */
+    int owns_self;         /* 1: self is the tab's own, freed with it; 0: a merger's (borrowed) */
+    int nonneg;            /* 1: every value >= 0 and no total exceeds INT64_MAX; then the forest's
+                              nodes are exactly those storage_merger_finish creates for this token; 0: no
+                              forest (n 0, arrays NULL): build the whole tree instead */
 } storage_merged_tab_t;
 
 /* What storage_merger_tabs adds to each forest: each node's parent, and
  * each node's symbol number (the node table's symbol index, built in memory
- * when first asked of a loaded table; nothing stored). With
- * STORAGE_TABS_PREORDER the forest's nodes are renumbered 0..nodes-1 in
- * pre-order (a node, then each kid's subtree, kids in the table's id
- * order; the tab's preorder set, its self its own): what an encoder that
- * writes its records in pre-order reads front to back, where the table's
- * id order would have it place each record at its parent's cursor. */
+ * when first asked of a loaded table; nothing stored). */
 #define STORAGE_TABS_PARENTS 1u
 #define STORAGE_TABS_SYMNOS 2u
-#define STORAGE_TABS_PREORDER 4u
 /* The tokens' forests of everything added so far; *tabs (caller owns, free
  * with storage_merged_tabs_free) has *n entries, with parent arrays with
  * STORAGE_TABS_PARENTS in flags and symbol numbers with STORAGE_TABS_SYMNOS

@@ -432,8 +432,7 @@ static int job_from(serve_job_t *j, const cluster_msg_t *msg)
                                                                : QUERY_FOREST_V2;
     j->args.parents = j->args.forests && j->forest_version != QUERY_FOREST_V2;
     j->args.symnos = j->args.forests; /* every forest is encoded */
-    j->args.preorder = j->args.forests && j->forest_version >= QUERY_FOREST_V4;
-    j->args.limit = q->limit; /* profiles: the partial refuses 0 or past its maximum */
+    j->args.limit = q->limit;         /* profiles: the partial refuses 0 or past its maximum */
     /* an older coordinator reads only the summed entries */
     j->args.counts = j->args.kind == QUERY_KIND_LABEL_SHARES && q->share_counts;
     if (j->args.forests && q->n_known_symbols > 0) {

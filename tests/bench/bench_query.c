@@ -186,79 +186,6 @@ static double share_once(const qctx_t *q, const query_spec_t *spec, const query_
     return rc == 0 ? t : -1;
 }
 
-/* A share's part as a coordinator that reads encoding 5 asks it (what
- * every share of a cluster answers): forests with parents and symbol
- * numbers, in pre-order (preorder 1, as a share makes them for 4 and 5)
- * or in the table's id order, each encoded in version 5; CPU of the
- * calling thread, or < 0 on error. */
-static double share_v5(const qctx_t *q, const query_spec_t *spec, const query_limits_t *lim,
-                       int preorder, buf_t *b)
-{
-    query_partial_args_t a;
-    query_spec_args(spec, &a);
-    a.forests = a.parents = a.symnos = a.names_later = 1;
-    a.preorder = preorder;
-    query_partial_t part = {0};
-    errmsg_t em = {{0}};
-    buf_reset(b);
-    double t0 = clock_thread();
-    int rc = query_partial_run(q->st, "bench", &a, lim, &part, &em);
-    for (size_t i = 0; rc == 0 && i < part.ntabs; i++) {
-        uint64_t *dict;
-        size_t nd;
-        rc = query_forest_encode_dict(&part.tabs[i], QUERY_FOREST_V5, b, &dict, &nd);
-        free(dict);
-    }
-    double t = clock_thread() - t0;
-    query_partial_free(&part);
-    return rc == 0 ? t : -1;
-}
-
-/* One function each (noipa), so that a profiler counts them apart. */
-static __attribute__((noipa)) double share_v5_preorder(const qctx_t *q, const query_spec_t *spec,
-                                                       const query_limits_t *lim, buf_t *b)
-{
-    return share_v5(q, spec, lim, 1, b);
-}
-
-static __attribute__((noipa)) double share_v5_idorder(const qctx_t *q, const query_spec_t *spec,
-                                                      const query_limits_t *lim, buf_t *b)
-{
-    return share_v5(q, spec, lim, 0, b);
-}
-
-/* share_v5 with forests in pre-order and in id order, alternated,
- * FOREST_ROUNDS each: their medians printed; both must write the same
- * bytes. */
-static int share_v5_figures(const qctx_t *q, const query_spec_t *spec, const query_limits_t *lim)
-{
-    double t[2][FOREST_ROUNDS];
-    buf_t b[2];
-    buf_init(&b[0], BUF_UNLIMITED);
-    buf_init(&b[1], BUF_UNLIMITED);
-    int rc = share_v5_idorder(q, spec, lim, &b[0]) < 0;
-    for (int r = 0; rc == 0 && r < FOREST_ROUNDS; r++)
-        for (int k = 0; rc == 0 && k < 2; k++) {
-            int pre = (r + k) % 2; /* which goes first alternates */
-            t[pre][r] = pre ? share_v5_preorder(q, spec, lim, &b[1])
-                            : share_v5_idorder(q, spec, lim, &b[0]);
-            rc = t[pre][r] < 0;
-        }
-    int same = rc == 0 && b[0].len == b[1].len && memcmp(b[0].data, b[1].data, b[0].len) == 0;
-    if (rc == 0) {
-        qsort(t[0], FOREST_ROUNDS, sizeof t[0][0], cmp_double);
-        qsort(t[1], FOREST_ROUNDS, sizeof t[1][0], cmp_double);
-        printf(
-            "query_forests_share_v5_ms: %.3f in pre-order, %.3f in id order (forests made and "
-            "encoded in version 5, CPU of the thread, medians of %d alternated; %zu bytes, %s)\n",
-            t[1][FOREST_ROUNDS / 2] * 1e3, t[0][FOREST_ROUNDS / 2] * 1e3, FOREST_ROUNDS, b[1].len,
-            same ? "the same" : "DIFFERENT");
-    }
-    buf_free(&b[0]);
-    buf_free(&b[1]);
-    return rc == 0 && same ? 0 : 1;
-}
-
 /* share_once with and without symbol numbers, alternated, FOREST_ROUNDS
  * each: their medians printed. */
 static int share_figures(const qctx_t *q, const query_spec_t *spec, const query_limits_t *lim)
@@ -499,7 +426,6 @@ static int forest_figures(const qctx_t *q)
                td[FOREST_ROUNDS / 2] * 1e3, td[0] * 1e3);
         if (gather_figures(&part, &spec, &lim) != 0) rc = ERR_INTERNAL;
         if (share_figures(q, &spec, &lim) != 0) rc = ERR_INTERNAL;
-        if (share_v5_figures(q, &spec, &lim) != 0) rc = ERR_INTERNAL;
     } else {
         fprintf(stderr, "forests: %s\n", errmsg_text(&em, rc));
     }
