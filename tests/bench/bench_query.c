@@ -186,6 +186,52 @@ static double share_once(const qctx_t *q, const query_spec_t *spec, const query_
     return rc == 0 ? t : -1;
 }
 
+/* A share's part as a coordinator that reads encoding 5 asks it (what
+ * every share of a cluster answers): forests with parents and symbol
+ * numbers, names left to the dictionaries, each forest encoded in version
+ * 5; CPU of the calling thread, or < 0 on error. Not inlined, so that a
+ * profiler counts it apart (callgrind --toggle-collect=share_v5). */
+static __attribute__((noipa)) double share_v5(const qctx_t *q, const query_spec_t *spec,
+                                              const query_limits_t *lim, buf_t *b)
+{
+    query_partial_args_t a;
+    query_spec_args(spec, &a);
+    a.forests = a.parents = a.symnos = a.names_later = 1;
+    query_partial_t part = {0};
+    errmsg_t em = {{0}};
+    buf_reset(b);
+    double t0 = clock_thread();
+    int rc = query_partial_run(q->st, "bench", &a, lim, &part, &em);
+    for (size_t i = 0; rc == 0 && i < part.ntabs; i++) {
+        uint64_t *dict;
+        size_t nd;
+        rc = query_forest_encode_dict(&part.tabs[i], QUERY_FOREST_V5, b, &dict, &nd);
+        free(dict);
+    }
+    double t = clock_thread() - t0;
+    query_partial_free(&part);
+    return rc == 0 ? t : -1;
+}
+
+/* share_v5 FOREST_ROUNDS times (after one untimed): the median printed. */
+static int share_v5_figures(const qctx_t *q, const query_spec_t *spec, const query_limits_t *lim)
+{
+    double t[FOREST_ROUNDS];
+    buf_t b;
+    buf_init(&b, BUF_UNLIMITED);
+    int rc = share_v5(q, spec, lim, &b) < 0;
+    for (int r = 0; rc == 0 && r < FOREST_ROUNDS; r++)
+        rc = (t[r] = share_v5(q, spec, lim, &b)) < 0;
+    if (rc == 0) {
+        qsort(t, FOREST_ROUNDS, sizeof t[0], cmp_double);
+        printf("query_forests_share_v5_ms: %.3f (min %.3f; forests made and encoded in version 5 "
+               "as a share answers, CPU of the thread, %d rounds; %zu bytes)\n",
+               t[FOREST_ROUNDS / 2] * 1e3, t[0] * 1e3, FOREST_ROUNDS, b.len);
+    }
+    buf_free(&b);
+    return rc;
+}
+
 /* share_once with and without symbol numbers, alternated, FOREST_ROUNDS
  * each: their medians printed. */
 static int share_figures(const qctx_t *q, const query_spec_t *spec, const query_limits_t *lim)
@@ -426,6 +472,7 @@ static int forest_figures(const qctx_t *q)
                td[FOREST_ROUNDS / 2] * 1e3, td[0] * 1e3);
         if (gather_figures(&part, &spec, &lim) != 0) rc = ERR_INTERNAL;
         if (share_figures(q, &spec, &lim) != 0) rc = ERR_INTERNAL;
+        if (share_v5_figures(q, &spec, &lim) != 0) rc = ERR_INTERNAL;
     } else {
         fprintf(stderr, "forests: %s\n", errmsg_text(&em, rc));
     }

@@ -9,6 +9,8 @@ exact answers, or partial ones that say what is missing):
 - nodes killed until some range has no live replica: while RF-1 or fewer
   are down the answers stay exact; then they are flagged partial
   ("partial": true, "missing", X-Flamedb-Partial) and never silently short;
+- series alone on their token (a single-series token): their trees are
+  counted once whichever replica answers, with a node down or joined;
 - one node stopped with SIGSTOP (slow, not yet seen down): the query still
   finishes by the query timeout, re-planned (exact) or flagged partial;
 - with FLAMEDB_OLD_BIN, a node of an older binary beside two new ones: the
@@ -289,6 +291,63 @@ def test_slow_node_bounded_by_deadline():
             c.nodes[2].proc.send_signal(signal.SIGCONT)
         wait_for("n2 answering again", lambda: c.nodes[2].total(CPU + "{}", frm, until) == want,
                  timeout=20)
+
+
+def solo_dataset(t0):
+    """Series that each end in a frame of their own, over several windows:
+    "solo" has one pod, so its series is alone on its token; "duo" and
+    "crowd" put 2 and 6 pods on their 4 shard tokens (some alone, some
+    not). Returns (pushes, {folded stack: samples})."""
+    pods = [("solo", 0)] + [("duo", k) for k in range(2)] + [("crowd", k) for k in range(6)]
+    pushes, want = [], {}
+    for w in range(4):  # four 10 s windows a series: the token sums them
+        for svc, k in pods:
+            name = "%s.cpu{pod=%s-%d}" % (svc, svc, k)
+            lines = []
+            for stack in (["main", "serve", "%s_%d" % (svc, k)], ["main", "gc"]):
+                v = 1 + RNG.randrange(30)
+                lines.append("%s %d" % (";".join(stack), v))
+                key = ";".join(stack)
+                want[key] = want.get(key, 0) + v * SCALE
+            pushes.append((name, t0 + 10 * w, ("\n".join(lines) + "\n").encode(), 0))
+    return pushes, want
+
+
+def folded_map(node, frm, until):
+    """The whole ring's folded render through the coordinator's forests
+    (maxNodes asked, nothing cut): {stack: value}, asserting an exact answer."""
+    r = node.render(CPU + "{}", frm, until, fmt="folded", maxNodes="1000")
+    assert r.status == 200 and header(r, "X-Flamedb-Partial") is None, (node.name, r)
+    out = {}
+    for line in r.body.decode().splitlines():
+        stack, v = line.rsplit(" ", 1)
+        out[stack] = out.get(stack, 0) + int(v)
+    return out
+
+
+def test_single_series_tokens_counted_once():
+    """A token that holds a single series ships its tree once, whichever
+    replica the coordinator picks for it: with every node up, with one
+    down (RF 2: the other replica answers) and with a node joining, each
+    series' own frame has exactly its samples (none dropped, none twice)."""
+    t0 = int(time.time()) - 1800
+    t0 -= t0 % 10
+    frm, until = str(t0 - 600), str(t0 + 1200)
+    data, want = solo_dataset(t0)
+    with Cluster(3, rf=2, args=ARGS) as c:
+        push_all(c.nodes, data)
+        for i in range(3):
+            assert folded_map(c.nodes[i], frm, until) == want, c.ids[i]
+        n = c.add_node()
+        c.wait_converged()
+        for i in range(n + 1):
+            assert folded_map(c.nodes[i], frm, until) == want, c.ids[i]
+        c.kill(1)
+        c.wait_state(1, "down")
+        for i in (0, 2, n):
+            assert folded_map(c.nodes[i], frm, until) == want, c.ids[i]
+        print("    %d series (one alone on its token): exact from every node, "
+              "with a node joined and with one down" % (len(data) // 4))
 
 
 def bench(n_profiles=3000, rounds=60):
