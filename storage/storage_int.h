@@ -858,7 +858,7 @@ typedef struct storage_cols_src {
  * the block's bytes). */
 typedef struct storage_cols {
     uint64_t scale, n, first, last;
-    unsigned wi, wv;
+    unsigned wi, wv, positive; /* positive: values stored as value / scale - 1 */
     const uint8_t *gaps, *vals;
 } storage_cols_t;
 /* Appends the version-3 encoding of src's non-zero pairs. */
