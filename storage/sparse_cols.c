@@ -59,11 +59,11 @@ static void shape_of(const storage_cols_src_t *src, cols_shape_t *s)
 {
     uint64_t scale = 0, maxabs = 0, maxgap = 0, prev = 0;
     uint32_t id;
-    int64_t v;
-    *s = (cols_shape_t){.positive = 1};
+    int64_t v, min = INT64_MAX;
+    *s = (cols_shape_t){0};
     for (size_t i = 0; src_next(src, &i, &id, &v);) {
         uint64_t a = storage_abs_u64(v);
-        s->positive &= v > 0;
+        if (v < min) min = v;
         scale = storage_scale_add(scale, v);
         if (a > maxabs) maxabs = a;
         /* ids are stored as gaps: they must ascend (a reader refuses the rest) */
@@ -78,6 +78,7 @@ static void shape_of(const storage_cols_src_t *src, cols_shape_t *s)
     s->scale = scale == 0 ? 1 : scale;
     s->last = prev;
     s->wi = width_of(maxgap);
+    s->positive = min > 0;
     uint64_t q = maxabs / s->scale;
     if (s->positive) { /* values of 1..q stored as 0..q - 1: no sign bit */
         unsigned w = width_of(q - 1);
@@ -90,11 +91,34 @@ static void shape_of(const storage_cols_src_t *src, cols_shape_t *s)
 }
 
 /* The stored number of v: v / scale - 1 in a positive block, else its
- * zigzag. */
-static uint64_t stored_of(int64_t v, uint64_t scale, unsigned positive)
+ * zigzag; positive is a constant where cols_put inlines it. */
+static inline __attribute__((always_inline)) uint64_t stored_of(int64_t v, uint64_t scale,
+                                                                unsigned positive)
 {
     return positive ? (uint64_t)storage_scaled(v, scale) - 1
                     : varint_zigzag(storage_scaled(v, scale));
+}
+
+/* Writes the gap and value planes of src's pairs (shape s) from p on. */
+static inline __attribute__((always_inline)) void cols_put(const storage_cols_src_t *src,
+                                                           const cols_shape_t *s, uint8_t *p,
+                                                           unsigned positive)
+{
+    size_t n = (size_t)s->n, gaps = n > 0 ? n - 1 : 0;
+    uint8_t *gap = p, *val = p + gaps * s->wi;
+    uint32_t id, prev = 0;
+    int64_t v;
+    size_t k = 0;
+    for (size_t i = 0; src_next(src, &i, &id, &v); k++) {
+        uint64_t z = stored_of(v, s->scale, positive);
+        for (unsigned b = 0; b < s->wv; b++)
+            val[b * n + k] = (uint8_t)(z >> 8 * b);
+        /* ids ascend: the sources are sorted (a dense one by construction) */
+        uint64_t d = k > 0 ? (uint64_t)id - prev - 1 : 0;
+        for (unsigned b = 0; k > 0 && b < s->wi; b++)
+            gap[b * gaps + k - 1] = (uint8_t)(d >> 8 * b);
+        prev = id;
+    }
 }
 
 int storage_cols_encode(const storage_cols_src_t *src, buf_t *out)
@@ -113,21 +137,11 @@ int storage_cols_encode(const storage_cols_src_t *src, buf_t *out)
         p += varint_put_u(p, s.last - s.first);
         *p++ = (uint8_t)(s.wi | s.positive << 3 | s.wv << 4);
     }
-    uint8_t *gap = p, *val = p + gaps * s.wi;
-    uint32_t id, prev = 0;
-    int64_t v;
-    size_t k = 0;
-    for (size_t i = 0; src_next(src, &i, &id, &v); k++) {
-        uint64_t z = stored_of(v, s.scale, s.positive);
-        for (unsigned b = 0; b < s.wv; b++)
-            val[b * n + k] = (uint8_t)(z >> 8 * b);
-        /* ids ascend: the sources are sorted (a dense one by construction) */
-        uint64_t d = k > 0 ? (uint64_t)id - prev - 1 : 0;
-        for (unsigned b = 0; k > 0 && b < s.wi; b++)
-            gap[b * gaps + k - 1] = (uint8_t)(d >> 8 * b);
-        prev = id;
-    }
-    out->len = (size_t)(val + n * s.wv - out->data);
+    if (s.positive)
+        cols_put(src, &s, p, 1);
+    else
+        cols_put(src, &s, p, 0);
+    out->len = (size_t)(p + gaps * s.wi + n * s.wv - out->data);
     out->data[out->len] = 0;
     return 0;
 }
