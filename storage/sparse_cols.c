@@ -100,9 +100,8 @@ static inline __attribute__((always_inline)) uint64_t stored_of(int64_t v, uint6
 }
 
 /* Writes the gap and value planes of src's pairs (shape s) from p on. */
-static inline __attribute__((always_inline)) void cols_put(const storage_cols_src_t *src,
-                                                           const cols_shape_t *s, uint8_t *p,
-                                                           unsigned positive)
+static inline __attribute__((always_inline)) void
+cols_put(const storage_cols_src_t *src, const cols_shape_t *s, uint8_t *p, unsigned positive)
 {
     size_t n = (size_t)s->n, gaps = n > 0 ? n - 1 : 0;
     uint8_t *gap = p, *val = p + gaps * s->wi;
@@ -258,8 +257,8 @@ static uint64_t first_z(const storage_cols_t *c)
     return z;
 }
 
-static inline __attribute__((always_inline)) void cols_add(const storage_cols_t *c,
-                                                          int64_t *dense, unsigned positive)
+static inline __attribute__((always_inline)) void cols_add(const storage_cols_t *c, int64_t *dense,
+                                                           unsigned positive)
 {
     cols_chunk_t ch;
     uint64_t scale = c->scale, id = c->first;
