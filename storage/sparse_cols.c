@@ -248,7 +248,7 @@ static int chunk_get(const storage_cols_t *c, size_t at, size_t m, cols_chunk_t 
     return 1;
 }
 
-/* The zigzag value of the first pair. */
+/* The stored number of the first pair (unzig reads it). */
 static uint64_t first_z(const storage_cols_t *c)
 {
     uint64_t z = 0;
