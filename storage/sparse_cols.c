@@ -8,9 +8,11 @@
  *   when n > 0:
  *     uvarint first id
  *     uvarint last id - first id
- *     u8      widths: wi (0..4) | wv (1..8) << 4
+ *     u8      widths: wi (0..4) | positive << 3 | wv (1..8) << 4
  *     wi planes of n - 1 bytes: plane b holds byte b of (id delta - 1)
- *     wv planes of n bytes:     plane b holds byte b of zigzag(value / scale)
+ *     wv planes of n bytes:     plane b holds byte b of value / scale - 1
+ *                               when positive (format 17: every value > 0),
+ *                               else of zigzag(value / scale)
  * The block's length is exactly what the header says, and first id + the
  * deltas = last id, which is checked before anything is added: a reader
  * knows every pair's position and the largest id up front, so the
@@ -50,17 +52,18 @@ static inline int src_next(const storage_cols_src_t *src, size_t *i, uint32_t *i
  * the widths of its deltas and of its values. */
 typedef struct cols_shape {
     uint64_t scale, n, first, last;
-    unsigned wi, wv;
+    unsigned wi, wv, positive;
 } cols_shape_t;
 
 static void shape_of(const storage_cols_src_t *src, cols_shape_t *s)
 {
     uint64_t scale = 0, maxabs = 0, maxgap = 0, prev = 0;
     uint32_t id;
-    int64_t v;
+    int64_t v, min = INT64_MAX;
     *s = (cols_shape_t){0};
     for (size_t i = 0; src_next(src, &i, &id, &v);) {
         uint64_t a = storage_abs_u64(v);
+        if (v < min) min = v;
         scale = storage_scale_add(scale, v);
         if (a > maxabs) maxabs = a;
         /* ids are stored as gaps: they must ascend (a reader refuses the rest) */
@@ -75,15 +78,46 @@ static void shape_of(const storage_cols_src_t *src, cols_shape_t *s)
     s->scale = scale == 0 ? 1 : scale;
     s->last = prev;
     s->wi = width_of(maxgap);
-    /* zigzag doubles a magnitude: one bit more than maxabs / scale */
+    s->positive = min > 0;
     uint64_t q = maxabs / s->scale;
+    if (s->positive) { /* values of 1..q stored as 0..q - 1: no sign bit */
+        unsigned w = width_of(q - 1);
+        s->wv = w == 0 ? 1 : w;
+        return;
+    }
+    /* zigzag doubles a magnitude: one bit more than maxabs / scale */
     unsigned bits = q == 0 ? 0 : (unsigned)(64 - __builtin_clzll(q)) + 1;
     s->wv = bits > 64 ? 8 : bits == 0 ? 1 : (bits + 7) / 8;
 }
 
-static uint64_t zigzag_of(int64_t v, uint64_t scale)
+/* The stored number of v: v / scale - 1 in a positive block, else its
+ * zigzag; positive is a constant where cols_put inlines it. */
+static inline __attribute__((always_inline)) uint64_t stored_of(int64_t v, uint64_t scale,
+                                                                unsigned positive)
 {
-    return varint_zigzag(storage_scaled(v, scale));
+    return positive ? (uint64_t)storage_scaled(v, scale) - 1
+                    : varint_zigzag(storage_scaled(v, scale));
+}
+
+/* Writes the gap and value planes of src's pairs (shape s) from p on. */
+static inline __attribute__((always_inline)) void
+cols_put(const storage_cols_src_t *src, const cols_shape_t *s, uint8_t *p, unsigned positive)
+{
+    size_t n = (size_t)s->n, gaps = n > 0 ? n - 1 : 0;
+    uint8_t *gap = p, *val = p + gaps * s->wi;
+    uint32_t id, prev = 0;
+    int64_t v;
+    size_t k = 0;
+    for (size_t i = 0; src_next(src, &i, &id, &v); k++) {
+        uint64_t z = stored_of(v, s->scale, positive);
+        for (unsigned b = 0; b < s->wv; b++)
+            val[b * n + k] = (uint8_t)(z >> 8 * b);
+        /* ids ascend: the sources are sorted (a dense one by construction) */
+        uint64_t d = k > 0 ? (uint64_t)id - prev - 1 : 0;
+        for (unsigned b = 0; k > 0 && b < s->wi; b++)
+            gap[b * gaps + k - 1] = (uint8_t)(d >> 8 * b);
+        prev = id;
+    }
 }
 
 int storage_cols_encode(const storage_cols_src_t *src, buf_t *out)
@@ -100,23 +134,13 @@ int storage_cols_encode(const storage_cols_src_t *src, buf_t *out)
     if (n > 0) {
         p += varint_put_u(p, s.first);
         p += varint_put_u(p, s.last - s.first);
-        *p++ = (uint8_t)(s.wi | s.wv << 4);
+        *p++ = (uint8_t)(s.wi | s.positive << 3 | s.wv << 4);
     }
-    uint8_t *gap = p, *val = p + gaps * s.wi;
-    uint32_t id, prev = 0;
-    int64_t v;
-    size_t k = 0;
-    for (size_t i = 0; src_next(src, &i, &id, &v); k++) {
-        uint64_t z = zigzag_of(v, s.scale);
-        for (unsigned b = 0; b < s.wv; b++)
-            val[b * n + k] = (uint8_t)(z >> 8 * b);
-        /* ids ascend: the sources are sorted (a dense one by construction) */
-        uint64_t d = k > 0 ? (uint64_t)id - prev - 1 : 0;
-        for (unsigned b = 0; k > 0 && b < s.wi; b++)
-            gap[b * gaps + k - 1] = (uint8_t)(d >> 8 * b);
-        prev = id;
-    }
-    out->len = (size_t)(val + n * s.wv - out->data);
+    if (s.positive)
+        cols_put(src, &s, p, 1);
+    else
+        cols_put(src, &s, p, 0);
+    out->len = (size_t)(p + gaps * s.wi + n * s.wv - out->data);
     out->data[out->len] = 0;
     return 0;
 }
@@ -179,7 +203,8 @@ int storage_cols_parse(const uint8_t *p, size_t len, storage_cols_t *c)
     if (!varint_read_u(&p, end, &c->first) || !varint_read_u(&p, end, &span) || p == end)
         return ERR_CORRUPT;
     c->last = c->first + span;
-    c->wi = *p & 0x0f;
+    c->wi = *p & 0x07;
+    c->positive = *p >> 3 & 1;
     c->wv = *p++ >> 4;
     uint64_t rest = (uint64_t)(end - p);
     /* distinct ascending ids: n - 1 <= span; each pair takes >= 1 byte */
@@ -195,9 +220,13 @@ int storage_cols_parse(const uint8_t *p, size_t len, storage_cols_t *c)
     return 0;
 }
 
-static inline int64_t unzig(uint64_t z, uint64_t scale)
+/* The value of a stored number z (stored_of); positive is a constant
+ * where the callers below inline it, so each loop has no branch. */
+static inline __attribute__((always_inline)) int64_t unzig(uint64_t z, uint64_t scale,
+                                                           unsigned positive)
 {
-    return (int64_t)(((z >> 1) ^ (~(z & 1) + 1)) * scale); /* wraps like every sum */
+    if (positive) return (int64_t)((z + 1) * scale); /* wraps like every sum */
+    return (int64_t)(((z >> 1) ^ (~(z & 1) + 1)) * scale);
 }
 
 /* Pairs from 1 + at on, m of them (m <= COLS_CHUNK): each id's gap and
@@ -219,7 +248,7 @@ static int chunk_get(const storage_cols_t *c, size_t at, size_t m, cols_chunk_t 
     return 1;
 }
 
-/* The zigzag value of the first pair. */
+/* The stored number of the first pair (unzig reads it). */
 static uint64_t first_z(const storage_cols_t *c)
 {
     uint64_t z = 0;
@@ -228,28 +257,38 @@ static uint64_t first_z(const storage_cols_t *c)
     return z;
 }
 
-void storage_cols_add(const storage_cols_t *c, int64_t *dense)
+static inline __attribute__((always_inline)) void cols_add(const storage_cols_t *c, int64_t *dense,
+                                                           unsigned positive)
 {
     cols_chunk_t ch;
     uint64_t scale = c->scale, id = c->first;
     size_t n = (size_t)c->n;
     if (n == 0) return;
-    dense[id] = (int64_t)((uint64_t)dense[id] + (uint64_t)unzig(first_z(c), scale));
+    dense[id] = (int64_t)((uint64_t)dense[id] + (uint64_t)unzig(first_z(c), scale, positive));
     /* pair i >= 1: its gap at index i - 1, its value at i */
     for (size_t at = 0; at < n - 1; at += COLS_CHUNK) {
         size_t m = n - 1 - at < COLS_CHUNK ? n - 1 - at : COLS_CHUNK;
         if (chunk_get(c, at, m, &ch)) {
             for (size_t k = 0; k < m; k++) {
                 id += ch.gap[k] + 1;
-                dense[id] = (int64_t)((uint64_t)dense[id] + (uint64_t)unzig(ch.z[k], scale));
+                dense[id] =
+                    (int64_t)((uint64_t)dense[id] + (uint64_t)unzig(ch.z[k], scale, positive));
             }
             continue;
         }
         for (size_t k = 0; k < m; k++) {
             id += ch.gap[k] + 1;
-            dense[id] = (int64_t)((uint64_t)dense[id] + (uint64_t)unzig(ch.lo[k], scale));
+            dense[id] = (int64_t)((uint64_t)dense[id] + (uint64_t)unzig(ch.lo[k], scale, positive));
         }
     }
+}
+
+void storage_cols_add(const storage_cols_t *c, int64_t *dense)
+{
+    if (c->positive)
+        cols_add(c, dense, 1);
+    else
+        cols_add(c, dense, 0);
 }
 
 void storage_cols_decode(const storage_cols_t *c, uint32_t *ids, int64_t *vals)
@@ -259,14 +298,14 @@ void storage_cols_decode(const storage_cols_t *c, uint32_t *ids, int64_t *vals)
     size_t n = (size_t)c->n;
     if (n == 0) return;
     ids[0] = (uint32_t)id;
-    vals[0] = unzig(first_z(c), scale);
+    vals[0] = unzig(first_z(c), scale, c->positive);
     for (size_t at = 0; at < n - 1; at += COLS_CHUNK) {
         size_t m = n - 1 - at < COLS_CHUNK ? n - 1 - at : COLS_CHUNK;
         int wide = chunk_get(c, at, m, &ch);
         for (size_t k = 0; k < m; k++) {
             id += ch.gap[k] + 1;
             ids[at + 1 + k] = (uint32_t)id;
-            vals[at + 1 + k] = unzig(wide ? ch.z[k] : ch.lo[k], scale);
+            vals[at + 1 + k] = unzig(wide ? ch.z[k] : ch.lo[k], scale, c->positive);
         }
     }
 }

@@ -51,7 +51,7 @@ enum storage_cf {
 
 /* Stored format version (meta key "format_version"). Bump on any change to a
  * key or value layout that old data would be misread under. */
-#define STORAGE_FORMAT_VERSION "16"
+#define STORAGE_FORMAT_VERSION "17"
 /* Earlier versions upgraded in place at open: version 5 only added the
  * profile_trees column family (which open creates), version 6 the service
  * aggregates (rebuilt from the stored series by storage_aggregate_rebuild),
@@ -101,6 +101,12 @@ enum storage_cf {
  * window without a value counts from profile_trees, so the upgrade only
  * rewrites the marker. */
 #define STORAGE_FORMAT_V15 "15"
+/* Version 17 writes sparse blocks (blocks and profile trees) whose values
+ * are all positive as value / scale - 1, flagged by bit 3 of the widths
+ * byte (sparse_cols.c), which a format-16 binary reads as corrupt; blocks
+ * with the zigzag values of format 16 still read, so the upgrade only
+ * rewrites the marker. */
+#define STORAGE_FORMAT_V16 "16"
 
 /* Block values (sparse.c): version byte of the sparse self-value vector
  * written (fixed-width columns, sparse_cols.c); version 2 (varint pairs)
@@ -858,7 +864,7 @@ typedef struct storage_cols_src {
  * the block's bytes). */
 typedef struct storage_cols {
     uint64_t scale, n, first, last;
-    unsigned wi, wv;
+    unsigned wi, wv, positive; /* positive: values stored as value / scale - 1 */
     const uint8_t *gaps, *vals;
 } storage_cols_t;
 /* Appends the version-3 encoding of src's non-zero pairs. */

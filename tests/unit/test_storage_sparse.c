@@ -471,7 +471,7 @@ static void test_cols_round_trip(void)
     }
     cols_round_trip(0, id, val, 0, 1);
     cols_round_trip(1, id, val, 0, 1);
-    cols_round_trip(N, id, val, 0, 1); /* 2 x 60 < 256 */
+    cols_round_trip(N, id, val, 0, 1); /* all positive: 59 < 256 */
     val[500] = -200;                   /* zigzag 399: two bytes */
     cols_round_trip(N, id, val, 0, 2);
     id[N - 1] = UINT32_MAX; /* one gap of four bytes */
@@ -494,6 +494,47 @@ static void test_cols_round_trip(void)
         val[1] = 1;                              /* scale 1 */
         cols_round_trip(N, id, val, 1, (unsigned)w);
     }
+}
+
+/* A block whose values are all positive stores value / scale - 1 and no
+ * sign bit (format 17): 1..256 fit one byte, where zigzag took two from
+ * 128 on; one value of another sign keeps the whole block in zigzag. */
+static void test_cols_positive(void)
+{
+    enum { N = 600 };
+    static uint32_t id[N];
+    static int64_t val[N];
+    for (uint32_t i = 0; i < N; i++) {
+        id[i] = 5 + 2 * i;
+        val[i] = 1 + (int64_t)(i % 256);
+    }
+    cols_round_trip(N, id, val, 1, 1);
+    val[7] = 257; /* 256 stored: two bytes */
+    cols_round_trip(N, id, val, 1, 2);
+    val[7] = 128;
+    for (uint32_t i = 0; i < N; i++) /* a scale: 3 * (1..256) */
+        val[i] *= 3;
+    cols_round_trip(N, id, val, 1, 1);
+    val[9] = -3; /* zigzag of 256 * 3 / 3 needs two bytes */
+    cols_round_trip(N, id, val, 1, 2);
+    val[9] = INT64_MAX; /* the largest positive value: eight bytes */
+    for (uint32_t i = 0; i < N; i++)
+        val[i] = i == 9 ? INT64_MAX : 1;
+    cols_round_trip(N, id, val, 1, 8);
+    /* by hand: ids 10, 11, 14, values 1, 2, 5 (flag bit 3, stored 0, 1, 4) */
+    const uint8_t pos[] = {3, 1, 3, 10, 4, 0x19, 0, 2, 0, 1, 4};
+    storage_cols_t c;
+    CHECK_EQ_INT(storage_cols_parse(pos, sizeof pos, &c), 0);
+    CHECK(c.positive == 1 && c.wi == 1 && c.wv == 1);
+    uint32_t ids[3];
+    int64_t vals[3];
+    storage_cols_decode(&c, ids, vals);
+    CHECK(ids[0] == 10 && ids[1] == 11 && ids[2] == 14);
+    CHECK(vals[0] == 1 && vals[1] == 2 && vals[2] == 5);
+    uint8_t bad[sizeof pos];
+    memcpy(bad, pos, sizeof bad);
+    bad[5] = 0x1d; /* flag and 5-byte gaps */
+    CHECK(storage_cols_parse(bad, sizeof bad, &c) != 0);
 }
 
 /* A block whose header says one thing and its columns another is corrupt,
@@ -592,6 +633,7 @@ int main(int argc, char **argv)
     test_dense_two();
     test_fold_mixed();
     test_cols_round_trip();
+    test_cols_positive();
     test_cols_corrupt();
     test_factor();
     return check_exit();
