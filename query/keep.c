@@ -236,7 +236,7 @@ static int expansion_room(sel_t *s, size_t nkids)
 }
 
 /* The merged child of node p for symbol sym: found, or made. */
-static uint32_t child_for(sel_t *s, uint32_t p, uint64_t sym, size_t *ntouched)
+static inline uint32_t child_for(sel_t *s, uint32_t p, uint64_t sym, size_t *ntouched)
 {
     size_t mask = s->nslot - 1, h = (size_t)((sym * 0x9E3779B97F4A7C15ull) >> 17) & mask;
     while (s->slot[h] != 0) {
@@ -364,7 +364,7 @@ static int expand(sel_t *s, uint32_t p)
 /* Keeps node i; its children, when it has a non-empty one (its total is
  * not its self), go on the frontier as one entry (p->hidden is 1 until
  * they are made). With top, i is the heap's top and leaves it. */
-static int keep(sel_t *s, uint32_t i, int top)
+static inline int keep(sel_t *s, uint32_t i, int top)
 {
     size_t was = s->capk;
     if (sel_pre(s, s->capk, s->nk + 1, sizeof *s->kept) != 0) return ERR_UNAVAILABLE;
