@@ -63,7 +63,7 @@ typedef struct member {
     uint32_t next;       /* the node's next member, or NO_MEMBER */
 } member_t;
 
-/* A frontier entry carries its node's total, so the heap orders by it
+/* A frontier entry carries its node's total, so the frontier orders by it
  * without reading the node (a cache miss per comparison); only ties look at
  * the nodes' path hashes. A kept node's children are not made when it is
  * kept: an entry for them (kids) stands on the frontier instead, ordered by
@@ -79,6 +79,29 @@ typedef struct hent {
     uint32_t kids; /* 1: the node's children, not yet made */
 } hent_t;
 
+/* The frontier is a radix heap over totals: what comes off it is never
+ * heavier than what came off before (a child's total is at most its
+ * parent's total less its self), so an entry is filed by the highest bit
+ * where its total's key differs from the last top's, in a list of its
+ * bucket (pent_t, linked through a pool of entries reused through a free
+ * list). Taking the top empties the lowest non-empty bucket: its lightest
+ * key becomes the last top and each entry moves to a lower bucket, or to
+ * the tie heap when its key is the last top's. The tie heap, a binary heap
+ * of entries of that one total, orders them as heavier() does; it holds a
+ * few entries at a time, where one binary heap of the whole frontier sank
+ * every top through a dozen levels. The order they come off in is the one
+ * heavier() gives the whole frontier. */
+#define NO_ENTRY UINT32_MAX
+#define RADIX_BUCKETS 64
+typedef struct pent {
+    int64_t total;
+    uint32_t node; /* bit 31: an entry for the node's children (hent_t.kids) */
+    uint32_t next; /* the bucket's (or the free list's) next entry, or NO_ENTRY */
+} pent_t;
+#define PENT_KIDS 0x80000000u
+/* Merged nodes fit below PENT_KIDS (each holds more bytes than 2^31 can). */
+#define MAX_MERGED_NODES PENT_KIDS
+
 typedef struct sel {
     const storage_merged_tab_t *tabs;
     size_t ntabs;
@@ -89,9 +112,15 @@ typedef struct sel {
     size_t nn, capn;
     member_t *mem;
     size_t nm, capm;
-    hent_t *heap;
+    hent_t *heap; /* the tie heap: entries of the last top's total */
     size_t hn, caph;
-    uint32_t *kept; /* in the order kept: parents first */
+    pent_t *pool; /* the buckets' entries */
+    size_t np, capp;
+    uint32_t free_ent;            /* the pool's free list */
+    uint32_t head[RADIX_BUCKETS]; /* bucket b: keys whose highest bit off the last is b */
+    uint64_t mask;                /* bit b: bucket b is not empty */
+    uint64_t last;                /* the last top's key (radix_key) */
+    uint32_t *kept;               /* in the order kept: parents first */
     size_t nk, capk;
     size_t expanded; /* kept nodes whose children were made */
     /* per expansion: symbol -> child (index + 1; 0 empty) */
@@ -111,8 +140,9 @@ static int sel_hold(sel_t *s, size_t extra)
 {
     if (s->charge == NULL) return 0;
     size_t now = s->capn * sizeof *s->nd + s->capm * sizeof *s->mem + s->caph * sizeof *s->heap +
-                 s->capk * sizeof *s->kept + s->nslot * sizeof *s->slot +
-                 s->capt * sizeof *s->touched + s->capkv * sizeof *s->kv + extra;
+                 s->capp * sizeof *s->pool + s->capk * sizeof *s->kept +
+                 s->nslot * sizeof *s->slot + s->capt * sizeof *s->touched +
+                 s->capkv * sizeof *s->kv + extra;
     if (now <= s->charged) {
         alloc_charge_sub(s->charge, s->charged - now);
     } else if (alloc_charge_add(s->charge, now - s->charged) != 0) {
@@ -178,11 +208,6 @@ static int heap_push_ent(sel_t *s, hent_t v)
     return 0;
 }
 
-static int heap_push(sel_t *s, uint32_t node)
-{
-    return heap_push_ent(s, (hent_t){s->nd[node].total, node, 0});
-}
-
 /* Puts v in the heap's slot i, moving heavier children up past it. */
 static void sift_down(sel_t *s, size_t i, hent_t v)
 {
@@ -197,25 +222,88 @@ static void sift_down(sel_t *s, size_t i, hent_t v)
     s->heap[i] = v;
 }
 
-static void heap_pop(sel_t *s)
+static inline void heap_pop(sel_t *s)
 {
     hent_t v = s->heap[--s->hn];
-    if (s->hn > 0) sift_down(s, 0, v);
+    if (s->hn > 0) sift_down(s, 0, v); /* seldom: ties */
 }
 
-/* The top taken off and node put on in one pass: a kept node's heaviest
- * child is usually among the heaviest of the frontier, so it sinks only a
- * few levels, where a pop would sink the last entry all the way and the
- * push climb the child back up. */
-static void heap_replace_top(sel_t *s, uint32_t node)
+/* An entry's key in the radix heap: lighter totals have larger keys, so
+ * the keys of the tops only grow. */
+static uint64_t radix_key(int64_t total)
 {
-    sift_down(s, 0, (hent_t){s->nd[node].total, node, 0});
+    return (uint64_t)INT64_MAX - (uint64_t)total; /* total in [0, INT64_MAX] */
+}
+
+/* Puts v on the frontier. ERR_CORRUPT if it is heavier than the last top
+ * (a forest whose children outweigh their parent: never one read here,
+ * their sums are checked). */
+static inline int frontier_push(sel_t *s, hent_t v)
+{
+    uint64_t k = radix_key(v.total);
+    if (k == s->last && s->hn == 0 && s->caph > 0) { /* the commonest tie: one */
+        s->heap[s->hn++] = v;
+        return 0;
+    }
+    if (k == s->last) return heap_push_ent(s, v);
+    if (k < s->last) return ERR_CORRUPT;
+    uint32_t i = s->free_ent;
+    if (i != NO_ENTRY) {
+        s->free_ent = s->pool[i].next;
+    } else {
+        size_t was = s->capp;
+        if (sel_pre(s, s->capp, s->np + 1, sizeof *s->pool) != 0) return ERR_UNAVAILABLE;
+        if (GROW_FROM(s->pool, s->capp, s->np + 1, GROW_UNLIMITED, 256) != 0) return ERR_NOMEM;
+        if (s->capp != was && sel_charge(s) != 0) return ERR_UNAVAILABLE;
+        i = (uint32_t)s->np++;
+    }
+    unsigned b = 63u - (unsigned)__builtin_clzll(k ^ s->last);
+    s->pool[i] = (pent_t){v.total, v.node | (v.kids ? PENT_KIDS : 0), s->head[b]};
+    s->head[b] = i;
+    s->mask |= 1ull << b;
+    return 0;
+}
+
+/* When the tie heap is empty: the lowest non-empty bucket's lightest key
+ * becomes the last top, its entries of that key go to the tie heap and
+ * the others to lower buckets. */
+static int frontier_fill(sel_t *s)
+{
+    if (s->hn > 0 || s->mask == 0) return 0;
+    unsigned b = (unsigned)__builtin_ctzll(s->mask);
+    uint32_t list = s->head[b];
+    uint64_t least = UINT64_MAX;
+    for (uint32_t i = list; i != NO_ENTRY; i = s->pool[i].next) {
+        uint64_t k = radix_key(s->pool[i].total);
+        least = k < least ? k : least;
+    }
+    s->head[b] = NO_ENTRY;
+    s->mask &= ~(1ull << b);
+    s->last = least;
+    for (uint32_t i = list, next; i != NO_ENTRY; i = next) {
+        next = s->pool[i].next;
+        uint64_t k = radix_key(s->pool[i].total);
+        if (k == least) {
+            uint32_t node = s->pool[i].node & ~PENT_KIDS, kids = s->pool[i].node >= PENT_KIDS;
+            int rc = heap_push_ent(s, (hent_t){s->pool[i].total, node, kids});
+            if (rc != 0) return rc;
+            s->pool[i].next = s->free_ent;
+            s->free_ent = i;
+            continue;
+        }
+        unsigned c = 63u - (unsigned)__builtin_clzll(k ^ least); /* below b */
+        s->pool[i].next = s->head[c];
+        s->head[c] = i;
+        s->mask |= 1ull << c;
+    }
+    return 0;
 }
 
 /* Room for an expansion over nkids member children (already filed in
  * s->mem from s->nm on). */
 static int expansion_room(sel_t *s, size_t nkids)
 {
+    if (nkids >= MAX_MERGED_NODES - s->nn) return ERR_UNAVAILABLE;
     size_t want = 16;
     while (want < 2 * nkids)
         want *= 2;
@@ -236,7 +324,7 @@ static int expansion_room(sel_t *s, size_t nkids)
 }
 
 /* The merged child of node p for symbol sym: found, or made. */
-static uint32_t child_for(sel_t *s, uint32_t p, uint64_t sym, size_t *ntouched)
+static inline uint32_t child_for(sel_t *s, uint32_t p, uint64_t sym, size_t *ntouched)
 {
     size_t mask = s->nslot - 1, h = (size_t)((sym * 0x9E3779B97F4A7C15ull) >> 17) & mask;
     while (s->slot[h] != 0) {
@@ -252,17 +340,13 @@ static uint32_t child_for(sel_t *s, uint32_t p, uint64_t sym, size_t *ntouched)
 }
 
 /* Puts the merged children from first on on the frontier in place of the
- * heap's top (their parent's entry for them): the heaviest takes its place. */
+ * top (their parent's entry for them). */
 static int frontier_add(sel_t *s, size_t first)
 {
-    size_t heaviest = first;
-    for (size_t c = first + 1; c < s->nn; c++)
-        if (s->nd[c].total > s->nd[heaviest].total) heaviest = c;
-    if (first == s->nn) heap_pop(s);
-    if (first < s->nn) heap_replace_top(s, (uint32_t)heaviest);
+    heap_pop(s);
     int rc = 0;
     for (size_t c = first; c < s->nn && rc == 0; c++)
-        if (c != heaviest) rc = heap_push(s, (uint32_t)c);
+        rc = frontier_push(s, (hent_t){s->nd[c].total, (uint32_t)c, 0});
     return rc;
 }
 
@@ -329,7 +413,7 @@ static int member_children(sel_t *s, uint32_t p, size_t *nkids)
 
 /* Makes the merged children of kept node p (every one non-empty; it has
  * one) and puts them on the frontier in place of its entry for them, the
- * heap's top; p->hidden counts them. */
+ * tie heap's top; p->hidden counts them. */
 static int expand(sel_t *s, uint32_t p)
 {
     size_t nkids, ntouched = 0;
@@ -363,8 +447,8 @@ static int expand(sel_t *s, uint32_t p)
 
 /* Keeps node i; its children, when it has a non-empty one (its total is
  * not its self), go on the frontier as one entry (p->hidden is 1 until
- * they are made). With top, i is the heap's top and leaves it. */
-static int keep(sel_t *s, uint32_t i, int top)
+ * they are made). With top, i is the tie heap's top and leaves it. */
+static inline int keep(sel_t *s, uint32_t i, int top)
 {
     size_t was = s->capk;
     if (sel_pre(s, s->capk, s->nk + 1, sizeof *s->kept) != 0) return ERR_UNAVAILABLE;
@@ -372,15 +456,10 @@ static int keep(sel_t *s, uint32_t i, int top)
     if (s->capk != was && sel_charge(s) != 0) return ERR_UNAVAILABLE;
     s->kept[s->nk++] = i;
     mnode_t *m = &s->nd[i];
-    if (m->total == m->self) { /* no non-empty child */
-        if (top) heap_pop(s);
-        return 0;
-    }
+    if (top) heap_pop(s);
+    if (m->total == m->self) return 0; /* no non-empty child */
     m->hidden = 1;
-    hent_t v = {(int64_t)((uint64_t)m->total - (uint64_t)m->self), i, 1};
-    if (!top) return heap_push_ent(s, v);
-    sift_down(s, 0, v);
-    return 0;
+    return frontier_push(s, (hent_t){(int64_t)((uint64_t)m->total - (uint64_t)m->self), i, 1});
 }
 
 /* Sums merged node i's self over its members: done when it comes off the
@@ -402,7 +481,7 @@ static int select_kept(sel_t *s, size_t max_nodes)
 {
     int rc = keep(s, 0, 0);
     size_t used = s->nd[0].hidden > 0 ? 2 : 1;
-    while (rc == 0 && s->hn > 0) {
+    while (rc == 0 && (rc = frontier_fill(s)) == 0 && s->hn > 0) {
         if (s->heap[0].kids) {
             rc = expand(s, s->heap[0].node);
             continue;
@@ -505,11 +584,11 @@ static int root_of(sel_t *s, size_t npacked, size_t max_nodes)
     want = want < local ? want : local;
     size_t n1 = want > 1 ? want : 1, nmem = want > ntabs ? want : ntabs;
     size_t first =
-        grown_cap(0, n1) * (sizeof *s->nd + sizeof *s->heap) + grown_cap(0, nmem) * sizeof *s->mem;
+        grown_cap(0, n1) * (sizeof *s->nd + sizeof *s->pool) + grown_cap(0, nmem) * sizeof *s->mem;
     if (sel_hold(s, first) != 0) return ERR_UNAVAILABLE; /* charged before they are made */
     if (GROW_FROM(s->nd, s->capn, n1, GROW_UNLIMITED, 256) != 0 ||
         GROW_FROM(s->mem, s->capm, nmem, GROW_UNLIMITED, 256) != 0 ||
-        GROW_FROM(s->heap, s->caph, n1, GROW_UNLIMITED, 256) != 0)
+        GROW_FROM(s->pool, s->capp, n1, GROW_UNLIMITED, 256) != 0)
         return ERR_NOMEM;
     s->nd[0] = (mnode_t){.sym = SYM_ROOT, .mem = ntabs ? 0 : NO_MEMBER, .has_pkey = 1};
     uint64_t total = 0;
@@ -535,9 +614,10 @@ static int root_of(sel_t *s, size_t npacked, size_t max_nodes)
 
 size_t query_keep_scratch_bytes(const storage_merged_tab_t *tabs, size_t ntabs, size_t max_nodes)
 {
-    /* as root_of sizes the arrays: nodes, members and heap entries, and per
-     * node its place in the order kept and an expansion's slot and touch;
-     * then the answer's arrays, made while they are still held */
+    /* as root_of sizes the arrays: nodes, members and the frontier's
+     * entries, and per node its place in the order kept and an expansion's
+     * slot and touch; the tie heap as it first grows; then the answer's
+     * arrays, made while they are still held */
     size_t local = 0, want = max_nodes < SIZE_MAX / 8 ? 8 * max_nodes : max_nodes;
     for (size_t i = 0; i < ntabs; i++)
         local += tabs[i].nodes;
@@ -548,8 +628,8 @@ size_t query_keep_scratch_bytes(const storage_merged_tab_t *tabs, size_t ntabs, 
         cap *= 2;
     size_t answer = sizeof(uint64_t) + sizeof(uint32_t) + 2 * sizeof(int64_t); /* kept_arrays */
     size_t kept = want < max_nodes ? want : max_nodes;
-    return cap * (sizeof(mnode_t) + sizeof(member_t) + sizeof(hent_t) + 4 * sizeof(uint32_t)) +
-           kept * answer;
+    return cap * (sizeof(mnode_t) + sizeof(member_t) + sizeof(pent_t) + 4 * sizeof(uint32_t)) +
+           256 * sizeof(hent_t) + kept * answer;
 }
 
 int query_keep_tabs(const storage_merged_tab_t *tabs, size_t ntabs, size_t max_nodes,
@@ -564,7 +644,10 @@ static int keep_mixed(const storage_merged_tab_t *tabs, size_t ntabs, const quer
 {
     *out = NULL;
     if (max_nodes < 2) return ERR_INVALID_ARGUMENT;
-    sel_t s = {.tabs = tabs, .ntabs = ntabs, .packed = packed, .charge = charge};
+    sel_t s = {
+        .tabs = tabs, .ntabs = ntabs, .packed = packed, .charge = charge, .free_ent = NO_ENTRY};
+    for (size_t b = 0; b < RADIX_BUCKETS; b++)
+        s.head[b] = NO_ENTRY;
     int rc = root_of(&s, npacked, max_nodes);
     if (rc == 0) rc = sel_charge(&s);
     if (rc == 0) rc = select_kept(&s, max_nodes);
@@ -572,6 +655,7 @@ static int keep_mixed(const storage_merged_tab_t *tabs, size_t ntabs, const quer
     free(s.nd);
     free(s.mem);
     free(s.heap);
+    free(s.pool);
     free(s.kept);
     free(s.slot);
     free(s.touched);

@@ -117,6 +117,10 @@ static char *fb_kept(const storage_merged_tab_t *tabs, size_t ntok, size_t max)
     return (char *)b.data;
 }
 
+/* ties: 0 values 1..100000, 1 values 1 or 2 (ties everywhere), 2 one of
+ * three values times a power of two up to 2^47 (totals over most of the
+ * 64-bit range, which the frontier's radix buckets file by their highest
+ * bit off the last top's, with ties among them). */
 static void random_tree(calltree_t *t, int nstacks, int ties, int zeros)
 {
     for (int i = 0; i < nstacks; i++) {
@@ -124,7 +128,9 @@ static void random_tree(calltree_t *t, int nstacks, int ties, int zeros)
         size_t d = 1 + check_rng() % 9;
         for (size_t k = 0; k < d; k++)
             st[k] = 100 + check_rng() % (k == 0 ? 3 : 9);
-        int64_t v = ties ? 1 + (int64_t)(check_rng() % 2) : 1 + (int64_t)(check_rng() % 100000);
+        int64_t v = ties == 1   ? 1 + (int64_t)(check_rng() % 2)
+                    : ties == 2 ? (1 + (int64_t)(check_rng() % 3)) << (check_rng() % 48)
+                                : 1 + (int64_t)(check_rng() % 100000);
         if (zeros && check_rng() % 6 == 0) v = 0; /* an empty stack node */
         calltree_add_stack(t, st, d, v);
     }
@@ -174,6 +180,7 @@ static void test_forests(void)
     for (int r = 0; r < 12; r++) {
         forest_case(1 + (size_t)(r % 4), 20 + 30 * r, r % 3 == 0);
         forest_case(3, 300, 1);
+        forest_case(1 + (size_t)(r % 4), 40 + 25 * r, 2);
     }
     /* refused where only the whole tree is exact: a negative value, an overflow */
     calltree_t *t = calltree_new(0);
