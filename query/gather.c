@@ -143,6 +143,7 @@ size_t query_gather_bytes(const query_gather_t *g)
         sizeof *g + g->value_bytes + g->values.n * 2 * sizeof(void *) +
         (g->shares_cap + g->share_tls_cap + g->share_counts_cap + g->share_tlc_cap + g->tl.n) *
             sizeof(int64_t) +
+        g->tl.pushes_cap * sizeof(query_push_t) +
         g->forest_bytes + query_kept_bytes(g->kept);
     if (g->tree != NULL) n += calltree_mem_bytes_read(g->tree);
     if (g->syms != NULL) n += symtab_mem_bytes(g->syms);
@@ -152,6 +153,7 @@ size_t query_gather_bytes(const query_gather_t *g)
 size_t query_partial_bytes(const query_partial_t *p)
 {
     size_t n = sizeof *p + p->tl.n * sizeof(int64_t) + p->nvalues * sizeof(char *) +
+               p->tl.pushes_cap * sizeof(query_push_t) +
                query_kept_bytes(p->kept);
     if (p->tree != NULL) n += calltree_mem_bytes_read(p->tree);
     if (p->syms != NULL) n += symtab_mem_bytes(p->syms);
@@ -425,6 +427,26 @@ int query_gather_add_count(query_gather_t *g, int64_t bucket_start_s, int64_t co
     tl->counts[off / tl->step_s] += count;
     g->tl.profiles += count;
     return 0;
+}
+
+int query_gather_add_pushes(query_gather_t *g, int64_t bucket_start_s, int64_t count,
+                            const uint8_t *ids, size_t len, errmsg_t *em)
+{
+    query_timeline_t *tl = &g->tl;
+    size_t n = len / STORAGE_WPROF_ID_LEN;
+    int64_t off = bucket_start_s - tl->start_s;
+    if (len % STORAGE_WPROF_ID_LEN != 0 || (uint64_t)count < n ||
+        (n > 0 && (off < 0 || off % tl->step_s != 0 || off / tl->step_s >= (int64_t)tl->n)))
+        return errmsg_set(em, ERR_CORRUPT, "partial timeline: pushes of bucket %lld are bad",
+                          (long long)bucket_start_s);
+    if (tl->counts == NULL || n == 0) return query_gather_add_count(g, bucket_start_s, count, em);
+    /* count holds the partial's own pushes once each: united here instead */
+    int rc = query_gather_add_count(g, bucket_start_s, count - (int64_t)n, em);
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        rc = query_timeline_add_push(tl, (size_t)(off / tl->step_s),
+                                     ids + i * STORAGE_WPROF_ID_LEN);
+    if (rc == ERR_NOMEM) return errmsg_set(em, rc, "out of memory");
+    return rc == 0 ? gather_hold(g, 0, em) : rc;
 }
 
 /* Parses a signed decimal integer of s[0..n) into *out. */
@@ -701,6 +723,13 @@ static int add_render(query_gather_t *g, query_partial_t *p, errmsg_t *em)
     for (size_t i = 0; i < g->tl.n; i++) /* exact counts add; averages never do */
         g->tl.counts[i] += p->tl.counts[i];
     g->tl.profiles += p->tl.profiles;
+    /* pushes split into pieces: united by id (query_timeline_unite) */
+    if (GROW_FROM(g->tl.pushes, g->tl.pushes_cap, g->tl.npushes + p->tl.npushes, GROW_UNLIMITED,
+                  64) != 0)
+        return ERR_NOMEM;
+    if (p->tl.npushes > 0)
+        memcpy(g->tl.pushes + g->tl.npushes, p->tl.pushes, p->tl.npushes * sizeof *p->tl.pushes);
+    g->tl.npushes += p->tl.npushes;
     return 0;
 }
 
@@ -985,6 +1014,7 @@ static int encode_kept(query_gather_t *g, const char *partial_json, query_result
 static int finish_render(query_gather_t *g, const char *partial_json, query_result_t *out,
                          errmsg_t *em)
 {
+    query_timeline_unite(&g->tl); /* every answer's split pushes are in: each counts once */
     /* kept nodes alone: no more than maxNodes, none empty */
     if (g->kept != NULL && g->spec->kind == QUERY_KIND_RENDER &&
         g->spec->format == QUERY_FORMAT_JSON && g->nforests == 0 && g->npacked == 0 &&

@@ -170,6 +170,7 @@ static int collect(storage_t *st, const char *tenant, const query_partial_args_t
         if (rc == 0 && tl.n != g->nb) rc = ERR_INTERNAL;
         if (rc == 0 && g->average && (rc = query_timeline_average(&tl)) == 0)
             rc = query_timeline_count(st, tenant, &one, plan, &tl, em);
+        query_timeline_unite(&tl); /* this node's pieces of one push count once */
         const char *v = rc == 0 ? value_of(lb, a->label) : NULL;
         if (rc == 0) rc = group_add(g, v, strlen(v), total, &tl);
         query_timeline_free(&tl);

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/grow.h"
 #include "query/query_int.h"
 
 #define TIMELINE_POINTS 1500
@@ -101,10 +102,47 @@ int query_timeline_average(query_timeline_t *tl)
     return tl->counts == NULL ? ERR_NOMEM : 0;
 }
 
-static int count_fn(void *ctx, int64_t time_ns, const uint8_t profile_id[16], int64_t total,
-                    int tree_kept)
+int query_timeline_add_push(query_timeline_t *tl, size_t i, const uint8_t *id)
 {
-    (void)profile_id;
+    if (GROW_FROM(tl->pushes, tl->pushes_cap, tl->npushes + 1, GROW_UNLIMITED, 64) != 0)
+        return ERR_NOMEM;
+    uint64_t v = 0;
+    for (size_t k = 0; k < STORAGE_WPROF_ID_LEN; k++)
+        v = v << 8 | id[k];
+    tl->pushes[tl->npushes++] = (query_push_t){v, (uint32_t)i};
+    return 0;
+}
+
+static int push_cmp(const void *a, const void *b)
+{
+    const query_push_t *x = a, *y = b;
+    if (x->bucket != y->bucket) return x->bucket < y->bucket ? -1 : 1;
+    return x->id < y->id ? -1 : x->id > y->id;
+}
+
+void query_timeline_sort_pushes(query_timeline_t *tl)
+{
+    if (tl->npushes < 2) return;
+    qsort(tl->pushes, tl->npushes, sizeof *tl->pushes, push_cmp);
+    size_t m = 1;
+    for (size_t i = 1; i < tl->npushes; i++)
+        if (push_cmp(&tl->pushes[m - 1], &tl->pushes[i]) != 0) tl->pushes[m++] = tl->pushes[i];
+    tl->npushes = m;
+}
+
+void query_timeline_unite(query_timeline_t *tl)
+{
+    query_timeline_sort_pushes(tl);
+    for (size_t i = 0; tl->counts != NULL && i < tl->npushes; i++) {
+        tl->counts[tl->pushes[i].bucket]++;
+        tl->profiles++;
+    }
+    tl->npushes = 0;
+}
+
+static int count_fn(void *ctx, int64_t time_ns, const uint8_t profile_id[16], int64_t total,
+                    int tree_kept, int piece)
+{
     (void)total;
     (void)tree_kept; /* a profile whose tree was too large to keep counts too */
     query_timeline_t *tl = ctx;
@@ -112,14 +150,21 @@ static int count_fn(void *ctx, int64_t time_ns, const uint8_t profile_id[16], in
     if (time_ns < 0 && time_ns % 1000000000LL != 0) t--;
     t = floor_to(t, 10); /* its 10 s window, which lies in one bucket */
     int64_t i = (t - tl->start_s) / tl->step_s;
-    if (t >= tl->start_s && i < (int64_t)tl->n) tl->counts[i]++;
+    int in = t >= tl->start_s && i < (int64_t)tl->n;
+    if (piece && in) { /* its other pieces name it too: counted once, by id */
+        uint8_t id[STORAGE_WPROF_ID_LEN];
+        storage_wprof_short_id(profile_id, id);
+        return query_timeline_add_push(tl, (size_t)i, id);
+    }
+    if (in) tl->counts[i]++;
     tl->profiles++;
     return 0;
 }
 
 /* Counting one series: windows whose profiles are counted exactly
- * (window_profiles) add their count; the others are noted, adjacent ones
- * joined, and their profiles counted from profile_trees. */
+ * (window_profiles) add their count, or, holding pieces of split pushes,
+ * their listed ids; the others (and such windows listing none) are noted,
+ * adjacent ones joined, and their profiles counted from profile_trees. */
 typedef struct wcount {
     query_timeline_t *tl;
     int64_t res_s;
@@ -131,11 +176,18 @@ static int wcount_fn(void *ctx, const storage_window_profiles_t *w)
 {
     wcount_t *c = ctx;
     query_timeline_t *tl = c->tl;
-    if (w->exact) {
-        int64_t i = (w->window - tl->start_s) / tl->step_s;
-        if (w->window >= tl->start_s && i < (int64_t)tl->n) tl->counts[i] += w->count;
+    int64_t i = (w->window - tl->start_s) / tl->step_s;
+    int in = w->window >= tl->start_s && i < (int64_t)tl->n;
+    if (w->exact && !w->pieces) {
+        if (in) tl->counts[i] += w->count;
         tl->profiles += w->count;
         return 0;
+    }
+    if (w->exact && w->ids != NULL && in) {
+        int rc = 0;
+        for (size_t k = 0; rc == 0 && k < w->nids; k++)
+            rc = query_timeline_add_push(tl, (size_t)i, w->ids + k * STORAGE_WPROF_ID_LEN);
+        return rc;
     }
     if (c->n > 0 && c->hi[c->n - 1] == w->window) {
         c->hi[c->n - 1] += c->res_s;
@@ -187,6 +239,7 @@ int query_timeline_count(storage_t *st, const char *tenant, const query_series_t
         rc = count_series(st, tenant, ser->token[i], ser->series_id[i], &tp, tl);
         if (rc != 0) return errmsg_set(em, rc, "counting profiles: %s", err_message(rc));
     }
+    query_timeline_sort_pushes(tl);
     return 0;
 }
 
@@ -194,5 +247,6 @@ void query_timeline_free(query_timeline_t *tl)
 {
     free(tl->counts);
     free(tl->samples);
+    free(tl->pushes);
     memset(tl, 0, sizeof *tl);
 }

@@ -242,7 +242,8 @@ int storage_scan_profile_trees(storage_t *s, const char *tenant, uint64_t token,
         int64_t t = storage_time_decode(k + kn - tail);
         if (storage_ptree_expired(s, t)) break; /* everything older is expired too */
         seen++;
-        rc = fn(ctx, t, k + kn - 16, storage_i64_get(v + 2), !(v[1] & PTREE_FLAG_NO_TREE));
+        rc = fn(ctx, t, k + kn - 16, storage_i64_get(v + 2), !(v[1] & PTREE_FLAG_NO_TREE),
+                (v[1] & PTREE_FLAG_PIECE) != 0);
     }
     char *err = NULL;
     rocksdb_iter_get_error(it, &err);

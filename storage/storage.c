@@ -345,7 +345,10 @@ static int check_format(storage_t *s, errmsg_t *em)
     int pre16 = pre15 || is_version(v, len, STORAGE_FORMAT_V14);
     /* 15 -> 16 needs nothing: a format-15 window_profiles value (whole
      * ids) still reads, and folds into the shorter layout */
-    int older = pre16 || is_version(v, len, STORAGE_FORMAT_V15);
+    int pre17 = pre16 || is_version(v, len, STORAGE_FORMAT_V15);
+    /* 16 -> 17 needs nothing: a format-16 piece was counted in no window
+     * (which reads as not counted) and its profile tree has no flag */
+    int older = pre17 || is_version(v, len, STORAGE_FORMAT_V16);
     if (rc == 0 && v != NULL && !older && !is_version(v, len, STORAGE_FORMAT_VERSION))
         rc = errmsg_set(em, ERR_UNSUPPORTED, "data directory has storage format %.*s, expected %s",
                         (int)(len < 16 ? len : 16), v, STORAGE_FORMAT_VERSION);
@@ -357,7 +360,8 @@ static int check_format(storage_t *s, errmsg_t *em)
                  pre12   ? "span trees indexed by token and by profile; stack-node tables are "
                            "indexed at their next write; windows count their profiles from now on"
                  : pre14 ? "windows count their profiles from now on"
-                         : "windows list short profile ids from now on");
+                 : pre17 ? "windows list short profile ids from now on"
+                         : "pieces of split pushes count once from now on");
     if (rc == 0 && pre6) {
         log_info("storage", "rebuilding the service aggregates");
         rc = storage_aggregate_rebuild(s, em);
