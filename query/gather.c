@@ -143,8 +143,7 @@ size_t query_gather_bytes(const query_gather_t *g)
         sizeof *g + g->value_bytes + g->values.n * 2 * sizeof(void *) +
         (g->shares_cap + g->share_tls_cap + g->share_counts_cap + g->share_tlc_cap + g->tl.n) *
             sizeof(int64_t) +
-        g->tl.pushes_cap * sizeof(query_push_t) +
-        g->forest_bytes + query_kept_bytes(g->kept);
+        g->tl.pushes_cap * sizeof(query_push_t) + g->forest_bytes + query_kept_bytes(g->kept);
     if (g->tree != NULL) n += calltree_mem_bytes_read(g->tree);
     if (g->syms != NULL) n += symtab_mem_bytes(g->syms);
     return n;
@@ -153,8 +152,7 @@ size_t query_gather_bytes(const query_gather_t *g)
 size_t query_partial_bytes(const query_partial_t *p)
 {
     size_t n = sizeof *p + p->tl.n * sizeof(int64_t) + p->nvalues * sizeof(char *) +
-               p->tl.pushes_cap * sizeof(query_push_t) +
-               query_kept_bytes(p->kept);
+               p->tl.pushes_cap * sizeof(query_push_t) + query_kept_bytes(p->kept);
     if (p->tree != NULL) n += calltree_mem_bytes_read(p->tree);
     if (p->syms != NULL) n += symtab_mem_bytes(p->syms);
     for (size_t i = 0; i < p->ntabs; i++)
@@ -443,8 +441,8 @@ int query_gather_add_pushes(query_gather_t *g, int64_t bucket_start_s, int64_t c
     /* count holds the partial's own pushes once each: united here instead */
     int rc = query_gather_add_count(g, bucket_start_s, count - (int64_t)n, em);
     for (size_t i = 0; rc == 0 && i < n; i++)
-        rc = query_timeline_add_push(tl, (size_t)(off / tl->step_s),
-                                     ids + i * STORAGE_WPROF_ID_LEN);
+        rc =
+            query_timeline_add_push(tl, (size_t)(off / tl->step_s), ids + i * STORAGE_WPROF_ID_LEN);
     if (rc == ERR_NOMEM) return errmsg_set(em, rc, "out of memory");
     return rc == 0 ? gather_hold(g, 0, em) : rc;
 }

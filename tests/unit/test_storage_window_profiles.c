@@ -367,8 +367,8 @@ static void test_split_pieces_flagged(fixture_t *f)
                  0);
     CHECK_EQ_INT(n, 100);
     n = 0;
-    CHECK_EQ_INT(storage_scan_profile_trees(f->s, "t", 5, labels_hash(other), T0, T0 + 60,
-                                            SIZE_MAX, piece_fn, &n),
+    CHECK_EQ_INT(storage_scan_profile_trees(f->s, "t", 5, labels_hash(other), T0, T0 + 60, SIZE_MAX,
+                                            piece_fn, &n),
                  0);
     CHECK_EQ_INT(n, 1);
     sw[0].piece = false; /* a later push of series a alone: no piece */
