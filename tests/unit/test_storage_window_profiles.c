@@ -5,7 +5,9 @@
  * format-13 directory whose windows read as not counted, two copies
  * compared by their ids and an addition of what one holds beyond the
  * other; short ids (format 16), only at resolutions whose windows outlive
- * profile retention, and a format-15 value (whole ids) read and folded. */
+ * profile retention, and a format-15 value (whole ids) read and folded;
+ * pieces of split pushes flagged (format 17), and a format-16 directory
+ * opened as 17. */
 #include "test_storage_fixture.h"
 
 #define T0 1700006400LL /* a multiple of a day */
@@ -389,6 +391,63 @@ static void test_split_pieces_flagged(fixture_t *f)
     labels_free(other);
 }
 
+/* A format-16 directory: the pieces of a split push were counted in no
+ * window (their windows read as not counted) and their trees carry no
+ * flag. It opens as format 17 with those windows still not counted, a
+ * new push of pieces into the same window does not make it exact, and a
+ * window that starts after the upgrade counts its pieces, flagged. */
+static void test_upgrade_16(fixture_t *f)
+{
+    labels_t *a = fx_labels("up16", "a"), *b = fx_labels("up16", "b");
+    symtab_t *st = symtab_new();
+    calltree_t *t = calltree_new(0);
+    fx_add(t, st, "main;wait", 3);
+    storage_series_write_t sw[2] = {
+        {.labels = a, .series_id = labels_hash(a), .tree = t, .token = 6},
+        {.labels = b, .series_id = labels_hash(b), .tree = t, .token = 6},
+    };
+    storage_profile_write_t p = {
+        .tenant = "t", .time_ns = (T0 + 5 * HOUR) * NS, .series = sw, .nseries = 2, .symbols = st};
+    fx_id(p.profile_id, 6000);
+    errmsg_t em = {{0}};
+    CHECK_EQ_INT(storage_write_profile(f->s, &p, NULL, &em), 0);
+    for (int i = 0; i < 2; i++) { /* what format 16 left: no counts for the pieces */
+        skey_t lo, hi;
+        storage_key_series(&lo, 6, "t", sw[i].series_id);
+        hi = lo;
+        hi.n = storage_prefix_successor(hi.b, hi.n);
+        char *err = NULL;
+        rocksdb_delete_range_cf(f->s->db, f->s->wopts, f->s->cf[CF_WPROFILES], (const char *)lo.b,
+                                lo.n, (const char *)hi.b, hi.n, &err);
+        CHECK(err == NULL);
+        free(err);
+    }
+    fx_put_version(f, STORAGE_FORMAT_V16);
+    CHECK_EQ_INT(fx_reopen(f), 0);
+    fx_check_version(f);
+    wsum_t x = scan(f, a, 6, 3, T0, T0 + 86400);
+    CHECK_EQ_INT(x.windows, 1);
+    CHECK_EQ_INT(x.exact + x.count, 0);
+    sw[0].piece = sw[1].piece = true;
+    p.time_ns = (T0 + 5 * HOUR + 1) * NS;
+    fx_id(p.profile_id, 6001);
+    CHECK_EQ_INT(storage_write_profile(f->s, &p, NULL, &em), 0);
+    x = scan(f, a, 6, 3, T0, T0 + 86400);
+    CHECK_EQ_INT(x.count, 1);
+    CHECK_EQ_INT(x.pieces, 1);
+    CHECK_EQ_INT(x.exact, 0); /* the format-16 push is not in it */
+    p.time_ns = (T0 + 6 * HOUR) * NS;
+    fx_id(p.profile_id, 6002);
+    CHECK_EQ_INT(storage_write_profile(f->s, &p, NULL, &em), 0);
+    x = scan(f, b, 6, 3, T0 + 6 * HOUR, T0 + 7 * HOUR);
+    CHECK_EQ_INT(x.exact, 1);
+    CHECK_EQ_INT(x.pieces, 1);
+    calltree_free(t);
+    symtab_free(st);
+    labels_free(a);
+    labels_free(b);
+}
+
 /* With profile retention a week (resolution retentions as by default:
  * 10 s a day, 1 min a week, 10 min 30 days, 1 h 90 days, 1 day forever)
  * only the windows that can outlive the profiles they hold get a value:
@@ -515,6 +574,7 @@ int main(void)
     test_counts(&f);
     test_relate_and_add(&f);
     test_split_pieces_flagged(&f);
+    test_upgrade_16(&f);
     test_short_id_shared(&f);
     test_kept_resolutions(&f);
     fx_done(&f);
