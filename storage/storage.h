@@ -450,6 +450,12 @@ int storage_scan_profiles(storage_t *s, const char *tenant, uint64_t token, uint
  * max_nodes is reached. */
 int storage_read_profile(storage_t *s, const char *tenant, uint64_t token, uint64_t series_id,
                          int64_t time_ns, const uint8_t profile_id[16], calltree_t *dst);
+/* The same; *piece (may be NULL) 1 when the share is a piece of a split
+ * push (storage_series_write_t.piece), which a copy written elsewhere (a
+ * repair or stream fetch) must say too. */
+int storage_read_profile_piece(storage_t *s, const char *tenant, uint64_t token, uint64_t series_id,
+                               int64_t time_ns, const uint8_t profile_id[16], calltree_t *dst,
+                               int *piece);
 
 /* The stored profiles of one series (profile_trees) whose time t (unix
  * seconds, floor of time_ns / 1e9) satisfies from_s <= t < until_s, newest
