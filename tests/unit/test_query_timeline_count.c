@@ -87,6 +87,30 @@ static void check_pieces(fixture_t *f, const char *svc, uint64_t id0)
     CHECK_EQ_INT(c[3], 2);
     CHECK_EQ_INT(c[5], 1);
     CHECK_EQ_INT(all, 3);
+    /* the ids' memory is charged while counting, given back after: a
+     * budget too small refuses, naming the setting */
+    query_plan_t plan;
+    query_plan_range(T0, T0 + 60, 0, STORAGE_RESOLUTION_COUNT - 1, &plan);
+    alloc_budget_t budget;
+    alloc_charge_t charge;
+    for (int small = 1; small >= 0; small--) {
+        alloc_budget_init(&budget, small ? 16 : 1 << 20);
+        alloc_charge_init(&charge, &budget);
+        plan.charge = &charge;
+        query_timeline_t tl;
+        int res;
+        CHECK_EQ_INT(query_timeline_init(&plan, &tl, &res), 0);
+        CHECK_EQ_INT(query_timeline_average(&tl), 0);
+        query_series_t ser = {3, tok, sid, NULL, NULL};
+        errmsg_t em = {{0}};
+        CHECK_EQ_INT(query_timeline_count(f->s, "t", &ser, &plan, &tl, &em),
+                     small ? ERR_UNAVAILABLE : 0);
+        CHECK(!small || strstr(em.text, "query-memory-bytes") != NULL);
+        CHECK(small || tl.npushes == 2);
+        CHECK_EQ_INT(charge.used, 0);
+        alloc_charge_done(&charge);
+        query_timeline_free(&tl);
+    }
     for (int i = 0; i < 3; i++)
         labels_free(l[i]);
     calltree_free(t);
