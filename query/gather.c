@@ -728,6 +728,7 @@ static int add_render(query_gather_t *g, query_partial_t *p, errmsg_t *em)
     if (p->tl.npushes > 0)
         memcpy(g->tl.pushes + g->tl.npushes, p->tl.pushes, p->tl.npushes * sizeof *p->tl.pushes);
     g->tl.npushes += p->tl.npushes;
+    query_timeline_sort_pushes(&g->tl); /* each push once */
     return 0;
 }
 

@@ -357,7 +357,10 @@ int query_timeline_count(storage_t *st, const char *tenant, const query_series_t
 int query_timeline_build(storage_t *st, const char *tenant, const query_series_t *ser,
                          const query_plan_t *plan, query_timeline_t *out, errmsg_t *em);
 void query_timeline_free(query_timeline_t *tl);
-/* Adds push id (STORAGE_WPROF_ID_LEN bytes) to bucket i of tl->pushes. */
+/* Adds push id (STORAGE_WPROF_ID_LEN bytes) to bucket i of tl->pushes. A
+ * full array is first sorted with each push kept once (one push's pieces
+ * from several series or answers), and grows only when that leaves it
+ * more than half full: it holds about twice the distinct pushes at most. */
 int query_timeline_add_push(query_timeline_t *tl, size_t i, const uint8_t *id);
 /* Sorts tl->pushes by bucket and id, each pair once. */
 void query_timeline_sort_pushes(query_timeline_t *tl);

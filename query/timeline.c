@@ -102,17 +102,6 @@ int query_timeline_average(query_timeline_t *tl)
     return tl->counts == NULL ? ERR_NOMEM : 0;
 }
 
-int query_timeline_add_push(query_timeline_t *tl, size_t i, const uint8_t *id)
-{
-    if (GROW_FROM(tl->pushes, tl->pushes_cap, tl->npushes + 1, GROW_UNLIMITED, 64) != 0)
-        return ERR_NOMEM;
-    uint64_t v = 0;
-    for (size_t k = 0; k < STORAGE_WPROF_ID_LEN; k++)
-        v = v << 8 | id[k];
-    tl->pushes[tl->npushes++] = (query_push_t){v, (uint32_t)i};
-    return 0;
-}
-
 static int push_cmp(const void *a, const void *b)
 {
     const query_push_t *x = a, *y = b;
@@ -128,6 +117,23 @@ void query_timeline_sort_pushes(query_timeline_t *tl)
     for (size_t i = 1; i < tl->npushes; i++)
         if (push_cmp(&tl->pushes[m - 1], &tl->pushes[i]) != 0) tl->pushes[m++] = tl->pushes[i];
     tl->npushes = m;
+}
+
+int query_timeline_add_push(query_timeline_t *tl, size_t i, const uint8_t *id)
+{
+    if (tl->npushes == tl->pushes_cap && tl->npushes > 0) {
+        query_timeline_sort_pushes(tl);         /* a push's pieces from several series: once */
+        if (tl->npushes > tl->pushes_cap / 2 && /* room for at least as many again */
+            GROW_FROM(tl->pushes, tl->pushes_cap, tl->pushes_cap + 1, GROW_UNLIMITED, 64) != 0)
+            return ERR_NOMEM;
+    }
+    if (GROW_FROM(tl->pushes, tl->pushes_cap, tl->npushes + 1, GROW_UNLIMITED, 64) != 0)
+        return ERR_NOMEM;
+    uint64_t v = 0;
+    for (size_t k = 0; k < STORAGE_WPROF_ID_LEN; k++)
+        v = v << 8 | id[k];
+    tl->pushes[tl->npushes++] = (query_push_t){v, (uint32_t)i};
+    return 0;
 }
 
 void query_timeline_unite(query_timeline_t *tl)
@@ -155,27 +161,19 @@ typedef struct wcount {
     size_t n, cap;
 } wcount_t;
 
-/* Adds push id to bucket i. A full array is first sorted, each push kept
- * once (the same push's pieces in several series), and grows only when
- * that leaves it more than half full: it holds at most about twice the
- * distinct pushes. ERR_UNAVAILABLE when the charge refuses its growth. */
+/* query_timeline_add_push, its growth charged: ERR_UNAVAILABLE when the
+ * charge refuses it. */
 static int count_push(wcount_t *c, size_t i, const uint8_t *id)
 {
     query_timeline_t *tl = c->tl;
     size_t before = tl->pushes_cap;
-    int rc = 0;
-    if (tl->npushes == tl->pushes_cap && tl->npushes > 0) {
-        query_timeline_sort_pushes(tl);
-        if (tl->npushes > tl->pushes_cap / 2) /* room for at least as many again */
-            rc = GROW_FROM(tl->pushes, tl->pushes_cap, tl->pushes_cap + 1, GROW_UNLIMITED, 64);
-    }
-    if (rc == 0) rc = query_timeline_add_push(tl, i, id);
+    int rc = query_timeline_add_push(tl, i, id);
     size_t grown = (tl->pushes_cap - before) * sizeof *tl->pushes;
     if (grown > 0 && c->charge != NULL) {
         if (alloc_charge_add(c->charge, grown) != 0) return ERR_UNAVAILABLE;
         c->charged += grown;
     }
-    return rc != 0 ? ERR_NOMEM : 0;
+    return rc;
 }
 
 static int count_fn(void *ctx, int64_t time_ns, const uint8_t profile_id[16], int64_t total,

@@ -117,8 +117,30 @@ static void check_pieces(fixture_t *f, const char *svc, uint64_t id0)
     symtab_free(st);
 }
 
+/* One push's pieces met many times (from many series, or answers) are
+ * kept once when the array fills: it does not grow with them. */
+static void test_pushes_kept_once(void)
+{
+    query_timeline_t tl = {.n = 2};
+    tl.counts = calloc(2, sizeof *tl.counts);
+    CHECK(tl.counts != NULL);
+    for (int round = 0; round < 50; round++)
+        for (uint8_t k = 0; k < 10; k++) {
+            uint8_t id[STORAGE_WPROF_ID_LEN] = {k, 7};
+            CHECK_EQ_INT(query_timeline_add_push(&tl, k % 2, id), 0);
+        }
+    CHECK(tl.pushes_cap <= 64);
+    query_timeline_unite(&tl);
+    CHECK_EQ_INT(tl.counts[0], 5);
+    CHECK_EQ_INT(tl.counts[1], 5);
+    CHECK_EQ_INT(tl.profiles, 10);
+    CHECK_EQ_INT(tl.npushes, 0);
+    query_timeline_free(&tl);
+}
+
 int main(void)
 {
+    test_pushes_kept_once();
     fixture_t f;
     if (fx_init(&f) != 0) return 1;
     f.opts.profile_retention_seconds = 300;
