@@ -16,6 +16,8 @@
  * then "TOTAL/COUNT S1/C1,...,Sn/Cn VALUE", exact sums and counts that the
  * gather adds before it divides, never averages. Without it (an older
  * coordinator) they are the summed "TOTAL S1,...,Sn VALUE" that one reads.
+ * A push split into pieces (several series of one type) counts once per
+ * value among the series this node answers for.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -37,6 +39,11 @@ typedef struct group {
     size_t cnt_cap;
     int64_t *tlc; /* value i's profiles per bucket at tlc[i * nb] */
     size_t tlc_cap;
+    /* an averaged type's pushes split into pieces: one id list whose
+     * bucket is value * nb + bucket, so a push counts once per value
+     * however many of its series hold it (group_unite adds them to cnt
+     * and tlc) */
+    query_timeline_t ptl;
     alloc_charge_t *charge; /* the share's working memory is charged here; NULL: not charged */
     size_t charged;
 } group_t;
@@ -69,6 +76,7 @@ static void group_free(group_t *g)
     free(g->tls);
     free(g->cnt);
     free(g->tlc);
+    free(g->ptl.pushes);
     if (g->charge != NULL) alloc_charge_sub(g->charge, g->charged);
     g->charged = 0;
 }
@@ -119,7 +127,29 @@ static int group_add(group_t *g, const char *value, size_t len, int64_t total,
     g->cnt[idx] += tl->profiles;
     for (size_t k = 0; k < g->nb; k++)
         g->tlc[(size_t)idx * g->nb + k] += tl->counts[k];
-    return 0;
+    /* pieces of split pushes: once per value, however many series hold them */
+    for (size_t k = 0; rc == 0 && k < tl->npushes; k++) {
+        uint8_t id[STORAGE_WPROF_ID_LEN];
+        for (size_t b = 0; b < STORAGE_WPROF_ID_LEN; b++)
+            id[b] = (uint8_t)(tl->pushes[k].id >> (8 * (STORAGE_WPROF_ID_LEN - 1 - b)));
+        size_t before = g->ptl.pushes_cap;
+        rc = query_timeline_add_push(&g->ptl, (size_t)idx * g->nb + tl->pushes[k].bucket, id);
+        if (rc == 0) rc = group_charge(g, (g->ptl.pushes_cap - before) * sizeof *g->ptl.pushes);
+    }
+    return rc;
+}
+
+/* Counts each value's pushes split into pieces once (g->ptl) in its
+ * profiles and buckets. */
+static void group_unite(group_t *g)
+{
+    query_timeline_sort_pushes(&g->ptl);
+    for (size_t k = 0; g->nb > 0 && k < g->ptl.npushes; k++) {
+        size_t at = g->ptl.pushes[k].bucket;
+        g->cnt[at / g->nb]++;
+        g->tlc[at]++;
+    }
+    g->ptl.npushes = 0;
 }
 
 static int sum_fn(void *ctx, int64_t window_start, int64_t total)
@@ -170,7 +200,6 @@ static int collect(storage_t *st, const char *tenant, const query_partial_args_t
         if (rc == 0 && tl.n != g->nb) rc = ERR_INTERNAL;
         if (rc == 0 && g->average && (rc = query_timeline_average(&tl)) == 0)
             rc = query_timeline_count(st, tenant, &one, plan, &tl, em);
-        query_timeline_unite(&tl); /* this node's pieces of one push count once */
         const char *v = rc == 0 ? value_of(lb, a->label) : NULL;
         if (rc == 0) rc = group_add(g, v, strlen(v), total, &tl);
         query_timeline_free(&tl);
@@ -243,6 +272,7 @@ int query_shares_partial(storage_t *st, const char *tenant, const query_partial_
     g.nb = shape.n;
     query_timeline_free(&shape);
     if (rc == 0) rc = collect(st, tenant, a, &ser, &plan, &g, em);
+    if (rc == 0) group_unite(&g);
     if (rc == 0) rc = to_entries(&g, out);
     if (rc == ERR_UNAVAILABLE) /* the working memory passed its budget */
         errmsg_set(em, rc,

@@ -10,7 +10,8 @@ names and wherever they are stored.
   average exactly the pushes' values (10, not 10 / 3), in the flame graph
   (numTicks) and the timeline, over an hour (10 s windows, counted from the
   profile trees) and a week (coarser windows, counted from the windows'
-  own profile ids);
+  own profile ids), and /api/label-shares by each label averages each
+  value's pushes the same way;
 - three nodes, RF 1 and 64 shards per service: a service whose pieces land
   on different nodes (found by each node's series_written counter); the
   same selections give the same exact averages from every coordinator.
@@ -126,6 +127,25 @@ def check_averages(node, svc, pieces, where):
             assert "uncountedBuckets" not in j, (where, sel, frm, j["uncountedBuckets"])
 
 
+def check_shares(node, svc, pieces):
+    """/api/label-shares by each label of the pieces (and service_name):
+    each value's average counts each push once, however many of its
+    pieces carry the value (one node: every piece is there)."""
+    labels = sorted({n for k in pieces for n, _ in k}) + ["service_name"]
+    for label in labels:
+        want = {}
+        for k, v in pieces.items():
+            value = svc if label == "service_name" else dict(k).get(label, "")
+            want[value] = want.get(value, 0) + v
+        for frm in ("now-1h", "now-7d"):
+            r = node.query("/api/label-shares", query='%s{service_name="%s"}' % (TYPE, svc),
+                           label=label, **{"from": frm}, until="now")
+            assert r.status == 200, r
+            j = r.json()
+            got = {v["value"]: v["total"] for v in j["values"]}
+            assert j["aggregationType"] == "average" and got == want, (label, frm, got, want)
+
+
 def push_twice(node, svc, body, t0):
     """The same profile at two times 20 s apart (two pushes, two ids)."""
     for k in range(2):
@@ -140,6 +160,7 @@ def test_one_node():
             svc = "pieces-" + tag
             push_twice(node, svc, body, now - 300)
             check_averages(node, svc, pieces_of(body), "one node")
+            check_shares(node, svc, pieces_of(body))
         if os.path.isfile(GOROUTINE_FILE):
             got = node.render('%s{service_name="pieces-corpus"}' % TYPE, "now-1h", "now")
             assert got.json()["flamebearer"]["numTicks"] == 10, got.json()["flamebearer"]
