@@ -804,6 +804,10 @@ typedef struct query_partial_args {
                                     its profile counts ("TOTAL/COUNT S1/C1,..."), which the
                                     gather needs to average; 0: the summed "TOTAL S1,..." a
                                     coordinator without QueryRequest.share_counts reads */
+    int pushes;                  /* with counts: each entry carries the value's pushes split
+                                    into pieces by id instead of counting them
+                                    ("+TOTAL/COUNT S1/C1,... PUSHES VALUE"), so the gather counts
+                                    a push once per value over every node; 0: counted here */
 } query_partial_args_t;
 
 /* Fills a from s (ranges left empty, timeline and kept set for JSON). Pointers into s. */

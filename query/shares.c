@@ -44,6 +44,8 @@ typedef struct group {
      * however many of its series hold it (group_unite adds them to cnt
      * and tlc) */
     query_timeline_t ptl;
+    int pushes;             /* the entries carry them (query_partial_args_t.pushes) */
+    size_t pnext;           /* entry_of's place in ptl (sorted) */
     alloc_charge_t *charge; /* the share's working memory is charged here; NULL: not charged */
     size_t charged;
 } group_t;
@@ -208,19 +210,35 @@ static int collect(storage_t *st, const char *tenant, const query_partial_args_t
     return rc;
 }
 
+/* Value i's split pushes (ptl sorted, from g->pnext on) as " -" or
+ * " B:ID,..." (bucket index, 16 hex digits) into b. */
+static int pushes_of(group_t *g, size_t i, buf_t *b)
+{
+    int rc = buf_append_byte(b, ' '), any = 0;
+    const query_timeline_t *t = &g->ptl;
+    for (; rc == 0 && g->pnext < t->npushes && t->pushes[g->pnext].bucket / g->nb == i; g->pnext++)
+        rc = buf_printf(b, "%s%zu:%016" PRIx64, any++ ? "," : "",
+                        (size_t)(t->pushes[g->pnext].bucket % g->nb), t->pushes[g->pnext].id);
+    return rc == 0 && !any ? buf_append_byte(b, '-') : rc;
+}
+
 /* "TOTAL S1,...,Sn VALUE" (n == 0: "TOTAL  VALUE"); an averaged type's
- * "TOTAL/COUNT S1/C1,...,Sn/Cn VALUE". */
-static int entry_of(const group_t *g, size_t i, char **out)
+ * "TOTAL/COUNT S1/C1,...,Sn/Cn VALUE", or with its split pushes by id
+ * "+TOTAL/COUNT S1/C1,...,Sn/Cn PUSHES VALUE" (pushes_of). */
+static int entry_of(group_t *g, size_t i, char **out)
 {
     buf_t b;
     buf_init(&b, BUF_UNLIMITED);
-    int rc = buf_printf(&b, "%" PRId64, g->totals[i]);
+    int with = g->average && g->pushes && g->nb > 0;
+    int rc = with ? buf_append_byte(&b, '+') : 0;
+    if (rc == 0) rc = buf_printf(&b, "%" PRId64, g->totals[i]);
     if (rc == 0 && g->average) rc = buf_printf(&b, "/%" PRId64, g->cnt[i]);
     if (rc == 0) rc = buf_append_byte(&b, ' ');
     for (size_t k = 0; rc == 0 && k < g->nb; k++) {
         rc = buf_printf(&b, k ? ",%" PRId64 : "%" PRId64, g->tls[i * g->nb + k]);
         if (rc == 0 && g->average) rc = buf_printf(&b, "/%" PRId64, g->tlc[i * g->nb + k]);
     }
+    if (rc == 0 && with) rc = pushes_of(g, i, &b);
     if (rc == 0) rc = buf_append_byte(&b, ' ');
     if (rc == 0) rc = buf_append(&b, g->names.strs[i], g->names.lens[i]);
     size_t len;
@@ -272,7 +290,11 @@ int query_shares_partial(storage_t *st, const char *tenant, const query_partial_
     g.nb = shape.n;
     query_timeline_free(&shape);
     if (rc == 0) rc = collect(st, tenant, a, &ser, &plan, &g, em);
-    if (rc == 0) group_unite(&g);
+    g.pushes = a->pushes;
+    if (rc == 0 && g.pushes && g.nb > 0)
+        query_timeline_sort_pushes(&g.ptl); /* sent by id (to_entries) */
+    else if (rc == 0)
+        group_unite(&g);
     if (rc == 0) rc = to_entries(&g, out);
     if (rc == ERR_UNAVAILABLE) /* the working memory passed its budget */
         errmsg_set(em, rc,

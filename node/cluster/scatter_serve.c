@@ -462,6 +462,7 @@ static int job_from(serve_job_t *j, const cluster_msg_t *msg)
     j->args.limit = q->limit;         /* profiles: the partial refuses 0 or past its maximum */
     /* an older coordinator reads only the summed entries */
     j->args.counts = j->args.kind == QUERY_KIND_LABEL_SHARES && q->share_counts;
+    j->args.pushes = j->args.counts && q->share_pushes;
     if (j->args.forests && q->n_known_symbols > 0) {
         j->known = malloc(q->n_known_symbols * sizeof *j->known);
         if (j->known == NULL) return ERR_NOMEM;

@@ -14,7 +14,8 @@ names and wherever they are stored.
   value's pushes the same way;
 - three nodes, RF 1 and 64 shards per service: a service whose pieces land
   on different nodes (found by each node's series_written counter); the
-  same selections give the same exact averages from every coordinator.
+  same selections and label shares give the same exact averages from every
+  coordinator.
 
 Without the corpus ($FLAMEDB_TESTDATA or ../shared/testdata) only the
 generated profile runs. Every wait is bounded."""
@@ -130,7 +131,7 @@ def check_averages(node, svc, pieces, where):
 def check_shares(node, svc, pieces):
     """/api/label-shares by each label of the pieces (and service_name):
     each value's average counts each push once, however many of its
-    pieces carry the value (one node: every piece is there)."""
+    pieces carry the value, on one node or several."""
     labels = sorted({n for k in pieces for n, _ in k}) + ["service_name"]
     for label in labels:
         want = {}
@@ -191,6 +192,7 @@ def test_three_nodes_pieces_apart():
             assert r.status == 200, r
             for i, node in enumerate(c.nodes):
                 check_averages(node, svc, pieces_of(body), "%s via node %d" % (tag, i))
+                check_shares(node, svc, pieces_of(body))
 
 
 if __name__ == "__main__":
