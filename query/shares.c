@@ -17,7 +17,10 @@
  * gather adds before it divides, never averages. Without it (an older
  * coordinator) they are the summed "TOTAL S1,...,Sn VALUE" that one reads.
  * A push split into pieces (several series of one type) counts once per
- * value among the series this node answers for.
+ * value: a coordinator that unites them (query_partial_args_t.pushes,
+ * QueryRequest.share_pushes) gets "+TOTAL/COUNT S1/C1,... PUSHES VALUE"
+ * entries listing them by id, others the counts with each counted once
+ * among the series this node answers for.
  */
 #include <inttypes.h>
 #include <stdio.h>
