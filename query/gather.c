@@ -44,6 +44,9 @@ struct query_gather {
     size_t share_counts_cap;
     int64_t *share_tlc; /* value i's profiles per bucket at [i * tl.n] */
     size_t share_tlc_cap;
+    /* value i's pushes split into pieces, bucket k at i * tl.n + k, united
+     * by id over every answer (share_unite) */
+    query_timeline_t share_ptl;
     query_plist_t plist; /* profiles: the entries kept so far */
     int64_t p_time_ns;   /* profile: its time, from the partial that holds it */
     char *p_type;        /* profile: its profile type (that series' label), or NULL */
@@ -129,6 +132,7 @@ void query_gather_free(query_gather_t *g)
     free(g->share_tls);
     free(g->share_counts);
     free(g->share_tlc);
+    free(g->share_ptl.pushes);
     query_plist_free(&g->plist);
     for (size_t i = 0; i < g->values.n; i++)
         free((char *)g->values.strs[i]);
@@ -143,7 +147,8 @@ size_t query_gather_bytes(const query_gather_t *g)
         sizeof *g + g->value_bytes + g->values.n * 2 * sizeof(void *) +
         (g->shares_cap + g->share_tls_cap + g->share_counts_cap + g->share_tlc_cap + g->tl.n) *
             sizeof(int64_t) +
-        g->forest_bytes + query_kept_bytes(g->kept) + query_plist_bytes(&g->plist);
+        (g->tl.pushes_cap + g->share_ptl.pushes_cap) * sizeof(query_push_t) + g->forest_bytes +
+        query_kept_bytes(g->kept) + query_plist_bytes(&g->plist);
     if (g->tree != NULL) n += calltree_mem_bytes_read(g->tree);
     if (g->syms != NULL) n += symtab_mem_bytes(g->syms);
     return n;
@@ -152,7 +157,7 @@ size_t query_gather_bytes(const query_gather_t *g)
 size_t query_partial_bytes(const query_partial_t *p)
 {
     size_t n = sizeof *p + p->tl.n * sizeof(int64_t) + p->nvalues * sizeof(char *) +
-               query_kept_bytes(p->kept);
+               p->tl.pushes_cap * sizeof(query_push_t) + query_kept_bytes(p->kept);
     if (p->tree != NULL) n += calltree_mem_bytes_read(p->tree);
     if (p->syms != NULL) n += symtab_mem_bytes(p->syms);
     for (size_t i = 0; i < p->ntabs; i++)
@@ -427,6 +432,26 @@ int query_gather_add_count(query_gather_t *g, int64_t bucket_start_s, int64_t co
     return 0;
 }
 
+int query_gather_add_pushes(query_gather_t *g, int64_t bucket_start_s, int64_t count,
+                            const uint8_t *ids, size_t len, errmsg_t *em)
+{
+    query_timeline_t *tl = &g->tl;
+    size_t n = len / STORAGE_WPROF_ID_LEN;
+    int64_t off = bucket_start_s - tl->start_s;
+    if (len % STORAGE_WPROF_ID_LEN != 0 || (uint64_t)count < n ||
+        (n > 0 && (off < 0 || off % tl->step_s != 0 || off / tl->step_s >= (int64_t)tl->n)))
+        return errmsg_set(em, ERR_CORRUPT, "partial timeline: pushes of bucket %lld are bad",
+                          (long long)bucket_start_s);
+    if (tl->counts == NULL || n == 0) return query_gather_add_count(g, bucket_start_s, count, em);
+    /* count holds the partial's own pushes once each: united here instead */
+    int rc = query_gather_add_count(g, bucket_start_s, count - (int64_t)n, em);
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        rc =
+            query_timeline_add_push(tl, (size_t)(off / tl->step_s), ids + i * STORAGE_WPROF_ID_LEN);
+    if (rc == ERR_NOMEM) return errmsg_set(em, rc, "out of memory");
+    return rc == 0 ? gather_hold(g, 0, em) : rc;
+}
+
 /* Parses a signed decimal integer of s[0..n) into *out. */
 static int parse_i64(const char *s, size_t n, int64_t *out)
 {
@@ -501,16 +526,74 @@ static int share_slot(query_gather_t *g, const char *s, size_t n, uint32_t *idx)
     return rc;
 }
 
+/* Parses PUSHES ("-", or "B:ID,..." with B < nb, ID 16 hex digits) of
+ * s[0..n) into out (reset; bucket B, the id's bytes); ERR_CORRUPT if bad. */
+static int parse_pushes(const char *s, size_t n, size_t nb, query_timeline_t *out)
+{
+    out->npushes = 0;
+    if (n == 1 && s[0] == '-') return 0;
+    for (size_t at = 0; at < n;) {
+        const char *c = memchr(s + at, ',', n - at);
+        size_t end = c != NULL ? (size_t)(c - s) : n, colon = at;
+        while (colon < end && s[colon] != ':')
+            colon++;
+        if (colon == at || colon - at > 9 || end - colon != 17) return ERR_CORRUPT;
+        char d[24];
+        size_t b = 0;
+        uint8_t id[STORAGE_WPROF_ID_LEN];
+        for (size_t k = at; k < colon; k++) {
+            if (s[k] < '0' || s[k] > '9') return ERR_CORRUPT;
+            b = b * 10 + (size_t)(s[k] - '0');
+        }
+        memcpy(d, s + colon + 1, 16);
+        d[16] = 0;
+        char *e;
+        uint64_t v = strtoull(d, &e, 16);
+        if (b >= nb || *e != 0 || d[0] == '-' || d[0] == '+' || d[0] == ' ') return ERR_CORRUPT;
+        for (size_t k = 0; k < STORAGE_WPROF_ID_LEN; k++)
+            id[k] = (uint8_t)(v >> (8 * (STORAGE_WPROF_ID_LEN - 1 - k)));
+        if (query_timeline_add_push(out, b, id) != 0) return ERR_NOMEM;
+        at = end + 1;
+        if (c != NULL && at == n) return ERR_CORRUPT; /* a trailing comma */
+    }
+    return 0;
+}
+
+/* Counts each value's split pushes once (share_ptl) in its counts. */
+static void share_unite(query_gather_t *g)
+{
+    size_t nb = g->tl.n;
+    query_timeline_sort_pushes(&g->share_ptl);
+    for (size_t k = 0; g->share_avg && nb > 0 && k < g->share_ptl.npushes; k++) {
+        size_t at = g->share_ptl.pushes[k].bucket;
+        g->share_counts[at / nb]++;
+        g->share_tlc[at]++;
+    }
+    g->share_ptl.npushes = 0;
+}
+
 /* A label-shares entry "TOTAL S1,...,Sn VALUE": the value's total and its
  * timeline buckets are summed; an averaged type's "TOTAL/COUNT S1/C1,..."
- * adds its exact counts too (a summed type's gather takes none). The entry
- * is checked whole before anything is added. */
+ * adds its exact counts too (a summed type's gather takes none), and its
+ * "+TOTAL/COUNT S1/C1,... PUSHES VALUE" the value's split pushes by id,
+ * united over every answer (share_unite). The entry is checked whole
+ * before anything is added. */
 int query_gather_add_share(query_gather_t *g, const char *s, size_t n)
 {
     if (memchr(s, 0, n) != NULL) return ERR_CORRUPT;
+    int with = n > 0 && s[0] == '+';
+    if (with && (!g->share_avg || g->tl.n == 0)) return ERR_CORRUPT;
+    s += with;
+    n -= (size_t)with;
     const char *sp1 = memchr(s, ' ', n);
     const char *sp2 = sp1 != NULL ? memchr(sp1 + 1, ' ', n - (size_t)(sp1 + 1 - s)) : NULL;
-    if (sp2 == NULL) return ERR_CORRUPT;
+    const char *sp3 = sp2 != NULL && with ? memchr(sp2 + 1, ' ', n - (size_t)(sp2 + 1 - s)) : sp2;
+    if (sp3 == NULL) return ERR_CORRUPT;
+    query_timeline_t ids = {0};
+    if (with && parse_pushes(sp2 + 1, (size_t)(sp3 - sp2 - 1), g->tl.n, &ids) != 0) {
+        free(ids.pushes);
+        return ERR_CORRUPT;
+    }
     int64_t total, count;
     size_t nb = g->tl.n;
     int64_t *b = malloc((nb ? 2 * nb : 1) * sizeof *b); /* the buckets, then their counts */
@@ -521,13 +604,20 @@ int query_gather_add_share(query_gather_t *g, const char *s, size_t n)
         if (b[nb + k] != 0) rc = ERR_CORRUPT;
     if (rc == 0 && !g->share_avg && count != 0) rc = ERR_CORRUPT;
     uint32_t idx;
-    if (rc == 0) rc = share_slot(g, sp2 + 1, n - (size_t)(sp2 + 1 - s), &idx);
+    if (rc == 0) rc = share_slot(g, sp3 + 1, n - (size_t)(sp3 + 1 - s), &idx);
     if (rc == 0) g->shares[idx] += total;
     for (size_t k = 0; rc == 0 && k < nb; k++)
         g->share_tls[(size_t)idx * nb + k] += b[k];
     if (rc == 0 && g->share_avg) g->share_counts[idx] += count;
     for (size_t k = 0; rc == 0 && g->share_avg && k < nb; k++)
         g->share_tlc[(size_t)idx * nb + k] += b[nb + k];
+    for (size_t k = 0; rc == 0 && k < ids.npushes; k++) {
+        uint8_t id[STORAGE_WPROF_ID_LEN];
+        for (size_t j = 0; j < STORAGE_WPROF_ID_LEN; j++)
+            id[j] = (uint8_t)(ids.pushes[k].id >> (8 * (STORAGE_WPROF_ID_LEN - 1 - j)));
+        rc = query_timeline_add_push(&g->share_ptl, (size_t)idx * nb + ids.pushes[k].bucket, id);
+    }
+    free(ids.pushes);
     free(b);
     return rc;
 }
@@ -701,6 +791,14 @@ static int add_render(query_gather_t *g, query_partial_t *p, errmsg_t *em)
     for (size_t i = 0; i < g->tl.n; i++) /* exact counts add; averages never do */
         g->tl.counts[i] += p->tl.counts[i];
     g->tl.profiles += p->tl.profiles;
+    /* pushes split into pieces: united by id (query_timeline_unite) */
+    if (GROW_FROM(g->tl.pushes, g->tl.pushes_cap, g->tl.npushes + p->tl.npushes, GROW_UNLIMITED,
+                  64) != 0)
+        return ERR_NOMEM;
+    if (p->tl.npushes > 0)
+        memcpy(g->tl.pushes + g->tl.npushes, p->tl.pushes, p->tl.npushes * sizeof *p->tl.pushes);
+    g->tl.npushes += p->tl.npushes;
+    query_timeline_sort_pushes(&g->tl); /* each push once */
     return 0;
 }
 
@@ -1001,6 +1099,7 @@ static int encode_kept(query_gather_t *g, const char *partial_json, query_result
 static int finish_render(query_gather_t *g, const char *partial_json, query_result_t *out,
                          errmsg_t *em)
 {
+    query_timeline_unite(&g->tl); /* every answer's split pushes are in: each counts once */
     /* kept nodes alone: no more than maxNodes, none empty */
     if (g->kept != NULL && g->spec->kind == QUERY_KIND_RENDER &&
         g->spec->format == QUERY_FORMAT_JSON && g->nforests == 0 && g->npacked == 0 &&
@@ -1073,6 +1172,7 @@ int query_gather_finish(query_gather_t *g, const char *partial_json, query_resul
         rc = finish_profile(g, partial_json, out, em);
     } else if (g->spec->kind == QUERY_KIND_LABEL_SHARES) {
         out->content_type = "application/json";
+        share_unite(g); /* every answer's split pushes are in: each counts once per value */
         query_shares_t sh = {g->share_avg, g->shares, g->share_tls, g->share_counts, g->share_tlc};
         if (g->spec->groups) { /* a member for a render: its caller */
             rc = query_shares_write_groups(&g->values, &g->tl, &sh, &out->body);

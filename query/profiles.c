@@ -105,9 +105,10 @@ typedef struct scan {
 } scan_t;
 
 static int scan_fn(void *ctx, int64_t time_ns, const uint8_t profile_id[16], int64_t total,
-                   int tree_kept)
+                   int tree_kept, int piece)
 {
     (void)tree_kept; /* listed either way: its windows count it */
+    (void)piece;     /* each series' share is listed on its own */
     scan_t *sc = ctx;
     query_plist_ent_t e = {
         .time_ns = time_ns, .token = sc->token, .series_id = sc->series_id, .total = total};

@@ -334,6 +334,7 @@ void query_spec_args(const query_spec_t *s, query_partial_args_t *a)
         json || (s->kind == QUERY_KIND_RENDER && query_type_average(query_selector_type(s->sel)));
     a->kept = json;                                 /* used only with final_max_nodes */
     a->counts = s->kind == QUERY_KIND_LABEL_SHARES; /* this process's gather reads them */
+    a->pushes = a->counts;
     if (s->kind == QUERY_KIND_PROFILES) a->limit = s->top_limit;
 }
 

@@ -314,6 +314,14 @@ int query_tree_has_empty(const calltree_t *t);
 
 /* Timeline: samples[i] is the total of the windows in
  * [start_s + i*step_s, start_s + (i+1)*step_s) within the plan's range. */
+/* A push split into pieces (storage_series_write_t.piece) that timeline
+ * bucket `bucket` holds: its short id (storage_wprof_short_id, big-endian
+ * as a number, so numeric order is the byte order). */
+typedef struct query_push {
+    uint64_t id;
+    uint32_t bucket;
+} query_push_t;
+
 typedef struct query_timeline {
     int64_t start_s;
     int64_t step_s;
@@ -323,9 +331,15 @@ typedef struct query_timeline {
      * profiles (one per series and push) in bucket i, and profiles their sum
      * over the plan; the timeline shows samples[i] / counts[i] and the flame
      * graph every value / profiles (both rounded down). counts is owned and
-     * NULL for a summed type. */
+     * NULL for a summed type. Each push counts once however many of its
+     * series (pieces of a split push, storage_series_write_t.piece) the
+     * selection names: such pushes wait in pushes (owned), united by id
+     * within and across nodes' answers, until query_timeline_unite adds
+     * them to counts and profiles. */
     int64_t *counts;
     int64_t profiles;
+    query_push_t *pushes;
+    size_t npushes, pushes_cap;
 } query_timeline_t;
 /* 1 when the profile type is a gauge, a snapshot of what is held at one
  * time, which Pyroscope aggregates with "average" (in-use memory
@@ -337,9 +351,12 @@ int query_type_average(const char *profile_type);
 int query_timeline_average(query_timeline_t *tl);
 /* Counts into tl->counts and tl->profiles the stored profiles of the series
  * of ser (real series, not service aggregates) whose time lies in the
- * plan's range, each in the bucket of its 10 s window: their profile_trees
- * entries (one per counted profile, kept tree or not, in time order, so the
- * scan reads only the range's), within profile-retention. */
+ * plan's range, each in the bucket of its 10 s window: a window's count
+ * (window_profiles) where it is exact, else their profile_trees entries
+ * (one per counted profile, kept tree or not, in time order, so the scan
+ * reads only the range's), within profile-retention. Pieces of split
+ * pushes go to tl->pushes by id instead, sorted and each once
+ * (query_timeline_unite counts them). */
 int query_timeline_count(storage_t *st, const char *tenant, const query_series_t *ser,
                          const query_plan_t *plan, query_timeline_t *tl, errmsg_t *em);
 /* step = range/1500 rounded up to a multiple of the coarsest resolution
@@ -349,6 +366,16 @@ int query_timeline_count(storage_t *st, const char *tenant, const query_series_t
 int query_timeline_build(storage_t *st, const char *tenant, const query_series_t *ser,
                          const query_plan_t *plan, query_timeline_t *out, errmsg_t *em);
 void query_timeline_free(query_timeline_t *tl);
+/* Adds push id (STORAGE_WPROF_ID_LEN bytes) to bucket i of tl->pushes. A
+ * full array is first sorted with each push kept once (one push's pieces
+ * from several series or answers), and grows only when that leaves it
+ * more than half full: it holds about twice the distinct pushes at most. */
+int query_timeline_add_push(query_timeline_t *tl, size_t i, const uint8_t *id);
+/* Sorts tl->pushes by bucket and id, each pair once. */
+void query_timeline_sort_pushes(query_timeline_t *tl);
+/* Counts each push of tl->pushes once in its bucket (counts, profiles)
+ * and empties them: when every answer's pushes are in. */
+void query_timeline_unite(query_timeline_t *tl);
 
 /* Span selection: sums into dst the span trees of sp recorded for the series
  * of ser in the 10 s windows w with plan->from_s <= w < plan->until_s. tl
@@ -786,6 +813,10 @@ typedef struct query_partial_args {
                                     its profile counts ("TOTAL/COUNT S1/C1,..."), which the
                                     gather needs to average; 0: the summed "TOTAL S1,..." a
                                     coordinator without QueryRequest.share_counts reads */
+    int pushes;                  /* with counts: each entry carries the value's pushes split
+                                    into pieces by id instead of counting them
+                                    ("+TOTAL/COUNT S1/C1,... PUSHES VALUE"), so the gather counts
+                                    a push once per value over every node; 0: counted here */
 } query_partial_args_t;
 
 /* Fills a from s (ranges left empty, timeline and kept set for JSON). Pointers into s. */
@@ -931,6 +962,11 @@ int query_gather_add_total(query_gather_t *g, int64_t bucket_start_s, int64_t va
 /* Adds count profiles to that bucket of an averaged type's timeline (and to
  * the profiles its flame graph is divided by); same errors. */
 int query_gather_add_count(query_gather_t *g, int64_t bucket_start_s, int64_t count, errmsg_t *em);
+/* A partial's count of a bucket whose pushes split into pieces (ids: n
+ * short ids, len = n * STORAGE_WPROF_ID_LEN) it counted once each within
+ * count: those are united with every other answer's by id instead. */
+int query_gather_add_pushes(query_gather_t *g, int64_t bucket_start_s, int64_t count,
+                            const uint8_t *ids, size_t len, errmsg_t *em);
 int query_gather_add_value(query_gather_t *g, const char *s, size_t n);
 /* n more span trees that may leave profiles out (a share's partial_spans). */
 void query_gather_add_partial_spans(query_gather_t *g, uint64_t n);

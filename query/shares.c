@@ -16,6 +16,11 @@
  * then "TOTAL/COUNT S1/C1,...,Sn/Cn VALUE", exact sums and counts that the
  * gather adds before it divides, never averages. Without it (an older
  * coordinator) they are the summed "TOTAL S1,...,Sn VALUE" that one reads.
+ * A push split into pieces (several series of one type) counts once per
+ * value: a coordinator that unites them (query_partial_args_t.pushes,
+ * QueryRequest.share_pushes) gets "+TOTAL/COUNT S1/C1,... PUSHES VALUE"
+ * entries listing them by id, others the counts with each counted once
+ * among the series this node answers for.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -37,6 +42,13 @@ typedef struct group {
     size_t cnt_cap;
     int64_t *tlc; /* value i's profiles per bucket at tlc[i * nb] */
     size_t tlc_cap;
+    /* an averaged type's pushes split into pieces: one id list whose
+     * bucket is value * nb + bucket, so a push counts once per value
+     * however many of its series hold it (group_unite adds them to cnt
+     * and tlc) */
+    query_timeline_t ptl;
+    int pushes;             /* the entries carry them (query_partial_args_t.pushes) */
+    size_t pnext;           /* entry_of's place in ptl (sorted) */
     alloc_charge_t *charge; /* the share's working memory is charged here; NULL: not charged */
     size_t charged;
 } group_t;
@@ -69,6 +81,7 @@ static void group_free(group_t *g)
     free(g->tls);
     free(g->cnt);
     free(g->tlc);
+    free(g->ptl.pushes);
     if (g->charge != NULL) alloc_charge_sub(g->charge, g->charged);
     g->charged = 0;
 }
@@ -119,7 +132,29 @@ static int group_add(group_t *g, const char *value, size_t len, int64_t total,
     g->cnt[idx] += tl->profiles;
     for (size_t k = 0; k < g->nb; k++)
         g->tlc[(size_t)idx * g->nb + k] += tl->counts[k];
-    return 0;
+    /* pieces of split pushes: once per value, however many series hold them */
+    for (size_t k = 0; rc == 0 && k < tl->npushes; k++) {
+        uint8_t id[STORAGE_WPROF_ID_LEN];
+        for (size_t b = 0; b < STORAGE_WPROF_ID_LEN; b++)
+            id[b] = (uint8_t)(tl->pushes[k].id >> (8 * (STORAGE_WPROF_ID_LEN - 1 - b)));
+        size_t before = g->ptl.pushes_cap;
+        rc = query_timeline_add_push(&g->ptl, (size_t)idx * g->nb + tl->pushes[k].bucket, id);
+        if (rc == 0) rc = group_charge(g, (g->ptl.pushes_cap - before) * sizeof *g->ptl.pushes);
+    }
+    return rc;
+}
+
+/* Counts each value's pushes split into pieces once (g->ptl) in its
+ * profiles and buckets. */
+static void group_unite(group_t *g)
+{
+    query_timeline_sort_pushes(&g->ptl);
+    for (size_t k = 0; g->nb > 0 && k < g->ptl.npushes; k++) {
+        size_t at = g->ptl.pushes[k].bucket;
+        g->cnt[at / g->nb]++;
+        g->tlc[at]++;
+    }
+    g->ptl.npushes = 0;
 }
 
 static int sum_fn(void *ctx, int64_t window_start, int64_t total)
@@ -178,19 +213,35 @@ static int collect(storage_t *st, const char *tenant, const query_partial_args_t
     return rc;
 }
 
+/* Value i's split pushes (ptl sorted, from g->pnext on) as " -" or
+ * " B:ID,..." (bucket index, 16 hex digits) into b. */
+static int pushes_of(group_t *g, size_t i, buf_t *b)
+{
+    int rc = buf_append_byte(b, ' '), any = 0;
+    const query_timeline_t *t = &g->ptl;
+    for (; rc == 0 && g->pnext < t->npushes && t->pushes[g->pnext].bucket / g->nb == i; g->pnext++)
+        rc = buf_printf(b, "%s%zu:%016" PRIx64, any++ ? "," : "",
+                        (size_t)(t->pushes[g->pnext].bucket % g->nb), t->pushes[g->pnext].id);
+    return rc == 0 && !any ? buf_append_byte(b, '-') : rc;
+}
+
 /* "TOTAL S1,...,Sn VALUE" (n == 0: "TOTAL  VALUE"); an averaged type's
- * "TOTAL/COUNT S1/C1,...,Sn/Cn VALUE". */
-static int entry_of(const group_t *g, size_t i, char **out)
+ * "TOTAL/COUNT S1/C1,...,Sn/Cn VALUE", or with its split pushes by id
+ * "+TOTAL/COUNT S1/C1,...,Sn/Cn PUSHES VALUE" (pushes_of). */
+static int entry_of(group_t *g, size_t i, char **out)
 {
     buf_t b;
     buf_init(&b, BUF_UNLIMITED);
-    int rc = buf_printf(&b, "%" PRId64, g->totals[i]);
+    int with = g->average && g->pushes && g->nb > 0;
+    int rc = with ? buf_append_byte(&b, '+') : 0;
+    if (rc == 0) rc = buf_printf(&b, "%" PRId64, g->totals[i]);
     if (rc == 0 && g->average) rc = buf_printf(&b, "/%" PRId64, g->cnt[i]);
     if (rc == 0) rc = buf_append_byte(&b, ' ');
     for (size_t k = 0; rc == 0 && k < g->nb; k++) {
         rc = buf_printf(&b, k ? ",%" PRId64 : "%" PRId64, g->tls[i * g->nb + k]);
         if (rc == 0 && g->average) rc = buf_printf(&b, "/%" PRId64, g->tlc[i * g->nb + k]);
     }
+    if (rc == 0 && with) rc = pushes_of(g, i, &b);
     if (rc == 0) rc = buf_append_byte(&b, ' ');
     if (rc == 0) rc = buf_append(&b, g->names.strs[i], g->names.lens[i]);
     size_t len;
@@ -242,6 +293,11 @@ int query_shares_partial(storage_t *st, const char *tenant, const query_partial_
     g.nb = shape.n;
     query_timeline_free(&shape);
     if (rc == 0) rc = collect(st, tenant, a, &ser, &plan, &g, em);
+    g.pushes = a->pushes;
+    if (rc == 0 && g.pushes && g.nb > 0)
+        query_timeline_sort_pushes(&g.ptl); /* sent by id (to_entries) */
+    else if (rc == 0)
+        group_unite(&g);
     if (rc == 0) rc = to_entries(&g, out);
     if (rc == ERR_UNAVAILABLE) /* the working memory passed its budget */
         errmsg_set(em, rc,

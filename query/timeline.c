@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/grow.h"
 #include "query/query_int.h"
 
 #define TIMELINE_POINTS 1500
@@ -101,41 +102,118 @@ int query_timeline_average(query_timeline_t *tl)
     return tl->counts == NULL ? ERR_NOMEM : 0;
 }
 
-static int count_fn(void *ctx, int64_t time_ns, const uint8_t profile_id[16], int64_t total,
-                    int tree_kept)
+static int push_cmp(const void *a, const void *b)
 {
-    (void)profile_id;
+    const query_push_t *x = a, *y = b;
+    if (x->bucket != y->bucket) return x->bucket < y->bucket ? -1 : 1;
+    return x->id < y->id ? -1 : x->id > y->id;
+}
+
+void query_timeline_sort_pushes(query_timeline_t *tl)
+{
+    if (tl->npushes < 2) return;
+    qsort(tl->pushes, tl->npushes, sizeof *tl->pushes, push_cmp);
+    size_t m = 1;
+    for (size_t i = 1; i < tl->npushes; i++)
+        if (push_cmp(&tl->pushes[m - 1], &tl->pushes[i]) != 0) tl->pushes[m++] = tl->pushes[i];
+    tl->npushes = m;
+}
+
+int query_timeline_add_push(query_timeline_t *tl, size_t i, const uint8_t *id)
+{
+    if (tl->npushes == tl->pushes_cap && tl->npushes > 0) {
+        query_timeline_sort_pushes(tl);         /* a push's pieces from several series: once */
+        if (tl->npushes > tl->pushes_cap / 2 && /* room for at least as many again */
+            GROW_FROM(tl->pushes, tl->pushes_cap, tl->pushes_cap + 1, GROW_UNLIMITED, 64) != 0)
+            return ERR_NOMEM;
+    }
+    if (GROW_FROM(tl->pushes, tl->pushes_cap, tl->npushes + 1, GROW_UNLIMITED, 64) != 0)
+        return ERR_NOMEM;
+    uint64_t v = 0;
+    for (size_t k = 0; k < STORAGE_WPROF_ID_LEN; k++)
+        v = v << 8 | id[k];
+    tl->pushes[tl->npushes++] = (query_push_t){v, (uint32_t)i};
+    return 0;
+}
+
+void query_timeline_unite(query_timeline_t *tl)
+{
+    query_timeline_sort_pushes(tl);
+    for (size_t i = 0; tl->counts != NULL && i < tl->npushes; i++) {
+        tl->counts[tl->pushes[i].bucket]++;
+        tl->profiles++;
+    }
+    tl->npushes = 0;
+}
+
+/* Counting the series: windows whose profiles are counted exactly
+ * (window_profiles) add their count, or, holding pieces of split pushes,
+ * their listed ids; the others (and such windows listing none) are noted,
+ * adjacent ones joined, and their profiles counted from profile_trees. The
+ * pushes' memory is charged to charge while counting (the caller charges
+ * the timeline it gets). */
+typedef struct wcount {
+    query_timeline_t *tl;
+    alloc_charge_t *charge; /* NULL: not charged */
+    size_t charged;
+    int64_t res_s;
+    int64_t *lo, *hi; /* the series' uncounted spans [lo, hi) */
+    size_t n, cap;
+} wcount_t;
+
+/* query_timeline_add_push, its growth charged: ERR_UNAVAILABLE when the
+ * charge refuses it. */
+static int count_push(wcount_t *c, size_t i, const uint8_t *id)
+{
+    query_timeline_t *tl = c->tl;
+    size_t before = tl->pushes_cap;
+    int rc = query_timeline_add_push(tl, i, id);
+    size_t grown = (tl->pushes_cap - before) * sizeof *tl->pushes;
+    if (grown > 0 && c->charge != NULL) {
+        if (alloc_charge_add(c->charge, grown) != 0) return ERR_UNAVAILABLE;
+        c->charged += grown;
+    }
+    return rc;
+}
+
+static int count_fn(void *ctx, int64_t time_ns, const uint8_t profile_id[16], int64_t total,
+                    int tree_kept, int piece)
+{
     (void)total;
     (void)tree_kept; /* a profile whose tree was too large to keep counts too */
-    query_timeline_t *tl = ctx;
+    wcount_t *c = ctx;
+    query_timeline_t *tl = c->tl;
     int64_t t = time_ns / 1000000000LL;
     if (time_ns < 0 && time_ns % 1000000000LL != 0) t--;
     t = floor_to(t, 10); /* its 10 s window, which lies in one bucket */
     int64_t i = (t - tl->start_s) / tl->step_s;
-    if (t >= tl->start_s && i < (int64_t)tl->n) tl->counts[i]++;
+    int in = t >= tl->start_s && i < (int64_t)tl->n;
+    if (piece && in) { /* its other pieces name it too: counted once, by id */
+        uint8_t id[STORAGE_WPROF_ID_LEN];
+        storage_wprof_short_id(profile_id, id);
+        return count_push(c, (size_t)i, id);
+    }
+    if (in) tl->counts[i]++;
     tl->profiles++;
     return 0;
 }
-
-/* Counting one series: windows whose profiles are counted exactly
- * (window_profiles) add their count; the others are noted, adjacent ones
- * joined, and their profiles counted from profile_trees. */
-typedef struct wcount {
-    query_timeline_t *tl;
-    int64_t res_s;
-    int64_t *lo, *hi; /* uncounted spans [lo, hi) */
-    size_t n, cap;
-} wcount_t;
 
 static int wcount_fn(void *ctx, const storage_window_profiles_t *w)
 {
     wcount_t *c = ctx;
     query_timeline_t *tl = c->tl;
-    if (w->exact) {
-        int64_t i = (w->window - tl->start_s) / tl->step_s;
-        if (w->window >= tl->start_s && i < (int64_t)tl->n) tl->counts[i] += w->count;
+    int64_t i = (w->window - tl->start_s) / tl->step_s;
+    int in = w->window >= tl->start_s && i < (int64_t)tl->n;
+    if (w->exact && !w->pieces) {
+        if (in) tl->counts[i] += w->count;
         tl->profiles += w->count;
         return 0;
+    }
+    if (w->exact && w->ids != NULL && in) {
+        int rc = 0;
+        for (size_t k = 0; rc == 0 && k < w->nids; k++)
+            rc = count_push(c, (size_t)i, w->ids + k * STORAGE_WPROF_ID_LEN);
+        return rc;
     }
     if (c->n > 0 && c->hi[c->n - 1] == w->window) {
         c->hi[c->n - 1] += c->res_s;
@@ -156,20 +234,18 @@ static int wcount_fn(void *ctx, const storage_window_profiles_t *w)
 }
 
 static int count_series(storage_t *st, const char *tenant, uint64_t token, uint64_t series_id,
-                        const query_plan_t *tp, query_timeline_t *tl)
+                        const query_plan_t *tp, wcount_t *c)
 {
-    wcount_t c = {.tl = tl};
     int rc = 0;
+    c->n = 0;
     for (size_t k = 0; rc == 0 && k < tp->n; k++) {
-        c.res_s = storage_resolutions[tp->piece[k].res];
+        c->res_s = storage_resolutions[tp->piece[k].res];
         rc = storage_scan_window_profiles(st, tenant, token, series_id, tp->piece[k].res,
-                                          tp->piece[k].from_s, tp->piece[k].until_s, wcount_fn, &c);
+                                          tp->piece[k].from_s, tp->piece[k].until_s, wcount_fn, c);
     }
-    for (size_t i = 0; rc == 0 && i < c.n; i++)
-        rc = storage_scan_profile_trees(st, tenant, token, series_id, c.lo[i], c.hi[i], SIZE_MAX,
-                                        count_fn, tl);
-    free(c.lo);
-    free(c.hi);
+    for (size_t i = 0; rc == 0 && i < c->n; i++)
+        rc = storage_scan_profile_trees(st, tenant, token, series_id, c->lo[i], c->hi[i], SIZE_MAX,
+                                        count_fn, c);
     return rc;
 }
 
@@ -180,19 +256,31 @@ int query_timeline_count(storage_t *st, const char *tenant, const query_series_t
     if (plan->until_s > plan->from_s) pick_step(plan->until_s - plan->from_s, plan->min_res, &res);
     query_plan_t tp; /* the timeline's windows: each lies in one bucket */
     query_plan_range(plan->from_s, plan->until_s, plan->min_res, res, &tp);
-    for (size_t i = 0; i < ser->n; i++) {
+    wcount_t c = {.tl = tl, .charge = plan->charge};
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < ser->n; i++) {
         if (ser->aggregate != NULL && ser->aggregate[i]) continue;
-        int rc = query_stop_check(plan->stop, em);
-        if (rc != 0) return rc; /* cancelled or past its deadline */
-        rc = count_series(st, tenant, ser->token[i], ser->series_id[i], &tp, tl);
-        if (rc != 0) return errmsg_set(em, rc, "counting profiles: %s", err_message(rc));
+        if ((rc = query_stop_check(plan->stop, em)) != 0)
+            break; /* cancelled or past its deadline */
+        rc = count_series(st, tenant, ser->token[i], ser->series_id[i], &tp, &c);
+        if (rc == ERR_UNAVAILABLE)
+            errmsg_set(em, rc,
+                       "counting profiles: the ids of split pushes do not fit in "
+                       "query-memory-bytes");
+        else if (rc != 0)
+            errmsg_set(em, rc, "counting profiles: %s", err_message(rc));
     }
-    return 0;
+    free(c.lo);
+    free(c.hi);
+    if (c.charged > 0) alloc_charge_sub(c.charge, c.charged); /* the caller's from here */
+    query_timeline_sort_pushes(tl);
+    return rc;
 }
 
 void query_timeline_free(query_timeline_t *tl)
 {
     free(tl->counts);
     free(tl->samples);
+    free(tl->pushes);
     memset(tl, 0, sizeof *tl);
 }

@@ -90,6 +90,14 @@ int storage_ptree_vec(storage_t *s, const rocksdb_readoptions_t *ro, const uint8
 int storage_read_profile(storage_t *s, const char *tenant, uint64_t token, uint64_t series_id,
                          int64_t time_ns, const uint8_t profile_id[16], calltree_t *dst)
 {
+    return storage_read_profile_piece(s, tenant, token, series_id, time_ns, profile_id, dst, NULL);
+}
+
+int storage_read_profile_piece(storage_t *s, const char *tenant, uint64_t token, uint64_t series_id,
+                               int64_t time_ns, const uint8_t profile_id[16], calltree_t *dst,
+                               int *piece)
+{
+    if (piece != NULL) *piece = 0;
     int rc = storage_check_tenant(tenant, NULL);
     if (rc != 0) return rc;
     if (storage_ptree_expired(s, time_ns)) return ERR_NOT_FOUND; /* as compaction would drop it */
@@ -101,6 +109,7 @@ int storage_read_profile(storage_t *s, const char *tenant, uint64_t token, uint6
     rc = storage_rocks_err(err, NULL, "profile tree lookup");
     if (rc == 0 && v == NULL) rc = ERR_NOT_FOUND;
     if (rc != 0) return rc;
+    if (piece != NULL && n >= 2) *piece = (v[1] & PTREE_FLAG_PIECE) != 0;
     sparse_vec_t vec;
     storage_sparse_init(&vec);
     rc = storage_ptree_vec(s, s->ropts, k.b, k.n, (const uint8_t *)v, n, &vec);
@@ -242,7 +251,8 @@ int storage_scan_profile_trees(storage_t *s, const char *tenant, uint64_t token,
         int64_t t = storage_time_decode(k + kn - tail);
         if (storage_ptree_expired(s, t)) break; /* everything older is expired too */
         seen++;
-        rc = fn(ctx, t, k + kn - 16, storage_i64_get(v + 2), !(v[1] & PTREE_FLAG_NO_TREE));
+        rc = fn(ctx, t, k + kn - 16, storage_i64_get(v + 2), !(v[1] & PTREE_FLAG_NO_TREE),
+                (v[1] & PTREE_FLAG_PIECE) != 0);
     }
     char *err = NULL;
     rocksdb_iter_get_error(it, &err);

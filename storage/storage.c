@@ -356,7 +356,10 @@ static int check_format(storage_t *s, errmsg_t *em)
     int pre17 = pre16 || is_version(v, len, STORAGE_FORMAT_V15);
     /* 16 -> 17 needs nothing: a format-16 block (zigzag values) still
      * reads, and a merge or compaction writes it anew */
-    int older = pre17 || is_version(v, len, STORAGE_FORMAT_V16);
+    int pre18 = pre17 || is_version(v, len, STORAGE_FORMAT_V16);
+    /* 17 -> 18 needs nothing: a format-17 piece was counted in no window
+     * (which reads as not counted) and its profile tree has no flag */
+    int older = pre18 || is_version(v, len, STORAGE_FORMAT_V17);
     if (rc == 0 && v != NULL && !older && !is_version(v, len, STORAGE_FORMAT_VERSION))
         rc = errmsg_set(em, ERR_UNSUPPORTED, "data directory has storage format %.*s, expected %s",
                         (int)(len < 16 ? len : 16), v, STORAGE_FORMAT_VERSION);
@@ -369,7 +372,9 @@ static int check_format(storage_t *s, errmsg_t *em)
                            "indexed at their next write; windows count their profiles from now on"
                  : pre14 ? "windows count their profiles from now on"
                  : pre17 ? "windows list short profile ids from now on"
-                         : "positive block values are written without a sign bit from now on");
+                 : pre18 ? "positive block values are written without a sign bit and pieces of "
+                           "split pushes count once from now on"
+                         : "pieces of split pushes count once from now on");
     if (rc == 0 && pre6) {
         log_info("storage", "rebuilding the service aggregates");
         rc = storage_aggregate_rebuild(s, em);

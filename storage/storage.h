@@ -41,6 +41,7 @@
 #ifndef FLAMEDB_STORAGE_STORAGE_H
 #define FLAMEDB_STORAGE_STORAGE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -201,6 +202,14 @@ typedef struct storage_series_write {
     uint64_t token;         /* ring_placement_token(...) */
     uint64_t series_id;     /* labels_hash(labels) */
     const calltree_t *tree; /* the samples of this series, summed */
+    /* One of several series of this profile with the same profile type (a
+     * push split by its samples' labels): the push counts once in an
+     * average over any of them (WPROF_FLAG_PIECES, docs/api.md), so each
+     * window and profile tree of such a series counts it by profile id,
+     * united across series and nodes, not one per series. Set by ingest,
+     * which sees every series of the push; carried to replicas. Setting it
+     * on a series that is no piece costs ids, never exactness. */
+    bool piece;
     /* Distinct (kind, id) pairs: each tree is this profile's member of its
      * stored span tree, so a pair given twice counts once. */
     const storage_span_tree_t *spans;
@@ -378,11 +387,19 @@ int storage_scan_totals(storage_t *s, const char *tenant, uint64_t token, uint64
  * window apart; two sharing one leave the window unlisted, and the id
  * hash (over the whole ids) tells two copies apart when they do. */
 #define STORAGE_WPROF_ID_LEN 8
+/* A profile's short id: the first STORAGE_WPROF_ID_LEN bytes of XXH3-128
+ * of its 16-byte id (evenly spread whatever the ids look like, and
+ * independent of the id hash). */
+void storage_wprof_short_id(const uint8_t id[16], uint8_t out[STORAGE_WPROF_ID_LEN]);
 typedef struct storage_window_profiles {
     int64_t window, total;
     int64_t count, counted_total;
     uint64_t id_hash; /* sum of XXH3-64 of each counted id */
     int exact;
+    /* Some of its profiles are pieces of split pushes (format 17,
+     * storage_series_write_t.piece), which other series' windows hold too:
+     * counted by their listed ids, united across series, not by count. */
+    int pieces;
     const uint8_t *ids;
     size_t nids;
 } storage_window_profiles_t;
@@ -438,15 +455,23 @@ int storage_scan_profiles(storage_t *s, const char *tenant, uint64_t token, uint
  * max_nodes is reached. */
 int storage_read_profile(storage_t *s, const char *tenant, uint64_t token, uint64_t series_id,
                          int64_t time_ns, const uint8_t profile_id[16], calltree_t *dst);
+/* The same; *piece (may be NULL) 1 when the share is a piece of a split
+ * push (storage_series_write_t.piece), which a copy written elsewhere (a
+ * repair or stream fetch) must say too. */
+int storage_read_profile_piece(storage_t *s, const char *tenant, uint64_t token, uint64_t series_id,
+                               int64_t time_ns, const uint8_t profile_id[16], calltree_t *dst,
+                               int *piece);
 
 /* The stored profiles of one series (profile_trees) whose time t (unix
  * seconds, floor of time_ns / 1e9) satisfies from_s <= t < until_s, newest
  * first (then by profile id, descending), at most max of them: the scan
  * reads only those entries, so its cost is bounded by max, not by what the
  * series stored. tree_kept is 0 for a profile whose tree was too large to
- * keep. Entries past profile retention are skipped. */
+ * keep. piece is 1 for a piece of a split push (storage_series_write_t),
+ * which other series of the same profile id also hold. Entries past
+ * profile retention are skipped. */
 typedef int (*storage_ptree_fn)(void *ctx, int64_t time_ns, const uint8_t profile_id[16],
-                                int64_t total, int tree_kept);
+                                int64_t total, int tree_kept, int piece);
 int storage_scan_profile_trees(storage_t *s, const char *tenant, uint64_t token, uint64_t series_id,
                                int64_t from_s, int64_t until_s, size_t max, storage_ptree_fn fn,
                                void *ctx);

@@ -51,7 +51,7 @@ enum storage_cf {
 
 /* Stored format version (meta key "format_version"). Bump on any change to a
  * key or value layout that old data would be misread under. */
-#define STORAGE_FORMAT_VERSION "17"
+#define STORAGE_FORMAT_VERSION "18"
 /* Earlier versions upgraded in place at open: version 5 only added the
  * profile_trees column family (which open creates), version 6 the service
  * aggregates (rebuilt from the stored series by storage_aggregate_rebuild),
@@ -107,6 +107,12 @@ enum storage_cf {
  * with the zigzag values of format 16 still read, so the upgrade only
  * rewrites the marker. */
 #define STORAGE_FORMAT_V16 "16"
+/* Version 18 flags the window_profiles values and profile trees of the
+ * pieces of split pushes (WPROF_FLAG_PIECES, PTREE_FLAG_PIECE), which a
+ * format-17 binary would read as corrupt. A format-17 (or older) piece was counted
+ * nowhere (its windows read as not counted) and its tree carries no flag,
+ * so the upgrade only rewrites the marker. */
+#define STORAGE_FORMAT_V17 "17"
 
 /* Block values (sparse.c): version byte of the sparse self-value vector
  * written (fixed-width columns, sparse_cols.c); version 2 (varint pairs)
@@ -598,6 +604,9 @@ int64_t storage_i64_get(const uint8_t *p);
  * service aggregate's still hold the tree. Compaction keeps a flagged tree
  * until its 10 s window expires, also past profile retention (filter.c). */
 #define PTREE_FLAG_UNBLOCKED 8
+/* Format 17: the series' share is a piece of a split push
+ * (storage_series_write_t.piece): counted by id, united across series. */
+#define PTREE_FLAG_PIECE 16
 
 /* The tree of profile_trees value v (n bytes) stored under key (klen bytes)
  * into vec, resolving a scaled value through a point read with ro (borrowed;
@@ -788,22 +797,22 @@ void storage_log_corrupt(storage_counters_t *c, const char *what, int i, int rc)
 #define WPROF_VERSION 2
 #define WPROF_VERSION_WHOLE_IDS 1
 #define WPROF_FLAG_LISTED 1
+/* Format 17: some of the window's profiles are pieces of split pushes
+ * (storage_series_write_t.piece): count them by id, not by count. */
+#define WPROF_FLAG_PIECES 2
 #define WPROF_HEADER_LEN 26
 typedef struct storage_wprof {
     int64_t count, total;
     uint64_t id_hash;
-    int listed;
+    int listed, pieces;
     const uint8_t *ids; /* borrowed from the decoded value; nids == count when listed */
     size_t nids;
     size_t stride; /* bytes an id takes in ids: 8, or 16 in a version-1 value */
 } storage_wprof_t;
-/* A profile's short id: the first STORAGE_WPROF_ID_LEN bytes of XXH3-128
- * of its 16-byte id (evenly spread whatever the ids look like, and
- * independent of storage_wprof_id_hash). */
-void storage_wprof_short_id(const uint8_t id[16], uint8_t out[STORAGE_WPROF_ID_LEN]);
 int storage_wprof_decode(const uint8_t *v, size_t n, storage_wprof_t *out);
+/* flags: WPROF_FLAG_LISTED and WPROF_FLAG_PIECES. */
 void storage_wprof_header(uint8_t out[WPROF_HEADER_LEN], int64_t count, int64_t total,
-                          uint64_t id_hash, int listed);
+                          uint64_t id_hash, int flags);
 uint64_t storage_wprof_id_hash(const uint8_t id[16]);
 /* Whether the series windows of resolution res get a window_profiles
  * value: only when they can outlive the profiles they hold in
@@ -814,16 +823,17 @@ uint64_t storage_wprof_id_hash(const uint8_t id[16]);
 int storage_wprof_kept(const storage_t *s, int res);
 /* Puts into wb the operand adding one profile (id, its series' total) to
  * the series' window (res index, start), unless that window is past
- * retention or its resolution keeps none (storage_wprof_kept). Series
- * only: an aggregate's windows count nothing. */
+ * retention or its resolution keeps none (storage_wprof_kept); piece: the
+ * profile is a piece of a split push (WPROF_FLAG_PIECES). Series only: an
+ * aggregate's windows count nothing. */
 void storage_wprof_add(storage_t *s, rocksdb_writebatch_t *wb, const char *tenant, uint64_t token,
                        uint64_t series_id, int res, int64_t window, const uint8_t id[16],
-                       int64_t total);
+                       int64_t total, int piece);
 rocksdb_mergeoperator_t *storage_merge_wprof_new(storage_counters_t *c);
 /* A window's profiles being taken apart (a stream's residual): ok 0 once
  * what was removed was not in it (the rest then says nothing). */
 typedef struct storage_wprof_edit {
-    int ok, listed;
+    int ok, listed, pieces;
     int64_t count, total;
     uint64_t hash;
     uint8_t *ids; /* owned */

@@ -16,6 +16,12 @@
  * before format 14, or added to by a path that counts nothing, is not,
  * and readers fall back to what they did before.
  *
+ * A window holding a piece of a split push (format 17, storage.h
+ * storage_series_write_t.piece) is flagged WPROF_FLAG_PIECES: the same push
+ * is counted in the windows of each of its pieces' series, so readers
+ * count such a window by its listed ids, united across series (and across
+ * nodes), not by its count. The merge operator ORs the flag.
+ *
  * Owns: the value codec, the merge operator and the read of a series'
  * windows with their counts. Nothing here allocates what a caller frees.
  */
@@ -35,13 +41,14 @@ static uint64_t u64_get(const uint8_t *p)
 int storage_wprof_decode(const uint8_t *v, size_t n, storage_wprof_t *out)
 {
     if (n < WPROF_HEADER_LEN || (v[0] != WPROF_VERSION && v[0] != WPROF_VERSION_WHOLE_IDS) ||
-        (v[1] & ~WPROF_FLAG_LISTED) != 0)
+        (v[1] & ~(WPROF_FLAG_LISTED | WPROF_FLAG_PIECES)) != 0)
         return ERR_CORRUPT;
     size_t stride = v[0] == WPROF_VERSION ? STORAGE_WPROF_ID_LEN : 16;
     out->count = storage_i64_get(v + 2);
     out->total = storage_i64_get(v + 10);
     out->id_hash = u64_get(v + 18);
     out->listed = (v[1] & WPROF_FLAG_LISTED) != 0;
+    out->pieces = (v[1] & WPROF_FLAG_PIECES) != 0;
     out->ids = NULL;
     out->nids = 0;
     out->stride = stride;
@@ -103,10 +110,10 @@ static int as_short(storage_wprof_t *w, buf_t *tmp)
 }
 
 void storage_wprof_header(uint8_t out[WPROF_HEADER_LEN], int64_t count, int64_t total,
-                          uint64_t id_hash, int listed)
+                          uint64_t id_hash, int flags)
 {
     out[0] = WPROF_VERSION;
-    out[1] = listed ? WPROF_FLAG_LISTED : 0;
+    out[1] = (uint8_t)(flags & (WPROF_FLAG_LISTED | WPROF_FLAG_PIECES));
     storage_i64_put(out + 2, count);
     storage_i64_put(out + 10, total);
     storage_i64_put(out + 18, (int64_t)id_hash);
@@ -127,7 +134,7 @@ int storage_wprof_kept(const storage_t *s, int res)
 
 void storage_wprof_add(storage_t *s, rocksdb_writebatch_t *wb, const char *tenant, uint64_t token,
                        uint64_t series_id, int res, int64_t window, const uint8_t id[16],
-                       int64_t total)
+                       int64_t total, int piece)
 {
     if (!storage_wprof_kept(s, res)) return;
     skey_t k;
@@ -135,7 +142,8 @@ void storage_wprof_add(storage_t *s, rocksdb_writebatch_t *wb, const char *tenan
     if (storage_filter_expired(s, CF_WPROFILES, k.b, k.n, NULL, 0)) return;
     uint8_t v[WPROF_HEADER_LEN + STORAGE_WPROF_ID_LEN];
     int listed = s->opts.window_profile_ids > 0;
-    storage_wprof_header(v, 1, total, storage_wprof_id_hash(id), listed);
+    int flags = (listed ? WPROF_FLAG_LISTED : 0) | (piece ? WPROF_FLAG_PIECES : 0);
+    storage_wprof_header(v, 1, total, storage_wprof_id_hash(id), flags);
     if (listed) storage_wprof_short_id(id, v + WPROF_HEADER_LEN);
     rocksdb_writebatch_merge_cf(wb, s->cf[CF_WPROFILES], (const char *)k.b, k.n, (const char *)v,
                                 listed ? sizeof v : WPROF_HEADER_LEN);
@@ -151,7 +159,7 @@ static int wprof_fold(storage_counters_t *c, const char *const *parts, const siz
                       buf_t *out)
 {
     uint64_t count = 0, total = 0, hash = 0;
-    int listed = 1;
+    int listed = 1, pieces = 0;
     for (int i = 0; i < n; i++) {
         storage_wprof_t w;
         if (storage_wprof_decode((const uint8_t *)parts[i], lens[i], &w) != 0) {
@@ -163,6 +171,7 @@ static int wprof_fold(storage_counters_t *c, const char *const *parts, const siz
         total += (uint64_t)w.total;
         hash += w.id_hash;
         listed &= w.listed;
+        pieces |= w.pieces;
     }
     if (count > c->wprof_max_ids) listed = 0;
     uint8_t h[WPROF_HEADER_LEN];
@@ -180,7 +189,8 @@ static int wprof_fold(storage_counters_t *c, const char *const *parts, const siz
     for (size_t i = 1; i < nids && listed; i++)
         listed = memcmp(ids + len * (i - 1), ids + len * i, len) != 0;
     if (!listed) out->len = at + WPROF_HEADER_LEN;
-    storage_wprof_header(out->data + at, (int64_t)count, (int64_t)total, hash, listed);
+    storage_wprof_header(out->data + at, (int64_t)count, (int64_t)total, hash,
+                         (listed ? WPROF_FLAG_LISTED : 0) | (pieces ? WPROF_FLAG_PIECES : 0));
     return 0;
 }
 
@@ -325,6 +335,7 @@ static int wscan_total(void *ctx, int64_t window, const uint8_t *v, size_t n)
             w.counted_total = d.total;
             w.id_hash = d.id_hash;
             w.exact = d.count > 0 && d.total == w.total;
+            w.pieces = d.pieces;
             w.ids = d.ids;
             w.nids = d.nids;
         } else {
@@ -361,6 +372,7 @@ int storage_wprof_edit_init(storage_wprof_edit_t *e, const uint8_t *v, size_t n)
     e->total = d.total;
     e->hash = d.id_hash;
     e->listed = d.listed;
+    e->pieces = d.pieces;
     e->ok = 1;
     if (d.nids == 0) return 0;
     buf_t tmp;
@@ -398,7 +410,8 @@ int storage_wprof_edit_encode(const storage_wprof_edit_t *e, buf_t *out)
     buf_reset(out);
     if (!e->ok) return 0;
     uint8_t h[WPROF_HEADER_LEN];
-    storage_wprof_header(h, e->count, e->total, e->hash, e->listed);
+    storage_wprof_header(h, e->count, e->total, e->hash,
+                         (e->listed ? WPROF_FLAG_LISTED : 0) | (e->pieces ? WPROF_FLAG_PIECES : 0));
     int rc = buf_append(out, h, sizeof h);
     if (rc == 0 && e->listed && e->nids > 0)
         rc = buf_append(out, e->ids, STORAGE_WPROF_ID_LEN * e->nids);
@@ -529,7 +542,8 @@ static enum storage_wprof_rel relate_lists(const storage_wprof_t *x, const stora
         int rc = diff_ids(x, y, &ids, NULL, &na, &nb);
         uint8_t h[WPROF_HEADER_LEN]; /* b's ids are a's less these: so is its hash */
         storage_wprof_header(h, (int64_t)na, (int64_t)((uint64_t)x->total - (uint64_t)y->total),
-                             x->id_hash - y->id_hash, 1);
+                             x->id_hash - y->id_hash,
+                             WPROF_FLAG_LISTED | (x->pieces ? WPROF_FLAG_PIECES : 0));
         if (rc == 0) rc = buf_append(delta, h, sizeof h);
         if (rc == 0) rc = buf_append(delta, ids.data, ids.len);
         buf_free(&ids);

@@ -422,9 +422,9 @@ static int encode_block(wctx_t *w, const storage_series_write_t *sw, bool same_s
  * the sum of the members at every resolution. A series whose tree put_ptree
  * kept gets no block operand at resolution 0 (its total, and the
  * aggregate's block, still): that window reads the kept tree. Each window
- * of the series also counts the profile (window_profiles, wprofiles.c),
- * unless counted is false (split_types). */
-static int put_windows(wctx_t *w, const storage_series_write_t *sw, int64_t total, bool counted)
+ * of the series also counts the profile (window_profiles, wprofiles.c), by
+ * its id when the series is a piece of a split push (sw->piece). */
+static int put_windows(wctx_t *w, const storage_series_write_t *sw, int64_t total)
 {
     uint64_t agg;
     int rc = storage_aggregate_target(w->s, w->wb, &w->claims, w->p->tenant, sw->token,
@@ -435,9 +435,8 @@ static int put_windows(wctx_t *w, const storage_series_write_t *sw, int64_t tota
         storage_window_merge(w->s, w->wb, w->p->tenant, sw->token, sw->series_id, agg, r,
                              floor_div(w->t_s, res) * res, w->enc.data, w->enc.len, total,
                              r == 0 && w->unblocked);
-        if (counted)
-            storage_wprof_add(w->s, w->wb, w->p->tenant, sw->token, sw->series_id, r,
-                              floor_div(w->t_s, res) * res, w->p->profile_id, total);
+        storage_wprof_add(w->s, w->wb, w->p->tenant, sw->token, sw->series_id, r,
+                          floor_div(w->t_s, res) * res, w->p->profile_id, total, sw->piece);
     }
     return 0;
 }
@@ -587,7 +586,8 @@ static int put_scaled(wctx_t *w, const storage_series_write_t *sw, uint8_t hdr[P
  * share proportional to the base tree stores only the factor and becomes
  * kept whatever its size (its base is kept); a plain kept one becomes the
  * base. Every kept tree is flagged PTREE_FLAG_UNBLOCKED: the series' 10 s
- * window reads it from here instead of from a block operand. */
+ * window reads it from here instead of from a block operand; a piece of a
+ * split push's is flagged PTREE_FLAG_PIECE. */
 static int put_ptree(wctx_t *w, const storage_series_write_t *sw, int64_t total)
 {
     skey_t k;
@@ -622,12 +622,13 @@ static int put_ptree(wctx_t *w, const storage_series_write_t *sw, int64_t total)
     /* a kept tree (plain or scaled) is its 10 s window's share of it */
     w->unblocked = !(w->tmp.data[1] & PTREE_FLAG_NO_TREE);
     if (w->unblocked) w->tmp.data[1] |= PTREE_FLAG_UNBLOCKED;
+    if (sw->piece) w->tmp.data[1] |= PTREE_FLAG_PIECE;
     rocksdb_writebatch_put_cf(w->wb, w->s->cf[CF_PTREES], (const char *)k.b, k.n,
                               (const char *)w->tmp.data, w->tmp.len);
     return 0;
 }
 
-static int put_one(wctx_t *w, const storage_series_write_t *sw, bool counted)
+static int put_one(wctx_t *w, const storage_series_write_t *sw)
 {
     int64_t total = calltree_root_total(sw->tree);
     uint8_t pv[STORAGE_PROFILE_VALUE_LEN];
@@ -644,7 +645,7 @@ static int put_one(wctx_t *w, const storage_series_write_t *sw, bool counted)
     if (rc != 0) return rc; /* put_symbols set em */
     rc = encode_block(w, sw, same);
     if (rc == 0) rc = put_ptree(w, sw, total);
-    if (rc == 0) rc = put_windows(w, sw, total, counted);
+    if (rc == 0) rc = put_windows(w, sw, total);
     return rc != 0 ? rc : put_spans(w, sw);
 }
 
@@ -727,54 +728,11 @@ static int select_new(storage_t *s, const storage_profile_write_t *p, unsigned c
     return rc < 0 ? rc : 0;
 }
 
-/* A series of a profile whose profile type another series of the same
- * profile also has: the profile was split by its samples' labels, and each
- * piece counting it once would count one profile several times in the
- * averages over them (in-use memory, goroutines). Such pieces do not count
- * it, so their windows read as not counted (wprofiles.c) and averages fall
- * back as for windows written before format 14. Marked in todo[] with
- * TODO_SPLIT. */
-#define TODO_SPLIT 2
-
-typedef struct type_ref {
-    uint64_t type; /* hash of __profile_type__ */
-    uint64_t series_id;
-    size_t idx;
-} type_ref_t;
-
-static int cmp_type_ref(const void *a, const void *b)
-{
-    const type_ref_t *x = a, *y = b;
-    if (x->type != y->type) return x->type < y->type ? -1 : 1;
-    return x->series_id < y->series_id ? -1 : x->series_id > y->series_id;
-}
-
-static int split_types(const storage_profile_write_t *p, unsigned char *todo, errmsg_t *em)
-{
-    if (p->nseries < 2) return 0;
-    type_ref_t *refs = malloc(sizeof *refs * p->nseries);
-    if (refs == NULL) return errmsg_set(em, ERR_NOMEM, "out of memory");
-    for (size_t i = 0; i < p->nseries; i++) {
-        const char *t = labels_get(p->series[i].labels, LABEL_PROFILE_TYPE);
-        refs[i] = (type_ref_t){t ? hash_bytes64(t, strlen(t)) : 0, p->series[i].series_id, i};
-    }
-    qsort(refs, p->nseries, sizeof *refs, cmp_type_ref);
-    for (size_t a = 0, b; a < p->nseries; a = b) {
-        for (b = a + 1; b < p->nseries && refs[b].type == refs[a].type; b++) {
-        }
-        if (refs[b - 1].series_id == refs[a].series_id) continue; /* one series */
-        for (size_t i = a; i < b; i++)
-            if (todo[refs[i].idx]) todo[refs[i].idx] |= TODO_SPLIT;
-    }
-    free(refs);
-    return 0;
-}
-
 static int build_and_commit(wctx_t *w, const unsigned char *todo)
 {
     int rc = 0;
     for (size_t i = 0; i < w->p->nseries && rc == 0; i++)
-        if (todo[i]) rc = put_one(w, &w->p->series[i], !(todo[i] & TODO_SPLIT));
+        if (todo[i]) rc = put_one(w, &w->p->series[i]);
     for (size_t i = 0; i < w->ntabs && rc == 0; i++)
         if ((rc = storage_nodetab_stage(w->s, w->tabs[i], w->wb, &w->tmp)) != 0)
             errmsg_set(w->em, rc, "stack-node table: %s", err_message(rc));
@@ -863,7 +821,6 @@ int storage_write_profile_sized(storage_t *s, const storage_profile_write_t *p, 
 
     pthread_mutex_lock(mu);
     rc = select_new(s, p, todo, &ntodo, em);
-    if (rc == 0 && ntodo > 0) rc = split_types(p, todo, em);
     if (rc == 0 && ntodo > 0) {
         w.wb = rocksdb_writebatch_create();
         pthread_rwlock_rdlock(&s->symgc.lock); /* no symbol sweep step meanwhile */

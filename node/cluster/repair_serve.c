@@ -262,8 +262,9 @@ static int fetch_one(storage_t *s, const repair_options_t *o,
     /* the time is the one this node listed for the entry (IDS): the tree is
      * keyed by it */
     int64_t time_ns = m->time_ns;
-    int rc =
-        storage_read_profile(s, m->tenant, m->token, m->series_id, time_ns, m->profile_id.data, t);
+    int piece = 0;
+    int rc = storage_read_profile_piece(s, m->tenant, m->token, m->series_id, time_ns,
+                                        m->profile_id.data, t, &piece);
     if (rc == ERR_NOT_FOUND) {
         calltree_free(t);
         return 0; /* not kept: the caller counts it unavailable */
@@ -282,6 +283,7 @@ static int fetch_one(storage_t *s, const repair_options_t *o,
         w->time_ns = time_ns;
         w->hint_replay = 1;
         rc = build_part(s, o, m, t, arena, p);
+        p->piece = piece != 0; /* counted by id there too */
     }
     if (rc == 0 && x->over) rc = ERR_NOT_FOUND; /* unavailable: not sent short */
     if (rc == 0) rc = repair_pspans_put(arena, x, p);

@@ -270,6 +270,7 @@ static int build_part(packer_t *pk, size_t i)
     flamedb__cluster__series_part__init(p);
     p->token = s->token;
     p->series_id = s->series_id;
+    p->piece = s->piece;
     buf_reset(&pk->tmp);
     int rc = labels_encode(s->labels, &pk->tmp);
     if (rc != 0) return rc;

@@ -118,6 +118,7 @@ static int decode_series(const replicate_options_t *o, const char *tenant, decod
     s->labels = d->labels[i];
     s->series_id = p->series_id;
     s->token = p->token;
+    s->piece = p->piece;
     int rc = decode_tree(d, &p->calltree, o->max_tree_nodes, &s->tree);
     for (size_t k = 0; rc == 0 && k < p->n_spans; k++) {
         spans[k].kind = (uint8_t)p->spans[k]->kind;

@@ -377,6 +377,7 @@ static int send_ask(scatter_q_t *q, const ask_t *a)
     }
     if (sp->kind == QUERY_KIND_PROFILES) m.limit = (uint32_t)sp->top_limit;
     m.share_counts = sp->kind == QUERY_KIND_LABEL_SHARES; /* its gather reads counted entries */
+    m.share_pushes = m.share_counts;                      /* and unites split pushes */
     m.ring_version = q->view->version;
     const char *id = ring_node_name(q->view->ring, a->node);
     if (rc == 0) rc = q->s->ops.send(q->s->ops.ctx, id, MSG(QUERY), q->deadline_unix_ms, &m.base);

@@ -379,7 +379,10 @@ static int merge_render(query_gather_t *g, const Flamedb__Cluster__PartialResult
         int64_t ms = pr->totals[i]->time_ms;
         rc = ms % 1000 != 0 ? ERR_CORRUPT
                             : query_gather_add_total(g, ms / 1000, pr->totals[i]->value, &it->em);
-        if (rc == 0) rc = query_gather_add_count(g, ms / 1000, pr->totals[i]->count, &it->em);
+        if (rc == 0)
+            rc = query_gather_add_pushes(g, ms / 1000, pr->totals[i]->count,
+                                         pr->totals[i]->pushes.data, pr->totals[i]->pushes.len,
+                                         &it->em);
     }
     return rc;
 }

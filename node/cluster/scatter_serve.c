@@ -60,6 +60,7 @@ typedef struct serve_job {
     Flamedb__Cluster__Symbol *syms, **symp;
     ProtobufCBinaryData *values;
     Flamedb__Cluster__TotalsPoint *tp, **tpp;
+    uint8_t *pushes; /* the totals' push ids (TotalsPoint.pushes) */
     Flamedb__Cluster__TokenRange *served, **servedp;
 } serve_job_t;
 
@@ -79,6 +80,7 @@ static void job_free(serve_job_t *j)
     free(j->values);
     free(j->tp);
     free(j->tpp);
+    free(j->pushes);
     free(j->served);
     free(j->servedp);
     free(j);
@@ -107,23 +109,46 @@ static int add_symbols(serve_job_t *j)
     return 0;
 }
 
+/* The pushes of bucket i (tl->pushes sorted, from *at on) as big-endian
+ * short ids into out; *at moves past them. How many. */
+static size_t bucket_pushes(const query_timeline_t *tl, size_t i, size_t *at, uint8_t *out)
+{
+    size_t n = 0;
+    for (; *at < tl->npushes && tl->pushes[*at].bucket == i; (*at)++, n++)
+        for (size_t b = 0; b < STORAGE_WPROF_ID_LEN; b++)
+            out[n * STORAGE_WPROF_ID_LEN + b] =
+                (uint8_t)(tl->pushes[*at].id >> (8 * (STORAGE_WPROF_ID_LEN - 1 - b)));
+    return n;
+}
+
+/* One point per bucket with a value or a count; a bucket's pushes split
+ * into pieces are in its count once each and listed by id, which the
+ * coordinator unites with other nodes' (query_gather_add_pushes). */
 static int add_totals(serve_job_t *j)
 {
     const query_timeline_t *tl = &j->part.tl;
-    size_t n = 0;
-    for (size_t i = 0; i < tl->n; i++)
-        n += tl->samples[i] != 0 || (tl->counts != NULL && tl->counts[i] != 0);
+    size_t n = 0, at = 0;
+    for (size_t i = 0, p = 0; i < tl->n; i++) {
+        int pushed = p < tl->npushes && tl->pushes[p].bucket == i;
+        while (p < tl->npushes && tl->pushes[p].bucket == i)
+            p++;
+        n += tl->samples[i] != 0 || (tl->counts != NULL && tl->counts[i] != 0) || pushed;
+    }
     j->tp = calloc(n ? n : 1, sizeof *j->tp);
     j->tpp = calloc(n ? n : 1, sizeof *j->tpp);
-    if (j->tp == NULL || j->tpp == NULL) return ERR_NOMEM;
+    j->pushes = malloc(tl->npushes ? tl->npushes * STORAGE_WPROF_ID_LEN : 1);
+    if (j->tp == NULL || j->tpp == NULL || j->pushes == NULL) return ERR_NOMEM;
     size_t k = 0;
     for (size_t i = 0; i < tl->n; i++) {
-        int64_t count = tl->counts != NULL ? tl->counts[i] : 0;
+        uint8_t *ids = j->pushes + at * STORAGE_WPROF_ID_LEN;
+        size_t np = bucket_pushes(tl, i, &at, ids);
+        int64_t count = (tl->counts != NULL ? tl->counts[i] : 0) + (int64_t)np;
         if (tl->samples[i] == 0 && count == 0) continue;
         flamedb__cluster__totals_point__init(&j->tp[k]);
         j->tp[k].time_ms = (tl->start_s + (int64_t)i * tl->step_s) * 1000;
         j->tp[k].value = tl->samples[i];
         j->tp[k].count = count;
+        j->tp[k].pushes = (ProtobufCBinaryData){np * STORAGE_WPROF_ID_LEN, np ? ids : NULL};
         j->tpp[k] = &j->tp[k];
         k++;
     }
@@ -261,7 +286,9 @@ static void answer_clear(serve_job_t *j)
     free(j->symp);
     free(j->tp);
     free(j->tpp);
+    free(j->pushes);
     free(j->values);
+    j->pushes = NULL;
     j->fdata = NULL;
     j->syms = NULL;
     j->symp = NULL;
@@ -435,6 +462,7 @@ static int job_from(serve_job_t *j, const cluster_msg_t *msg)
     j->args.limit = q->limit;         /* profiles: the partial refuses 0 or past its maximum */
     /* an older coordinator reads only the summed entries */
     j->args.counts = j->args.kind == QUERY_KIND_LABEL_SHARES && q->share_counts;
+    j->args.pushes = j->args.counts && q->share_pushes;
     if (j->args.forests && q->n_known_symbols > 0) {
         j->known = malloc(q->n_known_symbols * sizeof *j->known);
         if (j->known == NULL) return ERR_NOMEM;

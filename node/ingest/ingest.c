@@ -192,6 +192,43 @@ static void profile_id(const ingest_request_t *req, const char *tenant, const id
     buf_free(&b);
 }
 
+/* Distinct profile types piece_flags tells apart on the stack; a push
+ * with more marks every series a piece (which costs ids, never exactness). */
+#define PIECE_TYPES 32
+
+/* Marks the series that share their profile type with another series of
+ * the push (it was split by its samples' labels): storage counts such a
+ * push once in any average over its pieces (storage_series_write_t.piece).
+ * Series are distinct (ingest_series_get), so two of one type are pieces. */
+static void piece_flags(storage_series_write_t *w, size_t n)
+{
+    uint64_t type[PIECE_TYPES];
+    uint32_t count[PIECE_TYPES];
+    size_t nt = 0;
+    bool all = false;
+    for (size_t i = 0; i < n && !all && n > 1; i++) {
+        const char *t = labels_get(w[i].labels, LABEL_PROFILE_TYPE);
+        uint64_t h = t != NULL ? hash_bytes64(t, strlen(t)) : 0;
+        size_t k = 0;
+        while (k < nt && type[k] != h)
+            k++;
+        if (k == nt && nt == PIECE_TYPES) all = true;
+        if (k == nt && !all) {
+            type[nt] = h;
+            count[nt++] = 0;
+        }
+        if (!all) count[k]++;
+    }
+    for (size_t i = 0; i < n && n > 1; i++) {
+        const char *t = labels_get(w[i].labels, LABEL_PROFILE_TYPE);
+        uint64_t h = t != NULL ? hash_bytes64(t, strlen(t)) : 0;
+        size_t k = 0;
+        while (!all && type[k] != h)
+            k++;
+        w[i].piece = all || count[k] > 1;
+    }
+}
+
 static int build_view(ingest_profile_t *p, int64_t time_ns, errmsg_t *em)
 {
     series_set_t *ss = &p->ss;
@@ -206,6 +243,7 @@ static int build_view(ingest_profile_t *p, int64_t time_ns, errmsg_t *em)
                                                 .spans = s->spans.v,
                                                 .nspans = s->spans.n};
     }
+    piece_flags(p->writes, ss->n);
     p->w.tenant = p->tenant;
     p->w.time_ns = time_ns;
     p->w.series = p->writes;

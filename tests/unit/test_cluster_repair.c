@@ -25,13 +25,14 @@
 static ring_shard_policy_t shards;
 
 /* One series of service svc with its real placement token. */
-static void put(fixture_t *f, const char *svc, uint64_t id, int64_t t, int64_t v)
+static void put_as(fixture_t *f, const char *svc, uint64_t id, int64_t t, int64_t v, bool piece)
 {
     labels_t *l = fx_labels(svc, NULL);
     symtab_t *st = symtab_new();
     calltree_t *tree = calltree_new(0);
     fx_add(tree, st, "main;work", v);
-    storage_series_write_t sw = {.labels = l, .series_id = labels_hash(l), .tree = tree};
+    storage_series_write_t sw = {
+        .labels = l, .series_id = labels_hash(l), .tree = tree, .piece = piece};
     sw.token = ring_placement_token(TENANT, svc,
                                     ring_series_shard(sw.series_id, ring_shards_for(&shards, svc)));
     storage_profile_write_t p = {
@@ -43,6 +44,11 @@ static void put(fixture_t *f, const char *svc, uint64_t id, int64_t t, int64_t v
     calltree_free(tree);
     symtab_free(st);
     labels_free(l);
+}
+
+static void put(fixture_t *f, const char *svc, uint64_t id, int64_t t, int64_t v)
+{
+    put_as(f, svc, id, t, v, false);
 }
 
 static uint64_t token_of(const char *svc)
@@ -227,6 +233,52 @@ static void test_fetch(fixture_t *a, fixture_t *b)
     labels_free(l);
     repair_digest_free(&da);
     repair_digest_free(&db);
+    arena_free(&arena);
+}
+
+/* A fetched piece of a split push stays one (SeriesPart.piece): its copy
+ * on b is counted by id too. */
+static void test_fetch_piece(fixture_t *a, fixture_t *b)
+{
+    put_as(a, "svc-piece", 61, T0 + 20, 3, true);
+    repair_options_t o = {0};
+    replicate_options_default(&o.write);
+    o.write.shards = shards;
+    o.max_message_bytes = 1 << 20;
+    labels_t *l = fx_labels("svc-piece", NULL);
+    uint8_t pid[16];
+    fx_id(pid, 61);
+    Flamedb__Cluster__SeenEntry e, *ep = &e;
+    flamedb__cluster__seen_entry__init(&e);
+    e.tenant = TENANT;
+    e.token = token_of("svc-piece");
+    e.series_id = labels_hash(l);
+    e.profile_id = (ProtobufCBinaryData){16, pid};
+    e.time_ns = (T0 + 20) * NS;
+    Flamedb__Cluster__RepairRequest q = FLAMEDB__CLUSTER__REPAIR_REQUEST__INIT;
+    q.protocol_version = CLUSTER_PROTOCOL_VERSION;
+    q.kind = FLAMEDB__CLUSTER__REPAIR_KIND__REPAIR_KIND_FETCH;
+    q.deadline_unix_ms = (uint64_t)(T0 + 3600) * 1000;
+    q.entries = &ep;
+    q.n_entries = 1;
+    arena_t arena;
+    arena_init(&arena, 4096, 1 << 20);
+    Flamedb__Cluster__RepairAnswer ans = FLAMEDB__CLUSTER__REPAIR_ANSWER__INIT;
+    errmsg_t em = {{0}};
+    CHECK_EQ_INT(repair_serve_build(a->s, &o, &q, NULL, NULL, &arena, &ans, &em), 0);
+    CHECK_EQ_INT(ans.n_writes, 1);
+    CHECK(ans.n_writes == 1 && ans.writes[0]->n_series == 1 && ans.writes[0]->series[0]->piece);
+    size_t written = 0;
+    CHECK_EQ_INT(replicate_store_request(&o.write, b->s, ans.writes[0], &written, NULL, &em), 0);
+    CHECK_EQ_INT(written, 1);
+    calltree_t *t = calltree_new(0);
+    int piece = 0;
+    CHECK_EQ_INT(
+        storage_read_profile_piece(b->s, TENANT, e.token, e.series_id, e.time_ns, pid, t, &piece),
+        0);
+    CHECK_EQ_INT(piece, 1);
+    calltree_free(t);
+    labels_free(l);
     arena_free(&arena);
 }
 
@@ -1081,6 +1133,7 @@ int main(void)
     if (fx_init(&c) != 0) return 1;
     c.now = T0 + 6 * 3600;
     test_fetch_over_limit(&a, &c);
+    test_fetch_piece(&a, &b);
     fx_done(&a);
     fx_done(&b);
     fx_done(&c);

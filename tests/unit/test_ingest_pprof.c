@@ -63,6 +63,8 @@ static void test_cpu_shape(void)
     CHECK_EQ_INT(test_nseries(p), 2);
     int c = test_find(p, CPU_NS, NULL, NULL), s = test_find(p, CPU_SAMPLES, NULL, NULL);
     CHECK(c >= 0 && s >= 0);
+    /* two types of one series each: no piece */
+    CHECK(!ingest_profile_write(p)->series[0].piece && !ingest_profile_write(p)->series[1].piece);
     CHECK_EQ_STR(test_label(p, c, "__name__"), "process_cpu");
     CHECK_EQ_STR(test_label(p, c, "service_name"), "svc");
     CHECK_EQ_STR(test_label(p, c, "env"), "prod");
@@ -156,6 +158,9 @@ static void test_labels_and_spans(void)
     CHECK_EQ_INT(ingest_profile_series_total(p, (size_t)a), 35);
     CHECK_EQ_INT(ingest_profile_series_total(p, (size_t)bb), 5);
     CHECK_EQ_INT(ingest_profile_series_total(p, (size_t)none), 5);
+    /* three series of one type: pieces of one push, counted once */
+    for (size_t i = 0; i < 3; i++)
+        CHECK(ingest_profile_write(p)->series[i].piece);
     CHECK_EQ_STR(test_label(p, a, "__name__"), "process_cpu");
     CHECK(test_label(p, a, "span_id") == NULL && test_label(p, a, "bytes") == NULL);
     const storage_series_write_t *sa = &ingest_profile_write(p)->series[a];

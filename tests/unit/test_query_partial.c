@@ -593,6 +593,53 @@ static void test_share_entries(void)
     query_spec_free(&spec);
 }
 
+/* An averaged type's entries with split pushes by id, from two answers:
+ * the same push counts once per value ("a": 3 + 3 goroutines of one push,
+ * over two answers, average 6; "b": two pushes in two buckets); bad push
+ * lists are refused whole. */
+static void test_share_pushes(void)
+{
+    query_limits_t lim;
+    query_limits_default(&lim);
+    errmsg_t em = {{0}};
+    int64_t now_ms = (T0 + 4 * 3600) * 1000;
+    char from[32], until[32];
+    snprintf(from, sizeof from, "%lld", (long long)T0);
+    snprintf(until, sizeof until, "%lld", (long long)T0 + 30); /* 3 buckets of 10 s */
+    query_params_t p = {.query = "goroutines:goroutine:count:goroutine:count{}",
+                        .from = from,
+                        .until = until,
+                        .label = "pod"};
+    query_spec_t spec;
+    CHECK_EQ_INT(query_spec_parse(QUERY_KIND_LABEL_SHARES, &p, &lim, now_ms, &spec, &em), 0);
+    query_gather_t *g;
+    CHECK_EQ_INT(query_gather_new(&spec, &lim, &g), 0);
+    const char *bad[] = {"+3/0 3/0,0/0,0/0 3:00000000000000aa a",
+                         "+3/0 3/0,0/0,0/0 0:00000000000000zz a",
+                         "+3/0 3/0,0/0,0/0 0:00000000000000aa, a",
+                         "+3/0 3/0,0/0,0/0 x:00000000000000aa a",
+                         "+3/0 3/0,0/0,0/0 0:0aa a",
+                         "+3/0 3/0,0/0,0/0 a"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        CHECK_EQ_INT(query_gather_add_value(g, bad[i], strlen(bad[i])), ERR_CORRUPT);
+    const char *good[] = {
+        "+3/0 3/0,0/0,0/0 0:00000000000000aa a", "+3/0 3/0,0/0,0/0 0:00000000000000aa a",
+        "+9/0 5/0,0/0,4/0 0:00000000000000bb,2:00000000000000cc b", "+0/0 0/0,0/0,0/0 - c"};
+    for (size_t i = 0; i < sizeof good / sizeof *good; i++)
+        CHECK_EQ_INT(query_gather_add_value(g, good[i], strlen(good[i])), 0);
+    query_result_t r;
+    query_result_init(&r);
+    CHECK_EQ_INT(query_gather_finish(g, NULL, &r, &em), 0);
+    const char *body = (const char *)r.body.data;
+    CHECK(strstr(body, "{\"value\":\"a\",\"total\":6,") != NULL);
+    CHECK(strstr(body, "{\"value\":\"b\",\"total\":4,") != NULL);
+    CHECK(strstr(body, "\"samples\":[6,0,0]") != NULL);
+    CHECK(strstr(body, "\"samples\":[5,0,4]") != NULL);
+    query_result_free(&r);
+    query_gather_free(g);
+    query_spec_free(&spec);
+}
+
 /* ---- profile lists ---- */
 
 static int write_cmp(const void *a, const void *b)
@@ -1206,6 +1253,7 @@ int main(int argc, char **argv)
     test_splits(st);
     test_group_timelines(st);
     test_share_entries();
+    test_share_pushes();
     test_profile_lists(st);
     test_profile_ties(st);
     test_profile_open(st);

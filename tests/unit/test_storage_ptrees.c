@@ -59,8 +59,9 @@ typedef struct listed {
 } listed_t;
 
 static int list_fn(void *ctx, int64_t time_ns, const uint8_t profile_id[16], int64_t total,
-                   int kept)
+                   int kept, int piece)
 {
+    (void)piece;
     listed_t *l = ctx;
     if (l->n < 16) {
         l->time_ns[l->n] = time_ns;

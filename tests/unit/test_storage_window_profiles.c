@@ -5,14 +5,16 @@
  * format-13 directory whose windows read as not counted, two copies
  * compared by their ids and an addition of what one holds beyond the
  * other; short ids (format 16), only at resolutions whose windows outlive
- * profile retention, and a format-15 value (whole ids) read and folded. */
+ * profile retention, and a format-15 value (whole ids) read and folded;
+ * pieces of split pushes flagged (format 17), and a format-16 directory
+ * opened as 17. */
 #include "test_storage_fixture.h"
 
 #define T0 1700006400LL /* a multiple of a day */
 #define HOUR 3600
 
 typedef struct wsum {
-    int windows, exact;
+    int windows, exact, pieces;
     int64_t count, total, window;
     uint64_t hash;
     size_t nids;
@@ -45,6 +47,7 @@ static int wsum_fn(void *ctx, const storage_window_profiles_t *w)
     wsum_t *x = ctx;
     x->windows++;
     x->exact += w->exact;
+    x->pieces += w->pieces;
     x->count += w->count;
     x->total += w->total;
     x->hash = w->id_hash;
@@ -64,8 +67,10 @@ static wsum_t scan(fixture_t *f, const labels_t *l, uint64_t token, int res, int
     return x;
 }
 
-static int ptree_count_fn(void *ctx, int64_t t, const uint8_t id[16], int64_t total, int kept)
+static int ptree_count_fn(void *ctx, int64_t t, const uint8_t id[16], int64_t total, int kept,
+                          int piece)
 {
+    (void)piece;
     (void)t;
     (void)id;
     (void)total;
@@ -313,11 +318,24 @@ static void test_relate_and_add(fixture_t *f)
     labels_free(l);
 }
 
-/* One profile split by its samples' labels into two series of one type,
- * beside a second type of one series: the split pieces do not count the
- * profile (each would count it once: an average over both would divide by
- * two profiles), the lone type's series counts it. */
-static void test_split_pieces_uncounted(fixture_t *f)
+/* One profile split by its samples' labels into two series of one type
+ * (pieces, as ingest marks them), beside a second type of one series:
+ * each piece's window counts the profile exactly and is flagged
+ * WPROF_FLAG_PIECES with the profile's id listed (readers unite the ids
+ * across series), the lone type's window is not flagged; a later profile
+ * that is no piece keeps the flag on the window (merged by OR), and the
+ * profile trees say which are pieces (format 17). */
+static int piece_fn(void *ctx, int64_t t, const uint8_t id[16], int64_t total, int kept, int piece)
+{
+    (void)t;
+    (void)id;
+    (void)total;
+    (void)kept;
+    *(int *)ctx += piece ? 100 : 1;
+    return 0;
+}
+
+static void test_split_pieces_flagged(fixture_t *f)
 {
     labels_t *a = fx_labels("split", "a"), *b = fx_labels("split", "b");
     labels_t *other = fx_labels("split", NULL);
@@ -326,8 +344,8 @@ static void test_split_pieces_uncounted(fixture_t *f)
     calltree_t *t = calltree_new(0);
     fx_add(t, st, "main;f;g", 7);
     storage_series_write_t sw[3] = {
-        {.labels = a, .series_id = labels_hash(a), .tree = t, .token = 5},
-        {.labels = b, .series_id = labels_hash(b), .tree = t, .token = 5},
+        {.labels = a, .series_id = labels_hash(a), .tree = t, .token = 5, .piece = true},
+        {.labels = b, .series_id = labels_hash(b), .tree = t, .token = 5, .piece = true},
         {.labels = other, .series_id = labels_hash(other), .tree = t, .token = 5},
     };
     storage_profile_write_t p = {
@@ -337,15 +355,97 @@ static void test_split_pieces_uncounted(fixture_t *f)
     CHECK_EQ_INT(storage_write_profile(f->s, &p, NULL, &em), 0);
     wsum_t xa = scan(f, a, 5, 1, T0, T0 + 60), xb = scan(f, b, 5, 1, T0, T0 + 60);
     wsum_t xo = scan(f, other, 5, 1, T0, T0 + 60); /* 1 min: kept */
-    CHECK_EQ_INT(xa.exact + xb.exact, 0);
-    CHECK_EQ_INT(xa.count + xb.count, 0);
+    CHECK_EQ_INT(xa.exact + xb.exact, 2);
+    CHECK_EQ_INT(xa.count + xb.count, 2);
+    CHECK_EQ_INT(xa.pieces + xb.pieces, 2);
+    const uint64_t want[] = {4242};
+    CHECK(ids_are(xa.ids, xa.nids, want, 1) && ids_are(xb.ids, xb.nids, want, 1));
     CHECK_EQ_INT(xo.exact, 1);
     CHECK_EQ_INT(xo.count, 1);
+    CHECK_EQ_INT(xo.pieces, 0);
+    int n = 0;
+    CHECK_EQ_INT(storage_scan_profile_trees(f->s, "t", 5, labels_hash(a), T0, T0 + 60, SIZE_MAX,
+                                            piece_fn, &n),
+                 0);
+    CHECK_EQ_INT(n, 100);
+    n = 0;
+    CHECK_EQ_INT(storage_scan_profile_trees(f->s, "t", 5, labels_hash(other), T0, T0 + 60, SIZE_MAX,
+                                            piece_fn, &n),
+                 0);
+    CHECK_EQ_INT(n, 1);
+    sw[0].piece = false; /* a later push of series a alone: no piece */
+    p.nseries = 1;
+    p.time_ns = (T0 + 50) * NS;
+    fx_id(p.profile_id, 4243);
+    CHECK_EQ_INT(storage_write_profile(f->s, &p, NULL, &em), 0);
+    xa = scan(f, a, 5, 1, T0, T0 + 60);
+    CHECK_EQ_INT(xa.exact, 1);
+    CHECK_EQ_INT(xa.count, 2);
+    CHECK_EQ_INT(xa.pieces, 1);
+    const uint64_t both[] = {4242, 4243};
+    CHECK(ids_are(xa.ids, xa.nids, both, 2));
     calltree_free(t);
     symtab_free(st);
     labels_free(a);
     labels_free(b);
     labels_free(other);
+}
+
+/* A format-16 directory: the pieces of a split push were counted in no
+ * window (their windows read as not counted) and their trees carry no
+ * flag. It opens as format 17 with those windows still not counted, a
+ * new push of pieces into the same window does not make it exact, and a
+ * window that starts after the upgrade counts its pieces, flagged. */
+static void test_upgrade_16(fixture_t *f)
+{
+    labels_t *a = fx_labels("up16", "a"), *b = fx_labels("up16", "b");
+    symtab_t *st = symtab_new();
+    calltree_t *t = calltree_new(0);
+    fx_add(t, st, "main;wait", 3);
+    storage_series_write_t sw[2] = {
+        {.labels = a, .series_id = labels_hash(a), .tree = t, .token = 6},
+        {.labels = b, .series_id = labels_hash(b), .tree = t, .token = 6},
+    };
+    storage_profile_write_t p = {
+        .tenant = "t", .time_ns = (T0 + 5 * HOUR) * NS, .series = sw, .nseries = 2, .symbols = st};
+    fx_id(p.profile_id, 6000);
+    errmsg_t em = {{0}};
+    CHECK_EQ_INT(storage_write_profile(f->s, &p, NULL, &em), 0);
+    for (int i = 0; i < 2; i++) { /* what format 16 left: no counts for the pieces */
+        skey_t lo, hi;
+        storage_key_series(&lo, 6, "t", sw[i].series_id);
+        hi = lo;
+        hi.n = storage_prefix_successor(hi.b, hi.n);
+        char *err = NULL;
+        rocksdb_delete_range_cf(f->s->db, f->s->wopts, f->s->cf[CF_WPROFILES], (const char *)lo.b,
+                                lo.n, (const char *)hi.b, hi.n, &err);
+        CHECK(err == NULL);
+        free(err);
+    }
+    fx_put_version(f, STORAGE_FORMAT_V17);
+    CHECK_EQ_INT(fx_reopen(f), 0);
+    fx_check_version(f);
+    wsum_t x = scan(f, a, 6, 3, T0, T0 + 86400);
+    CHECK_EQ_INT(x.windows, 1);
+    CHECK_EQ_INT(x.exact + x.count, 0);
+    sw[0].piece = sw[1].piece = true;
+    p.time_ns = (T0 + 5 * HOUR + 1) * NS;
+    fx_id(p.profile_id, 6001);
+    CHECK_EQ_INT(storage_write_profile(f->s, &p, NULL, &em), 0);
+    x = scan(f, a, 6, 3, T0, T0 + 86400);
+    CHECK_EQ_INT(x.count, 1);
+    CHECK_EQ_INT(x.pieces, 1);
+    CHECK_EQ_INT(x.exact, 0); /* the format-16 push is not in it */
+    p.time_ns = (T0 + 6 * HOUR) * NS;
+    fx_id(p.profile_id, 6002);
+    CHECK_EQ_INT(storage_write_profile(f->s, &p, NULL, &em), 0);
+    x = scan(f, b, 6, 3, T0 + 6 * HOUR, T0 + 7 * HOUR);
+    CHECK_EQ_INT(x.exact, 1);
+    CHECK_EQ_INT(x.pieces, 1);
+    calltree_free(t);
+    symtab_free(st);
+    labels_free(a);
+    labels_free(b);
 }
 
 /* With profile retention a week (resolution retentions as by default:
@@ -473,7 +573,8 @@ int main(void)
     if (fx_reopen(&f) != 0) return 1;
     test_counts(&f);
     test_relate_and_add(&f);
-    test_split_pieces_uncounted(&f);
+    test_split_pieces_flagged(&f);
+    test_upgrade_16(&f);
     test_short_id_shared(&f);
     test_kept_resolutions(&f);
     fx_done(&f);
