@@ -396,7 +396,7 @@ typedef struct storage_window_profiles {
     int64_t count, counted_total;
     uint64_t id_hash; /* sum of XXH3-64 of each counted id */
     int exact;
-    /* Some of its profiles are pieces of split pushes (format 17,
+    /* Some of its profiles are pieces of split pushes (format 18,
      * storage_series_write_t.piece), which other series' windows hold too:
      * counted by their listed ids, united across series, not by count. */
     int pieces;

@@ -109,9 +109,9 @@ enum storage_cf {
 #define STORAGE_FORMAT_V16 "16"
 /* Version 18 flags the window_profiles values and profile trees of the
  * pieces of split pushes (WPROF_FLAG_PIECES, PTREE_FLAG_PIECE), which a
- * format-17 binary would read as corrupt. A format-17 (or older) piece was counted
- * nowhere (its windows read as not counted) and its tree carries no flag,
- * so the upgrade only rewrites the marker. */
+ * format-17 binary would read as corrupt. A format-17 (or older) piece
+ * was counted nowhere (its windows read as not counted) and its tree
+ * carries no flag, so the upgrade only rewrites the marker. */
 #define STORAGE_FORMAT_V17 "17"
 
 /* Block values (sparse.c): version byte of the sparse self-value vector
@@ -604,7 +604,7 @@ int64_t storage_i64_get(const uint8_t *p);
  * service aggregate's still hold the tree. Compaction keeps a flagged tree
  * until its 10 s window expires, also past profile retention (filter.c). */
 #define PTREE_FLAG_UNBLOCKED 8
-/* Format 17: the series' share is a piece of a split push
+/* Format 18: the series' share is a piece of a split push
  * (storage_series_write_t.piece): counted by id, united across series. */
 #define PTREE_FLAG_PIECE 16
 
@@ -797,7 +797,7 @@ void storage_log_corrupt(storage_counters_t *c, const char *what, int i, int rc)
 #define WPROF_VERSION 2
 #define WPROF_VERSION_WHOLE_IDS 1
 #define WPROF_FLAG_LISTED 1
-/* Format 17: some of the window's profiles are pieces of split pushes
+/* Format 18: some of the window's profiles are pieces of split pushes
  * (storage_series_write_t.piece): count them by id, not by count. */
 #define WPROF_FLAG_PIECES 2
 #define WPROF_HEADER_LEN 26

@@ -16,7 +16,7 @@
  * before format 14, or added to by a path that counts nothing, is not,
  * and readers fall back to what they did before.
  *
- * A window holding a piece of a split push (format 17, storage.h
+ * A window holding a piece of a split push (format 18, storage.h
  * storage_series_write_t.piece) is flagged WPROF_FLAG_PIECES: the same push
  * is counted in the windows of each of its pieces' series, so readers
  * count such a window by its listed ids, united across series (and across

@@ -7,7 +7,7 @@
  * counts nothing, as before. Pieces of split pushes (several series of one
  * profile, storage_series_write_t.piece) count each push once over any
  * selection of them, from the windows' ids, from profile_trees, and from
- * profile_trees where a window lists no ids (format 17). */
+ * profile_trees where a window lists no ids (format 18). */
 #include "test_storage_fixture.h"
 
 #include "query/query_int.h"

@@ -6,7 +6,7 @@
  * compared by their ids and an addition of what one holds beyond the
  * other; short ids (format 16), only at resolutions whose windows outlive
  * profile retention, and a format-15 value (whole ids) read and folded;
- * pieces of split pushes flagged (format 17), and a format-16 directory
+ * pieces of split pushes flagged (format 18), and a format-17 directory
  * opened as 17. */
 #include "test_storage_fixture.h"
 
@@ -324,7 +324,7 @@ static void test_relate_and_add(fixture_t *f)
  * WPROF_FLAG_PIECES with the profile's id listed (readers unite the ids
  * across series), the lone type's window is not flagged; a later profile
  * that is no piece keeps the flag on the window (merged by OR), and the
- * profile trees say which are pieces (format 17). */
+ * profile trees say which are pieces (format 18). */
 static int piece_fn(void *ctx, int64_t t, const uint8_t id[16], int64_t total, int kept, int piece)
 {
     (void)t;
@@ -391,9 +391,9 @@ static void test_split_pieces_flagged(fixture_t *f)
     labels_free(other);
 }
 
-/* A format-16 directory: the pieces of a split push were counted in no
+/* A format-17 directory: the pieces of a split push were counted in no
  * window (their windows read as not counted) and their trees carry no
- * flag. It opens as format 17 with those windows still not counted, a
+ * flag. It opens as format 18 with those windows still not counted, a
  * new push of pieces into the same window does not make it exact, and a
  * window that starts after the upgrade counts its pieces, flagged. */
 static void test_upgrade_16(fixture_t *f)
@@ -411,7 +411,7 @@ static void test_upgrade_16(fixture_t *f)
     fx_id(p.profile_id, 6000);
     errmsg_t em = {{0}};
     CHECK_EQ_INT(storage_write_profile(f->s, &p, NULL, &em), 0);
-    for (int i = 0; i < 2; i++) { /* what format 16 left: no counts for the pieces */
+    for (int i = 0; i < 2; i++) { /* what format 17 left: no counts for the pieces */
         skey_t lo, hi;
         storage_key_series(&lo, 6, "t", sw[i].series_id);
         hi = lo;
@@ -435,7 +435,7 @@ static void test_upgrade_16(fixture_t *f)
     x = scan(f, a, 6, 3, T0, T0 + 86400);
     CHECK_EQ_INT(x.count, 1);
     CHECK_EQ_INT(x.pieces, 1);
-    CHECK_EQ_INT(x.exact, 0); /* the format-16 push is not in it */
+    CHECK_EQ_INT(x.exact, 0); /* the format-17 push is not in it */
     p.time_ns = (T0 + 6 * HOUR) * NS;
     fx_id(p.profile_id, 6002);
     CHECK_EQ_INT(storage_write_profile(f->s, &p, NULL, &em), 0);
