@@ -666,8 +666,8 @@ typedef struct storage_witness {
 
 int storage_witness_put(storage_t *s, const storage_witness_t *w, errmsg_t *em);
 /* 0 with *out filled, ERR_NOT_FOUND, or an I/O error. */
-int storage_witness_get(storage_t *s, const char *target, const char *coord,
-                        storage_witness_t *out, errmsg_t *em);
+int storage_witness_get(storage_t *s, const char *target, const char *coord, storage_witness_t *out,
+                        errmsg_t *em);
 /* Deleting one that is not there is a no-op (0). */
 int storage_witness_delete(storage_t *s, const char *target, const char *coord, errmsg_t *em);
 /* Calls fn for every stored witness (borrowed for the call); fn returns

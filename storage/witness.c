@@ -63,8 +63,8 @@ static int held_parse(const char *k, size_t kn, const char *v, size_t vn, storag
     return 0;
 }
 
-int storage_witness_get(storage_t *s, const char *target, const char *coord,
-                        storage_witness_t *out, errmsg_t *em)
+int storage_witness_get(storage_t *s, const char *target, const char *coord, storage_witness_t *out,
+                        errmsg_t *em)
 {
     char k[HELD_KEY_MAX];
     size_t kn = 0, vn = 0;

@@ -177,7 +177,7 @@ void replicate_on_ack(void *ctx, cluster_msg_t *msg);
       "Such holds turned into repair marks of this node: the coordinator was seen down or gone "   \
       "before its word arrived.")                                                                  \
     X(notices, "flamedb_slow_replica_notices_total",                                               \
-      "Notices sent before a push was answered 200, naming to a replica that acknowledged it the "  \
+      "Notices sent before a push was answered 200, naming to a replica that acknowledged it the " \
       "replicas hinted (or marked) after hint-ack-grace ran out.")                                 \
     X(notices_unanswered, "flamedb_slow_replica_notices_unanswered_total",                         \
       "Pushes answered 200 although no replica acknowledged their notice (refused, or no answer "  \
@@ -284,11 +284,11 @@ struct replicate_write {
     /* before the answer (replicate_preack.c) */
     uint64_t grace_end_ms; /* unix ms: then the targets still pending get hints */
     int in_grace, grace_over;
-    int preack_busy;       /* the pool stores its hints: neither answered nor freed meanwhile */
+    int preack_busy; /* the pool stores its hints: neither answered nor freed meanwhile */
     /* the replicas hinted before the answer, named to those that acknowledged
      * (replicate_notice.c): answered once one of them stored the notice */
     int notice_done, notice_wait;
-    uint32_t notices_out; /* notices waiting for their ack: not freed meanwhile */
+    uint32_t notices_out;  /* notices waiting for their ack: not freed meanwhile */
     uint32_t hints_before; /* stored by that job */
     list_node_t glink;     /* in replicate.graces while in_grace */
 };

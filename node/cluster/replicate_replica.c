@@ -212,7 +212,8 @@ static void replica_work(workq_job_t *wk)
     const Flamedb__Cluster__WriteRequest *q = (const void *)j->msg.body;
     j->nseries = q->n_series;
     j->status = mark_missed(j, q);
-    if (j->status == 0 && replicate_witness_store(j->r, j->self, j->sender, q, &j->held_stored) != 0)
+    if (j->status == 0 &&
+        replicate_witness_store(j->r, j->self, j->sender, q, &j->held_stored) != 0)
         j->status = errmsg_set(&j->em, ERR_UNAVAILABLE, "cannot store the witness");
     if (j->status == 0 && !q->notice) /* a notice only names replicas */
         j->status = replicate_store_request(&j->r->o, j->r->storage, q, &j->written, NULL, &j->em);

@@ -204,8 +204,9 @@ int replicate_witness_load(replicate_t *r)
     int rc = storage_witnesses(r->storage, load_one, r);
     if (rc != 0) log_warn("replicate", "cannot read the stored witnesses: %s", err_message(rc));
     if (r->nwit > 0)
-        log_info("replicate", "holding %zu replica(s) unread until their coordinators' word "
-                              "arrives (stored before a restart), first %s",
+        log_info("replicate",
+                 "holding %zu replica(s) unread until their coordinators' word "
+                 "arrives (stored before a restart), first %s",
                  r->nwit, r->wit[0].target);
     return rc;
 }

@@ -14,7 +14,8 @@ tests of a hint witnessed by the write (HINTS_ON).
 
 - test_acknowledged_misses_coordinators_removed: 4 nodes RF 4 write
   quorum 2; n3 misses old profiles acknowledged through n0, n0 is killed
-  and removed for good, n3 restarted; n2 misses others acknowledged
+  and removed for good, n3 restarted (and repaired: n1 and n2 marked it);
+  n2 misses others acknowledged
   through n1, n1 is killed and removed, n2 restarted: the survivors'
   copies are mixed. After `flamectl cluster repair` n2 and n3 each alone
   answer exactly the acknowledged totals;
@@ -179,6 +180,11 @@ def test_acknowledged_misses_coordinators_removed():
         wait_no_marks(c, [0, 1, 2, 3])
         add(want, ack_missed(c, 0, 3, want, 9100, now - 7100))  # n3 misses them
         remove(c, 0, 2, back=3)
+        # n1 and n2 were told n3 was slow (a notice) and marked it when n0
+        # died: n3 repairs itself before n2 misses writes in turn (two
+        # replicas each marked by the other, the third gone, are not
+        # compared with each other: docs/cluster.md)
+        wait_no_marks(c, [1, 2, 3])
         add(want, ack_missed(c, 1, 2, want, 9200, now - 7000))  # n2 misses these
         remove(c, 1, 3, back=2)
         c.wait_converged(among=[2, 3], timeout=60)
