@@ -868,6 +868,42 @@ static void start_acked_by_n1(fx_t *f, prof_t *p, uint64_t id, answer_seen_t *a)
     uv_run(&f->loop, UV_RUN_NOWAIT);
 }
 
+/* RF 3, W 2, n2 slow and n1, which acknowledged, never acknowledges the
+ * notice naming n2: the push is answered 200 all the same once the notice
+ * timed out (its quorum stored it; n2's hint is on this node), and counted. */
+static void test_notice_unanswered(void)
+{
+    fx_t f;
+    fx_init(&f, 3, 3, 2, "n0");
+    f.r->ops.send = send_record;
+    f.r->o.hint_ack_grace_ms = 50;
+    prof_t p;
+    answer_seen_t a;
+    start_acked_by_n1(&f, &p, 41, &a);
+    clock_manual_advance_ms(&manual, 50);
+    replicate_arm_grace(f.r);
+    RUN_UNTIL(&f, notices_due() > 0);
+    CHECK_EQ_INT(notices_due(), 1);
+    uv_run(&f.loop, UV_RUN_NOWAIT);
+    CHECK_EQ_INT(a.out.called, 0); /* waits for the notice */
+    clock_manual_advance_ms(&manual, f.r->o.write_timeout_ms + 1);
+    replicate_arm_deadline(f.r);
+    RUN_UNTIL(&f, a.out.called != 0);
+    CHECK_EQ_INT(a.out.called, 1);
+    CHECK_EQ_INT(a.out.rc, 0);
+    CHECK_EQ_INT(a.n2_hints, 1);
+    settle(&f);
+    replicate_stats_t st;
+    replicate_stats(f.r, &st);
+    CHECK_EQ_INT(st.notices, 1);
+    CHECK_EQ_INT(st.notices_unanswered, 1);
+    CHECK_EQ_INT(st.inflight_writes, 0);
+    sent.n = 0;
+    f.r->ops.send = send_none;
+    prof_free(&p);
+    fx_done(&f);
+}
+
 /* RF 3, W 2, n2 slow but reachable: once it let one push's grace run out,
  * the next pushes are answered at the quorum with n2 hinted, not after the
  * grace; its late acks (slower than the grace) keep it so; an ack within
@@ -1358,6 +1394,7 @@ int main(void)
     test_hint_before_answer();
     test_pending_replica_not_waited_for();
     test_slow_replica_not_waited_for();
+    test_notice_unanswered();
     test_late_ack_lifts_its_mark();
     test_pass_lifts_only_what_it_compared();
     test_expired_hint_marks_its_target();
