@@ -10,7 +10,10 @@
  * side it owns the WRITE handler (decode, verify, store, WRITE_ACK). It also
  * owns the replay of stored hints to nodes that are back, and keeps the
  * cluster told which nodes it holds hints for (so they are not read from
- * until the hints are delivered).
+ * until the hints are delivered). Before a 200 it names the replicas
+ * hinted after the grace to the replicas that acknowledged (notices), and
+ * it keeps the replicas other coordinators' writes name as missing them
+ * (witnesses) in memory and in storage (the `meta` records it owns).
  *
  * The cluster is reached only through cluster_ops_t (the module wires it to
  * cluster_int.h; tests wire several replicate_t to each other in one

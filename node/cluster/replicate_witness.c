@@ -10,7 +10,11 @@
  * taken after its hints_for listed them (replicate_witness_sign). A
  * replica that stores the write keeps a witness (target, coordinator, that
  * beat, the oldest profile time) in memory and lists the target in its own
- * hints_for (replicate_publish_hint_targets), before it acknowledges.
+ * hints_for (replicate_publish_hint_targets), before it acknowledges. A
+ * notice (replicate_notice.c) names a replica that was slow, not down, the
+ * same way. The witness is stored too (replicate_witness_store, on the
+ * pool before the ack, merged with the stored one under wit_mu) and read
+ * back at start (replicate_witness_load), so a restart does not forget it.
  *
  * The witness ends (replicate_witness_tick, on the replay timer) when this
  * node holds the coordinator's entry at or past that beat: its hints_for
@@ -18,10 +22,12 @@
  * member's list included) and travels with gossip from here too. If the
  * coordinator is seen down or gone first, its word may never come: the
  * witness becomes a repair mark of this node (replicate_mark_stamp, on the
- * pool), lifted as any other by the target's complete pass. A witness
- * costs no disk and no message; the normal path (no replica down) carries
- * none. Entries are per (target, coordinator), both ring nodes: bounded by
- * the ring.
+ * pool), lifted as any other by the target's complete pass; either way its
+ * stored copy is deleted, unless a later write stored it with a later beat.
+ * A witness costs no message and, per write, a `meta` read (a put when the
+ * record changes); the normal path (every replica fast) carries none.
+ * Entries are per (target, coordinator), both ring nodes: bounded by the
+ * ring.
  */
 #include <stdio.h>
 #include <stdlib.h>
