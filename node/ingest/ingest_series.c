@@ -115,6 +115,7 @@ static size_t series_bytes(const ingest_series_t *s)
 {
     return calltree_mem_bytes(s->tree) + s->labels_bytes +
            s->path.cap * (sizeof *s->path.syms + sizeof *s->path.nodes) +
+           u64map_bytes(&s->path.callers) +
            s->vals.cap * (sizeof *s->vals.node + sizeof *s->vals.val) +
            s->shadow_cap * sizeof *s->shadow;
 }
@@ -179,6 +180,7 @@ void ingest_series_set_free(series_set_t *ss)
     for (size_t i = 0; i < ss->n; i++) {
         free(ss->v[i].path.syms);
         free(ss->v[i].path.nodes);
+        u64map_free(&ss->v[i].path.callers);
         free(ss->v[i].vals.node);
         free(ss->v[i].vals.val);
         free(ss->v[i].shadow);
@@ -348,8 +350,66 @@ uint32_t ingest_series_sym_at(uint32_t i)
     return i + 1;
 }
 
+/* A sample whose frames past the common prefix with the previous stack
+ * are at most this many walks them: the caller-path map is not asked. */
+#define CALLER_MIN_WALK 3
+
+/* The hashes of the caller paths of n and n - 1 frames (frames[0..n)):
+ * any mix will do, a hit is checked against the tree. Never 0 (0: not
+ * asked). */
+static void caller_hashes(const uint32_t *frames, size_t n, uint64_t h[2])
+{
+    uint64_t x = 0;
+    for (size_t k = 0; k + 1 < n; k++)
+        x = (x ^ frames[k]) * 0x9e3779b97f4a7c15ULL;
+    h[1] = (x ^ (x >> 31) ^ (n - 1)) | 1;
+    x = (x ^ frames[n - 1]) * 0x9e3779b97f4a7c15ULL;
+    h[0] = (x ^ (x >> 31) ^ n) | 1;
+}
+
+/* Node c as the caller path stack[0..n) (n >= 1), checked up the parent
+ * links of the tree t: at each frame the node's symbol, down to the
+ * root, or down to the prefix the path cache already holds (i frames:
+ * the tree has one node per path, so meeting it there is the rest of the
+ * check). On success the path cache holds the n frames; on failure its
+ * first i entries are as they were. */
+static bool caller_check(const calltree_t *t, path_cache_t *pc, const uint32_t *stack, size_t n,
+                         size_t i, uint32_t c)
+{
+    const calltree_node_t *nd = calltree_nodes(t);
+    for (size_t k = n; k-- > 0;) {
+        if (k < i) return c == pc->nodes[k];
+        if (c == 0 || nd[c].sym_index != stack[k]) return false;
+        pc->syms[k] = stack[k];
+        pc->nodes[k] = c;
+        c = nd[c].parent;
+    }
+    return c == 0;
+}
+
+/* The number of frames of stack whose nodes the path cache holds once
+ * the caller paths of stack (its frames but the last, then but the last
+ * two) are looked up (i: its common prefix with the previous stack; h
+ * gets their hashes, 0 when the map was not asked). */
+static size_t caller_find(ingest_series_t *s, const uint32_t *stack, size_t depth, size_t i,
+                          uint64_t h[2])
+{
+    path_cache_t *pc = &s->path;
+    h[0] = h[1] = 0;
+    if (depth < i + CALLER_MIN_WALK) return i;
+    caller_hashes(stack, depth - 1, h);
+    for (size_t j = 0; j < 2; j++) {
+        uint32_t c;
+        if (u64map_get(&pc->callers, h[j], &c) &&
+            caller_check(s->tree, pc, stack, depth - 1 - j, i, c))
+            return depth - 1 - j;
+    }
+    return i;
+}
+
 /* calltree_add_stack, reusing the node path of the previous stack's common
- * prefix (totals are not kept: the tree computes them if they are read). */
+ * prefix, or of an earlier stack's caller path (caller_find) (totals are
+ * not kept: the tree computes them if they are read). */
 int ingest_series_add(series_set_t *ss, uint32_t idx, const uint32_t *stack, size_t depth,
                       int64_t v, errmsg_t *em)
 {
@@ -357,12 +417,17 @@ int ingest_series_add(series_set_t *ss, uint32_t idx, const uint32_t *stack, siz
     path_cache_t *pc = &s->path;
     int rc = ingest_series_charge_work(ss, depth, em);
     if (rc < 0) return rc;
-    size_t path_cap = pc->cap, vals_cap = s->vals.cap;
+    size_t path_cap = pc->cap, vals_cap = s->vals.cap, callers_cap = pc->callers.cap;
     if (path_reserve(pc, depth) < 0) return errmsg_set(em, ERR_NOMEM, "out of memory");
     size_t before = calltree_node_count(s->tree);
     size_t i = 0, common = pc->depth < depth ? pc->depth : depth;
     while (i < common && pc->syms[i] == stack[i])
         i++;
+    uint64_t hash[2];
+    size_t walked = caller_find(s, stack, depth, i, hash);
+    size_t found = walked > i ? depth - walked : 0; /* 1 or 2: that caller path was found */
+    i = walked;
+    ss->lookups += depth - i;
     uint32_t node = i ? pc->nodes[i - 1] : 0;
     for (; i < depth; i++) {
         rc = calltree_child_index(s->tree, node, stack[i], &node);
@@ -375,10 +440,15 @@ int ingest_series_add(series_set_t *ss, uint32_t idx, const uint32_t *stack, siz
         pc->nodes[i] = node;
     }
     pc->depth = depth;
+    size_t put = hash[0] == 0 ? 0 : found == 0 ? 2 : found - 1; /* the paths not found */
+    for (size_t j = 0; j < put; j++)
+        if (u64map_set(&pc->callers, hash[j], pc->nodes[depth - 2 - j]) < 0)
+            return errmsg_set(em, ERR_NOMEM, "out of memory");
     if (value_add(s, node, v) < 0) return errmsg_set(em, ERR_NOMEM, "out of memory");
     s->last_node = node;
     s->last_grown = calltree_node_count(s->tree) - before;
-    if (s->last_grown == 0 && pc->cap == path_cap && s->vals.cap == vals_cap)
+    if (s->last_grown == 0 && pc->cap == path_cap && s->vals.cap == vals_cap &&
+        pc->callers.cap == callers_cap)
         return 0; /* nothing was allocated */
     if ((rc = count_grown(ss, s->last_grown, em)) < 0) return rc;
     return recharge(ss, &s->charged, series_bytes(s), "call trees", em);
@@ -835,6 +905,7 @@ int ingest_series_finish(series_set_t *ss, const symtab_t *symtab, errmsg_t *em)
         ingest_series_t *s = &ss->v[i];
         free(s->path.syms);
         free(s->path.nodes);
+        u64map_free(&s->path.callers);
         s->path = (path_cache_t){0};
         if (s->shape_of == UINT32_MAX) calltree_shrink(s->tree);
         if (series_bytes(s) < s->charged) /* only gives back: cannot fail */
