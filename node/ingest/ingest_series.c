@@ -353,6 +353,10 @@ uint32_t ingest_series_sym_at(uint32_t i)
 /* A sample whose frames past the common prefix with the previous stack
  * are at most this many walks them: the caller-path map is not asked. */
 #define CALLER_MIN_WALK 3
+/* The caller-path map of a series grows to at most 1/CALLER_TREE_SHARE of
+ * the bytes its tree holds: it only saves lookups, and a push's memory
+ * (ingest-request-memory-per-byte) stays what its trees need. */
+#define CALLER_TREE_SHARE 4
 
 /* The hashes of the caller paths of n and n - 1 frames (frames[0..n)):
  * any mix will do, a hit is checked against the tree. Never 0 (0: not
@@ -441,6 +445,9 @@ int ingest_series_add(series_set_t *ss, uint32_t idx, const uint32_t *stack, siz
     }
     pc->depth = depth;
     size_t put = hash[0] == 0 ? 0 : found == 0 ? 2 : found - 1; /* the paths not found */
+    if (u64map_reserve_bytes(&pc->callers, pc->callers.len + put) >
+        calltree_mem_bytes(s->tree) / CALLER_TREE_SHARE)
+        put = 0; /* the map stops growing at its share of the tree */
     for (size_t j = 0; j < put; j++)
         if (u64map_set(&pc->callers, hash[j], pc->nodes[depth - 2 - j]) < 0)
             return errmsg_set(em, ERR_NOMEM, "out of memory");
