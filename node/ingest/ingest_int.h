@@ -150,6 +150,7 @@ typedef struct path_cache {
     uint32_t *nodes;
     size_t depth, cap;
     u64map_t callers;
+    size_t asks, hits; /* of callers, to stop asking where it seldom pays */
 } path_cache_t;
 
 /* A series tree's values while its nodes are made: each sample's node and

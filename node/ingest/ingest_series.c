@@ -357,6 +357,11 @@ uint32_t ingest_series_sym_at(uint32_t i)
  * the bytes its tree holds: it only saves lookups, and a push's memory
  * (ingest-request-memory-per-byte) stays what its trees need. */
 #define CALLER_TREE_SHARE 4
+/* After CALLER_TRIAL asks, a series whose map found fewer than one caller
+ * path in CALLER_HIT_DEN asks stops asking (stacks that come in tree
+ * order, or share no caller paths: the hashing would be all it costs). */
+#define CALLER_TRIAL 1024
+#define CALLER_HIT_DEN 8
 
 /* The hashes of the caller paths of n and n - 1 frames (frames[0..n)):
  * any mix will do, a hit is checked against the tree. Never 0 (0: not
@@ -400,13 +405,18 @@ static size_t caller_find(ingest_series_t *s, const uint32_t *stack, size_t dept
 {
     path_cache_t *pc = &s->path;
     h[0] = h[1] = 0;
-    if (depth < i + CALLER_MIN_WALK) return i;
+    if (depth < i + CALLER_MIN_WALK ||
+        (pc->asks >= CALLER_TRIAL && pc->hits * CALLER_HIT_DEN < pc->asks))
+        return i;
+    pc->asks++;
     caller_hashes(stack, depth - 1, h);
     for (size_t j = 0; j < 2; j++) {
         uint32_t c;
         if (u64map_get(&pc->callers, h[j], &c) &&
-            caller_check(s->tree, pc, stack, depth - 1 - j, i, c))
+            caller_check(s->tree, pc, stack, depth - 1 - j, i, c)) {
+            pc->hits++;
             return depth - 1 - j;
+        }
     }
     return i;
 }
