@@ -356,7 +356,7 @@ uint32_t ingest_series_sym_at(uint32_t i)
 /* The caller-path map of a series grows to at most 1/CALLER_TREE_SHARE of
  * the bytes its tree holds: it only saves lookups, and a push's memory
  * (ingest-request-memory-per-byte) stays what its trees need. */
-#define CALLER_TREE_SHARE 4
+#define CALLER_TREE_SHARE 2
 /* After CALLER_TRIAL asks, a series whose map found fewer than one caller
  * path in CALLER_HIT_DEN asks stops asking (stacks that come in tree
  * order, or share no caller paths: the hashing would be all it costs). */
