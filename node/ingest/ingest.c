@@ -312,11 +312,6 @@ void ingest_profile_cost(const ingest_profile_t *p, size_t *nodes, size_t *work)
     *work = p->ss.work;
 }
 
-size_t ingest_profile_lookups(const ingest_profile_t *p)
-{
-    return p->ss.lookups;
-}
-
 size_t ingest_profile_peak_bytes(const ingest_profile_t *p)
 {
     return p->ss.mem_peak;

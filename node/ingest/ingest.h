@@ -110,10 +110,6 @@ size_t ingest_profile_spans_dropped(const ingest_profile_t *p);
 /* What the push cost: call-tree nodes created and frames walked (the
  * quantities the request budget caps; for tests and logs). */
 void ingest_profile_cost(const ingest_profile_t *p, size_t *nodes, size_t *work);
-/* The frames of the push's stacks whose node a series tree looked up by
- * its edge (the others' came from the prefix of the stack before or from
- * an earlier stack's caller path; for tests and benchmarks). */
-size_t ingest_profile_lookups(const ingest_profile_t *p);
 /* The most bytes the push held at once while it was parsed (decoded
  * message, gunzipped body, symbol table, series, call trees: what it
  * charges to its memory cap and the in-flight budget), counted whether or

@@ -137,20 +137,11 @@ typedef struct span_acc {
 
 /* The last stack added to a tree (its frames' push symbol indices) and
  * its node path: consecutive samples often share a prefix, whose nodes
- * then need no lookup. Beside it, the caller paths of the tree's stacks:
- * a hash of a stack's frames but its last (the leaf) -> the node of that
- * caller path. A pprof's samples seldom come in tree order (a real CPU
- * profile's samples walk ten frames for each node their tree has), but
- * many share their caller path with an earlier one: such a sample finds
- * its leaf's parent with one probe of this map, checked frame by frame up
- * the parent links (a hash that names another path is a miss, never a
- * wrong node), instead of one edge probe a frame. */
+ * then need no lookup. */
 typedef struct path_cache {
     uint32_t *syms;
     uint32_t *nodes;
     size_t depth, cap;
-    u64map_t callers;
-    size_t asks, hits; /* of callers, to stop asking where it seldom pays */
 } path_cache_t;
 
 /* A series tree's values while its nodes are made: each sample's node and
@@ -204,7 +195,6 @@ typedef struct series_set {
      * call-tree nodes created and frames walked so far, and their caps. */
     size_t nodes, work;
     size_t nodes_budget, work_budget;
-    size_t lookups; /* frames whose node a series tree looked up (ingest_profile_lookups) */
     /* The memory the push holds, as allocated (body, decoded message,
      * symbols, series, trees, span indices, scratch: ingest_charge), the
      * most it held, and its cap (ingest-request-memory-per-byte x payload,

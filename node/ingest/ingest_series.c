@@ -115,7 +115,6 @@ static size_t series_bytes(const ingest_series_t *s)
 {
     return calltree_mem_bytes(s->tree) + s->labels_bytes +
            s->path.cap * (sizeof *s->path.syms + sizeof *s->path.nodes) +
-           u64map_bytes(&s->path.callers) +
            s->vals.cap * (sizeof *s->vals.node + sizeof *s->vals.val) +
            s->shadow_cap * sizeof *s->shadow;
 }
@@ -180,7 +179,6 @@ void ingest_series_set_free(series_set_t *ss)
     for (size_t i = 0; i < ss->n; i++) {
         free(ss->v[i].path.syms);
         free(ss->v[i].path.nodes);
-        u64map_free(&ss->v[i].path.callers);
         free(ss->v[i].vals.node);
         free(ss->v[i].vals.val);
         free(ss->v[i].shadow);
@@ -350,80 +348,8 @@ uint32_t ingest_series_sym_at(uint32_t i)
     return i + 1;
 }
 
-/* A sample whose frames past the common prefix with the previous stack
- * are at most this many walks them: the caller-path map is not asked. */
-#define CALLER_MIN_WALK 3
-/* The caller-path map of a series grows to at most 1/CALLER_TREE_SHARE of
- * the bytes its tree holds: it only saves lookups, and a push's memory
- * (ingest-request-memory-per-byte) stays what its trees need. */
-#define CALLER_TREE_SHARE 2
-/* After CALLER_TRIAL asks, a series whose map found fewer than one caller
- * path in CALLER_HIT_DEN asks stops asking (stacks that come in tree
- * order, or share no caller paths: the hashing would be all it costs). */
-#define CALLER_TRIAL 1024
-#define CALLER_HIT_DEN 8
-
-/* The hashes of the caller paths of n and n - 1 frames (frames[0..n)):
- * any mix will do, a hit is checked against the tree. Never 0 (0: not
- * asked). */
-static void caller_hashes(const uint32_t *frames, size_t n, uint64_t h[2])
-{
-    uint64_t x = 0;
-    for (size_t k = 0; k + 1 < n; k++)
-        x = (x ^ frames[k]) * 0x9e3779b97f4a7c15ULL;
-    h[1] = (x ^ (x >> 31) ^ (n - 1)) | 1;
-    x = (x ^ frames[n - 1]) * 0x9e3779b97f4a7c15ULL;
-    h[0] = (x ^ (x >> 31) ^ n) | 1;
-}
-
-/* Node c as the caller path stack[0..n) (n >= 1), checked up the parent
- * links of the tree t: at each frame the node's symbol, down to the
- * root, or down to the prefix the path cache already holds (i frames:
- * the tree has one node per path, so meeting it there is the rest of the
- * check). On success the path cache holds the n frames; on failure its
- * first i entries are as they were. */
-static bool caller_check(const calltree_t *t, path_cache_t *pc, const uint32_t *stack, size_t n,
-                         size_t i, uint32_t c)
-{
-    const calltree_node_t *nd = calltree_nodes(t);
-    for (size_t k = n; k-- > 0;) {
-        if (k < i) return c == pc->nodes[k];
-        if (c == 0 || nd[c].sym_index != stack[k]) return false;
-        pc->syms[k] = stack[k];
-        pc->nodes[k] = c;
-        c = nd[c].parent;
-    }
-    return c == 0;
-}
-
-/* The number of frames of stack whose nodes the path cache holds once
- * the caller paths of stack (its frames but the last, then but the last
- * two) are looked up (i: its common prefix with the previous stack; h
- * gets their hashes, 0 when the map was not asked). */
-static size_t caller_find(ingest_series_t *s, const uint32_t *stack, size_t depth, size_t i,
-                          uint64_t h[2])
-{
-    path_cache_t *pc = &s->path;
-    h[0] = h[1] = 0;
-    if (depth < i + CALLER_MIN_WALK ||
-        (pc->asks >= CALLER_TRIAL && pc->hits * CALLER_HIT_DEN < pc->asks))
-        return i;
-    pc->asks++;
-    caller_hashes(stack, depth - 1, h);
-    for (size_t j = 0; j < 2; j++) {
-        uint32_t c;
-        if (u64map_get(&pc->callers, h[j], &c) &&
-            caller_check(s->tree, pc, stack, depth - 1 - j, i, c)) {
-            pc->hits++;
-            return depth - 1 - j;
-        }
-    }
-    return i;
-}
-
 /* calltree_add_stack, reusing the node path of the previous stack's common
- * prefix, or of an earlier stack's caller path (caller_find) (totals are
- * not kept: the tree computes them if they are read). */
+ * prefix (totals are not kept: the tree computes them if they are read). */
 int ingest_series_add(series_set_t *ss, uint32_t idx, const uint32_t *stack, size_t depth,
                       int64_t v, errmsg_t *em)
 {
@@ -431,17 +357,12 @@ int ingest_series_add(series_set_t *ss, uint32_t idx, const uint32_t *stack, siz
     path_cache_t *pc = &s->path;
     int rc = ingest_series_charge_work(ss, depth, em);
     if (rc < 0) return rc;
-    size_t path_cap = pc->cap, vals_cap = s->vals.cap, callers_cap = pc->callers.cap;
+    size_t path_cap = pc->cap, vals_cap = s->vals.cap;
     if (path_reserve(pc, depth) < 0) return errmsg_set(em, ERR_NOMEM, "out of memory");
     size_t before = calltree_node_count(s->tree);
     size_t i = 0, common = pc->depth < depth ? pc->depth : depth;
     while (i < common && pc->syms[i] == stack[i])
         i++;
-    uint64_t hash[2];
-    size_t walked = caller_find(s, stack, depth, i, hash);
-    size_t found = walked > i ? depth - walked : 0; /* 1 or 2: that caller path was found */
-    i = walked;
-    ss->lookups += depth - i;
     uint32_t node = i ? pc->nodes[i - 1] : 0;
     for (; i < depth; i++) {
         rc = calltree_child_index(s->tree, node, stack[i], &node);
@@ -454,18 +375,10 @@ int ingest_series_add(series_set_t *ss, uint32_t idx, const uint32_t *stack, siz
         pc->nodes[i] = node;
     }
     pc->depth = depth;
-    size_t put = hash[0] == 0 ? 0 : found == 0 ? 2 : found - 1; /* the paths not found */
-    if (u64map_reserve_bytes(&pc->callers, pc->callers.len + put) >
-        calltree_mem_bytes(s->tree) / CALLER_TREE_SHARE)
-        put = 0; /* the map stops growing at its share of the tree */
-    for (size_t j = 0; j < put; j++)
-        if (u64map_set(&pc->callers, hash[j], pc->nodes[depth - 2 - j]) < 0)
-            return errmsg_set(em, ERR_NOMEM, "out of memory");
     if (value_add(s, node, v) < 0) return errmsg_set(em, ERR_NOMEM, "out of memory");
     s->last_node = node;
     s->last_grown = calltree_node_count(s->tree) - before;
-    if (s->last_grown == 0 && pc->cap == path_cap && s->vals.cap == vals_cap &&
-        pc->callers.cap == callers_cap)
+    if (s->last_grown == 0 && pc->cap == path_cap && s->vals.cap == vals_cap)
         return 0; /* nothing was allocated */
     if ((rc = count_grown(ss, s->last_grown, em)) < 0) return rc;
     return recharge(ss, &s->charged, series_bytes(s), "call trees", em);
@@ -922,7 +835,6 @@ int ingest_series_finish(series_set_t *ss, const symtab_t *symtab, errmsg_t *em)
         ingest_series_t *s = &ss->v[i];
         free(s->path.syms);
         free(s->path.nodes);
-        u64map_free(&s->path.callers);
         s->path = (path_cache_t){0};
         if (s->shape_of == UINT32_MAX) calltree_shrink(s->tree);
         if (series_bytes(s) < s->charged) /* only gives back: cannot fail */

@@ -284,129 +284,6 @@ static void test_corpus(void)
     free(b);
 }
 
-/* ---- caller paths: samples that share a caller path out of order ---- */
-
-#define CP_PATHS 40
-#define CP_LEAVES 25
-#define CP_LINES (CP_PATHS * CP_LEAVES * 2)
-#define CP_NAME 160
-
-typedef struct cp_entry {
-    char path[CP_NAME];
-    int64_t self;
-} cp_entry_t;
-
-static int cp_cmp(const void *a, const void *b)
-{
-    return strcmp(((const cp_entry_t *)a)->path, ((const cp_entry_t *)b)->path);
-}
-
-/* Adds v to path's entry of e[0..*n) (a linear search: the test is small). */
-static void cp_add(cp_entry_t *e, size_t *n, const char *path, int64_t v)
-{
-    for (size_t i = 0; i < *n; i++)
-        if (strcmp(e[i].path, path) == 0) {
-            e[i].self += v;
-            return;
-        }
-    snprintf(e[*n].path, CP_NAME, "%s", path);
-    e[(*n)++].self = v;
-}
-
-/* Every node of t below node (its path so far in path) checked against
- * the sorted entries e: each node a distinct path the input has, with that
- * path's self value. Returns the nodes seen. */
-static size_t cp_walk(const ingest_profile_t *p, const calltree_t *t, uint32_t node, char *path,
-                      const cp_entry_t *e, size_t n)
-{
-    const symtab_t *syms = ingest_profile_write(p)->symbols;
-    size_t seen = 0, len = strlen(path);
-    for (uint32_t c = calltree_first_child(t, node); c != CALLTREE_NONE;
-         c = calltree_next_sibling(t, c)) {
-        const char *name, *file;
-        CHECK(symtab_get(syms, calltree_sym(t, c), &name, &file));
-        snprintf(path + len, CP_NAME - len, "%s%s", len ? ";" : "", name);
-        cp_entry_t key;
-        snprintf(key.path, CP_NAME, "%s", path);
-        const cp_entry_t *hit = bsearch(&key, e, n, sizeof *e, cp_cmp);
-        CHECK(hit != NULL);
-        if (hit != NULL) CHECK_EQ_INT(calltree_self(t, c), hit->self);
-        seen += 1 + cp_walk(p, t, c, path, e, n);
-        path[len] = 0;
-    }
-    return seen;
-}
-
-/* Stacks that share caller paths, in shuffled order (as a pprof's samples
- * come): the tree has one node per distinct prefix with exactly the
- * input's values, and a sample whose caller path an earlier one had looks
- * up only its leaf (without the caller-path map, every frame past the
- * prefix of the line before: several times more). */
-static void test_caller_paths(void)
-{
-    static char lines[CP_LINES][CP_NAME + 16];
-    static cp_entry_t want[CP_LINES * 16];
-    size_t nwant = 0, frames = 0;
-    uint64_t r = 42;
-    char path[CP_NAME];
-    for (size_t k = 0; k < CP_PATHS; k++) {
-        size_t depth = 6 + k % 7, len = 0;
-        path[0] = 0;
-        for (size_t d = 0; d < depth; d++) {
-            r = r * 6364136223846793005ULL + 1442695040888963407ULL;
-            len += (size_t)snprintf(path + len, CP_NAME - len, "%sf%u", d ? ";" : "",
-                                    (unsigned)(r >> 33) % 5);
-        }
-        for (size_t j = 0; j < CP_LEAVES * 2; j++) { /* each stack twice */
-            char *l = lines[k * CP_LEAVES * 2 + j];
-            snprintf(l, CP_NAME + 16, "%s;leaf%zu %zu", path, j % CP_LEAVES, k + j + 1);
-            frames += depth + 1;
-        }
-    }
-    for (size_t i = CP_LINES; i-- > 1;) { /* Fisher-Yates */
-        r = r * 6364136223846793005ULL + 1442695040888963407ULL;
-        size_t j = (size_t)((r >> 33) % (i + 1));
-        char tmp[CP_NAME + 16];
-        memcpy(tmp, lines[i], sizeof tmp);
-        memcpy(lines[i], lines[j], sizeof tmp);
-        memcpy(lines[j], tmp, sizeof tmp);
-    }
-    buf_t body;
-    buf_init(&body, BUF_UNLIMITED);
-    for (size_t i = 0; i < CP_LINES; i++) {
-        CHECK_EQ_INT(buf_append(&body, lines[i], strlen(lines[i])), 0);
-        CHECK_EQ_INT(buf_append(&body, "\n", 1), 0);
-        char *sp = strrchr(lines[i], ' ');
-        int64_t v = strtoll(sp + 1, NULL, 10);
-        *sp = 0;
-        for (char *c = lines[i];; c++) /* every prefix is a node; the stack holds v */
-            if (*c == ';' || *c == 0) {
-                char save = *c;
-                *c = 0;
-                cp_add(want, &nwant, lines[i], save == 0 ? v : 0);
-                *c = save;
-                if (save == 0) break;
-            }
-    }
-    qsort(want, nwant, sizeof *want, cp_cmp);
-    int rc;
-    errmsg_t em;
-    ingest_profile_t *p = parse("folded", body.data, body.len, &rc, &em);
-    CHECK_EQ_INT(rc, 0);
-    if (p != NULL) {
-        const calltree_t *t = ingest_profile_write(p)->series[0].tree;
-        path[0] = 0;
-        CHECK_EQ_INT(cp_walk(p, t, 0, path, want, nwant), nwant);
-        CHECK_EQ_INT(calltree_node_count(t), nwant + 1);
-        size_t lookups = ingest_profile_lookups(p);
-        /* the first lines of a caller path walk it, the others their leaf */
-        fprintf(stderr, "caller paths: %zu frames, %zu looked up\n", frames, lookups);
-        CHECK(lookups < frames / 3);
-        ingest_profile_free(p);
-    }
-    buf_free(&body);
-}
-
 int main(void)
 {
     test_basic_shapes();
@@ -414,7 +291,6 @@ int main(void)
     test_utf16();
     test_lines_and_gzip();
     test_limits();
-    test_caller_paths();
     test_corpus();
     return check_exit();
 }
