@@ -12,7 +12,8 @@ as it answers (over its rate: deliberate 429s) and QUERIERS connections
 render random services over 1 h / 6 h / 24 h and ask /api/top and /api/diff.
 Every second the RSS of every node is read from /proc.
 
-The step fails (the figures would mean nothing) when a node dies, when any
+The step fails (the figures would mean nothing) when a node dies, when the
+resident memory of any node reaches --memory-limit, when any
 answer to `fleet` or a query is not 200, when `greedy` gets anything but 200
 or 429 with Retry-After (or no 429 at all), or when, after the load, a
 service's flame graph from any node differs from the exact sum of the pushes
@@ -242,6 +243,8 @@ def bench_load(a, rt, node_bin, work):
         rt.log("load: %s answered %s: %r" % e)
     qt = sorted(load.qtimes) or [0]
     peak = max(max(v) for v in rss.values()) / 1024
+    if peak * 1024 * 1024 >= rt.parse_size(a.memory_limit):
+        bad[("rss", "over --memory-limit")] = "%.0f MiB >= %s" % (peak, a.memory_limit)
     rt.log("load_greedy: %s" % ", ".join("%s: %d" % kv for kv in sorted(g.items())))
     rt.log("load_seconds: %.0f\nload_pushes: %d (%.0f/s)\nload_queries: %d, p50 %.0f ms, "
            "p99 %.0f ms\nload_status: %s\nload_rss_max_mib: %s" % (
@@ -258,4 +261,4 @@ def bench_load(a, rt, node_bin, work):
             load.pushes, load.pushes / wall, len(load.qtimes), qt[len(qt) // 2] * 1e3,
             qt[int(len(qt) * 0.99)] * 1e3, g.get(200, 0), g.get(429, 0), bad or "none")))
     if bad:
-        raise RuntimeError("answers other than 200 under load: %r" % bad)
+        raise RuntimeError("answers other than 200, or RSS over the limit, under load: %r" % bad)

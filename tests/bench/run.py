@@ -25,8 +25,9 @@ push — does fail the run, because then the figure would mean nothing).
            profiles each, library path): flame graph of the service vs of one
            pod, in process, as the pods grow.
   load     (bench_load.py) a 3-node cluster under 12 pushing and 3 querying
-           connections for 60 s (600 s with --soak): RSS of every node, no
-           answer but 200, flame graphs exact afterwards.
+           connections for 60 s (600 s with --soak): RSS of every node under
+           --memory-limit, no answer but 200 (and the greedy tenant's 429s),
+           flame graphs exact afterwards.
   move     (issue #10, bench_move.py) a 4th node joins a 3-node RF 2 cluster
            preloaded with the ingest fleet while one pusher goes on over HTTP,
            then is decommissioned: MB/s streamed (the new node's

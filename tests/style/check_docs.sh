@@ -5,7 +5,11 @@
 #   2. no file of the repository points at documents outside it (the design,
 #      reference, style or UI notes, or anything under ../shared) — the only
 #      outside path allowed is the optional real-profile test corpus,
-#      ../shared/testdata, which tests locate through FLAMEDB_TESTDATA.
+#      ../shared/testdata, which tests locate through FLAMEDB_TESTDATA;
+#   3. docs/api.md's table of error statuses has a row for every status and
+#      code an answer can carry: each error of common/err.h with its status,
+#      each status node/ sets itself (fail, conn_refuse, http_respond_error
+#      with a literal status; ROUTES_STATUS_CLIENT_GONE) with its error's code.
 # Exits 1 with one line per problem, 0 when clean. Run from anywhere.
 set -u -o pipefail
 
@@ -46,7 +50,28 @@ while IFS= read -r hit; do
     fail "${hit%%:*}:$(echo "$hit" | cut -d: -f2): refers to a document outside the repository: $(echo "$text" | sed 's/^[[:space:]]*//' | cut -c1-120)"
 done < <(files | grep -zv -e '^build' -e "^$SELF\$" | xargs -0 -r grep -nEI -H "$PAT" 2>/dev/null)
 
+# ---- 3. every status and code in api.md ------------------------------------------
+ERRH=common/err.h API=docs/api.md
+declare -A CODE_OF=()
+pairs=()
+while read -r name c http; do
+    CODE_OF[$name]=$c
+    [ "$name" = OK ] || pairs+=("$http $c")
+done < <(sed -nE 's/^ *X\(([A-Z_]+), *-?[0-9]+, *"([a-z_]+)", *([0-9]{3}),.*/\1 \2 \3/p' "$ERRH")
+[ "${#pairs[@]}" -gt 10 ] || fail "$ERRH: could not read the error table"
+while read -r st name; do
+    pairs+=("$st ${CODE_OF[$name]:-?$name}")
+done < <(grep -hoE '(fail|conn_refuse|http_respond_error)\(c, [0-9]{3}, ERR_[A-Z_]+' node/*.c |
+    sed -E 's/.*\(c, ([0-9]{3}), ERR_([A-Z_]+)/\1 \2/')
+gone=$(sed -nE 's/^#define ROUTES_STATUS_CLIENT_GONE ([0-9]{3}).*/\1/p' node/node_int.h)
+[ -n "$gone" ] && pairs+=("$gone ${CODE_OF[UNAVAILABLE]}")
+for p in $(printf '%s\n' "${pairs[@]}" | sort -u | tr ' ' '@'); do
+    st=${p%@*} c=${p#*@}
+    grep -qE "^ *\| $st \| [^|]*\`$c\`" "$API" ||
+        fail "$API: the error table has no row for status $st with code \`$c\`"
+done
+
 if [ "$FAIL" = 0 ]; then
-    echo "check_docs: ok (format version $code; no outside documents referenced)"
+    echo "check_docs: ok (format version $code; no outside documents referenced; every error status in $API)"
 fi
 exit "$FAIL"

@@ -340,6 +340,36 @@ static void test_small_memory(void)
     CHECK_EQ_INT(c.http.max_body_bytes, 8 << 20);
 }
 
+/* A push's decode caps follow memory-limit unless set: max-decoded-bytes
+ * (what reading one pprof may hold) is a 32nd of it, ingest-max-request-nodes
+ * (call-tree nodes of one push) a 512th, so worker-threads pushes at once fit
+ * the budget whatever its size; a value set is kept as set. */
+static void test_decode_caps_follow_memory(void)
+{
+    node_config_t c;
+    enum node_config_action act;
+    errmsg_t em;
+    const char *def[] = {"flamedb"};
+    CHECK_EQ_INT(parse(&c, def, 1, NULL, &act, &em), 0);
+    CHECK_EQ_INT(c.ingest.max_decoded_bytes, 32 << 20);
+    CHECK_EQ_INT(c.ingest.max_request_nodes, 2097152);
+    const char *small[] = {"flamedb", "--memory-limit", "64MiB"};
+    CHECK_EQ_INT(parse(&c, small, 3, NULL, &act, &em), 0);
+    CHECK_EQ_INT(c.ingest.max_decoded_bytes, 2 << 20);
+    CHECK_EQ_INT(c.ingest.max_request_nodes, 131072);
+    const char *big[] = {"flamedb", "--memory-limit", "8GiB"};
+    CHECK_EQ_INT(parse(&c, big, 3, NULL, &act, &em), 0);
+    CHECK_EQ_INT(c.ingest.max_decoded_bytes, 256 << 20);
+    CHECK_EQ_INT(c.ingest.max_request_nodes, 16777216);
+    const char *set[] = {"flamedb", "--memory-limit",
+                         "64MiB",   "--max-decoded-bytes",
+                         "8MiB",    "--ingest-max-request-nodes",
+                         "5000"};
+    CHECK_EQ_INT(parse(&c, set, 7, NULL, &act, &em), 0);
+    CHECK_EQ_INT(c.ingest.max_decoded_bytes, 8 << 20);
+    CHECK_EQ_INT(c.ingest.max_request_nodes, 5000);
+}
+
 /* Files that are off when empty (auth-file, cluster-secret-file) show their
  * type as PATH in --help and the reference, and take an empty value from a
  * flag or the environment; data-dir, a PATH that must be set, still refuses
@@ -391,6 +421,7 @@ static void test_optional_paths(void)
 int main(void)
 {
     test_small_memory();
+    test_decode_caps_follow_memory();
     test_fold_memory();
     test_dict_train_memory();
     test_values();

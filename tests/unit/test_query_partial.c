@@ -14,6 +14,7 @@
  * partial, and the partial totals must add up to the whole. Then hostile
  * arguments. Prints its seed; argv[1] replays.
  */
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -1107,6 +1108,40 @@ static void test_shares_charged(storage_t *st)
     CHECK_EQ_INT((int)alloc_budget_used(&b), 0);
 }
 
+/* A render's share stops (ERR_TIMEOUT) when its query is cancelled or its
+ * deadline has passed, checked per series while it merges and while it sums
+ * the timeline, instead of running to its end for an answer nobody waits
+ * for; with neither, the same run answers whole. */
+static void test_stopped_renders(storage_t *st)
+{
+    query_limits_t lim;
+    query_limits_default(&lim);
+    atomic_int flag = 0;
+    query_stop_t cancelled = {&flag, 0}, past = {NULL, 1}, open = {&flag, 0};
+    const query_stop_t *stops[] = {&cancelled, &past};
+    for (int timeline = 0; timeline < 2; timeline++) {
+        query_partial_args_t a = {.kind = QUERY_KIND_RENDER,
+                                  .selector = CPU "{}",
+                                  .from_s = T0,
+                                  .until_s = T0 + 3 * 3600,
+                                  .timeline = timeline};
+        query_partial_t p;
+        errmsg_t em = {{0}};
+        for (int k = 0; k < 2; k++) {
+            atomic_store(&flag, k == 0);
+            a.stop = stops[k];
+            memset(em.text, 0, sizeof em.text);
+            CHECK_EQ_INT(query_partial_run(st, TENANT, &a, &lim, &p, &em), ERR_TIMEOUT);
+            CHECK(em.text[0] != 0);
+        }
+        atomic_store(&flag, 0);
+        a.stop = &open;
+        CHECK_EQ_INT(query_partial_run(st, TENANT, &a, &lim, &p, &em), 0);
+        CHECK(p.nseries > 0 && p.tree != NULL && calltree_root_total(p.tree) > 0);
+        query_partial_free(&p);
+    }
+}
+
 /* ---- label shares of an averaged type: counted or summed entries ---- */
 
 #define INUSE "memory:inuse_space:bytes:space:bytes"
@@ -1260,6 +1295,7 @@ int main(int argc, char **argv)
     test_spec_and_members(st);
     test_hostile(st);
     test_shares_charged(st);
+    test_stopped_renders(st);
     test_share_counts(st);
     storage_close(st);
     char cmd[128];
