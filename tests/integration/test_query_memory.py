@@ -141,7 +141,8 @@ def test_diff_report_decoded_buckets_count():
     the size of the encoded answers query-memory-bytes holds for it: the
     decoded trees count in the budget too. Here the bodies (30 buckets a side
     of 1,500 stacks) fit in 4 MiB, their decoded trees do not: 503 naming
-    the setting, and nothing held after; with room the same report is 200."""
+    the setting (at the decode, or at the other side's merge when one side's
+    decoded trees took the budget first), and nothing held after; with room the same report is 200."""
     from harness import Node
     t0 = (int(time.time()) // 600) * 600 - 1200
     body = "".join("main;m%d;f%d;leaf%d 1\n" % (i % 7, i % 101, i) for i in range(1500)).encode()
@@ -161,7 +162,11 @@ def test_diff_report_decoded_buckets_count():
             r = n.query("/api/diff", None, **params)
             assert r.status == want, r
             if want == 503:
-                assert b"query-memory-bytes" in r.body and b"decoded buckets" in r.body, r
+                # the decoded buckets of one side may take the budget while
+                # the other side still merges: either refusal names the limit
+                assert b"query-memory-bytes" in r.body, r
+                assert (b"decoded buckets" in r.body or
+                        b"merging the answer does not fit" in r.body), r
             else:
                 assert r.json()["leftTicks"] == 30 * 1500 * 10**7, r.body[:200]
             assert n.metric("flamedb_scatter_memory_bytes") == 0
