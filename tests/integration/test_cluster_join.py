@@ -9,8 +9,9 @@ processes (issue #10):
   the acknowledged totals, and still does with an old node killed (RF-1);
   the streaming rate and the ingest latency during the move are printed;
 - the joining node is killed with -9 while it streams (throttled with
-  --stream-max-mb-per-s 1) and restarted: it is `joining` again, resumes and
-  finishes, and every node answers exactly;
+  --stream-max-mb-per-s 1) and restarted: it is `joining` again, streams its
+  gained ranges again (from the start: docs/cluster.md) and finishes, and
+  every node answers exactly;
 - the source the new node streams from (an old replica) is killed with -9,
   or stopped (SIGSTOP: alive but silent), mid-stream under ingest: the new
   node goes on with the range from its cursor at another current replica in
