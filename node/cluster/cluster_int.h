@@ -184,6 +184,7 @@ typedef struct cluster_known {
     size_t n, cap;
     int unsure; /* read at start and not yet accounted for: not read from */
     int waited; /* the view was rebuilt once the start's wait passed */
+    int heard;  /* ... and once a member's whole table was heard after it */
 } cluster_known_t;
 
 /* A view and what it owns; pub comes first so a cluster_view_t * is one. */
@@ -556,6 +557,10 @@ void cluster_regain_ring_accept(cluster_t *c, const ring_t *now);
 int cluster_regain_ring_waiting(const cluster_t *c);
 /* 1 once the start's wait (failure-timeout + 10 gossip intervals) passed. */
 int cluster_regain_ring_waited(const cluster_t *c);
+/* 1 once a member's gossip since this start named no member this table
+ * lacks (cluster_move_heard): a node missing from the table then is one
+ * that member does not know. */
+int cluster_regain_ring_heard(const cluster_t *c);
 void cluster_regain_ring_free(cluster_t *c);
 /* A copy of node (id, n tokens) appended to k; 0 or ERR_NOMEM. */
 int cluster_known_add(cluster_known_t *k, const char *id, const uint64_t *tokens, uint32_t n);

@@ -300,6 +300,12 @@ void cluster_regain_tick(cluster_t *c)
         cluster_view_refresh(c);
         return;
     }
+    if (c->known.unsure && c->known.waited && !c->known.heard && cluster_regain_ring_heard(c)) {
+        c->known.heard = 1; /* once: the first word that can tell (gone_kind) */
+        c->view_stale = 1;
+        cluster_view_refresh(c);
+        return;
+    }
     if (!c->start_wait_logged && cluster_regain_ring_waited(c)) {
         /* after the view the wait's end rebuilt: what it decided is visible */
         c->start_wait_logged = 1;

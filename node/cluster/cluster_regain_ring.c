@@ -327,6 +327,11 @@ int cluster_regain_ring_waited(const cluster_t *c)
     return waited_enough(c);
 }
 
+int cluster_regain_ring_heard(const cluster_t *c)
+{
+    return c->nheard > 0;
+}
+
 int cluster_regain_ring_waiting(const cluster_t *c)
 {
     return c->known.unsure && !waited_enough(c);
@@ -335,17 +340,21 @@ int cluster_regain_ring_waiting(const cluster_t *c)
 /* For each known node the current ring lacks: 1 removed (what this node
  * gains by it counts), 0 not counted (left up while this process watched:
  * a decommission, its takers streamed; or unknown after the start's wait),
- * -1 not accounted for yet (also while no other member was heard from: a
- * node whose seeds have not answered knows nothing). A node no member knows is never taken as
- * removed: after a whole cluster restarted, the first node up would take
- * every other as removed and clear what it holds. */
+ * -1 not accounted for yet (also while no other member's whole table was
+ * heard: a node whose seeds have not answered knows nothing). A node no
+ * member knows is never taken as removed: after a whole cluster restarted,
+ * the first node up would take every other as removed and clear what it
+ * holds. */
 static int gone_kind(cluster_t *c, const cluster_view_t *old, const cluster_known_node_t *x)
 {
     const char *id = x->id;
     ring_member_t m;
     if (ring_members_find(c->members, id, &m) != ERR_OK) {
-        /* alone (no seed answered yet), nothing can be told: keep waiting */
-        if (!waited_enough(c) || ring_members_count(c->members) < 2) return -1;
+        /* nothing can be told until a member's word named no member this
+         * table lacks (cluster_move_heard): alone, no seed answered yet;
+         * or a member's first gossip made it a member before the entries
+         * it names arrived */
+        if (!waited_enough(c) || !cluster_regain_ring_heard(c)) return -1;
         char why[RING_NODE_ID_MAX + 160];
         snprintf(why, sizeof why,
                  "%s was in the ring when this node last saw it and no member knows it now "

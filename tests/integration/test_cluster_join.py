@@ -6,16 +6,17 @@ processes (issue #10):
   the joining one included (every push is acknowledged with 200 or retried):
   it is `joining` first and turns `active` once it streamed and verified the
   ranges it gains; then every node, the new one included, returns exactly
-  the acknowledged totals, and still does with an old node killed (RF-1);
+  the acknowledged totals, and still does with any one node killed (RF-1);
   the streaming rate and the ingest latency during the move are printed;
 - the joining node is killed with -9 while it streams (throttled with
-  --stream-max-mb-per-s 1) and restarted: it is `joining` again, resumes and
-  finishes, and every node answers exactly;
+  --stream-max-mb-per-s 1) and restarted: it is `joining` again, streams its
+  gained ranges again (from the start: docs/cluster.md) and finishes, and
+  every node answers exactly, also with any one node killed;
 - the source the new node streams from (an old replica) is killed with -9,
   or stopped (SIGSTOP: alive but silent), mid-stream under ingest: the new
   node goes on with the range from its cursor at another current replica in
   the same pass, is active within a bound, and every node answers exactly
-  (with the source gone, and once it is back);
+  (with the source gone, once it is back, and with any one node killed);
 - a 1-node cluster at RF 2 grows to 2: the new node holds every range;
 - a new node whose only seed is stopped (SIGSTOP) for twice the failure
   timeout stays joining, then streams from it: both answer exactly;
@@ -135,6 +136,19 @@ def exact_everywhere(c, nodes, want, frm, until, timeout=30):
     return wait_for("exact totals %s on %s" % (want, [c.ids[i] for i in nodes]), check, timeout)
 
 
+def exact_losing_each(c, nodes, want, frm, until):
+    """Each node of nodes killed in turn (losing RF-1 = one node at RF 2):
+    the others answer exactly; it is restarted before the next."""
+    for k in nodes:
+        others = [i for i in nodes if i != k]
+        c.kill(k)
+        c.wait_state(k, "down", observers=others)
+        exact_everywhere(c, others, want, frm, until)
+        c.restart(k)
+        c.wait_state(k, "active", observers=others)
+        print("    exact on %s with %s killed" % (", ".join(c.ids[i] for i in others), c.ids[k]))
+
+
 def start_pusher(c, service, t0, targets):
     p = TimedPusher(c, service, t0)
     p.targets = list(targets)
@@ -213,10 +227,7 @@ def test_add_node_under_ingest():
         print("    ingest latency while n3 joined: %s" % lat)
         exact_everywhere(c, [0, 1, 2, n], want, frm, until)
         print("    exact on all 4 nodes (%d services, %d samples)" % (len(want), sum(want.values())))
-        c.kill(0)
-        c.wait_state(0, "down", observers=[1, 2, n])
-        exact_everywhere(c, [1, 2, n], want, frm, until)
-        print("    exact on n1, n2, n3 with n0 killed")
+        exact_losing_each(c, [0, 1, 2, n], want, frm, until)
 
 
 def join_slowly(c, t0):
@@ -247,10 +258,8 @@ def test_join_killed_midstream_resumes():
         assert after > 0, "the restarted node streamed nothing: it had not been mid-stream"
         frm, until = t0 - 10, t0 + 100000
         exact_everywhere(c, [0, 1, 2, n], want, frm, until)
-        c.kill(1)
-        c.wait_state(1, "down", observers=[0, 2, n])
-        exact_everywhere(c, [0, 2, n], want, frm, until)
-        print("    exact on every node, and with n1 killed")
+        print("    exact on every node")
+        exact_losing_each(c, [0, 1, 2, n], want, frm, until)
 
 
 def streaming_source(c, n, olds, timeout=30):
@@ -339,6 +348,7 @@ def join_loses_source(stop):
         exact_everywhere(c, [0, 1, 2, n], want, frm, until, timeout=60)
         print("    exact on n3 and the others with %s gone, and on all 4 (with %d acknowledged "
               "pushes) once it was back" % (c.ids[src], len(p.acked)))
+        exact_losing_each(c, [0, 1, 2, n], want, frm, until)
 
 
 def test_join_source_killed_midstream():
@@ -436,14 +446,7 @@ def test_decommission_under_ingest():
             assert c.states(i)["n3"] == "left", c.status(i)
         exact_everywhere(c, [0, 1, 2], want, frm, until)
         print("    exact on n0, n1, n2 after n3 left (%d series streamed to them)" % streamed)
-        for k in (0, 1, 2):
-            others = [i for i in (0, 1, 2) if i != k]
-            c.kill(k)
-            c.wait_state(k, "down", observers=others)
-            exact_everywhere(c, others, want, frm, until)
-            c.restart(k)
-            c.wait_state(k, "active", observers=others)
-            print("    exact with %s killed" % c.ids[k])
+        exact_losing_each(c, [0, 1, 2], want, frm, until)
 
 
 def decommission_loses_source(leaving):

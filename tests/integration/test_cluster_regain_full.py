@@ -419,6 +419,46 @@ def test_restart_alone_stays_marked():
         print("    exact through n2 once it heard from n0 and n1")
 
 
+def test_a_members_first_word_is_not_its_whole_table():
+    """n0 is killed (down, not removed) and n2 stopped (SIGSTOP); n1 is
+    restarted, waits out the start's wait with no member answering, and
+    then n2 continues. n2's first gossip makes it a member of n1's table
+    before the entries it names (n0's among them) arrive: n1 must not take
+    n0 as known to no member from that, and so not mark itself for a full
+    repair (clearing and streaming every range it replicates). It accounts
+    for its ring once n2's table reached it: n0 down, nothing gained. The
+    build before marked it (logged `n0 was in the ring when this node last
+    saw it and no member knows it now`, 2 ms before n0's entry arrived)."""
+    now = int(time.time())
+    with Cluster(3, rf=3, args=ARGS) as c:
+        for i in range(3):
+            c.wait_state(i, "active", observers=[0, 1, 2], timeout=30)
+        want = preload(c, 0, "fw", now, 60)
+        # every copy stored (a write still in flight to n1 when n0 dies
+        # would mark n1 through n2's witness: correct, but another test)
+        wait_for("n1 and n2 exact", lambda: all(
+            c.nodes[i].total(sel(s), now - 3600, now + 60) // SCALE == w
+            for i in (1, 2) for s, w in want.items()), timeout=30)
+        c.kill(0)
+        c.wait_state(0, "down", observers=[1, 2])
+        c.nodes[2].proc.send_signal(signal.SIGSTOP)
+        try:
+            c.restart(1, ready=False)
+            start_wait_over(c, 1)
+        finally:
+            c.nodes[2].proc.send_signal(signal.SIGCONT)
+        wait_for("n1 accounting for its ring",
+                 lambda: any("accounted for every node of the ring before the restart" in line
+                             for line in c.nodes[1].log), timeout=30)
+        time.sleep(1.0)  # a later wrong decision would be out by now
+        unknown = [line for line in c.nodes[1].log if "no member knows it now" in line]
+        assert not unknown, "n1 took a member's first word for its table: %s" % unknown[0]
+        assert c.status(1)["full_repair"] == 0, c.status(1)
+        assert c.nodes[1].metric("flamedb_repair_ranges_cleared_total") == 0
+        wait_for("n1 exact", lambda: exact(c, 1, want, now - 3600, now + 60), timeout=30)
+        print("    n1 accounted for its ring once n2's table arrived: no full repair, exact")
+
+
 def damage(path, cleared):
     with open(path, "w") as f:  # not a list of token intervals
         f.write("flamedb-regain 2\n0000000000000000 00000000000000zz\nend 1\n")

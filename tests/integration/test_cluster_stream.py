@@ -15,8 +15,9 @@ new owner: every service total and every span total must be exact and not
 flagged partial.
 
 A second test kills the joining node with -9 while it streams (throttled
-by --stream-max-mb-per-s) and restarts it: it resumes, and the same checks
-hold (nothing counted twice, nothing missed). A third stops the source
+by --stream-max-mb-per-s) and restarts it: it clears what it streamed and
+streams again, and the same checks hold (nothing counted twice, nothing
+missed). Another holds a join's stream to --stream-max-mb-per-s. A third stops the source
 mid-stream while old profiles are pushed through the joining node, which
 keeps them although the pushes fail: the ranges it streams then hold more
 than the source's, their totals check disagrees, and they are cleared and
@@ -40,6 +41,7 @@ import harness
 from cluster import FAST_FORMATION, Cluster, wait_for
 from profiles import Pprof
 from test_cluster_join import TimedPusher, big_body, metric
+from test_cluster_join import preload as join_preload
 
 CPU = "process_cpu:cpu:nanoseconds:cpu:nanoseconds"
 SCALE = 10**7
@@ -239,7 +241,35 @@ def test_join_killed_midstream_exact():
         c.kill(0)
         c.wait_state(0, "down", observers=[n])
         check_exact(c, n, d, frm, until)
-        print("    exact through n1 alone after the resumed stream")
+        print("    exact through n1 alone after the restarted stream")
+
+
+def test_join_stream_keeps_to_its_rate():
+    """--stream-max-mb-per-s holds a join's stream to its rate: a node joins a
+    1-node RF 2 cluster (it gains every range) holding large windows (trees
+    not kept: every stack travels in a window's residual) at 1 MB/s; it
+    streams more than 6 MB no faster than 1 MB/s, having waited for the
+    throttle (the wait is counted only when the bytes run ahead of the rate:
+    unthrottled, none; on this machine the stream goes at about twice the
+    rate unthrottled, so about half its time is waited), and answers exactly
+    alone afterwards."""
+    now = int(time.time())
+    with Cluster(1, rf=2, args=ARGS) as c:
+        want = join_preload(c, [0], "rate", now - 2400, 480, nservices=12, lines=400)
+        d = Data()
+        d.services = want
+        frm, until = now - 8000, now + 60
+        t1 = time.monotonic()
+        n = c.add_node(extra=["--stream-max-mb-per-s", "1", "--join-settle", "300ms"])
+        took = c.wait_state(n, "active", observers=[0, n], timeout=120)
+        got = metric(c, n, "flamedb_repair_bytes_streamed_total")
+        waited = metric(c, n, "flamedb_repair_throttled_milliseconds_total")
+        print("    n1 active %.2f s after its start: %d bytes streamed at 1 MB/s, %d ms waited "
+              "for the rate" % (time.monotonic() - t1, got, waited))
+        assert got > 6e6, "too few bytes to see the throttle: %d" % got
+        assert took >= 0.9 * got / 1e6, "%d bytes in %.2f s: faster than 1 MB/s" % (got, took)
+        assert waited > 0, "%d bytes, no wait for the rate: not throttled" % got
+        exact_alone(c, n, d, frm, until)
 
 
 def test_join_check_disagreeing_heals():
