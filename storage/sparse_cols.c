@@ -148,8 +148,8 @@ int storage_cols_encode(const storage_cols_src_t *src, buf_t *out)
 /* out[k] = the w-byte number (w <= 4) at index at + k of planes of
  * stride bytes. Plane by plane, each loop a plain widening the compiler
  * vectorises; 32-bit lanes take half the work of 64-bit ones. */
-static void planes_get32(const uint8_t *pl, size_t stride, unsigned w, size_t at, size_t m,
-                         uint32_t *out)
+static inline __attribute__((always_inline)) void
+planes_get32(const uint8_t *pl, size_t stride, unsigned w, size_t at, size_t m, uint32_t *out)
 {
     if (w == 0) {
         memset(out, 0, m * sizeof *out);
@@ -167,8 +167,10 @@ static void planes_get32(const uint8_t *pl, size_t stride, unsigned w, size_t at
 }
 
 /* planes_get32 for w of 5 to 8: the high planes into hi, OR-ed above lo. */
-static void planes_get64(const uint8_t *pl, size_t stride, unsigned w, size_t at, size_t m,
-                         const uint32_t *lo, uint32_t *hi, uint64_t *out)
+static inline __attribute__((always_inline)) void planes_get64(const uint8_t *pl, size_t stride,
+                                                               unsigned w, size_t at, size_t m,
+                                                               const uint32_t *lo, uint32_t *hi,
+                                                               uint64_t *out)
 {
     planes_get32(pl + 4 * stride, stride, w - 4, at, m, hi);
     for (size_t k = 0; k < m; k++)
@@ -177,7 +179,8 @@ static void planes_get64(const uint8_t *pl, size_t stride, unsigned w, size_t at
 
 /* The sum of the w-byte numbers of planes of n bytes, or UINT64_MAX when
  * it passes UINT32_MAX (no valid block's gaps do). */
-static uint64_t planes_sum(const uint8_t *pl, size_t n, unsigned w)
+static inline __attribute__((always_inline)) uint64_t planes_sum(const uint8_t *pl, size_t n,
+                                                                 unsigned w)
 {
     uint64_t total = 0;
     for (unsigned b = 0; b < w; b++) {
@@ -191,7 +194,7 @@ static uint64_t planes_sum(const uint8_t *pl, size_t n, unsigned w)
     return total;
 }
 
-int storage_cols_parse(const uint8_t *p, size_t len, storage_cols_t *c)
+STORAGE_SIMD_CLONES int storage_cols_parse(const uint8_t *p, size_t len, storage_cols_t *c)
 {
     const uint8_t *end = p + len;
     uint64_t span = 0;
@@ -238,7 +241,8 @@ typedef struct cols_chunk {
 
 /* Fills ch with pairs 1 + at .. at + m of c; 1 when the values are in z
  * (wider than four bytes), 0 when they are in lo. */
-static int chunk_get(const storage_cols_t *c, size_t at, size_t m, cols_chunk_t *ch)
+static inline __attribute__((always_inline)) int chunk_get(const storage_cols_t *c, size_t at,
+                                                           size_t m, cols_chunk_t *ch)
 {
     size_t n = (size_t)c->n;
     planes_get32(c->gaps, n - 1, c->wi, at, m, ch->gap);
@@ -283,7 +287,7 @@ static inline __attribute__((always_inline)) void cols_add(const storage_cols_t 
     }
 }
 
-void storage_cols_add(const storage_cols_t *c, int64_t *dense)
+STORAGE_SIMD_CLONES void storage_cols_add(const storage_cols_t *c, int64_t *dense)
 {
     if (c->positive)
         cols_add(c, dense, 1);
@@ -291,7 +295,7 @@ void storage_cols_add(const storage_cols_t *c, int64_t *dense)
         cols_add(c, dense, 0);
 }
 
-void storage_cols_decode(const storage_cols_t *c, uint32_t *ids, int64_t *vals)
+STORAGE_SIMD_CLONES void storage_cols_decode(const storage_cols_t *c, uint32_t *ids, int64_t *vals)
 {
     cols_chunk_t ch;
     uint64_t scale = c->scale, id = c->first;
