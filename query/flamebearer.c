@@ -217,9 +217,10 @@ static inline int has_room(const buf_t *b, size_t n)
     return b->cap > b->len + n && n <= b->max && b->len <= b->max - n;
 }
 
-static int emit(fb_t *fb, const frame_t *f)
+/* f's level entry; total and self are its values / fb->div (the walk
+ * divides each once). */
+static int emit(fb_t *fb, const frame_t *f, int64_t total, int64_t self)
 {
-    int64_t total = fb->totals[f->node] / fb->div, self = fb->selves[f->node] / fb->div;
     uint32_t idx;
     level_t *lv;
     int rc = name_index(fb, f->node, &idx);
@@ -258,21 +259,21 @@ static int emit(fb_t *fb, const frame_t *f)
 
 /* Pushes f's children onto stack (sp entries) right to left, each with its
  * x offset, the first at x (f's x plus its self); returns the new sp.
- * Inlined: it runs once per node of both walks. */
+ * One pass left to right, each child's total divided once: the first
+ * child goes on top. Inlined: it runs once per node of both walks. */
 static inline __attribute__((always_inline)) size_t push_kids(const fb_t *fb,
                                                               const sorted_tree_t *st,
                                                               const frame_t *f, int64_t x,
                                                               frame_t *stack, size_t sp)
 {
     uint32_t a = st->off[f->node], b = st->off[f->node + 1];
-    for (uint32_t k = a; k < b; k++)
-        x += fb->totals[st->kids[k]] / fb->div;
-    for (uint32_t k = b; k > a; k--) {
-        uint32_t c = st->kids[k - 1];
-        x -= fb->totals[c] / fb->div;
-        stack[sp++] = (frame_t){c, f->depth + 1, x};
+    frame_t *top = stack + sp + (b - a); /* one past the first child's slot */
+    for (uint32_t k = a; k < b; k++) {
+        uint32_t c = st->kids[k];
+        *--top = (frame_t){c, f->depth + 1, x};
+        x = (int64_t)((uint64_t)x + (uint64_t)(fb->totals[c] / fb->div));
     }
-    return sp;
+    return sp + (b - a);
 }
 
 /* Preorder, left to right, so each level's nodes come in x order. */
@@ -287,9 +288,10 @@ static int walk(fb_t *fb)
     stack[sp++] = (frame_t){0, 0, 0};
     while (sp > 0 && rc == 0) {
         frame_t f = stack[--sp];
-        rc = emit(fb, &f);
+        int64_t self = fb->selves[f.node] / fb->div;
+        rc = emit(fb, &f, fb->totals[f.node] / fb->div, self);
         /* child x offsets, computed left to right, pushed right to left */
-        sp = push_kids(fb, st, &f, f.x + fb->selves[f.node] / fb->div, stack, sp);
+        sp = push_kids(fb, st, &f, f.x + self, stack, sp);
     }
     free(stack);
     fb_give(fb, st->n * sizeof(frame_t));
