@@ -140,12 +140,36 @@ static size_t decimal_len(uint64_t u)
     return t + 1 - (u < pow10[t]);
 }
 
+/* Writes u < 10000 in decimal at p; returns the end. */
+static inline char *put_small(char *p, uint32_t u)
+{
+    if (u < 10) {
+        *p = (char)('0' + u);
+        return p + 1;
+    }
+    if (u < 100) {
+        memcpy(p, digit_pairs + 2 * u, 2);
+        return p + 2;
+    }
+    uint32_t h = u / 100, l = u - h * 100;
+    if (h < 10) {
+        *p = (char)('0' + h);
+        memcpy(p + 1, digit_pairs + 2 * l, 2);
+        return p + 3;
+    }
+    memcpy(p, digit_pairs + 2 * h, 2);
+    memcpy(p + 2, digit_pairs + 2 * l, 2);
+    return p + 4;
+}
+
 /* Writes v in decimal at p (room for PUT_ROOM bytes, of which at most 21
  * are the number's); returns the end. Most numbers of a level are small
- * (offsets of 0, selves of inner nodes, name indices) and take a branch or
- * two. A longer one's length is found first, so its digits go straight to
- * their place from the right: four per 64-bit division (totals of
- * fleet-wide byte counts have a dozen), then two at a time. */
+ * (offsets of 0, selves of inner nodes, name indices: put_small, a branch
+ * or three) or below 10^8 (totals: the high four digits, then the low
+ * four in two pairs, with 32-bit arithmetic). A longer one's length is
+ * found first, so its digits go straight to their place from the right:
+ * four per 64-bit division (totals of fleet-wide byte counts have a
+ * dozen), then two at a time. */
 #define PUT_ROOM 24
 static char *put_i64(char *p, int64_t v)
 {
@@ -154,13 +178,13 @@ static char *put_i64(char *p, int64_t v)
         *p++ = '-';
         u = (uint64_t)0 - u;
     }
-    if (u < 10) {
-        *p = (char)('0' + u);
-        return p + 1;
-    }
-    if (u < 100) {
-        memcpy(p, digit_pairs + 2 * u, 2);
-        return p + 2;
+    if (u < 10000) return put_small(p, (uint32_t)u);
+    if (u < 100000000) {
+        uint32_t h = (uint32_t)u / 10000, l = (uint32_t)u - h * 10000;
+        p = put_small(p, h);
+        memcpy(p, digit_pairs + 2 * (l / 100), 2);
+        memcpy(p + 2, digit_pairs + 2 * (l % 100), 2);
+        return p + 4;
     }
     char *end = p + decimal_len(u), *t = end;
     while (u >= 10000) {
