@@ -864,7 +864,7 @@ int storage_scan_window_values(storage_t *s, enum storage_cf cf, const char *ten
 /* --- block values, version 3: fixed-width columns (sparse_cols.c) --------- */
 
 /* A loop-heavy function compiled twice, for any x86-64 and for AVX2, the
- * one the CPU has chosen at load time (an ifunc): the byte planes widen
+ * one for the CPU chosen at load time (an ifunc): the byte planes widen
  * eight lanes per instruction with AVX2 where plain x86-64 takes a few
  * unpacks per four. Elsewhere (another architecture, a compiler without
  * target_clones) the function is compiled once. */
