@@ -140,12 +140,36 @@ static size_t decimal_len(uint64_t u)
     return t + 1 - (u < pow10[t]);
 }
 
+/* Writes u < 10000 in decimal at p; returns the end. */
+static inline char *put_small(char *p, uint32_t u)
+{
+    if (u < 10) {
+        *p = (char)('0' + u);
+        return p + 1;
+    }
+    if (u < 100) {
+        memcpy(p, digit_pairs + 2 * u, 2);
+        return p + 2;
+    }
+    uint32_t h = u / 100, l = u - h * 100;
+    if (h < 10) {
+        *p = (char)('0' + h);
+        memcpy(p + 1, digit_pairs + 2 * l, 2);
+        return p + 3;
+    }
+    memcpy(p, digit_pairs + 2 * h, 2);
+    memcpy(p + 2, digit_pairs + 2 * l, 2);
+    return p + 4;
+}
+
 /* Writes v in decimal at p (room for PUT_ROOM bytes, of which at most 21
  * are the number's); returns the end. Most numbers of a level are small
- * (offsets of 0, selves of inner nodes, name indices) and take a branch or
- * two. A longer one's length is found first, so its digits go straight to
- * their place from the right: four per 64-bit division (totals of
- * fleet-wide byte counts have a dozen), then two at a time. */
+ * (offsets of 0, selves of inner nodes, name indices: put_small, a branch
+ * or three) or below 10^8 (totals: the high four digits, then the low
+ * four in two pairs, with 32-bit arithmetic). A longer one's length is
+ * found first, so its digits go straight to their place from the right:
+ * four per 64-bit division (totals of fleet-wide byte counts have a
+ * dozen), then two at a time. */
 #define PUT_ROOM 24
 static char *put_i64(char *p, int64_t v)
 {
@@ -154,13 +178,13 @@ static char *put_i64(char *p, int64_t v)
         *p++ = '-';
         u = (uint64_t)0 - u;
     }
-    if (u < 10) {
-        *p = (char)('0' + u);
-        return p + 1;
-    }
-    if (u < 100) {
-        memcpy(p, digit_pairs + 2 * u, 2);
-        return p + 2;
+    if (u < 10000) return put_small(p, (uint32_t)u);
+    if (u < 100000000) {
+        uint32_t h = (uint32_t)u / 10000, l = (uint32_t)u - h * 10000;
+        p = put_small(p, h);
+        memcpy(p, digit_pairs + 2 * (l / 100), 2);
+        memcpy(p + 2, digit_pairs + 2 * (l % 100), 2);
+        return p + 4;
     }
     char *end = p + decimal_len(u), *t = end;
     while (u >= 10000) {
@@ -217,9 +241,10 @@ static inline int has_room(const buf_t *b, size_t n)
     return b->cap > b->len + n && n <= b->max && b->len <= b->max - n;
 }
 
-static int emit(fb_t *fb, const frame_t *f)
+/* f's level entry; total and self are its values / fb->div (the walk
+ * divides each once). */
+static int emit(fb_t *fb, const frame_t *f, int64_t total, int64_t self)
 {
-    int64_t total = fb->totals[f->node] / fb->div, self = fb->selves[f->node] / fb->div;
     uint32_t idx;
     level_t *lv;
     int rc = name_index(fb, f->node, &idx);
@@ -258,21 +283,21 @@ static int emit(fb_t *fb, const frame_t *f)
 
 /* Pushes f's children onto stack (sp entries) right to left, each with its
  * x offset, the first at x (f's x plus its self); returns the new sp.
- * Inlined: it runs once per node of both walks. */
+ * One pass left to right, each child's total divided once: the first
+ * child goes on top. Inlined: it runs once per node of both walks. */
 static inline __attribute__((always_inline)) size_t push_kids(const fb_t *fb,
                                                               const sorted_tree_t *st,
                                                               const frame_t *f, int64_t x,
                                                               frame_t *stack, size_t sp)
 {
     uint32_t a = st->off[f->node], b = st->off[f->node + 1];
-    for (uint32_t k = a; k < b; k++)
-        x += fb->totals[st->kids[k]] / fb->div;
-    for (uint32_t k = b; k > a; k--) {
-        uint32_t c = st->kids[k - 1];
-        x -= fb->totals[c] / fb->div;
-        stack[sp++] = (frame_t){c, f->depth + 1, x};
+    frame_t *top = stack + sp + (b - a); /* one past the first child's slot */
+    for (uint32_t k = a; k < b; k++) {
+        uint32_t c = st->kids[k];
+        *--top = (frame_t){c, f->depth + 1, x};
+        x = (int64_t)((uint64_t)x + (uint64_t)(fb->totals[c] / fb->div));
     }
-    return sp;
+    return sp + (b - a);
 }
 
 /* Preorder, left to right, so each level's nodes come in x order. */
@@ -287,9 +312,10 @@ static int walk(fb_t *fb)
     stack[sp++] = (frame_t){0, 0, 0};
     while (sp > 0 && rc == 0) {
         frame_t f = stack[--sp];
-        rc = emit(fb, &f);
+        int64_t self = fb->selves[f.node] / fb->div;
+        rc = emit(fb, &f, fb->totals[f.node] / fb->div, self);
         /* child x offsets, computed left to right, pushed right to left */
-        sp = push_kids(fb, st, &f, f.x + fb->selves[f.node] / fb->div, stack, sp);
+        sp = push_kids(fb, st, &f, f.x + self, stack, sp);
     }
     free(stack);
     fb_give(fb, st->n * sizeof(frame_t));

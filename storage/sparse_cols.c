@@ -145,39 +145,46 @@ int storage_cols_encode(const storage_cols_src_t *src, buf_t *out)
     return 0;
 }
 
-/* out[k] = the w-byte number (w <= 4) at index at + k of planes of
- * stride bytes. Plane by plane, each loop a plain widening the compiler
- * vectorises; 32-bit lanes take half the work of 64-bit ones. */
-static void planes_get32(const uint8_t *pl, size_t stride, unsigned w, size_t at, size_t m,
-                         uint32_t *out)
+/* out[k] = plus + the w-byte number (w <= 4) at index at + k of planes
+ * of stride bytes (plus + the number must fit 32 bits). Plane by plane,
+ * each loop a plain widening the compiler vectorises; 32-bit lanes take
+ * half the work of 64-bit ones. The planes are added, not OR-ed, so that
+ * plus carries. */
+static inline __attribute__((always_inline)) void planes_get32(const uint8_t *pl, size_t stride,
+                                                               unsigned w, size_t at, size_t m,
+                                                               uint32_t plus, uint32_t *out)
 {
     if (w == 0) {
-        memset(out, 0, m * sizeof *out);
+        for (size_t k = 0; k < m; k++)
+            out[k] = plus;
         return;
     }
     const uint8_t *q = pl + at;
     for (size_t k = 0; k < m; k++)
-        out[k] = q[k];
+        out[k] = q[k] + plus;
     for (unsigned b = 1; b < w; b++) {
         q = pl + b * stride + at;
         unsigned sh = 8 * b;
         for (size_t k = 0; k < m; k++)
-            out[k] |= (uint32_t)q[k] << sh;
+            out[k] += (uint32_t)q[k] << sh;
     }
 }
 
 /* planes_get32 for w of 5 to 8: the high planes into hi, OR-ed above lo. */
-static void planes_get64(const uint8_t *pl, size_t stride, unsigned w, size_t at, size_t m,
-                         const uint32_t *lo, uint32_t *hi, uint64_t *out)
+static inline __attribute__((always_inline)) void planes_get64(const uint8_t *pl, size_t stride,
+                                                               unsigned w, size_t at, size_t m,
+                                                               const uint32_t *lo, uint32_t *hi,
+                                                               uint64_t *out)
 {
-    planes_get32(pl + 4 * stride, stride, w - 4, at, m, hi);
+    planes_get32(pl + 4 * stride, stride, w - 4, at, m, 0, hi);
     for (size_t k = 0; k < m; k++)
         out[k] = (uint64_t)hi[k] << 32 | lo[k];
 }
 
 /* The sum of the w-byte numbers of planes of n bytes, or UINT64_MAX when
  * it passes UINT32_MAX (no valid block's gaps do). */
-static uint64_t planes_sum(const uint8_t *pl, size_t n, unsigned w)
+static inline __attribute__((always_inline)) uint64_t planes_sum(const uint8_t *pl, size_t n,
+                                                                 unsigned w)
 {
     uint64_t total = 0;
     for (unsigned b = 0; b < w; b++) {
@@ -191,7 +198,7 @@ static uint64_t planes_sum(const uint8_t *pl, size_t n, unsigned w)
     return total;
 }
 
-int storage_cols_parse(const uint8_t *p, size_t len, storage_cols_t *c)
+STORAGE_SIMD_CLONES int storage_cols_parse(const uint8_t *p, size_t len, storage_cols_t *c)
 {
     const uint8_t *end = p + len;
     uint64_t span = 0;
@@ -229,8 +236,9 @@ static inline __attribute__((always_inline)) int64_t unzig(uint64_t z, uint64_t 
     return (int64_t)(((z >> 1) ^ (~(z & 1) + 1)) * scale);
 }
 
-/* Pairs from 1 + at on, m of them (m <= COLS_CHUNK): each id's gap and
- * zigzag value, read from the planes into plain arrays. */
+/* Pairs from 1 + at on, m of them (m <= COLS_CHUNK): each id's step from
+ * the id before (its gap + 1) and stored value, read from the planes into
+ * plain arrays. */
 typedef struct cols_chunk {
     uint32_t gap[COLS_CHUNK], lo[COLS_CHUNK], hi[COLS_CHUNK];
     uint64_t z[COLS_CHUNK];
@@ -238,11 +246,12 @@ typedef struct cols_chunk {
 
 /* Fills ch with pairs 1 + at .. at + m of c; 1 when the values are in z
  * (wider than four bytes), 0 when they are in lo. */
-static int chunk_get(const storage_cols_t *c, size_t at, size_t m, cols_chunk_t *ch)
+static inline __attribute__((always_inline)) int chunk_get(const storage_cols_t *c, size_t at,
+                                                           size_t m, cols_chunk_t *ch)
 {
     size_t n = (size_t)c->n;
-    planes_get32(c->gaps, n - 1, c->wi, at, m, ch->gap);
-    planes_get32(c->vals, n, c->wv < 4 ? c->wv : 4, at + 1, m, ch->lo);
+    planes_get32(c->gaps, n - 1, c->wi, at, m, 1, ch->gap); /* gap + 1 <= span: fits */
+    planes_get32(c->vals, n, c->wv < 4 ? c->wv : 4, at + 1, m, 0, ch->lo);
     if (c->wv <= 4) return 0;
     planes_get64(c->vals, n, c->wv, at + 1, m, ch->lo, ch->hi, ch->z);
     return 1;
@@ -270,20 +279,20 @@ static inline __attribute__((always_inline)) void cols_add(const storage_cols_t 
         size_t m = n - 1 - at < COLS_CHUNK ? n - 1 - at : COLS_CHUNK;
         if (chunk_get(c, at, m, &ch)) {
             for (size_t k = 0; k < m; k++) {
-                id += ch.gap[k] + 1;
+                id += ch.gap[k];
                 dense[id] =
                     (int64_t)((uint64_t)dense[id] + (uint64_t)unzig(ch.z[k], scale, positive));
             }
             continue;
         }
         for (size_t k = 0; k < m; k++) {
-            id += ch.gap[k] + 1;
+            id += ch.gap[k];
             dense[id] = (int64_t)((uint64_t)dense[id] + (uint64_t)unzig(ch.lo[k], scale, positive));
         }
     }
 }
 
-void storage_cols_add(const storage_cols_t *c, int64_t *dense)
+STORAGE_SIMD_CLONES void storage_cols_add(const storage_cols_t *c, int64_t *dense)
 {
     if (c->positive)
         cols_add(c, dense, 1);
@@ -291,7 +300,7 @@ void storage_cols_add(const storage_cols_t *c, int64_t *dense)
         cols_add(c, dense, 0);
 }
 
-void storage_cols_decode(const storage_cols_t *c, uint32_t *ids, int64_t *vals)
+STORAGE_SIMD_CLONES void storage_cols_decode(const storage_cols_t *c, uint32_t *ids, int64_t *vals)
 {
     cols_chunk_t ch;
     uint64_t scale = c->scale, id = c->first;
@@ -303,7 +312,7 @@ void storage_cols_decode(const storage_cols_t *c, uint32_t *ids, int64_t *vals)
         size_t m = n - 1 - at < COLS_CHUNK ? n - 1 - at : COLS_CHUNK;
         int wide = chunk_get(c, at, m, &ch);
         for (size_t k = 0; k < m; k++) {
-            id += ch.gap[k] + 1;
+            id += ch.gap[k];
             ids[at + 1 + k] = (uint32_t)id;
             vals[at + 1 + k] = unzig(wide ? ch.z[k] : ch.lo[k], scale, c->positive);
         }
