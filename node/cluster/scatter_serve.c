@@ -290,8 +290,11 @@ static int write_frame(serve_job_t *j, size_t max_bytes)
         bn += 1 + varint_put_u(v, j->sized[i].bytes) + j->sized[i].bytes;
     j->body_bytes = bn;
     if (bn + SCATTER_ENVELOPE_ROOM > max_bytes) return ERR_TOO_LARGE;
-    int rc = cluster_wire_encode_with(MSG(PARTIAL), &j->s->ops.from, j->deadline, j->request_id, bn,
-                                      write_body, j, &j->frame);
+    /* the frame is charged while it is written, as the forests' buffer was */
+    int rc = forests_hold(j, j->forests_held + bn + SCATTER_ENVELOPE_ROOM);
+    if (rc != 0) return rc;
+    rc = cluster_wire_encode_with(MSG(PARTIAL), &j->s->ops.from, j->deadline, j->request_id, bn,
+                                  write_body, j, &j->frame);
     return rc < 0 ? rc : 0;
 }
 
