@@ -10,6 +10,9 @@
  * A render asked with forests answers, when every value is >= 0, the
  * forest of each token (forests) instead of building their merge: calltree
  * is then what is in no forest (nothing, for stored blocks).
+ * In encoding 4 or 5 (and with ops.send_frame) the whole envelope is
+ * written on the pool, each forest sized first and then written in its
+ * place in it (write_frame), and the loop hands the frame over as it is.
  * Label kinds
  * put the sorted distinct strings in values. served echoes the ranges asked.
  *
