@@ -867,14 +867,17 @@ v4_put_loop(int v5, const storage_merged_tab_t *f, const uint32_t *restrict pare
     }
 }
 
-static int v4_put_nodes(int v5, const storage_merged_tab_t *f, const uint32_t *restrict parent,
-                        const uint32_t *restrict idx, const uint32_t *restrict slot,
-                        uint32_t *restrict desc, uint32_t root_rec, buf_t *out)
+/* The records' bytes, once v4_sizes has run. */
+static size_t v4_records_bytes(int v5, const uint32_t *desc, uint32_t root_rec)
 {
-    size_t bytes = (size_t)(desc[0] & (v5 ? ~V5_LAST : ~0u)) + root_rec;
-    int rc = buf_reserve(out, bytes);
-    if (rc != 0) return rc;
-    uint8_t *base = out->data + out->len;
+    return (size_t)(desc[0] & (v5 ? ~V5_LAST : ~0u)) + root_rec;
+}
+
+/* The records at base, as v4_put_loop writes them. */
+static void v4_put_at(int v5, const storage_merged_tab_t *f, const uint32_t *restrict parent,
+                      const uint32_t *restrict idx, const uint32_t *restrict slot,
+                      uint32_t *restrict desc, uint8_t *base)
+{
     /* four copies of the loop, none testing which it is per node */
     if (v5 && idx != NULL)
         v4_put_loop(1, f, parent, idx, NULL, desc, base);
@@ -884,6 +887,16 @@ static int v4_put_nodes(int v5, const storage_merged_tab_t *f, const uint32_t *r
         v4_put_loop(0, f, parent, idx, NULL, desc, base);
     else
         v4_put_loop(0, f, parent, NULL, slot, desc, base);
+}
+
+static int v4_put_nodes(int v5, const storage_merged_tab_t *f, const uint32_t *restrict parent,
+                        const uint32_t *restrict idx, const uint32_t *restrict slot,
+                        uint32_t *restrict desc, uint32_t root_rec, buf_t *out)
+{
+    size_t bytes = v4_records_bytes(v5, desc, root_rec);
+    int rc = buf_reserve(out, bytes);
+    if (rc != 0) return rc;
+    v4_put_at(v5, f, parent, idx, slot, desc, out->data + out->len);
     out->len += bytes;
     out->data[out->len] = 0;
     return 0;
@@ -908,6 +921,69 @@ static int encode_v4(int v5, const storage_merged_tab_t *f, const uint32_t *pare
     free(idx);
     buf_beside_give(out, held);
     return rc;
+}
+
+/* ---- encoding 4 or 5 sized, then written where the caller says ---- */
+
+struct query_forest_work {
+    dict_t dict;
+    const uint32_t *parent;
+    uint32_t *own_parent, *desc, root_rec;
+};
+
+void query_forest_sized_free(query_forest_sized_t *s)
+{
+    if (s->work != NULL) {
+        dict_free(&s->work->dict);
+        free(s->work->own_parent);
+        free(s->work->desc);
+        free(s->work);
+    }
+    memset(s, 0, sizeof *s);
+}
+
+int query_forest_size(const storage_merged_tab_t *f, int version, query_forest_sized_t *out)
+{
+    memset(out, 0, sizeof *out);
+    if (f->n == 0 || !f->nonneg || f->symno == NULL ||
+        (version != QUERY_FOREST_V4 && version != QUERY_FOREST_V5))
+        return ERR_INVALID_ARGUMENT;
+    struct query_forest_work *w = calloc(1, sizeof *w);
+    if (w == NULL) return ERR_NOMEM;
+    out->f = f;
+    out->version = version;
+    out->work = w;
+    w->parent = f->parent;
+    if (w->parent == NULL) w->parent = w->own_parent = parents_of(f);
+    w->desc = malloc(f->n * sizeof *w->desc);
+    if (w->parent == NULL || w->desc == NULL) return ERR_NOMEM;
+    int rc = dict_init(&w->dict, f), v5 = version == QUERY_FOREST_V5;
+    if (rc == 0) rc = v4_sizes(v5, f, w->parent, &w->dict, w->desc, NULL, &w->root_rec);
+    if (rc != 0) return rc;
+    out->dict = w->dict.syms;
+    out->ndict = w->dict.len;
+    out->bytes = 1 + ulen(f->nodes) + v4_records_bytes(v5, w->desc, w->root_rec) +
+                 ulen(w->dict.len) + 8 * w->dict.len;
+    out->held = f->n * sizeof(uint32_t) * (w->own_parent != NULL ? 2 : 1) +
+                f->nsyms * sizeof(uint32_t) + w->dict.cap * sizeof(uint64_t);
+    return 0;
+}
+
+void query_forest_write(query_forest_sized_t *s, uint8_t *dst)
+{
+    const storage_merged_tab_t *f = s->f;
+    struct query_forest_work *w = s->work;
+    int v5 = s->version == QUERY_FOREST_V5;
+    uint8_t *p = dst;
+    *p++ = (uint8_t)s->version;
+    p += varint_put_u(p, f->nodes);
+    size_t records = v4_records_bytes(v5, w->desc, w->root_rec);
+    v4_put_at(v5, f, w->parent, NULL, w->dict.slot, w->desc, p);
+    p += records;
+    p += varint_put_u(p, w->dict.len);
+    for (size_t i = 0; i < w->dict.len; i++, p += 8)
+        for (int k = 0; k < 8; k++)
+            p[k] = (uint8_t)(w->dict.syms[i] >> (8 * k));
 }
 
 /* One record of encoding 4, or of 5 (v5), read at *p (before end):

@@ -892,6 +892,29 @@ int query_forest_encode(const storage_merged_tab_t *f, buf_t *out);
  * returned. */
 int query_forest_encode_dict(const storage_merged_tab_t *f, int version, buf_t *out,
                              uint64_t **dict_ids, size_t *ndict);
+/* A forest's encoding 4 or 5 sized before it is written, so that a share
+ * writes it in its place in the message it sends (scatter_serve.c): the
+ * same bytes as query_forest_encode_dict. bytes: the whole encoding;
+ * dict, ndict: its dictionary (the ids query_forest_encode_dict hands
+ * over), owned by the struct; held: the working memory the struct holds
+ * (4 bytes an id of f, plus the dictionary) until it is freed. f is
+ * borrowed until query_forest_sized_free. */
+typedef struct query_forest_sized {
+    const storage_merged_tab_t *f;
+    int version;
+    size_t bytes, held;
+    const uint64_t *dict;
+    size_t ndict;
+    struct query_forest_work *work;
+} query_forest_sized_t;
+/* Sizes f (nonneg, with symbol numbers) in version QUERY_FOREST_V4 or V5;
+ * out is zeroed first, and freed with query_forest_sized_free whatever
+ * this returns. ERR_INVALID_ARGUMENT for another version, a forest without
+ * symbol numbers or records past 2 GiB; ERR_NOMEM. */
+int query_forest_size(const storage_merged_tab_t *f, int version, query_forest_sized_t *out);
+/* Writes the s->bytes of the encoding at dst, once. */
+void query_forest_write(query_forest_sized_t *s, uint8_t *dst);
+void query_forest_sized_free(query_forest_sized_t *s);
 /* Loads the names of ids (repeats allowed, each loaded once; SYM_ROOT and
  * SYM_OTHER skipped) into dst: a share's forests' dictionaries put together.
  * The nknown ids of known (those whose names the coordinator holds) are not

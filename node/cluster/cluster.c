@@ -117,6 +117,17 @@ int cluster_send(cluster_t *c, const char *node_id, Flamedb__Cluster__MsgType ty
     return rc;
 }
 
+int cluster_send_frame(cluster_t *c, const char *node_id, uint64_t deadline_unix_ms,
+                       const buf_t *frame)
+{
+    ring_member_t m;
+    if (node_id == NULL || ring_members_find(c->members, node_id, &m) != ERR_OK)
+        return ERR_NOT_FOUND;
+    if (c->rpc == NULL || c->closing || m.cluster_addr[0] == '\0') return ERR_UNAVAILABLE;
+    if (frame->len > c->cfg.max_message_bytes) return ERR_TOO_LARGE;
+    return send_raw(c, m.cluster_addr, frame, deadline_unix_ms, frame_toward(c, m.max_frame_bytes));
+}
+
 /* ---------- gossip ---------- */
 
 /* A gossip message is worth sending for about one round. */
@@ -681,6 +692,12 @@ static int ops_send(void *ctx, const char *node_id, Flamedb__Cluster__MsgType ty
     return cluster_send(ctx, node_id, type, deadline_unix_ms, body);
 }
 
+static int ops_send_frame(void *ctx, const char *node_id, uint64_t deadline_unix_ms,
+                          const buf_t *frame)
+{
+    return cluster_send_frame(ctx, node_id, deadline_unix_ms, frame);
+}
+
 static int ops_set_hint_targets(void *ctx, const char *const *ids, size_t n)
 {
     return cluster_set_hint_targets(ctx, ids, n);
@@ -708,4 +725,6 @@ void cluster_ops_of(cluster_t *c, cluster_ops_t *ops)
     *ops = (cluster_ops_t){ops_view_acquire, cluster_view_retain,  cluster_view_release,
                            ops_send,         ops_set_hint_targets, c,
                            ops_member_left,  ops_member_beat};
+    ops->send_frame = ops_send_frame;
+    ops->from = (cluster_wire_sender_t){c->cfg.cluster_name, c->id.node_id, c->key};
 }

@@ -88,6 +88,12 @@ const cluster_wire_limits_t *cluster_wire_limits(const cluster_t *c);
 int cluster_send(cluster_t *c, const char *node_id, Flamedb__Cluster__MsgType type,
                  uint64_t deadline_unix_ms, const ProtobufCMessage *body);
 
+/* Queues frame (an envelope cluster_wire_encode_with wrote as this node,
+ * cluster_ops_t.from) for node_id as cluster_send queues an encoded body:
+ * the same errors. Not for requests (no answer is awaited). */
+int cluster_send_frame(cluster_t *c, const char *node_id, uint64_t deadline_unix_ms,
+                       const buf_t *frame);
+
 /* How the write and read paths reach the cluster: cluster_ops_of() wires
  * them to a cluster_t; unit tests wire several replicate_t or scatter_t to
  * each other in one process instead. Every call on the loop thread except
@@ -110,6 +116,11 @@ typedef struct cluster_ops {
      * down or left; ERR_NOT_FOUND when unknown. NULL: writes name no
      * hinted replica to their other replicas (the write path's) */
     int (*member_beat)(void *ctx, const char *id, uint64_t *incarnation, uint64_t *heartbeat);
+    /* as cluster_send_frame: a message encoded already, on any thread, as
+     * `from` (cluster_wire_encode_with); NULL: only bodies are sent (send) */
+    int (*send_frame)(void *ctx, const char *node_id, uint64_t deadline_unix_ms,
+                      const buf_t *frame);
+    cluster_wire_sender_t from; /* borrowed from the cluster for its life */
 } cluster_ops_t;
 
 /* ops calling c's functions. */

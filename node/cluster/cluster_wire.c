@@ -136,14 +136,14 @@ static void envelope_halves(Flamedb__Cluster__MsgType type, const cluster_wire_s
 /* The body is packed once, in its place in out: packing it apart and
  * copying it into the envelope cost a forest answer (megabytes) a malloc
  * and a copy more. The bytes are those of packing the whole envelope. */
-int cluster_wire_encode(Flamedb__Cluster__MsgType type, const cluster_wire_sender_t *from,
-                        uint64_t deadline_unix_ms, const ProtobufCMessage *body, buf_t *out)
+int cluster_wire_encode_with(Flamedb__Cluster__MsgType type, const cluster_wire_sender_t *from,
+                             uint64_t deadline_unix_ms, uint64_t request_id, size_t bn,
+                             cluster_wire_body_fn write, void *ctx, buf_t *out)
 {
     Flamedb__Cluster__Envelope head, tail;
-    envelope_halves(type, from, deadline_unix_ms, request_id_of(body), &head, &tail);
+    envelope_halves(type, from, deadline_unix_ms, request_id, &head, &tail);
     uint8_t mac[DIGEST_SHA256_BYTES] = {0};
     if (from->key != NULL) tail.auth = (ProtobufCBinaryData){sizeof mac, mac};
-    size_t bn = protobuf_c_message_get_packed_size(body);
     uint8_t lenv[10];
     size_t ln = varint_put_u(lenv, bn);
     size_t hn = flamedb__cluster__envelope__get_packed_size(&head);
@@ -157,7 +157,7 @@ int cluster_wire_encode(Flamedb__Cluster__MsgType type, const cluster_wire_sende
     if (bn > 0) {
         p[hn] = BODY_TAG;
         memcpy(p + hn + 1, lenv, ln);
-        protobuf_c_message_pack(body, p + hn + 1 + ln);
+        write(ctx, p + hn + 1 + ln);
     }
     if (from->key != NULL) {
         Flamedb__Cluster__Envelope whole = head;
@@ -169,6 +169,19 @@ int cluster_wire_encode(Flamedb__Cluster__MsgType type, const cluster_wire_sende
     out->len += hn + fn + tn;
     out->data[out->len] = 0;
     return ERR_OK;
+}
+
+static void pack_body(void *ctx, uint8_t *at)
+{
+    protobuf_c_message_pack(ctx, at);
+}
+
+int cluster_wire_encode(Flamedb__Cluster__MsgType type, const cluster_wire_sender_t *from,
+                        uint64_t deadline_unix_ms, const ProtobufCMessage *body, buf_t *out)
+{
+    return cluster_wire_encode_with(type, from, deadline_unix_ms, request_id_of(body),
+                                    protobuf_c_message_get_packed_size(body), pack_body,
+                                    (void *)body, out);
 }
 
 static int check_tenant(const char *t, errmsg_t *em)

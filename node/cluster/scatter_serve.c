@@ -10,6 +10,9 @@
  * A render asked with forests answers, when every value is >= 0, the
  * forest of each token (forests) instead of building their merge: calltree
  * is then what is in no forest (nothing, for stored blocks).
+ * In encoding 4 or 5 (and with ops.send_frame) the whole envelope is
+ * written on the pool, each forest sized first and then written in its
+ * place in it (write_frame), and the loop hands the frame over as it is.
  * Label kinds
  * put the sorted distinct strings in values. served echoes the ranges asked.
  *
@@ -29,6 +32,7 @@
 
 #include "common/grow.h"
 #include "common/log.h"
+#include "common/varint.h"
 #include "node/cluster/scatter_int.h"
 
 typedef struct serve_job {
@@ -57,12 +61,28 @@ typedef struct serve_job {
     uint64_t *known;     /* symbols whose names the coordinator holds: not sent */
     size_t nknown;
     ProtobufCBinaryData *fdata; /* each, pointing into forests */
+    /* encodings 4 and 5 to a cluster that takes frames (ops.send_frame): the
+     * forests sized first, then written in their place in the envelope
+     * (frame), which the loop sends as it is; forests stays empty */
+    query_forest_sized_t *sized;
+    size_t nsized;
+    size_t body_bytes; /* the PartialResult's, forests included */
+    buf_t frame;
     Flamedb__Cluster__Symbol *syms, **symp;
     ProtobufCBinaryData *values;
     Flamedb__Cluster__TotalsPoint *tp, **tpp;
     uint8_t *pushes; /* the totals' push ids (TotalsPoint.pushes) */
     Flamedb__Cluster__TokenRange *served, **servedp;
 } serve_job_t;
+
+static void sized_free(serve_job_t *j)
+{
+    for (size_t i = 0; i < j->nsized; i++)
+        query_forest_sized_free(&j->sized[i]);
+    free(j->sized);
+    j->sized = NULL;
+    j->nsized = 0;
+}
 
 static void job_free(serve_job_t *j)
 {
@@ -74,6 +94,8 @@ static void job_free(serve_job_t *j)
     query_partial_free(&j->part);
     buf_free(&j->tree);
     buf_free(&j->forests);
+    sized_free(j);
+    buf_free(&j->frame);
     free(j->fdata);
     free(j->syms);
     free(j->symp);
@@ -204,10 +226,88 @@ static int add_forests(serve_job_t *j)
     return 0;
 }
 
+static int forests_hold(void *ctx, size_t held);
+
+/* 1 when the forests go in their place in the envelope (sized, then
+ * written by write_frame): the cluster takes frames, the coordinator reads
+ * encoding 4 or 5, and every forest carries symbol numbers. */
+static int frames_forests(const serve_job_t *j)
+{
+    if (j->s->ops.send_frame == NULL || j->forest_version < QUERY_FOREST_V4 || j->part.ntabs == 0)
+        return 0;
+    for (size_t i = 0; i < j->part.ntabs; i++)
+        if (j->part.tabs[i].symno == NULL || !j->part.tabs[i].nonneg) return 0;
+    return 1;
+}
+
+/* Each token's forest sized (its records laid out, its dictionary made),
+ * what they hold charged; the names from the dictionaries, as add_forests. */
+static int size_forests(serve_job_t *j)
+{
+    size_t n = j->part.ntabs;
+    j->sized = calloc(n, sizeof *j->sized);
+    if (j->sized == NULL) return ERR_NOMEM;
+    j->nsized = n;
+    uint64_t *ids = NULL;
+    size_t nids = 0, cap = 0;
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        query_forest_sized_t *z = &j->sized[i];
+        rc = query_forest_size(&j->part.tabs[i], j->forest_version, z);
+        if (rc == 0) rc = forests_hold(j, j->forests_held + z->held);
+        if (rc == 0 && j->part.names_later) rc = add_dict(&ids, &nids, &cap, z->dict, z->ndict);
+    }
+    if (rc == 0 && j->part.names_later) {
+        rc = query_load_symbol_ids(j->s->storage, j->tenant, ids, nids, j->known, j->nknown,
+                                   j->part.syms);
+        j->part.names_later = rc != 0;
+    }
+    free(ids);
+    return rc;
+}
+
+#define FORESTS_TAG ((14u << 3) | 2u) /* PartialResult.forests: field 14, length-delimited */
+
+/* The PartialResult in its place in the envelope: the message without its
+ * forests as protobuf-c packs it, then each forest as a field 14 written
+ * where it lies (protobuf takes a message's fields in any order). */
+static void write_body(void *ctx, uint8_t *dst)
+{
+    serve_job_t *j = ctx;
+    uint8_t *p = dst + flamedb__cluster__partial_result__pack(&j->msg, dst);
+    for (size_t i = 0; i < j->nsized; i++) {
+        *p++ = FORESTS_TAG;
+        p += varint_put_u(p, j->sized[i].bytes);
+        query_forest_write(&j->sized[i], p);
+        p += j->sized[i].bytes;
+    }
+}
+
+/* The envelope of the answer with the sized forests, into j->frame;
+ * ERR_TOO_LARGE (nothing written) when it would not fit in a message. */
+static int write_frame(serve_job_t *j, size_t max_bytes)
+{
+    uint8_t v[10];
+    size_t bn = flamedb__cluster__partial_result__get_packed_size(&j->msg);
+    for (size_t i = 0; i < j->nsized; i++)
+        bn += 1 + varint_put_u(v, j->sized[i].bytes) + j->sized[i].bytes;
+    j->body_bytes = bn;
+    if (bn + SCATTER_ENVELOPE_ROOM > max_bytes) return ERR_TOO_LARGE;
+    /* the frame is charged while it is written, as the forests' buffer was */
+    int rc = forests_hold(j, j->forests_held + bn + SCATTER_ENVELOPE_ROOM);
+    if (rc != 0) return rc;
+    rc = cluster_wire_encode_with(MSG(PARTIAL), &j->s->ops.from, j->deadline, j->request_id, bn,
+                                  write_body, j, &j->frame);
+    return rc < 0 ? rc : 0;
+}
+
 static int build_render(serve_job_t *j)
 {
     int rc = calltree_encode(j->part.tree, &j->tree);
-    if (rc == 0 && j->part.ntabs > 0) rc = add_forests(j);
+    if (rc == 0 && frames_forests(j))
+        rc = size_forests(j);
+    else if (rc == 0 && j->part.ntabs > 0)
+        rc = add_forests(j);
     if (rc != 0) return rc;
     j->msg.calltree = (ProtobufCBinaryData){j->tree.len, j->tree.data};
     if ((rc = add_symbols(j)) != 0 || (rc = add_totals(j)) != 0) return rc;
@@ -260,18 +360,23 @@ static int build_answer(serve_job_t *j, size_t max_bytes)
 {
     buf_init(&j->tree, max_bytes);
     buf_init(&j->forests, max_bytes);
+    buf_init(&j->frame, max_bytes);
     buf_charge(&j->forests, forests_hold, j);
     int rc;
     if (j->args.kind == QUERY_KIND_PROFILE) /* a tree and its description */
         rc = (rc = build_render(j)) != 0 ? rc : build_labels(j);
     else
         rc = j->args.kind == QUERY_KIND_RENDER ? build_render(j) : build_labels(j);
+    if (rc == 0 && j->nsized > 0) rc = write_frame(j, max_bytes);
+    sized_free(j);                       /* written, or not to be */
     buf_charge(&j->forests, NULL, NULL); /* charged whole with the answer from here */
     alloc_charge_sub(&j->mem, j->forests_held);
     j->forests_held = 0;
     if (rc != 0 && j->mem_refused) return rc; /* em says why */
+    if (rc == ERR_TOO_LARGE && j->body_bytes > 0) return too_large(j, j->body_bytes, max_bytes);
     if (rc == ERR_TOO_LARGE) return too_large(j, j->tree.len + j->forests.len, max_bytes);
     if (rc != 0) return errmsg_set(&j->em, rc, "building the partial answer: %s", err_message(rc));
+    if (j->frame.len > 0) return 0; /* its size checked by write_frame */
     size_t size = flamedb__cluster__partial_result__get_packed_size(&j->msg);
     return size + SCATTER_ENVELOPE_ROOM > max_bytes ? too_large(j, size, max_bytes) : 0;
 }
@@ -281,6 +386,9 @@ static void answer_clear(serve_job_t *j)
 {
     buf_free(&j->tree);
     buf_free(&j->forests);
+    buf_free(&j->frame);
+    sized_free(j);
+    j->body_bytes = 0;
     free(j->fdata);
     free(j->syms);
     free(j->symp);
@@ -353,10 +461,13 @@ static void serve_work(workq_job_t *w)
     if (j->rc == 0) j->rc = charge(j, query_partial_bytes(&j->part), "result");
     if (j->rc == 0) j->rc = build_answer_fits(j, j->s->o.max_message_bytes);
     if (j->rc == 0)
-        j->rc = charge(j,
-                       j->tree.len + j->forests.len +
-                           flamedb__cluster__partial_result__get_packed_size(&j->msg),
-                       "encoded answer");
+        j->rc = charge(
+            j,
+            j->tree.len +
+                (j->frame.len > 0
+                     ? j->frame.len
+                     : j->forests.len + flamedb__cluster__partial_result__get_packed_size(&j->msg)),
+            "encoded answer");
 }
 
 /* ---------- answering (loop) ---------- */
@@ -378,6 +489,15 @@ static void send_reply(scatter_t *s, const char *to, uint64_t deadline,
     if (rc != 0)
         log_debug("scatter", "cannot answer %s (request %llu): %s", to,
                   (unsigned long long)m->request_id, err_message(rc));
+}
+
+/* An answer whose envelope was written on the pool (write_frame). */
+static void send_frame(scatter_t *s, const serve_job_t *j)
+{
+    int rc = s->ops.send_frame(s->ops.ctx, j->sender, j->deadline, &j->frame);
+    if (rc != 0)
+        log_debug("scatter", "cannot answer %s (request %llu): %s", j->sender,
+                  (unsigned long long)j->request_id, err_message(rc));
 }
 
 static void reply_error(scatter_t *s, const cluster_msg_t *msg, int rc, const char *reason)
@@ -414,7 +534,10 @@ static void serve_done(workq_job_t *w, int status)
         } else {
             s->stats.served++;
         }
-        send_reply(s, j->sender, j->deadline, &j->msg);
+        if (j->rc == 0 && j->frame.len > 0)
+            send_frame(s, j);
+        else
+            send_reply(s, j->sender, j->deadline, &j->msg);
     }
     job_free(j);
 }

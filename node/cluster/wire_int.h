@@ -82,6 +82,15 @@ typedef struct cluster_wire_sender {
  * a key, its MAC. */
 int cluster_wire_encode(Flamedb__Cluster__MsgType type, const cluster_wire_sender_t *from,
                         uint64_t deadline_unix_ms, const ProtobufCMessage *body, buf_t *out);
+/* Writes a body of exactly the size given to cluster_wire_encode_with at
+ * dst (room made for it in the envelope). */
+typedef void (*cluster_wire_body_fn)(void *ctx, uint8_t *dst);
+/* The same with a body of bn bytes that write puts in its place in the
+ * envelope (no copy of it): a share's answer whose forests are encoded
+ * there (scatter_serve.c). request_id is the envelope's copy of the body's. */
+int cluster_wire_encode_with(Flamedb__Cluster__MsgType type, const cluster_wire_sender_t *from,
+                             uint64_t deadline_unix_ms, uint64_t request_id, size_t bn,
+                             cluster_wire_body_fn write, void *ctx, buf_t *out);
 /* The same with a body already serialized (a Gossip from the ring). */
 int cluster_wire_encode_bytes(Flamedb__Cluster__MsgType type, const cluster_wire_sender_t *from,
                               uint64_t deadline_unix_ms, const ProtobufCBinaryData *body,

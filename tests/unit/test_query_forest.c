@@ -649,6 +649,32 @@ static void test_decode_root_symbol(void)
     calltree_free(t);
 }
 
+/* A forest sized, then written where it is asked (what a share puts in
+ * its message): the bytes and dictionary of query_forest_encode_dict, no
+ * byte written past its size; other versions and a forest without symbol
+ * numbers refused. */
+static void sized_same_bytes(const storage_merged_tab_t *f, int version, const buf_t *want,
+                             const uint64_t *dict, size_t ndict)
+{
+    query_forest_sized_t z;
+    int rc = query_forest_size(f, version, &z);
+    int packed = version == QUERY_FOREST_V4 || version == QUERY_FOREST_V5;
+    CHECK_EQ_INT(rc, packed && f->symno != NULL ? 0 : ERR_INVALID_ARGUMENT);
+    if (rc == 0) {
+        CHECK_EQ_INT(z.bytes, want->len);
+        CHECK(z.ndict == ndict && memcmp(z.dict, dict, ndict * sizeof *dict) == 0);
+        CHECK(z.held >= f->n * sizeof(uint32_t));
+        uint8_t *at = malloc(z.bytes + 16);
+        memset(at, 0xa5, z.bytes + 16);
+        query_forest_write(&z, at + 8);
+        CHECK(memcmp(at + 8, want->data, want->len) == 0);
+        for (int k = 0; k < 8; k++) /* nothing before or after it */
+            CHECK(at[k] == 0xa5 && at[z.bytes + 8 + k] == 0xa5);
+        free(at);
+    }
+    query_forest_sized_free(&z);
+}
+
 /* A forest that carries its table's symbol numbers (storage_merged_tab_t
  * symno, as a share's forests do) encodes to the same bytes and dictionary
  * as without them, in both versions: the numbers (here a random
@@ -698,6 +724,7 @@ static void test_symnos_same_bytes(void)
             CHECK(same_bytes(&a, &b));
             CHECK_EQ_INT(nb, na);
             CHECK(nb == na && memcmp(da, db, na * sizeof *da) == 0);
+            sized_same_bytes(&f, version, &b, db, nb);
             free(da);
             free(db);
             /* into a buffer whose max is below or near the encoding's size: both
