@@ -420,6 +420,10 @@ def test_js_modules():
                 // the type picker's names: short, with the unit only where two would read the same
                 types: ['a:cpu:nanoseconds:cpu:nanoseconds', 'a:cpu:count:cpu:nanoseconds',
                         'memory:alloc_space:bytes:space:bytes', 'odd'].map((t, _, all) => bar.typeLabel(t, all)),
+                // the times the node takes in from/until, UTC without a zone
+                times: ['20231114', '2023-11-14', '2023-11-14 22:13:20', '2023-11-14T22:13:20Z',
+                        '2023-11-14T23:13:20+01:00', '2023-11-14T22:13:20.5', '1700000000123',
+                        '20230229'].map((v) => bar.toSeconds(v)),
               });
             }).catch((e) => done({error: String(e)}));
         """)
@@ -444,6 +448,8 @@ def test_js_modules():
         assert out["axis"] == ["1 GiB", "5 KiB", "1 GiB", "1 G", "0.5"], out["axis"]
         assert out["types"] == ["a · cpu (nanoseconds:cpu:nanoseconds)", "a · cpu (count:cpu:nanoseconds)",
                                 "memory · alloc_space", "odd"], out["types"]
+        assert out["times"] == [1699920000, 1699920000, 1700000000, 1700000000, 1700000000, 1700000000,
+                                1700000000, 20230229], out["times"]
 
 
 def test_query_bar():
