@@ -27,7 +27,7 @@
 /* Raw query parameters as received (URL-decoded), NULL when absent. */
 typedef struct query_params {
     const char *query;     /* TYPE{selector} */
-    const char *from;      /* unix s/ms/us/ns, now, now-1h, YYYYMMDD, YYYY-MM-DD[THH:MM[:SS]][Z]; default now-1h */
+    const char *from;      /* any form of query_time_parse; default now-1h */
     const char *until;     /* default now */
     const char *max_nodes; /* default QUERY_DEFAULT_MAX_NODES */
     const char *format;    /* json (default) | folded | pprof | svg | speedscope */
