@@ -799,6 +799,22 @@ def test_tags_and_profiles():
         shot(b, "profile-sandwich")
 
 
+def test_tags_empty():
+    """The tag explorer says why it has nothing to show: a range without
+    samples, and a node nothing was pushed to (no label to pick)."""
+    with need_browser() as b:
+        open_page(b, page(view="tags", query=sel(), label="version", **{"from": "20010101", "until": "20010102"}),
+                  "the tag explorer over an empty range")
+        text = b.js("return document.querySelector('#view-tags .tags-total').textContent")
+        assert text.startswith("no samples match this selection in this range"), text
+        with Node(name="ui-empty") as empty:
+            b.get("http://127.0.0.1:%d/?%s" % (empty.port, urllib.parse.urlencode({"view": "tags", "query": sel()})))
+            b.wait_js("return document.body.dataset.ready === 'true'", what="the empty node's tag explorer")
+            text = b.js("return document.querySelector('#view-tags .tags-total').textContent")
+            assert text.startswith("no labels yet: push a profile"), text
+            shot(b, "tags-empty")
+
+
 def test_cluster_view():
     """The cluster tab: GET /cluster/status as a table, through the page's own
     calls (so a token goes along), not a raw JSON link."""
