@@ -143,8 +143,7 @@ static int secret_read_err(const char *path, errmsg_t *em)
                           "DynamicUser=, hand the file over with LoadCredential=, see "
                           "deploy/flamedb.service)",
                           why, (unsigned)geteuid());
-    return errmsg_set(em, ERR_IO, "--cluster-secret-file: %s (at most %d bytes)", why,
-                      CLUSTER_SECRET_MAX);
+    return errmsg_set(em, ERR_IO, "--cluster-secret-file: %s", why);
 }
 
 /* The cluster secret: the file's bytes without trailing white space. A
@@ -162,6 +161,10 @@ int cluster_secret_load(const char *path, digest_key_t **out, errmsg_t *em)
                           "--cluster-secret-file: %s is readable by others (mode %03o); "
                           "chmod 600 it",
                           path, (unsigned)(st.st_mode & 0777));
+    if (S_ISREG(st.st_mode) && st.st_size > CLUSTER_SECRET_MAX + 1)
+        return errmsg_set(em, ERR_IO,
+                          "--cluster-secret-file: %s is over %d bytes (%lld): is it the secret?",
+                          path, CLUSTER_SECRET_MAX, (long long)st.st_size);
     buf_t b;
     int rc = cluster_statefile_read_secret(path, CLUSTER_SECRET_MAX + 1, &b, em);
     if (rc != ERR_OK) rc = secret_read_err(path, em);
