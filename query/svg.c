@@ -438,6 +438,10 @@ static int write_header(buf_t *b, const svg_t *s)
         if (rc == 0) rc = buf_append_str(b, ", right ");
     }
     if (rc == 0) rc = write_value(b, s, s->total);
+    /* nothing selected: say so rather than draw a lone grey "total" bar */
+    int empty = s->st->n <= 1 && s->total == 0 &&
+                (s->style->left_total == NULL || s->style->left_total[0] == 0);
+    if (rc == 0 && empty) rc = buf_append_str(b, ": no samples match this selection in this range");
     if (rc == 0 && s->style->note != NULL) {
         rc = buf_append_str(b, " <tspan fill=\"#b00000\">");
         if (rc == 0) rc = xml_text(b, s->style->note, strlen(s->style->note));

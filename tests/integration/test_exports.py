@@ -142,6 +142,22 @@ def test_svg_labels_readable():
     assert not bad, ("labels below 4.5:1", bad)
 
 
+def test_svg_empty_says_so():
+    """An SVG of a selection without samples says so under its title, as the
+    web UI does, instead of a lone grey 'total' bar."""
+    svc = unique("svgnone")
+    r = NODE.render(sel(svc), fmt="svg")
+    assert r.status == 200, r
+    head = [t.text or "" for t in ET.fromstring(r.body).iter(SVG + "text")][:2]
+    assert head[1] == "total 0 nanoseconds: no samples match this selection in this range", head
+    r = NODE.query("/pyroscope/render-diff", leftQuery=sel(svc), rightQuery=sel(svc + "x"), format="svg")
+    assert r.status == 200, r
+    assert b"no samples match this selection in this range" in r.body, r.body[:600]
+    push(NODE, svc)
+    r = NODE.render(sel(svc), fmt="svg")
+    assert r.status == 200 and b"no samples match" not in r.body, r.body[:600]
+
+
 def test_svg_max_nodes_other():
     svc = unique("svgo")
     push(NODE, svc)
