@@ -1466,7 +1466,9 @@ static const command_t commands[] = {
      "          [-o FILE]",
      "Reads the merged profile of a selection. TYPE is a profile type id such as\n"
      "process_cpu:cpu:nanoseconds:cpu:nanoseconds; the selector uses =, !=, =~ and\n"
-     "!~. Times: unix seconds or ms, now, now-1h (default now-1h .. now).\n"
+     "!~. Times: unix seconds or ms, now, now-1h, or a date and time as\n"
+     "'flamectl profiles' prints them, 2026-12-03 20:15:00 (UTC; also\n"
+     "2026-12-03T21:15+01:00) (default now-1h .. now).\n"
      "--output top (default) prints the top functions from GET /api/top, exact from\n"
      "the whole profile: self (the function is the leaf) and total (it is on the\n"
      "stack; recursion counted once) with their percentages and, for CPU types,\n"

@@ -178,6 +178,12 @@ fi
 NOW=$(date +%s)
 START=$((NOW - NOW % 10))
 V2_AT=$((START + (BACKFILL > 0 ? -BACKFILL / 2 : 300))) # v2 rolls out half way
+FIRST=$((START - BACKFILL))
+# v1 runs only before V2_AT and the traced request is at the history's end:
+# what is printed below about them starts at the history's start, not at
+# now-1h, so they stay in range however long the demo runs and whatever
+# --backfill is
+SINCE=$FIRST
 CPU='process_cpu:cpu:nanoseconds:cpu:nanoseconds'
 if [ "$BACKFILL" -gt 0 ]; then
     WHERE=""
@@ -185,7 +191,6 @@ if [ "$BACKFILL" -gt 0 ]; then
     say "pushing $((BACKFILL / 60)) minutes of history$WHERE (v1 -> v2 half way)"
     STEP=30
     SLICE=$((((BACKFILL + STEP - 1) / STEP + NODES - 1) / NODES * STEP))
-    FIRST=$((START - BACKFILL))
     BF_PIDS=()
     for i in $(seq 0 $((NODES - 1))); do
         from=$((FIRST + i * SLICE)) to=$((FIRST + (i + 1) * SLICE))
@@ -231,8 +236,8 @@ SPAN=${SPAN:-}
 [ -n "$SPAN" ] && Q_SPAN=$(enc "$CPU{service_name=\"api\",span_id=\"$SPAN\"}")
 echo
 echo "Web UI (served by every node): ${URLS[0]}/?query=$Q_API&from=now-1h"
-echo "  checkout v1 against v2: ${URLS[0]}/?view=diff&query=$Q_V1&rightQuery=$Q_V2&from=now-1h"
-[ -n "$SPAN" ] && echo "  one traced request: ${URLS[0]}/?view=spans&query=$Q_API&span=$SPAN&from=now-1h"
+echo "  checkout v1 against v2: ${URLS[0]}/?view=diff&query=$Q_V1&rightQuery=$Q_V2&from=$SINCE"
+[ -n "$SPAN" ] && echo "  one traced request: ${URLS[0]}/?view=spans&query=$Q_API&span=$SPAN&from=$SINCE"
 echo
 if [ "$NODES" = 1 ]; then
     echo "flamedb is running at ${URLS[0]} with live demo traffic"
@@ -248,9 +253,9 @@ for i in $(seq 0 $((NODES - 1))); do
     echo "  $U/  (web UI)"
     echo "  $U/pyroscope/render?query=$Q_API&from=now-1h&until=now"
     echo "  $U/pyroscope/render?query=$Q_CHK&from=now-1h&format=folded"
-    echo "  $U/pyroscope/render-diff?leftQuery=$Q_V1&leftFrom=now-1h&rightQuery=$Q_V2&rightFrom=now-1h"
-    echo "  $U/api/diff?leftQuery=$Q_V1&leftFrom=now-1h&rightQuery=$Q_V2&rightFrom=now-1h&limit=10"
-    [ -n "$SPAN" ] && echo "  $U/pyroscope/render?query=$Q_SPAN&from=now-1h&until=now"
+    echo "  $U/pyroscope/render-diff?leftQuery=$Q_V1&leftFrom=$SINCE&rightQuery=$Q_V2&rightFrom=$SINCE"
+    echo "  $U/api/diff?leftQuery=$Q_V1&leftFrom=$SINCE&rightQuery=$Q_V2&rightFrom=$SINCE&limit=10"
+    [ -n "$SPAN" ] && echo "  $U/pyroscope/render?query=$Q_SPAN&from=$SINCE&until=now"
     echo "  $U/pyroscope/label-names"
     [ "$NODES" -gt 1 ] && echo "  $U/cluster/status"
 done
@@ -261,17 +266,17 @@ Or with flamectl (--url picks the node; without it flamectl asks \$FLAMEDB_URL,
 else http://127.0.0.1:4040, which may be another program: set it in your shell):
   export FLAMEDB_URL=${URLS[0]}
   $CTL --url ${URLS[0]} query '$CPU{service_name="api"}' --from now-1h
-  $CTL --url $U2 query '$CPU{service_name="checkout",version="v1"}' --from now-1h --limit 8
-  $CTL --url $U2 query '$CPU{service_name="checkout",version="v2"}' --from now-1h --limit 8
-  $CTL --url $U2 diff '$CPU{service_name="checkout",version="v1"}' '$CPU{service_name="checkout",version="v2"}' --from now-1h --limit 8
+  $CTL --url $U2 query '$CPU{service_name="checkout",version="v1"}' --from $SINCE --limit 8
+  $CTL --url $U2 query '$CPU{service_name="checkout",version="v2"}' --from $SINCE --limit 8
+  $CTL --url $U2 diff '$CPU{service_name="checkout",version="v1"}' '$CPU{service_name="checkout",version="v2"}' --from $SINCE --limit 8
   $CTL --url ${URLS[$((NODES - 1))]} query 'memory:alloc_space:bytes:space:bytes{service_name="worker"}' --output folded
   $CTL --url ${URLS[0]} query '$CPU{}' --output pprof -o cpu.pb.gz   # then: go tool pprof -top cpu.pb.gz
   $CTL --url $U2 labels pod
 EOF
 if [ -n "$SPAN" ]; then
     cat <<EOF
-  $CTL --url $U2 query '$CPU{service_name="api",span_id="$SPAN"}' --from now-1h
-  $CTL --url $U2 query '$CPU{service_name="api",trace_id="$TRACE"}' --from now-1h --output folded
+  $CTL --url $U2 query '$CPU{service_name="api",span_id="$SPAN"}' --from $SINCE
+  $CTL --url $U2 query '$CPU{service_name="api",trace_id="$TRACE"}' --from $SINCE --output folded
 EOF
 fi
 if [ "$NODES" -gt 1 ]; then

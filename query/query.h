@@ -27,7 +27,7 @@
 /* Raw query parameters as received (URL-decoded), NULL when absent. */
 typedef struct query_params {
     const char *query;     /* TYPE{selector} */
-    const char *from;      /* unix s/ms/us/ns, now, now-1h, YYYYMMDD; default now-1h */
+    const char *from;      /* any form of query_time_parse; default now-1h */
     const char *until;     /* default now */
     const char *max_nodes; /* default QUERY_DEFAULT_MAX_NODES */
     const char *format;    /* json (default) | folded | pprof | svg | speedscope */
@@ -222,7 +222,9 @@ int query_selector_take_spans(const char *param, query_selector_t *sel, query_sp
                               errmsg_t *em);
 
 /* Time: unix s/ms/us/ns by magnitude (< 1e10 s, < 1e13 ms, < 1e16 us, else
- * ns), `now`, `now-N{s,m,h,d,w}`, YYYYMMDD (UTC midnight). Result in unix ms.
+ * ns), `now`, `now-N{s,m,h,d,w}`, YYYYMMDD (UTC midnight),
+ * YYYY-MM-DD[(T| )HH:MM[:SS[.fff]]][Z|+HH:MM|-HH:MM] (UTC without an offset).
+ * Result in unix ms.
  * ERR_INVALID_ARGUMENT naming param. */
 int query_time_parse(const char *param, const char *s, int64_t now_ms, int64_t *out_ms,
                      errmsg_t *em);

@@ -57,6 +57,32 @@ static int is_type_char(char c)
     return isalnum((unsigned char)c) || c == '_' || c == '.' || c == '-' || c == ':';
 }
 
+/* The reason for a type that is not name:sample_type:sample_unit:period_type:
+ * period_unit. A dotted word without ':' is most likely the name a push
+ * carried (APP.cpu{...}, Pyroscope's old query form): say how to ask for it. */
+static int type_err(parser_t *p, const char *type, size_t len)
+{
+    static const char cpu_type[] = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
+    static const char list[] = "GET /pyroscope/label-values?label=__profile_type__ "
+                               "(flamectl labels __profile_type__) lists the types stored";
+    size_t dot = len;
+    while (dot > 0 && type[dot - 1] != '.')
+        dot--;
+    if (memchr(type, ':', len) != NULL || dot <= 1 || dot == len)
+        return errmsg_set(p->em, ERR_INVALID_ARGUMENT,
+                          "parameter '%s': position %zu: profile type must be name:sample_type:"
+                          "sample_unit:period_type:period_unit, e.g. %s; %s",
+                          p->param, p->i, cpu_type, list);
+    const char *sfx = type + dot;
+    int cpu = strcmp(sfx, "cpu") == 0 || strcmp(sfx, "itimer") == 0;
+    return errmsg_set(p->em, ERR_INVALID_ARGUMENT,
+                      "parameter '%s': position %zu: \"%.*s\" is a push's name (APP.TYPE), not a "
+                      "profile type: select the app by service_name under the type's id, "
+                      "%s{service_name=\"%.*s\"}; %s",
+                      p->param, p->i, (int)(len < 80 ? len : 80), type, cpu ? cpu_type : "TYPE",
+                      (int)(dot - 1 < 64 ? dot - 1 : 64), type, list);
+}
+
 static int parse_type(parser_t *p, query_selector_t *sel)
 {
     size_t start = p->i;
@@ -73,8 +99,7 @@ static int parse_type(parser_t *p, query_selector_t *sel)
     ptype_t pt;
     if (query_ptype_parse(sel->type, &pt) != 0) {
         p->i = start;
-        return perr(p, "profile type must be name:sample_type:sample_unit:period_type:"
-                       "period_unit");
+        return type_err(p, sel->type, len);
     }
     return 0;
 }

@@ -15,6 +15,7 @@
  * tooltips and header then give both sides, widths staying the tree's own
  * (the right side's).
  */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -208,6 +209,28 @@ void query_svg_rgb(unsigned r, unsigned g, unsigned b, char *out)
     out[7] = 0;
 }
 
+/* WCAG relative luminance of a "#rrggbb" colour. */
+static double luminance(const char *rgb)
+{
+    double l = 0;
+    static const double weight[3] = {0.2126, 0.7152, 0.0722};
+    for (int i = 0; i < 3; i++) {
+        char h[3] = {rgb[1 + 2 * i], rgb[2 + 2 * i], 0};
+        double c = (double)strtoul(h, NULL, 16) / 255.0;
+        l += weight[i] * (c <= 0.03928 ? c / 12.92 : pow((c + 0.055) / 1.055, 2.4));
+    }
+    return l;
+}
+
+/* A label's colour on a frame of colour fill: black (the default, NULL)
+ * unless white reads better, as on the saturated blue of a diff's largest
+ * shrink (black on it was 2.9:1) or the darkest reds of the package palette
+ * (3.6:1). Black and white contrast equally at a luminance of about 0.18. */
+static const char *label_fill(const char *fill)
+{
+    return luminance(fill) < 0.179 ? "#ffffff" : NULL;
+}
+
 /* ---- values ---- */
 
 typedef struct svg {
@@ -328,7 +351,10 @@ static int write_frame(buf_t *b, const svg_t *s, vframe_t f)
     if (rc == 0 && x1 - x0 >= 600 + 3 * SVG_CHAR_CPX) {
         rc = buf_append_str(b, "<text x=\"");
         if (rc == 0) rc = write_cpx(b, x0 + 300);
-        if (rc == 0) rc = buf_printf(b, "\" y=\"%d\">", y + SVG_ROW - 4);
+        const char *ink = label_fill(fill);
+        if (rc == 0) rc = buf_printf(b, "\" y=\"%d\"", y + SVG_ROW - 4);
+        if (rc == 0 && ink != NULL) rc = buf_printf(b, " fill=\"%s\"", ink);
+        if (rc == 0) rc = buf_append_byte(b, '>');
         if (rc == 0) rc = write_label(b, f.node == 0 ? "total" : s->st->name[f.node], x1 - x0);
         if (rc == 0) rc = buf_append_str(b, "</text>");
     }
@@ -412,6 +438,10 @@ static int write_header(buf_t *b, const svg_t *s)
         if (rc == 0) rc = buf_append_str(b, ", right ");
     }
     if (rc == 0) rc = write_value(b, s, s->total);
+    /* nothing selected: say so rather than draw a lone grey "total" bar */
+    int empty = s->st->n <= 1 && s->total == 0 &&
+                (s->style->left_total == NULL || s->style->left_total[0] == 0);
+    if (rc == 0 && empty) rc = buf_append_str(b, ": no samples match this selection in this range");
     if (rc == 0 && s->style->note != NULL) {
         rc = buf_append_str(b, " <tspan fill=\"#b00000\">");
         if (rc == 0) rc = xml_text(b, s->style->note, strlen(s->style->note));

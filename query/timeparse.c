@@ -1,5 +1,7 @@
 /* timeparse.c — the from/until parameters: unix timestamps of any precision,
- * `now`, `now-<n><unit>`, and YYYYMMDD. Results are unix milliseconds.
+ * `now`, `now-<n><unit>`, YYYYMMDD and dates with a time of day
+ * (2026-12-03T20:15:00Z, 2026-12-03 20:15, 2026-12-03). Results are unix
+ * milliseconds.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -56,6 +58,63 @@ static int parse_yyyymmdd(uint64_t v, int64_t *ms)
     return 1;
 }
 
+/* Reads exactly n digits at *p into *v and moves *p past them. */
+static int take_num(const char **p, size_t n, int64_t *v)
+{
+    uint64_t x;
+    if (strspn(*p, "0123456789") < n || !parse_digits(*p, n, &x)) return 0;
+    *p += n;
+    *v = (int64_t)x;
+    return 1;
+}
+
+/* The zone after a time of day: nothing (UTC), Z, or +HH:MM / -HH:MM.
+ * Sets *off_ms to what is subtracted to get UTC. */
+static int parse_zone(const char *p, int64_t *off_ms)
+{
+    int64_t hh, mm;
+    *off_ms = 0;
+    if (*p == 0 || ((*p == 'Z' || *p == 'z') && p[1] == 0)) return 1;
+    if (*p != '+' && *p != '-') return 0;
+    int sign = *p++ == '-' ? -1 : 1;
+    if (!take_num(&p, 2, &hh) || *p++ != ':' || !take_num(&p, 2, &mm) || *p != 0) return 0;
+    if (hh > 23 || mm > 59) return 0;
+    *off_ms = sign * (hh * 3600 + mm * 60) * 1000;
+    return 1;
+}
+
+/* YYYY-MM-DD, optionally followed by T or a space and HH:MM[:SS[.fff]] and a
+ * zone (UTC without one): what flamectl and the UI print, and RFC 3339.
+ * Returns 1 and sets *ms, 0 when s is not of that form. */
+static int parse_datetime(const char *s, int64_t *ms)
+{
+    const char *p = s;
+    int64_t y, mo, d, h = 0, mi = 0, sec = 0, frac = 0, off;
+    if (!take_num(&p, 4, &y) || *p++ != '-' || !take_num(&p, 2, &mo) || *p++ != '-' ||
+        !take_num(&p, 2, &d))
+        return 0;
+    if (y < 1970 || y > 2999 || mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo)) return 0;
+    if (*p == 'T' || *p == 't' || *p == ' ') {
+        p++;
+        if (!take_num(&p, 2, &h) || *p++ != ':' || !take_num(&p, 2, &mi)) return 0;
+        if (*p == ':') {
+            p++;
+            if (!take_num(&p, 2, &sec)) return 0;
+        }
+        if (*p == '.') {
+            size_t n = strspn(++p, "0123456789");
+            if (n == 0 || n > 9) return 0;
+            for (size_t i = 0; i < 3; i++) /* milliseconds: the rest is dropped */
+                frac = frac * 10 + (i < n ? p[i] - '0' : 0);
+            p += n;
+        }
+        if (h > 23 || mi > 59 || sec > 60) return 0; /* 60: a leap second */
+    }
+    if (!parse_zone(p, &off)) return 0;
+    *ms = days_from_civil(y, mo, d) * 86400 * 1000 + (h * 3600 + mi * 60 + sec) * 1000 + frac - off;
+    return *ms >= 0;
+}
+
 static int parse_relative(const char *param, const char *s, int64_t now_ms, int64_t *out,
                           errmsg_t *em)
 {
@@ -104,8 +163,13 @@ int query_time_parse(const char *param, const char *s, int64_t now_ms, int64_t *
     if (n == 0 || n > TIME_TEXT_MAX) return bad(param, s, n ? "too long" : "empty time", em);
     if (strncmp(s, "now", 3) == 0) return parse_relative(param, s, now_ms, out_ms, em);
     uint64_t v;
-    if (!parse_digits(s, n, &v))
-        return bad(param, s, "not a time (unix s/ms/us/ns, now, now-1h, YYYYMMDD)", em);
+    if (!parse_digits(s, n, &v)) {
+        if (parse_datetime(s, out_ms)) return 0;
+        return bad(param, s,
+                   "not a time (unix s/ms/us/ns, now, now-1h, YYYYMMDD, "
+                   "YYYY-MM-DD[THH:MM[:SS]][Z|+HH:MM], UTC by default)",
+                   em);
+    }
     if (n == 8 && parse_yyyymmdd(v, out_ms)) return 0;
     if (v < 10000000000ULL) /* seconds until the year 2286 */
         *out_ms = (int64_t)v * 1000;

@@ -128,6 +128,24 @@ int cluster_incarnation_next(const char *data_dir, uint64_t now_s, uint64_t *out
     return rc;
 }
 
+/* Why the secret could not be read, keeping the reader's reason (permission
+ * denied, a directory, too large). A file this process may not read is what
+ * a service running as another user than the file's owner meets (systemd's
+ * DynamicUser= among them): say which user it runs as. */
+static int secret_read_err(const char *path, errmsg_t *em)
+{
+    char why[ERRMSG_MAX];
+    snprintf(why, sizeof why, "%s", em->text[0] ? em->text : "cannot read it");
+    if (access(path, R_OK) != 0 && errno == EACCES)
+        return errmsg_set(em, ERR_IO,
+                          "--cluster-secret-file: %s; flamedb runs as uid %u, which may not "
+                          "read it: make that user the file's owner (under systemd with "
+                          "DynamicUser=, hand the file over with LoadCredential=, see "
+                          "deploy/flamedb.service)",
+                          why, (unsigned)geteuid());
+    return errmsg_set(em, ERR_IO, "--cluster-secret-file: %s", why);
+}
+
 /* The cluster secret: the file's bytes without trailing white space. A
  * secret others can read is no secret, so a file readable by group or others
  * is refused; a short one is refused because it could be guessed. */
@@ -143,11 +161,13 @@ int cluster_secret_load(const char *path, digest_key_t **out, errmsg_t *em)
                           "--cluster-secret-file: %s is readable by others (mode %03o); "
                           "chmod 600 it",
                           path, (unsigned)(st.st_mode & 0777));
+    if (S_ISREG(st.st_mode) && st.st_size > CLUSTER_SECRET_MAX + 1)
+        return errmsg_set(em, ERR_IO,
+                          "--cluster-secret-file: %s is over %d bytes (%lld): is it the secret?",
+                          path, CLUSTER_SECRET_MAX, (long long)st.st_size);
     buf_t b;
     int rc = cluster_statefile_read_secret(path, CLUSTER_SECRET_MAX + 1, &b, em);
-    if (rc != ERR_OK)
-        rc = errmsg_set(em, ERR_IO, "--cluster-secret-file: cannot read %s (or over %d bytes)",
-                        path, CLUSTER_SECRET_MAX);
+    if (rc != ERR_OK) rc = secret_read_err(path, em);
     size_t n = b.len;
     while (rc == ERR_OK && n > 0 && strchr(" \t\r\n", b.data[n - 1]) != NULL)
         n--;

@@ -15,11 +15,20 @@ function toLocalInput(sec) {
 }
 const fromLocalInput = (v) => Math.floor(new Date(v).getTime() / 1000);
 
-// Unix seconds of a from/until parameter (now, now-1h, unix s/ms), or NaN.
+// Unix seconds of a from/until parameter (now, now-1h, unix s/ms/µs/ns,
+// YYYYMMDD, 2026-12-03T20:15:00Z, 2026-12-03 20:15; UTC without a zone, as
+// the node reads them), or NaN.
 export function toSeconds(v, now = Date.now() / 1000) {
   if (v === 'now' || v === '') return Math.floor(now);
   const m = /^now-(\d+)([smhdw])$/.exec(v);
   if (m) return Math.floor(now - m[1] * { s: 1, m: 60, h: 3600, d: 86400, w: 604800 }[m[2]]);
+  const ymd = /^(\d{4})(\d{2})(\d{2})$/.exec(v);
+  if (ymd && Number(ymd[1]) >= 1970 && Number(ymd[1]) <= 2999) {
+    const t = Date.UTC(ymd[1], ymd[2] - 1, ymd[3]);
+    if (new Date(t).getUTCDate() === Number(ymd[3])) return t / 1000;
+  }
+  const dt = /^(\d{4}-\d{2}-\d{2})(?:[Tt ](\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?)([Zz]|[+-]\d{2}:\d{2})?)?$/.exec(v);
+  if (dt) return Math.floor(Date.parse(`${dt[1]}T${dt[2] || '00:00'}${(dt[3] || 'Z').toUpperCase()}`) / 1000);
   let n = Number(v);
   if (!Number.isFinite(n)) return NaN;
   while (n > 1e11) n /= 1000; // ms, µs, ns

@@ -62,7 +62,13 @@ export class TagsView {
     const sel = this.q('.label');
     sel.replaceChildren(...names.map((n) => new Option(n, n)));
     sel.value = label;
-    if (!label) return;
+    if (!label) { // nothing pushed yet (label names are not limited to the range)
+      this.values = [];
+      this.q('.tags-total').textContent = 'no labels yet: push a profile (docs/api.md, POST /ingest) and reload';
+      this.timeline.set([], this.unit, fmt.isCPU(type), false);
+      this.table.setRows([]);
+      return;
+    }
     const ans = await api.labelShares({ query: state.query, label, from: state.from, until: state.until });
     this.app.showPartial(api.partialText(ans));
     ans.values.forEach((v, i) => { v.color = COLORS[i % COLORS.length]; });
@@ -74,7 +80,9 @@ export class TagsView {
     // selection's average profile (two pods of 405 and 401 MiB: 403 MiB)
     const sum = ans.values.reduce((a, v) => a + v.total, 0);
     const of = gauge && ans.values.length > 1 ? `; shares of the values' averages, ${fmt.value(sum, this.unit)} together` : '';
-    this.q('.tags-total').textContent = `${fmt.count(ans.values.length, 'value')} of ${label}, ${whole} ${fmt.value(ans.total, this.unit)}${of}`;
+    this.q('.tags-total').textContent = ans.values.length === 0
+      ? 'no samples match this selection in this range: widen the range or change the selector'
+      : `${fmt.count(ans.values.length, 'value')} of ${label}, ${whole} ${fmt.value(ans.total, this.unit)}${of}`;
     this.timeline.set(ans.values.slice(0, COLORS.length).map((v) => ({ timeline: v.timeline, color: v.color })),
       this.unit, fmt.isCPU(type), gauge);
     this.table.opts.columns.find((c) => c.key === 'total').title = gauge ? 'Average in use' : 'Total';

@@ -15,6 +15,7 @@
 Every wait is bounded; the seed is printed (cluster.py).
 """
 import os
+import shutil
 import struct
 import subprocess
 import tempfile
@@ -112,10 +113,38 @@ def test_bad_secret_files_refused_at_start():
         assert rc == 1 and "at least 16" in err, (rc, err)
         rc, err = run_bin(base + ["--cluster-secret-file", data + "/absent"])
         assert rc == 1 and "cannot read" in err, (rc, err)
+        # the reader's own reason, not a guess ("cannot read X (or over 4096 bytes)")
+        os.mkdir(data + "/adir", 0o700)
+        rc, err = run_bin(base + ["--cluster-secret-file", data + "/adir"])
+        assert rc == 1 and "Is a directory" in err, (rc, err)
+        check_secret_of_another_user(data)
     finally:
         os.unlink(readable)
         os.unlink(short)
         subprocess.run(["rm", "-rf", data])
+
+
+def check_secret_of_another_user(data):
+    """A secret chmod 600 by root, read by a node running as another user (as
+    under systemd's DynamicUser=): refused with the reason and the user."""
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        print("  (not root or no setpriv: the other-user secret case is skipped)")
+        return
+    secret = secret_file("a long enough cluster secret")
+    node_dir = tempfile.mkdtemp(prefix="flamedb-it-auth-nobody-")
+    os.chmod(node_dir, 0o777)
+    try:
+        p = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                            harness.FLAMEDB_BIN, "--data-dir", node_dir, "--http-listen", "127.0.0.1:0",
+                            "--cluster-listen", "tcp://127.0.0.1:%d" % free_port(),
+                            "--cluster-secret-file", secret], capture_output=True, timeout=20)
+        err = p.stderr.decode()
+        assert p.returncode == 1, (p.returncode, err)
+        assert "Permission denied" in err and "runs as uid 65534" in err, err
+        assert "LoadCredential=" in err, err
+    finally:
+        os.unlink(secret)
+        shutil.rmtree(node_dir, ignore_errors=True)
 
 
 UNSIGNED_WARNING = "is not a loopback address and --cluster-secret-file is not set"

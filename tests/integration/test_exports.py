@@ -99,6 +99,65 @@ def test_svg_frames_titles_and_escaping():
     assert parse[1] + parse[2] <= work[1] + work[2] + 1e-9
 
 
+def contrast(a, b):
+    """WCAG contrast ratio of two "#rrggbb" colours."""
+    def lum(c):
+        v = [int(c[i:i + 2], 16) / 255 for i in (1, 3, 5)]
+        v = [x / 12.92 if x <= 0.03928 else ((x + 0.055) / 1.055) ** 2.4 for x in v]
+        return 0.2126 * v[0] + 0.7152 * v[1] + 0.0722 * v[2]
+    hi, lo = sorted((lum(a), lum(b)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+def label_contrasts(body):
+    """[(label, contrast of its text on its frame)] of every labelled frame."""
+    out = []
+    for g in ET.fromstring(body).iter(SVG + "g"):
+        text = g.find(SVG + "text")
+        if text is not None:
+            out.append((text.text, contrast(g.find(SVG + "rect").get("fill"), text.get("fill", "#000000"))))
+    return out
+
+
+def test_svg_labels_readable():
+    """Every frame label reads at 4.5:1 on its frame: the diff's strongest
+    blue (black on it was 2.9:1) and the package palette's darkest reds."""
+    left, right = unique("svgl"), unique("svgr")
+    push(NODE, left, {"main;shrinks": 90, "main;grows": 10})
+    push(NODE, right, {"main;shrinks": 10, "main;grows": 90})
+    r = NODE.query("/pyroscope/render-diff", leftQuery=sel(left), rightQuery=sel(right), format="svg",
+                   leftFrom="now-1h", rightFrom="now-1h")
+    assert r.status == 200, r
+    got = label_contrasts(r.body)
+    assert {"shrinks", "grows"} <= {t for t, _ in got}, got
+    bad = [(t, round(c, 2)) for t, c in got if c < 4.5]
+    assert not bad, ("diff labels below 4.5:1", bad)
+    svc = unique("svgpal")  # one deep stack of many packages: many colours, each frame labelled
+    push(NODE, svc, {";".join(["main"] + ["pkg%d.work" % i for i in range(60)]): 10})
+    r = NODE.render(sel(svc), fmt="svg")
+    assert r.status == 200, r
+    got = label_contrasts(r.body)
+    assert len(got) > 60, len(got)
+    bad = [(t, round(c, 2)) for t, c in got if c < 4.5]
+    assert not bad, ("labels below 4.5:1", bad)
+
+
+def test_svg_empty_says_so():
+    """An SVG of a selection without samples says so under its title, as the
+    web UI does, instead of a lone grey 'total' bar."""
+    svc = unique("svgnone")
+    r = NODE.render(sel(svc), fmt="svg")
+    assert r.status == 200, r
+    head = [t.text or "" for t in ET.fromstring(r.body).iter(SVG + "text")][:2]
+    assert head[1] == "total 0 nanoseconds: no samples match this selection in this range", head
+    r = NODE.query("/pyroscope/render-diff", leftQuery=sel(svc), rightQuery=sel(svc + "x"), format="svg")
+    assert r.status == 200, r
+    assert b"no samples match this selection in this range" in r.body, r.body[:600]
+    push(NODE, svc)
+    r = NODE.render(sel(svc), fmt="svg")
+    assert r.status == 200 and b"no samples match" not in r.body, r.body[:600]
+
+
 def test_svg_max_nodes_other():
     svc = unique("svgo")
     push(NODE, svc)

@@ -137,6 +137,16 @@ def check_flamectl(node, t0, ids):
     assert [re.search(r"\b([0-9a-f]{80})\b", line).group(1) for line in rows] == \
         [pid for _, pid in ids], out
     assert "pod=a" in rows[0] and "3 profiles" in out, out
+    # the time a row prints (UTC) is a time --from/--until take back: up to the
+    # newest row's time the range holds the whole window, all three pushes
+    printed = re.match(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)\s", rows[0]).group(1)
+    folded = ctl(node, "query", CPU + '{service_name="shop"}', "--from", str(t0 - 10),
+                 "--until", printed, "--output", "folded").decode()
+    want = {}
+    for _, _, body in PUSHES:
+        for k, v in stacks(body, SCALE).items():
+            want[k] = want.get(k, 0) + v
+    assert stacks(folded) == want, (printed, folded)
     idx, pid = ids[0]
     assert stacks(ctl(node, "profile", pid).decode()) == stacks(PUSHES[idx][2], SCALE)
     with tempfile.TemporaryDirectory() as d:

@@ -420,6 +420,10 @@ def test_js_modules():
                 // the type picker's names: short, with the unit only where two would read the same
                 types: ['a:cpu:nanoseconds:cpu:nanoseconds', 'a:cpu:count:cpu:nanoseconds',
                         'memory:alloc_space:bytes:space:bytes', 'odd'].map((t, _, all) => bar.typeLabel(t, all)),
+                // the times the node takes in from/until, UTC without a zone
+                times: ['20231114', '2023-11-14', '2023-11-14 22:13:20', '2023-11-14T22:13:20Z',
+                        '2023-11-14T23:13:20+01:00', '2023-11-14T22:13:20.5', '1700000000123',
+                        '20230229'].map((v) => bar.toSeconds(v)),
               });
             }).catch((e) => done({error: String(e)}));
         """)
@@ -444,6 +448,8 @@ def test_js_modules():
         assert out["axis"] == ["1 GiB", "5 KiB", "1 GiB", "1 G", "0.5"], out["axis"]
         assert out["types"] == ["a · cpu (nanoseconds:cpu:nanoseconds)", "a · cpu (count:cpu:nanoseconds)",
                                 "memory · alloc_space", "odd"], out["types"]
+        assert out["times"] == [1699920000, 1699920000, 1700000000, 1700000000, 1700000000, 1700000000,
+                                1700000000, 20230229], out["times"]
 
 
 def test_query_bar():
@@ -791,6 +797,22 @@ def test_tags_and_profiles():
         callees = {f["name"] for f in s["opened"]["sandwich"]["callees"]}
         assert {"serve", "db", "json"} <= callees, callees
         shot(b, "profile-sandwich")
+
+
+def test_tags_empty():
+    """The tag explorer says why it has nothing to show: a range without
+    samples, and a node nothing was pushed to (no label to pick)."""
+    with need_browser() as b:
+        open_page(b, page(view="tags", query=sel(), label="version", **{"from": "20010101", "until": "20010102"}),
+                  "the tag explorer over an empty range")
+        text = b.js("return document.querySelector('#view-tags .tags-total').textContent")
+        assert text.startswith("no samples match this selection in this range"), text
+        with Node(name="ui-empty") as empty:
+            b.get("http://127.0.0.1:%d/?%s" % (empty.port, urllib.parse.urlencode({"view": "tags", "query": sel()})))
+            b.wait_js("return document.body.dataset.ready === 'true'", what="the empty node's tag explorer")
+            text = b.js("return document.querySelector('#view-tags .tags-total').textContent")
+            assert text.startswith("no labels yet: push a profile"), text
+            shot(b, "tags-empty")
 
 
 def test_cluster_view():

@@ -52,6 +52,15 @@ static const bad_case_t invalid[] = {
     {"{a=~\"(\"}", "bad regex"},
     {"{a=~\"x[\"}", "bad regex"},
     {"cpu{}", "profile type must be"},
+    {"cpu{}", "e.g. process_cpu:cpu:nanoseconds:cpu:nanoseconds"},
+    /* a push's name in Pyroscope's old query form: how to ask for it instead */
+    {"myapp.cpu{env=\"prod\"}",
+     "\"myapp.cpu\" is a push's name (APP.TYPE), not a profile type: select the app by "
+     "service_name under the type's id, "
+     "process_cpu:cpu:nanoseconds:cpu:nanoseconds{service_name=\"myapp\"}"},
+    {"my.app.alloc_space{}", "TYPE{service_name=\"my.app\"}; GET /pyroscope/label-values"},
+    {"myapp.{}", "profile type must be"},
+    {".cpu{}", "profile type must be"},
     {"a:b:c:d{}", "profile type must be"},
     {"a:b:c:d:e:f{}", "profile type must be"},
     {":b:c:d:e{}", "profile type must be"},
