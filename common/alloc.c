@@ -13,6 +13,11 @@ void alloc_tune_for_server(void)
     (void)mallopt(M_TRIM_THRESHOLD, ALLOC_KEEP_BYTES);
 }
 
+void alloc_release_free(void)
+{
+    (void)malloc_trim(0); /* 0: nothing was returned; nothing to report */
+}
+
 void alloc_budget_init(alloc_budget_t *b, size_t limit)
 {
     b->limit = limit;

@@ -48,6 +48,9 @@ typedef struct node_config {
     uint64_t combined_timeout_ms; /* render-diff and groupBy as a whole (then 504) */
     /* decoded pushes and replica writes in progress, node-wide */
     size_t ingest_inflight_bytes;
+    /* a refused push that held this much gives its freed memory back to
+     * the system (alloc_release_free); 0: never */
+    size_t ingest_trim_refused_bytes;
     size_t metrics_max_tenants; /* tenants listed in flamedb_tenant_series */
     size_t metrics_max_renders; /* GET /metrics renders on the pool at once */
     uint64_t shutdown_timeout_ms;

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/alloc.h"
 #include "common/calltree.h"
 #include "common/log.h"
 #include "node/ingest/ingest.h"
@@ -557,8 +558,17 @@ static void work_ingest(job_t *j)
         .now_ns = j->now_ns,
     };
     ingest_profile_t *prof = NULL;
-    j->rc = ingest_parse(&ir, &j->node->cfg.ingest, &prof, &j->em);
-    if (j->rc != ERR_OK) return;
+    size_t held;
+    j->rc = ingest_parse_held(&ir, &j->node->cfg.ingest, &prof, &held, &j->em);
+    if (j->rc != ERR_OK) {
+        size_t trim = j->node->cfg.ingest_trim_refused_bytes;
+        if (trim == 0 || held < trim) return;
+        int64_t t0 = clock_mono_ns(&j->node->clock);
+        alloc_release_free(); /* what it freed is not kept by this worker's arena */
+        log_debug("ingest", "a refused push held %zu bytes; freed memory given back in %lld us",
+                  held, (long long)((clock_mono_ns(&j->node->clock) - t0) / 1000));
+        return;
+    }
     const storage_profile_write_t *w = ingest_profile_write(prof);
     j->empty = ingest_empty(w);
     j->series = j->empty ? 0 : w->nseries;

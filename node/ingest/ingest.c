@@ -300,6 +300,14 @@ static int run(const ingest_request_t *req, const ingest_limits_t *lim, ingest_p
 int ingest_parse(const ingest_request_t *req, const ingest_limits_t *lim, ingest_profile_t **out,
                  errmsg_t *em)
 {
+    size_t peak;
+    return ingest_parse_held(req, lim, out, &peak, em);
+}
+
+int ingest_parse_held(const ingest_request_t *req, const ingest_limits_t *lim,
+                      ingest_profile_t **out, size_t *peak, errmsg_t *em)
+{
+    *peak = 0;
     ingest_limits_t defaults;
     if (lim == NULL) {
         ingest_limits_default(&defaults);
@@ -321,6 +329,7 @@ int ingest_parse(const ingest_request_t *req, const ingest_limits_t *lim, ingest
      * refuses the push as it is: retrying it cannot help, so 422, not the
      * 429 ERR_LIMIT means elsewhere (rates, a tenant's quotas). */
     if (rc == ERR_LIMIT) rc = ERR_OVER_LIMIT;
+    *peak = p->ss.mem_peak;
     if (rc < 0) {
         ingest_profile_free(p);
         return rc;

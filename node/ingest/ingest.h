@@ -99,6 +99,12 @@ typedef struct ingest_profile ingest_profile_t;
  * (503: the in-flight budget is full now; retry later), with the reason in em. */
 int ingest_parse(const ingest_request_t *req, const ingest_limits_t *lim, ingest_profile_t **out,
                  errmsg_t *em);
+/* As ingest_parse, and *peak gets the most bytes the push held at once
+ * while it was parsed (ingest_profile_peak_bytes), refused or not: a
+ * refused push's memory is freed when this returns, and the caller may
+ * give it back to the system (alloc_release_free). */
+int ingest_parse_held(const ingest_request_t *req, const ingest_limits_t *lim,
+                      ingest_profile_t **out, size_t *peak, errmsg_t *em);
 
 /* The storable view; borrowed, valid until ingest_profile_free(). */
 const storage_profile_write_t *ingest_profile_write(const ingest_profile_t *p);

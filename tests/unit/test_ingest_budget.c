@@ -239,6 +239,15 @@ static void test_memory_cap(void)
     CHECK_EQ_INT(test_parse(&r, &lim, &p, &em), ERR_TOO_LARGE);
     CHECK(strstr(em.text, "ingest-request-memory-per-byte") != NULL);
     CHECK(p == NULL);
+    /* A refused push says how much it held (the node then gives that back
+     * to the system): most of its cap, never more. */
+    size_t held = 0;
+    CHECK_EQ_INT(ingest_parse_held(&r, &lim, &p, &held, &em), ERR_TOO_LARGE);
+    CHECK(p == NULL);
+    fprintf(stderr, "memory cap: refused after holding %zu B of %zu\n", held,
+            lim.request_memory_per_byte * n);
+    CHECK(held > lim.request_memory_per_byte * n / 2);
+    CHECK(held <= lim.request_memory_per_byte * n);
     lim.request_memory_per_byte = peak / n + 1;
     CHECK_EQ_INT(test_parse(&r, &lim, &p, &em), 0);
     ingest_profile_free(p);
