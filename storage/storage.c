@@ -65,6 +65,9 @@ static const struct cf_spec {
 /* A hot window folds its memtable operands into one value every this many
  * merges, so reading the last hour does not re-merge every push. */
 #define MAX_SUCCESSIVE_MERGES 64
+/* At most this many LSM levels get a compression of their own (RocksDB's
+ * default is 7). */
+#define STORAGE_MAX_LEVELS 16
 
 void storage_options_default(storage_options_t *o)
 {
@@ -228,6 +231,21 @@ size_t storage_dict_train_memory_bytes(const storage_options_t *o)
     return o->node_table_dict_bytes * STORAGE_DICT_TRAIN_FACTOR * compactions;
 }
 
+/* A zstd family's flushes (level 0) are written with lz4: a level-0 file
+ * lives until the next compaction rewrites it with zstd (and the
+ * bottommost level's dictionary), so compressing it harder than that costs
+ * the flush thread CPU on every memtable and saves no lasting byte. */
+static void set_flush_lz4(rocksdb_options_t *o)
+{
+    int levels[STORAGE_MAX_LEVELS];
+    int n = rocksdb_options_get_num_levels(o);
+    if (n <= 1 || n > STORAGE_MAX_LEVELS) return; /* one level: every file is bottommost */
+    levels[0] = rocksdb_lz4_compression;
+    for (int i = 1; i < n; i++)
+        levels[i] = rocksdb_zstd_compression;
+    rocksdb_options_set_compression_per_level(o, levels, (size_t)n);
+}
+
 static rocksdb_options_t *cf_options(storage_t *s, enum storage_cf cf)
 {
     const struct cf_spec *sp = &cf_specs[cf];
@@ -236,6 +254,7 @@ static rocksdb_options_t *cf_options(storage_t *s, enum storage_cf cf)
     rocksdb_options_set_block_based_table_factory(o, t);
     rocksdb_block_based_options_destroy(t);
     rocksdb_options_set_compression(o, sp->compression);
+    if (sp->compression == rocksdb_zstd_compression) set_flush_lz4(o);
     rocksdb_options_set_bottommost_compression(o, sp->compression == rocksdb_no_compression
                                                       ? rocksdb_no_compression
                                                       : rocksdb_zstd_compression);

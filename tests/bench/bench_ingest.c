@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include "bench.h"
@@ -23,7 +24,9 @@
 typedef struct ingest_stats {
     size_t ok, failed, series;
     double cpu_process, cpu_thread, wall;
-    uint8_t *accepted; /* per profile: 1 if ingested */
+    double parse, write, release; /* the calling thread's CPU in each step */
+    struct rusage ru0, ru1;       /* the process's, around the pass */
+    uint8_t *accepted;            /* per profile: 1 if ingested */
 } ingest_stats_t;
 
 /* Real profiles carry their own (old) time_nanos: accept any age and keep every
@@ -48,7 +51,7 @@ static int64_t now_ns(void)
 
 /* Ingests one profile the way the node's HTTP handler does. */
 static int ingest_one(storage_t *st, const ingest_limits_t *lim, const bench_profile_t *p,
-                      size_t *series, errmsg_t *em)
+                      ingest_stats_t *s, errmsg_t *em)
 {
     char from[32], until[32];
     snprintf(from, sizeof from, "%lld", (long long)p->time_s);
@@ -66,12 +69,18 @@ static int ingest_one(storage_t *st, const ingest_limits_t *lim, const bench_pro
         .now_ns = now_ns(),
     };
     ingest_profile_t *prof = NULL;
+    double t0 = clock_thread();
     int rc = ingest_parse(&req, lim, &prof, em);
+    double t1 = clock_thread();
+    s->parse += t1 - t0;
     if (rc != 0) return rc;
     size_t written = 0;
     rc = storage_write_profile(st, ingest_profile_write(prof), &written, em);
+    double t2 = clock_thread();
     ingest_profile_free(prof);
-    *series += written;
+    s->write += t2 - t1;
+    s->release += clock_thread() - t2;
+    s->series += written;
     return rc;
 }
 
@@ -84,10 +93,11 @@ static void ingest_all(storage_t *st, const profile_set_t *set, const ingest_mod
     lim.shards.by_profile = mode->by_profile;
     memset(s, 0, sizeof *s);
     s->accepted = calloc(set->n ? set->n : 1, 1);
+    getrusage(RUSAGE_SELF, &s->ru0);
     double p0 = clock_process(), t0 = clock_thread(), w0 = clock_wall();
     for (size_t i = 0; i < set->n; i++) {
         errmsg_t em = {{0}};
-        int rc = ingest_one(st, &lim, &set->p[i], &s->series, &em);
+        int rc = ingest_one(st, &lim, &set->p[i], s, &em);
         if (rc == 0) {
             s->ok++;
             if (s->accepted) s->accepted[i] = 1;
@@ -100,6 +110,7 @@ static void ingest_all(storage_t *st, const profile_set_t *set, const ingest_mod
     s->cpu_process = clock_process() - p0;
     s->cpu_thread = clock_thread() - t0;
     s->wall = clock_wall() - w0;
+    getrusage(RUSAGE_SELF, &s->ru1);
 }
 
 static int open_store(const char *dir, const ingest_mode_t *mode, storage_t **st)
@@ -163,6 +174,26 @@ static void report_disk(storage_t *st, const char *dir, const profile_set_t *set
            gz ? (double)usage / (double)gz : 0, gz ? (double)all / (double)gz : 0);
 }
 
+static double tv_seconds(struct timeval a, struct timeval b)
+{
+    return (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_usec - a.tv_usec) * 1e-6;
+}
+
+/* Where the ingest's CPU went: the calling thread's steps, the process's
+ * user and system time, page faults and context switches (getrusage). */
+static void report_steps(const ingest_stats_t *s, double n)
+{
+    const struct rusage *a = &s->ru0, *b = &s->ru1;
+    printf("ingest_step_us: parse %.1f, write %.1f, free %.1f (calling thread, per profile)\n",
+           s->parse / n * 1e6, s->write / n * 1e6, s->release / n * 1e6);
+    printf("ingest_rusage_per_profile: user %.1f us, system %.1f us, minflt %.1f, majflt %.2f, "
+           "vcsw %.2f, ivcsw %.2f\n",
+           tv_seconds(a->ru_utime, b->ru_utime) / n * 1e6,
+           tv_seconds(a->ru_stime, b->ru_stime) / n * 1e6,
+           (double)(b->ru_minflt - a->ru_minflt) / n, (double)(b->ru_majflt - a->ru_majflt) / n,
+           (double)(b->ru_nvcsw - a->ru_nvcsw) / n, (double)(b->ru_nivcsw - a->ru_nivcsw) / n);
+}
+
 static void report_cpu(const profile_set_t *set, const ingest_stats_t *s, double decode)
 {
     double n = s->ok ? (double)s->ok : 1;
@@ -175,6 +206,7 @@ static void report_cpu(const profile_set_t *set, const ingest_stats_t *s, double
     printf("RATIO ingest_over_decode_cpu: %.2f (target <= 2; calling thread only: %.2f)\n",
            decode > 0 ? s->cpu_process / n / decode : 0,
            decode > 0 ? s->cpu_thread / n / decode : 0);
+    report_steps(s, n);
 }
 
 /* Loads the pprof files of the shared corpus that go tool pprof accepts
