@@ -867,8 +867,10 @@ int storage_scan_window_values(storage_t *s, enum storage_cf cf, const char *ten
  * one for the CPU chosen at load time (an ifunc): the byte planes widen
  * eight lanes per instruction with AVX2 where plain x86-64 takes a few
  * unpacks per four. Elsewhere (another architecture, a compiler without
- * target_clones) the function is compiled once. */
-#if defined(__x86_64__) && defined(__has_attribute)
+ * target_clones, or clang, whose callers in other files would need the
+ * attribute on the declaration too to find the ifunc) the function is
+ * compiled once. */
+#if defined(__x86_64__) && defined(__has_attribute) && !defined(__clang__)
 #if __has_attribute(target_clones)
 #define STORAGE_SIMD_CLONES __attribute__((target_clones("avx2", "default")))
 #endif
