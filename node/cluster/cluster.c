@@ -497,6 +497,7 @@ static int create_members(cluster_t *c, int had_identity, errmsg_t *em)
     rc = ring_members_create(&o, &c->id, c->http_addr, c->cluster_addr, initial, incarnation,
                              c->clock, &c->members, em);
     if (rc == ERR_OK) ring_members_set_frame_bytes(c->members, c->frame_bytes);
+    if (rc == ERR_OK) ring_members_set_member_version(c->members, c->cfg.member_version);
     return rc == ERR_OK && had_identity ? cluster_move_resume_leave(c, em) : rc;
 }
 
@@ -693,6 +694,13 @@ static int ops_member_left(void *ctx, const char *id)
     return ring_members_find(c->members, id, &m) == ERR_OK && m.life == RING_LEFT;
 }
 
+static uint32_t ops_member_version(void *ctx, const char *id)
+{
+    cluster_t *c = ctx;
+    ring_member_t m;
+    return ring_members_find(c->members, id, &m) == ERR_OK ? m.member_version : 0;
+}
+
 static int ops_member_beat(void *ctx, const char *id, uint64_t *incarnation, uint64_t *heartbeat)
 {
     cluster_t *c = ctx;
@@ -707,5 +715,5 @@ void cluster_ops_of(cluster_t *c, cluster_ops_t *ops)
 {
     *ops = (cluster_ops_t){ops_view_acquire, cluster_view_retain,  cluster_view_release,
                            ops_send,         ops_set_hint_targets, c,
-                           ops_member_left,  ops_member_beat};
+                           ops_member_left,  ops_member_beat,      ops_member_version};
 }

@@ -110,6 +110,9 @@ typedef struct cluster_ops {
      * down or left; ERR_NOT_FOUND when unknown. NULL: writes name no
      * hinted replica to their other replicas (the write path's) */
     int (*member_beat)(void *ctx, const char *id, uint64_t *incarnation, uint64_t *heartbeat);
+    /* the member protocol id advertises (CLUSTER_MEMBER_V*); 0 when unknown
+     * or older. NULL: every member is taken as speaking 0 (no notices) */
+    uint32_t (*member_version)(void *ctx, const char *id);
 } cluster_ops_t;
 
 /* ops calling c's functions. */
