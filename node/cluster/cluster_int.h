@@ -631,7 +631,12 @@ void cluster_full_streamed(cluster_t *c);
  * stream source (as_source) or as the reference of a repair comparison
  * (repair.c refuses those requests). A regain's intervals are refused as a
  * source only: a regain finishes with a complete pass, which two regaining
- * replicas of a range could otherwise never give each other. */
+ * replicas of a range could otherwise never give each other. as_source 2
+ * (a copy to be taken whole: STREAM, SPANS, a regain's STREAM_CHECK) also
+ * while a mark on this node went with a member that left and its window
+ * check has not compared its copy yet (cluster_void.c): it may lack writes
+ * the stream's receiver holds, which clearing there would lose; a window
+ * check's sums (as_source 1) are still answered, so that check can end. */
 const char *cluster_copy_untrusted(const cluster_t *c, uint64_t lo, uint64_t hi, int as_source);
 /* Loop: publishes the last hint targets, plus this node while it regains,
  * in its member entry (ring_members_set_hints' result). */
