@@ -232,7 +232,7 @@ void cluster_full_streamed(cluster_t *c)
     c->full.done = c->full.n;
     c->full.gained.n = 0; /* every interval the regain listed is streamed in */
     c->full.gained_all = 0;
-    if (c->repair != NULL) repair_full_union_set(c->repair, 1);
+    if (c->repair != NULL) repair_full_union_set(c->repair, c->full.by_mark);
     if (full_save(c) != 0) {
         log_error("cluster",
                   "cannot record the streamed intervals in %s/%s: a restart before the mark is "
@@ -250,9 +250,9 @@ void cluster_full_streamed(cluster_t *c)
 static void full_publish(cluster_t *c)
 {
     if (c->repair != NULL) repair_full_set(c->repair, c->full.on ? c->full.gen : 0);
-    if (c->repair != NULL) /* no removal's gains among the regain's intervals */
-        repair_full_union_set(c->repair,
-                              c->full.on && c->full.gained.n == 0 && !c->full.gained_all);
+    if (c->repair != NULL) /* a mark's only, and no removal's gains among the intervals */
+        repair_full_union_set(c->repair, c->full.on && c->full.by_mark && c->full.gained.n == 0 &&
+                                             !c->full.gained_all);
     if (c->members != NULL && cluster_hints_publish(c) < 0) /* none before the table is made */
         log_error("cluster", "cannot publish the hint targets");
 }
@@ -296,7 +296,12 @@ static int unknown_add(cluster_t *c, const cluster_known_node_t *x)
 /* Sets the mark (why, logged) unless it is on; 1 when it was set now. */
 static int full_mark(cluster_t *c, const char *why)
 {
-    if (c->full.on) return 0; /* no word is pending: each way off a mark answers it */
+    if (c->full.on) {        /* no word is pending: each way off a mark answers it */
+        c->full.by_mark = 0; /* another reason: the mark's own union no longer suffices */
+        if (c->repair != NULL) repair_full_union_set(c->repair, 0);
+        return 0;
+    }
+    c->full.by_mark = 0;
     c->full.on = 1;
     c->full.gen++;
     c->full.since_ms = cluster_unix_ms(c);
@@ -357,6 +362,14 @@ void cluster_full_begin(cluster_t *c, const char *why)
 {
     full_mark(c, why);
     cluster_full_no_lift(c); /* no evidence can show this reason away */
+}
+
+void cluster_full_begin_marked(cluster_t *c, const char *why)
+{
+    if (!full_mark(c, why)) return; /* on already, for another reason */
+    c->full.by_mark = 1;
+    cluster_full_no_lift(c);
+    full_publish(c);
 }
 
 void cluster_full_begin_unknown(cluster_t *c, const char *why, const cluster_known_node_t *x)
@@ -675,8 +688,5 @@ const char *cluster_copy_untrusted(const cluster_t *c, uint64_t lo, uint64_t hi,
     if (c->known.unsure) return "this node has not accounted for its ring since it restarted";
     if (as_source && regain_overlaps(c, lo, hi))
         return "this node regains the interval (cleared or about to be, and streamed again)";
-    if (as_source > 1 && c->voided.on)
-        return "a mark of writes this node missed went with a member that left: its copy may be "
-               "short until its window check compared it";
     return NULL;
 }

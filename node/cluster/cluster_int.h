@@ -41,6 +41,10 @@ struct cluster_view {
      * (a hint waits for it, or a repair mark), so its copy is no stream
      * source; NULL: none (views built by hand in tests) */
     const uint8_t *marked;
+    /* per ring node: it lists itself in its own hints_for (it regains,
+     * repairs, restarted, or a mark on it went with a member that left):
+     * its copy may be short; NULL: none */
+    const uint8_t *unsure;
 };
 
 /* Creates the membership table, the view and (with --cluster-listen) the
@@ -194,7 +198,7 @@ typedef struct view_impl {
     cluster_view_t pub;
     atomic_int refs;
     ring_t *ring, *pending;
-    uint8_t *hinted, *live, *reachable, *marked;
+    uint8_t *hinted, *live, *reachable, *marked, *unsure;
     char **http, **caddr;
     uint32_t n;
     char *self_id;
@@ -321,6 +325,11 @@ struct cluster {
          * DATA_DIR/regain.full while liftable, so a restart keeps it. */
         cluster_known_t unknown;
         int liftable;
+        /* set by a peer's mark on this node alone (cluster_full_begin_marked,
+         * in this process): the writes it lacks are on the other replicas, so
+         * an interval none serves whole may be united by id from all of them
+         * (repair_full_union_set); any other reason clears it */
+        int by_mark;
         uint64_t lift_asked;
         /* The operator's word that this node's copy is whole
          * (cluster_accept_copy): the mark generation it was given for and
@@ -581,6 +590,10 @@ void cluster_full_start(cluster_t *c);
  * it lists itself in its hints_for, writes DATA_DIR/regain.full and has
  * the repair thread run passes until one converges. Once at a time. */
 void cluster_full_begin(cluster_t *c, const char *why);
+/* The same for a peer's repair mark on this node holding a write older than
+ * the span a pass compares (repair.c): the mark's only reason, it lets the
+ * regain unite by id an interval no replica serves whole. */
+void cluster_full_begin_marked(cluster_t *c, const char *why);
 /* As cluster_full_begin, for node x of the ring this node last saw, which
  * no member knows (why, logged): x (borrowed, copied) is kept as the
  * evidence that can lift the mark once x is back (cluster_full_evidence). */
@@ -631,12 +644,7 @@ void cluster_full_streamed(cluster_t *c);
  * stream source (as_source) or as the reference of a repair comparison
  * (repair.c refuses those requests). A regain's intervals are refused as a
  * source only: a regain finishes with a complete pass, which two regaining
- * replicas of a range could otherwise never give each other. as_source 2
- * (a copy to be taken whole: STREAM, SPANS, a regain's STREAM_CHECK) also
- * while a mark on this node went with a member that left and its window
- * check has not compared its copy yet (cluster_void.c): it may lack writes
- * the stream's receiver holds, which clearing there would lose; a window
- * check's sums (as_source 1) are still answered, so that check can end. */
+ * replicas of a range could otherwise never give each other. */
 const char *cluster_copy_untrusted(const cluster_t *c, uint64_t lo, uint64_t hi, int as_source);
 /* Loop: publishes the last hint targets, plus this node while it regains,
  * in its member entry (ring_members_set_hints' result). */

@@ -22,6 +22,7 @@ static void view_free(view_impl_t *v)
     free(v->caddr);
     free(v->hinted);
     free(v->marked);
+    free(v->unsure);
     free(v->live);
     free(v->reachable);
     free(v->self_id);
@@ -120,12 +121,14 @@ static int view_alloc(view_impl_t *v, uint32_t n)
     v->n = n;
     v->hinted = calloc(k, 1);
     v->marked = calloc(k, 1);
+    v->unsure = calloc(k, 1);
     v->live = calloc(k, 1);
     v->reachable = calloc(k, 1);
     v->http = calloc(k, sizeof *v->http);
     v->caddr = calloc(k, sizeof *v->caddr);
-    return v->hinted && v->marked && v->live && v->reachable && v->http && v->caddr ? ERR_OK
-                                                                                    : ERR_NOMEM;
+    return v->hinted && v->marked && v->unsure && v->live && v->reachable && v->http && v->caddr
+               ? ERR_OK
+               : ERR_NOMEM;
 }
 
 /* marked: the ring nodes another member (not left) lists in its
@@ -133,7 +136,7 @@ static int view_alloc(view_impl_t *v, uint32_t n)
  * listing of itself (it regains ranges, repairs, restarted) is left out:
  * it refuses to serve what it cannot (cluster_copy_untrusted), interval by
  * interval, and two nodes regaining parts of one range stream from each
- * other. */
+ * other. It goes to unsure instead. */
 static void view_marked(cluster_t *c, view_impl_t *v)
 {
     size_t nm = ring_members_count(c->members);
@@ -143,6 +146,7 @@ static void view_marked(cluster_t *c, view_impl_t *v)
         for (uint32_t j = 0; j < m.nhints_for; j++) {
             int k = ring_node_find(v->ring, m.hints_for[j]);
             if (k >= 0 && strcmp(m.hints_for[j], m.node_id) != 0) v->marked[k] = 1;
+            if (k >= 0 && strcmp(m.hints_for[j], m.node_id) == 0) v->unsure[k] = 1;
         }
     }
 }
@@ -195,6 +199,7 @@ static int view_build(cluster_t *c, view_impl_t **out, errmsg_t *em)
     p->live = v->live;
     p->reachable = v->reachable;
     p->marked = v->marked;
+    p->unsure = v->unsure;
     p->http_addr = (const char *const *)v->http;
     p->cluster_addr = (const char *const *)v->caddr;
     p->self = v->ring ? ring_node_find(v->ring, c->id.node_id) : -1;

@@ -623,9 +623,8 @@ static const char *untrusted_for(repair_t *r, const Flamedb__Cluster__RepairRequ
     switch (q->kind) {
     case RK(STREAM):
     case RK(SPANS):
-        return cluster_copy_untrusted(r->c, q->lo, q->hi, 2);
-    case RK(STREAM_CHECK): /* with sum_buckets a window check's sums, compared only */
-        return cluster_copy_untrusted(r->c, q->lo, q->hi, q->sum_buckets != 0 ? 1 : 2);
+    case RK(STREAM_CHECK):
+        return cluster_copy_untrusted(r->c, q->lo, q->hi, 1);
     case RK(IDS):
         /* profile ids to fetch by (profiles_from_s): the asker only adds what
          * it lacks and never takes this copy for the whole, so a copy under
@@ -671,7 +670,7 @@ static void run_asked(repair_t *r, const char *peer, int64_t from_s)
                  "%.64s holds a repair mark on this node for a write of a profile at %lld s, "
                  "older than the span anti-entropy compares (from %lld s)",
                  peer, (long long)from_s, (long long)span_from);
-        cluster_full_begin(r->c, why);
+        cluster_full_begin_marked(r->c, why);
     }
     uv_mutex_lock(&r->mu);
     r->asked = 1;

@@ -230,6 +230,22 @@ static int sync_ivs(repair_t *r, const rg_copy_t *c, uint64_t t0)
     return 0;
 }
 
+/* 1 in a full repair set by a peer's mark alone (repair_full_union_set):
+ * this node's copy holds writes a replica that lists itself (it may be
+ * short: a mark on it went with a member that left, it regains, repairs)
+ * may lack, so such a replica is not taken whole for it; with no other
+ * source the interval is united by id instead (iv_united), never cleared.
+ * Before, the copy was cleared and the short one streamed, the writes only
+ * this node held were gone from every node, the full repair converged and
+ * the marks were lifted: answers short and unflagged. */
+static int by_mark(repair_t *r)
+{
+    uv_mutex_lock(&r->mu);
+    int on = r->full_union && r->full_gen != 0;
+    uv_mutex_unlock(&r->mu);
+    return on;
+}
+
 /* Whether the piece [a, b] of a regain interval in the range ending at
  * `end` has a replica other than this node that serves it as a source now
  * (a STREAM_CHECK it answers: its own copy is to be trusted), or is no
@@ -243,9 +259,11 @@ static int piece_has_source(repair_t *r, const cluster_view_t *v, uint64_t end, 
         mine |= (int)reps[k] == v->self;
     if (!mine) return 1;
     repair_windows_prefer(r, v, a, b, reps, n);
+    int keep = by_mark(r);
     uint32_t k = 0;
     for (const char *src; !r->closing && (src = repair_next_source(r, v, reps, n, &k)) != NULL;
          k++) {
+        if (keep && v->unsure != NULL && v->unsure[reps[k]]) continue; /* may lack ours */
         Flamedb__Cluster__RepairRequest q;
         repair_request_init(&q, FLAMEDB__CLUSTER__REPAIR_KIND__REPAIR_KIND_STREAM_CHECK, 0, 0);
         q.lo = a;
@@ -335,10 +353,7 @@ static int united_piece(repair_t *r, const cluster_view_t *v, uint64_t end, uint
  * profiles, and its full repair converges. 1 when united. */
 static int iv_united(repair_t *r, const cluster_view_t *v, repair_rg_iv_t *iv, repair_stats_t *st)
 {
-    uv_mutex_lock(&r->mu);
-    int ok = r->full_union && r->full_gen != 0;
-    uv_mutex_unlock(&r->mu);
-    if (!ok || !each_piece(r, v, iv, 1, union_piece, st)) return 0;
+    if (!by_mark(r) || !each_piece(r, v, iv, 1, union_piece, st)) return 0;
     if (!each_piece(r, v, iv, 1, united_piece, NULL)) return 0;
     iv->settled_ms = iv->since_ms + r->settle_ms; /* not cleared: its copy was kept */
     log_info("repair",
