@@ -553,19 +553,28 @@ static void test_group_timelines(storage_t *st)
     }
 }
 
-/* A label-shares gather takes entries of exactly its bucket count. */
-static void test_share_entries(void)
+/* A label-shares spec of query by label over T0 .. T0 + 30 (3 buckets of
+ * 10 s), with default limits in lim. */
+static void shares_spec(const char *query, const char *label, query_limits_t *lim,
+                        query_spec_t *spec)
 {
-    query_limits_t lim;
-    query_limits_default(&lim);
+    query_limits_default(lim);
     errmsg_t em = {{0}};
     int64_t now_ms = (T0 + 4 * 3600) * 1000;
     char from[32], until[32];
     snprintf(from, sizeof from, "%lld", (long long)T0);
-    snprintf(until, sizeof until, "%lld", (long long)T0 + 30); /* 3 buckets of 10 s */
-    query_params_t p = {.query = CPU "{}", .from = from, .until = until, .label = "env"};
+    snprintf(until, sizeof until, "%lld", (long long)T0 + 30);
+    query_params_t p = {.query = query, .from = from, .until = until, .label = label};
+    CHECK_EQ_INT(query_spec_parse(QUERY_KIND_LABEL_SHARES, &p, lim, now_ms, spec, &em), 0);
+}
+
+/* A label-shares gather takes entries of exactly its bucket count. */
+static void test_share_entries(void)
+{
+    query_limits_t lim;
+    errmsg_t em = {{0}};
     query_spec_t spec;
-    CHECK_EQ_INT(query_spec_parse(QUERY_KIND_LABEL_SHARES, &p, &lim, now_ms, &spec, &em), 0);
+    shares_spec(CPU "{}", "env", &lim, &spec);
     query_gather_t *g;
     CHECK_EQ_INT(query_gather_new(&spec, &lim, &g), 0);
     const char *bad[] = {"5 1,2 prod",   "5 1,2,3, prod", "5 1,2,3,4 prod", "5 1,,3 prod",
@@ -601,18 +610,9 @@ static void test_share_entries(void)
 static void test_share_pushes(void)
 {
     query_limits_t lim;
-    query_limits_default(&lim);
     errmsg_t em = {{0}};
-    int64_t now_ms = (T0 + 4 * 3600) * 1000;
-    char from[32], until[32];
-    snprintf(from, sizeof from, "%lld", (long long)T0);
-    snprintf(until, sizeof until, "%lld", (long long)T0 + 30); /* 3 buckets of 10 s */
-    query_params_t p = {.query = "goroutines:goroutine:count:goroutine:count{}",
-                        .from = from,
-                        .until = until,
-                        .label = "pod"};
     query_spec_t spec;
-    CHECK_EQ_INT(query_spec_parse(QUERY_KIND_LABEL_SHARES, &p, &lim, now_ms, &spec, &em), 0);
+    shares_spec("goroutines:goroutine:count:goroutine:count{}", "pod", &lim, &spec);
     query_gather_t *g;
     CHECK_EQ_INT(query_gather_new(&spec, &lim, &g), 0);
     const char *bad[] = {"+3/0 3/0,0/0,0/0 3:00000000000000aa a",

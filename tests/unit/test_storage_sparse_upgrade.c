@@ -9,15 +9,18 @@
 
 #define PUSHES 24
 
-/* Rewrites every value of cf as version 2 (blocks whole; profile trees
+/* One value's rewrite: appends to b (holding the value's header already)
+ * the block p..p+n as an older format wrote it; 0 when it keeps the value
+ * as it is. */
+typedef int (*block_rewrite_fn)(const uint8_t *p, size_t n, buf_t *b);
+
+/* Rewrites every block value of cf with fn (blocks whole; profile trees
  * after their header, unless scaled or without a tree). Returns how many
  * values it rewrote. */
-static int rewrite_v2(fixture_t *f, enum storage_cf cf)
+static int rewrite_blocks(fixture_t *f, enum storage_cf cf, block_rewrite_fn fn)
 {
     rocksdb_iterator_t *it = rocksdb_create_iterator_cf(f->s->db, f->s->ropts, f->s->cf[cf]);
     size_t head = cf == CF_PTREES ? PTREE_HEADER_LEN : 0;
-    sparse_vec_t v;
-    storage_sparse_init(&v);
     buf_t b;
     buf_init(&b, (size_t)1 << 26);
     int count = 0;
@@ -26,11 +29,9 @@ static int rewrite_v2(fixture_t *f, enum storage_cf cf)
         const char *k = rocksdb_iter_key(it, &kn);
         const uint8_t *val = (const uint8_t *)rocksdb_iter_value(it, &n);
         if (n <= head || (head && (val[1] & (PTREE_FLAG_NO_TREE | PTREE_FLAG_SCALED)))) continue;
-        CHECK_EQ_INT(val[head], SPARSE_VERSION); /* what this format writes */
-        CHECK_EQ_INT(storage_sparse_decode(val + head, n - head, &v), 0);
         buf_reset(&b);
         CHECK_EQ_INT(buf_append(&b, val, head), 0);
-        CHECK_EQ_INT(storage_sparse_encode_v2(&v, &b), 0);
+        if (!fn(val + head, n - head, &b)) continue;
         char *err = NULL;
         rocksdb_put_cf(f->s->db, f->s->wopts, f->s->cf[cf], k, kn, (const char *)b.data, b.len,
                        &err);
@@ -40,13 +41,29 @@ static int rewrite_v2(fixture_t *f, enum storage_cf cf)
     }
     rocksdb_iter_destroy(it);
     buf_free(&b);
-    storage_sparse_free(&v);
     return count;
+}
+
+/* A block as version 2 (what formats 13 and 14 wrote). */
+static int put_v2(const uint8_t *p, size_t n, buf_t *b)
+{
+    sparse_vec_t v;
+    storage_sparse_init(&v);
+    CHECK_EQ_INT(p[0], SPARSE_VERSION); /* what this format writes */
+    CHECK_EQ_INT(storage_sparse_decode(p, n, &v), 0);
+    CHECK_EQ_INT(storage_sparse_encode_v2(&v, b), 0);
+    storage_sparse_free(&v);
+    return 1;
+}
+
+static int rewrite_v2(fixture_t *f, enum storage_cf cf)
+{
+    return rewrite_blocks(f, cf, put_v2);
 }
 
 /* Appends c's block as format 16 wrote it: the same header and gaps,
  * every value in zigzag whatever its sign. */
-static void put_zigzag(const uint8_t *p, const storage_cols_t *c, buf_t *b)
+static void put_zigzag_cols(const uint8_t *p, const storage_cols_t *c, buf_t *b)
 {
     size_t n = (size_t)c->n, head = (size_t)(c->gaps - p) + (n - 1) * c->wi;
     uint32_t *ids = calloc(n, sizeof *ids);
@@ -73,42 +90,25 @@ static void put_zigzag(const uint8_t *p, const storage_cols_t *c, buf_t *b)
     free(vals);
 }
 
-/* Rewrites every value of cf whose block is flagged positive as format 16
- * wrote it (put_zigzag). Returns how many values it rewrote. */
-static int rewrite_zigzag(fixture_t *f, enum storage_cf cf)
+/* A block flagged positive as format 16 wrote it (put_zigzag_cols);
+ * other blocks are kept. */
+static int put_zigzag(const uint8_t *p, size_t n, buf_t *b)
 {
-    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(f->s->db, f->s->ropts, f->s->cf[cf]);
-    size_t head = cf == CF_PTREES ? PTREE_HEADER_LEN : 0;
-    buf_t b;
-    buf_init(&b, (size_t)1 << 26);
-    int count = 0;
-    for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
-        size_t kn, n;
-        const char *k = rocksdb_iter_key(it, &kn);
-        const uint8_t *val = (const uint8_t *)rocksdb_iter_value(it, &n);
-        storage_cols_t c;
-        if (n <= head || (head && (val[1] & (PTREE_FLAG_NO_TREE | PTREE_FLAG_SCALED)))) continue;
-        CHECK_EQ_INT(storage_cols_parse(val + head, n - head, &c), 0);
-        if (!c.positive) continue;
-        buf_reset(&b);
-        CHECK_EQ_INT(buf_append(&b, val, head), 0);
-        put_zigzag(val + head, &c, &b);
-        storage_cols_t z;
-        CHECK_EQ_INT(storage_cols_parse(b.data + head, b.len - head, &z), 0);
-        CHECK(!z.positive && z.n == c.n);
-        char *err = NULL;
-        rocksdb_put_cf(f->s->db, f->s->wopts, f->s->cf[cf], k, kn, (const char *)b.data, b.len,
-                       &err);
-        CHECK(err == NULL);
-        free(err);
-        count++;
-    }
-    rocksdb_iter_destroy(it);
-    buf_free(&b);
-    return count;
+    storage_cols_t c, z;
+    CHECK_EQ_INT(storage_cols_parse(p, n, &c), 0);
+    if (!c.positive) return 0;
+    size_t at = b->len;
+    put_zigzag_cols(p, &c, b);
+    CHECK_EQ_INT(storage_cols_parse(b->data + at, b->len - at, &z), 0);
+    CHECK(!z.positive && z.n == c.n);
+    return 1;
 }
 
-/* Values of cf whose block is flagged positive. */
+static int rewrite_zigzag(fixture_t *f, enum storage_cf cf)
+{
+    return rewrite_blocks(f, cf, put_zigzag);
+}
+
 static int count_positive(fixture_t *f, enum storage_cf cf)
 {
     rocksdb_iterator_t *it = rocksdb_create_iterator_cf(f->s->db, f->s->ropts, f->s->cf[cf]);
