@@ -257,6 +257,7 @@ int flamedb_push(flamedb_client_t *c, const flamedb_push_t *p, const void *body,
     int64_t from = p->from > 0 ? p->from : (int64_t)time(NULL);
     if (rc == ERR_OK) rc = flamedb__query_add_int(&t, "from", from);
     if (rc == ERR_OK && p->until > 0) rc = flamedb__query_add_int(&t, "until", p->until);
+    if (rc == ERR_OK && p->time > 0) rc = flamedb__query_add_int(&t, "time", p->time);
     if (rc == ERR_OK && p->sample_rate > 0)
         rc = flamedb__query_add_int(&t, "sampleRate", p->sample_rate);
     if (rc == ERR_OK)

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/calltree.h"
 
@@ -474,7 +475,9 @@ static const opt_t options[] = {
      4000,
      "File holding the cluster secret (16 to 4096 bytes, readable by its owner only), the same "
      "on every node. Every intra-cluster message is signed with it (HMAC-SHA-256) and messages "
-     "not signed with it are refused. Empty: messages are not signed, and any process that can "
+     "not signed with it are refused. When not set, $CREDENTIALS_DIRECTORY/cluster.secret "
+     "(systemd's LoadCredential=cluster.secret:PATH) is used if it exists. Empty: messages are "
+     "not signed, and any process that can "
      "reach cluster-listen can join, write, acknowledge and query: leave it empty only when "
      "the cluster port is on a loopback address."},
     {"replication-factor", OPT_U32, FIELD(cluster.replication_factor, uint32_t), "3", 0, 1, 15,
@@ -1257,6 +1260,23 @@ static int validate(node_config_t *c, errmsg_t *em)
     return check_whole_deadlines(c, em);
 }
 
+/* cluster-secret-file from $CREDENTIALS_DIRECTORY when not set otherwise
+ * (an explicit empty value keeps it off) and the credential is there. */
+static void apply_credentials(node_config_t *c, char **envp, const unsigned char *set)
+{
+    const opt_t *o = find_option("cluster-secret-file", strlen("cluster-secret-file"));
+    if (o == NULL || set[o - options] || envp == NULL) return;
+    static const char var[] = "CREDENTIALS_DIRECTORY=";
+    for (char **e = envp; *e != NULL; e++) {
+        if (strncmp(*e, var, sizeof var - 1) != 0 || (*e)[sizeof var - 1] == '\0') continue;
+        char path[sizeof c->cluster.secret_file];
+        int n = snprintf(path, sizeof path, "%s/%s", *e + sizeof var - 1,
+                         NODE_CREDENTIAL_CLUSTER_SECRET);
+        if (n > 0 && (size_t)n < sizeof path && access(path, F_OK) == 0)
+            memcpy(c->cluster.secret_file, path, (size_t)n + 1);
+    }
+}
+
 int node_config_parse(node_config_t *c, int argc, char **argv, char **envp,
                       enum node_config_action *action, errmsg_t *em)
 {
@@ -1266,6 +1286,7 @@ int node_config_parse(node_config_t *c, int argc, char **argv, char **envp,
     int rc = apply_env(c, envp, set, em);
     if (rc == ERR_OK) rc = apply_args(c, argc, argv, set, action, em);
     if (rc != ERR_OK) return rc;
+    apply_credentials(c, envp, set);
     apply_derived(c, set);
     node_config_fix_pointers(c);
     return *action == NODE_CONFIG_RUN || *action == NODE_CONFIG_PRINT_CONFIG ? validate(c, em)

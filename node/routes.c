@@ -552,6 +552,7 @@ static void work_ingest(job_t *j)
         .spy_name = http_request_param(r, "spyName"),
         .units = http_request_param(r, "units"),
         .aggregation_type = http_request_param(r, "aggregationType"),
+        .time = http_request_param(r, "time"),
         .content_type = http_request_header(r, "Content-Type"),
         .body = r->body,
         .body_len = r->body_len,

@@ -146,11 +146,13 @@ static int parse_folded(ingest_profile_t *p, const payload_t *pl, const ingest_p
 
 /* A profile time outside max-past/max-future. own: the time is the
  * pprof's time_nanos, which wins over from= (a saved pprof pushed later
- * keeps its capture time): the reason says so, since from= cannot help. */
+ * keeps its capture time): the reason says so, and that time= sets it. */
 static int check_time(int64_t t, int64_t now, int own, const ingest_limits_t *lim, errmsg_t *em)
 {
-    const char *whose =
-        own ? "the pprof's own time (time_nanos, which from= does not change) " : "profile time ";
+    const char *whose = own == 2   ? "the time parameter's "
+                        : own == 1 ? "the pprof's own time (time_nanos, which from= does not "
+                                     "change; time= overrides it) "
+                                   : "profile time ";
     if (t < now - lim->max_past_seconds * 1000000000LL)
         return errmsg_set(em, ERR_INVALID_ARGUMENT,
                           "%s%lld s is more than %lld s in the past (setting max-past)", whose,
@@ -285,7 +287,10 @@ static int run(const ingest_request_t *req, const ingest_limits_t *lim, ingest_p
     pl.owned = NULL;
     ingest_uncharge(&p->ss, charged);
     if (rc == 0) rc = ingest_series_finish(&p->ss, p->symtab, em);
-    int own_time = time_ns != 0;
+    /* time= (a backfill, a client with a wrong clock) wins over the pprof's
+     * time_nanos, which wins over from= (Pyroscope's order, unchanged) */
+    int own_time = pa.time_ns != 0 ? 2 : time_ns != 0;
+    if (pa.time_ns != 0) time_ns = pa.time_ns;
     if (time_ns == 0) time_ns = pa.from_ns ? pa.from_ns : now;
     if (rc == 0) rc = check_time(time_ns, now, own_time, lim, em);
     if (rc == 0) {

@@ -85,6 +85,7 @@ typedef struct ingest_request {
     const char *tenant; /* from X-Scope-OrgID, validated by the caller; "anonymous" default */
     const char *name;   /* app.cpu{k=v,...} (required) */
     const char *from, *until, *format, *sample_rate, *spy_name, *units, *aggregation_type;
+    const char *time; /* the profile's time, over a pprof's time_nanos and from (NULL: none) */
     const char *content_type; /* Content-Type header or NULL */
     const uint8_t *body;
     size_t body_len;

@@ -46,6 +46,7 @@ typedef struct ingest_params {
     const folded_type_t *type; /* from the name suffix (cpu when none) */
     int64_t sample_rate;       /* Hz; default 100 */
     int64_t from_ns, until_ns; /* 0 when absent */
+    int64_t time_ns;           /* the time parameter; 0 when absent */
     body_format_t format;
     bool multipart;
 } ingest_params_t;
