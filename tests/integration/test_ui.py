@@ -799,6 +799,37 @@ def test_tags_and_profiles():
         shot(b, "profile-sandwich")
 
 
+def test_tables_phone_width():
+    """At 390 px (a phone) the profile list and the cluster table ran past
+    the window and the page scrolled sideways: each table scrolls inside its
+    box, which stays within the window, so every column is reachable and the
+    rest of the page stays put."""
+    with need_browser() as b:
+        b.set_window(390, 800)
+        for view, url in (("profiles", page(view="profiles", query=sel())),
+                          ("cluster", page(view="cluster", query=sel()))):
+            open_page(b, url, "the %s view at 390 px" % view)
+            b.wait_js("return document.querySelector('#view-%s .table-box tbody tr')" % view,
+                      what="the %s table's rows" % view)
+            m = b.js("""
+              const box = document.querySelector('#view-%s .table-box');
+              const t = box.querySelector('table'), r = box.getBoundingClientRect();
+              box.scrollLeft = box.scrollWidth;
+              const last = [...t.querySelectorAll('th')].pop().getBoundingClientRect();
+              const out = {page: document.documentElement.scrollWidth, inner: window.innerWidth,
+                           left: r.left, right: r.right, table: t.getBoundingClientRect().width,
+                           scroll: box.scrollWidth, client: box.clientWidth,
+                           overflow: getComputedStyle(box).overflowX,
+                           lastIn: last.right <= r.right + 1 && last.left >= r.left - 1};
+              box.scrollLeft = 0;
+              return out;""" % view)
+            assert m["page"] <= m["inner"], ("the page scrolls sideways at 390 px", view, m)
+            assert m["left"] >= 0 and m["right"] <= m["inner"] + 0.5, ("the table box leaves the window", view, m)
+            assert m["overflow"] in ("auto", "scroll"), ("the table cannot scroll inside its box", view, m)
+            assert m["scroll"] >= m["table"] - 1 and m["lastIn"], ("a column cannot be reached", view, m)
+            shot(b, "phone-" + view)
+
+
 def test_tags_empty():
     """The tag explorer says why it has nothing to show: a range without
     samples, and a node nothing was pushed to (no label to pick)."""
