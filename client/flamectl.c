@@ -1522,7 +1522,10 @@ static const command_t commands[] = {
      "--output json prints the answer itself, with each value's timeline."},
     {"labels", 0, 1, cmd_labels, "labels [NAME] [--match '{selector}'] [--from T] [--until T]",
      "Without NAME lists the label names; with NAME lists its values\n"
-     "(NAME __profile_type__ lists the profile types present)."},
+     "(NAME __profile_type__ lists the profile types present). NAME span_id or\n"
+     "trace_id lists the ids of the traced requests that have profiles, for the\n"
+     "series --match selects (required) in the range: 16 hex digits each, as a\n"
+     "span_id=\"...\" selector takes them."},
     {"ready", 0, 0, cmd_ready, "ready", "Exits 0 when the node answers GET /ready with 200."},
     {"cluster", 1, 1, cmd_cluster,
      "cluster status [--output table|json]\n"

@@ -197,6 +197,9 @@ static const opt_t options[] = {
      "Series one query may touch; more: 422."},
     {"query-max-output-bytes", OPT_SIZE, FIELD(query.max_output_bytes, size_t), NULL, 0, 1 * KiB,
      16 * GiB, "Size of one query response body; larger: 422."},
+    {"query-max-span-ids", OPT_COUNT, FIELD(query.max_span_ids, size_t), NULL, 0, 1, 10000000,
+     "Distinct span or trace ids one listing (GET /pyroscope/label-values?label=span_id or "
+     "trace_id) may hold, on each node and merged; more: 422 naming this setting."},
     {"query-memory-bytes", OPT_SIZE, FIELD(query_memory_bytes, size_t), NULL, 16, 64 * KiB,
      1024 * GiB,
      "Partial results all queries this node coordinates hold at once: answers from nodes "

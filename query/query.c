@@ -20,6 +20,7 @@ void query_limits_default(query_limits_t *l)
     l->max_tree_nodes = 4u << 20;
     l->max_series = 10000;
     l->max_output_bytes = 64u << 20;
+    l->max_span_ids = 10000;
     l->stream_min_bytes = 0;
     for (int i = 0; i < STORAGE_RESOLUTION_COUNT; i++)
         l->retention_seconds[i] = so.retention_seconds[i];
@@ -186,6 +187,12 @@ static int parse_labels(query_kind_t kind, const query_params_t *p, const query_
     }
     s->stream = p->stream;
     int rc = 0;
+    if (s->label != NULL && query_span_label_kind(s->label) != 0 &&
+        (p->match == NULL || p->match[0] == 0))
+        return errmsg_set(em, ERR_INVALID_ARGUMENT,
+                          "parameter 'match': required for the values of %s (the span index "
+                          "is read for the series it selects, e.g. match={service_name=\"api\"})",
+                          s->label);
     if (p->match != NULL && p->match[0] != 0) rc = parse_sel("match", p->match, s, em);
     int64_t from, until;
     if (rc == 0) rc = query_time_range(p, now_ms, &from, &until, em);

@@ -512,6 +512,16 @@ typedef int (*storage_span_fn)(void *ctx, uint64_t token, uint64_t series_id, in
 int storage_scan_spans(storage_t *s, const char *tenant, uint8_t kind, uint64_t id, int64_t from_s,
                        int64_t until_s, storage_span_fn fn, void *ctx);
 
+/* The span or trace ids (kind) recorded under token for tenant, each with
+ * the series and 10 s window of one stored tree, for windows w with
+ * from_s <= w < until_s, in span_index order (id, then series, then
+ * window), at one snapshot, skipping trees past span retention. A listing
+ * of which ids exist: reads only the index, never a tree. fn returns 0 to go
+ * on, non-zero to stop (returned). */
+typedef int (*storage_span_id_fn)(void *ctx, uint64_t id, uint64_t series_id, int64_t window);
+int storage_span_ids(storage_t *s, const char *tenant, uint64_t token, uint8_t kind,
+                     int64_t from_s, int64_t until_s, storage_span_id_fn fn, void *ctx);
+
 /* Loads name/file of each id in ids[0..n) into dst (unknown ids are skipped). */
 int storage_load_symbols(storage_t *s, const char *tenant, const uint64_t *ids, size_t n,
                          symtab_t *dst);
