@@ -739,6 +739,21 @@ def test_span_view():
         assert s["numTicks"] == 5000 and "gc" in frames_by_name(s), s["numTicks"]
         no_exponents(b, "#view-spans")  # the timeline's top was "max 1.0e-6 cores"
         shot(b, "span")
+        # the ids that have profiles are listed (one could not find them but
+        # by pasting); clicking one shows it
+        ids = sorted({sp for _, _, sp in SPAN_ROWS})
+        assert s["spanIds"] == ids, s["spanIds"]
+        assert s["spanIdsNote"] == "2 span_ids with profiles:", s["spanIdsNote"]
+        b.js("[...document.querySelectorAll('#span-ids button')].find((x) => x.textContent === %s).click()"
+             % json.dumps(SPAN))
+        s = b.wait_js("const s = window.flamedbUI.snapshot(); return s.ready && s.state.span === %s && s"
+                      % json.dumps(SPAN), what="the listed span")
+        assert s["numTicks"] == want, s["numTicks"]
+        # at phone width the list wraps inside the window
+        b.set_window(390, 800)
+        m = b.js("return [document.documentElement.scrollWidth, window.innerWidth]")
+        assert m[0] <= m[1], ("the span view scrolls sideways at 390 px", m)
+        shot(b, "span-ids-390")
 
 
 def test_tags_and_profiles():
