@@ -190,6 +190,13 @@ static int cmd_push(flamedb_client_t *c, const args_t *a)
     int rc = flamedb_push(c, &p, data, len);
     free(data);
     if (rc != 0) return request_failed(c, "push", rc);
+    if (flamedb__stored_nothing(c)) { /* 200, and the node said so */
+        fprintf(stderr,
+                "flamectl: push: %s has no sample with a value (no sample, or all 0): the node "
+                "stored nothing\n",
+                strcmp(a->pos[0], "-") == 0 ? "stdin" : a->pos[0]);
+        return EXIT_FAILURE;
+    }
     fprintf(stderr, "pushed %zu bytes (%s) as %s\n", len, fmt, a->name);
     return 0;
 }

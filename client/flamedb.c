@@ -42,7 +42,13 @@ struct flamedb_client {
     buf_t headers; /* fixed request headers, "Name: value\r\n" lines */
     errmsg_t err;
     int http_status;
+    int stored_nothing; /* the last answer's X-Flamedb-Stored: nothing */
 };
+
+int flamedb__stored_nothing(const flamedb_client_t *c)
+{
+    return c->stored_nothing;
+}
 
 /* Header values must not smuggle a line break into the request. what names
  * the value in errors; the value itself is never copied into a message, as
@@ -226,6 +232,7 @@ static int call(flamedb_client_t *c, const char *method, const buf_t *target, co
     flamedb__response_t r;
     int rc = flamedb__http_do(&c->conn, &c->url, &req, c->max_response, &r, &c->err);
     c->http_status = r.status;
+    c->stored_nothing = rc == ERR_OK && r.stored_nothing;
     if (rc == ERR_OK && (r.status < 200 || r.status > 299)) rc = surface_error(c, &r);
     if (rc == ERR_OK && out != NULL) {
         response_take(&r, out);

@@ -156,8 +156,8 @@ typedef struct flamedb_push {
     const char *spy_name;    /* NULL: "libflamedb" */
     const char *units;       /* NULL: not sent */
     const char *aggregation; /* "sum" | "average"; NULL: not sent */
-    int64_t time; /* unix seconds: the profile's time, over a pprof's own time_nanos
-                   * and from (sent as time=); 0: not sent */
+    int64_t time;            /* unix seconds: the profile's time, over a pprof's own time_nanos
+                              * and from (sent as time=); 0: not sent */
 } flamedb_push_t;
 
 /* Sends body (len bytes, borrowed) as described by p. Returns 0 once the

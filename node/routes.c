@@ -182,9 +182,12 @@ static void job_done(workq_job_t *w, int status)
     if (j->rc != ERR_OK) {
         routes_respond_error(n, j->ex, j->rc, &j->em);
     } else {
+        /* an empty push (stored nothing) says so to a client that looks;
+         * Pyroscope clients ignore the header */
         http_response_t resp = {.status = 200,
                                 .content_type = j->result.body.len ? j->result.content_type : NULL,
                                 .content_encoding = j->result.content_encoding,
+                                .extra_headers = j->empty ? "X-Flamedb-Stored: nothing\r\n" : NULL,
                                 .body = j->result.body};
         buf_init(&j->result.body, 0);
         http_respond(j->ex, &resp);

@@ -519,8 +519,8 @@ int storage_scan_spans(storage_t *s, const char *tenant, uint8_t kind, uint64_t 
  * of which ids exist: reads only the index, never a tree. fn returns 0 to go
  * on, non-zero to stop (returned). */
 typedef int (*storage_span_id_fn)(void *ctx, uint64_t id, uint64_t series_id, int64_t window);
-int storage_span_ids(storage_t *s, const char *tenant, uint64_t token, uint8_t kind,
-                     int64_t from_s, int64_t until_s, storage_span_id_fn fn, void *ctx);
+int storage_span_ids(storage_t *s, const char *tenant, uint64_t token, uint8_t kind, int64_t from_s,
+                     int64_t until_s, storage_span_id_fn fn, void *ctx);
 
 /* Loads name/file of each id in ids[0..n) into dst (unknown ids are skipped). */
 int storage_load_symbols(storage_t *s, const char *tenant, const uint64_t *ids, size_t n,

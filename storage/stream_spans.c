@@ -146,8 +146,8 @@ int storage_stream_spans(storage_t *s, uint64_t lo, uint64_t hi, const uint8_t *
     return ioerr != 0 ? ioerr : rc;
 }
 
-int storage_span_ids(storage_t *s, const char *tenant, uint64_t token, uint8_t kind,
-                     int64_t from_s, int64_t until_s, storage_span_id_fn fn, void *ctx)
+int storage_span_ids(storage_t *s, const char *tenant, uint64_t token, uint8_t kind, int64_t from_s,
+                     int64_t until_s, storage_span_id_fn fn, void *ctx)
 {
     int rc = storage_check_tenant(tenant, NULL);
     size_t L = strlen(tenant);

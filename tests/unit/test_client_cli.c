@@ -202,6 +202,18 @@ static void test_push_detect(void)
     CHECK_EQ_INT(ctl_run("push /tmp --name app.cpu", out, sizeof out), 1); /* a directory */
     CHECK(has(out, "cannot read /tmp"));
     CHECK_EQ_INT(srv.requests - before, 0);
+    /* a profile without a sample of any value: the node answers 200 and
+     * says it stored nothing; flamectl says so and exits 1 */
+    ts_push(&srv, "HTTP/1.1 200 OK\r\nX-Flamedb-Stored: nothing\r\nContent-Length: 0\r\n\r\n",
+            0, 0);
+    snprintf(path, sizeof path, "%s/zero.txt", tmp);
+    f = fopen(path, "w");
+    fputs("main;idle 0\n", f);
+    fclose(f);
+    snprintf(args, sizeof args, "push '%s' --name app.cpu", path);
+    CHECK_EQ_INT(ctl_run(args, out, sizeof out), 1);
+    CHECK(has(out, "zero.txt has no sample with a value (no sample, or all 0): the node stored "
+                   "nothing\n"));
     snprintf(path, sizeof path, "%s/f.txt", tmp);
     ts_push(&srv,
             "HTTP/1.1 422 Unprocessable\r\nContent-Length: 51\r\n\r\n"
