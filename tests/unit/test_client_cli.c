@@ -204,8 +204,8 @@ static void test_push_detect(void)
     CHECK_EQ_INT(srv.requests - before, 0);
     /* a profile without a sample of any value: the node answers 200 and
      * says it stored nothing; flamectl says so and exits 1 */
-    ts_push(&srv, "HTTP/1.1 200 OK\r\nX-Flamedb-Stored: nothing\r\nContent-Length: 0\r\n\r\n",
-            0, 0);
+    ts_push(&srv, "HTTP/1.1 200 OK\r\nX-Flamedb-Stored: nothing\r\nContent-Length: 0\r\n\r\n", 0,
+            0);
     snprintf(path, sizeof path, "%s/zero.txt", tmp);
     f = fopen(path, "w");
     fputs("main;idle 0\n", f);
