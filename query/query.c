@@ -194,6 +194,20 @@ static int parse_labels(query_kind_t kind, const query_params_t *p, const query_
                           "is read for the series it selects, e.g. match={service_name=\"api\"})",
                           s->label);
     if (p->match != NULL && p->match[0] != 0) rc = parse_sel("match", p->match, s, em);
+    for (size_t i = 0; rc == 0 && s->sel != NULL && i < query_selector_count(s->sel); i++) {
+        const char *name, *value;
+        query_match_op_t op;
+        query_selector_matcher(s->sel, i, &name, &op, &value);
+        /* a span matcher in match would select no series: an empty answer
+         * that reads as "no such ids" */
+        if (query_span_label_kind(name) != 0)
+            rc = errmsg_set(em, ERR_INVALID_ARGUMENT,
+                            "parameter 'match': label %s is a sample label and selects no "
+                            "series; which span ids a trace holds is not stored (span and "
+                            "trace trees are indexed apart): list the span ids of its service "
+                            "over the trace's time range",
+                            name);
+    }
     int64_t from, until;
     if (rc == 0) rc = query_time_range(p, now_ms, &from, &until, em);
     if (rc == 0) query_plan_make(from, until, now_ms, lim, &s->plan);

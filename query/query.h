@@ -216,13 +216,13 @@ typedef struct query_span_sel {
     size_t n;
     uint64_t id[QUERY_SPAN_IDS_MAX]; /* storage_span_id of each value, distinct */
 } query_span_sel_t;
+/* STORAGE_SPAN_KIND_SPAN for span_id and profile_id, STORAGE_SPAN_KIND_TRACE
+ * for trace_id, else 0: the labels answered from the span index. */
+int query_span_label_kind(const char *name);
 /* Moves the span matcher of sel into *out (sel keeps the other matchers).
  * Accepted: name="id" and name=~"id1|id2|..." (literal ids). Anything else
  * on these labels (!=, !~, other regexes, two span matchers, more than
  * QUERY_SPAN_IDS_MAX ids) is ERR_INVALID_ARGUMENT naming param. */
-/* STORAGE_SPAN_KIND_SPAN for span_id and profile_id, STORAGE_SPAN_KIND_TRACE
- * for trace_id, else 0: the labels answered from the span index. */
-int query_span_label_kind(const char *name);
 int query_selector_take_spans(const char *param, query_selector_t *sel, query_span_sel_t *out,
                               errmsg_t *em);
 

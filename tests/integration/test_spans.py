@@ -104,6 +104,10 @@ def test_span_ids_listed():
     assert NODE.label_values("span_id", match='{service_name="%s"}' % other) == ["00000000000000dd"]
     r = NODE.query("/pyroscope/label-values", None, label="span_id")
     assert r.status == 400 and "parameter 'match': required" in r.body.decode(), r
+    # a trace_id matcher in match selects no series: refused, not an empty list
+    r = NODE.query("/pyroscope/label-values", None, label="span_id",
+                   match='{service_name="%s",trace_id="t-1"}' % svc)
+    assert r.status == 400 and "trace_id is a sample label" in r.body.decode(), r
     with Node(name="spanlimit", args=["--query-max-span-ids", "2"]) as small:
         push_spans(small, svc, NOW - 60)
         r = small.query("/pyroscope/label-values", None, label="span_id", match=match)
