@@ -185,9 +185,8 @@ static int cmd_push(flamedb_client_t *c, const args_t *a)
                         .format =
                             strcmp(fmt, "pprof") == 0 ? FLAMEDB_PUSH_PPROF : FLAMEDB_PUSH_FOLDED,
                         .sample_rate = a->sample_rate,
-                        .spy_name = a->spy_name,
-                        .time = at};
-    int rc = flamedb_push(c, &p, data, len);
+                        .spy_name = a->spy_name};
+    int rc = flamedb_push_at(c, &p, at, data, len);
     free(data);
     if (rc != 0) return request_failed(c, "push", rc);
     if (flamedb__stored_nothing(c)) { /* 200, and the node said so */

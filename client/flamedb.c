@@ -250,6 +250,12 @@ static int bad_target(flamedb_client_t *c, buf_t *t, int rc)
 
 int flamedb_push(flamedb_client_t *c, const flamedb_push_t *p, const void *body, size_t len)
 {
+    return flamedb_push_at(c, p, 0, body, len);
+}
+
+int flamedb_push_at(flamedb_client_t *c, const flamedb_push_t *p, int64_t at, const void *body,
+                    size_t len)
+{
     begin(c);
     if (p == NULL || p->name == NULL || p->name[0] == '\0')
         return errmsg_set(&c->err, ERR_INVALID_ARGUMENT, "push: a profile name is required");
@@ -264,7 +270,7 @@ int flamedb_push(flamedb_client_t *c, const flamedb_push_t *p, const void *body,
     int64_t from = p->from > 0 ? p->from : (int64_t)time(NULL);
     if (rc == ERR_OK) rc = flamedb__query_add_int(&t, "from", from);
     if (rc == ERR_OK && p->until > 0) rc = flamedb__query_add_int(&t, "until", p->until);
-    if (rc == ERR_OK && p->time > 0) rc = flamedb__query_add_int(&t, "time", p->time);
+    if (rc == ERR_OK && at > 0) rc = flamedb__query_add_int(&t, "time", at);
     if (rc == ERR_OK && p->sample_rate > 0)
         rc = flamedb__query_add_int(&t, "sampleRate", p->sample_rate);
     if (rc == ERR_OK)
