@@ -59,7 +59,7 @@ static void test_defaults(void)
      * a slow replica gets its hint before the answer after a short grace */
     CHECK_EQ_INT(c.cluster.repair_interval_ms, 3600 * 1000);
     CHECK_EQ_INT(c.cluster.fill_keys_batch, 1024);
-    CHECK_EQ_INT(c.cluster.stream_version, 3);
+    CHECK_EQ_INT(c.cluster.stream_version, 4);
     CHECK_EQ_INT(c.cluster.repair_bytes_per_s, 16 << 20);
     CHECK_EQ_INT(c.cluster.hint_ack_grace_ms, 20);
 }
