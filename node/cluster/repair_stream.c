@@ -1089,6 +1089,9 @@ static int take_answer(repair_t *r, const char *peer, const Flamedb__Cluster__Re
         ss->fill_version = answer_version(a);
     if (ss->fill_summary && a->n_windows > 0 && !a->window_summaries)
         ss->fill_old = 1; /* whole windows: a source that sends no summaries */
+    if (ss->fill_tree != NULL && ss->fill_tree->descend && a->n_windows > 0 &&
+        answer_version(a) < REPAIR_STREAM_V_TREE)
+        ss->fill_tree->answered = 0; /* a source of 3 now (restarted): every window comes */
     if (ss->fill_tree != NULL && !ss->fill_tree->descend && (a->tree_alike || a->n_tree_digests)) {
         take_tree(ss, a);
         return 0;
