@@ -164,10 +164,10 @@ static void test_errors(void)
     expect_error(f1, 3, NULL, "out of range (allowed 1 .. 65536)");
     const char *f2[] = {"flamedb", "--repair-fill-keys-batch", "65537"};
     expect_error(f2, 3, NULL, "out of range (allowed 1 .. 65536)");
-    const char *f3[] = {"flamedb", "--cluster-stream-version", "4"};
-    expect_error(f3, 3, NULL, "out of range (allowed 1 .. 3)");
+    const char *f3[] = {"flamedb", "--cluster-stream-version", "5"};
+    expect_error(f3, 3, NULL, "out of range (allowed 1 .. 4)");
     const char *f4[] = {"flamedb", "--cluster-stream-version", "0"};
-    expect_error(f4, 3, NULL, "out of range (allowed 1 .. 3)");
+    expect_error(f4, 3, NULL, "out of range (allowed 1 .. 4)");
     /* what a receiver holds of a window in parts is part of the budget */
     const char *a13[] = {"flamedb", "--stream-receive-max-bytes", "100MiB"};
     expect_error(a13, 3, NULL,
