@@ -612,12 +612,14 @@ static const opt_t options[] = {
      "key, whether for their hashes' ids or for the windows it stores (docs/cluster.md, \"Old "
      "windows no profile id names\"): a smaller batch makes smaller requests and more of them; "
      "the answers are paged by max-message-bytes either way."},
-    {"cluster-stream-version", OPT_U32, FIELD(cluster.stream_version, uint32_t), "3", 0, 1, 3,
+    {"cluster-stream-version", OPT_U32, FIELD(cluster.stream_version, uint32_t), "4", 0, 1, 4,
      "The newest stream protocol this node speaks, as the node asking for windows and as their "
      "source (docs/cluster-protocol.md, \"Stream protocol versions\"): 1 pages every window "
      "whole; 2 adds a fill's bound (until_s), window summaries with their profile ids and "
      "windows asked for by key; 3 sends a summary as its key and a hash, ids only for the "
-     "windows whose hashes differ. For a rolling upgrade only: a node set to the version of "
+     "windows whose hashes differ; 4 compares a hash tree's root first, then the hashes of the "
+     "windows in its buckets that differ only. For a rolling upgrade only: a node set to the "
+     "version of "
      "the release it replaces behaves toward its peers as that release does, so the "
      "upgrade can be tried on one node and rolled back; set it back (or leave it out) once "
      "every node runs this release. Nodes of different versions fill from each other in "

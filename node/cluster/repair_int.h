@@ -233,7 +233,11 @@ int replicate_store_request(const replicate_options_t *o, storage_t *s,
       "this node lacking (by profile id, within --profile-retention), fetched and stored once.")   \
     X(fill_summaries, "flamedb_repair_fill_summaries_total",                                       \
       "Old windows of another replica a window check's fill looked at by their summaries (a "      \
-      "key and a hash each from a source of stream protocol 3, docs/cluster-protocol.md).")        \
+      "key and a hash each from a source of stream protocol 3, docs/cluster-protocol.md; from 4, " \
+      "also those found alike by a hash tree's bucket without a summary sent).")                   \
+    X(fill_tree_alike, "flamedb_repair_fill_tree_alike_total",                                     \
+      "Of them, windows a fill's hash tree found alike on both sides by their bucket (stream "     \
+      "protocol 4): none of their summaries travelled.")                                           \
     X(fill_summary_ids, "flamedb_repair_fill_summary_ids_total",                                   \
       "Of them, windows held on both sides with hashes that differ, whose profile ids the fill "   \
       "asked for in a second look.")                                                               \
@@ -344,7 +348,74 @@ void repair_throttle(repair_t *r, const repair_stats_t *st);
 #define REPAIR_STREAM_V_WHOLE 1  /* STREAM pages every window whole */
 #define REPAIR_STREAM_V_FILL 2   /* + until_s, window_summaries (with ids), keys */
 #define REPAIR_STREAM_V_HASHES 3 /* + summary_hashes, summaries by keys */
-#define REPAIR_STREAM_VERSION REPAIR_STREAM_V_HASHES
+#define REPAIR_STREAM_V_TREE 4   /* + tree_look, tree_fanout, tree_buckets */
+#define REPAIR_STREAM_VERSION REPAIR_STREAM_V_TREE
+
+/* A hash tree over the old windows of one token interval (repair_tree.c):
+ * the first look of a fill in stream protocol 4. A window's value is
+ * repair_tree_window_hash(key, summary_hash); it falls into leaf
+ * repair_tree_leaf(key); a leaf sums (mod 2^64) its windows' values, counts
+ * them, those not counted exactly (summary_hash 0) and their totals per
+ * resolution. A bucket of a fanout F (a power of two up to the leaves) sums
+ * the leaves l with l % F == b. Plain values: the caller owns it. */
+#define REPAIR_TREE_LEAVES 256
+#define REPAIR_TREE_SUMMARY_DIGESTS 24 /* a hashed summary's bytes in a digest's, ×10 */
+typedef struct repair_tree {
+    uint64_t digest[REPAIR_TREE_LEAVES];
+    uint64_t count[REPAIR_TREE_LEAVES];
+    uint64_t inexact[REPAIR_TREE_LEAVES];
+    int64_t totals[REPAIR_TREE_LEAVES][STORAGE_RESOLUTION_COUNT];
+} repair_tree_t;
+uint32_t repair_tree_leaf(const uint8_t *key, size_t n);
+uint64_t repair_tree_window_hash(const uint8_t *key, size_t n, uint64_t summary_hash);
+void repair_tree_add(repair_tree_t *t, const uint8_t *key, size_t n, uint64_t summary_hash, int res,
+                     int64_t total);
+/* t's root (the sum of every window's value); *count (may be NULL) its
+ * windows, *inexact (may be NULL) those not counted exactly. */
+uint64_t repair_tree_root(const repair_tree_t *t, uint64_t *count, uint64_t *inexact);
+/* The fanout a source of count windows answers an asker of other_count
+ * with: the power of two (at most the leaves) where digests and the
+ * summaries of the buckets a descent enters cost least, as many windows
+ * differing as the counts do (one when equal). */
+uint32_t repair_tree_fanout(uint64_t count, uint64_t other_count);
+int repair_tree_fanout_valid(uint32_t fanout);
+/* t's buckets at fanout into digest[fanout] (and inexact[fanout], may be
+ * NULL). */
+void repair_tree_fold(const repair_tree_t *t, uint32_t fanout, uint64_t *digest, uint64_t *inexact);
+/* The buckets of fanout where mine and the other side's digests theirs
+ * differ, or either side holds a window not counted exactly
+ * (their_inexact: the other side's such buckets), as bits (bucket b: bit
+ * b % 8 of byte b / 8); how many. */
+size_t repair_tree_differ(const repair_tree_t *mine, const uint64_t *theirs, uint32_t fanout,
+                          const uint32_t *their_inexact, size_t n_inexact,
+                          uint8_t bits[REPAIR_TREE_LEAVES / 8]);
+/* Whether key's bucket of fanout has its bit set in bits (nbits_bytes long). */
+int repair_tree_wanted(const uint8_t *bits, size_t nbits_bytes, uint32_t fanout, const uint8_t *key,
+                       size_t n);
+/* Adds to totals t's totals of the buckets of fanout not set in bits (NULL:
+ * every bucket): the windows found alike. */
+void repair_tree_alike_totals(const repair_tree_t *t, uint32_t fanout, const uint8_t *bits,
+                              int64_t totals[STORAGE_RESOLUTION_COUNT]);
+/* The windows of those buckets. */
+uint64_t repair_tree_alike_count(const repair_tree_t *t, uint32_t fanout, const uint8_t *bits);
+/* t over s's windows of [lo, hi] that end by until_s, as
+ * storage_stream_summaries hands them on (a source's first look walks the
+ * same); 0 or a negative error. */
+int repair_tree_build(storage_t *s, uint64_t lo, uint64_t hi, int64_t until_s, repair_tree_t *t);
+
+/* A fill's tree look (stream protocol 4), owned by the fill
+ * (repair_fill.c): this node's tree, what the source answered, and the
+ * buckets the descent asks for. */
+typedef struct repair_tree_look {
+    repair_tree_t mine;
+    int answered; /* 0: no tree answer (a source of protocol 3), 1 alike, 2 digests */
+    int descend;  /* the walk asks for the windows of `want` only */
+    uint32_t fanout;
+    uint64_t theirs[REPAIR_TREE_LEAVES];
+    uint32_t inexact[REPAIR_TREE_LEAVES];
+    size_t n_inexact;
+    uint8_t want[REPAIR_TREE_LEAVES / 8];
+} repair_tree_look_t;
 /* Window keys a fill asks its source for (repair_fill.c), in key order.
  * Owned by the fill that fills it (repair_keys_free). */
 typedef struct repair_keys {
@@ -403,6 +474,9 @@ typedef struct repair_stream_state {
     int fill_hashes;
     uint32_t fill_version;
     repair_keys_t *fill_ids; /* borrowed */
+    /* Stream protocol 4: the first look sends this node's tree root first
+     * (NULL: not); the source's answer and the descent kept in it. */
+    repair_tree_look_t *fill_tree; /* borrowed */
 } repair_stream_state_t;
 
 /* The streams of a move, by interval (repair thread). */

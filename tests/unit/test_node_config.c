@@ -61,7 +61,7 @@ static void test_defaults(void)
      * a slow replica gets its hint before the answer after a short grace */
     CHECK_EQ_INT(c.cluster.repair_interval_ms, 3600 * 1000);
     CHECK_EQ_INT(c.cluster.fill_keys_batch, 1024);
-    CHECK_EQ_INT(c.cluster.stream_version, 3);
+    CHECK_EQ_INT(c.cluster.stream_version, 4);
     CHECK_EQ_INT(c.cluster.repair_bytes_per_s, 16 << 20);
     CHECK_EQ_INT(c.cluster.hint_ack_grace_ms, 20);
 }
@@ -166,10 +166,10 @@ static void test_errors(void)
     expect_error(f1, 3, NULL, "out of range (allowed 1 .. 65536)");
     const char *f2[] = {"flamedb", "--repair-fill-keys-batch", "65537"};
     expect_error(f2, 3, NULL, "out of range (allowed 1 .. 65536)");
-    const char *f3[] = {"flamedb", "--cluster-stream-version", "4"};
-    expect_error(f3, 3, NULL, "out of range (allowed 1 .. 3)");
+    const char *f3[] = {"flamedb", "--cluster-stream-version", "5"};
+    expect_error(f3, 3, NULL, "out of range (allowed 1 .. 4)");
     const char *f4[] = {"flamedb", "--cluster-stream-version", "0"};
-    expect_error(f4, 3, NULL, "out of range (allowed 1 .. 3)");
+    expect_error(f4, 3, NULL, "out of range (allowed 1 .. 4)");
     /* what a receiver holds of a window in parts is part of the budget */
     const char *a13[] = {"flamedb", "--stream-receive-max-bytes", "100MiB"};
     expect_error(a13, 3, NULL,
