@@ -843,6 +843,7 @@ void repair_free(repair_t *r)
     if (r->thread_started) uv_thread_join(&r->thread);
     buf_free(&r->result);
     free(r->streams.v);
+    free(r->kept.streams.v);
     free(r->rg.streams.v);
     free(r->rg.iv);
     free(r->regain.lo);
