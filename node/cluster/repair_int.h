@@ -248,14 +248,14 @@ int replicate_store_request(const replicate_options_t *o, storage_t *s,
       "per stream while kept in the stream-window-cache).")                                        \
     X(stream_parts, "flamedb_repair_stream_parts_served_total",                                    \
       "Parts of windows too large for one stream answer sent to peers.")                           \
-    X(resumed_ranges, "flamedb_repair_stream_ranges_resumed_total",                             \
-      "Token intervals of a join or leave whose stream this process went on with from the "       \
-      "cursor an earlier process kept in DATA_DIR/move.progress, without clearing them again.")   \
-    X(resumed_windows, "flamedb_repair_stream_windows_resumed_total",                           \
-      "Windows an earlier process stored of the intervals this process resumed: not streamed "    \
+    X(resumed_ranges, "flamedb_repair_stream_ranges_resumed_total",                                \
+      "Token intervals of a join or leave whose stream this process went on with from the "        \
+      "cursor an earlier process kept in DATA_DIR/move.progress, without clearing them again.")    \
+    X(resumed_windows, "flamedb_repair_stream_windows_resumed_total",                              \
+      "Windows an earlier process stored of the intervals this process resumed: not streamed "     \
       "again.")                                                                                    \
-    X(resumed_bytes, "flamedb_repair_stream_bytes_resumed_total",                               \
-      "Bytes of stream answers an earlier process received for the intervals this process "      \
+    X(resumed_bytes, "flamedb_repair_stream_bytes_resumed_total",                                  \
+      "Bytes of stream answers an earlier process received for the intervals this process "        \
       "resumed: not streamed again.")                                                              \
     X(stream_windows_refused, "flamedb_repair_stream_windows_refused_total",                       \
       "Windows in parts this node refused to take because what it gathered of them (profile "      \

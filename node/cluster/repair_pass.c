@@ -461,8 +461,7 @@ static int stream_range(repair_t *r, const cluster_view_t *v, const fine_t *f, r
         if (ss == NULL) return 0;
         if (ss->done && ss->spans_done && ss->checked) continue;
         int got = repair_stream_replicas(r, v, f->cur, f->ncur, ss, st, move_page, "join");
-        if (!got && !r->closing)
-            repair_stream_heal(r, ss, "join range", repair_move_progress_save);
+        if (!got && !r->closing) repair_stream_heal(r, ss, "join range", repair_move_progress_save);
         ok &= got;
     }
     return ok && !r->closing;
@@ -533,8 +532,10 @@ static void kept_take(repair_t *r, uint64_t fp)
     r->kept.present = 0;
     if (r->kept.fp != fp) {
         r->kept.streams.n = 0;
-        log_info("repair", "the move kept in %s is not the one under way: clearing and "
-                           "streaming the gained ranges afresh", CLUSTER_MOVE_PROGRESS_FILE);
+        log_info("repair",
+                 "the move kept in %s is not the one under way: clearing and "
+                 "streaming the gained ranges afresh",
+                 CLUSTER_MOVE_PROGRESS_FILE);
         return;
     }
     repair_streams_t t = r->streams;

@@ -86,8 +86,7 @@ int repair_progress_piece_put(buf_t *b, const repair_stream_state_t *ss, int cou
     hex_of(ss->spans_after, ss->spans_after_len, k);
     int rc = buf_printf(b, "piece %016" PRIx64 " %016" PRIx64 " %d %d %d %s %s", ss->lo, ss->hi,
                         ss->done != 0, ss->spans_done != 0, ss->failed != 0, a, k);
-    if (rc == 0 && counts)
-        rc = buf_printf(b, " %" PRIx64 " %" PRIx64, ss->windows, ss->bytes);
+    if (rc == 0 && counts) rc = buf_printf(b, " %" PRIx64 " %" PRIx64, ss->windows, ss->bytes);
     return rc == 0 ? buf_printf(b, "\n") : rc;
 }
 

@@ -9,9 +9,11 @@ processes (issue #10):
   the acknowledged totals, and still does with any one node killed (RF-1);
   the streaming rate and the ingest latency during the move are printed;
 - the joining node is killed with -9 while it streams (throttled with
-  --stream-max-mb-per-s 1) and restarted: it is `joining` again, streams its
-  gained ranges again (from the start: docs/cluster.md) and finishes, and
-  every node answers exactly, also with any one node killed;
+  --stream-max-mb-per-s 1) and restarted: it is `joining` again and finishes,
+  and every node answers exactly, also with any one node killed; killed well
+  into its windows' stream under ingest, it goes on from the cursors kept in
+  DATA_DIR/move.progress: it clears nothing again and streams clearly less
+  than the whole;
 - the source the new node streams from (an old replica) is killed with -9,
   or stopped (SIGSTOP: alive but silent), mid-stream under ingest: the new
   node goes on with the range from its cursor at another current replica in
