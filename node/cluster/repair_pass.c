@@ -559,15 +559,21 @@ static void kept_take(repair_t *r, uint64_t fp)
              r->streams.n, (unsigned long long)w, (unsigned long long)b);
 }
 
-/* No move: a file an ended move left goes (not while this node joins: its
- * first views may not show the move yet). 1 when nothing waits for it. */
-static int no_move(repair_t *r, const cluster_view_t *v)
+/* No move: a file an ended move left goes. A joining node keeps it (its
+ * first views may not show the move yet) until its join settled, and its
+ * passes are not complete meanwhile; a move it gains nothing in by then
+ * drops it. 1 when nothing waits for it. */
+static int no_move(repair_t *r, const cluster_view_t *v, uint64_t t0)
 {
     uv_mutex_lock(&r->mu);
     int joining = r->joining;
+    uint64_t settled = r->join_settled_ms;
     uv_mutex_unlock(&r->mu);
-    if (joining) return !r->kept.present;
-    if (v->ring != NULL && v->pending == NULL && r->kept.saved) {
+    if (joining && r->kept.present && t0 < settled) return 0;
+    if (joining) {
+        r->kept.present = 0;
+        r->kept.streams.n = 0;
+    } else if (v->ring != NULL && v->pending == NULL && r->kept.saved) {
         r->kept.present = 0;
         r->kept.streams.n = 0;
         if (repair_move_progress_remove(r) != 0)
@@ -591,7 +597,7 @@ static int stream_gained(repair_t *r, const cluster_view_t *v, uint64_t t0, repa
         r->streams.n = 0;
         r->gains_cleared = 0;
         r->gains_fp = fp;
-        if (v->ring == NULL || !in_pending(v) || !repair_view_gains(v)) return no_move(r, v);
+        if (v->ring == NULL || !in_pending(v) || !repair_view_gains(v)) return no_move(r, v, t0);
     }
     if (r->gains_since_ms == 0) r->gains_since_ms = t0;
     uv_mutex_lock(&r->mu);
