@@ -93,6 +93,7 @@ typedef struct repair_options {
     uint64_t stream_bytes_per_s;     /* fetched bytes per second at most (0: unlimited) */
     uint64_t repair_bytes_per_s;     /* the same for the fetches of a pass that is not a move */
     uint32_t heal_after;             /* --stream-check-heal-after */
+    uint64_t progress_ms;            /* --stream-progress-interval (0: every page) */
     uint32_t heals;                  /* --stream-check-heals */
     size_t stream_receive_max_bytes; /* --stream-receive-max-bytes (0: no bound) */
     uint64_t windows_interval_ms;    /* --repair-windows-interval (0: only on demand) */
@@ -836,6 +837,7 @@ struct repair {
     struct {
         int loaded, present, saved;
         uint64_t fp;
+        uint64_t saved_ms; /* when a page last wrote it (wall ms) */
         repair_streams_t streams;
     } kept;
     /* under mu: the token intervals gained by removals (cluster_regain.c) */

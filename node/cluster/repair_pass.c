@@ -437,10 +437,15 @@ static int in_pending(const cluster_view_t *v)
     return v->pending != NULL && ring_node_find(v->pending, v->self_id) >= 0;
 }
 
-/* After every page of a move's stream: its cursor in DATA_DIR/move.progress
- * (a failure is logged: a restart then streams more again). */
+/* After a page of a move's stream: its cursor in DATA_DIR/move.progress,
+ * at most every --stream-progress-interval (each write syncs the WAL and
+ * the file: per page they halved the stream's rate). A failure is logged:
+ * a restart then streams more again. */
 static void move_page(repair_t *r)
 {
+    uint64_t now = repair_now_ms(r);
+    if (r->o.progress_ms != 0 && now < r->kept.saved_ms + r->o.progress_ms) return;
+    r->kept.saved_ms = now;
     (void)repair_move_progress_save(r);
 }
 
@@ -461,6 +466,7 @@ static int stream_range(repair_t *r, const cluster_view_t *v, const fine_t *f, r
         if (ss == NULL) return 0;
         if (ss->done && ss->spans_done && ss->checked) continue;
         int got = repair_stream_replicas(r, v, f->cur, f->ncur, ss, st, move_page, "join");
+        if (got || ss->done) (void)repair_move_progress_save(r); /* a range's end: logged */
         if (!got && !r->closing) repair_stream_heal(r, ss, "join range", repair_move_progress_save);
         ok &= got;
     }
