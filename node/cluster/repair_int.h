@@ -579,9 +579,9 @@ int repair_progress_piece_take(repair_streams_t *l, char *line, int counts);
 /* repair_move_file.c, repair thread: DATA_DIR/move.progress, where the
  * streams of the move this node gains ranges in stand (the move's
  * fingerprint: its intervals were cleared; each interval's cursor), written
- * to a temporary name, fsynced and renamed after the clear and after every
- * page (the store's WAL synced first: the cursor never covers a window the
- * store could lose). */
+ * to a temporary name, fsynced and renamed after the clear, at each range's
+ * end and after a page at most every o.progress_ms (the store's WAL synced
+ * first: the cursor never covers a window the store could lose). */
 int repair_move_progress_save(repair_t *r);
 /* Reads it into r->kept (no file: present 0); one that does not parse is
  * ERR_CORRUPT (nothing kept: the move clears and streams afresh). */

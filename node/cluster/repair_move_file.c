@@ -10,7 +10,9 @@
  *                  does not clear them again
  *   piece LO HI DONE SPANS_DONE FAILED AFTER SPANS_AFTER WINDOWS BYTES
  *                  an interval's stream cursor (repair_progress_piece_put)
- * and the last line "end LINES CHECKSUM" (cluster_statefile.c). The store's
+ * and the last line "end LINES CHECKSUM" (cluster_statefile.c). Written
+ * after the clear, at each range's end and after a page at most every
+ * --stream-progress-interval (repair_pass.c). The store's
  * WAL is synced before each write of the file, so a cursor never names a
  * window the store could still lose; a cursor that lags (a crash after a
  * page was stored but before the file was written) walks that page again:
