@@ -598,6 +598,13 @@ static const opt_t options[] = {
      "most: the passes that stream in the ranges it gains in a move (a join, or taking over "
      "a leaving or removed node's ranges) and anti-entropy passes alike, which "
      "repair-max-bytes-per-s also bounds (0 = no limit)."},
+    {"stream-progress-interval", OPT_MS, FIELD(cluster.stream_progress_interval_ms, uint64_t), "1s",
+     0, 0, 3600000,
+     "How often at most a node streaming the ranges it gains in a join (or a leave) writes "
+     "where its streams stand to DATA_DIR/move.progress (syncing the store's write-ahead log "
+     "first), besides after the clear and at the end of each range; a restart after a crash "
+     "goes on from there and streams again at most this much of the stream (0 = after every "
+     "page; docs/cluster.md, \"Resuming after a crash of the joiner\")."},
     {"stream-check-heal-after", OPT_U32, FIELD(cluster.stream_check_heal_after, uint32_t), "3", 0,
      1, 1000,
      "Passes in a row in which the totals check of a token interval a join, leave, regain or "

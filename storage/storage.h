@@ -530,6 +530,9 @@ int storage_load_symbols(storage_t *s, const char *tenant, const uint64_t *ids, 
 int storage_disk_usage(storage_t *s, uint64_t *bytes);
 /* Compacts everything now (tests and benchmarks measure settled sizes). */
 int storage_compact(storage_t *s);
+/* Writes and fsyncs the WAL: every batch committed before the call
+ * survives a power loss. ERR_IO (em says why). */
+int storage_sync_wal(storage_t *s, errmsg_t *em);
 
 /* Room for every column family's figure in storage_stats_t. */
 #define STORAGE_STATS_MAX_CFS 16

@@ -93,6 +93,7 @@ typedef struct repair_options {
     uint64_t stream_bytes_per_s;     /* fetched bytes per second at most (0: unlimited) */
     uint64_t repair_bytes_per_s;     /* the same for the fetches of a pass that is not a move */
     uint32_t heal_after;             /* --stream-check-heal-after */
+    uint64_t progress_ms;            /* --stream-progress-interval (0: every page) */
     uint32_t heals;                  /* --stream-check-heals */
     size_t stream_receive_max_bytes; /* --stream-receive-max-bytes (0: no bound) */
     uint64_t windows_interval_ms;    /* --repair-windows-interval (0: only on demand) */
@@ -252,6 +253,15 @@ int replicate_store_request(const replicate_options_t *o, storage_t *s,
       "per stream while kept in the stream-window-cache).")                                        \
     X(stream_parts, "flamedb_repair_stream_parts_served_total",                                    \
       "Parts of windows too large for one stream answer sent to peers.")                           \
+    X(resumed_ranges, "flamedb_repair_stream_ranges_resumed_total",                                \
+      "Token intervals of a join or leave whose stream this process went on with from the "        \
+      "cursor an earlier process kept in DATA_DIR/move.progress, without clearing them again.")    \
+    X(resumed_windows, "flamedb_repair_stream_windows_resumed_total",                              \
+      "Windows an earlier process stored of the intervals this process resumed: not streamed "     \
+      "again.")                                                                                    \
+    X(resumed_bytes, "flamedb_repair_stream_bytes_resumed_total",                                  \
+      "Bytes of stream answers an earlier process received for the intervals this process "        \
+      "resumed: not streamed again.")                                                              \
     X(stream_windows_refused, "flamedb_repair_stream_windows_refused_total",                       \
       "Windows in parts this node refused to take because what it gathered of them (profile "      \
       "lists, symbols) passed stream-receive-max-bytes; the range stays untaken.")
@@ -438,6 +448,9 @@ typedef struct repair_stream_state {
     uint32_t heals;      /* times cleared and streamed again for that (this process) */
     size_t spans_after_len;
     uint8_t spans_after[REPAIR_STREAM_KEY_MAX];
+    /* Windows stored and answer bytes received by this interval's stream,
+     * earlier processes' included for a move's (DATA_DIR/move.progress). */
+    uint64_t windows, bytes;
     /* A fill (repair_fill_interval), not a move: only windows that end by
      * fill_until, name no kept profile, are not of a series in fill_skip and
      * that this node does not hold at all are stored; 0 for a move's
@@ -631,6 +644,24 @@ int repair_stream_heal(repair_t *r, repair_stream_state_t *ss, const char *what,
 /* repair_stream_heal of a regain piece, its cursor saved in the progress
  * file before the clear. */
 int repair_regain_heal(repair_t *r, repair_stream_state_t *ss);
+/* repair_regain_file.c: a stream cursor as a progress file's line
+ * "piece LO HI DONE SPANS_DONE FAILED AFTER SPANS_AFTER", then " WINDOWS
+ * BYTES" (hex) when counts, into b; and such a line (cut in place) added
+ * to l. ERR_CORRUPT for a line that does not parse. */
+int repair_progress_piece_put(buf_t *b, const repair_stream_state_t *ss, int counts);
+int repair_progress_piece_take(repair_streams_t *l, char *line, int counts);
+/* repair_move_file.c, repair thread: DATA_DIR/move.progress, where the
+ * streams of the move this node gains ranges in stand (the move's
+ * fingerprint: its intervals were cleared; each interval's cursor), written
+ * to a temporary name, fsynced and renamed after the clear, at each range's
+ * end and after a page at most every o.progress_ms (the store's WAL synced
+ * first: the cursor never covers a window the store could lose). */
+int repair_move_progress_save(repair_t *r);
+/* Reads it into r->kept (no file: present 0); one that does not parse is
+ * ERR_CORRUPT (nothing kept: the move clears and streams afresh). */
+int repair_move_progress_load(repair_t *r, errmsg_t *em);
+/* Removes it (the move is done, or another one began). */
+int repair_move_progress_remove(repair_t *r);
 /* Reads it into r->rg (intervals not cleared, pieces not started are not
  * in it); a file that does not parse is ERR_CORRUPT (nothing taken: the
  * regain clears and streams afresh). No file: 0, nothing. */
@@ -872,8 +903,17 @@ struct repair {
     /* thread only: streams of gained intervals, and since when this node gains */
     repair_streams_t streams;
     uint64_t gains_since_ms;
-    int gains_cleared; /* this process cleared the move's gained intervals */
+    int gains_cleared; /* the move's gained intervals were cleared (here, or kept in the file) */
     uint64_t gains_fp; /* the fingerprints of that move's two rings */
+    /* thread only: DATA_DIR/move.progress as an earlier process left it
+     * (repair_move_file.c), until a pass of that move takes it over or
+     * clears afresh; present: the file named a move */
+    struct {
+        int loaded, present, saved;
+        uint64_t fp;
+        uint64_t saved_ms; /* when a page last wrote it (wall ms) */
+        repair_streams_t streams;
+    } kept;
     /* under mu: the token intervals gained by removals (cluster_regain.c) */
     struct {
         uint64_t *lo, *hi;

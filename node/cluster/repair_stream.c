@@ -982,6 +982,7 @@ static int stream_spans(repair_t *r, const char *peer, repair_stream_state_t *ss
         }
         size_t got = protobuf_c_message_get_packed_size(ans.body);
         st->bytes += got;
+        ss->bytes += got;
         uv_mutex_lock(&r->mu);
         r->counters.span_trees += merged;
         r->counters.bytes += got;
@@ -1200,6 +1201,8 @@ int repair_stream_walk(repair_t *r, const char *peer, repair_stream_state_t *ss,
             if (rc == 0) rc = take_answer(r, peer, a, syms, &parts, ss, st, em);
             size_t got = protobuf_c_message_get_packed_size(ans.body);
             st->bytes += got;
+            ss->windows += st->windows - before;
+            ss->bytes += got;
             uv_mutex_lock(&r->mu);
             r->counters.windows += st->windows - before;
             r->counters.bytes += got;
