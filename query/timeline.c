@@ -244,8 +244,8 @@ static int count_series(storage_t *st, const char *tenant, uint64_t token, uint6
                                           tp->piece[k].from_s, tp->piece[k].until_s, wcount_fn, c);
     }
     for (size_t i = 0; rc == 0 && i < c->n; i++)
-        rc = storage_scan_profile_trees(st, tenant, token, series_id, c->lo[i], c->hi[i], SIZE_MAX,
-                                        count_fn, c);
+        rc = storage_scan_profile_trees_all(st, tenant, token, series_id, c->lo[i], c->hi[i],
+                                            count_fn, c); /* in any order: counted */
     return rc;
 }
 

@@ -225,9 +225,11 @@ int storage_scan_unblocked(storage_t *s, const rocksdb_snapshot_t *snap, const c
     return ioerr != 0 ? ioerr : rc;
 }
 
-int storage_scan_profile_trees(storage_t *s, const char *tenant, uint64_t token, uint64_t series_id,
-                               int64_t from_s, int64_t until_s, size_t max, storage_ptree_fn fn,
-                               void *ctx)
+/* storage_scan_profile_trees, newest first, or with oldest oldest first
+ * (storage_scan_profile_trees_all). */
+static int scan_ptrees(storage_t *s, const char *tenant, uint64_t token, uint64_t series_id,
+                       int64_t from_s, int64_t until_s, size_t max, int oldest, storage_ptree_fn fn,
+                       void *ctx)
 {
     int rc = storage_check_tenant(tenant, NULL);
     if (rc != 0 || from_s >= until_s || max == 0) return rc;
@@ -241,15 +243,23 @@ int storage_scan_profile_trees(storage_t *s, const char *tenant, uint64_t token,
     rocksdb_readoptions_set_iterate_upper_bound(ro, (const char *)hi.b, hi.n);
     rocksdb_iterator_t *it = rocksdb_create_iterator_cf(s->db, ro, s->cf[CF_PTREES]);
     size_t seen = 0;
-    /* newest first: from the upper bound backwards, stopping after max */
-    for (rocksdb_iter_seek_to_last(it); rc == 0 && seen < max && rocksdb_iter_valid(it);
-         rocksdb_iter_prev(it)) {
+    /* newest first: from the upper bound backwards, stopping after max;
+     * oldest first: forwards, past the expired ones */
+    if (oldest)
+        rocksdb_iter_seek_to_first(it);
+    else
+        rocksdb_iter_seek_to_last(it);
+    for (; rc == 0 && seen < max && rocksdb_iter_valid(it);
+         oldest ? rocksdb_iter_next(it) : rocksdb_iter_prev(it)) {
         size_t kn, vn;
         const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &kn);
         const uint8_t *v = (const uint8_t *)rocksdb_iter_value(it, &vn);
         if (kn != lo.n || vn < PTREE_HEADER_LEN || v[0] != PTREE_VERSION) continue;
         int64_t t = storage_time_decode(k + kn - tail);
-        if (storage_ptree_expired(s, t)) break; /* everything older is expired too */
+        if (storage_ptree_expired(s, t)) {
+            if (oldest) continue;
+            break; /* everything older is expired too */
+        }
         seen++;
         rc = fn(ctx, t, k + kn - 16, storage_i64_get(v + 2), !(v[1] & PTREE_FLAG_NO_TREE),
                 (v[1] & PTREE_FLAG_PIECE) != 0);
@@ -260,6 +270,20 @@ int storage_scan_profile_trees(storage_t *s, const char *tenant, uint64_t token,
     rocksdb_iter_destroy(it);
     rocksdb_readoptions_destroy(ro);
     return ioerr != 0 ? ioerr : rc;
+}
+
+int storage_scan_profile_trees(storage_t *s, const char *tenant, uint64_t token, uint64_t series_id,
+                               int64_t from_s, int64_t until_s, size_t max, storage_ptree_fn fn,
+                               void *ctx)
+{
+    return scan_ptrees(s, tenant, token, series_id, from_s, until_s, max, 0, fn, ctx);
+}
+
+int storage_scan_profile_trees_all(storage_t *s, const char *tenant, uint64_t token,
+                                   uint64_t series_id, int64_t from_s, int64_t until_s,
+                                   storage_ptree_fn fn, void *ctx)
+{
+    return scan_ptrees(s, tenant, token, series_id, from_s, until_s, SIZE_MAX, 1, fn, ctx);
 }
 
 /* Splits a profile_trees key; 0 if it has that layout, -1 if not. tenant

@@ -475,6 +475,14 @@ typedef int (*storage_ptree_fn)(void *ctx, int64_t time_ns, const uint8_t profil
 int storage_scan_profile_trees(storage_t *s, const char *tenant, uint64_t token, uint64_t series_id,
                                int64_t from_s, int64_t until_s, size_t max, storage_ptree_fn fn,
                                void *ctx);
+/* Every stored profile of the range, as storage_scan_profile_trees with no
+ * maximum but oldest first (then by profile id, ascending): for a caller
+ * that visits them all whatever their order (counting them). A forward
+ * scan costs a fraction of a backward one over entries still in the
+ * memtable, where each step back is a search from the list's head. */
+int storage_scan_profile_trees_all(storage_t *s, const char *tenant, uint64_t token,
+                                   uint64_t series_id, int64_t from_s, int64_t until_s,
+                                   storage_ptree_fn fn, void *ctx);
 
 /* The seen index by token interval (anti-entropy, docs/cluster.md): one
  * entry per stored series of a profile. tenant is borrowed for the call. */

@@ -1,7 +1,8 @@
 /* Unit tests for single stored profiles (profile_trees): two profiles of one
  * series in the same 10 s window read back exactly, each its own (while the
  * window's block holds their sum); other series, unknown ids; listing a
- * series newest first within a range and a count; the size cap;
+ * series newest first within a range and a count, and all of them oldest
+ * first; the size cap;
  * profile retention at read, at write and by compaction; scaled trees (a
  * series stored as a factor of another); and the upgrade of format-4 and
  * format-8 data directories. */
@@ -87,6 +88,17 @@ static listed_t scan(fixture_t *f, const labels_t *l, int64_t from_s, int64_t un
     return scan_token(f, l, labels_hash(l) >> 1, from_s, until_s, max);
 }
 
+/* storage_scan_profile_trees_all: every one, oldest first. */
+static listed_t scan_all(fixture_t *f, const labels_t *l, int64_t from_s, int64_t until_s)
+{
+    listed_t out = {0};
+    uint64_t sid = labels_hash(l);
+    CHECK_EQ_INT(storage_scan_profile_trees_all(f->s, "pt", sid >> 1, sid, from_s, until_s,
+                                                list_fn, &out),
+                 0);
+    return out;
+}
+
 /* A series' profiles are listed newest first, within [from, until) by the
  * floor of their time, at most max of them. */
 static void test_scan(fixture_t *f)
@@ -119,6 +131,23 @@ static void test_scan(fixture_t *f)
     CHECK_EQ_INT(scan(f, other, T0 - 100, T0 + 100, 10).n, 1); /* one id: written once */
     /* ranges as far as plans reach do not overflow */
     CHECK_EQ_INT(scan(f, l, -(1LL << 40), 1LL << 40, 10).n, 4);
+    /* all of them, oldest first, the same ones within the same bounds */
+    got = scan_all(f, l, T0, T0 + 30);
+    CHECK_EQ_INT(got.n, 3);
+    CHECK_EQ_INT(got.id_last[0], 2);
+    CHECK_EQ_INT(got.time_ns[0], (T0 + 1) * NS + 5);
+    CHECK_EQ_INT(got.id_last[1], 3);
+    CHECK_EQ_INT(got.id_last[2], 4);
+    CHECK_EQ_INT(got.total[2], 13);
+    CHECK_EQ_INT(scan_all(f, l, -(1LL << 40), 1LL << 40).n, 4);
+    CHECK_EQ_INT(scan_all(f, l, T0 + 2, T0 + 12).n, 0);
+    f->now = T0 + 1 + 300; /* profile retention 300 s: the oldest is past it, the rest kept */
+    got = scan_all(f, l, T0 - 100, T0 + 100);
+    CHECK_EQ_INT(got.n, 3);
+    CHECK_EQ_INT(got.id_last[0], 3);
+    CHECK_EQ_INT(got.id_last[2], 1);
+    CHECK_EQ_INT(scan(f, l, T0 - 100, T0 + 100, 10).n, 3);
+    f->now = T0 + 100;
     labels_free(l);
     labels_free(other);
     symtab_free(st);
