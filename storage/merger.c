@@ -374,7 +374,7 @@ static void forest_pass(const tabsrc_t *src, storage_merged_tab_t *v)
     }
     v->sym[0] = SYM_ROOT;                    /* a table may not hold even its root yet */
     if (sno != NULL) sno[0] = src->symno[0]; /* asked of a table that holds it */
-    uint64_t over; /* a total past INT64_MAX has its top bit set */
+    uint64_t over;                           /* a total past INT64_MAX has its top bit set */
     size_t n = par == NULL && sno == NULL ? forest_links(src, v, NULL, NULL, &over)
                                           : forest_links(src, v, par, sno, &over);
     /* with every value >= 0, the first sum to pass INT64_MAX adds two numbers

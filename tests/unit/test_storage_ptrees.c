@@ -93,9 +93,9 @@ static listed_t scan_all(fixture_t *f, const labels_t *l, int64_t from_s, int64_
 {
     listed_t out = {0};
     uint64_t sid = labels_hash(l);
-    CHECK_EQ_INT(storage_scan_profile_trees_all(f->s, "pt", sid >> 1, sid, from_s, until_s,
-                                                list_fn, &out),
-                 0);
+    CHECK_EQ_INT(
+        storage_scan_profile_trees_all(f->s, "pt", sid >> 1, sid, from_s, until_s, list_fn, &out),
+        0);
     return out;
 }
 
