@@ -88,15 +88,22 @@ static listed_t scan(fixture_t *f, const labels_t *l, int64_t from_s, int64_t un
     return scan_token(f, l, labels_hash(l) >> 1, from_s, until_s, max);
 }
 
-/* storage_scan_profile_trees_all: every one, oldest first. */
-static listed_t scan_all(fixture_t *f, const labels_t *l, int64_t from_s, int64_t until_s)
+/* storage_scan_profile_trees_spans over n ranges: every one in them, each
+ * range oldest first. */
+static listed_t scan_spans(fixture_t *f, const labels_t *l, const int64_t *from_s,
+                           const int64_t *until_s, size_t n)
 {
     listed_t out = {0};
     uint64_t sid = labels_hash(l);
-    CHECK_EQ_INT(
-        storage_scan_profile_trees_all(f->s, "pt", sid >> 1, sid, from_s, until_s, list_fn, &out),
-        0);
+    CHECK_EQ_INT(storage_scan_profile_trees_spans(f->s, "pt", sid >> 1, sid, from_s, until_s, n,
+                                                  list_fn, &out),
+                 0);
     return out;
+}
+
+static listed_t scan_all(fixture_t *f, const labels_t *l, int64_t from_s, int64_t until_s)
+{
+    return scan_spans(f, l, &from_s, &until_s, 1);
 }
 
 /* A series' profiles are listed newest first, within [from, until) by the
@@ -148,6 +155,21 @@ static void test_scan(fixture_t *f)
     CHECK_EQ_INT(got.id_last[2], 1);
     CHECK_EQ_INT(scan(f, l, T0 - 100, T0 + 100, 10).n, 3);
     f->now = T0 + 100;
+    /* several ranges: those between them are not listed, each once */
+    int64_t lo1[] = {T0, T0 + 20, T0 + 29}, hi1[] = {T0 + 2, T0 + 29, T0 + 40};
+    got = scan_spans(f, l, lo1, hi1, 3); /* T0 + 12 lies between: a seek */
+    CHECK_EQ_INT(got.n, 3);
+    CHECK_EQ_INT(got.id_last[0], 2);
+    CHECK_EQ_INT(got.id_last[1], 4);
+    CHECK_EQ_INT(got.id_last[2], 1);
+    int64_t lo2[] = {T0 + 10, T0, T0 + 5}, hi2[] = {T0 + 31, T0 + 10, T0 + 5};
+    got = scan_spans(f, l, lo2, hi2, 3); /* out of order, an empty one: still each once */
+    CHECK_EQ_INT(got.n, 4);
+    CHECK_EQ_INT(got.id_last[0], 3);
+    CHECK_EQ_INT(got.id_last[2], 1);
+    CHECK_EQ_INT(got.id_last[3], 2);
+    int64_t lo3[] = {T0 + 2, T0 + 13}, hi3[] = {T0 + 12, T0 + 29};
+    CHECK_EQ_INT(scan_spans(f, l, lo3, hi3, 2).n, 0); /* adjacent to entries, holding none */
     labels_free(l);
     labels_free(other);
     symtab_free(st);
