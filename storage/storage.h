@@ -475,6 +475,18 @@ typedef int (*storage_ptree_fn)(void *ctx, int64_t time_ns, const uint8_t profil
 int storage_scan_profile_trees(storage_t *s, const char *tenant, uint64_t token, uint64_t series_id,
                                int64_t from_s, int64_t until_s, size_t max, storage_ptree_fn fn,
                                void *ctx);
+/* Every stored profile whose time lies in one of n ranges [from_s[i],
+ * until_s[i]), as storage_scan_profile_trees with no maximum, each range
+ * oldest first (then by profile id, ascending): for a caller that visits
+ * them all whatever their order (counting them). One forward iterator for
+ * all the ranges, which seeks only where entries lie between two of them
+ * (or a range starts before the last one's end): a backward scan, or an
+ * iterator per range, costs several times more over entries still in the
+ * memtable. */
+int storage_scan_profile_trees_spans(storage_t *s, const char *tenant, uint64_t token,
+                                     uint64_t series_id, const int64_t *from_s,
+                                     const int64_t *until_s, size_t n, storage_ptree_fn fn,
+                                     void *ctx);
 
 /* The seen index by token interval (anti-entropy, docs/cluster.md): one
  * entry per stored series of a profile. tenant is borrowed for the call. */
