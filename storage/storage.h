@@ -229,7 +229,8 @@ typedef struct storage_profile_write {
  * before, atomically records the id and adds the tree's self values (mapped
  * onto the token's node table) to every resolution.
  * *written (may be NULL) gets the number of series written; series already
- * seen are skipped, so retries count once. */
+ * seen are skipped, so retries count once. It turns RocksDB's per-thread
+ * performance counters off for the calling thread (nothing reads them). */
 int storage_write_profile(storage_t *s, const storage_profile_write_t *p, size_t *written,
                           errmsg_t *em);
 /* The same; *bytes (may be NULL) gets the size of the write batch it
