@@ -289,9 +289,11 @@ static void sliver_figures(const storage_merged_tab_t *tabs, size_t n, size_t k)
     printf("query_forests_read: %zu of %zu forest nodes are kept or a kept node's kid (%zu merged "
            "nodes, %zu kept, cut %lld)\n",
            read, all, p.m, kept, (long long)cut);
-    printf("query_forests_one_round: smallest part of a kept node in a forest %lld: %zu nodes at "
-           "or above it; a fifth of the nodes (>= %lld) leaves %zu of the %zu kept nodes short\n",
-           (long long)least, count_over(tabs, n, least), (long long)fifth, short_kept, kept);
+    printf(
+        "query_forests_one_round: smallest part of a kept node in a forest %lld: %zu nodes at "
+        "or above it; a fifth of the nodes (%zu, >= %lld) leaves %zu of the %zu kept nodes short\n",
+        (long long)least, count_over(tabs, n, least), count_over(tabs, n, fifth), (long long)fifth,
+        short_kept, kept);
     paths_free(&p, n);
 }
 
