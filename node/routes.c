@@ -535,31 +535,20 @@ static int ingest_empty(const storage_profile_write_t *w)
         size_t n = t != NULL ? calltree_node_count(t) : 0;
         for (size_t k = 0; k < n; k++)
             if (calltree_self(t, (uint32_t)k) != 0) return 0;
+        for (size_t k = 0; k < w->series[i].npairs; k++) /* stacks given by id */
+            if (w->series[i].vals[k] != 0) return 0;
     }
     return 1;
 }
 
-static void work_ingest(job_t *j)
+/* Parses the push and stores it (the local replica; the remote ones
+ * packed). ERR_CONFLICT: stacks given by id were refused (the node
+ * generation moved since the parse), nothing written. */
+static void parse_and_store(job_t *j, const ingest_request_t *ir)
 {
-    const http_request_t *r = j->req;
-    ingest_request_t ir = {
-        .tenant = j->tenant,
-        .name = http_request_param(r, "name"),
-        .from = http_request_param(r, "from"),
-        .until = http_request_param(r, "until"),
-        .format = http_request_param(r, "format"),
-        .sample_rate = http_request_param(r, "sampleRate"),
-        .spy_name = http_request_param(r, "spyName"),
-        .units = http_request_param(r, "units"),
-        .aggregation_type = http_request_param(r, "aggregationType"),
-        .content_type = http_request_header(r, "Content-Type"),
-        .body = r->body,
-        .body_len = r->body_len,
-        .now_ns = j->now_ns,
-    };
     ingest_profile_t *prof = NULL;
     size_t held;
-    j->rc = ingest_parse_held(&ir, &j->node->cfg.ingest, &prof, &held, &j->em);
+    j->rc = ingest_parse_held(ir, &j->node->cfg.ingest, &prof, &held, &j->em);
     if (j->rc != ERR_OK) {
         size_t trim = j->node->cfg.ingest_trim_refused_bytes;
         if (trim == 0 || held < trim) return;
@@ -581,6 +570,34 @@ static void work_ingest(job_t *j)
     } else
         j->rc = storage_write_profile(j->node->storage, w, &j->written, &j->em);
     ingest_profile_free(prof);
+}
+
+static void work_ingest(job_t *j)
+{
+    const http_request_t *r = j->req;
+    ingest_request_t ir = {
+        .tenant = j->tenant,
+        .name = http_request_param(r, "name"),
+        .from = http_request_param(r, "from"),
+        .until = http_request_param(r, "until"),
+        .format = http_request_param(r, "format"),
+        .sample_rate = http_request_param(r, "sampleRate"),
+        .spy_name = http_request_param(r, "spyName"),
+        .units = http_request_param(r, "units"),
+        .aggregation_type = http_request_param(r, "aggregationType"),
+        .content_type = http_request_header(r, "Content-Type"),
+        .body = r->body,
+        .body_len = r->body_len,
+        .now_ns = j->now_ns,
+        /* stacks by id only where no replica takes the trees */
+        .stack_cache = j->view == NULL || cluster_view_alone(j->view) ? j->node->stack_cache : NULL,
+    };
+    parse_and_store(j, &ir);
+    if (j->rc == ERR_CONFLICT && ir.stack_cache != NULL) { /* again, with trees only */
+        ir.stack_cache = NULL;
+        j->em = (errmsg_t){{0}};
+        parse_and_store(j, &ir);
+    }
 }
 
 static void prepare_ingest(job_t *j)

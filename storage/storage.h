@@ -201,9 +201,10 @@ typedef struct storage_series_write {
     const labels_t *labels; /* canonical; includes __name__, __profile_type__, service_name */
     uint64_t token;         /* ring_placement_token(...) */
     uint64_t series_id;     /* labels_hash(labels) */
-    const calltree_t *tree; /* the samples of this series, summed; NULL: given by ids */
-    /* When tree is NULL, the series' values by stack-node id of its token's
-     * table instead: ids[i] gets vals[i] (an id may repeat: its values add).
+    const calltree_t *tree; /* the samples of this series, summed; NULL: all given by ids */
+    /* Samples of the series given by stack-node id of its token's table,
+     * beside the tree (or instead of it, tree NULL): ids[i] gets vals[i] (an
+     * id may repeat, and one the tree maps to: their values add).
      * The ids are those a storage_profile_write_t.mapped report gave under
      * node generation gen; a write naming another generation (a table was
      * emptied or deleted since, so an id may now name another stack) is
@@ -238,9 +239,10 @@ typedef struct storage_profile_write {
     /* When not NULL, called for each series written from a tree, once it is
      * mapped and before the commit: map[i] is the stack-node id of the
      * tree's node i (n nodes), valid while storage_node_generation() is
-     * gen (a batch that does not commit changes it). The map is borrowed
-     * for the call. series is the index in the series array. */
-    void (*mapped)(void *ctx, size_t series, const uint32_t *map, size_t n, uint64_t gen);
+     * gen (a batch that does not commit changes it). The map and sw (the
+     * series, as given in the series array) are borrowed for the call. */
+    void (*mapped)(void *ctx, const struct storage_series_write *sw, const uint32_t *map, size_t n,
+                   uint64_t gen);
     void *mapped_ctx;
 } storage_profile_write_t;
 

@@ -365,16 +365,18 @@ static int map_tree(wctx_t *w, const storage_series_write_t *sw, nodetab_t *t)
     return 0;
 }
 
-/* The k keys of w->order (id << 32 | index into self) sorted and added up
- * by id (self[index] x scale) into w->vec, encoded as a sparse block into
- * w->enc. */
-static int encode_order(wctx_t *w, size_t k, const int64_t *self, int64_t scale)
+/* The k keys of w->order (id << 32 | index) sorted and added up by id into
+ * w->vec, encoded as a sparse block into w->enc: an index below n is a
+ * tree node's (self[index] x scale), the others the series' pairs'
+ * (vals[index - n]). */
+static int encode_order(wctx_t *w, size_t k, const int64_t *self, int64_t scale, size_t n,
+                        const int64_t *vals)
 {
     sort_keys(w->order, w->order_tmp, k);
     size_t m = 0; /* nodes folded into one "other" node share its id: add them up */
     for (size_t j = 0; j < k; j++) {
-        uint32_t id = (uint32_t)(w->order[j] >> 32);
-        int64_t v = (int64_t)((uint64_t)self[(uint32_t)w->order[j]] * (uint64_t)scale);
+        uint32_t id = (uint32_t)(w->order[j] >> 32), i = (uint32_t)w->order[j];
+        int64_t v = i < n ? (int64_t)((uint64_t)self[i] * (uint64_t)scale) : vals[i - n];
         if (m > 0 && w->vec.id[m - 1] == id) {
             w->vec.val[m - 1] = (int64_t)((uint64_t)w->vec.val[m - 1] + (uint64_t)v);
         } else {
@@ -388,9 +390,9 @@ static int encode_order(wctx_t *w, size_t k, const int64_t *self, int64_t scale)
     return rc != 0 ? errmsg_set(w->em, rc, "series block: %s", err_message(rc)) : 0;
 }
 
-/* A series given by stack-node ids (checked by check_pairs): its values
- * encoded as encode_block would encode the tree they were mapped from. Its
- * block is compared with the base only on the base's token. */
+/* A series given by stack-node ids alone (checked by check_pairs): its
+ * values encoded as encode_block would encode the tree they were mapped
+ * from. Its block is compared with the base only on the base's token. */
 static int encode_pairs(wctx_t *w, const storage_series_write_t *sw)
 {
     int rc = grow_map(w, sw->npairs);
@@ -401,7 +403,7 @@ static int encode_pairs(wctx_t *w, const storage_series_write_t *sw)
     size_t k = 0;
     for (size_t i = 0; i < sw->npairs; i++)
         if (sw->vals[i] != 0) w->order[k++] = (uint64_t)sw->ids[i] << 32 | i;
-    return encode_order(w, k, sw->vals, 1);
+    return encode_order(w, k, NULL, 1, 0, sw->vals);
 }
 
 /* Maps the tree onto its token's stack-node table (map_tree, or the map of
@@ -414,8 +416,8 @@ static int encode_block(wctx_t *w, const storage_series_write_t *sw, bool same_s
     nodetab_t *t = tab_of(w, sw->token);
     size_t n = calltree_node_count(sw->tree);
     if (t == NULL) return errmsg_set(w->em, ERR_INTERNAL, "node table of the series not held");
-    int rc = grow_map(w, n);
-    if (rc == 0) rc = storage_sparse_reserve(&w->vec, n);
+    int rc = grow_map(w, n + sw->npairs);
+    if (rc == 0) rc = storage_sparse_reserve(&w->vec, n + sw->npairs);
     if (rc != 0) return errmsg_set(w->em, rc, "out of memory");
     bool reuse = same_shape && w->prev_token == sw->token;
     w->prev = NULL;                 /* until this tree's map is complete */
@@ -426,8 +428,7 @@ static int encode_block(wctx_t *w, const storage_series_write_t *sw, bool same_s
     /* as many nodes fold as when the previous tree was mapped: count them again */
     if (w->prev_folded > 0) atomic_fetch_add(&w->s->counters.folded_stacks, w->prev_folded);
     if (w->p->mapped != NULL)
-        w->p->mapped(w->p->mapped_ctx, (size_t)(sw - w->p->series), w->map, n,
-                     storage_node_generation(w->s));
+        w->p->mapped(w->p->mapped_ctx, sw, w->map, n, storage_node_generation(w->s));
     size_t k = 0;
     uint32_t table_nodes = storage_nodetab_count(t);
     int64_t scale; /* a scaled tree's values are made here, not held */
@@ -440,7 +441,9 @@ static int encode_block(wctx_t *w, const storage_series_write_t *sw, bool same_s
         ASSERT_ALWAYS(w->map[i] < table_nodes);
         if ((uint64_t)self[i] * (uint64_t)scale != 0) w->order[k++] = (uint64_t)w->map[i] << 32 | i;
     }
-    return encode_order(w, k, self, scale);
+    for (size_t i = 0; i < sw->npairs; i++) /* the stacks given by id beside the tree */
+        if (sw->vals[i] != 0) w->order[k++] = (uint64_t)sw->ids[i] << 32 | (n + i);
+    return encode_order(w, k, self, scale, n, sw->vals);
 }
 
 /* The block (already encoded in w->enc) and its total into every resolution
@@ -657,11 +660,11 @@ static int put_ptree(wctx_t *w, const storage_series_write_t *sw, int64_t total)
     return 0;
 }
 
-/* The total of a series' values: its tree's, or its pairs' sum. */
+/* The total of a series' values: its tree's and its pairs'. */
 static int64_t series_total(const storage_series_write_t *sw)
 {
-    if (sw->tree != NULL) return calltree_root_total(sw->tree);
-    uint64_t sum = 0; /* wraps as the tree's totals do */
+    /* wraps as the tree's totals do */
+    uint64_t sum = sw->tree != NULL ? (uint64_t)calltree_root_total(sw->tree) : 0;
     for (size_t i = 0; i < sw->npairs; i++)
         sum += (uint64_t)sw->vals[i];
     return (int64_t)sum;
@@ -700,10 +703,11 @@ static int validate(const storage_profile_write_t *p, errmsg_t *em)
         return errmsg_set(em, ERR_INVALID_ARGUMENT, "no series array");
     for (size_t i = 0; i < p->nseries; i++) {
         const storage_series_write_t *sw = &p->series[i];
-        if (sw->labels == NULL || (sw->tree == NULL && (sw->ids == NULL || sw->vals == NULL)) ||
+        if (sw->labels == NULL ||
+            ((sw->tree == NULL || sw->npairs > 0) && (sw->ids == NULL || sw->vals == NULL)) ||
             (sw->nspans > 0 && sw->spans == NULL))
             return errmsg_set(em, ERR_INVALID_ARGUMENT, "series %zu: missing labels or tree", i);
-        if (sw->tree == NULL && sw->npairs > UINT32_MAX)
+        if (sw->npairs > UINT32_MAX - (sw->tree != NULL ? calltree_node_count(sw->tree) : 0))
             return errmsg_set(em, ERR_LIMIT, "series %zu: %zu stack-node ids (limit %u)", i,
                               sw->npairs, UINT32_MAX);
         if (sw->nspans > STORAGE_MAX_SPANS_PER_SERIES)
@@ -779,7 +783,7 @@ static int check_pairs(wctx_t *w, const unsigned char *todo)
     uint64_t gen = storage_node_generation(w->s);
     for (size_t i = 0; i < w->p->nseries; i++) {
         const storage_series_write_t *sw = &w->p->series[i];
-        if (!todo[i] || sw->tree != NULL) continue;
+        if (!todo[i] || (sw->tree != NULL && sw->npairs == 0)) continue;
         if (sw->gen != gen)
             return errmsg_set(w->em, ERR_CONFLICT,
                               "series %zu: stack-node ids of node generation %llu, now %llu", i,

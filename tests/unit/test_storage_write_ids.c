@@ -16,10 +16,11 @@ typedef struct mapped {
     uint64_t gen;
 } mapped_t;
 
-static void on_mapped(void *ctx, size_t series, const uint32_t *map, size_t n, uint64_t gen)
+static void on_mapped(void *ctx, const storage_series_write_t *sw, const uint32_t *map, size_t n,
+                      uint64_t gen)
 {
     mapped_t *m = ctx;
-    CHECK_EQ_INT(series, 0);
+    CHECK(sw != NULL && sw->tree != NULL);
     free(m->map);
     m->map = malloc(n * sizeof *map);
     memcpy(m->map, map, n * sizeof *map);
