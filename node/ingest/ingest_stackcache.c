@@ -5,9 +5,11 @@
  * the series' stack-node table; the entry is the stack-node id storage gave
  * it (storage_profile_write_t.mapped) and the node generation it is valid
  * in (storage_node_generation): an entry of another generation is a miss.
- * Direct-mapped: a put overwrites whatever held its slot, so the bytes stay
- * those given at creation. Slots are guarded by striped mutexes (a lookup
- * or put holds one for a few loads).
+ * Two-way: a key may sit in either slot of its pair (one cache line); a
+ * put takes the slot holding the key, else an empty or stale one, else
+ * one of the two by the key's bits, so the bytes stay those given at
+ * creation. Pairs are guarded by striped mutexes (a lookup or put holds
+ * one for a few loads).
  */
 #include <pthread.h>
 #include <stdlib.h>
@@ -32,10 +34,10 @@ struct ingest_stack_cache {
 int ingest_stack_cache_new(storage_t *storage, size_t max_bytes, ingest_stack_cache_t **out)
 {
     *out = NULL;
-    size_t n = 1;
+    size_t n = 2;
     while (n * 2 * sizeof(entry_t) <= max_bytes)
         n *= 2;
-    if (n * sizeof(entry_t) > max_bytes) return 0; /* too small to hold one: off */
+    if (n * sizeof(entry_t) > max_bytes) return 0; /* too small to hold a pair: off */
     ingest_stack_cache_t *c = calloc(1, sizeof *c);
     if (c == NULL) return ERR_NOMEM;
     c->slots = calloc(n, sizeof *c->slots);
@@ -73,12 +75,15 @@ uint64_t ingest_stack_cache_gen(const ingest_stack_cache_t *c)
 bool ingest_stack_cache_get(ingest_stack_cache_t *c, const stack_key_t *k, uint64_t gen,
                             uint32_t *id)
 {
-    size_t i = k->k0 & c->mask;
-    pthread_mutex_t *mu = &c->mu[i % STRIPES];
+    size_t i = k->k0 & c->mask & ~(size_t)1;
+    pthread_mutex_t *mu = &c->mu[(i >> 1) % STRIPES];
     pthread_mutex_lock(mu);
-    const entry_t *e = &c->slots[i];
-    bool hit = e->used && e->k0 == k->k0 && e->k1 == k->k1 && e->gen == gen;
-    if (hit) *id = e->id;
+    bool hit = false;
+    for (size_t j = i; j < i + 2 && !hit; j++) {
+        const entry_t *e = &c->slots[j];
+        hit = e->used && e->k0 == k->k0 && e->k1 == k->k1 && e->gen == gen;
+        if (hit) *id = e->id;
+    }
     pthread_mutex_unlock(mu);
     return hit;
 }
@@ -86,10 +91,18 @@ bool ingest_stack_cache_get(ingest_stack_cache_t *c, const stack_key_t *k, uint6
 void ingest_stack_cache_put(ingest_stack_cache_t *c, const stack_key_t *k, uint64_t gen,
                             uint32_t id)
 {
-    size_t i = k->k0 & c->mask;
-    pthread_mutex_t *mu = &c->mu[i % STRIPES];
+    size_t i = k->k0 & c->mask & ~(size_t)1;
+    pthread_mutex_t *mu = &c->mu[(i >> 1) % STRIPES];
     pthread_mutex_lock(mu);
-    c->slots[i] = (entry_t){k->k0, k->k1, gen, id, 1};
+    entry_t *e = c->slots + i;
+    size_t at = k->k1 & 1; /* both held and current: one by the key's bits */
+    for (size_t j = 0; j < 2; j++)
+        if (e[j].used && e[j].k0 == k->k0 && e[j].k1 == k->k1) {
+            at = j; /* the key again (another generation's id) */
+            break;
+        } else if (!e[j].used || e[j].gen != gen)
+            at = j;
+    e[at] = (entry_t){k->k0, k->k1, gen, id, 1};
     pthread_mutex_unlock(mu);
 }
 
