@@ -684,7 +684,7 @@ static int put_one(wctx_t *w, const storage_series_write_t *sw)
     /* a tree of the previous tree's shape has its symbols, just written or known */
     bool same = w->prev != NULL && sw->tree != NULL && calltree_same_shape(w->prev, sw->tree);
     if (!same && sw->tree != NULL) rc = put_symbols(w, sw->tree); /* a table names ids' symbols */
-    if (rc != 0) return rc; /* put_symbols set em */
+    if (rc != 0) return rc;                                       /* put_symbols set em */
     rc = encode_block(w, sw, same);
     if (rc == 0) rc = put_ptree(w, sw, total);
     if (rc == 0) rc = put_windows(w, sw, total);

@@ -218,7 +218,7 @@ typedef struct ingest_series {
     bool shadowed;
     int64_t *shadow;
     size_t shadow_cap;
-    id_pairs_t pairs;   /* samples given by id (stack cache) */
+    id_pairs_t pairs;    /* samples given by id (stack cache) */
     stack_learn_t learn; /* a leader's samples the cache may learn */
 } ingest_series_t;
 

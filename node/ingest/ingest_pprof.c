@@ -815,7 +815,8 @@ static int sample_by_id(conv_t *c, const uint32_t *series, const stack_key_t *k)
     }
     int rc = 0;
     for (size_t t = 0; t < c->ntypes && rc == 0; t++)
-        if (c->values[t] != 0) rc = ingest_series_add_id(ss, series[t], c->sid[t], c->values[t], c->em);
+        if (c->values[t] != 0)
+            rc = ingest_series_add_id(ss, series[t], c->sid[t], c->values[t], c->em);
     ss->cache_hits++;
     return rc < 0 ? rc : 1;
 }

@@ -98,8 +98,8 @@ static void dump_cf(storage_t *s, int cf, buf_t *out)
 
 static void check_same(storage_t *a, storage_t *b)
 {
-    const int cfs[] = {CF_BLOCKS, CF_TOTALS, CF_PTREES, CF_WPROFILES, CF_NODES,
-                       CF_SERIES, CF_SPANS,  CF_SYMBOLS};
+    const int cfs[] = {CF_BLOCKS, CF_TOTALS, CF_PTREES, CF_WPROFILES,
+                       CF_NODES,  CF_SERIES, CF_SPANS,  CF_SYMBOLS};
     for (size_t i = 0; i < sizeof cfs / sizeof *cfs; i++) {
         buf_t x, y;
         buf_init(&x, (size_t)1 << 30);
