@@ -97,6 +97,7 @@ struct job {
     query_result_t result;       /* the response body and its types */
     size_t series, written;      /* ingest */
     size_t spans_dropped;        /* ingest: span trees past max-spans-per-series */
+    size_t stack_hits;           /* ingest: samples given by stack-node id (stack cache) */
     int empty;                   /* ingest: no samples (ingest_empty): accepted, not stored */
     const cluster_view_t *view;  /* ingest: the view its write is planned with */
     cluster_write_t *rw;         /* ingest: packed, until cluster_write_start takes it */
@@ -562,6 +563,8 @@ static void parse_and_store(job_t *j, const ingest_request_t *ir)
     j->empty = ingest_empty(w);
     j->series = j->empty ? 0 : w->nseries;
     j->spans_dropped = ingest_profile_spans_dropped(prof);
+    size_t lookups;
+    ingest_profile_stack_hits(prof, &j->stack_hits, &lookups);
     if (j->empty) {
         /* nothing to store or replicate */
     } else if (j->view != NULL) { /* plan, write the local replica, pack the remote ones */
@@ -636,6 +639,7 @@ static void finish_ingest(job_t *j)
     m->ingest_series_written += j->written;
     m->ingest_series_duplicate += j->series - j->written;
     m->ingest_spans_dropped += j->spans_dropped;
+    m->ingest_stack_hits += j->rc == ERR_OK && !j->empty ? j->stack_hits : 0;
     if (j->rw != NULL) {
         cluster_write_t *rw = j->rw;
         j->rw = NULL;
