@@ -126,17 +126,33 @@ static inline uint64_t mix_b(uint64_t x)
     return x ^ (x >> 33);
 }
 
+/* One frame into a lane of the key: XXH64's round (a multiply, a rotate,
+ * a multiply), the finalizers applied once a stack. */
+static inline uint64_t round_a(uint64_t acc, uint64_t sym)
+{
+    acc += sym * 0xc2b2ae3d27d4eb4full;
+    acc = (acc << 31) | (acc >> 33);
+    return acc * 0x9e3779b185ebca87ull;
+}
+
+static inline uint64_t round_b(uint64_t acc, uint64_t sym)
+{
+    acc ^= sym * 0x165667b19e3779f9ull;
+    acc = (acc << 27) | (acc >> 37);
+    return acc * 0x85ebca77c2b2ae63ull + 0x27d4eb2f165667c5ull;
+}
+
 void ingest_stack_key(stack_key_t *k, uint64_t tenant_hash, const symtab_t *symtab,
                       const uint32_t *stack, size_t depth)
 {
-    uint64_t a = mix_a(tenant_hash ^ 0x9e3779b97f4a7c15ull), b = mix_b(tenant_hash + depth);
+    uint64_t a = tenant_hash ^ 0x9e3779b97f4a7c15ull, b = ~tenant_hash;
     for (size_t i = 0; i < depth; i++) {
         uint64_t sym = symtab_id_at(symtab, stack[i] - 1); /* push index i + 1: entry i */
-        a = mix_a(a ^ sym) + i;
-        b = mix_b(b + sym * 0x2545f4914f6cdd1dull);
+        a = round_a(a, sym);
+        b = round_b(b, sym);
     }
-    k->k0 = a;
-    k->k1 = b;
+    k->k0 = mix_a(a + depth);
+    k->k1 = mix_b(b ^ depth);
 }
 
 void ingest_stack_key_at(stack_key_t *out, const stack_key_t *k, uint64_t token)
