@@ -10,7 +10,10 @@
  *   ingest_pprof.c      pprof conversion to call trees (reads through ingest_wire)
  *   ingest_folded.c     folded / lines text (incl. UTF-16 with BOM)
  *   ingest_series.c     the set of series one profile splits into, span trees, u64 map
- * Everything here is per request: no state survives ingest_parse().
+ *   ingest_stackcache.c the stack cache: stacks of earlier pushes by content -> stack-node id
+ * Everything here is per request, but for the stack cache (created and
+ * freed by its owner, the node; a push borrows it): no other state
+ * survives ingest_parse().
  */
 #ifndef FLAMEDB_NODE_INGEST_INGEST_INT_H
 #define FLAMEDB_NODE_INGEST_INGEST_INT_H
