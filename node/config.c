@@ -268,6 +268,14 @@ static const opt_t options[] = {
      "refused as "
      "unavailable (the coordinator hints it); a push that alone needs more gets 413. Part of "
      "memory-limit."},
+    {"ingest-stack-cache-bytes", OPT_SIZE, FIELD(ingest_stack_cache_bytes, size_t), "16MiB", 0, 0,
+     1024 * GiB,
+     "Stacks earlier pushes stored, kept by content (their frames' functions and files) with "
+     "their stack-node ids, 32 bytes a stack: a pprof push whose stacks were seen before adds "
+     "their samples by id instead of building and mapping call trees for them. Used on a "
+     "node that is its cluster's only member (with replicas, each copy maps its own trees). "
+     "Taken out of node-cache-bytes, and at most a quarter of it whatever this says, so part "
+     "of memory-limit. 0: off."},
     {"ingest-trim-refused-bytes", OPT_SIZE, FIELD(ingest_trim_refused_bytes, size_t), "1MiB", 0, 0,
      1024 * GiB,
      "A push refused after it held at least this much memory (its call trees, decoded message, "

@@ -48,6 +48,8 @@ typedef struct node_config {
     uint64_t combined_timeout_ms; /* render-diff and groupBy as a whole (then 504) */
     /* decoded pushes and replica writes in progress, node-wide */
     size_t ingest_inflight_bytes;
+    size_t
+        ingest_stack_cache_bytes; /* the stack cache (node/ingest); taken out of node-cache-bytes */
     /* a refused push that held this much gives its freed memory back to
      * the system (alloc_release_free); 0: never */
     size_t ingest_trim_refused_bytes;

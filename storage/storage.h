@@ -201,7 +201,20 @@ typedef struct storage_series_write {
     const labels_t *labels; /* canonical; includes __name__, __profile_type__, service_name */
     uint64_t token;         /* ring_placement_token(...) */
     uint64_t series_id;     /* labels_hash(labels) */
-    const calltree_t *tree; /* the samples of this series, summed */
+    const calltree_t *tree; /* the samples of this series, summed; NULL: all given by ids */
+    /* Samples of the series given by stack-node id of its token's table,
+     * beside the tree (or instead of it, tree NULL): ids[i] gets vals[i] (an
+     * id may repeat, and one the tree maps to: their values add).
+     * The ids are those a storage_profile_write_t.mapped report gave under
+     * node generation gen; a write naming another generation (a table was
+     * emptied or deleted since, so an id may now name another stack) is
+     * refused with ERR_CONFLICT and nothing is written, an id the table
+     * does not hold with ERR_INVALID_ARGUMENT. Such a series writes no
+     * symbols (its table names them) and is never compared by shape. */
+    const uint32_t *ids;
+    const int64_t *vals;
+    size_t npairs;
+    uint64_t gen;
     /* One of several series of this profile with the same profile type (a
      * push split by its samples' labels): the push counts once in an
      * average over any of them (WPROF_FLAG_PIECES, docs/api.md), so each
@@ -223,7 +236,20 @@ typedef struct storage_profile_write {
     const storage_series_write_t *series;
     size_t nseries;
     const symtab_t *symbols; /* every symbol the trees reference */
+    /* When not NULL, called for each series written from a tree, once it is
+     * mapped and before the commit: map[i] is the stack-node id of the
+     * tree's node i (n nodes), valid while storage_node_generation() is
+     * gen (a batch that does not commit changes it). The map and sw (the
+     * series, as given in the series array) are borrowed for the call. */
+    void (*mapped)(void *ctx, const struct storage_series_write *sw, const uint32_t *map, size_t n,
+                   uint64_t gen);
+    void *mapped_ctx;
 } storage_profile_write_t;
+
+/* The generation of the store's stack-node ids: it changes whenever an id
+ * may stop naming the stack it named (a write batch carrying new ids did not
+ * commit, or an unused table was deleted). */
+uint64_t storage_node_generation(storage_t *s);
 
 /* Writes a profile: for each series whose (series, profile id) was not seen
  * before, atomically records the id and adds the tree's self values (mapped

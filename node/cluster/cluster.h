@@ -139,6 +139,10 @@ int cluster_status_json(cluster_t *c, buf_t *out);
  * with cluster_view_release from any thread. */
 const cluster_view_t *cluster_view_acquire(cluster_t *c);
 void cluster_view_release(const cluster_view_t *v);
+/* 1 when this node is the view's only member and none is joining: every
+ * series a push writes goes to this node's storage alone (no replica or
+ * hint takes its trees). */
+int cluster_view_alone(const cluster_view_t *v);
 
 /* ---------------------------------------------------------------- writes */
 
