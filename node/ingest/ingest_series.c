@@ -396,8 +396,8 @@ int ingest_series_add_id(series_set_t *ss, uint32_t idx, uint32_t id, int64_t v,
     id_pairs_t *p = &s->pairs;
     if (p->n == p->cap) {
         size_t c1 = p->cap, c2 = p->cap; /* parallel arrays: both grow alike */
-        if (GROW_FROM(p->id, c1, p->n + 1, GROW_UNLIMITED, 64) != 0 ||
-            GROW_FROM(p->val, c2, p->n + 1, GROW_UNLIMITED, 64) != 0)
+        if (GROW_FROM(p->id, c1, p->n + 1, GROW_UNLIMITED, 4) != 0 ||
+            GROW_FROM(p->val, c2, p->n + 1, GROW_UNLIMITED, 4) != 0)
             return errmsg_set(em, ERR_NOMEM, "out of memory");
         p->cap = c1;
         int rc = recharge(ss, &s->charged, series_bytes(s), "call trees", em);
@@ -414,8 +414,8 @@ int ingest_series_learn(series_set_t *ss, uint32_t idx, const stack_key_t *k, er
     stack_learn_t *l = &s->learn;
     if (l->n == l->cap) {
         size_t c1 = l->cap, c2 = l->cap;
-        if (GROW_FROM(l->node, c1, l->n + 1, GROW_UNLIMITED, 64) != 0 ||
-            GROW_FROM(l->key, c2, l->n + 1, GROW_UNLIMITED, 64) != 0)
+        if (GROW_FROM(l->node, c1, l->n + 1, GROW_UNLIMITED, 4) != 0 ||
+            GROW_FROM(l->key, c2, l->n + 1, GROW_UNLIMITED, 4) != 0)
             return errmsg_set(em, ERR_NOMEM, "out of memory");
         l->cap = c1;
         int rc = recharge(ss, &s->charged, series_bytes(s), "call trees", em);

@@ -748,7 +748,7 @@ static void test_sum_buckets(void)
  * that finds a range alike packs to a few bytes. */
 static void test_tree_look(void)
 {
-    static uint8_t bits[CLUSTER_TREE_FANOUT_MAX / 8];
+    static uint8_t bits[2 * CLUSTER_TREE_FANOUT_MAX / 8]; /* the too-wide case too */
     Flamedb__Cluster__RepairRequest q = FLAMEDB__CLUSTER__REPAIR_REQUEST__INIT;
     q.protocol_version = CLUSTER_PROTOCOL_VERSION;
     q.deadline_unix_ms = NOW + 100;
