@@ -663,12 +663,15 @@ static int regain_overlaps(const cluster_t *c, uint64_t lo, uint64_t hi)
     return 0;
 }
 
-const char *cluster_copy_untrusted(const cluster_t *c, uint64_t lo, uint64_t hi, int as_source)
+const char *cluster_copy_untrusted(const cluster_t *c, uint64_t lo, uint64_t hi, int use)
 {
     if (c->full.on) return "this node is in a full repair: its copy of every range may be short";
     if (c->joining) return "this node is joining: it streams its ranges in";
     if (c->known.unsure) return "this node has not accounted for its ring since it restarted";
-    if (as_source && regain_overlaps(c, lo, hi))
+    if (use != CLUSTER_COPY_COMPARED && regain_overlaps(c, lo, hi))
         return "this node regains the interval (cleared or about to be, and streamed again)";
+    if (use == CLUSTER_COPY_SOURCE && c->voided.on)
+        return "a mark of writes this node missed went with a member that left: its copy may "
+               "be short until its window check compared it";
     return NULL;
 }

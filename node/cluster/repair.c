@@ -616,10 +616,12 @@ static const char *untrusted_for(repair_t *r, const Flamedb__Cluster__RepairRequ
     switch (q->kind) {
     case RK(STREAM):
     case RK(SPANS):
-    case RK(STREAM_CHECK):
-        return cluster_copy_untrusted(r->c, q->lo, q->hi, 1);
+        return cluster_copy_untrusted(r->c, q->lo, q->hi, CLUSTER_COPY_SOURCE);
+    case RK(STREAM_CHECK): /* in buckets: a window check's comparison (repair_windows.c) */
+        return cluster_copy_untrusted(r->c, q->lo, q->hi,
+                                      q->sum_buckets > 0 ? CLUSTER_COPY_SUMS : CLUSTER_COPY_SOURCE);
     case RK(IDS):
-        return cluster_copy_untrusted(r->c, q->lo, q->hi, 0);
+        return cluster_copy_untrusted(r->c, q->lo, q->hi, CLUSTER_COPY_COMPARED);
     default: /* DIGEST: per range (digest_untrusted) */
         return NULL;
     }
@@ -638,7 +640,7 @@ static int digest_untrusted(repair_t *r, const Flamedb__Cluster__RepairRequest *
             ring_range_intervals((ring_range_t){q->ranges[i]->start, q->ranges[i]->end}, lo, hi);
         int bad = 0;
         for (int j = 0; j < k && !bad; j++)
-            bad = cluster_copy_untrusted(r->c, lo[j], hi[j], 0) != NULL;
+            bad = cluster_copy_untrusted(r->c, lo[j], hi[j], CLUSTER_COPY_COMPARED) != NULL;
         if (bad && *out == NULL && (*out = calloc(q->n_ranges, 1)) == NULL) return ERR_NOMEM;
         if (bad) (*out)[i] = 1;
     }
