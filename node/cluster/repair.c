@@ -227,6 +227,13 @@ void repair_full_set(repair_t *r, uint64_t gen)
     uv_mutex_unlock(&r->mu);
 }
 
+void repair_full_union_set(repair_t *r, int ok)
+{
+    uv_mutex_lock(&r->mu);
+    r->full_union = ok;
+    uv_mutex_unlock(&r->mu);
+}
+
 void repair_whole_set(repair_t *r, uint64_t since_ms)
 {
     uv_mutex_lock(&r->mu);
@@ -621,7 +628,12 @@ static const char *untrusted_for(repair_t *r, const Flamedb__Cluster__RepairRequ
         return cluster_copy_untrusted(r->c, q->lo, q->hi,
                                       q->sum_buckets > 0 ? CLUSTER_COPY_SUMS : CLUSTER_COPY_SOURCE);
     case RK(IDS):
-        return cluster_copy_untrusted(r->c, q->lo, q->hi, CLUSTER_COPY_COMPARED);
+        /* profile ids to fetch by (profiles_from_s): the asker only adds what
+         * it lacks and never takes this copy for the whole, so a copy under
+         * repair answers them (repair_windows_pull) */
+        return q->profiles_from_s != 0
+                   ? NULL
+                   : cluster_copy_untrusted(r->c, q->lo, q->hi, CLUSTER_COPY_COMPARED);
     default: /* DIGEST: per range (digest_untrusted) */
         return NULL;
     }
