@@ -391,8 +391,8 @@ static int iv_united(repair_t *r, const cluster_view_t *v, repair_rg_iv_t *iv, r
     iv->settled_ms = iv->since_ms + r->settle_ms; /* not cleared: its copy was kept */
     log_info("repair",
              "regain [%016llx, %016llx]: no replica serves it whole (each is marked, voided, "
-             "regaining or in a full repair); united instead with every other replica's profiles by id "
-             "(%llu fetched so far this pass), this node's copy kept",
+             "regaining or in a full repair); united instead with every other replica's "
+             "profiles by id (%llu fetched so far this pass), this node's copy kept",
              (unsigned long long)iv->lo, (unsigned long long)iv->hi,
              (unsigned long long)st->wc_fetched);
     return 1;
