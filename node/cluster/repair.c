@@ -617,16 +617,25 @@ static void serve_after(workq_job_t *wk, int status)
  * stream, or a comparison a peer counts as done with a replica of the
  * range, from such a copy would pass a short copy on as a whole one. FETCH
  * (profiles a comparison named) is answered: what it adds is real. A
- * DIGEST is answered for the other ranges it asks about (digest_untrusted). */
-static const char *untrusted_for(repair_t *r, const Flamedb__Cluster__RepairRequest *q)
+ * DIGEST is answered for the other ranges it asks about (digest_untrusted).
+ * *code: the refusal's status (REPAIR_NOT_SOURCE, or REPAIR_NO_COPY for a
+ * window check's sums of an interval this node regains). */
+static const char *untrusted_for(repair_t *r, const Flamedb__Cluster__RepairRequest *q, int *code)
 {
+    const char *why;
+    *code = REPAIR_NOT_SOURCE;
     switch (q->kind) {
     case RK(STREAM):
     case RK(SPANS):
         return cluster_copy_untrusted(r->c, q->lo, q->hi, CLUSTER_COPY_SOURCE);
     case RK(STREAM_CHECK): /* in buckets: a window check's comparison (repair_windows.c) */
-        return cluster_copy_untrusted(r->c, q->lo, q->hi,
-                                      q->sum_buckets > 0 ? CLUSTER_COPY_SUMS : CLUSTER_COPY_SOURCE);
+        if (q->sum_buckets == 0)
+            return cluster_copy_untrusted(r->c, q->lo, q->hi, CLUSTER_COPY_SOURCE);
+        why = cluster_copy_untrusted(r->c, q->lo, q->hi, CLUSTER_COPY_COMPARED);
+        if (why != NULL) return why;
+        why = cluster_copy_untrusted(r->c, q->lo, q->hi, CLUSTER_COPY_SUMS);
+        if (why != NULL) *code = REPAIR_NO_COPY; /* it regains the interval */
+        return why;
     case RK(IDS):
         /* profile ids to fetch by (profiles_from_s): the asker only adds what
          * it lacks and never takes this copy for the whole, so a copy under
@@ -702,9 +711,10 @@ void repair_on_request(void *ctx, cluster_msg_t *msg)
         cluster_move_pass_done(r->c, msg->env->sender_id, q->started_unix_ms);
         return;
     }
-    const char *why = untrusted_for(r, q);
+    int refusal;
+    const char *why = untrusted_for(r, q, &refusal);
     if (why != NULL) { /* the requester goes on to another replica, or waits */
-        answer(r, msg->env->sender_id, q, &busy, REPAIR_NOT_SOURCE, why);
+        answer(r, msg->env->sender_id, q, &busy, refusal, why);
         return;
     }
     serve_job_t *j = r->serving < REPAIR_SERVE_MAX ? calloc(1, sizeof *j) : NULL;

@@ -45,6 +45,13 @@
  * about is not to be trusted (cluster_copy_untrusted): not a source, ask
  * another replica. */
 #define REPAIR_NOT_SOURCE ERR_FORBIDDEN
+/* The status of a window check's sums (STREAM_CHECK in buckets) refused by
+ * a node that regains the interval: it holds no copy of its own there (one
+ * a removal gave it, or a window check handed it: cleared or about to be,
+ * and streamed whole from another replica), so the check has nothing to
+ * compare with it and goes on without it (repair_windows.c). An older node
+ * answers REPAIR_NOT_SOURCE: the range is compared later, as before. */
+#define REPAIR_NO_COPY ERR_CONFLICT
 
 /* ---------------------------------------------------------------- digests */
 

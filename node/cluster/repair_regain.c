@@ -298,7 +298,7 @@ static int holds_own(repair_t *r, const char *peer, uint64_t a, uint64_t b)
     int rc = repair_call(r, peer, &q, &ans, &em);
     if (rc == 0) cluster_msg_free(&ans);
     if (rc != 0) log_debug("repair", "union probe %s: %s", peer, errmsg_text(&em, rc));
-    return rc == 0 ? 1 : rc == REPAIR_NOT_SOURCE ? 0 : rc;
+    return rc == 0 ? 1 : rc == REPAIR_NOT_SOURCE || rc == REPAIR_NO_COPY ? 0 : rc;
 }
 
 /* Whether each other replica of [a, b] (reps, n) is reachable and at

@@ -414,6 +414,10 @@ static uint32_t compare(repair_t *r, const cluster_view_t *v, ring_range_t f, co
         c->id = ring_node_name(v->ring, i);
         errmsg_t em = {{0}};
         int rc = peer_sums(r, c->id, f, mine.known ? from : until_s, until_s, c, &em);
+        if (rc == REPAIR_NO_COPY) { /* it regains the range: no copy of its own to compare */
+            log_debug("repair", "window check with %s: %s", c->id, errmsg_text(&em, rc));
+            continue;
+        }
         if (rc != 0) {
             log_debug("repair", "window check with %s: %s", c->id, errmsg_text(&em, rc));
             if (repair_rc_unanswered(rc)) {
