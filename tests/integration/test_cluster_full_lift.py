@@ -312,9 +312,9 @@ def test_accept_copy_refused_for_removal_gains_after_restart():
     itself and then, once it lists itself no more, answers every total
     exactly on its own. A binary that kept the gains in memory only lifts
     the mark on that word after the restart (exit 0), and n2 then serves
-    n3's ranges from its empty copy. On a loaded machine a replica slower
-    than --hint-ack-grace is named to n3 by a notice, and that mark goes
-    with n3 (voided): the replica lists itself until its window check, and
+    n3's ranges from its empty copy. A replica n3 marked (on a loaded
+    machine, one slower than --hint-ack-grace, with notices) has that mark
+    go with n3 (voided): the replica lists itself until its window check, and
     one that served streams meanwhile had n2 copy its short copy (two
     services at 0, unflagged, on n2 alone)."""
     args = ARGS + SEEN_ARGS
@@ -359,7 +359,7 @@ def test_accept_copy_refused_for_removal_gains_after_restart():
         wait_for("n2's full repair to converge", lambda: c.status(2).get("full_repair") == 0,
                  timeout=RECOVER_S + 50)
         print("    n2 converged %.1f s after its last restart" % (time.monotonic() - t0))
-        # a slow replica named to n3 by a notice leaves a mark that goes with
+        # a replica n3 marked (a slow one, with notices) has that mark go with
         # n3 (voided): that replica lists itself until its window check
         # compared its copy, and is no stream source meanwhile
         wait_for("n2 to list itself no more (a voided mark's window check)",
