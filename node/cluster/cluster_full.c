@@ -232,6 +232,7 @@ void cluster_full_streamed(cluster_t *c)
     c->full.done = c->full.n;
     c->full.gained.n = 0; /* every interval the regain listed is streamed in */
     c->full.gained_all = 0;
+    if (c->repair != NULL) repair_full_union_set(c->repair, 1);
     if (full_save(c) != 0) {
         log_error("cluster",
                   "cannot record the streamed intervals in %s/%s: a restart before the mark is "
@@ -249,6 +250,9 @@ void cluster_full_streamed(cluster_t *c)
 static void full_publish(cluster_t *c)
 {
     if (c->repair != NULL) repair_full_set(c->repair, c->full.on ? c->full.gen : 0);
+    if (c->repair != NULL) /* no removal's gains among the regain's intervals */
+        repair_full_union_set(c->repair,
+                              c->full.on && c->full.gained.n == 0 && !c->full.gained_all);
     if (c->members != NULL && cluster_hints_publish(c) < 0) /* none before the table is made */
         log_error("cluster", "cannot publish the hint targets");
 }
@@ -333,6 +337,7 @@ int cluster_full_gain(cluster_t *c, uint64_t lo, uint64_t hi)
     if (!c->full.on) return 0;
     for (size_t i = 0; i < c->full.gained.n; i++) /* a few per removal: a scan will do */
         if (c->full.gained.lo[i] == lo && c->full.gained.hi[i] == hi) return 0;
+    if (c->repair != NULL) repair_full_union_set(c->repair, 0); /* a removal's: streamed whole */
     return cluster_intervals_append(&c->full.gained.lo, &c->full.gained.hi, &c->full.gained.n,
                                     &c->full.gained.cap, lo, hi);
 }
@@ -663,12 +668,15 @@ static int regain_overlaps(const cluster_t *c, uint64_t lo, uint64_t hi)
     return 0;
 }
 
-const char *cluster_copy_untrusted(const cluster_t *c, uint64_t lo, uint64_t hi, int as_source)
+const char *cluster_copy_untrusted(const cluster_t *c, uint64_t lo, uint64_t hi, int use)
 {
     if (c->full.on) return "this node is in a full repair: its copy of every range may be short";
     if (c->joining) return "this node is joining: it streams its ranges in";
     if (c->known.unsure) return "this node has not accounted for its ring since it restarted";
-    if (as_source && regain_overlaps(c, lo, hi))
+    if (use != CLUSTER_COPY_COMPARED && regain_overlaps(c, lo, hi))
         return "this node regains the interval (cleared or about to be, and streamed again)";
+    if (use == CLUSTER_COPY_SOURCE && c->voided.on)
+        return "a mark of writes this node missed went with a member that left: its copy may "
+               "be short until its window check compared it";
     return NULL;
 }

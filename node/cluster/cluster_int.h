@@ -640,15 +640,25 @@ void cluster_full_free(cluster_t *c);
  * far is streamed; recorded in DATA_DIR/regain.full (logged when it cannot
  * be: a restart streams them again). */
 void cluster_full_streamed(cluster_t *c);
+/* What a peer asks of this node's copy (cluster_copy_untrusted's use). */
+#define CLUSTER_COPY_COMPARED 0 /* the reference of a comparison (IDS, DIGEST) */
+#define CLUSTER_COPY_SOURCE 1   /* a stream source: STREAM, SPANS, a stream's check */
+#define CLUSTER_COPY_SUMS 2     /* a window check's sums (STREAM_CHECK in buckets) */
 /* Loop: why this node's own copy of token interval [lo, hi] is not to be
- * trusted now (a full repair mark, a join in progress, a ring not yet
- * accounted for since the start, or, as_source, a regain interval
- * overlapping it), or NULL when it is. Such a copy serves no peer as a
- * stream source (as_source) or as the reference of a repair comparison
- * (repair.c refuses those requests). A regain's intervals are refused as a
- * source only: a regain finishes with a complete pass, which two regaining
- * replicas of a range could otherwise never give each other. */
-const char *cluster_copy_untrusted(const cluster_t *c, uint64_t lo, uint64_t hi, int as_source);
+ * trusted now for `use` (a full repair mark, a join in progress, a ring
+ * not yet accounted for since the start; for a source or a window check's
+ * sums, a regain interval overlapping it; for a source, a voided mark),
+ * or NULL when it is. Such a copy serves no peer as a stream source or as
+ * the reference of a repair comparison (repair.c refuses those requests).
+ * A regain's intervals are refused as a source only: a regain finishes
+ * with a complete pass, which two regaining replicas of a range could
+ * otherwise never give each other. A voided mark (cluster_void.c: writes
+ * this node missed, their mark gone with a member that left) is refused
+ * as a source only: the node lists itself, so its peers do not count it
+ * as marked (cluster_view.c) and would stream its short copy as a whole
+ * one; its sums are still answered, so that two voided replicas of a range
+ * can finish each other's window checks. */
+const char *cluster_copy_untrusted(const cluster_t *c, uint64_t lo, uint64_t hi, int use);
 /* Loop: publishes the last hint targets, plus this node while it regains,
  * in its member entry (ring_members_set_hints' result). */
 int cluster_hints_publish(cluster_t *c);

@@ -227,6 +227,13 @@ void repair_full_set(repair_t *r, uint64_t gen)
     uv_mutex_unlock(&r->mu);
 }
 
+void repair_full_union_set(repair_t *r, int ok)
+{
+    uv_mutex_lock(&r->mu);
+    r->full_union = ok;
+    uv_mutex_unlock(&r->mu);
+}
+
 void repair_whole_set(repair_t *r, uint64_t since_ms)
 {
     uv_mutex_lock(&r->mu);
@@ -610,16 +617,32 @@ static void serve_after(workq_job_t *wk, int status)
  * stream, or a comparison a peer counts as done with a replica of the
  * range, from such a copy would pass a short copy on as a whole one. FETCH
  * (profiles a comparison named) is answered: what it adds is real. A
- * DIGEST is answered for the other ranges it asks about (digest_untrusted). */
-static const char *untrusted_for(repair_t *r, const Flamedb__Cluster__RepairRequest *q)
+ * DIGEST is answered for the other ranges it asks about (digest_untrusted).
+ * *code: the refusal's status (REPAIR_NOT_SOURCE, or REPAIR_NO_COPY for a
+ * window check's sums of an interval this node regains). */
+static const char *untrusted_for(repair_t *r, const Flamedb__Cluster__RepairRequest *q, int *code)
 {
+    const char *why;
+    *code = REPAIR_NOT_SOURCE;
     switch (q->kind) {
     case RK(STREAM):
     case RK(SPANS):
-    case RK(STREAM_CHECK):
-        return cluster_copy_untrusted(r->c, q->lo, q->hi, 1);
+        return cluster_copy_untrusted(r->c, q->lo, q->hi, CLUSTER_COPY_SOURCE);
+    case RK(STREAM_CHECK): /* in buckets: a window check's comparison (repair_windows.c) */
+        if (q->sum_buckets == 0)
+            return cluster_copy_untrusted(r->c, q->lo, q->hi, CLUSTER_COPY_SOURCE);
+        why = cluster_copy_untrusted(r->c, q->lo, q->hi, CLUSTER_COPY_COMPARED);
+        if (why != NULL) return why;
+        why = cluster_copy_untrusted(r->c, q->lo, q->hi, CLUSTER_COPY_SUMS);
+        if (why != NULL) *code = REPAIR_NO_COPY; /* it regains the interval */
+        return why;
     case RK(IDS):
-        return cluster_copy_untrusted(r->c, q->lo, q->hi, 0);
+        /* profile ids to fetch by (profiles_from_s): the asker only adds what
+         * it lacks and never takes this copy for the whole, so a copy under
+         * repair answers them (repair_windows_pull) */
+        return q->profiles_from_s != 0
+                   ? NULL
+                   : cluster_copy_untrusted(r->c, q->lo, q->hi, CLUSTER_COPY_COMPARED);
     default: /* DIGEST: per range (digest_untrusted) */
         return NULL;
     }
@@ -638,7 +661,7 @@ static int digest_untrusted(repair_t *r, const Flamedb__Cluster__RepairRequest *
             ring_range_intervals((ring_range_t){q->ranges[i]->start, q->ranges[i]->end}, lo, hi);
         int bad = 0;
         for (int j = 0; j < k && !bad; j++)
-            bad = cluster_copy_untrusted(r->c, lo[j], hi[j], 0) != NULL;
+            bad = cluster_copy_untrusted(r->c, lo[j], hi[j], CLUSTER_COPY_COMPARED) != NULL;
         if (bad && *out == NULL && (*out = calloc(q->n_ranges, 1)) == NULL) return ERR_NOMEM;
         if (bad) (*out)[i] = 1;
     }
@@ -688,9 +711,10 @@ void repair_on_request(void *ctx, cluster_msg_t *msg)
         cluster_move_pass_done(r->c, msg->env->sender_id, q->started_unix_ms);
         return;
     }
-    const char *why = untrusted_for(r, q);
+    int refusal;
+    const char *why = untrusted_for(r, q, &refusal);
     if (why != NULL) { /* the requester goes on to another replica, or waits */
-        answer(r, msg->env->sender_id, q, &busy, REPAIR_NOT_SOURCE, why);
+        answer(r, msg->env->sender_id, q, &busy, refusal, why);
         return;
     }
     serve_job_t *j = r->serving < REPAIR_SERVE_MAX ? calloc(1, sizeof *j) : NULL;

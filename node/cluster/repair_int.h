@@ -45,6 +45,13 @@
  * about is not to be trusted (cluster_copy_untrusted): not a source, ask
  * another replica. */
 #define REPAIR_NOT_SOURCE ERR_FORBIDDEN
+/* The status of a window check's sums (STREAM_CHECK in buckets) refused by
+ * a node that regains the interval: it holds no copy of its own there (one
+ * a removal gave it, or a window check handed it: cleared or about to be,
+ * and streamed whole from another replica), so the check has nothing to
+ * compare with it and goes on without it (repair_windows.c). An older node
+ * answers REPAIR_NOT_SOURCE: the range is compared later, as before. */
+#define REPAIR_NO_COPY ERR_CONFLICT
 
 /* ---------------------------------------------------------------- digests */
 
@@ -924,6 +931,10 @@ struct repair {
     /* under mu: a full repair (cluster_full.c): its mark's generation (0:
      * none), since when (wall ms), and the generation a pass converged */
     uint64_t full_gen, full_since_ms, full_done;
+    /* the regain lists only the full repair mark's own intervals (none a
+     * removal gave): one no replica serves whole may be united by id
+     * (repair_regain.c); under mu */
+    int full_union;
     /* under mu: when the full repair that last converged here was set (wall
      * ms, the loop's; 0: none since the start): every range this node
      * replicates was streamed whole after it, so its DONE says so and
@@ -1043,6 +1054,14 @@ void repair_regain_after(repair_t *r, int complete, uint64_t t0);
  * is set and tells the loop (cluster_full_finished) once a complete pass
  * that started a settle margin after this call found nothing missing. */
 void repair_full_set(repair_t *r, uint64_t gen);
+/* Loop: whether every interval of the regain is the full repair mark's own
+ * (this node holds its copy of it; no removal gave it): only such an
+ * interval, which no replica serves whole while every other replica of it
+ * answers, is completed by fetching by id from each instead (its copy is
+ * kept: fetching only adds), so a full repair whose other replicas are
+ * voided converges (docs/cluster.md, "A full repair that no replica
+ * serves whole"). */
+void repair_full_union_set(repair_t *r, int ok);
 /* Loop: a full repair set at since_ms (wall) converged: announced with
  * every complete pass from now on (DONE's whole_since_unix_ms). */
 void repair_whole_set(repair_t *r, uint64_t since_ms);
@@ -1087,6 +1106,15 @@ void repair_windows_take(repair_t *r, uint64_t **lo, uint64_t **hi, size_t *n);
 void repair_windows_prefer(const repair_t *r, const cluster_view_t *v, uint64_t a, uint64_t b,
                            uint32_t *reps, uint32_t n);
 void repair_windows_free(repair_t *r);
+/* Repair thread: every profile peer's profile_trees name in [lo, hi]
+ * (profile time from an hour inside --profile-retention on, recent ones
+ * too) that this node holds neither as a tree nor as seen, fetched by id
+ * and stored (each once); *fetched and st->wc_fetched count them. Fetching
+ * only adds: peer's copy is never taken for the whole (it may be marked,
+ * or in a full repair: such a node answers these IDS requests). 0 or the
+ * error. */
+int repair_windows_pull(repair_t *r, const char *peer, uint64_t lo, uint64_t hi, uint64_t *fetched,
+                        repair_stats_t *st, errmsg_t *em);
 
 /* 1 when the view has a move in progress in which this node gains ranges. */
 int repair_view_gains(const cluster_view_t *v);

@@ -280,14 +280,135 @@ static int iv_has_sources(repair_t *r, const cluster_view_t *v, const repair_rg_
     return each_piece(r, v, iv, 1, has_source_fn, NULL);
 }
 
+/* Whether peer holds a copy of [a, b] of its own: it answers a window
+ * check's sums (an empty span of them: the probe reads nothing), which a
+ * node in a full repair, joining, not accounted for since its start or
+ * regaining the interval refuses, and a voided one answers (its copy is
+ * its own, only maybe short of writes whose mark left). 1 yes, 0 no, or
+ * the error of a peer that did not answer. */
+static int holds_own(repair_t *r, const char *peer, uint64_t a, uint64_t b)
+{
+    Flamedb__Cluster__RepairRequest q;
+    repair_request_init(&q, FLAMEDB__CLUSTER__REPAIR_KIND__REPAIR_KIND_STREAM_CHECK, 0, 1);
+    q.lo = a;
+    q.hi = b;
+    q.sum_buckets = 1;
+    cluster_msg_t ans = {0};
+    errmsg_t em = {{0}};
+    int rc = repair_call(r, peer, &q, &ans, &em);
+    if (rc == 0) cluster_msg_free(&ans);
+    if (rc != 0) log_debug("repair", "union probe %s: %s", peer, errmsg_text(&em, rc));
+    return rc == 0 ? 1 : rc == REPAIR_NOT_SOURCE || rc == REPAIR_NO_COPY ? 0 : rc;
+}
+
+/* Whether each other replica of [a, b] (reps, n) is reachable and at
+ * least one holds a copy of its own (holds_own): with every one in a full
+ * repair, say, the union would hold nothing more than marks that cannot
+ * tell what they lack (they wait, flagged, for evidence or the operator:
+ * docs/cluster.md). 1 when the piece may be united. */
+static int union_allowed(repair_t *r, const cluster_view_t *v, uint64_t a, uint64_t b,
+                         const uint32_t *reps, uint32_t n)
+{
+    int own = 0;
+    for (uint32_t k = 0; k < n; k++) {
+        if ((int)reps[k] == v->self) continue;
+        if (!v->reachable[reps[k]] || r->unanswered[reps[k]]) return 0;
+    }
+    for (uint32_t k = 0; k < n && !own && !r->closing; k++) {
+        if ((int)reps[k] == v->self) continue;
+        int rc = holds_own(r, ring_node_name(v->ring, reps[k]), a, b);
+        if (rc < 0 && repair_rc_unanswered(rc)) r->unanswered[reps[k]] = 1;
+        if (rc < 0) return 0;
+        own = rc;
+    }
+    return own;
+}
+
+/* Piece [a, b] of a full repair's own interval that no replica serves
+ * whole (each other replica is marked, voided, regaining it or in a full
+ * repair itself): when every other replica of its range is reachable and
+ * one holds a copy of its own (union_allowed), the profiles each one names
+ * and this node lacks are fetched by id (repair_windows_pull, answered by
+ * a copy under repair too). This node's copy is kept, so it ends with the
+ * union of every replica's named profiles, each once (a profile held as a
+ * tree or seen is not fetched); 1 when each answered. */
+static int union_piece(repair_t *r, const cluster_view_t *v, uint64_t end, uint64_t a, uint64_t b,
+                       void *ctx)
+{
+    repair_stats_t *st = ctx;
+    uint32_t reps[RING_MAX_RF], n = ring_replicas(v->ring, end, v->rf, reps);
+    uint32_t others = 0, self = 0;
+    for (uint32_t k = 0; k < n; k++) {
+        self |= (int)reps[k] == v->self;
+        others += (int)reps[k] != v->self;
+    }
+    if (!self) return 1; /* the ring moved on: no longer this node's */
+    if (!union_allowed(r, v, a, b, reps, n)) return 0;
+    uint64_t fetched = 0;
+    for (uint32_t k = 0; k < n && !r->closing; k++) {
+        if ((int)reps[k] == v->self) continue;
+        const char *peer = ring_node_name(v->ring, reps[k]);
+        errmsg_t em = {{0}};
+        int rc = repair_windows_pull(r, peer, a, b, &fetched, st, &em);
+        if (rc != 0) {
+            log_info("repair", "regain [%016llx, %016llx]: profiles of %s: %s",
+                     (unsigned long long)a, (unsigned long long)b, peer, errmsg_text(&em, rc));
+            if (repair_rc_unanswered(rc)) r->unanswered[reps[k]] = 1;
+            return 0;
+        }
+    }
+    return others > 0 && !r->closing;
+}
+
+/* Piece [a, b], united: streamed as far as the regain is concerned. */
+static int united_piece(repair_t *r, const cluster_view_t *v, uint64_t end, uint64_t a, uint64_t b,
+                        void *ctx)
+{
+    (void)v, (void)end, (void)ctx;
+    repair_stream_state_t *ss = repair_stream_state(&r->rg.streams, a, b);
+    if (ss == NULL) return 0;
+    ss->done = ss->spans_done = ss->checked = 1;
+    return 1;
+}
+
+/* Interval iv of a full repair's own regain (repair_full_union_set) that
+ * no replica serves whole: united by id from every other replica of each
+ * piece, never cleared. A replica whose mark went with a member that left
+ * (voided) serves no whole copy until its window check compared it, and
+ * that check needs this node's sums, which a full repair refuses: before,
+ * both waited for each other for good (and before the voided replica
+ * refused, this node cleared its copy, which held the writes, and streamed
+ * the short one). Now this node ends with every copy's named profiles, its
+ * full repair converges, and the voided replica's check then compares
+ * with it. 1 when united. */
+static int iv_united(repair_t *r, const cluster_view_t *v, repair_rg_iv_t *iv, repair_stats_t *st)
+{
+    uv_mutex_lock(&r->mu);
+    int ok = r->full_union && r->full_gen != 0;
+    uv_mutex_unlock(&r->mu);
+    if (!ok || !each_piece(r, v, iv, 1, union_piece, st)) return 0;
+    if (!each_piece(r, v, iv, 1, united_piece, NULL)) return 0;
+    iv->settled_ms = iv->since_ms + r->settle_ms; /* not cleared: its copy was kept */
+    log_info("repair",
+             "regain [%016llx, %016llx]: no replica serves it whole (each is marked, voided, "
+             "regaining or in a full repair); united instead with every other replica's "
+             "profiles by id (%llu fetched so far this pass), this node's copy kept",
+             (unsigned long long)iv->lo, (unsigned long long)iv->hi,
+             (unsigned long long)st->wc_fetched);
+    return 1;
+}
+
 /* Whether interval i is to be cleared now: its removal settled by t0, it
  * was not cleared yet, and a source serves every piece of it; *fresh
- * counts those found without one for the first time. */
-static int clear_now(repair_t *r, const cluster_view_t *v, size_t i, uint64_t t0, size_t *fresh)
+ * counts those found without one for the first time. One of a full
+ * repair's own that none serves may be united instead (iv_united). */
+static int clear_now(repair_t *r, const cluster_view_t *v, size_t i, uint64_t t0, size_t *fresh,
+                     repair_stats_t *st)
 {
     repair_rg_iv_t *iv = &r->rg.iv[i];
     if (iv->settled_ms != 0 || t0 < iv->since_ms + r->settle_ms) return 0;
     if (iv_has_sources(r, v, iv)) return 1;
+    if (iv_united(r, v, iv, st)) return 0;
     *fresh += !iv->waiting;
     iv->waiting = 1;
     return 0;
@@ -296,7 +417,7 @@ static int clear_now(repair_t *r, const cluster_view_t *v, size_t i, uint64_t t0
 /* Clears, in one batch, every interval whose removal settled by t0, that
  * was not cleared yet and that has a source for each piece; 0 when none
  * failed. */
-static int clear_settled(repair_t *r, const cluster_view_t *v, uint64_t t0)
+static int clear_settled(repair_t *r, const cluster_view_t *v, uint64_t t0, repair_stats_t *st)
 {
     uint64_t *lo = malloc((r->rg.niv ? r->rg.niv : 1) * sizeof *lo);
     uint64_t *hi = malloc((r->rg.niv ? r->rg.niv : 1) * sizeof *hi);
@@ -307,7 +428,7 @@ static int clear_settled(repair_t *r, const cluster_view_t *v, uint64_t t0)
     if (now == NULL) rc = ERR_NOMEM;
     for (size_t i = 0; rc == 0 && i < r->rg.niv; i++) {
         const repair_rg_iv_t *iv = &r->rg.iv[i];
-        if ((now[i] = (uint8_t)clear_now(r, v, i, t0, &fresh)) != 0) {
+        if ((now[i] = (uint8_t)clear_now(r, v, i, t0, &fresh, st)) != 0) {
             lo[n] = iv->lo;
             hi[n++] = iv->hi;
         }
@@ -374,7 +495,7 @@ int repair_regain_stream(repair_t *r, const cluster_view_t *v, uint64_t t0, repa
         r->rg.gen = c.gen;
         r->rg.streamed_ms = 0;
     }
-    if (sync_ivs(r, &c, t0) != 0 || lift_held(r) || clear_settled(r, v, t0) != 0) {
+    if (sync_ivs(r, &c, t0) != 0 || lift_held(r) || clear_settled(r, v, t0, st) != 0) {
         ok = 0;
         goto out;
     }

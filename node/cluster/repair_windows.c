@@ -237,6 +237,18 @@ static int pull_interval(repair_t *r, const char *peer, uint64_t lo, uint64_t hi
     return rc;
 }
 
+int repair_windows_pull(repair_t *r, const char *peer, uint64_t lo, uint64_t hi, uint64_t *fetched,
+                        repair_stats_t *st, errmsg_t *em)
+{
+    pull_t p = {0};
+    int64_t now_s = (int64_t)(repair_now_ms(r) / 1000);
+    /* past any profile time a node takes (max-future is far shorter) */
+    int rc = pull_interval(r, peer, lo, hi, ids_from(r, now_s), now_s + 400 * 86400, &p, st, em);
+    *fetched += p.fetched;
+    st->wc_fetched += p.fetched;
+    return rc;
+}
+
 static int pull(repair_t *r, const char *peer, ring_range_t f, int64_t from_s, int64_t until_s,
                 pull_t *p, repair_stats_t *st, errmsg_t *em)
 {
@@ -402,6 +414,10 @@ static uint32_t compare(repair_t *r, const cluster_view_t *v, ring_range_t f, co
         c->id = ring_node_name(v->ring, i);
         errmsg_t em = {{0}};
         int rc = peer_sums(r, c->id, f, mine.known ? from : until_s, until_s, c, &em);
+        if (rc == REPAIR_NO_COPY) { /* it regains the range: no copy of its own to compare */
+            log_debug("repair", "window check with %s: %s", c->id, errmsg_text(&em, rc));
+            continue;
+        }
         if (rc != 0) {
             log_debug("repair", "window check with %s: %s", c->id, errmsg_text(&em, rc));
             if (repair_rc_unanswered(rc)) {

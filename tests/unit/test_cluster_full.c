@@ -466,8 +466,32 @@ static void test_copy_untrusted(void)
     CHECK(cluster_copy_untrusted(c, UINT64_MAX - 11, UINT64_MAX - 10, 1) != NULL);
     CHECK(cluster_copy_untrusted(c, 0, UINT64_MAX, 1) != NULL);
     CHECK(cluster_copy_untrusted(c, 0, UINT64_MAX, 0) == NULL); /* compared with */
+    CHECK(cluster_copy_untrusted(c, 150, 150, CLUSTER_COPY_SUMS) != NULL);
+    CHECK(cluster_copy_untrusted(c, 0, 99, CLUSTER_COPY_SUMS) == NULL);
     c->full.on = 1;
     CHECK(cluster_copy_untrusted(c, 0, 99, 0) != NULL);
+    free_cluster(c);
+}
+
+/* A node whose repair mark went with a member that left (a voided mark,
+ * cluster_void.c) lists itself, so its peers do not count it as marked
+ * and ask it for streams: it refuses to be a source of any interval (its
+ * copy may lack the writes the mark was for) until its window check
+ * compared it, and still answers comparisons and a window check's sums
+ * (two voided replicas of a range finish each other's checks). */
+static void test_copy_untrusted_voided(void)
+{
+    cluster_t *c = marked_cluster();
+    c->full.on = 0;
+    CHECK(cluster_copy_untrusted(c, 0, UINT64_MAX, CLUSTER_COPY_SOURCE) == NULL);
+    c->voided.on = 1;
+    c->voided.gen = 1;
+    CHECK(cluster_copy_untrusted(c, 0, UINT64_MAX, CLUSTER_COPY_SOURCE) != NULL);
+    CHECK(cluster_copy_untrusted(c, 7, 7, CLUSTER_COPY_SOURCE) != NULL);
+    CHECK(cluster_copy_untrusted(c, 0, UINT64_MAX, CLUSTER_COPY_SUMS) == NULL);
+    CHECK(cluster_copy_untrusted(c, 0, UINT64_MAX, CLUSTER_COPY_COMPARED) == NULL);
+    c->voided.on = 0; /* its check compared every range (cluster_void_checked) */
+    CHECK(cluster_copy_untrusted(c, 7, 7, CLUSTER_COPY_SOURCE) == NULL);
     free_cluster(c);
 }
 
@@ -598,6 +622,7 @@ int main(void)
     test_plan_partial_overlap();
     test_full_file_streamed();
     test_copy_untrusted();
+    test_copy_untrusted_voided();
     test_accept_refused();
     test_accept_refused_after_restart();
     CHECK_EQ_INT(rmdir(dir), 0);
