@@ -434,8 +434,8 @@ static void test_sorted_children(void)
             uint64_t id = 1000 + check_rng() % 1000000;
             const char *name = names[check_rng() % 5], *file = files[check_rng() % 3];
             const char *had_name, *had_file;
-            while (symtab_get(s, id, &had_name,
-                              &had_file)) /* ids from 1000: never the root's or other's */
+            /* ids from 1000: never the root's or other's */
+            while (symtab_get(s, id, &had_name, &had_file))
                 id++;
             CHECK_EQ_INT(symtab_put(s, id, name, strlen(name), file, strlen(file)), 0);
             CHECK_EQ_INT(calltree_add_stack(t, &id, 1, 1), 0);
