@@ -425,11 +425,14 @@ static int expand(sel_t *s, uint32_t p)
     for (size_t i = s->nm; i < s->nm + nkids; i++) {
         member_t *m = &s->mem[i];
         mnode_t *c;
-        if (m->tab < s->ntabs) { /* its self is read if the child is popped (self_of) */
+        /* a merged child's total and self are summed over its members as
+         * they are met (no overflow: bounded by the root total) */
+        if (m->tab < s->ntabs) {
             const storage_merged_tab_t *t = &s->tabs[m->tab];
             c = &s->nd[child_for(s, p, t->sym[m->local], &ntouched)];
-            c->total += t->total[m->local]; /* no overflow: bounded by the root total */
-        } else {                            /* a packed record's self is read with it */
+            c->total += t->total[m->local];
+            c->self += t->self[m->local];
+        } else {
             const query_pkid_t *v = &s->kv[m->local];
             c = &s->nd[child_for(s, p, v->sym, &ntouched)];
             c->total += v->total;
@@ -462,20 +465,6 @@ static inline int keep(sel_t *s, uint32_t i, int top)
     return frontier_push(s, (hent_t){(int64_t)((uint64_t)m->total - (uint64_t)m->self), i, 1});
 }
 
-/* Sums merged node i's self over its members: done when it comes off the
- * frontier (once; the root's by root_of), so an expansion reads only its
- * member children's symbols and totals, and the selves of children that
- * are never popped are not read. */
-static void self_of(sel_t *s, uint32_t i)
-{
-    /* packed members' selves were added as their records were read; no
-     * overflow: bounded by the node's total */
-    int64_t self = s->nd[i].self;
-    for (uint32_t k = s->nd[i].mem; k != NO_MEMBER; k = s->mem[k].next)
-        if (s->mem[k].tab < s->ntabs) self += s->tabs[s->mem[k].tab].self[s->mem[k].local];
-    s->nd[i].self = self;
-}
-
 /* truncate.c's select_nodes, over merged nodes. */
 static int select_kept(sel_t *s, size_t max_nodes)
 {
@@ -487,7 +476,6 @@ static int select_kept(sel_t *s, size_t max_nodes)
             continue;
         }
         uint32_t c = s->heap[0].node, p = s->nd[c].parent;
-        self_of(s, c);
         size_t cost = 1 + (s->nd[c].total != s->nd[c].self); /* a non-empty child */
         size_t frees = s->nd[p].hidden == 1;                 /* the parent's `other` goes away */
         if (used + cost - frees > max_nodes) break;

@@ -38,6 +38,27 @@ static int kid_cmp(const void *a, const void *b, void *arg)
     return r;
 }
 
+/* Most nodes have a few children: those are sorted in place by insertion,
+ * without qsort_r's setup and calls through a pointer per comparison. A
+ * node's children have distinct symbols, so kid_cmp is a strict order and
+ * either way gives the one same order. */
+#define INSERTION_SORT_MAX 16
+
+static void sort_kids(uint32_t *kids, size_t n, sort_ctx_t *c)
+{
+    if (n > INSERTION_SORT_MAX) {
+        qsort_r(kids, n, sizeof *kids, kid_cmp, c);
+        return;
+    }
+    for (size_t j = 1; j < n; j++) {
+        uint32_t v = kids[j];
+        size_t k = j;
+        for (; k > 0 && kid_cmp(&kids[k - 1], &v, c) > 0; k--)
+            kids[k] = kids[k - 1];
+        kids[k] = v;
+    }
+}
+
 /* Takes n bytes beside st's answer before they are allocated. */
 static int take(sorted_tree_t *st, size_t n)
 {
@@ -146,9 +167,7 @@ static int build(sorted_tree_t *st)
     give(st, st->n * sizeof(uint32_t));
     sort_ctx_t c = {.st = st, .name = st->name, .file = st->file};
     for (size_t i = 0; i < st->n; i++)
-        if (st->off[i + 1] - st->off[i] > 1)
-            qsort_r(st->kids + st->off[i], st->off[i + 1] - st->off[i], sizeof(uint32_t), kid_cmp,
-                    &c);
+        sort_kids(st->kids + st->off[i], st->off[i + 1] - st->off[i], &c);
     return 0;
 }
 

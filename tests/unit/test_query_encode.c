@@ -404,6 +404,59 @@ static void test_flamebearer_roundtrip(void)
     }
 }
 
+/* The sorted view orders every node's children by (name, file, symbol id),
+ * whatever their count (a few are placed by insertion, many by qsort_r):
+ * checked against a plain sort of the children's keys, over names that
+ * repeat with other files and name-and-file pairs that repeat with other
+ * symbols, from none to 40 children. */
+typedef struct kid_key {
+    const char *name, *file;
+    uint64_t sym;
+} kid_key_t;
+
+static int kid_key_cmp(const void *a, const void *b)
+{
+    const kid_key_t *x = a, *y = b;
+    int r = strcmp(x->name, y->name);
+    if (r == 0) r = strcmp(x->file, y->file);
+    return r != 0 ? r : (x->sym > y->sym) - (x->sym < y->sym);
+}
+
+static void test_sorted_children(void)
+{
+    static const char *names[] = {"b", "a", "ab", "c.Run", "a"};
+    static const char *files[] = {"x.go", "", "a.c"};
+    for (size_t nkids = 0; nkids <= 40; nkids++) {
+        calltree_t *t = calltree_new(0);
+        symtab_t *s = symtab_new();
+        kid_key_t want[40];
+        for (size_t k = 0; k < nkids; k++) {
+            uint64_t id = 1000 + check_rng() % 1000000;
+            const char *name = names[check_rng() % 5], *file = files[check_rng() % 3];
+            const char *had_name, *had_file;
+            /* ids from 1000: never the root's or other's */
+            while (symtab_get(s, id, &had_name, &had_file))
+                id++;
+            CHECK_EQ_INT(symtab_put(s, id, name, strlen(name), file, strlen(file)), 0);
+            CHECK_EQ_INT(calltree_add_stack(t, &id, 1, 1), 0);
+            want[k] = (kid_key_t){name, file, id};
+        }
+        qsort(want, nkids, sizeof *want, kid_key_cmp);
+        sorted_tree_t st;
+        CHECK_EQ_INT(query_sorted_tree_build(&st, t, s, NULL), 0);
+        CHECK_EQ_INT(st.off[1] - st.off[0], nkids);
+        for (size_t k = 0; k < nkids; k++) {
+            uint32_t c = st.kids[st.off[0] + k];
+            CHECK_EQ_STR(st.name[c], want[k].name);
+            CHECK_EQ_STR(st.file[c], want[k].file);
+            CHECK(calltree_sym(t, c) == want[k].sym);
+        }
+        query_sorted_tree_free(&st);
+        calltree_free(t);
+        symtab_free(s);
+    }
+}
+
 /* Numbers of every length from 1 to 19 digits, at and around each power of
  * ten, come back exactly: the encoder writes them eight digits at a time.
  * Negative ones (a delta profile's selves) are found as written; the
@@ -895,6 +948,7 @@ int main(int argc, char **argv)
     test_pyroscope_example();
     test_average();
     test_flamebearer_roundtrip();
+    test_sorted_children();
     test_flamebearer_numbers();
     test_output_cap();
     test_pprof();
