@@ -596,9 +596,8 @@ static void work_ingest(job_t *j)
         .body = r->body,
         .body_len = r->body_len,
         .now_ns = j->now_ns,
-        /* stacks by id where no replica takes the trees; else trees, ids beside */
-        .stack_cache = j->node->stack_cache,
-        .stack_cache_trees = j->view != NULL && !cluster_view_alone(j->view),
+        /* stacks by id only where no replica takes the trees */
+        .stack_cache = j->view == NULL || cluster_view_alone(j->view) ? j->node->stack_cache : NULL,
     };
     parse_and_store(j, &ir);
     if (j->rc == ERR_CONFLICT && ir.stack_cache != NULL) { /* again, with trees only */

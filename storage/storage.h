@@ -215,14 +215,6 @@ typedef struct storage_series_write {
     const int64_t *vals;
     size_t npairs;
     uint64_t gen;
-    /* Ids of the tree's own nodes known beforehand (the stack cache's, for
-     * a tree that holds every sample because replicas take it): tree node
-     * known_node[i] is stack-node known_id[i] of its token's table, under
-     * generation gen (checked as ids are). Only the tree's nodes on the path
-     * of a stack whose id is not known are looked up or created; what is
-     * stored is what the tree alone stores. */
-    const uint32_t *known_node, *known_id;
-    size_t nknown;
     /* One of several series of this profile with the same profile type (a
      * push split by its samples' labels): the push counts once in an
      * average over any of them (WPROF_FLAG_PIECES, docs/api.md), so each
@@ -246,8 +238,7 @@ typedef struct storage_profile_write {
     const symtab_t *symbols; /* every symbol the trees reference */
     /* When not NULL, called for each series written from a tree, once it is
      * mapped and before the commit: map[i] is the stack-node id of the
-     * tree's node i (n nodes; UINT32_MAX for a node not mapped, of a tree
-     * given known ids), valid while storage_node_generation() is
+     * tree's node i (n nodes), valid while storage_node_generation() is
      * gen (a batch that does not commit changes it). The map and sw (the
      * series, as given in the series array) are borrowed for the call. */
     void (*mapped)(void *ctx, const struct storage_series_write *sw, const uint32_t *map, size_t n,

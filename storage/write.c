@@ -43,7 +43,6 @@ typedef struct wctx {
     uint64_t *order;     /* (id << 32 | position) for sorting */
     uint64_t *order_tmp; /* radix sort scratch, as large as order */
     uint32_t *got;       /* map_partial's scratch, as large as map */
-    uint8_t *keep;       /* a tree given known ids: the nodes map_tree maps */
     size_t map_cap;
     buf_t enc, tmp;
     buf_t plist;             /* the span trees of the series written (put_spans) */
@@ -57,7 +56,6 @@ typedef struct wctx {
     const calltree_t *prev;
     uint64_t prev_token;
     size_t prev_folded;
-    bool prev_part; /* the map holds only the nodes kept (known ids) */
     /* The vector of the last series of this shape chain whose tree went
      * into profile_trees plain and kept (base_ok), on the same token: a
      * later series proportional to it stores only the factor (put_ptree). */
@@ -265,9 +263,6 @@ static int grow_map(wctx_t *w, size_t n)
     b = realloc(w->got, n * sizeof *b);
     if (b == NULL) return ERR_NOMEM;
     w->got = b;
-    uint8_t *kp = realloc(w->keep, n);
-    if (kp == NULL) return ERR_NOMEM;
-    w->keep = kp;
     w->map_cap = n;
     return 0;
 }
@@ -300,7 +295,6 @@ static int map_partial(wctx_t *w, nodetab_t *t, const uint32_t *bfs, size_t tail
     int rc = 0;
     for (size_t k = 0; k < tail && rc == 0; k++) {
         uint32_t i = bfs[k], p = nd[i].parent;
-        if (!w->keep[i] || w->map[i] != UINT32_MAX) continue; /* not needed, or known */
         if (w->map[p] == MAP_PENDING) {
             rc = map_batch(w, t, m);
             m = 0;
@@ -312,33 +306,6 @@ static int map_partial(wctx_t *w, nodetab_t *t, const uint32_t *bfs, size_t tail
         w->map[i] = MAP_PENDING;
     }
     return rc == 0 && m > 0 ? map_batch(w, t, m) : rc;
-}
-
-/* The known ids of sw into w->map (the rest UINT32_MAX) and the nodes to
- * map into w->keep: a node whose id is not known and that ends a stack (a
- * leaf, or a value of its own), and every ancestor of one. Every node the
- * table lacks is kept: it lies on a stack whose id is not known. The nodes
- * not kept have known ids or no value (and are in the table). */
-static void mark_known(wctx_t *w, const storage_series_write_t *sw, size_t n,
-                       const calltree_node_t *nd, const calltree_links_t *ln)
-{
-    memset(w->map, 0xff, n * sizeof *w->map); /* UINT32_MAX: not mapped yet */
-    w->map[0] = 0;
-    if (sw->nknown == 0) {
-        memset(w->keep, 1, n);
-        return;
-    }
-    for (size_t k = 0; k < sw->nknown; k++)
-        w->map[sw->known_node[k]] = sw->known_id[k];
-    int64_t scale;
-    const int64_t *self;
-    bool vals = calltree_selves_scaled(sw->tree, &self, &scale) == 0;
-    for (size_t i = n; i-- > 1;)
-        w->keep[i] = w->map[i] == UINT32_MAX &&
-                     (ln[i].first_child == CALLTREE_NONE || !vals || self[i] != 0);
-    w->keep[0] = 1;
-    for (size_t i = n; i-- > 1;) /* children come after their parents */
-        if (w->keep[i]) w->keep[nd[i].parent] = 1;
 }
 
 /* Maps the tree onto table t (new nodes go into the batch): w->map. */
@@ -363,17 +330,17 @@ static int map_tree(wctx_t *w, const storage_series_write_t *sw, nodetab_t *t)
         for (uint32_t c = ln[v].first_child; c != CALLTREE_NONE; c = ln[c].next_sibling)
             bfs[tail++] = c;
     }
-    mark_known(w, sw, n, nd, ln);
+    memset(w->map, 0xff, n * sizeof *w->map); /* UINT32_MAX: not mapped yet */
+    w->map[0] = 0;
     /* Pass 1, breadth first: find the nodes the table already has. */
     if (!storage_nodetab_whole(t) && (rc = map_partial(w, t, bfs, tail, nd, tsym)) != 0) return rc;
     for (size_t k = 0; k < tail && storage_nodetab_whole(t); k++) {
         uint32_t i = bfs[k], p = nd[i].parent;
         if (k + PREFETCH_AHEAD < tail) {
             uint32_t a = bfs[k + PREFETCH_AHEAD], ap = nd[a].parent;
-            if (w->map[ap] != UINT32_MAX && w->keep[a] && w->map[a] == UINT32_MAX)
+            if (w->map[ap] != UINT32_MAX)
                 storage_nodetab_prefetch(t, w->map[ap], tsym[nd[a].sym_index]);
         }
-        if (!w->keep[i] || w->map[i] != UINT32_MAX) continue; /* not needed, or known */
         if (w->map[p] == UINT32_MAX) continue; /* a new parent: its children are new too */
         rc = storage_nodetab_child(w->s, t, w->map[p], tsym[nd[i].sym_index], NULL, &w->map[i]);
         if (rc == ERR_NOT_FOUND)
@@ -385,7 +352,7 @@ static int map_tree(wctx_t *w, const storage_series_write_t *sw, nodetab_t *t)
      * (a leaf's id stays near its siblings', which keeps blocks small). */
     size_t folded = 0;
     for (uint32_t i = 1; i < n; i++) {
-        if (w->map[i] != UINT32_MAX || !w->keep[i]) continue;
+        if (w->map[i] != UINT32_MAX) continue;
         uint32_t pm = w->map[nd[i].parent];
         rc = storage_nodetab_child(w->s, t, pm, tsym[nd[i].sym_index], w->wb, &w->map[i]);
         if (rc == ERR_LIMIT) { /* the table is full: degrade, never refuse the service */
@@ -453,17 +420,9 @@ static int encode_block(wctx_t *w, const storage_series_write_t *sw, bool same_s
     if (rc == 0) rc = storage_sparse_reserve(&w->vec, n + sw->npairs);
     if (rc != 0) return errmsg_set(w->em, rc, "out of memory");
     bool reuse = same_shape && w->prev_token == sw->token;
-    int64_t scale; /* a scaled tree's values are made here, not held */
-    const int64_t *self;
-    if (calltree_selves_scaled(sw->tree, &self, &scale) != 0)
-        return errmsg_set(w->em, ERR_NOMEM, "out of memory");
-    /* a map of the kept nodes only serves a tree whose values it covers */
-    for (uint32_t i = 1; reuse && w->prev_part && i < n; i++)
-        if (self[i] != 0 && w->map[i] == UINT32_MAX) reuse = false;
     w->prev = NULL;                 /* until this tree's map is complete */
     if (!reuse) w->base_ok = false; /* other ids: no longer comparable */
     if (!reuse && (rc = map_tree(w, sw, t)) != 0) return rc;
-    if (!reuse) w->prev_part = sw->nknown > 0;
     w->prev = sw->tree;
     w->prev_token = sw->token;
     /* as many nodes fold as when the previous tree was mapped: count them again */
@@ -472,13 +431,15 @@ static int encode_block(wctx_t *w, const storage_series_write_t *sw, bool same_s
         w->p->mapped(w->p->mapped_ctx, sw, w->map, n, storage_node_generation(w->s));
     size_t k = 0;
     uint32_t table_nodes = storage_nodetab_count(t);
+    int64_t scale; /* a scaled tree's values are made here, not held */
+    const int64_t *self;
+    if (calltree_selves_scaled(sw->tree, &self, &scale) != 0)
+        return errmsg_set(w->em, ERR_NOMEM, "out of memory");
     for (uint32_t i = 0; i < n; i++) {
-        if ((uint64_t)self[i] * (uint64_t)scale == 0) continue;
-        /* Every node with a value is mapped, to a node the table (and this
-         * batch) holds: a block naming another id would read back as
-         * someone else's stack. */
+        /* Every node is mapped, to a node the table (and this batch) holds:
+         * a block naming another id would read back as someone else's stack. */
         ASSERT_ALWAYS(w->map[i] < table_nodes);
-        w->order[k++] = (uint64_t)w->map[i] << 32 | i;
+        if ((uint64_t)self[i] * (uint64_t)scale != 0) w->order[k++] = (uint64_t)w->map[i] << 32 | i;
     }
     for (size_t i = 0; i < sw->npairs; i++) /* the stacks given by id beside the tree */
         if (sw->vals[i] != 0) w->order[k++] = (uint64_t)sw->ids[i] << 32 | (n + i);
@@ -746,10 +707,6 @@ static int validate(const storage_profile_write_t *p, errmsg_t *em)
             ((sw->tree == NULL || sw->npairs > 0) && (sw->ids == NULL || sw->vals == NULL)) ||
             (sw->nspans > 0 && sw->spans == NULL))
             return errmsg_set(em, ERR_INVALID_ARGUMENT, "series %zu: missing labels or tree", i);
-        for (size_t j = 0; j < sw->nknown; j++)
-            if (sw->tree == NULL || sw->known_node == NULL || sw->known_id == NULL ||
-                sw->known_node[j] == 0 || sw->known_node[j] >= calltree_node_count(sw->tree))
-                return errmsg_set(em, ERR_INVALID_ARGUMENT, "series %zu: bad known node %zu", i, j);
         if (sw->npairs > UINT32_MAX - (sw->tree != NULL ? calltree_node_count(sw->tree) : 0))
             return errmsg_set(em, ERR_LIMIT, "series %zu: %zu stack-node ids (limit %u)", i,
                               sw->npairs, UINT32_MAX);
@@ -826,7 +783,7 @@ static int check_pairs(wctx_t *w, const unsigned char *todo)
     uint64_t gen = storage_node_generation(w->s);
     for (size_t i = 0; i < w->p->nseries; i++) {
         const storage_series_write_t *sw = &w->p->series[i];
-        if (!todo[i] || (sw->tree != NULL && sw->npairs == 0 && sw->nknown == 0)) continue;
+        if (!todo[i] || (sw->tree != NULL && sw->npairs == 0)) continue;
         if (sw->gen != gen)
             return errmsg_set(w->em, ERR_CONFLICT,
                               "series %zu: stack-node ids of node generation %llu, now %llu", i,
@@ -838,11 +795,6 @@ static int check_pairs(wctx_t *w, const unsigned char *todo)
                 return errmsg_set(w->em, ERR_INVALID_ARGUMENT,
                                   "series %zu: stack-node id %u not in its table (%u ids)", i,
                                   sw->ids[j], count);
-        for (size_t j = 0; j < sw->nknown; j++)
-            if (sw->known_id[j] >= count)
-                return errmsg_set(w->em, ERR_INVALID_ARGUMENT,
-                                  "series %zu: stack-node id %u not in its table (%u ids)", i,
-                                  sw->known_id[j], count);
     }
     return 0;
 }
@@ -974,7 +926,6 @@ int storage_write_profile_sized(storage_t *s, const storage_profile_write_t *p, 
     free(w.order_tmp);
     free(w.bfs);
     free(w.got);
-    free(w.keep);
     storage_sparse_free(&w.vec);
     storage_sparse_free(&w.base);
     buf_free(&w.enc);

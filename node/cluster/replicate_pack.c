@@ -208,9 +208,7 @@ static int plan(replicate_write_t *rw, const cluster_view_t *v, const storage_pr
 /* The local replica writes its series straight into storage. Its
  * refusal of stacks given by id of an earlier node generation (a push of
  * a node alone, parsed with the stack cache) is returned, nothing written,
- * for the caller to parse the push again; trees that hold every sample
- * with the cache's ids beside them are written again from the trees
- * alone. Any other refusal is the replica's. */
+ * for the caller to parse the push again; any other is the replica's. */
 static int write_local(replicate_write_t *rw, uint32_t ti, storage_t *s,
                        const storage_profile_write_t *w, errmsg_t *out)
 {
@@ -224,15 +222,6 @@ static int write_local(replicate_write_t *rw, uint32_t ti, storage_t *s,
     lw.nseries = t->nseries;
     errmsg_t em = {{0}};
     int rc = storage_write_profile(s, &lw, &rw->local_written, &em);
-    bool trees = rc == ERR_CONFLICT; /* known ids beside whole trees: the trees alone */
-    for (uint32_t k = 0; trees && k < t->nseries; k++)
-        trees = sw[k].tree != NULL && sw[k].npairs == 0;
-    if (trees) {
-        for (uint32_t k = 0; k < t->nseries; k++)
-            sw[k].nknown = 0;
-        em = (errmsg_t){{0}};
-        rc = storage_write_profile(s, &lw, &rw->local_written, &em);
-    }
     free(sw);
     if (rc == ERR_CONFLICT) {
         *out = em;

@@ -244,7 +244,7 @@ static void learn_mapped(void *ctx, const storage_series_write_t *sw, const uint
     if (sw->tree != s->tree) return;
     const stack_learn_t *l = &ss->v[s->shape_of == UINT32_MAX ? i : s->shape_of].learn;
     for (size_t k = 0; k < l->n; k++) {
-        if (l->node[k] >= n || map[l->node[k]] == UINT32_MAX) continue; /* not mapped */
+        if (l->node[k] >= n) continue;
         stack_key_t at;
         ingest_stack_key_at(&at, &l->key[k], s->token);
         ingest_stack_cache_put(ss->cache, &at, gen, map[l->node[k]]);
@@ -267,9 +267,6 @@ static int build_view(ingest_profile_t *p, int64_t time_ns, errmsg_t *em)
                                                 .ids = s->pairs.id,
                                                 .vals = s->pairs.val,
                                                 .npairs = s->pairs.n,
-                                                .known_node = s->known.node,
-                                                .known_id = s->known.id,
-                                                .nknown = s->known.n,
                                                 .gen = ss->cache_gen};
     }
     piece_flags(p->writes, ss->n);
@@ -304,7 +301,6 @@ static int run(const ingest_request_t *req, const ingest_limits_t *lim, ingest_p
     if (rc == 0 && req->stack_cache != NULL && pa.format == BODY_PPROF) {
         p->ss.cache = req->stack_cache;
         p->ss.cache_gen = ingest_stack_cache_gen(req->stack_cache);
-        p->ss.cache_trees = req->stack_cache_trees;
         p->ss.tenant_hash = hash_bytes64(p->tenant, strlen(p->tenant));
     }
     if (rc == 0 && pl.owned != NULL &&

@@ -109,12 +109,6 @@ typedef struct ingest_request {
      * mapped report). A write refused with ERR_CONFLICT (the node
      * generation moved since the parse) is parsed again without it. */
     ingest_stack_cache_t *stack_cache;
-    /* With stack_cache: every sample still goes into the trees (replicas
-     * take them), and the ids the cache knows go beside them
-     * (storage_series_write_t.known_node) for this node's write to skip
-     * their lookups; a refused generation is then written from the trees
-     * alone, not parsed again. */
-    bool stack_cache_trees;
 } ingest_request_t;
 
 typedef struct ingest_profile ingest_profile_t;

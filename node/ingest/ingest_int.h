@@ -189,13 +189,6 @@ typedef struct id_pairs {
     size_t n, cap;
 } id_pairs_t;
 
-/* The samples of a series found in the stack cache but added to its tree
- * too (its replicas take the tree): the tree node of each and its id. */
-typedef struct id_known {
-    uint32_t *node, *id;
-    size_t n, cap;
-} id_known_t;
-
 /* Stacks a series' tree got that the stack cache may learn once the write
  * maps the tree: each sample's leaf node and its stack's key (not yet of
  * a table: ingest_stack_key_at). */
@@ -230,7 +223,6 @@ typedef struct ingest_series {
     int64_t *shadow;
     size_t shadow_cap;
     id_pairs_t pairs;    /* samples given by id (stack cache) */
-    id_known_t known;    /* samples in the tree whose ids the stack cache knew */
     stack_learn_t learn; /* a leader's samples the cache may learn */
 } ingest_series_t;
 
@@ -257,7 +249,6 @@ typedef struct series_set {
     /* The stack cache (NULL: off), its generation when the push started,
      * and the samples looked up in it and found. */
     ingest_stack_cache_t *cache;
-    bool cache_trees; /* every sample into the trees too, the cache's ids beside (known) */
     uint64_t cache_gen, tenant_hash;
     size_t cache_lookups, cache_hits;
 } series_set_t;
@@ -322,11 +313,6 @@ int ingest_series_add_span(series_set_t *ss, uint32_t idx, uint8_t kind, uint64_
 /* Adds value v of a sample to series idx by stack-node id (a stack cache
  * hit); charged as it grows. */
 int ingest_series_add_id(series_set_t *ss, uint32_t idx, uint32_t id, int64_t v, errmsg_t *em);
-/* Records that tree node `node` of series idx (the leaf of the sample
- * just added) is stack-node id of its table (a stack cache hit of a push
- * whose trees hold every sample); charged as it grows. */
-int ingest_series_add_known(series_set_t *ss, uint32_t idx, uint32_t node, uint32_t id,
-                            errmsg_t *em);
 /* Records that the sample just added to leader series idx (its last_node)
  * has stack key k, for the cache to learn once the tree is mapped. */
 int ingest_series_learn(series_set_t *ss, uint32_t idx, const stack_key_t *k, errmsg_t *em);

@@ -789,9 +789,12 @@ static int sample_stack(conv_t *c, const wire_sample_t *s, size_t *depth)
     return 0;
 }
 
-/* Whether the stack cache holds the sample's stack (key k) in the table of
- * every series it adds a value to; the ids into c->sid by type. */
-static bool sample_ids(conv_t *c, const uint32_t *series, const stack_key_t *k)
+/* The sample (stack[0..depth), key k) by stack-node id when the stack
+ * cache holds its stack in the table of every series it adds a value to: 1
+ * when added so, 0 when not (it goes to the trees), or an error. Every
+ * type of a sample takes one path, so a type that follows another's tree
+ * shape (find_leaders) still gets exactly its leader's stacks. */
+static int sample_by_id(conv_t *c, const uint32_t *series, const stack_key_t *k)
 {
     series_set_t *ss = c->ctx->ss;
     uint64_t token = 0;
@@ -804,24 +807,12 @@ static bool sample_ids(conv_t *c, const uint32_t *series, const stack_key_t *k)
         if (!have || tt != token) { /* the types of a sample mostly share one table */
             stack_key_t at;
             ingest_stack_key_at(&at, k, tt);
-            if (!ingest_stack_cache_get(ss->cache, &at, ss->cache_gen, &id)) return false;
+            if (!ingest_stack_cache_get(ss->cache, &at, ss->cache_gen, &id)) return 0;
             token = tt;
             have = true;
         }
         c->sid[t] = id;
     }
-    return true;
-}
-
-/* The sample (stack[0..depth), key k) by stack-node id when the stack
- * cache holds its stack in the table of every series it adds a value to: 1
- * when added so, 0 when not (it goes to the trees), or an error. Every
- * type of a sample takes one path, so a type that follows another's tree
- * shape (find_leaders) still gets exactly its leader's stacks. */
-static int sample_by_id(conv_t *c, const uint32_t *series, const stack_key_t *k)
-{
-    series_set_t *ss = c->ctx->ss;
-    if (!sample_ids(c, series, k)) return 0;
     int rc = 0;
     for (size_t t = 0; t < c->ntypes && rc == 0; t++)
         if (c->values[t] != 0)
@@ -850,13 +841,10 @@ static int one_sample(conv_t *c, size_t si, int64_t *pairs)
     const uint32_t *series = c->gseries + c->groups[g].series;
     const uint32_t *stack = c->ctx->ss->stack;
     stack_key_t key;
-    bool cached = c->ctx->ss->cache != NULL, known = false;
+    bool cached = c->ctx->ss->cache != NULL;
     if (cached) {
         ingest_stack_key(&key, c->ctx->ss->tenant_hash, c->ctx->symtab, stack, depth);
-        if (c->ctx->ss->cache_trees) /* into the trees all the same, ids beside */
-            known = sample_ids(c, series, &key);
-        else if (ns == 0 && (rc = sample_by_id(c, series, &key)) != 0)
-            return rc < 0 ? rc : 0;
+        if (ns == 0 && (rc = sample_by_id(c, series, &key)) != 0) return rc < 0 ? rc : 0;
     }
     for (size_t t = 0; t < c->ntypes; t++) {
         int64_t v = c->values[t];
@@ -864,23 +852,18 @@ static int one_sample(conv_t *c, size_t si, int64_t *pairs)
         uint32_t lt = c->leader[t];
         if (lt == t) {
             rc = ingest_series_add(c->ctx->ss, series[t], stack, depth, v, c->em);
-            if (rc == 0 && cached && !known)
-                rc = ingest_series_learn(c->ctx->ss, series[t], &key, c->em);
+            if (rc == 0 && cached) rc = ingest_series_learn(c->ctx->ss, series[t], &key, c->em);
         } else {
             rc = ingest_series_add_shadow(c->ctx->ss, series[t], series[lt], depth, v,
                                           c->values[lt], c->em);
         }
         if (rc < 0) return rc;
         uint32_t node = c->ctx->ss->v[series[lt]].last_node; /* this stack's, in either case */
-        if (known &&
-            (rc = ingest_series_add_known(c->ctx->ss, series[t], node, c->sid[t], c->em)) < 0)
-            return rc;
         for (size_t k = 0; k < ns; k++)
             if ((rc = ingest_series_add_span(c->ctx->ss, series[t], spans[k].kind, spans[k].id,
                                              node, depth, v, c->em)) < 0)
                 return rc;
     }
-    c->ctx->ss->cache_hits += known;
     return 0;
 }
 

@@ -118,7 +118,6 @@ static size_t series_bytes(const ingest_series_t *s)
            s->vals.cap * (sizeof *s->vals.node + sizeof *s->vals.val) +
            s->shadow_cap * sizeof *s->shadow +
            s->pairs.cap * (sizeof *s->pairs.id + sizeof *s->pairs.val) +
-           s->known.cap * (sizeof *s->known.node + sizeof *s->known.id) +
            s->learn.cap * (sizeof *s->learn.node + sizeof *s->learn.key);
 }
 
@@ -187,8 +186,6 @@ void ingest_series_set_free(series_set_t *ss)
         free(ss->v[i].shadow);
         free(ss->v[i].pairs.id);
         free(ss->v[i].pairs.val);
-        free(ss->v[i].known.node);
-        free(ss->v[i].known.id);
         free(ss->v[i].learn.node);
         free(ss->v[i].learn.key);
         labels_free(ss->v[i].labels);
@@ -408,25 +405,6 @@ int ingest_series_add_id(series_set_t *ss, uint32_t idx, uint32_t id, int64_t v,
     }
     p->id[p->n] = id;
     p->val[p->n++] = v;
-    return 0;
-}
-
-int ingest_series_add_known(series_set_t *ss, uint32_t idx, uint32_t node, uint32_t id,
-                            errmsg_t *em)
-{
-    ingest_series_t *s = &ss->v[idx];
-    id_known_t *p = &s->known;
-    if (p->n == p->cap) {
-        size_t c1 = p->cap, c2 = p->cap; /* parallel arrays: both grow alike */
-        if (GROW_FROM(p->node, c1, p->n + 1, GROW_UNLIMITED, 4) != 0 ||
-            GROW_FROM(p->id, c2, p->n + 1, GROW_UNLIMITED, 4) != 0)
-            return errmsg_set(em, ERR_NOMEM, "out of memory");
-        p->cap = c1;
-        int rc = recharge(ss, &s->charged, series_bytes(s), "call trees", em);
-        if (rc < 0) return rc;
-    }
-    p->node[p->n] = node;
-    p->id[p->n++] = id;
     return 0;
 }
 

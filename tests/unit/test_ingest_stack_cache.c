@@ -6,10 +6,7 @@
  * family the write fills is the same byte for byte. The later pushes find
  * most of their stacks in the cache (given by id); a push parsed before the
  * node generation moved is refused with ERR_CONFLICT, nothing written, and
- * stores exactly once parsed again without the cache. The same again with
- * every sample in the trees and the cache's ids beside them (a push whose
- * replicas take the trees): the same bytes, a refused generation written
- * again from the trees alone. */
+ * stores exactly once parsed again without the cache. */
 #include "test_storage_fixture.h" /* first: it sets _GNU_SOURCE */
 
 #include <stdarg.h>
@@ -57,34 +54,6 @@ static uint8_t *heap_push(int k, int nstacks, size_t *len)
     return out;
 }
 
-/* Parse with the cache's ids beside whole trees (a replicated push),
- * and a write refused for its generation written again from the trees
- * alone (as the local replica's write does); *refused counts those. */
-static int trees_mode;
-static size_t refused;
-
-/* The write of p; in trees_mode a refusal for the generation is written
- * again without the known ids. */
-static int write_push(storage_t *s, ingest_profile_t *p, size_t *written, errmsg_t *em)
-{
-    const storage_profile_write_t *w = ingest_profile_write(p);
-    int rc = storage_write_profile(s, w, written, em);
-    if (rc != ERR_CONFLICT || !trees_mode) return rc;
-    refused++;
-    storage_series_write_t *sw = calloc(w->nseries, sizeof *sw);
-    CHECK(sw != NULL);
-    for (size_t i = 0; i < w->nseries; i++) {
-        sw[i] = w->series[i];
-        CHECK(sw[i].tree != NULL && sw[i].npairs == 0);
-        sw[i].nknown = 0;
-    }
-    storage_profile_write_t lw = *w;
-    lw.series = sw;
-    rc = storage_write_profile(s, &lw, written, em);
-    free(sw);
-    return rc;
-}
-
 /* Parses push k (with cache c, or none) and writes it; the write's code. */
 static int push(storage_t *s, ingest_stack_cache_t *c, int k, int nstacks, size_t *hits,
                 size_t *lookups, int bump_before_write)
@@ -96,7 +65,6 @@ static int push(storage_t *s, ingest_stack_cache_t *c, int k, int nstacks, size_
     ingest_request_t r = test_req("svc{pod=p1}", "pprof", body, len);
     r.from = from;
     r.stack_cache = c;
-    r.stack_cache_trees = trees_mode && c != NULL;
     ingest_profile_t *p;
     errmsg_t em;
     CHECK_EQ_INT(test_parse(&r, NULL, &p, &em), 0);
@@ -107,7 +75,7 @@ static int push(storage_t *s, ingest_stack_cache_t *c, int k, int nstacks, size_
         storage_nodetab_release(s, t, 1);
     }
     size_t written = 0;
-    int rc = write_push(s, p, &written, &em);
+    int rc = storage_write_profile(s, ingest_profile_write(p), &written, &em);
     CHECK(rc != 0 || written > 0);
     ingest_profile_free(p);
     free(body);
@@ -145,8 +113,7 @@ static void check_same(storage_t *a, storage_t *b)
     }
 }
 
-/* Every step into a store with the cache (trees_mode as set) and one without. */
-static int run(void)
+int main(void)
 {
     fixture_t fa, fb;
     if (fx_init(&fa) != 0 || fx_init(&fb) != 0) return 1;
@@ -175,17 +142,10 @@ static int run(void)
     CHECK_EQ_INT(push(fb.s, NULL, 3, 90, &h2, &l2, 0), 0);
     check_same(fa.s, fb.s);
 
-    /* the generation moves between parse and write: refused, then stored
-     * without the cache (parsed again; in trees_mode written from the trees) */
-    if (trees_mode) {
-        CHECK_EQ_INT(push(fa.s, c, 4, 90, &hits, &lookups, 1), 0);
-        CHECK_EQ_INT(refused, 1);
-        CHECK(hits > 0);
-    } else {
-        CHECK_EQ_INT(push(fa.s, c, 4, 90, &hits, &lookups, 1), ERR_CONFLICT);
-        CHECK(hits > 0);
-        CHECK_EQ_INT(push(fa.s, NULL, 4, 90, &hits, &lookups, 0), 0);
-    }
+    /* the generation moves between parse and write: refused, then stored without the cache */
+    CHECK_EQ_INT(push(fa.s, c, 4, 90, &hits, &lookups, 1), ERR_CONFLICT);
+    CHECK(hits > 0);
+    CHECK_EQ_INT(push(fa.s, NULL, 4, 90, &hits, &lookups, 0), 0);
     CHECK_EQ_INT(push(fb.s, NULL, 4, 90, &h2, &l2, 0), 0);
     check_same(fa.s, fb.s);
     /* and the cache learns the new generation's ids again */
@@ -200,13 +160,5 @@ static int run(void)
     ingest_stack_cache_free(c);
     fx_done(&fa);
     fx_done(&fb);
-    return 0;
-}
-
-int main(void)
-{
-    if (run() != 0) return 1;
-    trees_mode = 1; /* a replicated push: every sample in the trees, ids beside */
-    if (run() != 0) return 1;
     return check_exit();
 }
