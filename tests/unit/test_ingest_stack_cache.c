@@ -82,35 +82,11 @@ static int push(storage_t *s, ingest_stack_cache_t *c, int k, int nstacks, size_
     return rc;
 }
 
-static void dump_cf(storage_t *s, int cf, buf_t *out)
-{
-    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(s->db, s->ropts, s->cf[cf]);
-    for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
-        size_t kn, vn;
-        const char *k = rocksdb_iter_key(it, &kn), *v = rocksdb_iter_value(it, &vn);
-        uint32_t lens[2] = {(uint32_t)kn, (uint32_t)vn};
-        CHECK_EQ_INT(buf_append(out, lens, sizeof lens), 0);
-        CHECK_EQ_INT(buf_append(out, k, kn), 0);
-        CHECK_EQ_INT(buf_append(out, v, vn), 0);
-    }
-    rocksdb_iter_destroy(it);
-}
-
 static void check_same(storage_t *a, storage_t *b)
 {
     const int cfs[] = {CF_BLOCKS, CF_TOTALS, CF_PTREES, CF_WPROFILES,
                        CF_NODES,  CF_SERIES, CF_SPANS,  CF_SYMBOLS};
-    for (size_t i = 0; i < sizeof cfs / sizeof *cfs; i++) {
-        buf_t x, y;
-        buf_init(&x, (size_t)1 << 30);
-        buf_init(&y, (size_t)1 << 30);
-        dump_cf(a, cfs[i], &x);
-        dump_cf(b, cfs[i], &y);
-        CHECK(x.len > 0);
-        CHECK(x.len == y.len && memcmp(x.data, y.data, x.len) == 0);
-        buf_free(&x);
-        buf_free(&y);
-    }
+    fx_same_cfs(a, b, cfs, sizeof cfs / sizeof *cfs);
 }
 
 int main(void)

@@ -335,4 +335,36 @@ static inline int64_t fx_tree_diff(const calltree_t *a, const calltree_t *b)
     return off;
 }
 
+/* Every key and value of column family cf, in order, appended to out. */
+static inline void fx_dump_cf(storage_t *s, int cf, buf_t *out)
+{
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(s->db, s->ropts, s->cf[cf]);
+    for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+        size_t kn, vn;
+        const char *k = rocksdb_iter_key(it, &kn), *v = rocksdb_iter_value(it, &vn);
+        uint32_t lens[2] = {(uint32_t)kn, (uint32_t)vn};
+        CHECK_EQ_INT(buf_append(out, lens, sizeof lens), 0);
+        CHECK_EQ_INT(buf_append(out, k, kn), 0);
+        CHECK_EQ_INT(buf_append(out, v, vn), 0);
+    }
+    rocksdb_iter_destroy(it);
+}
+
+/* Stores a and b hold the same bytes, none empty, in each of the n column
+ * families cfs. */
+static inline void fx_same_cfs(storage_t *a, storage_t *b, const int *cfs, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        buf_t x, y;
+        buf_init(&x, (size_t)1 << 30);
+        buf_init(&y, (size_t)1 << 30);
+        fx_dump_cf(a, cfs[i], &x);
+        fx_dump_cf(b, cfs[i], &y);
+        CHECK(x.len > 0);
+        CHECK(x.len == y.len && memcmp(x.data, y.data, x.len) == 0);
+        buf_free(&x);
+        buf_free(&y);
+    }
+}
+
 #endif

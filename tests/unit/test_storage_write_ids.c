@@ -58,35 +58,10 @@ static int write_one(storage_t *s, storage_series_write_t *sw, symtab_t *st, uin
     return storage_write_profile(s, &p, written, &em);
 }
 
-/* Every key and value of column family cf, in order, in one buffer. */
-static void dump_cf(storage_t *s, int cf, buf_t *out)
-{
-    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(s->db, s->ropts, s->cf[cf]);
-    for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
-        size_t kn, vn;
-        const char *k = rocksdb_iter_key(it, &kn), *v = rocksdb_iter_value(it, &vn);
-        uint32_t lens[2] = {(uint32_t)kn, (uint32_t)vn};
-        CHECK_EQ_INT(buf_append(out, lens, sizeof lens), 0);
-        CHECK_EQ_INT(buf_append(out, k, kn), 0);
-        CHECK_EQ_INT(buf_append(out, v, vn), 0);
-    }
-    rocksdb_iter_destroy(it);
-}
-
 static void check_same_cfs(storage_t *a, storage_t *b)
 {
     const int cfs[] = {CF_BLOCKS, CF_TOTALS, CF_PTREES, CF_WPROFILES, CF_NODES, CF_SERIES};
-    for (size_t i = 0; i < sizeof cfs / sizeof *cfs; i++) {
-        buf_t x, y;
-        buf_init(&x, (size_t)1 << 30);
-        buf_init(&y, (size_t)1 << 30);
-        dump_cf(a, cfs[i], &x);
-        dump_cf(b, cfs[i], &y);
-        CHECK(x.len > 0);
-        CHECK(x.len == y.len && memcmp(x.data, y.data, x.len) == 0);
-        buf_free(&x);
-        buf_free(&y);
-    }
+    fx_same_cfs(a, b, cfs, sizeof cfs / sizeof *cfs);
 }
 
 /* The pairs of tree t (node i of t is node i of the tree m was made from). */
