@@ -154,6 +154,18 @@ static int window_gone(storage_t *s, const char *tenant, uint64_t token, uint64_
     return storage_filter_expired(s, CF_BLOCKS, k.b, k.n, NULL, 0);
 }
 
+/* Ends a scan: the iterator's error (named what) if it had one, else rc;
+ * destroys the iterator and its read options. */
+static int scan_end(rocksdb_iterator_t *it, rocksdb_readoptions_t *ro, int rc, const char *what)
+{
+    char *err = NULL;
+    rocksdb_iter_get_error(it, &err);
+    int ioerr = storage_rocks_err(err, NULL, what);
+    rocksdb_iter_destroy(it);
+    rocksdb_readoptions_destroy(ro);
+    return ioerr != 0 ? ioerr : rc;
+}
+
 /* One flagged value of storage_scan_unblocked handed to fn. */
 static int unblocked_one(storage_t *s, const rocksdb_readoptions_t *ro, const uint8_t *k, size_t kn,
                          const uint8_t *v, size_t vn, int64_t window, sparse_vec_t *vec,
@@ -254,12 +266,7 @@ int storage_scan_profile_trees(storage_t *s, const char *tenant, uint64_t token,
         rc = fn(ctx, t, k + kn - 16, storage_i64_get(v + 2), !(v[1] & PTREE_FLAG_NO_TREE),
                 (v[1] & PTREE_FLAG_PIECE) != 0);
     }
-    char *err = NULL;
-    rocksdb_iter_get_error(it, &err);
-    int ioerr = storage_rocks_err(err, NULL, "profile scan");
-    rocksdb_iter_destroy(it);
-    rocksdb_readoptions_destroy(ro);
-    return ioerr != 0 ? ioerr : rc;
+    return scan_end(it, ro, rc, "profile scan");
 }
 
 /* The time (ns) of the profile_trees entry the iterator stands on, or
@@ -330,12 +337,7 @@ int storage_scan_profile_trees_spans(storage_t *s, const char *tenant, uint64_t 
         end = b;
         rc = scan_span(s, it, lo.n, b, fn, ctx);
     }
-    char *err = NULL;
-    rocksdb_iter_get_error(it, &err);
-    int ioerr = storage_rocks_err(err, NULL, "profile scan");
-    rocksdb_iter_destroy(it);
-    rocksdb_readoptions_destroy(ro);
-    return ioerr != 0 ? ioerr : rc;
+    return scan_end(it, ro, rc, "profile scan");
 }
 
 /* Splits a profile_trees key; 0 if it has that layout, -1 if not. tenant
@@ -393,10 +395,5 @@ int storage_ptree_scan(storage_t *s, uint64_t lo_tok, uint64_t hi_tok,
         int64_t t = e.time_ns / 1000000000 - (e.time_ns % 1000000000 < 0); /* floor */
         if (t >= from_s && t < until_s) rc = fn(ctx, &e, !(v[1] & PTREE_FLAG_NO_TREE));
     }
-    char *err = NULL;
-    rocksdb_iter_get_error(it, &err);
-    int ioerr = storage_rocks_err(err, NULL, "profile trees by token interval");
-    rocksdb_iter_destroy(it);
-    rocksdb_readoptions_destroy(ro);
-    return ioerr != 0 ? ioerr : rc;
+    return scan_end(it, ro, rc, "profile trees by token interval");
 }
