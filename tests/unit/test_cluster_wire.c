@@ -622,8 +622,8 @@ static void test_repair(void)
     buf_free(&f.labels);
 }
 
-/* STREAM and SPANS: requests and answers, and their refusals. */
-static void test_stream(void)
+/* A STREAM request of interval [10, 20) within its deadline. */
+static Flamedb__Cluster__RepairRequest stream_request(void)
 {
     Flamedb__Cluster__RepairRequest q = FLAMEDB__CLUSTER__REPAIR_REQUEST__INIT;
     q.protocol_version = CLUSTER_PROTOCOL_VERSION;
@@ -631,6 +631,13 @@ static void test_stream(void)
     q.kind = RK(STREAM);
     q.lo = 10;
     q.hi = 20;
+    return q;
+}
+
+/* STREAM and SPANS: requests and answers, and their refusals. */
+static void test_stream(void)
+{
+    Flamedb__Cluster__RepairRequest q = stream_request();
     uint8_t key[CLUSTER_STREAM_MAX_KEY + 1] = {0};
     q.after_key = (ProtobufCBinaryData){30, key};
     CHECK_EQ_INT(repair_rt(&q), 0);
@@ -749,12 +756,7 @@ static void test_sum_buckets(void)
 static void test_tree_look(void)
 {
     static uint8_t bits[2 * CLUSTER_TREE_FANOUT_MAX / 8]; /* the too-wide case too */
-    Flamedb__Cluster__RepairRequest q = FLAMEDB__CLUSTER__REPAIR_REQUEST__INIT;
-    q.protocol_version = CLUSTER_PROTOCOL_VERSION;
-    q.deadline_unix_ms = NOW + 100;
-    q.kind = RK(STREAM);
-    q.lo = 10;
-    q.hi = 20;
+    Flamedb__Cluster__RepairRequest q = stream_request();
     q.tree_look = 1;
     q.tree_root = 0x1234;
     q.tree_count = 300;
