@@ -36,6 +36,7 @@ void replicate_options_default(replicate_options_t *o)
     o->max_tree_nodes = 1u << 20;
     o->inflight = NULL;
     o->clock = clock_real();
+    o->member_version = CLUSTER_MEMBER_VERSION;
 }
 
 uint64_t replicate_now_ms(const replicate_t *r)

@@ -58,6 +58,8 @@ typedef struct replicate_options {
     alloc_budget_t *inflight;     /* ingest-inflight-bytes: decoded trees (borrowed); NULL: none */
     clock_source_t clock;         /* deadlines and hint times (wall clock) */
     workq_t *workq;               /* the node's pool lanes (borrowed); NULL: a private one */
+    uint32_t member_version;      /* --cluster-member-version: below CLUSTER_MEMBER_V_NOTICE
+                                   * neither sends nor takes notices, as an older release */
 } replicate_options_t;
 
 /* Defaults: 5 s timeout, 1 GiB of hints per target, replay every 1 s, a
@@ -185,6 +187,10 @@ void replicate_on_ack(void *ctx, cluster_msg_t *msg);
     X(notices_unanswered, "flamedb_slow_replica_notices_unanswered_total",                         \
       "Pushes answered 200 although no replica acknowledged their notice (refused, or no answer "  \
       "by write-timeout): the slow replica's hint then lives on the coordinator only.")            \
+    X(notices_skipped, "flamedb_slow_replica_notices_skipped_total",                               \
+      "Replicas that acknowledged a push with a slow replica and were sent no notice: their "      \
+      "member entry does not advertise notices (an older release); the hint stays on the "         \
+      "coordinator only until gossiped, as before notices.")                                       \
     X(hint_witnesses_stored, "flamedb_hint_witnesses_stored_total",                                \
       "Witnesses stored durably (new, an older profile time or a later coordinator beat).")        \
     X(replica_writes, "flamedb_replica_writes_total", "WRITE messages stored as a replica.")       \

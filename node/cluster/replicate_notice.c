@@ -23,6 +23,14 @@
  * same (its quorum stored it) and flamedb_slow_replica_notices_unanswered_total
  * counts it. Nothing is sent while every replica acknowledges within the
  * grace.
+ *
+ * A mixed-version cluster: a member that does not advertise
+ * CLUSTER_MEMBER_V_NOTICE in its entry (a release before notices, or one
+ * set to it with --cluster-member-version) would refuse a notice unanswered,
+ * so it is sent none; with no receiver left the push is answered as before
+ * notices, on the strength of this node's own hint or mark
+ * (flamedb_slow_replica_notices_skipped_total counts the replicas passed
+ * over). A node set below it sends none either.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,6 +74,13 @@ static void notice_init(replicate_t *r, replicate_write_t *rw, char **ids, size_
     }
 }
 
+/* 1 when target id advertises notices in its member entry. */
+static int takes_notice(replicate_t *r, const char *id)
+{
+    return r->ops.member_version != NULL &&
+           r->ops.member_version(r->ops.ctx, id) >= CLUSTER_MEMBER_V_NOTICE;
+}
+
 /* Sends q to target ti of rw; 1 when it waits for its ack. */
 static int notice_to(replicate_t *r, replicate_write_t *rw, uint32_t ti,
                      Flamedb__Cluster__WriteRequest *q)
@@ -94,7 +109,7 @@ static int notice_to(replicate_t *r, replicate_write_t *rw, uint32_t ti,
 int replicate_notice_send(replicate_t *r, replicate_write_t *rw)
 {
     if (rw->notice_wait) return 1;
-    if (rw->notice_done || r->closing) return 0;
+    if (rw->notice_done || r->closing || r->o.member_version < CLUSTER_MEMBER_V_NOTICE) return 0;
     rw->notice_done = 1;
     char *ids[RING_MAX_RF];
     size_t n = slow_ids(rw, ids, RING_MAX_RF);
@@ -104,10 +119,14 @@ int replicate_notice_send(replicate_t *r, replicate_write_t *rw)
     for (uint32_t ti = 0; ti < rw->nt; ti++) {
         const rtarget_t *t = &rw->t[ti];
         if (t->self || t->state != TS_ACKED || !replicate_target_natural(t)) continue;
+        if (!takes_notice(r, t->id)) { /* an older member: it would refuse it unanswered */
+            r->st.notices_skipped++;
+            continue;
+        }
         rw->notices_out += (uint32_t)notice_to(r, rw, ti, &q);
     }
     r->st.notices += rw->notices_out;
-    if (rw->notices_out == 0) return 0; /* acknowledged by this node alone: its hint is all */
+    if (rw->notices_out == 0) return 0; /* none can take it: this node's hint is all, as before */
     rw->notice_wait = 1;
     return 1;
 }

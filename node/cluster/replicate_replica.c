@@ -7,7 +7,8 @@
  * or held unread, durably, until its coordinator's word on their hints
  * arrives (hinted handoff on: replicate_witness.c), before it is
  * acknowledged. A notice (replicate_notice.c) carries no series: only
- * such names, of replicas that were slow rather than down.
+ * such names, of replicas that were slow rather than down; a node set to
+ * a member version before notices drops it unanswered, as that release did.
  *
  * The handler takes the decoded message from the cluster (cluster_int.h), so
  * the pool job works on what the dispatcher's cluster_wire_decode_body
@@ -279,6 +280,12 @@ void replicate_on_write(void *ctx, cluster_msg_t *msg)
     replicate_t *r = ctx;
     if (r->closing) return; /* the coordinator hints it at its deadline */
     const Flamedb__Cluster__WriteRequest *q = (const Flamedb__Cluster__WriteRequest *)msg->body;
+    if (q->notice && r->o.member_version < CLUSTER_MEMBER_V_NOTICE) {
+        /* set to a release before notices: refused unanswered, as it did */
+        log_debug("replicate", "notice from %s refused: cluster-member-version %u",
+                  msg->env->sender_id, r->o.member_version);
+        return;
+    }
     const ProtobufCBinaryData *b = &msg->env->body;
     replica_job_t *j = NULL;
     const char *why = "the replica has too many writes in flight";

@@ -27,7 +27,15 @@ replica from being read.
   hold is read back from n1's data dir, and n1 marks n2 on seeing n0 down,
   so n2 answers flagged partial with n1 stopped, never short and
   unflagged, and exactly once repaired. Before, the hold lived in memory
-  only and the restart forgot it.
+  only and the restart forgot it;
+- test_no_notice_to_an_older_node: a rolling upgrade, n1 runs as the
+  release before notices (--cluster-member-version 0: it drops a notice
+  unanswered, as that release refused a write with no series) and
+  advertises so in its member entry; n2 is stopped but not yet seen down
+  and pushes go through n0 with a write timeout of 4 s. n0 sends n1 no
+  notice and answers each push once n2's hint is stored, in milliseconds.
+  Before, n0 sent the notice anyway and each push that found n2 slow
+  waited the whole write timeout for n1's answer.
 """
 import signal
 import time
@@ -125,6 +133,39 @@ def test_witness_outlives_a_restart():
         print("    n0 and n1 killed right after the push; n1 started again: %s"
               % (held[0] if held else "no hold read back"))
         short_replica_read(c, want, frm, until, "; the hold read back: %s" % bool(held))
+
+
+def test_no_notice_to_an_older_node():
+    now = int(time.time())
+    timeout_s = 4.0
+    args = HINTS_ON + ON_DEMAND + ["--write-timeout", "%ds" % timeout_s]
+    with Cluster(3, rf=3, write_quorum=2, args=args, start=False) as c:
+        for i in range(3):
+            c.add_node(extra=["--cluster-member-version", "0"] if i == 1 else [])
+        c.wait_converged()
+        wait_for("n0 hears each member's version",
+                 lambda: {m["id"]: m.get("member_version") for m in c.status(0)["nodes"]}
+                 == {"n0": 1, "n1": 0, "n2": 1}, timeout=30)
+        want = preload(c, 0, "non", now, 6, 2)
+        svc = sorted(want)[0]
+        took = []
+        c.nodes[2].proc.send_signal(signal.SIGSTOP)
+        try:
+            for k in range(3):
+                body, v = big_body(9980 + k, lines=8)
+                t0 = time.monotonic()
+                push_ok(c, 0, body, svc, now - 7100 + k)
+                took.append(time.monotonic() - t0)
+        finally:
+            c.nodes[2].proc.send_signal(signal.SIGCONT)
+        skipped = metric(c, 0, "flamedb_slow_replica_notices_skipped_total")
+        sent = metric(c, 0, "flamedb_slow_replica_notices_total")
+        print("    n2 stopped, n1 an older node: pushes through n0 answered in %s ms (write "
+              "timeout %.0f ms); notices sent %d, passed over %d"
+              % ([round(t * 1000) for t in took], timeout_s * 1000, sent, skipped))
+        assert max(took) < timeout_s / 2, \
+            "a push waited for a notice an older node never answers: %r s" % took
+        assert sent == 0 and skipped >= 1, (sent, skipped)
 
 
 if __name__ == "__main__":

@@ -69,6 +69,15 @@ static int rm_entry(const char *p, const struct stat *st, int f, struct FTW *w)
     return remove(p);
 }
 
+/* The member version every node advertises, but old_member (a release
+ * before notices: 0). */
+static const char *old_member = "";
+static uint32_t member_version_of(void *ctx, const char *id)
+{
+    (void)ctx;
+    return strcmp(id, old_member) == 0 ? 0 : CLUSTER_MEMBER_VERSION;
+}
+
 static void fx_init(fx_t *f, uint32_t nnodes, uint32_t rf, uint32_t quorum, const char *self)
 {
     memset(f, 0, sizeof *f);
@@ -108,6 +117,7 @@ static void fx_init(fx_t *f, uint32_t nnodes, uint32_t rf, uint32_t quorum, cons
     o.hint_replay_interval_ms = 3600 * 1000; /* no replay in these tests */
     o.clock = clock_manual(&manual);
     cluster_ops_t ops = {view_acquire, view_retain, view_release, send_none, set_targets, &f->view};
+    ops.member_version = member_version_of;
     CHECK_EQ_INT(replicate_new(&f->loop, f->s, &o, &ops, &f->r, NULL), 0);
 }
 
@@ -904,6 +914,42 @@ static void test_notice_unanswered(void)
     fx_done(&f);
 }
 
+/* RF 3, W 2, n2 slow and n1, which acknowledged, advertises a member
+ * version before notices (it would drop one unanswered): it is sent none,
+ * and the push is answered once n2's hint is stored, as before notices,
+ * not at write-timeout. */
+static void test_notice_skipped_for_older_member(void)
+{
+    fx_t f;
+    fx_init(&f, 3, 3, 2, "n0");
+    f.r->ops.send = send_record;
+    f.r->o.hint_ack_grace_ms = 50;
+    old_member = "n1";
+    prof_t p;
+    answer_seen_t a;
+    start_acked_by_n1(&f, &p, 42, &a);
+    clock_manual_advance_ms(&manual, 50);
+    replicate_arm_grace(f.r);
+    RUN_UNTIL(&f, a.out.called != 0 || notices_due() > 0);
+    CHECK_EQ_INT(notices_due(), 0);
+    CHECK_EQ_INT(a.out.called, 1);
+    CHECK_EQ_INT(a.out.rc, 0);
+    CHECK_EQ_INT(a.n2_hints, 1); /* this node's hint, durable before the answer */
+    settle(&f);
+    replicate_stats_t st;
+    replicate_stats(f.r, &st);
+    CHECK_EQ_INT(st.notices, 0);
+    CHECK_EQ_INT(st.notices_skipped, 1);
+    old_member = "";
+    sent.n = 0;
+    f.r->ops.send = send_none;
+    clock_manual_advance_ms(&manual, f.r->o.write_timeout_ms + 1);
+    replicate_arm_deadline(f.r);
+    RUN_UNTIL(&f, (replicate_stats(f.r, &st), st.inflight_writes == 0));
+    prof_free(&p);
+    fx_done(&f);
+}
+
 /* RF 3, W 2, n2 slow but reachable: once it let one push's grace run out,
  * the next pushes are answered at the quorum with n2 hinted, not after the
  * grace; its late acks (slower than the grace) keep it so; an ack within
@@ -1395,6 +1441,7 @@ int main(void)
     test_pending_replica_not_waited_for();
     test_slow_replica_not_waited_for();
     test_notice_unanswered();
+    test_notice_skipped_for_older_member();
     test_late_ack_lifts_its_mark();
     test_pass_lifts_only_what_it_compared();
     test_expired_hint_marks_its_target();
