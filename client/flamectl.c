@@ -31,6 +31,7 @@ typedef struct args {
     const char *left_from, *left_until, *right_from, *right_until; /* diff */
     const char *group_by;                                          /* query --output json */
     const char *node;                                              /* cluster remove */
+    const char *time;                                              /* push */
     int max_nodes, limit, sample_rate;
     int help, version;
     const char *pos[4]; /* positional arguments after the command */
@@ -102,6 +103,19 @@ static const char *detect_format(const uint8_t *p, size_t n)
     return "folded";
 }
 
+/* Why the input holds no profile (NULL when it may hold one): an empty
+ * file, or folded text without a stack line. The node answers such a push
+ * 200 and stores nothing (an SDK that sampled nothing sends it); a user who
+ * pushed the wrong file or an empty pipe gets told, and exit status 1. */
+static const char *nothing_to_push(const uint8_t *p, size_t n, const char *fmt)
+{
+    if (n == 0) return "is empty (0 bytes)";
+    if (strcmp(fmt, "folded") != 0) return NULL;
+    for (size_t i = 0; i < n; i++)
+        if (p[i] != ' ' && p[i] != '\t' && p[i] != '\r' && p[i] != '\n') return NULL;
+    return "has no stack line (blank lines only)";
+}
+
 /* "now-90m": seconds before now, as query times are written (s, m, h, d,
  * w); -1 when s is not that. */
 static long long before_now(const char *s)
@@ -145,11 +159,12 @@ static int parse_seconds(const char *s, const char *what, int64_t *out)
 
 static int cmd_push(flamedb_client_t *c, const args_t *a)
 {
-    int64_t from, until;
+    int64_t from, until, at;
     if (a->name == NULL)
         return usage_error("push: --name is required (e.g. --name 'app.cpu{env=prod}')%s", "");
     if (parse_seconds(a->from, "push: --from '%s' is not unix seconds, now or now-1h", &from) ||
-        parse_seconds(a->until, "push: --until '%s' is not unix seconds, now or now-1h", &until))
+        parse_seconds(a->until, "push: --until '%s' is not unix seconds, now or now-1h", &until) ||
+        parse_seconds(a->time, "push: --time '%s' is not unix seconds, now or now-1h", &at))
         return EXIT_USAGE;
     if (a->format && strcmp(a->format, "pprof") != 0 && strcmp(a->format, "folded") != 0)
         return usage_error("push: --format must be pprof or folded, not '%s'", a->format);
@@ -157,6 +172,13 @@ static int cmd_push(flamedb_client_t *c, const args_t *a)
     size_t len;
     if (read_input(a->pos[0], &data, &len) != 0) return EXIT_FAILURE;
     const char *fmt = a->format ? a->format : detect_format(data, len);
+    const char *why = nothing_to_push(data, len, fmt);
+    if (why != NULL) {
+        fprintf(stderr, "flamectl: push: %s %s: nothing to push\n",
+                strcmp(a->pos[0], "-") == 0 ? "stdin" : a->pos[0], why);
+        free(data);
+        return EXIT_FAILURE;
+    }
     flamedb_push_t p = {.name = a->name,
                         .from = from,
                         .until = until,
@@ -164,15 +186,17 @@ static int cmd_push(flamedb_client_t *c, const args_t *a)
                             strcmp(fmt, "pprof") == 0 ? FLAMEDB_PUSH_PPROF : FLAMEDB_PUSH_FOLDED,
                         .sample_rate = a->sample_rate,
                         .spy_name = a->spy_name};
-    int rc = flamedb_push(c, &p, data, len);
+    int rc = flamedb_push_at(c, &p, at, data, len);
     free(data);
     if (rc != 0) return request_failed(c, "push", rc);
-    fprintf(stderr, "pushed %zu bytes (%s) as %s\n", len, fmt, a->name);
-    /* the node answers an empty push 200 and stores nothing (an SDK that
-     * sampled nothing); a user who pushed the wrong file should know */
-    if (len == 0)
-        fprintf(stderr, "flamectl: %s is empty: the node stored nothing\n",
+    if (flamedb__stored_nothing(c)) { /* 200, and the node said so */
+        fprintf(stderr,
+                "flamectl: push: %s has no sample with a value (no sample, or all 0): the node "
+                "stored nothing\n",
                 strcmp(a->pos[0], "-") == 0 ? "stdin" : a->pos[0]);
+        return EXIT_FAILURE;
+    }
+    fprintf(stderr, "pushed %zu bytes (%s) as %s\n", len, fmt, a->name);
     return 0;
 }
 
@@ -1451,14 +1475,17 @@ static int cmd_cluster(flamedb_client_t *c, const args_t *a)
 static const command_t commands[] = {
     {"push", 1, 1, cmd_push,
      "push FILE --name 'APP{k=v,...}' [--format pprof|folded]\n"
-     "          [--from T] [--until T] [--sample-rate HZ] [--spy-name NAME]",
+     "          [--from T] [--until T] [--time T] [--sample-rate HZ] [--spy-name NAME]",
      "Sends one profile to POST /ingest. FILE is a pprof (gzipped or raw) or folded\n"
      "stacks ('a;b;c 12' lines), '-' reads stdin. Without --format, gzip or binary\n"
      "content is pprof and text is folded. Folded names carry the type as a suffix:\n"
      "'app.cpu{env=prod}'. --from/--until are unix seconds, now or now-N{s,m,h,d,w}\n"
-     "(default: now; a pprof's own time_nanos, when set, is its time). A retry\n"
-     "with the same --from and --until counts once; without them every push is a\n"
-     "new profile."},
+     "(default: now; a pprof's own time_nanos, when set, is its time). --time T\n"
+     "sets the profile's time over the pprof's time_nanos and --from (backfilling\n"
+     "old profiles, a client with a wrong clock). A retry with the same --from,\n"
+     "--until and --time counts once; without them every push is a new profile.\n"
+     "An empty file or folded text without a stack line is refused here (exit 1):\n"
+     "the node would answer 200 and store nothing."},
     {"query", 1, 1, cmd_query,
      "query 'TYPE{selector}' [--from T] [--until T]\n"
      "          [--output top|folded|json|pprof|svg|speedscope] [--limit N]\n"
@@ -1501,7 +1528,10 @@ static const command_t commands[] = {
      "--output json prints the answer itself, with each value's timeline."},
     {"labels", 0, 1, cmd_labels, "labels [NAME] [--match '{selector}'] [--from T] [--until T]",
      "Without NAME lists the label names; with NAME lists its values\n"
-     "(NAME __profile_type__ lists the profile types present)."},
+     "(NAME __profile_type__ lists the profile types present). NAME span_id or\n"
+     "trace_id lists the ids of the traced requests that have profiles, for the\n"
+     "series --match selects (required) in the range: 16 hex digits each, as a\n"
+     "span_id=\"...\" selector takes them."},
     {"ready", 0, 0, cmd_ready, "ready", "Exits 0 when the node answers GET /ready with 200."},
     {"cluster", 1, 1, cmd_cluster,
      "cluster status [--output table|json]\n"
@@ -1573,7 +1603,8 @@ enum {
     OPT_RIGHT_FROM,
     OPT_RIGHT_UNTIL,
     OPT_GROUP_BY,
-    OPT_NODE
+    OPT_NODE,
+    OPT_TIME
 };
 
 static const struct option options[] = {
@@ -1599,6 +1630,7 @@ static const struct option options[] = {
     {"right-until", required_argument, NULL, OPT_RIGHT_UNTIL},
     {"group-by", required_argument, NULL, OPT_GROUP_BY},
     {"node", required_argument, NULL, OPT_NODE},
+    {"time", required_argument, NULL, OPT_TIME},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
     {NULL, 0, NULL, 0},
@@ -1676,6 +1708,9 @@ static int set_option(args_t *a, int opt, const char *v)
         return 0;
     case OPT_FROM:
         a->from = v;
+        return 0;
+    case OPT_TIME:
+        a->time = v;
         return 0;
     case OPT_UNTIL:
         a->until = v;

@@ -42,7 +42,13 @@ struct flamedb_client {
     buf_t headers; /* fixed request headers, "Name: value\r\n" lines */
     errmsg_t err;
     int http_status;
+    int stored_nothing; /* the last answer's X-Flamedb-Stored: nothing */
 };
+
+int flamedb__stored_nothing(const flamedb_client_t *c)
+{
+    return c->stored_nothing;
+}
 
 /* Header values must not smuggle a line break into the request. what names
  * the value in errors; the value itself is never copied into a message, as
@@ -226,6 +232,7 @@ static int call(flamedb_client_t *c, const char *method, const buf_t *target, co
     flamedb__response_t r;
     int rc = flamedb__http_do(&c->conn, &c->url, &req, c->max_response, &r, &c->err);
     c->http_status = r.status;
+    c->stored_nothing = rc == ERR_OK && r.stored_nothing;
     if (rc == ERR_OK && (r.status < 200 || r.status > 299)) rc = surface_error(c, &r);
     if (rc == ERR_OK && out != NULL) {
         response_take(&r, out);
@@ -243,6 +250,12 @@ static int bad_target(flamedb_client_t *c, buf_t *t, int rc)
 
 int flamedb_push(flamedb_client_t *c, const flamedb_push_t *p, const void *body, size_t len)
 {
+    return flamedb_push_at(c, p, 0, body, len);
+}
+
+int flamedb_push_at(flamedb_client_t *c, const flamedb_push_t *p, int64_t at, const void *body,
+                    size_t len)
+{
     begin(c);
     if (p == NULL || p->name == NULL || p->name[0] == '\0')
         return errmsg_set(&c->err, ERR_INVALID_ARGUMENT, "push: a profile name is required");
@@ -257,6 +270,7 @@ int flamedb_push(flamedb_client_t *c, const flamedb_push_t *p, const void *body,
     int64_t from = p->from > 0 ? p->from : (int64_t)time(NULL);
     if (rc == ERR_OK) rc = flamedb__query_add_int(&t, "from", from);
     if (rc == ERR_OK && p->until > 0) rc = flamedb__query_add_int(&t, "until", p->until);
+    if (rc == ERR_OK && at > 0) rc = flamedb__query_add_int(&t, "time", at);
     if (rc == ERR_OK && p->sample_rate > 0)
         rc = flamedb__query_add_int(&t, "sampleRate", p->sample_rate);
     if (rc == ERR_OK)

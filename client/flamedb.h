@@ -165,6 +165,13 @@ typedef struct flamedb_push {
  * it once). With --auth-file on the node it needs a write or admin token. */
 FLAMEDB_API int flamedb_push(flamedb_client_t *c, const flamedb_push_t *p, const void *body,
                              size_t len);
+/* flamedb_push with the profile's time set to time (unix seconds, sent as
+ * time=): over a pprof's own time_nanos and p->from, for backfilling saved
+ * profiles at the time they were taken or a client whose clock is wrong.
+ * time 0 is flamedb_push. (A function, not a field of flamedb_push_t, so
+ * programs built against an older header keep working.) */
+FLAMEDB_API int flamedb_push_at(flamedb_client_t *c, const flamedb_push_t *p, int64_t time,
+                                const void *body, size_t len);
 /* Shorthands of flamedb_push(). */
 FLAMEDB_API int flamedb_push_pprof(flamedb_client_t *c, const char *name, const void *pprof,
                                    size_t len, int64_t from, int64_t until);

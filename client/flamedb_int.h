@@ -85,8 +85,13 @@ typedef struct flamedb__response {
     int status;
     int keep_alive;
     char content_type[128];
-    buf_t body; /* initialised by flamedb__http_do with the body limit */
+    int stored_nothing; /* X-Flamedb-Stored: nothing (an empty push) */
+    buf_t body;         /* initialised by flamedb__http_do with the body limit */
 } flamedb__response_t;
+
+/* 1 when the last request's answer said the node stored nothing (a push
+ * without a sample of any value, answered 200): flamectl tells its user. */
+int flamedb__stored_nothing(const flamedb_client_t *c);
 
 void flamedb__conn_init(flamedb__conn_t *c, int connect_timeout_ms, int io_timeout_ms);
 /* The client's connection (flamedb.c): the sampler sets its cancel_fd and

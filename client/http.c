@@ -400,6 +400,8 @@ static int parse_header(char *line, head_t *h, flamedb__response_t *resp, errmsg
             h->keep_alive = 0;
         else if (has_token(v, "keep-alive"))
             h->keep_alive = 1;
+    } else if (strcasecmp(line, "X-Flamedb-Stored") == 0) {
+        resp->stored_nothing = strcmp(v, "nothing") == 0;
     } else if (strcasecmp(line, "Content-Type") == 0) {
         snprintf(resp->content_type, sizeof resp->content_type, "%s", v);
     }

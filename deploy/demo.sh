@@ -103,6 +103,9 @@ for i in $(seq 0 $((NODES - 1))); do
     IDS+=("node$((i + 1))")
     URLS+=("http://127.0.0.1:${HTTP_PORTS[$i]}")
     SEEDS="$SEEDS${SEEDS:+,}tcp://127.0.0.1:${CL_PORTS[$i]}"
+    # the documents' examples use 4040: say when a node could not have its port
+    [ "${HTTP_PORTS[$i]}" = $((PORT + i)) ] ||
+        echo "demo.sh: port $((PORT + i)) is taken: node$((i + 1)) serves HTTP on ${HTTP_PORTS[$i]} instead" >&2
 done
 export FLAMEDB_URL="${URLS[0]}"
 NODE_PIDS=() GEN_PIDS=()

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/calltree.h"
 
@@ -196,6 +197,9 @@ static const opt_t options[] = {
      "Series one query may touch; more: 422."},
     {"query-max-output-bytes", OPT_SIZE, FIELD(query.max_output_bytes, size_t), NULL, 0, 1 * KiB,
      16 * GiB, "Size of one query response body; larger: 422."},
+    {"query-max-span-ids", OPT_COUNT, FIELD(query.max_span_ids, size_t), NULL, 0, 1, 10000000,
+     "Distinct span or trace ids one listing (GET /pyroscope/label-values?label=span_id or "
+     "trace_id) may hold, on each node and merged; more: 422 naming this setting."},
     {"query-memory-bytes", OPT_SIZE, FIELD(query_memory_bytes, size_t), NULL, 16, 64 * KiB,
      1024 * GiB,
      "Partial results all queries this node coordinates hold at once: answers from nodes "
@@ -264,6 +268,14 @@ static const opt_t options[] = {
      "refused as "
      "unavailable (the coordinator hints it); a push that alone needs more gets 413. Part of "
      "memory-limit."},
+    {"ingest-stack-cache-bytes", OPT_SIZE, FIELD(ingest_stack_cache_bytes, size_t), "16MiB", 0, 0,
+     1024 * GiB,
+     "Stacks earlier pushes stored, kept by content (their frames' functions and files) with "
+     "their stack-node ids, 32 bytes a stack: a pprof push whose stacks were seen before adds "
+     "their samples by id instead of building and mapping call trees for them. Used on a "
+     "node that is its cluster's only member (with replicas, each copy maps its own trees). "
+     "Taken out of node-cache-bytes, and at most a quarter of it whatever this says, so part "
+     "of memory-limit. 0: off."},
     {"ingest-trim-refused-bytes", OPT_SIZE, FIELD(ingest_trim_refused_bytes, size_t), "1MiB", 0, 0,
      1024 * GiB,
      "A push refused after it held at least this much memory (its call trees, decoded message, "
@@ -474,7 +486,9 @@ static const opt_t options[] = {
      4000,
      "File holding the cluster secret (16 to 4096 bytes, readable by its owner only), the same "
      "on every node. Every intra-cluster message is signed with it (HMAC-SHA-256) and messages "
-     "not signed with it are refused. Empty: messages are not signed, and any process that can "
+     "not signed with it are refused. When not set, $CREDENTIALS_DIRECTORY/cluster.secret "
+     "(systemd's LoadCredential=cluster.secret:PATH) is used if it exists. Empty: messages are "
+     "not signed, and any process that can "
      "reach cluster-listen can join, write, acknowledge and query: leave it empty only when "
      "the cluster port is on a loopback address."},
     {"replication-factor", OPT_U32, FIELD(cluster.replication_factor, uint32_t), "3", 0, 1, 15,
@@ -592,6 +606,13 @@ static const opt_t options[] = {
      "most: the passes that stream in the ranges it gains in a move (a join, or taking over "
      "a leaving or removed node's ranges) and anti-entropy passes alike, which "
      "repair-max-bytes-per-s also bounds (0 = no limit)."},
+    {"stream-progress-interval", OPT_MS, FIELD(cluster.stream_progress_interval_ms, uint64_t), "1s",
+     0, 0, 3600000,
+     "How often at most a node streaming the ranges it gains in a join (or a leave) writes "
+     "where its streams stand to DATA_DIR/move.progress (syncing the store's write-ahead log "
+     "first), besides after the clear and at the end of each range; a restart after a crash "
+     "goes on from there and streams again at most this much of the stream (0 = after every "
+     "page; docs/cluster.md, \"Resuming after a crash of the joiner\")."},
     {"stream-check-heal-after", OPT_U32, FIELD(cluster.stream_check_heal_after, uint32_t), "3", 0,
      1, 1000,
      "Passes in a row in which the totals check of a token interval a join, leave, regain or "
@@ -606,12 +627,14 @@ static const opt_t options[] = {
      "key, whether for their hashes' ids or for the windows it stores (docs/cluster.md, \"Old "
      "windows no profile id names\"): a smaller batch makes smaller requests and more of them; "
      "the answers are paged by max-message-bytes either way."},
-    {"cluster-stream-version", OPT_U32, FIELD(cluster.stream_version, uint32_t), "3", 0, 1, 3,
+    {"cluster-stream-version", OPT_U32, FIELD(cluster.stream_version, uint32_t), "4", 0, 1, 4,
      "The newest stream protocol this node speaks, as the node asking for windows and as their "
      "source (docs/cluster-protocol.md, \"Stream protocol versions\"): 1 pages every window "
      "whole; 2 adds a fill's bound (until_s), window summaries with their profile ids and "
      "windows asked for by key; 3 sends a summary as its key and a hash, ids only for the "
-     "windows whose hashes differ. For a rolling upgrade only: a node set to the version of "
+     "windows whose hashes differ; 4 compares a hash tree's root first, then the hashes of the "
+     "windows in its buckets that differ only. For a rolling upgrade only: a node set to the "
+     "version of "
      "the release it replaces behaves toward its peers as that release does, so the "
      "upgrade can be tried on one node and rolled back; set it back (or leave it out) once "
      "every node runs this release. Nodes of different versions fill from each other in "
@@ -1264,6 +1287,23 @@ static int validate(node_config_t *c, errmsg_t *em)
     return check_whole_deadlines(c, em);
 }
 
+/* cluster-secret-file from $CREDENTIALS_DIRECTORY when not set otherwise
+ * (an explicit empty value keeps it off) and the credential is there. */
+static void apply_credentials(node_config_t *c, char **envp, const unsigned char *set)
+{
+    const opt_t *o = find_option("cluster-secret-file", strlen("cluster-secret-file"));
+    if (o == NULL || set[o - options] || envp == NULL) return;
+    static const char var[] = "CREDENTIALS_DIRECTORY=";
+    for (char **e = envp; *e != NULL; e++) {
+        if (strncmp(*e, var, sizeof var - 1) != 0 || (*e)[sizeof var - 1] == '\0') continue;
+        char path[sizeof c->cluster.secret_file];
+        int n = snprintf(path, sizeof path, "%s/%s", *e + sizeof var - 1,
+                         NODE_CREDENTIAL_CLUSTER_SECRET);
+        if (n > 0 && (size_t)n < sizeof path && access(path, F_OK) == 0)
+            memcpy(c->cluster.secret_file, path, (size_t)n + 1);
+    }
+}
+
 int node_config_parse(node_config_t *c, int argc, char **argv, char **envp,
                       enum node_config_action *action, errmsg_t *em)
 {
@@ -1273,6 +1313,7 @@ int node_config_parse(node_config_t *c, int argc, char **argv, char **envp,
     int rc = apply_env(c, envp, set, em);
     if (rc == ERR_OK) rc = apply_args(c, argc, argv, set, action, em);
     if (rc != ERR_OK) return rc;
+    apply_credentials(c, envp, set);
     apply_derived(c, set);
     node_config_fix_pointers(c);
     return *action == NODE_CONFIG_RUN || *action == NODE_CONFIG_PRINT_CONFIG ? validate(c, em)

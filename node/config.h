@@ -48,6 +48,8 @@ typedef struct node_config {
     uint64_t combined_timeout_ms; /* render-diff and groupBy as a whole (then 504) */
     /* decoded pushes and replica writes in progress, node-wide */
     size_t ingest_inflight_bytes;
+    size_t
+        ingest_stack_cache_bytes; /* the stack cache (node/ingest); taken out of node-cache-bytes */
     /* a refused push that held this much gives its freed memory back to
      * the system (alloc_release_free); 0: never */
     size_t ingest_trim_refused_bytes;
@@ -83,8 +85,15 @@ enum node_config_action {
 /* All defaults (module defaults included, derived budgets computed). */
 void node_config_default(node_config_t *c);
 
+/* The systemd credential the node reads its cluster secret from: with
+ * cluster-secret-file not set (neither flag nor variable) and
+ * $CREDENTIALS_DIRECTORY (systemd's LoadCredential=) holding a file of this
+ * name, cluster-secret-file is that file. deploy/flamedb.service names it. */
+#define NODE_CREDENTIAL_CLUSTER_SECRET "cluster.secret"
+
 /* Applies environment (envp: NULL-terminated "NAME=value" strings, may be
- * NULL), then argv[1..argc), then derived defaults, then validation.
+ * NULL), then argv[1..argc), then the systemd credential (above), then
+ * derived defaults, then validation.
  * Unknown FLAMEDB_* variables are ignored (tools share the prefix); unknown
  * flags are errors. Returns 0 or ERR_INVALID_ARGUMENT with the reason in em
  * (naming the flag or variable). */

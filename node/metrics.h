@@ -40,6 +40,9 @@
       "Series skipped because their profile id was already stored (retries).")                     \
     X(ingest_spans_dropped, "flamedb_ingest_spans_dropped_total",                                  \
       "Span and trace trees not stored: past max-spans-per-series in one profile.")                \
+    X(ingest_stack_hits, "flamedb_ingest_stack_cache_hits_total",                                  \
+      "pprof samples of stored pushes given to storage by stack-node id "                          \
+      "(ingest-stack-cache-bytes).")                                                               \
     X(queries, "flamedb_queries_total", "Queries answered (render, label names and values).")
 
 #define METRICS_DURATION_BUCKETS_MS                                                                \

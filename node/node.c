@@ -183,8 +183,14 @@ static int open_parts(node_t *n, errmsg_t *em)
         log_info("node", "HTTP authentication on: %zu tokens from %s", node_auth_count(n->auth),
                  n->cfg.auth_file);
     }
+    /* the stack cache's bytes come out of the node tables' */
+    size_t stack = n->cfg.ingest_stack_cache_bytes, quarter = n->cfg.storage.node_cache_bytes / 4;
+    if (stack > quarter) stack = quarter;
+    n->cfg.storage.node_cache_bytes -= stack;
     int rc = storage_open(&n->cfg.storage, &n->storage, em);
     if (rc != ERR_OK) return rc;
+    if (ingest_stack_cache_new(n->storage, stack, &n->stack_cache) != 0)
+        return errmsg_set(em, ERR_NOMEM, "out of memory");
     rc = http_server_new(&n->loop, &n->cfg.http, routes_handle, routes_observe, n, &n->http);
     if (rc != ERR_OK) return errmsg_set(em, rc, "cannot create the HTTP server");
     http_server_set_head_check(n->http, routes_head_check);
@@ -287,6 +293,7 @@ void node_free(node_t *n)
     http_server_free(n->http);
     query_report_cache_free(n->report_cache); /* gives its bytes back to the cluster's budget */
     cluster_free(n->cluster);
+    ingest_stack_cache_free(n->stack_cache);
     storage_close(n->storage);
     workq_free(n->workq);
     node_auth_free(n->auth);

@@ -29,6 +29,7 @@ struct node {
     cluster_t *cluster; /* membership, writes, queries (a cluster of one: no transport) */
     /* the last regression reports (report-cache-bytes, charged to query-memory-bytes) */
     query_report_cache_t *report_cache;
+    ingest_stack_cache_t *stack_cache; /* ingest-stack-cache-bytes; NULL: off */
     workq_t *workq; /* thread-pool lanes: writes and queries cannot starve each other */
     node_metrics_t metrics;
     size_t metrics_renders; /* GET /metrics renders on the pool (metrics-max-renders) */

@@ -97,6 +97,7 @@ struct job {
     query_result_t result;       /* the response body and its types */
     size_t series, written;      /* ingest */
     size_t spans_dropped;        /* ingest: span trees past max-spans-per-series */
+    size_t stack_hits;           /* ingest: samples given by stack-node id (stack cache) */
     int empty;                   /* ingest: no samples (ingest_empty): accepted, not stored */
     const cluster_view_t *view;  /* ingest: the view its write is planned with */
     cluster_write_t *rw;         /* ingest: packed, until cluster_write_start takes it */
@@ -182,9 +183,12 @@ static void job_done(workq_job_t *w, int status)
     if (j->rc != ERR_OK) {
         routes_respond_error(n, j->ex, j->rc, &j->em);
     } else {
+        /* an empty push (stored nothing) says so to a client that looks;
+         * Pyroscope clients ignore the header */
         http_response_t resp = {.status = 200,
                                 .content_type = j->result.body.len ? j->result.content_type : NULL,
                                 .content_encoding = j->result.content_encoding,
+                                .extra_headers = j->empty ? "X-Flamedb-Stored: nothing\r\n" : NULL,
                                 .body = j->result.body};
         buf_init(&j->result.body, 0);
         http_respond(j->ex, &resp);
@@ -535,8 +539,43 @@ static int ingest_empty(const storage_profile_write_t *w)
         size_t n = t != NULL ? calltree_node_count(t) : 0;
         for (size_t k = 0; k < n; k++)
             if (calltree_self(t, (uint32_t)k) != 0) return 0;
+        for (size_t k = 0; k < w->series[i].npairs; k++) /* stacks given by id */
+            if (w->series[i].vals[k] != 0) return 0;
     }
     return 1;
+}
+
+/* Parses the push and stores it (the local replica; the remote ones
+ * packed). ERR_CONFLICT: stacks given by id were refused (the node
+ * generation moved since the parse), nothing written. */
+static void parse_and_store(job_t *j, const ingest_request_t *ir)
+{
+    ingest_profile_t *prof = NULL;
+    size_t held;
+    j->rc = ingest_parse_held(ir, &j->node->cfg.ingest, &prof, &held, &j->em);
+    if (j->rc != ERR_OK) {
+        size_t trim = j->node->cfg.ingest_trim_refused_bytes;
+        if (trim == 0 || held < trim) return;
+        int64_t t0 = clock_mono_ns(&j->node->clock);
+        alloc_release_free(); /* what it freed is not kept by this worker's arena */
+        log_debug("ingest", "a refused push held %zu bytes; freed memory given back in %lld us",
+                  held, (long long)((clock_mono_ns(&j->node->clock) - t0) / 1000));
+        return;
+    }
+    const storage_profile_write_t *w = ingest_profile_write(prof);
+    j->empty = ingest_empty(w);
+    j->series = j->empty ? 0 : w->nseries;
+    j->spans_dropped = ingest_profile_spans_dropped(prof);
+    size_t lookups;
+    ingest_profile_stack_hits(prof, &j->stack_hits, &lookups);
+    if (j->empty) {
+        /* nothing to store or replicate */
+    } else if (j->view != NULL) { /* plan, write the local replica, pack the remote ones */
+        j->rc = cluster_write_prepare(j->node->cluster, j->view, w, &j->rw, &j->written, &j->em);
+        j->series = j->rw != NULL ? cluster_write_local_series(j->rw) : 0;
+    } else
+        j->rc = storage_write_profile(j->node->storage, w, &j->written, &j->em);
+    ingest_profile_free(prof);
 }
 
 static void work_ingest(job_t *j)
@@ -552,35 +591,20 @@ static void work_ingest(job_t *j)
         .spy_name = http_request_param(r, "spyName"),
         .units = http_request_param(r, "units"),
         .aggregation_type = http_request_param(r, "aggregationType"),
+        .time = http_request_param(r, "time"),
         .content_type = http_request_header(r, "Content-Type"),
         .body = r->body,
         .body_len = r->body_len,
         .now_ns = j->now_ns,
+        /* stacks by id only where no replica takes the trees */
+        .stack_cache = j->view == NULL || cluster_view_alone(j->view) ? j->node->stack_cache : NULL,
     };
-    ingest_profile_t *prof = NULL;
-    size_t held;
-    j->rc = ingest_parse_held(&ir, &j->node->cfg.ingest, &prof, &held, &j->em);
-    if (j->rc != ERR_OK) {
-        size_t trim = j->node->cfg.ingest_trim_refused_bytes;
-        if (trim == 0 || held < trim) return;
-        int64_t t0 = clock_mono_ns(&j->node->clock);
-        alloc_release_free(); /* what it freed is not kept by this worker's arena */
-        log_debug("ingest", "a refused push held %zu bytes; freed memory given back in %lld us",
-                  held, (long long)((clock_mono_ns(&j->node->clock) - t0) / 1000));
-        return;
+    parse_and_store(j, &ir);
+    if (j->rc == ERR_CONFLICT && ir.stack_cache != NULL) { /* again, with trees only */
+        ir.stack_cache = NULL;
+        j->em = (errmsg_t){{0}};
+        parse_and_store(j, &ir);
     }
-    const storage_profile_write_t *w = ingest_profile_write(prof);
-    j->empty = ingest_empty(w);
-    j->series = j->empty ? 0 : w->nseries;
-    j->spans_dropped = ingest_profile_spans_dropped(prof);
-    if (j->empty) {
-        /* nothing to store or replicate */
-    } else if (j->view != NULL) { /* plan, write the local replica, pack the remote ones */
-        j->rc = cluster_write_prepare(j->node->cluster, j->view, w, &j->rw, &j->written, &j->em);
-        j->series = j->rw != NULL ? cluster_write_local_series(j->rw) : 0;
-    } else
-        j->rc = storage_write_profile(j->node->storage, w, &j->written, &j->em);
-    ingest_profile_free(prof);
 }
 
 static void prepare_ingest(job_t *j)
@@ -619,6 +643,7 @@ static void finish_ingest(job_t *j)
     m->ingest_series_written += j->written;
     m->ingest_series_duplicate += j->series - j->written;
     m->ingest_spans_dropped += j->spans_dropped;
+    m->ingest_stack_hits += j->rc == ERR_OK && !j->empty ? j->stack_hits : 0;
     if (j->rw != NULL) {
         cluster_write_t *rw = j->rw;
         j->rw = NULL;

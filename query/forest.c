@@ -825,6 +825,23 @@ static int v4_sizes(int v5, const storage_merged_tab_t *f, const uint32_t *restr
                        : v4_sizes_loop(0, f, parent, d, desc, NULL, root_rec);
 }
 
+/* varint_put_u with its first five bytes unrolled: a forest's indices,
+ * lengths and totals (counts, nanoseconds, bytes) nearly all fit in them,
+ * and an unrolled byte is a test and a store where the loop's also moves
+ * its counters. The same bytes. */
+static inline size_t put_uv(uint8_t *p, uint64_t v)
+{
+    if (v < 1u << 7) return p[0] = (uint8_t)v, 1;
+    p[0] = (uint8_t)(v | 0x80);
+    if (v < 1u << 14) return p[1] = (uint8_t)(v >> 7), 2;
+    p[1] = (uint8_t)(v >> 7 | 0x80);
+    if (v < 1u << 21) return p[2] = (uint8_t)(v >> 14), 3;
+    p[2] = (uint8_t)(v >> 14 | 0x80);
+    if (v < 1u << 28) return p[3] = (uint8_t)(v >> 21), 4;
+    p[3] = (uint8_t)(v >> 21 | 0x80);
+    return 4 + varint_put_u(p + 4, v >> 28);
+}
+
 /* The records in pre-order (a node, then each kid's subtree, kids in
  * ascending id order as the kid lists are), written in one ascending pass
  * over the ids: a node's record goes where its parent's cursor stands (the
@@ -850,17 +867,17 @@ v4_put_loop(int v5, const storage_merged_tab_t *f, const uint32_t *restrict pare
         unsigned tag = v4_tag(self[i], t);
         uint8_t *p = base + at;
         if (!v5) {
-            p += varint_put_u(p, x);
-            p += varint_put_u(p, (uint64_t)t);
-            p += varint_put_u(p, (uint64_t)below << 2 | tag);
+            p += put_uv(p, x);
+            p += put_uv(p, (uint64_t)t);
+            p += put_uv(p, (uint64_t)below << 2 | tag);
         } else if (desc[i] & V5_LAST) {
-            p += varint_put_u(p, (uint64_t)x << 3 | 4u | tag);
+            p += put_uv(p, (uint64_t)x << 3 | 4u | tag);
         } else {
-            p += varint_put_u(p, (uint64_t)x << 3 | tag);
-            p += varint_put_u(p, (uint64_t)t);
-            p += varint_put_u(p, below);
+            p += put_uv(p, (uint64_t)x << 3 | tag);
+            p += put_uv(p, (uint64_t)t);
+            p += put_uv(p, below);
         }
-        if (tag == V4_SELF_GIVEN) p += varint_put_u(p, (uint64_t)self[i]);
+        if (tag == V4_SELF_GIVEN) p += put_uv(p, (uint64_t)self[i]);
         uint32_t mine = (uint32_t)(p - base); /* where its first kid goes */
         desc[i] = mine;
         if (i > 0) desc[parent[i]] = mine + below; /* its next kid: after this subtree */

@@ -659,7 +659,22 @@ int query_gather_add_value(query_gather_t *g, const char *s, size_t n)
         return rc;
     }
     g->value_bytes += n + 3;
+    if (g->spec->label != NULL && query_span_label_kind(g->spec->label) != 0 &&
+        g->values.n > g->lim.max_span_ids)
+        return ERR_LIMIT;
     return 0;
+}
+
+int query_gather_limit_reason(const query_gather_t *g, errmsg_t *em)
+{
+    if (g->spec->label != NULL && query_span_label_kind(g->spec->label) != 0 &&
+        g->values.n > g->lim.max_span_ids)
+        return errmsg_set(em, ERR_LIMIT,
+                          "more than %zu span or trace ids match (query-max-span-ids): narrow "
+                          "the match selector or the time range",
+                          g->lim.max_span_ids);
+    return errmsg_set(em, ERR_LIMIT, "label answer exceeds %zu bytes (query-max-output-bytes)",
+                      g->lim.max_output_bytes);
 }
 
 /* ---- a local partial ---- */
@@ -813,9 +828,7 @@ int query_gather_add(query_gather_t *g, query_partial_t *p, errmsg_t *em)
     if (p->kind == QUERY_KIND_PROFILE && (rc = add_render(g, p, em)) != 0) return rc;
     for (size_t i = 0; rc == 0 && i < p->nvalues; i++)
         rc = query_gather_add_value(g, p->values[i], strlen(p->values[i]));
-    if (rc == ERR_LIMIT)
-        errmsg_set(em, rc, "label answer exceeds %zu bytes (query-max-output-bytes)",
-                   g->lim.max_output_bytes);
+    if (rc == ERR_LIMIT) query_gather_limit_reason(g, em);
     return rc;
 }
 

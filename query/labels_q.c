@@ -8,6 +8,7 @@
  * least one window in [from, until) count, so the answer follows the time
  * range the way a flame graph does.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -154,6 +155,70 @@ static int add_series_labels(storage_t *st, const char *tenant, uint64_t token, 
     return rc;
 }
 
+/* ---- span_id / trace_id values: from the span index ---- */
+
+typedef struct span_ids_ctx {
+    const uint64_t *sids; /* the selected series of one token, sorted */
+    size_t n;
+    uint64_t last; /* the id pushed last (ids come in order within a token) */
+    int any;
+    size_t max_ids;
+    strlist_t *l;
+} span_ids_ctx_t;
+
+static int u64_cmp(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static int span_id_fn(void *ctx, uint64_t id, uint64_t series_id, int64_t window)
+{
+    span_ids_ctx_t *x = ctx;
+    (void)window; /* storage_span_ids kept the range's windows */
+    if ((x->any && id == x->last) || !bsearch(&series_id, x->sids, x->n, sizeof *x->sids, u64_cmp))
+        return 0;
+    if (x->l->n >= x->max_ids) list_sort_unique(x->l); /* ids of other tokens may repeat */
+    if (x->l->n >= x->max_ids) return ERR_LIMIT;
+    char hex[17];
+    snprintf(hex, sizeof hex, "%016llx", (unsigned long long)id);
+    x->last = id;
+    x->any = 1;
+    return list_push(x->l, hex);
+}
+
+/* The ids of kind recorded for the selected series (ser is sorted by token:
+ * one scan of the span index per token) in the plan's range, as the 16 hex
+ * digits a span_id selector takes (an id that was not 16 hex digits is
+ * stored, and listed, as its hash: the listed form selects the same tree). */
+static int collect_span_ids(storage_t *st, const char *tenant, const query_series_t *ser,
+                            uint8_t kind, const query_plan_t *plan, const query_limits_t *lim,
+                            strlist_t *l, errmsg_t *em)
+{
+    int64_t from = INT64_MAX, until = INT64_MIN;
+    for (size_t k = 0; k < plan->n; k++) {
+        if (plan->piece[k].from_s < from) from = plan->piece[k].from_s;
+        if (plan->piece[k].until_s > until) until = plan->piece[k].until_s;
+    }
+    uint64_t *sids = malloc((ser->n ? ser->n : 1) * sizeof *sids);
+    if (sids == NULL) return ERR_NOMEM;
+    int rc = 0;
+    for (size_t i = 0, j; rc == 0 && i < ser->n; i = j) {
+        for (j = i; j < ser->n && ser->token[j] == ser->token[i]; j++)
+            sids[j - i] = ser->series_id[j];
+        qsort(sids, j - i, sizeof *sids, u64_cmp);
+        span_ids_ctx_t x = {.sids = sids, .n = j - i, .max_ids = lim->max_span_ids, .l = l};
+        rc = storage_span_ids(st, tenant, ser->token[i], kind, from, until, span_id_fn, &x);
+    }
+    free(sids);
+    if (rc == ERR_LIMIT)
+        errmsg_set(em, ERR_LIMIT,
+                   "more than %zu span or trace ids match (query-max-span-ids): narrow the "
+                   "match selector or the time range",
+                   lim->max_span_ids);
+    return rc;
+}
+
 static int collect_matching(storage_t *st, const char *tenant, const query_partial_args_t *a,
                             const rangeset_t *rs, const query_plan_t *plan,
                             const query_limits_t *lim, strlist_t *l, errmsg_t *em)
@@ -162,6 +227,12 @@ static int collect_matching(storage_t *st, const char *tenant, const query_parti
     int rc = query_series_select_text(st, tenant, "match", a->selector, rs, lim, &ser, em);
     if (rc != 0) return rc;
     const char *label = a->kind == QUERY_KIND_LABEL_VALUES ? a->label : NULL;
+    int kind = label != NULL ? query_span_label_kind(label) : 0;
+    if (kind != 0) {
+        rc = collect_span_ids(st, tenant, &ser, (uint8_t)kind, plan, lim, l, em);
+        query_series_free(&ser);
+        return rc;
+    }
     for (size_t i = 0; rc == 0 && i < ser.n; i++) {
         int yes;
         rc = has_data(st, tenant, ser.token[i], ser.series_id[i], plan, &yes);

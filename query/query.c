@@ -20,6 +20,7 @@ void query_limits_default(query_limits_t *l)
     l->max_tree_nodes = 4u << 20;
     l->max_series = 10000;
     l->max_output_bytes = 64u << 20;
+    l->max_span_ids = 10000;
     l->stream_min_bytes = 0;
     for (int i = 0; i < STORAGE_RESOLUTION_COUNT; i++)
         l->retention_seconds[i] = so.retention_seconds[i];
@@ -186,7 +187,27 @@ static int parse_labels(query_kind_t kind, const query_params_t *p, const query_
     }
     s->stream = p->stream;
     int rc = 0;
+    if (s->label != NULL && query_span_label_kind(s->label) != 0 &&
+        (p->match == NULL || p->match[0] == 0))
+        return errmsg_set(em, ERR_INVALID_ARGUMENT,
+                          "parameter 'match': required for the values of %s (the span index "
+                          "is read for the series it selects, e.g. match={service_name=\"api\"})",
+                          s->label);
     if (p->match != NULL && p->match[0] != 0) rc = parse_sel("match", p->match, s, em);
+    for (size_t i = 0; rc == 0 && s->sel != NULL && i < query_selector_count(s->sel); i++) {
+        const char *name, *value;
+        query_match_op_t op;
+        query_selector_matcher(s->sel, i, &name, &op, &value);
+        /* a span matcher in match would select no series: an empty answer
+         * that reads as "no such ids" */
+        if (query_span_label_kind(name) != 0)
+            rc = errmsg_set(em, ERR_INVALID_ARGUMENT,
+                            "parameter 'match': label %s is a sample label and selects no "
+                            "series; which span ids a trace holds is not stored (span and "
+                            "trace trees are indexed apart): list the span ids of its service "
+                            "over the trace's time range",
+                            name);
+    }
     int64_t from, until;
     if (rc == 0) rc = query_time_range(p, now_ms, &from, &until, em);
     if (rc == 0) query_plan_make(from, until, now_ms, lim, &s->plan);

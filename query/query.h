@@ -57,6 +57,7 @@ typedef struct query_limits {
     size_t max_tree_nodes;   /* nodes a merged tree may hold before refusing */
     size_t max_series;       /* series one query may touch */
     size_t max_output_bytes; /* response body cap */
+    size_t max_span_ids;     /* distinct ids one span_id/trace_id label-values answer lists */
     /* An answer of at least this many bytes is a stream
      * (query_result_t.stream) when its caller asks for one
      * (query_params_t.stream): a folded render without maxNodes (its exact
@@ -71,7 +72,8 @@ typedef struct query_limits {
 
 #define QUERY_DEFAULT_MAX_NODES 8192
 /* Defaults: max_nodes_limit 65536, max_tree_nodes 4M, max_series 10000,
- * max_output_bytes 64 MiB, retention from storage_options_default(). */
+ * max_output_bytes 64 MiB, max_span_ids 10000, retention from
+ * storage_options_default(). */
 void query_limits_default(query_limits_t *l);
 
 /* An answer produced in slices as its reader takes them, instead of whole
@@ -214,6 +216,9 @@ typedef struct query_span_sel {
     size_t n;
     uint64_t id[QUERY_SPAN_IDS_MAX]; /* storage_span_id of each value, distinct */
 } query_span_sel_t;
+/* STORAGE_SPAN_KIND_SPAN for span_id and profile_id, STORAGE_SPAN_KIND_TRACE
+ * for trace_id, else 0: the labels answered from the span index. */
+int query_span_label_kind(const char *name);
 /* Moves the span matcher of sel into *out (sel keeps the other matchers).
  * Accepted: name="id" and name=~"id1|id2|..." (literal ids). Anything else
  * on these labels (!=, !~, other regexes, two span matchers, more than
@@ -995,6 +1000,10 @@ int query_gather_add_pushes(query_gather_t *g, int64_t bucket_start_s, int64_t c
 int query_gather_add_value(query_gather_t *g, const char *s, size_t n);
 /* n more span trees that may leave profiles out (a share's partial_spans). */
 void query_gather_add_partial_spans(query_gather_t *g, uint64_t n);
+/* The reason of a label gather's ERR_LIMIT into em (returns ERR_LIMIT): the
+ * span ids over query-max-span-ids, or the answer over
+ * query-max-output-bytes. */
+int query_gather_limit_reason(const query_gather_t *g, errmsg_t *em);
 /* The span trees summed so far that may leave profiles out: when > 0 the
  * answer is partial ("span_members", docs/api.md). */
 uint64_t query_gather_partial_spans(const query_gather_t *g);

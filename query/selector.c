@@ -407,7 +407,7 @@ void query_selector_matcher(const query_selector_t *sel, size_t i, const char **
 
 /* ---- span matchers ---- */
 
-static int span_kind(const char *name)
+int query_span_label_kind(const char *name)
 {
     if (strcmp(name, "span_id") == 0 || strcmp(name, "profile_id") == 0)
         return STORAGE_SPAN_KIND_SPAN;
@@ -454,7 +454,7 @@ int query_selector_take_spans(const char *param, query_selector_t *sel, query_sp
     size_t keep = 0;
     for (size_t i = 0; i < sel->n; i++) {
         matcher_t *m = &sel->m[i];
-        int kind = span_kind(m->name), rc = 0;
+        int kind = query_span_label_kind(m->name), rc = 0;
         if (kind == 0) {
             sel->m[keep++] = *m;
             continue;

@@ -243,9 +243,9 @@ static int count_series(storage_t *st, const char *tenant, uint64_t token, uint6
         rc = storage_scan_window_profiles(st, tenant, token, series_id, tp->piece[k].res,
                                           tp->piece[k].from_s, tp->piece[k].until_s, wcount_fn, c);
     }
-    for (size_t i = 0; rc == 0 && i < c->n; i++)
-        rc = storage_scan_profile_trees(st, tenant, token, series_id, c->lo[i], c->hi[i], SIZE_MAX,
-                                        count_fn, c);
+    if (rc == 0 && c->n > 0) /* in any order: counted */
+        rc = storage_scan_profile_trees_spans(st, tenant, token, series_id, c->lo, c->hi, c->n,
+                                              count_fn, c);
     return rc;
 }
 

@@ -322,6 +322,39 @@ typedef struct tabsrc {
     size_t count;
 } tabsrc_t;
 
+/* The descending pass of forest_pass: subtree totals and child links of
+ * the ids of non-zero total, their parents and symbol numbers when par and
+ * sno are not NULL; returns the forest's nodes. Inlined into each call with
+ * its own par and sno, so a render's pass (neither asked) tests nothing per
+ * node. *over gets every running sum OR-ed. */
+static inline __attribute__((always_inline)) size_t forest_links(const tabsrc_t *src,
+                                                                 storage_merged_tab_t *v,
+                                                                 uint32_t *par, uint32_t *sno,
+                                                                 uint64_t *over)
+{
+    int64_t *tot = v->total;
+    uint32_t *first = v->first_kid, *next = v->next_sib;
+    const uint32_t *parent = src->parent;
+    const uint64_t *sym = src->sym;
+    uint64_t *vsym = v->sym, o = 0;
+    size_t n = 1;
+    for (size_t id = src->count; id-- > 1;) {
+        int64_t t = tot[id];
+        if (t == 0) continue;
+        uint32_t p = parent[id];
+        n++;
+        vsym[id] = sym[id]; /* only the forest's nodes' symbols are read */
+        tot[p] = (int64_t)((uint64_t)tot[p] + (uint64_t)t);
+        o |= (uint64_t)tot[p];
+        if (par != NULL) par[id] = p;
+        if (sno != NULL) sno[id] = src->symno[id];
+        next[id] = first[p];
+        first[p] = (uint32_t)id;
+    }
+    *over = o;
+    return n;
+}
+
 /* The forest of src into v (arrays made): subtree totals by one descending
  * pass (children have larger ids than their parents, so an id's total is
  * final when the pass reaches it), which also links each id of non-zero
@@ -332,7 +365,7 @@ typedef struct tabsrc {
 static void forest_pass(const tabsrc_t *src, storage_merged_tab_t *v)
 {
     int64_t *tot = v->total;
-    uint32_t *first = v->first_kid, *next = v->next_sib, *par = v->parent, *sno = v->symno;
+    uint32_t *first = v->first_kid, *par = v->parent, *sno = v->symno;
     uint64_t neg = 0;
     for (size_t id = 0; id < src->count; id++) {
         tot[id] = src->val[id];
@@ -341,21 +374,9 @@ static void forest_pass(const tabsrc_t *src, storage_merged_tab_t *v)
     }
     v->sym[0] = SYM_ROOT;                    /* a table may not hold even its root yet */
     if (sno != NULL) sno[0] = src->symno[0]; /* asked of a table that holds it */
-    uint64_t over = 0;                       /* a total past INT64_MAX has its top bit set */
-    size_t n = 1;
-    for (size_t id = src->count; id-- > 1;) {
-        int64_t t = tot[id];
-        if (t == 0) continue;
-        uint32_t p = src->parent[id];
-        n++;
-        v->sym[id] = src->sym[id]; /* only the forest's nodes' symbols are read */
-        tot[p] = (int64_t)((uint64_t)tot[p] + (uint64_t)t);
-        over |= (uint64_t)tot[p];
-        if (par != NULL) par[id] = p;
-        if (sno != NULL) sno[id] = src->symno[id];
-        next[id] = first[p];
-        first[p] = (uint32_t)id;
-    }
+    uint64_t over;                           /* a total past INT64_MAX has its top bit set */
+    size_t n = par == NULL && sno == NULL ? forest_links(src, v, NULL, NULL, &over)
+                                          : forest_links(src, v, par, sno, &over);
     /* with every value >= 0, the first sum to pass INT64_MAX adds two numbers
      * below 2^63, so it lands below 2^64 with its top bit set: OR-ing every
      * running sum catches it */

@@ -812,12 +812,19 @@ int storage_nodetab_acquire_append(storage_t *s, uint64_t token, const char *ten
     return acquire(s, token, tenant, 0, out, em);
 }
 
+uint64_t storage_node_generation(storage_t *s)
+{
+    return atomic_load(&s->nodetabs.gen);
+}
+
 void storage_nodetab_release(storage_t *s, nodetab_t *t, int failed)
 {
     nodetab_cache_t *c = &s->nodetabs;
     if (failed) {
         /* ids assigned since the last commit may not be durable: forget all,
-         * and let the next holder (count 0) reload what is on disk */
+         * and let the next holder (count 0) reload what is on disk; ids
+         * handed out meanwhile (or of a table deleted) are void */
+        atomic_fetch_add(&c->gen, 1);
         tab_clear(t);
     } else {
         t->committed = t->count;

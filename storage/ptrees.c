@@ -262,6 +262,82 @@ int storage_scan_profile_trees(storage_t *s, const char *tenant, uint64_t token,
     return ioerr != 0 ? ioerr : rc;
 }
 
+/* The time (ns) of the profile_trees entry the iterator stands on, or
+ * INT64_MIN when it stands on none of the series' layout (klen its keys'). */
+static int64_t ptree_at(rocksdb_iterator_t *it, size_t klen)
+{
+    if (!rocksdb_iter_valid(it)) return INT64_MIN;
+    size_t kn;
+    const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &kn);
+    return kn == klen ? storage_time_decode(k + kn - 8 - 16) : INT64_MIN;
+}
+
+/* The entries of one range [a, b) (ns) from where the iterator stands. */
+static int scan_span(storage_t *s, rocksdb_iterator_t *it, size_t klen, int64_t b,
+                     storage_ptree_fn fn, void *ctx)
+{
+    int rc = 0;
+    for (; rc == 0 && rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+        size_t kn, vn;
+        const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &kn);
+        const uint8_t *v = (const uint8_t *)rocksdb_iter_value(it, &vn);
+        if (kn != klen || vn < PTREE_HEADER_LEN || v[0] != PTREE_VERSION) continue;
+        int64_t t = storage_time_decode(k + kn - 8 - 16);
+        if (t >= b) break;                         /* the next range's, or past them all */
+        if (storage_ptree_expired(s, t)) continue; /* older first: the expired come first */
+        rc = fn(ctx, t, k + kn - 16, storage_i64_get(v + 2), !(v[1] & PTREE_FLAG_NO_TREE),
+                (v[1] & PTREE_FLAG_PIECE) != 0);
+    }
+    return rc;
+}
+
+int storage_scan_profile_trees_spans(storage_t *s, const char *tenant, uint64_t token,
+                                     uint64_t series_id, const int64_t *from_s,
+                                     const int64_t *until_s, size_t n, storage_ptree_fn fn,
+                                     void *ctx)
+{
+    int rc = storage_check_tenant(tenant, NULL);
+    if (rc != 0 || n == 0) return rc;
+    int64_t lo_s = from_s[0], hi_s = until_s[0];
+    for (size_t j = 1; j < n; j++) {
+        lo_s = from_s[j] < lo_s ? from_s[j] : lo_s;
+        hi_s = until_s[j] > hi_s ? until_s[j] : hi_s;
+    }
+    if (lo_s >= hi_s) return 0;
+    static const uint8_t zero[16] = {0};
+    skey_t lo, hi, at;
+    storage_key_ptree(&lo, token, tenant, series_id, ns_of(lo_s), zero);
+    storage_key_ptree(&hi, token, tenant, series_id, ns_of(hi_s), zero);
+    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    rocksdb_readoptions_set_iterate_lower_bound(ro, (const char *)lo.b, lo.n);
+    rocksdb_readoptions_set_iterate_upper_bound(ro, (const char *)hi.b, hi.n);
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(s->db, ro, s->cf[CF_PTREES]);
+    int placed = 0;          /* the iterator stands on the first entry at or after end */
+    int64_t end = INT64_MAX; /* the last range's end (ns) */
+    for (size_t j = 0; rc == 0 && j < n; j++) {
+        if (from_s[j] >= until_s[j]) continue;
+        int64_t a = ns_of(from_s[j]), b = ns_of(until_s[j]);
+        /* ranges in order, nothing stored between the last one's end and
+         * the entry it stopped at: no seek (the next range of a series'
+         * windows as ingested starts at that entry) */
+        int follows = placed && end <= a; /* the last range's end at or before this one */
+        if (follows && !rocksdb_iter_valid(it)) continue; /* nothing left */
+        if (!follows || ptree_at(it, lo.n) < a) {
+            storage_key_ptree(&at, token, tenant, series_id, a, zero);
+            rocksdb_iter_seek(it, (const char *)at.b, at.n);
+        }
+        placed = 1;
+        end = b;
+        rc = scan_span(s, it, lo.n, b, fn, ctx);
+    }
+    char *err = NULL;
+    rocksdb_iter_get_error(it, &err);
+    int ioerr = storage_rocks_err(err, NULL, "profile scan");
+    rocksdb_iter_destroy(it);
+    rocksdb_readoptions_destroy(ro);
+    return ioerr != 0 ? ioerr : rc;
+}
+
 /* Splits a profile_trees key; 0 if it has that layout, -1 if not. tenant
  * gets a NUL-terminated copy. */
 static int ptree_key(const uint8_t *k, size_t n, storage_seen_entry_t *e,

@@ -491,6 +491,13 @@ int storage_open(const storage_options_t *o, storage_t **out, errmsg_t *em)
     return 0;
 }
 
+int storage_sync_wal(storage_t *s, errmsg_t *em)
+{
+    char *err = NULL;
+    rocksdb_flush_wal(s->db, 1, &err);
+    return storage_rocks_err(err, em, "sync the write-ahead log");
+}
+
 static void flush_all(storage_t *s)
 {
     rocksdb_flushoptions_t *fo = rocksdb_flushoptions_create();

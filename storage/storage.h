@@ -201,7 +201,20 @@ typedef struct storage_series_write {
     const labels_t *labels; /* canonical; includes __name__, __profile_type__, service_name */
     uint64_t token;         /* ring_placement_token(...) */
     uint64_t series_id;     /* labels_hash(labels) */
-    const calltree_t *tree; /* the samples of this series, summed */
+    const calltree_t *tree; /* the samples of this series, summed; NULL: all given by ids */
+    /* Samples of the series given by stack-node id of its token's table,
+     * beside the tree (or instead of it, tree NULL): ids[i] gets vals[i] (an
+     * id may repeat, and one the tree maps to: their values add).
+     * The ids are those a storage_profile_write_t.mapped report gave under
+     * node generation gen; a write naming another generation (a table was
+     * emptied or deleted since, so an id may now name another stack) is
+     * refused with ERR_CONFLICT and nothing is written, an id the table
+     * does not hold with ERR_INVALID_ARGUMENT. Such a series writes no
+     * symbols (its table names them) and is never compared by shape. */
+    const uint32_t *ids;
+    const int64_t *vals;
+    size_t npairs;
+    uint64_t gen;
     /* One of several series of this profile with the same profile type (a
      * push split by its samples' labels): the push counts once in an
      * average over any of them (WPROF_FLAG_PIECES, docs/api.md), so each
@@ -223,13 +236,27 @@ typedef struct storage_profile_write {
     const storage_series_write_t *series;
     size_t nseries;
     const symtab_t *symbols; /* every symbol the trees reference */
+    /* When not NULL, called for each series written from a tree, once it is
+     * mapped and before the commit: map[i] is the stack-node id of the
+     * tree's node i (n nodes), valid while storage_node_generation() is
+     * gen (a batch that does not commit changes it). The map and sw (the
+     * series, as given in the series array) are borrowed for the call. */
+    void (*mapped)(void *ctx, const struct storage_series_write *sw, const uint32_t *map, size_t n,
+                   uint64_t gen);
+    void *mapped_ctx;
 } storage_profile_write_t;
+
+/* The generation of the store's stack-node ids: it changes whenever an id
+ * may stop naming the stack it named (a write batch carrying new ids did not
+ * commit, or an unused table was deleted). */
+uint64_t storage_node_generation(storage_t *s);
 
 /* Writes a profile: for each series whose (series, profile id) was not seen
  * before, atomically records the id and adds the tree's self values (mapped
  * onto the token's node table) to every resolution.
  * *written (may be NULL) gets the number of series written; series already
- * seen are skipped, so retries count once. */
+ * seen are skipped, so retries count once. It turns RocksDB's per-thread
+ * performance counters off for the calling thread (nothing reads them). */
 int storage_write_profile(storage_t *s, const storage_profile_write_t *p, size_t *written,
                           errmsg_t *em);
 /* The same; *bytes (may be NULL) gets the size of the write batch it
@@ -475,6 +502,18 @@ typedef int (*storage_ptree_fn)(void *ctx, int64_t time_ns, const uint8_t profil
 int storage_scan_profile_trees(storage_t *s, const char *tenant, uint64_t token, uint64_t series_id,
                                int64_t from_s, int64_t until_s, size_t max, storage_ptree_fn fn,
                                void *ctx);
+/* Every stored profile whose time lies in one of n ranges [from_s[i],
+ * until_s[i]), as storage_scan_profile_trees with no maximum, each range
+ * oldest first (then by profile id, ascending): for a caller that visits
+ * them all whatever their order (counting them). One forward iterator for
+ * all the ranges, which seeks only where entries lie between two of them
+ * (or a range starts before the last one's end): a backward scan, or an
+ * iterator per range, costs several times more over entries still in the
+ * memtable. */
+int storage_scan_profile_trees_spans(storage_t *s, const char *tenant, uint64_t token,
+                                     uint64_t series_id, const int64_t *from_s,
+                                     const int64_t *until_s, size_t n, storage_ptree_fn fn,
+                                     void *ctx);
 
 /* The seen index by token interval (anti-entropy, docs/cluster.md): one
  * entry per stored series of a profile. tenant is borrowed for the call. */
@@ -512,6 +551,16 @@ typedef int (*storage_span_fn)(void *ctx, uint64_t token, uint64_t series_id, in
 int storage_scan_spans(storage_t *s, const char *tenant, uint8_t kind, uint64_t id, int64_t from_s,
                        int64_t until_s, storage_span_fn fn, void *ctx);
 
+/* The span or trace ids (kind) recorded under token for tenant, each with
+ * the series and 10 s window of one stored tree, for windows w with
+ * from_s <= w < until_s, in span_index order (id, then series, then
+ * window), at one snapshot, skipping trees past span retention. A listing
+ * of which ids exist: reads only the index, never a tree. fn returns 0 to go
+ * on, non-zero to stop (returned). */
+typedef int (*storage_span_id_fn)(void *ctx, uint64_t id, uint64_t series_id, int64_t window);
+int storage_span_ids(storage_t *s, const char *tenant, uint64_t token, uint8_t kind, int64_t from_s,
+                     int64_t until_s, storage_span_id_fn fn, void *ctx);
+
 /* Loads name/file of each id in ids[0..n) into dst (unknown ids are skipped). */
 int storage_load_symbols(storage_t *s, const char *tenant, const uint64_t *ids, size_t n,
                          symtab_t *dst);
@@ -520,6 +569,9 @@ int storage_load_symbols(storage_t *s, const char *tenant, const uint64_t *ids, 
 int storage_disk_usage(storage_t *s, uint64_t *bytes);
 /* Compacts everything now (tests and benchmarks measure settled sizes). */
 int storage_compact(storage_t *s);
+/* Writes and fsyncs the WAL: every batch committed before the call
+ * survives a power loss. ERR_IO (em says why). */
+int storage_sync_wal(storage_t *s, errmsg_t *em);
 
 /* Room for every column family's figure in storage_stats_t. */
 #define STORAGE_STATS_MAX_CFS 16

@@ -263,6 +263,9 @@ typedef struct nodetab_cache {
     uint64_t tick, last_key;
     u64map_t ghosts;    /* key of a table dropped -> its last tick (low 32 bits) */
     uint64_t evictions; /* tables dropped to stay within max_bytes */
+    /* storage_node_generation: bumped by a release of a failed holder
+     * (storage_nodetab_release), while it still holds the table's lock */
+    atomic_uint_fast64_t gen;
 } nodetab_cache_t;
 
 /* tseries.c: series per tenant on this node, for tenant_max_series. */

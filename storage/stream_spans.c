@@ -146,6 +146,47 @@ int storage_stream_spans(storage_t *s, uint64_t lo, uint64_t hi, const uint8_t *
     return ioerr != 0 ? ioerr : rc;
 }
 
+int storage_span_ids(storage_t *s, const char *tenant, uint64_t token, uint8_t kind, int64_t from_s,
+                     int64_t until_s, storage_span_id_fn fn, void *ctx)
+{
+    int rc = storage_check_tenant(tenant, NULL);
+    size_t L = strlen(tenant);
+    if (rc != 0 || from_s >= until_s) return rc;
+    uint8_t lo[8 + 1 + STORAGE_TENANT_MAX + 1], hi[sizeof lo];
+    be64_put(lo, token);
+    lo[8] = (uint8_t)L;
+    memcpy(lo + 9, tenant, L);
+    lo[9 + L] = kind;
+    size_t pn = 10 + L;
+    memcpy(hi, lo, pn);
+    size_t hn = storage_prefix_successor(hi, pn);
+    const rocksdb_snapshot_t *snap = rocksdb_create_snapshot(s->db);
+    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    rocksdb_readoptions_set_snapshot(ro, snap);
+    if (hn > 0) rocksdb_readoptions_set_iterate_upper_bound(ro, (const char *)hi, hn);
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(s->db, ro, s->cf[CF_SPAN_INDEX]);
+    uint8_t k[SPAN_KEY_FIXED + STORAGE_TENANT_MAX];
+    for (rocksdb_iter_seek(it, (const char *)lo, pn); rc == 0 && rocksdb_iter_valid(it);
+         rocksdb_iter_next(it)) {
+        size_t kn;
+        const uint8_t *ik = (const uint8_t *)rocksdb_iter_key(it, &kn);
+        if (kn < pn || memcmp(ik, lo, pn) != 0) break;
+        if (!index_key_ok(ik, kn)) continue;
+        int64_t w = storage_time_decode(ik + 26 + L);
+        if (w < from_s || w >= until_s) continue;
+        storage_span_key_of_index(ik, kn, k);
+        if (storage_filter_expired(s, CF_SPANS, k, kn, NULL, 0)) continue;
+        rc = fn(ctx, be64_get(ik + 10 + L), be64_get(ik + 18 + L), w);
+    }
+    char *err = NULL;
+    rocksdb_iter_get_error(it, &err);
+    int ioerr = storage_rocks_err(err, NULL, "span ids: span index");
+    rocksdb_iter_destroy(it);
+    rocksdb_readoptions_destroy(ro);
+    rocksdb_release_snapshot(s->db, snap);
+    return ioerr != 0 ? ioerr : rc;
+}
+
 typedef struct sput {
     storage_t *s;
     const char *tenant;

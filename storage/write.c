@@ -60,7 +60,7 @@ typedef struct wctx {
      * into profile_trees plain and kept (base_ok), on the same token: a
      * later series proportional to it stores only the factor (put_ptree). */
     sparse_vec_t base;
-    uint64_t base_series;
+    uint64_t base_series, base_token;
     bool base_ok;
     /* put_ptree kept the series' tree (PTREE_FLAG_UNBLOCKED): its 10 s
      * window reads it there, so put_windows leaves it out of that block */
@@ -365,17 +365,59 @@ static int map_tree(wctx_t *w, const storage_series_write_t *sw, nodetab_t *t)
     return 0;
 }
 
+/* The k keys of w->order (id << 32 | index) sorted and added up by id into
+ * w->vec, encoded as a sparse block into w->enc: an index below n is a
+ * tree node's (self[index] x scale), the others the series' pairs'
+ * (vals[index - n]). */
+static int encode_order(wctx_t *w, size_t k, const int64_t *self, int64_t scale, size_t n,
+                        const int64_t *vals)
+{
+    sort_keys(w->order, w->order_tmp, k);
+    size_t m = 0; /* nodes folded into one "other" node share its id: add them up */
+    for (size_t j = 0; j < k; j++) {
+        uint32_t id = (uint32_t)(w->order[j] >> 32), i = (uint32_t)w->order[j];
+        int64_t v = i < n ? (int64_t)((uint64_t)self[i] * (uint64_t)scale) : vals[i - n];
+        if (m > 0 && w->vec.id[m - 1] == id) {
+            w->vec.val[m - 1] = (int64_t)((uint64_t)w->vec.val[m - 1] + (uint64_t)v);
+        } else {
+            w->vec.id[m] = id;
+            w->vec.val[m++] = v;
+        }
+    }
+    w->vec.n = m;
+    buf_reset(&w->enc);
+    int rc = storage_sparse_encode(&w->vec, &w->enc);
+    return rc != 0 ? errmsg_set(w->em, rc, "series block: %s", err_message(rc)) : 0;
+}
+
+/* A series given by stack-node ids alone (checked by check_pairs): its
+ * values encoded as encode_block would encode the tree they were mapped
+ * from. Its block is compared with the base only on the base's token. */
+static int encode_pairs(wctx_t *w, const storage_series_write_t *sw)
+{
+    int rc = grow_map(w, sw->npairs);
+    if (rc == 0) rc = storage_sparse_reserve(&w->vec, sw->npairs);
+    if (rc != 0) return errmsg_set(w->em, rc, "out of memory");
+    w->prev = NULL; /* no tree to compare shapes with */
+    if (w->base_token != sw->token) w->base_ok = false;
+    size_t k = 0;
+    for (size_t i = 0; i < sw->npairs; i++)
+        if (sw->vals[i] != 0) w->order[k++] = (uint64_t)sw->ids[i] << 32 | i;
+    return encode_order(w, k, NULL, 1, 0, sw->vals);
+}
+
 /* Maps the tree onto its token's stack-node table (map_tree, or the map of
  * the previous tree when same_shape and its table is this one: the lookups
- * would find the same ids) and encodes its self values as a sparse block into
- * w->enc. */
+ * would find the same ids), reports the map (p->mapped) and encodes its
+ * self values as a sparse block into w->enc. */
 static int encode_block(wctx_t *w, const storage_series_write_t *sw, bool same_shape)
 {
+    if (sw->tree == NULL) return encode_pairs(w, sw);
     nodetab_t *t = tab_of(w, sw->token);
     size_t n = calltree_node_count(sw->tree);
     if (t == NULL) return errmsg_set(w->em, ERR_INTERNAL, "node table of the series not held");
-    int rc = grow_map(w, n);
-    if (rc == 0) rc = storage_sparse_reserve(&w->vec, n);
+    int rc = grow_map(w, n + sw->npairs);
+    if (rc == 0) rc = storage_sparse_reserve(&w->vec, n + sw->npairs);
     if (rc != 0) return errmsg_set(w->em, rc, "out of memory");
     bool reuse = same_shape && w->prev_token == sw->token;
     w->prev = NULL;                 /* until this tree's map is complete */
@@ -385,6 +427,8 @@ static int encode_block(wctx_t *w, const storage_series_write_t *sw, bool same_s
     w->prev_token = sw->token;
     /* as many nodes fold as when the previous tree was mapped: count them again */
     if (w->prev_folded > 0) atomic_fetch_add(&w->s->counters.folded_stacks, w->prev_folded);
+    if (w->p->mapped != NULL)
+        w->p->mapped(w->p->mapped_ctx, sw, w->map, n, storage_node_generation(w->s));
     size_t k = 0;
     uint32_t table_nodes = storage_nodetab_count(t);
     int64_t scale; /* a scaled tree's values are made here, not held */
@@ -397,22 +441,9 @@ static int encode_block(wctx_t *w, const storage_series_write_t *sw, bool same_s
         ASSERT_ALWAYS(w->map[i] < table_nodes);
         if ((uint64_t)self[i] * (uint64_t)scale != 0) w->order[k++] = (uint64_t)w->map[i] << 32 | i;
     }
-    sort_keys(w->order, w->order_tmp, k);
-    size_t m = 0; /* nodes folded into one "other" node share its id: add them up */
-    for (size_t j = 0; j < k; j++) {
-        uint32_t id = (uint32_t)(w->order[j] >> 32);
-        int64_t v = (int64_t)((uint64_t)self[(uint32_t)w->order[j]] * (uint64_t)scale);
-        if (m > 0 && w->vec.id[m - 1] == id) {
-            w->vec.val[m - 1] = (int64_t)((uint64_t)w->vec.val[m - 1] + (uint64_t)v);
-        } else {
-            w->vec.id[m] = id;
-            w->vec.val[m++] = v;
-        }
-    }
-    w->vec.n = m;
-    buf_reset(&w->enc);
-    rc = storage_sparse_encode(&w->vec, &w->enc);
-    return rc != 0 ? errmsg_set(w->em, rc, "series block: %s", err_message(rc)) : 0;
+    for (size_t i = 0; i < sw->npairs; i++) /* the stacks given by id beside the tree */
+        if (sw->vals[i] != 0) w->order[k++] = (uint64_t)sw->ids[i] << 32 | (n + i);
+    return encode_order(w, k, self, scale, n, sw->vals);
 }
 
 /* The block (already encoded in w->enc) and its total into every resolution
@@ -615,6 +646,7 @@ static int put_ptree(wctx_t *w, const storage_series_write_t *sw, int64_t total)
             w->base = w->vec;
             w->vec = t;
             w->base_series = sw->series_id;
+            w->base_token = sw->token;
         }
         w->base_ok = rc == 0 && keep;
     }
@@ -628,9 +660,19 @@ static int put_ptree(wctx_t *w, const storage_series_write_t *sw, int64_t total)
     return 0;
 }
 
+/* The total of a series' values: its tree's and its pairs'. */
+static int64_t series_total(const storage_series_write_t *sw)
+{
+    /* wraps as the tree's totals do */
+    uint64_t sum = sw->tree != NULL ? (uint64_t)calltree_root_total(sw->tree) : 0;
+    for (size_t i = 0; i < sw->npairs; i++)
+        sum += (uint64_t)sw->vals[i];
+    return (int64_t)sum;
+}
+
 static int put_one(wctx_t *w, const storage_series_write_t *sw)
 {
-    int64_t total = calltree_root_total(sw->tree);
+    int64_t total = series_total(sw);
     uint8_t pv[STORAGE_PROFILE_VALUE_LEN];
     skey_t k;
     storage_profile_value(pv, w->p->time_ns, total, w->now);
@@ -640,9 +682,9 @@ static int put_one(wctx_t *w, const storage_series_write_t *sw)
     int rc = put_series(w, sw);
     if (rc != 0) return rc;
     /* a tree of the previous tree's shape has its symbols, just written or known */
-    bool same = w->prev != NULL && calltree_same_shape(w->prev, sw->tree);
-    if (!same) rc = put_symbols(w, sw->tree);
-    if (rc != 0) return rc; /* put_symbols set em */
+    bool same = w->prev != NULL && sw->tree != NULL && calltree_same_shape(w->prev, sw->tree);
+    if (!same && sw->tree != NULL) rc = put_symbols(w, sw->tree); /* a table names ids' symbols */
+    if (rc != 0) return rc;                                       /* put_symbols set em */
     rc = encode_block(w, sw, same);
     if (rc == 0) rc = put_ptree(w, sw, total);
     if (rc == 0) rc = put_windows(w, sw, total);
@@ -661,8 +703,13 @@ static int validate(const storage_profile_write_t *p, errmsg_t *em)
         return errmsg_set(em, ERR_INVALID_ARGUMENT, "no series array");
     for (size_t i = 0; i < p->nseries; i++) {
         const storage_series_write_t *sw = &p->series[i];
-        if (sw->labels == NULL || sw->tree == NULL || (sw->nspans > 0 && sw->spans == NULL))
+        if (sw->labels == NULL ||
+            ((sw->tree == NULL || sw->npairs > 0) && (sw->ids == NULL || sw->vals == NULL)) ||
+            (sw->nspans > 0 && sw->spans == NULL))
             return errmsg_set(em, ERR_INVALID_ARGUMENT, "series %zu: missing labels or tree", i);
+        if (sw->npairs > UINT32_MAX - (sw->tree != NULL ? calltree_node_count(sw->tree) : 0))
+            return errmsg_set(em, ERR_LIMIT, "series %zu: %zu stack-node ids (limit %u)", i,
+                              sw->npairs, UINT32_MAX);
         if (sw->nspans > STORAGE_MAX_SPANS_PER_SERIES)
             return errmsg_set(em, ERR_LIMIT, "series %zu: %zu span trees (limit %u)", i, sw->nspans,
                               STORAGE_MAX_SPANS_PER_SERIES);
@@ -726,6 +773,30 @@ static int select_new(storage_t *s, const storage_profile_write_t *p, unsigned c
     }
     free(refs);
     return rc < 0 ? rc : 0;
+}
+
+/* The series to write given by stack-node ids name the current node
+ * generation and ids their table holds (tables locked: neither changes
+ * before the commit). Checked before anything is staged. */
+static int check_pairs(wctx_t *w, const unsigned char *todo)
+{
+    uint64_t gen = storage_node_generation(w->s);
+    for (size_t i = 0; i < w->p->nseries; i++) {
+        const storage_series_write_t *sw = &w->p->series[i];
+        if (!todo[i] || (sw->tree != NULL && sw->npairs == 0)) continue;
+        if (sw->gen != gen)
+            return errmsg_set(w->em, ERR_CONFLICT,
+                              "series %zu: stack-node ids of node generation %llu, now %llu", i,
+                              (unsigned long long)sw->gen, (unsigned long long)gen);
+        nodetab_t *t = tab_of(w, sw->token);
+        uint32_t count = t != NULL ? storage_nodetab_count(t) : 0;
+        for (size_t j = 0; j < sw->npairs; j++)
+            if (sw->ids[j] >= count)
+                return errmsg_set(w->em, ERR_INVALID_ARGUMENT,
+                                  "series %zu: stack-node id %u not in its table (%u ids)", i,
+                                  sw->ids[j], count);
+    }
+    return 0;
 }
 
 static int build_and_commit(wctx_t *w, const unsigned char *todo)
@@ -819,15 +890,22 @@ int storage_write_profile_sized(storage_t *s, const storage_profile_write_t *p, 
     pthread_mutex_t *mu = &s->stripes[stripe_of(p->profile_id)];
     size_t ntodo = 0;
 
+    /* RocksDB counts every key comparison and memtable step in a per-thread
+     * perf context unless told not to: a thread-local access through the
+     * shared library's TLS per count (4 % of a push's instructions, most of
+     * them in the memtable inserts' key comparisons). Nothing reads them. */
+    rocksdb_set_perf_level(rocksdb_disable);
     pthread_mutex_lock(mu);
     rc = select_new(s, p, todo, &ntodo, em);
     if (rc == 0 && ntodo > 0) {
         w.wb = rocksdb_writebatch_create();
         pthread_rwlock_rdlock(&s->symgc.lock); /* no symbol sweep step meanwhile */
         rc = lock_tables(&w, todo);
-        if (rc == 0) rc = build_and_commit(&w, todo);
+        int refused = rc == 0 ? check_pairs(&w, todo) : 0; /* nothing staged: tables intact */
+        if (rc == 0 && refused == 0) rc = build_and_commit(&w, todo);
         if (rc == 0 && bytes != NULL) rocksdb_writebatch_data(w.wb, bytes);
         unlock_tables(&w, rc != 0);
+        if (refused != 0) rc = refused;
         pthread_rwlock_unlock(&s->symgc.lock);
         rocksdb_writebatch_destroy(w.wb);
     }

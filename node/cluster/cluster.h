@@ -73,6 +73,7 @@ typedef struct cluster_config {
     uint64_t hint_ack_grace_ms;    /* quorum met: wait this long for the other acks, then hint */
     size_t repair_bytes_per_s;     /* anti-entropy fetches (not moves): bytes/s at most; 0 = none */
     uint64_t forget_left_after_ms; /* LEFT tombstones are kept this long (ring_members) */
+    uint64_t stream_progress_interval_ms; /* DATA_DIR/move.progress at most this often */
     uint32_t stream_check_heal_after; /* a streamed range whose totals check disagreed in this many
                                        * passes in a row is cleared and streamed again */
     uint32_t stream_check_heals;      /* at most this many times per piece (0: never) */
@@ -145,6 +146,10 @@ int cluster_status_json(cluster_t *c, buf_t *out);
  * with cluster_view_release from any thread. */
 const cluster_view_t *cluster_view_acquire(cluster_t *c);
 void cluster_view_release(const cluster_view_t *v);
+/* 1 when this node is the view's only member and none is joining: every
+ * series a push writes goes to this node's storage alone (no replica or
+ * hint takes its trees). */
+int cluster_view_alone(const cluster_view_t *v);
 
 /* ---------------------------------------------------------------- writes */
 

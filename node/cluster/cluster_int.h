@@ -161,6 +161,9 @@ int cluster_set_hint_targets(cluster_t *c, const char *const *ids, size_t n);
 /* DATA_DIR/regain.progress: where the repair thread stands in it
  * (repair_regain_file.c); removed with it, and when a fresh one starts. */
 #define CLUSTER_REGAIN_PROGRESS_SUFFIX ".progress"
+/* Where the streams of a join's (or a leave's) gained ranges stand
+ * (repair_move_file.c): a restart goes on from their cursors. */
+#define CLUSTER_MOVE_PROGRESS_FILE "move.progress"
 /* A damaged DATA_DIR/regain moved aside for the operator (cluster_regain.c). */
 #define CLUSTER_REGAIN_DAMAGED_SUFFIX ".damaged"
 /* The nodes (and tokens) of the last ring this node saw itself in

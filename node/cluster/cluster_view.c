@@ -49,6 +49,11 @@ const cluster_view_t *cluster_view_acquire(cluster_t *c)
     return &c->view->pub;
 }
 
+int cluster_view_alone(const cluster_view_t *v)
+{
+    return v->self == 0 && ring_node_count(v->ring) == 1 && v->pending == NULL;
+}
+
 void cluster_view_drop(cluster_t *c)
 {
     if (c->view != NULL) cluster_view_release(&c->view->pub);

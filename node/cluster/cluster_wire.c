@@ -344,6 +344,20 @@ static int check_seen_entry(const Flamedb__Cluster__SeenEntry *e, size_t i, errm
     return 0;
 }
 
+/* A tree's descent (stream protocol 4): a fanout a power of two up to the
+ * tree's leaves, a bit for each of its buckets. */
+static int check_tree_request(const Flamedb__Cluster__RepairRequest *q, errmsg_t *em)
+{
+    if (q->tree_fanout == 0 && q->tree_buckets.len == 0) return 0;
+    uint32_t f = q->tree_fanout;
+    if (f == 0 || f > CLUSTER_TREE_FANOUT_MAX || (f & (f - 1)) != 0 ||
+        q->tree_buckets.len != (f + 7) / 8)
+        return errmsg_set(em, ERR_INVALID_ARGUMENT,
+                          "repair: a tree's descent of fanout %u with %zu bytes of buckets", f,
+                          q->tree_buckets.len);
+    return 0;
+}
+
 static int check_seen_entries(Flamedb__Cluster__SeenEntry **v, size_t n, errmsg_t *em)
 {
     if (n > CLUSTER_REPAIR_MAX_ENTRIES)
@@ -392,10 +406,23 @@ static int check_repair(const Flamedb__Cluster__RepairRequest *q, const cluster_
             return errmsg_set(em, ERR_INVALID_ARGUMENT, "repair: bad stream interval or key");
         if (q->sum_buckets > CLUSTER_SUM_BUCKETS_MAX)
             return errmsg_set(em, ERR_INVALID_ARGUMENT, "repair: %u sum buckets", q->sum_buckets);
-        return 0;
+        return check_tree_request(q, em);
     default:
         return errmsg_set(em, ERR_INVALID_ARGUMENT, "repair: unknown kind %d", (int)q->kind);
     }
+}
+
+/* A tree look's answer: a fanout's digests, its buckets named below it. */
+static int check_tree_answer(const Flamedb__Cluster__RepairAnswer *a, errmsg_t *em)
+{
+    size_t f = a->n_tree_digests;
+    if (f > CLUSTER_TREE_FANOUT_MAX || (f & (f - 1)) != 0 || a->n_tree_inexact > f)
+        return errmsg_set(em, ERR_INVALID_ARGUMENT, "stream: a tree of %zu buckets", f);
+    for (size_t i = 0; i < a->n_tree_inexact; i++)
+        if (a->tree_inexact[i] >= f)
+            return errmsg_set(em, ERR_INVALID_ARGUMENT, "stream: a tree bucket %u of %zu",
+                              a->tree_inexact[i], f);
+    return 0;
 }
 
 static int check_profiles(Flamedb__Cluster__SeenEntry **v, size_t n, errmsg_t *em)
@@ -432,6 +459,8 @@ static int check_windows(const Flamedb__Cluster__RepairAnswer *a, const cluster_
             (rc = check_profiles(w->untreed, w->n_untreed, em)) < 0)
             return rc;
     }
+    int rc = check_tree_answer(a, em);
+    if (rc < 0) return rc;
     if (a->n_sums > 5 * CLUSTER_SUM_BUCKETS_MAX)
         return errmsg_set(em, ERR_INVALID_ARGUMENT, "stream: %zu sums", a->n_sums);
     if (a->n_spans > CLUSTER_REPAIR_MAX_ENTRIES)

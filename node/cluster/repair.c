@@ -783,6 +783,7 @@ int repair_open_for_cluster(uv_loop_t *loop, storage_t *storage, const cluster_c
     r->o.max_message_bytes = cfg->max_message_bytes;
     r->o.stream_bytes_per_s = cfg->stream_max_mb_per_s * 1000000ull;
     r->o.repair_bytes_per_s = cfg->repair_bytes_per_s;
+    r->o.progress_ms = cfg->stream_progress_interval_ms;
     r->o.heal_after = cfg->stream_check_heal_after > 0 ? cfg->stream_check_heal_after : 1;
     r->o.heals = cfg->stream_check_heals;
     r->o.stream_receive_max_bytes = cfg->stream_receive_max_bytes;
@@ -867,6 +868,7 @@ void repair_free(repair_t *r)
     if (r->thread_started) uv_thread_join(&r->thread);
     buf_free(&r->result);
     free(r->streams.v);
+    free(r->kept.streams.v);
     free(r->rg.streams.v);
     free(r->rg.iv);
     free(r->regain.lo);

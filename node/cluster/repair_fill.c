@@ -548,6 +548,53 @@ static int ids_look(repair_t *r, const char *peer, repair_stream_state_t *ss, re
     return rc;
 }
 
+/* The windows found alike by the tree look t (bucket bits of its fanout
+ * descended into; NULL: none) counted, and added to a holds probe's
+ * matched totals. */
+static void tree_alike(repair_t *r, repair_stream_state_t *ss, const repair_tree_look_t *t,
+                       const uint8_t *bits)
+{
+    uint32_t f = bits != NULL ? t->fanout : 1;
+    if (ss->fill_holds) repair_tree_alike_totals(&t->mine, f, bits, ss->fill_matched);
+    uint64_t n = repair_tree_alike_count(&t->mine, f, bits);
+    uv_mutex_lock(&r->mu);
+    r->counters.fill_summaries += n;
+    r->counters.fill_tree_alike += n;
+    uv_mutex_unlock(&r->mu);
+}
+
+/* The first look in stream protocol 4: this node's tree root, then, where
+ * the source's buckets differ from this node's, the hashed summaries of
+ * their windows only, taken as protocol 3 takes them. A source of protocol
+ * 3 answers the root's look with every window hashed (taken the same way).
+ * 0 or a negative error; ss->done once walked to the end. */
+static int tree_looks(repair_t *r, const char *peer, repair_stream_state_t *ss, repair_stats_t *st,
+                      errmsg_t *em)
+{
+    repair_tree_look_t *t = calloc(1, sizeof *t);
+    if (t == NULL) return errmsg_set(em, ERR_NOMEM, "out of memory");
+    int rc = repair_tree_build(r->storage, ss->lo, ss->hi, ss->fill_until, &t->mine);
+    if (rc != 0) rc = errmsg_set(em, rc, "window check: this node's tree: %s", err_message(rc));
+    ss->fill_tree = t;
+    if (rc == 0) rc = repair_stream_walk(r, peer, ss, st, NULL, em);
+    if (rc == 0 && ss->done && !r->closing && t->answered == 2) { /* descend where they differ */
+        size_t n =
+            repair_tree_differ(&t->mine, t->theirs, t->fanout, t->inexact, t->n_inexact, t->want);
+        t->descend = 1;
+        ss->done = 0;
+        ss->after_len = 0;
+        if (n > 0)
+            rc = repair_stream_walk(r, peer, ss, st, NULL, em);
+        else
+            ss->done = 1;
+    }
+    if (rc == 0 && ss->done && !r->closing && t->answered > 0)
+        tree_alike(r, ss, t, t->descend ? t->want : NULL);
+    ss->fill_tree = NULL;
+    free(t);
+    return rc;
+}
+
 /* The first look by summaries (hashed ones first, from a source that speaks
  * them, then the ids of the windows whose hashes differ), then the windows
  * of look compared (a probe), as each kind of source allows: 1 when the
@@ -561,7 +608,10 @@ static int first_looks(repair_t *r, const char *peer, repair_stream_state_t *ss,
     if (r->o.stream_version >= REPAIR_STREAM_V_FILL) {
         ss->fill_summary = 1;
         ss->fill_hashes = r->o.stream_version >= REPAIR_STREAM_V_HASHES;
-        rc = repair_stream_walk(r, peer, ss, st, NULL, em);
+        if (r->o.stream_version >= REPAIR_STREAM_V_TREE && ss->fill_until > 0)
+            rc = tree_looks(r, peer, ss, st, em);
+        else
+            rc = repair_stream_walk(r, peer, ss, st, NULL, em);
         ss->fill_hashes = 0;
         log_debug("repair", "fill of [%016llx, %016llx]: %s answered in stream protocol %u",
                   (unsigned long long)ss->lo, (unsigned long long)ss->hi, peer, ss->fill_version);

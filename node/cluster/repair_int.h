@@ -100,6 +100,7 @@ typedef struct repair_options {
     uint64_t stream_bytes_per_s;     /* fetched bytes per second at most (0: unlimited) */
     uint64_t repair_bytes_per_s;     /* the same for the fetches of a pass that is not a move */
     uint32_t heal_after;             /* --stream-check-heal-after */
+    uint64_t progress_ms;            /* --stream-progress-interval (0: every page) */
     uint32_t heals;                  /* --stream-check-heals */
     size_t stream_receive_max_bytes; /* --stream-receive-max-bytes (0: no bound) */
     uint64_t windows_interval_ms;    /* --repair-windows-interval (0: only on demand) */
@@ -240,7 +241,11 @@ int replicate_store_request(const replicate_options_t *o, storage_t *s,
       "this node lacking (by profile id, within --profile-retention), fetched and stored once.")   \
     X(fill_summaries, "flamedb_repair_fill_summaries_total",                                       \
       "Old windows of another replica a window check's fill looked at by their summaries (a "      \
-      "key and a hash each from a source of stream protocol 3, docs/cluster-protocol.md).")        \
+      "key and a hash each from a source of stream protocol 3, docs/cluster-protocol.md; from 4, " \
+      "also those found alike by a hash tree's bucket without a summary sent).")                   \
+    X(fill_tree_alike, "flamedb_repair_fill_tree_alike_total",                                     \
+      "Of them, windows a fill's hash tree found alike on both sides by their bucket (stream "     \
+      "protocol 4): none of their summaries travelled.")                                           \
     X(fill_summary_ids, "flamedb_repair_fill_summary_ids_total",                                   \
       "Of them, windows held on both sides with hashes that differ, whose profile ids the fill "   \
       "asked for in a second look.")                                                               \
@@ -255,6 +260,15 @@ int replicate_store_request(const replicate_options_t *o, storage_t *s,
       "per stream while kept in the stream-window-cache).")                                        \
     X(stream_parts, "flamedb_repair_stream_parts_served_total",                                    \
       "Parts of windows too large for one stream answer sent to peers.")                           \
+    X(resumed_ranges, "flamedb_repair_stream_ranges_resumed_total",                                \
+      "Token intervals of a join or leave whose stream this process went on with from the "        \
+      "cursor an earlier process kept in DATA_DIR/move.progress, without clearing them again.")    \
+    X(resumed_windows, "flamedb_repair_stream_windows_resumed_total",                              \
+      "Windows an earlier process stored of the intervals this process resumed: not streamed "     \
+      "again.")                                                                                    \
+    X(resumed_bytes, "flamedb_repair_stream_bytes_resumed_total",                                  \
+      "Bytes of stream answers an earlier process received for the intervals this process "        \
+      "resumed: not streamed again.")                                                              \
     X(stream_windows_refused, "flamedb_repair_stream_windows_refused_total",                       \
       "Windows in parts this node refused to take because what it gathered of them (profile "      \
       "lists, symbols) passed stream-receive-max-bytes; the range stays untaken.")
@@ -351,7 +365,74 @@ void repair_throttle(repair_t *r, const repair_stats_t *st);
 #define REPAIR_STREAM_V_WHOLE 1  /* STREAM pages every window whole */
 #define REPAIR_STREAM_V_FILL 2   /* + until_s, window_summaries (with ids), keys */
 #define REPAIR_STREAM_V_HASHES 3 /* + summary_hashes, summaries by keys */
-#define REPAIR_STREAM_VERSION REPAIR_STREAM_V_HASHES
+#define REPAIR_STREAM_V_TREE 4   /* + tree_look, tree_fanout, tree_buckets */
+#define REPAIR_STREAM_VERSION REPAIR_STREAM_V_TREE
+
+/* A hash tree over the old windows of one token interval (repair_tree.c):
+ * the first look of a fill in stream protocol 4. A window's value is
+ * repair_tree_window_hash(key, summary_hash); it falls into leaf
+ * repair_tree_leaf(key); a leaf sums (mod 2^64) its windows' values, counts
+ * them, those not counted exactly (summary_hash 0) and their totals per
+ * resolution. A bucket of a fanout F (a power of two up to the leaves) sums
+ * the leaves l with l % F == b. Plain values: the caller owns it. */
+#define REPAIR_TREE_LEAVES 256
+#define REPAIR_TREE_SUMMARY_DIGESTS 24 /* a hashed summary's bytes in a digest's, ×10 */
+typedef struct repair_tree {
+    uint64_t digest[REPAIR_TREE_LEAVES];
+    uint64_t count[REPAIR_TREE_LEAVES];
+    uint64_t inexact[REPAIR_TREE_LEAVES];
+    int64_t totals[REPAIR_TREE_LEAVES][STORAGE_RESOLUTION_COUNT];
+} repair_tree_t;
+uint32_t repair_tree_leaf(const uint8_t *key, size_t n);
+uint64_t repair_tree_window_hash(const uint8_t *key, size_t n, uint64_t summary_hash);
+void repair_tree_add(repair_tree_t *t, const uint8_t *key, size_t n, uint64_t summary_hash, int res,
+                     int64_t total);
+/* t's root (the sum of every window's value); *count (may be NULL) its
+ * windows, *inexact (may be NULL) those not counted exactly. */
+uint64_t repair_tree_root(const repair_tree_t *t, uint64_t *count, uint64_t *inexact);
+/* The fanout a source of count windows answers an asker of other_count
+ * with: the power of two (at most the leaves) where digests and the
+ * summaries of the buckets a descent enters cost least, as many windows
+ * differing as the counts do (one when equal). */
+uint32_t repair_tree_fanout(uint64_t count, uint64_t other_count);
+int repair_tree_fanout_valid(uint32_t fanout);
+/* t's buckets at fanout into digest[fanout] (and inexact[fanout], may be
+ * NULL). */
+void repair_tree_fold(const repair_tree_t *t, uint32_t fanout, uint64_t *digest, uint64_t *inexact);
+/* The buckets of fanout where mine and the other side's digests theirs
+ * differ, or either side holds a window not counted exactly
+ * (their_inexact: the other side's such buckets), as bits (bucket b: bit
+ * b % 8 of byte b / 8); how many. */
+size_t repair_tree_differ(const repair_tree_t *mine, const uint64_t *theirs, uint32_t fanout,
+                          const uint32_t *their_inexact, size_t n_inexact,
+                          uint8_t bits[REPAIR_TREE_LEAVES / 8]);
+/* Whether key's bucket of fanout has its bit set in bits (nbits_bytes long). */
+int repair_tree_wanted(const uint8_t *bits, size_t nbits_bytes, uint32_t fanout, const uint8_t *key,
+                       size_t n);
+/* Adds to totals t's totals of the buckets of fanout not set in bits (NULL:
+ * every bucket): the windows found alike. */
+void repair_tree_alike_totals(const repair_tree_t *t, uint32_t fanout, const uint8_t *bits,
+                              int64_t totals[STORAGE_RESOLUTION_COUNT]);
+/* The windows of those buckets. */
+uint64_t repair_tree_alike_count(const repair_tree_t *t, uint32_t fanout, const uint8_t *bits);
+/* t over s's windows of [lo, hi] that end by until_s, as
+ * storage_stream_summaries hands them on (a source's first look walks the
+ * same); 0 or a negative error. */
+int repair_tree_build(storage_t *s, uint64_t lo, uint64_t hi, int64_t until_s, repair_tree_t *t);
+
+/* A fill's tree look (stream protocol 4), owned by the fill
+ * (repair_fill.c): this node's tree, what the source answered, and the
+ * buckets the descent asks for. */
+typedef struct repair_tree_look {
+    repair_tree_t mine;
+    int answered; /* 0: no tree answer (a source of protocol 3), 1 alike, 2 digests */
+    int descend;  /* the walk asks for the windows of `want` only */
+    uint32_t fanout;
+    uint64_t theirs[REPAIR_TREE_LEAVES];
+    uint32_t inexact[REPAIR_TREE_LEAVES];
+    size_t n_inexact;
+    uint8_t want[REPAIR_TREE_LEAVES / 8];
+} repair_tree_look_t;
 /* Window keys a fill asks its source for (repair_fill.c), in key order.
  * Owned by the fill that fills it (repair_keys_free). */
 typedef struct repair_keys {
@@ -374,6 +455,9 @@ typedef struct repair_stream_state {
     uint32_t heals;      /* times cleared and streamed again for that (this process) */
     size_t spans_after_len;
     uint8_t spans_after[REPAIR_STREAM_KEY_MAX];
+    /* Windows stored and answer bytes received by this interval's stream,
+     * earlier processes' included for a move's (DATA_DIR/move.progress). */
+    uint64_t windows, bytes;
     /* A fill (repair_fill_interval), not a move: only windows that end by
      * fill_until, name no kept profile, are not of a series in fill_skip and
      * that this node does not hold at all are stored; 0 for a move's
@@ -410,6 +494,9 @@ typedef struct repair_stream_state {
     int fill_hashes;
     uint32_t fill_version;
     repair_keys_t *fill_ids; /* borrowed */
+    /* Stream protocol 4: the first look sends this node's tree root first
+     * (NULL: not); the source's answer and the descent kept in it. */
+    repair_tree_look_t *fill_tree; /* borrowed */
 } repair_stream_state_t;
 
 /* The streams of a move, by interval (repair thread). */
@@ -564,6 +651,24 @@ int repair_stream_heal(repair_t *r, repair_stream_state_t *ss, const char *what,
 /* repair_stream_heal of a regain piece, its cursor saved in the progress
  * file before the clear. */
 int repair_regain_heal(repair_t *r, repair_stream_state_t *ss);
+/* repair_regain_file.c: a stream cursor as a progress file's line
+ * "piece LO HI DONE SPANS_DONE FAILED AFTER SPANS_AFTER", then " WINDOWS
+ * BYTES" (hex) when counts, into b; and such a line (cut in place) added
+ * to l. ERR_CORRUPT for a line that does not parse. */
+int repair_progress_piece_put(buf_t *b, const repair_stream_state_t *ss, int counts);
+int repair_progress_piece_take(repair_streams_t *l, char *line, int counts);
+/* repair_move_file.c, repair thread: DATA_DIR/move.progress, where the
+ * streams of the move this node gains ranges in stand (the move's
+ * fingerprint: its intervals were cleared; each interval's cursor), written
+ * to a temporary name, fsynced and renamed after the clear, at each range's
+ * end and after a page at most every o.progress_ms (the store's WAL synced
+ * first: the cursor never covers a window the store could lose). */
+int repair_move_progress_save(repair_t *r);
+/* Reads it into r->kept (no file: present 0); one that does not parse is
+ * ERR_CORRUPT (nothing kept: the move clears and streams afresh). */
+int repair_move_progress_load(repair_t *r, errmsg_t *em);
+/* Removes it (the move is done, or another one began). */
+int repair_move_progress_remove(repair_t *r);
 /* Reads it into r->rg (intervals not cleared, pieces not started are not
  * in it); a file that does not parse is ERR_CORRUPT (nothing taken: the
  * regain clears and streams afresh). No file: 0, nothing. */
@@ -805,8 +910,17 @@ struct repair {
     /* thread only: streams of gained intervals, and since when this node gains */
     repair_streams_t streams;
     uint64_t gains_since_ms;
-    int gains_cleared; /* this process cleared the move's gained intervals */
+    int gains_cleared; /* the move's gained intervals were cleared (here, or kept in the file) */
     uint64_t gains_fp; /* the fingerprints of that move's two rings */
+    /* thread only: DATA_DIR/move.progress as an earlier process left it
+     * (repair_move_file.c), until a pass of that move takes it over or
+     * clears afresh; present: the file named a move */
+    struct {
+        int loaded, present, saved;
+        uint64_t fp;
+        uint64_t saved_ms; /* when a page last wrote it (wall ms) */
+        repair_streams_t streams;
+    } kept;
     /* under mu: the token intervals gained by removals (cluster_regain.c) */
     struct {
         uint64_t *lo, *hi;

@@ -437,13 +437,26 @@ static int in_pending(const cluster_view_t *v)
     return v->pending != NULL && ring_node_find(v->pending, v->self_id) >= 0;
 }
 
+/* After a page of a move's stream: its cursor in DATA_DIR/move.progress,
+ * at most every --stream-progress-interval (each write syncs the WAL and
+ * the file: per page they halved the stream's rate). A failure is logged:
+ * a restart then streams more again. */
+static void move_page(repair_t *r)
+{
+    uint64_t now = repair_now_ms(r);
+    if (r->o.progress_ms != 0 && now < r->kept.saved_ms + r->o.progress_ms) return;
+    r->kept.saved_ms = now;
+    (void)repair_move_progress_save(r);
+}
+
 /* A range this node gains (it replicates it in the pending ring, not in
  * the current one) streamed in whole from its current replicas, the first
  * reachable one that answers (repair_stream_replicas: a source that stops
  * answering mid-range is left for the rest of the pass and the range goes
- * on from its cursor at the next); 0 when not everything was. One whose
- * totals check keeps disagreeing is cleared and streamed again
- * (repair_stream_heal: the streams live in memory, nothing to save). */
+ * on from its cursor at the next); 0 when not everything was. Its cursor
+ * is kept in DATA_DIR/move.progress after every page. One whose totals
+ * check keeps disagreeing is cleared and streamed again (repair_stream_heal:
+ * its cursor reset in the file before the clear). */
 static int stream_range(repair_t *r, const cluster_view_t *v, const fine_t *f, repair_stats_t *st)
 {
     uint64_t lo[2], hi[2];
@@ -452,8 +465,9 @@ static int stream_range(repair_t *r, const cluster_view_t *v, const fine_t *f, r
         repair_stream_state_t *ss = repair_stream_state(&r->streams, lo[k], hi[k]);
         if (ss == NULL) return 0;
         if (ss->done && ss->spans_done && ss->checked) continue;
-        int got = repair_stream_replicas(r, v, f->cur, f->ncur, ss, st, NULL, "join");
-        if (!got && !r->closing) repair_stream_heal(r, ss, "join range", NULL);
+        int got = repair_stream_replicas(r, v, f->cur, f->ncur, ss, st, move_page, "join");
+        if (got || ss->done) (void)repair_move_progress_save(r); /* a range's end: logged */
+        if (!got && !r->closing) repair_stream_heal(r, ss, "join range", repair_move_progress_save);
         ok &= got;
     }
     return ok && !r->closing;
@@ -498,7 +512,80 @@ static int clear_gained(repair_t *r, const cluster_view_t *v, const uint64_t *e,
     free(lo);
     free(hi);
     r->gains_cleared = rc == 0;
+    if (rc == 0) (void)repair_move_progress_save(r); /* logged; a restart then clears again */
     return rc;
+}
+
+/* DATA_DIR/move.progress as an earlier process left it, read once. */
+static void kept_load(repair_t *r)
+{
+    if (r->kept.loaded) return;
+    errmsg_t em = {{0}};
+    int rc = repair_move_progress_load(r, &em);
+    if (rc != 0)
+        log_warn("repair", "%s: clearing and streaming the gained ranges afresh",
+                 errmsg_text(&em, rc));
+}
+
+/* The streams an earlier process kept become this move's when it was the
+ * same move (its two rings): their intervals were cleared then and are
+ * still being received (storage_range_clear recorded them), so they are
+ * not cleared again and each goes on after its cursor. Another move's are
+ * dropped (the clear that follows rewrites the file). */
+static void kept_take(repair_t *r, uint64_t fp)
+{
+    if (!r->kept.present) return;
+    r->kept.present = 0;
+    if (r->kept.fp != fp) {
+        r->kept.streams.n = 0;
+        log_info("repair",
+                 "the move kept in %s is not the one under way: clearing and "
+                 "streaming the gained ranges afresh",
+                 CLUSTER_MOVE_PROGRESS_FILE);
+        return;
+    }
+    repair_streams_t t = r->streams;
+    r->streams = r->kept.streams;
+    r->kept.streams = t;
+    r->kept.streams.n = 0;
+    r->gains_cleared = 1;
+    uint64_t w = 0, b = 0;
+    for (size_t i = 0; i < r->streams.n; i++) {
+        w += r->streams.v[i].windows;
+        b += r->streams.v[i].bytes;
+    }
+    uv_mutex_lock(&r->mu);
+    r->counters.resumed_ranges += r->streams.n;
+    r->counters.resumed_windows += w;
+    r->counters.resumed_bytes += b;
+    uv_mutex_unlock(&r->mu);
+    log_info("repair",
+             "resuming the move's streams: cleared already, %zu interval(s) with a stream "
+             "cursor, %llu window(s) (%llu bytes) streamed before are not streamed again",
+             r->streams.n, (unsigned long long)w, (unsigned long long)b);
+}
+
+/* No move: a file an ended move left goes. A joining node keeps it (its
+ * first views may not show the move yet) until its join settled, and its
+ * passes are not complete meanwhile; a move it gains nothing in by then
+ * drops it. 1 when nothing waits for it. */
+static int no_move(repair_t *r, const cluster_view_t *v, uint64_t t0)
+{
+    uv_mutex_lock(&r->mu);
+    int joining = r->joining;
+    uint64_t settled = r->join_settled_ms;
+    uv_mutex_unlock(&r->mu);
+    if (joining && r->kept.present && t0 < settled) return 0;
+    if (joining) {
+        r->kept.present = 0;
+        r->kept.streams.n = 0;
+    } else if (v->ring != NULL && v->pending == NULL && r->kept.saved) {
+        r->kept.present = 0;
+        r->kept.streams.n = 0;
+        if (repair_move_progress_remove(r) != 0)
+            log_warn("repair", "cannot remove %s", CLUSTER_MOVE_PROGRESS_FILE);
+    }
+    return 1;
 }
 
 /* Streams the windows of every range this node gains, once the move
@@ -508,6 +595,7 @@ static int clear_gained(repair_t *r, const cluster_view_t *v, const uint64_t *e,
 static int stream_gained(repair_t *r, const cluster_view_t *v, uint64_t t0, repair_stats_t *st)
 {
     uint64_t fp = repair_move_fp(v);
+    kept_load(r);
     if (v->ring == NULL || !in_pending(v) || !repair_view_gains(v) || fp != r->gains_fp) {
         /* no move, or another one than the streams' (no pass ran between
          * two moves this node took part in): the next one streams afresh */
@@ -515,7 +603,7 @@ static int stream_gained(repair_t *r, const cluster_view_t *v, uint64_t t0, repa
         r->streams.n = 0;
         r->gains_cleared = 0;
         r->gains_fp = fp;
-        if (v->ring == NULL || !in_pending(v) || !repair_view_gains(v)) return 1;
+        if (v->ring == NULL || !in_pending(v) || !repair_view_gains(v)) return no_move(r, v, t0);
     }
     if (r->gains_since_ms == 0) r->gains_since_ms = t0;
     uv_mutex_lock(&r->mu);
@@ -527,6 +615,7 @@ static int stream_gained(repair_t *r, const cluster_view_t *v, uint64_t t0, repa
     uint64_t *e = NULL;
     uint32_t n = 0;
     if (fine_ends(v, &e, &n) != 0) return 0;
+    if (!r->gains_cleared) kept_take(r, fp);
     int cleared = clear_gained(r, v, e, n) == 0, ok = cleared;
     /* every range, also after one that is not done: one whose check
      * disagrees waits passes for its heal, and the others go on meanwhile */

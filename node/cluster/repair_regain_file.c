@@ -79,9 +79,19 @@ static int in_cleared(const repair_t *r, uint64_t lo, uint64_t hi)
     return 0;
 }
 
-static int write_all(const repair_t *r, buf_t *b)
+int repair_progress_piece_put(buf_t *b, const repair_stream_state_t *ss, int counts)
 {
     char a[KEY_HEX], k[KEY_HEX];
+    hex_of(ss->after, ss->after_len, a);
+    hex_of(ss->spans_after, ss->spans_after_len, k);
+    int rc = buf_printf(b, "piece %016" PRIx64 " %016" PRIx64 " %d %d %d %s %s", ss->lo, ss->hi,
+                        ss->done != 0, ss->spans_done != 0, ss->failed != 0, a, k);
+    if (rc == 0 && counts) rc = buf_printf(b, " %" PRIx64 " %" PRIx64, ss->windows, ss->bytes);
+    return rc == 0 ? buf_printf(b, "\n") : rc;
+}
+
+static int write_all(const repair_t *r, buf_t *b)
+{
     size_t n = 0;
     int rc = buf_printf(b, "%s\n", PROGRESS_HEADER);
     for (size_t i = 0; rc == 0 && i < r->rg.niv; i++)
@@ -93,10 +103,7 @@ static int write_all(const repair_t *r, buf_t *b)
     for (size_t i = 0; rc == 0 && i < r->rg.streams.n; i++) {
         const repair_stream_state_t *ss = &r->rg.streams.v[i];
         if (!in_cleared(r, ss->lo, ss->hi)) continue;
-        hex_of(ss->after, ss->after_len, a);
-        hex_of(ss->spans_after, ss->spans_after_len, k);
-        rc = buf_printf(b, "piece %016" PRIx64 " %016" PRIx64 " %d %d %d %s %s\n", ss->lo, ss->hi,
-                        ss->done != 0, ss->spans_done != 0, ss->failed != 0, a, k);
+        rc = repair_progress_piece_put(b, ss, 0);
         n++;
     }
     return rc == 0 ? cluster_statefile_finish(b, n) : rc;
@@ -173,18 +180,17 @@ static int flag(const char *s, int *out)
     return 0;
 }
 
-/* A piece's cursor. Only one inside an interval the file lists as cleared
- * (check_records): the cursor of one that is not would let the stream skip
- * what lies before it after a fresh clear. */
-static int take_piece(repair_t *r, char *line)
+int repair_progress_piece_take(repair_streams_t *l, char *line, int counts)
 {
-    char *f[8];
-    uint64_t lo, hi;
+    char *f[10];
+    uint64_t lo, hi, windows = 0, bytes = 0;
     int done, sdone, failed;
-    if (fields(line, f, 8) != 0 || interval(f[1], f[2], &lo, &hi) != 0 || flag(f[3], &done) != 0 ||
-        flag(f[4], &sdone) != 0 || flag(f[5], &failed) != 0)
+    if (fields(line, f, counts ? 10 : 8) != 0 || interval(f[1], f[2], &lo, &hi) != 0 ||
+        flag(f[3], &done) != 0 || flag(f[4], &sdone) != 0 || flag(f[5], &failed) != 0)
         return ERR_CORRUPT;
-    repair_streams_t *l = &r->rg.streams; /* not repair_stream_state: its search is linear */
+    if (counts && (cluster_statefile_hex64(f[8], strlen(f[8]), &windows) != 0 ||
+                   cluster_statefile_hex64(f[9], strlen(f[9]), &bytes) != 0))
+        return ERR_CORRUPT;
     if (GROW(l->v, l->cap, l->n + 1, GROW_UNLIMITED) != 0) return ERR_NOMEM;
     repair_stream_state_t *ss = &l->v[l->n++];
     memset(ss, 0, sizeof *ss);
@@ -193,8 +199,19 @@ static int take_piece(repair_t *r, char *line)
     ss->done = done;
     ss->spans_done = sdone;
     ss->failed = failed;
+    ss->windows = windows;
+    ss->bytes = bytes;
     int rc = unhex(f[6], ss->after, &ss->after_len);
     return rc == 0 ? unhex(f[7], ss->spans_after, &ss->spans_after_len) : rc;
+}
+
+/* A piece's cursor. Only one inside an interval the file lists as cleared
+ * (check_records): the cursor of one that is not would let the stream skip
+ * what lies before it after a fresh clear. */
+static int take_piece(repair_t *r, char *line)
+{
+    /* not repair_stream_state: its search is linear */
+    return repair_progress_piece_take(&r->rg.streams, line, 0);
 }
 
 /* Largest index i with v[i].lo <= lo in v sorted by lo; -1 when none. */

@@ -65,6 +65,8 @@ typedef struct serve {
     repair_serve_env_t *env; /* NULL: nothing kept, nothing counted */
     errmsg_t *em;
     int hashes;      /* summaries as hashes (summary_hashes) */
+    uint32_t fanout; /* a tree's descent: only the windows of `buckets` (0: every window) */
+    ProtobufCBinaryData buckets;
     size_t prev_len; /* hashes: the key of the summary before */
     uint8_t prev[REPAIR_STREAM_KEY_MAX];
 } serve_t;
@@ -517,6 +519,9 @@ static int add_summary(void *ctx, const storage_window_summary_t *w)
         a->more = 1;
         return 1; /* the rest in the next page */
     }
+    if (x->fanout > 0 &&
+        !repair_tree_wanted(x->buckets.data, x->buckets.len, x->fanout, w->key, w->key_len))
+        return 0; /* a bucket both sides hold alike */
     if (set_tenant(x, w->tenant) != 0) return ERR_NOMEM;
     Flamedb__Cluster__StreamWindow *m = arena_zalloc(x->arena, sizeof *m);
     if (m == NULL) return ERR_NOMEM;
@@ -528,12 +533,49 @@ static int add_summary(void *ctx, const storage_window_summary_t *w)
     return 0;
 }
 
+/* A tree look (stream protocol 4): this node's tree of the windows q's
+ * first look would walk; tree_alike when its root and count are q's and
+ * every window is counted exactly, else its buckets at the fanout its
+ * window count picks. */
+static int tree_look(serve_t *x, const Flamedb__Cluster__RepairRequest *q)
+{
+    Flamedb__Cluster__RepairAnswer *a = x->a;
+    repair_tree_t *t = malloc(sizeof *t);
+    if (t == NULL) return ERR_NOMEM;
+    int rc = repair_tree_build(x->s, q->lo, q->hi, q->until_s, t);
+    uint64_t count = 0, inexact = 0;
+    uint64_t root = repair_tree_root(t, &count, &inexact);
+    uint32_t f = repair_tree_fanout(count, q->tree_count);
+    a->summary_hashes = 1;
+    if (rc == 0 && root == q->tree_root && count == q->tree_count && inexact == 0) {
+        a->tree_alike = 1;
+    } else if (rc == 0) {
+        uint64_t x_in[REPAIR_TREE_LEAVES];
+        a->tree_digests = arena_zalloc(x->arena, f * sizeof *a->tree_digests);
+        a->tree_inexact = arena_zalloc(x->arena, f * sizeof *a->tree_inexact);
+        if (a->tree_digests == NULL || a->tree_inexact == NULL) rc = ERR_NOMEM;
+        if (rc == 0) repair_tree_fold(t, f, a->tree_digests, x_in);
+        a->n_tree_digests = rc == 0 ? f : 0;
+        for (uint32_t b = 0; rc == 0 && b < f; b++)
+            if (x_in[b] > 0) a->tree_inexact[a->n_tree_inexact++] = b;
+    }
+    free(t);
+    return rc;
+}
+
 /* Window summaries as q asks them (a fill's looks): of every window that
- * ends by until_s after after_key, or of q's keys only (stream protocol 3). */
+ * ends by until_s after after_key, or of q's keys only (stream protocol 3);
+ * a tree's root compared, or the windows of a tree's buckets only (4). */
 static int summaries(serve_t *x, const Flamedb__Cluster__RepairRequest *q)
 {
     Flamedb__Cluster__RepairAnswer *a = x->a;
     a->window_summaries = 1;
+    int tree = x->o->stream_version >= REPAIR_STREAM_V_TREE && q->summary_hashes && q->n_keys == 0;
+    if (tree && q->tree_look) return tree_look(x, q);
+    if (tree && q->tree_fanout > 0) { /* checked on decode: a power of two, bits enough */
+        x->fanout = q->tree_fanout;
+        x->buckets = q->tree_buckets;
+    }
     if (x->o->stream_version < REPAIR_STREAM_V_HASHES || q->n_keys == 0) {
         x->hashes = x->o->stream_version >= REPAIR_STREAM_V_HASHES && q->summary_hashes;
         a->summary_hashes = x->hashes;
@@ -940,6 +982,7 @@ static int stream_spans(repair_t *r, const char *peer, repair_stream_state_t *ss
         }
         size_t got = protobuf_c_message_get_packed_size(ans.body);
         st->bytes += got;
+        ss->bytes += got;
         uv_mutex_lock(&r->mu);
         r->counters.span_trees += merged;
         r->counters.bytes += got;
@@ -1019,6 +1062,23 @@ static uint32_t answer_version(const Flamedb__Cluster__RepairAnswer *a)
     return a->window_summaries ? REPAIR_STREAM_V_FILL : REPAIR_STREAM_V_WHOLE;
 }
 
+/* A tree look's answer a (stream protocol 4) into ss->fill_tree. */
+static void take_tree(repair_stream_state_t *ss, const Flamedb__Cluster__RepairAnswer *a)
+{
+    repair_tree_look_t *t = ss->fill_tree;
+    ss->fill_version = answer_version(a);
+    if (a->tree_alike) {
+        t->answered = 1;
+        return;
+    }
+    /* checked on decode: a valid fanout, buckets below it */
+    t->answered = 2;
+    t->fanout = (uint32_t)a->n_tree_digests;
+    memcpy(t->theirs, a->tree_digests, a->n_tree_digests * sizeof *t->theirs);
+    t->n_inexact = a->n_tree_inexact;
+    memcpy(t->inexact, a->tree_inexact, a->n_tree_inexact * sizeof *t->inexact);
+}
+
 /* The windows of answer a (syms: its symbols) taken, ss->after moved past
  * each; a fill's first look hands each summary to repair_fill_summary. */
 static int take_answer(repair_t *r, const char *peer, const Flamedb__Cluster__RepairAnswer *a,
@@ -1029,7 +1089,14 @@ static int take_answer(repair_t *r, const char *peer, const Flamedb__Cluster__Re
     if (ss->fill_summary && ss->fill_version == 0 && a->n_windows > 0)
         ss->fill_version = answer_version(a);
     if (ss->fill_summary && a->n_windows > 0 && !a->window_summaries)
-        ss->fill_old = 1;               /* whole windows: a source that sends no summaries */
+        ss->fill_old = 1; /* whole windows: a source that sends no summaries */
+    if (ss->fill_tree != NULL && ss->fill_tree->descend && a->n_windows > 0 &&
+        answer_version(a) < REPAIR_STREAM_V_TREE)
+        ss->fill_tree->answered = 0; /* a source of 3 now (restarted): every window comes */
+    if (ss->fill_tree != NULL && !ss->fill_tree->descend && (a->tree_alike || a->n_tree_digests)) {
+        take_tree(ss, a);
+        return 0;
+    }
     uint8_t key[REPAIR_STREAM_KEY_MAX]; /* hashed summaries: the key of the one before */
     size_t key_len = 0;
     for (size_t i = 0; rc == 0 && i < a->n_windows && !r->closing && !ss->fill_old; i++) {
@@ -1089,6 +1156,14 @@ static void stream_request(const repair_t *r, const repair_stream_state_t *ss,
     if (fill && ss->fill_until > 0) q->until_s = ss->fill_until;
     q->window_summaries = fill && ss->fill_summary;
     q->summary_hashes = q->window_summaries && ss->fill_hashes;
+    const repair_tree_look_t *t = ss->fill_tree;
+    if (q->summary_hashes && t != NULL && ss->fill_keys == NULL) { /* protocol 4 */
+        q->tree_look = !t->descend;
+        if (!t->descend) q->tree_root = repair_tree_root(&t->mine, &q->tree_count, NULL);
+        q->tree_fanout = t->descend ? t->fanout : 0;
+        if (t->descend)
+            q->tree_buckets = (ProtobufCBinaryData){(t->fanout + 7) / 8, (uint8_t *)t->want};
+    }
     *used = 0;
     if (kv != NULL) fill_keys_request(ss, kv, r->o.fill_keys_batch, q, used);
     q->after_key = (ProtobufCBinaryData){ss->after_len, (uint8_t *)ss->after};
@@ -1126,6 +1201,8 @@ int repair_stream_walk(repair_t *r, const char *peer, repair_stream_state_t *ss,
             if (rc == 0) rc = take_answer(r, peer, a, syms, &parts, ss, st, em);
             size_t got = protobuf_c_message_get_packed_size(ans.body);
             st->bytes += got;
+            ss->windows += st->windows - before;
+            ss->bytes += got;
             uv_mutex_lock(&r->mu);
             r->counters.windows += st->windows - before;
             r->counters.bytes += got;

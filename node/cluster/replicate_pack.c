@@ -205,9 +205,12 @@ static int plan(replicate_write_t *rw, const cluster_view_t *v, const storage_pr
     return 0;
 }
 
-/* The local replica writes its series straight into storage. */
+/* The local replica writes its series straight into storage. Its
+ * refusal of stacks given by id of an earlier node generation (a push of
+ * a node alone, parsed with the stack cache) is returned, nothing written,
+ * for the caller to parse the push again; any other is the replica's. */
 static int write_local(replicate_write_t *rw, uint32_t ti, storage_t *s,
-                       const storage_profile_write_t *w)
+                       const storage_profile_write_t *w, errmsg_t *out)
 {
     rtarget_t *t = &rw->t[ti];
     storage_series_write_t *sw = calloc(t->nseries, sizeof *sw);
@@ -220,6 +223,10 @@ static int write_local(replicate_write_t *rw, uint32_t ti, storage_t *s,
     errmsg_t em = {{0}};
     int rc = storage_write_profile(s, &lw, &rw->local_written, &em);
     free(sw);
+    if (rc == ERR_CONFLICT) {
+        *out = em;
+        return rc;
+    }
     if (rc == 0)
         replicate_quorum_ack(rw, ti);
     else
@@ -558,8 +565,8 @@ static int prepare(replicate_t *r, replicate_write_t *rw, const cluster_view_t *
     if (remote && (rc = pack_remotes(rw, v, w, em)) != 0) return rc;
     for (uint32_t ti = 0; ti < rw->nt; ti++) {
         if (rw->t[ti].self) {
-            if ((rc = write_local(rw, ti, r->storage, w)) != 0)
-                return errmsg_set(em, rc, "out of memory");
+            if ((rc = write_local(rw, ti, r->storage, w, em)) == ERR_CONFLICT) return rc;
+            if (rc != 0) return errmsg_set(em, rc, "out of memory");
         } else if (!rw->t[ti].reachable) {
             errmsg_t hem = {{0}};
             replicate_store_hint(rw, ti, &hem);

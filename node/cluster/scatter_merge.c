@@ -437,10 +437,7 @@ static void merge_remote(scatter_q_t *q, item_t *it, const ring_ranges_t *asked)
         for (size_t i = 0; it->rc == 0 && i < pr->n_values; i++)
             it->rc = query_gather_add_value(q->gather, (const char *)pr->values[i].data,
                                             pr->values[i].len);
-        if (it->rc == ERR_LIMIT)
-            errmsg_set(&it->em, ERR_LIMIT,
-                       "label answer exceeds %zu bytes (query-max-output-bytes)",
-                       q->s->o.limits.max_output_bytes);
+        if (it->rc == ERR_LIMIT) query_gather_limit_reason(q->gather, &it->em);
     }
     if (it->rc != 0 && it->em.text[0] == 0)
         errmsg_set(&it->em, it->rc, "merging a partial: %s", err_message(it->rc));

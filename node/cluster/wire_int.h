@@ -56,6 +56,7 @@ typedef struct cluster_msg {
  * names (a day window of a series pushed every second: 86,400). */
 #define CLUSTER_STREAM_MAX_KEY 256
 #define CLUSTER_SUM_BUCKETS_MAX 256 /* STREAM_CHECK sum buckets (STORAGE_SUM_BUCKETS_MAX) */
+#define CLUSTER_TREE_FANOUT_MAX 256 /* STREAM tree buckets (REPAIR_TREE_LEAVES) */
 #define CLUSTER_STREAM_MAX_PROFILES (1u << 20)
 
 typedef struct cluster_wire_limits {

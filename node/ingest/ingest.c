@@ -146,11 +146,13 @@ static int parse_folded(ingest_profile_t *p, const payload_t *pl, const ingest_p
 
 /* A profile time outside max-past/max-future. own: the time is the
  * pprof's time_nanos, which wins over from= (a saved pprof pushed later
- * keeps its capture time): the reason says so, since from= cannot help. */
+ * keeps its capture time): the reason says so, and that time= sets it. */
 static int check_time(int64_t t, int64_t now, int own, const ingest_limits_t *lim, errmsg_t *em)
 {
-    const char *whose =
-        own ? "the pprof's own time (time_nanos, which from= does not change) " : "profile time ";
+    const char *whose = own == 2   ? "the time parameter's "
+                        : own == 1 ? "the pprof's own time (time_nanos, which from= does not "
+                                     "change; time= overrides it) "
+                                   : "profile time ";
     if (t < now - lim->max_past_seconds * 1000000000LL)
         return errmsg_set(em, ERR_INVALID_ARGUMENT,
                           "%s%lld s is more than %lld s in the past (setting max-past)", whose,
@@ -229,6 +231,26 @@ static void piece_flags(storage_series_write_t *w, size_t n)
     }
 }
 
+/* storage_profile_write_t.mapped of a push parsed with the stack cache:
+ * the stacks the series's tree got (its leader's records, for a series of
+ * its leader's shape) go into the cache with the ids of their leaves. */
+static void learn_mapped(void *ctx, const storage_series_write_t *sw, const uint32_t *map, size_t n,
+                         uint64_t gen)
+{
+    series_set_t *ss = ctx;
+    uint32_t i;
+    if (!u64map_get(&ss->by_id, sw->series_id, &i)) return; /* not this push's */
+    const ingest_series_t *s = &ss->v[i];
+    if (sw->tree != s->tree) return;
+    const stack_learn_t *l = &ss->v[s->shape_of == UINT32_MAX ? i : s->shape_of].learn;
+    for (size_t k = 0; k < l->n; k++) {
+        if (l->node[k] >= n) continue;
+        stack_key_t at;
+        ingest_stack_key_at(&at, &l->key[k], s->token);
+        ingest_stack_cache_put(ss->cache, &at, gen, map[l->node[k]]);
+    }
+}
+
 static int build_view(ingest_profile_t *p, int64_t time_ns, errmsg_t *em)
 {
     series_set_t *ss = &p->ss;
@@ -241,7 +263,11 @@ static int build_view(ingest_profile_t *p, int64_t time_ns, errmsg_t *em)
                                                 .series_id = s->series_id,
                                                 .tree = s->tree,
                                                 .spans = s->spans.v,
-                                                .nspans = s->spans.n};
+                                                .nspans = s->spans.n,
+                                                .ids = s->pairs.id,
+                                                .vals = s->pairs.val,
+                                                .npairs = s->pairs.n,
+                                                .gen = ss->cache_gen};
     }
     piece_flags(p->writes, ss->n);
     p->w.tenant = p->tenant;
@@ -249,6 +275,10 @@ static int build_view(ingest_profile_t *p, int64_t time_ns, errmsg_t *em)
     p->w.series = p->writes;
     p->w.nseries = ss->n;
     p->w.symbols = p->symtab;
+    if (ss->cache != NULL) {
+        p->w.mapped = learn_mapped;
+        p->w.mapped_ctx = ss;
+    }
     return 0;
 }
 
@@ -268,6 +298,11 @@ static int run(const ingest_request_t *req, const ingest_limits_t *lim, ingest_p
     if (rc == 0) rc = load_payload(req, &pa, lim, &pl, em);
     size_t charged = 0; /* the gunzipped copy, until parsed */
     if (rc == 0) ingest_series_set_budget(&p->ss, pl.len);
+    if (rc == 0 && req->stack_cache != NULL && pa.format == BODY_PPROF) {
+        p->ss.cache = req->stack_cache;
+        p->ss.cache_gen = ingest_stack_cache_gen(req->stack_cache);
+        p->ss.tenant_hash = hash_bytes64(p->tenant, strlen(p->tenant));
+    }
     if (rc == 0 && pl.owned != NULL &&
         (rc = ingest_charge(&p->ss, pl.len, "gunzipped body", em)) == 0)
         charged = pl.len;
@@ -285,7 +320,10 @@ static int run(const ingest_request_t *req, const ingest_limits_t *lim, ingest_p
     pl.owned = NULL;
     ingest_uncharge(&p->ss, charged);
     if (rc == 0) rc = ingest_series_finish(&p->ss, p->symtab, em);
-    int own_time = time_ns != 0;
+    /* time= (a backfill, a client with a wrong clock) wins over the pprof's
+     * time_nanos, which wins over from= (Pyroscope's order, unchanged) */
+    int own_time = pa.time_ns != 0 ? 2 : time_ns != 0;
+    if (pa.time_ns != 0) time_ns = pa.time_ns;
     if (time_ns == 0) time_ns = pa.from_ns ? pa.from_ns : now;
     if (rc == 0) rc = check_time(time_ns, now, own_time, lim, em);
     if (rc == 0) {
@@ -345,7 +383,17 @@ const storage_profile_write_t *ingest_profile_write(const ingest_profile_t *p)
 
 int64_t ingest_profile_series_total(const ingest_profile_t *p, size_t i)
 {
-    return i < p->ss.n ? calltree_root_total(p->ss.v[i].tree) : 0;
+    if (i >= p->ss.n) return 0;
+    uint64_t sum = (uint64_t)calltree_root_total(p->ss.v[i].tree);
+    for (size_t k = 0; k < p->ss.v[i].pairs.n; k++)
+        sum += (uint64_t)p->ss.v[i].pairs.val[k];
+    return (int64_t)sum;
+}
+
+void ingest_profile_stack_hits(const ingest_profile_t *p, size_t *hits, size_t *lookups)
+{
+    *hits = p->ss.cache_hits;
+    *lookups = p->ss.cache_lookups;
 }
 
 size_t ingest_profile_spans_dropped(const ingest_profile_t *p)

@@ -22,6 +22,20 @@
 #include "ring/ring.h"
 #include "storage/storage.h"
 
+/* The stacks earlier pushes stored, by content (ingest_stackcache.c): a
+ * push whose stacks were seen before gives storage their stack-node ids
+ * instead of call trees (storage_series_write_t.ids). Bounded by the bytes
+ * given at creation (a slot of 32 bytes a stack); shared by every thread
+ * that parses (striped locks). Only for a push whose series are all
+ * written by this node's storage (no replica takes its trees). */
+typedef struct ingest_stack_cache ingest_stack_cache_t;
+/* *out NULL (off) when max_bytes holds no slot. storage is borrowed. */
+int ingest_stack_cache_new(storage_t *storage, size_t max_bytes, ingest_stack_cache_t **out);
+void ingest_stack_cache_free(ingest_stack_cache_t *c);
+size_t ingest_stack_cache_bytes(const ingest_stack_cache_t *c);
+/* Default of ingest-stack-cache-bytes (node/config.c). */
+#define INGEST_STACK_CACHE_BYTES (16u << 20)
+
 typedef struct ingest_limits {
     size_t max_decompressed_bytes; /* gunzipped body (gzip bombs) */
     size_t max_samples;            /* samples per profile */
@@ -85,10 +99,16 @@ typedef struct ingest_request {
     const char *tenant; /* from X-Scope-OrgID, validated by the caller; "anonymous" default */
     const char *name;   /* app.cpu{k=v,...} (required) */
     const char *from, *until, *format, *sample_rate, *spy_name, *units, *aggregation_type;
+    const char *time; /* the profile's time, over a pprof's time_nanos and from (NULL: none) */
     const char *content_type; /* Content-Type header or NULL */
     const uint8_t *body;
     size_t body_len;
     int64_t now_ns; /* the node's clock, for defaults and the accepted time window */
+    /* Borrowed, may be NULL: when set, stacks it knows are given by id and
+     * the stacks the write maps are added to it (ingest_profile_write's
+     * mapped report). A write refused with ERR_CONFLICT (the node
+     * generation moved since the parse) is parsed again without it. */
+    ingest_stack_cache_t *stack_cache;
 } ingest_request_t;
 
 typedef struct ingest_profile ingest_profile_t;
@@ -108,6 +128,9 @@ int ingest_parse_held(const ingest_request_t *req, const ingest_limits_t *lim,
 
 /* The storable view; borrowed, valid until ingest_profile_free(). */
 const storage_profile_write_t *ingest_profile_write(const ingest_profile_t *p);
+/* Samples given to storage by stack-node id (the stack cache's hits) and
+ * stacks looked up there, over every series of the push. */
+void ingest_profile_stack_hits(const ingest_profile_t *p, size_t *hits, size_t *lookups);
 /* Sum of all sample values of series i (for tests and logs). */
 int64_t ingest_profile_series_total(const ingest_profile_t *p, size_t i);
 /* Span and trace trees dropped because a series passed max_spans_per_series

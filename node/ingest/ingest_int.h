@@ -10,7 +10,10 @@
  *   ingest_pprof.c      pprof conversion to call trees (reads through ingest_wire)
  *   ingest_folded.c     folded / lines text (incl. UTF-16 with BOM)
  *   ingest_series.c     the set of series one profile splits into, span trees, u64 map
- * Everything here is per request: no state survives ingest_parse().
+ *   ingest_stackcache.c the stack cache: stacks of earlier pushes by content -> stack-node id
+ * Everything here is per request, but for the stack cache (created and
+ * freed by its owner, the node; a push borrows it): no other state
+ * survives ingest_parse().
  */
 #ifndef FLAMEDB_NODE_INGEST_INGEST_INT_H
 #define FLAMEDB_NODE_INGEST_INGEST_INT_H
@@ -46,6 +49,7 @@ typedef struct ingest_params {
     const folded_type_t *type; /* from the name suffix (cpu when none) */
     int64_t sample_rate;       /* Hz; default 100 */
     int64_t from_ns, until_ns; /* 0 when absent */
+    int64_t time_ns;           /* the time parameter; 0 when absent */
     body_format_t format;
     bool multipart;
 } ingest_params_t;
@@ -107,6 +111,25 @@ static inline bool ingest_is_gzip(const uint8_t *p, size_t n)
 int ingest_gunzip(const uint8_t *in, size_t n, size_t max, uint8_t **out, size_t *out_len,
                   errmsg_t *em);
 
+/* ---- the stack cache (ingest_stackcache.c) ---- */
+
+/* A stack's 128-bit content key: ingest_stack_key makes the part of its
+ * frames and tenant, ingest_stack_key_at the key of it in one table. */
+typedef struct stack_key {
+    uint64_t k0, k1;
+} stack_key_t;
+
+/* stack[0..depth) are push symbol indices (ingest_series_sym_at) of symtab. */
+void ingest_stack_key(stack_key_t *k, uint64_t tenant_hash, const symtab_t *symtab,
+                      const uint32_t *stack, size_t depth);
+void ingest_stack_key_at(stack_key_t *out, const stack_key_t *k, uint64_t token);
+uint64_t ingest_stack_cache_gen(const ingest_stack_cache_t *c);
+/* The id of key k in generation gen; false when not held. */
+bool ingest_stack_cache_get(ingest_stack_cache_t *c, const stack_key_t *k, uint64_t gen,
+                            uint32_t *id);
+void ingest_stack_cache_put(ingest_stack_cache_t *c, const stack_key_t *k, uint64_t gen,
+                            uint32_t id);
+
 /* ---- the series of one profile (ingest_series.c) ---- */
 
 /* The samples of one span or trace tree until ingest_series_finish makes
@@ -158,6 +181,23 @@ typedef struct value_list {
     bool on; /* the tree is valueless and its values are here */
 } value_list_t;
 
+/* The samples of a series given by stack-node id (the stack cache's hits):
+ * the id and value of each, in sample order. */
+typedef struct id_pairs {
+    uint32_t *id;
+    int64_t *val;
+    size_t n, cap;
+} id_pairs_t;
+
+/* Stacks a series' tree got that the stack cache may learn once the write
+ * maps the tree: each sample's leaf node and its stack's key (not yet of
+ * a table: ingest_stack_key_at). */
+typedef struct stack_learn {
+    uint32_t *node;
+    stack_key_t *key;
+    size_t n, cap;
+} stack_learn_t;
+
 typedef struct ingest_series {
     labels_t *labels;
     size_t labels_bytes; /* labels_mem_bytes(labels) */
@@ -182,6 +222,8 @@ typedef struct ingest_series {
     bool shadowed;
     int64_t *shadow;
     size_t shadow_cap;
+    id_pairs_t pairs;    /* samples given by id (stack cache) */
+    stack_learn_t learn; /* a leader's samples the cache may learn */
 } ingest_series_t;
 
 typedef struct series_set {
@@ -204,6 +246,11 @@ typedef struct series_set {
     alloc_charge_t charge;         /* the same bytes on lim->inflight, until freed */
     uint32_t *stack;               /* scratch: one stack, root first (push symbol indices) */
     size_t stack_cap;
+    /* The stack cache (NULL: off), its generation when the push started,
+     * and the samples looked up in it and found. */
+    ingest_stack_cache_t *cache;
+    uint64_t cache_gen, tenant_hash;
+    size_t cache_lookups, cache_hits;
 } series_set_t;
 
 int ingest_series_set_init(series_set_t *ss, const char *tenant, const ingest_limits_t *lim);
@@ -263,6 +310,12 @@ int ingest_series_finish(series_set_t *ss, const symtab_t *symtab, errmsg_t *em)
  * of a tree once, rather than by walking every sample's stack again. */
 int ingest_series_add_span(series_set_t *ss, uint32_t idx, uint8_t kind, uint64_t id, uint32_t node,
                            size_t depth, int64_t v, errmsg_t *em);
+/* Adds value v of a sample to series idx by stack-node id (a stack cache
+ * hit); charged as it grows. */
+int ingest_series_add_id(series_set_t *ss, uint32_t idx, uint32_t id, int64_t v, errmsg_t *em);
+/* Records that the sample just added to leader series idx (its last_node)
+ * has stack key k, for the cache to learn once the tree is mapped. */
+int ingest_series_learn(series_set_t *ss, uint32_t idx, const stack_key_t *k, errmsg_t *em);
 /* Makes room for a stack of depth frames in ss->stack (bounded by max_stack_depth). */
 int ingest_series_stack_reserve(series_set_t *ss, size_t depth, errmsg_t *em);
 /* Labels for a new series: base + __name__ + __profile_type__. Caller owns. */

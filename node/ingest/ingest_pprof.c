@@ -100,6 +100,7 @@ typedef struct conv {
     uint32_t *frames; /* root-first frames of all resolved locations */
     size_t nframes, frames_cap;
     int64_t *values; /* scratch: one sample's values (ntypes) */
+    uint32_t *sid;   /* scratch: one sample's stack-node id per type (stack cache) */
     uint64_t *ids;   /* scratch: one sample's location ids, then indices */
     size_t ids_cap;
     uint32_t *cls, *cls_map; /* scratch of find_leaders */
@@ -558,9 +559,11 @@ static int find_leaders(conv_t *c)
     size_t n = c->ntypes;
     c->leader = malloc((n + 1) * sizeof *c->leader);
     c->values = malloc((n + 1) * sizeof *c->values);
+    c->sid = malloc((n + 1) * sizeof *c->sid);
     c->cls = calloc(n + 1, sizeof *c->cls);
     c->cls_map = malloc((2 * n + 2) * sizeof *c->cls_map);
-    if (c->leader == NULL || c->values == NULL || c->cls == NULL || c->cls_map == NULL)
+    if (c->leader == NULL || c->values == NULL || c->sid == NULL || c->cls == NULL ||
+        c->cls_map == NULL)
         return errmsg_set(c->em, ERR_NOMEM, "out of memory");
     for (size_t t = 0; t < n; t++)
         c->leader[t] = (uint32_t)t;
@@ -786,6 +789,38 @@ static int sample_stack(conv_t *c, const wire_sample_t *s, size_t *depth)
     return 0;
 }
 
+/* The sample (stack[0..depth), key k) by stack-node id when the stack
+ * cache holds its stack in the table of every series it adds a value to: 1
+ * when added so, 0 when not (it goes to the trees), or an error. Every
+ * type of a sample takes one path, so a type that follows another's tree
+ * shape (find_leaders) still gets exactly its leader's stacks. */
+static int sample_by_id(conv_t *c, const uint32_t *series, const stack_key_t *k)
+{
+    series_set_t *ss = c->ctx->ss;
+    uint64_t token = 0;
+    uint32_t id = 0;
+    bool have = false;
+    ss->cache_lookups++;
+    for (size_t t = 0; t < c->ntypes; t++) {
+        if (c->values[t] == 0) continue;
+        uint64_t tt = ss->v[series[t]].token;
+        if (!have || tt != token) { /* the types of a sample mostly share one table */
+            stack_key_t at;
+            ingest_stack_key_at(&at, k, tt);
+            if (!ingest_stack_cache_get(ss->cache, &at, ss->cache_gen, &id)) return 0;
+            token = tt;
+            have = true;
+        }
+        c->sid[t] = id;
+    }
+    int rc = 0;
+    for (size_t t = 0; t < c->ntypes && rc == 0; t++)
+        if (c->values[t] != 0)
+            rc = ingest_series_add_id(ss, series[t], c->sid[t], c->values[t], c->em);
+    ss->cache_hits++;
+    return rc < 0 ? rc : 1;
+}
+
 static int one_sample(conv_t *c, size_t si, int64_t *pairs)
 {
     span_ref_t spans[MAX_SPAN_LABELS];
@@ -805,12 +840,19 @@ static int one_sample(conv_t *c, size_t si, int64_t *pairs)
         return rc;
     const uint32_t *series = c->gseries + c->groups[g].series;
     const uint32_t *stack = c->ctx->ss->stack;
+    stack_key_t key;
+    bool cached = c->ctx->ss->cache != NULL;
+    if (cached) {
+        ingest_stack_key(&key, c->ctx->ss->tenant_hash, c->ctx->symtab, stack, depth);
+        if (ns == 0 && (rc = sample_by_id(c, series, &key)) != 0) return rc < 0 ? rc : 0;
+    }
     for (size_t t = 0; t < c->ntypes; t++) {
         int64_t v = c->values[t];
         if (v == 0) continue;
         uint32_t lt = c->leader[t];
         if (lt == t) {
             rc = ingest_series_add(c->ctx->ss, series[t], stack, depth, v, c->em);
+            if (rc == 0 && cached) rc = ingest_series_learn(c->ctx->ss, series[t], &key, c->em);
         } else {
             rc = ingest_series_add_shadow(c->ctx->ss, series[t], series[lt], depth, v,
                                           c->values[lt], c->em);
@@ -878,6 +920,7 @@ static void conv_free(conv_t *c)
     free(c->type_id);
     free(c->leader);
     free(c->values);
+    free(c->sid);
     free(c->ids);
     free(c->cls);
     free(c->cls_map);

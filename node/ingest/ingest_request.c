@@ -282,6 +282,10 @@ static int parse_numbers(const ingest_request_t *req, ingest_params_t *out, errm
         return errmsg_set(em, ERR_INVALID_ARGUMENT,
                           "parameter 'from': not a unix time (s, ms, us or ns): '%.40s'",
                           req->from);
+    if (req->time != NULL && req->time[0] != 0 && ingest_parse_time(req->time, &out->time_ns) < 0)
+        return errmsg_set(em, ERR_INVALID_ARGUMENT,
+                          "parameter 'time': not a unix time (s, ms, us or ns): '%.40s'",
+                          req->time);
     if (req->until != NULL && req->until[0] != 0 &&
         ingest_parse_time(req->until, &out->until_ns) < 0)
         return errmsg_set(em, ERR_INVALID_ARGUMENT,

@@ -116,7 +116,9 @@ static size_t series_bytes(const ingest_series_t *s)
     return calltree_mem_bytes(s->tree) + s->labels_bytes +
            s->path.cap * (sizeof *s->path.syms + sizeof *s->path.nodes) +
            s->vals.cap * (sizeof *s->vals.node + sizeof *s->vals.val) +
-           s->shadow_cap * sizeof *s->shadow;
+           s->shadow_cap * sizeof *s->shadow +
+           s->pairs.cap * (sizeof *s->pairs.id + sizeof *s->pairs.val) +
+           s->learn.cap * (sizeof *s->learn.node + sizeof *s->learn.key);
 }
 
 /* What the span index of a series holds besides its trees and their
@@ -182,6 +184,10 @@ void ingest_series_set_free(series_set_t *ss)
         free(ss->v[i].vals.node);
         free(ss->v[i].vals.val);
         free(ss->v[i].shadow);
+        free(ss->v[i].pairs.id);
+        free(ss->v[i].pairs.val);
+        free(ss->v[i].learn.node);
+        free(ss->v[i].learn.key);
         labels_free(ss->v[i].labels);
         calltree_free(ss->v[i].tree);
         span_acc_free(&ss->v[i].spans);
@@ -382,6 +388,42 @@ int ingest_series_add(series_set_t *ss, uint32_t idx, const uint32_t *stack, siz
         return 0; /* nothing was allocated */
     if ((rc = count_grown(ss, s->last_grown, em)) < 0) return rc;
     return recharge(ss, &s->charged, series_bytes(s), "call trees", em);
+}
+
+int ingest_series_add_id(series_set_t *ss, uint32_t idx, uint32_t id, int64_t v, errmsg_t *em)
+{
+    ingest_series_t *s = &ss->v[idx];
+    id_pairs_t *p = &s->pairs;
+    if (p->n == p->cap) {
+        size_t c1 = p->cap, c2 = p->cap; /* parallel arrays: both grow alike */
+        if (GROW_FROM(p->id, c1, p->n + 1, GROW_UNLIMITED, 4) != 0 ||
+            GROW_FROM(p->val, c2, p->n + 1, GROW_UNLIMITED, 4) != 0)
+            return errmsg_set(em, ERR_NOMEM, "out of memory");
+        p->cap = c1;
+        int rc = recharge(ss, &s->charged, series_bytes(s), "call trees", em);
+        if (rc < 0) return rc;
+    }
+    p->id[p->n] = id;
+    p->val[p->n++] = v;
+    return 0;
+}
+
+int ingest_series_learn(series_set_t *ss, uint32_t idx, const stack_key_t *k, errmsg_t *em)
+{
+    ingest_series_t *s = &ss->v[idx];
+    stack_learn_t *l = &s->learn;
+    if (l->n == l->cap) {
+        size_t c1 = l->cap, c2 = l->cap;
+        if (GROW_FROM(l->node, c1, l->n + 1, GROW_UNLIMITED, 4) != 0 ||
+            GROW_FROM(l->key, c2, l->n + 1, GROW_UNLIMITED, 4) != 0)
+            return errmsg_set(em, ERR_NOMEM, "out of memory");
+        l->cap = c1;
+        int rc = recharge(ss, &s->charged, series_bytes(s), "call trees", em);
+        if (rc < 0) return rc;
+    }
+    l->node[l->n] = s->last_node;
+    l->key[l->n++] = *k;
+    return 0;
 }
 
 /* Index value of an id whose tree was not kept (the cap was reached). */

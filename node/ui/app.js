@@ -10,6 +10,8 @@ import { ProfilesView } from './profiles.js';
 import { ClusterView } from './cluster.js';
 
 const $ = (id) => document.getElementById(id);
+// span ids shown as buttons in the span view (all are counted)
+const SPAN_IDS_SHOWN = 200;
 const TAB_OF = {
   single: 'single', sandwich: 'single', diff: 'diff', tags: 'tags', spans: 'spans', profiles: 'profiles',
   cluster: 'cluster',
@@ -129,8 +131,38 @@ class App {
     $('span-id').value = s.span;
     $('span-label').value = s.spanLabel;
     $('span-panel').hidden = !s.span;
-    if (!s.span) return;
-    await this.views.spans.show(s, url.withMatcher(s.query, s.spanLabel, s.span));
+    const listed = this.listSpanIds(s);
+    if (s.span) await this.views.spans.show(s, url.withMatcher(s.query, s.spanLabel, s.span));
+    await listed;
+  }
+
+  // The ids of the selection's traced requests that have profiles in the
+  // range (label-values of span_id / trace_id, exact from any node), as
+  // buttons that show one; a refusal (too many ids) is said in their place.
+  async listSpanIds(s) {
+    const box = $('span-ids'), note = document.querySelector('#view-spans .span-ids-note');
+    box.replaceChildren();
+    note.textContent = '';
+    let ids;
+    try {
+      ids = await api.labelValues({ label: s.spanLabel, match: s.query, from: s.from, until: s.until });
+    } catch (e) {
+      if (e.name === 'AbortError') throw e;
+      note.textContent = `${s.spanLabel} list: ${e.message}`;
+      return;
+    }
+    const shown = ids.slice(0, SPAN_IDS_SHOWN);
+    note.textContent = ids.length === 0 ? `no ${s.spanLabel} with profiles in this selection and range`
+      : `${ids.length} ${s.spanLabel}${ids.length === 1 ? '' : 's'} with profiles` +
+        (ids.length > shown.length ? ` (the first ${shown.length}; narrow the range for the rest)` : '') + ':';
+    box.replaceChildren(...shown.map((id) => {
+      const b = document.createElement('button');
+      b.type = 'button';
+      b.className = 'span-id' + (id === s.span ? ' selected' : '');
+      b.textContent = id;
+      b.onclick = () => this.setState({ span: id, spanLabel: s.spanLabel, sandwich: '' });
+      return b;
+    }));
   }
 
   showError(e) {
@@ -198,6 +230,8 @@ class App {
       partial: $('partial').hidden ? null : $('partial').textContent,
       theme: document.documentElement.dataset.theme,
       ...(v.snapshot ? v.snapshot() : {}),
+      ...(tab === 'spans' ? { spanIds: [...document.querySelectorAll('#span-ids button')].map((b) => b.textContent),
+                              spanIdsNote: document.querySelector('#view-spans .span-ids-note').textContent } : {}),
     };
   }
 }

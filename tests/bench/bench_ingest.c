@@ -23,6 +23,7 @@
 
 typedef struct ingest_stats {
     size_t ok, failed, series;
+    size_t stack_hits, stack_lookups; /* samples given by stack-node id, and looked up */
     double cpu_process, cpu_thread, wall;
     double parse, write, release; /* the calling thread's CPU in each step */
     struct rusage ru0, ru1;       /* the process's, around the pass */
@@ -40,6 +41,7 @@ typedef struct ingest_mode {
     uint64_t node_cache;       /* node-cache-bytes, or 0: the default */
     int64_t whole_read;        /* node-whole-read-percent, or -1: the default */
     int64_t dict_bytes;        /* node-table-dict-bytes, or -1: the default */
+    size_t stack_cache;        /* ingest-stack-cache-bytes (0: off) */
 } ingest_mode_t;
 
 static int64_t now_ns(void)
@@ -50,8 +52,8 @@ static int64_t now_ns(void)
 }
 
 /* Ingests one profile the way the node's HTTP handler does. */
-static int ingest_one(storage_t *st, const ingest_limits_t *lim, const bench_profile_t *p,
-                      ingest_stats_t *s, errmsg_t *em)
+static int ingest_one(storage_t *st, const ingest_limits_t *lim, ingest_stack_cache_t *cache,
+                      const bench_profile_t *p, ingest_stats_t *s, errmsg_t *em)
 {
     char from[32], until[32];
     snprintf(from, sizeof from, "%lld", (long long)p->time_s);
@@ -67,6 +69,7 @@ static int ingest_one(storage_t *st, const ingest_limits_t *lim, const bench_pro
         .body = p->gz,
         .body_len = p->gz_len,
         .now_ns = now_ns(),
+        .stack_cache = cache,
     };
     ingest_profile_t *prof = NULL;
     double t0 = clock_thread();
@@ -74,8 +77,18 @@ static int ingest_one(storage_t *st, const ingest_limits_t *lim, const bench_pro
     double t1 = clock_thread();
     s->parse += t1 - t0;
     if (rc != 0) return rc;
-    size_t written = 0;
+    size_t written = 0, hits, lookups;
+    ingest_profile_stack_hits(prof, &hits, &lookups);
+    s->stack_hits += hits;
+    s->stack_lookups += lookups;
     rc = storage_write_profile(st, ingest_profile_write(prof), &written, em);
+    if (rc == ERR_CONFLICT) { /* the node generation moved since the parse: as the node does */
+        ingest_profile_free(prof);
+        prof = NULL;
+        req.stack_cache = NULL;
+        rc = ingest_parse(&req, lim, &prof, em);
+        if (rc == 0) rc = storage_write_profile(st, ingest_profile_write(prof), &written, em);
+    }
     double t2 = clock_thread();
     ingest_profile_free(prof);
     s->write += t2 - t1;
@@ -93,11 +106,14 @@ static void ingest_all(storage_t *st, const profile_set_t *set, const ingest_mod
     lim.shards.by_profile = mode->by_profile;
     memset(s, 0, sizeof *s);
     s->accepted = calloc(set->n ? set->n : 1, 1);
+    ingest_stack_cache_t *cache = NULL;
+    if (ingest_stack_cache_new(st, mode->stack_cache, &cache) != 0)
+        fprintf(stderr, "ingest: no memory for the stack cache\n");
     getrusage(RUSAGE_SELF, &s->ru0);
     double p0 = clock_process(), t0 = clock_thread(), w0 = clock_wall();
     for (size_t i = 0; i < set->n; i++) {
         errmsg_t em = {{0}};
-        int rc = ingest_one(st, &lim, &set->p[i], s, &em);
+        int rc = ingest_one(st, &lim, cache, &set->p[i], s, &em);
         if (rc == 0) {
             s->ok++;
             if (s->accepted) s->accepted[i] = 1;
@@ -111,6 +127,7 @@ static void ingest_all(storage_t *st, const profile_set_t *set, const ingest_mod
     s->cpu_thread = clock_thread() - t0;
     s->wall = clock_wall() - w0;
     getrusage(RUSAGE_SELF, &s->ru1);
+    ingest_stack_cache_free(cache);
 }
 
 static int open_store(const char *dir, const ingest_mode_t *mode, storage_t **st)
@@ -199,6 +216,7 @@ static void report_cpu(const profile_set_t *set, const ingest_stats_t *s, double
     double n = s->ok ? (double)s->ok : 1;
     printf("profiles: %zu\ningested_ok: %zu\ningest_failed: %zu\nseries_written: %zu\n", set->n,
            s->ok, s->failed, s->series);
+    printf("stack_cache_hits: %zu of %zu samples looked up\n", s->stack_hits, s->stack_lookups);
     printf("decode_cpu_per_profile_us: %.1f\n", decode * 1e6);
     printf("ingest_cpu_per_profile_us: %.1f (calling thread %.1f)\n", s->cpu_process / n * 1e6,
            s->cpu_thread / n * 1e6);
@@ -318,7 +336,8 @@ int cmd_ingest(int argc, char **argv)
     gen_options_default(&o, GEN_CPU);
     const char *index = NULL, *data = NULL, *real = NULL;
     uint64_t rounds = 3, keep = 0, merges = UINT64_MAX, total_merges = UINT64_MAX, by_profile = 0,
-             anchors = 0, node_cache = 0, whole_read = UINT64_MAX, dict_bytes = UINT64_MAX;
+             anchors = 0, node_cache = 0, whole_read = UINT64_MAX, dict_bytes = UINT64_MAX,
+             stack_cache = INGEST_STACK_CACHE_BYTES;
     for (int i = 0; i < argc; i++) {
         if (gen_flag(argc, argv, &i, &o) || flag_str(argc, argv, &i, "--index", &index) ||
             flag_str(argc, argv, &i, "--real", &real) ||
@@ -331,7 +350,8 @@ int cmd_ingest(int argc, char **argv)
             flag_u64(argc, argv, &i, "--aggregate-anchors", &anchors) ||
             flag_u64(argc, argv, &i, "--node-cache-bytes", &node_cache) ||
             flag_u64(argc, argv, &i, "--node-whole-read-percent", &whole_read) ||
-            flag_u64(argc, argv, &i, "--node-table-dict-bytes", &dict_bytes))
+            flag_u64(argc, argv, &i, "--node-table-dict-bytes", &dict_bytes) ||
+            flag_u64(argc, argv, &i, "--stack-cache-bytes", &stack_cache))
             continue;
         fprintf(stderr, "ingest: unknown flag %s\n", argv[i]);
         return 2;
@@ -343,7 +363,8 @@ int cmd_ingest(int argc, char **argv)
                           .anchors = anchors > UINT32_MAX ? UINT32_MAX : (uint32_t)anchors,
                           .node_cache = node_cache,
                           .whole_read = whole_read <= 100 ? (int64_t)whole_read : -1,
-                          .dict_bytes = dict_bytes <= SIZE_MAX / 2 ? (int64_t)dict_bytes : -1};
+                          .dict_bytes = dict_bytes <= SIZE_MAX / 2 ? (int64_t)dict_bytes : -1,
+                          .stack_cache = (size_t)stack_cache};
     if (o.spans > 0 && index == NULL && real == NULL) {
         if (o.start_s == 0)
             o.start_s = ((int64_t)time(NULL) - (int64_t)o.profiles * o.step_s - 60) / 10 * 10;

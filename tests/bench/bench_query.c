@@ -17,6 +17,7 @@
 
 #include "bench.h"
 #include "common/err.h"
+#include "common/u64map.h"
 #include "node/ingest/ingest.h"
 #include "query/query.h"
 #include "storage/storage.h"
@@ -161,6 +162,200 @@ static size_t count_over(const storage_merged_tab_t *tabs, size_t n, int64_t cut
         for (size_t j = 0; j < tabs[i].n; j++)
             over += (j == 0 || tabs[i].total[j] != 0) && tabs[i].total[j] >= cut;
     return over;
+}
+
+/* The merged nodes of the forests, by path: per forest and id its merged
+ * node (mid), per merged node its total, its smallest non-zero part in
+ * any forest, and its parent (UINT32_MAX for the root). */
+typedef struct paths {
+    uint32_t **mid, *par;
+    uint64_t *key; /* per merged node: its path's hash */
+    int64_t *tot, *minpart;
+    size_t m;
+} paths_t;
+
+static void paths_free(paths_t *p, size_t n)
+{
+    for (size_t i = 0; p->mid != NULL && i < n; i++)
+        free(p->mid[i]);
+    free(p->mid);
+    free(p->par);
+    free(p->key);
+    free(p->tot);
+    free(p->minpart);
+}
+
+static int paths_forest(paths_t *p, u64map_t *map, uint64_t *h, const storage_merged_tab_t *f,
+                        uint32_t *mid, size_t cap)
+{
+    for (size_t id = 0; id < f->n; id++) {
+        if (id > 0 && f->total[id] == 0) continue;
+        uint64_t k = id == 0 ? 0 : (h[f->parent[id]] ^ f->sym[id]) * 0x9e3779b97f4a7c15ULL;
+        h[id] = k ^ k >> 29;
+        uint32_t x;
+        int rc = u64map_get_or_put(map, h[id], (uint32_t)p->m, &x);
+        if (rc < 0 || p->m >= cap) return ERR_NOMEM;
+        if (rc == 1) {
+            p->tot[x] = 0;
+            p->minpart[x] = INT64_MAX;
+            p->par[x] = id == 0 ? UINT32_MAX : mid[f->parent[id]];
+            p->key[x] = h[id];
+            p->m++;
+        }
+        mid[id] = x;
+        p->tot[x] += f->total[id];
+        if (f->total[id] > 0 && f->total[id] < p->minpart[x]) p->minpart[x] = f->total[id];
+    }
+    return 0;
+}
+
+static int paths_make(paths_t *p, const storage_merged_tab_t *tabs, size_t n)
+{
+    size_t cap = 0, most = 1;
+    memset(p, 0, sizeof *p);
+    for (size_t i = 0; i < n; i++) {
+        cap += tabs[i].nodes;
+        most = tabs[i].n > most ? tabs[i].n : most;
+        if (tabs[i].parent == NULL) return ERR_INVALID_ARGUMENT;
+    }
+    p->mid = calloc(n ? n : 1, sizeof *p->mid);
+    p->par = malloc(cap * sizeof *p->par);
+    p->key = malloc(cap * sizeof *p->key);
+    p->tot = malloc(cap * sizeof *p->tot);
+    p->minpart = malloc(cap * sizeof *p->minpart);
+    uint64_t *h = malloc(most * sizeof *h);
+    u64map_t map = {0};
+    int rc = p->mid && p->par && p->key && p->tot && p->minpart && h ? u64map_init(&map, cap)
+                                                                     : ERR_NOMEM;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        p->mid[i] = malloc(tabs[i].n * sizeof *p->mid[i]);
+        rc = p->mid[i] != NULL ? paths_forest(p, &map, h, &tabs[i], p->mid[i], cap) : ERR_NOMEM;
+    }
+    u64map_free(&map);
+    free(h);
+    return rc;
+}
+
+/* The k-th largest of v[0..m), or 0. */
+static int64_t kth_largest(const int64_t *v, size_t m, size_t k)
+{
+    int64_t *c = m >= k && k > 0 ? malloc(m * sizeof *c) : NULL, r = 0;
+    if (c == NULL) return 0;
+    memcpy(c, v, m * sizeof *c);
+    qsort(c, m, sizeof *c, cmp_desc_i64);
+    r = c[k - 1];
+    free(c);
+    return r;
+}
+
+/* What a share that truncates its own forests in one round could leave
+ * out and still let the coordinator answer exactly: a kept merged node's
+ * total needs its part in every forest, so no forest node smaller than
+ * the smallest part of any kept node may be left out. Printed: the
+ * forest nodes the selection reads (kept, or a kept node's kid: what an
+ * oracle would ship), that smallest part and the nodes at or above it,
+ * and at the bound that ships a fifth of the nodes the kept nodes whose
+ * total it would leave short. */
+static void sliver_figures(const storage_merged_tab_t *tabs, size_t n, size_t k)
+{
+    paths_t p;
+    if (paths_make(&p, tabs, n) != 0) {
+        paths_free(&p, n);
+        return;
+    }
+    int64_t cut = kth_largest(p.tot, p.m, k), least = INT64_MAX;
+    size_t kept = 0, read = 0, all = 0;
+    for (size_t x = 0; x < p.m; x++)
+        if (p.tot[x] >= cut) {
+            kept++;
+            least = p.minpart[x] < least ? p.minpart[x] : least;
+        }
+    for (size_t i = 0; i < n; i++)
+        for (size_t id = 0; id < tabs[i].n; id++) {
+            if (id > 0 && tabs[i].total[id] == 0) continue;
+            uint32_t x = p.mid[i][id];
+            all++;
+            read += p.tot[x] >= cut || p.tot[p.par[x]] >= cut;
+        }
+    int64_t *v = malloc(all * sizeof *v), fifth = 0;
+    size_t m = 0, short_kept = 0;
+    for (size_t i = 0; v != NULL && i < n; i++)
+        for (size_t id = 0; id < tabs[i].n; id++)
+            if (id == 0 || tabs[i].total[id] != 0) v[m++] = tabs[i].total[id];
+    if (v != NULL) fifth = kth_largest(v, m, m / 5 > 0 ? m / 5 : 1);
+    free(v);
+    for (size_t x = 0; x < p.m; x++)
+        short_kept += p.tot[x] >= cut && p.minpart[x] < fifth;
+    printf("query_forests_read: %zu of %zu forest nodes are kept or a kept node's kid (%zu merged "
+           "nodes, %zu kept, cut %lld)\n",
+           read, all, p.m, kept, (long long)cut);
+    printf(
+        "query_forests_one_round: smallest part of a kept node in a forest %lld: %zu nodes at "
+        "or above it; a fifth of the nodes (%zu, >= %lld) leaves %zu of the %zu kept nodes short\n",
+        (long long)least, count_over(tabs, n, least), count_over(tabs, n, fifth), (long long)fifth,
+        short_kept, kept);
+    paths_free(&p, n);
+}
+
+/* The paths of a's m heaviest merged nodes (ties at the m-th included). */
+static int top_paths(const paths_t *a, size_t m, u64map_t *set)
+{
+    int64_t cut = kth_largest(a->tot, a->m, m < a->m ? m : a->m);
+    int rc = u64map_init(set, 2 * m);
+    for (size_t x = 0; rc == 0 && x < a->m; x++)
+        if (a->tot[x] >= cut) rc = u64map_put(set, a->key[x], 1);
+    return rc;
+}
+
+/* A coordinator that sent the heaviest paths of an earlier render (the
+ * range 10 s shorter: the previous refresh of a dashboard) with its
+ * request, each share shipping only the nodes on those paths and their
+ * kids: the forest nodes shipped, and whether the new kept set lies in
+ * the paths sent (else a second round), for 1, 2 and 4 times maxNodes. */
+static void hint_figures(const qctx_t *q, const storage_merged_tab_t *tabs, size_t n, size_t k)
+{
+    char until[32];
+    snprintf(until, sizeof until, "%lld", atoll(q->until) - 10);
+    query_params_t pp = {.query = q->query, .from = q->from, .until = until, .format = "json"};
+    query_limits_t lim;
+    query_limits_default(&lim);
+    errmsg_t em = {{0}};
+    query_spec_t spec;
+    query_partial_t part = {0};
+    paths_t a = {0}, b = {0};
+    if (query_spec_parse(QUERY_KIND_RENDER, &pp, &lim, now_ms(), &spec, &em) != 0) return;
+    query_partial_args_t args;
+    query_spec_args(&spec, &args);
+    args.forests = args.parents = 1;
+    int rc = query_partial_run(q->st, "bench", &args, &lim, &part, &em);
+    if (rc == 0) rc = paths_make(&a, part.tabs, part.ntabs);
+    if (rc == 0) rc = paths_make(&b, tabs, n);
+    int64_t cut = rc == 0 ? kth_largest(b.tot, b.m, k) : 0;
+    for (size_t mult = 1; rc == 0 && mult <= 4; mult *= 2) {
+        u64map_t set = {0};
+        rc = top_paths(&a, mult * k, &set);
+        size_t shipped = 0, all = 0, missing = 0;
+        uint32_t one;
+        for (size_t i = 0; rc == 0 && i < n; i++)
+            for (size_t id = 0; id < tabs[i].n; id++) {
+                if (id > 0 && tabs[i].total[id] == 0) continue;
+                uint32_t x = b.mid[i][id];
+                all++;
+                shipped += u64map_get(&set, b.key[x], &one) ||
+                           (id > 0 && u64map_get(&set, b.key[b.par[x]], &one));
+            }
+        for (size_t x = 0; rc == 0 && x < b.m; x++)
+            missing += b.tot[x] >= cut && !u64map_get(&set, b.key[x], &one);
+        if (rc == 0)
+            printf("query_forests_hinted: %zu x maxNodes paths of the render 10 s shorter: %zu of "
+                   "%zu forest nodes shipped, %zu kept nodes outside them (%s)\n",
+                   mult, shipped, all, missing, missing ? "a second round" : "one round");
+        u64map_free(&set);
+    }
+    paths_free(&a, part.ntabs);
+    paths_free(&b, n);
+    query_partial_free(&part);
+    query_spec_free(&spec);
 }
 
 /* A share's part of a render as a coordinator that truncates asks it:
@@ -484,6 +679,8 @@ static int forest_figures(const qctx_t *q)
                    calltree_node_count(whole.tree));
         }
         query_partial_free(&whole);
+        sliver_figures(part.tabs, n, spec.max_nodes);
+        hint_figures(q, part.tabs, n, spec.max_nodes);
         printf("query_forests_encode_ms: %.3f (min %.3f, CPU of the thread, %d rounds)\n",
                te[FOREST_ROUNDS / 2] * 1e3, te[0] * 1e3, FOREST_ROUNDS);
         printf("query_forests_decode_ms: %.3f (min %.3f, query_gather_add_trees)\n",

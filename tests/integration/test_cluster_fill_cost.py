@@ -58,7 +58,7 @@ def counters(c):
              "flamedb_repair_window_windows_filled_total",
              "flamedb_repair_window_windows_inexact_total",
              "flamedb_repair_fill_summary_bytes_total", "flamedb_repair_fill_summaries_total",
-             "flamedb_repair_fill_summary_ids_total")
+             "flamedb_repair_fill_summary_ids_total", "flamedb_repair_fill_tree_alike_total")
     return [[metric(c, i, n) for n in names] for i in (0, 1)]
 
 
@@ -128,8 +128,9 @@ def fill_mixed(n, extra=((), ())):
                   "its first pass received %d bytes in %d ms"
                   % (i, d[i][0], d[i][1], d[i][2], d[i][3], first[i][0], first[i][1]))
         summ = [d[0][k] + d[1][k] for k in (4, 5, 6)]
-        print("    fill summaries: %d window(s) looked at in %d bytes (%.1f bytes a window), "
-              "%d asked again by ids" % (summ[1], summ[0], summ[0] / max(summ[1], 1), summ[2]))
+        print("    fill summaries: %d window(s) looked at (%d alike by the tree) in %d bytes "
+              "(%.1f bytes a window), %d asked again by ids"
+              % (summ[1], d[0][7] + d[1][7], summ[0], summ[0] / max(summ[1], 1), summ[2]))
         assert d[0][2] + d[1][2] > 0, d  # one fills; the other may then take its copy whole
         each_alone_exact(c, want, now)
         # converged: another repair finds the copies alike and exchanges
@@ -162,6 +163,56 @@ def test_fill_of_a_large_mixed_range():
     assert summ[0] <= SUMMARY_BYTES * summ[1] + ID_BYTES * summ[2], summ
 
 
+def few_missing(n, few, extra=((), ())):
+    """A 2-node cluster (node i started with extra[i]) holding n services'
+    old windows alike, but for one failed push 10 days old of each of `few`
+    services through n0 while n1 was stopped: n1 lacks a few windows.
+    Repaired and checked exact; [[counters' deltas] per node]."""
+    now = int(time.time())
+    args = ARGS + ["--profile-retention", "4h", "--repair-windows-interval", "0"]
+    with Cluster(2, rf=2, write_quorum=2, args=args, start=False) as c:
+        for x in extra:
+            c.add_node(extra=x)
+        c.wait_converged()
+        shared = [harness.unique("fkw%d" % k) for k in range(n)]
+        want = shared_pushes(c, shared, now)
+        no_marks(c)
+        at = {svc: now - 10 * DAY + 53 * k for k, svc in enumerate(shared[:few])}
+        failed, _ = push_failing(c, 0, [1], shared[:few], 9000, now, at=at, hold=1.2)
+        for svc, v in failed.items():
+            want[svc] += v
+        c.wait_state(1, "active", observers=[0], timeout=30)
+        time.sleep(1.2)  # past the write timeout: the miss is marked by then
+        no_marks(c)
+        before = counters(c)
+        took, _ = repair_printed(c)
+        after = counters(c)
+        d = [[a - b for a, b in zip(after[i], before[i])] for i in (0, 1)]
+        summ = [d[0][k] + d[1][k] for k in (4, 5, 6)]
+        alike = d[0][7] + d[1][7]
+        print("    %d of %d services missing a window on n1; repair took %.2f s; fill summaries: "
+              "%d window(s) looked at (%d alike by the tree) in %d bytes (%.1f bytes a window)"
+              % (few, n, took, summ[1], alike, summ[0], summ[0] / max(summ[1], 1)))
+        each_alone_exact(c, want, now)
+        return d, alike
+
+
+def test_fill_of_a_few_missing_windows():
+    """Copies alike but for a few old windows one lacks (stream protocol 4):
+    the hash tree finds most of the range's windows alike by their bucket,
+    and only the buckets that differ send their windows' hashes; before
+    (protocol 3) every window of the range sent a key and a hash."""
+    n = int(os.environ.get("FLAMEDB_FILL_SERVICES", "96"))
+    v = os.environ.get("FLAMEDB_FILL_STREAM_VERSION")  # "3": measure as before
+    cap = ["--cluster-stream-version", v] if v else []
+    d, alike = few_missing(n, 2, (cap, cap))
+    summ = [d[0][k] + d[1][k] for k in (4, 5, 6)]
+    assert summ[1] > 0, summ  # the holds probe (or a fill) looked at the ranges
+    if not v:
+        assert alike >= summ[1] // 2, (alike, summ)
+        assert summ[0] <= 16 * summ[1], summ  # about 24 bytes a window before
+
+
 def test_fill_in_small_key_batches():
     """--repair-fill-keys-batch 3: the fill asks for its windows three keys a
     request, and still ends exact."""
@@ -174,14 +225,17 @@ def test_fill_between_stream_versions():
     (--cluster-stream-version) fills from and for a node of the newest,
     exactly. Protocol 1 knows no fill fields (every window travels whole),
     protocol 2 summarises with ids, and neither side is sent hashes."""
-    for old, who in ((1, 0), (2, 0), (1, 1)):
+    for old, who in ((1, 0), (2, 0), (1, 1), (3, 0), (3, 1)):
         print("    n%d at stream protocol %d, the other at the newest:" % (who, old))
         cap = ["--cluster-stream-version", str(old)]
         d, _ = fill_mixed(8, (cap, []) if who == 0 else ([], cap))
         hashed = d[0][5] + d[1][5]
         summ_bytes = d[0][4] + d[1][4]
+        alike = d[0][7] + d[1][7]
         if old == 1:  # no summaries either way: every window looked at whole
             assert hashed == 0 and summ_bytes == 0, d
+        elif old == 3:  # hashes both ways, no tree
+            assert hashed > 0 and alike == 0, (d, alike)
         else:  # summaries with ids both ways, no second look
             assert hashed > 0 and d[0][6] + d[1][6] == 0, d
             assert summ_bytes > SUMMARY_BYTES * hashed, d

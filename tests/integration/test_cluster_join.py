@@ -9,9 +9,11 @@ processes (issue #10):
   the acknowledged totals, and still does with any one node killed (RF-1);
   the streaming rate and the ingest latency during the move are printed;
 - the joining node is killed with -9 while it streams (throttled with
-  --stream-max-mb-per-s 1) and restarted: it is `joining` again, streams its
-  gained ranges again (from the start: docs/cluster.md) and finishes, and
-  every node answers exactly, also with any one node killed;
+  --stream-max-mb-per-s 1) and restarted: it is `joining` again and finishes,
+  and every node answers exactly, also with any one node killed; killed well
+  into its windows' stream under ingest, it goes on from the cursors kept in
+  DATA_DIR/move.progress: it clears nothing again and streams clearly less
+  than the whole;
 - the source the new node streams from (an old replica) is killed with -9,
   or stopped (SIGSTOP: alive but silent), mid-stream under ingest: the new
   node goes on with the range from its cursor at another current replica in
@@ -259,6 +261,57 @@ def test_join_killed_midstream_resumes():
         frm, until = t0 - 10, t0 + 100000
         exact_everywhere(c, [0, 1, 2, n], want, frm, until)
         print("    exact on every node")
+        exact_losing_each(c, [0, 1, 2, n], want, frm, until)
+
+
+def test_join_killed_midstream_goes_on_from_its_cursor():
+    """The joiner is killed with -9 well into its windows' stream (1 MB/s)
+    while pushes go on through the old nodes, and restarted: it goes on from
+    the cursors kept in DATA_DIR/move.progress, clears nothing again, and
+    streams clearly less than the whole; every node answers exactly, also
+    with any one node killed."""
+    t0 = int(time.time()) - 7200
+    live = harness.unique("live")
+    with Cluster(3, rf=2, args=JOIN_FAST_FORMATION) as c:
+        want = preload(c, [0, 1, 2], "base", t0, 1600, lines=60)
+        p, th = start_pusher(c, live, t0 + 1000, [0, 1, 2])
+        n = c.add_node(extra=["--stream-max-mb-per-s", "1"] + JOIN_SETTLE_AUTO)
+        # well into the stream of whole windows, not at its start
+        w1 = wait_for("n3 well into its stream", lambda: (
+            lambda w: w if w >= 600 else None)(
+                metric(c, n, "flamedb_repair_windows_streamed_total")),
+            timeout=60, interval=0.05)
+        b1 = metric(c, n, "flamedb_repair_bytes_streamed_total")
+        assert c.states(n)[c.ids[n]] == "joining", "n3 active before the kill: %s" % c.status(n)
+        c.kill(n)
+        print("    killed n3 (-9) while joining, %d windows (%d bytes) streamed" % (w1, b1))
+        time.sleep(1.0)  # pushes go on while it is down
+        c.restart(n)
+        assert c.states(n)[c.ids[n]] == "joining", "restarted mid-join, not joining: %s" % (
+            c.status(n))
+        took = c.wait_state(n, "active", observers=[0, 1, 2, n], timeout=90)
+        w2 = metric(c, n, "flamedb_repair_windows_streamed_total")
+        b2 = metric(c, n, "flamedb_repair_bytes_streamed_total")
+        ranges = metric(c, n, "flamedb_repair_stream_ranges_resumed_total")
+        kept_w = metric(c, n, "flamedb_repair_stream_windows_resumed_total")
+        kept_b = metric(c, n, "flamedb_repair_stream_bytes_resumed_total")
+        cleared = metric(c, n, "flamedb_repair_ranges_cleared_total")
+        print("    restarted: active %.2f s later; resumed %d interval(s) holding %d windows "
+              "(%d bytes) streamed before; streamed %d windows (%d bytes) more, cleared %d" %
+              (took, ranges, kept_w, kept_b, w2, b2, cleared))
+        assert ranges > 0, "the restarted node resumed no stream"
+        assert cleared == 0, "the restarted node cleared %d interval(s) again" % cleared
+        # the cursor is written after each page: at most the page in flight is lost
+        assert kept_w >= w1 // 2, "kept %d windows of the %d streamed before the kill" % (
+            kept_w, w1)
+        assert w2 < kept_w + w2 - w1 // 2, "streamed %d windows again of %d" % (w2, kept_w + w2)
+        assert w2 <= 0.75 * (kept_w + w2), "the resumed stream was not clearly less than whole"
+        time.sleep(1.0)
+        want[live] = stop_pusher(p, th, c, [0, 1, 2, n])
+        frm, until = t0 - 10, t0 + 100000
+        exact_everywhere(c, [0, 1, 2, n], want, frm, until)
+        print("    exact on every node (%d services, %d samples)" % (len(want),
+                                                                     sum(want.values())))
         exact_losing_each(c, [0, 1, 2, n], want, frm, until)
 
 

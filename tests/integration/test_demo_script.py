@@ -67,6 +67,8 @@ def test_printed_flamectl_setup_reaches_the_moved_demo():
         m = re.search(r"^\s*export FLAMEDB_URL=(http://127\.0\.0\.1:(\d+))\s*$", out, re.M)
         assert m, ("no export FLAMEDB_URL line", out[-3000:])
         assert int(m.group(2)) != port, ("the demo kept the taken port", m.group(0))
+        # and says so, naming both ports (the documents' examples use 4040)
+        assert "port %d is taken: node1 serves HTTP on %s instead" % (port, m.group(2)) in out, out[:2000]
         # the printed line, pasted into a shell, makes plain flamectl reach the demo
         ctl = os.path.join(BUILD, "bin", "flamectl")
         r = subprocess.run(["bash", "-c", m.group(0).strip() + ' && "$0" ready', ctl],

@@ -13,10 +13,13 @@ format, as Pyroscope's distributor does (docs/api.md, POST /ingest):
   one sample type with a value keeps the whole push, all-zero types
   included.
 """
+import os
+import subprocess
+import tempfile
 import time
 
 from cluster import FAST_FORMATION, Cluster
-from harness import CPU, Node, run_tests, unique
+from harness import CPU, ROOT, Node, run_tests, unique
 from profiles import Pprof
 
 NODE = Node(name="empty").start()
@@ -47,6 +50,8 @@ def check_empty_pushes(node):
     for svc, body, params in pushes:
         r = node.ingest(body, name=svc + ".cpu", **{"from": NOW - 60}, **params)
         assert r.status == 200, "%s: %r" % (svc, r)
+        # said to a client that looks (flamectl exits 1 on it)
+        assert r.headers.get("x-flamedb-stored") == "nothing", (svc, r.headers)
     after = node.metric("flamedb_ingest_empty_profiles_total")
     assert after - before == len(pushes), (before, after)
     names = node.label_values("service_name", **{"from": str(NOW - 600)})
@@ -59,12 +64,37 @@ def test_empty_push_is_accepted_and_not_stored():
     check_empty_pushes(NODE)
 
 
+def test_flamectl_says_the_node_stored_nothing():
+    """flamectl push of a profile without a sample of any value (folded
+    counts of 0, a pprof without samples) exited 0 after 'pushed N bytes':
+    the node's answer says it stored nothing, and flamectl exits 1 saying
+    so; a push with values still exits 0."""
+    ctl = os.environ.get("FLAMECTL_BIN", os.path.join(ROOT, "build", "bin", "flamectl"))
+    with tempfile.TemporaryDirectory(prefix="flamedb-empty-") as d:
+        p = Pprof([("cpu", "nanoseconds")])
+        cases = [("zero.txt", b"main;idle 0\n", unique("ctlzero") + ".cpu", 1),
+                 ("empty.pb", p.encode_gz(), unique("ctlpb"), 1),
+                 ("work.txt", b"main;work 3\n", unique("ctlwork") + ".cpu", 0)]
+        for fname, body, name, want in cases:
+            path = os.path.join(d, fname)
+            with open(path, "wb") as f:
+                f.write(body)
+            r = subprocess.run([ctl, "--url", "http://127.0.0.1:%d" % NODE.port, "push", path,
+                                "--name", name], capture_output=True, text=True, timeout=60)
+            assert r.returncode == want, (fname, r.returncode, r.stderr)
+            if want:
+                assert "has no sample with a value" in r.stderr and "stored nothing" in r.stderr, r.stderr
+            else:
+                assert r.stderr.startswith("pushed "), r.stderr
+
+
 def test_one_type_with_values_keeps_the_push_whole():
     svc = unique("onetype")
     p = Pprof([("cpu", "nanoseconds"), ("samples", "count")])
     p.add(["main", "work"], [0, 5])
     r = NODE.ingest(p.encode(), name=svc + ".cpu", format="pprof", **{"from": NOW - 60})
     assert r.status == 200, r
+    assert r.headers.get("x-flamedb-stored") is None, r.headers
     got = listed(NODE, svc)  # the all-zero cpu type is stored too
     assert len(got) == 1 and got[0]["total"] == 0, got
 

@@ -50,6 +50,32 @@ def test_pprof_without_from_is_a_new_profile_each_time():
     assert total(svc) == 2000
 
 
+def test_time_parameter_overrides_time_nanos():
+    """A pprof's time_nanos wins over from= (Pyroscope's order), so a saved
+    profile could not be filed at another time (a backfill, a client with a
+    wrong clock): time= sets it, over both; the same time pushed twice counts
+    once; a bad time is a 400 naming the parameter."""
+    svc = unique("timeparam")
+    p = Pprof([("cpu", "nanoseconds")], time_ns=(NOW - 60) * 10**9)
+    p.add(["main", "work"], [7])
+    q = '%s{service_name="%s"}' % (CPU, svc)
+
+    def times():
+        r = NODE.query("/api/profiles", query=q, **{"from": str(NOW - 7200)}, until=str(NOW + 60))
+        assert r.status == 200, r
+        return sorted(x["time"] for x in r.json()["profiles"])
+
+    r = NODE.ingest(p.encode_gz(), name=svc, format="pprof", **{"from": NOW - 3000})
+    assert r.status == 200, r
+    assert times() == [NOW - 60], times()  # time_nanos, not from
+    for _ in range(2):
+        r = NODE.ingest(p.encode_gz(), name=svc, format="pprof", **{"from": NOW - 3000}, time=NOW - 3600)
+        assert r.status == 200, r
+    assert times() == [NOW - 3600, NOW - 60], times()
+    r = NODE.ingest(p.encode_gz(), name=svc, format="pprof", time="yesterday")
+    assert r.status == 400 and "parameter 'time'" in r.body.decode(), r
+
+
 def test_bad_folded_counts_400():
     svc = unique("neg")
     cases = {

@@ -76,6 +76,45 @@ def test_span_totals_equal_span_samples():
     assert sorted(r.body.decode().split("\n")) == ["", "main;serve;db 300", "main;serve;json 70"]
 
 
+def test_span_ids_listed():
+    """GET /pyroscope/label-values?label=span_id (and trace_id) with a match
+    selector lists the ids recorded for the series it selects in the range,
+    as the 16 hex digits a selector takes: an id that was not hex ("req-7")
+    is listed as its hash, which selects the same samples. Other services'
+    ids and ids outside the range are not listed; without match it is a 400,
+    and past --query-max-span-ids a 422 naming the setting."""
+    svc, other = unique("spanlist"), unique("spanother")
+    want = push_spans(NODE, svc, NOW - 60)
+    p = Pprof([("cpu", "nanoseconds")])
+    p.add(["main", "old"], [9], {"span_id": "00000000000000cc"})
+    assert NODE.ingest(p.encode_gz(), name=svc, format="pprof", **{"from": NOW - 3000}).status == 200
+    p = Pprof([("cpu", "nanoseconds")])
+    p.add(["main", "x"], [1], {"span_id": "00000000000000dd"})
+    assert NODE.ingest(p.encode_gz(), name=other, format="pprof", **{"from": NOW - 60}).status == 200
+    match = '{service_name="%s"}' % svc
+    ids = NODE.label_values("span_id", match=match, **{"from": "now-30m"})
+    assert ids == sorted(ids) and len(ids) == 3 and SPANS[0] in ids and SPANS[1] in ids, ids
+    hashed = [i for i in ids if i not in SPANS]
+    assert NODE.total(sel(svc, span_id=q(hashed[0]))) == want[("span_id", SPANS[2])], hashed
+    assert NODE.label_values("span_id", match=match, **{"from": "now-1h"}) == sorted(
+        ids + ["00000000000000cc"])
+    traces = NODE.label_values("trace_id", match=match)
+    assert len(traces) == 1, traces
+    assert NODE.total(sel(svc, trace_id=q(traces[0]))) == want[("trace_id", "t-1")]
+    assert NODE.label_values("span_id", match='{service_name="%s"}' % other) == ["00000000000000dd"]
+    r = NODE.query("/pyroscope/label-values", None, label="span_id")
+    assert r.status == 400 and "parameter 'match': required" in r.body.decode(), r
+    # a trace_id matcher in match selects no series: refused, not an empty list
+    r = NODE.query("/pyroscope/label-values", None, label="span_id",
+                   match='{service_name="%s",trace_id="t-1"}' % svc)
+    assert r.status == 400 and "trace_id is a sample label" in r.body.decode(), r
+    with Node(name="spanlimit", args=["--query-max-span-ids", "2"]) as small:
+        push_spans(small, svc, NOW - 60)
+        r = small.query("/pyroscope/label-values", None, label="span_id", match=match)
+        assert r.status == 422 and "query-max-span-ids" in r.body.decode(), r
+        assert small.label_values("trace_id", match=match) == traces
+
+
 def test_unsupported_matchers_are_400():
     svc = unique("spans400")
     for matcher, needle in (('span_id!="00000000deadbeef"', "only = and =~"),
@@ -118,6 +157,11 @@ def test_three_nodes_exact_from_every_node():
             bodies.add(r.body)
             assert node.total(sel("spansvc", trace_id=q("t-1"))) == want[("trace_id", "t-1")]
         assert len(bodies) == 1
+        # the span ids listed are the same, all of them, from every node (8
+        # shards: the series lie on several nodes' ranges)
+        listed = [node.label_values("span_id", match='{service_name="spansvc"}') for node in c.nodes]
+        assert all(ids == listed[0] for ids in listed) and len(listed[0]) == 3, listed
+        assert SPANS[0] in listed[0] and SPANS[1] in listed[0], listed
 
 
 def sealed_answer(node, svc, span, frm, until):

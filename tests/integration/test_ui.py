@@ -739,6 +739,21 @@ def test_span_view():
         assert s["numTicks"] == 5000 and "gc" in frames_by_name(s), s["numTicks"]
         no_exponents(b, "#view-spans")  # the timeline's top was "max 1.0e-6 cores"
         shot(b, "span")
+        # the ids that have profiles are listed (one could not find them but
+        # by pasting); clicking one shows it
+        ids = sorted({sp for _, _, sp in SPAN_ROWS})
+        assert s["spanIds"] == ids, s["spanIds"]
+        assert s["spanIdsNote"] == "2 span_ids with profiles:", s["spanIdsNote"]
+        b.js("[...document.querySelectorAll('#span-ids button')].find((x) => x.textContent === %s).click()"
+             % json.dumps(SPAN))
+        s = b.wait_js("const s = window.flamedbUI.snapshot(); return s.ready && s.state.span === %s && s"
+                      % json.dumps(SPAN), what="the listed span")
+        assert s["numTicks"] == want, s["numTicks"]
+        # at phone width the list wraps inside the window
+        b.set_window(390, 800)
+        m = b.js("return [document.documentElement.scrollWidth, window.innerWidth]")
+        assert m[0] <= m[1], ("the span view scrolls sideways at 390 px", m)
+        shot(b, "span-ids-390")
 
 
 def test_tags_and_profiles():
@@ -797,6 +812,37 @@ def test_tags_and_profiles():
         callees = {f["name"] for f in s["opened"]["sandwich"]["callees"]}
         assert {"serve", "db", "json"} <= callees, callees
         shot(b, "profile-sandwich")
+
+
+def test_tables_phone_width():
+    """At 390 px (a phone) the profile list and the cluster table ran past
+    the window and the page scrolled sideways: each table scrolls inside its
+    box, which stays within the window, so every column is reachable and the
+    rest of the page stays put."""
+    with need_browser() as b:
+        b.set_window(390, 800)
+        for view, url in (("profiles", page(view="profiles", query=sel())),
+                          ("cluster", page(view="cluster", query=sel()))):
+            open_page(b, url, "the %s view at 390 px" % view)
+            b.wait_js("return document.querySelector('#view-%s .table-box tbody tr')" % view,
+                      what="the %s table's rows" % view)
+            m = b.js("""
+              const box = document.querySelector('#view-%s .table-box');
+              const t = box.querySelector('table'), r = box.getBoundingClientRect();
+              box.scrollLeft = box.scrollWidth;
+              const last = [...t.querySelectorAll('th')].pop().getBoundingClientRect();
+              const out = {page: document.documentElement.scrollWidth, inner: window.innerWidth,
+                           left: r.left, right: r.right, table: t.getBoundingClientRect().width,
+                           scroll: box.scrollWidth, client: box.clientWidth,
+                           overflow: getComputedStyle(box).overflowX,
+                           lastIn: last.right <= r.right + 1 && last.left >= r.left - 1};
+              box.scrollLeft = 0;
+              return out;""" % view)
+            assert m["page"] <= m["inner"], ("the page scrolls sideways at 390 px", view, m)
+            assert m["left"] >= 0 and m["right"] <= m["inner"] + 0.5, ("the table box leaves the window", view, m)
+            assert m["overflow"] in ("auto", "scroll"), ("the table cannot scroll inside its box", view, m)
+            assert m["scroll"] >= m["table"] - 1 and m["lastIn"], ("a column cannot be reached", view, m)
+            shot(b, "phone-" + view)
 
 
 def test_tags_empty():

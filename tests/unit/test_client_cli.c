@@ -159,7 +159,18 @@ static void test_push_detect(void)
     CHECK_EQ_INT(ctl_run(args, out, sizeof out), 0);
     char *req = ts_last_request(&srv, NULL);
     CHECK(strstr(req, "POST /ingest?name=app%7Benv%3Dprod%7D&format=pprof&from=1700000000&"));
+    CHECK(strstr(req, "&time=") == NULL);
     free(req);
+    /* --time: the profile's time over the pprof's own (sent as time=) */
+    ts_push(&srv, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", 0, 0);
+    snprintf(args, sizeof args, "push '%s' --name app --time 1600000000", path);
+    CHECK_EQ_INT(ctl_run(args, out, sizeof out), 0);
+    req = ts_last_request(&srv, NULL);
+    CHECK(strstr(req, "&time=1600000000&") != NULL);
+    free(req);
+    snprintf(args, sizeof args, "push '%s' --name app --time last-week", path);
+    CHECK_EQ_INT(ctl_run(args, out, sizeof out), 2);
+    CHECK(has(out, "--time 'last-week' is not unix seconds"));
     snprintf(path, sizeof path, "%s/f.txt", tmp);
     f = fopen(path, "w");
     fputs("main;a 3\n", f);
@@ -173,10 +184,37 @@ static void test_push_detect(void)
           strstr(req, "\r\n\r\nmain;a 3\n"));
     free(req);
     CHECK(strstr(out, "is empty") == NULL);
-    /* an empty file is answered 200 and stores nothing: said, exit 0 */
-    ts_push(&srv, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", 0, 0);
-    CHECK_EQ_INT(ctl_run("push /dev/null --name app.cpu", out, sizeof out), 0);
-    CHECK(has(out, "flamectl: /dev/null is empty: the node stored nothing\n"));
+    /* an empty file, or folded text of blank lines, is nothing to push:
+     * said, exit 1, and nothing is sent (the node would answer 200) */
+    int before = srv.requests;
+    CHECK_EQ_INT(ctl_run("push /dev/null --name app.cpu", out, sizeof out), 1);
+    CHECK(has(out, "flamectl: push: /dev/null is empty (0 bytes): nothing to push\n"));
+    CHECK_EQ_INT(ctl_run("push /dev/null --name app --format pprof", out, sizeof out), 1);
+    snprintf(path, sizeof path, "%s/blank.txt", tmp);
+    f = fopen(path, "w");
+    fputs("\n  \r\n\t\n", f);
+    fclose(f);
+    snprintf(args, sizeof args, "push '%s' --name app.cpu", path);
+    CHECK_EQ_INT(ctl_run(args, out, sizeof out), 1);
+    CHECK(has(out, "has no stack line (blank lines only): nothing to push"));
+    CHECK_EQ_INT(ctl_run("push - --name app.cpu", out, sizeof out), 1); /* stdin is /dev/null */
+    CHECK(has(out, "flamectl: push: stdin is empty (0 bytes)"));
+    CHECK_EQ_INT(ctl_run("push /tmp --name app.cpu", out, sizeof out), 1); /* a directory */
+    CHECK(has(out, "cannot read /tmp"));
+    CHECK_EQ_INT(srv.requests - before, 0);
+    /* a profile without a sample of any value: the node answers 200 and
+     * says it stored nothing; flamectl says so and exits 1 */
+    ts_push(&srv, "HTTP/1.1 200 OK\r\nX-Flamedb-Stored: nothing\r\nContent-Length: 0\r\n\r\n", 0,
+            0);
+    snprintf(path, sizeof path, "%s/zero.txt", tmp);
+    f = fopen(path, "w");
+    fputs("main;idle 0\n", f);
+    fclose(f);
+    snprintf(args, sizeof args, "push '%s' --name app.cpu", path);
+    CHECK_EQ_INT(ctl_run(args, out, sizeof out), 1);
+    CHECK(has(out, "zero.txt has no sample with a value (no sample, or all 0): the node stored "
+                   "nothing\n"));
+    snprintf(path, sizeof path, "%s/f.txt", tmp);
     ts_push(&srv,
             "HTTP/1.1 422 Unprocessable\r\nContent-Length: 51\r\n\r\n"
             "{\"code\":\"unparseable\",\"message\":\"line 1: no count\"}",

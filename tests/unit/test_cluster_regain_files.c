@@ -20,7 +20,9 @@
  * its cursor goes back to its start, in memory and in regain.progress, and
  * this node's copy of it is cleared, at most --stream-check-heals times,
  * logged and counted; before --stream-check-heal-after checks in a row,
- * or past that bound, nothing changes. */
+ * or past that bound, nothing changes. DATA_DIR/move.progress
+ * (repair_move_file.c), the cursors of a join's streams, is written and read
+ * back equal and every damaged form of it is refused with nothing kept. */
 #include "test_storage_fixture.h" /* first: it defines _GNU_SOURCE */
 
 #include <fcntl.h>
@@ -830,6 +832,93 @@ static void test_heal(void)
     fx_done(&f);
 }
 
+/* ---------- DATA_DIR/move.progress (repair_move_file.c) */
+
+/* A join's streams written and read back equal (the move's fingerprint,
+ * every cursor with its windows and bytes), through a temporary name and
+ * after the store's WAL was synced; a move not cleared yet leaves no file;
+ * every damaged form is refused with nothing kept (the move clears and
+ * streams afresh). */
+static void test_move_progress(void)
+{
+    fixture_t f;
+    if (fx_init(&f) != 0) return;
+    cluster_t *c = new_cluster();
+    repair_t *r = new_repair(c);
+    r->storage = f.s;
+    r->gains_fp = 0xfedcba9876543210ull;
+    repair_stream_state_t *a = repair_stream_state(&r->streams, 0x100, 0x17f);
+    a->done = 1;
+    a->after_len = REPAIR_STREAM_KEY_MAX;
+    for (size_t i = 0; i < a->after_len; i++)
+        a->after[i] = (uint8_t)(i * 7);
+    a->windows = 675;
+    a->bytes = 286186;
+    repair_stream_state_t *b = repair_stream_state(&r->streams, 0x300, UINT64_MAX);
+    b->failed = 1;
+    b->spans_after_len = 2;
+    memcpy(b->spans_after, "\x00\xff", 2);
+    CHECK_EQ_INT(repair_move_progress_save(r), 0); /* not cleared: no file */
+    CHECK(!exists("move.progress"));
+    r->gains_cleared = 1;
+    CHECK_EQ_INT(repair_move_progress_save(r), 0);
+    CHECK(exists("move.progress") && !exists("move.progress.tmp"));
+
+    repair_t *q = new_repair(c);
+    errmsg_t em = {{0}};
+    CHECK_EQ_INT(repair_move_progress_load(q, &em), 0);
+    CHECK(q->kept.loaded && q->kept.present && q->kept.saved);
+    CHECK(q->kept.fp == 0xfedcba9876543210ull);
+    CHECK_EQ_INT(q->kept.streams.n, 2);
+    if (q->kept.streams.n == 2) {
+        const repair_stream_state_t *x = &q->kept.streams.v[0], *y = &q->kept.streams.v[1];
+        CHECK(x->lo == 0x100 && x->hi == 0x17f && x->done && !x->spans_done && !x->failed);
+        CHECK(x->after_len == REPAIR_STREAM_KEY_MAX &&
+              memcmp(x->after, a->after, x->after_len) == 0);
+        CHECK(x->windows == 675 && x->bytes == 286186);
+        CHECK(y->lo == 0x300 && y->hi == UINT64_MAX && y->failed && y->after_len == 0);
+        CHECK(y->spans_after_len == 2 && memcmp(y->spans_after, "\x00\xff", 2) == 0);
+    }
+    free(q->kept.streams.v);
+    free(q);
+
+    static const char *const bad[] = {
+        "",
+        "flamedb-move-progress 2\nmove 1\nend 1\n",
+        "flamedb-move-progress 1\nend 0\n", /* no move */
+        "flamedb-move-progress 1\nmove 1\nend 2\n",
+        "flamedb-move-progress 1\nmove 1\nmove 2\nend 2\n",
+        "flamedb-move-progress 1\npiece 0000000000000001 0000000000000002 0 0 0 - - 0 0\n"
+        "move 1\nend 2\n",
+        "flamedb-move-progress 1\nmove 1\npiece 0000000000000001 0000000000000002 0 0 0 - -\n"
+        "end 2\n", /* no counts */
+        "flamedb-move-progress 1\nmove 1\npiece 0000000000000002 0000000000000001 0 0 0 - - 0 0\n"
+        "end 2\n", /* LO > HI */
+        "flamedb-move-progress 1\nmove 1\npiece 0000000000000001 0000000000000002 0 0 0 - - 0 0\n"
+        "piece 0000000000000001 0000000000000002 0 0 0 - - 0 0\nend 3\n", /* twice */
+        "flamedb-move-progress 1\nmove 1\nend 1\ngarbage\n",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        put_str("move.progress", bad[i]);
+        repair_t *d = new_repair(c);
+        errmsg_t de = {{0}};
+        CHECK_EQ_INT(repair_move_progress_load(d, &de), ERR_CORRUPT);
+        CHECK(!d->kept.present && d->kept.streams.n == 0);
+        free(d->kept.streams.v);
+        free(d);
+    }
+    CHECK_EQ_INT(repair_move_progress_remove(r), 0);
+    CHECK(!exists("move.progress"));
+    repair_t *e = new_repair(c); /* no file: nothing kept, no error */
+    CHECK_EQ_INT(repair_move_progress_load(e, &em), 0);
+    CHECK(e->kept.loaded && !e->kept.present && !e->kept.saved);
+    free(e);
+    free(r->streams.v);
+    free(r);
+    free_cluster(c);
+    fx_done(&f);
+}
+
 int main(void)
 {
     snprintf(dir, sizeof dir, "/tmp/flamedb-regain-files-XXXXXX");
@@ -848,8 +937,10 @@ int main(void)
     test_ring_downtime();
     test_checksums();
     test_heal();
-    static const char *const left[] = {"regain",      "regain.progress", "regain.ring",
-                                       "regain.full", "regain.damaged",  "log"};
+    test_move_progress();
+    static const char *const left[] = {"regain",       "regain.progress", "regain.ring",
+                                       "regain.full",  "regain.damaged",  "log",
+                                       "move.progress"};
     for (size_t i = 0; i < sizeof left / sizeof *left; i++) /* after a failed check */
         rm(left[i]);
     CHECK_EQ_INT(rmdir(dir), 0);

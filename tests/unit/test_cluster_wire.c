@@ -781,6 +781,72 @@ static void test_sum_buckets(void)
     CHECK_EQ_INT(roundtrip(T(REPAIR_ANSWER), &a.base, "c1", 0, &m, &em), ERR_INVALID_ARGUMENT);
 }
 
+/* A fill's tree look (stream protocol 4): a descent's fanout a power of
+ * two up to CLUSTER_TREE_FANOUT_MAX with a bit for each bucket; an answer's
+ * digests as many, its buckets not counted exactly below them; the answer
+ * that finds a range alike packs to a few bytes. */
+static void test_tree_look(void)
+{
+    static uint8_t bits[2 * CLUSTER_TREE_FANOUT_MAX / 8]; /* the too-wide case too */
+    Flamedb__Cluster__RepairRequest q = FLAMEDB__CLUSTER__REPAIR_REQUEST__INIT;
+    q.protocol_version = CLUSTER_PROTOCOL_VERSION;
+    q.deadline_unix_ms = NOW + 100;
+    q.kind = RK(STREAM);
+    q.lo = 10;
+    q.hi = 20;
+    q.tree_look = 1;
+    q.tree_root = 0x1234;
+    q.tree_count = 300;
+    CHECK_EQ_INT(repair_rt(&q), 0);
+    q.tree_look = 0;
+    q.tree_fanout = CLUSTER_TREE_FANOUT_MAX;
+    q.tree_buckets = (ProtobufCBinaryData){CLUSTER_TREE_FANOUT_MAX / 8, bits};
+    CHECK_EQ_INT(repair_rt(&q), 0);
+    q.tree_fanout = 4; /* four buckets in one byte */
+    q.tree_buckets.len = 1;
+    CHECK_EQ_INT(repair_rt(&q), 0);
+    q.tree_fanout = 6; /* not a power of two */
+    CHECK_EQ_INT(repair_rt(&q), ERR_INVALID_ARGUMENT);
+    q.tree_fanout = 2 * CLUSTER_TREE_FANOUT_MAX;
+    q.tree_buckets.len = 2 * CLUSTER_TREE_FANOUT_MAX / 8;
+    CHECK_EQ_INT(repair_rt(&q), ERR_INVALID_ARGUMENT);
+    q.tree_fanout = 16; /* too few bits */
+    q.tree_buckets.len = 1;
+    CHECK_EQ_INT(repair_rt(&q), ERR_INVALID_ARGUMENT);
+    q.tree_fanout = 0; /* buckets without a fanout */
+    CHECK_EQ_INT(repair_rt(&q), ERR_INVALID_ARGUMENT);
+
+    static uint64_t digests[2 * CLUSTER_TREE_FANOUT_MAX];
+    uint32_t inexact[2] = {3, 7};
+    Flamedb__Cluster__RepairAnswer a = FLAMEDB__CLUSTER__REPAIR_ANSWER__INIT;
+    a.protocol_version = CLUSTER_PROTOCOL_VERSION;
+    a.window_summaries = a.summary_hashes = a.tree_alike = 1;
+    a.stream_version = 4;
+    /* the whole answer of a range found alike: its body, a few bytes */
+    CHECK(protobuf_c_message_get_packed_size(&a.base) <= 16);
+    cluster_msg_t m;
+    errmsg_t em = {{0}};
+    CHECK_EQ_INT(roundtrip(T(REPAIR_ANSWER), &a.base, "c1", 0, &m, &em), 0);
+    if (m.body) {
+        CHECK(((Flamedb__Cluster__RepairAnswer *)m.body)->tree_alike);
+        cluster_msg_free(&m);
+    }
+    a.tree_alike = 0;
+    a.tree_digests = digests;
+    a.n_tree_digests = 8;
+    a.tree_inexact = inexact;
+    a.n_tree_inexact = 2;
+    CHECK_EQ_INT(roundtrip(T(REPAIR_ANSWER), &a.base, "c1", 0, &m, &em), 0);
+    if (m.body) cluster_msg_free(&m);
+    inexact[1] = 8; /* a bucket past the fanout */
+    CHECK_EQ_INT(roundtrip(T(REPAIR_ANSWER), &a.base, "c1", 0, &m, &em), ERR_INVALID_ARGUMENT);
+    inexact[1] = 7;
+    a.n_tree_digests = 12; /* not a power of two */
+    CHECK_EQ_INT(roundtrip(T(REPAIR_ANSWER), &a.base, "c1", 0, &m, &em), ERR_INVALID_ARGUMENT);
+    a.n_tree_digests = CLUSTER_TREE_FANOUT_MAX * 2;
+    CHECK_EQ_INT(roundtrip(T(REPAIR_ANSWER), &a.base, "c1", 0, &m, &em), ERR_INVALID_ARGUMENT);
+}
+
 /* A body writer for cluster_wire_encode_with: the message packed. */
 static void write_packed(void *ctx, uint8_t *dst)
 {
@@ -1023,5 +1089,6 @@ int main(void)
     test_repair();
     test_stream();
     test_sum_buckets();
+    test_tree_look();
     return check_exit();
 }

@@ -689,9 +689,58 @@ static void test_hostile_bytes(void)
     pb_free(&b);
 }
 
+/* time= sets the profile's time over the pprof's time_nanos and from (a
+ * backfill, a client with a wrong clock); it is part of the profile id;
+ * a bad or out-of-window time is refused naming the parameter. */
+static void test_time_override(void)
+{
+    pb_t b;
+    build_cpu(&b);
+    size_t n;
+    uint8_t *raw = pb_pack(&b, &n);
+    errmsg_t em;
+    ingest_profile_t *p, *q;
+    ingest_request_t r = test_req("svc{env=prod}", "pprof", raw, n);
+    r.from = "1795564000";
+    CHECK_EQ_INT(test_parse(&r, NULL, &q, &em), 0);
+    CHECK_EQ_INT(ingest_profile_write(q)->time_ns, 1795564100LL * 1000000000LL);
+    r.time = "1795500000";
+    CHECK_EQ_INT(test_parse(&r, NULL, &p, &em), 0);
+    CHECK_EQ_INT(ingest_profile_write(p)->time_ns, 1795500000LL * 1000000000LL);
+    CHECK(memcmp(ingest_profile_write(p)->profile_id, ingest_profile_write(q)->profile_id,
+                 sizeof ingest_profile_write(p)->profile_id) != 0);
+    ingest_profile_free(p);
+    r.time = "1795500000000"; /* ms: the same time, the same profile */
+    CHECK_EQ_INT(test_parse(&r, NULL, &p, &em), 0);
+    CHECK_EQ_INT(ingest_profile_write(p)->time_ns, 1795500000LL * 1000000000LL);
+    ingest_profile_free(p);
+    ingest_profile_free(q);
+    r.time = "yesterday";
+    CHECK_EQ_INT(test_parse(&r, NULL, &p, &em), ERR_INVALID_ARGUMENT);
+    CHECK(strstr(em.text, "parameter 'time'") != NULL);
+    r.time = "1000000000"; /* 2001: past max-past */
+    CHECK_EQ_INT(test_parse(&r, NULL, &p, &em), ERR_INVALID_ARGUMENT);
+    CHECK(strstr(em.text, "the time parameter's") != NULL && strstr(em.text, "max-past"));
+    r.time = NULL; /* the pprof's own time too old: the reason points at time= */
+    b.p.time_nanos = 1000000000LL * 1000000000LL;
+    free(raw);
+    raw = pb_pack(&b, &n);
+    r.body = raw;
+    r.body_len = n;
+    CHECK_EQ_INT(test_parse(&r, NULL, &p, &em), ERR_INVALID_ARGUMENT);
+    CHECK(strstr(em.text, "time= overrides it") != NULL);
+    r.time = "1795564000";
+    CHECK_EQ_INT(test_parse(&r, NULL, &p, &em), 0);
+    CHECK_EQ_INT(ingest_profile_write(p)->time_ns, 1795564000LL * 1000000000LL);
+    ingest_profile_free(p);
+    free(raw);
+    pb_free(&b);
+}
+
 int main(void)
 {
     test_cpu_shape();
+    test_time_override();
     test_labels_and_spans();
     test_span_cap();
     test_span_trees_per_type();

@@ -3,6 +3,8 @@
 #include "check.h"
 #include "node/config.h"
 
+#include <unistd.h>
+
 static int parse(node_config_t *c, const char **argv, int argc, const char **env,
                  enum node_config_action *act, errmsg_t *em)
 {
@@ -59,7 +61,7 @@ static void test_defaults(void)
      * a slow replica gets its hint before the answer after a short grace */
     CHECK_EQ_INT(c.cluster.repair_interval_ms, 3600 * 1000);
     CHECK_EQ_INT(c.cluster.fill_keys_batch, 1024);
-    CHECK_EQ_INT(c.cluster.stream_version, 3);
+    CHECK_EQ_INT(c.cluster.stream_version, 4);
     CHECK_EQ_INT(c.cluster.repair_bytes_per_s, 16 << 20);
     CHECK_EQ_INT(c.cluster.hint_ack_grace_ms, 20);
 }
@@ -164,10 +166,10 @@ static void test_errors(void)
     expect_error(f1, 3, NULL, "out of range (allowed 1 .. 65536)");
     const char *f2[] = {"flamedb", "--repair-fill-keys-batch", "65537"};
     expect_error(f2, 3, NULL, "out of range (allowed 1 .. 65536)");
-    const char *f3[] = {"flamedb", "--cluster-stream-version", "4"};
-    expect_error(f3, 3, NULL, "out of range (allowed 1 .. 3)");
+    const char *f3[] = {"flamedb", "--cluster-stream-version", "5"};
+    expect_error(f3, 3, NULL, "out of range (allowed 1 .. 4)");
     const char *f4[] = {"flamedb", "--cluster-stream-version", "0"};
-    expect_error(f4, 3, NULL, "out of range (allowed 1 .. 3)");
+    expect_error(f4, 3, NULL, "out of range (allowed 1 .. 4)");
     /* what a receiver holds of a window in parts is part of the budget */
     const char *a13[] = {"flamedb", "--stream-receive-max-bytes", "100MiB"};
     expect_error(a13, 3, NULL,
@@ -418,8 +420,64 @@ static void test_optional_paths(void)
     CHECK(parse(&c, data, 2, NULL, &act, &em) != 0);
 }
 
+/* The cluster secret from systemd's credentials: $CREDENTIALS_DIRECTORY
+ * holding cluster.secret sets cluster-secret-file unless a flag or variable
+ * set it (an empty one keeps it off), and deploy/flamedb.service's
+ * LoadCredential= line names that credential, as its env file's path does. */
+static void test_credentials(void)
+{
+    node_config_t c;
+    enum node_config_action act;
+    errmsg_t em;
+    char dir[] = "/tmp/flamedb-cred-XXXXXX", file[256], envdir[300];
+    CHECK(mkdtemp(dir) != NULL);
+    snprintf(envdir, sizeof envdir, "CREDENTIALS_DIRECTORY=%s", dir);
+    const char *argv[] = {"flamedb", "--cluster-secret-file="};
+    const char *env[] = {envdir, NULL};
+    CHECK_EQ_INT(parse(&c, argv, 1, env, &act, &em), 0); /* no credential: off */
+    CHECK_EQ_STR(c.cluster.secret_file, "");
+    snprintf(file, sizeof file, "%s/%s", dir, NODE_CREDENTIAL_CLUSTER_SECRET);
+    FILE *f = fopen(file, "w");
+    CHECK(f != NULL);
+    fputs("0123456789abcdef0123456789abcdef\n", f);
+    fclose(f);
+    CHECK_EQ_INT(parse(&c, argv, 1, env, &act, &em), 0);
+    CHECK_EQ_STR(c.cluster.secret_file, file);
+    CHECK_EQ_INT(parse(&c, argv, 2, env, &act, &em), 0); /* explicitly off */
+    CHECK_EQ_STR(c.cluster.secret_file, "");
+    const char *env2[] = {envdir, "FLAMEDB_CLUSTER_SECRET_FILE=/etc/other.secret", NULL};
+    CHECK_EQ_INT(parse(&c, argv, 1, env2, &act, &em), 0);
+    CHECK_EQ_STR(c.cluster.secret_file, "/etc/other.secret");
+    unlink(file);
+    rmdir(dir);
+
+    /* the unit's wiring: LoadCredential=ID:SOURCE with ID the name read above,
+     * and the env file's documented path /run/credentials/UNIT/ID */
+    char path[1024], line[512], cred[128] = "", envpath[256] = "";
+    const char *src = __FILE__, *slash = strrchr(src, '/');
+    int dl = slash ? (int)(slash - src) : 1;
+    snprintf(path, sizeof path, "%.*s/../../deploy/flamedb.service", dl, slash ? src : ".");
+    f = fopen(path, "r");
+    CHECK(f != NULL);
+    while (f != NULL && fgets(line, sizeof line, f) != NULL) {
+        const char *l = line[0] == '#' ? line + 1 : line;
+        if (strncmp(l, "LoadCredential=", 15) == 0) sscanf(l + 15, "%127[^:]", cred);
+    }
+    if (f != NULL) fclose(f);
+    CHECK_EQ_STR(cred, NODE_CREDENTIAL_CLUSTER_SECRET);
+    snprintf(path, sizeof path, "%.*s/../../deploy/flamedb.env", dl, slash ? src : ".");
+    f = fopen(path, "r");
+    CHECK(f != NULL);
+    while (f != NULL && fgets(line, sizeof line, f) != NULL)
+        if (strstr(line, "FLAMEDB_CLUSTER_SECRET_FILE=/run/credentials/") != NULL)
+            sscanf(strchr(line, '=') + 1, "%255s", envpath);
+    if (f != NULL) fclose(f);
+    CHECK_EQ_STR(envpath, "/run/credentials/flamedb.service/" NODE_CREDENTIAL_CLUSTER_SECRET);
+}
+
 int main(void)
 {
+    test_credentials();
     test_small_memory();
     test_decode_caps_follow_memory();
     test_fold_memory();

@@ -1,7 +1,8 @@
 /* Unit tests for single stored profiles (profile_trees): two profiles of one
  * series in the same 10 s window read back exactly, each its own (while the
  * window's block holds their sum); other series, unknown ids; listing a
- * series newest first within a range and a count; the size cap;
+ * series newest first within a range and a count, and all of them oldest
+ * first; the size cap;
  * profile retention at read, at write and by compaction; scaled trees (a
  * series stored as a factor of another); and the upgrade of format-4 and
  * format-8 data directories. */
@@ -87,6 +88,24 @@ static listed_t scan(fixture_t *f, const labels_t *l, int64_t from_s, int64_t un
     return scan_token(f, l, labels_hash(l) >> 1, from_s, until_s, max);
 }
 
+/* storage_scan_profile_trees_spans over n ranges: every one in them, each
+ * range oldest first. */
+static listed_t scan_spans(fixture_t *f, const labels_t *l, const int64_t *from_s,
+                           const int64_t *until_s, size_t n)
+{
+    listed_t out = {0};
+    uint64_t sid = labels_hash(l);
+    CHECK_EQ_INT(storage_scan_profile_trees_spans(f->s, "pt", sid >> 1, sid, from_s, until_s, n,
+                                                  list_fn, &out),
+                 0);
+    return out;
+}
+
+static listed_t scan_all(fixture_t *f, const labels_t *l, int64_t from_s, int64_t until_s)
+{
+    return scan_spans(f, l, &from_s, &until_s, 1);
+}
+
 /* A series' profiles are listed newest first, within [from, until) by the
  * floor of their time, at most max of them. */
 static void test_scan(fixture_t *f)
@@ -119,6 +138,38 @@ static void test_scan(fixture_t *f)
     CHECK_EQ_INT(scan(f, other, T0 - 100, T0 + 100, 10).n, 1); /* one id: written once */
     /* ranges as far as plans reach do not overflow */
     CHECK_EQ_INT(scan(f, l, -(1LL << 40), 1LL << 40, 10).n, 4);
+    /* all of them, oldest first, the same ones within the same bounds */
+    got = scan_all(f, l, T0, T0 + 30);
+    CHECK_EQ_INT(got.n, 3);
+    CHECK_EQ_INT(got.id_last[0], 2);
+    CHECK_EQ_INT(got.time_ns[0], (T0 + 1) * NS + 5);
+    CHECK_EQ_INT(got.id_last[1], 3);
+    CHECK_EQ_INT(got.id_last[2], 4);
+    CHECK_EQ_INT(got.total[2], 13);
+    CHECK_EQ_INT(scan_all(f, l, -(1LL << 40), 1LL << 40).n, 4);
+    CHECK_EQ_INT(scan_all(f, l, T0 + 2, T0 + 12).n, 0);
+    f->now = T0 + 1 + 300; /* profile retention 300 s: the oldest is past it, the rest kept */
+    got = scan_all(f, l, T0 - 100, T0 + 100);
+    CHECK_EQ_INT(got.n, 3);
+    CHECK_EQ_INT(got.id_last[0], 3);
+    CHECK_EQ_INT(got.id_last[2], 1);
+    CHECK_EQ_INT(scan(f, l, T0 - 100, T0 + 100, 10).n, 3);
+    f->now = T0 + 100;
+    /* several ranges: those between them are not listed, each once */
+    int64_t lo1[] = {T0, T0 + 20, T0 + 29}, hi1[] = {T0 + 2, T0 + 29, T0 + 40};
+    got = scan_spans(f, l, lo1, hi1, 3); /* T0 + 12 lies between: a seek */
+    CHECK_EQ_INT(got.n, 3);
+    CHECK_EQ_INT(got.id_last[0], 2);
+    CHECK_EQ_INT(got.id_last[1], 4);
+    CHECK_EQ_INT(got.id_last[2], 1);
+    int64_t lo2[] = {T0 + 10, T0, T0 + 5}, hi2[] = {T0 + 31, T0 + 10, T0 + 5};
+    got = scan_spans(f, l, lo2, hi2, 3); /* out of order, an empty one: still each once */
+    CHECK_EQ_INT(got.n, 4);
+    CHECK_EQ_INT(got.id_last[0], 3);
+    CHECK_EQ_INT(got.id_last[2], 1);
+    CHECK_EQ_INT(got.id_last[3], 2);
+    int64_t lo3[] = {T0 + 2, T0 + 13}, hi3[] = {T0 + 12, T0 + 29};
+    CHECK_EQ_INT(scan_spans(f, l, lo3, hi3, 2).n, 0); /* adjacent to entries, holding none */
     labels_free(l);
     labels_free(other);
     symtab_free(st);

@@ -1,0 +1,162 @@
+/* ingest_stackcache.c — the stacks earlier pushes stored, by content.
+ *
+ * A stack is keyed by 128 bits made from its frames' symbol ids (content:
+ * function and file, the same in every push), the tenant and the token of
+ * the series' stack-node table; the entry is the stack-node id storage gave
+ * it (storage_profile_write_t.mapped) and the node generation it is valid
+ * in (storage_node_generation): an entry of another generation is a miss.
+ * Two-way: a key may sit in either slot of its pair (one cache line); a
+ * put takes the slot holding the key, else an empty or stale one, else
+ * one of the two by the key's bits, so the bytes stay those given at
+ * creation. Pairs are guarded by striped mutexes (a lookup or put holds
+ * one for a few loads).
+ */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "node/ingest/ingest_int.h"
+
+#define STRIPES 64
+
+typedef struct entry {
+    uint64_t k0, k1, gen;
+    uint32_t id, used;
+} entry_t;
+
+struct ingest_stack_cache {
+    storage_t *storage;
+    entry_t *slots;
+    size_t mask; /* slots - 1 (a power of two) */
+    pthread_mutex_t mu[STRIPES];
+};
+
+int ingest_stack_cache_new(storage_t *storage, size_t max_bytes, ingest_stack_cache_t **out)
+{
+    *out = NULL;
+    size_t n = 2;
+    while (n * 2 * sizeof(entry_t) <= max_bytes)
+        n *= 2;
+    if (n * sizeof(entry_t) > max_bytes) return 0; /* too small to hold a pair: off */
+    ingest_stack_cache_t *c = calloc(1, sizeof *c);
+    if (c == NULL) return ERR_NOMEM;
+    c->slots = calloc(n, sizeof *c->slots);
+    if (c->slots == NULL) {
+        free(c);
+        return ERR_NOMEM;
+    }
+    c->storage = storage;
+    c->mask = n - 1;
+    for (int i = 0; i < STRIPES; i++)
+        pthread_mutex_init(&c->mu[i], NULL);
+    *out = c;
+    return 0;
+}
+
+void ingest_stack_cache_free(ingest_stack_cache_t *c)
+{
+    if (c == NULL) return;
+    for (int i = 0; i < STRIPES; i++)
+        pthread_mutex_destroy(&c->mu[i]);
+    free(c->slots);
+    free(c);
+}
+
+size_t ingest_stack_cache_bytes(const ingest_stack_cache_t *c)
+{
+    return c != NULL ? (c->mask + 1) * sizeof(entry_t) : 0;
+}
+
+uint64_t ingest_stack_cache_gen(const ingest_stack_cache_t *c)
+{
+    return storage_node_generation(c->storage);
+}
+
+bool ingest_stack_cache_get(ingest_stack_cache_t *c, const stack_key_t *k, uint64_t gen,
+                            uint32_t *id)
+{
+    size_t i = k->k0 & c->mask & ~(size_t)1;
+    pthread_mutex_t *mu = &c->mu[(i >> 1) % STRIPES];
+    pthread_mutex_lock(mu);
+    bool hit = false;
+    for (size_t j = i; j < i + 2 && !hit; j++) {
+        const entry_t *e = &c->slots[j];
+        hit = e->used && e->k0 == k->k0 && e->k1 == k->k1 && e->gen == gen;
+        if (hit) *id = e->id;
+    }
+    pthread_mutex_unlock(mu);
+    return hit;
+}
+
+void ingest_stack_cache_put(ingest_stack_cache_t *c, const stack_key_t *k, uint64_t gen,
+                            uint32_t id)
+{
+    size_t i = k->k0 & c->mask & ~(size_t)1;
+    pthread_mutex_t *mu = &c->mu[(i >> 1) % STRIPES];
+    pthread_mutex_lock(mu);
+    entry_t *e = c->slots + i;
+    size_t at = k->k1 & 1; /* both held and current: one by the key's bits */
+    for (size_t j = 0; j < 2; j++)
+        if (e[j].used && e[j].k0 == k->k0 && e[j].k1 == k->k1) {
+            at = j; /* the key again (another generation's id) */
+            break;
+        } else if (!e[j].used || e[j].gen != gen)
+            at = j;
+    e[at] = (entry_t){k->k0, k->k1, gen, id, 1};
+    pthread_mutex_unlock(mu);
+}
+
+/* Two independent 64-bit mixes (splitmix64's finalizer, and one with
+ * other constants), so a key is 128 bits of the stack. */
+static inline uint64_t mix_a(uint64_t x)
+{
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ull;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+static inline uint64_t mix_b(uint64_t x)
+{
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdull;
+    x ^= x >> 33;
+    x *= 0xc4ceb9fe1a85ec53ull;
+    return x ^ (x >> 33);
+}
+
+/* One frame into a lane of the key: XXH64's round (a multiply, a rotate,
+ * a multiply), the finalizers applied once a stack. */
+static inline uint64_t round_a(uint64_t acc, uint64_t sym)
+{
+    acc += sym * 0xc2b2ae3d27d4eb4full;
+    acc = (acc << 31) | (acc >> 33);
+    return acc * 0x9e3779b185ebca87ull;
+}
+
+static inline uint64_t round_b(uint64_t acc, uint64_t sym)
+{
+    acc ^= sym * 0x165667b19e3779f9ull;
+    acc = (acc << 27) | (acc >> 37);
+    return acc * 0x85ebca77c2b2ae63ull + 0x27d4eb2f165667c5ull;
+}
+
+void ingest_stack_key(stack_key_t *k, uint64_t tenant_hash, const symtab_t *symtab,
+                      const uint32_t *stack, size_t depth)
+{
+    uint64_t a = tenant_hash ^ 0x9e3779b97f4a7c15ull, b = ~tenant_hash;
+    for (size_t i = 0; i < depth; i++) {
+        uint64_t sym = symtab_id_at(symtab, stack[i] - 1); /* push index i + 1: entry i */
+        a = round_a(a, sym);
+        b = round_b(b, sym);
+    }
+    k->k0 = mix_a(a + depth);
+    k->k1 = mix_b(b ^ depth);
+}
+
+void ingest_stack_key_at(stack_key_t *out, const stack_key_t *k, uint64_t token)
+{
+    out->k0 = mix_a(k->k0 ^ token);
+    out->k1 = mix_b(k->k1 ^ mix_a(token + 0x632be59bd9b4e019ull));
+}

@@ -1,0 +1,164 @@
+/* test_ingest_stack_cache.c — pprof pushes parsed with the stack cache
+ * store exactly what they store without it: three heap pushes (four sample
+ * types, some zero in some samples; a sample label splitting series; span
+ * labels; samples shuffled and locations numbered differently each push)
+ * go into one store with the cache and another without, and every column
+ * family the write fills is the same byte for byte. The later pushes find
+ * most of their stacks in the cache (given by id); a push parsed before the
+ * node generation moved is refused with ERR_CONFLICT, nothing written, and
+ * stores exactly once parsed again without the cache. */
+#include "test_storage_fixture.h" /* first: it sets _GNU_SOURCE */
+
+#include <stdarg.h>
+
+#include "check.h"
+#include "test_ingest_util.h"
+
+/* Push k: nstacks stacks over functions fn0..fn39, shuffled by k, the
+ * location table in another order for each k. */
+static uint8_t *heap_push(int k, int nstacks, size_t *len)
+{
+    pb_t b;
+    pb_init(&b);
+    pb_sample_type(&b, "alloc_objects", "count");
+    pb_sample_type(&b, "alloc_space", "bytes");
+    pb_sample_type(&b, "inuse_objects", "count");
+    pb_sample_type(&b, "inuse_space", "bytes");
+    pb_period(&b, "space", "bytes", 524288);
+    uint64_t loc[40];
+    for (int i = 0; i < 40; i++) {
+        int f = k % 2 ? 39 - i : i; /* another numbering each push */
+        char name[16];
+        snprintf(name, sizeof name, "fn%d", f);
+        loc[f] = pb_loc_fn(&b, name);
+    }
+    for (int j = 0; j < nstacks; j++) {
+        int s = (j * 37 + k * 11) % nstacks; /* shuffled */
+        uint64_t st[6];
+        size_t d = 3 + (size_t)(s % 4);
+        for (size_t i = 0; i < d; i++) /* leaf first */
+            st[i] = loc[(s * (int)(i + 3) + (int)i * 7) % 40];
+        st[0] = loc[s % 40]; /* leaf and caller: another pair for each s */
+        st[1] = loc[(s / 40) * 5 + 2];
+        st[d - 1] = loc[0]; /* one root */
+        int64_t v[4] = {1 + s % 3, 100 * (1 + s % 3) + k, s % 4 ? 1 : 0, s % 4 ? 50 + k : 0};
+        if (s % 9 == 0)
+            pb_sample(&b, d, st, 4, v, "span_id=00000000000000a1", NULL);
+        else if (s % 5 == 0)
+            pb_sample(&b, d, st, 4, v, "kind=bg", NULL);
+        else
+            pb_sample(&b, d, st, 4, v, NULL);
+    }
+    uint8_t *out = pb_pack(&b, len);
+    pb_free(&b);
+    return out;
+}
+
+/* Parses push k (with cache c, or none) and writes it; the write's code. */
+static int push(storage_t *s, ingest_stack_cache_t *c, int k, int nstacks, size_t *hits,
+                size_t *lookups, int bump_before_write)
+{
+    size_t len;
+    uint8_t *body = heap_push(k, nstacks, &len);
+    char from[32];
+    snprintf(from, sizeof from, "%lld", (long long)(TEST_NOW_NS / NS - 60 + 10 * k));
+    ingest_request_t r = test_req("svc{pod=p1}", "pprof", body, len);
+    r.from = from;
+    r.stack_cache = c;
+    ingest_profile_t *p;
+    errmsg_t em;
+    CHECK_EQ_INT(test_parse(&r, NULL, &p, &em), 0);
+    ingest_profile_stack_hits(p, hits, lookups);
+    if (bump_before_write) { /* a batch of some table did not commit */
+        nodetab_t *t;
+        CHECK_EQ_INT(storage_nodetab_acquire_append(s, 42, "t1", &t, &em), 0);
+        storage_nodetab_release(s, t, 1);
+    }
+    size_t written = 0;
+    int rc = storage_write_profile(s, ingest_profile_write(p), &written, &em);
+    CHECK(rc != 0 || written > 0);
+    ingest_profile_free(p);
+    free(body);
+    return rc;
+}
+
+static void dump_cf(storage_t *s, int cf, buf_t *out)
+{
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(s->db, s->ropts, s->cf[cf]);
+    for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+        size_t kn, vn;
+        const char *k = rocksdb_iter_key(it, &kn), *v = rocksdb_iter_value(it, &vn);
+        uint32_t lens[2] = {(uint32_t)kn, (uint32_t)vn};
+        CHECK_EQ_INT(buf_append(out, lens, sizeof lens), 0);
+        CHECK_EQ_INT(buf_append(out, k, kn), 0);
+        CHECK_EQ_INT(buf_append(out, v, vn), 0);
+    }
+    rocksdb_iter_destroy(it);
+}
+
+static void check_same(storage_t *a, storage_t *b)
+{
+    const int cfs[] = {CF_BLOCKS, CF_TOTALS, CF_PTREES, CF_WPROFILES,
+                       CF_NODES,  CF_SERIES, CF_SPANS,  CF_SYMBOLS};
+    for (size_t i = 0; i < sizeof cfs / sizeof *cfs; i++) {
+        buf_t x, y;
+        buf_init(&x, (size_t)1 << 30);
+        buf_init(&y, (size_t)1 << 30);
+        dump_cf(a, cfs[i], &x);
+        dump_cf(b, cfs[i], &y);
+        CHECK(x.len > 0);
+        CHECK(x.len == y.len && memcmp(x.data, y.data, x.len) == 0);
+        buf_free(&x);
+        buf_free(&y);
+    }
+}
+
+int main(void)
+{
+    fixture_t fa, fb;
+    if (fx_init(&fa) != 0 || fx_init(&fb) != 0) return 1;
+    fa.now = fb.now = TEST_NOW_NS / NS;
+    ingest_stack_cache_t *c = NULL;
+    CHECK_EQ_INT(ingest_stack_cache_new(fa.s, 1 << 20, &c), 0);
+    CHECK(c != NULL && ingest_stack_cache_bytes(c) <= (1 << 20));
+    size_t hits, lookups, h2, l2;
+
+    CHECK_EQ_INT(push(fa.s, c, 1, 60, &hits, &lookups, 0), 0);
+    CHECK_EQ_INT(hits, 0); /* nothing seen yet */
+    CHECK(lookups > 0);
+    CHECK_EQ_INT(push(fb.s, NULL, 1, 60, &h2, &l2, 0), 0);
+    CHECK_EQ_INT(l2, 0);
+    check_same(fa.s, fb.s);
+
+    /* 60 known stacks (their locations numbered otherwise) and 30 new */
+    CHECK_EQ_INT(push(fa.s, c, 2, 90, &hits, &lookups, 0), 0);
+    CHECK(hits > 0 && hits < lookups);
+    CHECK_EQ_INT(push(fb.s, NULL, 2, 90, &h2, &l2, 0), 0);
+    check_same(fa.s, fb.s);
+
+    /* every stack known (those with a span label are never looked up) */
+    CHECK_EQ_INT(push(fa.s, c, 3, 90, &hits, &lookups, 0), 0);
+    CHECK(hits > 0 && hits == lookups);
+    CHECK_EQ_INT(push(fb.s, NULL, 3, 90, &h2, &l2, 0), 0);
+    check_same(fa.s, fb.s);
+
+    /* the generation moves between parse and write: refused, then stored without the cache */
+    CHECK_EQ_INT(push(fa.s, c, 4, 90, &hits, &lookups, 1), ERR_CONFLICT);
+    CHECK(hits > 0);
+    CHECK_EQ_INT(push(fa.s, NULL, 4, 90, &hits, &lookups, 0), 0);
+    CHECK_EQ_INT(push(fb.s, NULL, 4, 90, &h2, &l2, 0), 0);
+    check_same(fa.s, fb.s);
+    /* and the cache learns the new generation's ids again */
+    CHECK_EQ_INT(push(fa.s, c, 5, 90, &hits, &lookups, 0), 0);
+    CHECK_EQ_INT(hits, 0);
+    CHECK_EQ_INT(push(fa.s, c, 6, 90, &hits, &lookups, 0), 0);
+    CHECK(hits > 0 && hits == lookups);
+    CHECK_EQ_INT(push(fb.s, NULL, 5, 90, &h2, &l2, 0), 0);
+    CHECK_EQ_INT(push(fb.s, NULL, 6, 90, &h2, &l2, 0), 0);
+    check_same(fa.s, fb.s);
+
+    ingest_stack_cache_free(c);
+    fx_done(&fa);
+    fx_done(&fb);
+    return check_exit();
+}
