@@ -264,18 +264,19 @@ class Cluster:
     def live(self):
         return [i for i, node in enumerate(self.nodes) if node.alive()]
 
-    def wait_hints_settled(self, timeout=30):
+    def wait_hints_settled(self, timeout=30, down=()):
         """Waits until no running node's view has a member listing another
         in its hints_for: every hint of the pushes so far (those stored
         before the answer for a replica slower than --hint-ack-grace
         included) delivered or cancelled, and gossip told so. A node killed
         before its cancels were gossiped leaves its last list standing: the
         replicas it names are no stream source until it is back (their
-        copies may lack a write only its hint holds)."""
+        copies may lack a write only its hint holds). Hints for the nodes
+        `down` (indexes: they wait for them to come back) are left alone."""
         def settled():
             for i in self.live():
                 for m in self.status(i)["nodes"]:
-                    if set(m.get("hints_for", [])) - {m["id"]}:
+                    if set(m.get("hints_for", [])) - {m["id"]} - {self.ids[j] for j in down}:
                         return False
             return True
         wait_for("every hint delivered or cancelled, as gossip tells", settled, timeout=timeout)
