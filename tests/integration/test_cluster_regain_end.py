@@ -70,11 +70,14 @@ def last_streaming_pass(c, mark, others):
 def five_active_preloaded_two_killed(c, tag, now):
     """Waits until every node of the started 5-node cluster c is active,
     preloads 600 profiles two hours old over 24 services (tag names them),
-    then kills n4 and n3 and waits until n0-n2 see both down. Returns the
+    then kills n4 and n3 (once the preload's hints settled: a stale one in
+    n3's last hints_for would keep the replica it names from being a source
+    while n3 is down) and waits until n0-n2 see both down. Returns the
     preload's totals and the query range (from, until) that covers them."""
     for i in range(5):
         c.wait_state(i, "active", observers=[0, 1, 2, 3, 4], timeout=30)
     d = preload(c, tag, now, 600, nservices=24)
+    c.wait_hints_settled()
     c.kill(4)
     c.kill(3)
     c.wait_state(4, "down", observers=[0, 1, 2])
