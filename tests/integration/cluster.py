@@ -264,6 +264,22 @@ class Cluster:
     def live(self):
         return [i for i, node in enumerate(self.nodes) if node.alive()]
 
+    def wait_hints_settled(self, timeout=30, down=()):
+        """Waits until no running node's view has a member listing another
+        in its hints_for: every hint of the pushes so far delivered or
+        cancelled, and gossip told so. A node killed while it holds hints
+        leaves the replicas it names short of the writes only those hints
+        hold until it is back (flagged partial, never short). Hints for the
+        nodes `down` (indexes: they wait for them to come back) are left
+        alone."""
+        def settled():
+            for i in self.live():
+                for m in self.status(i)["nodes"]:
+                    if set(m.get("hints_for", [])) - {m["id"]} - {self.ids[j] for j in down}:
+                        return False
+            return True
+        wait_for("every hint delivered or cancelled, as gossip tells", settled, timeout=timeout)
+
     def status(self, i, timeout=5):
         r = self.nodes[i].get("/cluster/status", timeout=timeout)
         assert r.status == 200, "%s /cluster/status: %r" % (self.ids[i], r)

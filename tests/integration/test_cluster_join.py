@@ -140,9 +140,13 @@ def exact_everywhere(c, nodes, want, frm, until, timeout=30):
 
 def exact_losing_each(c, nodes, want, frm, until):
     """Each node of nodes killed in turn (losing RF-1 = one node at RF 2):
-    the others answer exactly; it is restarted before the next."""
+    the others answer exactly; it is restarted before the next. Each kill
+    waits for the hints of the pushes so far to be delivered: a node killed
+    holding a hint leaves its replica short of that write until it is back
+    (the answer flagged partial, as it should be, not exact)."""
     for k in nodes:
         others = [i for i in nodes if i != k]
+        c.wait_hints_settled()
         c.kill(k)
         c.wait_state(k, "down", observers=others)
         exact_everywhere(c, others, want, frm, until)
