@@ -12,10 +12,10 @@ Skips the verify step, saying why, without systemd-analyze.
 import os
 import re
 import shutil
-import socket
 import subprocess
 import tempfile
 
+from cluster import free_port
 from harness import FLAMEDB_BIN, ROOT, Node, Skip, run_tests
 
 UNIT = os.path.join(ROOT, "deploy", "flamedb.service")
@@ -29,14 +29,6 @@ def credential():
             if m:
                 return m.group(1), m.group(2)
     raise AssertionError("no LoadCredential= line in " + UNIT)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def test_unit_verifies_with_the_credential():
