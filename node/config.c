@@ -657,7 +657,9 @@ static const opt_t options[] = {
      "windows\"). Part of memory-limit."},
     {"stream-check-heals", OPT_U32, FIELD(cluster.stream_check_heals, uint32_t), "2", 0, 0, 100,
      "How many times each such interval is cleared and streamed again in the life of the "
-     "process (counted by flamedb_repair_stream_heals_total); after that its check is only "
+     "process, or for a join's or leave's interval over the whole move, restarts included "
+     "(kept in DATA_DIR/move.progress; counted by flamedb_repair_stream_heals_total); after "
+     "that its check is only "
      "logged at every pass and the node stays unread for it (0 = never clear again)."},
     {"join-settle", OPT_MS, FIELD(cluster.join_settle_ms, uint64_t), "0s", 0, 0, 3600000,
      "How long a join, leave or removal waits before its verifying repair pass (or the "

@@ -269,6 +269,18 @@ int replicate_store_request(const replicate_options_t *o, storage_t *s,
     X(resumed_bytes, "flamedb_repair_stream_bytes_resumed_total",                                  \
       "Bytes of stream answers an earlier process received for the intervals this process "        \
       "resumed: not streamed again.")                                                              \
+    X(checks_passed, "flamedb_repair_stream_checks_passed_total",                                  \
+      "Totals checks of streamed token intervals (a join, leave, regain or full repair) that "     \
+      "agreed with their source.")                                                                 \
+    X(checks_resumed, "flamedb_repair_stream_checks_resumed_total",                                \
+      "Token intervals of a join or leave whose totals check an earlier process passed (kept in "  \
+      "DATA_DIR/move.progress) and this process took as passed: the same source is still a "       \
+      "current replica not listed in hints_for, and the windows after that check's horizon are "   \
+      "compared by digest in every pass.")                                                         \
+    X(checks_not_resumed, "flamedb_repair_stream_checks_not_resumed_total",                        \
+      "Token intervals whose totals check an earlier process passed but this process checks "      \
+      "again: their source left the range's replicas or missed writes since, or that check's "     \
+      "horizon lies outside what a pass compares by digest.")                                      \
     X(stream_windows_refused, "flamedb_repair_stream_windows_refused_total",                       \
       "Windows in parts this node refused to take because what it gathered of them (profile "      \
       "lists, symbols) passed stream-receive-max-bytes; the range stays untaken.")
@@ -458,6 +470,13 @@ typedef struct repair_stream_state {
     /* Windows stored and answer bytes received by this interval's stream,
      * earlier processes' included for a move's (DATA_DIR/move.progress). */
     uint64_t windows, bytes;
+    /* The source and horizon (stream_check_s) of the check that passed:
+     * check_src "" when none. A move's are kept in DATA_DIR/move.progress
+     * with heals and mismatches; check_kept: read from there, not yet taken
+     * as this process's check (repair_pass.c, kept_check). */
+    char check_src[RING_NODE_ID_MAX + 1];
+    int64_t check_s;
+    int check_kept;
     /* A fill (repair_fill_interval), not a move: only windows that end by
      * fill_until, name no kept profile, are not of a series in fill_skip and
      * that this node does not hold at all are stored; 0 for a move's
@@ -653,8 +672,11 @@ int repair_stream_heal(repair_t *r, repair_stream_state_t *ss, const char *what,
 int repair_regain_heal(repair_t *r, repair_stream_state_t *ss);
 /* repair_regain_file.c: a stream cursor as a progress file's line
  * "piece LO HI DONE SPANS_DONE FAILED AFTER SPANS_AFTER", then " WINDOWS
- * BYTES" (hex) when counts, into b; and such a line (cut in place) added
- * to l. ERR_CORRUPT for a line that does not parse. */
+ * BYTES" (hex) when counts >= 1, then " HEALS MISMATCHES CHECK_S
+ * CHECK_SRC" (hex; CHECK_SRC the id in hex, "-" when no check passed) when
+ * counts is 2, into b; and such a line (cut in place) added to l, its
+ * check kept (check_kept) when it names one. ERR_CORRUPT for a line that
+ * does not parse. */
 int repair_progress_piece_put(buf_t *b, const repair_stream_state_t *ss, int counts);
 int repair_progress_piece_take(repair_streams_t *l, char *line, int counts);
 /* repair_move_file.c, repair thread: DATA_DIR/move.progress, where the

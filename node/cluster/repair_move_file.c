@@ -4,12 +4,15 @@
  * streaming them again (repair_int.h; docs/cluster.md, "Adding a node").
  *
  * Owned by the repair thread. Lines after the header
- * "flamedb-move-progress 1":
+ * "flamedb-move-progress 2":
  *   move FP        the move (repair_move_fp, hex) whose gained intervals
  *                  this node cleared: a later process of the same move
  *                  does not clear them again
  *   piece LO HI DONE SPANS_DONE FAILED AFTER SPANS_AFTER WINDOWS BYTES
- *                  an interval's stream cursor (repair_progress_piece_put)
+ *         HEALS MISMATCHES CHECK_S CHECK_SRC
+ *                  an interval's stream cursor, its heals and checks in a
+ *                  row that disagreed, and the horizon and source of the
+ *                  check it passed ("-": none) (repair_progress_piece_put)
  * and the last line "end LINES CHECKSUM" (cluster_statefile.c). Written
  * after the clear, at each range's end and after a page at most every
  * --stream-progress-interval (repair_pass.c). The store's
@@ -17,6 +20,8 @@
  * window the store could still lose; a cursor that lags (a crash after a
  * page was stored but before the file was written) walks that page again:
  * its windows are marked and skipped, its span trees merge by profile id.
+ * A file of version 1 (pieces without the last four fields) is read as
+ * one without heals or passed checks.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -28,7 +33,8 @@
 #include "common/log.h"
 #include "node/cluster/repair_int.h"
 
-#define MOVE_HEADER "flamedb-move-progress 1"
+#define MOVE_HEADER "flamedb-move-progress 2"
+#define MOVE_HEADER_V1 "flamedb-move-progress 1"
 
 static int move_path(const repair_t *r, char *out, size_t n)
 {
@@ -42,7 +48,7 @@ static int write_all(const repair_t *r, buf_t *b)
     size_t n = 1;
     int rc = buf_printf(b, "%s\nmove %" PRIx64 "\n", MOVE_HEADER, r->gains_fp);
     for (size_t i = 0; rc == 0 && i < r->streams.n; i++, n++)
-        rc = repair_progress_piece_put(b, &r->streams.v[i], 1);
+        rc = repair_progress_piece_put(b, &r->streams.v[i], 2);
     return rc == 0 ? cluster_statefile_finish(b, n) : rc;
 }
 
@@ -97,14 +103,16 @@ static int check_pieces(const repair_t *r)
 static int move_parse(repair_t *r, buf_t *b)
 {
     char *p = (char *)b->data, *end = p + b->len, *line = cluster_statefile_line(&p, end);
-    if (line == NULL || strcmp(line, MOVE_HEADER) != 0) return ERR_CORRUPT;
+    if (line == NULL) return ERR_CORRUPT;
+    int counts = strcmp(line, MOVE_HEADER) == 0 ? 2 : strcmp(line, MOVE_HEADER_V1) == 0 ? 1 : 0;
+    if (counts == 0) return ERR_CORRUPT;
     size_t count = 0;
     int rc = 0;
     while (rc == 0 && (line = cluster_statefile_line(&p, end)) != NULL &&
            strncmp(line, "end ", 4) != 0) {
         rc = strncmp(line, "move ", 5) == 0 && count == 0 ? take_move(r, line)
              : strncmp(line, "piece ", 6) == 0 && count > 0
-                 ? repair_progress_piece_take(&r->kept.streams, line, 1)
+                 ? repair_progress_piece_take(&r->kept.streams, line, counts)
                  : ERR_CORRUPT;
         count++;
     }

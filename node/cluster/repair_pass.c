@@ -449,6 +449,57 @@ static void move_page(repair_t *r)
     (void)repair_move_progress_save(r);
 }
 
+/* Why the check of ss that an earlier process of this move passed (kept
+ * in DATA_DIR/move.progress) no longer stands; NULL when it does. Once the
+ * check passed, the stream of ss was over: this node's copy changed since
+ * only profile by profile (writes it took as a joining owner, which the
+ * source took too; hints and fetches of writes it missed while down), and
+ * every pass compares profile ids by digest over the seen span, which must
+ * hold the check's horizon so that span and check leave no window between
+ * them. What that cannot tell is a source whose copy changed otherwise: one
+ * no longer a current replica of the range (removed, or another move), or
+ * listed in hints_for (it missed writes; its copy is being brought back). */
+static const char *kept_check_void(repair_t *r, const cluster_view_t *v, const fine_t *f,
+                                   const repair_stream_state_t *ss)
+{
+    int k = ring_node_find(v->ring, ss->check_src), cur = 0;
+    for (uint32_t i = 0; k >= 0 && i < f->ncur; i++)
+        cur |= (int)f->cur[i] == k;
+    if (!cur) return "its source is no longer a current replica of it";
+    if (v->marked != NULL && v->marked[k]) return "its source is listed in hints_for";
+    int64_t from_s, until_s;
+    repair_span(&r->o, (int64_t)(repair_now_ms(r) / 1000), &from_s, &until_s);
+    if (ss->check_s > r->stream_check_s || ss->check_s < from_s)
+        return "the windows after its horizon are not all compared by digest";
+    return NULL;
+}
+
+/* Takes the check an earlier process passed as this one's when it still
+ * stands (kept_check_void), counted either way; a check that does not
+ * runs again. */
+static void kept_check(repair_t *r, const cluster_view_t *v, const fine_t *f,
+                       repair_stream_state_t *ss)
+{
+    const char *why = kept_check_void(r, v, f, ss);
+    ss->check_kept = 0;
+    ss->checked = why == NULL;
+    if (why != NULL)
+        log_info("repair",
+                 "join range [%016llx, %016llx]: the check passed before with %s is "
+                 "run again: %s",
+                 (unsigned long long)ss->lo, (unsigned long long)ss->hi, ss->check_src, why);
+    else
+        log_debug("repair", "join range [%016llx, %016llx]: checked before with %s",
+                  (unsigned long long)ss->lo, (unsigned long long)ss->hi, ss->check_src);
+    if (why != NULL) ss->check_src[0] = '\0';
+    uv_mutex_lock(&r->mu);
+    if (why == NULL)
+        r->counters.checks_resumed++;
+    else
+        r->counters.checks_not_resumed++;
+    uv_mutex_unlock(&r->mu);
+}
+
 /* A range this node gains (it replicates it in the pending ring, not in
  * the current one) streamed in whole from its current replicas, the first
  * reachable one that answers (repair_stream_replicas: a source that stops
@@ -464,6 +515,7 @@ static int stream_range(repair_t *r, const cluster_view_t *v, const fine_t *f, r
     for (int k = 0; k < nint && !r->closing; k++) {
         repair_stream_state_t *ss = repair_stream_state(&r->streams, lo[k], hi[k]);
         if (ss == NULL) return 0;
+        if (ss->check_kept && ss->done && ss->spans_done) kept_check(r, v, f, ss);
         if (ss->done && ss->spans_done && ss->checked) continue;
         int got = repair_stream_replicas(r, v, f->cur, f->ncur, ss, st, move_page, "join");
         if (got || ss->done) (void)repair_move_progress_save(r); /* a range's end: logged */

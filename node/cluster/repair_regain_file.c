@@ -79,6 +79,17 @@ static int in_cleared(const repair_t *r, uint64_t lo, uint64_t hi)
     return 0;
 }
 
+/* " HEALS MISMATCHES CHECK_S CHECK_SRC": the check that passed, when one
+ * did (in this process or, kept, in an earlier one). */
+static int put_check(buf_t *b, const repair_stream_state_t *ss)
+{
+    char src[2 * RING_NODE_ID_MAX + 2];
+    int passed = (ss->checked || ss->check_kept) && ss->check_src[0] != '\0';
+    hex_of((const uint8_t *)ss->check_src, passed ? strlen(ss->check_src) : 0, src);
+    return buf_printf(b, " %" PRIx32 " %" PRIx32 " %" PRIx64 " %s", ss->heals, ss->mismatches,
+                      passed ? (uint64_t)ss->check_s : 0, src);
+}
+
 int repair_progress_piece_put(buf_t *b, const repair_stream_state_t *ss, int counts)
 {
     char a[KEY_HEX], k[KEY_HEX];
@@ -87,6 +98,7 @@ int repair_progress_piece_put(buf_t *b, const repair_stream_state_t *ss, int cou
     int rc = buf_printf(b, "piece %016" PRIx64 " %016" PRIx64 " %d %d %d %s %s", ss->lo, ss->hi,
                         ss->done != 0, ss->spans_done != 0, ss->failed != 0, a, k);
     if (rc == 0 && counts) rc = buf_printf(b, " %" PRIx64 " %" PRIx64, ss->windows, ss->bytes);
+    if (rc == 0 && counts == 2) rc = put_check(b, ss);
     return rc == 0 ? buf_printf(b, "\n") : rc;
 }
 
@@ -180,19 +192,52 @@ static int flag(const char *s, int *out)
     return 0;
 }
 
+/* A hex field of at most 32 bits. */
+static int hex32(const char *s, uint32_t *out)
+{
+    uint64_t v;
+    if (cluster_statefile_hex64(s, strlen(s), &v) != 0 || v > UINT32_MAX) return ERR_CORRUPT;
+    *out = (uint32_t)v;
+    return 0;
+}
+
+/* The fields HEALS MISMATCHES CHECK_S CHECK_SRC of f into ss; a check is
+ * kept only for a cursor past its windows and span trees (one not there
+ * was not checked). */
+static int take_check(char *const *f, repair_stream_state_t *ss)
+{
+    uint64_t check_s;
+    uint8_t id[REPAIR_STREAM_KEY_MAX];
+    size_t n = 0;
+    if (hex32(f[0], &ss->heals) != 0 || hex32(f[1], &ss->mismatches) != 0 ||
+        cluster_statefile_hex64(f[2], strlen(f[2]), &check_s) != 0 || check_s > INT64_MAX ||
+        unhex(f[3], id, &n) != 0 || n > RING_NODE_ID_MAX || memchr(id, 0, n) != NULL)
+        return ERR_CORRUPT;
+    if (n == 0 || !ss->done || !ss->spans_done) return 0;
+    memcpy(ss->check_src, id, n);
+    ss->check_src[n] = '\0';
+    ss->check_s = (int64_t)check_s;
+    ss->check_kept = 1;
+    return 0;
+}
+
 int repair_progress_piece_take(repair_streams_t *l, char *line, int counts)
 {
-    char *f[10];
+    char *f[14];
     uint64_t lo, hi, windows = 0, bytes = 0;
     int done, sdone, failed;
-    if (fields(line, f, counts ? 10 : 8) != 0 || interval(f[1], f[2], &lo, &hi) != 0 ||
-        flag(f[3], &done) != 0 || flag(f[4], &sdone) != 0 || flag(f[5], &failed) != 0)
+    if (fields(line, f,
+               counts == 2 ? 14
+               : counts    ? 10
+                           : 8) != 0 ||
+        interval(f[1], f[2], &lo, &hi) != 0 || flag(f[3], &done) != 0 || flag(f[4], &sdone) != 0 ||
+        flag(f[5], &failed) != 0)
         return ERR_CORRUPT;
     if (counts && (cluster_statefile_hex64(f[8], strlen(f[8]), &windows) != 0 ||
                    cluster_statefile_hex64(f[9], strlen(f[9]), &bytes) != 0))
         return ERR_CORRUPT;
     if (GROW(l->v, l->cap, l->n + 1, GROW_UNLIMITED) != 0) return ERR_NOMEM;
-    repair_stream_state_t *ss = &l->v[l->n++];
+    repair_stream_state_t *ss = &l->v[l->n];
     memset(ss, 0, sizeof *ss);
     ss->lo = lo;
     ss->hi = hi;
@@ -202,7 +247,10 @@ int repair_progress_piece_take(repair_streams_t *l, char *line, int counts)
     ss->windows = windows;
     ss->bytes = bytes;
     int rc = unhex(f[6], ss->after, &ss->after_len);
-    return rc == 0 ? unhex(f[7], ss->spans_after, &ss->spans_after_len) : rc;
+    if (rc == 0) rc = unhex(f[7], ss->spans_after, &ss->spans_after_len);
+    if (rc == 0 && counts == 2) rc = take_check(f + 10, ss);
+    if (rc == 0) l->n++; /* a line that does not parse adds nothing */
+    return rc;
 }
 
 /* A piece's cursor. Only one inside an interval the file lists as cleared

@@ -1028,6 +1028,12 @@ static int stream_check(repair_t *r, const char *peer, repair_stream_state_t *ss
         }
     ss->checked = same;
     ss->mismatches = same ? 0 : ss->mismatches + 1;
+    ss->check_kept = 0;
+    snprintf(ss->check_src, sizeof ss->check_src, "%s", same ? peer : "");
+    ss->check_s = r->stream_check_s;
+    uv_mutex_lock(&r->mu);
+    r->counters.checks_passed += (uint64_t)same;
+    uv_mutex_unlock(&r->mu);
     cluster_msg_free(&ans);
     return 0;
 }
@@ -1263,7 +1269,8 @@ int repair_stream_heal(repair_t *r, repair_stream_state_t *ss, const char *what,
         return 0;
     }
     repair_stream_state_t was = *ss;
-    ss->done = ss->spans_done = ss->checked = ss->failed = 0;
+    ss->done = ss->spans_done = ss->checked = ss->failed = ss->check_kept = 0;
+    ss->check_src[0] = '\0';
     ss->after_len = ss->spans_after_len = 0;
     ss->mismatches = 0;
     ss->heals++;

@@ -269,26 +269,36 @@ def test_join_killed_midstream_resumes():
 
 
 def test_join_killed_midstream_goes_on_from_its_cursor():
-    """The joiner is killed with -9 well into its windows' stream (1 MB/s)
-    while pushes go on through the old nodes, and restarted: it goes on from
-    the cursors kept in DATA_DIR/move.progress, clears nothing again, and
-    streams clearly less than the whole; every node answers exactly, also
-    with any one node killed."""
+    """The joiner is killed with -9 well into its windows' stream (1 MB/s),
+    after some of its ranges passed their totals check, while pushes go on
+    through the old nodes, and restarted: it goes on from the cursors kept
+    in DATA_DIR/move.progress, clears nothing again, streams clearly less
+    than the whole, and takes the checks passed before the kill as passed
+    (their sources are still current replicas, not in hints_for) instead of
+    checking those ranges again; every node answers exactly, also with any
+    one node killed."""
     t0 = int(time.time()) - 7200
     live = harness.unique("live")
     with Cluster(3, rf=2, args=JOIN_FAST_FORMATION) as c:
         want = preload(c, [0, 1, 2], "base", t0, 1600, lines=60)
         p, th = start_pusher(c, live, t0 + 1000, [0, 1, 2])
         n = c.add_node(extra=["--stream-max-mb-per-s", "1"] + JOIN_SETTLE_AUTO)
-        # well into the stream of whole windows, not at its start
+        # well into the stream of whole windows, not at its start, and past
+        # the check of at least one range
         w1 = wait_for("n3 well into its stream", lambda: (
             lambda w: w if w >= 600 else None)(
                 metric(c, n, "flamedb_repair_windows_streamed_total")),
             timeout=60, interval=0.05)
+        passed1 = wait_for("a range of n3 checked", lambda: (
+            lambda k: k if k >= 1 else None)(
+                metric(c, n, "flamedb_repair_stream_checks_passed_total")),
+            timeout=60, interval=0.05)
+        w1 = metric(c, n, "flamedb_repair_windows_streamed_total")
         b1 = metric(c, n, "flamedb_repair_bytes_streamed_total")
         assert c.states(n)[c.ids[n]] == "joining", "n3 active before the kill: %s" % c.status(n)
         c.kill(n)
-        print("    killed n3 (-9) while joining, %d windows (%d bytes) streamed" % (w1, b1))
+        print("    killed n3 (-9) while joining, %d windows (%d bytes) streamed, at least %d "
+              "range(s) checked" % (w1, b1, passed1))
         time.sleep(1.0)  # pushes go on while it is down
         c.restart(n)
         assert c.states(n)[c.ids[n]] == "joining", "restarted mid-join, not joining: %s" % (
@@ -300,10 +310,19 @@ def test_join_killed_midstream_goes_on_from_its_cursor():
         kept_w = metric(c, n, "flamedb_repair_stream_windows_resumed_total")
         kept_b = metric(c, n, "flamedb_repair_stream_bytes_resumed_total")
         cleared = metric(c, n, "flamedb_repair_ranges_cleared_total")
+        kept_checks = metric(c, n, "flamedb_repair_stream_checks_resumed_total")
+        rechecked = metric(c, n, "flamedb_repair_stream_checks_not_resumed_total")
+        passed2 = metric(c, n, "flamedb_repair_stream_checks_passed_total")
         print("    restarted: active %.2f s later; resumed %d interval(s) holding %d windows "
               "(%d bytes) streamed before; streamed %d windows (%d bytes) more, cleared %d" %
               (took, ranges, kept_w, kept_b, w2, b2, cleared))
+        print("    checks passed before the kill taken as passed: %d (checked again: %d); "
+              "checks passed after the restart: %d" % (kept_checks, rechecked, passed2))
         assert ranges > 0, "the restarted node resumed no stream"
+        # each range's end is saved with its check: every one passed before
+        # the kill is kept (the last may be cut by the kill), none invented
+        assert kept_checks >= 1, "the restarted node checked every range again"
+        assert kept_checks + rechecked <= ranges, (kept_checks, rechecked, ranges)
         assert cleared == 0, "the restarted node cleared %d interval(s) again" % cleared
         # the cursor is written after each page: at most the page in flight is lost
         assert kept_w >= w1 // 2, "kept %d windows of the %d streamed before the kill" % (

@@ -835,7 +835,9 @@ static void test_heal(void)
 /* ---------- DATA_DIR/move.progress (repair_move_file.c) */
 
 /* A join's streams written and read back equal (the move's fingerprint,
- * every cursor with its windows and bytes), through a temporary name and
+ * every cursor with its windows and bytes, heals and checks in a row that
+ * disagreed, the source and horizon of a check that passed, kept only
+ * where the cursor is past windows and span trees), through a temporary name and
  * after the store's WAL was synced; a move not cleared yet leaves no file;
  * every damaged form is refused with nothing kept (the move clears and
  * streams afresh). */
@@ -858,6 +860,13 @@ static void test_move_progress(void)
     b->failed = 1;
     b->spans_after_len = 2;
     memcpy(b->spans_after, "\x00\xff", 2);
+    b->heals = 1;
+    b->mismatches = 3;
+    repair_stream_state_t *ck = repair_stream_state(&r->streams, 0x200, 0x2ff);
+    ck->done = ck->spans_done = ck->checked = 1;
+    snprintf(ck->check_src, sizeof ck->check_src, "-node.0_A");
+    ck->check_s = 1764800000;
+    ck->heals = 2;
     CHECK_EQ_INT(repair_move_progress_save(r), 0); /* not cleared: no file */
     CHECK(!exists("move.progress"));
     r->gains_cleared = 1;
@@ -869,22 +878,36 @@ static void test_move_progress(void)
     CHECK_EQ_INT(repair_move_progress_load(q, &em), 0);
     CHECK(q->kept.loaded && q->kept.present && q->kept.saved);
     CHECK(q->kept.fp == 0xfedcba9876543210ull);
-    CHECK_EQ_INT(q->kept.streams.n, 2);
-    if (q->kept.streams.n == 2) {
+    CHECK_EQ_INT(q->kept.streams.n, 3);
+    if (q->kept.streams.n == 3) {
         const repair_stream_state_t *x = &q->kept.streams.v[0], *y = &q->kept.streams.v[1];
+        const repair_stream_state_t *z = &q->kept.streams.v[2];
         CHECK(x->lo == 0x100 && x->hi == 0x17f && x->done && !x->spans_done && !x->failed);
         CHECK(x->after_len == REPAIR_STREAM_KEY_MAX &&
               memcmp(x->after, a->after, x->after_len) == 0);
         CHECK(x->windows == 675 && x->bytes == 286186);
+        CHECK(!x->check_kept && x->check_src[0] == 0 && x->heals == 0 && x->mismatches == 0);
         CHECK(y->lo == 0x300 && y->hi == UINT64_MAX && y->failed && y->after_len == 0);
         CHECK(y->spans_after_len == 2 && memcmp(y->spans_after, "\x00\xff", 2) == 0);
+        CHECK(y->heals == 1 && y->mismatches == 3 && !y->check_kept);
+        CHECK(z->lo == 0x200 && z->done && z->spans_done && z->heals == 2);
+        CHECK(z->check_kept && !z->checked && strcmp(z->check_src, "-node.0_A") == 0);
+        CHECK(z->check_s == 1764800000);
     }
     free(q->kept.streams.v);
     free(q);
 
     static const char *const bad[] = {
         "",
-        "flamedb-move-progress 2\nmove 1\nend 1\n",
+        "flamedb-move-progress 3\nmove 1\nend 1\n",
+        "flamedb-move-progress 2\nmove 1\npiece 0000000000000001 0000000000000002 1 1 0 - - 0 0\n"
+        "end 2\n", /* version 2 without heals and check */
+        "flamedb-move-progress 2\nmove 1\npiece 0000000000000001 0000000000000002 1 1 0 - - 0 0 "
+        "100000000 0 0 -\nend 2\n", /* heals past 32 bits */
+        "flamedb-move-progress 2\nmove 1\npiece 0000000000000001 0000000000000002 1 1 0 - - 0 0 "
+        "0 0 5 6e00\nend 2\n", /* a NUL in the source's id */
+        "flamedb-move-progress 2\nmove 1\npiece 0000000000000001 0000000000000002 1 1 0 - - 0 0 "
+        "0 0 5 6\nend 2\n",                 /* an odd hex id */
         "flamedb-move-progress 1\nend 0\n", /* no move */
         "flamedb-move-progress 1\nmove 1\nend 2\n",
         "flamedb-move-progress 1\nmove 1\nmove 2\nend 2\n",
@@ -907,6 +930,19 @@ static void test_move_progress(void)
         free(d->kept.streams.v);
         free(d);
     }
+    /* version 1 (before heals and checks were kept): read, nothing checked */
+    put_str("move.progress", "flamedb-move-progress 1\nmove 1\n"
+                             "piece 0000000000000001 0000000000000002 1 1 0 - - 5 6\nend 2\n");
+    repair_t *v1 = new_repair(c);
+    CHECK_EQ_INT(repair_move_progress_load(v1, &em), 0);
+    CHECK(v1->kept.present && v1->kept.streams.n == 1);
+    if (v1->kept.streams.n == 1) {
+        const repair_stream_state_t *x = &v1->kept.streams.v[0];
+        CHECK(x->done && x->spans_done && x->windows == 5 && x->bytes == 6);
+        CHECK(!x->check_kept && x->heals == 0);
+    }
+    free(v1->kept.streams.v);
+    free(v1);
     CHECK_EQ_INT(repair_move_progress_remove(r), 0);
     CHECK(!exists("move.progress"));
     repair_t *e = new_repair(c); /* no file: nothing kept, no error */
