@@ -691,6 +691,21 @@ int repair_move_progress_save(repair_t *r);
 int repair_move_progress_load(repair_t *r, errmsg_t *em);
 /* Removes it (the move is done, or another one began). */
 int repair_move_progress_remove(repair_t *r);
+/* Why the totals check of ss that an earlier process of this move passed
+ * (kept in DATA_DIR/move.progress, ss->check_kept) no longer stands in
+ * view v, where cur (ncur) are the range's current replicas; NULL when it
+ * does (a static string otherwise). Once the check passed, the stream of
+ * ss was over: this node's copy changed since only profile by profile
+ * (writes it took as a joining owner, which the source took too; hints and
+ * fetches of writes it missed while down), and every pass compares profile
+ * ids by digest over the seen span, which must hold the check's horizon
+ * (and that horizon not be after r->stream_check_s) so that span and check
+ * leave no window between them. What that cannot tell is a source whose
+ * copy changed otherwise: one no longer among cur (removed, or another
+ * move), or listed in hints_for (v->marked: it missed writes; its copy is
+ * being brought back). */
+const char *repair_move_check_void(repair_t *r, const cluster_view_t *v, const uint32_t *cur,
+                                   uint32_t ncur, const repair_stream_state_t *ss);
 /* Reads it into r->rg (intervals not cleared, pieces not started are not
  * in it); a file that does not parse is ERR_CORRUPT (nothing taken: the
  * regain clears and streams afresh). No file: 0, nothing. */

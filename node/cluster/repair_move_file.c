@@ -141,3 +141,18 @@ int repair_move_progress_load(repair_t *r, errmsg_t *em)
     }
     return 0;
 }
+
+const char *repair_move_check_void(repair_t *r, const cluster_view_t *v, const uint32_t *cur,
+                                   uint32_t ncur, const repair_stream_state_t *ss)
+{
+    int k = ring_node_find(v->ring, ss->check_src), held = 0;
+    for (uint32_t i = 0; k >= 0 && i < ncur; i++)
+        held |= (int)cur[i] == k;
+    if (!held) return "its source is no longer a current replica of it";
+    if (v->marked != NULL && v->marked[k]) return "its source is listed in hints_for";
+    int64_t from_s, until_s;
+    repair_span(&r->o, (int64_t)(repair_now_ms(r) / 1000), &from_s, &until_s);
+    if (ss->check_s > r->stream_check_s || ss->check_s < from_s)
+        return "the windows after its horizon are not all compared by digest";
+    return NULL;
+}

@@ -449,38 +449,13 @@ static void move_page(repair_t *r)
     (void)repair_move_progress_save(r);
 }
 
-/* Why the check of ss that an earlier process of this move passed (kept
- * in DATA_DIR/move.progress) no longer stands; NULL when it does. Once the
- * check passed, the stream of ss was over: this node's copy changed since
- * only profile by profile (writes it took as a joining owner, which the
- * source took too; hints and fetches of writes it missed while down), and
- * every pass compares profile ids by digest over the seen span, which must
- * hold the check's horizon so that span and check leave no window between
- * them. What that cannot tell is a source whose copy changed otherwise: one
- * no longer a current replica of the range (removed, or another move), or
- * listed in hints_for (it missed writes; its copy is being brought back). */
-static const char *kept_check_void(repair_t *r, const cluster_view_t *v, const fine_t *f,
-                                   const repair_stream_state_t *ss)
-{
-    int k = ring_node_find(v->ring, ss->check_src), cur = 0;
-    for (uint32_t i = 0; k >= 0 && i < f->ncur; i++)
-        cur |= (int)f->cur[i] == k;
-    if (!cur) return "its source is no longer a current replica of it";
-    if (v->marked != NULL && v->marked[k]) return "its source is listed in hints_for";
-    int64_t from_s, until_s;
-    repair_span(&r->o, (int64_t)(repair_now_ms(r) / 1000), &from_s, &until_s);
-    if (ss->check_s > r->stream_check_s || ss->check_s < from_s)
-        return "the windows after its horizon are not all compared by digest";
-    return NULL;
-}
-
 /* Takes the check an earlier process passed as this one's when it still
- * stands (kept_check_void), counted either way; a check that does not
- * runs again. */
+ * stands (repair_move_check_void), counted either way; a check that does
+ * not runs again. */
 static void kept_check(repair_t *r, const cluster_view_t *v, const fine_t *f,
                        repair_stream_state_t *ss)
 {
-    const char *why = kept_check_void(r, v, f, ss);
+    const char *why = repair_move_check_void(r, v, f->cur, f->ncur, ss);
     ss->check_kept = 0;
     ss->checked = why == NULL;
     if (why != NULL)

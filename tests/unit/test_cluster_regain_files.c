@@ -955,6 +955,50 @@ static void test_move_progress(void)
     fx_done(&f);
 }
 
+/* When a check kept in DATA_DIR/move.progress stands for a restarted
+ * joiner's (repair_move_check_void): its source still a current replica of
+ * the range and not in hints_for, its horizon inside the seen span and not
+ * after this pass's; every other case is checked again. */
+static void test_move_check_void(void)
+{
+    static const uint64_t t1[] = {1000, 2000}, t2[] = {1500, 3000}, t3[] = {2500};
+    ring_node_spec_t spec[] = {{"n1", t1, 2}, {"n2", t2, 2}, {"n3", t3, 1}};
+    ring_t *ring = NULL;
+    errmsg_t em = {{0}};
+    CHECK_EQ_INT(ring_build(spec, 3, &ring, &em), 0);
+    if (ring == NULL) return;
+    uint8_t reach[3] = {1, 1, 1}, marked[3] = {0, 0, 0};
+    cluster_view_t v = {.ring = ring, .reachable = reach, .rf = 2, .marked = marked};
+    int n2 = ring_node_find(ring, "n2"), n3 = ring_node_find(ring, "n3");
+    uint32_t cur[2] = {(uint32_t)ring_node_find(ring, "n1"), (uint32_t)n2};
+    clock_manual_t m = {.wall_ns = 1800000000LL * 1000000000};
+    repair_t *r = new_repair(NULL);
+    r->o.write.clock = clock_manual(&m);
+    r->o.seen_retention_s = 86400;
+    r->stream_check_s = 1800000000 - 600;
+    repair_stream_state_t ss = {.done = 1, .spans_done = 1, .check_kept = 1};
+    snprintf(ss.check_src, sizeof ss.check_src, "n2");
+    ss.check_s = 1800000000 - 3600; /* an earlier process's horizon */
+    CHECK(repair_move_check_void(r, &v, cur, 2, &ss) == NULL);
+    ss.check_s = r->stream_check_s;
+    CHECK(repair_move_check_void(r, &v, cur, 2, &ss) == NULL);
+    marked[n2] = 1; /* the source missed writes since */
+    CHECK(repair_move_check_void(r, &v, cur, 2, &ss) != NULL);
+    marked[n2] = 0;
+    marked[n3] = 1; /* another node's mark is no matter */
+    CHECK(repair_move_check_void(r, &v, cur, 2, &ss) == NULL);
+    CHECK(repair_move_check_void(r, &v, cur, 1, &ss) != NULL); /* no longer a replica */
+    snprintf(ss.check_src, sizeof ss.check_src, "n9");         /* removed from the ring */
+    CHECK(repair_move_check_void(r, &v, cur, 2, &ss) != NULL);
+    snprintf(ss.check_src, sizeof ss.check_src, "n2");
+    ss.check_s = r->stream_check_s + 1; /* after this pass's horizon */
+    CHECK(repair_move_check_void(r, &v, cur, 2, &ss) != NULL);
+    ss.check_s = 1800000000 - 2 * 86400; /* before the seen span */
+    CHECK(repair_move_check_void(r, &v, cur, 2, &ss) != NULL);
+    free(r);
+    ring_free(ring);
+}
+
 int main(void)
 {
     snprintf(dir, sizeof dir, "/tmp/flamedb-regain-files-XXXXXX");
@@ -968,6 +1012,7 @@ int main(void)
     test_progress_damaged();
     test_progress_containment();
     test_regain_many();
+    test_move_check_void();
     test_ring_roundtrip();
     test_ring_damaged();
     test_ring_downtime();
