@@ -221,8 +221,7 @@ int storage_scan_window_values(storage_t *s, enum storage_cf cf, const char *ten
         size_t kn, vn;
         const uint8_t *k = range_key(&r, &kn);
         const uint8_t *v = (const uint8_t *)rocksdb_iter_value(r.it, &vn);
-        if (window_wanted(s, cf, k, kn, lo.n))
-            rc = fn(ctx, storage_time_decode(k + kn - 8), v, vn);
+        if (window_wanted(s, cf, k, kn, lo.n)) rc = fn(ctx, storage_time_decode(k + kn - 8), v, vn);
     }
     return range_close(&r, rc);
 }
@@ -247,8 +246,8 @@ static void parts_take(void *ctx, const uint8_t *key, size_t key_len, const char
     parts_scan_t *p = ctx;
     p->took = 1;
     if (p->rc != 0 || !window_wanted(p->s, CF_BLOCKS, key, key_len, p->key_len)) return;
-    p->rc = p->fn(p->ctx, storage_time_decode(key + key_len - 8), base, base_len, ops, op_lens,
-                  nops);
+    p->rc =
+        p->fn(p->ctx, storage_time_decode(key + key_len - 8), base, base_len, ops, op_lens, nops);
 }
 
 int storage_scan_window_parts(storage_t *s, const char *tenant, uint64_t token, uint64_t series_id,

@@ -10,11 +10,10 @@
  * The merged tree is compared with the one built from the folded blocks
  * (storage_scan_blocks), as ingested, with corrupt operands among the good
  * ones (skipped and counted, as the fold skips them), with a window of
- * hundreds of operands, and after a compaction. With window_successive_merges set, a write folds the
- * window's operands once there are that many, so a read meets fewer parts
- * (the sum unchanged). A 10 s window of trees kept in no block (format 11),
- * scaled and over max_profile_tree_bytes and as format 10 stored them,
- * mixed, reads as the sum of the trees written. */
+ * hundreds of operands, and after a compaction. With window_successive_merges set, a write folds
+ * the window's operands once there are that many, so a read meets fewer parts (the sum unchanged).
+ * A 10 s window of trees kept in no block (format 11), scaled and over max_profile_tree_bytes and
+ * as format 10 stored them, mixed, reads as the sum of the trees written. */
 #include "test_storage_fixture.h" /* first: it sets _GNU_SOURCE */
 
 #include "check.h"
@@ -60,8 +59,8 @@ static raw_t scan_raw(fixture_t *f, uint64_t sid, int parts)
 {
     raw_t r = {0};
     if (parts)
-        CHECK_EQ_INT(storage_scan_window_parts(f->s, "t", TOKEN, sid, 1, f->now - 3600,
-                                               f->now + 60, parts_cb, &r),
+        CHECK_EQ_INT(storage_scan_window_parts(f->s, "t", TOKEN, sid, 1, f->now - 3600, f->now + 60,
+                                               parts_cb, &r),
                      0);
     else
         CHECK_EQ_INT(storage_scan_window_values(f->s, CF_BLOCKS, "t", TOKEN, sid, 1, f->now - 3600,
@@ -143,7 +142,7 @@ static void raw_merge(fixture_t *f, const skey_t *k, const void *v, size_t n)
 static void corrupt_parts(fixture_t *f, labels_t *l, symtab_t *st)
 {
     static const uint8_t garbage[] = {0x02, 0x01, 0x05, 0x01}; /* 5 pairs promised, none there */
-    static const uint8_t frame[] = {SPARSE_TAKEN}; /* what a merge handing over shows */
+    static const uint8_t frame[] = {SPARSE_TAKEN};             /* what a merge handing over shows */
     uint64_t sid = labels_hash(l);
     skey_t k;
     storage_key_window(&k, TOKEN, "t", sid, 1, (f->now - 5) / 60 * 60);
