@@ -323,22 +323,6 @@ static int expansion_room(sel_t *s, size_t nkids)
     return sel_charge(s);
 }
 
-/* The merged child of node p for symbol sym: found, or made. */
-static inline uint32_t child_for(sel_t *s, uint32_t p, uint64_t sym, size_t *ntouched)
-{
-    size_t mask = s->nslot - 1, h = (size_t)((sym * 0x9E3779B97F4A7C15ull) >> 17) & mask;
-    while (s->slot[h] != 0) {
-        uint32_t c = s->slot[h] - 1;
-        if (s->nd[c].sym == sym) return c;
-        h = (h + 1) & mask;
-    }
-    uint32_t c = (uint32_t)s->nn++;
-    s->nd[c] = (mnode_t){.sym = sym, .parent = p, .mem = NO_MEMBER, .depth = s->nd[p].depth + 1};
-    s->slot[h] = c + 1;
-    s->touched[(*ntouched)++] = (uint32_t)h;
-    return c;
-}
-
 /* Puts the merged children from first on on the frontier in place of the
  * top (their parent's entry for them). */
 static int frontier_add(sel_t *s, size_t first)
@@ -411,30 +395,58 @@ static int member_children(sel_t *s, uint32_t p, size_t *nkids)
     return 0;
 }
 
+/* What an expansion reads and writes, in locals: the loop stores 64-bit
+ * totals, which the compiler must assume could be the selection's own
+ * counts, so through s it reloaded every array and count per member. */
+typedef struct expansion {
+    mnode_t *nd;
+    uint32_t *slot, *touched;
+    size_t mask, nn, ntouched;
+} expansion_t;
+
+/* The merged child of node p for symbol sym: found, or made. */
+static inline __attribute__((always_inline)) mnode_t *child_for(expansion_t *x, uint32_t p,
+                                                                uint32_t depth, uint64_t sym)
+{
+    size_t h = (size_t)((sym * 0x9E3779B97F4A7C15ull) >> 17) & x->mask;
+    for (uint32_t e; (e = x->slot[h]) != 0; h = (h + 1) & x->mask)
+        if (x->nd[e - 1].sym == sym) return &x->nd[e - 1];
+    uint32_t c = (uint32_t)x->nn++;
+    x->nd[c] = (mnode_t){.sym = sym, .parent = p, .mem = NO_MEMBER, .depth = depth};
+    x->slot[h] = c + 1;
+    x->touched[x->ntouched++] = (uint32_t)h;
+    return &x->nd[c];
+}
+
 /* Makes the merged children of kept node p (every one non-empty; it has
  * one) and puts them on the frontier in place of its entry for them, the
  * tie heap's top; p->hidden counts them. */
 static int expand(sel_t *s, uint32_t p)
 {
-    size_t nkids, ntouched = 0;
+    size_t nkids;
     s->expanded++;
     int rc = member_children(s, p, &nkids);
     if (rc == 0) rc = expansion_room(s, nkids);
     if (rc != 0) return rc;
     size_t first = s->nn;
-    for (size_t i = s->nm; i < s->nm + nkids; i++) {
-        member_t *m = &s->mem[i];
+    expansion_t x = {s->nd, s->slot, s->touched, s->nslot - 1, s->nn, 0};
+    member_t *mem = s->mem;
+    const storage_merged_tab_t *tabs = s->tabs;
+    const query_pkid_t *kv = s->kv;
+    uint32_t ntabs = (uint32_t)s->ntabs, depth = s->nd[p].depth + 1;
+    for (size_t i = s->nm, end = s->nm + nkids; i < end; i++) {
+        member_t *m = &mem[i];
         mnode_t *c;
         /* a merged child's total and self are summed over its members as
          * they are met (no overflow: bounded by the root total) */
-        if (m->tab < s->ntabs) {
-            const storage_merged_tab_t *t = &s->tabs[m->tab];
-            c = &s->nd[child_for(s, p, t->sym[m->local], &ntouched)];
+        if (m->tab < ntabs) {
+            const storage_merged_tab_t *t = &tabs[m->tab];
+            c = child_for(&x, p, depth, t->sym[m->local]);
             c->total += t->total[m->local];
             c->self += t->self[m->local];
         } else {
-            const query_pkid_t *v = &s->kv[m->local];
-            c = &s->nd[child_for(s, p, v->sym, &ntouched)];
+            const query_pkid_t *v = &kv[m->local];
+            c = child_for(&x, p, depth, v->sym);
             c->total += v->total;
             c->self += v->self;
         }
@@ -442,8 +454,9 @@ static int expand(sel_t *s, uint32_t p)
         c->mem = (uint32_t)i;
     }
     s->nm += nkids;
-    for (size_t i = 0; i < ntouched; i++)
-        s->slot[s->touched[i]] = 0;
+    s->nn = x.nn;
+    for (size_t i = 0; i < x.ntouched; i++)
+        x.slot[x.touched[i]] = 0;
     s->nd[p].hidden = (uint32_t)(s->nn - first);
     return frontier_add(s, first);
 }

@@ -5,7 +5,7 @@
  * Every write merges one operand into each window it adds to, and a
  * service aggregate's window takes one from every pod of its shard. Until a
  * flush folds them, a read of a window meets each operand as a part
- * (merge.c, storage_merge_defer), so a render of recent windows adds every
+ * (merge.c, storage_merge_sink), so a render of recent windows adds every
  * profile once. Folding at write (window-successive-merges) would fold a
  * window still growing many times; this folds each window once, after it
  * ended: a pass reads the memtables of `blocks` alone (RocksDB's memtable

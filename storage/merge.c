@@ -80,43 +80,49 @@ static char *fold_full(fold_fn fold, storage_counters_t *c, const char *existing
 
 /* Set while a merger scans blocks on this thread. Folding at read costs a
  * decode of every part, a sum, an encode, then the merger's decode of the
- * sum; the merger adds each part into its dense vector directly instead.
- * RocksDB runs an iterator's merges on the thread that moves the iterator,
- * and flushes, compactions and writes never run inside a merger's scan, so
- * they always fold. */
-static _Thread_local int defer_fold;
+ * sum; the sink adds each part into the merger's dense vector directly
+ * instead, while RocksDB still holds the operands, and the iterator gets a
+ * one-byte SPARSE_TAKEN in place of the value. RocksDB runs an iterator's
+ * merges on the thread that moves the iterator, and flushes, compactions and
+ * writes never run inside a merger's scan, so they always fold. probe
+ * (storage_merge_defer) is the window fold's: how many parts, not what they
+ * hold. */
+static _Thread_local const storage_merge_sink_t *defer_sink;
+static _Thread_local int probe;
 
 void storage_merge_defer(int on)
 {
-    defer_fold = on;
+    probe = on == STORAGE_MERGE_PROBE;
 }
 
-/* The parts as they are (one part: its bytes; the reader checks it); a sum
- * when they would not fit in one value. */
-static int defer_sparse(storage_counters_t *c, const char *const *parts, const size_t *lens, int n,
-                        buf_t *out)
+void storage_merge_sink(const storage_merge_sink_t *sink)
 {
-    if (n == 1) return buf_append(out, parts[0], lens[0]);
-    int rc = storage_sparse_parts_encode(parts, lens, n, out);
-    if (rc != ERR_TOO_LARGE) return rc;
-    buf_reset(out);
-    return storage_fold_sparse(c, parts, lens, n, out);
+    defer_sink = sink;
+}
+
+static char *one_byte(char b, unsigned char *success, size_t *new_len)
+{
+    char *r = malloc(1);
+    *success = r != NULL;
+    *new_len = r != NULL;
+    if (r != NULL) r[0] = b;
+    return r;
 }
 
 static char *sparse_full_merge(void *state, const char *key, size_t key_len, const char *existing,
                                size_t existing_len, const char *const *ops, const size_t *op_lens,
                                int nops, unsigned char *success, size_t *new_len)
 {
-    if (defer_fold == STORAGE_MERGE_PROBE) { /* how many parts, not what they hold */
-        char *r = malloc(1);
-        *success = r != NULL;
-        *new_len = r != NULL;
-        if (r != NULL)
-            r[0] = (char)(nops + (existing != NULL) >= 2 ? SPARSE_PARTS : SPARSE_VERSION);
-        return r;
+    if (defer_sink != NULL) {
+        defer_sink->take(defer_sink->ctx, (const uint8_t *)key, key_len, existing, existing_len,
+                         ops, op_lens, nops);
+        return one_byte((char)SPARSE_TAKEN, success, new_len);
     }
-    return fold_full(defer_fold ? defer_sparse : storage_fold_sparse, state, existing, existing_len,
-                     ops, op_lens, nops, success, new_len);
+    if (probe) /* how many parts, not what they hold */
+        return one_byte((char)(nops + (existing != NULL) >= 2 ? SPARSE_PARTS : SPARSE_VERSION),
+                        success, new_len);
+    return fold_full(storage_fold_sparse, state, existing, existing_len, ops, op_lens, nops,
+                     success, new_len);
 }
 
 static char *sparse_partial_merge(void *state, const char *key, size_t key_len,

@@ -125,22 +125,33 @@ static int add_two(storage_merger_t *m, const uint8_t *a, size_t na, const uint8
     return added(m, before, i, rc, rcb, 1);
 }
 
-/* A window's value, or its unfolded parts (storage_merge_defer), each added
- * as the merge operator would have summed them; parts two at a time. */
-static int add_block(void *ctx, int64_t window, const uint8_t *v, size_t n)
+/* Part i of a window's block: its base first when it has one. */
+static const uint8_t *part_at(const char *base, size_t base_len, const char *const *ops,
+                              const size_t *op_lens, int i, size_t *len)
+{
+    if (base != NULL && i-- == 0) {
+        *len = base_len;
+        return (const uint8_t *)base;
+    }
+    *len = op_lens[i];
+    return (const uint8_t *)ops[i];
+}
+
+/* A window's block as it lies (storage_scan_window_parts): its value and
+ * unfolded operands each added as the merge operator would have summed
+ * them, two at a time. */
+static int add_block(void *ctx, int64_t window, const char *base, size_t base_len,
+                     const char *const *ops, const size_t *op_lens, int nops)
 {
     storage_merger_t *m = ctx;
-    if (n == 0 || v[0] != SPARSE_PARTS) return add_one(m, v, n, 0);
-    const uint8_t *p = v + 1, *end = v + n, *part, *part2;
-    size_t len, len2;
-    int rc = 0, more, i = 0;
-    while (rc == 0 && (more = storage_sparse_parts_next(&p, end, &part, &len)) == 1) {
-        more = storage_sparse_parts_next(&p, end, &part2, &len2);
-        rc = more == 1 ? add_two(m, part, len, part2, len2, i) : add_one(m, part, len, i);
-        i += more == 1 ? 2 : 1;
-        if (more != 1) break;
+    int n = nops + (base != NULL), rc = 0;
+    for (int i = 0; rc == 0 && i < n; i += 2) {
+        size_t len, len2;
+        const uint8_t *part = part_at(base, base_len, ops, op_lens, i, &len);
+        if (i + 1 == n) return add_one(m, part, len, i);
+        const uint8_t *part2 = part_at(base, base_len, ops, op_lens, i + 1, &len2);
+        rc = add_two(m, part, len, part2, len2, i);
     }
-    if (rc == 0 && more < 0) storage_log_corrupt(&m->s->counters, "stored block", i, more);
     return rc;
 }
 
@@ -191,10 +202,8 @@ static int merger_add(storage_merger_t *m, uint64_t token, uint64_t series_id, i
         int rc = presize(m, m->cur);
         if (rc != 0) return rc;
     }
-    storage_merge_defer(1);
-    int rc = storage_scan_window_values(m->s, CF_BLOCKS, m->tenant, token, series_id, res, from_s,
-                                        until_s, add_block, m);
-    storage_merge_defer(0);
+    int rc = storage_scan_window_parts(m->s, m->tenant, token, series_id, res, from_s, until_s,
+                                       add_block, m);
     /* a 10 s window is its block and the trees kept in no block */
     if (rc == 0 && res == 0 && trees)
         rc = storage_scan_unblocked(m->s, NULL, m->tenant, token, series_id, from_s, until_s, 0,

@@ -194,6 +194,15 @@ int storage_series_labels(storage_t *s, const char *tenant, uint64_t token, uint
 
 /* --- windows and spans -------------------------------------------------------- */
 
+/* Whether window key k is read: a window past retention is gone, also
+ * before compaction drops it (and its stack-node table may be collected
+ * already: gc.c). */
+static int window_wanted(storage_t *s, enum storage_cf cf, const uint8_t *k, size_t kn,
+                         size_t key_len)
+{
+    return kn == key_len && !storage_filter_expired(s, cf, k, kn, NULL, 0);
+}
+
 int storage_scan_window_values(storage_t *s, enum storage_cf cf, const char *tenant, uint64_t token,
                                uint64_t series_id, int res, int64_t from_s, int64_t until_s,
                                int (*fn)(void *ctx, int64_t window, const uint8_t *v, size_t n),
@@ -212,12 +221,63 @@ int storage_scan_window_values(storage_t *s, enum storage_cf cf, const char *ten
         size_t kn, vn;
         const uint8_t *k = range_key(&r, &kn);
         const uint8_t *v = (const uint8_t *)rocksdb_iter_value(r.it, &vn);
-        /* a window past retention is gone, also before compaction drops it
-         * (and its stack-node table may be collected already: gc.c) */
-        if (kn == lo.n && !storage_filter_expired(s, cf, k, kn, NULL, 0))
-            rc = fn(ctx, storage_time_decode(k + kn - 8), v, vn);
+        if (window_wanted(s, cf, k, kn, lo.n)) rc = fn(ctx, storage_time_decode(k + kn - 8), v, vn);
     }
     return range_close(&r, rc);
+}
+
+/* A block scan handing over what a window holds as it lies. */
+typedef struct parts_scan {
+    storage_t *s;
+    size_t key_len; /* a window key's */
+    storage_parts_fn fn;
+    void *ctx;
+    int rc;   /* fn's first error */
+    int took; /* the merge handed over the key the iterator is at */
+} parts_scan_t;
+
+/* The sink of the blocks merge operator (storage_merge_sink): the key's
+ * operands handed to fn while RocksDB holds them. RocksDB merges the key
+ * the iterator lands on as it lands there, so the scan then skips the
+ * merge's value (SPARSE_TAKEN), whatever a stored value may hold. */
+static void parts_take(void *ctx, const uint8_t *key, size_t key_len, const char *base,
+                       size_t base_len, const char *const *ops, const size_t *op_lens, int nops)
+{
+    parts_scan_t *p = ctx;
+    p->took = 1;
+    if (p->rc != 0 || !window_wanted(p->s, CF_BLOCKS, key, key_len, p->key_len)) return;
+    p->rc =
+        p->fn(p->ctx, storage_time_decode(key + key_len - 8), base, base_len, ops, op_lens, nops);
+}
+
+int storage_scan_window_parts(storage_t *s, const char *tenant, uint64_t token, uint64_t series_id,
+                              int res, int64_t from_s, int64_t until_s, storage_parts_fn fn,
+                              void *ctx)
+{
+    int rc = storage_check_tenant(tenant, NULL);
+    if (rc != 0) return rc;
+    if (res < 0 || res >= STORAGE_RESOLUTION_COUNT) return ERR_INVALID_ARGUMENT;
+    if (from_s >= until_s) return 0;
+    skey_t lo, hi;
+    storage_key_window(&lo, token, tenant, series_id, res, from_s);
+    storage_key_window(&hi, token, tenant, series_id, res, until_s);
+    parts_scan_t p = {.s = s, .key_len = lo.n, .fn = fn, .ctx = ctx};
+    storage_merge_sink_t sink = {.take = parts_take, .ctx = &p};
+    storage_merge_sink(&sink); /* set before the seek: it merges the first key */
+    range_t r;
+    range_open(s, &r, CF_BLOCKS, lo.b, lo.n, hi.b, hi.n);
+    for (; rc == 0 && rocksdb_iter_valid(r.it); rocksdb_iter_next(r.it)) {
+        size_t kn, vn;
+        const uint8_t *k = range_key(&r, &kn);
+        if (!p.took && window_wanted(s, CF_BLOCKS, k, kn, lo.n)) { /* a value alone */
+            const char *v = rocksdb_iter_value(r.it, &vn);
+            p.rc = fn(ctx, storage_time_decode(k + kn - 8), v, vn, NULL, NULL, 0);
+        }
+        p.took = 0;
+        rc = p.rc; /* which also stops the merges' handing over */
+    }
+    storage_merge_sink(NULL);
+    return range_close(&r, rc != 0 ? rc : p.rc); /* the last key's merge may have failed */
 }
 
 /* The trees of 10 s windows kept in no block (storage_scan_unblocked),

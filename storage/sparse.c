@@ -628,34 +628,3 @@ int storage_fold_sparse(storage_counters_t *c, const char *const *parts, const s
     storage_sparse_free(&all);
     return rc;
 }
-
-int storage_sparse_parts_encode(const char *const *parts, const size_t *lens, int n, buf_t *out)
-{
-    size_t need = 1;
-    for (int i = 0; i < n; i++)
-        need += 10 + lens[i];
-    int rc = buf_reserve(out, need);
-    if (rc != 0) return rc;
-    uint8_t *p = out->data + out->len;
-    *p++ = SPARSE_PARTS;
-    for (int i = 0; i < n; i++) {
-        p += varint_put_u(p, lens[i]);
-        memcpy(p, parts[i], lens[i]);
-        p += lens[i];
-    }
-    out->len = (size_t)(p - out->data);
-    out->data[out->len] = 0;
-    return 0;
-}
-
-int storage_sparse_parts_next(const uint8_t **p, const uint8_t *end, const uint8_t **part,
-                              size_t *len)
-{
-    if (*p == end) return 0;
-    uint64_t n;
-    if (!varint_read_u(p, end, &n) || n > (uint64_t)(end - *p)) return ERR_CORRUPT;
-    *part = *p;
-    *len = (size_t)n;
-    *p += n;
-    return 1;
-}

@@ -119,9 +119,11 @@ enum storage_cf {
  * is still read. */
 #define SPARSE_VERSION 3
 #define SPARSE_VERSION_V2 2
-/* First byte of a merge result that is never stored: the unfolded parts of a
- * block handed to a merger's scan (merge.c, storage_merge_defer). */
+/* Merge results that are never stored (merge.c): a window fold's probe of
+ * a block of two parts or more (storage_merge_defer), and a block whose
+ * parts a sink took (storage_merge_sink). */
 #define SPARSE_PARTS 0xfe
+#define SPARSE_TAKEN 0xfd
 /* Nodes one token's stack-node table may hold; past it writes of new stacks
  * for that service shard are refused with ERR_LIMIT. */
 #define STORAGE_MAX_STACK_NODES (1u << 26) /* default of storage_options_t.max_stack_nodes */
@@ -768,23 +770,25 @@ int storage_sparse_add(sparse_vec_t *acc, const sparse_vec_t *b, sparse_vec_t *t
 /* Sums block encodings parts[0..n) into out, skipping (and counting) corrupt ones. */
 int storage_fold_sparse(storage_counters_t *c, const char *const *parts, const size_t *lens, int n,
                         buf_t *out);
-/* Appends the parts unfolded: SPARSE_PARTS, then per part {uvarint len,
- * bytes}. ERR_TOO_LARGE when that would pass out's maximum. */
-int storage_sparse_parts_encode(const char *const *parts, const size_t *lens, int n, buf_t *out);
-/* The next part of a SPARSE_PARTS value whose parts start at *p (after its
- * first byte): 1 and the part (borrowed from the value) when found, 0 at the end,
- * ERR_CORRUPT when the framing is bad (the parts before it stay valid). */
-int storage_sparse_parts_next(const uint8_t **p, const uint8_t *end, const uint8_t **part,
-                              size_t *len);
 rocksdb_mergeoperator_t *storage_merge_sparse_new(storage_counters_t *c);
-/* While on (on the calling thread only), a block merge met by an iterator
- * returns its parts unfolded as one SPARSE_PARTS value instead of their sum;
- * the caller must then read every value it gets through
- * storage_sparse_parts_next. Flushes, compactions and writes run on threads
- * (or at times) where it is off, so nothing unfolded is ever stored.
- * With STORAGE_MERGE_PROBE instead of 1, such a merge returns one byte and
- * nothing of the parts: SPARSE_PARTS when it met two or more, else
- * SPARSE_VERSION (the window fold's scan, fold.c, copies no block). */
+/* Where a block merge met by an iterator of the calling thread goes while
+ * set (storage_merge_sink; NULL: nowhere): take gets the key, the value the
+ * operands apply to (NULL when none) and the operands, oldest first, all
+ * borrowed for the call, and the iterator then shows SPARSE_TAKEN (one
+ * byte) as the key's value. take cannot fail the merge: it keeps its own
+ * error. Flushes, compactions and writes run on threads (or at times)
+ * where no sink is set, so nothing unfolded is ever stored
+ * (storage_scan_window_parts sets and clears it). */
+typedef struct storage_merge_sink {
+    void (*take)(void *ctx, const uint8_t *key, size_t key_len, const char *base, size_t base_len,
+                 const char *const *ops, const size_t *op_lens, int nops);
+    void *ctx;
+} storage_merge_sink_t;
+void storage_merge_sink(const storage_merge_sink_t *sink);
+/* With STORAGE_MERGE_PROBE (0: off), a block merge met by an iterator of
+ * the calling thread returns one byte and nothing of the parts:
+ * SPARSE_PARTS when it met two or more, else SPARSE_VERSION (the window
+ * fold's scan, fold.c, copies no block). A sink set takes precedence. */
 void storage_merge_defer(int on);
 #define STORAGE_MERGE_PROBE 2
 /* Counts and (thinned) logs a corrupt merge operand. */
@@ -863,6 +867,18 @@ int storage_scan_window_values(storage_t *s, enum storage_cf cf, const char *ten
                                uint64_t series_id, int res, int64_t from_s, int64_t until_s,
                                int (*fn)(void *ctx, int64_t window, const uint8_t *v, size_t n),
                                void *ctx);
+/* A window's block as it lies: the value the operands apply to (base,
+ * NULL when none) and its unfolded merge operands (ops, oldest first), or
+ * a folded value alone as base with nops 0; all borrowed for the call. */
+typedef int (*storage_parts_fn)(void *ctx, int64_t window, const char *base, size_t base_len,
+                                const char *const *ops, const size_t *op_lens, int nops);
+/* Calls fn for each block of one series at resolution res with window
+ * start in [from_s, until_s), in window order, as it lies: the operands a
+ * window still holds are handed over from within the merge (merge.c,
+ * storage_merge_sink), never copied or summed first. */
+int storage_scan_window_parts(storage_t *s, const char *tenant, uint64_t token, uint64_t series_id,
+                              int res, int64_t from_s, int64_t until_s, storage_parts_fn fn,
+                              void *ctx);
 
 /* --- block values, version 3: fixed-width columns (sparse_cols.c) --------- */
 

@@ -209,6 +209,42 @@ static void test_forests(void)
     calltree_free(t);
 }
 
+/* The encoder sizes each level of kept nodes from its node count first
+ * (flamebearer.c, presize_levels): a level of 1,600 entries of a few bytes,
+ * whose guess passes the whole answer's cap, and levels of entries longer
+ * than the guess (totals near 2^61) write the bytes the whole tree's
+ * encoder writes, under a cap of exactly the answer's length too; one byte
+ * less is refused as before. */
+static void test_level_guess(void)
+{
+    calltree_t *t = calltree_new(0);
+    for (uint64_t a = 0; a < 40; a++)
+        for (uint64_t b = 0; b < 40; b++)
+            calltree_add_stack(t, (uint64_t[2]){100 + a, 100 + b}, 2, 1);
+    uint64_t chain[6] = {7, 8, 9, 10, 11, 12};
+    for (size_t d = 1; d <= 6; d++)
+        calltree_add_stack(t, chain, d, (int64_t)1 << 59);
+    storage_merged_tab_t v;
+    tab_of(t, &v);
+    char *want = fb_of(t);
+    query_kept_t *k;
+    CHECK_EQ_INT(query_keep_tabs(&v, 1, 4096, &k), 0);
+    size_t len = strlen(want);
+    for (size_t cap = len + 1; cap + 2 > len; cap--) {
+        buf_t b;
+        buf_init(&b, cap);
+        int rc = query_encode_flamebearer_kept(k, NULL, TYPE, NULL, NULL, &b);
+        CHECK_EQ_INT(rc, cap >= len ? 0 : ERR_TOO_LARGE);
+        if (rc == 0) CHECK(b.len == len && memcmp(b.data, want, len) == 0);
+        CHECK(rc != 0 || 1600 * 24 > len); /* the guess passes the cap */
+        buf_free(&b);
+    }
+    query_kept_free(k);
+    free(want);
+    tab_free(&v);
+    calltree_free(t);
+}
+
 /* A kept node's children are made only when one of them could be kept
  * next: with maxNodes 4, the root and A (100: self 97 and three children of
  * 1) are kept and B (50) does not fit, so A's children, all lighter than
@@ -541,6 +577,7 @@ int main(int argc, char **argv)
     check_rng_state = seed ? seed : 1;
     T0 = (int64_t)time(NULL) / 600 * 600 - 1200;
     test_forests();
+    test_level_guess();
     test_lazy_expansion();
     test_store_random();
     test_store_overflow();

@@ -1,19 +1,19 @@
 /* test_storage_merger_parts.c — a merger reads a window's unfolded merge
- * operands as parts (storage_merge_defer) and sums them exactly.
+ * operands as parts (storage_scan_window_parts) and sums them exactly.
  *
  * Pushes to one series in one window stay in the memtable as merge operands.
- * While a merger scans, the blocks merge operator hands them over as one
- * SPARSE_PARTS value (checked on a raw scan with the switch on), which the
- * merger adds part by part; with the switch off the same scan gets their sum.
+ * While a merger scans, the blocks merge operator hands them to the scan's
+ * sink as they lie (checked on a parts scan: one window, every push a part),
+ * which the merger adds part by part; a plain scan gets their sum, also
+ * right after a parts scan (the sink is cleared), and an error of the
+ * parts' callback ends the scan with it.
  * The merged tree is compared with the one built from the folded blocks
  * (storage_scan_blocks), as ingested, with corrupt operands among the good
- * ones (skipped and counted, as the fold skips them) and after a compaction,
- * and the parts framing is checked on its own: a round trip, and a
- * truncated value. With window_successive_merges set, a write folds the
- * window's operands once there are that many, so a read meets fewer parts
- * (the sum unchanged). A 10 s window of trees kept in no block (format 11),
- * scaled and over max_profile_tree_bytes and as format 10 stored them,
- * mixed, reads as the sum of the trees written. */
+ * ones (skipped and counted, as the fold skips them), with a window of
+ * hundreds of operands, and after a compaction. With window_successive_merges set, a write folds
+ * the window's operands once there are that many, so a read meets fewer parts (the sum unchanged).
+ * A 10 s window of trees kept in no block (format 11), scaled and over max_profile_tree_bytes and
+ * as format 10 stored them, mixed, reads as the sum of the trees written. */
 #include "test_storage_fixture.h" /* first: it sets _GNU_SOURCE */
 
 #include "check.h"
@@ -28,35 +28,44 @@ static void push(fixture_t *f, labels_t *l, symtab_t *st, int i)
 }
 
 typedef struct raw {
-    int values, parts;
-    uint8_t first;
+    int values, parts, merged; /* merged: windows handed over with operands */
+    uint8_t first;             /* the first byte of the last window's first part */
+    int fail_at;               /* > 0: the callback fails on that window */
 } raw_t;
 
-static int raw_cb(void *ctx, int64_t window, const uint8_t *v, size_t n)
+static int parts_cb(void *ctx, int64_t window, const char *base, size_t base_len,
+                    const char *const *ops, const size_t *op_lens, int nops)
+{
+    raw_t *r = ctx;
+    r->values++;
+    r->parts += nops + (base != NULL);
+    r->merged += nops > 0;
+    const char *first = base != NULL ? base : nops > 0 ? ops[0] : NULL;
+    r->first = first != NULL && (base != NULL ? base_len : op_lens[0]) > 0 ? (uint8_t)first[0] : 0;
+    return r->values == r->fail_at ? ERR_CORRUPT : 0;
+}
+
+static int value_cb(void *ctx, int64_t window, const uint8_t *v, size_t n)
 {
     raw_t *r = ctx;
     r->values++;
     r->first = n > 0 ? v[0] : 0;
-    if (n == 0 || v[0] != SPARSE_PARTS) return 0;
-    const uint8_t *p = v + 1, *part;
-    size_t len;
-    int more;
-    while ((more = storage_sparse_parts_next(&p, v + n, &part, &len)) == 1)
-        r->parts++;
-    CHECK_EQ_INT(more, 0);
     return 0;
 }
 
-/* The 1 min window's raw value, with the merge operator deferring or not
+/* The 1 min window as it lies (parts), or folded by the merge operator
  * (the 10 s window's block holds no kept tree: format 11). */
-static raw_t scan_raw(fixture_t *f, uint64_t sid, int defer)
+static raw_t scan_raw(fixture_t *f, uint64_t sid, int parts)
 {
     raw_t r = {0};
-    storage_merge_defer(defer);
-    CHECK_EQ_INT(storage_scan_window_values(f->s, CF_BLOCKS, "t", TOKEN, sid, 1, f->now - 3600,
-                                            f->now + 60, raw_cb, &r),
-                 0);
-    storage_merge_defer(0);
+    if (parts)
+        CHECK_EQ_INT(storage_scan_window_parts(f->s, "t", TOKEN, sid, 1, f->now - 3600, f->now + 60,
+                                               parts_cb, &r),
+                     0);
+    else
+        CHECK_EQ_INT(storage_scan_window_values(f->s, CF_BLOCKS, "t", TOKEN, sid, 1, f->now - 3600,
+                                                f->now + 60, value_cb, &r),
+                     0);
     return r;
 }
 
@@ -133,7 +142,7 @@ static void raw_merge(fixture_t *f, const skey_t *k, const void *v, size_t n)
 static void corrupt_parts(fixture_t *f, labels_t *l, symtab_t *st)
 {
     static const uint8_t garbage[] = {0x02, 0x01, 0x05, 0x01}; /* 5 pairs promised, none there */
-    static const uint8_t frame[] = {SPARSE_PARTS, 0x09, 0x02}; /* a part cut short */
+    static const uint8_t frame[] = {SPARSE_TAKEN};             /* what a merge handing over shows */
     uint64_t sid = labels_hash(l);
     skey_t k;
     storage_key_window(&k, TOKEN, "t", sid, 1, (f->now - 5) / 60 * 60);
@@ -151,29 +160,42 @@ static void corrupt_parts(fixture_t *f, labels_t *l, symtab_t *st)
     check_same(f, sid);
 }
 
-static void check_framing(void)
+/* A window of hundreds of operands (every push a part, in one window): the
+ * merger's sum is the folded blocks' at every resolution, as ingested. */
+static void many_parts(fixture_t *f, symtab_t *st)
 {
-    const char *parts[3] = {"\x02\x01\x00", "abc", ""};
-    size_t lens[3] = {3, 3, 0};
-    buf_t b;
-    buf_init(&b, BUF_UNLIMITED);
-    CHECK_EQ_INT(storage_sparse_parts_encode(parts, lens, 3, &b), 0);
-    CHECK_EQ_INT(b.data[0], SPARSE_PARTS);
-    const uint8_t *p = b.data + 1, *part;
-    size_t len;
-    for (int i = 0; i < 3; i++) {
-        CHECK_EQ_INT(storage_sparse_parts_next(&p, b.data + b.len, &part, &len), 1);
-        CHECK(len == lens[i] && memcmp(part, parts[i], len) == 0);
+    labels_t *l = fx_labels("svc", "many");
+    uint64_t sid = labels_hash(l);
+    for (int i = 0; i < 300; i++)
+        fx_push(f->s, l, st, TOKEN, i, (f->now - 5) * NS, 1000 + (uint64_t)i);
+    raw_t on = scan_raw(f, sid, 1);
+    CHECK_EQ_INT(on.values, 1);
+    CHECK_EQ_INT(on.parts, 300);
+    check_same(f, sid);
+    labels_free(l);
+}
+
+/* The parts' callback failing on the second of three windows, each of
+ * operands: the scan ends with its error, and the next plain scan folds
+ * (no sink left behind). */
+static void failing_parts(fixture_t *f, symtab_t *st)
+{
+    labels_t *l = fx_labels("svc", "failing");
+    uint64_t sid = labels_hash(l);
+    for (int w = 0; w < 3; w++)
+        for (int i = 0; i < 3; i++)
+            fx_push(f->s, l, st, TOKEN, i, (f->now - 5 - 60 * w) * NS, 200 + (uint64_t)(w * 3 + i));
+    for (int fail = 1; fail <= 3; fail++) {
+        raw_t r = {.fail_at = fail};
+        CHECK_EQ_INT(storage_scan_window_parts(f->s, "t", TOKEN, sid, 1, f->now - 3600, f->now + 60,
+                                               parts_cb, &r),
+                     ERR_CORRUPT);
+        CHECK_EQ_INT(r.values, fail);
+        raw_t off = scan_raw(f, sid, 0);
+        CHECK_EQ_INT(off.values, 3);
+        CHECK_EQ_INT(off.first, SPARSE_VERSION);
     }
-    CHECK_EQ_INT(storage_sparse_parts_next(&p, b.data + b.len, &part, &len), 0);
-    p = b.data + 1; /* cut inside the second part: the first still reads */
-    CHECK_EQ_INT(storage_sparse_parts_next(&p, b.data + 6, &part, &len), 1);
-    CHECK_EQ_INT(storage_sparse_parts_next(&p, b.data + 6, &part, &len), ERR_CORRUPT);
-    buf_t small; /* too large for its buffer: refused, so the fold can take over */
-    buf_init(&small, 4);
-    CHECK_EQ_INT(storage_sparse_parts_encode(parts, lens, 3, &small), ERR_TOO_LARGE);
-    buf_free(&small);
-    buf_free(&b);
+    labels_free(l);
 }
 
 /* Reopened folding every 3 merges: 9 pushes to a new series leave its
@@ -188,7 +210,8 @@ static void folded_at_write(fixture_t *f, symtab_t *st)
         push(f, l, st, i);
     raw_t on = scan_raw(f, sid, 1);
     CHECK_EQ_INT(on.values, 1);
-    CHECK(on.first == SPARSE_VERSION || (on.parts >= 2 && on.parts <= 4));
+    CHECK((on.parts == 1 && on.merged == 0 && on.first == SPARSE_VERSION) ||
+          (on.parts >= 2 && on.parts <= 4));
     check_same(f, sid);
     labels_free(l);
 }
@@ -338,7 +361,6 @@ int main(void)
     if (fx_init(&f) != 0) return 1;
     f.opts.window_successive_merges = 0; /* every push stays an operand */
     if (fx_reopen(&f) != 0) return 1;
-    check_framing();
     symtab_t *st = symtab_new();
     labels_t *l = fx_labels("svc", "parts");
     uint64_t sid = labels_hash(l);
@@ -346,15 +368,20 @@ int main(void)
         push(&f, l, st, i);
     raw_t on = scan_raw(&f, sid, 1), off = scan_raw(&f, sid, 0);
     CHECK_EQ_INT(on.values, 1);
-    CHECK_EQ_INT(on.first, SPARSE_PARTS);
+    CHECK_EQ_INT(on.merged, 1);
     CHECK_EQ_INT(on.parts, PUSHES);
-    CHECK_EQ_INT(off.values, 1);
+    CHECK_EQ_INT(on.first, SPARSE_VERSION);
+    CHECK_EQ_INT(off.values, 1); /* the sink cleared: the plain scan folds */
     CHECK_EQ_INT(off.first, SPARSE_VERSION);
     check_same(&f, sid);
+    many_parts(&f, st);
+    failing_parts(&f, st);
     corrupt_parts(&f, l, st);
     CHECK_EQ_INT(storage_compact(f.s), 0);
     on = scan_raw(&f, sid, 1);
-    CHECK_EQ_INT(on.first, SPARSE_VERSION); /* folded by the compaction: one value */
+    CHECK_EQ_INT(on.parts, 1); /* folded by the compaction: one value */
+    CHECK_EQ_INT(on.merged, 0);
+    CHECK_EQ_INT(on.first, SPARSE_VERSION);
     check_same(&f, sid);
     folded_at_write(&f, st);
     unblocked_mix(&f, st);

@@ -5,7 +5,7 @@
  * Nine pushes to two series of one service (each window of a series and of
  * the service aggregate gets operands) stay in the memtable as operands.
  * After a fold at the fake clock's now, every ended window reads as one
- * value (no SPARSE_PARTS on a raw scan with the merge operator deferring),
+ * value (one part on a parts scan, storage_scan_window_parts),
  * the day window that has not ended still holds its parts, and every
  * resolution's merged tree and the timeline are those before the fold. A
  * push that comes after the fold adds one operand over the folded sum
@@ -37,11 +37,12 @@ typedef struct raw {
     int values, parted; /* values, and those handed over as parts */
 } raw_t;
 
-static int raw_cb(void *ctx, int64_t window, const uint8_t *v, size_t n)
+static int raw_cb(void *ctx, int64_t window, const char *base, size_t base_len,
+                  const char *const *ops, const size_t *op_lens, int nops)
 {
     raw_t *r = ctx;
     r->values++;
-    r->parted += n > 0 && v[0] == SPARSE_PARTS;
+    r->parted += nops + (base != NULL) >= 2;
     return 0;
 }
 
@@ -49,11 +50,8 @@ static int raw_cb(void *ctx, int64_t window, const uint8_t *v, size_t n)
 static raw_t scan_raw(fixture_t *f, uint64_t sid, int res)
 {
     raw_t r = {0};
-    storage_merge_defer(1);
-    CHECK_EQ_INT(storage_scan_window_values(f->s, CF_BLOCKS, "t", TOKEN, sid, res, 0,
-                                            f->now + 86400, raw_cb, &r),
-                 0);
-    storage_merge_defer(0);
+    CHECK_EQ_INT(
+        storage_scan_window_parts(f->s, "t", TOKEN, sid, res, 0, f->now + 86400, raw_cb, &r), 0);
     return r;
 }
 
