@@ -270,14 +270,16 @@ static int chunk_unindexed(const uint8_t *p, size_t n)
     return chunk_is_old(p, n) || (n >= 2 && p[1] == CHUNK_UNINDEXED);
 }
 
-/* Nodes from which a table keeps the edge index: the setting, or fewer when
- * a table that large would take more than a quarter of the node cache's
- * table budget (up to about 100 bytes a node whole, its edge map included):
- * such a table does not stay cached, and reading it whole at every miss is
- * what the index avoids. */
+/* Nodes from which a table may keep the edge index: the setting (by
+ * default STORAGE_NODE_INDEX_MIN_NODES), or fewer when a table that large
+ * would take more than a quarter of the node cache's table budget (up to
+ * about 100 bytes a node whole, its edge map included): such a table does
+ * not stay cached, and reading it whole at every miss is what the index
+ * avoids. */
 static uint32_t index_min_nodes(const storage_t *s)
 {
     size_t cap = s->nodetabs.max_bytes / 4 / 100, min = s->opts.node_index_min_nodes;
+    if (min == 0) min = STORAGE_NODE_INDEX_MIN_NODES;
     if (min > cap) min = cap;
     return min < 1 ? 1 : (uint32_t)min;
 }
@@ -423,6 +425,18 @@ static size_t whole_bytes(uint32_t n)
 static int read_whole(const storage_t *s, uint32_t n)
 {
     return whole_bytes(n) <= s->nodetabs.max_bytes / 100 * s->opts.node_whole_read_percent;
+}
+
+/* Whether a table of n ids keeps the edge index: from index_min_nodes on,
+ * and by default (setting 0) only once a writer that misses it would stop
+ * reading it whole (read_whole). Only a writer holding a partial table
+ * reads the index, so a table read whole would pay an entry a node (most
+ * of the write of a new large service) for lookups nobody makes. A table
+ * that a smaller cache leaves unindexed past that size is read whole by its
+ * next writer and indexed in that write's batch. */
+static int wants_index(const storage_t *s, uint32_t n)
+{
+    return n >= index_min_nodes(s) && (s->opts.node_index_min_nodes != 0 || !read_whole(s, n));
 }
 
 /* Reads the last chunk only (a partial table), or the whole table when it
@@ -965,7 +979,7 @@ int storage_nodetab_stage(storage_t *s, nodetab_t *t, rocksdb_writebatch_t *wb, 
     /* a small table grown to the threshold: every id indexed now, in this
      * batch, with the mark in its last chunk (a format-6 table: every chunk
      * rewritten self-contained too) */
-    int index_all = t->unindexed && t->count >= index_min_nodes(s);
+    int index_all = t->unindexed && wants_index(s, t->count);
     if (t->count <= 1 || (t->count <= t->committed && !t->old && !index_all)) return 0;
     uint32_t last = (t->count - 1) / NODETAB_CHUNK;
     uint32_t first_chunk = t->old ? 0 : t->committed / NODETAB_CHUNK;
