@@ -911,27 +911,31 @@ static int stage_chunk(storage_t *s, const nodetab_t *t, uint32_t c, int indexed
     if (hi > t->count) hi = t->count;
     buf_reset(tmp);
     u64map_clear(local);
-    int rc = buf_reserve(tmp, 1 + (size_t)(hi - lo) * 20);
+    /* an entry takes at most 14 bytes (a 5-byte delta, then a symbol's 9 or
+     * an ordinal's 2): written in place, as a chunk is rewritten whole by
+     * every push that adds to it */
+    int rc = buf_reserve(tmp, 2 + (size_t)(hi - lo) * 14);
     if (rc != 0) return rc;
-    const uint8_t marker[2] = {CHUNK_SELF_CONTAINED, CHUNK_UNINDEXED};
-    if ((rc = buf_append(tmp, marker, indexed ? 1 : 2)) != 0) return rc;
+    uint8_t *e = tmp->data;
+    *e++ = CHUNK_SELF_CONTAINED;
+    if (!indexed) *e++ = CHUNK_UNINDEXED;
     for (uint32_t id = lo; id < hi; id++) {
-        uint8_t e[20];
         uint64_t sym = t->sym[id - t->base];
-        size_t n = varint_put_u(e, id - t->parent[id - t->base]);
+        e += varint_put_u(e, id - t->parent[id - t->base]);
         uint32_t o;
         rc = u64map_get_or_put(local, sym, nlocal, &o);
         if (rc < 0) return rc;
         if (rc == 1) { /* first use in the chunk: the symbol itself */
             nlocal++;
-            e[n++] = 0;
+            *e++ = 0;
             for (int i = 0; i < 8; i++)
-                e[n++] = (uint8_t)(sym >> (8 * i));
+                *e++ = (uint8_t)(sym >> (8 * i));
         } else {
-            n += varint_put_u(e + n, (uint64_t)o + 1);
+            e += varint_put_u(e, (uint64_t)o + 1);
         }
-        if ((rc = buf_append(tmp, e, n)) != 0) return rc;
     }
+    tmp->len = (size_t)(e - tmp->data);
+    tmp->data[tmp->len] = 0;
     skey_t k;
     storage_key_node(&k, t->token, t->tenant, c);
     rocksdb_writebatch_put_cf(wb, s->cf[CF_NODES], (const char *)k.b, k.n, (const char *)tmp->data,
