@@ -5,15 +5,16 @@
  * the series' stack-node table; the entry is the stack-node id storage gave
  * it (storage_profile_write_t.mapped) and the node generation it is valid
  * in (storage_node_generation): an entry of another generation is a miss.
- * Two-way: a key may sit in either slot of its pair (one cache line); a
- * put takes the slot holding the key, else an empty or stale one, else
- * one of the two by the key's bits, so the bytes stay those given at
- * creation. Pairs are guarded by striped mutexes (a lookup or put holds
- * one for a few loads).
+ * Two-way: a key may sit in either slot of its pair (one cache line: the
+ * table is page-aligned); a put takes the slot holding the key, else an
+ * empty or stale one, else one of the two by the key's bits, so the bytes
+ * stay those given at creation. Pairs are guarded by striped mutexes (a
+ * lookup or put holds one for a few loads).
  */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "node/ingest/ingest_int.h"
 
@@ -40,11 +41,17 @@ int ingest_stack_cache_new(storage_t *storage, size_t max_bytes, ingest_stack_ca
     if (n * sizeof(entry_t) > max_bytes) return 0; /* too small to hold a pair: off */
     ingest_stack_cache_t *c = calloc(1, sizeof *c);
     if (c == NULL) return ERR_NOMEM;
-    c->slots = calloc(n, sizeof *c->slots);
-    if (c->slots == NULL) {
+    /* page-aligned (zeroed by the kernel, as calloc): a pair of slots is
+     * one cache line only when the table starts on a line, and calloc's
+     * mmapped block starts 16 bytes past a page, which split every pair
+     * over two lines (two misses a lookup) */
+    void *p = mmap(NULL, n * sizeof *c->slots, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                   -1, 0);
+    if (p == MAP_FAILED) {
         free(c);
         return ERR_NOMEM;
     }
+    c->slots = p;
     c->storage = storage;
     c->mask = n - 1;
     for (int i = 0; i < STRIPES; i++)
@@ -58,7 +65,7 @@ void ingest_stack_cache_free(ingest_stack_cache_t *c)
     if (c == NULL) return;
     for (int i = 0; i < STRIPES; i++)
         pthread_mutex_destroy(&c->mu[i]);
-    free(c->slots);
+    munmap(c->slots, (c->mask + 1) * sizeof *c->slots);
     free(c);
 }
 
