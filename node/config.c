@@ -403,7 +403,7 @@ static const opt_t options[] = {
      "stacks are stored folded into \"other\" nodes (values exact, shape lost below the fold; "
      "counted in flamedb_storage_folded_stacks_total) instead of being refused; about 30 bytes "
      "of node cache each."},
-    {"node-index-min-nodes", OPT_U32, FIELD(storage.node_index_min_nodes, uint32_t), NULL, 0, 1,
+    {"node-index-min-nodes", OPT_U32, FIELD(storage.node_index_min_nodes, uint32_t), NULL, 0, 0,
      1u << 29,
      "Nodes from which a service shard's stack-node table keeps an edge index ((parent, "
      "symbol) -> node), so that a push to it when it is not cached reads only its last chunk "
@@ -411,7 +411,10 @@ static const opt_t options[] = {
      "CPU) and is read whole on a cache miss; the write that takes it to the threshold indexes "
      "every node. A table that would take more than a quarter of the table part of "
      "node-cache-bytes (counted at 100 bytes a node) is indexed whatever the setting; 1 indexes "
-     "every table."},
+     "every table. 0 (the default): from 65,536 nodes, and only once the table is too large "
+     "for node-whole-read-percent (a push would not read it whole, so only then is the index "
+     "read); a table that a smaller cache leaves unindexed past that size is read whole by its "
+     "next push and indexed in that push."},
     {"node-whole-read-percent", OPT_U32, FIELD(storage.node_whole_read_percent, uint32_t), NULL, 0,
      0, 100,
      "A push that finds an indexed stack-node table not in memory reads it whole (one "

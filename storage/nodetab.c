@@ -270,14 +270,16 @@ static int chunk_unindexed(const uint8_t *p, size_t n)
     return chunk_is_old(p, n) || (n >= 2 && p[1] == CHUNK_UNINDEXED);
 }
 
-/* Nodes from which a table keeps the edge index: the setting, or fewer when
- * a table that large would take more than a quarter of the node cache's
- * table budget (up to about 100 bytes a node whole, its edge map included):
- * such a table does not stay cached, and reading it whole at every miss is
- * what the index avoids. */
+/* Nodes from which a table may keep the edge index: the setting (by
+ * default STORAGE_NODE_INDEX_MIN_NODES), or fewer when a table that large
+ * would take more than a quarter of the node cache's table budget (up to
+ * about 100 bytes a node whole, its edge map included): such a table does
+ * not stay cached, and reading it whole at every miss is what the index
+ * avoids. */
 static uint32_t index_min_nodes(const storage_t *s)
 {
     size_t cap = s->nodetabs.max_bytes / 4 / 100, min = s->opts.node_index_min_nodes;
+    if (min == 0) min = STORAGE_NODE_INDEX_MIN_NODES;
     if (min > cap) min = cap;
     return min < 1 ? 1 : (uint32_t)min;
 }
@@ -423,6 +425,18 @@ static size_t whole_bytes(uint32_t n)
 static int read_whole(const storage_t *s, uint32_t n)
 {
     return whole_bytes(n) <= s->nodetabs.max_bytes / 100 * s->opts.node_whole_read_percent;
+}
+
+/* Whether a table of n ids keeps the edge index: from index_min_nodes on,
+ * and by default (setting 0) only once a writer that misses it would stop
+ * reading it whole (read_whole). Only a writer holding a partial table
+ * reads the index, so a table read whole would pay an entry a node (most
+ * of the write of a new large service) for lookups nobody makes. A table
+ * that a smaller cache leaves unindexed past that size is read whole by its
+ * next writer and indexed in that write's batch. */
+static int wants_index(const storage_t *s, uint32_t n)
+{
+    return n >= index_min_nodes(s) && (s->opts.node_index_min_nodes != 0 || !read_whole(s, n));
 }
 
 /* Reads the last chunk only (a partial table), or the whole table when it
@@ -897,27 +911,31 @@ static int stage_chunk(storage_t *s, const nodetab_t *t, uint32_t c, int indexed
     if (hi > t->count) hi = t->count;
     buf_reset(tmp);
     u64map_clear(local);
-    int rc = buf_reserve(tmp, 1 + (size_t)(hi - lo) * 20);
+    /* an entry takes at most 14 bytes (a 5-byte delta, then a symbol's 9 or
+     * an ordinal's 2): written in place, as a chunk is rewritten whole by
+     * every push that adds to it */
+    int rc = buf_reserve(tmp, 2 + (size_t)(hi - lo) * 14);
     if (rc != 0) return rc;
-    const uint8_t marker[2] = {CHUNK_SELF_CONTAINED, CHUNK_UNINDEXED};
-    if ((rc = buf_append(tmp, marker, indexed ? 1 : 2)) != 0) return rc;
+    uint8_t *e = tmp->data;
+    *e++ = CHUNK_SELF_CONTAINED;
+    if (!indexed) *e++ = CHUNK_UNINDEXED;
     for (uint32_t id = lo; id < hi; id++) {
-        uint8_t e[20];
         uint64_t sym = t->sym[id - t->base];
-        size_t n = varint_put_u(e, id - t->parent[id - t->base]);
+        e += varint_put_u(e, id - t->parent[id - t->base]);
         uint32_t o;
         rc = u64map_get_or_put(local, sym, nlocal, &o);
         if (rc < 0) return rc;
         if (rc == 1) { /* first use in the chunk: the symbol itself */
             nlocal++;
-            e[n++] = 0;
+            *e++ = 0;
             for (int i = 0; i < 8; i++)
-                e[n++] = (uint8_t)(sym >> (8 * i));
+                *e++ = (uint8_t)(sym >> (8 * i));
         } else {
-            n += varint_put_u(e + n, (uint64_t)o + 1);
+            e += varint_put_u(e, (uint64_t)o + 1);
         }
-        if ((rc = buf_append(tmp, e, n)) != 0) return rc;
     }
+    tmp->len = (size_t)(e - tmp->data);
+    tmp->data[tmp->len] = 0;
     skey_t k;
     storage_key_node(&k, t->token, t->tenant, c);
     rocksdb_writebatch_put_cf(wb, s->cf[CF_NODES], (const char *)k.b, k.n, (const char *)tmp->data,
@@ -965,7 +983,7 @@ int storage_nodetab_stage(storage_t *s, nodetab_t *t, rocksdb_writebatch_t *wb, 
     /* a small table grown to the threshold: every id indexed now, in this
      * batch, with the mark in its last chunk (a format-6 table: every chunk
      * rewritten self-contained too) */
-    int index_all = t->unindexed && t->count >= index_min_nodes(s);
+    int index_all = t->unindexed && wants_index(s, t->count);
     if (t->count <= 1 || (t->count <= t->committed && !t->old && !index_all)) return 0;
     uint32_t last = (t->count - 1) / NODETAB_CHUNK;
     uint32_t first_chunk = t->old ? 0 : t->committed / NODETAB_CHUNK;

@@ -90,7 +90,7 @@ void storage_options_default(storage_options_t *o)
     o->max_open_files = -1;
     o->rocksdb_log_level = STORAGE_ROCKSDB_LOG_HEADER;
     o->max_stack_nodes = STORAGE_MAX_STACK_NODES;
-    o->node_index_min_nodes = STORAGE_NODE_INDEX_MIN_NODES;
+    o->node_index_min_nodes = 0; /* from STORAGE_NODE_INDEX_MIN_NODES, once not read whole */
     o->node_whole_read_percent = STORAGE_NODE_WHOLE_READ_PERCENT;
     o->window_successive_merges = STORAGE_WINDOW_SUCCESSIVE_MERGES;
     o->total_successive_merges = STORAGE_TOTAL_SUCCESSIVE_MERGES;

@@ -103,7 +103,9 @@ typedef struct storage_options {
     uint32_t max_stack_nodes; /* stack nodes per placement token (service shard); past it new
                                * stacks fold into "other" nodes (nodetab.c) */
     /* Nodes from which a stack-node table keeps its edge index (nodetab.c);
-     * 1: every table. */
+     * 1: every table; 0 (the default): from 65,536 on, and only once a
+     * writer that misses the table would not read it whole
+     * (node_whole_read_percent). */
     uint32_t node_index_min_nodes;
     /* A push that finds an indexed stack-node table not in memory reads it
      * whole when it takes at most this percent of the tables' cache bound

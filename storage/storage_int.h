@@ -127,9 +127,10 @@ enum storage_cf {
 /* Nodes one token's stack-node table may hold; past it writes of new stacks
  * for that service shard are refused with ERR_LIMIT. */
 #define STORAGE_MAX_STACK_NODES (1u << 26) /* default of storage_options_t.max_stack_nodes */
-/* Default of storage_options_t.node_index_min_nodes: reading a table this
- * large whole takes 5-14 ms, one of 16,384 nodes about 2 ms
- * (docs/benchmarks.md). */
+/* Nodes below which a table keeps no edge index when
+ * storage_options_t.node_index_min_nodes is 0 (its default: then also not
+ * while a writer would read it whole): reading a table this large whole
+ * takes 5-14 ms, one of 16,384 nodes about 2 ms (docs/benchmarks.md). */
 #define STORAGE_NODE_INDEX_MIN_NODES (1u << 16)
 /* Default of storage_options_t.node_whole_read_percent. */
 #define STORAGE_NODE_WHOLE_READ_PERCENT 25

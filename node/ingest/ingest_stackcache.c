@@ -5,15 +5,16 @@
  * the series' stack-node table; the entry is the stack-node id storage gave
  * it (storage_profile_write_t.mapped) and the node generation it is valid
  * in (storage_node_generation): an entry of another generation is a miss.
- * Two-way: a key may sit in either slot of its pair (one cache line); a
- * put takes the slot holding the key, else an empty or stale one, else
- * one of the two by the key's bits, so the bytes stay those given at
- * creation. Pairs are guarded by striped mutexes (a lookup or put holds
- * one for a few loads).
+ * Two-way: a key may sit in either slot of its pair (one cache line: the
+ * table is aligned, map_slots); a put takes the slot holding the key, else an
+ * empty or stale one, else one of the two by the key's bits, so the bytes
+ * stay those given at creation. Pairs are guarded by striped mutexes (a
+ * lookup or put holds one for a few loads).
  */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "node/ingest/ingest_int.h"
 
@@ -31,6 +32,33 @@ struct ingest_stack_cache {
     pthread_mutex_t mu[STRIPES];
 };
 
+/* The table's memory, zeroed by the kernel (as calloc), or NULL. Aligned:
+ * a pair of slots is one cache line only when the table starts on a line
+ * (calloc's block of this size starts 16 bytes past a page, which split
+ * every pair over two lines, two misses a lookup); and a table of 2 MiB
+ * and more starts on a 2 MiB boundary and asks for huge pages, which the
+ * kernel gives only to whole aligned 2 MiB extents: a lookup is a random
+ * slot of the whole table, with 4 KiB pages a TLB miss besides the cache
+ * miss. Freed with munmap(slots, bytes). */
+static entry_t *map_slots(size_t bytes)
+{
+    size_t huge = (size_t)2 << 20, extra = bytes >= huge ? huge : 0;
+    uint8_t *p =
+        mmap(NULL, bytes + extra, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return NULL;
+    if (extra == 0) return (entry_t *)p;
+    uint8_t *q = (uint8_t *)(((uintptr_t)p + huge - 1) & ~(uintptr_t)(huge - 1));
+    /* the unaligned head and tail back (unmapping part of our own mapping
+     * fails only on bad arguments; a failure would keep them mapped) */
+    if (q > p) (void)munmap(p, (size_t)(q - p));
+    if (q + bytes < p + bytes + extra)
+        (void)munmap(q + bytes, (size_t)(p + bytes + extra - (q + bytes)));
+#ifdef MADV_HUGEPAGE
+    (void)madvise(q, bytes, MADV_HUGEPAGE); /* advice: 4 KiB pages work as well */
+#endif
+    return (entry_t *)q;
+}
+
 int ingest_stack_cache_new(storage_t *storage, size_t max_bytes, ingest_stack_cache_t **out)
 {
     *out = NULL;
@@ -40,7 +68,7 @@ int ingest_stack_cache_new(storage_t *storage, size_t max_bytes, ingest_stack_ca
     if (n * sizeof(entry_t) > max_bytes) return 0; /* too small to hold a pair: off */
     ingest_stack_cache_t *c = calloc(1, sizeof *c);
     if (c == NULL) return ERR_NOMEM;
-    c->slots = calloc(n, sizeof *c->slots);
+    c->slots = map_slots(n * sizeof *c->slots);
     if (c->slots == NULL) {
         free(c);
         return ERR_NOMEM;
@@ -58,7 +86,7 @@ void ingest_stack_cache_free(ingest_stack_cache_t *c)
     if (c == NULL) return;
     for (int i = 0; i < STRIPES; i++)
         pthread_mutex_destroy(&c->mu[i]);
-    free(c->slots);
+    (void)munmap(c->slots, (c->mask + 1) * sizeof *c->slots); /* as free(): nothing to tell */
     free(c);
 }
 

@@ -6,8 +6,11 @@
  * table cached all along, the new stacks of the push after the read
  * included, and a table read whole whose cache entry is evicted is read
  * again at the next push with the ids it had. Before, every such miss read
- * the index: one point lookup (batched) per known stack of the push. */
+ * the index: one point lookup (batched) per known stack of the push. By
+ * default a table is indexed only once it is too large to be read whole. */
 #include "test_storage_fixture.h" /* first: it sets _GNU_SOURCE */
+
+#include <time.h>
 
 #include "check.h"
 
@@ -116,8 +119,99 @@ static void evicted_and_read_again(void)
     fx_done(&f);
 }
 
+/* Whether the writer's table of l is whole after a miss (the store
+ * reopened first), and its node count in *n. */
+static int whole_after_miss(fixture_t *f, const labels_t *l, uint32_t *n)
+{
+    CHECK_EQ_INT(fx_reopen(f), 0);
+    nodetab_t *t;
+    errmsg_t em = {{0}};
+    CHECK_EQ_INT(storage_nodetab_acquire_append(f->s, labels_hash(l) >> 1, "t", &t, &em), 0);
+    int whole = storage_nodetab_whole(t);
+    *n = storage_nodetab_count(t);
+    storage_nodetab_release(f->s, t, 0);
+    return whole;
+}
+
+/* Edge index entries of the table of l (the keys after its chunks). */
+static size_t index_entries(storage_t *s, const labels_t *l)
+{
+    skey_t lo, hi;
+    storage_key_node(&lo, labels_hash(l) >> 1, "t", 0);
+    lo.n -= 4;
+    hi = lo;
+    hi.n = storage_prefix_successor(hi.b, hi.n);
+    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    rocksdb_readoptions_set_iterate_upper_bound(ro, (const char *)hi.b, hi.n);
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(s->db, ro, s->cf[CF_NODES]);
+    size_t n = 0;
+    for (rocksdb_iter_seek(it, (const char *)lo.b, lo.n); rocksdb_iter_valid(it);
+         rocksdb_iter_next(it)) {
+        size_t kn;
+        const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &kn);
+        n += kn == lo.n + 13 && k[lo.n] == NODETAB_EDGE_TAG;
+    }
+    rocksdb_iter_destroy(it);
+    rocksdb_readoptions_destroy(ro);
+    return n;
+}
+
+/* The default setting (0): a table keeps no edge index while a push that
+ * misses it reads it whole, and every node's entry from the push that takes
+ * it past that size on; a miss then reads its last chunk and the index, and
+ * maps exactly. The table part of a 1 MiB cache is 768 KiB, a quarter of it
+ * a table of about 4,096 nodes. Before, the table was indexed from a
+ * quarter of the table part at 100 bytes a node (1,966 nodes) on, though
+ * every push that missed it up to twice that size read it whole. */
+static void indexed_once_not_read_whole(void)
+{
+    fixture_t f, ref;
+    if (fx_init(&f) != 0 || fx_init(&ref) != 0) {
+        CHECK(0);
+        return;
+    }
+    /* the clock of the wall: each reopen flushes, and a compaction that
+     * starts before the reopened store takes the fixture's clock judges
+     * retention by the real one */
+    f.now = (int64_t)time(NULL);
+    f.opts.node_cache_bytes = 1 << 20;
+    CHECK_EQ_INT(f.opts.node_index_min_nodes, 0); /* the default */
+    CHECK_EQ_INT(fx_reopen(&f), 0);
+    labels_t *la = fx_labels("a", NULL);
+    symtab_t *st = symtab_new();
+    int64_t total = 0;
+    int seen_whole = 0, seen_partial = 0;
+    uint64_t id = 1;
+    for (int from = 0; from < 8192; from += 512, id++) {
+        total += fx_push_stacks(&f, la, "a", st, from, 512, id);
+        fx_push_stacks(&ref, la, "a", st, from, 512, id);
+        uint32_t n = 0;
+        int whole = whole_after_miss(&f, la, &n);
+        size_t entries = index_entries(f.s, la);
+        if (whole)
+            CHECK_EQ_INT(entries, 0); /* read whole: no index to pay for */
+        else
+            CHECK_EQ_INT(entries + 1, n); /* every node but the root */
+        CHECK(!seen_partial || !whole);   /* indexed once, it stays so */
+        seen_whole |= whole;
+        seen_partial |= !whole;
+    }
+    CHECK(seen_whole && seen_partial);
+    int64_t reads0 = counter(&f.s->counters.nodetab_index_reads);
+    total += fx_push_stacks(&f, la, "a", st, 4000, 5000, id); /* known and new stacks */
+    fx_push_stacks(&ref, la, "a", st, 4000, 5000, id);
+    CHECK(counter(&f.s->counters.nodetab_index_reads) > reads0);
+    fx_same_nodetab(f.s, ref.s, la);
+    CHECK_EQ_INT(fx_block_total(f.s, "t", la, 0, f.now - 60, f.now + 10, NULL), total);
+    symtab_free(st);
+    labels_free(la);
+    fx_done(&ref);
+    fx_done(&f);
+}
+
 int main(void)
 {
+    indexed_once_not_read_whole();
     miss_after_reopen(25, 1);
     miss_after_reopen(0, 0);
     miss_after_reopen(1, 0);
