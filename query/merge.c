@@ -266,7 +266,7 @@ int query_load_symbol_ids(storage_t *st, const char *tenant, const uint64_t *ids
     u64map_t seen;
     ids_t once = {0};
     uint8_t *held = NULL;
-    int rc = u64map_init(&seen, n / 2 + 16);
+    int rc = u64map_init(&seen, n + 16); /* no growth even when they are all distinct */
     for (size_t i = 0; rc == 0 && i < n; i++) {
         if (ids[i] == SYM_OTHER || ids[i] == SYM_ROOT) continue;
         uint32_t v;
