@@ -394,9 +394,8 @@ int query_gather_add_trees_held(query_gather_t *g, const uint8_t *const *enc, co
                                 size_t n, void *hold, void (*hold_free)(void *), errmsg_t *em)
 {
     if (GROW_FROM(g->holds, g->cap_holds, g->nholds + 1, GROW_UNLIMITED, 8) != 0) {
-        int rc = add_trees(g, enc, len, n, 0, em); /* copied: nothing borrowed */
-        hold_free(hold);
-        return rc;
+        hold_free(hold); /* nothing added: the caller reads nothing of it again */
+        return errmsg_set(em, ERR_NOMEM, "out of memory");
     }
     g->holds[g->nholds++] = (struct gather_hold_s){hold, hold_free};
     return add_trees(g, enc, len, n, 1, em);
