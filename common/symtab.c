@@ -265,6 +265,37 @@ int symtab_get(const symtab_t *s, uint64_t id, const char **name, const char **f
     return 1;
 }
 
+int symtab_put_from(symtab_t *dst, const symtab_t *src, const uint64_t *ids, size_t n)
+{
+    /* src's file index -> dst's + 1 (0: not yet met): each file name is
+     * looked up in dst once, not once per symbol */
+    uint32_t *fmap = calloc(src->nfiles ? src->nfiles : 1, sizeof *fmap);
+    if (fmap == NULL) return ERR_NOMEM;
+    int rc = ERR_OK;
+    for (size_t i = 0; rc == ERR_OK && i < n; i++) {
+        if (ids[i] == SYM_ROOT || ids[i] == SYM_OTHER) continue;
+        int64_t at = find(src, ids[i]);
+        if (at < 0 || find(dst, ids[i]) >= 0) continue;
+        const char *name = src->entries[at].name;
+        size_t len = strlen(name);
+        const uint8_t *q = (const uint8_t *)name + len + 1;
+        uint32_t fi = 0, di = 0;
+        for (unsigned shift = 0;; shift += 7) {
+            fi |= (uint32_t)(*q & 0x7f) << shift;
+            if (*q++ < 0x80) break;
+        }
+        if (fi != 0 && fmap[fi] != 0) {
+            di = fmap[fi] - 1;
+        } else if (fi != 0) {
+            rc = symtab_file(dst, src->files[fi], strlen(src->files[fi]), &di);
+            fmap[fi] = di + 1;
+        }
+        if (rc == ERR_OK) rc = symtab_put_file(dst, ids[i], name, len, di, NULL);
+    }
+    free(fmap);
+    return rc;
+}
+
 size_t symtab_count(const symtab_t *s)
 {
     return s->count;

@@ -41,6 +41,10 @@ int symtab_put(symtab_t *s, uint64_t id, const char *name, size_t name_len, cons
 /* Returns 1 and borrowed name/file (NUL-terminated) if id is known, else 0.
  * SYM_ROOT reads as "total" and SYM_OTHER as "other". */
 int symtab_get(const symtab_t *s, uint64_t id, const char **name, const char **file);
+/* Copies into dst the symbols of ids (repeats allowed) that src holds, in
+ * the order of ids; those src lacks, SYM_ROOT and SYM_OTHER are skipped.
+ * Each file name is looked up in dst once, not once per symbol. */
+int symtab_put_from(symtab_t *dst, const symtab_t *src, const uint64_t *ids, size_t n);
 size_t symtab_count(const symtab_t *s);
 /* Heap bytes the table holds (entries, index, packed strings). */
 size_t symtab_mem_bytes(const symtab_t *s);

@@ -1048,7 +1048,8 @@ static int packed_version(uint8_t v)
     return v == QUERY_FOREST_V4 || v == QUERY_FOREST_V5;
 }
 
-int query_packed_open(const uint8_t *enc, size_t len, size_t max_nodes, query_packed_t *out)
+static int packed_open(const uint8_t *enc, size_t len, size_t max_nodes, int copy,
+                       query_packed_t *out)
 {
     memset(out, 0, sizeof *out);
     const uint8_t *p = enc + 1, *end = enc + len;
@@ -1067,18 +1068,30 @@ int query_packed_open(const uint8_t *enc, size_t len, size_t max_nodes, query_pa
     out->len = (size_t)(p - nodes);
     int rc = read_dict_ids(p, end, &out->dict, &out->nsyms);
     if (rc == 0 && (idx >= out->nsyms || out->dict[idx] != SYM_ROOT)) rc = ERR_CORRUPT;
-    if (rc == 0) out->own = malloc(out->len ? out->len : 1);
-    if (rc == 0 && out->own == NULL) rc = ERR_NOMEM;
+    if (rc == 0 && copy) out->own = malloc(out->len ? out->len : 1);
+    if (rc == 0 && copy && out->own == NULL) rc = ERR_NOMEM;
     if (rc != 0) {
         query_packed_free(out);
         return rc;
     }
-    memcpy(out->own, nodes, out->len);
+    if (copy) memcpy(out->own, nodes, out->len);
+    out->rec = copy ? out->own : nodes;
+    out->lent = copy ? 0 : len;
     out->version = enc[0];
     out->nodes = (size_t)n;
     out->root_total = (int64_t)total;
     out->root_self = (int64_t)self;
     return 0;
+}
+
+int query_packed_open(const uint8_t *enc, size_t len, size_t max_nodes, query_packed_t *out)
+{
+    return packed_open(enc, len, max_nodes, 1, out);
+}
+
+int query_packed_open_at(const uint8_t *enc, size_t len, size_t max_nodes, query_packed_t *out)
+{
+    return packed_open(enc, len, max_nodes, 0, out);
 }
 
 query_pkid_t query_packed_root(const query_packed_t *pk)
@@ -1091,20 +1104,20 @@ int query_packed_kids(const query_packed_t *pk, query_pkid_t node, query_pkid_t 
 {
     int v5 = pk->version == QUERY_FOREST_V5;
     if (node.off >= node.end || node.end > pk->len) return ERR_CORRUPT;
-    const uint8_t *p = pk->own + node.off, *end = pk->own + node.end;
+    const uint8_t *p = pk->rec + node.off, *end = pk->rec + node.end;
     uint64_t idx, total, self, desc;
     if (!get_rec(v5, &p, end, (uint64_t)node.total, &idx, &total, &self, &desc) || p + desc != end)
         return ERR_CORRUPT;
     uint64_t sum = 0, left = (uint64_t)(node.total - node.self);
     while (p < end) {
-        uint32_t koff = (uint32_t)(p - pk->own);
+        uint32_t koff = (uint32_t)(p - pk->rec);
         uint64_t ki, kt, ks, kd;
         if (!get_rec(v5, &p, end, left - sum, &ki, &kt, &ks, &kd) || kt == 0 || ki >= pk->nsyms)
             return ERR_CORRUPT;
         if (*n == *cap && GROW_FROM(*kids, *cap, *n + 1, GROW_UNLIMITED, 64) != 0) return ERR_NOMEM;
         p += kd;
         (*kids)[(*n)++] =
-            (query_pkid_t){pk->dict[ki], (int64_t)kt, (int64_t)ks, koff, (uint32_t)(p - pk->own)};
+            (query_pkid_t){pk->dict[ki], (int64_t)kt, (int64_t)ks, koff, (uint32_t)(p - pk->rec)};
         sum += kt; /* each at most INT64_MAX, and checked below the node's: no wrap */
         if (sum > left) return ERR_CORRUPT;
     }
@@ -1120,7 +1133,7 @@ void query_packed_free(query_packed_t *pk)
 
 size_t query_packed_bytes(const query_packed_t *pk)
 {
-    return pk->len + pk->nsyms * sizeof *pk->dict;
+    return (pk->own != NULL ? pk->len : pk->lent) + pk->nsyms * sizeof *pk->dict;
 }
 
 /* The records of an encoding-4 (or 5, v5) forest into f (f->n of them, from p to the
@@ -1225,7 +1238,7 @@ static int decode_v4(int v5, const uint8_t *p, const uint8_t *end, size_t max_no
 int query_packed_decode(const query_packed_t *pk, storage_merged_tab_t *out)
 {
     memset(out, 0, sizeof *out);
-    const uint8_t *p = pk->own, *end = pk->own + pk->len;
+    const uint8_t *p = pk->rec, *end = pk->rec + pk->len;
     int rc = v4_records(pk->version == QUERY_FOREST_V5, &p, end, pk->nodes, out);
     if (rc == 0 && p != end) rc = ERR_CORRUPT; /* fewer nodes than the header said */
     if (rc == 0) rc = v4_link(out, pk->dict, pk->nsyms);

@@ -56,6 +56,11 @@ struct query_gather {
     size_t nforests, cap_forests;
     query_packed_t *packed; /* forests of encoding 4, read by the selection where they lie */
     size_t npacked, cap_packed;
+    struct gather_hold_s { /* what keeps borrowed packed records alive (add_trees_held) */
+        void *p;
+        void (*free_fn)(void *);
+    } * holds;
+    size_t nholds, cap_holds;
     size_t forest_nodes; /* 1 + their nodes below the root (both kinds): a bound of their merge */
     size_t forest_bytes;
     query_kept_t *kept;     /* render: one partial's kept nodes, the whole answer (then tree and
@@ -123,6 +128,9 @@ void query_gather_free(query_gather_t *g)
     calltree_free(g->tree);
     storage_merged_tabs_free(g->forests, g->nforests);
     free_packed(g);
+    for (size_t i = 0; i < g->nholds; i++) /* after the packed forests that read them */
+        g->holds[i].free_fn(g->holds[i].p);
+    free(g->holds);
     query_kept_free(g->kept);
     symtab_free(g->syms);
     free(g->spy_name);
@@ -316,8 +324,10 @@ static int merge_encoded(query_gather_t *g, const uint8_t *const *enc, const siz
     return rc != 0 ? errmsg_set(em, rc, "partial call tree: %s", err_message(rc)) : 0;
 }
 
-int query_gather_add_trees(query_gather_t *g, const uint8_t *const *enc, const size_t *len,
-                           size_t n, errmsg_t *em)
+/* query_gather_add_trees; with borrow, forests of encoding 4 or 5 read
+ * where they lie in enc. */
+static int add_trees(query_gather_t *g, const uint8_t *const *enc, const size_t *len, size_t n,
+                     int borrow, errmsg_t *em)
 {
     if (g->tree == NULL) return errmsg_set(em, ERR_INVALID_ARGUMENT, "gather: not a render");
     if (!g->forests_on && n == 1) { /* merging: one encoding is merged whole or not at all */
@@ -340,7 +350,8 @@ int query_gather_add_trees(query_gather_t *g, const uint8_t *const *enc, const s
     for (size_t i = 0; rc == 0 && i < n; i++) {
         if (g->forests_on && len[i] > 0 &&
             (enc[i][0] == QUERY_FOREST_V4 || enc[i][0] == QUERY_FOREST_V5)) {
-            rc = query_packed_open(enc[i], len[i], max, &pk[i]);
+            rc = borrow ? query_packed_open_at(enc[i], len[i], max, &pk[i])
+                        : query_packed_open(enc[i], len[i], max, &pk[i]);
             continue;
         }
         rc = query_forest_decode(enc[i], len[i], max, &f[i]);
@@ -356,11 +367,11 @@ int query_gather_add_trees(query_gather_t *g, const uint8_t *const *enc, const s
     } else if ((rc = gather_hold(g, decoded, em)) != 0) {
     } else if (g->forests_on && all_nonneg) {
         for (size_t i = 0; rc == 0 && i < n; i++)
-            rc = pk[i].own != NULL ? add_packed(g, &pk[i], em) : add_forest(g, &f[i], em);
+            rc = pk[i].rec != NULL ? add_packed(g, &pk[i], em) : add_forest(g, &f[i], em);
         g->broken |= rc != 0 && rc != ERR_LIMIT && n > 1;
     } else {
         for (size_t i = 0; rc == 0 && i < n; i++) /* merged: the packed ones decoded whole */
-            if (pk[i].own != NULL) rc = query_packed_decode(&pk[i], &f[i]);
+            if (pk[i].rec != NULL) rc = query_packed_decode(&pk[i], &f[i]);
         if (rc != 0) rc = errmsg_set(em, rc, "partial call tree: %s", err_message(rc));
         if (rc == 0) rc = merge_encoded(g, enc, len, f, n, em);
     }
@@ -371,6 +382,23 @@ int query_gather_add_trees(query_gather_t *g, const uint8_t *const *enc, const s
     free(f);
     free(pk);
     return rc == 0 ? gather_hold(g, 0, em) : rc;
+}
+
+int query_gather_add_trees(query_gather_t *g, const uint8_t *const *enc, const size_t *len,
+                           size_t n, errmsg_t *em)
+{
+    return add_trees(g, enc, len, n, 0, em);
+}
+
+int query_gather_add_trees_held(query_gather_t *g, const uint8_t *const *enc, const size_t *len,
+                                size_t n, void *hold, void (*hold_free)(void *), errmsg_t *em)
+{
+    if (GROW_FROM(g->holds, g->cap_holds, g->nholds + 1, GROW_UNLIMITED, 8) != 0) {
+        hold_free(hold); /* nothing added: the caller reads nothing of it again */
+        return errmsg_set(em, ERR_NOMEM, "out of memory");
+    }
+    g->holds[g->nholds++] = (struct gather_hold_s){hold, hold_free};
+    return add_trees(g, enc, len, n, 1, em);
 }
 
 int query_gather_add_tree(query_gather_t *g, const uint8_t *enc, size_t n, errmsg_t *em)

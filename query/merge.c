@@ -174,13 +174,9 @@ int query_merge_series_forests(storage_t *st, const char *tenant, const query_se
         bound += t[i].nodes - 1;
     }
     if (ok && bound <= calltree_max_nodes(dst)) { /* refused for its size as before */
-        rc = storage_merged_tabs_own(t, n);       /* they outlive the merger */
-        if (rc == 0) {
-            *tabs = t;
-            *ntabs = n;
-        } else {
-            storage_merged_tabs_free(t, n);
-        }
+        storage_merger_hand_selfs(m, t, n);       /* they outlive the merger: no copy */
+        *tabs = t;
+        *ntabs = n;
     } else if (rc == 0) {
         storage_merged_tabs_free(t, n);
         rc = storage_merger_finish(m, dst, em);
@@ -263,22 +259,35 @@ int query_load_symbols_tabs(storage_t *st, const char *tenant, const storage_mer
 int query_load_symbol_ids(storage_t *st, const char *tenant, const uint64_t *ids, size_t n,
                           const uint64_t *known, size_t nknown, symtab_t *dst)
 {
-    u64map_t seen; /* the dictionaries of a service's shards share most symbols */
+    /* the map holds the forests' distinct ids only (the dictionaries of a
+     * service's shards share most symbols), each with its place in once;
+     * the known ids are looked up in it, not put: they may be many more
+     * than the share's, and a map sized for them all costs its clearing */
+    u64map_t seen;
     ids_t once = {0};
-    int rc = u64map_init(&seen, n / 2 + nknown + 16);
-    for (size_t i = 0; rc == 0 && i < nknown; i++) { /* seen already: not loaded */
-        uint32_t v;
-        int put = u64map_get_or_put(&seen, known[i], 0, &v);
-        rc = put < 0 ? put : 0;
-    }
+    uint8_t *held = NULL;
+    int rc = u64map_init(&seen, n + 16); /* no growth even when they are all distinct */
     for (size_t i = 0; rc == 0 && i < n; i++) {
+        if (ids[i] == SYM_OTHER || ids[i] == SYM_ROOT) continue;
         uint32_t v;
-        int put = u64map_get_or_put(&seen, ids[i], 0, &v);
+        int put = u64map_get_or_put(&seen, ids[i], (uint32_t)once.n, &v);
         if (put < 0) rc = put;
         if (put == 1) rc = id_fn(&once, ids[i]);
     }
-    if (rc == 0 && once.n > 0) rc = storage_load_symbols(st, tenant, once.v, once.n, dst);
+    if (rc == 0 && nknown > 0 && once.n > 0) {
+        held = calloc(once.n, 1);
+        rc = held != NULL ? 0 : ERR_NOMEM;
+    }
+    for (size_t i = 0; rc == 0 && held != NULL && i < nknown; i++) {
+        uint32_t v;
+        if (u64map_get(&seen, known[i], &v)) held[v] = 1; /* not loaded */
+    }
+    size_t k = 0; /* the others, in order of first use */
+    for (size_t i = 0; rc == 0 && i < once.n; i++)
+        if (held == NULL || !held[i]) once.v[k++] = once.v[i];
+    if (rc == 0 && k > 0) rc = storage_load_symbols(st, tenant, once.v, k, dst);
     u64map_free(&seen);
     free(once.v);
+    free(held);
     return rc;
 }

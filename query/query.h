@@ -980,6 +980,13 @@ int query_gather_add_tree(query_gather_t *g, const uint8_t *enc, size_t n, errms
  * added. */
 int query_gather_add_trees(query_gather_t *g, const uint8_t *const *enc, const size_t *len,
                            size_t n, errmsg_t *em);
+/* query_gather_add_trees without copying the forests of encoding 4 or 5:
+ * they are read where they lie in enc. g takes hold (what keeps enc's
+ * bytes alive, such as the received message) whatever it returns, and
+ * frees it with hold_free when g is freed: the caller may read the bytes
+ * until then, except after ERR_NOMEM, when hold may be freed already. */
+int query_gather_add_trees_held(query_gather_t *g, const uint8_t *const *enc, const size_t *len,
+                                size_t n, void *hold, void (*hold_free)(void *), errmsg_t *em);
 int query_gather_add_symbol(query_gather_t *g, uint64_t id, const char *name, size_t name_len,
                             const char *file, size_t file_len);
 /* nseries series were selected, sharing spy_name (NULL: none or mixed).

@@ -123,11 +123,13 @@ int query_load_symbols_kept(storage_t *st, const char *tenant, query_kept_t *k, 
 /* A forest of encoding 4 or 5 held as its bytes: keep.c reads a node's kids
  * only when its selection expands the node, so the nodes it never looks at
  * (the subtrees below what it keeps and their frontier) are never read. A
- * node is the offset of its record in own. */
+ * node is the offset of its record in rec. */
 typedef struct query_packed {
-    uint8_t *own;   /* the records, copied out of the message (owned) */
-    size_t len;     /* their bytes */
-    uint64_t *dict; /* the dictionary's symbol ids (owned) */
+    const uint8_t *rec; /* the records: own, or where they lie in a message the gather holds */
+    uint8_t *own;       /* the records copied out (owned), or NULL when rec is borrowed */
+    size_t len;         /* their bytes */
+    size_t lent;        /* borrowed: the whole encoding's bytes (held with its message) */
+    uint64_t *dict;     /* the dictionary's symbol ids (owned) */
     size_t nsyms;
     int version;                   /* QUERY_FOREST_V4 or V5 */
     size_t nodes;                  /* the forest's nodes, as its header says */
@@ -146,6 +148,9 @@ typedef struct query_pkid {
  * dictionary are checked. ERR_CORRUPT for a malformed one, ERR_LIMIT past
  * max_nodes (0: none). */
 int query_packed_open(const uint8_t *enc, size_t len, size_t max_nodes, query_packed_t *out);
+/* query_packed_open without the copy: out reads the records where they lie
+ * in enc, which must outlive it. */
+int query_packed_open_at(const uint8_t *enc, size_t len, size_t max_nodes, query_packed_t *out);
 /* The root of pk, as query_packed_kids takes it. */
 query_pkid_t query_packed_root(const query_packed_t *pk);
 /* Appends the kids of node (one query_packed_kids gave, or the root) to

@@ -479,17 +479,15 @@ int storage_merger_tabs(storage_merger_t *m, unsigned flags, storage_merged_tab_
     return 0;
 }
 
-int storage_merged_tabs_own(storage_merged_tab_t *tabs, size_t n)
+void storage_merger_hand_selfs(storage_merger_t *m, storage_merged_tab_t *tabs, size_t n)
 {
-    for (size_t i = 0; i < n; i++) {
-        if (tabs[i].owns_self || tabs[i].self == NULL) continue;
-        int64_t *own = malloc(tabs[i].n * sizeof *own);
-        if (own == NULL) return ERR_NOMEM;
-        memcpy(own, tabs[i].self, tabs[i].n * sizeof *own);
-        tabs[i].self = own;
-        tabs[i].owns_self = 1;
+    for (size_t i = 0; i < n && i < m->n; i++) {
+        acc_t *a = &m->accs[i];
+        if (tabs[i].owns_self || tabs[i].self == NULL || tabs[i].self != a->val) continue;
+        tabs[i].owns_self = 1; /* the vector is the tab's now: the merger forgets it */
+        a->val = NULL;
+        a->cap = a->used = 0;
     }
-    return 0;
 }
 
 void storage_merged_tabs_free(storage_merged_tab_t *tabs, size_t n)

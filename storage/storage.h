@@ -384,16 +384,18 @@ typedef struct storage_merged_tab {
  * STORAGE_TABS_PARENTS in flags and symbol numbers with STORAGE_TABS_SYMNOS
  * (what a share that ships them asks). Their self arrays are the merger's
  * own vectors, valid until the next storage_merger_add or
- * storage_merger_free. m stays usable: a caller may still
- * storage_merger_finish into a tree. */
+ * storage_merger_free unless handed over (storage_merger_hand_selfs). m stays usable: a caller may
+ * still storage_merger_finish into a tree. */
 int storage_merger_tabs(storage_merger_t *m, unsigned flags, storage_merged_tab_t **tabs, size_t *n,
                         errmsg_t *em);
 void storage_merged_tabs_free(storage_merged_tab_t *tabs, size_t n);
 /* Frees one tab's arrays (its self too when it owns it) and empties it. */
 void storage_merged_tab_release(storage_merged_tab_t *v);
-/* Gives each tab a copy of its borrowed self array, so the tabs outlive
- * their merger (a share handing its forests on). */
-int storage_merged_tabs_own(storage_merged_tab_t *tabs, size_t n);
+/* Gives each of tabs (storage_merger_tabs of m, n of them) the merger's
+ * vector its self array borrows, without a copy: the tabs then outlive m,
+ * and m may only be freed (what it charged is given back then, as for the
+ * tabs' other arrays). */
+void storage_merger_hand_selfs(storage_merger_t *m, storage_merged_tab_t *tabs, size_t n);
 
 /* Totals of one series' windows (same selection as storage_scan_blocks). */
 typedef int (*storage_total_fn)(void *ctx, int64_t window_start, int64_t total);

@@ -320,8 +320,17 @@ static int series_of(const Flamedb__Cluster__PartialResult *pr, size_t *n, char 
     return 0;
 }
 
-/* The tree and the forests of a partial: all added, or none. */
-static int add_trees(query_gather_t *g, const Flamedb__Cluster__PartialResult *pr, errmsg_t *em)
+static void free_held_msg(void *p)
+{
+    cluster_msg_free(p);
+    free(p);
+}
+
+/* The tree and the forests of a partial: all added, or none. The gather
+ * reads forests of encoding 4 and 5 where they lie in the received
+ * message, which it takes from it and holds until it is freed. */
+static int add_trees(query_gather_t *g, const Flamedb__Cluster__PartialResult *pr, item_t *it,
+                     errmsg_t *em)
 {
     if (pr->n_forests == 0)
         return query_gather_add_tree(g, pr->calltree.data, pr->calltree.len, em);
@@ -334,7 +343,14 @@ static int add_trees(query_gather_t *g, const Flamedb__Cluster__PartialResult *p
         enc[i] = b->data;
         len[i] = b->len;
     }
-    if (rc == 0) rc = query_gather_add_trees(g, enc, len, n, em);
+    cluster_msg_t *hold = rc == 0 ? malloc(sizeof *hold) : NULL;
+    if (hold != NULL) {
+        *hold = it->msg; /* pr lives on in it */
+        memset(&it->msg, 0, sizeof it->msg);
+        rc = query_gather_add_trees_held(g, enc, len, n, hold, free_held_msg, em);
+    } else if (rc == 0) {
+        rc = query_gather_add_trees(g, enc, len, n, em); /* copied */
+    }
     free(enc);
     free(len);
     return rc;
@@ -362,7 +378,7 @@ static int merge_render(query_gather_t *g, const Flamedb__Cluster__PartialResult
     char spy[256];
     int rc = series_of(pr, &nseries, spy, sizeof spy);
     if (rc != 0) return errmsg_set(&it->em, rc, "partial: bad series count or spy name");
-    rc = add_trees(g, pr, &it->em);
+    rc = add_trees(g, pr, it, &it->em);
     if (rc != 0) { /* a refusal over query-memory-bytes decides the query too */
         it->fatal = rc == ERR_LIMIT || rc == ERR_UNAVAILABLE || rc == ERR_TOO_LARGE;
         return rc;

@@ -108,13 +108,8 @@ int scatter_names_get(scatter_names_t *c, scatter_names_gen_t *gen, const uint64
                       symtab_t *dst)
 {
     if (c == NULL || gen == NULL) return 0;
-    int rc = 0;
     pthread_mutex_lock(&c->mu); /* gen may grow meanwhile when current */
-    for (size_t i = 0; rc == 0 && i < n; i++) {
-        const char *name, *file;
-        if (symtab_get(gen->syms, ids[i], &name, &file))
-            rc = symtab_put(dst, ids[i], name, strlen(name), file, strlen(file));
-    }
+    int rc = symtab_put_from(dst, gen->syms, ids, n);
     pthread_mutex_unlock(&c->mu);
     return rc;
 }

@@ -5,7 +5,9 @@
  * slots at most 2/3 full), its entries (16 bytes: the id and one copy of
  * the name, its NUL and its file's index) and its strings; each distinct
  * file name is held once (symtab_file), whichever call put it; a name or
- * file is read back up to its first NUL, and a missing file reads as "". */
+ * file is read back up to its first NUL, and a missing file reads as "";
+ * symtab_put_from copies exactly the symbols asked that the source holds,
+ * in the order asked, with their files (past 128 of them: varint indices). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -193,8 +195,43 @@ static void test_nul_and_missing_file(void)
     symtab_free(s);
 }
 
+static void test_put_from(void)
+{
+    symtab_t *src = symtab_new(), *dst = symtab_new();
+    char name[32], file[32];
+    for (uint64_t i = 0; i < 600; i++) { /* 200 files (indices past 127), some none */
+        snprintf(name, sizeof name, "fn%llu", (unsigned long long)i);
+        snprintf(file, sizeof file, "pkg/f%llu.go", (unsigned long long)(i % 200));
+        CHECK_EQ_INT(symtab_put(src, 1000 + i, name, strlen(name), file, i % 7 ? strlen(file) : 0),
+                     0);
+    }
+    CHECK_EQ_INT(symtab_put(dst, 1003, "fn3", 3, "elsewhere.go", 12), 0); /* held: kept as is */
+    CHECK_EQ_INT(symtab_put(dst, 5, "mine", 4, "pkg/f9.go", 9), 0);       /* a file it holds */
+    uint64_t ids[] = {1599, 1003, 77, SYM_ROOT, 1010, 1599, SYM_OTHER, 1209, 1000, 1007, 1402};
+    CHECK_EQ_INT(symtab_put_from(dst, src, ids, sizeof ids / sizeof *ids), 0);
+    static const uint64_t want[] = {1003, 5, 1599, 1010, 1209, 1000, 1007, 1402}; /* in order */
+    CHECK_EQ_INT(symtab_count(dst), sizeof want / sizeof *want);
+    for (size_t i = 0; i < symtab_count(dst) && i < sizeof want / sizeof *want; i++) {
+        uint64_t id = symtab_id_at(dst, i);
+        CHECK_EQ_INT(id, want[i]);
+        const char *n1, *f1, *n2, *f2;
+        CHECK(symtab_get(dst, id, &n1, &f1));
+        if (id == 1003) {
+            CHECK_EQ_STR(f1, "elsewhere.go");
+        } else if (id != 5) {
+            CHECK(symtab_get(src, id, &n2, &f2));
+            CHECK_EQ_STR(n1, n2);
+            CHECK_EQ_STR(f1, f2);
+        }
+    }
+    CHECK_EQ_INT(symtab_put_from(dst, src, NULL, 0), 0);
+    symtab_free(src);
+    symtab_free(dst);
+}
+
 int main(void)
 {
+    test_put_from();
     test_intern_and_get();
     test_files_held_once();
     test_many_files_one_prefix();

@@ -5,7 +5,8 @@
  * Generated shares (1 to 9 of them, some empty, values drawn from a small
  * range so totals tie at the cut, shapes that overlap between shares) are
  * added to a gather the ways a coordinator adds them: encoded trees, a
- * share's tree with its token forests (query_gather_add_trees, as a
+ * share's tree with its token forests (query_gather_add_trees, or _held reading
+ * them where they lie in a message it holds until freed, as a
  * PartialResult with forests carries them), and local partials. The answer
  * (folded and flamebearer JSON, several maxNodes) must equal query_truncate
  * of the merged tree encoded by the same encoders. Then: a share with a
@@ -143,6 +144,17 @@ static size_t split_tree(const calltree_t *t, calltree_t **piece, size_t npieces
  * query_partial_run makes it, from the limits). */
 static size_t local_max_nodes;
 
+/* Messages handed to a gather with query_gather_add_trees_held, and
+ * freed by it: every one once, when the gather is freed. */
+static size_t holds_given, holds_freed;
+
+static void free_hold(void *p)
+{
+    holds_freed++;
+    memset(p, 0xa5, 8); /* a read after this would see garbage */
+    free(p);
+}
+
 /* Adds share t to g one of the ways a coordinator gets a share. */
 static int add_share(query_gather_t *g, const query_spec_t *spec, calltree_t *t, int how,
                      errmsg_t *em)
@@ -180,7 +192,17 @@ static int add_share(query_gather_t *g, const query_spec_t *spec, calltree_t *t,
             enc[k] = b.data + (k ? end[k - 1] : 0);
             len[k] = end[k] - (k ? end[k - 1] : 0);
         }
-        rc = query_gather_add_trees(g, enc, len, np + 1, em);
+        if (check_rng() % 2) { /* read where they lie, in a message the gather holds */
+            uint8_t *msg = malloc(b.len + 8);
+            memcpy(msg, b.data, b.len);
+            for (size_t k = 0; k <= np; k++)
+                enc[k] = msg + (enc[k] - b.data);
+            holds_given++;
+            rc = query_gather_add_trees_held(g, enc, len, np + 1, msg, free_hold, em);
+            memset(b.data, 0x5a, b.len); /* the copy the gather does not read */
+        } else {
+            rc = query_gather_add_trees(g, enc, len, np + 1, em);
+        }
         calltree_free(empty);
     } else { /* a local partial */
         query_partial_t p = {.kind = QUERY_KIND_RENDER, .tree = calltree_new(local_max_nodes)};
@@ -228,13 +250,16 @@ static void one_round(int negative)
     CHECK_EQ_INT(query_gather_new(&spec, &lim, &g), 0);
     add_syms(g);
     errmsg_t em = {{0}};
+    size_t freed = holds_freed;
     for (size_t i = 0; i < n; i++)
         CHECK_EQ_INT(add_share(g, &spec, shares[i], (int)(check_rng() % 3), &em), 0);
     char what[96];
     snprintf(what, sizeof what, "%zu shares, maxNodes %zu, %s", n, spec.max_nodes,
              spec.format == QUERY_FORMAT_FOLDED ? "folded" : "json");
     check_gathered(g, &want, what);
+    CHECK_EQ_INT(holds_freed, freed); /* held while the gather lives */
     query_gather_free(g);
+    CHECK_EQ_INT(holds_freed, holds_given); /* then freed, once each */
     buf_free(&want);
     for (size_t i = 0; i < n; i++)
         calltree_free(shares[i]);
@@ -259,10 +284,14 @@ static void same_forest(const storage_merged_tab_t *a, const storage_merged_tab_
 
 /* An encoding-4 or 5 forest opened where it lies reads as its decoding:
  * the root's values, and each node's kids (symbol, total, self) in order. */
-static void packed_same(const buf_t *b, const storage_merged_tab_t *dec)
+static void packed_same_at(const buf_t *b, const storage_merged_tab_t *dec, int at)
 {
     query_packed_t pk;
-    CHECK_EQ_INT(query_packed_open(b->data, b->len, 0, &pk), 0);
+    CHECK_EQ_INT(at ? query_packed_open_at(b->data, b->len, 0, &pk)
+                    : query_packed_open(b->data, b->len, 0, &pk),
+                 0);
+    CHECK(at ? pk.own == NULL && pk.rec > b->data && pk.rec < b->data + b->len : pk.own != NULL);
+    CHECK_EQ_INT(query_packed_bytes(&pk), (at ? b->len : pk.len) + pk.nsyms * sizeof(uint64_t));
     CHECK_EQ_INT(pk.nodes, dec->nodes);
     CHECK_EQ_INT(pk.root_total, dec->total[0]);
     CHECK_EQ_INT(pk.root_self, dec->self[0]);
@@ -293,6 +322,13 @@ static void packed_same(const buf_t *b, const storage_merged_tab_t *dec)
     free(kids);
     free(node);
     query_packed_free(&pk);
+}
+
+/* Copied out or read where it lies in b, the same. */
+static void packed_same(const buf_t *b, const storage_merged_tab_t *dec)
+{
+    packed_same_at(b, dec, 0);
+    packed_same_at(b, dec, 1);
 }
 
 /* A damaged encoding-4 or 5 forest is refused when opened, or its selection
