@@ -60,11 +60,9 @@ static int64_t find(const symtab_t *s, uint64_t id)
     return v == 0 ? -1 : (int64_t)v - 1;
 }
 
-/* Room for one more entry in the index (rehashed from the entries). */
-static int index_reserve(symtab_t *s)
+/* The index rebuilt with n slots from the entries. */
+static int index_rebuild(symtab_t *s, size_t n)
 {
-    if ((s->count + 1) * 3 <= s->nslots * 2) return ERR_OK;
-    size_t n = s->nslots ? s->nslots + s->nslots / 2 : 256;
     if (n >= UINT32_MAX) return ERR_NOMEM;
     uint32_t *slots = calloc(n, sizeof *slots);
     if (slots == NULL) return ERR_NOMEM;
@@ -74,6 +72,28 @@ static int index_reserve(symtab_t *s)
     for (size_t k = 0; k < s->count; k++)
         s->slots[probe(s, s->entries[k].id)] = (uint32_t)k + 1;
     return ERR_OK;
+}
+
+/* Room for one more entry in the index (rehashed from the entries). */
+static int index_reserve(symtab_t *s)
+{
+    if ((s->count + 1) * 3 <= s->nslots * 2) return ERR_OK;
+    return index_rebuild(s, s->nslots ? s->nslots + s->nslots / 2 : 256);
+}
+
+int symtab_reserve(symtab_t *s, size_t more)
+{
+    if (more > UINT32_MAX / 2 - s->count) return ERR_NOMEM;
+    size_t want = s->count + more;
+    if (want > s->cap) {
+        sym_entry_t *e = realloc(s->entries, want * sizeof *e);
+        if (e == NULL) return ERR_NOMEM;
+        s->entries = e;
+        s->cap = want;
+    }
+    if (want * 3 <= s->nslots * 2) return ERR_OK;
+    size_t n = (want * 3 + 1) / 2; /* at most 2/3 full, and never below the first size */
+    return index_rebuild(s, n > 256 ? n : 256);
 }
 
 /* The slot of file name f (len bytes, no NUL) in the file table, or the
@@ -174,14 +194,10 @@ void symtab_free(symtab_t *s)
     free(s);
 }
 
-int symtab_put_file(symtab_t *s, uint64_t id, const char *name, size_t name_len,
-                    uint32_t file_index, uint32_t *index)
+/* symtab_put_file for an id the table does not hold. */
+static int put_new(symtab_t *s, uint64_t id, const char *name, size_t name_len, uint32_t file_index,
+                   uint32_t *index)
 {
-    int64_t at = find(s, id);
-    if (at >= 0) { /* content-addressed: same id, same content */
-        if (index != NULL) *index = (uint32_t)at;
-        return ERR_OK;
-    }
     if (file_index >= (s->nfiles ? s->nfiles : 1)) return ERR_INVALID_ARGUMENT;
     if (s->count >= UINT32_MAX - 1 || index_reserve(s) != ERR_OK) return ERR_NOMEM;
     if (s->count == s->cap) { /* by half again: a large table carries less slack */
@@ -214,13 +230,24 @@ int symtab_put_file(symtab_t *s, uint64_t id, const char *name, size_t name_len,
     return ERR_OK;
 }
 
+int symtab_put_file(symtab_t *s, uint64_t id, const char *name, size_t name_len,
+                    uint32_t file_index, uint32_t *index)
+{
+    int64_t at = find(s, id);
+    if (at >= 0) { /* content-addressed: same id, same content */
+        if (index != NULL) *index = (uint32_t)at;
+        return ERR_OK;
+    }
+    return put_new(s, id, name, name_len, file_index, index);
+}
+
 int symtab_put(symtab_t *s, uint64_t id, const char *name, size_t name_len, const char *file,
                size_t file_len)
 {
     if (find(s, id) >= 0) return ERR_OK;
     uint32_t fi;
     int rc = symtab_file(s, file, file_len, &fi);
-    return rc != ERR_OK ? rc : symtab_put_file(s, id, name, name_len, fi, NULL);
+    return rc != ERR_OK ? rc : put_new(s, id, name, name_len, fi, NULL);
 }
 
 int symtab_intern(symtab_t *s, const char *name, size_t name_len, const char *file, size_t file_len,
@@ -241,7 +268,7 @@ int symtab_intern_index(symtab_t *s, const char *name, size_t name_len, const ch
     }
     uint32_t fi;
     int rc = symtab_file(s, file, file_len, &fi);
-    return rc != ERR_OK ? rc : symtab_put_file(s, *id, name, name_len, fi, index);
+    return rc != ERR_OK ? rc : put_new(s, *id, name, name_len, fi, index);
 }
 
 int symtab_get(const symtab_t *s, uint64_t id, const char **name, const char **file)

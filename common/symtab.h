@@ -35,6 +35,11 @@ int symtab_file(symtab_t *s, const char *file, size_t file_len, uint32_t *index)
  * symtab_index would. */
 int symtab_put_file(symtab_t *s, uint64_t id, const char *name, size_t name_len,
                     uint32_t file_index, uint32_t *index);
+/* Room for more symbols than the table holds, made at once: the entries
+ * and the index are sized once for them instead of growing by half again
+ * as they fill (a caller that knows how many it will put). ERR_NOMEM when
+ * that cannot be allocated; the table is unchanged but for its room. */
+int symtab_reserve(symtab_t *s, size_t more);
 /* Adds a symbol under a known id (used when loading from storage). */
 int symtab_put(symtab_t *s, uint64_t id, const char *name, size_t name_len, const char *file,
                size_t file_len);

@@ -583,6 +583,9 @@ int storage_load_symbols(storage_t *s, const char *tenant, const uint64_t *ids, 
 {
     int rc = storage_check_tenant(tenant, NULL);
     if (rc != 0) return rc;
+    /* a table filled from empty is sized once for the ids (most are found),
+     * not grown by half again five times on the way to a render's 1,300 */
+    if (symtab_count(dst) == 0 && (rc = symtab_reserve(dst, n)) != 0) return rc;
     uint64_t th = hash_bytes64(tenant, strlen(tenant));
     uint64_t miss[SYMBOL_BATCH];
     size_t nmiss = 0;

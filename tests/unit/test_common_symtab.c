@@ -229,6 +229,55 @@ static void test_put_from(void)
     symtab_free(dst);
 }
 
+/* A table reserved for n symbols holds them without growing its entries
+ * or its index (the memory figure moves by the strings alone), finds each
+ * one and no absent id; a reserve past what it holds keeps what it holds,
+ * and small reserves (1, 2) grow as before once passed. */
+static void test_reserve(void)
+{
+    enum { N = 1300 };
+    char name[32];
+    symtab_t *s = symtab_new();
+    CHECK_EQ_INT(symtab_reserve(s, N), 0);
+    size_t before = symtab_mem_bytes(s);
+    uint64_t *ids = malloc(N * sizeof *ids);
+    for (int i = 0; i < N; i++) {
+        snprintf(name, sizeof name, "fn%d", i);
+        CHECK_EQ_INT(symtab_intern(s, name, strlen(name), "a.go", 4, &ids[i]), 0);
+    }
+    size_t strings = 5 + 16; /* the file once, the file list's first room (16 names) */
+    for (int i = 0; i < N; i++)
+        strings += strlen("fn") + (i < 10 ? 1 : i < 100 ? 2 : i < 1000 ? 3 : 4) + 2;
+    size_t fslots = 32 * sizeof(uint32_t), files = 16 * (sizeof(char *) + sizeof(uint32_t));
+    /* one 64 KiB chunk holds every string: the figure rose by it and the file table alone */
+    CHECK(symtab_mem_bytes(s) == before + (64u << 10) + fslots + files);
+    CHECK(strings < (64u << 10));
+    const char *n, *f;
+    for (int i = 0; i < N; i++) {
+        snprintf(name, sizeof name, "fn%d", i);
+        CHECK(symtab_get(s, ids[i], &n, &f) == 1 && strcmp(n, name) == 0 && strcmp(f, "a.go") == 0);
+    }
+    CHECK(symtab_get(s, hash_symbol("absent", 6, "", 0), &n, &f) == 0);
+    CHECK_EQ_INT(symtab_reserve(s, 10), 0); /* past what it holds: all still found */
+    for (int i = 0; i < N; i++)
+        CHECK(symtab_get(s, ids[i], &n, &f) == 1);
+    CHECK_EQ_INT(symtab_count(s), N);
+    symtab_free(s);
+    for (size_t small = 1; small <= 2; small++) {
+        s = symtab_new();
+        CHECK_EQ_INT(symtab_reserve(s, small), 0);
+        for (int i = 0; i < N; i++) {
+            snprintf(name, sizeof name, "fn%d", i);
+            CHECK_EQ_INT(symtab_intern(s, name, strlen(name), "", 0, &ids[i]), 0);
+        }
+        for (int i = 0; i < N; i++)
+            CHECK(symtab_get(s, ids[i], &n, &f) == 1);
+        CHECK(symtab_get(s, hash_symbol("absent", 6, "", 0), &n, &f) == 0);
+        symtab_free(s);
+    }
+    free(ids);
+}
+
 int main(void)
 {
     test_put_from();
@@ -237,5 +286,6 @@ int main(void)
     test_many_files_one_prefix();
     test_intern_index();
     test_nul_and_missing_file();
+    test_reserve();
     return check_exit();
 }
