@@ -931,10 +931,13 @@ struct repair {
     /* under mu: a full repair (cluster_full.c): its mark's generation (0:
      * none), since when (wall ms), and the generation a pass converged */
     uint64_t full_gen, full_since_ms, full_done;
-    /* the regain lists only the full repair mark's own intervals (none a
-     * removal gave): one no replica serves whole may be united by id
-     * (repair_regain.c); under mu */
-    int full_union;
+    /* under mu: a full repair is on, and the intervals of its regain a
+     * removal gave (fu_lo/fu_hi, fu_n; fu_all: every one counts as such):
+     * an interval of the mark's own (none of these) that no replica serves
+     * whole may be united by id (repair_regain.c); a removal's never */
+    int full_union, fu_all;
+    uint64_t *fu_lo, *fu_hi;
+    size_t fu_n;
     /* under mu: when the full repair that last converged here was set (wall
      * ms, the loop's; 0: none since the start): every range this node
      * replicates was streamed whole after it, so its DONE says so and
@@ -1061,7 +1064,11 @@ void repair_full_set(repair_t *r, uint64_t gen);
  * kept: fetching only adds), so a full repair whose other replicas are
  * voided converges (docs/cluster.md, "A full repair that no replica
  * serves whole"). */
-void repair_full_union_set(repair_t *r, int ok);
+/* on: a full repair is on; lo/hi (n, copied) the intervals of its regain
+ * a removal gave, all: every one counts as such (also when the copy fails:
+ * ERR_NOMEM then). */
+int repair_full_union_set(repair_t *r, int on, const uint64_t *lo, const uint64_t *hi, size_t n,
+                          int all);
 /* Loop: a full repair set at since_ms (wall) converged: announced with
  * every complete pass from now on (DONE's whole_since_unix_ms). */
 void repair_whole_set(repair_t *r, uint64_t since_ms);

@@ -384,7 +384,9 @@ static int united_piece(repair_t *r, const cluster_view_t *v, uint64_t end, uint
 static int iv_united(repair_t *r, const cluster_view_t *v, repair_rg_iv_t *iv, repair_stats_t *st)
 {
     uv_mutex_lock(&r->mu);
-    int ok = r->full_union && r->full_gen != 0;
+    int ok = r->full_union && r->full_gen != 0 && !r->fu_all;
+    for (size_t i = 0; ok && i < r->fu_n; i++) /* a removal's: its copy here is none */
+        ok = iv->hi < r->fu_lo[i] || iv->lo > r->fu_hi[i];
     uv_mutex_unlock(&r->mu);
     if (!ok || !each_piece(r, v, iv, 1, union_piece, st)) return 0;
     if (!each_piece(r, v, iv, 1, united_piece, NULL)) return 0;
