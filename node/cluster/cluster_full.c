@@ -348,7 +348,7 @@ int cluster_full_gain(cluster_t *c, uint64_t lo, uint64_t hi)
     int rc = cluster_intervals_append(&c->full.gained.lo, &c->full.gained.hi, &c->full.gained.n,
                                       &c->full.gained.cap, lo, hi);
     if (rc != 0) c->full.gained_all = 1; /* not listed: every interval counts as one */
-    full_union_publish(c); /* a removal's: streamed whole, never united */
+    full_union_publish(c);               /* a removal's: streamed whole, never united */
     return rc;
 }
 

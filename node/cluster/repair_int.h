@@ -522,6 +522,15 @@ typedef struct repair_prefer {
 
 /* The stream state of [lo, hi] in l, added when new; NULL: no memory. */
 repair_stream_state_t *repair_stream_state(repair_streams_t *l, uint64_t lo, uint64_t hi);
+/* Appends [lo, hi] to olo and ohi (*on of them, both grown to *cap) cut at
+ * the edges of the intervals glo/ghi (gn, a removal's gains): each piece
+ * lies wholly inside one of them or outside all. A full repair's plan can
+ * list an interval from a ring on which this node replicated more (before
+ * its member table was whole) that straddles a gain: whole, it was never
+ * united by id, and its part that another replica regains waited for good.
+ * 0 or ERR_NOMEM. */
+int repair_cut_at_gains(const uint64_t *glo, const uint64_t *ghi, size_t gn, uint64_t lo,
+                        uint64_t hi, uint64_t **olo, uint64_t **ohi, size_t *on, size_t *cap);
 /* Repair thread: clears this store's copy of the n intervals before they
  * are streamed in whole (storage_range_clear), counted; 0 or an error. */
 int repair_clear(repair_t *r, const uint64_t *lo, const uint64_t *hi, size_t n);
