@@ -213,6 +213,9 @@ def full_repair_after_lost_tombstone(short_setting):
         want = preload(c, 0, "full", now, 240)
         want.update(preload(c, 0, "fullold", now - OLD_S, 96, nservices=12))
         frm, until = now - OLD_S - 3600, now + 60
+        # hints stored before the answer settle first: a kill before gossip
+        # told of their cancels leaves a stale hints_for (no stream source)
+        c.wait_hints_settled()
         c.kill_then_remove([2, 3], 3)
         wait_for("n3 left on n0 and n1", lambda: all(
             c.states(i).get("n3") == "left" or c.status(i)["regaining"] > 0 for i in (0, 1)),
