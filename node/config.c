@@ -642,6 +642,13 @@ static const opt_t options[] = {
      "upgrade can be tried on one node and rolled back; set it back (or leave it out) once "
      "every node runs this release. Nodes of different versions fill from each other in "
      "the older one's way."},
+    {"cluster-member-version", OPT_U32, FIELD(cluster.member_version, uint32_t), "1", 0, 0, 1,
+     "The newest member protocol this node speaks, advertised to the others in its member entry "
+     "(docs/replication.md, \"A slow replica named after the grace\"): 1 takes a notice naming "
+     "a replica slower than hint-ack-grace and sends them; 0 is a release before it, which "
+     "refuses notices (dropped unanswered) and is sent none, its coordinators keeping the "
+     "slow replica's hint or mark on their own. For a rolling upgrade only, as "
+     "cluster-stream-version: a node set to 0 behaves toward its peers as that release does."},
     {"stream-window-cache", OPT_U32, FIELD(cluster.stream_window_cache, uint32_t), "4", 0, 0, 1024,
      "Windows streamed in parts (larger than a quarter of max-message-bytes) a source keeps read "
      "between the requests for their parts, so each later part costs its own size rather than "

@@ -300,6 +300,10 @@ typedef struct ring_member {
      * 0: a version that neither cuts messages into pieces nor puts them back
      * together (or whose entry came only through such nodes so far). */
     uint64_t max_frame_bytes;
+    /* The newest member protocol it speaks, advertised by it
+     * (ring_members_set_member_version); 0: a version before the field (or an
+     * entry that came only through such nodes so far). */
+    uint32_t member_version;
 } ring_member_t;
 
 typedef struct ring_members_stats {
@@ -374,6 +378,11 @@ int ring_members_set_hints(ring_members_t *m, const char *const *ids, size_t n);
  * its entry and digests); call once, before the first gossip of this
  * incarnation (other nodes only ever raise the value they hold for it). */
 void ring_members_set_frame_bytes(ring_members_t *m, uint64_t frame_bytes);
+
+/* Sets the newest member protocol this node speaks (advertised in its entry
+ * and digests); as ring_members_set_frame_bytes, once, before the first
+ * gossip of this incarnation. */
+void ring_members_set_member_version(ring_members_t *m, uint32_t version);
 
 /* hinted[i] = 1 for ring nodes that some member (not LEFT; this node
  * included) lists in its hints_for: they miss writes that are still held as

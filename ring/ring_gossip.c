@@ -80,6 +80,7 @@ static void add_digest(struct out *o, const struct member *x)
     d->hints_for = x->hints_for;
     d->n_hints_for = x->nhints;
     d->max_frame_bytes = x->frame_bytes;
+    d->member_version = x->member_version;
     state_to_proto(x, &d->state, &d->down_from);
     o->dp[o->g.n_digests++] = d;
 }
@@ -98,6 +99,7 @@ static void add_full(struct out *o, const struct member *x)
     e->hints_for = x->hints_for;
     e->n_hints_for = x->nhints;
     e->max_frame_bytes = x->frame_bytes;
+    e->member_version = x->member_version;
     state_to_proto(x, &e->state, &e->down_from);
     o->mp[o->g.n_members++] = e;
 }
@@ -141,6 +143,7 @@ static void digest_view(const Flamedb__Cluster__MemberDigest *d, struct member_v
     v->hints_for = (const char *const *)d->hints_for;
     v->nhints = (uint32_t)d->n_hints_for;
     v->frame_bytes = d->max_frame_bytes;
+    v->member_version = d->member_version;
     state_from_proto(d->state, d->down_from, &v->life, &v->down);
 }
 
@@ -152,6 +155,7 @@ static void member_view(const Flamedb__Cluster__Member *e, struct member_view *v
     v->hints_for = (const char *const *)e->hints_for;
     v->nhints = (uint32_t)e->n_hints_for;
     v->frame_bytes = e->max_frame_bytes;
+    v->member_version = e->member_version;
     state_from_proto(e->state, e->down_from, &v->life, &v->down);
 }
 

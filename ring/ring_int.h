@@ -62,6 +62,8 @@ struct member {
      * incarnation, so within one it only rises: gossip relayed by an older
      * node, which drops the field, does not take it back */
     uint64_t frame_bytes;
+    uint32_t member_version; /* its --cluster-member-version (0: a version before
+                              * it); fixed for one incarnation, only rises, as frame_bytes */
 };
 
 /* The down claim "found down at heartbeat hb", as stored in down_hb. */
@@ -82,7 +84,8 @@ struct member_view {
     uint64_t incarnation, heartbeat;
     const char *const *hints_for; /* both kinds of view carry the owner's list */
     uint32_t nhints;
-    uint64_t frame_bytes; /* both kinds carry it too */
+    uint64_t frame_bytes;    /* both kinds carry it too */
+    uint32_t member_version; /* and this */
 };
 
 /* A LEFT tombstone this table forgot: for another forget_left_after_ms a

@@ -113,6 +113,7 @@ static void fill_public(const struct member *x, ring_member_t *out)
     out->hints_for = (const char *const *)x->hints_for;
     out->nhints_for = x->nhints;
     out->max_frame_bytes = x->frame_bytes;
+    out->member_version = x->member_version;
 }
 
 int ring_members_get(const ring_members_t *m, size_t i, ring_member_t *out)
@@ -186,6 +187,13 @@ void ring_members_set_frame_bytes(ring_members_t *m, uint64_t frame_bytes)
     struct member *x = ring__members_lookup(m, m->self);
     if (x->frame_bytes != frame_bytes) m->version++;
     x->frame_bytes = frame_bytes;
+}
+
+void ring_members_set_member_version(ring_members_t *m, uint32_t version)
+{
+    struct member *x = ring__members_lookup(m, m->self);
+    if (x->member_version != version) m->version++;
+    x->member_version = version;
 }
 
 void ring_members_hinted(const ring_members_t *m, const ring_t *r, uint8_t *hinted)

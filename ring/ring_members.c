@@ -172,7 +172,7 @@ int ring__view_news(const struct member_view *v, const struct member *x)
 {
     if (v->incarnation != x->incarnation) return v->incarnation > x->incarnation;
     return v->life > x->life || (v->down && !x->down) || v->heartbeat > x->heartbeat ||
-           v->frame_bytes > x->frame_bytes;
+           v->frame_bytes > x->frame_bytes || v->member_version > x->member_version;
 }
 
 void ring__member_to_view(const struct member *x, struct member_view *out)
@@ -189,7 +189,8 @@ void ring__member_to_view(const struct member *x, struct member_view *out)
                                 x->heartbeat,
                                 (const char *const *)x->hints_for,
                                 x->nhints,
-                                x->frame_bytes};
+                                x->frame_bytes,
+                                x->member_version};
 }
 
 /* A rumour about this node that says more than it did: deny it by moving to
@@ -231,6 +232,7 @@ static int add_new(ring_members_t *m, const struct member_view *v)
     x->down_hb = v->down ? ring__down_claim(v->heartbeat) : 0;
     x->last_seen_ms = x->state_since_ms = ring__now(m);
     x->frame_bytes = v->frame_bytes;
+    x->member_version = v->member_version;
     ring__member_set_hints(x, v->hints_for, v->nhints); /* out of memory: the next gossip */
     m->version++;
     if (ring__class(x->life)) m->ring_version++;
@@ -250,6 +252,7 @@ static int replace(ring_members_t *m, struct member *x, const struct member_view
     x->down_hb = v->down ? ring__down_claim(v->heartbeat) : 0;
     x->last_seen_ms = x->state_since_ms = ring__now(m);
     x->frame_bytes = v->frame_bytes;
+    x->member_version = v->member_version;
     ring__member_set_hints(x, v->hints_for, v->nhints);
     m->version++;
     if (before != ring__class(x->life) || (tokens_changed && before)) m->ring_version++;
@@ -267,6 +270,11 @@ static int join_same(ring_members_t *m, struct member *x, const struct member_vi
     if (claim > x->down_hb) x->down_hb = claim;
     if (v->frame_bytes > x->frame_bytes) { /* fixed per incarnation: only its absence varies */
         x->frame_bytes = v->frame_bytes;
+        m->version++;
+        changed = 1;
+    }
+    if (v->member_version > x->member_version) { /* as frame_bytes */
+        x->member_version = v->member_version;
         m->version++;
         changed = 1;
     }
@@ -331,7 +339,8 @@ int ring_members_merge(ring_members_t *m, const ring_member_t *e)
                             e->heartbeat,
                             e->hints_for,
                             e->nhints_for,
-                            e->max_frame_bytes};
+                            e->max_frame_bytes,
+                            e->member_version};
     int rc = ring__members_merge_view(m, &v);
     return rc == MERGE_NEED_FULL ? 0 : rc;
 }

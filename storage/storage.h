@@ -743,6 +743,31 @@ int storage_repair_mark_put(storage_t *s, int kind, const char *node, uint64_t m
 typedef int (*storage_mark_fn)(void *ctx, int kind, const char *node, uint64_t ms);
 int storage_repair_marks(storage_t *s, storage_mark_fn fn, void *ctx);
 
+/* Witnesses (marks.c): a replica `target` that a write stored here named as
+ * missing it, while its coordinator `coord` keeps a hint (or mark) for it:
+ * the coordinator's member entry at or past (incarnation, heartbeat) speaks
+ * for it, and oldest_s is the oldest profile time of the writes held
+ * (`meta` key "repair_held/" + target + NUL + coord). Plain overwrites and
+ * deletes: a caller that merges a record with the stored one serializes
+ * its get and put itself. */
+typedef struct storage_witness {
+    char target[STORAGE_HINT_TARGET_MAX + 1];
+    char coord[STORAGE_HINT_TARGET_MAX + 1];
+    uint64_t incarnation, heartbeat;
+    int64_t oldest_s;
+} storage_witness_t;
+
+int storage_witness_put(storage_t *s, const storage_witness_t *w, errmsg_t *em);
+/* 0 with *out filled, ERR_NOT_FOUND, or an I/O error. */
+int storage_witness_get(storage_t *s, const char *target, const char *coord, storage_witness_t *out,
+                        errmsg_t *em);
+/* Deleting one that is not there is a no-op (0). */
+int storage_witness_delete(storage_t *s, const char *target, const char *coord, errmsg_t *em);
+/* Calls fn for every stored witness (borrowed for the call); fn returns
+ * non-zero to stop (returned). */
+typedef int (*storage_witness_fn)(void *ctx, const storage_witness_t *w);
+int storage_witnesses(storage_t *s, storage_witness_fn fn, void *ctx);
+
 /* ---- Streaming whole windows to a new owner (stream.c; docs/cluster.md,
  * "Streaming whole windows"). Node ids are local to a store, so a window
  * travels as a call tree. */

@@ -508,6 +508,7 @@ static int create_members(cluster_t *c, int had_identity, errmsg_t *em)
     rc = ring_members_create(&o, &c->id, c->http_addr, c->cluster_addr, initial, incarnation,
                              c->clock, &c->members, em);
     if (rc == ERR_OK) ring_members_set_frame_bytes(c->members, c->frame_bytes);
+    if (rc == ERR_OK) ring_members_set_member_version(c->members, c->cfg.member_version);
     return rc == ERR_OK && had_identity ? cluster_move_resume_leave(c, em) : rc;
 }
 
@@ -710,6 +711,13 @@ static int ops_member_left(void *ctx, const char *id)
     return ring_members_find(c->members, id, &m) == ERR_OK && m.life == RING_LEFT;
 }
 
+static uint32_t ops_member_version(void *ctx, const char *id)
+{
+    cluster_t *c = ctx;
+    ring_member_t m;
+    return ring_members_find(c->members, id, &m) == ERR_OK ? m.member_version : 0;
+}
+
 static int ops_member_beat(void *ctx, const char *id, uint64_t *incarnation, uint64_t *heartbeat)
 {
     cluster_t *c = ctx;
@@ -726,5 +734,6 @@ void cluster_ops_of(cluster_t *c, cluster_ops_t *ops)
                            ops_send,         ops_set_hint_targets, c,
                            ops_member_left,  ops_member_beat};
     ops->send_frame = ops_send_frame;
+    ops->member_version = ops_member_version;
     ops->from = (cluster_wire_sender_t){c->cfg.cluster_name, c->id.node_id, c->key};
 }

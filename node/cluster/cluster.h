@@ -81,7 +81,14 @@ typedef struct cluster_config {
     size_t stream_receive_max_bytes;  /* what a window in parts may gather on its receiver */
     uint32_t fill_keys_batch;         /* windows a fill asks its source for per request */
     uint32_t stream_version;          /* the newest stream protocol spoken (a rolling upgrade) */
+    uint32_t member_version;          /* the newest member protocol spoken (CLUSTER_MEMBER_V*) */
 } cluster_config_t;
+
+/* Member protocol versions (Member.member_version, --cluster-member-version):
+ * 1 takes notices (WriteRequest.notice) and is sent them; 0, a version before
+ * the field, refuses them and is sent none. */
+#define CLUSTER_MEMBER_V_NOTICE 1u
+#define CLUSTER_MEMBER_VERSION 1u
 
 /* What the module takes from the node's other settings. */
 typedef struct cluster_inputs {

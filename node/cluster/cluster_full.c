@@ -224,6 +224,16 @@ int cluster_full_load(cluster_t *c, errmsg_t *em)
     return 0;
 }
 
+/* To the repair thread: the mark, and which intervals of its regain a
+ * removal gave (never united by id: this node's copy of them is none). */
+static void full_union_publish(cluster_t *c)
+{
+    if (c->repair == NULL) return;
+    if (repair_full_union_set(c->repair, c->full.on, c->full.gained.lo, c->full.gained.hi,
+                              c->full.gained.n, c->full.gained_all) != 0)
+        log_error("cluster", "no memory for a removal's intervals: none is united by id");
+}
+
 void cluster_full_streamed(cluster_t *c)
 {
     if (!c->full.on || (c->full.done == c->full.n && c->full.gained.n == 0 && !c->full.gained_all))
@@ -232,7 +242,7 @@ void cluster_full_streamed(cluster_t *c)
     c->full.done = c->full.n;
     c->full.gained.n = 0; /* every interval the regain listed is streamed in */
     c->full.gained_all = 0;
-    if (c->repair != NULL) repair_full_union_set(c->repair, 1);
+    full_union_publish(c);
     if (full_save(c) != 0) {
         log_error("cluster",
                   "cannot record the streamed intervals in %s/%s: a restart before the mark is "
@@ -250,9 +260,7 @@ void cluster_full_streamed(cluster_t *c)
 static void full_publish(cluster_t *c)
 {
     if (c->repair != NULL) repair_full_set(c->repair, c->full.on ? c->full.gen : 0);
-    if (c->repair != NULL) /* no removal's gains among the regain's intervals */
-        repair_full_union_set(c->repair,
-                              c->full.on && c->full.gained.n == 0 && !c->full.gained_all);
+    full_union_publish(c);
     if (c->members != NULL && cluster_hints_publish(c) < 0) /* none before the table is made */
         log_error("cluster", "cannot publish the hint targets");
 }
@@ -337,9 +345,11 @@ int cluster_full_gain(cluster_t *c, uint64_t lo, uint64_t hi)
     if (!c->full.on) return 0;
     for (size_t i = 0; i < c->full.gained.n; i++) /* a few per removal: a scan will do */
         if (c->full.gained.lo[i] == lo && c->full.gained.hi[i] == hi) return 0;
-    if (c->repair != NULL) repair_full_union_set(c->repair, 0); /* a removal's: streamed whole */
-    return cluster_intervals_append(&c->full.gained.lo, &c->full.gained.hi, &c->full.gained.n,
-                                    &c->full.gained.cap, lo, hi);
+    int rc = cluster_intervals_append(&c->full.gained.lo, &c->full.gained.hi, &c->full.gained.n,
+                                      &c->full.gained.cap, lo, hi);
+    if (rc != 0) c->full.gained_all = 1; /* not listed: every interval counts as one */
+    full_union_publish(c);               /* a removal's: streamed whole, never united */
+    return rc;
 }
 
 void cluster_full_gained(cluster_t *c)

@@ -121,6 +121,9 @@ typedef struct cluster_ops {
     int (*send_frame)(void *ctx, const char *node_id, uint64_t deadline_unix_ms,
                       const buf_t *frame);
     cluster_wire_sender_t from; /* borrowed from the cluster for its life */
+    /* the member protocol id advertises (CLUSTER_MEMBER_V*); 0 when unknown
+     * or older. NULL: every member is taken as speaking 0 (no notices) */
+    uint32_t (*member_version)(void *ctx, const char *id);
 } cluster_ops_t;
 
 /* ops calling c's functions. */

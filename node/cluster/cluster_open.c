@@ -20,8 +20,10 @@ int cluster_open(uv_loop_t *loop, storage_t *storage, const cluster_config_t *cf
     rc = scatter_open_for_cluster(loop, storage, cfg, in, c, &c->scatter, em);
     if (rc == ERR_OK) rc = replicate_open_for_cluster(loop, storage, cfg, in, c, &c->replicate, em);
     if (rc == ERR_OK) rc = repair_open_for_cluster(loop, storage, cfg, in, c, &c->repair, em);
+    /* a full repair a stop cut short: its removal's gains are told the
+     * repair thread before the regain is, which cuts the regain at them */
+    if (rc == ERR_OK) cluster_full_start(c);
     if (rc == ERR_OK) cluster_regain_start(c); /* a regain a crash cut short */
-    if (rc == ERR_OK) cluster_full_start(c);   /* a full repair a stop cut short */
     if (rc == ERR_OK) cluster_void_start(c);   /* a voided mark's check, likewise */
     if (rc == ERR_OK) { /* a removed node that comes back is short: the write path marks it */
         c->on_rejoin = replicate_marks_rejoined;

@@ -356,6 +356,8 @@ static int add_gains(cluster_t *c, const ring_t *before, const cluster_view_t *n
         uint64_t lo[2], hi[2];
         int k = ring_range_intervals(gained.v[i], lo, hi);
         for (int j = 0; rc == 0 && j < k; j++) {
+            log_debug("cluster", "gained [%016llx, %016llx] by the removal",
+                      (unsigned long long)lo[j], (unsigned long long)hi[j]);
             rc = cluster_regain_add(c, lo[j], hi[j]);
             /* also one the mark listed already: the removal's all the same */
             if (rc == 0) rc = cluster_full_gain(c, lo[j], hi[j]);

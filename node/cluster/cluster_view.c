@@ -363,11 +363,11 @@ static int member_json(const cluster_t *c, const ring_member_t *m, uint64_t now,
             : buf_printf(out,
                          ",\"state\":\"%s\",\"tokens\":%u,\"incarnation\":%llu,\"heartbeat\":%llu,"
                          "\"last_heartbeat_ms_ago\":%llu,\"self\":%s,\"max_frame_bytes\":%llu,"
-                         "\"hints_for\":[",
+                         "\"member_version\":%u,\"hints_for\":[",
                          ring_state_name((int)m->state), m->ntokens,
                          (unsigned long long)m->incarnation, (unsigned long long)m->heartbeat,
                          (unsigned long long)ago, self ? "true" : "false",
-                         (unsigned long long)m->max_frame_bytes);
+                         (unsigned long long)m->max_frame_bytes, m->member_version);
     for (uint32_t i = 0; rc == ERR_OK && i < m->nhints_for; i++) {
         rc = i ? buf_append_byte(out, ',') : ERR_OK;
         rc = rc ? rc : buf_append_json_string(out, m->hints_for[i], strlen(m->hints_for[i]));

@@ -263,7 +263,10 @@ static int check_write(const Flamedb__Cluster__WriteRequest *w, const cluster_wi
     if (w->profile_id.len != 16)
         return errmsg_set(em, ERR_INVALID_ARGUMENT, "write: profile id is %zu bytes, not 16",
                           w->profile_id.len);
-    if (w->n_series == 0 || w->n_series > l->max_series)
+    if (w->notice && (w->n_series != 0 || w->n_symbols != 0 || w->n_missed_by == 0))
+        return errmsg_set(em, ERR_INVALID_ARGUMENT,
+                          "write: a notice carries no series and names a replica");
+    if (!w->notice && (w->n_series == 0 || w->n_series > l->max_series))
         return errmsg_set(em, ERR_TOO_LARGE, "write: %zu series, want 1..%zu", w->n_series,
                           l->max_series);
     for (size_t i = 0; i < w->n_series; i++)

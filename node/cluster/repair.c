@@ -227,11 +227,29 @@ void repair_full_set(repair_t *r, uint64_t gen)
     uv_mutex_unlock(&r->mu);
 }
 
-void repair_full_union_set(repair_t *r, int ok)
+int repair_full_union_set(repair_t *r, int on, const uint64_t *lo, const uint64_t *hi, size_t n,
+                          int all)
 {
+    uint64_t *l = n ? malloc(n * sizeof *l) : NULL, *h = n ? malloc(n * sizeof *h) : NULL;
+    int rc = n && (l == NULL || h == NULL) ? ERR_NOMEM : 0;
+    if (rc == 0 && n) {
+        memcpy(l, lo, n * sizeof *l);
+        memcpy(h, hi, n * sizeof *h);
+    }
     uv_mutex_lock(&r->mu);
-    r->full_union = ok;
+    r->full_union = on;
+    r->fu_all = all || rc != 0;
+    free(r->fu_lo);
+    free(r->fu_hi);
+    r->fu_lo = rc == 0 ? l : NULL;
+    r->fu_hi = rc == 0 ? h : NULL;
+    r->fu_n = rc == 0 ? n : 0;
     uv_mutex_unlock(&r->mu);
+    if (rc != 0) {
+        free(l);
+        free(h);
+    }
+    return rc;
 }
 
 void repair_whole_set(repair_t *r, uint64_t since_ms)
@@ -869,6 +887,8 @@ void repair_free(repair_t *r)
     buf_free(&r->result);
     free(r->streams.v);
     free(r->kept.streams.v);
+    free(r->fu_lo);
+    free(r->fu_hi);
     free(r->rg.streams.v);
     free(r->rg.iv);
     free(r->regain.lo);

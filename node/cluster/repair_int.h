@@ -541,6 +541,15 @@ typedef struct repair_prefer {
 
 /* The stream state of [lo, hi] in l, added when new; NULL: no memory. */
 repair_stream_state_t *repair_stream_state(repair_streams_t *l, uint64_t lo, uint64_t hi);
+/* Appends [lo, hi] to olo and ohi (*on of them, both grown to *cap) cut at
+ * the edges of the intervals glo/ghi (gn, a removal's gains): each piece
+ * lies wholly inside one of them or outside all. A full repair's plan can
+ * list an interval from a ring on which this node replicated more (before
+ * its member table was whole) that straddles a gain: whole, it was never
+ * united by id, and its part that another replica regains waited for good.
+ * 0 or ERR_NOMEM. */
+int repair_cut_at_gains(const uint64_t *glo, const uint64_t *ghi, size_t gn, uint64_t lo,
+                        uint64_t hi, uint64_t **olo, uint64_t **ohi, size_t *on, size_t *cap);
 /* Repair thread: clears this store's copy of the n intervals before they
  * are streamed in whole (storage_range_clear), counted; 0 or an error. */
 int repair_clear(repair_t *r, const uint64_t *lo, const uint64_t *hi, size_t n);
@@ -968,10 +977,13 @@ struct repair {
     /* under mu: a full repair (cluster_full.c): its mark's generation (0:
      * none), since when (wall ms), and the generation a pass converged */
     uint64_t full_gen, full_since_ms, full_done;
-    /* the regain lists only the full repair mark's own intervals (none a
-     * removal gave): one no replica serves whole may be united by id
-     * (repair_regain.c); under mu */
-    int full_union;
+    /* under mu: a full repair is on, and the intervals of its regain a
+     * removal gave (fu_lo/fu_hi, fu_n; fu_all: every one counts as such):
+     * an interval of the mark's own (none of these) that no replica serves
+     * whole may be united by id (repair_regain.c); a removal's never */
+    int full_union, fu_all;
+    uint64_t *fu_lo, *fu_hi;
+    size_t fu_n;
     /* under mu: when the full repair that last converged here was set (wall
      * ms, the loop's; 0: none since the start): every range this node
      * replicates was streamed whole after it, so its DONE says so and
@@ -1098,7 +1110,11 @@ void repair_full_set(repair_t *r, uint64_t gen);
  * kept: fetching only adds), so a full repair whose other replicas are
  * voided converges (docs/cluster.md, "A full repair that no replica
  * serves whole"). */
-void repair_full_union_set(repair_t *r, int ok);
+/* on: a full repair is on; lo/hi (n, copied) the intervals of its regain
+ * a removal gave, all: every one counts as such (also when the copy fails:
+ * ERR_NOMEM then). */
+int repair_full_union_set(repair_t *r, int on, const uint64_t *lo, const uint64_t *hi, size_t n,
+                          int all);
 /* Loop: a full repair set at since_ms (wall) converged: announced with
  * every complete pass from now on (DONE's whole_since_unix_ms). */
 void repair_whole_set(repair_t *r, uint64_t since_ms);

@@ -91,20 +91,41 @@ typedef struct rg_copy {
     uint64_t gen;
 } rg_copy_t;
 
+int repair_cut_at_gains(const uint64_t *glo, const uint64_t *ghi, size_t gn, uint64_t lo,
+                        uint64_t hi, uint64_t **olo, uint64_t **ohi, size_t *on, size_t *cap)
+{
+    for (;;) {
+        uint64_t end = hi; /* the first edge of a gain inside [lo, hi] */
+        for (size_t k = 0; k < gn; k++) {
+            if (glo[k] > lo && glo[k] <= end) end = glo[k] - 1;
+            if (ghi[k] >= lo && ghi[k] < end) end = ghi[k];
+        }
+        size_t lcap = *cap; /* both arrays grow to the same capacity */
+        if (GROW(*olo, lcap, *on + 1, GROW_UNLIMITED) != 0 ||
+            GROW(*ohi, *cap, *on + 1, GROW_UNLIMITED) != 0)
+            return ERR_NOMEM;
+        (*olo)[*on] = lo;
+        (*ohi)[(*on)++] = end;
+        if (end == hi) return 0;
+        lo = end + 1;
+    }
+}
+
+/* A copy of the intervals and their generation, each cut at the edges of
+ * the intervals a removal gave a full repair (repair_cut_at_gains), so
+ * that one is united by id or streamed whole as one piece (iv_united). */
 static int take_copy(repair_t *r, rg_copy_t *c)
 {
+    memset(c, 0, sizeof *c);
+    size_t cap = 0;
+    int rc = 0;
     uv_mutex_lock(&r->mu);
-    c->n = r->regain.n;
     c->gen = r->regain.gen;
-    c->lo = malloc((c->n ? c->n : 1) * sizeof *c->lo);
-    c->hi = malloc((c->n ? c->n : 1) * sizeof *c->hi);
-    int ok = c->lo != NULL && c->hi != NULL;
-    if (ok && c->n) {
-        memcpy(c->lo, r->regain.lo, c->n * sizeof *c->lo);
-        memcpy(c->hi, r->regain.hi, c->n * sizeof *c->hi);
-    }
+    for (size_t i = 0; rc == 0 && i < r->regain.n; i++)
+        rc = repair_cut_at_gains(r->fu_lo, r->fu_hi, r->fu_n, r->regain.lo[i], r->regain.hi[i],
+                                 &c->lo, &c->hi, &c->n, &cap);
     uv_mutex_unlock(&r->mu);
-    return ok ? 0 : ERR_NOMEM;
+    return rc;
 }
 
 /* Written after the clear and after every page streamed: a restart goes
@@ -185,10 +206,14 @@ static int stream_iv(repair_t *r, const cluster_view_t *v, const repair_rg_iv_t 
     return each_piece(r, v, iv, 0, stream_piece_fn, st);
 }
 
+/* The thread's interval [lo, hi], else one that holds it (an interval cut
+ * since at a removal's edges: its parts were cleared with it), or NULL. */
 static repair_rg_iv_t *find_iv(repair_t *r, uint64_t lo, uint64_t hi)
 {
     for (size_t i = 0; i < r->rg.niv; i++)
         if (r->rg.iv[i].lo == lo && r->rg.iv[i].hi == hi) return &r->rg.iv[i];
+    for (size_t i = 0; i < r->rg.niv; i++)
+        if (r->rg.iv[i].lo <= lo && hi <= r->rg.iv[i].hi) return &r->rg.iv[i];
     return NULL;
 }
 
@@ -312,7 +337,12 @@ static int union_allowed(repair_t *r, const cluster_view_t *v, uint64_t a, uint6
     int own = 0;
     for (uint32_t k = 0; k < n; k++) {
         if ((int)reps[k] == v->self) continue;
-        if (!v->reachable[reps[k]] || r->unanswered[reps[k]]) return 0;
+        if (!v->reachable[reps[k]] || r->unanswered[reps[k]]) {
+            log_debug("repair", "regain piece [%016llx, %016llx] waits: %s does not answer",
+                      (unsigned long long)a, (unsigned long long)b,
+                      ring_node_name(v->ring, reps[k]));
+            return 0;
+        }
     }
     for (uint32_t k = 0; k < n && !own && !r->closing; k++) {
         if ((int)reps[k] == v->self) continue;
@@ -321,6 +351,11 @@ static int union_allowed(repair_t *r, const cluster_view_t *v, uint64_t a, uint6
         if (rc < 0) return 0;
         own = rc;
     }
+    if (!own)
+        log_debug("repair",
+                  "regain piece [%016llx, %016llx] waits: no other replica holds a copy of its "
+                  "own to unite with",
+                  (unsigned long long)a, (unsigned long long)b);
     return own;
 }
 
@@ -384,8 +419,16 @@ static int united_piece(repair_t *r, const cluster_view_t *v, uint64_t end, uint
 static int iv_united(repair_t *r, const cluster_view_t *v, repair_rg_iv_t *iv, repair_stats_t *st)
 {
     uv_mutex_lock(&r->mu);
-    int ok = r->full_union && r->full_gen != 0;
+    int ok = r->full_union && r->full_gen != 0 && !r->fu_all;
+    for (size_t i = 0; ok && i < r->fu_n; i++) /* a removal's: its copy here is none */
+        ok = iv->hi < r->fu_lo[i] || iv->lo > r->fu_hi[i];
+    int on = r->full_union && r->full_gen != 0;
     uv_mutex_unlock(&r->mu);
+    if (!ok)
+        log_debug("repair", "regain [%016llx, %016llx] waits for a whole source: %s",
+                  (unsigned long long)iv->lo, (unsigned long long)iv->hi,
+                  on ? "a removal gave it (its copy here is none): never united"
+                     : "no full repair: a regain's interval is never united");
     if (!ok || !each_piece(r, v, iv, 1, union_piece, st)) return 0;
     if (!each_piece(r, v, iv, 1, united_piece, NULL)) return 0;
     iv->settled_ms = iv->since_ms + r->settle_ms; /* not cleared: its copy was kept */

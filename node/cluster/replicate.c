@@ -36,6 +36,7 @@ void replicate_options_default(replicate_options_t *o)
     o->max_tree_nodes = 1u << 20;
     o->inflight = NULL;
     o->clock = clock_real();
+    o->member_version = CLUSTER_MEMBER_VERSION;
 }
 
 uint64_t replicate_now_ms(const replicate_t *r)
@@ -121,7 +122,7 @@ static void respond(replicate_write_t *rw, int rc, const errmsg_t *em)
  * that has not acknowledged has a durable hint (replicate_preack). */
 static void evaluate(replicate_write_t *rw)
 {
-    if (rw->responded || rw->preack_busy) return;
+    if (rw->responded || rw->preack_busy || rw->notice_wait) return;
     if (replicate_quorum_met(rw)) {
         if (!replicate_preack(rw->r, rw)) respond(rw, 0, NULL);
     } else if (replicate_quorum_lost(rw) || rw->outstanding == 0) {
@@ -155,7 +156,7 @@ static void finish(replicate_t *r, replicate_write_t *rw)
 void replicate_write_settle(replicate_t *r, replicate_write_t *rw)
 {
     evaluate(rw);
-    if (rw->outstanding == 0 && !rw->preack_busy) finish(r, rw);
+    if (rw->outstanding == 0 && !rw->preack_busy && rw->notices_out == 0) finish(r, rw);
 }
 
 static void target_resolved(replicate_t *r, replicate_write_t *rw)
@@ -267,6 +268,8 @@ void replicate_on_ack(void *ctx, cluster_msg_t *msg)
     if (p == NULL) return;
     if (p->kind == PEND_WRITE)
         write_acked(r, p, a);
+    else if (p->kind == PEND_NOTICE)
+        replicate_notice_resolved(r, p, a->status == 0);
     else
         replicate_replay_resolved(r, p, a->status == 0);
 }
@@ -279,6 +282,10 @@ static void give_up_first(replicate_t *r, int rc, const char *why)
     pending_t *p = replicate_pending_take(r, first_deadline(r)->request_id, NULL);
     if (p->kind == PEND_REPLAY) {
         replicate_replay_resolved(r, p, 0);
+        return;
+    }
+    if (p->kind == PEND_NOTICE) {
+        replicate_notice_resolved(r, p, 0);
         return;
     }
     replicate_write_t *rw = p->rw;
@@ -295,7 +302,7 @@ static void on_deadline(uv_timer_t *timer)
     replicate_t *r = timer->data;
     uint64_t now = replicate_now_ms(r);
     for (pending_t *f; (f = first_deadline(r)) != NULL && f->deadline_ms <= now;) {
-        r->st.write_nacks += f->kind != PEND_REPLAY;
+        r->st.write_nacks += f->kind == PEND_WRITE;
         give_up_first(r, ERR_TIMEOUT, "timed out");
     }
     replicate_arm_deadline(r);
@@ -313,6 +320,11 @@ int replicate_new(uv_loop_t *loop, storage_t *storage, const replicate_options_t
         free(r);
         return errmsg_set(em, ERR_NOMEM, "replicate: cannot make a lock");
     }
+    if (uv_mutex_init(&r->wit_mu) != 0) {
+        replicate_past_free(r);
+        free(r);
+        return errmsg_set(em, ERR_NOMEM, "replicate: cannot make a lock");
+    }
     list_init(&r->deadlines);
     list_init(&r->writes);
     list_init(&r->graces);
@@ -321,6 +333,7 @@ int replicate_new(uv_loop_t *loop, storage_t *storage, const replicate_options_t
     r->o = *o;
     r->workq = o->workq;
     if (r->workq == NULL && workq_new(loop, 4, NULL, &o->clock, &r->own_workq) != 0) {
+        uv_mutex_destroy(&r->wit_mu);
         replicate_past_free(r);
         free(r);
         return errmsg_set(em, ERR_NOMEM, "replicate: out of memory");
@@ -338,6 +351,7 @@ int replicate_new(uv_loop_t *loop, storage_t *storage, const replicate_options_t
     r->deadline_timer.data = r->replay_timer.data = r->grace_timer.data = r;
     r->hint_sig = UINT64_MAX;
     replicate_marks_load(r);
+    replicate_witness_load(r); /* an error is logged: those holds are gone as before */
     replicate_publish_hint_targets(r);
     uint64_t every = r->o.hint_replay_interval_ms ? r->o.hint_replay_interval_ms : 1000;
     uv_timer_start(&r->replay_timer, replicate_replay_tick, every, every);
@@ -396,6 +410,7 @@ void replicate_free(replicate_t *r)
     free(r->rt);
     free(r->marks);
     free(r->wit);
+    uv_mutex_destroy(&r->wit_mu);
     replicate_past_free(r);
     free(r->slow);
     workq_free(r->own_workq);

@@ -27,6 +27,7 @@ void replicate_options_from_config(replicate_options_t *o, const cluster_config_
     o->inflight = in->inflight;
     if (in->clock != NULL) o->clock = *in->clock;
     o->workq = in->workq;
+    o->member_version = cfg->member_version;
 }
 
 int replicate_open_for_cluster(uv_loop_t *loop, storage_t *storage, const cluster_config_t *cfg,

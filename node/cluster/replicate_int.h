@@ -10,7 +10,10 @@
  * side it owns the WRITE handler (decode, verify, store, WRITE_ACK). It also
  * owns the replay of stored hints to nodes that are back, and keeps the
  * cluster told which nodes it holds hints for (so they are not read from
- * until the hints are delivered).
+ * until the hints are delivered). Before a 200 it names the replicas
+ * hinted after the grace to the replicas that acknowledged (notices), and
+ * it keeps the replicas other coordinators' writes name as missing them
+ * (witnesses) in memory and in storage (the `meta` records it owns).
  *
  * The cluster is reached only through cluster_ops_t (the module wires it to
  * cluster_int.h; tests wire several replicate_t to each other in one
@@ -55,6 +58,8 @@ typedef struct replicate_options {
     alloc_budget_t *inflight;     /* ingest-inflight-bytes: decoded trees (borrowed); NULL: none */
     clock_source_t clock;         /* deadlines and hint times (wall clock) */
     workq_t *workq;               /* the node's pool lanes (borrowed); NULL: a private one */
+    uint32_t member_version;      /* --cluster-member-version: below CLUSTER_MEMBER_V_NOTICE
+                                   * neither sends nor takes notices, as an older release */
 } replicate_options_t;
 
 /* Defaults: 5 s timeout, 1 GiB of hints per target, replay every 1 s, a
@@ -176,6 +181,18 @@ void replicate_on_ack(void *ctx, cluster_msg_t *msg);
     X(hint_witnesses_marked, "flamedb_hint_witnesses_marked_total",                                \
       "Such holds turned into repair marks of this node: the coordinator was seen down or gone "   \
       "before its word arrived.")                                                                  \
+    X(notices, "flamedb_slow_replica_notices_total",                                               \
+      "Notices sent before a push was answered 200, naming to a replica that acknowledged it the " \
+      "replicas hinted (or marked) after hint-ack-grace ran out.")                                 \
+    X(notices_unanswered, "flamedb_slow_replica_notices_unanswered_total",                         \
+      "Pushes answered 200 although no replica acknowledged their notice (refused, or no answer "  \
+      "by write-timeout): the slow replica's hint then lives on the coordinator only.")            \
+    X(notices_skipped, "flamedb_slow_replica_notices_skipped_total",                               \
+      "Replicas that acknowledged a push with a slow replica and were sent no notice: their "      \
+      "member entry does not advertise notices (an older release); the hint stays on the "         \
+      "coordinator only until gossiped, as before notices.")                                       \
+    X(hint_witnesses_stored, "flamedb_hint_witnesses_stored_total",                                \
+      "Witnesses stored durably (new, an older profile time or a later coordinator beat).")        \
     X(replica_writes, "flamedb_replica_writes_total", "WRITE messages stored as a replica.")       \
     X(replica_failures, "flamedb_replica_write_failures_total",                                    \
       "WRITE messages refused or failed as a replica.")
@@ -276,7 +293,11 @@ struct replicate_write {
     /* before the answer (replicate_preack.c) */
     uint64_t grace_end_ms; /* unix ms: then the targets still pending get hints */
     int in_grace, grace_over;
-    int preack_busy;       /* the pool stores its hints: neither answered nor freed meanwhile */
+    int preack_busy; /* the pool stores its hints: neither answered nor freed meanwhile */
+    /* the replicas hinted before the answer, named to those that acknowledged
+     * (replicate_notice.c): answered once one of them stored the notice */
+    int notice_done, notice_wait;
+    uint32_t notices_out;  /* notices waiting for their ack: not freed meanwhile */
     uint32_t hints_before; /* stored by that job */
     list_node_t glink;     /* in replicate.graces while in_grace */
 };
@@ -318,7 +339,7 @@ Flamedb__Cluster__WriteRequest *replicate_hint_request(const Flamedb__Cluster__H
 
 /* ---------------------------------------------------------------- loop side */
 
-enum pending_kind { PEND_WRITE, PEND_REPLAY };
+enum pending_kind { PEND_WRITE, PEND_REPLAY, PEND_NOTICE };
 
 /* A request waiting for its WRITE_ACK, in the id table and the deadline
  * list (FIFO: every request has the same timeout). */
@@ -328,7 +349,7 @@ typedef struct pending {
     uint64_t deadline_ms;
     enum pending_kind kind;
     char target[RING_NODE_ID_MAX + 1];
-    replicate_write_t *rw; /* PEND_WRITE */
+    replicate_write_t *rw; /* PEND_WRITE, PEND_NOTICE */
     uint32_t ti;
     size_t rti; /* PEND_REPLAY: index into replicate.rt */
     uint64_t seq;
@@ -416,6 +437,7 @@ struct replicate {
     replicate_mark_t *marks;
     size_t nmarks, marks_cap;
     replicate_witness_t *wit; /* hints of other coordinators witnessed here */
+    uv_mutex_t wit_mu;        /* serializes the stored witnesses' merge (pool) */
     size_t nwit, wit_cap;
     replicate_slow_t *slow; /* replicas whose last ack came after the grace */
     size_t nslow, slow_cap;
@@ -453,6 +475,8 @@ void replicate_write_settle(replicate_t *r, replicate_write_t *rw);
  * hint or mark (answer now); 1 when the answer waits (for the grace, or for
  * the pool job storing hints: replicate_write_settle runs after it). */
 int replicate_preack(replicate_t *r, replicate_write_t *rw);
+/* Whether t is a natural replica of some series of its write. */
+int replicate_target_natural(const rtarget_t *t);
 /* Takes rw off the grace list (answered, or freed). */
 void replicate_preack_unlink(replicate_t *r, replicate_write_t *rw);
 /* Target ti of rw, given a hint before the answer, acknowledged or refused
@@ -465,6 +489,16 @@ void replicate_preack_acked(replicate_t *r, const char *id, uint64_t latency_ms)
 /* Arms the grace timer at the earliest grace end (tests move the clock). */
 void replicate_arm_grace(replicate_t *r);
 void replicate_grace_timer_cb(uv_timer_t *t);
+
+/* Notices (replicate_notice.c), loop thread. Called when every replica
+ * that has not acknowledged rw has a durable hint or mark: 0 when rw may be
+ * answered now (no replica was hinted before the answer, none acknowledged
+ * but this node, or the notices are resolved); 1 when the answer waits for
+ * the first acknowledged notice (replicate_write_settle runs then). */
+int replicate_notice_send(replicate_t *r, replicate_write_t *rw);
+/* p (PEND_NOTICE, taken from the table: freed here) was acknowledged (ok)
+ * or refused / timed out. */
+void replicate_notice_resolved(replicate_t *r, pending_t *p, int ok);
 
 /* Hints (replicate_hints.c). */
 void replicate_publish_hint_targets(replicate_t *r);
@@ -540,6 +574,15 @@ void replicate_witness_sign(replicate_t *r, replicate_write_t *rw);
  * 0 or ERR_NOMEM. */
 int replicate_witness_add(replicate_t *r, const char *coord,
                           const Flamedb__Cluster__WriteRequest *q);
+/* Pool: the holds q names, stored durably (merged with the stored ones:
+ * the oldest profile time, the latest beat) before the write is
+ * acknowledged; self is this node's id; *stored counts the puts. 0 or the
+ * storage error (logged). */
+int replicate_witness_store(replicate_t *r, const char *self, const char *coord,
+                            const Flamedb__Cluster__WriteRequest *q, uint32_t *stored);
+/* At open: the stored holds, held again until their coordinator's word
+ * arrives (or marked when it is seen down). 0, or an error (logged). */
+int replicate_witness_load(replicate_t *r);
 /* Ids of the replicas held so (borrowed until the witnesses change), at
  * most cap. */
 size_t replicate_witness_targets(const replicate_t *r, const char **ids, size_t cap);

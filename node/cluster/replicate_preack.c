@@ -30,7 +30,7 @@
  * not: the move's verifying pass, which starts after every write in flight
  * has landed, fetches what it missed, and waiting for a node busy streaming
  * would slow every push during a move. */
-static int natural(const rtarget_t *t)
+int replicate_target_natural(const rtarget_t *t)
 {
     for (uint32_t k = 0; k < t->nseries; k++)
         if (t->natural[k]) return 1;
@@ -41,7 +41,7 @@ static int natural(const rtarget_t *t)
  * ack, or failed retryably, and not hinted before the answer. */
 static int unrecorded(const rtarget_t *t)
 {
-    if (t->self || t->prehinted || !natural(t)) return 0;
+    if (t->self || t->prehinted || !replicate_target_natural(t)) return 0;
     return t->state == TS_PENDING || t->state == TS_NEEDS_HINT;
 }
 
@@ -263,7 +263,7 @@ int replicate_preack(replicate_t *r, replicate_write_t *rw)
         else
             pending++;
     }
-    if (due == 0) return 0;
+    if (due == 0) return replicate_notice_send(r, rw); /* named to those that acknowledged */
     if (pending > 0 && r->o.hint_ack_grace_ms > 0 && !rw->grace_over && !r->closing) {
         grace_begin(r, rw); /* the common case: the other acks arrive meanwhile */
         return 1;

@@ -4,8 +4,11 @@
  * labels are placed), stores it and answers WRITE_ACK (replicate_int.h).
  * A write that names replicas missing it (missed_by: down) has them marked
  * for repair here first, as its coordinator marks them (hinted handoff off),
- * or held unread until its coordinator's word on their hints arrives
- * (hinted handoff on: replicate_witness.c), before it is acknowledged.
+ * or held unread, durably, until its coordinator's word on their hints
+ * arrives (hinted handoff on: replicate_witness.c), before it is
+ * acknowledged. A notice (replicate_notice.c) carries no series: only
+ * such names, of replicas that were slow rather than down; a node set to
+ * a member version before notices drops it unanswered, as that release did.
  *
  * The handler takes the decoded message from the cluster (cluster_int.h), so
  * the pool job works on what the dispatcher's cluster_wire_decode_body
@@ -38,6 +41,7 @@ typedef struct replica_job {
     /* the replicas the write names as missing it, marked here too */
     char self[RING_NODE_ID_MAX + 1];
     uint64_t marked_ms[RING_MAX_RF]; /* per missed_by entry: its stamp (0: none) */
+    uint32_t held_stored;            /* witnesses put (replicate_witness_store) */
 } replica_job_t;
 
 /* What a decoded request owns. */
@@ -210,7 +214,10 @@ static void replica_work(workq_job_t *wk)
     const Flamedb__Cluster__WriteRequest *q = (const void *)j->msg.body;
     j->nseries = q->n_series;
     j->status = mark_missed(j, q);
-    if (j->status == 0)
+    if (j->status == 0 &&
+        replicate_witness_store(j->r, j->self, j->sender, q, &j->held_stored) != 0)
+        j->status = errmsg_set(&j->em, ERR_UNAVAILABLE, "cannot store the witness");
+    if (j->status == 0 && !q->notice) /* a notice only names replicas */
         j->status = replicate_store_request(&j->r->o, j->r->storage, q, &j->written, NULL, &j->em);
 }
 
@@ -249,6 +256,7 @@ static void replica_after(workq_job_t *wk, int status)
     r->jobs--;
     r->replica_bytes -= j->len;
     note_missed(j); /* whatever the status: every stamp is noted once */
+    r->st.hint_witnesses_stored += j->held_stored;
     if (status != 0 && j->status == 0)
         j->status = errmsg_set(&j->em, ERR_UNAVAILABLE, "the replica is stopping");
     if (j->status == 0 && replicate_witness_add(r, j->sender, (const void *)j->msg.body) != 0)
@@ -272,6 +280,12 @@ void replicate_on_write(void *ctx, cluster_msg_t *msg)
     replicate_t *r = ctx;
     if (r->closing) return; /* the coordinator hints it at its deadline */
     const Flamedb__Cluster__WriteRequest *q = (const Flamedb__Cluster__WriteRequest *)msg->body;
+    if (q->notice && r->o.member_version < CLUSTER_MEMBER_V_NOTICE) {
+        /* set to a release before notices: refused unanswered, as it did */
+        log_debug("replicate", "notice from %s refused: cluster-member-version %u",
+                  msg->env->sender_id, r->o.member_version);
+        return;
+    }
     const ProtobufCBinaryData *b = &msg->env->body;
     replica_job_t *j = NULL;
     const char *why = "the replica has too many writes in flight";

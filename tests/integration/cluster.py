@@ -266,12 +266,13 @@ class Cluster:
 
     def wait_hints_settled(self, timeout=30, down=()):
         """Waits until no running node's view has a member listing another
-        in its hints_for: every hint of the pushes so far delivered or
-        cancelled, and gossip told so. A node killed while it holds hints
-        leaves the replicas it names short of the writes only those hints
-        hold until it is back (flagged partial, never short). Hints for the
-        nodes `down` (indexes: they wait for them to come back) are left
-        alone."""
+        in its hints_for: every hint of the pushes so far (those stored
+        before the answer for a replica slower than --hint-ack-grace
+        included) delivered or cancelled, and gossip told so. A node killed
+        before its cancels were gossiped leaves its last list standing: the
+        replicas it names are no stream source until it is back (their
+        copies may lack a write only its hint holds). Hints for the nodes
+        `down` (indexes: they wait for them to come back) are left alone."""
         def settled():
             for i in self.live():
                 for m in self.status(i)["nodes"]:

@@ -14,7 +14,8 @@ tests of a hint witnessed by the write (HINTS_ON).
 
 - test_acknowledged_misses_coordinators_removed: 4 nodes RF 4 write
   quorum 2; n3 misses old profiles acknowledged through n0, n0 is killed
-  and removed for good, n3 restarted; n2 misses others acknowledged
+  and removed for good, n3 restarted (and repaired: n1 and n2 marked it);
+  n2 misses others acknowledged
   through n1, n1 is killed and removed, n2 restarted: the survivors'
   copies are mixed. After `flamectl cluster repair` n2 and n3 each alone
   answer exactly the acknowledged totals;
@@ -179,6 +180,11 @@ def test_acknowledged_misses_coordinators_removed():
         wait_no_marks(c, [0, 1, 2, 3])
         add(want, ack_missed(c, 0, 3, want, 9100, now - 7100))  # n3 misses them
         remove(c, 0, 2, back=3)
+        # n1 and n2 were told n3 was slow (a notice) and marked it when n0
+        # died: n3 repairs itself before n2 misses writes in turn (two
+        # replicas each marked by the other, the third gone, are not
+        # compared with each other: docs/cluster.md)
+        wait_no_marks(c, [1, 2, 3])
         add(want, ack_missed(c, 1, 2, want, 9200, now - 7000))  # n2 misses these
         remove(c, 1, 3, back=2)
         c.wait_converged(among=[2, 3], timeout=60)
@@ -508,6 +514,9 @@ def test_hint_witness_lifted_by_its_coordinator():
         want = preload(c, 0, "hwl", now, 12, 3)
         wait_no_marks(c, [0, 1, 2])
         passes = metric(c, 2, "flamedb_repair_passes_total")
+        # the preload's pushes may have named a replica slower than the
+        # grace to n1 (a notice): counted from here
+        held0 = metric(c, 1, "flamedb_hint_witnesses_total")
         c.nodes[2].proc.send_signal(signal.SIGSTOP)
         try:
             c.wait_state(2, "down", observers=[0, 1], timeout=60)
@@ -515,7 +524,7 @@ def test_hint_witness_lifted_by_its_coordinator():
                 body, v = big_body(9900 + k, lines=8)
                 push_ok(c, 0, body, svc, now - 300 + k)  # preload's times end at now - 589
                 want[svc] += v
-            held = metric(c, 1, "flamedb_hint_witnesses_total")
+            held = metric(c, 1, "flamedb_hint_witnesses_total") - held0
             t_hold = time.monotonic()
             wait_for("n1's hold on n2 ends", lambda: not mark_on(c, 1, 1, 2), timeout=30)
             hold = time.monotonic() - t_hold

@@ -71,8 +71,10 @@ def test_slow_replica_gets_its_hint_though_the_coordinator_died():
 def test_zero_grace_hints_and_cancels_every_late_ack():
     """--hint-ack-grace 0: the last replica's ack comes after the quorum, so
     pushes store a hint before their answer and the late ack deletes it again:
-    every such hint is cancelled, none is left or replayed, the totals are
-    exact on every node, and the nodes stop cleanly (SIGTERM, exit 0)."""
+    every such hint is cancelled, none is left or replayed; the replicas
+    that acknowledged were told of each (a notice) and hold the late one
+    unread until its coordinator's word arrives, then the totals are exact
+    on every node, and the nodes stop cleanly (SIGTERM, exit 0)."""
     services = [harness.unique("zg%d" % k) for k in range(2)]
     t0 = int(time.time()) - 3600
     with Cluster(3, rf=3, write_quorum=2, args=["--hint-ack-grace", "0"] + FAST_FORMATION) as c:
@@ -85,8 +87,16 @@ def test_zero_grace_hints_and_cancels_every_late_ack():
                  lambda: stored() == cancelled()
                  and sum(c.nodes[i].metric("flamedb_hints_pending") for i in range(3)) == 0,
                  timeout=20)
-        print("    30 pushes: %d hints stored before the answer, all cancelled by the late ack"
-              % stored())
+        t_held = time.monotonic()
+        # each hinted replica was named to the replicas that acknowledged (a
+        # notice): they hold it unread until its coordinator's word arrives
+        wait_for("the holds of the late replicas ended",
+                 lambda: not any(hints_for(c, i) for i in range(3)), timeout=20)
+        notices = sum(c.nodes[i].metric("flamedb_slow_replica_notices_total") for i in range(3))
+        print("    30 pushes: %d hints stored before the answer, all cancelled by the late ack; "
+              "%d notices, the last hold ended %.1f s later"
+              % (stored(), notices, time.monotonic() - t_held))
+        assert notices > 0, "no replica that acknowledged was told of a hinted one"
         assert stored() > 0, "no push was answered before its last replica's ack"
         assert sum(c.nodes[i].metric("flamedb_hints_replayed_total") for i in range(3)) == 0
         for i in range(3):

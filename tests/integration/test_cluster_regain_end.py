@@ -70,11 +70,14 @@ def last_streaming_pass(c, mark, others):
 def five_active_preloaded_two_killed(c, tag, now):
     """Waits until every node of the started 5-node cluster c is active,
     preloads 600 profiles two hours old over 24 services (tag names them),
-    then kills n4 and n3 and waits until n0-n2 see both down. Returns the
+    then kills n4 and n3 (once the preload's hints settled: a stale one in
+    n3's last hints_for would keep the replica it names from being a source
+    while n3 is down) and waits until n0-n2 see both down. Returns the
     preload's totals and the query range (from, until) that covers them."""
     for i in range(5):
         c.wait_state(i, "active", observers=[0, 1, 2, 3, 4], timeout=30)
     d = preload(c, tag, now, 600, nservices=24)
+    c.wait_hints_settled()
     c.kill(4)
     c.kill(3)
     c.wait_state(4, "down", observers=[0, 1, 2])
@@ -170,6 +173,10 @@ def test_regain_end_outdated_by_a_removal():
         start_with_n0_late(c)
         d = preload(c, "re", now, 600, nservices=24)
         frm, until = now - 8000, now + 60
+        # n3 killed with a hint in its last hints_for (a replica slow to ack a
+        # push) keeps the replica it names from being a source while n3 is
+        # down: n0 would rightly wait for n3 rather than clear the removal's gains
+        c.wait_hints_settled()
         cleared0 = [metric(c, i, "flamedb_repair_ranges_cleared_total") for i in range(3)]
         c.kill(4)
         c.kill(3)

@@ -213,6 +213,9 @@ def full_repair_after_lost_tombstone(short_setting):
         want = preload(c, 0, "full", now, 240)
         want.update(preload(c, 0, "fullold", now - OLD_S, 96, nservices=12))
         frm, until = now - OLD_S - 3600, now + 60
+        # hints stored before the answer settle first: a kill before gossip
+        # told of their cancels leaves a stale hints_for (no stream source)
+        c.wait_hints_settled()
         c.kill_then_remove([2, 3], 3)
         wait_for("n3 left on n0 and n1", lambda: all(
             c.states(i).get("n3") == "left" or c.status(i)["regaining"] > 0 for i in (0, 1)),
@@ -269,7 +272,10 @@ def full_repair_after_lost_tombstone(short_setting):
 
 def lose_tombstone_and_restart(c):
     """n2 killed, n3 killed and removed, n3's tombstone forgotten
-    (--forget-left-after 3s), n2 started again: it is marked."""
+    (--forget-left-after 3s), n2 started again: it is marked. The pushes'
+    hints settle first: a kill before gossip told of their cancels leaves
+    the replicas named no stream source until n2 or n3 is back."""
+    c.wait_hints_settled()
     c.kill_then_remove([2, 3], 3)
     wait_for("n0 and n1 regained n3's ranges", lambda: all(
         c.states(i).get("n3") in ("left", None) and c.status(i)["regaining"] == 0
@@ -349,6 +355,7 @@ def test_joined_and_removed_while_down():
         j = c.add_node(join=[0, 1, 3])
         c.wait_state(j, "active", observers=[0, 1, 3], timeout=90)
         want = preload(c, 0, "jl", now, 240)  # while n4 holds ranges n2 gave it
+        c.wait_hints_settled(down=[2])  # n4 killed with a stale hint: no source
         c.kill(j)
         c.wait_state(j, "down", observers=[0, 1, 3])
         r = c.nodes[0].request("POST", "/cluster/remove?node=%s" % c.ids[j])

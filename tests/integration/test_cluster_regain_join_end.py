@@ -32,6 +32,9 @@ def test_regain_end_with_a_join_meanwhile():
         start_with_n0_late(c)
         d = preload(c, "rj", now, 600, nservices=24)
         frm, until = now - 8000, now + 60
+        # hints stored before the answer settle first: a kill before gossip
+        # told of their cancels leaves a stale hints_for (no stream source)
+        c.wait_hints_settled()
         c.kill(4)
         c.wait_state(4, "down", observers=[0, 1, 2, 3])
         mark = len(c.nodes[0].log)

@@ -1105,8 +1105,45 @@ static void test_ids_cursor(fixture_t *a)
     arena_free(&arena);
 }
 
+/* A full repair's regain interval that straddles a removal's gain (its
+ * plan ran on a ring where this node replicated more) is cut at the gain's
+ * edges, so each piece is wholly a gain (streamed whole) or wholly the
+ * mark's own (united by id when no replica serves it whole); a gain at the
+ * ends of the token space and one that holds the whole interval cut
+ * nothing wrong. */
+static void test_cut_at_gains(void)
+{
+    const uint64_t glo[] = {0, 100, 300, UINT64_MAX - 9};
+    const uint64_t ghi[] = {9, 199, 300, UINT64_MAX};
+    uint64_t *lo = NULL, *hi = NULL;
+    size_t n = 0, cap = 0;
+    CHECK_EQ_INT(repair_cut_at_gains(glo, ghi, 4, 50, 350, &lo, &hi, &n, &cap), 0);
+    static const uint64_t want_lo[] = {50, 100, 200, 300, 301};
+    static const uint64_t want_hi[] = {99, 199, 299, 300, 350};
+    CHECK_EQ_INT(n, 5);
+    for (size_t i = 0; i < n && i < 5; i++) {
+        CHECK(lo[i] == want_lo[i]);
+        CHECK(hi[i] == want_hi[i]);
+    }
+    n = 0; /* whole: one gain holds it, or none touches it */
+    CHECK_EQ_INT(repair_cut_at_gains(glo, ghi, 4, 120, 180, &lo, &hi, &n, &cap), 0);
+    CHECK_EQ_INT(repair_cut_at_gains(glo, ghi, 4, 400, 500, &lo, &hi, &n, &cap), 0);
+    CHECK_EQ_INT(repair_cut_at_gains(glo, ghi, 0, 0, UINT64_MAX, &lo, &hi, &n, &cap), 0);
+    CHECK_EQ_INT(n, 3);
+    CHECK(n == 3 && lo[0] == 120 && hi[0] == 180 && lo[1] == 400 && hi[1] == 500 && lo[2] == 0 &&
+          hi[2] == UINT64_MAX);
+    n = 0; /* the whole token space: both ends cut off */
+    CHECK_EQ_INT(repair_cut_at_gains(glo, ghi, 4, 0, UINT64_MAX, &lo, &hi, &n, &cap), 0);
+    CHECK_EQ_INT(n, 7);
+    CHECK(n == 7 && lo[0] == 0 && hi[0] == 9 && lo[1] == 10 && hi[6] == UINT64_MAX &&
+          lo[6] == UINT64_MAX - 9 && hi[5] == UINT64_MAX - 10);
+    free(lo);
+    free(hi);
+}
+
 int main(void)
 {
+    test_cut_at_gains();
     test_schedule();
     test_partsin_pieces();
     test_partsin_bounded();

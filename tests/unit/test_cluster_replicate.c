@@ -69,6 +69,15 @@ static int rm_entry(const char *p, const struct stat *st, int f, struct FTW *w)
     return remove(p);
 }
 
+/* The member version every node advertises, but old_member (a release
+ * before notices: 0). */
+static const char *old_member = "";
+static uint32_t member_version_of(void *ctx, const char *id)
+{
+    (void)ctx;
+    return strcmp(id, old_member) == 0 ? 0 : CLUSTER_MEMBER_VERSION;
+}
+
 static void fx_init(fx_t *f, uint32_t nnodes, uint32_t rf, uint32_t quorum, const char *self)
 {
     memset(f, 0, sizeof *f);
@@ -108,6 +117,7 @@ static void fx_init(fx_t *f, uint32_t nnodes, uint32_t rf, uint32_t quorum, cons
     o.hint_replay_interval_ms = 3600 * 1000; /* no replay in these tests */
     o.clock = clock_manual(&manual);
     cluster_ops_t ops = {view_acquire, view_retain, view_release, send_none, set_targets, &f->view};
+    ops.member_version = member_version_of;
     CHECK_EQ_INT(replicate_new(&f->loop, f->s, &o, &ops, &f->r, NULL), 0);
 }
 
@@ -478,6 +488,51 @@ static int member_beat(void *ctx, const char *id, uint64_t *inc, uint64_t *hb)
     return beat_up;
 }
 
+static int count_witness(void *ctx, const storage_witness_t *w)
+{
+    (void)w;
+    ++*(int *)ctx;
+    return 0;
+}
+
+/* The hold is stored before the ack (merged: the latest beat, the oldest
+ * profile time; put only when that changes), read back as after a restart,
+ * and deleted once the coordinator's word ends it. */
+static void witness_kept(fx_t *f, Flamedb__Cluster__WriteRequest *q)
+{
+    uint32_t stored = 0;
+    q->hint_replay = 0;
+    q->coordinator_heartbeat = 200;
+    q->time_ns = 2000 * 1000000000LL;
+    CHECK_EQ_INT(replicate_witness_store(f->r, "n0", "n1", q, &stored), 0);
+    q->coordinator_heartbeat = 190; /* an older beat, an older profile */
+    q->time_ns = 1000 * 1000000000LL;
+    CHECK_EQ_INT(replicate_witness_store(f->r, "n0", "n1", q, &stored), 0);
+    CHECK_EQ_INT(replicate_witness_store(f->r, "n0", "n1", q, &stored), 0); /* nothing new */
+    CHECK_EQ_INT(replicate_witness_store(f->r, "n2", "n1", q, &stored), 0); /* names itself */
+    CHECK_EQ_INT(stored, 2);
+    CHECK_EQ_INT(f->r->nwit, 0); /* none in memory, as after a restart */
+    CHECK_EQ_INT(replicate_witness_load(f->r), 0);
+    CHECK_EQ_INT(f->r->nwit, 1);
+    if (f->r->nwit == 1) {
+        CHECK_EQ_STR(f->r->wit[0].target, "n2");
+        CHECK_EQ_STR(f->r->wit[0].coord, "n1");
+        CHECK_EQ_INT(f->r->wit[0].heartbeat, 200);
+        CHECK_EQ_INT(f->r->wit[0].oldest_s, 1000);
+    }
+    beat_up = 1;
+    beat_hb = 199;
+    replicate_witness_tick(f->r);
+    CHECK_EQ_INT(f->r->nwit, 1);
+    beat_hb = 200; /* the coordinator's word: ended, and its stored copy deleted */
+    replicate_witness_tick(f->r);
+    CHECK_EQ_INT(f->r->nwit, 0);
+    settle(f);
+    int n = 0;
+    CHECK_EQ_INT(storage_witnesses(f->s, count_witness, &n), 0);
+    CHECK_EQ_INT(n, 0);
+}
+
 /* With hinted handoff on, the write names the hinted replica with this
  * node's beat; a replica that stores it holds the target unread until the
  * coordinator's entry reaches that beat (no mark), or marks it when the
@@ -544,6 +599,7 @@ static void test_hint_witnessed(void)
     q.coordinator_heartbeat = 0;
     CHECK_EQ_INT(replicate_witness_add(f.r, "n1", &q), 0);
     CHECK_EQ_INT(f.r->nwit, 0);
+    witness_kept(&f, &q);
     replicate_write_free(rw);
     prof_free(&p);
     fx_done(&f);
@@ -595,16 +651,32 @@ static void test_deadline_by_clock(void)
 static struct {
     char id[8][RING_NODE_ID_MAX + 1];
     uint64_t req[8];
+    int notice[8]; /* a notice, naming notice_of[i] first; 2 once acknowledged */
+    char notice_of[8][RING_NODE_ID_MAX + 1];
     int n;
 } sent;
 static int send_record(void *ctx, const char *id, Flamedb__Cluster__MsgType t, uint64_t d,
                        const ProtobufCMessage *b)
 {
+    const Flamedb__Cluster__WriteRequest *q = (const Flamedb__Cluster__WriteRequest *)b;
     if (sent.n < 8) {
         snprintf(sent.id[sent.n], sizeof sent.id[0], "%s", id);
-        sent.req[sent.n++] = ((const Flamedb__Cluster__WriteRequest *)b)->request_id;
+        int notice = t == FLAMEDB__CLUSTER__MSG_TYPE__MSG_TYPE_WRITE && q->notice;
+        sent.notice[sent.n] = notice;
+        snprintf(sent.notice_of[sent.n], sizeof sent.notice_of[0], "%s",
+                 notice && q->n_missed_by > 0 ? q->missed_by[0] : "");
+        sent.req[sent.n++] = q->request_id;
     }
     return 0;
+}
+
+/* Notices sent and not yet acknowledged. */
+static int notices_due(void)
+{
+    int n = 0;
+    for (int i = 0; i < sent.n; i++)
+        n += sent.notice[i] == 1;
+    return n;
 }
 
 static void deliver_ack(fx_t *f, const char *from)
@@ -613,6 +685,21 @@ static void deliver_ack(fx_t *f, const char *from)
         if (strcmp(sent.id[i], from) != 0) continue;
         Flamedb__Cluster__Envelope env = FLAMEDB__CLUSTER__ENVELOPE__INIT;
         env.sender_id = (char *)from;
+        Flamedb__Cluster__WriteAck a = FLAMEDB__CLUSTER__WRITE_ACK__INIT;
+        a.request_id = sent.req[i];
+        cluster_msg_t m = {.env = &env, .body = &a.base};
+        replicate_on_ack(f->r, &m);
+    }
+}
+
+/* Acknowledges every notice sent and not yet acknowledged. */
+static void deliver_notice_acks(fx_t *f)
+{
+    for (int i = 0; i < sent.n; i++) {
+        if (sent.notice[i] != 1) continue;
+        sent.notice[i] = 2;
+        Flamedb__Cluster__Envelope env = FLAMEDB__CLUSTER__ENVELOPE__INIT;
+        env.sender_id = sent.id[i];
         Flamedb__Cluster__WriteAck a = FLAMEDB__CLUSTER__WRITE_ACK__INIT;
         a.request_id = sent.req[i];
         cluster_msg_t m = {.env = &env, .body = &a.base};
@@ -650,10 +737,16 @@ static int replay_after_of(void *ctx, uint64_t seq, const uint8_t *rec, size_t l
     return 0;
 }
 
-/* Runs the loop until the write answered and its jobs ran, bounded. */
+static void deliver_notice_acks(fx_t *f);
+
+/* Runs the loop until the write answered and its jobs ran, bounded,
+ * acknowledging the notices it sends. */
 static void run_until(fx_t *f, const int *called)
 {
-    RUN_UNTIL(f, *called != 0);
+    for (int k = 0; k < 4 && *called == 0; k++) {
+        RUN_UNTIL(f, *called != 0 || notices_due() > 0);
+        deliver_notice_acks(f);
+    }
     settle(f);
 }
 
@@ -686,6 +779,14 @@ static void test_hint_before_answer(void)
     CHECK_EQ_INT(a.out.called, 0); /* quorum met, waiting the grace for n2 */
     clock_manual_advance_ms(&manual, 50);
     replicate_arm_grace(f.r);
+    /* n2 hinted, then named to n1, which acknowledged: the answer waits for
+     * n1 to acknowledge that notice */
+    RUN_UNTIL(&f, notices_due() > 0);
+    CHECK_EQ_INT(notices_due(), 1);
+    CHECK_EQ_STR(sent.id[sent.n - 1], "n1");
+    CHECK_EQ_STR(sent.notice_of[sent.n - 1], "n2");
+    uv_run(&f.loop, UV_RUN_NOWAIT);
+    CHECK_EQ_INT(a.out.called, 0);
     run_until(&f, &a.out.called);
     CHECK_EQ_INT(a.out.called, 1);
     CHECK_EQ_INT(a.out.rc, 0);
@@ -696,6 +797,8 @@ static void test_hint_before_answer(void)
     replicate_stats(f.r, &st);
     CHECK_EQ_INT(st.hints_before_answer, 1);
     CHECK_EQ_INT(st.hints_stored, 1);
+    CHECK_EQ_INT(st.notices, 1);
+    CHECK_EQ_INT(st.notices_unanswered, 0);
     CHECK(targets_set >= 1);
     deliver_ack(&f, "n2"); /* late, before the deadline */
     RUN_UNTIL(&f, (replicate_stats(f.r, &st), st.hints_cancelled != 0));
@@ -719,6 +822,7 @@ static void test_hint_before_answer(void)
     run_until(&f, &b.out.called);
     replicate_stats(f.r, &st);
     CHECK_EQ_INT(st.hints_before_answer, 1);
+    CHECK_EQ_INT(st.notices, 1); /* every replica in the grace: no notice */
     CHECK_EQ_INT(hints_of(f.s, "n2"), 0);
 
     /* 3. n2 never answers: one hint before the answer, none added at the
@@ -772,6 +876,78 @@ static void start_acked_by_n1(fx_t *f, prof_t *p, uint64_t id, answer_seen_t *a)
     replicate_start(f->r, rw, on_done_check, a);
     deliver_ack(f, "n1");
     uv_run(&f->loop, UV_RUN_NOWAIT);
+}
+
+/* RF 3, W 2, n2 slow and n1, which acknowledged, never acknowledges the
+ * notice naming n2: the push is answered 200 all the same once the notice
+ * timed out (its quorum stored it; n2's hint is on this node), and counted. */
+static void test_notice_unanswered(void)
+{
+    fx_t f;
+    fx_init(&f, 3, 3, 2, "n0");
+    f.r->ops.send = send_record;
+    f.r->o.hint_ack_grace_ms = 50;
+    prof_t p;
+    answer_seen_t a;
+    start_acked_by_n1(&f, &p, 41, &a);
+    clock_manual_advance_ms(&manual, 50);
+    replicate_arm_grace(f.r);
+    RUN_UNTIL(&f, notices_due() > 0);
+    CHECK_EQ_INT(notices_due(), 1);
+    uv_run(&f.loop, UV_RUN_NOWAIT);
+    CHECK_EQ_INT(a.out.called, 0); /* waits for the notice */
+    clock_manual_advance_ms(&manual, f.r->o.write_timeout_ms + 1);
+    replicate_arm_deadline(f.r);
+    RUN_UNTIL(&f, a.out.called != 0);
+    CHECK_EQ_INT(a.out.called, 1);
+    CHECK_EQ_INT(a.out.rc, 0);
+    CHECK_EQ_INT(a.n2_hints, 1);
+    settle(&f);
+    replicate_stats_t st;
+    replicate_stats(f.r, &st);
+    CHECK_EQ_INT(st.notices, 1);
+    CHECK_EQ_INT(st.notices_unanswered, 1);
+    CHECK_EQ_INT(st.inflight_writes, 0);
+    sent.n = 0;
+    f.r->ops.send = send_none;
+    prof_free(&p);
+    fx_done(&f);
+}
+
+/* RF 3, W 2, n2 slow and n1, which acknowledged, advertises a member
+ * version before notices (it would drop one unanswered): it is sent none,
+ * and the push is answered once n2's hint is stored, as before notices,
+ * not at write-timeout. */
+static void test_notice_skipped_for_older_member(void)
+{
+    fx_t f;
+    fx_init(&f, 3, 3, 2, "n0");
+    f.r->ops.send = send_record;
+    f.r->o.hint_ack_grace_ms = 50;
+    old_member = "n1";
+    prof_t p;
+    answer_seen_t a;
+    start_acked_by_n1(&f, &p, 42, &a);
+    clock_manual_advance_ms(&manual, 50);
+    replicate_arm_grace(f.r);
+    RUN_UNTIL(&f, a.out.called != 0 || notices_due() > 0);
+    CHECK_EQ_INT(notices_due(), 0);
+    CHECK_EQ_INT(a.out.called, 1);
+    CHECK_EQ_INT(a.out.rc, 0);
+    CHECK_EQ_INT(a.n2_hints, 1); /* this node's hint, durable before the answer */
+    settle(&f);
+    replicate_stats_t st;
+    replicate_stats(f.r, &st);
+    CHECK_EQ_INT(st.notices, 0);
+    CHECK_EQ_INT(st.notices_skipped, 1);
+    old_member = "";
+    sent.n = 0;
+    f.r->ops.send = send_none;
+    clock_manual_advance_ms(&manual, f.r->o.write_timeout_ms + 1);
+    replicate_arm_deadline(f.r);
+    RUN_UNTIL(&f, (replicate_stats(f.r, &st), st.inflight_writes == 0));
+    prof_free(&p);
+    fx_done(&f);
 }
 
 /* RF 3, W 2, n2 slow but reachable: once it let one push's grace run out,
@@ -1264,6 +1440,8 @@ int main(void)
     test_hint_before_answer();
     test_pending_replica_not_waited_for();
     test_slow_replica_not_waited_for();
+    test_notice_unanswered();
+    test_notice_skipped_for_older_member();
     test_late_ack_lifts_its_mark();
     test_pass_lifts_only_what_it_compared();
     test_expired_hint_marks_its_target();

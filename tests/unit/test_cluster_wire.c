@@ -155,6 +155,8 @@ static void test_write_roundtrip(void)
         {"empty missed id", ERR_INVALID_ARGUMENT},
         {"long missed id", ERR_INVALID_ARGUMENT},
         {"too many missed", ERR_TOO_LARGE},
+        {"notice with a series", ERR_INVALID_ARGUMENT},
+        {"notice naming nobody", ERR_INVALID_ARGUMENT},
     };
     char longid[RING_NODE_ID_MAX + 2];
     memset(longid, 'n', sizeof longid - 1);
@@ -225,6 +227,17 @@ static void test_write_roundtrip(void)
             f.w.missed_by = missed;
             f.w.n_missed_by = RING_MAX_RF + 1;
             break;
+        case 15:
+            missed[0] = "n02";
+            f.w.missed_by = missed;
+            f.w.n_missed_by = 1;
+            f.w.notice = 1;
+            break;
+        case 16:
+            f.w.notice = 1;
+            f.w.n_series = 0;
+            f.w.n_symbols = 0;
+            break;
         }
         int rc = roundtrip(T(WRITE), &f.w.base, "c1", env_deadline, &m, &em);
         if (rc != cases[c].want)
@@ -233,6 +246,32 @@ static void test_write_roundtrip(void)
         CHECK(m.env == NULL && m.body == NULL);
         buf_free(&f.labels);
     }
+}
+
+/* A notice (no series, one replica named) passes; the same without the
+ * flag is a write with no series. */
+static void test_notice(void)
+{
+    struct write_fixture f;
+    write_fixture(&f);
+    char *missed[1] = {"n02"};
+    f.w.n_series = 0;
+    f.w.n_symbols = 0;
+    f.w.missed_by = missed;
+    f.w.n_missed_by = 1;
+    f.w.notice = 1;
+    f.w.coordinator_heartbeat = 7;
+    cluster_msg_t m;
+    errmsg_t em = {{0}};
+    CHECK_EQ_INT(roundtrip(T(WRITE), &f.w.base, "c1", f.w.deadline_unix_ms, &m, &em), 0);
+    const Flamedb__Cluster__WriteRequest *q = (const void *)m.body;
+    CHECK(q != NULL && q->notice && q->n_series == 0 && q->n_missed_by == 1 &&
+          strcmp(q->missed_by[0], "n02") == 0 && q->coordinator_heartbeat == 7);
+    cluster_msg_free(&m);
+    f.w.notice = 0;
+    CHECK_EQ_INT(roundtrip(T(WRITE), &f.w.base, "c1", f.w.deadline_unix_ms, &m, &em),
+                 ERR_TOO_LARGE);
+    buf_free(&f.labels);
 }
 
 static void test_envelope_refusals(void)
@@ -1041,6 +1080,7 @@ int main(void)
 {
     test_seed(0);
     test_write_roundtrip();
+    test_notice();
     test_envelope_refusals();
     test_query_and_results();
     test_signed_envelopes();

@@ -378,9 +378,23 @@ static void test_frame_bytes(ring_identity_t *ids)
     CHECK_EQ_INT(ring_members_merge(m, &e), 1);
     ring_members_find(m, "n01", &x);
     CHECK(x.incarnation == 6 && x.max_frame_bytes == 0);
+    /* the member version merges the same way */
+    e.member_version = 1;
+    e.heartbeat = 1;
+    CHECK_EQ_INT(ring_members_merge(m, &e), 1);
+    e.member_version = 0; /* relayed by an older node: not taken back */
+    e.heartbeat = 2;
+    CHECK_EQ_INT(ring_members_merge(m, &e), 1);
+    ring_members_find(m, "n01", &x);
+    CHECK(x.member_version == 1);
+    e.incarnation = 7;
+    CHECK_EQ_INT(ring_members_merge(m, &e), 1);
+    ring_members_find(m, "n01", &x);
+    CHECK(x.incarnation == 7 && x.member_version == 0);
 
     /* this node's own value, in its SYN: another table learns it */
     ring_members_set_frame_bytes(m, 64 << 10);
+    ring_members_set_member_version(m, 1);
     ring_members_find(m, "n00", &x);
     CHECK(x.max_frame_bytes == 64 << 10);
     ring_members_t *other = make_table(&ids[2], RING_ACTIVE, 100);
@@ -391,7 +405,7 @@ static void test_frame_bytes(ring_identity_t *ids)
     CHECK_EQ_INT(ring_gossip_syn(m, &syn), 0);
     CHECK_EQ_INT(ring_gossip_receive(other, "n00", syn.data, syn.len, &reply, to, NULL), 0);
     CHECK_EQ_INT(ring_members_find(other, "n00", &x), 0);
-    CHECK(x.max_frame_bytes == 64 << 10);
+    CHECK(x.max_frame_bytes == 64 << 10 && x.member_version == 1);
     buf_free(&syn);
     buf_free(&reply);
     ring_members_free(other);
