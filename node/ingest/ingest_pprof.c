@@ -111,7 +111,7 @@ typedef struct conv {
         size_t stack_cap, depth, series;
         stack_key_t key;
     } pend;
-    uint64_t *ids;   /* scratch: one sample's location ids, then indices */
+    uint64_t *ids; /* scratch: one sample's location ids, then indices */
     size_t ids_cap;
     uint32_t *cls, *cls_map; /* scratch of find_leaders */
     /* types */
@@ -827,8 +827,7 @@ static int sample_by_id(conv_t *c, const uint32_t *series, const int64_t *values
     }
     int rc = 0;
     for (size_t t = 0; t < c->ntypes && rc == 0; t++)
-        if (values[t] != 0)
-            rc = ingest_series_add_id(ss, series[t], c->sid[t], values[t], c->em);
+        if (values[t] != 0) rc = ingest_series_add_id(ss, series[t], c->sid[t], values[t], c->em);
     ss->cache_hits++;
     return rc < 0 ? rc : 1;
 }
@@ -854,8 +853,8 @@ static int sample_to_trees(conv_t *c, const uint32_t *series, const int64_t *val
         if (rc < 0) return rc;
         uint32_t node = ss->v[series[lt]].last_node; /* this stack's, in either case */
         for (size_t k = 0; k < ns; k++)
-            if ((rc = ingest_series_add_span(ss, series[t], spans[k].kind, spans[k].id, node,
-                                             depth, v, c->em)) < 0)
+            if ((rc = ingest_series_add_span(ss, series[t], spans[k].kind, spans[k].id, node, depth,
+                                             v, c->em)) < 0)
                 return rc;
     }
     return 0;
@@ -870,8 +869,8 @@ static int finish_pending(conv_t *c)
     const uint32_t *series = c->gseries + c->pend.series;
     int rc = sample_by_id(c, series, c->pend.values, &c->pend.key);
     if (rc != 0) return rc < 0 ? rc : 0;
-    return sample_to_trees(c, series, c->pend.values, c->pend.stack, c->pend.depth,
-                           &c->pend.key, NULL, 0);
+    return sample_to_trees(c, series, c->pend.values, c->pend.stack, c->pend.depth, &c->pend.key,
+                           NULL, 0);
 }
 
 /* The sample just decoded (c->values, ss->stack, key k, the series of the
@@ -928,8 +927,8 @@ static int one_sample(conv_t *c, size_t si, int64_t *pairs)
             finish_pending(c),
             errmsg_set(
                 c->em, ERR_UNPARSEABLE,
-                "invalid pprof: sample %zu has %zu values but the profile has %zu sample types",
-                si, s.nvalues, c->ntypes));
+                "invalid pprof: sample %zu has %zu values but the profile has %zu sample types", si,
+                s.nvalues, c->ntypes));
     if ((rc = sample_labels(c, &s, pairs, &np, spans, &ns)) < 0 ||
         (rc = find_group(c, pairs, np, &g)) < 0 || (rc = sample_stack(c, &s, &depth)) < 0)
         return first_error(finish_pending(c), rc);
