@@ -127,6 +127,9 @@ uint64_t ingest_stack_cache_gen(const ingest_stack_cache_t *c);
 /* The id of key k in generation gen; false when not held. */
 bool ingest_stack_cache_get(ingest_stack_cache_t *c, const stack_key_t *k, uint64_t gen,
                             uint32_t *id);
+/* Asks the CPU to load the slots of key k (a hint: changes nothing; c may
+ * be NULL), so a lookup of k a little later need not wait for memory. */
+void ingest_stack_cache_prefetch(const ingest_stack_cache_t *c, const stack_key_t *k);
 void ingest_stack_cache_put(ingest_stack_cache_t *c, const stack_key_t *k, uint64_t gen,
                             uint32_t id);
 

@@ -101,7 +101,17 @@ typedef struct conv {
     size_t nframes, frames_cap;
     int64_t *values; /* scratch: one sample's values (ntypes) */
     uint32_t *sid;   /* scratch: one sample's stack-node id per type (stack cache) */
-    uint64_t *ids;   /* scratch: one sample's location ids, then indices */
+    /* The sample whose stack-cache lookup waits for the next sample's
+     * decoding (its slot prefetched meanwhile): its values, stack (the
+     * buffer ss->stack is not; the two swap), key and group's series. */
+    struct {
+        bool on;
+        int64_t *values;
+        uint32_t *stack;
+        size_t stack_cap, depth, series;
+        stack_key_t key;
+    } pend;
+    uint64_t *ids; /* scratch: one sample's location ids, then indices */
     size_t ids_cap;
     uint32_t *cls, *cls_map; /* scratch of find_leaders */
     /* types */
@@ -560,10 +570,11 @@ static int find_leaders(conv_t *c)
     c->leader = malloc((n + 1) * sizeof *c->leader);
     c->values = malloc((n + 1) * sizeof *c->values);
     c->sid = malloc((n + 1) * sizeof *c->sid);
+    c->pend.values = malloc((n + 1) * sizeof *c->pend.values);
     c->cls = calloc(n + 1, sizeof *c->cls);
     c->cls_map = malloc((2 * n + 2) * sizeof *c->cls_map);
-    if (c->leader == NULL || c->values == NULL || c->sid == NULL || c->cls == NULL ||
-        c->cls_map == NULL)
+    if (c->leader == NULL || c->values == NULL || c->sid == NULL || c->pend.values == NULL ||
+        c->cls == NULL || c->cls_map == NULL)
         return errmsg_set(c->em, ERR_NOMEM, "out of memory");
     for (size_t t = 0; t < n; t++)
         c->leader[t] = (uint32_t)t;
@@ -794,7 +805,8 @@ static int sample_stack(conv_t *c, const wire_sample_t *s, size_t *depth)
  * when added so, 0 when not (it goes to the trees), or an error. Every
  * type of a sample takes one path, so a type that follows another's tree
  * shape (find_leaders) still gets exactly its leader's stacks. */
-static int sample_by_id(conv_t *c, const uint32_t *series, const stack_key_t *k)
+static int sample_by_id(conv_t *c, const uint32_t *series, const int64_t *values,
+                        const stack_key_t *k)
 {
     series_set_t *ss = c->ctx->ss;
     uint64_t token = 0;
@@ -802,7 +814,7 @@ static int sample_by_id(conv_t *c, const uint32_t *series, const stack_key_t *k)
     bool have = false;
     ss->cache_lookups++;
     for (size_t t = 0; t < c->ntypes; t++) {
-        if (c->values[t] == 0) continue;
+        if (values[t] == 0) continue;
         uint64_t tt = ss->v[series[t]].token;
         if (!have || tt != token) { /* the types of a sample mostly share one table */
             stack_key_t at;
@@ -815,12 +827,92 @@ static int sample_by_id(conv_t *c, const uint32_t *series, const stack_key_t *k)
     }
     int rc = 0;
     for (size_t t = 0; t < c->ntypes && rc == 0; t++)
-        if (c->values[t] != 0)
-            rc = ingest_series_add_id(ss, series[t], c->sid[t], c->values[t], c->em);
+        if (values[t] != 0) rc = ingest_series_add_id(ss, series[t], c->sid[t], values[t], c->em);
     ss->cache_hits++;
     return rc < 0 ? rc : 1;
 }
 
+/* A sample into its series' trees (stack[0..depth), values per type; key
+ * when the stack cache is on), with its span labels. */
+static int sample_to_trees(conv_t *c, const uint32_t *series, const int64_t *values,
+                           const uint32_t *stack, size_t depth, const stack_key_t *key,
+                           const span_ref_t *spans, size_t ns)
+{
+    series_set_t *ss = c->ctx->ss;
+    int rc;
+    for (size_t t = 0; t < c->ntypes; t++) {
+        int64_t v = values[t];
+        if (v == 0) continue;
+        uint32_t lt = c->leader[t];
+        if (lt == t) {
+            rc = ingest_series_add(ss, series[t], stack, depth, v, c->em);
+            if (rc == 0 && key != NULL) rc = ingest_series_learn(ss, series[t], key, c->em);
+        } else {
+            rc = ingest_series_add_shadow(ss, series[t], series[lt], depth, v, values[lt], c->em);
+        }
+        if (rc < 0) return rc;
+        uint32_t node = ss->v[series[lt]].last_node; /* this stack's, in either case */
+        for (size_t k = 0; k < ns; k++)
+            if ((rc = ingest_series_add_span(ss, series[t], spans[k].kind, spans[k].id, node, depth,
+                                             v, c->em)) < 0)
+                return rc;
+    }
+    return 0;
+}
+
+/* The pending sample (c->pend) added: by stack-node id when the stack
+ * cache holds its stack, else into the trees. */
+static int finish_pending(conv_t *c)
+{
+    if (!c->pend.on) return 0;
+    c->pend.on = false;
+    const uint32_t *series = c->gseries + c->pend.series;
+    int rc = sample_by_id(c, series, c->pend.values, &c->pend.key);
+    if (rc != 0) return rc < 0 ? rc : 0;
+    return sample_to_trees(c, series, c->pend.values, c->pend.stack, c->pend.depth, &c->pend.key,
+                           NULL, 0);
+}
+
+/* The sample just decoded (c->values, ss->stack, key k, the series of the
+ * group at series) becomes the pending one, its first lookup's slot
+ * prefetched: a stack-cache lookup is a cache miss, which the next
+ * sample's decoding now hides. Values and stack buffers swap, so the next
+ * sample decodes into the others. */
+static void make_pending(conv_t *c, size_t series, size_t depth, const stack_key_t *k)
+{
+    series_set_t *ss = c->ctx->ss;
+    const uint32_t *sv = c->gseries + series;
+    for (size_t t = 0; t < c->ntypes; t++)
+        if (c->values[t] != 0) {
+            stack_key_t at;
+            ingest_stack_key_at(&at, k, ss->v[sv[t]].token);
+            ingest_stack_cache_prefetch(ss->cache, &at);
+            break;
+        }
+    int64_t *v = c->values;
+    c->values = c->pend.values;
+    c->pend.values = v;
+    uint32_t *st = ss->stack;
+    size_t cap = ss->stack_cap;
+    ss->stack = c->pend.stack;
+    ss->stack_cap = c->pend.stack_cap;
+    c->pend.stack = st;
+    c->pend.stack_cap = cap;
+    c->pend.series = series;
+    c->pend.depth = depth;
+    c->pend.key = *k;
+    c->pend.on = true;
+}
+
+/* The earlier error of the pending sample's (rc_pend) and this one's (rc). */
+static int first_error(int rc_pend, int rc)
+{
+    return rc_pend < 0 ? rc_pend : rc;
+}
+
+/* Sample si decoded; with the stack cache on and no span labels, it waits
+ * (make_pending) while the pending one is added, so every sample is added
+ * in order. */
 static int one_sample(conv_t *c, size_t si, int64_t *pairs)
 {
     span_ref_t spans[MAX_SPAN_LABELS];
@@ -831,40 +923,47 @@ static int one_sample(conv_t *c, size_t si, int64_t *pairs)
     bool ok;
     read_sample(c, si, &s, true, &ok);
     if (!ok)
-        return errmsg_set(
-            c->em, ERR_UNPARSEABLE,
-            "invalid pprof: sample %zu has %zu values but the profile has %zu sample types", si,
-            s.nvalues, c->ntypes);
+        return first_error(
+            finish_pending(c),
+            errmsg_set(
+                c->em, ERR_UNPARSEABLE,
+                "invalid pprof: sample %zu has %zu values but the profile has %zu sample types", si,
+                s.nvalues, c->ntypes));
     if ((rc = sample_labels(c, &s, pairs, &np, spans, &ns)) < 0 ||
         (rc = find_group(c, pairs, np, &g)) < 0 || (rc = sample_stack(c, &s, &depth)) < 0)
-        return rc;
-    const uint32_t *series = c->gseries + c->groups[g].series;
+        return first_error(finish_pending(c), rc);
     const uint32_t *stack = c->ctx->ss->stack;
     stack_key_t key;
     bool cached = c->ctx->ss->cache != NULL;
-    if (cached) {
-        ingest_stack_key(&key, c->ctx->ss->tenant_hash, c->ctx->symtab, stack, depth);
-        if (ns == 0 && (rc = sample_by_id(c, series, &key)) != 0) return rc < 0 ? rc : 0;
+    if (cached) ingest_stack_key(&key, c->ctx->ss->tenant_hash, c->ctx->symtab, stack, depth);
+    if (cached && ns == 0) {
+        size_t series = c->groups[g].series;
+        rc = finish_pending(c);
+        make_pending(c, series, depth, &key);
+        return rc;
     }
-    for (size_t t = 0; t < c->ntypes; t++) {
-        int64_t v = c->values[t];
-        if (v == 0) continue;
-        uint32_t lt = c->leader[t];
-        if (lt == t) {
-            rc = ingest_series_add(c->ctx->ss, series[t], stack, depth, v, c->em);
-            if (rc == 0 && cached) rc = ingest_series_learn(c->ctx->ss, series[t], &key, c->em);
-        } else {
-            rc = ingest_series_add_shadow(c->ctx->ss, series[t], series[lt], depth, v,
-                                          c->values[lt], c->em);
-        }
-        if (rc < 0) return rc;
-        uint32_t node = c->ctx->ss->v[series[lt]].last_node; /* this stack's, in either case */
-        for (size_t k = 0; k < ns; k++)
-            if ((rc = ingest_series_add_span(c->ctx->ss, series[t], spans[k].kind, spans[k].id,
-                                             node, depth, v, c->em)) < 0)
-                return rc;
+    if ((rc = finish_pending(c)) < 0) return rc;
+    return sample_to_trees(c, c->gseries + c->groups[g].series, c->values, stack, depth,
+                           cached ? &key : NULL, spans, ns);
+}
+
+/* The sample loop's end: the pending sample added, and the larger stack
+ * buffer left in ss->stack (the span trees use it as scratch as deep as
+ * any sample's stack). */
+static int samples_end(conv_t *c, int rc)
+{
+    series_set_t *ss = c->ctx->ss;
+    if (rc == 0) rc = finish_pending(c);
+    c->pend.on = false;
+    if (c->pend.stack_cap > ss->stack_cap) {
+        uint32_t *st = ss->stack;
+        size_t cap = ss->stack_cap;
+        ss->stack = c->pend.stack;
+        ss->stack_cap = c->pend.stack_cap;
+        c->pend.stack = st;
+        c->pend.stack_cap = cap;
     }
-    return 0;
+    return rc;
 }
 
 static int check_header(conv_t *c)
@@ -901,6 +1000,7 @@ static int convert(conv_t *c)
     if (pairs == NULL) return errmsg_set(c->em, ERR_NOMEM, "out of memory");
     for (size_t i = 0; rc == 0 && i < c->w->nsamples; i++)
         rc = one_sample(c, i, pairs);
+    rc = samples_end(c, rc);
     free(pairs);
     return rc;
 }
@@ -921,6 +1021,8 @@ static void conv_free(conv_t *c)
     free(c->leader);
     free(c->values);
     free(c->sid);
+    free(c->pend.values);
+    free(c->pend.stack);
     free(c->ids);
     free(c->cls);
     free(c->cls_map);

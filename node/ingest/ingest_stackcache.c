@@ -116,6 +116,12 @@ bool ingest_stack_cache_get(ingest_stack_cache_t *c, const stack_key_t *k, uint6
     return hit;
 }
 
+void ingest_stack_cache_prefetch(const ingest_stack_cache_t *c, const stack_key_t *k)
+{
+    if (c == NULL) return;
+    __builtin_prefetch(&c->slots[k->k0 & c->mask & ~(size_t)1]); /* the pair: one line */
+}
+
 void ingest_stack_cache_put(ingest_stack_cache_t *c, const stack_key_t *k, uint64_t gen,
                             uint32_t id)
 {

@@ -10,7 +10,8 @@ push — does fail the run, because then the figure would mean nothing).
            and bytes on disk / gzipped bytes after storage_compact;
   ingest-real  the library-path ratio over ../shared/testdata's pprof files;
   http     the same profiles pushed over HTTP to a real node: node process CPU
-           (/proc/PID/stat) per profile vs the decode-only CPU per profile;
+           (/proc/PID/stat) per profile vs the decode-only CPU per profile, over
+           two connections (the target) and again over one;
   real-fleet  the ingest and http ratios over a fleet built from
            ../shared/testdata's large pprof profiles (each a service of 4 pods
            pushing it 6 times), when present;
@@ -483,6 +484,29 @@ def bench_http(a, tool, node_bin, work, index=None, what=""):
                     "<= 2", "%.0f us vs %.0f us per profile (event loop %.0f us), %.0f profiles/s, "
                     "2 connections, peak RSS %.0f MiB" % (per * 1e6, per_decode * 1e6, th["loop"],
                                                          len(rows) / wall, peak_kib / 1024)))
+    one = http_one_connection(a, node_bin, work, rows)
+    RESULTS.append(("ingest over HTTP, one connection (no target; what two at once add): node "
+                    "CPU / decode-only CPU" + what, "%.2f" % (one / per_decode), "-",
+                    "%.0f us vs %.0f us per profile" % (one * 1e6, per_decode * 1e6)))
+
+
+def http_one_connection(a, node_bin, work, rows):
+    """Node CPU per profile for rows pushed over one connection to a fresh
+    node: the same code and instructions per push as two connections, one
+    push at a time (two pool threads at once cost more CPU each: caches and
+    memory shared)."""
+    node = Node(node_bin, work, a.memory_limit)
+    try:
+        cpu0 = node.cpu_seconds()
+        failures = push_all(node, rows, threads=1)
+        cpu1 = node.cpu_seconds()
+    finally:
+        node.stop()
+    if failures:
+        raise RuntimeError("%d of %d pushes failed (one connection)" % (len(failures), len(rows)))
+    per = (cpu1 - cpu0) / len(rows)
+    log("http_one_connection_node_cpu_per_profile_us: %.1f" % (per * 1e6))
+    return per
 
 
 def time_go_pprof(files):

@@ -6,7 +6,8 @@
  * family the write fills is the same byte for byte. The later pushes find
  * most of their stacks in the cache (given by id); a push parsed before the
  * node generation moved is refused with ERR_CONFLICT, nothing written, and
- * stores exactly once parsed again without the cache. */
+ * stores exactly once parsed again without the cache. A deep stack with a
+ * span label among samples found by the cache stores the same too. */
 #include "test_storage_fixture.h" /* first: it sets _GNU_SOURCE */
 
 #include <stdarg.h>
@@ -82,6 +83,54 @@ static int push(storage_t *s, ingest_stack_cache_t *c, int k, int nstacks, size_
     return rc;
 }
 
+/* Push k of the deep-span kind: shallow samples by the cache around one
+ * with a span label and a stack of DEEP frames, which is decoded while a
+ * shallow one waits for its lookup (into the other stack buffer): the span
+ * trees, built at the end with the stack buffer as scratch, need it whole. */
+#define DEEP 150
+static uint8_t *deep_span_push(int k, size_t *len)
+{
+    pb_t b;
+    pb_init(&b);
+    pb_sample_type(&b, "samples", "count");
+    pb_sample_type(&b, "cpu", "nanoseconds");
+    uint64_t loc[DEEP];
+    for (int i = 0; i < DEEP; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "deep%d", i);
+        loc[i] = pb_loc_fn(&b, name);
+    }
+    for (int j = 0; j < 6; j++) {
+        int64_t v[2] = {1 + j, 1000 * (j + k)};
+        uint64_t st[3] = {loc[j + 1], loc[j + 7], loc[0]};
+        pb_sample(&b, 3, st, 2, v, NULL);
+        if (j == 2) pb_sample(&b, DEEP, loc, 2, v, "span_id=00000000000000b2", NULL);
+    }
+    uint8_t *out = pb_pack(&b, len);
+    pb_free(&b);
+    return out;
+}
+
+/* Parses deep-span push k (with cache c, or none) and writes it. */
+static void deep_push(storage_t *s, ingest_stack_cache_t *c, int k, size_t *hits)
+{
+    size_t len, lookups;
+    uint8_t *body = deep_span_push(k, &len);
+    char from[32];
+    snprintf(from, sizeof from, "%lld", (long long)(TEST_NOW_NS / NS - 60 + 10 * k));
+    ingest_request_t r = test_req("deep{pod=p1}", "pprof", body, len);
+    r.from = from;
+    r.stack_cache = c;
+    ingest_profile_t *p;
+    errmsg_t em;
+    CHECK_EQ_INT(test_parse(&r, NULL, &p, &em), 0);
+    ingest_profile_stack_hits(p, hits, &lookups);
+    size_t written = 0;
+    CHECK_EQ_INT(storage_write_profile(s, ingest_profile_write(p), &written, &em), 0);
+    ingest_profile_free(p);
+    free(body);
+}
+
 static void check_same(storage_t *a, storage_t *b)
 {
     const int cfs[] = {CF_BLOCKS, CF_TOTALS, CF_PTREES, CF_WPROFILES,
@@ -132,6 +181,14 @@ int main(void)
     CHECK_EQ_INT(push(fb.s, NULL, 5, 90, &h2, &l2, 0), 0);
     CHECK_EQ_INT(push(fb.s, NULL, 6, 90, &h2, &l2, 0), 0);
     check_same(fa.s, fb.s);
+
+    /* a deep stack with a span label among samples waiting for the cache */
+    for (int k = 1; k <= 2; k++) {
+        deep_push(fa.s, c, k, &hits);
+        CHECK_EQ_INT(hits, k == 1 ? 0 : 6);
+        deep_push(fb.s, NULL, k, &h2);
+        check_same(fa.s, fb.s);
+    }
 
     ingest_stack_cache_free(c);
     fx_done(&fa);
