@@ -418,18 +418,68 @@ static inline __attribute__((always_inline)) mnode_t *child_for(expansion_t *x, 
     return &x->nd[c];
 }
 
-/* Makes the merged children of kept node p (every one non-empty; it has
- * one) and puts them on the frontier in place of its entry for them, the
- * tie heap's top; p->hidden counts them. */
-static int expand(sel_t *s, uint32_t p)
+/* Room in s->mem for need members (charged before it grows). */
+static int member_room(sel_t *s, size_t need)
 {
-    size_t nkids;
-    s->expanded++;
-    int rc = member_children(s, p, &nkids);
-    if (rc == 0) rc = expansion_room(s, nkids);
-    if (rc != 0) return rc;
-    size_t first = s->nn;
-    expansion_t x = {s->nd, s->slot, s->touched, s->nslot - 1, s->nn, 0};
+    if (sel_pre(s, s->capm, need, sizeof *s->mem) != 0) return ERR_UNAVAILABLE;
+    size_t was = s->capm;
+    if (GROW_FROM(s->mem, s->capm, need, GROW_UNLIMITED, 256) != 0) return ERR_NOMEM;
+    return s->capm != was ? sel_charge(s) : 0;
+}
+
+/* The number of member children of node p when every member is a decoded
+ * forest's, or SIZE_MAX when one is packed (its kids are read as they are
+ * filed). The sibling links are a chain of dependent loads at scattered
+ * ids: while it is walked, each child's symbol and values are fetched, so
+ * that their misses overlap the chain's and the merge's loads find them. */
+static size_t tab_children(const sel_t *s, uint32_t p)
+{
+    size_t n = 0;
+    for (uint32_t k = s->nd[p].mem; k != NO_MEMBER; k = s->mem[k].next) {
+        if (s->mem[k].tab >= s->ntabs) return SIZE_MAX;
+        const storage_merged_tab_t *t = &s->tabs[s->mem[k].tab];
+        __builtin_prefetch(&t->first_kid[s->mem[k].local]);
+    }
+    for (uint32_t k = s->nd[p].mem; k != NO_MEMBER; k = s->mem[k].next) {
+        const storage_merged_tab_t *t = &s->tabs[s->mem[k].tab];
+        for (uint32_t l = t->first_kid[s->mem[k].local]; l != STORAGE_NO_KID; l = t->next_sib[l]) {
+            __builtin_prefetch(&t->sym[l]);
+            __builtin_prefetch(&t->total[l]);
+            __builtin_prefetch(&t->self[l]);
+            n++;
+        }
+    }
+    return n;
+}
+
+/* Merges the nkids member children of node p, every member a decoded
+ * forest's, as their sibling chains are walked: each is filed in s->mem
+ * under its merged child as it is met, with no list of them walked again. */
+static void merge_tab_children(sel_t *s, uint32_t p, expansion_t *x)
+{
+    member_t *mem = s->mem;
+    const storage_merged_tab_t *tabs = s->tabs;
+    uint32_t depth = s->nd[p].depth + 1, i = (uint32_t)s->nm;
+    for (uint32_t k = s->nd[p].mem; k != NO_MEMBER; k = mem[k].next) {
+        member_t m = mem[k];
+        const storage_merged_tab_t *t = &tabs[m.tab];
+        for (uint32_t l = t->first_kid[m.local]; l != STORAGE_NO_KID; l = t->next_sib[l]) {
+            /* summed over its members as they are met (no overflow:
+             * bounded by the root total) */
+            mnode_t *c = child_for(x, p, depth, t->sym[l]);
+            c->total += t->total[l];
+            c->self += t->self[l];
+            mem[i] = (member_t){m.tab, l, c->mem};
+            c->mem = i++;
+        }
+    }
+    s->nm = i;
+}
+
+/* Merges the nkids member children of node p filed in s->mem from s->nm
+ * on (member_children: some of p's members are packed forests'). */
+static void merge_listed_children(sel_t *s, uint32_t p, size_t nkids, expansion_t *x)
+{
     member_t *mem = s->mem;
     const storage_merged_tab_t *tabs = s->tabs;
     const query_pkid_t *kv = s->kv;
@@ -437,16 +487,14 @@ static int expand(sel_t *s, uint32_t p)
     for (size_t i = s->nm, end = s->nm + nkids; i < end; i++) {
         member_t *m = &mem[i];
         mnode_t *c;
-        /* a merged child's total and self are summed over its members as
-         * they are met (no overflow: bounded by the root total) */
         if (m->tab < ntabs) {
             const storage_merged_tab_t *t = &tabs[m->tab];
-            c = child_for(&x, p, depth, t->sym[m->local]);
+            c = child_for(x, p, depth, t->sym[m->local]);
             c->total += t->total[m->local];
             c->self += t->self[m->local];
         } else {
             const query_pkid_t *v = &kv[m->local];
-            c = child_for(&x, p, depth, v->sym);
+            c = child_for(x, p, depth, v->sym);
             c->total += v->total;
             c->self += v->self;
         }
@@ -454,6 +502,30 @@ static int expand(sel_t *s, uint32_t p)
         c->mem = (uint32_t)i;
     }
     s->nm += nkids;
+}
+
+/* Makes the merged children of kept node p (every one non-empty; it has
+ * one) and puts them on the frontier in place of its entry for them, the
+ * tie heap's top; p->hidden counts them. */
+static int expand(sel_t *s, uint32_t p)
+{
+    s->expanded++;
+    size_t nkids = tab_children(s, p);
+    int listed = nkids == SIZE_MAX, rc;
+    if (listed) {
+        rc = member_children(s, p, &nkids);
+    } else {
+        rc = nkids < SIZE_MAX - s->nm ? member_room(s, s->nm + nkids) : ERR_UNAVAILABLE;
+    }
+    if (rc == 0) rc = expansion_room(s, nkids);
+    if (rc != 0) return rc;
+    size_t first = s->nn;
+    expansion_t x = {s->nd, s->slot, s->touched, s->nslot - 1, s->nn, 0};
+    if (listed) {
+        merge_listed_children(s, p, nkids, &x);
+    } else {
+        merge_tab_children(s, p, &x);
+    }
     s->nn = x.nn;
     for (size_t i = 0; i < x.ntouched; i++)
         x.slot[x.touched[i]] = 0;
