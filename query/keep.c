@@ -445,7 +445,6 @@ static size_t tab_children(const sel_t *s, uint32_t p)
         for (uint32_t l = t->first_kid[s->mem[k].local]; l != STORAGE_NO_KID; l = t->next_sib[l]) {
             __builtin_prefetch(&t->sym[l]);
             __builtin_prefetch(&t->total[l]);
-            __builtin_prefetch(&t->self[l]);
             n++;
         }
     }
