@@ -430,7 +430,7 @@ static int member_room(sel_t *s, size_t need)
 /* The number of member children of node p when every member is a decoded
  * forest's, or SIZE_MAX when one is packed (its kids are read as they are
  * filed). The sibling links are a chain of dependent loads at scattered
- * ids: while it is walked, each child's symbol and values are fetched, so
+ * ids: while it is walked, each child's symbol and total are fetched, so
  * that their misses overlap the chain's and the merge's loads find them. */
 static size_t tab_children(const sel_t *s, uint32_t p)
 {
@@ -451,9 +451,10 @@ static size_t tab_children(const sel_t *s, uint32_t p)
     return n;
 }
 
-/* Merges the nkids member children of node p, every member a decoded
- * forest's, as their sibling chains are walked: each is filed in s->mem
- * under its merged child as it is met, with no list of them walked again. */
+/* Merges the member children of node p, every member a decoded forest's
+ * (s->mem and x have room for tab_children's count), as their sibling
+ * chains are walked: each is filed in s->mem under its merged child as it
+ * is met, with no list of them walked again. */
 static void merge_tab_children(sel_t *s, uint32_t p, expansion_t *x)
 {
     member_t *mem = s->mem;
