@@ -590,9 +590,13 @@ void repair_windows_check(repair_t *r, const cluster_view_t *v, repair_stats_t *
     if (!due(r, now)) return;
     if (v->ring == NULL || v->self < 0) return;
     uint64_t voided = void_pending(r);
-    int64_t from_s, until_s, horizon = (int64_t)(now / 1000) - REPAIR_MARGIN_S;
+    int64_t from_s, until_s;
     repair_span(&r->o, (int64_t)(now / 1000), &from_s, &until_s);
-    if (from_s < horizon) horizon = from_s; /* newer ones: the seen comparison's */
+    /* up to where the seen comparison starts, even past now - REPAIR_MARGIN_S
+     * (a --seen-retention under --max-future + 2 h): profile times between
+     * the two were compared by neither, and a write missed there with no
+     * mark left (its holder removed) stayed short and unflagged for good */
+    int64_t horizon = from_s;
     st->wc_ran = 1;
     r->wc.nprefer = 0; /* a fresh check: older handed intervals were streamed by now */
     uint32_t nr = ring_range_count(v->ring);
