@@ -67,6 +67,24 @@ def miss_then_kill_holder(c, holder, slow, seen_by, svcs, seed, now):
     return out
 
 
+def polled_wait(c, nodes, want, frm, until, what, cond, timeout=60):
+    """Polls answers through `nodes` until cond() (fails naming `what`
+    after timeout): [short unflagged answers], (flagged, refused, asked)."""
+    bad, seen = [], [0, 0, 0]
+    deadline = time.monotonic() + timeout
+    while True:
+        wrong, counts = poll(c, nodes, want, frm, until)
+        bad += wrong
+        seen = [a + b for a, b in zip(seen, counts)]
+        try:
+            if cond():
+                return bad, seen
+        except (OSError, ValueError, KeyError, AssertionError):
+            pass
+        assert time.monotonic() < deadline, "timed out after %d s waiting for %s" % (timeout, what)
+        time.sleep(0.1)
+
+
 def converge(c, nodes, want, frm, until, t0, timeout=WAIT_S):
     """Polls `nodes` until no view lists anybody, nobody regains, and every
     answer is exact and unflagged, or timeout. ([short unflagged answers],
@@ -110,13 +128,12 @@ def test_hint_holder_removed():
     frm, until = now - 8000, now + 60
     with Cluster(3, rf=3, write_quorum=2, args=HINTS_ON) as c:
         want = setup(c, "hhr", now)
-        t0 = time.monotonic()
         add(want, miss_then_kill_holder(c, 0, 2, 1, want, 9700, now))
+        t0 = time.monotonic()
         live = [1, 2]
-        c.wait_state(0, "down", observers=live, timeout=60)
-        wait_for("n2 hears n0's hints_for list it", lambda: mark_on(c, 2, 0, 2), timeout=60)
-        bad, seen = poll(c, live, want, frm, until)
-        assert not bad, "short, unflagged before the removal: %r" % bad
+        bad, seen = polled_wait(c, live, want, frm, until, "n0 down and its list on n2",
+                                lambda: all(c.states(i)["n0"] == "down" for i in live)
+                                and mark_on(c, 2, 0, 2))
         p, took = ctl(c, 1, "cluster", "remove", "--node", c.ids[0], timeout=240)
         assert p.returncode == 0, p.stdout + p.stderr
         print("    flamectl cluster remove took %.2f s" % took)
@@ -134,12 +151,11 @@ def test_hint_holder_restarted():
     frm, until = now - 8000, now + 60
     with Cluster(3, rf=3, write_quorum=2, args=HINTS_ON) as c:
         want = setup(c, "hhs", now)
-        t0 = time.monotonic()
         add(want, miss_then_kill_holder(c, 0, 2, 1, want, 9800, now))
-        c.wait_state(0, "down", observers=[1, 2], timeout=60)
-        bad, seen = poll(c, [1, 2], want, frm, until)
-        assert not bad, "short, unflagged while n0 is down: %r" % bad
-        c.restart(0)
+        t0 = time.monotonic()
+        bad, seen = polled_wait(c, [1, 2], want, frm, until, "n0 down",
+                                lambda: all(c.states(i)["n0"] == "down" for i in (1, 2)))
+        c.restart(0, ready=False)
         bad2, seen2, took, done = converge(c, [0, 1, 2], want, frm, until, t0)
         seen = [a + b for a, b in zip(seen, seen2)]
         report(c, [0, 1, 2], bad + bad2, seen, took, done, "n0 restarted with its hints for n2")
