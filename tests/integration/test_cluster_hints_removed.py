@@ -85,33 +85,52 @@ def polled_wait(c, nodes, want, frm, until, what, cond, timeout=60):
         time.sleep(0.1)
 
 
+def holding(c, nodes, wrong, counts):
+    """What keeps `nodes` from having converged, as one string ('' when
+    nothing does)."""
+    why = []
+    for i in nodes:
+        try:
+            st = c.status(i)
+        except (OSError, AssertionError) as e:
+            why.append("%s: %s" % (c.ids[i], type(e).__name__))
+            continue
+        listed = {m["id"]: m.get("hints_for") for m in st["nodes"]
+                  if m["state"] != "left" and m.get("hints_for")}
+        if listed:
+            why.append("%s sees hints_for %r" % (c.ids[i], listed))
+        if st.get("regaining", 0):
+            why.append("%s regains" % c.ids[i])
+    if wrong or counts[0] or counts[1]:
+        why.append("answers: %d short, %d flagged, %d refused" % (len(wrong), counts[0], counts[1]))
+    return "; ".join(why)
+
+
 def converge(c, nodes, want, frm, until, t0, timeout=WAIT_S):
     """Polls `nodes` until no view lists anybody, nobody regains, and every
     answer is exact and unflagged, or timeout. ([short unflagged answers],
-    (flagged, refused, asked) summed, seconds since t0, done)."""
-    bad, seen = [], [0, 0, 0]
+    (flagged, refused, asked) summed, seconds since t0, done, [(seconds,
+    what held it)] as it changed)."""
+    bad, seen, held = [], [0, 0, 0], []
     while time.monotonic() - t0 < timeout:
         wrong, counts = poll(c, nodes, want, frm, until)
         bad += wrong
         seen = [a + b for a, b in zip(seen, counts)]
-        try:
-            quiet = not any(marks(c, i) or c.status(i).get("regaining", 0) for i in nodes)
-        except (OSError, AssertionError):
-            quiet = False
-        if quiet and not wrong and counts[0] == 0 and counts[1] == 0:
-            return bad, seen, time.monotonic() - t0, True
+        why = holding(c, nodes, wrong, counts)
+        if not held or held[-1][1] != why:
+            held.append((time.monotonic() - t0, why))
+        if not why:
+            return bad, seen, time.monotonic() - t0, True, held
         time.sleep(0.3)
-    return bad, seen, time.monotonic() - t0, False
+    return bad, seen, time.monotonic() - t0, False, held
 
 
-def report(c, nodes, bad, seen, took, done, what):
+def report(c, nodes, bad, seen, took, done, held, what):
     print("    %s: %s after %.1f s; answers flagged %d, refused %d, of %d; %d short and "
           "unflagged%s" % (what, "converged" if done else "NOT converged", took, seen[0], seen[1],
                            seen[2], len(bad), (": %r" % bad[:4]) if bad else ""))
-    if not done:
-        for i in nodes:
-            print("    %s sees %r" % (c.ids[i], {m["id"]: (m["state"], m.get("hints_for"))
-                                                  for m in c.status(i)["nodes"]}))
+    for t, why in held:
+        print("      %5.1f s  %s" % (t, why or "converged"))
     assert not bad, "short, unflagged: %r" % bad[:8]
     assert done, "no convergence within %d s: marks %r" % (WAIT_S, [marks(c, i) for i in nodes])
 
@@ -137,9 +156,9 @@ def test_hint_holder_removed():
         p, took = ctl(c, 1, "cluster", "remove", "--node", c.ids[0], timeout=240)
         assert p.returncode == 0, p.stdout + p.stderr
         print("    flamectl cluster remove took %.2f s" % took)
-        bad2, seen2, took, done = converge(c, live, want, frm, until, t0)
+        bad2, seen2, took, done, held = converge(c, live, want, frm, until, t0)
         seen = [a + b for a, b in zip(seen, seen2)]
-        report(c, live, bad + bad2, seen, took, done, "n0 removed with its hints for n2")
+        report(c, live, bad + bad2, seen, took, done, held, "n0 removed with its hints for n2")
         voided = any("left the ring with a mark" in x for x in c.nodes[2].log)
         print("    n2 waited for a window check after the removal: %s; profiles it fetched by "
               "id: %d" % (voided, metric(c, 2, "flamedb_repair_window_profiles_fetched_total")))
@@ -156,9 +175,10 @@ def test_hint_holder_restarted():
         bad, seen = polled_wait(c, [1, 2], want, frm, until, "n0 down",
                                 lambda: all(c.states(i)["n0"] == "down" for i in (1, 2)))
         c.restart(0, ready=False)
-        bad2, seen2, took, done = converge(c, [0, 1, 2], want, frm, until, t0)
+        bad2, seen2, took, done, held = converge(c, [0, 1, 2], want, frm, until, t0)
         seen = [a + b for a, b in zip(seen, seen2)]
-        report(c, [0, 1, 2], bad + bad2, seen, took, done, "n0 restarted with its hints for n2")
+        report(c, [0, 1, 2], bad + bad2, seen, took, done, held,
+               "n0 restarted with its hints for n2")
         alone_exact(c, [0, 1, 2], want, frm, until)
 
 
