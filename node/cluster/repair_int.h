@@ -237,8 +237,9 @@ int replicate_store_request(const replicate_options_t *o, storage_t *s,
       "differently: their union cannot be told from the rolled-up blocks; their series are left "  \
       "as they are (counted at each check that finds them).")                                      \
     X(windows_profiles, "flamedb_repair_window_profiles_fetched_total",                            \
-      "Profiles older than the seen span that a window check found another replica holding and "   \
-      "this node lacking (by profile id, within --profile-retention), fetched and stored once.")   \
+      "Profiles no seen comparison covers (older than the seen span, or recent ones under a "      \
+      "short --seen-retention) that a window check found another replica holding and this node "   \
+      "lacking (by profile id, within --profile-retention), fetched and stored once.")             \
     X(fill_summaries, "flamedb_repair_fill_summaries_total",                                       \
       "Old windows of another replica a window check's fill looked at by their summaries (a "      \
       "key and a hash each from a source of stream protocol 3, docs/cluster-protocol.md; from 4, " \

@@ -288,6 +288,42 @@ static void merge_ids(repair_t *r, ring_range_t f, int64_t from_s, int64_t until
         mine->known = 0; /* the next check compares them again */
 }
 
+/* Profile times in [from_s, until_s): from the check's horizon (an hour
+ * back: live writes land in recent windows at different times) up to where
+ * the seen comparison starts, later when --seen-retention is under
+ * --max-future + 2 h. Sums compare them nowhere, so only by id: what copy c
+ * names there and this node lacks is fetched (a profile counts once however
+ * often it is fetched), no window is copied or streamed whole. Before, a
+ * write missed there with no mark left (its holder removed) stayed short
+ * and unflagged for good. An error defers the check (wc_deferred). */
+static void merge_recent(repair_t *r, ring_range_t f, int64_t from_s, int64_t until_s,
+                         const copy_t *c, repair_stats_t *st)
+{
+    ids_sum_t mine;
+    copy_t theirs = {.id = c->id};
+    pull_t p = {0};
+    errmsg_t em = {{0}};
+    int rc = local_ids(r, f, from_s, until_s, &mine);
+    if (rc == 0) rc = peer_sums(r, c->id, f, from_s, until_s, &theirs, &em);
+    if (rc == 0 && !theirs.ids.known) return; /* an older peer: sums alone, as before */
+    if (rc == 0 && theirs.ids.count == mine.count && theirs.ids.hash == mine.hash) return;
+    if (rc == 0) rc = pull(r, c->id, f, from_s, until_s, &p, st, &em);
+    st->wc_fetched += p.fetched;
+    if (rc != 0) {
+        st->wc_deferred++; /* compared again by the next pass */
+        log_warn("repair", "window check of (%016llx, %016llx]: recent profiles of %s: %s",
+                 (unsigned long long)f.start, (unsigned long long)f.end, c->id,
+                 errmsg_text(&em, rc));
+        return;
+    }
+    log_write(p.wanted > 0 ? LOG_INFO : LOG_DEBUG, "repair",
+              "window check of (%016llx, %016llx]: %s names other profiles newer than the "
+              "check's horizon but before the seen span: %llu it holds and this node lacked, "
+              "%llu of them fetched",
+              (unsigned long long)f.start, (unsigned long long)f.end, c->id,
+              (unsigned long long)p.wanted, (unsigned long long)p.fetched);
+}
+
 /* Copy c holds old windows this node's does not (neither copy holds the
  * other, or c's lacks a profile of this node's): the windows of c that end
  * by the profile ids' span (from_s; until_s when there is none) and that
@@ -395,7 +431,9 @@ static int holds_recent(repair_t *r, const char *peer, ring_range_t f)
 static uint32_t compare(repair_t *r, const cluster_view_t *v, ring_range_t f, const uint32_t *reps,
                         uint32_t n, int64_t until_s, copy_t *cs, int64_t *msums, repair_stats_t *st)
 {
-    int64_t from = ids_from(r, (int64_t)(repair_now_ms(r) / 1000));
+    int64_t now_s = (int64_t)(repair_now_ms(r) / 1000), from = ids_from(r, now_s);
+    int64_t seen_from, seen_until;
+    repair_span(&r->o, now_s, &seen_from, &seen_until);
     ids_sum_t mine;
     if (local_ids(r, f, from, until_s, &mine) != 0) mine.known = 0;
     uint32_t m = 0;
@@ -431,6 +469,7 @@ static uint32_t compare(repair_t *r, const cluster_view_t *v, ring_range_t f, co
         m++;
         if (mine.known && c->ids.known && (c->ids.count != mine.count || c->ids.hash != mine.hash))
             merge_ids(r, f, from, until_s, c, &mine, msums, st);
+        if (seen_from > until_s) merge_recent(r, f, until_s, seen_from, c, st);
         int d = dominance(c->sums, msums);
         if (d == 1 && !c->lacks_mine) holds_old(r, f, mine.known ? from : until_s, until_s, c, st);
         if (d == 2 || (d == 1 && c->lacks_mine))
