@@ -203,18 +203,28 @@ static int window_wanted(storage_t *s, enum storage_cf cf, const uint8_t *k, siz
     return kn == key_len && !storage_filter_expired(s, cf, k, kn, NULL, 0);
 }
 
+/* The keys bounding a series' windows of resolution res in [from_s,
+ * until_s): 0, 1 when the span is empty (nothing to scan) or an error. */
+static int window_bounds(const char *tenant, uint64_t token, uint64_t series_id, int res,
+                         int64_t from_s, int64_t until_s, skey_t *lo, skey_t *hi)
+{
+    int rc = storage_check_tenant(tenant, NULL);
+    if (rc != 0) return rc;
+    if (res < 0 || res >= STORAGE_RESOLUTION_COUNT) return ERR_INVALID_ARGUMENT;
+    if (from_s >= until_s) return 1;
+    storage_key_window(lo, token, tenant, series_id, res, from_s);
+    storage_key_window(hi, token, tenant, series_id, res, until_s);
+    return 0;
+}
+
 int storage_scan_window_values(storage_t *s, enum storage_cf cf, const char *tenant, uint64_t token,
                                uint64_t series_id, int res, int64_t from_s, int64_t until_s,
                                int (*fn)(void *ctx, int64_t window, const uint8_t *v, size_t n),
                                void *ctx)
 {
-    int rc = storage_check_tenant(tenant, NULL);
-    if (rc != 0) return rc;
-    if (res < 0 || res >= STORAGE_RESOLUTION_COUNT) return ERR_INVALID_ARGUMENT;
-    if (from_s >= until_s) return 0;
     skey_t lo, hi;
-    storage_key_window(&lo, token, tenant, series_id, res, from_s);
-    storage_key_window(&hi, token, tenant, series_id, res, until_s);
+    int rc = window_bounds(tenant, token, series_id, res, from_s, until_s, &lo, &hi);
+    if (rc != 0) return rc < 0 ? rc : 0;
     range_t r;
     range_open(s, &r, cf, lo.b, lo.n, hi.b, hi.n);
     for (; rc == 0 && rocksdb_iter_valid(r.it); rocksdb_iter_next(r.it)) {
@@ -254,13 +264,9 @@ int storage_scan_window_parts(storage_t *s, const char *tenant, uint64_t token, 
                               int res, int64_t from_s, int64_t until_s, storage_parts_fn fn,
                               void *ctx)
 {
-    int rc = storage_check_tenant(tenant, NULL);
-    if (rc != 0) return rc;
-    if (res < 0 || res >= STORAGE_RESOLUTION_COUNT) return ERR_INVALID_ARGUMENT;
-    if (from_s >= until_s) return 0;
     skey_t lo, hi;
-    storage_key_window(&lo, token, tenant, series_id, res, from_s);
-    storage_key_window(&hi, token, tenant, series_id, res, until_s);
+    int rc = window_bounds(tenant, token, series_id, res, from_s, until_s, &lo, &hi);
+    if (rc != 0) return rc < 0 ? rc : 0;
     parts_scan_t p = {.s = s, .key_len = lo.n, .fn = fn, .ctx = ctx};
     storage_merge_sink_t sink = {.take = parts_take, .ctx = &p};
     storage_merge_sink(&sink); /* set before the seek: it merges the first key */

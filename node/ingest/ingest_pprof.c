@@ -873,6 +873,17 @@ static int finish_pending(conv_t *c)
                            NULL, 0);
 }
 
+/* The series set's stack buffer and the pending sample's trade places. */
+static void swap_stacks(series_set_t *ss, conv_t *c)
+{
+    uint32_t *st = ss->stack;
+    size_t cap = ss->stack_cap;
+    ss->stack = c->pend.stack;
+    ss->stack_cap = c->pend.stack_cap;
+    c->pend.stack = st;
+    c->pend.stack_cap = cap;
+}
+
 /* The sample just decoded (c->values, ss->stack, key k, the series of the
  * group at series) becomes the pending one, its first lookup's slot
  * prefetched: a stack-cache lookup is a cache miss, which the next
@@ -892,12 +903,7 @@ static void make_pending(conv_t *c, size_t series, size_t depth, const stack_key
     int64_t *v = c->values;
     c->values = c->pend.values;
     c->pend.values = v;
-    uint32_t *st = ss->stack;
-    size_t cap = ss->stack_cap;
-    ss->stack = c->pend.stack;
-    ss->stack_cap = c->pend.stack_cap;
-    c->pend.stack = st;
-    c->pend.stack_cap = cap;
+    swap_stacks(ss, c);
     c->pend.series = series;
     c->pend.depth = depth;
     c->pend.key = *k;
@@ -955,14 +961,7 @@ static int samples_end(conv_t *c, int rc)
     series_set_t *ss = c->ctx->ss;
     if (rc == 0) rc = finish_pending(c);
     c->pend.on = false;
-    if (c->pend.stack_cap > ss->stack_cap) {
-        uint32_t *st = ss->stack;
-        size_t cap = ss->stack_cap;
-        ss->stack = c->pend.stack;
-        ss->stack_cap = c->pend.stack_cap;
-        c->pend.stack = st;
-        c->pend.stack_cap = cap;
-    }
+    if (c->pend.stack_cap > ss->stack_cap) swap_stacks(ss, c);
     return rc;
 }
 
