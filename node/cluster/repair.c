@@ -644,6 +644,11 @@ static const char *untrusted_for(repair_t *r, const Flamedb__Cluster__RepairRequ
     *code = REPAIR_NOT_SOURCE;
     switch (q->kind) {
     case RK(STREAM):
+        /* a fill's walk (until_s: old windows only, repair_fill.c) only adds
+         * what the asker lacks, never takes this copy for the whole: a full
+         * repair's union asks a marked or voided copy too */
+        if (q->until_s > 0) return NULL;
+        return cluster_copy_untrusted(r->c, q->lo, q->hi, CLUSTER_COPY_SOURCE);
     case RK(SPANS):
         return cluster_copy_untrusted(r->c, q->lo, q->hi, CLUSTER_COPY_SOURCE);
     case RK(STREAM_CHECK): /* in buckets: a window check's comparison (repair_windows.c) */

@@ -633,7 +633,7 @@ static int first_looks(repair_t *r, const char *peer, repair_stream_state_t *ss,
 }
 
 int repair_fill_interval(repair_t *r, const char *peer, uint64_t lo, uint64_t hi, int64_t until_s,
-                         repair_stats_t *st, errmsg_t *em)
+                         repair_stats_t *st, uint64_t *left_out, errmsg_t *em)
 {
     u64map_t skip = {0};
     repair_keys_t want = {0}, look = {0}, ids = {0};
@@ -656,6 +656,7 @@ int repair_fill_interval(repair_t *r, const char *peer, uint64_t lo, uint64_t hi
                  "kept, or came in parts that cannot be compared, or changed while sent "
                  "(compared again by the next check)",
                  (unsigned long long)lo, (unsigned long long)hi, peer, (unsigned long long)left);
+    if (left_out != NULL) *left_out = left;
     u64map_free(&skip);
     repair_keys_free(&want);
     repair_keys_free(&look);

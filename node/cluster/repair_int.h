@@ -575,9 +575,11 @@ int repair_stream_interval(repair_t *r, const char *peer, repair_stream_state_t 
  * peer's is the union, exactly), or holds fewer profiles of by id, are
  * asked for by key and stored or added to; st->wc_filled counts them. A
  * source that sends no summaries is walked twice whole, as before. No
- * span trees, no totals check (the window check compares again). */
+ * span trees, no totals check (the window check compares again).
+ * *left_out (may be NULL) gets the windows left for the next check (kept
+ * profiles, parts, changed while sent). */
 int repair_fill_interval(repair_t *r, const char *peer, uint64_t lo, uint64_t hi, int64_t until_s,
-                         repair_stats_t *st, errmsg_t *em);
+                         repair_stats_t *st, uint64_t *left_out, errmsg_t *em);
 /* Repair thread: before a copy whose sums hold this node's is taken whole
  * (the regain), its windows of [lo, hi] that end by until_s, each against
  * this node's where it holds one: *short_out counts those where this node
@@ -1169,6 +1171,17 @@ void repair_windows_free(repair_t *r);
  * error. */
 int repair_windows_pull(repair_t *r, const char *peer, uint64_t lo, uint64_t hi, uint64_t *fetched,
                         repair_stats_t *st, errmsg_t *em);
+/* Repair thread: the rest of a union with peer's copy of [lo, hi]: its old
+ * windows, those that end before the span repair_windows_pull fetches by id
+ * (nothing with --profile-retention 0), filled as a window check fills them
+ * (repair_fill_interval: a window this node does not hold at all is
+ * copied, one peer's holds more profiles of by id is added to; docs/cluster.md,
+ * "Old windows no profile id names"). Only adds: peer's copy may be marked
+ * or voided (such a node answers a fill's STREAM). *exact_out is 0 when a
+ * window was held differently or left for later (the union is not known
+ * there), else 1. 0 or the error. */
+int repair_windows_fill_old(repair_t *r, const char *peer, uint64_t lo, uint64_t hi, int *exact_out,
+                            repair_stats_t *st, errmsg_t *em);
 
 /* 1 when the view has a move in progress in which this node gains ranges. */
 int repair_view_gains(const cluster_view_t *v);

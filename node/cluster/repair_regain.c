@@ -364,9 +364,11 @@ static int union_allowed(repair_t *r, const cluster_view_t *v, uint64_t a, uint6
  * repair itself): when every other replica of its range is reachable and
  * one holds a copy of its own (union_allowed), the profiles each one names
  * and this node lacks are fetched by id (repair_windows_pull, answered by
- * a copy under repair too). This node's copy is kept, so it ends with the
- * union of every replica's named profiles, each once (a profile held as a
- * tree or seen is not fetched); 1 when each answered. */
+ * a copy under repair too), then its old windows no id names are filled
+ * (repair_windows_fill_old). This node's copy is kept, so it ends with the
+ * union of every replica's copy, each profile once (a profile held as a
+ * tree or seen is not fetched); 1 when each answered and every old window
+ * was made the union (else the piece waits, flagged). */
 static int union_piece(repair_t *r, const cluster_view_t *v, uint64_t end, uint64_t a, uint64_t b,
                        void *ctx)
 {
@@ -384,11 +386,20 @@ static int union_piece(repair_t *r, const cluster_view_t *v, uint64_t end, uint6
         if ((int)reps[k] == v->self) continue;
         const char *peer = ring_node_name(v->ring, reps[k]);
         errmsg_t em = {{0}};
-        int rc = repair_windows_pull(r, peer, a, b, &fetched, st, &em);
+        int exact = 1, rc = repair_windows_pull(r, peer, a, b, &fetched, st, &em);
+        if (rc == 0) rc = repair_windows_fill_old(r, peer, a, b, &exact, st, &em);
         if (rc != 0) {
             log_info("repair", "regain [%016llx, %016llx]: profiles of %s: %s",
                      (unsigned long long)a, (unsigned long long)b, peer, errmsg_text(&em, rc));
             if (repair_rc_unanswered(rc)) r->unanswered[reps[k]] = 1;
+            return 0;
+        }
+        if (!exact) {
+            log_info("repair",
+                     "regain piece [%016llx, %016llx] waits: %s holds old windows no profile id "
+                     "names that this node's copy holds differently (their union cannot be "
+                     "told), or that were left for later: not united, not read from here",
+                     (unsigned long long)a, (unsigned long long)b, peer);
             return 0;
         }
     }

@@ -249,6 +249,18 @@ int repair_windows_pull(repair_t *r, const char *peer, uint64_t lo, uint64_t hi,
     return rc;
 }
 
+int repair_windows_fill_old(repair_t *r, const char *peer, uint64_t lo, uint64_t hi, int *exact_out,
+                            repair_stats_t *st, errmsg_t *em)
+{
+    *exact_out = 1;
+    if (r->o.profile_retention_s <= 0) return 0; /* profile ids name every window's profiles */
+    int64_t by = ids_from(r, (int64_t)(repair_now_ms(r) / 1000));
+    uint64_t inexact = st->wc_inexact, left = 0;
+    int rc = repair_fill_interval(r, peer, lo, hi, by, st, &left, em);
+    *exact_out = rc == 0 && left == 0 && st->wc_inexact == inexact;
+    return rc;
+}
+
 static int pull(repair_t *r, const char *peer, ring_range_t f, int64_t from_s, int64_t until_s,
                 pull_t *p, repair_stats_t *st, errmsg_t *em)
 {
@@ -342,7 +354,7 @@ static void fill(repair_t *r, ring_range_t f, int64_t from_s, int64_t until_s, c
     int k = ring_range_intervals(f, lo, hi), rc = 0;
     errmsg_t em = {{0}};
     for (int q = 0; q < k && rc == 0 && !r->closing; q++)
-        rc = repair_fill_interval(r, c->id, lo[q], hi[q], by, st, &em);
+        rc = repair_fill_interval(r, c->id, lo[q], hi[q], by, st, NULL, &em);
     filled = st->wc_filled - filled;
     inexact = st->wc_inexact - inexact;
     c->lacks_mine |= rc != 0 || inexact > 0;
