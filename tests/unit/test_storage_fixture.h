@@ -155,12 +155,13 @@ static inline void fx_id(uint8_t id[16], uint64_t n)
         id[15 - i] = (uint8_t)(n >> (8 * i));
 }
 
-/* Writes one series (token = series_id >> 1 for variety) with one tree. */
-static inline int fx_write(storage_t *s, const char *tenant, const labels_t *l, const calltree_t *t,
-                           const symtab_t *st, uint64_t id, int64_t time_ns, size_t *written)
+/* Writes one series at token with one tree. */
+static inline int fx_write_at(storage_t *s, const char *tenant, const labels_t *l, uint64_t token,
+                              const calltree_t *t, const symtab_t *st, uint64_t id, int64_t time_ns,
+                              size_t *written)
 {
     storage_series_write_t sw = {.labels = l, .series_id = labels_hash(l), .tree = t};
-    sw.token = sw.series_id >> 1;
+    sw.token = token;
     storage_profile_write_t p = {
         .tenant = tenant, .time_ns = time_ns, .series = &sw, .nseries = 1, .symbols = st};
     fx_id(p.profile_id, id);
@@ -168,6 +169,13 @@ static inline int fx_write(storage_t *s, const char *tenant, const labels_t *l, 
     int rc = storage_write_profile(s, &p, written, &em);
     if (rc != 0) fprintf(stderr, "storage_write_profile: %s\n", errmsg_text(&em, rc));
     return rc;
+}
+
+/* Writes one series (token = series_id >> 1 for variety) with one tree. */
+static inline int fx_write(storage_t *s, const char *tenant, const labels_t *l, const calltree_t *t,
+                           const symtab_t *st, uint64_t id, int64_t time_ns, size_t *written)
+{
+    return fx_write_at(s, tenant, l, labels_hash(l) >> 1, t, st, id, time_ns, written);
 }
 
 /* Writes profile id (tenant "t", time_ns) of one series at token whose

@@ -19,13 +19,7 @@ static void write_series(fixture_t *f, labels_t *l, symtab_t *st, uint64_t token
     calltree_t *t = calltree_new(0);
     fx_add(t, st, a, 3);
     fx_add(t, st, b, 5);
-    storage_series_write_t sw = {.labels = l, .series_id = labels_hash(l), .tree = t};
-    sw.token = token;
-    storage_profile_write_t p = {
-        .tenant = "t", .time_ns = (f->now - 5) * NS, .series = &sw, .nseries = 1, .symbols = st};
-    fx_id(p.profile_id, id);
-    errmsg_t em = {{0}};
-    CHECK_EQ_INT(storage_write_profile(f->s, &p, NULL, &em), 0);
+    CHECK_EQ_INT(fx_write_at(f->s, "t", l, token, t, st, (uint64_t)id, (f->now - 5) * NS, NULL), 0);
     calltree_free(t);
 }
 
