@@ -3,6 +3,8 @@
 
 #include <malloc.h>
 #include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "common/err.h"
 
@@ -11,6 +13,15 @@ void alloc_tune_for_server(void)
     /* Failures leave glibc's defaults in place, which are correct, only slower. */
     (void)mallopt(M_MMAP_THRESHOLD, ALLOC_MMAP_THRESHOLD);
     (void)mallopt(M_TRIM_THRESHOLD, ALLOC_KEEP_BYTES);
+}
+
+void *alloc_zeroed(size_t n, size_t size)
+{
+    if (size != 0 && n > SIZE_MAX / size) return NULL;
+    void *p = malloc(n * size);
+    /* explicit_bzero: the compiler turns malloc and memset into calloc */
+    if (p != NULL) explicit_bzero(p, n * size);
+    return p;
 }
 
 void alloc_release_free(void)

@@ -22,6 +22,17 @@
 
 void alloc_tune_for_server(void);
 
+/* calloc(n, size) whose every page is written before it is returned: for
+ * hash tables, which are probed (read) before they are filled. calloc
+ * leaves memory fresh from the kernel untouched (it is zero already), so a
+ * table's first read of a page maps the kernel's shared zero page and its
+ * first write faults again to copy it, which flushes that mapping from the
+ * TLB of every CPU running another thread of the process (an interrupt
+ * each, a VM exit in a virtual machine). Written first, a page faults once,
+ * and reused memory is cleared as calloc clears it. Free with free();
+ * NULL when out of memory or n * size overflows. */
+void *alloc_zeroed(size_t n, size_t size);
+
 /* Gives the freed memory of every malloc arena back to the system
  * (malloc_trim): what ALLOC_KEEP_BYTES would otherwise keep. Each thread
  * that allocated has an arena of its own, so memory one large piece of work

@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/alloc.h"
 #include "common/assert.h"
 #include "common/err.h"
 #include "common/hash.h"
@@ -224,7 +225,7 @@ static size_t shape_bytes(const ct_shape_t *sh)
 static int rehash(ct_shape_t *sh, size_t nslots)
 {
     bool narrow = nslots / CT_LOAD_DEN * CT_LOAD_NUM + CT_LOAD_NUM < CT_NARROW_NODES;
-    uint32_t *slots = calloc(nslots * (narrow ? 1 : 2), sizeof *slots);
+    uint32_t *slots = alloc_zeroed(nslots * (narrow ? 1 : 2), sizeof *slots);
     if (slots == NULL) return ERR_NOMEM;
     free(sh->slots);
     sh->slots = slots;
@@ -243,7 +244,7 @@ static int rehash(ct_shape_t *sh, size_t nslots)
 /* Rebuilds the symbol table with nslots slots from the symbols. */
 static int sym_rehash(ct_shape_t *sh, size_t nslots)
 {
-    uint32_t *slots = calloc(nslots, sizeof *slots);
+    uint32_t *slots = alloc_zeroed(nslots, sizeof *slots);
     if (slots == NULL) return ERR_NOMEM;
     free(sh->sslots);
     sh->sslots = slots;

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/alloc.h"
 #include "common/err.h"
 
 void edgemap_free(edgemap_t *m)
@@ -37,7 +38,7 @@ int edgemap_grow_(edgemap_t *m, size_t n)
     size_t cap = m->cap ? m->cap : 16;
     while (cap < n * 2)
         cap *= 2;
-    edgemap_t g = {calloc(cap, sizeof *m->slots), cap, m->len};
+    edgemap_t g = {alloc_zeroed(cap, sizeof *m->slots), cap, m->len};
     if (g.slots == NULL) return ERR_NOMEM;
     /* keys are distinct: each goes to the first empty slot of its run, with
      * no key compared (rehashing is on the hot path of fresh stacks) */

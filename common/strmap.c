@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/alloc.h"
 #include "common/err.h"
 #include "common/grow.h"
 #include "common/hash.h"
@@ -24,7 +25,7 @@ void strmap_free(strmap_t *m)
 static int strmap_grow(strmap_t *m)
 {
     size_t cap = m->cap ? m->cap * 2 : 64;
-    uint32_t *slots = calloc(cap, sizeof *slots);
+    uint32_t *slots = alloc_zeroed(cap, sizeof *slots);
     if (slots == NULL) return ERR_NOMEM;
     for (size_t i = 0; i < m->n; i++) {
         size_t h = (size_t)hash_bytes64(m->strs[i], m->lens[i]) & (cap - 1);

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/alloc.h"
 #include "common/arena.h"
 #include "common/err.h"
 #include "common/hash.h"
@@ -64,7 +65,7 @@ static int64_t find(const symtab_t *s, uint64_t id)
 static int index_rebuild(symtab_t *s, size_t n)
 {
     if (n >= UINT32_MAX) return ERR_NOMEM;
-    uint32_t *slots = calloc(n, sizeof *slots);
+    uint32_t *slots = alloc_zeroed(n, sizeof *slots);
     if (slots == NULL) return ERR_NOMEM;
     free(s->slots);
     s->slots = slots;
@@ -136,7 +137,7 @@ static int files_reserve(symtab_t *s)
     if ((s->nfiles + 1) * 3 <= s->nfslots * 2) return ERR_OK;
     size_t n = s->nfslots ? s->nfslots + s->nfslots / 2 : 32;
     if (n >= UINT32_MAX) return ERR_NOMEM;
-    uint32_t *slots = calloc(n, sizeof *slots);
+    uint32_t *slots = alloc_zeroed(n, sizeof *slots);
     if (slots == NULL) return ERR_NOMEM;
     free(s->fslots);
     s->fslots = slots;

@@ -46,6 +46,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/alloc.h"
 #include "common/grow.h"
 #include "common/hash.h"
 #include "node/ingest/ingest_int.h"
@@ -160,13 +161,14 @@ static int hold(conv_t *c, size_t n)
     return rc;
 }
 
-/* calloc of n items of size sz, charged first (hold). */
+/* Zeroed n items of size sz (alloc_zeroed: the id indices are probed
+ * before they are filled), charged first (hold). */
 static int hold_calloc(conv_t *c, void *out, size_t n, size_t sz)
 {
     void **p = out;
     int rc = hold(c, n * sz);
     if (rc < 0) return rc;
-    *p = calloc(n, sz);
+    *p = alloc_zeroed(n, sz);
     return *p == NULL ? errmsg_set(c->em, ERR_NOMEM, "out of memory") : 0;
 }
 
