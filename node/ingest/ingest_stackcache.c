@@ -3,13 +3,18 @@
  * A stack is keyed by 128 bits made from its frames' symbol ids (content:
  * function and file, the same in every push), the tenant and the token of
  * the series' stack-node table; the entry is the stack-node id storage gave
- * it (storage_profile_write_t.mapped) and the node generation it is valid
- * in (storage_node_generation): an entry of another generation is a miss.
- * Two-way: a key may sit in either slot of its pair (one cache line: the
- * table is aligned, map_slots); a put takes the slot holding the key, else an
- * empty or stale one, else one of the two by the key's bits, so the bytes
- * stay those given at creation. Pairs are guarded by striped mutexes (a
- * lookup or put holds one for a few loads).
+ * it (storage_profile_write_t.mapped). The table holds the ids of one node
+ * generation (storage_node_generation), the newest a put has named: a
+ * lookup in another generation misses, a put of an older one is dropped,
+ * and a put of a newer one empties the table first (generations move when a
+ * batch with new ids fails or gc deletes a table: rarely). A slot is 16
+ * bytes: 96 bits of the key (k1, and k0's high half; k0's low bits chose
+ * its line) and the id. Four-way: a key may sit in any slot of its line
+ * (the table is aligned, map_slots); a put takes the slot holding the key,
+ * else an empty one, else one of the four by the key's bits, so the bytes
+ * stay those given at creation. Lines are guarded by striped mutexes (a
+ * lookup or put holds one for a few loads); emptying the table holds them
+ * all.
  */
 #include <pthread.h>
 #include <stdlib.h>
@@ -19,23 +24,26 @@
 #include "node/ingest/ingest_int.h"
 
 #define STRIPES 64
+#define WAYS 4 /* slots of a line */
 
 typedef struct entry {
-    uint64_t k0, k1, gen;
-    uint32_t id, used;
+    uint64_t k1;
+    uint32_t k0hi; /* k0 >> 32 */
+    uint32_t id1;  /* the id + 1; 0: empty */
 } entry_t;
 
 struct ingest_stack_cache {
     storage_t *storage;
     entry_t *slots;
-    size_t mask; /* slots - 1 (a power of two) */
+    size_t mask;  /* slots - 1 (a power of two) */
+    uint64_t gen; /* of every id held; written holding every stripe */
     pthread_mutex_t mu[STRIPES];
 };
 
 /* The table's memory, zeroed by the kernel (as calloc), or NULL. Aligned:
- * a pair of slots is one cache line only when the table starts on a line
+ * a line's slots are one cache line only when the table starts on a line
  * (calloc's block of this size starts 16 bytes past a page, which split
- * every pair over two lines, two misses a lookup); and a table of 2 MiB
+ * every line's slots over two, two misses a lookup); and a table of 2 MiB
  * and more starts on a 2 MiB boundary and asks for huge pages, which the
  * kernel gives only to whole aligned 2 MiB extents: a lookup is a random
  * slot of the whole table, with 4 KiB pages a TLB miss besides the cache
@@ -62,10 +70,10 @@ static entry_t *map_slots(size_t bytes)
 int ingest_stack_cache_new(storage_t *storage, size_t max_bytes, ingest_stack_cache_t **out)
 {
     *out = NULL;
-    size_t n = 2;
+    size_t n = WAYS;
     while (n * 2 * sizeof(entry_t) <= max_bytes)
         n *= 2;
-    if (n * sizeof(entry_t) > max_bytes) return 0; /* too small to hold a pair: off */
+    if (n * sizeof(entry_t) > max_bytes) return 0; /* too small to hold a line: off */
     ingest_stack_cache_t *c = calloc(1, sizeof *c);
     if (c == NULL) return ERR_NOMEM;
     c->slots = map_slots(n * sizeof *c->slots);
@@ -75,6 +83,7 @@ int ingest_stack_cache_new(storage_t *storage, size_t max_bytes, ingest_stack_ca
     }
     c->storage = storage;
     c->mask = n - 1;
+    c->gen = storage_node_generation(storage);
     for (int i = 0; i < STRIPES; i++)
         pthread_mutex_init(&c->mu[i], NULL);
     *out = c;
@@ -100,18 +109,31 @@ uint64_t ingest_stack_cache_gen(const ingest_stack_cache_t *c)
     return storage_node_generation(c->storage);
 }
 
+/* The first slot of k's line, and the stripe guarding it. */
+static size_t line_of(const ingest_stack_cache_t *c, const stack_key_t *k)
+{
+    return k->k0 & c->mask & ~(size_t)(WAYS - 1);
+}
+
+static pthread_mutex_t *stripe_of(ingest_stack_cache_t *c, size_t line)
+{
+    return &c->mu[(line / WAYS) % STRIPES];
+}
+
 bool ingest_stack_cache_get(ingest_stack_cache_t *c, const stack_key_t *k, uint64_t gen,
                             uint32_t *id)
 {
-    size_t i = k->k0 & c->mask & ~(size_t)1;
-    pthread_mutex_t *mu = &c->mu[(i >> 1) % STRIPES];
+    size_t i = line_of(c, k);
+    uint32_t hi = (uint32_t)(k->k0 >> 32);
+    pthread_mutex_t *mu = stripe_of(c, i);
     pthread_mutex_lock(mu);
     bool hit = false;
-    for (size_t j = i; j < i + 2 && !hit; j++) {
-        const entry_t *e = &c->slots[j];
-        hit = e->used && e->k0 == k->k0 && e->k1 == k->k1 && e->gen == gen;
-        if (hit) *id = e->id;
-    }
+    if (gen == c->gen)
+        for (size_t j = i; j < i + WAYS && !hit; j++) {
+            const entry_t *e = &c->slots[j];
+            hit = e->id1 != 0 && e->k1 == k->k1 && e->k0hi == hi;
+            if (hit) *id = e->id1 - 1;
+        }
     pthread_mutex_unlock(mu);
     return hit;
 }
@@ -119,24 +141,49 @@ bool ingest_stack_cache_get(ingest_stack_cache_t *c, const stack_key_t *k, uint6
 void ingest_stack_cache_prefetch(const ingest_stack_cache_t *c, const stack_key_t *k)
 {
     if (c == NULL) return;
-    __builtin_prefetch(&c->slots[k->k0 & c->mask & ~(size_t)1]); /* the pair: one line */
+    __builtin_prefetch(&c->slots[line_of(c, k)]); /* the line */
+}
+
+/* Empties the table for generation gen, unless it holds gen or a newer one
+ * already. Takes every stripe, in order (a put holds none when it calls). */
+static void renew(ingest_stack_cache_t *c, uint64_t gen)
+{
+    for (int i = 0; i < STRIPES; i++)
+        pthread_mutex_lock(&c->mu[i]);
+    if (c->gen < gen) {
+        memset(c->slots, 0, (c->mask + 1) * sizeof *c->slots);
+        c->gen = gen;
+    }
+    for (int i = STRIPES - 1; i >= 0; i--)
+        pthread_mutex_unlock(&c->mu[i]);
 }
 
 void ingest_stack_cache_put(ingest_stack_cache_t *c, const stack_key_t *k, uint64_t gen,
                             uint32_t id)
 {
-    size_t i = k->k0 & c->mask & ~(size_t)1;
-    pthread_mutex_t *mu = &c->mu[(i >> 1) % STRIPES];
+    if (id == UINT32_MAX) return; /* id + 1 would be 0 (no table has so many nodes) */
+    size_t i = line_of(c, k);
+    uint32_t hi = (uint32_t)(k->k0 >> 32);
+    pthread_mutex_t *mu = stripe_of(c, i);
     pthread_mutex_lock(mu);
+    if (c->gen < gen) {
+        pthread_mutex_unlock(mu);
+        renew(c, gen);
+        pthread_mutex_lock(mu);
+    }
+    if (c->gen != gen) { /* an older generation's id: nobody may use it */
+        pthread_mutex_unlock(mu);
+        return;
+    }
     entry_t *e = c->slots + i;
-    size_t at = k->k1 & 1; /* both held and current: one by the key's bits */
-    for (size_t j = 0; j < 2; j++)
-        if (e[j].used && e[j].k0 == k->k0 && e[j].k1 == k->k1) {
-            at = j; /* the key again (another generation's id) */
+    size_t at = k->k1 % WAYS; /* all four held: one by the key's bits */
+    for (size_t j = 0; j < WAYS; j++)
+        if (e[j].id1 != 0 && e[j].k1 == k->k1 && e[j].k0hi == hi) {
+            at = j; /* the key again */
             break;
-        } else if (!e[j].used || e[j].gen != gen)
+        } else if (e[j].id1 == 0)
             at = j;
-    e[at] = (entry_t){k->k0, k->k1, gen, id, 1};
+    e[at] = (entry_t){k->k1, hi, id + 1};
     pthread_mutex_unlock(mu);
 }
 

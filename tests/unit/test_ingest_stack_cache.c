@@ -7,12 +7,16 @@
  * most of their stacks in the cache (given by id); a push parsed before the
  * node generation moved is refused with ERR_CONFLICT, nothing written, and
  * stores exactly once parsed again without the cache. A deep stack with a
- * span label among samples found by the cache stores the same too. */
+ * span label among samples found by the cache stores the same too. The
+ * cache itself: four keys of one line are all held, and the table holds
+ * one generation's ids (an older generation's put dropped, a newer one's
+ * emptying it). */
 #include "test_storage_fixture.h" /* first: it sets _GNU_SOURCE */
 
 #include <stdarg.h>
 
 #include "check.h"
+#include "node/ingest/ingest_int.h"
 #include "test_ingest_util.h"
 
 /* Push k: nstacks stacks over functions fn0..fn39, shuffled by k, the
@@ -138,6 +142,53 @@ static void check_same(storage_t *a, storage_t *b)
     fx_same_cfs(a, b, cfs, sizeof cfs / sizeof *cfs);
 }
 
+/* Moves s's node generation (a failed holder released). */
+static void move_generation(storage_t *s)
+{
+    errmsg_t em = {0};
+    nodetab_t *t;
+    CHECK_EQ_INT(storage_nodetab_acquire_append(s, 42, "t1", &t, &em), 0);
+    storage_nodetab_release(s, t, 1);
+}
+
+/* A one-line cache (64 bytes): keys that differ only above k0's index bits. */
+static void cache_ways_and_generations(storage_t *s)
+{
+    ingest_stack_cache_t *c = NULL;
+    CHECK_EQ_INT(ingest_stack_cache_new(s, 64, &c), 0);
+    CHECK(c != NULL && ingest_stack_cache_bytes(c) == 64);
+    uint64_t g = ingest_stack_cache_gen(c);
+    stack_key_t k[5];
+    uint32_t id;
+    for (int i = 0; i < 5; i++)
+        k[i] = (stack_key_t){(uint64_t)(i + 1) << 40, 0x1234u + (uint64_t)i * 4};
+    for (int i = 0; i < 4; i++)
+        ingest_stack_cache_put(c, &k[i], g, 100 + (uint32_t)i);
+    for (int i = 0; i < 4; i++) /* four ways: all held */
+        CHECK(ingest_stack_cache_get(c, &k[i], g, &id) && id == 100 + (uint32_t)i);
+    CHECK(!ingest_stack_cache_get(c, &k[4], g, &id));
+    ingest_stack_cache_put(c, &k[4], g, 0); /* id 0 is held too; one key goes */
+    CHECK(ingest_stack_cache_get(c, &k[4], g, &id) && id == 0);
+    int held = 0;
+    for (int i = 0; i < 4; i++)
+        held += ingest_stack_cache_get(c, &k[i], g, &id);
+    CHECK_EQ_INT(held, 3);
+    CHECK(!ingest_stack_cache_get(c, &k[4], g + 1, &id)); /* another generation: a miss */
+
+    move_generation(s);
+    uint64_t g2 = ingest_stack_cache_gen(c);
+    CHECK(g2 > g);
+    CHECK(ingest_stack_cache_get(c, &k[4], g, &id)); /* not emptied before a put of g2 */
+    ingest_stack_cache_put(c, &k[0], g2, 7);
+    CHECK(ingest_stack_cache_get(c, &k[0], g2, &id) && id == 7);
+    CHECK(!ingest_stack_cache_get(c, &k[4], g, &id)); /* g's ids gone */
+    CHECK(!ingest_stack_cache_get(c, &k[4], g2, &id));
+    ingest_stack_cache_put(c, &k[1], g, 8); /* an older generation's put: dropped */
+    CHECK(!ingest_stack_cache_get(c, &k[1], g, &id));
+    CHECK(!ingest_stack_cache_get(c, &k[1], g2, &id));
+    ingest_stack_cache_free(c);
+}
+
 int main(void)
 {
     fixture_t fa, fb;
@@ -191,6 +242,7 @@ int main(void)
     }
 
     ingest_stack_cache_free(c);
+    cache_ways_and_generations(fa.s);
     fx_done(&fa);
     fx_done(&fb);
     return check_exit();
