@@ -12,11 +12,15 @@
  * its line) and the id. Four-way: a key may sit in any slot of its line
  * (the table is aligned, map_slots); a put takes the slot holding the key,
  * else an empty one, else one of the four by the key's bits, so the bytes
- * stay those given at creation. Lines are guarded by striped mutexes (a
- * lookup or put holds one for a few loads); emptying the table holds them
- * all.
+ * stay those given at creation. Lines are striped: a put holds its
+ * stripe's mutex and makes the stripe's count odd while it writes; a lookup
+ * takes no lock (two pool threads taking the same mutexes moved their cache
+ * lines between the cores at every lookup) and reads the count before and
+ * after its loads, a miss when a put was writing meanwhile (rare: a miss
+ * only costs the stack's tree). Emptying the table holds every stripe.
  */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -32,12 +36,18 @@ typedef struct entry {
     uint32_t id1;  /* the id + 1; 0: empty */
 } entry_t;
 
+/* A stripe on a cache line of its own: a put's writes move only its line. */
+typedef struct stripe {
+    _Alignas(64) pthread_mutex_t mu; /* puts, and emptying the table */
+    atomic_uint seq;                 /* odd while a put or emptying writes */
+} stripe_t;
+
 struct ingest_stack_cache {
     storage_t *storage;
     entry_t *slots;
     size_t mask;  /* slots - 1 (a power of two) */
-    uint64_t gen; /* of every id held; written holding every stripe */
-    pthread_mutex_t mu[STRIPES];
+    uint64_t gen; /* of every id held; written holding every stripe, count odd */
+    stripe_t st[STRIPES];
 };
 
 /* The table's memory, zeroed by the kernel (as calloc), or NULL. Aligned:
@@ -74,8 +84,9 @@ int ingest_stack_cache_new(storage_t *storage, size_t max_bytes, ingest_stack_ca
     while (n * 2 * sizeof(entry_t) <= max_bytes)
         n *= 2;
     if (n * sizeof(entry_t) > max_bytes) return 0; /* too small to hold a line: off */
-    ingest_stack_cache_t *c = calloc(1, sizeof *c);
+    ingest_stack_cache_t *c = aligned_alloc(_Alignof(ingest_stack_cache_t), sizeof *c);
     if (c == NULL) return ERR_NOMEM;
+    memset(c, 0, sizeof *c); /* the counts even: nobody writing */
     c->slots = map_slots(n * sizeof *c->slots);
     if (c->slots == NULL) {
         free(c);
@@ -85,7 +96,7 @@ int ingest_stack_cache_new(storage_t *storage, size_t max_bytes, ingest_stack_ca
     c->mask = n - 1;
     c->gen = storage_node_generation(storage);
     for (int i = 0; i < STRIPES; i++)
-        pthread_mutex_init(&c->mu[i], NULL);
+        pthread_mutex_init(&c->st[i].mu, NULL);
     *out = c;
     return 0;
 }
@@ -94,7 +105,7 @@ void ingest_stack_cache_free(ingest_stack_cache_t *c)
 {
     if (c == NULL) return;
     for (int i = 0; i < STRIPES; i++)
-        pthread_mutex_destroy(&c->mu[i]);
+        pthread_mutex_destroy(&c->st[i].mu);
     (void)munmap(c->slots, (c->mask + 1) * sizeof *c->slots); /* as free(): nothing to tell */
     free(c);
 }
@@ -115,27 +126,62 @@ static size_t line_of(const ingest_stack_cache_t *c, const stack_key_t *k)
     return k->k0 & c->mask & ~(size_t)(WAYS - 1);
 }
 
-static pthread_mutex_t *stripe_of(ingest_stack_cache_t *c, size_t line)
+static stripe_t *stripe_of(ingest_stack_cache_t *c, size_t line)
 {
-    return &c->mu[(line / WAYS) % STRIPES];
+    return &c->st[(line / WAYS) % STRIPES];
+}
+
+/* Slots are read while a put may write them: relaxed atomic loads and
+ * stores, ordered by the stripe's count (a seqlock). */
+static inline uint64_t load64(const uint64_t *p)
+{
+    return __atomic_load_n(p, __ATOMIC_RELAXED);
+}
+
+static inline uint32_t load32(const uint32_t *p)
+{
+    return __atomic_load_n(p, __ATOMIC_RELAXED);
+}
+
+static inline void store_entry(entry_t *e, uint64_t k1, uint32_t k0hi, uint32_t id1)
+{
+    __atomic_store_n(&e->k1, k1, __ATOMIC_RELAXED);
+    __atomic_store_n(&e->k0hi, k0hi, __ATOMIC_RELAXED);
+    __atomic_store_n(&e->id1, id1, __ATOMIC_RELAXED);
+}
+
+/* Makes st's count odd (writing) or even again; under its mutex. */
+static void write_begin(stripe_t *st)
+{
+    atomic_store_explicit(&st->seq, atomic_load_explicit(&st->seq, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+    atomic_thread_fence(memory_order_release);
+}
+
+static void write_end(stripe_t *st)
+{
+    atomic_store_explicit(&st->seq, atomic_load_explicit(&st->seq, memory_order_relaxed) + 1,
+                          memory_order_release);
 }
 
 bool ingest_stack_cache_get(ingest_stack_cache_t *c, const stack_key_t *k, uint64_t gen,
                             uint32_t *id)
 {
     size_t i = line_of(c, k);
-    uint32_t hi = (uint32_t)(k->k0 >> 32);
-    pthread_mutex_t *mu = stripe_of(c, i);
-    pthread_mutex_lock(mu);
-    bool hit = false;
-    if (gen == c->gen)
-        for (size_t j = i; j < i + WAYS && !hit; j++) {
-            const entry_t *e = &c->slots[j];
-            hit = e->id1 != 0 && e->k1 == k->k1 && e->k0hi == hi;
-            if (hit) *id = e->id1 - 1;
-        }
-    pthread_mutex_unlock(mu);
-    return hit;
+    uint32_t hi = (uint32_t)(k->k0 >> 32), found = 0;
+    stripe_t *st = stripe_of(c, i);
+    unsigned seq = atomic_load_explicit(&st->seq, memory_order_acquire);
+    if (seq & 1) return false; /* a put is writing */
+    if (gen != load64(&c->gen)) return false;
+    for (size_t j = i; j < i + WAYS && found == 0; j++) {
+        const entry_t *e = &c->slots[j];
+        uint32_t id1 = load32(&e->id1);
+        if (id1 != 0 && load64(&e->k1) == k->k1 && load32(&e->k0hi) == hi) found = id1;
+    }
+    atomic_thread_fence(memory_order_acquire);
+    if (found == 0 || atomic_load_explicit(&st->seq, memory_order_relaxed) != seq) return false;
+    *id = found - 1;
+    return true;
 }
 
 void ingest_stack_cache_prefetch(const ingest_stack_cache_t *c, const stack_key_t *k)
@@ -148,14 +194,19 @@ void ingest_stack_cache_prefetch(const ingest_stack_cache_t *c, const stack_key_
  * already. Takes every stripe, in order (a put holds none when it calls). */
 static void renew(ingest_stack_cache_t *c, uint64_t gen)
 {
-    for (int i = 0; i < STRIPES; i++)
-        pthread_mutex_lock(&c->mu[i]);
-    if (c->gen < gen) {
-        memset(c->slots, 0, (c->mask + 1) * sizeof *c->slots);
-        c->gen = gen;
+    for (int i = 0; i < STRIPES; i++) {
+        pthread_mutex_lock(&c->st[i].mu);
+        write_begin(&c->st[i]);
     }
-    for (int i = STRIPES - 1; i >= 0; i--)
-        pthread_mutex_unlock(&c->mu[i]);
+    if (c->gen < gen) {
+        for (size_t j = 0; j <= c->mask; j++)
+            store_entry(&c->slots[j], 0, 0, 0);
+        __atomic_store_n(&c->gen, gen, __ATOMIC_RELAXED);
+    }
+    for (int i = STRIPES - 1; i >= 0; i--) {
+        write_end(&c->st[i]);
+        pthread_mutex_unlock(&c->st[i].mu);
+    }
 }
 
 void ingest_stack_cache_put(ingest_stack_cache_t *c, const stack_key_t *k, uint64_t gen,
@@ -164,15 +215,15 @@ void ingest_stack_cache_put(ingest_stack_cache_t *c, const stack_key_t *k, uint6
     if (id == UINT32_MAX) return; /* id + 1 would be 0 (no table has so many nodes) */
     size_t i = line_of(c, k);
     uint32_t hi = (uint32_t)(k->k0 >> 32);
-    pthread_mutex_t *mu = stripe_of(c, i);
-    pthread_mutex_lock(mu);
+    stripe_t *st = stripe_of(c, i);
+    pthread_mutex_lock(&st->mu);
     if (c->gen < gen) {
-        pthread_mutex_unlock(mu);
+        pthread_mutex_unlock(&st->mu);
         renew(c, gen);
-        pthread_mutex_lock(mu);
+        pthread_mutex_lock(&st->mu);
     }
     if (c->gen != gen) { /* an older generation's id: nobody may use it */
-        pthread_mutex_unlock(mu);
+        pthread_mutex_unlock(&st->mu);
         return;
     }
     entry_t *e = c->slots + i;
@@ -183,8 +234,10 @@ void ingest_stack_cache_put(ingest_stack_cache_t *c, const stack_key_t *k, uint6
             break;
         } else if (e[j].id1 == 0)
             at = j;
-    e[at] = (entry_t){k->k1, hi, id + 1};
-    pthread_mutex_unlock(mu);
+    write_begin(st);
+    store_entry(&e[at], k->k1, hi, id + 1);
+    write_end(st);
+    pthread_mutex_unlock(&st->mu);
 }
 
 /* Two independent 64-bit mixes (splitmix64's finalizer, and one with
