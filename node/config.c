@@ -271,7 +271,7 @@ static const opt_t options[] = {
     {"ingest-stack-cache-bytes", OPT_SIZE, FIELD(ingest_stack_cache_bytes, size_t), "16MiB", 0, 0,
      1024 * GiB,
      "Stacks earlier pushes stored, kept by content (their frames' functions and files) with "
-     "their stack-node ids, 32 bytes a stack: a pprof push whose stacks were seen before adds "
+     "their stack-node ids, 16 bytes a stack: a pprof push whose stacks were seen before adds "
      "their samples by id instead of building and mapping call trees for them. Used on a "
      "node that is its cluster's only member (with replicas, each copy maps its own trees). "
      "Taken out of node-cache-bytes, and at most a quarter of it whatever this says, so part "

@@ -25,8 +25,8 @@
 /* The stacks earlier pushes stored, by content (ingest_stackcache.c): a
  * push whose stacks were seen before gives storage their stack-node ids
  * instead of call trees (storage_series_write_t.ids). Bounded by the bytes
- * given at creation (a slot of 32 bytes a stack); shared by every thread
- * that parses (striped locks). Only for a push whose series are all
+ * given at creation (a slot of 16 bytes a stack); shared by every thread
+ * that parses (lookups take no lock, puts striped locks). Only for a push whose series are all
  * written by this node's storage (no replica takes its trees). */
 typedef struct ingest_stack_cache ingest_stack_cache_t;
 /* *out NULL (off) when max_bytes holds no slot. storage is borrowed. */
