@@ -37,6 +37,11 @@ void scatter_q_item_free(item_t *it)
     free(it);
 }
 
+int scatter_q_gathers_forests(const scatter_q_t *q)
+{
+    return q->spec.kind == QUERY_KIND_RENDER && query_spec_forests(&q->spec);
+}
+
 /* Queues a job of q on the query lane, linked in q->jobs until its done
  * callback (which unlinks it first). */
 static int submit(scatter_q_t *q, scatter_job_t *sj, workq_fn fn, workq_done_fn done)
@@ -283,12 +288,18 @@ int scatter_q_run_local(scatter_q_t *q, size_t idx)
     it->ask = idx;
     *j = (local_job_t){.q = q, .ask = idx, .it = it, .ranges = r, .nranges = a->ranges.n};
     /* The only ask of the query (one node) takes the gather, merges and
-     * finishes: one job. With other asks the share leaves its partial to a
-     * merge job, as a remote answer, so the gather stays free while the share
-     * reads: the answers that come meanwhile are decoded and merged on
-     * another thread instead of after it. */
-    j->merge = !q->merging && !q->finishing && q->nasks == 1 && q->queue == NULL;
-    j->finish = j->merge && prepare_finish(q) == 0;
+     * finishes: one job. With other asks, a render gathered as forests takes
+     * the gather too and merges its partial itself (a job and two thread
+     * hand-offs fewer): the answers that come meanwhile wait for it, and
+     * adding them later costs little (scatter_q_gathers_forests). Otherwise
+     * the share leaves its partial to a merge job, as a remote answer, so
+     * the gather stays free while the share reads: the answers that come
+     * meanwhile are decoded and merged on another thread instead of after
+     * it. */
+    int only = q->nasks == 1;
+    j->merge =
+        !q->merging && !q->finishing && q->queue == NULL && (only || scatter_q_gathers_forests(q));
+    j->finish = j->merge && only && prepare_finish(q) == 0;
     j->sj.w.data = j;
     /* not started by the deadline: not run; its ranges count as missing */
     j->sj.w.deadline_unix_ms = q->deadline_unix_ms;

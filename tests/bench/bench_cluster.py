@@ -188,14 +188,23 @@ def check(dep, node, query, expect, fb):
             dep.name, node.port, query, got, expect, ", partial" if fb.get("partial") else ""))
 
 
-def time_queries(rt, deps, queries, frm, until, runs):
+def sched(dep):
+    """(CPU seconds, times run) of every thread of every node (Node.sched)."""
+    got = [node.sched() for node in dep.nodes]
+    return sum(g[0] for g in got), sum(g[1] for g in got)
+
+
+def time_queries(rt, deps, queries, frm, until, runs, threads=None):
     """{(deployment, query name): (median, min) wall s, mean node CPU s}.
     Rounds interleave the deployments (each node of each asked once per
     round, 2 untimed rounds first), so load from elsewhere on the machine
     hits all of them alike. The CPU of a render is that of every node of its
     deployment from the request until the answer (utime + stime, clock ticks:
     only its mean over the rounds is meaningful). Every answer must be exact
-    and complete, and the same bytes from every node of every deployment."""
+    and complete, and the same bytes from every node of every deployment.
+    threads, when a dict, gets per (deployment, query name) the mean node CPU
+    from the threads' schedstat (nanoseconds, not ticks) and the mean number
+    of times a thread of the deployment was put on a CPU, per render."""
     conns = {(d.name, i): node.conn() for d in deps for i, node in enumerate(d.nodes)}
     times = {(d.name, q[0]): [] for d in deps for q in queries}
     cpu = {(d.name, q[0]): 0.0 for d in deps for q in queries}
@@ -205,17 +214,27 @@ def time_queries(rt, deps, queries, frm, until, runs):
             for d in deps:
                 for i, node in enumerate(d.nodes):
                     for qname, q, expect in queries:
+                        s0 = sched(d) if threads is not None else None
                         c0 = d.cpu_seconds()
                         dt, body = render(node, conns[(d.name, i)], q, frm, until, raw=True)
                         c1 = d.cpu_seconds()
+                        s1 = sched(d) if threads is not None else None
                         check(d, node, q, expect, json.loads(body))
                         same_bytes(first, d, node, q, body)
                         if k >= 2:
                             times[(d.name, qname)].append(dt)
                             cpu[(d.name, qname)] += c1 - c0
+                            if threads is not None:
+                                t = threads.setdefault((d.name, qname), [0.0, 0, 0])
+                                t[0] += s1[0] - s0[0]
+                                t[1] += s1[1] - s0[1]
+                                t[2] += 1
     finally:
         for c in conns.values():
             c.close()
+    if threads is not None:
+        for key, t in threads.items():
+            threads[key] = (t[0] / t[2], t[1] / t[2])
     return {key: (statistics.median(v), min(v), cpu[key] / len(v)) for key, v in times.items()}
 
 
