@@ -21,6 +21,21 @@
 #include "common/log.h"
 #include "node/cluster/rpc_int.h"
 
+/* The kernel's buffer of each connection, sending (NN_SNDBUF, on a peer's
+ * socket) and receiving (NN_RCVBUF, on the listening one): nanomsg sets
+ * SO_SNDBUF and SO_RCVBUF from them, 128 KiB by default, which turns off the
+ * kernel's own sizing, so a larger message (a share's forests: hundreds of
+ * KiB) went out in turns, each waking the sending and the receiving
+ * nanomsg threads once more. The kernel caps them (net.core.wmem_max,
+ * rmem_max) and takes memory only for bytes in flight. */
+#define RPC_SOCKET_BUFFER (1 << 20)
+
+static void set_buffer(int sock, int option)
+{
+    int n = RPC_SOCKET_BUFFER;
+    nn_setsockopt(sock, NN_SOL_SOCKET, option, &n, sizeof n);
+}
+
 /* Messages received per wakeup, so one busy sender cannot starve the loop. */
 #define RPC_RECV_BATCH 256
 #define RPC_SWEEP_MS 200
@@ -152,6 +167,7 @@ static int peer_socket(const char *addr, int *sock_out, int *eid_out, int *fd_ou
     int linger = 0, ivl_max = 2000;
     nn_setsockopt(s, NN_SOL_SOCKET, NN_LINGER, &linger, sizeof linger);
     nn_setsockopt(s, NN_SOL_SOCKET, NN_RECONNECT_IVL_MAX, &ivl_max, sizeof ivl_max);
+    set_buffer(s, NN_SNDBUF);
     int eid = nn_connect(s, addr);
     if (eid < 0 || get_fd(s, NN_SNDFD, fd_out) < 0) {
         int rc = nn_fail(em, "cannot connect to", addr);
@@ -499,6 +515,7 @@ static int bind_pull(rpc_t *r, errmsg_t *em)
      * arrive, from anyone who connects: this bounds it per connection */
     int linger = 0;
     nn_setsockopt(r->sock, NN_SOL_SOCKET, NN_LINGER, &linger, sizeof linger);
+    set_buffer(r->sock, NN_RCVBUF);
     if (rpc_set_receive_max(r, r->o.receive_max_bytes) != ERR_OK)
         return nn_fail(em, "cannot set the message limit on", r->listen_addr);
     if (nn_bind(r->sock, r->listen_addr) < 0)

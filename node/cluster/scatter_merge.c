@@ -6,9 +6,13 @@
  * the loop while it runs), so the gather needs no lock. When the local share
  * is the only ask (one node, or every range on this node) the job that
  * computed it merges and truncates and encodes: a render on one node is one
- * pool job. Otherwise its partial is queued like a remote answer, so the
- * remote answers that come while it reads are merged meanwhile. The merge
- * job that takes the last answers finishes the query itself.
+ * pool job. A render gathered as forests takes the gather in its local
+ * job with other asks too (which adds its own forests), and its answers
+ * wait until none is outstanding, so one merge job adds them all and
+ * finishes: two jobs in all.
+ * Otherwise its partial is queued like a remote answer, so the remote
+ * answers that come while it reads are merged meanwhile. The merge job
+ * that takes the last answers finishes the query itself.
  *
  * A remote answer arrives as an envelope the loop only routed; its merge job
  * decodes and checks the PartialResult (once, on the pool) and merges its
