@@ -70,6 +70,26 @@ struct rpc {
 
 /* ---------- helpers ---------- */
 
+/* The kernel's buffer of each connection, sending (NN_SNDBUF, on a peer's
+ * socket) and receiving (NN_RCVBUF, on the listening one): room for a
+ * frame. nanomsg sets SO_SNDBUF and SO_RCVBUF from them, 128 KiB by
+ * default, which turns off the kernel's own sizing, so a larger frame (a
+ * share's forests: hundreds of KiB) went out in turns, each waking the
+ * sending and the receiving nanomsg threads once more. The kernel caps them
+ * (net.core.wmem_max, rmem_max) and takes memory only for bytes in flight;
+ * past RPC_SOCKET_BUFFER_MAX a frame goes in turns again. */
+#define RPC_SOCKET_BUFFER_MIN (128 << 10)
+#define RPC_SOCKET_BUFFER_MAX (4 << 20)
+
+static void set_buffer(const rpc_t *r, int sock, int option)
+{
+    size_t b = r->o.max_frame_bytes;
+    int n = b < RPC_SOCKET_BUFFER_MIN   ? RPC_SOCKET_BUFFER_MIN
+            : b > RPC_SOCKET_BUFFER_MAX ? RPC_SOCKET_BUFFER_MAX
+                                        : (int)b;
+    nn_setsockopt(sock, NN_SOL_SOCKET, option, &n, sizeof n);
+}
+
 static int nn_fail(errmsg_t *em, const char *what, const char *addr)
 {
     int e = nn_errno();
@@ -145,13 +165,15 @@ static void peer_evict(rpc_t *r)
     }
 }
 
-static int peer_socket(const char *addr, int *sock_out, int *eid_out, int *fd_out, errmsg_t *em)
+static int peer_socket(const rpc_t *r, const char *addr, int *sock_out, int *eid_out, int *fd_out,
+                       errmsg_t *em)
 {
     int s = nn_socket(AF_SP, NN_PUSH);
     if (s < 0) return nn_fail(em, "cannot create a socket for", addr);
     int linger = 0, ivl_max = 2000;
     nn_setsockopt(s, NN_SOL_SOCKET, NN_LINGER, &linger, sizeof linger);
     nn_setsockopt(s, NN_SOL_SOCKET, NN_RECONNECT_IVL_MAX, &ivl_max, sizeof ivl_max);
+    set_buffer(r, s, NN_SNDBUF);
     int eid = nn_connect(s, addr);
     if (eid < 0 || get_fd(s, NN_SNDFD, fd_out) < 0) {
         int rc = nn_fail(em, "cannot connect to", addr);
@@ -168,7 +190,7 @@ static int peer_open(rpc_t *r, const char *addr, peer_t **out)
     if (r->npeers >= r->o.max_peers) peer_evict(r);
     errmsg_t em = {{0}};
     int sock = -1, eid = -1, fd = -1;
-    int rc = peer_socket(addr, &sock, &eid, &fd, &em);
+    int rc = peer_socket(r, addr, &sock, &eid, &fd, &em);
     if (rc != ERR_OK) {
         r->stats.socket_errors++;
         log_warn("rpc", "%s", em.text);
@@ -499,6 +521,7 @@ static int bind_pull(rpc_t *r, errmsg_t *em)
      * arrive, from anyone who connects: this bounds it per connection */
     int linger = 0;
     nn_setsockopt(r->sock, NN_SOL_SOCKET, NN_LINGER, &linger, sizeof linger);
+    set_buffer(r, r->sock, NN_RCVBUF);
     if (rpc_set_receive_max(r, r->o.receive_max_bytes) != ERR_OK)
         return nn_fail(em, "cannot set the message limit on", r->listen_addr);
     if (nn_bind(r->sock, r->listen_addr) < 0)

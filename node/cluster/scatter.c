@@ -538,6 +538,9 @@ void scatter_q_progress(scatter_q_t *q)
         scatter_q_answer(q, &a);
         return;
     }
+    /* forests wait for the last answer: one merge job takes them all and
+     * finishes, rather than a job (and its hand-offs) per answer */
+    if (q->queue != NULL && scatter_q_gathers_forests(q) && any_waiting(q)) return;
     if (q->queue != NULL) {
         if (scatter_q_start_merge(q) != 0) {
             errmsg_t em;

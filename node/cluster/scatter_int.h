@@ -292,6 +292,11 @@ static inline uint64_t scatter_unix_ms(const scatter_t *s)
 
 /* scatter_merge.c */
 void scatter_q_item_free(item_t *it);
+/* 1 when q gathers its partials as forests (a truncated render): adding an
+ * answer is then cheap (forests of encodings 4 and 5 are held where they
+ * lie), so the local share merges its own partial and the answers wait
+ * until none is outstanding, to be merged by the job that finishes. */
+int scatter_q_gathers_forests(const scatter_q_t *q);
 /* Runs the local ask on the pool. */
 int scatter_q_run_local(scatter_q_t *q, size_t ask);
 /* Queues an answer and starts a merge job when none runs. */

@@ -6,9 +6,13 @@
  * the loop while it runs), so the gather needs no lock. When the local share
  * is the only ask (one node, or every range on this node) the job that
  * computed it merges and truncates and encodes: a render on one node is one
- * pool job. Otherwise its partial is queued like a remote answer, so the
- * remote answers that come while it reads are merged meanwhile. The merge
- * job that takes the last answers finishes the query itself.
+ * pool job. A render gathered as forests takes the gather in its local
+ * job with other asks too (which adds its own forests), and its answers
+ * wait until none is outstanding, so one merge job adds them all and
+ * finishes: two jobs in all.
+ * Otherwise its partial is queued like a remote answer, so the remote
+ * answers that come while it reads are merged meanwhile. The merge job
+ * that takes the last answers finishes the query itself.
  *
  * A remote answer arrives as an envelope the loop only routed; its merge job
  * decodes and checks the PartialResult (once, on the pool) and merges its
@@ -35,6 +39,11 @@ void scatter_q_item_free(item_t *it)
     cluster_msg_free(&it->msg);
     query_partial_free(&it->local);
     free(it);
+}
+
+int scatter_q_gathers_forests(const scatter_q_t *q)
+{
+    return q->spec.kind == QUERY_KIND_RENDER && query_spec_forests(&q->spec);
 }
 
 /* Queues a job of q on the query lane, linked in q->jobs until its done
@@ -283,12 +292,18 @@ int scatter_q_run_local(scatter_q_t *q, size_t idx)
     it->ask = idx;
     *j = (local_job_t){.q = q, .ask = idx, .it = it, .ranges = r, .nranges = a->ranges.n};
     /* The only ask of the query (one node) takes the gather, merges and
-     * finishes: one job. With other asks the share leaves its partial to a
-     * merge job, as a remote answer, so the gather stays free while the share
-     * reads: the answers that come meanwhile are decoded and merged on
-     * another thread instead of after it. */
-    j->merge = !q->merging && !q->finishing && q->nasks == 1 && q->queue == NULL;
-    j->finish = j->merge && prepare_finish(q) == 0;
+     * finishes: one job. With other asks, a render gathered as forests takes
+     * the gather too and merges its partial itself (a job and two thread
+     * hand-offs fewer): the answers that come meanwhile wait for it, and
+     * adding them later costs little (scatter_q_gathers_forests). Otherwise
+     * the share leaves its partial to a merge job, as a remote answer, so
+     * the gather stays free while the share reads: the answers that come
+     * meanwhile are decoded and merged on another thread instead of after
+     * it. */
+    int only = q->nasks == 1;
+    j->merge =
+        !q->merging && !q->finishing && q->queue == NULL && (only || scatter_q_gathers_forests(q));
+    j->finish = j->merge && only && prepare_finish(q) == 0;
     j->sj.w.data = j;
     /* not started by the deadline: not run; its ranges count as missing */
     j->sj.w.deadline_unix_ms = q->deadline_unix_ms;

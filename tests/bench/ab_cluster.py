@@ -8,7 +8,10 @@ every node of each deployment in turn, the deployments interleaved in every
 round (2 untimed rounds first), so load from elsewhere on the machine hits
 them alike. Every answer must be exact and the same bytes from every node.
 Prints, per deployment, the median and fastest render and the node CPU per
-render (every node of it, clock ticks, mean over the rounds).
+render (every node of it, clock ticks, mean over the rounds; then the same
+from the threads' schedstat in nanoseconds, and how many times a thread of
+the deployment was put on a CPU per render: each hand-off between threads
+wakes one).
 
   tests/bench/ab_cluster.py OLD_FLAMEDB NEW_FLAMEDB DIR/cpu/index.tsv [ROUNDS]
 """
@@ -43,10 +46,13 @@ def main():
             deps.append(d)
             BC.ingest(R, d, rows)
             BC.settle(R, d)
-        med = BC.time_queries(R, deps, queries, lo, hi, rounds)
+        threads = {}
+        med = BC.time_queries(R, deps, queries, lo, hi, rounds, threads)
         for (name, q), (m, fastest, cpu) in sorted(med.items()):
-            print("%s: %s: median %.2f ms, min %.2f ms, node CPU %.2f ms per render" % (
-                name, q, m * 1e3, fastest * 1e3, cpu * 1e3))
+            sc, runs = threads[(name, q)]
+            print("%s: %s: median %.2f ms, min %.2f ms, node CPU %.2f ms per render "
+                  "(schedstat %.2f ms, threads run %.1f times)" % (
+                      name, q, m * 1e3, fastest * 1e3, cpu * 1e3, sc * 1e3, runs))
     finally:
         for d in deps:
             d.stop()

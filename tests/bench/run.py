@@ -177,6 +177,22 @@ class Node:
             fields = f.read().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
 
+    def sched(self):
+        """(CPU seconds, times run) of all the node's threads so far, from
+        their schedstat: nanoseconds on a CPU, and how many times a thread
+        was put on one, so each hand-off between threads (a wakeup) counts
+        at least once. A thread that exits between two reads drops out."""
+        cpu, runs, task = 0, 0, "/proc/%d/task" % self.proc.pid
+        for tid in os.listdir(task):
+            try:
+                with open(os.path.join(task, tid, "schedstat")) as f:
+                    fields = f.read().split()
+            except OSError:
+                continue
+            cpu += int(fields[0])
+            runs += int(fields[2])
+        return cpu * 1e-9, runs
+
     def thread_cpu_seconds(self):
         """CPU seconds of the node's threads in three groups: the event loop
         (the main thread: HTTP, dispatch, answers), RocksDB's own threads

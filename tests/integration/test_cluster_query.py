@@ -11,6 +11,8 @@ exact answers, or partial ones that say what is missing):
   ("partial": true, "missing", X-Flamedb-Partial) and never silently short;
 - series alone on their token (a single-series token): their trees are
   counted once whichever replica answers, with a node down or joined;
+- a truncated render over every node takes two pool jobs on its
+  coordinator (the local share merges itself, one job takes every answer);
 - one node stopped with SIGSTOP (slow, not yet seen down): the query still
   finishes by the query timeout, re-planned (exact) or flagged partial;
 - with FLAMEDB_OLD_BIN, a node of an older binary beside two new ones: the
@@ -229,6 +231,33 @@ def test_service_shard_override_rf1():
                                                          want)
         assert len(bodies) == 1
         print("    search over 16 shards, RF 1: exact and identical from every node")
+
+
+def test_forest_render_two_pool_jobs():
+    """A truncated render over 3 nodes RF 1 (every node asked) takes two pool
+    jobs on its coordinator, whatever order the answers come in: the local
+    share merges its own forests, and one job merges both remote answers
+    and finishes once neither is outstanding (before: a job for the local
+    partial and one per answer that came alone). The answers stay exact
+    and the same bytes from every node."""
+    t0 = int(time.time()) - 1800
+    frm, until = str(t0 - 600), str(t0 + 1200)
+    data = dataset(64, t0)
+    renders = 6
+    with Cluster(3, rf=1, args=ARGS) as c:
+        push_all(c.nodes, data)
+        bodies = set()
+        for node in c.nodes:
+            before = node.metric("flamedb_scatter_pool_jobs_total")
+            for _ in range(renders):
+                r = node.render(CPU + "{}", frm, until)
+                assert r.status == 200 and header(r, "X-Flamedb-Partial") is None, r
+                assert r.json()["flamebearer"]["numTicks"] == expected_total(data) * SCALE
+                bodies.add(r.body)
+            jobs = node.metric("flamedb_scatter_pool_jobs_total") - before
+            assert jobs == 2 * renders, (node.name, jobs, renders)
+        assert len(bodies) == 1
+        print("    3 nodes RF 1: a truncated render is two pool jobs on its coordinator")
 
 
 def test_old_node_beside_new():
