@@ -614,6 +614,106 @@ static int gather_figures(const query_partial_t *part, const query_spec_t *spec,
  * and as the coordinator reads them (query_gather_add_trees): the CPU of the
  * calling thread for each, median of FOREST_ROUNDS, so a change to either
  * side is measured apart from the cluster's wall times. */
+/* The merged tree t as one forest over its node indices (parents before
+ * children, as in a stack-node table): what the selection would walk if a
+ * service's tokens on a node shared one stack-node id space. f owns its
+ * arrays (storage_merged_tab_release). */
+static int tree_forest(const calltree_t *t, storage_merged_tab_t *f)
+{
+    size_t n = calltree_node_count(t), nodes = 1;
+    memset(f, 0, sizeof *f);
+    f->n = n;
+    f->owns_self = 1;
+    f->sym = malloc(n * sizeof *f->sym);
+    f->self = malloc(n * sizeof *f->self);
+    f->total = malloc(n * sizeof *f->total);
+    f->first_kid = malloc(n * sizeof *f->first_kid);
+    f->next_sib = malloc(n * sizeof *f->next_sib);
+    if (!f->sym || !f->self || !f->total || !f->first_kid || !f->next_sib) return ERR_NOMEM;
+    int nonneg = 1;
+    for (uint32_t i = 0; i < n; i++) {
+        f->sym[i] = calltree_sym(t, i);
+        f->self[i] = f->total[i] = calltree_self(t, i);
+        nonneg &= f->self[i] >= 0;
+        f->first_kid[i] = STORAGE_NO_KID;
+    }
+    for (uint32_t i = (uint32_t)n; i-- > 1;) {
+        if (f->total[i] == 0) continue;
+        uint32_t p = calltree_parent(t, i);
+        f->total[p] += f->total[i];
+        f->next_sib[i] = f->first_kid[p];
+        f->first_kid[p] = i;
+        nodes++;
+    }
+    f->nodes = nodes;
+    f->nonneg = nonneg;
+    return 0;
+}
+
+#define ONE_SPACE_ROUNDS 21
+
+/* The two selections in functions of their own (for callgrind's
+ * --toggle-collect). */
+static __attribute__((noipa)) int select_tokens(const storage_merged_tab_t *tabs, size_t n,
+                                                size_t k, calltree_t *dst)
+{
+    int rc = query_truncate_tabs(tabs, n, k, dst);
+    __asm__ volatile("" ::: "memory"); /* a call, not a jump: callgrind sees it return */
+    return rc;
+}
+
+static __attribute__((noipa)) int select_one(const storage_merged_tab_t *one, size_t k,
+                                             calltree_t *dst)
+{
+    int rc = query_truncate_tabs(one, 1, k, dst);
+    __asm__ volatile("" ::: "memory");
+    return rc;
+}
+
+/* The selection (query_truncate_tabs, maxNodes k) over the tokens' n
+ * forests, against the same over one forest of their merged tree whole:
+ * CPU of the thread, the two alternated; the kept trees compared by their
+ * node count and total. */
+static void one_space_figures(const storage_merged_tab_t *tabs, size_t n, const calltree_t *whole,
+                              size_t k)
+{
+    storage_merged_tab_t one;
+    double ta[ONE_SPACE_ROUNDS], tb[ONE_SPACE_ROUNDS];
+    size_t nodes = 0, na = 0, nb = 0;
+    int rc = tree_forest(whole, &one), same = 1;
+    for (size_t i = 0; i < n; i++)
+        nodes += tabs[i].nodes;
+    for (int r = 0; rc == 0 && r < ONE_SPACE_ROUNDS; r++) {
+        calltree_t *a = calltree_new(1u << 24), *b = calltree_new(1u << 24);
+        if (a == NULL || b == NULL) rc = ERR_NOMEM;
+        double t0 = clock_thread();
+        if (rc == 0) rc = select_tokens(tabs, n, k, a);
+        ta[r] = clock_thread() - t0;
+        t0 = clock_thread();
+        if (rc == 0) rc = select_one(&one, k, b);
+        tb[r] = clock_thread() - t0;
+        if (rc == 0) {
+            na = calltree_node_count(a);
+            nb = calltree_node_count(b);
+            same &= na == nb && calltree_root_total(a) == calltree_root_total(b);
+        }
+        calltree_free(a);
+        calltree_free(b);
+    }
+    if (rc == 0) {
+        qsort(ta, ONE_SPACE_ROUNDS, sizeof ta[0], cmp_double);
+        qsort(tb, ONE_SPACE_ROUNDS, sizeof tb[0], cmp_double);
+        printf("query_forests_one_space_ms: the selection over %zu forests (%zu nodes) %.3f, over "
+               "one forest of their merged tree (%zu nodes) %.3f (CPU of the thread, medians of %d "
+               "alternated; kept trees of %zu and %zu nodes, %s)\n",
+               n, nodes, ta[ONE_SPACE_ROUNDS / 2] * 1e3, one.nodes, tb[ONE_SPACE_ROUNDS / 2] * 1e3,
+               ONE_SPACE_ROUNDS, na, nb, same ? "the same total" : "DIFFERENT");
+    } else {
+        fprintf(stderr, "one space: %s\n", err_message(rc));
+    }
+    storage_merged_tab_release(&one);
+}
+
 static int forest_figures(const qctx_t *q)
 {
     query_params_t p = {.query = q->query, .from = q->from, .until = q->until, .format = "json"};
@@ -677,6 +777,7 @@ static int forest_figures(const qctx_t *q)
                    "cut; %zu nodes merged)\n",
                    count_over(part.tabs, n, n > 0 ? mc / (int64_t)n : 0), (long long)mc, n,
                    calltree_node_count(whole.tree));
+            one_space_figures(part.tabs, n, whole.tree, spec.max_nodes);
         }
         query_partial_free(&whole);
         sliver_figures(part.tabs, n, spec.max_nodes);
