@@ -460,12 +460,115 @@ static int tab_one(storage_merger_t *m, acc_t *a, unsigned flags, storage_merged
     return rc;
 }
 
+/* ---- several tokens' forests as one, over their union (union.c) ---- */
+
+static int by_token(const void *a, const void *b)
+{
+    uint64_t x = (*(acc_t *const *)a)->token, y = (*(acc_t *const *)b)->token;
+    return x < y ? -1 : x > y;
+}
+
+/* Adds each token's values into uv (the union's nodes) through its map,
+ * its table held meanwhile; *top gets one past the largest union node
+ * valued, *neg every value OR-ed. The union grows to each table whole. */
+static int union_add(storage_merger_t *m, nodeunion_t *u, acc_t **accs, int64_t **uv, size_t *ucap,
+                     size_t *top, uint64_t *neg, errmsg_t *em)
+{
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < m->n; i++) {
+        acc_t *a = accs[i];
+        nodetab_t *t;
+        if ((rc = storage_nodetab_acquire(m->s, a->token, m->tenant, &t, em)) != 0) break;
+        const uint32_t *map;
+        rc = storage_union_map(u, i, t, &map);
+        size_t real = storage_nodetab_count(t), nval = a->used < real ? a->used : real;
+        size_t need = storage_union_count(u);
+        if (rc == 0 && need > *ucap) { /* the union grew: so does the vector */
+            int64_t *v = realloc(*uv, need * sizeof *v);
+            rc = v == NULL ? ERR_NOMEM : charge(m, (need - *ucap) * sizeof *v);
+            if (v != NULL) *uv = v;
+            if (v != NULL) memset(v + *ucap, 0, (need - *ucap) * sizeof *v);
+            if (v != NULL) *ucap = need;
+        }
+        for (size_t id = 0; rc == 0 && id < nval; id++) {
+            int64_t x = a->val[id];
+            if (x == 0) continue;
+            uint32_t node = map[id];
+            (*uv)[node] = (int64_t)((uint64_t)(*uv)[node] + (uint64_t)x);
+            *neg |= (uint64_t)x;
+            if (node >= *top) *top = (size_t)node + 1;
+        }
+        for (size_t id = real; rc == 0 && id < a->used; id++)
+            if (a->val[id] != 0) /* a block naming a node the table lacks: corrupt */
+                storage_log_corrupt(&m->s->counters, "block node id", (int)id, ERR_CORRUPT);
+        storage_nodetab_release(m->s, t, 0);
+    }
+    return rc;
+}
+
+/* The forest of every token's values as one, over the tokens' union, into
+ * v (values and arrays its own). 1 when no union is made for them (past
+ * the cache's bound): a forest per token then. */
+static int tab_union(storage_merger_t *m, unsigned flags, storage_merged_tab_t *v, errmsg_t *em)
+{
+    acc_t **accs = malloc(m->n * sizeof *accs);
+    uint64_t *tokens = malloc(m->n * sizeof *tokens);
+    size_t ids = 0;
+    for (size_t i = 0; accs != NULL && i < m->n; i++) {
+        accs[i] = &m->accs[i];
+        ids += m->accs[i].cap; /* at least every valued id; the union grows to the tables' */
+    }
+    int rc = accs != NULL && tokens != NULL ? 0 : ERR_NOMEM;
+    if (rc == 0) qsort(accs, m->n, sizeof *accs, by_token);
+    for (size_t i = 0; rc == 0 && i < m->n; i++)
+        tokens[i] = accs[i]->token;
+    nodeunion_t *u = NULL;
+    if (rc == 0) rc = storage_union_acquire(m->s, m->tenant, tokens, m->n, ids, &u);
+    free(tokens);
+    if (rc == ERR_LIMIT) rc = 1;
+    int64_t *uv = NULL;
+    size_t ucap = 0, top = 1;
+    uint64_t neg = 0;
+    if (rc == 0) rc = union_add(m, u, accs, &uv, &ucap, &top, &neg, em);
+    free(accs);
+    int parents = (flags & STORAGE_TABS_PARENTS) != 0, symnos = (flags & STORAGE_TABS_SYMNOS) != 0;
+    if (rc == 0) {
+        uint32_t nsyms;
+        tabsrc_t src = {storage_union_parents(u), storage_union_syms(u),
+                        storage_union_symnos(u, &nsyms), uv, top};
+        size_t bytes = top * (sizeof *v->sym + sizeof *v->total +
+                              (size_t)(2 + parents + symnos) * sizeof(uint32_t));
+        rc = charge(m, bytes);
+        v->self = uv; /* the tab's now, freed with it */
+        v->owns_self = 1;
+        uv = NULL;
+        if (rc == 0) rc = tab_alloc(v, v->self, top, parents, symnos);
+        if (rc == 0) forest_pass(&src, v);
+        if (rc == 0) v->nsyms = symnos ? nsyms : 0;
+        if (rc == 0 && (neg >> 63) != 0) v->nonneg = 0; /* a token's value below 0 */
+        if (rc != 0 || !v->nonneg) storage_merged_tab_release(v);
+    }
+    if (u != NULL) storage_union_release(m->s, u, rc != 0 && rc != 1);
+    free(uv);
+    return rc;
+}
+
 int storage_merger_tabs(storage_merger_t *m, unsigned flags, storage_merged_tab_t **tabs, size_t *n,
                         errmsg_t *em)
 {
     *tabs = calloc(m->n ? m->n : 1, sizeof **tabs);
     *n = 0;
     if (*tabs == NULL) return ERR_NOMEM;
+    int rc = m->n > 1 && m->s->unions.max_bytes > 0 ? tab_union(m, flags, &(*tabs)[0], em) : 1;
+    if (rc == 0) {
+        *n = 1;
+        return 0;
+    }
+    if (rc != 1) {
+        free(*tabs);
+        *tabs = NULL;
+        return errmsg_set(em, rc, "merging blocks: %s", err_message(rc));
+    }
     for (size_t i = 0; i < m->n; i++) {
         int rc = tab_one(m, &m->accs[i], flags, &(*tabs)[i], em);
         *n = i + 1;

@@ -76,6 +76,7 @@ void storage_options_default(storage_options_t *o)
     o->block_cache_bytes = 256 * MIB;
     o->write_buffer_bytes = 256 * MIB;
     o->node_cache_bytes = 128 * MIB;
+    o->union_cache_bytes = 16 * MIB;
     o->retention_seconds[0] = day;
     o->retention_seconds[1] = 7 * day;
     o->retention_seconds[2] = 30 * day;
@@ -452,7 +453,8 @@ static storage_t *storage_alloc(const storage_options_t *o)
         /* node tables are the bigger and costlier to miss (a reload decodes
          * the whole table): three quarters of the budget */
         storage_nodetab_cache_init(s, o->node_cache_bytes / 4 * 3) != 0 ||
-        storage_symcache_init(&s->symcache, o->node_cache_bytes / 4) != 0) {
+        storage_symcache_init(&s->symcache, o->node_cache_bytes / 4) != 0 ||
+        storage_union_cache_init(s, o->union_cache_bytes) != 0) {
         storage_close(s);
         return NULL;
     }
@@ -538,6 +540,7 @@ void storage_close(storage_t *s)
     storage_idcache_free(&s->series_cache);
     storage_tseries_close(s);
     storage_nodetab_cache_free(s);
+    storage_union_cache_free(s);
     storage_symcache_free(&s->symcache);
     storage_symgc_free(s);
     storage_hints_free(s);

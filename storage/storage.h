@@ -77,6 +77,7 @@ typedef struct storage_options {
     size_t block_cache_bytes;  /* RocksDB LRU block cache shared by all CFs */
     size_t write_buffer_bytes; /* total memtable budget (write buffer manager) */
     size_t node_cache_bytes;   /* node tables (3/4) and symbol names (1/4) kept in memory */
+    size_t union_cache_bytes;  /* shard unions kept in memory (union.c); 0: none made */
     int64_t retention_seconds[STORAGE_RESOLUTION_COUNT]; /* per resolution; 0 = forever */
     int64_t seen_retention_seconds;                      /* how long profile ids are remembered */
     int64_t span_retention_seconds;                      /* span/trace trees; 0 = forever */

@@ -271,6 +271,16 @@ typedef struct nodetab_cache {
     atomic_uint_fast64_t gen;
 } nodetab_cache_t;
 
+/* The cache of shard unions (union.c): one id space over the stack-node
+ * tables of a render's tokens. */
+typedef struct nodeunion nodeunion_t;
+typedef struct union_cache {
+    pthread_mutex_t mu;
+    list_t lru; /* nodeunion_t.lru, most recently used first */
+    size_t bytes, max_bytes;
+    uint64_t builds, hits, evictions;
+} union_cache_t;
+
 /* tseries.c: series per tenant on this node, for tenant_max_series. */
 typedef struct storage_tseries {
     pthread_mutex_t mu;
@@ -300,6 +310,7 @@ struct storage {
     idcache_t symbol_cache;
     idcache_t series_cache;
     nodetab_cache_t nodetabs;
+    union_cache_t unions;
     symcache_t symcache;
     storage_counters_t counters;
     struct storage_hints *hints; /* hints.c: per-target counts and bytes */
@@ -1006,6 +1017,35 @@ const uint64_t *storage_nodetab_syms(const nodetab_t *t);
  * Table lock held; ERR_NOMEM. */
 int storage_nodetab_symnos(nodetab_t *t, const uint32_t **symno, uint32_t *nsyms);
 uint64_t storage_nodetab_token(const nodetab_t *t);
+
+/* --- shard unions (union.c) ------------------------------------------------ */
+
+int storage_union_cache_init(storage_t *s, size_t max_bytes);
+void storage_union_cache_free(storage_t *s);
+/* The cache's bytes held and its bound (a snapshot), for storage_stats. */
+void storage_union_cache_stats(storage_t *s, uint64_t *bytes, uint64_t *max_bytes);
+/* The union of tenant's tables of tokens (n of them, ascending, distinct),
+ * LOCKED with a reference: pair with storage_union_release. ids: the
+ * tables' ids added up, the most the union can grow to; ERR_LIMIT (nothing
+ * held) when a union that large would not fit the cache's bound, ERR_NOMEM. */
+int storage_union_acquire(storage_t *s, const char *tenant, const uint64_t *tokens, size_t n,
+                          size_t ids, nodeunion_t **out);
+/* Unlocks and drops the reference; failed != 0 (an extension failed
+ * midway) empties it, to be built afresh. */
+void storage_union_release(storage_t *s, nodeunion_t *u, int failed);
+/* Extends u to every id of t, the whole table of u's token i (held), and
+ * gives *map: the union node of each of its ids (storage_nodetab_count
+ * entries; valid while u is held). ERR_NOMEM, ERR_LIMIT (2^32 nodes),
+ * ERR_CORRUPT (the table holds fewer ids than before and no generation
+ * says it was emptied). */
+int storage_union_map(nodeunion_t *u, size_t i, const nodetab_t *t, const uint32_t **map);
+/* The union's nodes (count; node 0 the root, parents before children):
+ * each one's parent, symbol, and symbol number (below *nsyms, the root's
+ * 0). Valid while u is held. */
+size_t storage_union_count(const nodeunion_t *u);
+const uint32_t *storage_union_parents(const nodeunion_t *u);
+const uint64_t *storage_union_syms(const nodeunion_t *u);
+const uint32_t *storage_union_symnos(const nodeunion_t *u, uint32_t *nsyms);
 
 /* --- symbol name cache (symcache.c) ---------------------------------------- */
 
