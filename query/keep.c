@@ -476,6 +476,29 @@ static void merge_tab_children(sel_t *s, uint32_t p, expansion_t *x)
     s->nm = i;
 }
 
+/* The children of node p whose one member is a decoded forest's: they
+ * are that member's children, each of a symbol of its own (a forest node
+ * has one child per symbol), so each is made as it is met, with no lookup
+ * by symbol (s->mem and x have room for tab_children's count). The
+ * commonest expansion once a node's tokens share one forest (a shard
+ * union, storage/union.c). */
+static void single_tab_children(sel_t *s, uint32_t p, expansion_t *x)
+{
+    member_t *mem = s->mem, m = mem[s->nd[p].mem];
+    const storage_merged_tab_t *t = &s->tabs[m.tab];
+    uint32_t depth = s->nd[p].depth + 1, i = (uint32_t)s->nm;
+    for (uint32_t l = t->first_kid[m.local]; l != STORAGE_NO_KID; l = t->next_sib[l]) {
+        x->nd[x->nn++] = (mnode_t){.sym = t->sym[l],
+                                   .self = t->self[l],
+                                   .total = t->total[l],
+                                   .parent = p,
+                                   .mem = i,
+                                   .depth = depth};
+        mem[i++] = (member_t){m.tab, l, NO_MEMBER};
+    }
+    s->nm = i;
+}
+
 /* Merges the nkids member children of node p filed in s->mem from s->nm
  * on (member_children: some of p's members are packed forests'). */
 static void merge_listed_children(sel_t *s, uint32_t p, size_t nkids, expansion_t *x)
@@ -523,6 +546,8 @@ static int expand(sel_t *s, uint32_t p)
     expansion_t x = {s->nd, s->slot, s->touched, s->nslot - 1, s->nn, 0};
     if (listed) {
         merge_listed_children(s, p, nkids, &x);
+    } else if (s->mem[s->nd[p].mem].next == NO_MEMBER) {
+        single_tab_children(s, p, &x);
     } else {
         merge_tab_children(s, p, &x);
     }

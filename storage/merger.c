@@ -469,10 +469,10 @@ static int by_token(const void *a, const void *b)
 }
 
 /* Adds each token's values into uv (the union's nodes) through its map,
- * its table held meanwhile; *top gets one past the largest union node
- * valued, *neg every value OR-ed. The union grows to each table whole. */
+ * its table held meanwhile; *neg gets every value OR-ed. The union grows
+ * to each table whole. */
 static int union_add(storage_merger_t *m, nodeunion_t *u, acc_t **accs, int64_t **uv, size_t *ucap,
-                     size_t *top, uint64_t *neg, errmsg_t *em)
+                     uint64_t *neg, errmsg_t *em)
 {
     int rc = 0;
     for (size_t i = 0; rc == 0 && i < m->n; i++) {
@@ -490,14 +490,13 @@ static int union_add(storage_merger_t *m, nodeunion_t *u, acc_t **accs, int64_t 
             if (v != NULL) memset(v + *ucap, 0, (need - *ucap) * sizeof *v);
             if (v != NULL) *ucap = need;
         }
-        for (size_t id = 0; rc == 0 && id < nval; id++) {
-            int64_t x = a->val[id];
-            if (x == 0) continue;
-            uint32_t node = map[id];
-            (*uv)[node] = (int64_t)((uint64_t)(*uv)[node] + (uint64_t)x);
-            *neg |= (uint64_t)x;
-            if (node >= *top) *top = (size_t)node + 1;
+        int64_t *sum = *uv;
+        uint64_t or = 0;
+        for (size_t id = 0; rc == 0 && id < nval; id++) { /* no branch on a zero: most are */
+            sum[map[id]] = (int64_t)((uint64_t)sum[map[id]] + (uint64_t)a->val[id]);
+            or |= (uint64_t)a->val[id];
         }
+        *neg |= or ;
         for (size_t id = real; rc == 0 && id < a->used; id++)
             if (a->val[id] != 0) /* a block naming a node the table lacks: corrupt */
                 storage_log_corrupt(&m->s->counters, "block node id", (int)id, ERR_CORRUPT);
@@ -529,8 +528,10 @@ static int tab_union(storage_merger_t *m, unsigned flags, storage_merged_tab_t *
     int64_t *uv = NULL;
     size_t ucap = 0, top = 1;
     uint64_t neg = 0;
-    if (rc == 0) rc = union_add(m, u, accs, &uv, &ucap, &top, &neg, em);
+    if (rc == 0) rc = union_add(m, u, accs, &uv, &ucap, &neg, em);
     free(accs);
+    for (top = ucap; rc == 0 && top > 1 && uv[top - 1] == 0;) /* past the last value: none */
+        top--;
     int parents = (flags & STORAGE_TABS_PARENTS) != 0, symnos = (flags & STORAGE_TABS_SYMNOS) != 0;
     if (rc == 0) {
         uint32_t nsyms;
