@@ -295,10 +295,11 @@ static const opt_t options[] = {
      "Shard unions kept in memory. A render over several shards of a service (placement "
      "tokens, each with a stack-node table of its own) adds their values up over one numbering "
      "of their tables' stack nodes, built by the first such render and extended as the tables "
-     "grow (about 50 bytes per distinct stack prefix of the service, plus 4 per id of each "
-     "table), instead of merging a forest per shard: about a third less time a render. Past "
-     "the bound the least recently used go first; a union that would not fit alone is not made "
-     "(that service renders a forest per shard, as everything does with 0). Taken out of "
+     "grow (about a quarter of the bytes of the tables it unites), instead of merging a forest "
+     "per shard: about a third less time a render. Past the bound the least recently used go "
+     "first; a union whose tables' ids, reckoned at 56 bytes each, pass the bound is not made "
+     "(that service renders a forest per shard, as everything does with 0; "
+     "flamedb_storage_union_refused_total counts them). Taken out of "
      "node-cache-bytes, and at most a quarter of it whatever this says, so part of "
      "memory-limit."},
     {"node-cache-bytes", OPT_SIZE, FIELD(storage.node_cache_bytes, size_t), NULL, 8, 1 * MiB,

@@ -650,6 +650,7 @@ int storage_stats(storage_t *s, storage_stats_t *out)
     out->gc_nodetabs = atomic_load(&s->counters.gc_nodetabs);
     out->gc_symbols = atomic_load(&s->counters.gc_symbols);
     out->folded_windows = atomic_load(&s->counters.folded_windows);
+    storage_union_cache_stats(s, out);
     return 0;
 }
 
@@ -737,6 +738,18 @@ void storage_stats_register(metrics_registry_t *r, const storage_stats_t *st)
          "The stack-node table cache's bound: three quarters of node-cache-bytes (the other "
          "quarter caches symbol names).",
          METRICS_GAUGE, offsetof(storage_stats_t, node_cache_limit)},
+        METRICS_U64_DEF(storage_stats_t, union_builds, "flamedb_storage_union_builds_total",
+                        "Shard unions built: by the first render over a set of a service's shards, "
+                        "or afresh after a stack-node table was deleted or emptied."),
+        METRICS_U64_DEF(storage_stats_t, union_hits, "flamedb_storage_union_hits_total",
+                        "Renders over several shards that found their shard union in memory."),
+        METRICS_U64_DEF(storage_stats_t, union_refused, "flamedb_storage_union_refused_total",
+                        "Renders over several shards whose union would not fit union-cache-bytes "
+                        "alone: they merged a forest per shard instead (raise union-cache-bytes)."),
+        METRICS_U64_DEF(storage_stats_t, union_evictions, "flamedb_storage_union_evictions_total",
+                        "Shard unions dropped from memory to stay within union-cache-bytes."),
+        {"flamedb_storage_union_cache_bytes", "Bytes the shard unions in memory take.",
+         METRICS_GAUGE, offsetof(storage_stats_t, union_cache_bytes)},
         METRICS_U64_DEF(storage_stats_t, gc_series, "flamedb_storage_gc_series_total",
                         "Series (with their postings) deleted because retention emptied them."),
         METRICS_U64_DEF(storage_stats_t, gc_nodetabs, "flamedb_storage_gc_node_tables_total",

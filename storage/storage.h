@@ -621,6 +621,11 @@ typedef struct storage_stats {
     uint64_t gc_nodetabs;            /* unused stack-node tables deleted since open */
     uint64_t gc_symbols;             /* unreferenced symbols deleted since open */
     uint64_t folded_windows;         /* block windows whose operands a fold put back as one value */
+    uint64_t union_builds;           /* shard unions built (union.c): first renders, or afresh */
+    uint64_t union_hits;             /* renders that found their shard union in memory */
+    uint64_t union_refused;          /* renders whose union would not fit union_cache_bytes */
+    uint64_t union_evictions;        /* unions dropped to stay within union_cache_bytes */
+    uint64_t union_cache_bytes;      /* bytes the shard unions take */
 } storage_stats_t;
 int storage_stats(storage_t *s, storage_stats_t *out);
 /* Fills out[0..*n) with the SST bytes of each column family (at most cap). */

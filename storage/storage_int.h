@@ -278,7 +278,12 @@ typedef struct union_cache {
     pthread_mutex_t mu;
     list_t lru; /* nodeunion_t.lru, most recently used first */
     size_t bytes, max_bytes;
-    uint64_t builds, hits, evictions;
+    uint64_t builds, hits, refused, evictions;
+    /* the last unions refused (too large): their key and generation + 1,
+     * refused again at once in that generation */
+#define UNION_REFUSALS 64
+    uint64_t refusal_key[UNION_REFUSALS], refusal_gen[UNION_REFUSALS];
+    size_t refusal_next;
 } union_cache_t;
 
 /* tseries.c: series per tenant on this node, for tenant_max_series. */
@@ -1022,8 +1027,8 @@ uint64_t storage_nodetab_token(const nodetab_t *t);
 
 int storage_union_cache_init(storage_t *s, size_t max_bytes);
 void storage_union_cache_free(storage_t *s);
-/* The cache's bytes held and its bound (a snapshot), for storage_stats. */
-void storage_union_cache_stats(storage_t *s, uint64_t *bytes, uint64_t *max_bytes);
+/* The cache's counters and bytes held (a snapshot), for storage_stats. */
+void storage_union_cache_stats(storage_t *s, storage_stats_t *out);
 /* The union of tenant's tables of tokens (n of them, ascending, distinct),
  * LOCKED with a reference: pair with storage_union_release. ids: the
  * tables' ids added up, the most the union can grow to; ERR_LIMIT (nothing

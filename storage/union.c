@@ -28,18 +28,18 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/edgemap.h"
 #include "common/grow.h"
 #include "common/hash.h"
 #include "common/list.h"
 #include "common/u64map.h"
 #include "storage/storage_int.h"
 
-/* Bytes a union node costs at most: its parent, symbol and symbol number,
- * two edge-map slots, and the id of it in one token's map (about 4 per id
- * of each token). */
-#define UNION_NODE_BYTES (4 + 8 + 4 + 2 * sizeof(edgemap_slot_t))
-#define UNION_ID_BYTES 4
+/* What a union is reckoned to take per id of its tables, before it is
+ * built: a node's parent, symbol and symbol number (16 bytes, up to twice
+ * that as the arrays double), two to four index slots of 4 bytes, and the
+ * id's entry in its token's map (4, up to 8). Ids of shards of one service
+ * share most nodes, so the reckoning is high for them. */
+#define UNION_ID_BYTES 56
 
 struct nodeunion {
     list_node_t lru; /* union_cache_t.lru, most recently used first */
@@ -56,8 +56,11 @@ struct nodeunion {
     uint64_t *sym;
     uint32_t *symno;
     size_t count, cap;
-    edgemap_t edges; /* (parent, symbol) -> union node */
-    u64map_t syms;   /* symbol -> its number */
+    uint32_t *slot; /* (parent, symbol) -> union node, open addressing by the node's own
+                       parent and symbol; 0 is empty (the root is nobody's child) */
+    size_t nslot;   /* a power of two, at least twice the nodes */
+    uint64_t key;   /* key_hash of its tenant and tokens */
+    u64map_t syms;  /* symbol -> its number */
     /* per token: its ids' union nodes, covering its table's first covered[i] ids */
     uint32_t **map;
     size_t *covered, *map_cap;
@@ -66,7 +69,7 @@ struct nodeunion {
 static size_t union_bytes(const nodeunion_t *u)
 {
     size_t b = u->cap * (sizeof *u->parent + sizeof *u->sym + sizeof *u->symno) +
-               edgemap_bytes(&u->edges) + u64map_bytes(&u->syms);
+               u->nslot * sizeof *u->slot + u64map_bytes(&u->syms) + u->ntok * 8 + sizeof *u;
     for (size_t i = 0; i < u->ntok; i++)
         b += u->map_cap[i] * sizeof **u->map;
     return b;
@@ -84,7 +87,7 @@ static void union_free(nodeunion_t *u)
     free(u->parent);
     free(u->sym);
     free(u->symno);
-    edgemap_free(&u->edges);
+    free(u->slot);
     u64map_free(&u->syms);
     pthread_mutex_destroy(&u->lock);
     free(u);
@@ -94,7 +97,7 @@ static void union_free(nodeunion_t *u)
 static void union_reset(nodeunion_t *u, uint64_t gen)
 {
     u->count = 0;
-    edgemap_clear(&u->edges);
+    if (u->slot != NULL) memset(u->slot, 0, u->nslot * sizeof *u->slot);
     u64map_clear(&u->syms);
     for (size_t i = 0; i < u->ntok; i++)
         u->covered[i] = 0;
@@ -144,12 +147,15 @@ void storage_union_cache_free(storage_t *s)
     pthread_mutex_destroy(&c->mu);
 }
 
-void storage_union_cache_stats(storage_t *s, uint64_t *bytes, uint64_t *max_bytes)
+void storage_union_cache_stats(storage_t *s, storage_stats_t *out)
 {
     union_cache_t *c = &s->unions;
     pthread_mutex_lock(&c->mu);
-    *bytes = c->bytes;
-    *max_bytes = c->max_bytes;
+    out->union_builds = c->builds;
+    out->union_hits = c->hits;
+    out->union_refused = c->refused;
+    out->union_evictions = c->evictions;
+    out->union_cache_bytes = c->bytes;
     pthread_mutex_unlock(&c->mu);
 }
 
@@ -175,12 +181,34 @@ static void union_evict(union_cache_t *c)
     }
 }
 
+static uint64_t key_hash(const char *tenant, const uint64_t *tokens, size_t n)
+{
+    return hash_bytes64(tokens, n * sizeof *tokens) ^ hash_bytes64(tenant, strlen(tenant));
+}
+
+/* 1 when the union of key was refused in this generation (it would not
+ * fit): refused again at once, not built to find it out. Cache mutex held. */
+static int was_refused(const union_cache_t *c, uint64_t key, uint64_t gen)
+{
+    for (size_t i = 0; i < UNION_REFUSALS; i++)
+        if (c->refusal_key[i] == key && c->refusal_gen[i] == gen + 1) return 1;
+    return 0;
+}
+
+static void note_refusal(union_cache_t *c, uint64_t key, uint64_t gen)
+{
+    size_t i = c->refusal_next++ % UNION_REFUSALS;
+    c->refusal_key[i] = key;
+    c->refusal_gen[i] = gen + 1; /* 0: an empty entry */
+    c->refused++;
+}
+
 int storage_union_acquire(storage_t *s, const char *tenant, const uint64_t *tokens, size_t n,
                           size_t ids, nodeunion_t **out)
 {
     union_cache_t *c = &s->unions;
     *out = NULL;
-    uint64_t gen = storage_node_generation(s);
+    uint64_t gen = storage_node_generation(s), key = key_hash(tenant, tokens, n);
     pthread_mutex_lock(&c->mu);
     nodeunion_t *u = NULL;
     for (list_node_t *e = list_first(&c->lru); e != NULL; e = list_next(&c->lru, e)) {
@@ -191,14 +219,13 @@ int storage_union_acquire(storage_t *s, const char *tenant, const uint64_t *toke
         }
     }
     /* one that could outgrow the bound alone is not built (nor kept) */
-    size_t grow = u != NULL && ids > u->count ? ids - u->count : (u == NULL ? ids : 0);
-    size_t need = (u != NULL ? u->bytes : 0) + grow * (UNION_NODE_BYTES + UNION_ID_BYTES);
-    if (need > c->max_bytes) {
-        if (u != NULL && u->refs == 0) { /* the tables outgrew it: make room for others */
+    if (was_refused(c, key, gen) || (size_t)ids > c->max_bytes / UNION_ID_BYTES) {
+        if (u != NULL && u->refs == 0) { /* the tables outgrew it: room for others */
             list_remove(&u->lru);
             c->bytes -= u->bytes;
             union_free(u);
         }
+        note_refusal(c, key, gen);
         pthread_mutex_unlock(&c->mu);
         return ERR_LIMIT;
     }
@@ -208,6 +235,7 @@ int storage_union_acquire(storage_t *s, const char *tenant, const uint64_t *toke
             pthread_mutex_unlock(&c->mu);
             return ERR_NOMEM;
         }
+        u->key = key;
         c->builds++;
     } else {
         list_remove(&u->lru);
@@ -217,7 +245,12 @@ int storage_union_acquire(storage_t *s, const char *tenant, const uint64_t *toke
     u->refs++;
     pthread_mutex_unlock(&c->mu);
     pthread_mutex_lock(&u->lock);
-    if (u->gen != gen) union_reset(u, gen); /* a table was deleted or emptied since */
+    if (u->gen != gen) { /* a table was deleted or emptied since */
+        union_reset(u, gen);
+        pthread_mutex_lock(&c->mu);
+        c->builds++;
+        pthread_mutex_unlock(&c->mu);
+    }
     *out = u;
     return 0;
 }
@@ -232,11 +265,49 @@ void storage_union_release(storage_t *s, nodeunion_t *u, int failed)
     c->bytes += bytes - u->bytes;
     u->bytes = bytes;
     u->refs--;
+    if (bytes > c->max_bytes && u->refs == 0) { /* larger than reckoned: never again */
+        note_refusal(c, u->key, u->gen);
+        list_remove(&u->lru);
+        c->bytes -= u->bytes;
+        union_free(u);
+    }
     union_evict(c);
     pthread_mutex_unlock(&c->mu);
 }
 
-/* A new union node (parent p, symbol sym) at slot i of the edge map. */
+static inline size_t slot_of(const nodeunion_t *u, uint32_t p, uint64_t sym)
+{
+    uint64_t h = (sym ^ ((uint64_t)p * 0x9e3779b97f4a7c15ULL)) * 0xff51afd7ed558ccdULL;
+    return (size_t)(h >> 29) & (u->nslot - 1);
+}
+
+/* The slot of node (p, sym), or the empty one where it would go. */
+static inline size_t slot_find(const nodeunion_t *u, uint32_t p, uint64_t sym)
+{
+    size_t i = slot_of(u, p, sym);
+    for (uint32_t x; (x = u->slot[i]) != 0 && (u->sym[x] != sym || u->parent[x] != p);)
+        i = (i + 1) & (u->nslot - 1);
+    return i;
+}
+
+/* Room in the index for n nodes (at least 2n slots), rehashed when it grows. */
+static int slots_reserve(nodeunion_t *u, size_t n)
+{
+    if (2 * n <= u->nslot) return 0;
+    size_t want = u->nslot ? u->nslot : 1024;
+    while (want < 2 * n)
+        want *= 2;
+    uint32_t *slot = calloc(want, sizeof *slot);
+    if (slot == NULL) return ERR_NOMEM;
+    free(u->slot);
+    u->slot = slot;
+    u->nslot = want;
+    for (uint32_t x = 1; x < u->count; x++)
+        u->slot[slot_find(u, u->parent[x], u->sym[x])] = x;
+    return 0;
+}
+
+/* A new union node (parent p, symbol sym) at index slot `slot`. */
 static int union_node(nodeunion_t *u, size_t slot, uint32_t p, uint64_t sym, uint32_t *out)
 {
     if (u->count >= UINT32_MAX - 1) return ERR_LIMIT;
@@ -256,7 +327,7 @@ static int union_node(nodeunion_t *u, size_t slot, uint32_t p, uint64_t sym, uin
     u->parent[id] = p;
     u->sym[id] = sym;
     u->symno[id] = no;
-    if (id > 0) edgemap_set_at(&u->edges, slot, p, sym, id);
+    if (id > 0) u->slot[slot] = id;
     u->count++;
     *out = id;
     return 0;
@@ -281,10 +352,10 @@ int storage_union_map(nodeunion_t *u, size_t i, const nodetab_t *t, const uint32
                 m[0] = 0;
                 continue;
             }
-            if (edgemap_reserve(&u->edges, u->edges.len + 1) != 0) return ERR_NOMEM;
+            if (slots_reserve(u, u->count + 1) != 0) return ERR_NOMEM;
             uint32_t p = m[parent[id]]; /* a parent's id is below its children's */
-            size_t slot = edgemap_probe(&u->edges, p, sym[id]);
-            uint32_t node = u->edges.slots[slot].child;
+            size_t slot = slot_find(u, p, sym[id]);
+            uint32_t node = u->slot[slot];
             if (node == 0) {
                 int rc = union_node(u, slot, p, sym[id], &node);
                 if (rc != 0) return rc;

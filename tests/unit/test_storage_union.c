@@ -152,14 +152,21 @@ int main(void)
 
     /* past the cache's bound: no union, a forest per token; and none cached */
     size_t bound = f.s->unions.max_bytes;
-    uint64_t bytes, max;
-    storage_union_cache_stats(f.s, &bytes, &max);
-    CHECK(bytes > 0 && bytes <= max);
+    storage_stats_t stats;
+    CHECK_EQ_INT(storage_stats(f.s, &stats), 0);
+    CHECK(stats.union_cache_bytes > 0 && stats.union_cache_bytes <= bound);
+    CHECK_EQ_INT(stats.union_builds, 3); /* the third afresh, for the new generation */
+    CHECK_EQ_INT(stats.union_refused, 0);
     f.s->unions.max_bytes = 64;
     check_same(&f, ls, tokens, 3, 3);
+    CHECK_EQ_INT(f.s->unions.refused, 1);
     f.s->unions.max_bytes = 0; /* union-cache-bytes 0: never one */
     check_same(&f, ls, tokens, 3, 3);
     f.s->unions.max_bytes = bound;
+    check_same(&f, ls, tokens, 3, 3);     /* refused until the generation moves */
+    CHECK_EQ_INT(f.s->unions.refused, 2); /* 0 asks none */
+    CHECK_EQ_INT(storage_nodetab_acquire(f.s, TOKEN1, "t", &t, &em), 0);
+    storage_nodetab_release(f.s, t, 1);
     check_same(&f, ls, tokens, 3, 1);
 
     for (int i = 0; i < 3; i++)
