@@ -530,6 +530,13 @@ static int tab_union(storage_merger_t *m, unsigned flags, storage_merged_tab_t *
     uint64_t neg = 0;
     if (rc == 0) rc = union_add(m, u, accs, &uv, &ucap, &neg, em);
     free(accs);
+    /* a table emptied or deleted while the union was extended (a new
+     * generation), or one found shorter than the union had it: its ids
+     * may have been mapped as they were before. A forest per token now,
+     * the union built afresh by the next render. */
+    int stale = u != NULL && (rc == ERR_CORRUPT || (rc == 0 && storage_node_generation(m->s) !=
+                                                                   storage_union_generation(u)));
+    if (stale) rc = 1;
     for (top = ucap; rc == 0 && top > 1 && uv[top - 1] == 0;) /* past the last value: none */
         top--;
     int parents = (flags & STORAGE_TABS_PARENTS) != 0, symnos = (flags & STORAGE_TABS_SYMNOS) != 0;
@@ -549,7 +556,7 @@ static int tab_union(storage_merger_t *m, unsigned flags, storage_merged_tab_t *
         if (rc == 0 && (neg >> 63) != 0) v->nonneg = 0; /* a token's value below 0 */
         if (rc != 0 || !v->nonneg) storage_merged_tab_release(v);
     }
-    if (u != NULL) storage_union_release(m->s, u, rc != 0 && rc != 1);
+    if (u != NULL) storage_union_release(m->s, u, (rc != 0 && rc != 1) || stale);
     free(uv);
     return rc;
 }

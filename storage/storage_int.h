@@ -1048,6 +1048,8 @@ int storage_union_map(nodeunion_t *u, size_t i, const nodetab_t *t, const uint32
  * each one's parent, symbol, and symbol number (below *nsyms, the root's
  * 0). Valid while u is held. */
 size_t storage_union_count(const nodeunion_t *u);
+/* The storage_node_generation u was built in (its maps hold for it). */
+uint64_t storage_union_generation(const nodeunion_t *u);
 const uint32_t *storage_union_parents(const nodeunion_t *u);
 const uint64_t *storage_union_syms(const nodeunion_t *u);
 const uint32_t *storage_union_symnos(const nodeunion_t *u, uint32_t *nsyms);

@@ -369,6 +369,11 @@ int storage_union_map(nodeunion_t *u, size_t i, const nodetab_t *t, const uint32
     return 0;
 }
 
+uint64_t storage_union_generation(const nodeunion_t *u)
+{
+    return u->gen;
+}
+
 size_t storage_union_count(const nodeunion_t *u)
 {
     return u->count;
