@@ -10,15 +10,16 @@ from harness import CPU, Node, run_tests, unique
 from profiles import Pprof
 
 # 1 MiB: the tables get 768 KiB; one shard per service, so a service is one table;
-# no stack cache, so every push reaches its table
+# no stack cache, so every push reaches its table, and no shard unions (both are
+# taken out of node-cache-bytes; a union is of several shards, which these have not)
 NODE = Node(name="nodecache", args=["--node-cache-bytes", "1MiB", "--ingest-stack-cache-bytes", "0",
-                                    "--shards-per-service", "1"]).start()
+                                    "--union-cache-bytes", "0", "--shards-per-service", "1"]).start()
 NOW = int(time.time())
 WIDE = 3000  # distinct stacks of depth 3 per big service: 6,001 nodes, ~150 KiB or more
 # every table indexed; a 6,001-node table takes about 330 KiB whole: within half
 # of the 768 KiB the tables get, so two fit at once
 WHOLE = Node(name="nodewhole", args=["--node-cache-bytes", "1MiB", "--shards-per-service", "1",
-                                     "--ingest-stack-cache-bytes", "0",
+                                     "--ingest-stack-cache-bytes", "0", "--union-cache-bytes", "0",
                                      "--node-index-min-nodes", "1",
                                      "--node-whole-read-percent", "50"]).start()
 
