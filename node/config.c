@@ -297,8 +297,9 @@ static const opt_t options[] = {
      "of their tables' stack nodes, built by the first such render and extended as the tables "
      "grow (about a quarter of the bytes of the tables it unites), instead of merging a forest "
      "per shard: about a third less time a render. Past the bound the least recently used go "
-     "first; a union whose tables' ids, reckoned at 56 bytes each, pass the bound is not made "
-     "(that service renders a forest per shard, as everything does with 0; "
+     "first; a union that grows past the bound alone is given up as it is built and not "
+     "tried again until a stack-node table is deleted or emptied (that service renders a "
+     "forest per shard meanwhile, as everything does with 0; "
      "flamedb_storage_union_refused_total counts them). Taken out of "
      "node-cache-bytes, and at most a quarter of it whatever this says, so part of "
      "memory-limit."},

@@ -536,7 +536,8 @@ static int tab_union(storage_merger_t *m, unsigned flags, storage_merged_tab_t *
      * the union built afresh by the next render. */
     int stale = u != NULL && (rc == ERR_CORRUPT || (rc == 0 && storage_node_generation(m->s) !=
                                                                    storage_union_generation(u)));
-    if (stale) rc = 1;
+    int too_large = u != NULL && rc == ERR_LIMIT; /* past the bound as it grew */
+    if (stale || too_large) rc = 1;
     for (top = ucap; rc == 0 && top > 1 && uv[top - 1] == 0;) /* past the last value: none */
         top--;
     int parents = (flags & STORAGE_TABS_PARENTS) != 0, symnos = (flags & STORAGE_TABS_SYMNOS) != 0;
@@ -556,7 +557,11 @@ static int tab_union(storage_merger_t *m, unsigned flags, storage_merged_tab_t *
         if (rc == 0 && (neg >> 63) != 0) v->nonneg = 0; /* a token's value below 0 */
         if (rc != 0 || !v->nonneg) storage_merged_tab_release(v);
     }
-    if (u != NULL) storage_union_release(m->s, u, (rc != 0 && rc != 1) || stale);
+    if (u != NULL)
+        storage_union_release(m->s, u,
+                              too_large                       ? STORAGE_UNION_TOO_LARGE
+                              : (rc != 0 && rc != 1) || stale ? STORAGE_UNION_FAILED
+                                                              : 0);
     free(uv);
     return rc;
 }

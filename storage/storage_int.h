@@ -1031,16 +1031,22 @@ void storage_union_cache_free(storage_t *s);
 void storage_union_cache_stats(storage_t *s, storage_stats_t *out);
 /* The union of tenant's tables of tokens (n of them, ascending, distinct),
  * LOCKED with a reference: pair with storage_union_release. ids: the
- * tables' ids added up, the most the union can grow to; ERR_LIMIT (nothing
- * held) when a union that large would not fit the cache's bound, ERR_NOMEM. */
+ * tables' ids added up (about); ERR_LIMIT (nothing held) when their maps
+ * alone would not fit the cache's bound, or the union was found too large
+ * before in this generation; ERR_NOMEM. */
 int storage_union_acquire(storage_t *s, const char *tenant, const uint64_t *tokens, size_t n,
                           size_t ids, nodeunion_t **out);
 /* Unlocks and drops the reference; failed != 0 (an extension failed
- * midway) empties it, to be built afresh. */
+ * midway) empties it, to be built afresh; STORAGE_UNION_TOO_LARGE (its
+ * extension passed the bound: ERR_LIMIT) drops it and refuses it at once
+ * until the generation moves. */
+#define STORAGE_UNION_FAILED 1
+#define STORAGE_UNION_TOO_LARGE 2
 void storage_union_release(storage_t *s, nodeunion_t *u, int failed);
 /* Extends u to every id of t, the whole table of u's token i (held), and
  * gives *map: the union node of each of its ids (storage_nodetab_count
- * entries; valid while u is held). ERR_NOMEM, ERR_LIMIT (2^32 nodes),
+ * entries; valid while u is held). ERR_NOMEM, ERR_LIMIT (past the cache's
+ * bound, or 2^32 nodes),
  * ERR_CORRUPT (the table holds fewer ids than before and no generation
  * says it was emptied). */
 int storage_union_map(nodeunion_t *u, size_t i, const nodetab_t *t, const uint32_t **map);

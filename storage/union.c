@@ -20,9 +20,10 @@
  * union made before: the next acquire builds it afresh.
  *
  * Unions are cached, bounded by storage_options_t.union_cache_bytes; past
- * it the least recently used ones not in use go first. A union that would
- * not fit the bound alone is not built: its callers make a forest per
- * token, as before.
+ * it the least recently used ones not in use go first. A union that grows
+ * past the bound alone is given up as it is built (its callers make a
+ * forest per token, as before) and refused at once until the generation
+ * moves.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,12 +35,11 @@
 #include "common/u64map.h"
 #include "storage/storage_int.h"
 
-/* What a union is reckoned to take per id of its tables, before it is
- * built: a node's parent, symbol and symbol number (16 bytes, up to twice
- * that as the arrays double), two to four index slots of 4 bytes, and the
- * id's entry in its token's map (4, up to 8). Ids of shards of one service
- * share most nodes, so the reckoning is high for them. */
-#define UNION_ID_BYTES 56
+/* The least a union takes per id of its tables: the id's entry in its
+ * token's map. A union whose tables' ids would take more than the bound
+ * that way is not begun; one that passes the bound as it is built (its
+ * nodes take 16 bytes each plus 8 to 16 of index) is given up there. */
+#define UNION_MAP_BYTES 4
 
 struct nodeunion {
     list_node_t lru; /* union_cache_t.lru, most recently used first */
@@ -60,6 +60,7 @@ struct nodeunion {
                        parent and symbol; 0 is empty (the root is nobody's child) */
     size_t nslot;   /* a power of two, at least twice the nodes */
     uint64_t key;   /* key_hash of its tenant and tokens */
+    size_t limit;   /* the cache's bound: no extension takes it past that */
     u64map_t syms;  /* symbol -> its number */
     /* per token: its ids' union nodes, covering its table's first covered[i] ids */
     uint32_t **map;
@@ -219,7 +220,7 @@ int storage_union_acquire(storage_t *s, const char *tenant, const uint64_t *toke
         }
     }
     /* one that could outgrow the bound alone is not built (nor kept) */
-    if (was_refused(c, key, gen) || (size_t)ids > c->max_bytes / UNION_ID_BYTES) {
+    if (was_refused(c, key, gen) || (size_t)ids > c->max_bytes / UNION_MAP_BYTES) {
         if (u != NULL && u->refs == 0) { /* the tables outgrew it: room for others */
             list_remove(&u->lru);
             c->bytes -= u->bytes;
@@ -243,6 +244,7 @@ int storage_union_acquire(storage_t *s, const char *tenant, const uint64_t *toke
     }
     list_push_front(&c->lru, &u->lru);
     u->refs++;
+    u->limit = c->max_bytes;
     pthread_mutex_unlock(&c->mu);
     pthread_mutex_lock(&u->lock);
     if (u->gen != gen) { /* a table was deleted or emptied since */
@@ -258,6 +260,7 @@ int storage_union_acquire(storage_t *s, const char *tenant, const uint64_t *toke
 void storage_union_release(storage_t *s, nodeunion_t *u, int failed)
 {
     union_cache_t *c = &s->unions;
+    uint64_t gen = u->gen;
     if (failed) union_reset(u, 0); /* half extended: built afresh next time */
     size_t bytes = union_bytes(u);
     pthread_mutex_unlock(&u->lock);
@@ -265,11 +268,13 @@ void storage_union_release(storage_t *s, nodeunion_t *u, int failed)
     c->bytes += bytes - u->bytes;
     u->bytes = bytes;
     u->refs--;
-    if (bytes > c->max_bytes && u->refs == 0) { /* larger than reckoned: never again */
-        note_refusal(c, u->key, u->gen);
-        list_remove(&u->lru);
-        c->bytes -= u->bytes;
-        union_free(u);
+    if (failed == STORAGE_UNION_TOO_LARGE) { /* not again in this generation */
+        note_refusal(c, u->key, gen);
+        if (u->refs == 0) {
+            list_remove(&u->lru);
+            c->bytes -= u->bytes;
+            union_free(u);
+        }
     }
     union_evict(c);
     pthread_mutex_unlock(&c->mu);
@@ -304,7 +309,7 @@ static int slots_reserve(nodeunion_t *u, size_t n)
     u->nslot = want;
     for (uint32_t x = 1; x < u->count; x++)
         u->slot[slot_find(u, u->parent[x], u->sym[x])] = x;
-    return 0;
+    return union_bytes(u) > u->limit ? ERR_LIMIT : 0;
 }
 
 /* A new union node (parent p, symbol sym) at index slot `slot`. */
@@ -321,6 +326,7 @@ static int union_node(nodeunion_t *u, size_t slot, uint32_t p, uint64_t sym, uin
         if (symno == NULL) return ERR_NOMEM;
         u->symno = symno;
         u->cap = cap;
+        if (union_bytes(u) > u->limit) return ERR_LIMIT;
     }
     uint32_t id = (uint32_t)u->count, no;
     if (u64map_get_or_put(&u->syms, sym, (uint32_t)u->syms.len, &no) < 0) return ERR_NOMEM;
@@ -344,6 +350,7 @@ int storage_union_map(nodeunion_t *u, size_t i, const nodetab_t *t, const uint32
     }
     if (count > from) {
         if (GROW_FROM(u->map[i], u->map_cap[i], count, UINT32_MAX, 1024) != 0) return ERR_NOMEM;
+        if (union_bytes(u) > u->limit) return ERR_LIMIT;
         const uint32_t *parent = storage_nodetab_parents(t);
         const uint64_t *sym = storage_nodetab_syms(t);
         uint32_t *m = u->map[i];

@@ -169,6 +169,22 @@ int main(void)
     storage_nodetab_release(f.s, t, 1);
     check_same(&f, ls, tokens, 3, 1);
 
+    /* a bound the maps fit in but the nodes do not: given up as it grows,
+     * then refused at once, not built again, until the generation moves */
+    CHECK_EQ_INT(storage_nodetab_acquire(f.s, TOKEN1, "t", &t, &em), 0);
+    storage_nodetab_release(f.s, t, 1);
+    f.s->unions.max_bytes = 4096;
+    uint64_t builds = f.s->unions.builds, refused = f.s->unions.refused;
+    check_same(&f, ls, tokens, 3, 3);
+    CHECK_EQ_INT(f.s->unions.builds, builds + 1);
+    CHECK_EQ_INT(f.s->unions.refused, refused + 1);
+    check_same(&f, ls, tokens, 3, 3);
+    CHECK_EQ_INT(f.s->unions.builds, builds + 1);
+    CHECK_EQ_INT(f.s->unions.refused, refused + 2);
+    CHECK_EQ_INT(storage_stats(f.s, &stats), 0);
+    CHECK(stats.union_cache_bytes <= 4096);
+    f.s->unions.max_bytes = bound;
+
     for (int i = 0; i < 3; i++)
         labels_free(ls[i]);
     symtab_free(st);
