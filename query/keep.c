@@ -476,12 +476,14 @@ static void merge_tab_children(sel_t *s, uint32_t p, expansion_t *x)
     s->nm = i;
 }
 
-/* The children of node p whose one member is a decoded forest's: they
- * are that member's children, each of a symbol of its own (a forest node
- * has one child per symbol), so each is made as it is met, with no lookup
- * by symbol (s->mem and x have room for tab_children's count). The
- * commonest expansion once a node's tokens share one forest (a shard
- * union, storage/union.c). */
+/* The children of node p whose one member is a forest's whose nodes
+ * have one child per symbol (storage_merged_tab_t.distinct_kids: a node
+ * table's or a shard union's; one decoded from a peer may repeat a symbol
+ * under a node, and is merged by symbol): they are that member's
+ * children, so each is made as it is met, with no lookup by symbol
+ * (s->mem and x have room for tab_children's count). The commonest
+ * expansion once a node's tokens share one forest (a shard union,
+ * storage/union.c). */
 static void single_tab_children(sel_t *s, uint32_t p, expansion_t *x)
 {
     member_t *mem = s->mem, m = mem[s->nd[p].mem];
@@ -546,7 +548,8 @@ static int expand(sel_t *s, uint32_t p)
     expansion_t x = {s->nd, s->slot, s->touched, s->nslot - 1, s->nn, 0};
     if (listed) {
         merge_listed_children(s, p, nkids, &x);
-    } else if (s->mem[s->nd[p].mem].next == NO_MEMBER) {
+    } else if (s->mem[s->nd[p].mem].next == NO_MEMBER &&
+               s->tabs[s->mem[s->nd[p].mem].tab].distinct_kids) {
         single_tab_children(s, p, &x);
     } else {
         merge_tab_children(s, p, &x);

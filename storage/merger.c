@@ -397,6 +397,7 @@ static int tab_alloc(storage_merged_tab_t *v, const int64_t *self, size_t n, int
                      int symnos)
 {
     v->n = n;
+    v->distinct_kids = 1;      /* a table's (or a union's) node is one (parent, symbol) pair */
     v->self = (int64_t *)self; /* the merger's vector: borrowed */
     v->sym = malloc(n * sizeof *v->sym);
     v->total = malloc(n * sizeof *v->total);

@@ -370,6 +370,8 @@ typedef struct storage_merged_tab {
                               asked for (storage_merger_tabs) */
     size_t nsyms;          /* with symno: the table's distinct symbols */
     int owns_self;         /* 1: self is the tab's own, freed with it; 0: a merger's (borrowed) */
+    int distinct_kids;     /* 1: no two children of a node share a symbol (a node table's or a
+                              shard union's forest); 0: not known (a forest decoded from a peer) */
     int nonneg;            /* 1: every value >= 0 and no total exceeds INT64_MAX; then the forest's
                               nodes are exactly those storage_merger_finish creates for this token; 0: no
                               forest (n 0, arrays NULL): build the whole tree instead */

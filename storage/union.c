@@ -244,9 +244,10 @@ int storage_union_acquire(storage_t *s, const char *tenant, const uint64_t *toke
     }
     list_push_front(&c->lru, &u->lru);
     u->refs++;
-    u->limit = c->max_bytes;
+    size_t limit = c->max_bytes;
     pthread_mutex_unlock(&c->mu);
     pthread_mutex_lock(&u->lock);
+    u->limit = limit;
     if (u->gen != gen) { /* a table was deleted or emptied since */
         union_reset(u, gen);
         pthread_mutex_lock(&c->mu);
