@@ -102,6 +102,11 @@ def short_copies():
         for i in nodes:
             print("    n%d: %s" % (i, "lifted by its evidence (n2 back with its tokens)" if logged(
                 c.nodes[i], "the full repair is lifted") else "streamed from n2"))
+        # a node another holds hints for is not read from until they are
+        # delivered: with their holders stopped it could only answer partial
+        # (n1, stopped above while n0 ran, can be hinted by n0's repair)
+        if converged:
+            c.wait_hints_settled(timeout=60)
         for i in range(3):
             others = [k for k in range(3) if k != i]
             stopped(c, others, i)
