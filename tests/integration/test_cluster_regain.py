@@ -35,8 +35,6 @@ def alone_exact(c, nodes, d, frm, until, live):
     exactly, for each of them in turn."""
     for i in nodes:
         others = [k for k in nodes if k != i]
-        if live is None:  # a node others hold hints for is not read until they arrive,
-            c.wait_hints_settled(timeout=60)  # and its holders are about to be stopped
         for k in others:
             c.nodes[k].proc.send_signal(signal.SIGSTOP)
         try:
