@@ -296,7 +296,7 @@ static const opt_t options[] = {
      "tokens, each with a stack-node table of its own) adds their values up over one numbering "
      "of their tables' stack nodes, built by the first such render and extended as the tables "
      "grow (about a quarter of the bytes of the tables it unites), instead of merging a forest "
-     "per shard: about a third less time a render. Past the bound the least recently used go "
+     "per shard: about a quarter less time a render. Past the bound the least recently used go "
      "first; a union that grows past the bound alone is given up as it is built and not "
      "tried again until a stack-node table is deleted or emptied (that service renders a "
      "forest per shard meanwhile, as everything does with 0; "
