@@ -283,19 +283,22 @@ def test_join_killed_midstream_goes_on_from_its_cursor():
         want = preload(c, [0, 1, 2], "base", t0, 1600, lines=60)
         p, th = start_pusher(c, live, t0 + 1000, [0, 1, 2])
         n = c.add_node(extra=["--stream-max-mb-per-s", "1"] + JOIN_SETTLE_AUTO)
-        # well into the stream of whole windows, not at its start, and past
-        # the check of at least one range
-        w1 = wait_for("n3 well into its stream", lambda: (
-            lambda w: w if w >= 600 else None)(
-                metric(c, n, "flamedb_repair_windows_streamed_total")),
-            timeout=60, interval=0.05)
-        passed1 = wait_for("a range of n3 checked", lambda: (
-            lambda k: k if k >= 1 else None)(
-                metric(c, n, "flamedb_repair_stream_checks_passed_total")),
-            timeout=60, interval=0.05)
-        w1 = metric(c, n, "flamedb_repair_windows_streamed_total")
-        b1 = metric(c, n, "flamedb_repair_bytes_streamed_total")
-        assert c.states(n)[c.ids[n]] == "joining", "n3 active before the kill: %s" % c.status(n)
+        # well into the stream of whole windows, not at its start, past the
+        # check of at least one range, and still joining: one poll reads
+        # them all and the kill follows it at once (a poll per condition
+        # let a loaded machine finish the join between them)
+        def midstream():
+            w = metric(c, n, "flamedb_repair_windows_streamed_total")
+            k = metric(c, n, "flamedb_repair_stream_checks_passed_total")
+            b = metric(c, n, "flamedb_repair_bytes_streamed_total")
+            if c.states(n)[c.ids[n]] != "joining":
+                return "active"
+            return (w, k, b) if w >= 600 and k >= 1 else None
+
+        got = wait_for("n3 well into its stream, a range checked", midstream, timeout=60,
+                       interval=0.05)
+        assert got != "active", "n3 active before the kill: %s" % c.status(n)
+        w1, passed1, b1 = got
         c.kill(n)
         print("    killed n3 (-9) while joining, %d windows (%d bytes) streamed, at least %d "
               "range(s) checked" % (w1, b1, passed1))
