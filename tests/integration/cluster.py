@@ -281,6 +281,23 @@ class Cluster:
             return True
         wait_for("every hint delivered or cancelled, as gossip tells", settled, timeout=timeout)
 
+    def wait_unlisted(self, among, timeout=60):
+        """Waits until no node of `among` sees a member that has not left
+        list any node in its hints_for, itself included (a hint or mark
+        waiting, a regain, a voided mark's window check, a start not yet
+        heard by all): each node of `among` is then read from, and stopping
+        the others leaves none of them listed by a stopped holder. On
+        timeout the lists as each node sees them are in the message."""
+        def lists(i):
+            return {m["id"]: m["hints_for"] for m in self.status(i)["nodes"]
+                    if m["state"] != "left" and m.get("hints_for")}
+        try:
+            wait_for("no member listing a node in its hints_for",
+                     lambda: not any(lists(i) for i in among), timeout=timeout)
+        except AssertionError as e:
+            raise AssertionError("%s; lists: %r" % (e, {self.ids[i]: lists(i) for i in among})) \
+                from e
+
     def status(self, i, timeout=5):
         r = self.nodes[i].get("/cluster/status", timeout=timeout)
         assert r.status == 200, "%s /cluster/status: %r" % (self.ids[i], r)
