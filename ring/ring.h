@@ -230,10 +230,14 @@ typedef struct ring_read_plan {
 } ring_read_plan_t;
 
 /* live[i] != 0 when ring node i may serve reads; local is the planning node's
- * index or -1. A range goes to the local node when it is a live replica,
- * else to the live replica with the least share assigned so far (ties: the
- * earlier one clockwise), so the plan is deterministic. tokens NULL: plan the
- * whole ring. Caller owns *out (ring_read_plan_free). */
+ * index or -1. tokens NULL: plan the whole ring; a range goes to the local
+ * node when it is a live replica, else to the live replica with the least
+ * share assigned so far (ties: the earlier one clockwise), so the plan is
+ * deterministic. With tokens (a service's shards, or the ranges of a
+ * re-plan) a range goes to the live replica that holds the most of the
+ * wanted ranges, then to the local node, then to the one already answering
+ * for more: the ranges go to as few nodes as their replicas allow. Caller
+ * owns *out (ring_read_plan_free). */
 int ring_plan_read(const ring_t *r, uint32_t rf, int local, const uint8_t *live,
                    const uint64_t *tokens, size_t ntokens, ring_read_plan_t *out, errmsg_t *em);
 void ring_read_plan_free(ring_read_plan_t *p);

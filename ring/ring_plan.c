@@ -20,17 +20,28 @@ void ring_read_plan_free(ring_read_plan_t *p)
     memset(p, 0, sizeof *p);
 }
 
+/* Whether live replica x answers range i before best. Planning the whole
+ * ring (cover NULL): the local node, else the least share assigned so far,
+ * which spreads the ranges. Planning a few ranges: the node holding more
+ * of them (cover), else the local node, else the one already answering
+ * for more, which gathers them on one node. Ties: the earlier clockwise. */
+static int better(int x, int best, int local, const double *load, const uint32_t *cover)
+{
+    if (cover != NULL && cover[x] != cover[best]) return cover[x] > cover[best];
+    if ((x == local) != (best == local)) return x == local;
+    return cover != NULL ? load[x] > load[best] : load[x] < load[best];
+}
+
 /* The replica that answers for range i, or -1 when none is live. */
 static int choose(const ring_t *r, uint32_t i, uint32_t rf, int local, const uint8_t *live,
-                  const double *load)
+                  const double *load, const uint32_t *cover)
 {
     uint32_t reps[RING_MAX_RF];
     uint32_t n = ring_replicas(r, r->dtokens[i], rf, reps);
     int best = -1;
     for (uint32_t k = 0; k < n; k++) {
-        if (!live[reps[k]]) continue;
-        if ((int)reps[k] == local) return local;
-        if (best < 0 || load[reps[k]] < load[best]) best = (int)reps[k];
+        int x = (int)reps[k];
+        if (live[x] && (best < 0 || better(x, best, local, load, cover))) best = x;
     }
     return best;
 }
@@ -44,6 +55,25 @@ static uint8_t *wanted_ranges(const ring_t *r, const uint64_t *tokens, size_t nt
     for (size_t k = 0; tokens && k < ntokens && r->ndtokens; k++)
         want[ring__range_index(r, tokens[k])] = 1;
     return want;
+}
+
+/* Per ring node: how many wanted ranges it is a live replica of. A plan
+ * over a few ranges (a service's shards) then sends them to as few nodes
+ * as their replicas allow, so one node merges a service's shards together
+ * (one forest over their stack nodes) instead of several nodes each
+ * shipping a part for the coordinator to merge. */
+static uint32_t *cover_counts(const ring_t *r, uint32_t rf, const uint8_t *live,
+                              const uint8_t *want)
+{
+    uint32_t *cover = calloc(r->nnodes, sizeof *cover);
+    for (uint32_t i = 0; cover != NULL && i < r->ndtokens; i++) {
+        if (!want[i]) continue;
+        uint32_t reps[RING_MAX_RF];
+        uint32_t n = ring_replicas(r, r->dtokens[i], rf, reps);
+        for (uint32_t k = 0; k < n; k++)
+            cover[reps[k]] += live[reps[k]] != 0;
+    }
+    return cover;
 }
 
 static void close_all(ring_read_plan_t *p)
@@ -66,13 +96,14 @@ int ring_plan_read(const ring_t *r, uint32_t rf, int local, const uint8_t *live,
     out->assigned = calloc(r->nnodes, sizeof *out->assigned);
     double *load = calloc(r->nnodes, sizeof *load);
     uint8_t *want = wanted_ranges(r, tokens, ntokens);
+    uint32_t *cover = tokens != NULL && want != NULL ? cover_counts(r, rf, live, want) : NULL;
     int rc = 0;
-    if (out->assigned == NULL || load == NULL || want == NULL)
+    if (out->assigned == NULL || load == NULL || want == NULL || (tokens != NULL && !cover))
         rc = errmsg_set(em, ERR_NOMEM, "read plan: out of memory");
     for (uint32_t i = 0; rc == 0 && i < r->ndtokens; i++) {
         if (!want[i]) continue;
         ring_range_t rg = ring_range_at(r, i);
-        int node = choose(r, i, rf, local, live, load);
+        int node = choose(r, i, rf, local, live, load, cover);
         if (node < 0) {
             rc = ring_ranges_add(&out->missing, rg);
         } else {
@@ -83,6 +114,7 @@ int ring_plan_read(const ring_t *r, uint32_t rf, int local, const uint8_t *live,
     }
     free(load);
     free(want);
+    free(cover);
     if (rc < 0) {
         ring_read_plan_free(out);
         return rc;

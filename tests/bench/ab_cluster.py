@@ -1,10 +1,13 @@
 #!/usr/bin/env python3
-"""ab_cluster.py — two node binaries as 3-node RF 1 clusters, side by side.
+"""ab_cluster.py — two node binaries as clusters (3 nodes RF 1 by default),
+side by side.
 
-For a change to scatter-gather: each binary runs a 3-node RF 1 cluster (the
-same node ids), and the new one a single node; the profiles of a
-`flamedb-bench gen` index are pushed to each, then whole-fleet renders ask
-every node of each deployment in turn, the deployments interleaved in every
+For a change to scatter-gather: each binary runs a cluster of NODES nodes at
+RF (the same node ids, so the same rings), and the new one a single node;
+the profiles of a
+`flamedb-bench gen` index are pushed to each, then renders (the whole fleet; with
+--services also each service on its own) ask every node of each deployment
+in turn, the deployments interleaved in every
 round (2 untimed rounds first), so load from elsewhere on the machine hits
 them alike. Every answer must be exact and the same bytes from every node.
 Prints, per deployment, the median and fastest render and the node CPU per
@@ -13,7 +16,8 @@ from the threads' schedstat in nanoseconds, and how many times a thread of
 the deployment was put on a CPU per render: each hand-off between threads
 wakes one).
 
-  tests/bench/ab_cluster.py OLD_FLAMEDB NEW_FLAMEDB DIR/cpu/index.tsv [ROUNDS]
+  tests/bench/ab_cluster.py OLD_FLAMEDB NEW_FLAMEDB DIR/cpu/index.tsv [ROUNDS [NODES RF]]
+                           [--services]
 """
 import os
 import shutil
@@ -26,22 +30,29 @@ import bench_cluster as BC  # noqa: E402  (Deployment, ingest, settle, time_quer
 
 
 def main():
-    if len(sys.argv) not in (4, 5):
+    args = [a for a in sys.argv[1:] if a != "--services"]
+    if len(args) not in (3, 4, 6):
         sys.exit(__doc__)
-    old_bin, new_bin, index = sys.argv[1], sys.argv[2], os.path.abspath(sys.argv[3])
-    rounds = int(sys.argv[4]) if len(sys.argv) == 5 else 40
+    old_bin, new_bin, index = args[0], args[1], os.path.abspath(args[2])
+    rounds = int(args[3]) if len(args) >= 4 else 40
+    nodes, rf = (int(args[4]), int(args[5])) if len(args) == 6 else (3, 1)
     rows = R.read_index(index)
     lo = min(r["time"] for r in rows) // 10 * 10
     hi = (max(r["time"] for r in rows) // 10 + 1) * 10
     cpu_i = rows[0]["types"].index("cpu/nanoseconds")
     queries = [("whole fleet", BC.CPU + "{}", sum(r["totals"][cpu_i] for r in rows))]
+    if "--services" in sys.argv:
+        for svc in sorted({r["name"].split("{")[0] for r in rows}):
+            want = sum(r["totals"][cpu_i] for r in rows if r["name"].split("{")[0] == svc)
+            queries.append((svc, BC.CPU + '{service_name="%s"}' % svc, want))
     work = tempfile.mkdtemp(prefix="flamedb-ab-")
     os.symlink(os.path.dirname(index), os.path.join(work, "cpu"))
     deps = []
     try:
-        for label, binary, n in (("old", old_bin, 3), ("new", new_bin, 3),
+        for label, binary, n in (("old", old_bin, nodes), ("new", new_bin, nodes),
                                  ("single", new_bin, 1)):
-            d = BC.Deployment(R, binary, work, n, 1, "1GiB", "rf1" if n == 3 else "single")
+            d = BC.Deployment(R, binary, work, n, rf if n > 1 else 1, "1GiB",
+                              "rf%d" % rf if n > 1 else "single")
             d.name = label
             deps.append(d)
             BC.ingest(R, d, rows)

@@ -1,6 +1,7 @@
 /* Read and write planning (ring.h): every token answered by exactly one live
  * replica, or reported missing; local preference; determinism; balance;
- * service-restricted plans; write replicas and quorum. */
+ * service-restricted plans, on as few nodes as their replicas allow; write
+ * replicas and quorum. */
 #include "test_ring_util.h"
 
 static int owner_of(const ring_read_plan_t *p, uint64_t t, int *missing)
@@ -152,6 +153,75 @@ static void test_service_plan(void)
     free_identities(ids, 6);
 }
 
+/* The index of the elementary range holding t. */
+static uint32_t range_of(const ring_t *r, uint64_t t)
+{
+    for (uint32_t j = 0; j < ring_range_count(r); j++)
+        if (ring_range_contains(ring_range_at(r, j), t)) return j;
+    CHECK(0);
+    return 0;
+}
+
+/* One service's plan over 6 nodes RF 3, node `local` planning: every range
+ * goes to the replica holding the most of the service's ranges; when one
+ * node holds them all it answers for all. Returns 1 when that node is not
+ * the local one (the case local-first planning split). */
+static int check_fewest_nodes(const ring_t *r, const uint8_t *live, const char *svc, int local)
+{
+    uint64_t toks[4];
+    uint32_t rg[4], nr = 0, cover[6] = {0};
+    for (uint32_t s = 0; s < 4; s++) {
+        toks[s] = ring_placement_token("acme", svc, s);
+        uint32_t j = range_of(r, toks[s]), k = 0;
+        while (k < nr && rg[k] != j)
+            k++;
+        if (k < nr) continue;
+        rg[nr++] = j;
+        uint32_t reps[RING_MAX_RF], n = ring_replicas(r, toks[s], 3, reps);
+        for (uint32_t x = 0; x < n; x++)
+            cover[reps[x]]++;
+    }
+    ring_read_plan_t p;
+    CHECK_EQ_INT(ring_plan_read(r, 3, local, live, toks, 4, &p, NULL), 0);
+    uint32_t best = 0, nodes = 0;
+    for (uint32_t x = 0; x < 6; x++) {
+        best = cover[x] > best ? cover[x] : best;
+        nodes += p.assigned[x].n > 0;
+    }
+    for (uint32_t s = 0; s < 4; s++) {
+        int missing, owner = owner_of(&p, toks[s], &missing);
+        uint32_t reps[RING_MAX_RF], n = ring_replicas(r, toks[s], 3, reps), most = 0;
+        for (uint32_t x = 0; x < n; x++)
+            most = cover[reps[x]] > most ? cover[reps[x]] : most;
+        CHECK(owner >= 0 && !missing);
+        CHECK_EQ_INT(cover[owner], most);
+    }
+    if (best == nr) CHECK_EQ_INT(nodes, 1);
+    ring_read_plan_free(&p);
+    return best == nr && local >= 0 && cover[local] < nr;
+}
+
+/* A service's shards go to as few nodes as their replicas allow, also
+ * when the planning node holds only some of them. */
+static void test_service_plan_fewest_nodes(void)
+{
+    ring_rng_t rng;
+    ring_rng_seed(&rng, 11);
+    ring_identity_t *ids = make_identities(6, RING_DEFAULT_TOKENS, &rng);
+    ring_t *r = ring_of(ids, 6, NULL);
+    uint8_t live[6] = {1, 1, 1, 1, 1, 1};
+    int split_before = 0;
+    for (int svc = 0; svc < 200; svc++) {
+        char name[32];
+        snprintf(name, sizeof name, "svc%d", svc);
+        for (int local = -1; local < 6; local++)
+            split_before += check_fewest_nodes(r, live, name, local);
+    }
+    CHECK(split_before > 0);
+    ring_free(r);
+    free_identities(ids, 6);
+}
+
 static int is_rep(const ring_t *r, uint64_t t, const char *id)
 {
     uint32_t reps[RING_MAX_RF];
@@ -211,6 +281,7 @@ int main(void)
     test_read_plans(seed);
     test_all_down_and_balance();
     test_service_plan();
+    test_service_plan_fewest_nodes();
     test_write_plan();
     return check_exit();
 }
