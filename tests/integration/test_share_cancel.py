@@ -8,7 +8,10 @@ query lanes are idle again well before the query would have finished.
 A query that one part ends early (here the coordinator's own share refuses
 the query over its query-max-series, a 4xx) stops its other parts the same
 way: the other node's share of the same render is cancelled, not run to its
-end for an answer that would be dropped."""
+end for an answer that would be dropped. The other node is stopped (SIGSTOP)
+while the coordinator refuses, so the ask and its cancel reach it together
+and the check does not depend on how long its share takes."""
+import signal
 import socket
 import time
 import urllib.parse
@@ -112,9 +115,18 @@ def test_refusal_by_one_part_stops_the_others():
         wait_for("n1's query lane idle", lambda: query_lane_running(n1) == 0, timeout=30,
                  interval=0.02)
         before = share_counters(n1)
-        start = time.monotonic()
-        r = n0.query("/pyroscope/render", "t", **params)
-        refused = time.monotonic() - start
+        # n1 stopped (SIGSTOP) while n0 refuses: n1 finds the ask and the
+        # cancel that follows it waiting together once it runs again, so its
+        # share cannot end before the cancel comes, however fast it merges
+        # (n1 is not seen down: the failure timeout is 60 s)
+        n1.proc.send_signal(signal.SIGSTOP)
+        try:
+            start = time.monotonic()
+            r = n0.query("/pyroscope/render", "t", **params)
+            refused = time.monotonic() - start
+            time.sleep(0.3)  # the cancel goes out once n0's share refused
+        finally:
+            n1.proc.send_signal(signal.SIGCONT)
         # (over max_series=100, or over the candidates allowed for it)
         assert r.status == 422 and b"series" in r.body, r
         # the refusal may come before n1's request went out (then n1 is
