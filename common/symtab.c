@@ -4,9 +4,10 @@
  * indices (4-byte slots, the key read from the entry: a push may intern
  * one symbol per byte or so of its payload, so the index is kept small,
  * at most 2/3 full and growing by half again, not doubling) finds them by
- * symbol id. An entry is 16 bytes, its id and its name: the name's NUL
- * is followed by the index of its file name (a varint; 0 = no file, one
- * byte as the empty name was). Each distinct file name is held once, in a
+ * symbol id. An entry is 16 bytes, its id and its name: the name is
+ * preceded by the index of its file name (0 = no file), a varint written
+ * backwards, read from the byte before the name on (fi_get), so a lookup
+ * finds the file without reading the name for its length. Each distinct file name is held once, in a
  * second list with its own table (a profile names the same file for many
  * functions; symtab_file interns one, so pprof ingest looks a file up
  * once per string of the profile, not once per symbol). Strings live in
@@ -26,7 +27,7 @@
 
 typedef struct sym_entry {
     uint64_t id;
-    const char *name; /* "name\0" then the file's index, a varint */
+    const char *name; /* "name\0", the file's index before it (fi_get) */
 } sym_entry_t;
 
 struct symtab {
@@ -196,6 +197,35 @@ void symtab_free(symtab_t *s)
 }
 
 /* symtab_put_file for an id the table does not hold. */
+/* The bytes of file index v written before a name. */
+static size_t fi_len(uint32_t v)
+{
+    size_t n = 1;
+    for (; v >= 0x80; v >>= 7)
+        n++;
+    return n;
+}
+
+/* Writes v in the n (fi_len) bytes at p, its lowest 7 bits last: each byte
+ * but the first has the high bit set (more bytes before it). */
+static void fi_put(uint8_t *p, size_t n, uint32_t v)
+{
+    for (size_t k = n; k-- > 0; v >>= 7)
+        p[k] = (uint8_t)((v & 0x7f) | (k > 0 ? 0x80 : 0));
+}
+
+/* The file index written before name by fi_put. */
+static uint32_t fi_get(const char *name)
+{
+    const uint8_t *q = (const uint8_t *)name - 1;
+    uint32_t fi = 0;
+    for (unsigned shift = 0;; shift += 7) {
+        fi |= (uint32_t)(*q & 0x7f) << shift;
+        if (*q-- < 0x80) break;
+    }
+    return fi;
+}
+
 static int put_new(symtab_t *s, uint64_t id, const char *name, size_t name_len, uint32_t file_index,
                    uint32_t *index)
 {
@@ -210,19 +240,14 @@ static int put_new(symtab_t *s, uint64_t id, const char *name, size_t name_len, 
     }
     /* read back up to its first NUL, as a C string is */
     name_len = name_len > 0 ? strnlen(name, name_len) : 0;
-    size_t vl = 1;
-    for (uint32_t v = file_index; v >= 0x80; v >>= 7)
-        vl++;
+    size_t vl = fi_len(file_index);
     if (name_len > SIZE_MAX / 2) return ERR_NOMEM;
-    char *p = arena_alloc_packed(&s->strings, name_len + 1 + vl);
+    char *p = arena_alloc_packed(&s->strings, vl + name_len + 1);
     if (p == NULL) return ERR_NOMEM;
+    fi_put((uint8_t *)p, vl, file_index);
+    p += vl;
     if (name_len > 0) memcpy(p, name, name_len);
     p[name_len] = '\0';
-    uint8_t *q = (uint8_t *)p + name_len + 1;
-    uint32_t v = file_index;
-    for (; v >= 0x80; v >>= 7)
-        *q++ = (uint8_t)(v | 0x80);
-    *q = (uint8_t)v;
     sym_entry_t *e = &s->entries[s->count];
     e->id = id;
     e->name = p;
@@ -283,12 +308,7 @@ int symtab_get(const symtab_t *s, uint64_t id, const char **name, const char **f
     if (at < 0) return 0;
     const sym_entry_t *e = &s->entries[at];
     *name = e->name;
-    const uint8_t *q = (const uint8_t *)e->name + strlen(e->name) + 1;
-    uint32_t fi = 0;
-    for (unsigned shift = 0;; shift += 7) {
-        fi |= (uint32_t)(*q & 0x7f) << shift;
-        if (*q++ < 0x80) break;
-    }
+    uint32_t fi = fi_get(e->name);
     *file = fi == 0 ? "" : s->files[fi];
     return 1;
 }
@@ -306,12 +326,7 @@ int symtab_put_from(symtab_t *dst, const symtab_t *src, const uint64_t *ids, siz
         if (at < 0 || find(dst, ids[i]) >= 0) continue;
         const char *name = src->entries[at].name;
         size_t len = strlen(name);
-        const uint8_t *q = (const uint8_t *)name + len + 1;
-        uint32_t fi = 0, di = 0;
-        for (unsigned shift = 0;; shift += 7) {
-            fi |= (uint32_t)(*q & 0x7f) << shift;
-            if (*q++ < 0x80) break;
-        }
+        uint32_t fi = fi_get(name), di = 0;
         if (fi != 0 && fmap[fi] != 0) {
             di = fmap[fi] - 1;
         } else if (fi != 0) {
