@@ -7,12 +7,12 @@
  * symbol id. An entry is 16 bytes, its id and its name: the name is
  * preceded by the index of its file name (0 = no file), a varint written
  * backwards, read from the byte before the name on (fi_get), so a lookup
- * finds the file without reading the name for its length. Each distinct file name is held once, in a
- * second list with its own table (a profile names the same file for many
- * functions; symtab_file interns one, so pprof ingest looks a file up
- * once per string of the profile, not once per symbol). Strings live in
- * fixed-size arena chunks that never move, so borrowed pointers stay
- * valid until free. */
+ * finds the file without reading the name for its length. Each distinct
+ * file name is held once, in a second list with its own table (a profile
+ * names the same file for many functions; symtab_file interns one, so
+ * pprof ingest looks a file up once per string of the profile, not once
+ * per symbol). Strings live in fixed-size arena chunks that never move, so
+ * borrowed pointers stay valid until free. */
 #include "common/symtab.h"
 
 #include <stdlib.h>
