@@ -196,7 +196,6 @@ void symtab_free(symtab_t *s)
     free(s);
 }
 
-/* symtab_put_file for an id the table does not hold. */
 /* The bytes of file index v written before a name. */
 static size_t fi_len(uint32_t v)
 {
@@ -226,6 +225,7 @@ static uint32_t fi_get(const char *name)
     return fi;
 }
 
+/* symtab_put_file for an id the table does not hold. */
 static int put_new(symtab_t *s, uint64_t id, const char *name, size_t name_len, uint32_t file_index,
                    uint32_t *index)
 {
