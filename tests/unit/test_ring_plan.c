@@ -124,14 +124,24 @@ static void test_all_down_and_balance(void)
     free_identities(ids, 5);
 }
 
+/* Six nodes of the default token count, every one live for reads; the
+ * caller frees the ring and *ids (6 identities). */
+static const uint8_t LIVE6[6] = {1, 1, 1, 1, 1, 1};
+
+static ring_t *six_nodes(uint64_t seed, ring_identity_t **ids)
+{
+    ring_rng_t rng;
+    ring_rng_seed(&rng, seed);
+    *ids = make_identities(6, RING_DEFAULT_TOKENS, &rng);
+    return ring_of(*ids, 6, NULL);
+}
+
 /* A query that names a service plans only the ranges of its shard tokens. */
 static void test_service_plan(void)
 {
-    ring_rng_t rng;
-    ring_rng_seed(&rng, 4);
-    ring_identity_t *ids = make_identities(6, RING_DEFAULT_TOKENS, &rng);
-    ring_t *r = ring_of(ids, 6, NULL);
-    uint8_t live[6] = {1, 1, 1, 1, 1, 1};
+    ring_identity_t *ids;
+    ring_t *r = six_nodes(4, &ids);
+    const uint8_t *live = LIVE6;
     uint64_t toks[5];
     for (uint32_t s = 0; s < 4; s++)
         toks[s] = ring_placement_token("acme", "checkout", s);
@@ -205,17 +215,14 @@ static int check_fewest_nodes(const ring_t *r, const uint8_t *live, const char *
  * when the planning node holds only some of them. */
 static void test_service_plan_fewest_nodes(void)
 {
-    ring_rng_t rng;
-    ring_rng_seed(&rng, 11);
-    ring_identity_t *ids = make_identities(6, RING_DEFAULT_TOKENS, &rng);
-    ring_t *r = ring_of(ids, 6, NULL);
-    uint8_t live[6] = {1, 1, 1, 1, 1, 1};
+    ring_identity_t *ids;
+    ring_t *r = six_nodes(11, &ids);
     int split_before = 0;
     for (int svc = 0; svc < 200; svc++) {
         char name[32];
         snprintf(name, sizeof name, "svc%d", svc);
         for (int local = -1; local < 6; local++)
-            split_before += check_fewest_nodes(r, live, name, local);
+            split_before += check_fewest_nodes(r, LIVE6, name, local);
     }
     CHECK(split_before > 0);
     ring_free(r);
