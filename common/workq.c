@@ -1,9 +1,14 @@
-/* workq.c — lanes over libuv's thread pool (workq.h). Everything but the
- * work callback runs on the loop thread, so the lanes need no lock. */
+/* workq.c — lanes over a pool of threads of the workq's own (workq.h).
+ * The lanes live on the loop thread and need no lock; the pool's state (its
+ * idle threads, the jobs handed to it and not picked up, the jobs done and
+ * not yet delivered) is under pool_mu. */
 #include <stdlib.h>
 
 #include "common/err.h"
 #include "common/workq.h"
+
+/* A pool thread's stack, as libuv gives its own pool's threads. */
+#define WORKQ_STACK_BYTES (8u << 20)
 
 typedef struct lane {
     workq_job_t *head, *tail; /* waiting, oldest first */
@@ -11,10 +16,30 @@ typedef struct lane {
     uint64_t waiting, started, cancelled;
 } lane_t;
 
+typedef struct worker {
+    workq_t *q;
+    uv_thread_t thread;
+    uv_cond_t wake;
+    workq_job_t *job; /* handed to it while it was idle */
+    int idle;         /* on the idle stack */
+} worker_t;
+
 struct workq {
     uv_loop_t *loop;
     clock_source_t clock;
     lane_t lanes[WORKQ_NLANES];
+    /* loop thread only */
+    uv_async_t *async; /* open while jobs are on the pool: delivers the done ones */
+    size_t on_pool;    /* handed to the pool and not delivered yet */
+    /* under pool_mu */
+    uv_mutex_t pool_mu;
+    worker_t *workers;            /* max_workers slots; the first nworkers started */
+    size_t nworkers, max_workers; /* max_workers: pool_threads */
+    worker_t **idle;              /* the idle threads, the last to go idle on top */
+    size_t nidle;
+    workq_job_t *pend_head, *pend_tail; /* handed over while every thread was busy */
+    workq_job_t *done_head, *done_tail; /* done (or cancelled on the pool), for the loop */
+    int stopping;
 };
 
 size_t workq_default_cap(int pool_threads)
@@ -35,26 +60,201 @@ int workq_new(uv_loop_t *loop, int pool_threads, const size_t max_running[WORKQ_
         size_t cap = max_running != NULL ? max_running[l] : 0;
         q->lanes[l].max_running = cap > 0 ? cap : workq_default_cap(pool_threads);
     }
+    q->max_workers = pool_threads > 0 ? (size_t)pool_threads : 1;
+    q->workers = calloc(q->max_workers, sizeof *q->workers);
+    q->idle = calloc(q->max_workers, sizeof *q->idle);
+    if (q->workers == NULL || q->idle == NULL || uv_mutex_init(&q->pool_mu) != 0) {
+        free(q->workers);
+        free(q->idle);
+        free(q);
+        return ERR_NOMEM;
+    }
     *out = q;
     return 0;
 }
 
+static void close_async(workq_t *q);
+
 void workq_free(workq_t *q)
 {
+    if (q == NULL) return;
+    uv_mutex_lock(&q->pool_mu);
+    q->stopping = 1;
+    for (size_t i = 0; i < q->nidle; i++)
+        uv_cond_signal(&q->idle[i]->wake);
+    uv_mutex_unlock(&q->pool_mu);
+    for (size_t i = 0; i < q->nworkers; i++) {
+        uv_thread_join(&q->workers[i].thread);
+        uv_cond_destroy(&q->workers[i].wake);
+    }
+    if (q->async != NULL) close_async(q); /* jobs left undelivered: the loop frees the handle */
+    uv_mutex_destroy(&q->pool_mu);
+    free(q->workers);
+    free(q->idle);
     free(q);
 }
 
-static void run_next(workq_t *q, lane_t *l);
+/* ---- the pool ---- */
 
-static void job_work(uv_work_t *w)
+/* pool_mu held: job is done with status; the loop delivers it. The send is
+ * made under the lock, so once the loop took the last job no thread still
+ * holds the handle. */
+static void pool_done(workq_t *q, workq_job_t *job, int status)
 {
-    workq_job_t *job = w->data;
-    job->fn(job);
+    job->status = status;
+    job->next = NULL;
+    if (q->done_tail != NULL)
+        q->done_tail->next = job;
+    else
+        q->done_head = job;
+    q->done_tail = job;
+    uv_async_send(q->async);
 }
 
-static void job_after(uv_work_t *w, int status)
+static workq_job_t *pend_pop(workq_t *q)
 {
-    workq_job_t *job = w->data;
+    workq_job_t *job = q->pend_head;
+    q->pend_head = job->next;
+    if (q->pend_head == NULL) q->pend_tail = NULL;
+    return job;
+}
+
+static void worker_main(void *arg)
+{
+    worker_t *w = arg;
+    workq_t *q = w->q;
+    uv_mutex_lock(&q->pool_mu);
+    for (;;) {
+        workq_job_t *job = w->job;
+        w->job = NULL;
+        if (job == NULL && q->pend_head != NULL) job = pend_pop(q);
+        if (job == NULL) {
+            if (q->stopping) break;
+            if (!w->idle) { /* not again after a spurious wake: it is still there */
+                w->idle = 1;
+                q->idle[q->nidle++] = w;
+            }
+            uv_cond_wait(&w->wake, &q->pool_mu);
+            continue;
+        }
+        job->pooled = 2;
+        uv_mutex_unlock(&q->pool_mu);
+        job->fn(job);
+        uv_mutex_lock(&q->pool_mu);
+        pool_done(q, job, 0);
+    }
+    uv_mutex_unlock(&q->pool_mu);
+}
+
+/* pool_mu held: one more thread, which picks up the oldest pending job. */
+static int pool_grow(workq_t *q)
+{
+    worker_t *w = &q->workers[q->nworkers];
+    *w = (worker_t){.q = q};
+    if (uv_cond_init(&w->wake) != 0) return UV_ENOMEM;
+    uv_thread_options_t opt = {.flags = UV_THREAD_HAS_STACK_SIZE, .stack_size = WORKQ_STACK_BYTES};
+    int rc = uv_thread_create_ex(&w->thread, &opt, worker_main, w);
+    if (rc != 0) {
+        uv_cond_destroy(&w->wake);
+        return rc;
+    }
+    q->nworkers++;
+    return 0;
+}
+
+/* Loop thread, pool_mu held: job to the thread that went idle last (*wake:
+ * to be signalled once the lock is let go, so that it does not wake into a
+ * held lock), else to the pending FIFO (with a new thread while the pool
+ * has room). */
+static int pool_hand(workq_t *q, workq_job_t *job, worker_t **wake)
+{
+    job->next = NULL;
+    *wake = NULL;
+    if (q->nidle > 0) {
+        worker_t *w = q->idle[--q->nidle];
+        w->idle = 0;
+        w->job = job;
+        job->pooled = 2;
+        *wake = w;
+        return 0;
+    }
+    int rc = q->nworkers < q->max_workers ? pool_grow(q) : 0;
+    if (rc != 0 && q->nworkers == 0) return rc; /* no thread would ever run it */
+    job->pooled = 1;
+    if (q->pend_tail != NULL)
+        q->pend_tail->next = job;
+    else
+        q->pend_head = job;
+    q->pend_tail = job;
+    return 0;
+}
+
+static void free_handle(uv_handle_t *h)
+{
+    free(h);
+}
+
+static void close_async(workq_t *q)
+{
+    uv_close((uv_handle_t *)q->async, free_handle);
+    q->async = NULL;
+}
+
+static void deliver(uv_async_t *a);
+
+/* Loop thread: job onto the pool (its handle opened for the first). */
+static int pool_submit(workq_t *q, workq_job_t *job)
+{
+    if (q->async == NULL) {
+        uv_async_t *a = malloc(sizeof *a);
+        if (a == NULL) return UV_ENOMEM;
+        int rc = uv_async_init(q->loop, a, deliver);
+        if (rc != 0) {
+            free(a);
+            return rc;
+        }
+        a->data = q;
+        q->async = a;
+    }
+    worker_t *wake;
+    uv_mutex_lock(&q->pool_mu);
+    int rc = pool_hand(q, job, &wake);
+    uv_mutex_unlock(&q->pool_mu);
+    if (wake != NULL) uv_cond_signal(&wake->wake); /* a spurious wake took the job: harmless */
+    if (rc == 0)
+        q->on_pool++;
+    else if (q->on_pool == 0)
+        close_async(q);
+    return rc;
+}
+
+static void job_after(workq_job_t *job, int status);
+
+/* Loop thread: the jobs done since the last call, in the order they ended;
+ * the handle closes when none is left on the pool. */
+static void deliver(uv_async_t *a)
+{
+    workq_t *q = a->data;
+    uv_mutex_lock(&q->pool_mu);
+    workq_job_t *job = q->done_head;
+    q->done_head = q->done_tail = NULL;
+    uv_mutex_unlock(&q->pool_mu);
+    while (job != NULL) {
+        workq_job_t *next = job->next;
+        q->on_pool--;
+        job->pooled = 0;
+        job_after(job, job->status); /* may submit more (and free job) */
+        job = next;
+    }
+    if (q->on_pool == 0 && q->async != NULL) close_async(q);
+}
+
+/* ---- the lanes ---- */
+
+static void run_next(workq_t *q, lane_t *l);
+
+static void job_after(workq_job_t *job, int status)
+{
     workq_t *q = job->q;
     lane_t *l = &q->lanes[job->lane];
     l->running--;
@@ -64,8 +264,7 @@ static void job_after(uv_work_t *w, int status)
 
 static int start(workq_t *q, lane_t *l, workq_job_t *job)
 {
-    job->work.data = job;
-    int rc = uv_queue_work(q->loop, &job->work, job_work, job_after);
+    int rc = pool_submit(q, job);
     if (rc == 0) {
         l->running++;
         l->started++;
@@ -79,8 +278,7 @@ static int past_deadline(const workq_t *q, const workq_job_t *job)
 }
 
 /* Starts waiting jobs while the lane has room; drops those past their
- * deadline (and one the pool refuses, which cannot happen once the loop
- * runs: libuv only refuses a NULL callback). */
+ * deadline (and one the pool cannot take: out of memory or threads). */
 static void run_next(workq_t *q, lane_t *l)
 {
     while (l->head != NULL && l->running < l->max_running) {
@@ -107,6 +305,8 @@ int workq_submit(workq_t *q, workq_lane_t lane, workq_job_t *job, workq_fn fn, w
     job->lane = lane;
     job->next = NULL;
     job->waiting = 0;
+    job->pooled = 0;
+    job->status = 0;
     if (l->running < l->max_running && l->head == NULL) return start(q, l, job);
     if (l->tail != NULL)
         l->tail->next = job;
@@ -120,11 +320,26 @@ int workq_submit(workq_t *q, workq_lane_t lane, workq_job_t *job, workq_fn fn, w
 
 int workq_cancel(workq_job_t *job)
 {
-    lane_t *l = &job->q->lanes[job->lane];
+    workq_t *q = job->q;
+    lane_t *l = &q->lanes[job->lane];
     if (!job->waiting) {
-        int rc = uv_cancel((uv_req_t *)&job->work);
+        int rc = UV_EBUSY;
+        uv_mutex_lock(&q->pool_mu);
+        if (job->pooled == 1) { /* not picked up: out of the pending FIFO */
+            workq_job_t **p = &q->pend_head, *prev = NULL;
+            while (*p != job) {
+                prev = *p;
+                p = &(*p)->next;
+            }
+            *p = job->next;
+            if (q->pend_tail == job) q->pend_tail = prev;
+            job->pooled = 2;
+            pool_done(q, job, UV_ECANCELED);
+            rc = 0;
+        }
+        uv_mutex_unlock(&q->pool_mu);
         if (rc == 0) l->cancelled++;
-        return rc == 0 ? 0 : UV_EBUSY;
+        return rc;
     }
     workq_job_t **p = &l->head, *prev = NULL;
     while (*p != job) {

@@ -64,7 +64,9 @@ static const opt_t options[] = {
     {"log-level", OPT_LOGLEVEL, FIELD(log_level, int), "info", 0, 0, 0,
      "One of debug, info, warn, error."},
     {"worker-threads", OPT_INT, FIELD(worker_threads, int), "4", 0, 1, 1024,
-     "Threads that decode, merge and do RocksDB work (the libuv thread pool)."},
+     "Threads that decode, merge and do RocksDB work (the node's thread pool; each "
+     "started when a job first needs it, and the thread that went idle last takes the next "
+     "job)."},
     {"max-write-jobs", OPT_COUNT, FIELD(max_write_jobs, size_t), "0", 0, 0, 1024,
      "Thread-pool jobs of pushes, replica writes and hints at once; more wait in order. "
      "0: worker-threads minus a quarter (at least 1), so queries always keep a thread."},

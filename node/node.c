@@ -209,10 +209,6 @@ static int open_parts(node_t *n, errmsg_t *em)
 
 int node_new(const node_config_t *cfg, node_t **out, errmsg_t *em)
 {
-    char threads[16];
-    snprintf(threads, sizeof threads, "%d", cfg->worker_threads);
-    /* libuv sizes its (process-wide) pool from this when the first job is queued. */
-    setenv("UV_THREADPOOL_SIZE", threads, 1);
     node_t *n = calloc(1, sizeof *n);
     if (n == NULL) return errmsg_set(em, ERR_NOMEM, "out of memory");
     n->cfg = *cfg;

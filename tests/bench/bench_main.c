@@ -12,6 +12,9 @@
  *                        [--forests-only N]             (--service '': the whole fleet;
  *                                                      --forests-only: the forest figures
  *                                                      alone, N times, for a profiler)
+ *                        [--data-dir D [--tenant T]]   renders of a stopped node's store D
+ *                                                      (T: "anonymous" for a node without
+ *                                                      auth), the same state over HTTP
  *   flamedb-bench fleet  [--pods 100,300,1000] [--profiles N]  one service of many pods:
  *                                                      service vs one-pod flame graph
  *   flamedb-bench nodecliff [--pushes N] [--stacks N] [--others N] [--other-stacks N]

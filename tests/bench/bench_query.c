@@ -8,6 +8,9 @@
  * compaction, cold after reopening, and over 30 days ending at the same point.
  * numTicks is checked against the sum the generator recorded. The comparison
  * with `go tool pprof -proto` over the same files is made by tests/bench/run.py.
+ * With --data-dir, nothing is ingested: the renders read a store a node wrote
+ * (the profiles of --index pushed to it over HTTP), so the in-process and the
+ * HTTP render can be timed over one stored state.
  */
 #define _GNU_SOURCE
 #include <stdio.h>
@@ -24,6 +27,7 @@
 
 typedef struct qctx {
     storage_t *st;
+    const char *tenant; /* "bench", or --tenant with --data-dir */
     char query[512];
     char from[32], until[32];
     int64_t expect; /* -1 unknown */
@@ -46,7 +50,7 @@ static double render_once(const qctx_t *q, const char *from, int64_t *ticks, siz
     query_result_init(&r);
     errmsg_t em = {{0}};
     double w0 = clock_wall();
-    int rc = query_render(q->st, "bench", &p, &lim, now_ms(), &r, &em);
+    int rc = query_render(q->st, q->tenant, &p, &lim, now_ms(), &r, &em);
     double w = clock_wall() - w0;
     if (rc != 0) {
         fprintf(stderr, "query_render: %s\n", errmsg_text(&em, rc));
@@ -79,12 +83,12 @@ static int same_as_whole_tree(const qctx_t *q, const char *label)
     query_partial_t part = {0};
     query_gather_t *g = NULL;
     query_partial_args_t a;
-    int rc = query_render(q->st, "bench", &p, &lim, now, &fast, &em);
+    int rc = query_render(q->st, q->tenant, &p, &lim, now, &fast, &em);
     int parsed =
         rc == 0 && (rc = query_spec_parse(QUERY_KIND_RENDER, &p, &lim, now, &spec, &em)) == 0;
     if (parsed) {
         query_spec_args(&spec, &a); /* final_max_nodes 0: the whole tree */
-        rc = query_partial_run(q->st, "bench", &a, &lim, &part, &em);
+        rc = query_partial_run(q->st, q->tenant, &a, &lim, &part, &em);
         if (rc == 0) rc = query_gather_new(&spec, &lim, &g);
         if (rc == 0) rc = query_gather_add(g, &part, &em);
         if (rc == 0) rc = query_gather_finish(g, NULL, &whole, &em);
@@ -327,7 +331,7 @@ static void hint_figures(const qctx_t *q, const storage_merged_tab_t *tabs, size
     query_partial_args_t args;
     query_spec_args(&spec, &args);
     args.forests = args.parents = 1;
-    int rc = query_partial_run(q->st, "bench", &args, &lim, &part, &em);
+    int rc = query_partial_run(q->st, q->tenant, &args, &lim, &part, &em);
     if (rc == 0) rc = paths_make(&a, part.tabs, part.ntabs);
     if (rc == 0) rc = paths_make(&b, tabs, n);
     int64_t cut = rc == 0 ? kth_largest(b.tot, b.m, k) : 0;
@@ -373,7 +377,7 @@ static double share_once(const qctx_t *q, const query_spec_t *spec, const query_
     errmsg_t em = {{0}};
     buf_reset(b);
     double t0 = clock_thread();
-    int rc = query_partial_run(q->st, "bench", &a, lim, &part, &em);
+    int rc = query_partial_run(q->st, q->tenant, &a, lim, &part, &em);
     for (size_t i = 0; rc == 0 && i < part.ntabs; i++)
         rc = query_forest_encode(&part.tabs[i], b);
     double t = clock_thread() - t0;
@@ -419,7 +423,7 @@ static __attribute__((noipa)) double share_v5(const qctx_t *q, const query_spec_
     errmsg_t em = {{0}};
     buf_reset(b);
     double t0 = clock_thread();
-    int rc = query_partial_run(q->st, "bench", &a, lim, &part, &em);
+    int rc = query_partial_run(q->st, q->tenant, &a, lim, &part, &em);
     if (rc == 0) rc = encode_sized(&part, b);
     double t = clock_thread() - t0;
     query_partial_free(&part);
@@ -729,7 +733,7 @@ static int forest_figures(const qctx_t *q)
     a.forests = 1; /* as a coordinator asks a share */
     a.parents = 1; /* that reads forest encoding 3 */
     a.symnos = 1;  /* and encodes every forest */
-    rc = query_partial_run(q->st, "bench", &a, &lim, &part, &em);
+    rc = query_partial_run(q->st, q->tenant, &a, &lim, &part, &em);
     size_t n = part.ntabs, nodes = 0;
     const uint8_t **enc = calloc(n + 1, sizeof *enc);
     size_t *len = calloc(n + 1, sizeof *len), *end = calloc(n + 1, sizeof *end);
@@ -771,7 +775,7 @@ static int forest_figures(const qctx_t *q)
         query_partial_args_t w;
         query_partial_t whole = {0};
         query_spec_args(&spec, &w); /* the whole merged tree: the cut it has */
-        if (query_partial_run(q->st, "bench", &w, &lim, &whole, &em) == 0) {
+        if (query_partial_run(q->st, q->tenant, &w, &lim, &whole, &em) == 0) {
             int64_t mc = merged_cut(whole.tree, spec.max_nodes);
             printf("query_forests_over_merged_cut: %zu nodes of total >= %lld / %zu (the merge's "
                    "cut; %zu nodes merged)\n",
@@ -966,10 +970,31 @@ static int run_queries(qctx_t *q, const char *dir)
     return 0;
 }
 
+/* --data-dir DIR: the renders of a store written elsewhere (a stopped
+ * node's data directory, pushed over HTTP; --tenant names whose), timed
+ * in process: the same stored state the node's render path reads. */
+static int stored_render(qctx_t *q, const char *dir)
+{
+    storage_options_t o;
+    storage_options_default(&o);
+    o.path = dir;
+    o.window_fold_interval_seconds = 0;
+    errmsg_t em = {{0}};
+    int rc = storage_open(&o, &q->st, &em);
+    if (rc != 0) {
+        fprintf(stderr, "storage_open %s: %s\n", dir, errmsg_text(&em, rc));
+        return 1;
+    }
+    rc = render_median(q, "stored", q->from) < 0;
+    storage_close(q->st);
+    return rc;
+}
+
 int cmd_query(int argc, char **argv)
 {
     const char *index = NULL, *service = NULL, *type = "memory:inuse_space:bytes:space:bytes";
-    const char *type_unit = "inuse_space/bytes", *forests_only = NULL;
+    const char *type_unit = "inuse_space/bytes", *forests_only = NULL, *data_dir = NULL;
+    const char *tenant = "bench";
     uint64_t merges = UINT64_MAX; /* window-successive-merges, or the default */
     for (int i = 0; i < argc; i++) {
         if (flag_str(argc, argv, &i, "--index", &index) ||
@@ -977,7 +1002,9 @@ int cmd_query(int argc, char **argv)
             flag_str(argc, argv, &i, "--forests-only", &forests_only) ||
             flag_str(argc, argv, &i, "--service", &service) ||
             flag_str(argc, argv, &i, "--type", &type) ||
-            flag_str(argc, argv, &i, "--type-unit", &type_unit))
+            flag_str(argc, argv, &i, "--type-unit", &type_unit) ||
+            flag_str(argc, argv, &i, "--data-dir", &data_dir) ||
+            flag_str(argc, argv, &i, "--tenant", &tenant))
             continue;
         fprintf(stderr, "query: unknown flag %s\n", argv[i]);
         return 2;
@@ -987,7 +1014,7 @@ int cmd_query(int argc, char **argv)
         fprintf(stderr, "query: cannot load --index\n");
         return 1;
     }
-    qctx_t q = {.expect = expected_total(&set, type_unit)};
+    qctx_t q = {.expect = expected_total(&set, type_unit), .tenant = tenant};
     /* an in-use type renders the average profile (docs/api.md, averaged
      * types): every profile of the set is one profile of the series */
     if (q.expect >= 0 && query_type_average(type)) q.expect /= (int64_t)set.n;
@@ -998,8 +1025,14 @@ int cmd_query(int argc, char **argv)
     else
         snprintf(q.query, sizeof q.query, "%s{service_name=\"%s\"}", type, service ? service : svc);
     set_range(&q, &set);
+    int rc;
+    if (data_dir != NULL) {
+        rc = stored_render(&q, data_dir);
+        profile_set_free(&set);
+        return rc;
+    }
     char *dir = make_temp_dir("query");
-    int rc = 1;
+    rc = 1;
     storage_options_t o;
     storage_options_default(&o);
     o.path = dir;

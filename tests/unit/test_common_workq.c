@@ -1,9 +1,12 @@
-/* Unit tests for common/workq.h on a real libuv loop and pool of two
+/* Unit tests for common/workq.h on a real libuv loop and the workq's own
  * threads: a lane never runs more than its cap; a busy query lane leaves a
  * thread to writes (without lanes, two blocked queries would hold both
  * threads and the write would wait behind them); a waiting job past its
  * deadline is dropped with UV_ECANCELED and never runs; a cancelled job
- * that waits is dropped at once, one that runs is not. */
+ * that waits is dropped at once, one that runs is not, one handed to a
+ * busy pool is dropped from the loop later; one job after another runs on
+ * one thread of four (the one that went idle last), jobs at once on
+ * several; the loop ends when the jobs do and closes clean. */
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +20,7 @@ typedef struct test_job {
     uv_sem_t *release; /* NULL: returns at once */
     atomic_int *running, *max_running;
     int ran, status, done, order;
+    uv_thread_t ran_on;
 } test_job_t;
 
 static int done_seq;
@@ -30,6 +34,7 @@ static void job_fn(workq_job_t *w)
     while (now > m && !atomic_compare_exchange_weak(j->max_running, &m, now)) {
     }
     j->ran = 1;
+    j->ran_on = uv_thread_self();
     if (j->release != NULL) uv_sem_wait(j->release);
     atomic_fetch_sub(j->running, 1);
 }
@@ -185,14 +190,106 @@ static void test_cancel(uv_loop_t *loop)
     uv_sem_destroy(&block_release);
 }
 
+/* A job handed to the pool while its only thread is busy waits there: a
+ * cancel drops it, and its done comes from the loop, not from the cancel. */
+static void test_cancel_on_pool(uv_loop_t *loop)
+{
+    size_t caps[WORKQ_NLANES] = {2, 2};
+    workq_t *q = NULL;
+    CHECK_EQ_INT(workq_new(loop, 1, caps, NULL, &q), 0);
+    uv_sem_init(&block_release, 0);
+    atomic_int run = 0, max = 0;
+    test_job_t blocker, a;
+    write_job = NULL;
+    submit(q, WORKQ_QUERY, &blocker, &block_release, &run, &max);
+    submit(q, WORKQ_QUERY, &a, NULL, &run, &max);
+    workq_stats_t st;
+    workq_stats(q, &st);
+    CHECK_EQ_INT(st.running[WORKQ_QUERY], 2); /* both handed over, one thread */
+    CHECK_EQ_INT(workq_cancel(&a.w), 0);
+    CHECK(!a.done);
+    uv_timer_t t;
+    uv_timer_init(loop, &t);
+    uv_timer_start(&t, release_block, 20, 0);
+    uv_run(loop, UV_RUN_DEFAULT);
+    CHECK(blocker.done && blocker.status == 0 && blocker.ran);
+    CHECK(a.done && a.status == UV_ECANCELED && !a.ran);
+    workq_stats(q, &st);
+    CHECK_EQ_INT(st.cancelled[WORKQ_QUERY], 1);
+    CHECK_EQ_INT(st.running[WORKQ_QUERY], 0);
+    workq_free(q);
+    uv_sem_destroy(&block_release);
+}
+
+#define CHAIN_JOBS 20
+
+typedef struct chain {
+    workq_t *q;
+    test_job_t jobs[CHAIN_JOBS];
+    atomic_int run, max;
+    int next;
+} chain_t;
+
+static chain_t *the_chain;
+
+/* Each job's done submits the next: one job on the pool at a time. */
+static void chain_done(workq_job_t *w, int status)
+{
+    chain_t *c = the_chain;
+    job_done(w, status);
+    if (c->next == CHAIN_JOBS) return;
+    test_job_t *j = &c->jobs[c->next++];
+    *j = (test_job_t){.running = &c->run, .max_running = &c->max};
+    j->w.data = j;
+    CHECK_EQ_INT(workq_submit(c->q, WORKQ_QUERY, &j->w, job_fn, chain_done), 0);
+}
+
+static void test_last_idle_thread(uv_loop_t *loop)
+{
+    size_t caps[WORKQ_NLANES] = {4, 4};
+    chain_t c = {0};
+    the_chain = &c;
+    CHECK_EQ_INT(workq_new(loop, 4, caps, NULL, &c.q), 0);
+    /* four at once: four threads, each running one */
+    uv_sem_init(&block_release, 0);
+    test_job_t at_once[4];
+    write_job = NULL;
+    for (int i = 0; i < 4; i++)
+        submit(c.q, WORKQ_QUERY, &at_once[i], &block_release, &c.run, &c.max);
+    for (int i = 0; i < 500 && atomic_load(&c.run) < 4; i++)
+        uv_sleep(10);
+    CHECK_EQ_INT(atomic_load(&c.max), 4);
+    for (int i = 0; i < 4; i++)
+        uv_sem_post(&block_release);
+    uv_run(loop, UV_RUN_DEFAULT);
+    for (int i = 1; i < 4; i++)
+        for (int k = 0; k < i; k++)
+            CHECK(!uv_thread_equal(&at_once[i].ran_on, &at_once[k].ran_on));
+    /* then one after another: all on one thread, the others asleep */
+    test_job_t *first = &c.jobs[c.next++];
+    *first = (test_job_t){.running = &c.run, .max_running = &c.max};
+    first->w.data = first;
+    CHECK_EQ_INT(workq_submit(c.q, WORKQ_QUERY, &first->w, job_fn, chain_done), 0);
+    uv_run(loop, UV_RUN_DEFAULT); /* returns: no handle left once the last is done */
+    int same = 0;
+    for (int i = 0; i < CHAIN_JOBS; i++) {
+        CHECK(c.jobs[i].done && c.jobs[i].ran && c.jobs[i].status == 0);
+        same += uv_thread_equal(&c.jobs[i].ran_on, &c.jobs[0].ran_on);
+    }
+    CHECK_EQ_INT(same, CHAIN_JOBS);
+    workq_free(c.q);
+    uv_sem_destroy(&block_release);
+}
+
 int main(void)
 {
-    setenv("UV_THREADPOOL_SIZE", "2", 1);
     uv_loop_t loop;
     uv_loop_init(&loop);
     test_lanes(&loop);
     test_deadline(&loop);
     test_cancel(&loop);
-    uv_loop_close(&loop);
+    test_cancel_on_pool(&loop);
+    test_last_idle_thread(&loop);
+    CHECK_EQ_INT(uv_loop_close(&loop), 0); /* no handle of the workqs left open */
     return check_exit();
 }
