@@ -705,10 +705,20 @@ static size_t i64_digits(int64_t v)
     return (v < 0) + (u == 0 ? 1 : decimal_len(u));
 }
 
+/* The most fb_least_bytes can count a node: a total and a self of 20
+ * characters each (INT64_MIN's), and its 6 bytes of one-digit numbers and
+ * separators. */
+#define FB_LEAST_NODE_MAX (2 * 20 + 6)
+
 /* A lower bound of the levels' text: each node's total and self exactly,
- * its x offset and name index at one digit, three commas and a separator. */
-static size_t fb_least_bytes(const fb_t *fb, size_t n)
+ * its x offset and name index at one digit, three commas and a separator.
+ * Not counted (0) when even FB_LEAST_NODE_MAX a node stays under
+ * min_bytes: the answer is written whole either way, and the count's two
+ * divisions a node (an averaged type) took about 0.07 ms of a render of
+ * 8,192 nodes. */
+static size_t fb_least_bytes(const fb_t *fb, size_t n, size_t min_bytes)
 {
+    if (n < min_bytes / FB_LEAST_NODE_MAX) return 0;
     size_t least = 0;
     for (size_t i = 0; i < n; i++)
         least += i64_digits(fb->totals[i] / fb->div) + i64_digits(fb->selves[i] / fb->div) + 6;
@@ -742,7 +752,7 @@ int query_flamebearer_open(calltree_t **t, query_kept_t **kept, symtab_t **syms,
     if (v == NULL) return ERR_NOMEM;
     int rc = fb_values(&v->fb, k ? NULL : *t, k, tl);
     size_t n = k ? k->n : (*t ? calltree_node_count(*t) : 0);
-    size_t least = rc == 0 ? fb_least_bytes(&v->fb, n) : 0;
+    size_t least = rc == 0 ? fb_least_bytes(&v->fb, n, min_bytes) : 0;
     if (rc == 0 && (min_bytes == 0 || least < min_bytes || least > out->max || out->len != 0)) {
         free(v);
         rc = k ? query_encode_flamebearer_kept(k, *syms, profile_type, spy_name, tl, out)
