@@ -14,7 +14,7 @@
 # Other flags: --stages a,b,c (run only these), --no-install, --jobs N,
 # --fuzz-seconds N (per target), --fuzz-budget N (the default pass: N target-seconds
 # split evenly among the targets, default 160), --build-prefix P (build dirs P,
-# P-asan, P-fuzz; default build),
+# P-asan, P-fuzz; default build; a relative P lies in the checkout),
 # --no-werror (let compiler warnings pass the release build; by default they fail it).
 # FLAMEDB_TEST_JOBS (default 4): integration test files run at once (1: one after another).
 set -u -o pipefail
@@ -61,9 +61,10 @@ if [ "$FUZZ_LONG" = 1 ]; then
     [ -z "$STAGES" ] && STAGES=deps,fuzz
 fi
 
-BUILD="$ROOT/$PREFIX"
-BUILD_ASAN="$ROOT/$PREFIX-asan"
-BUILD_FUZZ="$ROOT/$PREFIX-fuzz"
+case "$PREFIX" in /*) ;; *) PREFIX="$ROOT/$PREFIX" ;; esac # relative: to the checkout
+BUILD="$PREFIX"
+BUILD_ASAN="$PREFIX-asan"
+BUILD_FUZZ="$PREFIX-fuzz"
 export FLAMEDB_TESTDATA="${FLAMEDB_TESTDATA:-$(cd "$ROOT/.." && pwd)/shared/testdata}"
 
 # ---- stage bookkeeping -------------------------------------------------------
