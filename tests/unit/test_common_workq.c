@@ -114,17 +114,26 @@ static void release_block(uv_timer_t *t)
     uv_close((uv_handle_t *)t, NULL);
 }
 
+/* A workq of pool_threads threads whose lanes run cap jobs each, and the
+ * blockers' semaphore reset. */
+static workq_t *blocking_workq(uv_loop_t *loop, int pool_threads, size_t cap,
+                               const clock_source_t *clk)
+{
+    size_t caps[WORKQ_NLANES] = {cap, cap};
+    workq_t *q = NULL;
+    CHECK_EQ_INT(workq_new(loop, pool_threads, caps, clk, &q), 0);
+    uv_sem_init(&block_release, 0);
+    write_job = NULL;
+    return q;
+}
+
 static void test_deadline(uv_loop_t *loop)
 {
     clock_manual_t m = {.wall_ns = 1000 * 1000000LL, .mono_ns = 0};
     clock_source_t clk = clock_manual(&m);
-    size_t caps[WORKQ_NLANES] = {1, 1};
-    workq_t *q = NULL;
-    CHECK_EQ_INT(workq_new(loop, 2, caps, &clk, &q), 0);
-    uv_sem_init(&block_release, 0);
+    workq_t *q = blocking_workq(loop, 2, 1, &clk);
     atomic_int run = 0, max = 0;
     test_job_t blocker, late, on_time;
-    write_job = NULL;
     submit(q, WORKQ_QUERY, &blocker, &block_release, &run, &max);
     *(&late) = (test_job_t){.running = &run, .max_running = &max};
     late.w.data = &late;
@@ -153,13 +162,9 @@ static void test_deadline(uv_loop_t *loop)
 
 static void test_cancel(uv_loop_t *loop)
 {
-    size_t caps[WORKQ_NLANES] = {1, 1};
-    workq_t *q = NULL;
-    CHECK_EQ_INT(workq_new(loop, 2, caps, NULL, &q), 0);
-    uv_sem_init(&block_release, 0);
+    workq_t *q = blocking_workq(loop, 2, 1, NULL);
     atomic_int run = 0, max = 0;
     test_job_t blocker, a, b, c;
-    write_job = NULL;
     submit(q, WORKQ_QUERY, &blocker, &block_release, &run, &max);
     submit(q, WORKQ_QUERY, &a, NULL, &run, &max);
     submit(q, WORKQ_QUERY, &b, NULL, &run, &max);
@@ -194,13 +199,9 @@ static void test_cancel(uv_loop_t *loop)
  * cancel drops it, and its done comes from the loop, not from the cancel. */
 static void test_cancel_on_pool(uv_loop_t *loop)
 {
-    size_t caps[WORKQ_NLANES] = {2, 2};
-    workq_t *q = NULL;
-    CHECK_EQ_INT(workq_new(loop, 1, caps, NULL, &q), 0);
-    uv_sem_init(&block_release, 0);
+    workq_t *q = blocking_workq(loop, 1, 2, NULL);
     atomic_int run = 0, max = 0;
     test_job_t blocker, a;
-    write_job = NULL;
     submit(q, WORKQ_QUERY, &blocker, &block_release, &run, &max);
     submit(q, WORKQ_QUERY, &a, NULL, &run, &max);
     workq_stats_t st;
