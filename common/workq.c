@@ -137,7 +137,7 @@ static void worker_main(void *arg)
             uv_cond_wait(&w->wake, &q->pool_mu);
             continue;
         }
-        job->pooled = 2;
+        job->pooled = WORKQ_TAKEN;
         uv_mutex_unlock(&q->pool_mu);
         job->fn(job);
         uv_mutex_lock(&q->pool_mu);
@@ -174,13 +174,13 @@ static int pool_hand(workq_t *q, workq_job_t *job, worker_t **wake)
         worker_t *w = q->idle[--q->nidle];
         w->idle = 0;
         w->job = job;
-        job->pooled = 2;
+        job->pooled = WORKQ_TAKEN;
         *wake = w;
         return 0;
     }
     int rc = q->nworkers < q->max_workers ? pool_grow(q) : 0;
     if (rc != 0 && q->nworkers == 0) return rc; /* no thread would ever run it */
-    job->pooled = 1;
+    job->pooled = WORKQ_PENDING;
     if (q->pend_tail != NULL)
         q->pend_tail->next = job;
     else
@@ -242,7 +242,7 @@ static void deliver(uv_async_t *a)
     while (job != NULL) {
         workq_job_t *next = job->next;
         q->on_pool--;
-        job->pooled = 0;
+        job->pooled = WORKQ_OFF_POOL;
         job_after(job, job->status); /* may submit more (and free job) */
         job = next;
     }
@@ -305,7 +305,7 @@ int workq_submit(workq_t *q, workq_lane_t lane, workq_job_t *job, workq_fn fn, w
     job->lane = lane;
     job->next = NULL;
     job->waiting = 0;
-    job->pooled = 0;
+    job->pooled = WORKQ_OFF_POOL;
     job->status = 0;
     if (l->running < l->max_running && l->head == NULL) return start(q, l, job);
     if (l->tail != NULL)
@@ -325,7 +325,7 @@ int workq_cancel(workq_job_t *job)
     if (!job->waiting) {
         int rc = UV_EBUSY;
         uv_mutex_lock(&q->pool_mu);
-        if (job->pooled == 1) { /* not picked up: out of the pending FIFO */
+        if (job->pooled == WORKQ_PENDING) { /* not picked up: out of the pending FIFO */
             workq_job_t **p = &q->pend_head, *prev = NULL;
             while (*p != job) {
                 prev = *p;
@@ -333,7 +333,7 @@ int workq_cancel(workq_job_t *job)
             }
             *p = job->next;
             if (q->pend_tail == job) q->pend_tail = prev;
-            job->pooled = 2;
+            job->pooled = WORKQ_TAKEN;
             pool_done(q, job, UV_ECANCELED);
             rc = 0;
         }

@@ -49,6 +49,9 @@ typedef struct workq_job workq_job_t;
 typedef void (*workq_fn)(workq_job_t *job);                  /* pool thread */
 typedef void (*workq_done_fn)(workq_job_t *job, int status); /* loop thread; 0 or UV_ECANCELED */
 
+/* Where a job stands with the pool (workq_job_t.pooled). */
+enum { WORKQ_OFF_POOL, WORKQ_PENDING, WORKQ_TAKEN };
+
 struct workq_job {
     void *data;                /* the caller's */
     uint64_t deadline_unix_ms; /* not started by then: not run (0 = none) */
@@ -59,7 +62,7 @@ struct workq_job {
     workq_job_t *next;
     workq_lane_t lane;
     int waiting; /* in the lane's FIFO */
-    int pooled;  /* handed to the pool: 1 not picked up by a thread yet, 2 picked up */
+    int pooled;  /* WORKQ_OFF_POOL, WORKQ_PENDING (handed over, no thread yet), WORKQ_TAKEN */
     int status;  /* for done: 0, or UV_ECANCELED when cancelled on the pool */
 };
 
