@@ -10,8 +10,44 @@
 /* A pool thread's stack, as libuv gives its own pool's threads. */
 #define WORKQ_STACK_BYTES (8u << 20)
 
+/* Jobs in order, linked through workq_job_t.next: a lane's waiting ones,
+ * the pool's pending and done ones. */
+typedef struct fifo {
+    workq_job_t *head, *tail;
+} fifo_t;
+
+static void fifo_push(fifo_t *f, workq_job_t *job)
+{
+    job->next = NULL;
+    if (f->tail != NULL)
+        f->tail->next = job;
+    else
+        f->head = job;
+    f->tail = job;
+}
+
+static workq_job_t *fifo_pop(fifo_t *f)
+{
+    workq_job_t *job = f->head;
+    f->head = job->next;
+    if (f->head == NULL) f->tail = NULL;
+    return job;
+}
+
+/* Takes job (which f holds) out of f. */
+static void fifo_remove(fifo_t *f, workq_job_t *job)
+{
+    workq_job_t **p = &f->head, *prev = NULL;
+    while (*p != job) {
+        prev = *p;
+        p = &(*p)->next;
+    }
+    *p = job->next;
+    if (f->tail == job) f->tail = prev;
+}
+
 typedef struct lane {
-    workq_job_t *head, *tail; /* waiting, oldest first */
+    fifo_t wait; /* waiting, oldest first */
     size_t running, max_running;
     uint64_t waiting, started, cancelled;
 } lane_t;
@@ -37,8 +73,8 @@ struct workq {
     size_t nworkers, max_workers; /* max_workers: pool_threads */
     worker_t **idle;              /* the idle threads, the last to go idle on top */
     size_t nidle;
-    workq_job_t *pend_head, *pend_tail; /* handed over while every thread was busy */
-    workq_job_t *done_head, *done_tail; /* done (or cancelled on the pool), for the loop */
+    fifo_t pending; /* handed over while every thread was busy */
+    fifo_t done;    /* done (or cancelled on the pool), for the loop */
     int stopping;
 };
 
@@ -102,21 +138,8 @@ void workq_free(workq_t *q)
 static void pool_done(workq_t *q, workq_job_t *job, int status)
 {
     job->status = status;
-    job->next = NULL;
-    if (q->done_tail != NULL)
-        q->done_tail->next = job;
-    else
-        q->done_head = job;
-    q->done_tail = job;
+    fifo_push(&q->done, job);
     uv_async_send(q->async);
-}
-
-static workq_job_t *pend_pop(workq_t *q)
-{
-    workq_job_t *job = q->pend_head;
-    q->pend_head = job->next;
-    if (q->pend_head == NULL) q->pend_tail = NULL;
-    return job;
 }
 
 static void worker_main(void *arg)
@@ -127,7 +150,7 @@ static void worker_main(void *arg)
     for (;;) {
         workq_job_t *job = w->job;
         w->job = NULL;
-        if (job == NULL && q->pend_head != NULL) job = pend_pop(q);
+        if (job == NULL && q->pending.head != NULL) job = fifo_pop(&q->pending);
         if (job == NULL) {
             if (q->stopping) break;
             if (!w->idle) { /* not again after a spurious wake: it is still there */
@@ -168,7 +191,6 @@ static int pool_grow(workq_t *q)
  * has room). */
 static int pool_hand(workq_t *q, workq_job_t *job, worker_t **wake)
 {
-    job->next = NULL;
     *wake = NULL;
     if (q->nidle > 0) {
         worker_t *w = q->idle[--q->nidle];
@@ -181,11 +203,7 @@ static int pool_hand(workq_t *q, workq_job_t *job, worker_t **wake)
     int rc = q->nworkers < q->max_workers ? pool_grow(q) : 0;
     if (rc != 0 && q->nworkers == 0) return rc; /* no thread would ever run it */
     job->pooled = WORKQ_PENDING;
-    if (q->pend_tail != NULL)
-        q->pend_tail->next = job;
-    else
-        q->pend_head = job;
-    q->pend_tail = job;
+    fifo_push(&q->pending, job);
     return 0;
 }
 
@@ -236,8 +254,8 @@ static void deliver(uv_async_t *a)
 {
     workq_t *q = a->data;
     uv_mutex_lock(&q->pool_mu);
-    workq_job_t *job = q->done_head;
-    q->done_head = q->done_tail = NULL;
+    workq_job_t *job = q->done.head;
+    q->done = (fifo_t){NULL, NULL};
     uv_mutex_unlock(&q->pool_mu);
     while (job != NULL) {
         workq_job_t *next = job->next;
@@ -281,10 +299,8 @@ static int past_deadline(const workq_t *q, const workq_job_t *job)
  * deadline (and one the pool cannot take: out of memory or threads). */
 static void run_next(workq_t *q, lane_t *l)
 {
-    while (l->head != NULL && l->running < l->max_running) {
-        workq_job_t *job = l->head;
-        l->head = job->next;
-        if (l->head == NULL) l->tail = NULL;
+    while (l->wait.head != NULL && l->running < l->max_running) {
+        workq_job_t *job = fifo_pop(&l->wait);
         l->waiting--;
         job->waiting = 0;
         if (past_deadline(q, job)) {
@@ -307,12 +323,8 @@ int workq_submit(workq_t *q, workq_lane_t lane, workq_job_t *job, workq_fn fn, w
     job->waiting = 0;
     job->pooled = WORKQ_OFF_POOL;
     job->status = 0;
-    if (l->running < l->max_running && l->head == NULL) return start(q, l, job);
-    if (l->tail != NULL)
-        l->tail->next = job;
-    else
-        l->head = job;
-    l->tail = job;
+    if (l->running < l->max_running && l->wait.head == NULL) return start(q, l, job);
+    fifo_push(&l->wait, job);
     l->waiting++;
     job->waiting = 1;
     return 0;
@@ -326,13 +338,7 @@ int workq_cancel(workq_job_t *job)
         int rc = UV_EBUSY;
         uv_mutex_lock(&q->pool_mu);
         if (job->pooled == WORKQ_PENDING) { /* not picked up: out of the pending FIFO */
-            workq_job_t **p = &q->pend_head, *prev = NULL;
-            while (*p != job) {
-                prev = *p;
-                p = &(*p)->next;
-            }
-            *p = job->next;
-            if (q->pend_tail == job) q->pend_tail = prev;
+            fifo_remove(&q->pending, job);
             job->pooled = WORKQ_TAKEN;
             pool_done(q, job, UV_ECANCELED);
             rc = 0;
@@ -341,13 +347,7 @@ int workq_cancel(workq_job_t *job)
         if (rc == 0) l->cancelled++;
         return rc;
     }
-    workq_job_t **p = &l->head, *prev = NULL;
-    while (*p != job) {
-        prev = *p;
-        p = &(*p)->next;
-    }
-    *p = job->next;
-    if (l->tail == job) l->tail = prev;
+    fifo_remove(&l->wait, job);
     l->waiting--;
     l->cancelled++;
     job->waiting = 0;
