@@ -715,6 +715,8 @@ static int root_of(sel_t *s, size_t npacked, size_t max_nodes)
 
 size_t query_keep_scratch_bytes(const storage_merged_tab_t *tabs, size_t ntabs, size_t max_nodes)
 {
+    size_t cut = ntabs == 1 ? query_cut_scratch_bytes(&tabs[0], max_nodes) : 0;
+    if (cut > 0) return cut; /* keep_mixed cuts one such forest by its totals */
     /* as root_of sizes the arrays: nodes, members and the frontier's
      * entries, and per node its place in the order kept and an expansion's
      * slot and touch; the tie heap as it first grows; then the answer's
@@ -745,6 +747,8 @@ static int keep_mixed(const storage_merged_tab_t *tabs, size_t ntabs, const quer
 {
     *out = NULL;
     if (max_nodes < 2) return ERR_INVALID_ARGUMENT;
+    int cut = ntabs == 1 && npacked == 0 ? query_keep_cut(tabs, max_nodes, charge, out) : 1;
+    if (cut != 1) return cut;
     sel_t s = {
         .tabs = tabs, .ntabs = ntabs, .packed = packed, .charge = charge, .free_ent = NO_ENTRY};
     for (size_t b = 0; b < RADIX_BUCKETS; b++)

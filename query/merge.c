@@ -41,7 +41,8 @@ static int merge_truncated(storage_merger_t *m, size_t max_nodes, calltree_t *ds
         return 0;
     storage_merged_tab_t *tabs;
     size_t n, bound = 1;
-    int rc = storage_merger_tabs(m, 0, &tabs, &n, em);
+    /* parents and least children: one forest is cut by its totals (cut.c) */
+    int rc = storage_merger_tabs(m, STORAGE_TABS_PARENTS | STORAGE_TABS_LEAST, &tabs, &n, em);
     if (rc != 0) return rc;
     int ok = 1;
     for (size_t i = 0; i < n; i++) {

@@ -185,6 +185,15 @@ struct query_kept {
  * query_truncate_tabs. */
 int query_keep_tabs(const storage_merged_tab_t *tabs, size_t ntabs, size_t max_nodes,
                     query_kept_t **out);
+/* The selection of query_keep_tabs over one forest, by a cut of its
+ * totals (cut.c): the same kept nodes. 1 when it does not apply (not a
+ * forest of distinct children with parents, or its ids much sparser than
+ * its nodes: the caller selects best-first); else 0 or an error as
+ * query_keep_tabs_charged. */
+int query_keep_cut(const storage_merged_tab_t *t, size_t max_nodes, alloc_charge_t *charge,
+                   query_kept_t **out);
+/* What query_keep_cut holds at most over t (0: it does not apply to t). */
+size_t query_cut_scratch_bytes(const storage_merged_tab_t *t, size_t max_nodes);
 /* query_keep_tabs with the selection's arrays charged to charge (NULL:
  * none) as they grow and given back before it returns: ERR_UNAVAILABLE when
  * they do not fit. */

@@ -332,14 +332,14 @@ typedef struct tabsrc {
 } tabsrc_t;
 
 /* The descending pass of forest_pass: subtree totals and child links of
- * the ids of non-zero total, their parents and symbol numbers when par and
- * sno are not NULL; returns the forest's nodes. Inlined into each call with
- * its own par and sno, so a render's pass (neither asked) tests nothing per
- * node. *over gets every running sum OR-ed. */
+ * the ids of non-zero total, their parents, symbol numbers and least
+ * children when par, sno and least are not NULL; returns the forest's
+ * nodes. Inlined into each call with its own arrays, so a pass that asks
+ * none tests nothing per node. *over gets every running sum OR-ed. */
 static inline __attribute__((always_inline)) size_t forest_links(const tabsrc_t *src,
                                                                  storage_merged_tab_t *v,
                                                                  uint32_t *par, uint32_t *sno,
-                                                                 uint64_t *over)
+                                                                 uint64_t *least, uint64_t *over)
 {
     int64_t *tot = v->total;
     uint32_t *first = v->first_kid, *next = v->next_sib;
@@ -357,6 +357,7 @@ static inline __attribute__((always_inline)) size_t forest_links(const tabsrc_t 
         o |= (uint64_t)tot[p];
         if (par != NULL) par[id] = p;
         if (sno != NULL) sno[id] = src->symno[id];
+        if (least != NULL) least[p] = (uint64_t)t < least[p] ? (uint64_t)t : least[p];
         next[id] = first[p];
         first[p] = (uint32_t)id;
     }
@@ -375,17 +376,20 @@ static void forest_pass(const tabsrc_t *src, storage_merged_tab_t *v)
 {
     int64_t *tot = v->total;
     uint32_t *first = v->first_kid, *par = v->parent, *sno = v->symno;
-    uint64_t neg = 0;
+    uint64_t neg = 0, *least = v->least_kid;
     for (size_t id = 0; id < src->count; id++) {
         tot[id] = src->val[id];
         neg |= (uint64_t)src->val[id];
         first[id] = STORAGE_NO_KID;
     }
+    if (least != NULL) memset(least, 0xff, src->count * sizeof *least); /* UINT64_MAX: none */
     v->sym[0] = SYM_ROOT;                    /* a table may not hold even its root yet */
     if (sno != NULL) sno[0] = src->symno[0]; /* asked of a table that holds it */
     uint64_t over;                           /* a total past INT64_MAX has its top bit set */
-    size_t n = par == NULL && sno == NULL ? forest_links(src, v, NULL, NULL, &over)
-                                          : forest_links(src, v, par, sno, &over);
+    size_t n = par == NULL && sno == NULL && least == NULL
+                   ? forest_links(src, v, NULL, NULL, NULL, &over)
+               : sno == NULL && least != NULL ? forest_links(src, v, par, NULL, least, &over)
+                                              : forest_links(src, v, par, sno, least, &over);
     /* with every value >= 0, the first sum to pass INT64_MAX adds two numbers
      * below 2^63, so it lands below 2^64 with its top bit set: OR-ing every
      * running sum catches it */
@@ -393,9 +397,19 @@ static void forest_pass(const tabsrc_t *src, storage_merged_tab_t *v)
     v->nodes = n;
 }
 
-static int tab_alloc(storage_merged_tab_t *v, const int64_t *self, size_t n, int parents,
-                     int symnos)
+/* The arrays' bytes per id of a forest with these flags. */
+static size_t tab_id_bytes(unsigned flags)
 {
+    return sizeof(uint64_t) + sizeof(int64_t) + 2 * sizeof(uint32_t) +
+           ((flags & STORAGE_TABS_PARENTS) ? sizeof(uint32_t) : 0) +
+           ((flags & STORAGE_TABS_SYMNOS) ? sizeof(uint32_t) : 0) +
+           ((flags & STORAGE_TABS_LEAST) ? sizeof(uint64_t) : 0);
+}
+
+static int tab_alloc(storage_merged_tab_t *v, const int64_t *self, size_t n, unsigned flags)
+{
+    int parents = (flags & STORAGE_TABS_PARENTS) != 0, symnos = (flags & STORAGE_TABS_SYMNOS) != 0;
+    int least = (flags & STORAGE_TABS_LEAST) != 0;
     v->n = n;
     v->distinct_kids = 1;      /* a table's (or a union's) node is one (parent, symbol) pair */
     v->self = (int64_t *)self; /* the merger's vector: borrowed */
@@ -405,8 +419,9 @@ static int tab_alloc(storage_merged_tab_t *v, const int64_t *self, size_t n, int
     v->next_sib = malloc(n * sizeof *v->next_sib);
     v->parent = parents ? malloc(n * sizeof *v->parent) : NULL;
     v->symno = symnos ? malloc(n * sizeof *v->symno) : NULL;
+    v->least_kid = least ? malloc(n * sizeof *v->least_kid) : NULL;
     return v->sym && v->total && v->first_kid && v->next_sib && (v->parent || !parents) &&
-                   (v->symno || !symnos)
+                   (v->symno || !symnos) && (v->least_kid || !least)
                ? 0
                : ERR_NOMEM;
 }
@@ -420,6 +435,7 @@ void storage_merged_tab_release(storage_merged_tab_t *v)
     free(v->next_sib);
     free(v->parent);
     free(v->symno);
+    free(v->least_kid);
     memset(v, 0, sizeof *v);
 }
 
@@ -439,15 +455,13 @@ static int tab_one(storage_merger_t *m, acc_t *a, unsigned flags, storage_merged
      * have larger ids): a short range over a big table passes few ids */
     tabsrc_t src = {storage_nodetab_parents(t), storage_nodetab_syms(t), NULL, a->val,
                     nval ? nval : 1 /* the root always is */};
-    int parents = (flags & STORAGE_TABS_PARENTS) != 0;
-    int symnos = (flags & STORAGE_TABS_SYMNOS) != 0 && real > 0;
+    if (real == 0) flags &= ~STORAGE_TABS_SYMNOS;
     uint32_t nsyms = 0;
-    if (symnos) rc = storage_nodetab_symnos(t, &src.symno, &nsyms);
+    if (flags & STORAGE_TABS_SYMNOS) rc = storage_nodetab_symnos(t, &src.symno, &nsyms);
     /* the forest (kept until the caller frees it) */
-    size_t bytes = src.count * (sizeof *v->sym + sizeof *v->total +
-                                (size_t)(2 + parents + symnos) * sizeof(uint32_t));
+    size_t bytes = src.count * tab_id_bytes(flags);
     if (rc == 0) rc = charge(m, bytes);
-    if (rc == 0) rc = tab_alloc(v, a->val, src.count, parents, symnos);
+    if (rc == 0) rc = tab_alloc(v, a->val, src.count, flags);
     if (rc == 0) forest_pass(&src, v);
     if (rc == 0) v->nsyms = nsyms;
     /* with a negative value (a delta profile) or an overflow a parent's
@@ -541,20 +555,18 @@ static int tab_union(storage_merger_t *m, unsigned flags, storage_merged_tab_t *
     if (stale || too_large) rc = 1;
     for (top = ucap; rc == 0 && top > 1 && uv[top - 1] == 0;) /* past the last value: none */
         top--;
-    int parents = (flags & STORAGE_TABS_PARENTS) != 0, symnos = (flags & STORAGE_TABS_SYMNOS) != 0;
     if (rc == 0) {
         uint32_t nsyms;
         tabsrc_t src = {storage_union_parents(u), storage_union_syms(u),
                         storage_union_symnos(u, &nsyms), uv, top};
-        size_t bytes = top * (sizeof *v->sym + sizeof *v->total +
-                              (size_t)(2 + parents + symnos) * sizeof(uint32_t));
+        size_t bytes = top * tab_id_bytes(flags);
         rc = charge(m, bytes);
         v->self = uv; /* the tab's now, freed with it */
         v->owns_self = 1;
         uv = NULL;
-        if (rc == 0) rc = tab_alloc(v, v->self, top, parents, symnos);
+        if (rc == 0) rc = tab_alloc(v, v->self, top, flags);
         if (rc == 0) forest_pass(&src, v);
-        if (rc == 0) v->nsyms = symnos ? nsyms : 0;
+        if (rc == 0) v->nsyms = (flags & STORAGE_TABS_SYMNOS) ? nsyms : 0;
         if (rc == 0 && (neg >> 63) != 0) v->nonneg = 0; /* a token's value below 0 */
         if (rc != 0 || !v->nonneg) storage_merged_tab_release(v);
     }

@@ -369,6 +369,8 @@ typedef struct storage_merged_tab {
                               nodes can number their symbols through an array; NULL unless
                               asked for (storage_merger_tabs) */
     size_t nsyms;          /* with symno: the table's distinct symbols */
+    uint64_t *least_kid;   /* per forest node: the least total of its children (UINT64_MAX: none);
+                              NULL unless asked for (storage_merger_tabs) */
     int owns_self;         /* 1: self is the tab's own, freed with it; 0: a merger's (borrowed) */
     int distinct_kids;     /* 1: no two children of a node share a symbol (a node table's or a
                               shard union's forest); 0: not known (a forest decoded from a peer) */
@@ -377,11 +379,13 @@ typedef struct storage_merged_tab {
                               forest (n 0, arrays NULL): build the whole tree instead */
 } storage_merged_tab_t;
 
-/* What storage_merger_tabs adds to each forest: each node's parent, and
+/* What storage_merger_tabs adds to each forest: each node's parent,
  * each node's symbol number (the node table's symbol index, built in memory
- * when first asked of a loaded table; nothing stored). */
+ * when first asked of a loaded table; nothing stored), and each node's
+ * least child total (what a cut of the totals counts, query/cut.c). */
 #define STORAGE_TABS_PARENTS 1u
 #define STORAGE_TABS_SYMNOS 2u
+#define STORAGE_TABS_LEAST 4u
 /* The tokens' forests of everything added so far; *tabs (caller owns, free
  * with storage_merged_tabs_free) has *n entries, with parent arrays with
  * STORAGE_TABS_PARENTS in flags and symbol numbers with STORAGE_TABS_SYMNOS

@@ -32,7 +32,9 @@ static int64_t T0; /* a little before now: within every retention */
 /* ---- forests from trees ---- */
 
 /* Token forest of u over its node indices (parents before children): the
- * root and the nodes whose total is non-zero, linked in ascending order. */
+ * root and the nodes whose total is non-zero, linked in ascending order,
+ * with parents and least children (as storage_merger_tabs makes them for
+ * a render: one such forest is cut by its totals, query_keep_cut). */
 static void tab_of(const calltree_t *u, storage_merged_tab_t *v)
 {
     size_t n = calltree_node_count(u);
@@ -44,19 +46,25 @@ static void tab_of(const calltree_t *u, storage_merged_tab_t *v)
     v->total = malloc(n * sizeof *v->total);
     v->first_kid = malloc(n * sizeof *v->first_kid);
     v->next_sib = malloc(n * sizeof *v->next_sib);
+    v->parent = malloc(n * sizeof *v->parent);
+    v->least_kid = malloc(n * sizeof *v->least_kid);
     v->nonneg = 1;
+    v->distinct_kids = 1; /* a call tree's children have distinct symbols */
     for (uint32_t i = 0; i < n; i++) {
         if (calltree_self(u, i) < 0) v->nonneg = 0;
         v->sym[i] = calltree_sym(u, i);
         v->self[i] = calltree_self(u, i);
         v->total[i] = calltree_total(u, i);
         v->first_kid[i] = STORAGE_NO_KID;
+        v->least_kid[i] = UINT64_MAX;
     }
     for (uint32_t i = (uint32_t)n; i-- > 1;) {
         if (v->total[i] == 0) continue;
         uint32_t p = calltree_parent(u, i);
         v->next_sib[i] = v->first_kid[p];
         v->first_kid[p] = i;
+        v->parent[i] = p;
+        if ((uint64_t)v->total[i] < v->least_kid[p]) v->least_kid[p] = (uint64_t)v->total[i];
         v->nodes++;
     }
 }
@@ -68,6 +76,8 @@ static void tab_free(storage_merged_tab_t *v)
     free(v->total);
     free(v->first_kid);
     free(v->next_sib);
+    free(v->parent);
+    free(v->least_kid);
 }
 
 static char *fb_of(const calltree_t *t)
@@ -162,6 +172,19 @@ static void forest_case(size_t ntok, int nstacks, int ties)
         CHECK(calltree_node_count(got) <= max);
         char *c = fb_kept(tabs, ntok, max);
         CHECK_EQ_INT(strcmp(a, c), 0);
+        if (ntok == 1) { /* the cut (above) and best-first (without least children) agree */
+            uint64_t *least = tabs[0].least_kid;
+            query_kept_t *k = NULL;
+            CHECK_EQ_INT(query_keep_cut(&tabs[0], max, NULL, &k), 0);
+            CHECK(k != NULL && k->n <= max);
+            query_kept_free(k);
+            tabs[0].least_kid = NULL;
+            CHECK_EQ_INT(query_keep_cut(&tabs[0], max, NULL, &k), 1); /* does not apply */
+            char *d = fb_kept(tabs, ntok, max);
+            tabs[0].least_kid = least;
+            CHECK_EQ_INT(strcmp(a, d), 0);
+            free(d);
+        }
         free(a);
         free(b);
         free(c);

@@ -1,0 +1,433 @@
+/* cut.c — maxNodes truncation of one forest by a cut of its totals.
+ *
+ * keep.c chooses the kept nodes best-first: a frontier ordered by total
+ * (ties by path hash), a node's children made when it is kept. Over one
+ * forest whose nodes each have one child per symbol (a node table's or a
+ * shard union's) every node's total is known before the choice starts,
+ * so most of that order can be had without a frontier:
+ *
+ * Best-first takes the nodes in falling total (a node's total is at least
+ * each child's, so every node heavier than t comes off before any of total
+ * t), ties broken by path hash among the nodes whose parent is kept. After
+ * it kept the set K (closed under parents), the budget it used is |K| plus
+ * one `other` for each node of K that hides a non-empty child:
+ *
+ *   used(t) = |K_t| + #{k in K_t : minkid(k) < t},  K_t = the root and every node of total >= t
+ *
+ * where minkid(k) is the least total of k's non-empty children. Each step
+ * adds 1 or 2 for the node and takes 1 off when it was its parent's last
+ * hidden child, so the budget never falls: best-first keeps every node of
+ * each total t whose used(t) fits maxNodes, and stops within the first
+ * total that does not fit. Here used() is counted at the lower ends of
+ * about 1,900 buckets of totals (exact below 64, 32 a power of two above:
+ * two histograms and a scan down them), then total by total within the
+ * bucket where it stops passing maxNodes, and only that last total's nodes
+ * are taken one by one as best-first takes them (by path hash, a node
+ * after its parent). The result is keep.c's node for node: the kept set,
+ * each node's values and its `other` (here in ascending id, there in the
+ * order kept; the encoders order children by content).
+ *
+ * Passes over the forest's ids instead of walks of its sibling chains, so
+ * it is used only where the ids are not much sparser than the forest's
+ * nodes (CUT_MAX_IDS_PER_NODE); keep.c takes the others.
+ */
+#define _GNU_SOURCE /* qsort_r */
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/hash.h"
+#include "query/query_int.h"
+
+/* Ids per forest node above which the passes over every id would cost
+ * more than the frontier's walks (a short range over a large table). */
+#define CUT_MAX_IDS_PER_NODE 4
+/* Buckets of totals: one per value below 64, then 32 per power of two up
+ * to 2^63 (values are below INT64_MAX). */
+#define CUT_EXACT 64
+#define CUT_SUB_BITS 5
+#define CUT_BUCKETS (CUT_EXACT + (63 - 6 + 1) * (1 << CUT_SUB_BITS))
+/* KEPT_NODE_BYTES of keep.c: an answer's arrays per node. */
+#define CUT_KEPT_NODE_BYTES (sizeof(uint64_t) + sizeof(uint32_t) + 2 * sizeof(int64_t))
+
+/* Per-id state bits. */
+#define ST_CHOSEN 1u /* a node of the last total, kept */
+#define ST_PKEY 2u   /* cut_t.pkey holds its path hash */
+#define ST_HIDDEN 4u /* cut_t.hidden holds its non-empty children not kept */
+#define ST_SEEN 8u   /* counted as a parent whose least child has this total */
+
+typedef struct cut {
+    const storage_merged_tab_t *t;
+    size_t n;               /* ids */
+    const uint64_t *minkid; /* per id: least total of its children, UINT64_MAX: none (the tab's) */
+    uint32_t *link;         /* per id: the next id of its bucket, then its kept node (kept_of) */
+    uint32_t head[CUT_BUCKETS]; /* per bucket: its largest id (0: none) */
+    uint8_t *state;             /* per id: ST_* */
+    uint32_t *hidden;           /* per id, with ST_HIDDEN */
+    uint64_t *pkey;             /* per id, with ST_PKEY */
+    uint32_t *list;             /* ids of the bucket where the budget runs out, then a frontier */
+    size_t nlist;
+    size_t used;     /* the budget of what is kept so far */
+    size_t expanded; /* nodes whose children were counted */
+    alloc_charge_t *charge;
+    size_t charged;
+} cut_t;
+
+static unsigned bucket_of(uint64_t v)
+{
+    if (v < CUT_EXACT) return (unsigned)v;
+    unsigned e = 63u - (unsigned)__builtin_clzll(v); /* >= 6 */
+    unsigned m = (unsigned)(v >> (e - CUT_SUB_BITS)) & ((1u << CUT_SUB_BITS) - 1);
+    return CUT_EXACT + ((e - 6) << CUT_SUB_BITS) + m;
+}
+
+/* Counts per bucket: of nodes by total (h), and of nodes that hide a
+ * child below their total, by total (ht) and by least child (hm). */
+typedef struct hist {
+    uint32_t h[CUT_BUCKETS], ht[CUT_BUCKETS], hm[CUT_BUCKETS];
+} hist_t;
+
+/* One pass over the ids: each node counted in the histograms and filed
+ * in its bucket's chain (ascending ids: each chain is walked from its
+ * largest id). */
+static void histograms(cut_t *c, hist_t *hs)
+{
+    const int64_t *tot = c->t->total;
+    const uint64_t *minkid = c->minkid;
+    uint32_t *link = c->link, *head = c->head;
+    for (size_t id = 1; id < c->n; id++) {
+        uint64_t v = (uint64_t)tot[id];
+        if (v == 0) continue;
+        /* a leaf adds nothing to ht and hm: no branch on it (half the
+         * nodes are leaves, in no order) */
+        uint64_t least = minkid[id];
+        int leaf = least == UINT64_MAX;
+        unsigned b = bucket_of(v), bl = bucket_of(least);
+        hs->h[b]++;
+        hs->ht[b] += !leaf;
+        hs->hm[leaf ? b : bl] += !leaf;
+        link[id] = head[b];
+        head[b] = (uint32_t)id;
+    }
+}
+
+/* The bucket where used() first passes max_nodes going down, or -1 when
+ * every node fits; c->used gets used() at the lower end of the bucket
+ * above it (every node's when all fit). */
+static int stop_bucket(cut_t *c, const hist_t *hs, size_t max_nodes)
+{
+    /* the root is always kept: it hides children below its least child */
+    size_t kept = 1, hides = 0, leave = 0;
+    int root_hides = c->minkid[0] != UINT64_MAX;
+    unsigned root_b = root_hides ? bucket_of(c->minkid[0]) : 0;
+    size_t before = 1 + (size_t)root_hides;
+    for (int b = CUT_BUCKETS - 1; b >= 1; b--) {
+        kept += hs->h[b];
+        hides += hs->ht[b];
+        leave += hs->hm[b];
+        size_t used = kept + (hides - leave) + (size_t)(root_hides && root_b < (unsigned)b);
+        if (used > max_nodes) {
+            c->used = before;
+            return b;
+        }
+        before = used;
+    }
+    c->used = before;
+    return -1;
+}
+
+static int by_total_down(const void *a, const void *b, void *arg)
+{
+    const int64_t *tot = arg;
+    int64_t x = tot[*(const uint32_t *)a], y = tot[*(const uint32_t *)b];
+    return x > y ? -1 : x < y;
+}
+
+/* Within bucket b (its ids in c->list, heaviest first): whole totals while
+ * used() fits; returns the total where it stops fitting (its nodes left
+ * in c->list from *from on, to *to), or 0 when all of b fits. */
+static int64_t stop_total(cut_t *c, size_t max_nodes, size_t *from, size_t *to)
+{
+    const storage_merged_tab_t *t = c->t;
+    size_t i = 0;
+    while (i < c->nlist) {
+        int64_t v = t->total[c->list[i]];
+        size_t j = i, used = c->used;
+        for (; j < c->nlist && t->total[c->list[j]] == v; j++) {
+            uint32_t id = c->list[j], p = t->parent[id];
+            used += 1 + (c->minkid[id] < (uint64_t)v);
+            /* a kept parent no longer hides a child once its least is
+             * kept (one of these ties is a new node: not counted as hiding) */
+            if (c->minkid[p] == (uint64_t)v && (p == 0 || t->total[p] > v) &&
+                !(c->state[p] & ST_SEEN)) {
+                c->state[p] |= ST_SEEN;
+                used--;
+            }
+        }
+        if (used > max_nodes) {
+            *from = i;
+            *to = j;
+            return v;
+        }
+        c->used = used;
+        i = j;
+    }
+    return 0;
+}
+
+static uint64_t pkey_of(cut_t *c, uint32_t id)
+{
+    if (id == 0) return 0;
+    if (c->state[id] & ST_PKEY) return c->pkey[id];
+    uint64_t k = hash_bytes64((uint64_t[2]){pkey_of(c, c->t->parent[id]), c->t->sym[id]}, 16);
+    c->pkey[id] = k;
+    c->state[id] |= ST_PKEY;
+    return k;
+}
+
+/* Non-empty children of kept node p not kept while the nodes of total v
+ * are being taken: those of total v not chosen yet and every lighter one. */
+static uint32_t *hidden_of(cut_t *c, uint32_t p, int64_t v)
+{
+    if (!(c->state[p] & ST_HIDDEN)) {
+        uint32_t n = 0;
+        for (uint32_t k = c->t->first_kid[p]; k != STORAGE_NO_KID; k = c->t->next_sib[k])
+            n += c->t->total[k] <= v;
+        c->hidden[p] = n;
+        c->state[p] |= ST_HIDDEN;
+        c->expanded++;
+    }
+    return &c->hidden[p];
+}
+
+/* The frontier of the last total: a binary heap of ids by path hash. */
+typedef struct front {
+    uint32_t *id;
+    size_t n;
+} front_t;
+
+static void front_push(cut_t *c, front_t *f, uint32_t id)
+{
+    size_t i = f->n++;
+    uint64_t k = pkey_of(c, id);
+    while (i > 0 && k < c->pkey[f->id[(i - 1) / 2]]) {
+        f->id[i] = f->id[(i - 1) / 2];
+        i = (i - 1) / 2;
+    }
+    f->id[i] = id;
+}
+
+static void front_pop(cut_t *c, front_t *f)
+{
+    uint32_t v = f->id[--f->n];
+    size_t i = 0;
+    for (;;) {
+        size_t k = 2 * i + 1;
+        if (k >= f->n) break;
+        if (k + 1 < f->n && c->pkey[f->id[k + 1]] < c->pkey[f->id[k]]) k++;
+        if (c->pkey[f->id[k]] >= c->pkey[v]) break;
+        f->id[i] = f->id[k];
+        i = k;
+    }
+    if (f->n > 0) f->id[i] = v;
+}
+
+/* Takes the nodes of total v one by one as best-first would (by path hash,
+ * each once its parent is kept) while they fit; they are marked
+ * ST_CHOSEN. The nodes of total v are in c->list from `from` to `to`. */
+static int take_ties(cut_t *c, size_t max_nodes, int64_t v, size_t from, size_t to)
+{
+    const storage_merged_tab_t *t = c->t;
+    front_t f = {malloc((to - from) * sizeof *f.id), 0};
+    if (f.id == NULL) return ERR_NOMEM;
+    size_t used = c->used;
+    /* the ties whose parent is heavier start on the frontier */
+    for (size_t i = from; i < to; i++) {
+        uint32_t id = c->list[i];
+        if (id != 0 && (t->parent[id] == 0 || t->total[t->parent[id]] > v)) front_push(c, &f, id);
+    }
+    while (f.n > 0) {
+        uint32_t id = f.id[0], p = t->parent[id];
+        size_t cost = 1 + (t->total[id] != t->self[id]); /* itself, and an `other` */
+        uint32_t *hp = hidden_of(c, p, v);
+        size_t frees = *hp == 1; /* its parent's `other` goes away */
+        if (used + cost - frees > max_nodes) break;
+        front_pop(c, &f);
+        (*hp)--;
+        used += cost - frees;
+        c->state[id] |= ST_CHOSEN;
+        for (uint32_t k = t->first_kid[id]; k != STORAGE_NO_KID; k = t->next_sib[k])
+            if (t->total[k] == v) front_push(c, &f, k);
+    }
+    c->used = used;
+    free(f.id);
+    return 0;
+}
+
+/* Whether id is kept: the root, every node heavier than v, and those of
+ * total v chosen (v 0: every node of the forest). */
+static inline int kept_id(const cut_t *c, size_t id, int64_t v)
+{
+    int64_t x = c->t->total[id]; /* an id outside the forest: 0, never chosen */
+    return (id == 0) | (x > v) | ((x == v) & (c->state[id] & ST_CHOSEN));
+}
+
+/* The answer's arrays, made with room for an `other` per kept node,
+ * shrunk to its nodes (what query_kept_bytes counts it at). */
+static int shrink(query_kept_t *k)
+{
+    void *a = realloc(k->sym, k->n * sizeof *k->sym),
+         *b = realloc(k->parent, k->n * sizeof *k->parent);
+    k->sym = a ? a : k->sym;
+    k->parent = b ? b : k->parent;
+    void *c = realloc(k->self, k->n * sizeof *k->self),
+         *d = realloc(k->total, k->n * sizeof *k->total);
+    k->self = c ? c : k->self;
+    k->total = d ? d : k->total;
+    return a && b && c && d ? 0 : ERR_NOMEM;
+}
+
+/* The kept nodes as query_kept_t, in ascending id, then one `other` per
+ * kept node that hides children. One pass over the ids numbers the kept
+ * ones and sums each kept parent's kept children; the rest runs over the
+ * kept nodes. */
+static int kept_of(cut_t *c, int64_t v, query_kept_t **out)
+{
+    const storage_merged_tab_t *t = c->t;
+    /* link and hidden are no longer read: per id its kept node, and the
+     * kept ids in order */
+    uint32_t *at = c->link, *ids = c->hidden;
+    size_t nk = 1;
+    at[0] = 0;
+    ids[0] = 0;
+    for (size_t id = 1; id < c->n; id++) { /* no branch: kept ids come in no order */
+        at[id] = (uint32_t)nk;
+        ids[nk] = (uint32_t)id;
+        nk += (size_t)kept_id(c, id, v);
+    }
+    size_t bytes =
+        sizeof(query_kept_t) + 2 * nk * CUT_KEPT_NODE_BYTES; /* at most one `other` each */
+    if (c->charge != NULL && alloc_charge_add(c->charge, bytes) != 0) return ERR_UNAVAILABLE;
+    query_kept_t *kp = calloc(1, sizeof *kp);
+    int rc = kp != NULL ? 0 : ERR_NOMEM;
+    if (rc == 0) {
+        kp->expanded = c->expanded;
+        kp->sym = malloc(2 * nk * sizeof *kp->sym);
+        kp->parent = malloc(2 * nk * sizeof *kp->parent);
+        kp->self = malloc(2 * nk * sizeof *kp->self);
+        kp->total = malloc(2 * nk * sizeof *kp->total);
+        if (!kp->sym || !kp->parent || !kp->self || !kp->total) rc = ERR_NOMEM;
+    }
+    if (rc == 0) {
+        int64_t *rest = kp->total + nk; /* each kept node's total less its self and kept children */
+        kp->sym[0] = SYM_ROOT;
+        kp->parent[0] = 0;
+        kp->self[0] = t->self[0];
+        kp->total[0] = rest[0] = t->total[0];
+        rest[0] = (int64_t)((uint64_t)rest[0] - (uint64_t)t->self[0]);
+        for (size_t k = 1; k < nk; k++) {
+            uint32_t id = ids[k], p = at[t->parent[id]];
+            int64_t x = t->total[id];
+            kp->sym[k] = t->sym[id];
+            kp->parent[k] = p;
+            kp->self[k] = t->self[id];
+            kp->total[k] = x;
+            rest[k] = (int64_t)((uint64_t)x - (uint64_t)t->self[id]);
+            rest[p] = (int64_t)((uint64_t)rest[p] - (uint64_t)x);
+        }
+        size_t o = nk;
+        for (size_t k = 0; k < nk; k++) {
+            int64_t r = rest[k]; /* read before an `other` is written over it */
+            if (r == 0) continue;
+            kp->sym[o] = SYM_OTHER;
+            kp->parent[o] = (uint32_t)k;
+            kp->self[o] = kp->total[o] = r;
+            o++;
+        }
+        kp->n = o;
+        rc = shrink(kp);
+    }
+    if (c->charge != NULL) alloc_charge_sub(c->charge, bytes);
+    if (rc != 0) {
+        query_kept_free(kp);
+        return rc;
+    }
+    *out = kp;
+    return 0;
+}
+
+/* The n ids of bucket b, heaviest first, into c->list. */
+static int bucket_ids(cut_t *c, unsigned b, size_t n)
+{
+    if (c->charge != NULL && alloc_charge_add(c->charge, n * sizeof *c->list) != 0)
+        return ERR_UNAVAILABLE;
+    c->charged += n * sizeof *c->list;
+    c->list = malloc((n ? n : 1) * sizeof *c->list);
+    if (c->list == NULL) return ERR_NOMEM;
+    for (uint32_t id = c->head[b]; id != 0 && c->nlist < n; id = c->link[id])
+        c->list[c->nlist++] = id;
+    qsort_r(c->list, c->nlist, sizeof *c->list, by_total_down, (void *)c->t->total);
+    return 0;
+}
+
+static int cut_run(cut_t *c, size_t max_nodes, query_kept_t **out)
+{
+    size_t bytes =
+        c->n * (sizeof *c->link + sizeof *c->state + sizeof *c->hidden + sizeof *c->pkey);
+    if (c->charge != NULL && alloc_charge_add(c->charge, bytes) != 0) return ERR_UNAVAILABLE;
+    c->charged = bytes;
+    c->link = malloc(c->n * sizeof *c->link);
+    c->state = calloc(c->n, sizeof *c->state);
+    c->hidden = malloc(c->n * sizeof *c->hidden);
+    c->pkey = malloc(c->n * sizeof *c->pkey);
+    if (!c->link || !c->state || !c->hidden || !c->pkey) return ERR_NOMEM;
+    hist_t *hs = calloc(1, sizeof *hs);
+    if (hs == NULL) return ERR_NOMEM;
+    histograms(c, hs);
+    int b = stop_bucket(c, hs, max_nodes);
+    size_t nb = b >= 0 ? hs->h[b] : 0;
+    free(hs);
+    int64_t v = 0; /* every node fits */
+    int rc = 0;
+    if (b >= 0) {
+        size_t from = 0, to = 0;
+        rc = bucket_ids(c, (unsigned)b, nb);
+        if (rc == 0) v = stop_total(c, max_nodes, &from, &to);
+        if (rc == 0 && v <= 0) rc = ERR_CORRUPT; /* used() passed max_nodes within b */
+        if (rc == 0) rc = take_ties(c, max_nodes, v, from, to);
+    }
+    return rc != 0 ? rc : kept_of(c, v, out);
+}
+
+static int cut_applies(const storage_merged_tab_t *t)
+{
+    return t->distinct_kids && t->parent != NULL && t->least_kid != NULL && t->nonneg && t->n > 0 &&
+           t->n / CUT_MAX_IDS_PER_NODE <= t->nodes && t->n <= UINT32_MAX;
+}
+
+size_t query_cut_scratch_bytes(const storage_merged_tab_t *t, size_t max_nodes)
+{
+    if (!cut_applies(t)) return 0;
+    /* per id: its chain link, state, hidden count and path hash; the
+     * histograms; the last bucket's ids and the frontier (at most every
+     * id each); the answer's arrays, made with room for an `other` each */
+    size_t kept = max_nodes < t->nodes ? max_nodes : t->nodes;
+    return t->n * (sizeof(uint32_t) + 1 + sizeof(uint32_t) + sizeof(uint64_t)) + sizeof(hist_t) +
+           2 * t->n * sizeof(uint32_t) + sizeof(query_kept_t) + 2 * kept * CUT_KEPT_NODE_BYTES;
+}
+
+int query_keep_cut(const storage_merged_tab_t *t, size_t max_nodes, alloc_charge_t *charge,
+                   query_kept_t **out)
+{
+    *out = NULL;
+    if (!cut_applies(t)) return 1;
+    if (max_nodes < 2) return ERR_INVALID_ARGUMENT;
+    cut_t c = {.t = t, .n = t->n, .minkid = t->least_kid, .charge = charge};
+    int rc = cut_run(&c, max_nodes, out);
+    free(c.link);
+    free(c.state);
+    free(c.hidden);
+    free(c.pkey);
+    free(c.list);
+    if (charge != NULL) alloc_charge_sub(charge, c.charged);
+    return rc;
+}
