@@ -1,12 +1,16 @@
 """test_render_memory.py — a render's maxNodes selection counts in
 query-memory-bytes together with the merge's working memory it is built
 beside. 200,000 distinct stacks rendered with maxNodes=200000 on one node:
-the merge's own working memory (dense vectors and forests, about 12.8 MB)
-fits in 48 MiB, but the selection's arrays (sized for the forests' 400,000
-nodes, about 57 MB, and its answer) do not, so the node's only share is
-refused for its memory and the answer is flagged partial with nothing in it
-(before the selection was counted it came back whole); with 96 MiB the same
-render is whole and exact, and afterwards the node holds nothing."""
+the merge's own working memory (dense vectors and the forest of about
+400,000 ids, with parents and least children) fits in 24 MiB (such a
+render is answered whole from 20 MiB up when the selection is not counted),
+but with the selection's arrays (the cut of query/cut.c: a chain link,
+state, hidden count and path hash per id, and its answer with room for an
+`other` per kept node: it needs 30 MiB) it does not, so the node's only
+share is refused for its memory and the answer is flagged partial with
+nothing in it (before the selection was counted it came back whole); with
+96 MiB the same render is whole and exact, and afterwards the node holds
+nothing."""
 import time
 
 from cluster import wait_for
@@ -35,7 +39,7 @@ def refused(node):
 
 def test_selection_counts_beside_the_merge():
     t0 = int(time.time()) - 300
-    with Node(args=["--query-memory-bytes", "48MiB"]) as n:
+    with Node(args=["--query-memory-bytes", "24MiB"]) as n:
         load(n, t0)
         r = render(n, t0)
         assert r.status == 200, r
