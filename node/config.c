@@ -67,6 +67,10 @@ static const opt_t options[] = {
      "Threads that decode, merge and do RocksDB work (the node's thread pool; each "
      "started when a job first needs it, and the thread that went idle last takes the next "
      "job)."},
+    {"query-assist-threads", OPT_INT, FIELD(query_assist_threads, int), "1", 0, 0, 64,
+     "Helper threads a render hands its timeline to while it merges the flame graph (each "
+     "render's timeline runs beside its tree when a helper is idle, and on the render's own "
+     "thread when none is, so a loaded node does the same work as with 0). 0: none."},
     {"max-write-jobs", OPT_COUNT, FIELD(max_write_jobs, size_t), "0", 0, 0, 1024,
      "Thread-pool jobs of pushes, replica writes and hints at once; more wait in order. "
      "0: worker-threads minus a quarter (at least 1), so queries always keep a thread."},

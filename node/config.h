@@ -39,6 +39,7 @@ typedef struct node_config {
     int http_port;
     int log_level; /* enum log_level */
     int worker_threads;
+    int query_assist_threads; /* helpers of renders (common/assist.h); 0: none */
     size_t max_write_jobs; /* thread-pool jobs of pushes and replica writes at once; 0: derived */
     size_t max_query_jobs; /* thread-pool jobs of queries at once; 0: derived */
     size_t memory_limit;

@@ -177,6 +177,10 @@ static int open_parts(node_t *n, errmsg_t *em)
     if (frc != ERR_OK) return frc;
     if (workq_new(&n->loop, cfg->worker_threads, caps, &n->clock, &n->workq) != 0)
         return errmsg_set(em, ERR_NOMEM, "out of memory");
+    if (assist_new(cfg->query_assist_threads, &n->assist) != 0)
+        return errmsg_set(em, ERR_NOMEM, "cannot start %d query-assist-threads",
+                          cfg->query_assist_threads);
+    n->cfg.query.assist = n->assist;   /* before the cluster copies the query limits */
     if (n->cfg.auth_file[0] != '\0') { /* before anything listens: never open by accident */
         int rc = node_auth_load(n->cfg.auth_file, &n->auth, em);
         if (rc != ERR_OK) return rc;
@@ -293,6 +297,7 @@ void node_free(node_t *n)
     ingest_stack_cache_free(n->stack_cache);
     storage_close(n->storage);
     workq_free(n->workq);
+    assist_free(n->assist);
     node_auth_free(n->auth);
     routes_limits_free(n->limits);
     free(n);

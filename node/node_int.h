@@ -5,6 +5,7 @@
 #include <uv.h>
 
 #include "common/alloc.h"
+#include "common/assist.h"
 #include "common/clock.h"
 #include "common/list.h"
 #include "common/workq.h"
@@ -30,7 +31,8 @@ struct node {
     /* the last regression reports (report-cache-bytes, charged to query-memory-bytes) */
     query_report_cache_t *report_cache;
     ingest_stack_cache_t *stack_cache; /* ingest-stack-cache-bytes; NULL: off */
-    workq_t *workq; /* thread-pool lanes: writes and queries cannot starve each other */
+    workq_t *workq;   /* thread-pool lanes: writes and queries cannot starve each other */
+    assist_t *assist; /* helpers a render hands its timeline to (query-assist-threads) */
     node_metrics_t metrics;
     size_t metrics_renders; /* GET /metrics renders on the pool (metrics-max-renders) */
     list_t metrics_waiting; /* GET /metrics requests waiting for one to end (routes.c) */

@@ -429,6 +429,10 @@ static void work_metrics(job_t *j)
     x.inflight_bytes = alloc_budget_used(&n->ingest_inflight);
     x.inflight_limit = n->ingest_inflight.limit;
     x.inflight_refused = alloc_budget_refused(&n->ingest_inflight);
+    assist_stats_t as;
+    assist_stats(n->assist, &as); /* thread-safe */
+    x.assist_helped = as.helped;
+    x.assist_inline = as.inline_;
     query_report_cache_stats_t rc;
     query_report_cache_stats(n->report_cache, &rc);
     x.report_cache_bytes = rc.bytes;

@@ -24,6 +24,7 @@ void query_limits_default(query_limits_t *l)
     l->stream_min_bytes = 0;
     for (int i = 0; i < STORAGE_RESOLUTION_COUNT; i++)
         l->retention_seconds[i] = so.retention_seconds[i];
+    l->assist = NULL;
 }
 
 void query_result_init(query_result_t *r)

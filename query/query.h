@@ -20,6 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/assist.h"
 #include "common/buf.h"
 #include "common/err.h"
 #include "storage/storage.h"
@@ -68,6 +69,9 @@ typedef struct query_limits {
     /* Retention per resolution (seconds, 0 = forever), as the storage was
      * opened with; the plan avoids windows that retention already dropped. */
     int64_t retention_seconds[STORAGE_RESOLUTION_COUNT];
+    /* Helper threads a render hands its timeline to while it merges the
+     * tree, when one is idle (common/assist.h; borrowed; NULL: none). */
+    assist_t *assist;
 } query_limits_t;
 
 #define QUERY_DEFAULT_MAX_NODES 8192

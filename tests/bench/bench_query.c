@@ -30,7 +30,8 @@ typedef struct qctx {
     const char *tenant; /* "bench", or --tenant with --data-dir */
     char query[512];
     char from[32], until[32];
-    int64_t expect; /* -1 unknown */
+    int64_t expect;   /* -1 unknown */
+    assist_t *assist; /* the renders' helper threads, as a node's (--assist-threads) */
 } qctx_t;
 
 static int64_t now_ms(void)
@@ -46,6 +47,7 @@ static double render_once(const qctx_t *q, const char *from, int64_t *ticks, siz
     query_params_t p = {.query = q->query, .from = from, .until = q->until, .format = "json"};
     query_limits_t lim;
     query_limits_default(&lim);
+    lim.assist = q->assist;
     query_result_t r;
     query_result_init(&r);
     errmsg_t em = {{0}};
@@ -996,6 +998,7 @@ int cmd_query(int argc, char **argv)
     const char *type_unit = "inuse_space/bytes", *forests_only = NULL, *data_dir = NULL;
     const char *tenant = "bench";
     uint64_t merges = UINT64_MAX; /* window-successive-merges, or the default */
+    uint64_t assists = 1;         /* --assist-threads, as a node's query-assist-threads */
     for (int i = 0; i < argc; i++) {
         if (flag_str(argc, argv, &i, "--index", &index) ||
             flag_u64(argc, argv, &i, "--window-successive-merges", &merges) ||
@@ -1004,7 +1007,8 @@ int cmd_query(int argc, char **argv)
             flag_str(argc, argv, &i, "--type", &type) ||
             flag_str(argc, argv, &i, "--type-unit", &type_unit) ||
             flag_str(argc, argv, &i, "--data-dir", &data_dir) ||
-            flag_str(argc, argv, &i, "--tenant", &tenant))
+            flag_str(argc, argv, &i, "--tenant", &tenant) ||
+            flag_u64(argc, argv, &i, "--assist-threads", &assists))
             continue;
         fprintf(stderr, "query: unknown flag %s\n", argv[i]);
         return 2;
@@ -1015,6 +1019,13 @@ int cmd_query(int argc, char **argv)
         return 1;
     }
     qctx_t q = {.expect = expected_total(&set, type_unit), .tenant = tenant};
+    if (assist_new((int)(assists < ASSIST_MAX_THREADS ? assists : ASSIST_MAX_THREADS), &q.assist) !=
+        0) {
+        fprintf(stderr, "query: cannot start --assist-threads\n");
+        profile_set_free(&set);
+        return 1;
+    }
+    printf("query_assist_threads: %llu\n", (unsigned long long)assists);
     /* an in-use type renders the average profile (docs/api.md, averaged
      * types): every profile of the set is one profile of the series */
     if (q.expect >= 0 && query_type_average(type)) q.expect /= (int64_t)set.n;
@@ -1029,6 +1040,7 @@ int cmd_query(int argc, char **argv)
     if (data_dir != NULL) {
         rc = stored_render(&q, data_dir);
         profile_set_free(&set);
+        assist_free(q.assist);
         return rc;
     }
     char *dir = make_temp_dir("query");
@@ -1045,5 +1057,6 @@ int cmd_query(int argc, char **argv)
     if (dir) rm_rf(dir);
     free(dir);
     profile_set_free(&set);
+    assist_free(q.assist);
     return rc;
 }

@@ -6,12 +6,11 @@
  *    path hashes; empty nodes): the same flamebearer bytes for every maxNodes,
  *    also when written straight from the kept nodes (query_keep_tabs,
  *    query_encode_flamebearer_kept);
- *  - a real storage: query_render (which takes the new path) against the
- *    partial, gather and finish of a scatter-gather (which build the whole
- *    tree), byte for byte, on random profiles over several tokens, with a
- *    negative value (the fallback), and on the shared corpus's large.cpu
- *    stacks when present.
- * Prints its seed; pass a seed as argv[1] to replay. */
+ *  - a real storage: query_render (which takes the new path, its timeline
+ *    on a helper thread) against the partial, gather and finish of a
+ *    scatter-gather (which build the whole tree), byte for byte, on random profiles over several
+ * tokens, with a negative value (the fallback), and on the shared corpus's large.cpu stacks when
+ * present. Prints its seed; pass a seed as argv[1] to replay. */
 #define _GNU_SOURCE
 #include <stdio.h>
 #include <stdlib.h>
@@ -431,8 +430,10 @@ static void compare_range(store_t *s, const char *what, int64_t from_s, int64_t 
 {
     static const char *maxes[] = {"2", "3", "7", "40", "300", "8192", NULL};
     static const char *formats[] = {"json", "folded", "svg"};
-    query_limits_t lim;
+    query_limits_t lim, helped;
     query_limits_default(&lim);
+    helped = lim; /* the fast path's timeline beside its tree, on a helper when idle */
+    CHECK_EQ_INT(assist_new(1, &helped.assist), 0);
     char from[32], until[32];
     snprintf(from, sizeof from, "%lld", (long long)from_s);
     snprintf(until, sizeof until, "%lld", (long long)until_s);
@@ -444,7 +445,7 @@ static void compare_range(store_t *s, const char *what, int64_t from_s, int64_t 
                                 .until = until,
                                 .format = formats[f],
                                 .max_nodes = maxes[m]};
-            char *a = render_whole(s->st, &p, &lim), *b = render_fast(s->st, &p, &lim);
+            char *a = render_whole(s->st, &p, &lim), *b = render_fast(s->st, &p, &helped);
             if (strcmp(a, b) != 0)
                 fprintf(stderr, "%s, %s, maxNodes %s:\nwhole %.300s\nfast  %.300s\n", what,
                         formats[f], maxes[m] ? maxes[m] : "default", a, b);
@@ -458,6 +459,7 @@ static void compare_range(store_t *s, const char *what, int64_t from_s, int64_t 
             free(b);
         }
     CHECK_EQ_INT(same, cases);
+    assist_free(helped.assist);
 }
 
 /* The whole data, and [part_from, part_to): a part of it (fewer ids valued

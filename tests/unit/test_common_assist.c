@@ -1,0 +1,155 @@
+/* Unit tests for common/assist.h with real threads: a part offered while a
+ * helper is idle runs on that helper, beside the offering thread (which
+ * waits in assist_join only for what is left of it); with every helper
+ * busy, or with none, or with no assist at all, the part runs on the
+ * joining thread inside assist_join and never waits for a helper; parts of
+ * several jobs at once each run exactly once; the counts say which ran
+ * where; assist_free joins idle helpers. */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "check.h"
+#include "common/assist.h"
+#include "common/err.h"
+
+typedef struct part {
+    pthread_t ran_on;
+    atomic_int runs;
+    atomic_int *gate; /* non-NULL: spins until it is non-zero (bounded) */
+} part_t;
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static void part_fn(void *arg)
+{
+    part_t *p = arg;
+    p->ran_on = pthread_self();
+    for (int i = 0; p->gate != NULL && !atomic_load(p->gate) && i < 10000; i++)
+        sleep_ms(1); /* at most 10 s */
+    atomic_fetch_add(&p->runs, 1);
+}
+
+/* An idle helper takes the part: it runs on another thread while this one
+ * goes on (the part waits for the gate this thread opens). */
+static void test_helper_takes(void)
+{
+    assist_t *a;
+    CHECK_EQ_INT(assist_new(1, &a), ERR_OK);
+    sleep_ms(50); /* the helper reaches its idle wait */
+    atomic_int gate = 0;
+    part_t p = {.gate = &gate};
+    assist_task_t t;
+    assist_start(a, &t, part_fn, &p);
+    sleep_ms(20);
+    CHECK_EQ_INT(atomic_load(&p.runs), 0); /* waits for the gate: not here, not done */
+    atomic_store(&gate, 1);
+    assist_join(a, &t);
+    CHECK_EQ_INT(atomic_load(&p.runs), 1);
+    CHECK(!pthread_equal(p.ran_on, pthread_self()));
+    assist_stats_t st;
+    assist_stats(a, &st);
+    CHECK(st.helped == 1 && st.inline_ == 0);
+    /* the same helper takes the next one (it went back to idle) */
+    part_t q = {0};
+    sleep_ms(20);
+    assist_start(a, &t, part_fn, &q);
+    assist_join(a, &t);
+    CHECK_EQ_INT(atomic_load(&q.runs), 1);
+    CHECK(pthread_equal(q.ran_on, p.ran_on));
+    assist_free(a);
+}
+
+/* Every helper busy: the part is not queued; assist_join runs it here. */
+static void test_busy_runs_here(void)
+{
+    assist_t *a;
+    CHECK_EQ_INT(assist_new(1, &a), ERR_OK);
+    sleep_ms(50);
+    atomic_int gate = 0;
+    part_t slow = {.gate = &gate}, mine = {0};
+    assist_task_t ts, tm;
+    assist_start(a, &ts, part_fn, &slow); /* takes the only helper */
+    assist_start(a, &tm, part_fn, &mine);
+    CHECK_EQ_INT(atomic_load(&mine.runs), 0); /* not run before its join */
+    assist_join(a, &tm);                      /* here, while the helper is still held */
+    CHECK_EQ_INT(atomic_load(&mine.runs), 1);
+    CHECK(pthread_equal(mine.ran_on, pthread_self()));
+    CHECK_EQ_INT(atomic_load(&slow.runs), 0);
+    atomic_store(&gate, 1);
+    assist_join(a, &ts);
+    CHECK_EQ_INT(atomic_load(&slow.runs), 1);
+    assist_stats_t st;
+    assist_stats(a, &st);
+    CHECK(st.helped == 1 && st.inline_ == 1);
+    assist_free(a);
+}
+
+/* No helper (0 threads) and no assist (NULL): parts run in their join. */
+static void test_none(void)
+{
+    assist_t *a;
+    CHECK_EQ_INT(assist_new(0, &a), ERR_OK);
+    part_t p = {0}, q = {0};
+    assist_task_t t;
+    assist_start(a, &t, part_fn, &p);
+    assist_join(a, &t);
+    assist_start(NULL, &t, part_fn, &q);
+    assist_join(NULL, &t);
+    CHECK(atomic_load(&p.runs) == 1 && atomic_load(&q.runs) == 1);
+    CHECK(pthread_equal(p.ran_on, pthread_self()) && pthread_equal(q.ran_on, pthread_self()));
+    assist_free(a);
+    assist_free(NULL);
+    CHECK_EQ_INT(assist_new(-1, &a), ERR_INVALID_ARGUMENT);
+    CHECK_EQ_INT(assist_new(ASSIST_MAX_THREADS + 1, &a), ERR_INVALID_ARGUMENT);
+}
+
+/* Several jobs offer parts at once to two helpers: each part runs once. */
+#define JOBS 4
+#define ROUNDS 300
+static assist_t *shared;
+
+static void *job_main(void *arg)
+{
+    part_t *parts = arg;
+    for (int i = 0; i < ROUNDS; i++) {
+        assist_task_t t;
+        assist_start(shared, &t, part_fn, &parts[i]);
+        assist_join(shared, &t);
+    }
+    return NULL;
+}
+
+static void test_jobs_at_once(void)
+{
+    CHECK_EQ_INT(assist_new(2, &shared), ERR_OK);
+    part_t *parts = calloc(JOBS * ROUNDS, sizeof *parts);
+    pthread_t th[JOBS];
+    for (int j = 0; j < JOBS; j++)
+        CHECK_EQ_INT(pthread_create(&th[j], NULL, job_main, parts + j * ROUNDS), 0);
+    for (int j = 0; j < JOBS; j++)
+        pthread_join(th[j], NULL);
+    int once = 0;
+    for (int i = 0; i < JOBS * ROUNDS; i++)
+        once += atomic_load(&parts[i].runs) == 1;
+    CHECK_EQ_INT(once, JOBS * ROUNDS);
+    assist_stats_t st;
+    assist_stats(shared, &st);
+    CHECK(st.helped + st.inline_ == JOBS * ROUNDS);
+    free(parts);
+    assist_free(shared);
+}
+
+int main(void)
+{
+    test_helper_takes();
+    test_busy_runs_here();
+    test_none();
+    test_jobs_at_once();
+    return check_exit();
+}
