@@ -1272,6 +1272,11 @@ int calltree_decode_merge(calltree_t *dst, const uint8_t *p, size_t n)
     int rc = (d.dst && d.hint && d.depth && d.self && d.stack) ? ERR_OK : ERR_NOMEM;
     if (rc == ERR_OK) memset(d.hint, 0xff, (nsyms ? nsyms : 1) * sizeof(uint32_t));
     if (rc == ERR_OK) rc = decode_records(&p, end, nsyms, nnodes, &d, &max_depth);
+    /* a tree decoded whole (a replica's, a repair's): its arrays and tables
+     * made once at their size (the records are valid), not grown a dozen
+     * times on the way; one merged into a tree that holds nodes may share
+     * most of them, and grows as it needs */
+    if (rc == ERR_OK && dst->sh->count == 1) rc = calltree_reserve_decode(dst, nnodes, nsyms);
     if (rc == ERR_OK) rc = decode_place(dst, dict, nnodes, &d);
     if (rc == ERR_OK) decode_add(dst, nnodes, root_self, &d);
     decoded_free(&d);

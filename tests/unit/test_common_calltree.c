@@ -828,6 +828,41 @@ static void test_absent_encoding(void)
     calltree_free(t);
 }
 
+/* A tree decoded whole into an empty one (a replica's write, a repair's)
+ * is made at its size at once: it holds no more than reserving for its
+ * records would make, where growing node by node left up to half again of
+ * slack after a dozen rehashes. Merged into a tree that holds nodes, the
+ * encoding still adds up. */
+static void test_decode_sized_at_once(void)
+{
+    calltree_t *src = calltree_new(0);
+    for (uint64_t i = 0; i < 5000; i++) {
+        uint64_t st[3] = {1000 + i % 7, 2000 + i % 300, 3000 + i};
+        CHECK_EQ_INT(calltree_add_stack(src, st, 3, (int64_t)(i + 1)), 0);
+    }
+    buf_t b;
+    buf_init(&b, BUF_UNLIMITED);
+    CHECK_EQ_INT(calltree_encode(src, &b), 0);
+    const uint8_t *syms;
+    size_t nsyms, nnodes;
+    CHECK_EQ_INT(calltree_encoded_header(b.data, b.len, &syms, &nsyms, &nnodes), 0);
+    calltree_t *empty = calltree_new(0), *dst = calltree_new(0);
+    size_t sized = calltree_mem_bytes(empty) + calltree_reserve_decode_bytes(empty, nnodes, nsyms);
+    CHECK_EQ_INT(calltree_decode_merge(dst, b.data, b.len), 0);
+    CHECK_EQ_INT(calltree_node_count(dst), calltree_node_count(src));
+    CHECK_EQ_INT(calltree_root_total(dst), calltree_root_total(src));
+    if (calltree_mem_bytes(dst) > sized)
+        fprintf(stderr, "decoded %zu bytes, sized %zu\n", calltree_mem_bytes(dst), sized);
+    CHECK(calltree_mem_bytes(dst) <= sized);
+    CHECK_EQ_INT(calltree_decode_merge(dst, b.data, b.len), 0); /* into a tree with nodes */
+    CHECK_EQ_INT(calltree_node_count(dst), calltree_node_count(src));
+    CHECK_EQ_INT(calltree_root_total(dst), 2 * calltree_root_total(src));
+    buf_free(&b);
+    calltree_free(src);
+    calltree_free(empty);
+    calltree_free(dst);
+}
+
 int main(int argc, char **argv)
 {
     uint64_t seed = argc > 1 ? strtoull(argv[1], NULL, 10) : (uint64_t)time(NULL) | 1;
@@ -848,5 +883,6 @@ int main(int argc, char **argv)
     test_valueless_tree();
     test_unnamed_tree(seed);
     test_absent_encoding();
+    test_decode_sized_at_once();
     return check_exit();
 }
