@@ -119,29 +119,22 @@ static int check_plan_args(const query_partial_args_t *a, errmsg_t *em)
     return 0;
 }
 
-/* The tree (and timeline, unless side: a part beside it makes that) of
- * the selected series: from their blocks, or, when the selector names span
- * or trace ids, from the span index. */
+/* The tree of the selected series: from their blocks, or, when the
+ * selector names span or trace ids, from the span index (with its
+ * timeline: timeline_run makes a block render's). */
 static int render_tree(storage_t *st, const char *tenant, const query_partial_args_t *a,
                        const query_span_sel_t *sp, const query_series_t *ser,
-                       const query_plan_t *plan, int side, query_partial_t *out, errmsg_t *em)
+                       const query_plan_t *plan, query_partial_t *out, errmsg_t *em)
 {
     if (sp->kind == 0 && a->forests && a->final_max_nodes == 0) {
         unsigned flags =
             (a->parents ? STORAGE_TABS_PARENTS : 0) | (a->symnos ? STORAGE_TABS_SYMNOS : 0);
-        int rc = query_merge_series_forests(st, tenant, ser, plan, flags, out->tree, &out->tabs,
-                                            &out->ntabs, em);
-        if (rc == 0 && a->timeline && !side)
-            rc = query_timeline_build(st, tenant, ser, plan, &out->tl, em);
-        return rc;
+        return query_merge_series_forests(st, tenant, ser, plan, flags, out->tree, &out->tabs,
+                                          &out->ntabs, em);
     }
-    if (sp->kind == 0) {
-        int rc = query_merge_series_kept(st, tenant, ser, plan, a->final_max_nodes, out->tree,
-                                         a->kept ? &out->kept : NULL, em);
-        if (rc == 0 && a->timeline && !side)
-            rc = query_timeline_build(st, tenant, ser, plan, &out->tl, em);
-        return rc;
-    }
+    if (sp->kind == 0)
+        return query_merge_series_kept(st, tenant, ser, plan, a->final_max_nodes, out->tree,
+                                       a->kept ? &out->kept : NULL, em);
     int res, rc = a->timeline ? query_timeline_init(plan, &out->tl, &res) : 0;
     if (rc == 0)
         rc = query_merge_spans(st, tenant, sp, ser, plan, out->tree, a->timeline ? &out->tl : NULL,
@@ -171,6 +164,33 @@ static void timeline_run(void *arg)
     p->rc = query_timeline_build(p->st, p->tenant, p->ser, &p->plan, p->tl, &p->em);
     if (p->rc == 0 && p->average && p->tl->n > 0 && (p->rc = query_timeline_average(p->tl)) == 0)
         p->rc = query_timeline_count(p->st, p->tenant, p->cnt, &p->plan, p->tl, &p->em);
+}
+
+/* The tree, and a block render's timeline beside it: on a helper when one
+ * is idle (query_limits_t.assist), else on this thread after the tree. */
+static int tree_and_timeline(storage_t *st, const char *tenant, const query_partial_args_t *a,
+                             const query_limits_t *lim, const query_span_sel_t *sp,
+                             const query_series_t *ser, const query_series_t *cnt,
+                             const query_plan_t *plan, int average, query_partial_t *out,
+                             errmsg_t *em)
+{
+    if (sp->kind != 0 || !a->timeline) return render_tree(st, tenant, a, sp, ser, plan, out, em);
+    timeline_part_t tp = {.st = st,
+                          .tenant = tenant,
+                          .ser = ser,
+                          .cnt = cnt->series_id != NULL ? cnt : ser,
+                          .plan = *plan,
+                          .average = average,
+                          .tl = &out->tl};
+    alloc_charge_init(&tp.charge, plan->charge != NULL ? plan->charge->b : NULL);
+    tp.plan.charge = plan->charge != NULL ? &tp.charge : NULL;
+    assist_task_t task;
+    assist_start(lim->assist, &task, timeline_run, &tp);
+    int rc = render_tree(st, tenant, a, sp, ser, plan, out, em);
+    assist_join(lim->assist, &task);
+    alloc_charge_done(&tp.charge);
+    if (rc == 0 && tp.rc != 0) rc = errmsg_set(em, tp.rc, "%s", tp.em.text);
+    return rc;
 }
 
 /* The series a render reads into *ser (a whole service: its aggregates, a
@@ -222,26 +242,8 @@ static int render_partial(storage_t *st, const char *tenant, const query_partial
     out->tree = calltree_new(lim->max_tree_nodes);
     out->syms = symtab_new();
     if (out->tree == NULL || out->syms == NULL) rc = ERR_NOMEM;
-    /* the timeline of blocks beside the tree, on a helper when one is idle */
-    int side = rc == 0 && sp.kind == 0 && a->timeline;
-    timeline_part_t tp = {st,   tenant,  &ser,    cnt.series_id != NULL ? &cnt : &ser,
-                          plan, average, &out->tl};
-    assist_task_t task;
-    if (side) {
-        alloc_charge_init(&tp.charge, a->charge != NULL ? a->charge->b : NULL);
-        tp.plan.charge = a->charge != NULL ? &tp.charge : NULL;
-        assist_start(lim->assist, &task, timeline_run, &tp);
-    }
-    if (rc == 0) rc = render_tree(st, tenant, a, &sp, &ser, &plan, side, out, em);
-    if (side) {
-        assist_join(lim->assist, &task);
-        alloc_charge_done(&tp.charge);
-        if (rc == 0 && tp.rc != 0) rc = errmsg_set(em, tp.rc, "%s", tp.em.text);
-    } else if (rc == 0 && average && out->tl.n > 0 &&
-               (rc = query_timeline_average(&out->tl)) == 0) {
-        rc = query_timeline_count(st, tenant, cnt.series_id != NULL ? &cnt : &ser, &plan, &out->tl,
-                                  em);
-    }
+    if (rc == 0)
+        rc = tree_and_timeline(st, tenant, a, lim, &sp, &ser, &cnt, &plan, average, out, em);
     if (rc == 0) rc = query_load_symbols(st, tenant, out->tree, out->syms);
     if (rc == 0 && out->kept != NULL)
         rc = query_load_symbols_kept(st, tenant, out->kept, out->syms);
