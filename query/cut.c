@@ -286,15 +286,11 @@ static int shrink(query_kept_t *k)
     return a && b && c && d ? 0 : ERR_NOMEM;
 }
 
-/* The kept nodes as query_kept_t, in ascending id, then one `other` per
- * kept node that hides children. One pass over the ids numbers the kept
- * ones and sums each kept parent's kept children; the rest runs over the
- * kept nodes. */
-static int kept_of(cut_t *c, int64_t v, query_kept_t **out)
+/* Numbers the kept ids in ascending order (link and hidden are no longer
+ * read: per id its kept node in link, the kept ids in order in hidden);
+ * returns how many. */
+static size_t kept_number(cut_t *c, int64_t v)
 {
-    const storage_merged_tab_t *t = c->t;
-    /* link and hidden are no longer read: per id its kept node, and the
-     * kept ids in order */
     uint32_t *at = c->link, *ids = c->hidden;
     size_t nk = 1;
     at[0] = 0;
@@ -304,6 +300,44 @@ static int kept_of(cut_t *c, int64_t v, query_kept_t **out)
         ids[nk] = (uint32_t)id;
         nk += (size_t)kept_id(c, id, v);
     }
+    return nk;
+}
+
+/* The nk kept nodes' values into kp (room for 2 * nk nodes), then one
+ * `other` per kept node that hides children: its total less its self and
+ * its kept children's totals, summed in the upper half of kp->total as the
+ * nodes are written (a parent comes before its children). */
+static void kept_fill(const cut_t *c, size_t nk, query_kept_t *kp)
+{
+    const storage_merged_tab_t *t = c->t;
+    const uint32_t *at = c->link, *ids = c->hidden;
+    int64_t *rest = kp->total + nk;
+    for (size_t k = 0; k < nk; k++) {
+        uint32_t id = ids[k], p = k > 0 ? at[t->parent[id]] : 0;
+        int64_t x = t->total[id];
+        kp->sym[k] = k > 0 ? t->sym[id] : SYM_ROOT;
+        kp->parent[k] = p;
+        kp->self[k] = t->self[id];
+        kp->total[k] = x;
+        rest[k] = (int64_t)((uint64_t)x - (uint64_t)t->self[id]);
+        if (k > 0) rest[p] = (int64_t)((uint64_t)rest[p] - (uint64_t)x);
+    }
+    size_t o = nk;
+    for (size_t k = 0; k < nk; k++) {
+        int64_t r = rest[k]; /* read before an `other` is written over it */
+        if (r == 0) continue;
+        kp->sym[o] = SYM_OTHER;
+        kp->parent[o] = (uint32_t)k;
+        kp->self[o] = kp->total[o] = r;
+        o++;
+    }
+    kp->n = o;
+}
+
+/* The kept nodes as query_kept_t, in ascending id, then the `other`s. */
+static int kept_of(cut_t *c, int64_t v, query_kept_t **out)
+{
+    size_t nk = kept_number(c, v);
     size_t bytes =
         sizeof(query_kept_t) + 2 * nk * CUT_KEPT_NODE_BYTES; /* at most one `other` each */
     if (c->charge != NULL && alloc_charge_add(c->charge, bytes) != 0) return ERR_UNAVAILABLE;
@@ -317,35 +351,8 @@ static int kept_of(cut_t *c, int64_t v, query_kept_t **out)
         kp->total = malloc(2 * nk * sizeof *kp->total);
         if (!kp->sym || !kp->parent || !kp->self || !kp->total) rc = ERR_NOMEM;
     }
-    if (rc == 0) {
-        int64_t *rest = kp->total + nk; /* each kept node's total less its self and kept children */
-        kp->sym[0] = SYM_ROOT;
-        kp->parent[0] = 0;
-        kp->self[0] = t->self[0];
-        kp->total[0] = rest[0] = t->total[0];
-        rest[0] = (int64_t)((uint64_t)rest[0] - (uint64_t)t->self[0]);
-        for (size_t k = 1; k < nk; k++) {
-            uint32_t id = ids[k], p = at[t->parent[id]];
-            int64_t x = t->total[id];
-            kp->sym[k] = t->sym[id];
-            kp->parent[k] = p;
-            kp->self[k] = t->self[id];
-            kp->total[k] = x;
-            rest[k] = (int64_t)((uint64_t)x - (uint64_t)t->self[id]);
-            rest[p] = (int64_t)((uint64_t)rest[p] - (uint64_t)x);
-        }
-        size_t o = nk;
-        for (size_t k = 0; k < nk; k++) {
-            int64_t r = rest[k]; /* read before an `other` is written over it */
-            if (r == 0) continue;
-            kp->sym[o] = SYM_OTHER;
-            kp->parent[o] = (uint32_t)k;
-            kp->self[o] = kp->total[o] = r;
-            o++;
-        }
-        kp->n = o;
-        rc = shrink(kp);
-    }
+    if (rc == 0) kept_fill(c, nk, kp);
+    if (rc == 0) rc = shrink(kp);
     if (c->charge != NULL) alloc_charge_sub(c->charge, bytes);
     if (rc != 0) {
         query_kept_free(kp);
