@@ -8,12 +8,6 @@
 #include "common/assist.h"
 #include "common/err.h"
 
-enum {
-    ASSIST_HERE = 1, /* no helper was idle: assist_join runs it */
-    ASSIST_TAKEN,    /* a helper runs it */
-    ASSIST_DONE,     /* a helper ran it */
-};
-
 typedef struct helper {
     assist_t *a;
     pthread_t thread;
@@ -53,7 +47,7 @@ static void *helper_main(void *arg)
         pthread_mutex_unlock(&a->mu);
         t->fn(t->arg);
         pthread_mutex_lock(&a->mu);
-        t->state = ASSIST_DONE;
+        t->done = 1;
         pthread_cond_broadcast(&a->done);
     }
     pthread_mutex_unlock(&a->mu);
@@ -115,14 +109,15 @@ void assist_start(assist_t *a, assist_task_t *t, void (*fn)(void *arg), void *ar
 {
     t->fn = fn;
     t->arg = arg;
-    t->state = ASSIST_HERE;
+    t->here = 1;
+    t->done = 0;
     if (a == NULL) return;
     pthread_mutex_lock(&a->mu);
     helper_t *h = a->nidle > 0 && !a->stop ? a->idle[--a->nidle] : NULL;
     if (h != NULL) {
         h->idle = 0;
         h->task = t;
-        t->state = ASSIST_TAKEN;
+        t->here = 0;
         a->helped++;
     } else {
         a->here++;
@@ -133,13 +128,12 @@ void assist_start(assist_t *a, assist_task_t *t, void (*fn)(void *arg), void *ar
 
 void assist_join(assist_t *a, assist_task_t *t)
 {
-    if (t->state == ASSIST_HERE) {
+    if (t->here) {
         t->fn(t->arg);
-        t->state = ASSIST_DONE;
         return;
     }
     pthread_mutex_lock(&a->mu);
-    while (t->state != ASSIST_DONE)
+    while (!t->done)
         pthread_cond_wait(&a->done, &a->mu);
     pthread_mutex_unlock(&a->mu);
 }

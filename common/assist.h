@@ -25,8 +25,8 @@ struct assist_task {
     void (*fn)(void *arg);
     void *arg;
     /* the helpers' */
-    int state;           /* ASSIST_* (assist.c) */
-    assist_task_t *next; /* a helper's */
+    int here; /* 1: no helper took it (the job's thread alone reads it) */
+    int done; /* a helper ran it (under the helpers' mutex) */
 };
 
 /* threads helpers, started now (0: none; at most ASSIST_MAX_THREADS). */
