@@ -33,6 +33,7 @@ typedef struct fleet {
     profile_set_t set;
     char from[32], until[32];
     char service[128], pod0[160];
+    assist_t *assist; /* the renders' helper threads, as a node's (--assist-threads) */
 } fleet_t;
 
 static int64_t wall_ms(void)
@@ -94,6 +95,7 @@ static double render_median(const fleet_t *f, const char *query, int64_t expect)
     query_params_t prm = {.query = query, .from = f->from, .until = f->until, .format = "json"};
     query_limits_t lim;
     query_limits_default(&lim);
+    lim.assist = f->assist;
     double t[50], spent = 0;
     size_t n = 0;
     while (n < 50 && (n < 5 || spent < 2.0)) {
@@ -211,8 +213,10 @@ int cmd_fleet(int argc, char **argv)
 {
     const char *pods = "100,300,1000";
     uint64_t profiles = 18, seed = 5, anchors = 0;
+    uint64_t assists = 1; /* --assist-threads, as a node's query-assist-threads */
     for (int i = 0; i < argc; i++) {
         if (flag_str(argc, argv, &i, "--pods", &pods) ||
+            flag_u64(argc, argv, &i, "--assist-threads", &assists) ||
             flag_u64(argc, argv, &i, "--aggregate-anchors", &anchors) ||
             flag_u64(argc, argv, &i, "--profiles", &profiles) ||
             flag_u64(argc, argv, &i, "--seed", &seed))
@@ -226,6 +230,12 @@ int cmd_fleet(int argc, char **argv)
         return 2;
     }
     fleet_t f = {0};
+    if (assist_new((int)(assists < ASSIST_MAX_THREADS ? assists : ASSIST_MAX_THREADS), &f.assist) !=
+        0) {
+        fprintf(stderr, "fleet: cannot start --assist-threads\n");
+        return 1;
+    }
+    printf("fleet_assist_threads: %llu\n", (unsigned long long)assists);
     char *dir = make_temp_dir("fleet");
     storage_options_t o;
     storage_options_default(&o);
@@ -242,5 +252,6 @@ int cmd_fleet(int argc, char **argv)
     if (dir) rm_rf(dir);
     free(dir);
     profile_set_free(&f.set);
+    assist_free(f.assist);
     return rc;
 }
