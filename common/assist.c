@@ -62,20 +62,24 @@ int assist_new(int threads, assist_t **out)
     if (a == NULL) return ERR_NOMEM;
     a->h = calloc((size_t)(threads ? threads : 1), sizeof *a->h);
     a->idle = calloc((size_t)(threads ? threads : 1), sizeof *a->idle);
-    if (a->h == NULL || a->idle == NULL || pthread_mutex_init(&a->mu, NULL) != 0) {
+    int mu = a->h && a->idle && pthread_mutex_init(&a->mu, NULL) == 0;
+    if (!mu || pthread_cond_init(&a->done, NULL) != 0) {
+        if (mu) pthread_mutex_destroy(&a->mu);
         free(a->h);
         free(a->idle);
         free(a);
         return ERR_NOMEM;
     }
-    pthread_cond_init(&a->done, NULL);
     int rc = ERR_OK;
     for (int i = 0; i < threads && rc == ERR_OK; i++) {
         helper_t *h = &a->h[i];
         h->a = a;
-        pthread_cond_init(&h->wake, NULL);
+        if (pthread_cond_init(&h->wake, NULL) != 0) {
+            rc = ERR_NOMEM;
+            break;
+        }
+        a->n = i + 1; /* assist_free destroys the first n helpers' conditions */
         h->started = pthread_create(&h->thread, NULL, helper_main, h) == 0;
-        a->n = i + 1;
         if (!h->started) rc = ERR_NOMEM;
     }
     if (rc != ERR_OK) {
