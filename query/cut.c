@@ -243,7 +243,7 @@ static int take_ties(cut_t *c, size_t max_nodes, int64_t v, size_t from, size_t 
     /* the ties whose parent is heavier start on the frontier */
     for (size_t i = from; i < to; i++) {
         uint32_t id = c->list[i];
-        if (id != 0 && (t->parent[id] == 0 || t->total[t->parent[id]] > v)) front_push(c, &f, id);
+        if (t->parent[id] == 0 || t->total[t->parent[id]] > v) front_push(c, &f, id);
     }
     while (f.n > 0) {
         uint32_t id = f.id[0], p = t->parent[id];
@@ -263,12 +263,13 @@ static int take_ties(cut_t *c, size_t max_nodes, int64_t v, size_t from, size_t 
     return 0;
 }
 
-/* Whether id is kept: the root, every node heavier than v, and those of
- * total v chosen (v 0: every node of the forest). */
+/* Whether id (not the root, which is always kept) is kept: every node
+ * heavier than v, and those of total v chosen (v 0: every node of the
+ * forest). */
 static inline int kept_id(const cut_t *c, size_t id, int64_t v)
 {
     int64_t x = c->t->total[id]; /* an id outside the forest: 0, never chosen */
-    return (id == 0) | (x > v) | ((x == v) & (c->state[id] & ST_CHOSEN));
+    return (x > v) | ((x == v) & (c->state[id] & ST_CHOSEN));
 }
 
 /* The answer's arrays, made with room for an `other` per kept node,
