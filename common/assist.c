@@ -1,9 +1,16 @@
 /* assist.c — helper threads for parts of a job (assist.h). One mutex holds
  * the idle helpers (a stack: the one that went idle last takes the next
  * part, whose caches are the warmest) and each part's state; a helper
- * sleeps on its own condition variable, a joiner on the shared one. */
+ * sleeps on its own condition variable, a joiner on the shared one. A
+ * part's posted and done flags are also read spinning, without the mutex. */
+#include <limits.h>
+#include <linux/futex.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "common/assist.h"
 #include "common/err.h"
@@ -28,6 +35,49 @@ struct assist {
     unsigned long long helped, here;
 };
 
+static void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ volatile("yield");
+#endif
+}
+
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* 1 once *flag is set, 0 after ASSIST_SPIN_NS without. */
+static int spin_for(_Atomic int *flag)
+{
+    int64_t until = 0;
+    for (unsigned i = 0;; i++) {
+        if (atomic_load_explicit(flag, memory_order_acquire)) return 1;
+        cpu_relax();
+        if ((i & 63) != 0) continue;
+        int64_t now = now_ns();
+        if (until == 0) until = now + ASSIST_SPIN_NS;
+        if (now > until) return 0;
+    }
+}
+
+/* Runs t's part once it is given (at once unless t was reserved). */
+static void run_part(helper_t *h, assist_task_t *t)
+{
+    assist_t *a = h->a;
+    if (!spin_for(&t->posted)) {
+        pthread_mutex_lock(&a->mu);
+        while (!atomic_load_explicit(&t->posted, memory_order_acquire))
+            pthread_cond_wait(&h->wake, &a->mu);
+        pthread_mutex_unlock(&a->mu);
+    }
+    if (t->fn != NULL) t->fn(t->arg);
+}
+
 static void *helper_main(void *arg)
 {
     helper_t *h = arg;
@@ -45,9 +95,9 @@ static void *helper_main(void *arg)
         assist_task_t *t = h->task;
         h->task = NULL;
         pthread_mutex_unlock(&a->mu);
-        t->fn(t->arg);
+        run_part(h, t);
         pthread_mutex_lock(&a->mu);
-        t->done = 1;
+        atomic_store_explicit(&t->done, 1, memory_order_release);
         pthread_cond_broadcast(&a->done);
     }
     pthread_mutex_unlock(&a->mu);
@@ -109,37 +159,103 @@ void assist_free(assist_t *a)
     free(a);
 }
 
-void assist_start(assist_t *a, assist_task_t *t, void (*fn)(void *arg), void *arg)
+/* Hands t to an idle helper, if one is; counts the part (count: given, not
+ * only reserved) as helped or run by its joiner. */
+static void take_helper(assist_t *a, assist_task_t *t, int count)
 {
-    t->fn = fn;
-    t->arg = arg;
-    t->here = 1;
-    t->done = 0;
-    if (a == NULL) return;
     pthread_mutex_lock(&a->mu);
     helper_t *h = a->nidle > 0 && !a->stop ? a->idle[--a->nidle] : NULL;
     if (h != NULL) {
         h->idle = 0;
         h->task = t;
         t->here = 0;
-        a->helped++;
-    } else {
-        a->here++;
+        t->helper = h;
     }
+    if (count && h != NULL) a->helped++;
+    if (count && h == NULL) a->here++;
     pthread_mutex_unlock(&a->mu);
     if (h != NULL) pthread_cond_signal(&h->wake);
+}
+
+void assist_start(assist_t *a, assist_task_t *t, void (*fn)(void *arg), void *arg)
+{
+    t->fn = fn;
+    t->arg = arg;
+    t->helper = NULL;
+    t->here = 1;
+    atomic_init(&t->posted, 1);
+    atomic_init(&t->done, 0);
+    if (a != NULL) take_helper(a, t, 1);
+}
+
+void assist_reserve(assist_t *a, assist_task_t *t)
+{
+    t->fn = NULL;
+    t->arg = NULL;
+    t->helper = NULL;
+    t->here = 1;
+    atomic_init(&t->posted, 0);
+    atomic_init(&t->done, 0);
+    if (a != NULL) take_helper(a, t, 0);
+}
+
+void assist_give(assist_t *a, assist_task_t *t, void (*fn)(void *arg), void *arg)
+{
+    t->fn = fn;
+    t->arg = arg;
+    helper_t *h = t->helper;
+    if (h == NULL) { /* none was idle then: perhaps one is now */
+        atomic_store_explicit(&t->posted, 1, memory_order_release);
+        if (a != NULL && fn != NULL) take_helper(a, t, 1);
+        return;
+    }
+    pthread_mutex_lock(&a->mu); /* a helper done spinning checks it under the mutex */
+    atomic_store_explicit(&t->posted, 1, memory_order_release);
+    if (fn != NULL) a->helped++;
+    pthread_mutex_unlock(&a->mu);
+    pthread_cond_signal(&h->wake);
 }
 
 void assist_join(assist_t *a, assist_task_t *t)
 {
     if (t->here) {
-        t->fn(t->arg);
+        if (t->fn != NULL) t->fn(t->arg);
         return;
     }
+    if (spin_for(&t->done)) return;
     pthread_mutex_lock(&a->mu);
-    while (!t->done)
+    while (!atomic_load_explicit(&t->done, memory_order_acquire))
         pthread_cond_wait(&a->done, &a->mu);
     pthread_mutex_unlock(&a->mu);
+}
+
+int assist_taken(const assist_task_t *t)
+{
+    return !t->here;
+}
+
+void assist_flag_init(assist_flag_t *f)
+{
+    atomic_init(&f->v, 0);
+    atomic_init(&f->sleepers, 0);
+}
+
+void assist_flag_set(assist_flag_t *f, int v)
+{
+    atomic_store(&f->v, v); /* then sleepers read: a waiter that went to sleep is seen */
+    if (atomic_load(&f->sleepers) > 0)
+        syscall(SYS_futex, (int *)&f->v, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+}
+
+int assist_flag_wait(assist_flag_t *f)
+{
+    if (!spin_for(&f->v)) {
+        atomic_fetch_add(&f->sleepers, 1); /* then v read: a set after it wakes this */
+        while (atomic_load(&f->v) == 0)
+            syscall(SYS_futex, (int *)&f->v, FUTEX_WAIT_PRIVATE, 0, NULL, NULL, 0);
+        atomic_fetch_sub(&f->sleepers, 1);
+    }
+    return atomic_load_explicit(&f->v, memory_order_acquire);
 }
 
 void assist_stats(assist_t *a, assist_stats_t *out)

@@ -10,24 +10,40 @@
  * helper (threads 0, or a NULL assist) every part runs where it is joined,
  * as if the job had none.
  *
- * Threads: assist_start and assist_join on the job's thread, in pairs
- * (every started part is joined before its task is reused or freed); the
- * part's fn on a helper or on the joiner. Ownership: the caller owns each
- * assist_task_t; assist_free joins the helpers (no part may be running).
+ * A sleeping thread takes tens of microseconds to run again once woken
+ * (about 70 on the benchmark's virtual machine), as long as a short part
+ * itself. A job that knows a part will come can take a helper ahead
+ * (assist_reserve) and give the part later (assist_give): the helper wakes
+ * meanwhile and waits for it spinning, for at most ASSIST_SPIN_NS before
+ * it sleeps; a joiner spins as long for its part to end before it sleeps.
+ *
+ * Threads: assist_start (or assist_reserve, then assist_give) and
+ * assist_join on the job's thread, in pairs (every started part is joined
+ * before its task is reused or freed); the part's fn on a helper or on the
+ * joiner. Ownership: the caller owns each assist_task_t; assist_free joins
+ * the helpers (no part may be running, nor a helper reserved).
  */
 #ifndef FLAMEDB_COMMON_ASSIST_H
 #define FLAMEDB_COMMON_ASSIST_H
+
+#include <stdatomic.h>
 
 typedef struct assist assist_t;
 typedef struct assist_task assist_task_t;
 
 struct assist_task {
-    void (*fn)(void *arg);
+    void (*fn)(void *arg); /* NULL: nothing (a reserved helper let go) */
     void *arg;
     /* the helpers' */
-    int here; /* 1: no helper took it (the job's thread alone reads it) */
-    int done; /* a helper ran it (under the helpers' mutex) */
+    void *helper;       /* the helper reserved for it, or NULL */
+    int here;           /* 1: no helper took it (the job's thread alone reads it) */
+    _Atomic int posted; /* its part was given (written under the helpers' mutex) */
+    _Atomic int done;   /* a helper ran it (written under the helpers' mutex) */
 };
+
+/* The longest a reserved helper spins for its part, and a joiner for its
+ * part to end, before sleeping. */
+#define ASSIST_SPIN_NS 500000
 
 /* threads helpers, started now (0: none; at most ASSIST_MAX_THREADS). */
 #define ASSIST_MAX_THREADS 64
@@ -36,8 +52,32 @@ void assist_free(assist_t *a);
 
 /* Offers fn(arg) to an idle helper of a (NULL: none); returns at once. */
 void assist_start(assist_t *a, assist_task_t *t, void (*fn)(void *arg), void *arg);
+/* Takes an idle helper of a (NULL: none) for t's part, given later by
+ * assist_give; returns at once. With none idle, assist_give looks again. */
+void assist_reserve(assist_t *a, assist_task_t *t);
+/* t's part, after assist_reserve(a, t): fn(arg) (fn NULL: none, which
+ * lets the helper go; still joined). */
+void assist_give(assist_t *a, assist_task_t *t, void (*fn)(void *arg), void *arg);
 /* Returns once t's part ran: on the helper that took it, or here now. */
 void assist_join(assist_t *a, assist_task_t *t);
+
+/* 1 when a helper took t (assist_start or assist_reserve found one idle):
+ * its part runs beside the job, which may then wait on it mid-way
+ * (assist_flag_t); 0 when it runs only at assist_join. */
+int assist_taken(const assist_task_t *t);
+
+/* A word a part and its job signal each other by, mid-way (the part waits
+ * for something the job makes, or the job for the part): set once to a
+ * non-zero value; a waiter spins for it up to ASSIST_SPIN_NS, then sleeps
+ * (a futex). Only between a job and a part a helper took (assist_taken):
+ * a part run by its joiner would wait for a job that waits for it. */
+typedef struct assist_flag {
+    _Atomic int v, sleepers;
+} assist_flag_t;
+void assist_flag_init(assist_flag_t *f);
+void assist_flag_set(assist_flag_t *f, int v);
+/* The value once set. */
+int assist_flag_wait(assist_flag_t *f);
 
 /* Parts taken by a helper, and run by their joiner for want of one (for
  * /metrics). */

@@ -22,9 +22,9 @@ void strmap_free(strmap_t *m)
     memset(m, 0, sizeof *m);
 }
 
-static int strmap_grow(strmap_t *m)
+/* The slots made cap (a power of two) and every string put back. */
+static int strmap_rehash(strmap_t *m, size_t cap)
 {
-    size_t cap = m->cap ? m->cap * 2 : 64;
     uint32_t *slots = alloc_zeroed(cap, sizeof *slots);
     if (slots == NULL) return ERR_NOMEM;
     for (size_t i = 0; i < m->n; i++) {
@@ -36,6 +36,26 @@ static int strmap_grow(strmap_t *m)
     free(m->slots);
     m->slots = slots;
     m->cap = cap;
+    return 0;
+}
+
+static int strmap_grow(strmap_t *m)
+{
+    return strmap_rehash(m, m->cap ? m->cap * 2 : 64);
+}
+
+int strmap_reserve(strmap_t *m, size_t n)
+{
+    if (n > UINT32_MAX - 1) return ERR_NOMEM;
+    size_t cap = m->cap ? m->cap : 64;
+    while (n * 2 > cap)
+        cap *= 2;
+    if (cap > m->cap && strmap_rehash(m, cap) != 0) return ERR_NOMEM;
+    size_t c1 = m->strs_cap, c2 = m->strs_cap; /* parallel arrays: both grow alike */
+    if (GROW_FROM(m->strs, c1, n, GROW_UNLIMITED, 64) != 0 ||
+        GROW_FROM(m->lens, c2, n, GROW_UNLIMITED, 64) != 0)
+        return ERR_NOMEM;
+    m->strs_cap = c1;
     return 0;
 }
 

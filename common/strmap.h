@@ -26,6 +26,10 @@ void strmap_init(strmap_t *m);
 void strmap_free(strmap_t *m);
 /* Index of s (borrowed: must outlive the map), adding it when new. ERR_NOMEM. */
 int strmap_intern(strmap_t *m, const char *s, size_t len, uint32_t *idx);
+/* Room for n strings in all, made at once: interning up to n then neither
+ * grows nor rehashes the map. ERR_NOMEM (the map is unchanged but for its
+ * room). */
+int strmap_reserve(strmap_t *m, size_t n);
 /* 1 and its index when s is in the map, else 0. */
 int strmap_find(const strmap_t *m, const char *s, size_t len, uint32_t *idx);
 

@@ -48,6 +48,9 @@
 #define CUT_BUCKETS (CUT_EXACT + (63 - 6 + 1) * (1 << CUT_SUB_BITS))
 /* KEPT_NODE_BYTES of keep.c: an answer's arrays per node. */
 #define CUT_KEPT_NODE_BYTES (sizeof(uint64_t) + sizeof(uint32_t) + 2 * sizeof(int64_t))
+/* The most symbols of the forest per kept node for which the kept nodes'
+ * symbols are numbered by the forest's (query_kept_t.sid). */
+#define CUT_SIDS_PER_NODE 4
 
 /* Per-id state bits. */
 #define ST_CHOSEN 1u /* a node of the last total, kept */
@@ -284,7 +287,9 @@ static int shrink(query_kept_t *k)
          *d = realloc(k->total, k->n * sizeof *k->total);
     k->self = c ? c : k->self;
     k->total = d ? d : k->total;
-    return a && b && c && d ? 0 : ERR_NOMEM;
+    void *e = k->sid ? realloc(k->sid, k->n * sizeof *k->sid) : NULL;
+    k->sid = e ? e : k->sid;
+    return a && b && c && d && (e || !k->sid) ? 0 : ERR_NOMEM;
 }
 
 /* Numbers the kept ids in ascending order (link and hidden are no longer
@@ -317,6 +322,7 @@ static void kept_fill(const cut_t *c, size_t nk, query_kept_t *kp)
         uint32_t id = ids[k], p = k > 0 ? at[t->parent[id]] : 0;
         int64_t x = t->total[id];
         kp->sym[k] = k > 0 ? t->sym[id] : SYM_ROOT;
+        if (kp->sid != NULL) kp->sid[k] = t->symno[id];
         kp->parent[k] = p;
         kp->self[k] = t->self[id];
         kp->total[k] = x;
@@ -328,6 +334,7 @@ static void kept_fill(const cut_t *c, size_t nk, query_kept_t *kp)
         int64_t r = rest[k]; /* read before an `other` is written over it */
         if (r == 0) continue;
         kp->sym[o] = SYM_OTHER;
+        if (kp->sid != NULL) kp->sid[o] = (uint32_t)t->nsyms; /* a number of its own */
         kp->parent[o] = (uint32_t)k;
         kp->self[o] = kp->total[o] = r;
         o++;
@@ -335,12 +342,18 @@ static void kept_fill(const cut_t *c, size_t nk, query_kept_t *kp)
     kp->n = o;
 }
 
-/* The kept nodes as query_kept_t, in ascending id, then the `other`s. */
+/* The kept nodes as query_kept_t, in ascending id, then the `other`s;
+ * with the forest's symbol numbers, each node's symbol numbered by them
+ * (query_kept_t.sid: the numbers of the table's symbols, and one more for
+ * `other`). */
 static int kept_of(cut_t *c, int64_t v, query_kept_t **out)
 {
     size_t nk = kept_number(c, v);
-    size_t bytes =
-        sizeof(query_kept_t) + 2 * nk * CUT_KEPT_NODE_BYTES; /* at most one `other` each */
+    /* numbered by the forest's symbols when they are not many more than the
+     * kept nodes (their arrays are sized by them) */
+    int sids = c->t->symno != NULL && c->t->nsyms < CUT_SIDS_PER_NODE * nk;
+    size_t bytes = sizeof(query_kept_t) + /* at most one `other` each */
+                   2 * nk * (CUT_KEPT_NODE_BYTES + (sids ? sizeof(uint32_t) : 0));
     if (c->charge != NULL && alloc_charge_add(c->charge, bytes) != 0) return ERR_UNAVAILABLE;
     query_kept_t *kp = calloc(1, sizeof *kp);
     int rc = kp != NULL ? 0 : ERR_NOMEM;
@@ -350,7 +363,10 @@ static int kept_of(cut_t *c, int64_t v, query_kept_t **out)
         kp->parent = malloc(2 * nk * sizeof *kp->parent);
         kp->self = malloc(2 * nk * sizeof *kp->self);
         kp->total = malloc(2 * nk * sizeof *kp->total);
-        if (!kp->sym || !kp->parent || !kp->self || !kp->total) rc = ERR_NOMEM;
+        kp->sid = sids ? malloc(2 * nk * sizeof *kp->sid) : NULL;
+        kp->nsid = sids ? c->t->nsyms + 1 : 0;
+        if (!kp->sym || !kp->parent || !kp->self || !kp->total || (sids && !kp->sid))
+            rc = ERR_NOMEM;
     }
     if (rc == 0) kept_fill(c, nk, kp);
     if (rc == 0) rc = shrink(kp);
@@ -420,7 +436,8 @@ size_t query_cut_scratch_bytes(const storage_merged_tab_t *t, size_t max_nodes)
      * id each); the answer's arrays, made with room for an `other` each */
     size_t kept = max_nodes < t->nodes ? max_nodes : t->nodes;
     return t->n * (sizeof(uint32_t) + 1 + sizeof(uint32_t) + sizeof(uint64_t)) + sizeof(hist_t) +
-           2 * t->n * sizeof(uint32_t) + sizeof(query_kept_t) + 2 * kept * CUT_KEPT_NODE_BYTES;
+           2 * t->n * sizeof(uint32_t) + sizeof(query_kept_t) +
+           2 * kept * (CUT_KEPT_NODE_BYTES + (t->symno != NULL ? sizeof(uint32_t) : 0));
 }
 
 int query_keep_cut(const storage_merged_tab_t *t, size_t max_nodes, alloc_charge_t *charge,

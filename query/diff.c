@@ -493,8 +493,8 @@ static int write_double(dfb_t *fb, const char *profile_type, const char *partial
     const sides_t *s = fb->s;
     int rc = buf_append_str(out, "{\"version\":1,");
     if (rc == 0)
-        rc = query_write_flamebearer(out, &fb->names, fb->lv, fb->nlv, sizeof *fb->lv,
-                                     s->lt[0] + s->rt[0], fb->max_self);
+        rc = query_write_flamebearer(out, fb->names.strs, fb->names.lens, fb->names.n, fb->lv,
+                                     fb->nlv, sizeof *fb->lv, s->lt[0] + s->rt[0], fb->max_self);
     if (rc == 0) rc = buf_append_byte(out, ',');
     if (rc == 0) rc = query_write_metadata(out, "double", profile_type, NULL);
     if (rc == 0)

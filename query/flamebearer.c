@@ -28,10 +28,17 @@ typedef struct fb {
     size_t nlv, caplv;
     size_t bytes, max_bytes; /* all level text together stays under the body cap */
     int64_t max_self;
-    int64_t div;   /* an averaged type: every value / the profiles (rounded down); else 1 */
-    buf_t *out;    /* the answer: this working memory is held beside it (buf_beside_take) */
-    size_t held;   /* taken beside out */
-    size_t tables; /* of held: the name maps and the level array, as last measured */
+    int64_t div;         /* an averaged type: every value / the profiles (rounded down); else 1 */
+    buf_t *out;          /* the answer: this working memory is held beside it (buf_beside_take) */
+    size_t held;         /* taken beside out */
+    size_t tables;       /* of held: the name maps and the level array, as last measured */
+    assist_t *assist;    /* kept nodes: the deeper levels written on a helper of it, */
+    assist_task_t *task; /* reserved ahead for them (NULL: none, or given) */
+    size_t allow;        /* with out NULL (the helper's part): what it may still take */
+    const char **onames; /* or NULL: the names in index order (name_placed_classes), */
+    size_t *olens;       /* their lengths, */
+    size_t nonames;      /* how many, */
+    size_t oheld;        /* and their bytes and its scratch, taken beside the answer */
 } fb_t;
 
 typedef struct frame {
@@ -40,17 +47,25 @@ typedef struct frame {
     int64_t x;
 } frame_t;
 
-/* Takes n bytes beside the answer before they are allocated. */
+/* Takes n bytes beside the answer before they are allocated; a part
+ * written on a helper (out NULL) takes them from its allowance, which the
+ * answer's thread took beside the answer for it. */
 static int fb_take(fb_t *fb, size_t n)
 {
-    int rc = buf_beside_take(fb->out, n);
+    int rc = 0;
+    if (fb->out == NULL && n > fb->allow) rc = ERR_UNAVAILABLE;
+    if (fb->out == NULL && rc == 0) fb->allow -= n;
+    if (fb->out != NULL) rc = buf_beside_take(fb->out, n);
     if (rc == 0) fb->held += n;
     return rc;
 }
 
 static void fb_give(fb_t *fb, size_t n)
 {
-    buf_beside_give(fb->out, n);
+    if (fb->out != NULL)
+        buf_beside_give(fb->out, n);
+    else
+        fb->allow += n;
     fb->held -= n;
 }
 
@@ -241,17 +256,13 @@ static inline int has_room(const buf_t *b, size_t n)
     return b->cap > b->len + n && n <= b->max && b->len <= b->max - n;
 }
 
-/* f's level entry; total and self are its values / fb->div (the walk
- * divides each once). */
-static int emit(fb_t *fb, const frame_t *f, int64_t total, int64_t self)
+/* A level entry at x with its values (already / fb->div) and name index,
+ * after the level's last one. */
+static int write_entry(fb_t *fb, level_t *lv, int64_t x, int64_t total, int64_t self, uint32_t idx)
 {
-    uint32_t idx;
-    level_t *lv;
-    int rc = name_index(fb, f->node, &idx);
-    if (rc == 0) rc = level_at(fb, f->depth, &lv);
-    if (rc != 0) return rc;
     /* the hot loop of rendering: no printf, the four numbers written in place
      * (through a copy only near the body cap, where the room is not there) */
+    int rc = 0;
     size_t before = lv->text.len;
     char quad[3 * 22 + PUT_ROOM + 1], *start = quad, *q; /* three numbers and commas, a fourth */
     int direct = has_room(&lv->text, sizeof quad);
@@ -260,7 +271,7 @@ static int emit(fb_t *fb, const frame_t *f, int64_t total, int64_t self)
     if (direct) start = (char *)lv->text.data + before;
     q = start;
     if (before) *q++ = ',';
-    q = put_i64(q, f->x - lv->prev_end);
+    q = put_i64(q, x - lv->prev_end);
     *q++ = ',';
     q = put_i64(q, total);
     *q++ = ',';
@@ -276,9 +287,21 @@ static int emit(fb_t *fb, const frame_t *f, int64_t total, int64_t self)
     }
     fb->bytes += lv->text.len - before;
     if (fb->bytes > fb->max_bytes) return ERR_TOO_LARGE;
-    lv->prev_end = f->x + total;
-    if (self > fb->max_self) fb->max_self = self;
+    lv->prev_end = x + total;
     return 0;
+}
+
+/* f's level entry; total and self are its values / fb->div (the walk
+ * divides each once). */
+static int emit(fb_t *fb, const frame_t *f, int64_t total, int64_t self)
+{
+    uint32_t idx;
+    level_t *lv;
+    int rc = name_index(fb, f->node, &idx);
+    if (rc == 0) rc = level_at(fb, f->depth, &lv);
+    if (rc == 0) rc = write_entry(fb, lv, f->x, total, self, idx);
+    if (rc == 0 && self > fb->max_self) fb->max_self = self;
+    return rc;
 }
 
 /* Pushes f's children onto stack (sp entries) right to left, each with its
@@ -304,38 +327,302 @@ static inline __attribute__((always_inline)) size_t push_kids(const fb_t *fb,
  * (about 21 on the bench's heap render, 8,192 nodes). */
 #define LEVEL_ENTRY_GUESS 24
 
-/* Each level's text made at once as large as its nodes' entries are
- * guessed to take: grown by doubling from empty, every level was copied
- * about eight times. Only where the nodes come with parents, parents
- * first (kept nodes); a level that does not fit the guess grows as before,
- * and a guess that cannot be held is not made (the walk then fails, or
- * not, as it did). */
-static int presize_levels(fb_t *fb)
+/* ---- kept nodes: the levels written in two parts ----
+ *
+ * Kept nodes come parents first, so where each lands in the walk's order
+ * (preorder, children by name) follows from subtree sizes without a walk:
+ * placed[] holds every node at its place with its level, x and values,
+ * and one pass over it numbers the names in the walk's order. Each level
+ * is then the placed nodes of its depth, in order: the shallow levels are
+ * written on this thread and the deep ones beside it, on a helper when one
+ * is idle (fb->assist), into levels of their own. The bytes are those of
+ * the walk. */
+
+typedef struct placed {
+    int64_t x, total, self; /* total and self / fb->div */
+    uint32_t depth;
+    uint32_t name; /* the node, until name_placed: then its name's index */
+} placed_t;
+
+/* placed[] (st->n) in the walk's order; size (st->n) is scratch. Returns
+ * the deepest level. */
+static uint32_t place(const fb_t *fb, placed_t *placed, uint32_t *size)
 {
     const sorted_tree_t *st = fb->st;
-    if (st->t != NULL || st->n == 0) return 0;
-    size_t bytes = st->n * sizeof(uint32_t);
-    if (fb_take(fb, bytes) != 0) return 0;
-    uint32_t *depth = malloc(bytes), deepest = 0;
-    int rc = depth != NULL ? 0 : ERR_NOMEM;
-    if (rc == 0) depth[0] = 0;
+    for (size_t i = 0; i < st->n; i++)
+        size[i] = 1;
+    for (size_t i = st->n - 1; i > 0; i--)
+        size[st->parent[i]] += size[i];
+    /* from here size[i] is node i's place once its parent was placed */
+    size[0] = 0;
+    placed[0] = (placed_t){0, fb->totals[0] / fb->div, fb->selves[0] / fb->div, 0, 0};
+    uint32_t deepest = 0;
+    for (uint32_t i = 0; i < st->n; i++) {
+        const placed_t *p = &placed[size[i]];
+        uint32_t at = size[i] + 1, depth = p->depth + 1;
+        int64_t x = p->x + p->self;
+        for (uint32_t k = st->off[i]; k < st->off[i + 1]; k++) {
+            uint32_t c = st->kids[k], below = size[c];
+            int64_t total = fb->totals[c] / fb->div;
+            placed[at] = (placed_t){x, total, fb->selves[c] / fb->div, depth, c};
+            size[c] = at;
+            at += below;
+            x = (int64_t)((uint64_t)x + (uint64_t)total);
+        }
+        if (st->off[i + 1] > st->off[i] && depth > deepest) deepest = depth;
+    }
+    return deepest;
+}
+
+/* Numbers the names in the walk's order (as emit does) and counts each
+ * level's nodes into count (deepest + 1); sets fb->max_self. */
+static int name_placed(fb_t *fb, placed_t *placed, size_t *count)
+{
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < fb->st->n; i++) {
+        placed_t *p = &placed[i];
+        rc = name_index(fb, p->name, &p->name);
+        count[p->depth]++;
+        if (p->self > fb->max_self) fb->max_self = p->self;
+    }
+    return rc;
+}
+
+/* Bytes a level entry is guessed to take: four numbers and their commas
+ * (about 21 on the bench's heap render, 8,192 nodes). */
+#define LEVEL_ENTRY_GUESS 24
+
+/* Each level made, its text as large as its nodes' entries are guessed to
+ * take: grown by doubling from empty, every level was copied about eight
+ * times. A level that does not fit the guess grows as before, and a guess
+ * that cannot be held (past the body cap, or refused) is not made: the
+ * writing then fails, or not, as it would. */
+static int presize_levels(fb_t *fb, const size_t *count, uint32_t deepest)
+{
+    level_t *lv;
+    int rc = 0;
+    for (size_t d = 0; d <= deepest && rc == 0; d++)
+        if ((rc = level_at(fb, d, &lv)) == 0 &&
+            level_reserve(fb, lv, count[d] * LEVEL_ENTRY_GUESS) == ERR_NOMEM)
+            rc = ERR_NOMEM;
+    return rc;
+}
+
+/* One part of the levels: those of depth lo to hi - 1. */
+typedef struct fb_part {
+    fb_t fb; /* a copy of the answer's: its own byte count, takes and allowance */
+    const placed_t *placed;
+    uint32_t lo, hi;
+    int rc;
+} fb_part_t;
+
+static void write_part(void *arg)
+{
+    fb_part_t *p = arg;
+    size_t n = p->fb.st->n;
+    uint32_t width = p->hi - p->lo;
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        const placed_t *e = &p->placed[i];
+        if (e->depth - p->lo < width)
+            rc = write_entry(&p->fb, &p->fb.lv[e->depth], e->x, e->total, e->self, e->name);
+    }
+    p->rc = rc;
+}
+
+/* The most bytes one level entry takes: four numbers of at most 20
+ * characters (INT64_MIN's; a name index has fewer) and four separators. */
+#define LEVEL_ENTRY_MAX (4 * 20 + 4)
+
+/* What a helper does for the kept levels: the names' classes (each
+ * distinct name's, hashed once) while this thread places the nodes, then
+ * the deep levels once the names are numbered. */
+typedef struct fb_helper {
+    const sorted_tree_t *st;
+    strmap_t classes;      /* "total", then each symbol's name, once */
+    uint32_t *class_of;    /* per sid: its name's class */
+    size_t held;           /* their bytes, taken beside the answer */
+    int classes_rc;        /* the helper's */
+    assist_flag_t classed; /* set by the helper: classes made (or failed) */
+    assist_flag_t go;      /* set here: 1 the deep part below, 2 nothing */
+    int gone, joined;      /* go set; the part joined */
+    fb_part_t below;
+} fb_helper_t;
+
+static int make_classes(fb_helper_t *h)
+{
+    const sorted_tree_t *st = h->st;
+    uint32_t root;
+    int rc = strmap_intern(&h->classes, "total", 5, &root); /* the root's name */
+    for (size_t s = 0; s < st->nsid; s++)
+        h->class_of[s] = UINT32_MAX;
     for (size_t i = 1; rc == 0 && i < st->n; i++) {
-        depth[i] = depth[st->parent[i]] + 1;
-        deepest = depth[i] > deepest ? depth[i] : deepest;
+        uint32_t *c = &h->class_of[st->sid[i]];
+        if (*c == UINT32_MAX) rc = strmap_intern(&h->classes, st->name[i], strlen(st->name[i]), c);
     }
-    size_t *count = rc == 0 ? calloc((size_t)deepest + 1, sizeof *count) : NULL;
-    if (rc == 0 && count != NULL) {
-        for (size_t i = 0; i < st->n; i++)
-            count[depth[i]]++;
-        level_t *lv;
-        for (size_t d = 0; d <= deepest && rc == 0; d++)
-            if ((rc = level_at(fb, d, &lv)) == 0)
-                rc = level_reserve(fb, lv, count[d] * LEVEL_ENTRY_GUESS);
+    return rc;
+}
+
+static void helper_run(void *arg)
+{
+    fb_helper_t *h = arg;
+    h->classes_rc = make_classes(h);
+    assist_flag_set(&h->classed, 1);
+    if (assist_flag_wait(&h->go) == 1) write_part(&h->below);
+}
+
+/* Hands h's part to the helper fb->task reserved, its tables made (room
+ * for every name: nothing grows on the helper) and taken beside the
+ * answer first; nonzero: not handed (then nothing is held). */
+static int helper_begin(fb_t *fb, fb_helper_t *h)
+{
+    const sorted_tree_t *st = fb->st;
+    memset(h, 0, sizeof *h);
+    h->st = st;
+    strmap_init(&h->classes);
+    assist_flag_init(&h->classed);
+    assist_flag_init(&h->go);
+    size_t names = st->nsid + 1;
+    /* the classes' map for names: at most 4 slots a name (a power of two
+     * at least twice as many), its two arrays at most twice as long */
+    h->held = names * sizeof *h->class_of + 4 * names * sizeof(uint32_t) +
+              2 * names * (sizeof *h->classes.strs + sizeof *h->classes.lens) +
+              64 * sizeof(uint32_t);
+    if (fb_take(fb, h->held) != 0) return 1;
+    h->class_of = malloc(names * sizeof *h->class_of);
+    if (h->class_of == NULL || strmap_reserve(&h->classes, names) != 0) {
+        free(h->class_of);
+        strmap_free(&h->classes);
+        fb_give(fb, h->held);
+        return 1;
     }
+    assist_give(fb->assist, fb->task, helper_run, h);
+    return 0;
+}
+
+/* Lets h's helper go when it was not given the deep part, joins it and
+ * frees its tables. */
+static void helper_end(fb_t *fb, fb_helper_t *h)
+{
+    if (!h->gone) assist_flag_set(&h->go, 2);
+    if (!h->joined) assist_join(fb->assist, fb->task);
+    fb->task = NULL;
+    free(h->class_of);
+    strmap_free(&h->classes);
+    fb_give(fb, h->held);
+}
+
+/* name_placed with the helper's classes: a name is numbered at its
+ * class's first node in the walk's order, as name_index numbers it at its
+ * first string; the names in that order go to fb->onames. */
+static int name_placed_classes(fb_t *fb, fb_helper_t *h, placed_t *placed, size_t *count)
+{
+    assist_flag_wait(&h->classed);
+    if (h->classes_rc != 0) return h->classes_rc;
+    size_t nc = h->classes.n;
+    size_t bytes = nc * (sizeof(uint32_t) + sizeof *fb->onames + sizeof *fb->olens);
+    int rc = fb_take(fb, bytes);
+    if (rc != 0) return rc;
+    fb->oheld = bytes;
+    uint32_t *number = malloc(nc * sizeof *number);
+    fb->onames = malloc(nc * sizeof *fb->onames);
+    fb->olens = malloc(nc * sizeof *fb->olens);
+    if (number == NULL || fb->onames == NULL || fb->olens == NULL) {
+        free(number);
+        return ERR_NOMEM;
+    }
+    for (size_t c = 0; c < nc; c++)
+        number[c] = UINT32_MAX;
+    const uint32_t *sid = fb->st->sid;
+    for (size_t i = 0; i < fb->st->n; i++) {
+        placed_t *p = &placed[i];
+        uint32_t c = i == 0 ? 0 : h->class_of[sid[p->name]], *num = &number[c];
+        if (*num == UINT32_MAX) {
+            fb->onames[fb->nonames] = h->classes.strs[c];
+            fb->olens[fb->nonames] = h->classes.lens[c];
+            *num = (uint32_t)fb->nonames++;
+        }
+        p->name = *num;
+        count[p->depth]++;
+        if (p->self > fb->max_self) fb->max_self = p->self;
+    }
+    free(number);
+    return 0;
+}
+
+/* The levels split where about three fifths of the nodes are above (the
+ * helper writes a node more slowly: the placed nodes come to it from this
+ * thread's cache): the deep part on h's helper (NULL: none, all here), on
+ * an allowance taken beside the answer for the most its levels can grow
+ * to (twice their entries at their longest: buffers double). When the
+ * allowance is refused, both parts are written here. */
+static int write_parts(fb_t *fb, fb_helper_t *h, const placed_t *placed, const size_t *count,
+                       uint32_t deepest)
+{
+    uint32_t split = 1; /* the root's level is always here */
+    size_t above = count[0];
+    while (split <= deepest && above + count[split] <= fb->st->n * 3 / 5)
+        above += count[split++];
+    size_t deep = fb->st->n - above;
+    size_t allow = deep <= SIZE_MAX / (2 * LEVEL_ENTRY_MAX) ? 2 * LEVEL_ENTRY_MAX * deep : SIZE_MAX;
+    int alone = deep == 0 || h == NULL || fb_take(fb, allow) != 0;
+    fb_part_t shallow = {.fb = *fb, .placed = placed, .lo = 0, .hi = alone ? deepest + 1 : split};
+    if (alone) {
+        write_part(&shallow);
+        *fb = shallow.fb;
+        return shallow.rc;
+    }
+    fb_part_t *below = &h->below;
+    *below = (fb_part_t){.fb = *fb, .placed = placed, .lo = split, .hi = deepest + 1};
+    below->fb.out = NULL;
+    below->fb.held = below->fb.bytes = 0;
+    below->fb.allow = allow;
+    h->gone = 1;
+    assist_flag_set(&h->go, 1);
+    write_part(&shallow);
+    assist_join(fb->assist, fb->task);
+    h->joined = 1;
+    *fb = shallow.fb;             /* it holds the allowance, */
+    fb_give(fb, below->fb.allow); /* of which the deep part's levels grew by the rest */
+    fb->bytes += below->fb.bytes;
+    int rc = shallow.rc != 0 ? shallow.rc : below->rc;
+    return rc == 0 && fb->bytes > fb->max_bytes ? ERR_TOO_LARGE : rc;
+}
+
+/* The kept nodes' levels (fb->st has no tree): placed, named, written;
+ * with a helper reserved (fb->task) that one was idle for, beside it. */
+static int write_kept_levels(fb_t *fb)
+{
+    const sorted_tree_t *st = fb->st;
+    if (st->n == 0) return 0;
+    size_t scratch = st->n * (sizeof(placed_t) + sizeof(uint32_t));
+    int rc = fb_take(fb, scratch);
+    if (rc != 0) return rc;
+    placed_t *placed = malloc(st->n * sizeof *placed);
+    uint32_t *size = malloc(st->n * sizeof *size);
+    size_t *count = NULL;
+    uint32_t deepest = 0;
+    if (placed == NULL || size == NULL) rc = ERR_NOMEM;
+    fb_helper_t h;
+    int helped = rc == 0 && fb->task != NULL && assist_taken(fb->task) && st->sid != NULL &&
+                 helper_begin(fb, &h) == 0;
+    if (rc == 0) deepest = place(fb, placed, size);
+    if (rc == 0 && (rc = fb_take(fb, ((size_t)deepest + 1) * sizeof *count)) == 0 &&
+        (count = calloc((size_t)deepest + 1, sizeof *count)) == NULL) {
+        fb_give(fb, ((size_t)deepest + 1) * sizeof *count);
+        rc = ERR_NOMEM;
+    }
+    free(size);
+    if (rc == 0)
+        rc = helped ? name_placed_classes(fb, &h, placed, count) : name_placed(fb, placed, count);
+    if (rc == 0) rc = presize_levels(fb, count, deepest);
+    if (rc == 0) rc = write_parts(fb, helped ? &h : NULL, placed, count, deepest);
+    if (helped) helper_end(fb, &h);
+    if (count != NULL) fb_give(fb, ((size_t)deepest + 1) * sizeof *count);
     free(count);
-    free(depth);
-    fb_give(fb, bytes);
-    return rc == ERR_NOMEM ? rc : 0;
+    free(placed);
+    fb_give(fb, scratch);
+    return rc;
 }
 
 /* Preorder, left to right, so each level's nodes come in x order. */
@@ -422,21 +709,22 @@ static int write_timeline(buf_t *out, const query_timeline_t *tl)
     return rc;
 }
 
-int query_write_flamebearer(buf_t *out, const strmap_t *names, const void *levels, size_t nlevels,
-                            size_t stride, int64_t num_ticks, int64_t max_self)
+int query_write_flamebearer(buf_t *out, const char *const *names, const size_t *lens, size_t nnames,
+                            const void *levels, size_t nlevels, size_t stride, int64_t num_ticks,
+                            int64_t max_self)
 {
     /* room for what surely comes, made once: growing the body as it fills
      * copied it once per doubling */
     size_t least = 64;
-    for (size_t i = 0; i < names->n; i++)
-        least += names->lens[i] + 3;
+    for (size_t i = 0; i < nnames; i++)
+        least += lens[i] + 3;
     for (size_t d = 0; d < nlevels; d++)
         least += ((const buf_t *)(const void *)((const char *)levels + d * stride))->len + 3;
     int rc = least <= out->max && out->len <= out->max - least ? buf_reserve(out, least) : 0;
     if (rc == 0) rc = buf_append_str(out, "\"flamebearer\":{\"names\":[");
-    for (size_t i = 0; rc == 0 && i < names->n; i++) {
+    for (size_t i = 0; rc == 0 && i < nnames; i++) {
         if (i) rc = buf_append_byte(out, ',');
-        if (rc == 0) rc = buf_append_json_string(out, names->strs[i], names->lens[i]);
+        if (rc == 0) rc = buf_append_json_string(out, names[i], lens[i]);
     }
     if (rc == 0) rc = buf_append_str(out, "],\"levels\":[");
     for (size_t d = 0; rc == 0 && d < nlevels; d++) {
@@ -462,6 +750,9 @@ static int encode(fb_t *fb, int64_t num_ticks, const char *profile_type, const c
     num_ticks /= fb->div;
     strmap_init(&fb->names);
     int rc = u64map_init(&fb->name_of, 1024);
+    /* names are numbered once per symbol: the map made for them all at once
+     * (it rehashed every string at each doubling) */
+    if (rc == 0 && fb->st->sid != NULL) rc = strmap_reserve(&fb->names, fb->st->nsid + 1);
     if (rc == 0) rc = fb_tables(fb);
     if (rc == 0 && fb->st->sid != NULL)
         rc = fb_take(fb, (fb->st->nsid ? fb->st->nsid : 1) * sizeof *fb->name_of_sid);
@@ -471,12 +762,14 @@ static int encode(fb_t *fb, int64_t num_ticks, const char *profile_type, const c
         for (size_t i = 0; rc == 0 && i < fb->st->nsid; i++)
             fb->name_of_sid[i] = UINT32_MAX;
     }
-    if (rc == 0) rc = presize_levels(fb);
-    if (rc == 0) rc = walk(fb);
+    if (rc == 0) rc = fb->st->t == NULL ? write_kept_levels(fb) : walk(fb);
     if (rc == 0) rc = buf_append_str(out, "{\"version\":1,");
     if (rc == 0)
-        rc = query_write_flamebearer(out, &fb->names, fb->lv, fb->nlv, sizeof *fb->lv, num_ticks,
-                                     fb->max_self);
+        rc = fb->onames != NULL
+                 ? query_write_flamebearer(out, fb->onames, fb->olens, fb->nonames, fb->lv, fb->nlv,
+                                           sizeof *fb->lv, num_ticks, fb->max_self)
+                 : query_write_flamebearer(out, fb->names.strs, fb->names.lens, fb->names.n, fb->lv,
+                                           fb->nlv, sizeof *fb->lv, num_ticks, fb->max_self);
     if (rc == 0) rc = buf_append_byte(out, ',');
     if (rc == 0) rc = query_write_metadata(out, "single", profile_type, spy_name);
     if (rc == 0) rc = buf_append_byte(out, ',');
@@ -488,6 +781,8 @@ static int encode(fb_t *fb, int64_t num_ticks, const char *profile_type, const c
     strmap_free(&fb->names);
     u64map_free(&fb->name_of);
     free(fb->name_of_sid);
+    free(fb->onames);
+    free(fb->olens);
     fb_give(fb, fb->held); /* all of it freed */
     query_sorted_tree_free(fb->st);
     return rc;
@@ -513,13 +808,25 @@ int query_encode_flamebearer(const calltree_t *t, const symtab_t *syms, const ch
 
 int query_encode_flamebearer_kept(const query_kept_t *k, const symtab_t *syms,
                                   const char *profile_type, const char *spy_name,
-                                  const query_timeline_t *tl, buf_t *out)
+                                  const query_timeline_t *tl, assist_t *assist, buf_t *out)
 {
+    /* a helper taken now is awake when the deep levels come (assist.h) */
+    assist_task_t task;
+    assist_reserve(assist, &task);
     sorted_tree_t st;
     int rc = query_sorted_tree_build_kept(&st, k, syms, out);
-    if (rc != 0) return rc;
-    fb_t fb = {.st = &st, .sym = k->sym, .selves = k->self, .totals = k->total};
-    return encode(&fb, k->total[0], profile_type, spy_name, tl, out);
+    fb_t fb = {.st = &st,
+               .sym = k->sym,
+               .selves = k->self,
+               .totals = k->total,
+               .assist = assist,
+               .task = assist != NULL ? &task : NULL};
+    if (rc == 0) rc = encode(&fb, k->total[0], profile_type, spy_name, tl, out);
+    if (fb.task != NULL) { /* not given: let go */
+        assist_give(assist, &task, NULL, NULL);
+        assist_join(assist, &task);
+    }
+    return rc;
 }
 
 /* ---- the answer as a stream ---- */
@@ -744,7 +1051,7 @@ static int fb_values(fb_t *fb, calltree_t *t, const query_kept_t *kept, const qu
 int query_flamebearer_open(calltree_t **t, query_kept_t **kept, symtab_t **syms,
                            const char *profile_type, const char *spy_name,
                            const query_timeline_t *tl, const char *members, size_t min_bytes,
-                           buf_t *out, query_stream_t **stream)
+                           assist_t *assist, buf_t *out, query_stream_t **stream)
 {
     *stream = NULL;
     const query_kept_t *k = kept != NULL ? *kept : NULL;
@@ -755,7 +1062,7 @@ int query_flamebearer_open(calltree_t **t, query_kept_t **kept, symtab_t **syms,
     size_t least = rc == 0 ? fb_least_bytes(&v->fb, n, min_bytes) : 0;
     if (rc == 0 && (min_bytes == 0 || least < min_bytes || least > out->max || out->len != 0)) {
         free(v);
-        rc = k ? query_encode_flamebearer_kept(k, *syms, profile_type, spy_name, tl, out)
+        rc = k ? query_encode_flamebearer_kept(k, *syms, profile_type, spy_name, tl, assist, out)
                : query_encode_flamebearer(*t, *syms, profile_type, spy_name, tl, out);
         return rc == 0 && members != NULL ? query_add_json_members(out, members) : rc;
     }

@@ -1002,7 +1002,8 @@ static int encode_flamebearer_open(query_gather_t *g, int kept, const char *type
     if (rc == 0)
         rc = query_flamebearer_open(&g->tree, kept ? &g->kept : NULL, &g->syms, type, g->spy_name,
                                     one ? NULL : &g->tl, members.len ? (char *)members.data : NULL,
-                                    g->lim.stream_min_bytes, &out->body, &out->stream);
+                                    g->lim.stream_min_bytes, g->lim.assist, &out->body,
+                                    &out->stream);
     buf_free(&members);
     return hold_stream(g, rc, out, em);
 }
@@ -1131,7 +1132,7 @@ static int encode_kept(query_gather_t *g, const char *partial_json, query_result
         return encode_flamebearer_open(g, 1, query_selector_type(g->spec->sel), 0, partial_json,
                                        out, em);
     int rc = query_encode_flamebearer_kept(g->kept, g->syms, query_selector_type(g->spec->sel),
-                                           g->spy_name, &g->tl, &out->body);
+                                           g->spy_name, &g->tl, g->lim.assist, &out->body);
     if (rc == 0) rc = add_uncounted(g, &out->body);
     if (rc == 0 && partial_json != NULL) rc = query_add_json_members(&out->body, partial_json);
     return rc;

@@ -33,17 +33,59 @@ static int totals_add_up(const calltree_t *t)
  * tokens' node counts added up): then a merge refused for its size is
  * refused as before. Returns 1 when done, 0 to build the whole tree, or an
  * error. */
+/* The names of a shard union's symbols, loaded beside a selection. */
+typedef struct names_part {
+    storage_t *st;
+    const char *tenant;
+    const storage_merged_tab_t *tab;
+    symtab_t *dst;
+    int skip; /* no helper took it: not loaded (the kept nodes' are, after) */
+    int rc;
+} names_part_t;
+
+static void names_run(void *arg)
+{
+    names_part_t *p = arg;
+    /* a failure leaves names out: query_load_symbols_kept loads them */
+    p->rc = p->skip
+                ? ERR_UNAVAILABLE
+                : storage_load_symbols(p->st, p->tenant, p->tab->symbols, p->tab->nsymbols, p->dst);
+}
+
+/* What merge_truncated needs to load names beside its selection. */
+typedef struct names_beside {
+    storage_t *st;
+    const char *tenant;
+    symtab_t *dst;
+    assist_t *assist;
+} names_beside_t;
+
 static int merge_truncated(storage_merger_t *m, size_t max_nodes, calltree_t *dst,
-                           query_kept_t **kept, alloc_charge_t *charge, errmsg_t *em)
+                           query_kept_t **kept, const names_beside_t *nb, alloc_charge_t *charge,
+                           errmsg_t *em)
 {
     if (max_nodes < 2 || calltree_node_count(dst) != 1 || calltree_root_total(dst) != 0 ||
         calltree_self(dst, 0) != 0)
         return 0;
     storage_merged_tab_t *tabs;
     size_t n, bound = 1;
-    /* parents and least children: one forest is cut by its totals (cut.c) */
-    int rc = storage_merger_tabs(m, STORAGE_TABS_PARENTS | STORAGE_TABS_LEAST, &tabs, &n, em);
+    /* parents and least children: one forest is cut by its totals (cut.c),
+     * its kept nodes' symbols numbered by the forest's symbol numbers */
+    int beside = kept != NULL && nb != NULL && nb->dst != NULL && nb->assist != NULL;
+    unsigned flags = STORAGE_TABS_PARENTS | STORAGE_TABS_LEAST |
+                     (kept != NULL ? STORAGE_TABS_SYMNOS : 0) | (beside ? STORAGE_TABS_SYMBOLS : 0);
+    int rc = storage_merger_tabs(m, flags, &tabs, &n, em);
     if (rc != 0) return rc;
+    names_part_t np = {0};
+    assist_task_t task;
+    /* no more names than nodes kept: a union of very many symbols is not
+     * loaded whole (its kept nodes' names are, after) */
+    beside = beside && n == 1 && tabs[0].symbols != NULL && tabs[0].nsymbols <= max_nodes;
+    if (beside) {
+        np = (names_part_t){nb->st, nb->tenant, &tabs[0], nb->dst, 0};
+        assist_start(nb->assist, &task, names_run, &np);
+        np.skip = !assist_taken(&task);
+    }
     int ok = 1;
     for (size_t i = 0; i < n; i++) {
         ok &= tabs[i].nonneg;
@@ -54,8 +96,8 @@ static int merge_truncated(storage_merger_t *m, size_t max_nodes, calltree_t *ds
                          ? query_keep_scratch_bytes(tabs, n, max_nodes)
                          : 0;
     if (scratch && alloc_charge_add(charge, scratch) != 0) {
-        storage_merged_tabs_free(tabs, n);
-        return ERR_UNAVAILABLE;
+        rc = ERR_UNAVAILABLE;
+        ok = 0;
     }
     if (ok && bound <= calltree_max_nodes(dst)) {
         rc = kept ? query_keep_tabs(tabs, n, max_nodes, kept)
@@ -67,6 +109,9 @@ static int merge_truncated(storage_merger_t *m, size_t max_nodes, calltree_t *ds
             rc = 1;
         }
     }
+    if (beside) assist_join(nb->assist, &task); /* before the tab it reads goes */
+    if (beside && np.rc == 0 && rc == 1 && *kept != NULL && (*kept)->sid != NULL)
+        (*kept)->named = 1;
     storage_merged_tabs_free(tabs, n);
     return rc;
 }
@@ -124,18 +169,19 @@ static int merge_outcome(int rc, const calltree_t *dst, errmsg_t *em)
 int query_merge_series(storage_t *st, const char *tenant, const query_series_t *ser,
                        const query_plan_t *plan, size_t max_nodes, calltree_t *dst, errmsg_t *em)
 {
-    return query_merge_series_kept(st, tenant, ser, plan, max_nodes, dst, NULL, em);
+    return query_merge_series_kept(st, tenant, ser, plan, max_nodes, dst, NULL, NULL, NULL, em);
 }
 
 int query_merge_series_kept(storage_t *st, const char *tenant, const query_series_t *ser,
                             const query_plan_t *plan, size_t max_nodes, calltree_t *dst,
-                            query_kept_t **kept, errmsg_t *em)
+                            query_kept_t **kept, symtab_t *names, assist_t *assist, errmsg_t *em)
 {
     if (kept) *kept = NULL;
     storage_merger_t *m;
     int rc = read_blocks(st, tenant, ser, plan, &m, em);
     if (rc != 0) return rc;
-    rc = merge_truncated(m, max_nodes, dst, kept, plan->charge, em);
+    names_beside_t nb = {st, tenant, names, assist};
+    rc = merge_truncated(m, max_nodes, dst, kept, &nb, plan->charge, em);
     /* the kept nodes are built while the merger still holds its working
      * memory: both count at once; the caller charges the kept nodes again
      * with its result once the merger is gone */
@@ -209,8 +255,29 @@ int query_load_symbols(storage_t *st, const char *tenant, const calltree_t *t, s
     return rc;
 }
 
+/* The names dst lacks of k's symbols, numbered already (by the selection). */
+static int load_symbols_numbered(storage_t *st, const char *tenant, const query_kept_t *k,
+                                 symtab_t *dst)
+{
+    if (k->named) return 0;
+    uint8_t *seen = calloc(k->nsid, 1);
+    ids_t ids = {0};
+    int rc = seen != NULL ? 0 : ERR_NOMEM;
+    for (size_t i = 0; rc == 0 && i < k->n; i++) {
+        const char *name, *file;
+        if (seen[k->sid[i]]) continue;
+        seen[k->sid[i]] = 1;
+        if (!symtab_get(dst, k->sym[i], &name, &file)) rc = id_fn(&ids, k->sym[i]);
+    }
+    if (rc == 0 && ids.n > 0) rc = storage_load_symbols(st, tenant, ids.v, ids.n, dst);
+    free(seen);
+    free(ids.v);
+    return rc;
+}
+
 int query_load_symbols_kept(storage_t *st, const char *tenant, query_kept_t *k, symtab_t *dst)
 {
+    if (k->sid != NULL && k->nsid > 0) return load_symbols_numbered(st, tenant, k, dst);
     u64map_t seen; /* a function called from many places is loaded once: symbol -> sid */
     ids_t ids = {0};
     free(k->sid);

@@ -124,7 +124,8 @@ static int check_plan_args(const query_partial_args_t *a, errmsg_t *em)
  * timeline: timeline_run makes a block render's). */
 static int render_tree(storage_t *st, const char *tenant, const query_partial_args_t *a,
                        const query_span_sel_t *sp, const query_series_t *ser,
-                       const query_plan_t *plan, query_partial_t *out, errmsg_t *em)
+                       const query_plan_t *plan, assist_t *assist, query_partial_t *out,
+                       errmsg_t *em)
 {
     if (sp->kind == 0 && a->forests && a->final_max_nodes == 0) {
         unsigned flags =
@@ -134,7 +135,7 @@ static int render_tree(storage_t *st, const char *tenant, const query_partial_ar
     }
     if (sp->kind == 0)
         return query_merge_series_kept(st, tenant, ser, plan, a->final_max_nodes, out->tree,
-                                       a->kept ? &out->kept : NULL, em);
+                                       a->kept ? &out->kept : NULL, out->syms, assist, em);
     int res, rc = a->timeline ? query_timeline_init(plan, &out->tl, &res) : 0;
     if (rc == 0)
         rc = query_merge_spans(st, tenant, sp, ser, plan, out->tree, a->timeline ? &out->tl : NULL,
@@ -174,7 +175,8 @@ static int tree_and_timeline(storage_t *st, const char *tenant, const query_part
                              const query_plan_t *plan, int average, query_partial_t *out,
                              errmsg_t *em)
 {
-    if (sp->kind != 0 || !a->timeline) return render_tree(st, tenant, a, sp, ser, plan, out, em);
+    if (sp->kind != 0 || !a->timeline)
+        return render_tree(st, tenant, a, sp, ser, plan, lim->assist, out, em);
     timeline_part_t tp = {.st = st,
                           .tenant = tenant,
                           .ser = ser,
@@ -186,7 +188,7 @@ static int tree_and_timeline(storage_t *st, const char *tenant, const query_part
     tp.plan.charge = plan->charge != NULL ? &tp.charge : NULL;
     assist_task_t task;
     assist_start(lim->assist, &task, timeline_run, &tp);
-    int rc = render_tree(st, tenant, a, sp, ser, plan, out, em);
+    int rc = render_tree(st, tenant, a, sp, ser, plan, lim->assist, out, em);
     assist_join(lim->assist, &task);
     alloc_charge_done(&tp.charge);
     if (rc == 0 && tp.rc != 0) rc = errmsg_set(em, tp.rc, "%s", tp.em.text);

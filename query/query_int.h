@@ -57,11 +57,13 @@ typedef struct ptype {
 /* 0, or ERR_INVALID_ARGUMENT when id is not name:st:su:pt:pu. */
 int query_ptype_parse(const char *id, ptype_t *out);
 
-/* The flamebearer "flamebearer" member: names, then each level's text (a
- * buf_t at the start of every element of levels, stride bytes apart), then
- * numTicks and maxSelf; shared by the render and diff encoders. */
-int query_write_flamebearer(buf_t *out, const strmap_t *names, const void *levels, size_t nlevels,
-                            size_t stride, int64_t num_ticks, int64_t max_self);
+/* The flamebearer "flamebearer" member: the nnames names (of lens bytes),
+ * then each level's text (a buf_t at the start of every element of levels,
+ * stride bytes apart), then numTicks and maxSelf; shared by the render and
+ * diff encoders. */
+int query_write_flamebearer(buf_t *out, const char *const *names, const size_t *lens, size_t nnames,
+                            const void *levels, size_t nlevels, size_t stride, int64_t num_ticks,
+                            int64_t max_self);
 /* The flamebearer "metadata" member (format "single" or "double"), for the
  * render and diff encoders; spy may be NULL. */
 int query_write_metadata(buf_t *out, const char *format, const char *profile_type, const char *spy);
@@ -111,12 +113,16 @@ int query_merge_series_forests(storage_t *st, const char *tenant, const query_se
                                storage_merged_tab_t **tabs, size_t *ntabs, errmsg_t *em);
 /* query_merge_series into *kept instead of dst when the truncation can be
  * chosen before building (max_nodes >= 2, keep.c's conditions); otherwise
- * *kept is NULL and dst holds what query_merge_series makes. */
+ * *kept is NULL and dst holds what query_merge_series makes. With names
+ * (NULL: none) and kept, a helper of assist found idle loads the names of
+ * the series' shard union into names while the nodes are chosen (a
+ * superset of the kept nodes' names; query_load_symbols_kept then loads
+ * none again); no helper idle, nothing is loaded. */
 int query_merge_series_kept(storage_t *st, const char *tenant, const query_series_t *ser,
                             const query_plan_t *plan, size_t max_nodes, calltree_t *dst,
-                            query_kept_t **kept, errmsg_t *em);
-/* Loads the name/file of every symbol of k into dst, and numbers k's
- * distinct symbols (k->sid). */
+                            query_kept_t **kept, symtab_t *names, assist_t *assist, errmsg_t *em);
+/* Loads the name/file of every symbol of k that dst lacks into dst, and
+ * numbers k's distinct symbols (k->sid). */
 int query_load_symbols_kept(storage_t *st, const char *tenant, query_kept_t *k, symtab_t *dst);
 
 /* ---- forests read where they lie (forest.c, encodings 4 and 5) ---- */
@@ -174,10 +180,13 @@ struct query_kept {
     uint64_t *sym;
     uint32_t *parent; /* parent[0] unused */
     int64_t *self, *total;
-    uint32_t *sid; /* or NULL: per node, its symbol's number among the distinct symbols (in
-                      order of first use: query_load_symbols_kept), so names are looked up
-                      once per symbol */
-    size_t nsid;
+    uint32_t *sid;   /* or NULL: per node, its symbol's number among the distinct symbols (the
+                        selection's: a shard union's or table's symbol numbers, `other` one
+                        more; else in order of first use: query_load_symbols_kept), so names
+                        are looked up once per symbol */
+    size_t nsid;     /* sids are below it */
+    int named;       /* every symbol's name is in the render's table already (loaded beside
+                        the selection: query_merge_series_kept) */
     size_t expanded; /* kept nodes whose children the selection made (the rest: none of
                         their children could be kept) */
 };
@@ -222,10 +231,12 @@ size_t query_keep_scratch_bytes(const storage_merged_tab_t *tabs, size_t ntabs, 
 size_t query_truncate_scratch_bytes(const calltree_t *t);
 void query_kept_free(query_kept_t *k); /* NULL is fine */
 /* The flamebearer JSON of k, as query_encode_flamebearer writes that of
- * query_kept_tree(k): the same bytes, without the tree. */
+ * query_kept_tree(k): the same bytes, without the tree. The deeper half of
+ * its levels is written on a helper of assist when one is idle (NULL:
+ * none; the same bytes either way). */
 int query_encode_flamebearer_kept(const query_kept_t *k, const symtab_t *syms,
                                   const char *profile_type, const char *spy_name,
-                                  const query_timeline_t *tl, buf_t *out);
+                                  const query_timeline_t *tl, assist_t *assist, buf_t *out);
 
 /* Loads the name/file of every symbol of the forests into dst. */
 int query_load_symbols_tabs(storage_t *st, const char *tenant, const storage_merged_tab_t *tabs,
@@ -337,7 +348,7 @@ int query_pprof_open(calltree_t **t, symtab_t **syms, const char *profile_type, 
 int query_flamebearer_open(calltree_t **t, query_kept_t **kept, symtab_t **syms,
                            const char *profile_type, const char *spy_name,
                            const query_timeline_t *tl, const char *members, size_t min_bytes,
-                           buf_t *out, query_stream_t **stream);
+                           assist_t *assist, buf_t *out, query_stream_t **stream);
 
 /* Appends the members (`"a":1,"b":2`) inside body's closing brace: a partial
  * answer's flags on a JSON body (gather.c). */

@@ -436,7 +436,22 @@ void storage_merged_tab_release(storage_merged_tab_t *v)
     free(v->parent);
     free(v->symno);
     free(v->least_kid);
+    free(v->symbols);
     memset(v, 0, sizeof *v);
+}
+
+/* v's copy of the union's symbols (the union changes once released),
+ * charged first. */
+static int tab_symbols(storage_merger_t *m, const nodeunion_t *u, storage_merged_tab_t *v)
+{
+    size_t n;
+    const uint64_t *syms = storage_union_symbols(u, &n);
+    int rc = n > 0 ? charge(m, n * sizeof *v->symbols) : 0;
+    if (rc != 0 || n == 0) return rc;
+    if ((v->symbols = malloc(n * sizeof *v->symbols)) == NULL) return ERR_NOMEM;
+    memcpy(v->symbols, syms, n * sizeof *v->symbols);
+    v->nsymbols = n;
+    return 0;
 }
 
 static int tab_one(storage_merger_t *m, acc_t *a, unsigned flags, storage_merged_tab_t *v,
@@ -567,6 +582,7 @@ static int tab_union(storage_merger_t *m, unsigned flags, storage_merged_tab_t *
         if (rc == 0) rc = tab_alloc(v, v->self, top, flags);
         if (rc == 0) forest_pass(&src, v);
         if (rc == 0) v->nsyms = (flags & STORAGE_TABS_SYMNOS) ? nsyms : 0;
+        if (rc == 0 && (flags & STORAGE_TABS_SYMBOLS)) rc = tab_symbols(m, u, v);
         if (rc == 0 && (neg >> 63) != 0) v->nonneg = 0; /* a token's value below 0 */
         if (rc != 0 || !v->nonneg) storage_merged_tab_release(v);
     }

@@ -371,12 +371,16 @@ typedef struct storage_merged_tab {
     size_t nsyms;          /* with symno: the table's distinct symbols */
     uint64_t *least_kid;   /* per forest node: the least total of its children (UINT64_MAX: none);
                               NULL unless asked for (storage_merger_tabs) */
-    int owns_self;         /* 1: self is the tab's own, freed with it; 0: a merger's (borrowed) */
-    int distinct_kids;     /* 1: no two children of a node share a symbol (a node table's or a
-                              shard union's forest); 0: not known (a forest decoded from a peer) */
-    int nonneg;            /* 1: every value >= 0 and no total exceeds INT64_MAX; then the forest's
-                              nodes are exactly those storage_merger_finish creates for this token; 0: no
-                              forest (n 0, arrays NULL): build the whole tree instead */
+    uint64_t *symbols;     /* a shard union's forest: every symbol of the union, once (a
+                              superset of its nodes'); NULL unless asked for
+                              (STORAGE_TABS_SYMBOLS) and a union's */
+    size_t nsymbols;
+    int owns_self;     /* 1: self is the tab's own, freed with it; 0: a merger's (borrowed) */
+    int distinct_kids; /* 1: no two children of a node share a symbol (a node table's or a
+                          shard union's forest); 0: not known (a forest decoded from a peer) */
+    int nonneg;        /* 1: every value >= 0 and no total exceeds INT64_MAX; then the forest's
+                          nodes are exactly those storage_merger_finish creates for this token; 0: no
+                          forest (n 0, arrays NULL): build the whole tree instead */
 } storage_merged_tab_t;
 
 /* What storage_merger_tabs adds to each forest: each node's parent,
@@ -386,6 +390,9 @@ typedef struct storage_merged_tab {
 #define STORAGE_TABS_PARENTS 1u
 #define STORAGE_TABS_SYMNOS 2u
 #define STORAGE_TABS_LEAST 4u
+/* ... and, of a shard union's forest, every symbol of the union once (a
+ * render loads their names beside its selection). */
+#define STORAGE_TABS_SYMBOLS 8u
 /* The tokens' forests of everything added so far; *tabs (caller owns, free
  * with storage_merged_tabs_free) has *n entries, with parent arrays with
  * STORAGE_TABS_PARENTS in flags and symbol numbers with STORAGE_TABS_SYMNOS

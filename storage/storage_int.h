@@ -1059,6 +1059,8 @@ uint64_t storage_union_generation(const nodeunion_t *u);
 const uint32_t *storage_union_parents(const nodeunion_t *u);
 const uint64_t *storage_union_syms(const nodeunion_t *u);
 const uint32_t *storage_union_symnos(const nodeunion_t *u, uint32_t *nsyms);
+/* The union's distinct symbols, by number (*n of them). */
+const uint64_t *storage_union_symbols(const nodeunion_t *u, size_t *n);
 
 /* --- symbol name cache (symcache.c) ---------------------------------------- */
 

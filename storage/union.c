@@ -56,12 +56,14 @@ struct nodeunion {
     uint64_t *sym;
     uint32_t *symno;
     size_t count, cap;
-    uint32_t *slot; /* (parent, symbol) -> union node, open addressing by the node's own
-                       parent and symbol; 0 is empty (the root is nobody's child) */
-    size_t nslot;   /* a power of two, at least twice the nodes */
-    uint64_t key;   /* key_hash of its tenant and tokens */
-    size_t limit;   /* the cache's bound: no extension takes it past that */
-    u64map_t syms;  /* symbol -> its number */
+    uint32_t *slot;  /* (parent, symbol) -> union node, open addressing by the node's own
+                        parent and symbol; 0 is empty (the root is nobody's child) */
+    size_t nslot;    /* a power of two, at least twice the nodes */
+    uint64_t key;    /* key_hash of its tenant and tokens */
+    size_t limit;    /* the cache's bound: no extension takes it past that */
+    u64map_t syms;   /* symbol -> its number */
+    uint64_t *by_no; /* number -> symbol (syms.len of them) */
+    size_t by_no_cap;
     /* per token: its ids' union nodes, covering its table's first covered[i] ids */
     uint32_t **map;
     size_t *covered, *map_cap;
@@ -70,7 +72,8 @@ struct nodeunion {
 static size_t union_bytes(const nodeunion_t *u)
 {
     size_t b = u->cap * (sizeof *u->parent + sizeof *u->sym + sizeof *u->symno) +
-               u->nslot * sizeof *u->slot + u64map_bytes(&u->syms) + u->ntok * 8 + sizeof *u;
+               u->nslot * sizeof *u->slot + u64map_bytes(&u->syms) +
+               u->by_no_cap * sizeof *u->by_no + u->ntok * 8 + sizeof *u;
     for (size_t i = 0; i < u->ntok; i++)
         b += u->map_cap[i] * sizeof **u->map;
     return b;
@@ -89,6 +92,7 @@ static void union_free(nodeunion_t *u)
     free(u->sym);
     free(u->symno);
     free(u->slot);
+    free(u->by_no);
     u64map_free(&u->syms);
     pthread_mutex_destroy(&u->lock);
     free(u);
@@ -330,7 +334,12 @@ static int union_node(nodeunion_t *u, size_t slot, uint32_t p, uint64_t sym, uin
         if (union_bytes(u) > u->limit) return ERR_LIMIT;
     }
     uint32_t id = (uint32_t)u->count, no;
-    if (u64map_get_or_put(&u->syms, sym, (uint32_t)u->syms.len, &no) < 0) return ERR_NOMEM;
+    if (u->syms.len == u->by_no_cap &&
+        GROW_FROM(u->by_no, u->by_no_cap, u->syms.len + 1, GROW_UNLIMITED, 256) != 0)
+        return ERR_NOMEM;
+    int put = u64map_get_or_put(&u->syms, sym, (uint32_t)u->syms.len, &no);
+    if (put < 0) return ERR_NOMEM;
+    if (put == 1) u->by_no[no] = sym;
     u->parent[id] = p;
     u->sym[id] = sym;
     u->symno[id] = no;
@@ -401,4 +410,10 @@ const uint32_t *storage_union_symnos(const nodeunion_t *u, uint32_t *nsyms)
 {
     *nsyms = (uint32_t)u->syms.len;
     return u->symno;
+}
+
+const uint64_t *storage_union_symbols(const nodeunion_t *u, size_t *n)
+{
+    *n = u->syms.len;
+    return u->by_no;
 }

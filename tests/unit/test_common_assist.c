@@ -4,7 +4,11 @@
  * busy, or with none, or with no assist at all, the part runs on the
  * joining thread inside assist_join and never waits for a helper; parts of
  * several jobs at once each run exactly once; the counts say which ran
- * where; assist_free joins idle helpers. */
+ * where; assist_free joins idle helpers. A helper reserved ahead runs the
+ * part given later (or lets go of none, counted nowhere); a reservation
+ * with no helper idle runs its part at the join; a flag set on one thread
+ * is seen by a waiter on another, spinning or asleep past ASSIST_SPIN_NS;
+ * a part waits mid-way for its job and the job for it. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -145,11 +149,99 @@ static void test_jobs_at_once(void)
     assist_free(shared);
 }
 
+/* A helper reserved ahead takes the part given later; one reserved and
+ * given nothing is let go (counted neither way) and takes the next. */
+static void test_reserve(void)
+{
+    assist_t *a;
+    CHECK_EQ_INT(assist_new(1, &a), ERR_OK);
+    sleep_ms(50);
+    assist_task_t t;
+    assist_reserve(a, &t);
+    CHECK(assist_taken(&t));
+    sleep_ms(5); /* it wakes and waits, spinning, then asleep */
+    part_t p = {0};
+    assist_give(a, &t, part_fn, &p);
+    assist_join(a, &t);
+    CHECK_EQ_INT(atomic_load(&p.runs), 1);
+    CHECK(!pthread_equal(p.ran_on, pthread_self()));
+    assist_reserve(a, &t);
+    assist_give(a, &t, NULL, NULL);
+    assist_join(a, &t);
+    assist_stats_t st;
+    assist_stats(a, &st);
+    CHECK(st.helped == 1 && st.inline_ == 0);
+    /* the helper busy: a reservation takes none, its part runs at the join */
+    atomic_int gate = 0;
+    part_t slow = {.gate = &gate}, mine = {0};
+    assist_task_t ts;
+    sleep_ms(20);
+    assist_start(a, &ts, part_fn, &slow);
+    assist_reserve(a, &t);
+    CHECK(!assist_taken(&t));
+    assist_give(a, &t, part_fn, &mine);
+    assist_join(a, &t);
+    CHECK(pthread_equal(mine.ran_on, pthread_self()) && atomic_load(&mine.runs) == 1);
+    atomic_store(&gate, 1);
+    assist_join(a, &ts);
+    assist_stats(a, &st);
+    CHECK(st.helped == 2 && st.inline_ == 1);
+    /* none reserved, and NULL: the part runs at the join */
+    part_t q = {0};
+    assist_reserve(NULL, &t);
+    CHECK(!assist_taken(&t));
+    assist_give(NULL, &t, part_fn, &q);
+    assist_join(NULL, &t);
+    CHECK(atomic_load(&q.runs) == 1 && pthread_equal(q.ran_on, pthread_self()));
+    assist_free(a);
+}
+
+/* A part that hands a value to its job mid-way and waits for the job's. */
+typedef struct talk {
+    assist_flag_t to_job, to_part;
+    int sleep_ms; /* before the part sets its flag */
+    int got;
+} talk_t;
+
+static void talk_fn(void *arg)
+{
+    talk_t *t = arg;
+    sleep_ms(t->sleep_ms);
+    assist_flag_set(&t->to_job, 7);
+    t->got = assist_flag_wait(&t->to_part);
+}
+
+static void test_flag(void)
+{
+    assist_t *a;
+    CHECK_EQ_INT(assist_new(1, &a), ERR_OK);
+    sleep_ms(50);
+    /* at once (spinning), then past the spin (asleep) each way */
+    int waits[2] = {0, 2 * ASSIST_SPIN_NS / 1000000 + 5};
+    for (int i = 0; i < 2; i++) {
+        talk_t t = {.sleep_ms = waits[i]};
+        assist_flag_init(&t.to_job);
+        assist_flag_init(&t.to_part);
+        assist_task_t task;
+        sleep_ms(20);
+        assist_start(a, &task, talk_fn, &t);
+        CHECK(assist_taken(&task));
+        CHECK_EQ_INT(assist_flag_wait(&t.to_job), 7);
+        sleep_ms(waits[i]);
+        assist_flag_set(&t.to_part, 9);
+        assist_join(a, &task);
+        CHECK_EQ_INT(t.got, 9);
+    }
+    assist_free(a);
+}
+
 int main(void)
 {
     test_helper_takes();
     test_busy_runs_here();
     test_none();
     test_jobs_at_once();
+    test_reserve();
+    test_flag();
     return check_exit();
 }

@@ -907,8 +907,8 @@ static void test_flamebearer_stream(void)
         CHECK_EQ_INT(query_encode_flamebearer(t, s, type, "gospy", &tl, &whole), 0);
         if (members != NULL) CHECK_EQ_INT(query_add_json_members(&whole, members), 0);
         query_stream_t *st = NULL;
-        CHECK_EQ_INT(query_flamebearer_open(&t, NULL, &s, type, "gospy", &tl, members, 1, &b, &st),
-                     0);
+        CHECK_EQ_INT(
+            query_flamebearer_open(&t, NULL, &s, type, "gospy", &tl, members, 1, NULL, &b, &st), 0);
         CHECK(st != NULL && t == NULL && s == NULL && b.len == 0);
         if (st != NULL) {
             drain_in_slices(st, 0, &got);
@@ -929,9 +929,9 @@ static void test_flamebearer_stream(void)
     query_stream_t *st = NULL;
     CHECK_EQ_INT(query_encode_flamebearer(t, s, "a:b:c:d:e", NULL, NULL, &whole), 0);
     CHECK_EQ_INT(query_add_json_members(&whole, "\"x\":1"), 0);
-    CHECK_EQ_INT(
-        query_flamebearer_open(&t, NULL, &s, "a:b:c:d:e", NULL, NULL, "\"x\":1", 1 << 20, &b, &st),
-        0);
+    CHECK_EQ_INT(query_flamebearer_open(&t, NULL, &s, "a:b:c:d:e", NULL, NULL, "\"x\":1", 1 << 20,
+                                        NULL, &b, &st),
+                 0);
     CHECK(st == NULL && t != NULL && s != NULL);
     CHECK(b.len == whole.len && memcmp(b.data, whole.data, b.len) == 0);
     buf_free(&b);

@@ -5,7 +5,8 @@
  *    symbols, so paths meet across tokens; equal values, so ties break on
  *    path hashes; empty nodes): the same flamebearer bytes for every maxNodes,
  *    also when written straight from the kept nodes (query_keep_tabs,
- *    query_encode_flamebearer_kept);
+ *    query_encode_flamebearer_kept), with and without a helper writing the
+ *    deep levels;
  *  - a real storage: query_render (which takes the new path, its timeline
  *    on a helper thread) against the partial, gather and finish of a
  *    scatter-gather (which build the whole tree), byte for byte, on random profiles over several
@@ -21,6 +22,7 @@
 
 #include "common/hash.h"
 #include "common/labels.h"
+#include "common/u64map.h"
 #include "query/query.h"
 #include "query/query_int.h"
 #include "tests/unit/check.h"
@@ -88,6 +90,49 @@ static char *fb_of(const calltree_t *t)
     return (char *)b.data;
 }
 
+/* k's symbols numbered (as query_load_symbols_kept numbers them) and
+ * named with many names shared by several symbols: the kept levels
+ * written with a helper (which classes the names while the nodes are
+ * placed) give the bytes written without one. Tried until the helper was
+ * idle to take it (it goes idle once started, then after each part). */
+static void helped_names(query_kept_t *k, assist_t *a)
+{
+    symtab_t *syms = symtab_new();
+    u64map_t seen;
+    CHECK(syms != NULL && u64map_init(&seen, k->n + 1) == 0);
+    k->sid = malloc(k->n * sizeof *k->sid);
+    k->nsid = 0;
+    CHECK(k->sid != NULL);
+    for (size_t i = 0; i < k->n; i++) {
+        if (u64map_get_or_put(&seen, k->sym[i], (uint32_t)k->nsid, &k->sid[i]) != 1) continue;
+        k->nsid++;
+        char name[32], file[32];
+        snprintf(name, sizeof name, "fn%llu", (unsigned long long)(k->sym[i] % 5));
+        snprintf(file, sizeof file, "f%llu.c", (unsigned long long)k->sym[i]);
+        CHECK_EQ_INT(symtab_put(syms, k->sym[i], name, strlen(name), file, strlen(file)), 0);
+    }
+    buf_t want, got;
+    buf_init(&want, (size_t)1 << 30);
+    CHECK_EQ_INT(query_encode_flamebearer_kept(k, syms, TYPE, NULL, NULL, NULL, &want), 0);
+    assist_stats_t before, after = {0};
+    assist_stats(a, &before);
+    for (int i = 0; i < 200 && after.helped == before.helped; i++) {
+        buf_init(&got, (size_t)1 << 30);
+        CHECK_EQ_INT(query_encode_flamebearer_kept(k, syms, TYPE, NULL, NULL, a, &got), 0);
+        CHECK(got.len == want.len && memcmp(got.data, want.data, want.len) == 0);
+        buf_free(&got);
+        assist_stats(a, &after);
+        if (after.helped == before.helped) usleep(1000);
+    }
+    CHECK(k->n < 2 || after.helped > before.helped);
+    buf_free(&want);
+    u64map_free(&seen);
+    symtab_free(syms);
+    free(k->sid);
+    k->sid = NULL;
+    k->nsid = 0;
+}
+
 /* The flamebearer written from the kept nodes of the forests. */
 static char *fb_kept(const storage_merged_tab_t *tabs, size_t ntok, size_t max)
 {
@@ -96,7 +141,17 @@ static char *fb_kept(const storage_merged_tab_t *tabs, size_t ntok, size_t max)
     CHECK(k->n <= max);
     buf_t b;
     buf_init(&b, (size_t)1 << 30);
-    CHECK_EQ_INT(query_encode_flamebearer_kept(k, NULL, TYPE, NULL, NULL, &b), 0);
+    CHECK_EQ_INT(query_encode_flamebearer_kept(k, NULL, TYPE, NULL, NULL, NULL, &b), 0);
+    /* with the deep levels written on a helper: the same bytes */
+    assist_t *a;
+    buf_t helped;
+    buf_init(&helped, (size_t)1 << 30);
+    CHECK_EQ_INT(assist_new(1, &a), 0);
+    CHECK_EQ_INT(query_encode_flamebearer_kept(k, NULL, TYPE, NULL, NULL, a, &helped), 0);
+    CHECK(helped.len == b.len && memcmp(helped.data, b.data, b.len) == 0);
+    buf_free(&helped);
+    helped_names(k, a);
+    assist_free(a);
     /* as a stream (taking k and the names): the same bytes, in any slices */
     symtab_t *syms = symtab_new();
     buf_t none, got;
@@ -104,7 +159,8 @@ static char *fb_kept(const storage_merged_tab_t *tabs, size_t ntok, size_t max)
     buf_init(&got, BUF_UNLIMITED);
     query_stream_t *st = NULL;
     CHECK_EQ_INT(
-        query_flamebearer_open(NULL, &k, &syms, TYPE, NULL, NULL, "\"m\":1", 1, &none, &st), 0);
+        query_flamebearer_open(NULL, &k, &syms, TYPE, NULL, NULL, "\"m\":1", 1, NULL, &none, &st),
+        0);
     CHECK(st != NULL && k == NULL && syms == NULL && none.len == 0);
     int done = 0;
     for (int i = 0; st != NULL && i < 10000000 && !done; i++) {
@@ -252,15 +308,21 @@ static void test_level_guess(void)
     query_kept_t *k;
     CHECK_EQ_INT(query_keep_tabs(&v, 1, 4096, &k), 0);
     size_t len = strlen(want);
+    assist_t *helper;
+    CHECK_EQ_INT(assist_new(1, &helper), 0);
     for (size_t cap = len + 1; cap + 2 > len; cap--) {
-        buf_t b;
-        buf_init(&b, cap);
-        int rc = query_encode_flamebearer_kept(k, NULL, TYPE, NULL, NULL, &b);
-        CHECK_EQ_INT(rc, cap >= len ? 0 : ERR_TOO_LARGE);
-        if (rc == 0) CHECK(b.len == len && memcmp(b.data, want, len) == 0);
-        CHECK(rc != 0 || 1600 * 24 > len); /* the guess passes the cap */
-        buf_free(&b);
+        for (int helped = 0; helped < 2; helped++) { /* the deep levels on a helper or here */
+            buf_t b;
+            buf_init(&b, cap);
+            int rc = query_encode_flamebearer_kept(k, NULL, TYPE, NULL, NULL,
+                                                   helped ? helper : NULL, &b);
+            CHECK_EQ_INT(rc, cap >= len ? 0 : ERR_TOO_LARGE);
+            if (rc == 0) CHECK(b.len == len && memcmp(b.data, want, len) == 0);
+            CHECK(rc != 0 || 1600 * 24 > len); /* the guess passes the cap */
+            buf_free(&b);
+        }
     }
+    assist_free(helper);
     query_kept_free(k);
     free(want);
     tab_free(&v);
