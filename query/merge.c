@@ -2,6 +2,7 @@
  * one call tree (storage's merger adds blocks as vectors and builds the tree
  * once), and loading the names of the symbols it references. */
 #include <stdlib.h>
+#include <string.h>
 
 #include "common/assert.h"
 #include "common/grow.h"
@@ -125,25 +126,101 @@ static int merge_error(int rc, errmsg_t *em, const char *what)
     return errmsg_set(em, rc, "%s: %s", what, err_message(rc));
 }
 
-/* A merger holding the blocks of every series over the plan. */
+/* Series i's blocks over the plan into m. */
+static int read_series(storage_merger_t *m, const query_series_t *ser, const query_plan_t *plan,
+                       size_t i)
+{
+    int rc = 0;
+    for (size_t k = 0; k < plan->n && rc == 0; k++) {
+        const query_plan_piece_t *pc = &plan->piece[k];
+        rc = ser->aggregate != NULL && ser->aggregate[i]
+                 ? storage_merger_add_aggregate(m, ser->token[i], ser->series_id[i], pc->res,
+                                                pc->from_s, pc->until_s)
+                 : storage_merger_add(m, ser->token[i], ser->series_id[i], pc->res, pc->from_s,
+                                      pc->until_s);
+    }
+    return rc;
+}
+
+/* Takes the next series of share (or of n from *at without one); returns
+ * n when none is left. */
+static size_t next_series(query_share_t *share, size_t *at, size_t n)
+{
+    size_t i = share != NULL ? atomic_fetch_add(&share->next, 1) : (*at)++;
+    return i < n ? i : n;
+}
+
+void query_share_init(query_share_t *s, storage_t *st, const char *tenant,
+                      const query_series_t *ser, const query_plan_t *plan, alloc_charge_t *charge)
+{
+    memset(s, 0, sizeof *s);
+    s->st = st;
+    s->tenant = tenant;
+    s->ser = ser;
+    s->plan = plan;
+    s->charge = charge;
+    atomic_init(&s->next, 0);
+    atomic_init(&s->state, 0);
+    assist_flag_init(&s->done);
+}
+
+void query_share_help(query_share_t *s)
+{
+    int open = 0;
+    if (!atomic_compare_exchange_strong(&s->state, &open, 1)) return; /* all taken: none */
+    int rc = storage_merger_new(s->st, s->tenant, &s->m);
+    if (rc == 0) storage_merger_set_charge(s->m, s->charge);
+    for (size_t i; rc == 0 && (i = next_series(s, NULL, s->ser->n)) < s->ser->n;)
+        if ((rc = query_stop_check(s->plan->stop, &s->em)) == 0)
+            rc = read_series(s->m, s->ser, s->plan, i);
+    s->rc = rc;
+    assist_flag_set(&s->done, 1); /* the last it does with the merger and the charge */
+}
+
+void query_share_end(query_share_t *s)
+{
+    int open = 0; /* closed now (the helper will not come), closed before, or it came: */
+    if (!atomic_compare_exchange_strong(&s->state, &open, 2) && open == 1)
+        assist_flag_wait(&s->done);
+    storage_merger_free(s->m);
+    s->m = NULL;
+}
+
+/* Closes share to its helper, and adds what the helper read (if it came)
+ * into m: the helper's errors are the merge's. */
+static int share_close(query_share_t *share, storage_merger_t *m, int *stopped, errmsg_t *em)
+{
+    int open = 0;
+    if (atomic_compare_exchange_strong(&share->state, &open, 2)) return 0; /* it never came */
+    assist_flag_wait(&share->done);
+    if (share->rc != 0) {
+        *stopped = share->em.text[0] != 0; /* a stop check's message */
+        if (*stopped) errmsg_set(em, share->rc, "%s", share->em.text);
+        return share->rc;
+    }
+    return share->m != NULL ? storage_merger_absorb(m, share->m) : 0;
+}
+
+/* A merger holding the blocks of every series over the plan, with share's
+ * helper when it comes (share may be NULL). */
 static int read_blocks(storage_t *st, const char *tenant, const query_series_t *ser,
-                       const query_plan_t *plan, storage_merger_t **out, errmsg_t *em)
+                       const query_plan_t *plan, query_share_t *share, storage_merger_t **out,
+                       errmsg_t *em)
 {
     storage_merger_t *m;
     int rc = storage_merger_new(st, tenant, &m);
     if (rc != 0) return errmsg_set(em, rc, "merging blocks: %s", err_message(rc));
     storage_merger_set_charge(m, plan->charge);
     int stopped = 0; /* cancelled or past its deadline: checked per series */
-    for (size_t i = 0; i < ser->n && rc == 0 && !stopped; i++) {
+    size_t at = 0;
+    for (size_t i; rc == 0 && !stopped && (i = next_series(share, &at, ser->n)) < ser->n;) {
         stopped = (rc = query_stop_check(plan->stop, em)) != 0;
-        for (size_t k = 0; k < plan->n && rc == 0; k++) {
-            const query_plan_piece_t *pc = &plan->piece[k];
-            rc = ser->aggregate != NULL && ser->aggregate[i]
-                     ? storage_merger_add_aggregate(m, ser->token[i], ser->series_id[i], pc->res,
-                                                    pc->from_s, pc->until_s)
-                     : storage_merger_add(m, ser->token[i], ser->series_id[i], pc->res, pc->from_s,
-                                          pc->until_s);
-        }
+        if (rc == 0) rc = read_series(m, ser, plan, i);
+    }
+    if (share != NULL && rc != 0) atomic_store(&share->next, ser->n); /* the helper stops too */
+    if (share != NULL) {
+        int src = share_close(share, m, &stopped, em);
+        if (rc == 0) rc = src;
     }
     if (rc != 0) {
         storage_merger_free(m);
@@ -169,18 +246,18 @@ static int merge_outcome(int rc, const calltree_t *dst, errmsg_t *em)
 int query_merge_series(storage_t *st, const char *tenant, const query_series_t *ser,
                        const query_plan_t *plan, size_t max_nodes, calltree_t *dst, errmsg_t *em)
 {
-    return query_merge_series_kept(st, tenant, ser, plan, max_nodes, dst, NULL, NULL, NULL, em);
+    return query_merge_series_kept(st, tenant, ser, plan, max_nodes, dst, NULL, NULL, em);
 }
 
 int query_merge_series_kept(storage_t *st, const char *tenant, const query_series_t *ser,
                             const query_plan_t *plan, size_t max_nodes, calltree_t *dst,
-                            query_kept_t **kept, symtab_t *names, assist_t *assist, errmsg_t *em)
+                            query_kept_t **kept, const query_help_t *help, errmsg_t *em)
 {
     if (kept) *kept = NULL;
     storage_merger_t *m;
-    int rc = read_blocks(st, tenant, ser, plan, &m, em);
+    int rc = read_blocks(st, tenant, ser, plan, help ? help->share : NULL, &m, em);
     if (rc != 0) return rc;
-    names_beside_t nb = {st, tenant, names, assist};
+    names_beside_t nb = {st, tenant, help ? help->names : NULL, help ? help->assist : NULL};
     rc = merge_truncated(m, max_nodes, dst, kept, &nb, plan->charge, em);
     /* the kept nodes are built while the merger still holds its working
      * memory: both count at once; the caller charges the kept nodes again
@@ -205,12 +282,13 @@ int query_merge_series_kept(storage_t *st, const char *tenant, const query_serie
 
 int query_merge_series_forests(storage_t *st, const char *tenant, const query_series_t *ser,
                                const query_plan_t *plan, unsigned flags, calltree_t *dst,
-                               storage_merged_tab_t **tabs, size_t *ntabs, errmsg_t *em)
+                               storage_merged_tab_t **tabs, size_t *ntabs, const query_help_t *help,
+                               errmsg_t *em)
 {
     *tabs = NULL;
     *ntabs = 0;
     storage_merger_t *m;
-    int rc = read_blocks(st, tenant, ser, plan, &m, em);
+    int rc = read_blocks(st, tenant, ser, plan, help ? help->share : NULL, &m, em);
     if (rc != 0) return rc;
     storage_merged_tab_t *t;
     size_t n, bound = 1;

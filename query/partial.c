@@ -124,18 +124,19 @@ static int check_plan_args(const query_partial_args_t *a, errmsg_t *em)
  * timeline: timeline_run makes a block render's). */
 static int render_tree(storage_t *st, const char *tenant, const query_partial_args_t *a,
                        const query_span_sel_t *sp, const query_series_t *ser,
-                       const query_plan_t *plan, assist_t *assist, query_partial_t *out,
-                       errmsg_t *em)
+                       const query_plan_t *plan, query_share_t *share, assist_t *assist,
+                       query_partial_t *out, errmsg_t *em)
 {
+    query_help_t help = {share, out->syms, assist};
     if (sp->kind == 0 && a->forests && a->final_max_nodes == 0) {
         unsigned flags =
             (a->parents ? STORAGE_TABS_PARENTS : 0) | (a->symnos ? STORAGE_TABS_SYMNOS : 0);
         return query_merge_series_forests(st, tenant, ser, plan, flags, out->tree, &out->tabs,
-                                          &out->ntabs, em);
+                                          &out->ntabs, &help, em);
     }
     if (sp->kind == 0)
         return query_merge_series_kept(st, tenant, ser, plan, a->final_max_nodes, out->tree,
-                                       a->kept ? &out->kept : NULL, out->syms, assist, em);
+                                       a->kept ? &out->kept : NULL, &help, em);
     int res, rc = a->timeline ? query_timeline_init(plan, &out->tl, &res) : 0;
     if (rc == 0)
         rc = query_merge_spans(st, tenant, sp, ser, plan, out->tree, a->timeline ? &out->tl : NULL,
@@ -148,6 +149,7 @@ static int render_tree(storage_t *st, const char *tenant, const query_partial_ar
  * part reads the store and its own memory only; what it counts while
  * counting is charged apart on the same budget (a charge is one thread's). */
 typedef struct timeline_part {
+    query_share_t *share; /* the series it helps read first */
     storage_t *st;
     const char *tenant;
     const query_series_t *ser, *cnt;
@@ -162,13 +164,15 @@ typedef struct timeline_part {
 static void timeline_run(void *arg)
 {
     timeline_part_t *p = arg;
+    query_share_help(p->share);
     p->rc = query_timeline_build(p->st, p->tenant, p->ser, &p->plan, p->tl, &p->em);
     if (p->rc == 0 && p->average && p->tl->n > 0 && (p->rc = query_timeline_average(p->tl)) == 0)
         p->rc = query_timeline_count(p->st, p->tenant, p->cnt, &p->plan, p->tl, &p->em);
 }
 
 /* The tree, and a block render's timeline beside it: on a helper when one
- * is idle (query_limits_t.assist), else on this thread after the tree. */
+ * is idle (query_limits_t.assist), else on this thread after the tree; a
+ * helper first reads some of the series with this thread (query_share_t). */
 static int tree_and_timeline(storage_t *st, const char *tenant, const query_partial_args_t *a,
                              const query_limits_t *lim, const query_span_sel_t *sp,
                              const query_series_t *ser, const query_series_t *cnt,
@@ -176,8 +180,10 @@ static int tree_and_timeline(storage_t *st, const char *tenant, const query_part
                              errmsg_t *em)
 {
     if (sp->kind != 0 || !a->timeline)
-        return render_tree(st, tenant, a, sp, ser, plan, lim->assist, out, em);
-    timeline_part_t tp = {.st = st,
+        return render_tree(st, tenant, a, sp, ser, plan, NULL, lim->assist, out, em);
+    query_share_t share;
+    timeline_part_t tp = {.share = &share,
+                          .st = st,
                           .tenant = tenant,
                           .ser = ser,
                           .cnt = cnt->series_id != NULL ? cnt : ser,
@@ -186,9 +192,12 @@ static int tree_and_timeline(storage_t *st, const char *tenant, const query_part
                           .tl = &out->tl};
     alloc_charge_init(&tp.charge, plan->charge != NULL ? plan->charge->b : NULL);
     tp.plan.charge = plan->charge != NULL ? &tp.charge : NULL;
+    /* the helper reads series beside this thread before it makes the timeline */
+    query_share_init(&share, st, tenant, ser, plan, tp.plan.charge);
     assist_task_t task;
     assist_start(lim->assist, &task, timeline_run, &tp);
-    int rc = render_tree(st, tenant, a, sp, ser, plan, lim->assist, out, em);
+    int rc = render_tree(st, tenant, a, sp, ser, plan, &share, lim->assist, out, em);
+    query_share_end(&share);
     assist_join(lim->assist, &task);
     alloc_charge_done(&tp.charge);
     if (rc == 0 && tp.rc != 0) rc = errmsg_set(em, tp.rc, "%s", tp.em.text);

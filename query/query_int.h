@@ -103,24 +103,63 @@ int query_forest_merge(calltree_t *dst, const storage_merged_tab_t *f);
 /* About the heap bytes f holds. */
 size_t query_forest_bytes(const storage_merged_tab_t *f);
 void query_forest_free(storage_merged_tab_t *f);
+/* A render's series read by its thread and by the helper that makes its
+ * timeline (query_share_help, before the timeline): each takes the next
+ * series no one took; the helper's blocks go into a merger of its own,
+ * which the render's thread adds into its own once the helper took its
+ * last (storage_merger_absorb). A helper that comes after the render's
+ * thread took the last series takes none. */
+typedef struct query_share {
+    storage_t *st;
+    const char *tenant;
+    const query_series_t *ser;
+    const query_plan_t *plan; /* the render's: pieces and stop (not its charge) */
+    alloc_charge_t *charge;   /* the helper's (on the same budget), or NULL */
+    _Atomic size_t next;      /* the next series to take */
+    _Atomic int state;        /* 0 open, 1 a helper came, 2 closed: the render's thread is done */
+    assist_flag_t done;       /* the helper took its last */
+    storage_merger_t *m;      /* the helper's, or NULL */
+    int rc;
+    errmsg_t em;
+} query_share_t;
+void query_share_init(query_share_t *s, storage_t *st, const char *tenant,
+                      const query_series_t *ser, const query_plan_t *plan, alloc_charge_t *charge);
+/* The helper's share: on the helper, before anything else of its part. */
+void query_share_help(query_share_t *s);
+/* Closes s to its helper (if still open), waits for the helper if it
+ * came, and frees its merger: after the render's read, before the
+ * helper's charge is given back. */
+void query_share_end(query_share_t *s);
+
+/* What helps a render beside its thread (each may be NULL): the series
+ * shared with its timeline's helper, and the table and helpers of the
+ * names loaded beside its selection (query_merge_series_kept). */
+typedef struct query_help {
+    query_share_t *share;
+    symtab_t *names;
+    assist_t *assist;
+} query_help_t;
+
 /* query_merge_series, but when every token's forest is nonneg and their
  * merge surely fits in dst, hands the forests out instead of building
  * anything (*tabs: caller owns, storage_merged_tabs_free; dst untouched;
  * with what flags asks of storage_merger_tabs); otherwise *tabs is NULL and
- * dst holds the merge. */
+ * dst holds the merge. help as query_merge_series_kept's (its names unused). */
 int query_merge_series_forests(storage_t *st, const char *tenant, const query_series_t *ser,
                                const query_plan_t *plan, unsigned flags, calltree_t *dst,
-                               storage_merged_tab_t **tabs, size_t *ntabs, errmsg_t *em);
+                               storage_merged_tab_t **tabs, size_t *ntabs, const query_help_t *help,
+                               errmsg_t *em);
 /* query_merge_series into *kept instead of dst when the truncation can be
  * chosen before building (max_nodes >= 2, keep.c's conditions); otherwise
- * *kept is NULL and dst holds what query_merge_series makes. With names
- * (NULL: none) and kept, a helper of assist found idle loads the names of
- * the series' shard union into names while the nodes are chosen (a
- * superset of the kept nodes' names; query_load_symbols_kept then loads
- * none again); no helper idle, nothing is loaded. */
+ * *kept is NULL and dst holds what query_merge_series makes. help (NULL:
+ * none): its share's series are read with its helper (query_share_t); with
+ * help->names and kept, a helper of help->assist found idle loads the
+ * names of the series' shard union into help->names while the nodes are
+ * chosen (a superset of the kept nodes' names; query_load_symbols_kept
+ * then loads none again); no helper idle, nothing is loaded. */
 int query_merge_series_kept(storage_t *st, const char *tenant, const query_series_t *ser,
                             const query_plan_t *plan, size_t max_nodes, calltree_t *dst,
-                            query_kept_t **kept, symtab_t *names, assist_t *assist, errmsg_t *em);
+                            query_kept_t **kept, const query_help_t *help, errmsg_t *em);
 /* Loads the name/file of every symbol of k that dst lacks into dst, and
  * numbers k's distinct symbols (k->sid). */
 int query_load_symbols_kept(storage_t *st, const char *tenant, query_kept_t *k, symtab_t *dst);

@@ -223,6 +223,35 @@ int storage_merger_add_aggregate(storage_merger_t *m, uint64_t token, uint64_t s
     return merger_add(m, token, series_id, res, from_s, until_s, 0);
 }
 
+int storage_merger_absorb(storage_merger_t *m, storage_merger_t *from)
+{
+    for (size_t i = 0; i < from->n; i++) {
+        acc_t *f = &from->accs[i], *a = acc_of(m, f->token);
+        if (a == NULL) return ERR_NOMEM;
+        size_t bytes = f->cap * sizeof *f->val;
+        if (a->cap == 0) { /* moved whole */
+            int rc = charge(m, bytes);
+            if (rc != 0) return rc;
+            uncharge(from, bytes);
+            *a = *f;
+            *f = (acc_t){.token = f->token};
+            continue;
+        }
+        if (f->used > a->cap) {
+            int64_t *v = realloc(a->val, f->used * sizeof *v);
+            int rc = v == NULL ? ERR_NOMEM : charge(m, (f->used - a->cap) * sizeof *v);
+            if (v != NULL) a->val = v;
+            if (rc != 0) return rc;
+            memset(v + a->cap, 0, (f->used - a->cap) * sizeof *v);
+            a->cap = f->used;
+        }
+        for (size_t id = 0; id < f->used; id++) /* wrapping, as blocks add */
+            a->val[id] = (int64_t)((uint64_t)a->val[id] + (uint64_t)f->val[id]);
+        if (f->used > a->used) a->used = f->used;
+    }
+    return 0;
+}
+
 #define PREFETCH_AHEAD 8
 
 /* Marks the stack nodes the answer needs: those with a value, and their

@@ -311,6 +311,12 @@ int storage_merger_add_aggregate(storage_merger_t *m, uint64_t token, uint64_t s
 /* Adds everything added so far into dst. ERR_LIMIT when dst would exceed its
  * max_nodes (em says so). */
 int storage_merger_finish(storage_merger_t *m, calltree_t *dst, errmsg_t *em);
+/* Adds everything from holds into m (two threads' shares of one merge);
+ * a token m has not met yet is moved over whole, with its charge (m's
+ * taken first). from is left empty, to be freed; m's thread calls it once
+ * from's thread is done with from. ERR_NOMEM, ERR_UNAVAILABLE (m's budget):
+ * m may hold part of it. */
+int storage_merger_absorb(storage_merger_t *m, storage_merger_t *from);
 void storage_merger_free(storage_merger_t *m);
 /* Charges the merger's working memory (dense vectors, forests, tree-build
  * scratch) to charge (borrowed; NULL: none) from now on: a merge that would

@@ -4,7 +4,10 @@
  * the forests. Over the budget, the merge stops with ERR_UNAVAILABLE; every
  * byte charged is given back when the merger is freed, and with room the
  * same merge is exact. Before, this memory (the per-token accumulators of
- * every query and every share a node serves) was outside any budget. */
+ * every query and every share a node serves) was outside any budget.
+ * Two mergers on two charges, one absorbing the other (a render's series
+ * read by two threads): the tree of one merger that read everything, and
+ * every byte given back to the budget. */
 #include "test_storage_fixture.h" /* first: it sets _GNU_SOURCE */
 
 #include "check.h"
@@ -106,6 +109,74 @@ static void test_cancelling_values(fixture_t *f, symtab_t *st)
     labels_free(l);
 }
 
+#define TOKEN2 0x0fedcba987654321ull
+
+/* A series of a few stacks under token and labels l. */
+static void write_small(fixture_t *f, labels_t *l, symtab_t *st, uint64_t token, int64_t v)
+{
+    calltree_t *t = calltree_new(0);
+    fx_add(t, st, "main;f1;g1", v);
+    fx_add(t, st, "main;h", 2 * v);
+    storage_series_write_t sw = {.labels = l, .series_id = labels_hash(l), .tree = t};
+    sw.token = token;
+    storage_profile_write_t p = {
+        .tenant = "t", .time_ns = (f->now - 5) * NS, .series = &sw, .nseries = 1, .symbols = st};
+    fx_id(p.profile_id, (int)(token & 0xff) + (int)v);
+    errmsg_t em = {{0}};
+    CHECK_EQ_INT(storage_write_profile(f->s, &p, NULL, &em), 0);
+    calltree_free(t);
+}
+
+static void add(storage_merger_t *m, fixture_t *f, uint64_t token, labels_t *l)
+{
+    CHECK_EQ_INT(storage_merger_add(m, token, labels_hash(l), 0, f->now - 3600, f->now + 60), 0);
+}
+
+static void test_absorb(fixture_t *f, labels_t *l, symtab_t *st)
+{
+    labels_t *l2 = fx_labels("svc", "two"), *l3 = fx_labels("other", NULL);
+    write_small(f, l2, st, TOKEN, 3);
+    write_small(f, l3, st, TOKEN2, 5);
+    alloc_budget_t b;
+    alloc_budget_init(&b, 0);
+    alloc_charge_t ca, cb;
+    alloc_charge_init(&ca, &b);
+    alloc_charge_init(&cb, &b);
+    storage_merger_t *all, *a, *o;
+    CHECK(storage_merger_new(f->s, "t", &all) == 0 && storage_merger_new(f->s, "t", &a) == 0 &&
+          storage_merger_new(f->s, "t", &o) == 0);
+    storage_merger_set_charge(a, &ca);
+    storage_merger_set_charge(o, &cb);
+    add(all, f, TOKEN, l);
+    add(all, f, TOKEN, l2);
+    add(all, f, TOKEN2, l3);
+    add(a, f, TOKEN, l);
+    add(o, f, TOKEN, l2);  /* a token both hold: added */
+    add(o, f, TOKEN2, l3); /* one a lacks: moved, with its charge */
+    size_t moved_from = cb.used;
+    CHECK_EQ_INT(storage_merger_absorb(a, o), 0);
+    CHECK(cb.used < moved_from);
+    errmsg_t em = {{0}};
+    calltree_t *want = calltree_new(0), *got = calltree_new(0);
+    CHECK_EQ_INT(storage_merger_finish(all, want, &em), 0);
+    CHECK_EQ_INT(storage_merger_finish(a, got, &em), 0);
+    CHECK_EQ_INT(calltree_root_total(got), STACKS + 3 * 3 + 5 * 3);
+    CHECK(calltree_same_shape(want, got));
+    for (uint32_t i = 0; i < calltree_node_count(want) && i < calltree_node_count(got); i++)
+        CHECK_EQ_INT(calltree_self(got, i), calltree_self(want, i));
+    calltree_free(want);
+    calltree_free(got);
+    storage_merger_free(o);
+    storage_merger_free(a);
+    storage_merger_free(all);
+    CHECK(ca.used == 0 && cb.used == 0);
+    alloc_charge_done(&ca);
+    alloc_charge_done(&cb);
+    CHECK_EQ_INT(alloc_budget_used(&b), 0);
+    labels_free(l2);
+    labels_free(l3);
+}
+
 int main(void)
 {
     fixture_t f;
@@ -122,6 +193,7 @@ int main(void)
     /* room for the vector, not for the tree-build scratch of the 40,000-node table */
     CHECK_EQ_INT(merge(&f, l, vec + (64 << 10), 0, &held), ERR_UNAVAILABLE);
     test_cancelling_values(&f, st);
+    test_absorb(&f, l, st);
     labels_free(l);
     symtab_free(st);
     fx_done(&f);
