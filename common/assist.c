@@ -20,6 +20,7 @@ typedef struct helper {
     pthread_t thread;
     pthread_cond_t wake;
     assist_task_t *task; /* handed to it while idle */
+    _Atomic int handed;  /* task set (under the mutex), read spinning without it */
     int idle;            /* on the idle stack */
     int started;
 } helper_t;
@@ -51,8 +52,8 @@ static int64_t now_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-/* 1 once *flag is set, 0 after ASSIST_SPIN_NS without. */
-static int spin_for(_Atomic int *flag)
+/* 1 once *flag is set, 0 after ns without. */
+static int spin_ns(_Atomic int *flag, int64_t ns)
 {
     int64_t until = 0;
     for (unsigned i = 0;; i++) {
@@ -60,9 +61,15 @@ static int spin_for(_Atomic int *flag)
         cpu_relax();
         if ((i & 63) != 0) continue;
         int64_t now = now_ns();
-        if (until == 0) until = now + ASSIST_SPIN_NS;
+        if (until == 0) until = now + ns;
         if (now > until) return 0;
     }
+}
+
+/* 1 once *flag is set, 0 after ASSIST_SPIN_NS without. */
+static int spin_for(_Atomic int *flag)
+{
+    return spin_ns(flag, ASSIST_SPIN_NS);
 }
 
 /* Runs t's part once it is given (at once unless t was reserved). */
@@ -84,16 +91,23 @@ static void *helper_main(void *arg)
     assist_t *a = h->a;
     pthread_mutex_lock(&a->mu);
     for (;;) {
-        while (h->task == NULL && !a->stop) {
+        for (int lingered = 0; h->task == NULL && !a->stop;) {
             if (!h->idle) { /* once: a wakeup without a part finds it there still */
                 h->idle = 1;
                 a->idle[a->nidle++] = h;
+            }
+            if (!lingered++) { /* a job's next part often comes soon: wait awake first */
+                pthread_mutex_unlock(&a->mu);
+                spin_ns(&h->handed, ASSIST_LINGER_NS);
+                pthread_mutex_lock(&a->mu);
+                continue;
             }
             pthread_cond_wait(&h->wake, &a->mu);
         }
         if (h->task == NULL) break; /* stopping (it left the idle stack) */
         assist_task_t *t = h->task;
         h->task = NULL;
+        atomic_store(&h->handed, 0);
         pthread_mutex_unlock(&a->mu);
         run_part(h, t);
         pthread_mutex_lock(&a->mu);
@@ -168,6 +182,7 @@ static void take_helper(assist_t *a, assist_task_t *t, int count)
     if (h != NULL) {
         h->idle = 0;
         h->task = t;
+        atomic_store(&h->handed, 1);
         t->here = 0;
         t->helper = h;
     }

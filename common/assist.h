@@ -44,6 +44,9 @@ struct assist_task {
 /* The longest a reserved helper spins for its part, and a joiner for its
  * part to end, before sleeping. */
 #define ASSIST_SPIN_NS 500000
+/* The longest a helper that ran a part waits awake for the next one (a
+ * job's parts come a few hundred microseconds apart) before sleeping. */
+#define ASSIST_LINGER_NS 250000
 
 /* threads helpers, started now (0: none; at most ASSIST_MAX_THREADS). */
 #define ASSIST_MAX_THREADS 64

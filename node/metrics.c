@@ -169,11 +169,11 @@ int node_metrics_register(metrics_registry_t *r, const node_metrics_view_t *v)
     metrics_add_u64(r, "flamedb_ingest_inflight_limit_bytes", "The ingest-inflight-bytes setting.",
                     METRICS_GAUGE, &x->inflight_limit);
     metrics_add_u64(r, "flamedb_query_assist_helped_total",
-                    "Render timelines made by a helper thread (query-assist-threads) beside the "
-                    "render's tree.",
+                    "Parts of renders (timeline and series read, names, deep flame-graph levels) "
+                    "run by a helper thread (query-assist-threads) beside the render's thread.",
                     METRICS_COUNTER, &x->assist_helped);
     metrics_add_u64(r, "flamedb_query_assist_inline_total",
-                    "Render timelines made on the render's own thread: no helper was idle.",
+                    "Parts of renders run on the render's own thread: no helper was idle.",
                     METRICS_COUNTER, &x->assist_inline);
     metrics_add_u64(r, "flamedb_ingest_inflight_refused_total",
                     "Pushes and replica writes refused because ingest-inflight-bytes was full "
