@@ -126,28 +126,36 @@ static int merge_error(int rc, errmsg_t *em, const char *what)
     return errmsg_set(em, rc, "%s: %s", what, err_message(rc));
 }
 
-/* Series i's blocks over the plan into m. */
-static int read_series(storage_merger_t *m, const query_series_t *ser, const query_plan_t *plan,
-                       size_t i)
+/* Item `item` of a read: series item / plan->n, piece item % plan->n
+ * (series-major: the order a read without a helper takes them), into m. */
+static int read_item(storage_merger_t *m, const query_series_t *ser, const query_plan_t *plan,
+                     size_t item)
 {
-    int rc = 0;
-    for (size_t k = 0; k < plan->n && rc == 0; k++) {
-        const query_plan_piece_t *pc = &plan->piece[k];
-        rc = ser->aggregate != NULL && ser->aggregate[i]
-                 ? storage_merger_add_aggregate(m, ser->token[i], ser->series_id[i], pc->res,
-                                                pc->from_s, pc->until_s)
-                 : storage_merger_add(m, ser->token[i], ser->series_id[i], pc->res, pc->from_s,
-                                      pc->until_s);
-    }
-    return rc;
+    size_t i = item / plan->n;
+    const query_plan_piece_t *pc = &plan->piece[item % plan->n];
+    return ser->aggregate != NULL && ser->aggregate[i]
+               ? storage_merger_add_aggregate(m, ser->token[i], ser->series_id[i], pc->res,
+                                              pc->from_s, pc->until_s)
+               : storage_merger_add(m, ser->token[i], ser->series_id[i], pc->res, pc->from_s,
+                                    pc->until_s);
 }
 
-/* Takes the next series of share (or of n from *at without one); returns
- * n when none is left. */
-static size_t next_series(query_share_t *share, size_t *at, size_t n)
+/* Takes an item of s: the render's thread from the front, the helper from
+ * the back, so each reads mostly series of its own tokens (the helper's
+ * vectors are then moved, not added, into the render's merger) and the
+ * one the other waits for at the end is a single piece. 0: none left. */
+static int take_item(query_share_t *s, int back, size_t *item)
 {
-    size_t i = share != NULL ? atomic_fetch_add(&share->next, 1) : (*at)++;
-    return i < n ? i : n;
+    uint64_t e = atomic_load(&s->ends);
+    for (;;) {
+        uint32_t f = (uint32_t)e, b = (uint32_t)(e >> 32);
+        if (f >= b) return 0;
+        uint64_t want = back ? ((uint64_t)(b - 1) << 32) | f : ((uint64_t)b << 32) | (f + 1);
+        if (atomic_compare_exchange_weak(&s->ends, &e, want)) {
+            *item = back ? b - 1 : f;
+            return 1;
+        }
+    }
 }
 
 void query_share_init(query_share_t *s, storage_t *st, const char *tenant,
@@ -159,7 +167,8 @@ void query_share_init(query_share_t *s, storage_t *st, const char *tenant,
     s->ser = ser;
     s->plan = plan;
     s->charge = charge;
-    atomic_init(&s->next, 0);
+    size_t items = ser->n * plan->n;
+    atomic_init(&s->ends, items <= UINT32_MAX ? (uint64_t)items << 32 : 0);
     atomic_init(&s->state, 0);
     assist_flag_init(&s->done);
 }
@@ -170,9 +179,9 @@ void query_share_help(query_share_t *s)
     if (!atomic_compare_exchange_strong(&s->state, &open, 1)) return; /* all taken: none */
     int rc = storage_merger_new(s->st, s->tenant, &s->m);
     if (rc == 0) storage_merger_set_charge(s->m, s->charge);
-    for (size_t i; rc == 0 && (i = next_series(s, NULL, s->ser->n)) < s->ser->n;)
+    for (size_t item; rc == 0 && take_item(s, 1, &item);)
         if ((rc = query_stop_check(s->plan->stop, &s->em)) == 0)
-            rc = read_series(s->m, s->ser, s->plan, i);
+            rc = read_item(s->m, s->ser, s->plan, item);
     s->rc = rc;
     assist_flag_set(&s->done, 1); /* the last it does with the merger and the charge */
 }
@@ -211,13 +220,16 @@ static int read_blocks(storage_t *st, const char *tenant, const query_series_t *
     int rc = storage_merger_new(st, tenant, &m);
     if (rc != 0) return errmsg_set(em, rc, "merging blocks: %s", err_message(rc));
     storage_merger_set_charge(m, plan->charge);
-    int stopped = 0; /* cancelled or past its deadline: checked per series */
-    size_t at = 0;
-    for (size_t i; rc == 0 && !stopped && (i = next_series(share, &at, ser->n)) < ser->n;) {
+    int stopped = 0; /* cancelled or past its deadline: checked per piece */
+    /* a share's items fit its two 32-bit ends; a larger read is this thread's */
+    if (share != NULL && atomic_load(&share->ends) == 0) share = NULL;
+    size_t items = ser->n * plan->n, item = 0;
+    for (size_t at = 0; rc == 0 && !stopped && (share ? take_item(share, 0, &item) : at < items);
+         at++) {
         stopped = (rc = query_stop_check(plan->stop, em)) != 0;
-        if (rc == 0) rc = read_series(m, ser, plan, i);
+        if (rc == 0) rc = read_item(m, ser, plan, share ? item : at);
     }
-    if (share != NULL && rc != 0) atomic_store(&share->next, ser->n); /* the helper stops too */
+    if (share != NULL && rc != 0) atomic_store(&share->ends, 0); /* the helper stops too */
     if (share != NULL) {
         int src = share_close(share, m, &stopped, em);
         if (rc == 0) rc = src;

@@ -105,7 +105,8 @@ size_t query_forest_bytes(const storage_merged_tab_t *f);
 void query_forest_free(storage_merged_tab_t *f);
 /* A render's series read by its thread and by the helper that makes its
  * timeline (query_share_help, before the timeline): each takes the next
- * series no one took; the helper's blocks go into a merger of its own,
+ * piece of a series no one took, the render's thread from the first, the
+ * helper from the last; the helper's blocks go into a merger of its own,
  * which the render's thread adds into its own once the helper took its
  * last (storage_merger_absorb). A helper that comes after the render's
  * thread took the last series takes none. */
@@ -115,7 +116,8 @@ typedef struct query_share {
     const query_series_t *ser;
     const query_plan_t *plan; /* the render's: pieces and stop (not its charge) */
     alloc_charge_t *charge;   /* the helper's (on the same budget), or NULL */
-    _Atomic size_t next;      /* the next series to take */
+    _Atomic uint64_t ends;    /* the (series, piece) items left: front in the low half, back
+                                 in the high (0: none, or too many to share) */
     _Atomic int state;        /* 0 open, 1 a helper came, 2 closed: the render's thread is done */
     assist_flag_t done;       /* the helper took its last */
     storage_merger_t *m;      /* the helper's, or NULL */

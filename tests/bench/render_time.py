@@ -30,7 +30,7 @@ import tempfile
 PHASES = [
     ("reading the blocks", "read_blocks"),
     ("the forests' pass", "storage_merger_tabs"),
-    ("the selection", "keep_mixed"),
+    ("the selection", "query_keep_tabs"),
     ("the symbols", "query_load_symbols_kept"),
     ("the encoder", "query_encode_flamebearer_kept"),
 ]
