@@ -164,15 +164,18 @@ typedef struct timeline_part {
 static void timeline_run(void *arg)
 {
     timeline_part_t *p = arg;
-    query_share_help(p->share);
+    /* the timeline first: a long one (many series' totals) made after a
+     * share of the blocks would still hold the helper when the render's
+     * next parts come (the names, the levels), which then run without it */
     p->rc = query_timeline_build(p->st, p->tenant, p->ser, &p->plan, p->tl, &p->em);
     if (p->rc == 0 && p->average && p->tl->n > 0 && (p->rc = query_timeline_average(p->tl)) == 0)
         p->rc = query_timeline_count(p->st, p->tenant, p->cnt, &p->plan, p->tl, &p->em);
+    query_share_help(p->share);
 }
 
 /* The tree, and a block render's timeline beside it: on a helper when one
  * is idle (query_limits_t.assist), else on this thread after the tree; a
- * helper first reads some of the series with this thread (query_share_t). */
+ * helper then reads the series left with this thread (query_share_t). */
 static int tree_and_timeline(storage_t *st, const char *tenant, const query_partial_args_t *a,
                              const query_limits_t *lim, const query_span_sel_t *sp,
                              const query_series_t *ser, const query_series_t *cnt,

@@ -104,7 +104,7 @@ int query_forest_merge(calltree_t *dst, const storage_merged_tab_t *f);
 size_t query_forest_bytes(const storage_merged_tab_t *f);
 void query_forest_free(storage_merged_tab_t *f);
 /* A render's series read by its thread and by the helper that makes its
- * timeline (query_share_help, before the timeline): each takes the next
+ * timeline (query_share_help, once the timeline is made): each takes the next
  * piece of a series no one took, the render's thread from the first, the
  * helper from the last; the helper's blocks go into a merger of its own,
  * which the render's thread adds into its own once the helper took its
@@ -126,7 +126,7 @@ typedef struct query_share {
 } query_share_t;
 void query_share_init(query_share_t *s, storage_t *st, const char *tenant,
                       const query_series_t *ser, const query_plan_t *plan, alloc_charge_t *charge);
-/* The helper's share: on the helper, before anything else of its part. */
+/* The helper's share: on the helper, after the timeline. */
 void query_share_help(query_share_t *s);
 /* Closes s to its helper (if still open), waits for the helper if it
  * came, and frees its merger: after the render's read, before the
