@@ -140,22 +140,30 @@ static int read_item(storage_merger_t *m, const query_series_t *ser, const query
                                     pc->until_s);
 }
 
-/* Takes an item of s: the render's thread from the front, the helper from
- * the back, so each reads mostly series of its own tokens (the helper's
- * vectors are then moved, not added, into the render's merger) and the
- * one the other waits for at the end is a single piece. 0: none left. */
-static int take_item(query_share_t *s, int back, size_t *item)
+int query_ends_init(query_ends_t *e, size_t n)
 {
-    uint64_t e = atomic_load(&s->ends);
+    int fits = n <= UINT32_MAX;
+    atomic_init(&e->v, fits ? (uint64_t)n << 32 : 0);
+    return fits;
+}
+
+int query_ends_take(query_ends_t *e, int back, size_t *item)
+{
+    uint64_t v = atomic_load(&e->v);
     for (;;) {
-        uint32_t f = (uint32_t)e, b = (uint32_t)(e >> 32);
+        uint32_t f = (uint32_t)v, b = (uint32_t)(v >> 32);
         if (f >= b) return 0;
         uint64_t want = back ? ((uint64_t)(b - 1) << 32) | f : ((uint64_t)b << 32) | (f + 1);
-        if (atomic_compare_exchange_weak(&s->ends, &e, want)) {
+        if (atomic_compare_exchange_weak(&e->v, &v, want)) {
             *item = back ? b - 1 : f;
             return 1;
         }
     }
+}
+
+void query_ends_close(query_ends_t *e)
+{
+    atomic_store(&e->v, 0);
 }
 
 void query_share_init(query_share_t *s, storage_t *st, const char *tenant,
@@ -167,8 +175,7 @@ void query_share_init(query_share_t *s, storage_t *st, const char *tenant,
     s->ser = ser;
     s->plan = plan;
     s->charge = charge;
-    size_t items = ser->n * plan->n;
-    atomic_init(&s->ends, items <= UINT32_MAX ? (uint64_t)items << 32 : 0);
+    s->shared = query_ends_init(&s->ends, ser->n * plan->n);
     atomic_init(&s->state, 0);
     assist_flag_init(&s->done);
 }
@@ -179,7 +186,7 @@ void query_share_help(query_share_t *s)
     if (!atomic_compare_exchange_strong(&s->state, &open, 1)) return; /* all taken: none */
     int rc = storage_merger_new(s->st, s->tenant, &s->m);
     if (rc == 0) storage_merger_set_charge(s->m, s->charge);
-    for (size_t item; rc == 0 && take_item(s, 1, &item);)
+    for (size_t item; rc == 0 && query_ends_take(&s->ends, 1, &item);)
         if ((rc = query_stop_check(s->plan->stop, &s->em)) == 0)
             rc = read_item(s->m, s->ser, s->plan, item);
     s->rc = rc;
@@ -222,14 +229,15 @@ static int read_blocks(storage_t *st, const char *tenant, const query_series_t *
     storage_merger_set_charge(m, plan->charge);
     int stopped = 0; /* cancelled or past its deadline: checked per piece */
     /* a share's items fit its two 32-bit ends; a larger read is this thread's */
-    if (share != NULL && atomic_load(&share->ends) == 0) share = NULL;
+    if (share != NULL && !share->shared) share = NULL;
     size_t items = ser->n * plan->n, item = 0;
-    for (size_t at = 0; rc == 0 && !stopped && (share ? take_item(share, 0, &item) : at < items);
+    for (size_t at = 0;
+         rc == 0 && !stopped && (share ? query_ends_take(&share->ends, 0, &item) : at < items);
          at++) {
         stopped = (rc = query_stop_check(plan->stop, em)) != 0;
         if (rc == 0) rc = read_item(m, ser, plan, share ? item : at);
     }
-    if (share != NULL && rc != 0) atomic_store(&share->ends, 0); /* the helper stops too */
+    if (share != NULL && rc != 0) query_ends_close(&share->ends); /* the helper stops too */
     if (share != NULL) {
         int src = share_close(share, m, &stopped, em);
         if (rc == 0) rc = src;

@@ -149,7 +149,8 @@ static int render_tree(storage_t *st, const char *tenant, const query_partial_ar
  * part reads the store and its own memory only; what it counts while
  * counting is charged apart on the same budget (a charge is one thread's). */
 typedef struct timeline_part {
-    query_share_t *share; /* the series it helps read first */
+    query_share_t *share;  /* the series it helps read first */
+    query_ends_t *tl_ends; /* the timeline's items, shared with the render's thread (or NULL) */
     storage_t *st;
     const char *tenant;
     const query_series_t *ser, *cnt;
@@ -164,18 +165,20 @@ typedef struct timeline_part {
 static void timeline_run(void *arg)
 {
     timeline_part_t *p = arg;
-    /* the timeline first: a long one (many series' totals) made after a
-     * share of the blocks would still hold the helper when the render's
-     * next parts come (the names, the levels), which then run without it */
-    p->rc = query_timeline_build(p->st, p->tenant, p->ser, &p->plan, p->tl, &p->em);
+    /* the blocks first: the tree waits for them; the timeline's items not
+     * taken when the render's thread has its tree it takes itself */
+    query_share_help(p->share);
+    p->rc =
+        query_timeline_build_from(p->st, p->tenant, p->ser, &p->plan, p->tl_ends, 1, p->tl, &p->em);
     if (p->rc == 0 && p->average && p->tl->n > 0 && (p->rc = query_timeline_average(p->tl)) == 0)
         p->rc = query_timeline_count(p->st, p->tenant, p->cnt, &p->plan, p->tl, &p->em);
-    query_share_help(p->share);
 }
 
 /* The tree, and a block render's timeline beside it: on a helper when one
- * is idle (query_limits_t.assist), else on this thread after the tree; a
- * helper then reads the series left with this thread (query_share_t). */
+ * is idle (query_limits_t.assist), else on this thread after the tree. The
+ * helper first reads series with this thread (query_share_t), and this
+ * thread, once it has its tree, takes the timeline's items the helper has
+ * not (query_ends_t). */
 static int tree_and_timeline(storage_t *st, const char *tenant, const query_partial_args_t *a,
                              const query_limits_t *lim, const query_span_sel_t *sp,
                              const query_series_t *ser, const query_series_t *cnt,
@@ -195,15 +198,24 @@ static int tree_and_timeline(storage_t *st, const char *tenant, const query_part
                           .tl = &out->tl};
     alloc_charge_init(&tp.charge, plan->charge != NULL ? plan->charge->b : NULL);
     tp.plan.charge = plan->charge != NULL ? &tp.charge : NULL;
-    /* the helper reads series beside this thread before it makes the timeline */
+    /* the helper reads series beside this thread, then makes the timeline,
+     * whose items this thread takes too once it has its tree */
     query_share_init(&share, st, tenant, ser, plan, tp.plan.charge);
+    query_ends_t tl_ends;
+    tp.tl_ends = query_ends_init(&tl_ends, ser->n * query_timeline_pieces(plan)) ? &tl_ends : NULL;
     assist_task_t task;
     assist_start(lim->assist, &task, timeline_run, &tp);
     int rc = render_tree(st, tenant, a, sp, ser, plan, &share, lim->assist, out, em);
     query_share_end(&share);
+    query_timeline_t mine = {0};
+    if (rc == 0 && tp.tl_ends != NULL)
+        rc = query_timeline_build_from(st, tenant, ser, plan, tp.tl_ends, 0, &mine, em);
+    if (rc != 0 && tp.tl_ends != NULL) query_ends_close(tp.tl_ends); /* the helper stops too */
     assist_join(lim->assist, &task);
     alloc_charge_done(&tp.charge);
     if (rc == 0 && tp.rc != 0) rc = errmsg_set(em, tp.rc, "%s", tp.em.text);
+    if (rc == 0) query_timeline_add(&out->tl, &mine);
+    query_timeline_free(&mine);
     return rc;
 }
 

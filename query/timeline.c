@@ -58,29 +58,53 @@ int query_timeline_init(const query_plan_t *plan, query_timeline_t *out, int *re
     return out->samples == NULL ? ERR_NOMEM : 0;
 }
 
-int query_timeline_build(storage_t *st, const char *tenant, const query_series_t *ser,
-                         const query_plan_t *plan, query_timeline_t *out, errmsg_t *em)
+size_t query_timeline_pieces(const query_plan_t *plan)
+{
+    int64_t range = plan->until_s - plan->from_s;
+    if (range <= 0) return 0;
+    int res;
+    pick_step(range, plan->min_res, &res);
+    query_plan_t tp;
+    query_plan_range(plan->from_s, plan->until_s, plan->min_res, res, &tp);
+    return tp.n;
+}
+
+int query_timeline_build_from(storage_t *st, const char *tenant, const query_series_t *ser,
+                              const query_plan_t *plan, query_ends_t *ends, int back,
+                              query_timeline_t *out, errmsg_t *em)
 {
     int res;
     int rc = query_timeline_init(plan, out, &res);
     if (rc != 0 || out->n == 0) return rc;
     query_plan_t tp;
     query_plan_range(plan->from_s, plan->until_s, plan->min_res, res, &tp);
-    for (size_t i = 0; i < ser->n; i++) {
+    size_t items = ser->n * tp.n, item = 0;
+    for (size_t at = 0; ends ? query_ends_take(ends, back, &item) : at < items; at++) {
         if ((rc = query_stop_check(plan->stop, em)) != 0) { /* cancelled or past its deadline */
             query_timeline_free(out);
             return rc;
         }
-        for (size_t k = 0; k < tp.n; k++) {
-            rc = storage_scan_totals(st, tenant, ser->token[i], ser->series_id[i], tp.piece[k].res,
-                                     tp.piece[k].from_s, tp.piece[k].until_s, total_fn, out);
-            if (rc != 0) {
-                query_timeline_free(out);
-                return errmsg_set(em, rc, "reading totals: %s", err_message(rc));
-            }
+        size_t i = (ends ? item : at) / tp.n, k = (ends ? item : at) % tp.n;
+        rc = storage_scan_totals(st, tenant, ser->token[i], ser->series_id[i], tp.piece[k].res,
+                                 tp.piece[k].from_s, tp.piece[k].until_s, total_fn, out);
+        if (rc != 0) {
+            query_timeline_free(out);
+            return errmsg_set(em, rc, "reading totals: %s", err_message(rc));
         }
     }
     return 0;
+}
+
+int query_timeline_build(storage_t *st, const char *tenant, const query_series_t *ser,
+                         const query_plan_t *plan, query_timeline_t *out, errmsg_t *em)
+{
+    return query_timeline_build_from(st, tenant, ser, plan, NULL, 0, out, em);
+}
+
+void query_timeline_add(query_timeline_t *dst, const query_timeline_t *src)
+{
+    for (size_t i = 0; i < dst->n && i < src->n; i++)
+        dst->samples[i] = (int64_t)((uint64_t)dst->samples[i] + (uint64_t)src->samples[i]);
 }
 
 /* ---- averaged types (gauges) ---- */

@@ -6,7 +6,11 @@
  * of one pod: the anchor alone); selectors that are not exactly a service (another
  * label, a regex, a negation, no service) take the per-series path. The
  * 10 s windows mix trees kept in no block (storage format 11), scaled ones
- * and ones over max_profile_tree_bytes. Prints its seed; argv[1] replays. */
+ * and ones over max_profile_tree_bytes. Each timeline is also built by two
+ * threads taking its items from both ends (query_ends_t), and added: the
+ * same samples. Prints its seed; argv[1] replays. */
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -138,6 +142,45 @@ typedef struct answer {
     size_t nseries;
 } answer_t;
 
+/* The timeline's items taken from both ends by two threads (as a render
+ * and its helper take them, query_ends_t) and added: want's samples. */
+typedef struct back_half {
+    storage_t *st;
+    const query_series_t *ser;
+    const query_plan_t *plan;
+    query_ends_t *ends;
+    query_timeline_t tl;
+    int rc;
+} back_half_t;
+
+static void *back_main(void *arg)
+{
+    back_half_t *b = arg;
+    errmsg_t em = {{0}};
+    b->rc = query_timeline_build_from(b->st, "t", b->ser, b->plan, b->ends, 1, &b->tl, &em);
+    return NULL;
+}
+
+static void check_two_threads(storage_t *st, const query_series_t *ser, const query_plan_t *plan,
+                              const query_timeline_t *want)
+{
+    query_ends_t ends;
+    CHECK(query_ends_init(&ends, ser->n * query_timeline_pieces(plan)));
+    back_half_t b = {st, ser, plan, &ends, {0}, 0};
+    pthread_t th;
+    CHECK_EQ_INT(pthread_create(&th, NULL, back_main, &b), 0);
+    query_timeline_t mine;
+    errmsg_t em = {{0}};
+    CHECK_EQ_INT(query_timeline_build_from(st, "t", ser, plan, &ends, 0, &mine, &em), 0);
+    pthread_join(th, NULL);
+    CHECK_EQ_INT(b.rc, 0);
+    query_timeline_add(&mine, &b.tl);
+    CHECK(mine.n == want->n && mine.start_s == want->start_s && mine.step_s == want->step_s);
+    CHECK(mine.n == 0 || memcmp(mine.samples, want->samples, mine.n * sizeof *mine.samples) == 0);
+    query_timeline_free(&mine);
+    query_timeline_free(&b.tl);
+}
+
 /* The per-series answer: select, merge, timeline. */
 static answer_t per_series(storage_t *st, const char *sel_text, const rangeset_t *rs,
                            const query_plan_t *plan, const query_limits_t *lim)
@@ -148,6 +191,7 @@ static answer_t per_series(storage_t *st, const char *sel_text, const rangeset_t
     CHECK_EQ_INT(query_series_select_text(st, "t", "query", sel_text, rs, lim, &ser, &em), 0);
     CHECK_EQ_INT(query_merge_series(st, "t", &ser, plan, 0, a.tree, &em), 0);
     CHECK_EQ_INT(query_timeline_build(st, "t", &ser, plan, &a.tl, &em), 0);
+    check_two_threads(st, &ser, plan, &a.tl);
     a.spy = ser.spy_name != NULL ? strdup(ser.spy_name) : NULL;
     a.nseries = ser.n;
     query_series_free(&ser);
