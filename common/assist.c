@@ -192,26 +192,26 @@ static void take_helper(assist_t *a, assist_task_t *t, int count)
     if (h != NULL) pthread_cond_signal(&h->wake);
 }
 
-void assist_start(assist_t *a, assist_task_t *t, void (*fn)(void *arg), void *arg)
+/* t's part, given (posted) or to be given, offered to an idle helper of a. */
+static void task_offer(assist_t *a, assist_task_t *t, void (*fn)(void *arg), void *arg, int posted)
 {
     t->fn = fn;
     t->arg = arg;
     t->helper = NULL;
     t->here = 1;
-    atomic_init(&t->posted, 1);
+    atomic_init(&t->posted, posted);
     atomic_init(&t->done, 0);
-    if (a != NULL) take_helper(a, t, 1);
+    if (a != NULL) take_helper(a, t, posted);
+}
+
+void assist_start(assist_t *a, assist_task_t *t, void (*fn)(void *arg), void *arg)
+{
+    task_offer(a, t, fn, arg, 1);
 }
 
 void assist_reserve(assist_t *a, assist_task_t *t)
 {
-    t->fn = NULL;
-    t->arg = NULL;
-    t->helper = NULL;
-    t->here = 1;
-    atomic_init(&t->posted, 0);
-    atomic_init(&t->done, 0);
-    if (a != NULL) take_helper(a, t, 0);
+    task_offer(a, t, NULL, NULL, 0);
 }
 
 void assist_give(assist_t *a, assist_task_t *t, void (*fn)(void *arg), void *arg)

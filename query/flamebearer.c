@@ -37,8 +37,7 @@ typedef struct fb {
     size_t allow;        /* with out NULL (the helper's part): what it may still take */
     const char **onames; /* or NULL: the names in index order (name_placed_classes), */
     size_t *olens;       /* their lengths, */
-    size_t nonames;      /* how many, */
-    size_t oheld;        /* and their bytes and its scratch, taken beside the answer */
+    size_t nonames;      /* how many (their bytes taken beside the answer with the rest) */
 } fb_t;
 
 typedef struct frame {
@@ -523,7 +522,6 @@ static int name_placed_classes(fb_t *fb, fb_helper_t *h, placed_t *placed, size_
     size_t bytes = nc * (sizeof(uint32_t) + sizeof *fb->onames + sizeof *fb->olens);
     int rc = fb_take(fb, bytes);
     if (rc != 0) return rc;
-    fb->oheld = bytes;
     uint32_t *number = malloc(nc * sizeof *number);
     fb->onames = malloc(nc * sizeof *fb->onames);
     fb->olens = malloc(nc * sizeof *fb->olens);
