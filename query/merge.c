@@ -167,14 +167,15 @@ void query_ends_close(query_ends_t *e)
 }
 
 void query_share_init(query_share_t *s, storage_t *st, const char *tenant,
-                      const query_series_t *ser, const query_plan_t *plan, alloc_charge_t *charge)
+                      const query_series_t *ser, const query_plan_t *plan, alloc_budget_t *budget)
 {
     memset(s, 0, sizeof *s);
     s->st = st;
     s->tenant = tenant;
     s->ser = ser;
     s->plan = plan;
-    s->charge = charge;
+    alloc_charge_init(&s->charge, budget);
+    s->charged = budget != NULL;
     s->shared = query_ends_init(&s->ends, ser->n * plan->n);
     atomic_init(&s->state, 0);
     assist_flag_init(&s->done);
@@ -185,7 +186,7 @@ void query_share_help(query_share_t *s)
     int open = 0;
     if (!atomic_compare_exchange_strong(&s->state, &open, 1)) return; /* all taken: none */
     int rc = storage_merger_new(s->st, s->tenant, &s->m);
-    if (rc == 0) storage_merger_set_charge(s->m, s->charge);
+    if (rc == 0) storage_merger_set_charge(s->m, s->charged ? &s->charge : NULL);
     for (size_t item; rc == 0 && query_ends_take(&s->ends, 1, &item);)
         if ((rc = query_stop_check(s->plan->stop, &s->em)) == 0)
             rc = read_item(s->m, s->ser, s->plan, item);
@@ -198,8 +199,9 @@ void query_share_end(query_share_t *s)
     int open = 0; /* closed now (the helper will not come), closed before, or it came: */
     if (!atomic_compare_exchange_strong(&s->state, &open, 2) && open == 1)
         assist_flag_wait(&s->done);
-    storage_merger_free(s->m);
+    storage_merger_free(s->m); /* the helper is done with it and with its charge */
     s->m = NULL;
+    alloc_charge_done(&s->charge);
 }
 
 /* Closes share to its helper, and adds what the helper read (if it came)

@@ -200,7 +200,7 @@ static int tree_and_timeline(storage_t *st, const char *tenant, const query_part
     tp.plan.charge = plan->charge != NULL ? &tp.charge : NULL;
     /* the helper reads series beside this thread, then makes the timeline,
      * whose items this thread takes too once it has its tree */
-    query_share_init(&share, st, tenant, ser, plan, tp.plan.charge);
+    query_share_init(&share, st, tenant, ser, plan, plan->charge != NULL ? plan->charge->b : NULL);
     query_ends_t tl_ends;
     tp.tl_ends = query_ends_init(&tl_ends, ser->n * query_timeline_pieces(plan)) ? &tl_ends : NULL;
     assist_task_t task;

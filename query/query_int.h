@@ -129,7 +129,9 @@ typedef struct query_share {
     const char *tenant;
     const query_series_t *ser;
     const query_plan_t *plan; /* the render's: pieces and stop (not its charge) */
-    alloc_charge_t *charge;   /* the helper's (on the same budget), or NULL */
+    alloc_charge_t charge;    /* the helper's merger's, its own on the render's budget (the
+                                 timeline the helper makes next charges another meanwhile) */
+    int charged;              /* charge is on a budget */
     query_ends_t ends;        /* the (series, piece) items left (none: too many to share) */
     int shared;               /* the items fit ends */
     _Atomic int state;        /* 0 open, 1 a helper came, 2 closed: the render's thread is done */
@@ -138,13 +140,14 @@ typedef struct query_share {
     int rc;
     errmsg_t em;
 } query_share_t;
+/* budget: the render's (NULL: nothing charged). */
 void query_share_init(query_share_t *s, storage_t *st, const char *tenant,
-                      const query_series_t *ser, const query_plan_t *plan, alloc_charge_t *charge);
-/* The helper's share: on the helper, after the timeline. */
+                      const query_series_t *ser, const query_plan_t *plan, alloc_budget_t *budget);
+/* The helper's share: on the helper, first of its part. */
 void query_share_help(query_share_t *s);
 /* Closes s to its helper (if still open), waits for the helper if it
- * came, and frees its merger: after the render's read, before the
- * helper's charge is given back. */
+ * came, frees its merger and gives its charge back: after the render's
+ * read. */
 void query_share_end(query_share_t *s);
 
 /* What helps a render beside its thread (each may be NULL): the series
