@@ -70,11 +70,11 @@ static int merge_truncated(storage_merger_t *m, size_t max_nodes, calltree_t *ds
         return 0;
     storage_merged_tab_t *tabs;
     size_t n, bound = 1;
-    /* parents and least children: one forest is cut by its totals (cut.c),
-     * its kept nodes' symbols numbered by the forest's symbol numbers */
+    /* parents and least children: one forest is cut by its totals (cut.c);
+     * a shard union's, its kept nodes' symbols numbered by the union's */
     int beside = kept != NULL && nb != NULL && nb->dst != NULL && nb->assist != NULL;
-    unsigned flags = STORAGE_TABS_PARENTS | STORAGE_TABS_LEAST |
-                     (kept != NULL ? STORAGE_TABS_SYMNOS : 0) | (beside ? STORAGE_TABS_SYMBOLS : 0);
+    unsigned flags =
+        STORAGE_TABS_PARENTS | STORAGE_TABS_LEAST | (kept != NULL ? STORAGE_TABS_SYMBOLS : 0);
     int rc = storage_merger_tabs(m, flags, &tabs, &n, em);
     if (rc != 0) return rc;
     names_part_t np = {0};

@@ -569,6 +569,7 @@ static int union_add(storage_merger_t *m, nodeunion_t *u, acc_t **accs, int64_t 
  * the cache's bound): a forest per token then. */
 static int tab_union(storage_merger_t *m, unsigned flags, storage_merged_tab_t *v, errmsg_t *em)
 {
+    if (flags & STORAGE_TABS_SYMBOLS) flags |= STORAGE_TABS_SYMNOS; /* the union's numbers */
     acc_t **accs = malloc(m->n * sizeof *accs);
     uint64_t *tokens = malloc(m->n * sizeof *tokens);
     size_t ids = 0;

@@ -396,8 +396,10 @@ typedef struct storage_merged_tab {
 #define STORAGE_TABS_PARENTS 1u
 #define STORAGE_TABS_SYMNOS 2u
 #define STORAGE_TABS_LEAST 4u
-/* ... and, of a shard union's forest, every symbol of the union once (a
- * render loads their names beside its selection). */
+/* ... and, of a shard union's forest (a token's own forest gets nothing
+ * of it), every symbol of the union once (a render loads their names beside
+ * its selection) and each node's symbol number as STORAGE_TABS_SYMNOS's,
+ * the union's (a node table's symbol index is not built for it). */
 #define STORAGE_TABS_SYMBOLS 8u
 /* The tokens' forests of everything added so far; *tabs (caller owns, free
  * with storage_merged_tabs_free) has *n entries, with parent arrays with
