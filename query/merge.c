@@ -29,11 +29,6 @@ static int totals_add_up(const calltree_t *t)
     return ok;
 }
 
-/* dst (or, with kept, *kept) already truncated to max_nodes when that is
- * exact (keep.c) and the untruncated merge surely fits in dst (at most the
- * tokens' node counts added up): then a merge refused for its size is
- * refused as before. Returns 1 when done, 0 to build the whole tree, or an
- * error. */
 /* The names of a shard union's symbols, loaded beside a selection. */
 typedef struct names_part {
     storage_t *st;
@@ -61,6 +56,12 @@ typedef struct names_beside {
     assist_t *assist;
 } names_beside_t;
 
+/* dst (or, with kept, *kept) already truncated to max_nodes when that is
+ * exact (keep.c) and the untruncated merge surely fits in dst (at most the
+ * tokens' node counts added up): then a merge refused for its size is
+ * refused as before. With nb's table and helpers and kept, a shard
+ * union's names are loaded beside the selection (query_merge_series_kept).
+ * Returns 1 when done, 0 to build the whole tree, or an error. */
 static int merge_truncated(storage_merger_t *m, size_t max_nodes, calltree_t *dst,
                            query_kept_t **kept, const names_beside_t *nb, alloc_charge_t *charge,
                            errmsg_t *em)
