@@ -218,13 +218,19 @@ class Node:
 
     def metric(self, name):
         """Sum of the samples of one metric family in /metrics."""
+        return self.metrics(name)[0]
+
+    def metrics(self, *names):
+        """Sums of the samples of several metric families, read from one
+        fetch of /metrics (so they are of the same moment)."""
         r = self.get("/metrics")
         assert r.status == 200, r
-        total = 0.0
+        totals = [0.0] * len(names)
         for line in r.body.decode().splitlines():
-            if line.startswith(name + " ") or line.startswith(name + "{"):
-                total += float(line.rsplit(" ", 1)[1])
-        return total
+            for i, name in enumerate(names):
+                if line.startswith(name + " ") or line.startswith(name + "{"):
+                    totals[i] += float(line.rsplit(" ", 1)[1])
+        return totals
 
 
 def raw_exchange(port, data, timeout=10.0, read_until_close=False):

@@ -285,15 +285,19 @@ def test_join_killed_midstream_goes_on_from_its_cursor():
         n = c.add_node(extra=["--stream-max-mb-per-s", "1"] + JOIN_SETTLE_AUTO)
         # well into the stream of whole windows, not at its start, past the
         # check of at least one range, and still joining: one poll reads
-        # them all and the kill follows it at once (a poll per condition
-        # let a loaded machine finish the join between them)
+        # them all (one fetch of /metrics) and the kill follows it at once (a
+        # poll per condition let a loaded machine finish the join between
+        # them). The windows come in pages (about 134 here) and number 650 to
+        # 1,700 in all (the new node's random tokens): 400 is three pages in
+        # with two or more to go (600 could be the last page: a run found the
+        # join over), and at most a fifth of the largest whole.
         def midstream():
-            w = metric(c, n, "flamedb_repair_windows_streamed_total")
-            k = metric(c, n, "flamedb_repair_stream_checks_passed_total")
-            b = metric(c, n, "flamedb_repair_bytes_streamed_total")
+            w, k, b = c.nodes[n].metrics("flamedb_repair_windows_streamed_total",
+                                         "flamedb_repair_stream_checks_passed_total",
+                                         "flamedb_repair_bytes_streamed_total")
             if c.states(n)[c.ids[n]] != "joining":
                 return "active"
-            return (w, k, b) if w >= 600 and k >= 1 else None
+            return (w, k, b) if w >= 400 and k >= 1 else None
 
         got = wait_for("n3 well into its stream, a range checked", midstream, timeout=60,
                        interval=0.05)
@@ -331,7 +335,7 @@ def test_join_killed_midstream_goes_on_from_its_cursor():
         assert kept_w >= w1 // 2, "kept %d windows of the %d streamed before the kill" % (
             kept_w, w1)
         assert w2 < kept_w + w2 - w1 // 2, "streamed %d windows again of %d" % (w2, kept_w + w2)
-        assert w2 <= 0.75 * (kept_w + w2), "the resumed stream was not clearly less than whole"
+        assert w2 <= 0.8 * (kept_w + w2), "the resumed stream was not clearly less than whole"
         time.sleep(1.0)
         want[live] = stop_pusher(p, th, c, [0, 1, 2, n])
         frm, until = t0 - 10, t0 + 100000
