@@ -6,6 +6,7 @@
 #include <limits.h>
 #include <linux/futex.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/syscall.h>
@@ -52,14 +53,17 @@ static int64_t now_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-/* 1 once *flag is set, 0 after ns without. */
-static int spin_ns(_Atomic int *flag, int64_t ns)
+/* 1 once *flag is set, 0 after ns without. With yield, a thread woken on
+ * this CPU meanwhile runs at once, not when the spin ends (a system call
+ * every few microseconds: for a wait off any job's critical path). */
+static int spin_ns(_Atomic int *flag, int64_t ns, int yield)
 {
     int64_t until = 0;
     for (unsigned i = 0;; i++) {
         if (atomic_load_explicit(flag, memory_order_acquire)) return 1;
         cpu_relax();
         if ((i & 63) != 0) continue;
+        if (yield) sched_yield();
         int64_t now = now_ns();
         if (until == 0) until = now + ns;
         if (now > until) return 0;
@@ -69,7 +73,7 @@ static int spin_ns(_Atomic int *flag, int64_t ns)
 /* 1 once *flag is set, 0 after ASSIST_SPIN_NS without. */
 static int spin_for(_Atomic int *flag)
 {
-    return spin_ns(flag, ASSIST_SPIN_NS);
+    return spin_ns(flag, ASSIST_SPIN_NS, 0);
 }
 
 /* Runs t's part once it is given (at once unless t was reserved). */
@@ -98,7 +102,7 @@ static void *helper_main(void *arg)
             }
             if (!lingered++) { /* a job's next part often comes soon: wait awake first */
                 pthread_mutex_unlock(&a->mu);
-                spin_ns(&h->handed, ASSIST_LINGER_NS);
+                spin_ns(&h->handed, ASSIST_LINGER_NS, 1);
                 pthread_mutex_lock(&a->mu);
                 continue;
             }

@@ -45,7 +45,9 @@ struct assist_task {
  * part to end, before sleeping. */
 #define ASSIST_SPIN_NS 500000
 /* The longest a helper that ran a part waits awake for the next one (a
- * job's parts come a few hundred microseconds apart) before sleeping. */
+ * job's parts come a few hundred microseconds apart) before sleeping. It
+ * yields its CPU every few microseconds meanwhile: a thread woken there
+ * (the event loop sending the answer of the job just done) runs at once. */
 #define ASSIST_LINGER_NS 250000
 
 /* threads helpers, started now (0: none; at most ASSIST_MAX_THREADS). */
