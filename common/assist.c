@@ -23,6 +23,8 @@ typedef struct helper {
     assist_task_t *task; /* handed to it while idle */
     _Atomic int handed;  /* task set (under the mutex), read spinning without it */
     int idle;            /* on the idle stack */
+    int asleep;          /* waiting on wake, not spinning (under the mutex) */
+    int rewake;          /* assist_wake: wait awake again (under the mutex) */
     int started;
 } helper_t;
 
@@ -34,7 +36,7 @@ struct assist {
     helper_t **idle; /* stack of idle helpers */
     int nidle;
     int stop;
-    unsigned long long helped, here;
+    unsigned long long helped, here, woken;
 };
 
 static void cpu_relax(void)
@@ -100,13 +102,16 @@ static void *helper_main(void *arg)
                 h->idle = 1;
                 a->idle[a->nidle++] = h;
             }
+            if (h->rewake) lingered = h->rewake = 0; /* a part is coming: awake again */
             if (!lingered++) { /* a job's next part often comes soon: wait awake first */
                 pthread_mutex_unlock(&a->mu);
                 spin_ns(&h->handed, ASSIST_LINGER_NS, 1);
                 pthread_mutex_lock(&a->mu);
                 continue;
             }
+            h->asleep = 1;
             pthread_cond_wait(&h->wake, &a->mu);
+            h->asleep = 0;
         }
         if (h->task == NULL) break; /* stopping (it left the idle stack) */
         assist_task_t *t = h->task;
@@ -208,6 +213,18 @@ static void task_offer(assist_t *a, assist_task_t *t, void (*fn)(void *arg), voi
     if (a != NULL) take_helper(a, t, posted);
 }
 
+void assist_wake(assist_t *a)
+{
+    if (a == NULL) return;
+    pthread_mutex_lock(&a->mu);
+    helper_t *h = a->nidle > 0 && !a->stop ? a->idle[a->nidle - 1] : NULL; /* the next taken */
+    int wake = h != NULL && h->asleep && !h->rewake;
+    if (wake) h->rewake = 1;
+    a->woken += (unsigned long long)wake;
+    pthread_mutex_unlock(&a->mu);
+    if (wake) pthread_cond_signal(&h->wake);
+}
+
 void assist_start(assist_t *a, assist_task_t *t, void (*fn)(void *arg), void *arg)
 {
     task_offer(a, t, fn, arg, 1);
@@ -279,10 +296,11 @@ int assist_flag_wait(assist_flag_t *f)
 
 void assist_stats(assist_t *a, assist_stats_t *out)
 {
-    out->helped = out->inline_ = 0;
+    out->helped = out->inline_ = out->woken = 0;
     if (a == NULL) return;
     pthread_mutex_lock(&a->mu);
     out->helped = a->helped;
     out->inline_ = a->here;
+    out->woken = a->woken;
     pthread_mutex_unlock(&a->mu);
 }

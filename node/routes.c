@@ -433,6 +433,7 @@ static void work_metrics(job_t *j)
     assist_stats(n->assist, &as); /* thread-safe */
     x.assist_helped = as.helped;
     x.assist_inline = as.inline_;
+    x.assist_woken = as.woken;
     query_report_cache_stats_t rc;
     query_report_cache_stats(n->report_cache, &rc);
     x.report_cache_bytes = rc.bytes;

@@ -8,7 +8,9 @@
  * part given later (or lets go of none, counted nowhere); a reservation
  * with no helper idle runs its part at the join; a flag set on one thread
  * is seen by a waiter on another, spinning or asleep past ASSIST_SPIN_NS;
- * a part waits mid-way for its job and the job for it. */
+ * a part waits mid-way for its job and the job for it. assist_wake wakes
+ * a helper asleep (counted), and the part offered after it runs on that
+ * helper. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -235,6 +237,37 @@ static void test_flag(void)
     assist_free(a);
 }
 
+/* assist_wake: a helper asleep (long past ASSIST_LINGER_NS) is woken and
+ * counted; the next part runs on it; with no helper, or no assist, nothing
+ * happens. */
+static void test_wake(void)
+{
+    assist_t *a;
+    CHECK_EQ_INT(assist_new(1, &a), ERR_OK);
+    sleep_ms(50); /* idle, past its wait awake: asleep */
+    assist_stats_t st;
+    assist_wake(a);
+    assist_stats(a, &st);
+    CHECK(st.woken == 1);
+    part_t p = {0};
+    assist_task_t t;
+    assist_start(a, &t, part_fn, &p);
+    assist_join(a, &t);
+    CHECK_EQ_INT(atomic_load(&p.runs), 1);
+    CHECK(!pthread_equal(p.ran_on, pthread_self()));
+    sleep_ms(50); /* asleep again */
+    assist_wake(a);
+    assist_stats(a, &st);
+    CHECK(st.woken == 2 && st.helped == 1);
+    assist_free(a); /* joins a helper woken and waiting awake */
+    CHECK_EQ_INT(assist_new(0, &a), ERR_OK);
+    assist_wake(a);
+    assist_stats(a, &st);
+    CHECK(st.woken == 0);
+    assist_free(a);
+    assist_wake(NULL);
+}
+
 int main(void)
 {
     test_helper_takes();
@@ -243,5 +276,6 @@ int main(void)
     test_jobs_at_once();
     test_reserve();
     test_flag();
+    test_wake();
     return check_exit();
 }
