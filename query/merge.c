@@ -48,23 +48,16 @@ static void names_run(void *arg)
                 : storage_load_symbols(p->st, p->tenant, p->tab->symbols, p->tab->nsymbols, p->dst);
 }
 
-/* What merge_truncated needs to load names beside its selection. */
-typedef struct names_beside {
-    storage_t *st;
-    const char *tenant;
-    symtab_t *dst;
-    assist_t *assist;
-} names_beside_t;
-
 /* dst (or, with kept, *kept) already truncated to max_nodes when that is
  * exact (keep.c) and the untruncated merge surely fits in dst (at most the
  * tokens' node counts added up): then a merge refused for its size is
- * refused as before. With nb's table and helpers and kept, a shard
- * union's names are loaded beside the selection (query_merge_series_kept).
- * Returns 1 when done, 0 to build the whole tree, or an error. */
-static int merge_truncated(storage_merger_t *m, size_t max_nodes, calltree_t *dst,
-                           query_kept_t **kept, const names_beside_t *nb, alloc_charge_t *charge,
-                           errmsg_t *em)
+ * refused as before. With help's table and helpers and kept, a shard
+ * union's names are loaded from st beside the selection
+ * (query_merge_series_kept). Returns 1 when done, 0 to build the whole
+ * tree, or an error. */
+static int merge_truncated(storage_t *st, const char *tenant, storage_merger_t *m, size_t max_nodes,
+                           calltree_t *dst, query_kept_t **kept, const query_help_t *help,
+                           alloc_charge_t *charge, errmsg_t *em)
 {
     if (max_nodes < 2 || calltree_node_count(dst) != 1 || calltree_root_total(dst) != 0 ||
         calltree_self(dst, 0) != 0)
@@ -73,7 +66,7 @@ static int merge_truncated(storage_merger_t *m, size_t max_nodes, calltree_t *ds
     size_t n, bound = 1;
     /* parents and least children: one forest is cut by its totals (cut.c);
      * a shard union's, its kept nodes' symbols numbered by the union's */
-    int beside = kept != NULL && nb != NULL && nb->dst != NULL && nb->assist != NULL;
+    int beside = kept != NULL && help != NULL && help->names != NULL && help->assist != NULL;
     unsigned flags =
         STORAGE_TABS_PARENTS | STORAGE_TABS_LEAST | (kept != NULL ? STORAGE_TABS_SYMBOLS : 0);
     int rc = storage_merger_tabs(m, flags, &tabs, &n, em);
@@ -84,8 +77,8 @@ static int merge_truncated(storage_merger_t *m, size_t max_nodes, calltree_t *ds
      * loaded whole (its kept nodes' names are, after) */
     beside = beside && n == 1 && tabs[0].symbols != NULL && tabs[0].nsymbols <= max_nodes;
     if (beside) {
-        np = (names_part_t){nb->st, nb->tenant, &tabs[0], nb->dst, 0};
-        assist_start(nb->assist, &task, names_run, &np);
+        np = (names_part_t){st, tenant, &tabs[0], help->names, 0};
+        assist_start(help->assist, &task, names_run, &np);
         np.skip = !assist_taken(&task);
     }
     int ok = 1;
@@ -111,7 +104,7 @@ static int merge_truncated(storage_merger_t *m, size_t max_nodes, calltree_t *ds
             rc = 1;
         }
     }
-    if (beside) assist_join(nb->assist, &task); /* before the tab it reads goes */
+    if (beside) assist_join(help->assist, &task); /* before the tab it reads goes */
     if (beside && np.rc == 0 && rc == 1 && *kept != NULL && (*kept)->sid != NULL)
         (*kept)->named = 1;
     storage_merged_tabs_free(tabs, n);
@@ -280,8 +273,7 @@ int query_merge_series_kept(storage_t *st, const char *tenant, const query_serie
     storage_merger_t *m;
     int rc = read_blocks(st, tenant, ser, plan, help ? help->share : NULL, &m, em);
     if (rc != 0) return rc;
-    names_beside_t nb = {st, tenant, help ? help->names : NULL, help ? help->assist : NULL};
-    rc = merge_truncated(m, max_nodes, dst, kept, &nb, plan->charge, em);
+    rc = merge_truncated(st, tenant, m, max_nodes, dst, kept, help, plan->charge, em);
     /* the kept nodes are built while the merger still holds its working
      * memory: both count at once; the caller charges the kept nodes again
      * with its result once the merger is gone */
