@@ -134,32 +134,6 @@ static int read_item(storage_merger_t *m, const query_series_t *ser, const query
                                     pc->until_s);
 }
 
-int query_ends_init(query_ends_t *e, size_t n)
-{
-    int fits = n <= UINT32_MAX;
-    atomic_init(&e->v, fits ? (uint64_t)n << 32 : 0);
-    return fits;
-}
-
-int query_ends_take(query_ends_t *e, int back, size_t *item)
-{
-    uint64_t v = atomic_load(&e->v);
-    for (;;) {
-        uint32_t f = (uint32_t)v, b = (uint32_t)(v >> 32);
-        if (f >= b) return 0;
-        uint64_t want = back ? ((uint64_t)(b - 1) << 32) | f : ((uint64_t)b << 32) | (f + 1);
-        if (atomic_compare_exchange_weak(&e->v, &v, want)) {
-            *item = back ? b - 1 : f;
-            return 1;
-        }
-    }
-}
-
-void query_ends_close(query_ends_t *e)
-{
-    atomic_store(&e->v, 0);
-}
-
 void query_share_init(query_share_t *s, storage_t *st, const char *tenant,
                       const query_series_t *ser, const query_plan_t *plan, alloc_budget_t *budget)
 {
@@ -170,7 +144,7 @@ void query_share_init(query_share_t *s, storage_t *st, const char *tenant,
     s->plan = plan;
     alloc_charge_init(&s->charge, budget);
     s->charged = budget != NULL;
-    s->shared = query_ends_init(&s->ends, ser->n * plan->n);
+    s->shared = ends_init(&s->ends, ser->n * plan->n);
     atomic_init(&s->state, 0);
     assist_flag_init(&s->done);
 }
@@ -181,7 +155,7 @@ void query_share_help(query_share_t *s)
     if (!atomic_compare_exchange_strong(&s->state, &open, 1)) return; /* all taken: none */
     int rc = storage_merger_new(s->st, s->tenant, &s->m);
     if (rc == 0) storage_merger_set_charge(s->m, s->charged ? &s->charge : NULL);
-    for (size_t item; rc == 0 && query_ends_take(&s->ends, 1, &item);)
+    for (size_t item; rc == 0 && ends_take(&s->ends, 1, &item);)
         if ((rc = query_stop_check(s->plan->stop, &s->em)) == 0)
             rc = read_item(s->m, s->ser, s->plan, item);
     s->rc = rc;
@@ -228,12 +202,11 @@ static int read_blocks(storage_t *st, const char *tenant, const query_series_t *
     if (share != NULL && !share->shared) share = NULL;
     size_t items = ser->n * plan->n, item = 0;
     for (size_t at = 0;
-         rc == 0 && !stopped && (share ? query_ends_take(&share->ends, 0, &item) : at < items);
-         at++) {
+         rc == 0 && !stopped && (share ? ends_take(&share->ends, 0, &item) : at < items); at++) {
         stopped = (rc = query_stop_check(plan->stop, em)) != 0;
         if (rc == 0) rc = read_item(m, ser, plan, share ? item : at);
     }
-    if (share != NULL && rc != 0) query_ends_close(&share->ends); /* the helper stops too */
+    if (share != NULL && rc != 0) ends_close(&share->ends); /* the helper stops too */
     if (share != NULL) {
         int src = share_close(share, m, &stopped, em);
         if (rc == 0) rc = src;

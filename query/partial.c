@@ -149,8 +149,8 @@ static int render_tree(storage_t *st, const char *tenant, const query_partial_ar
  * part reads the store and its own memory only; what it counts while
  * counting is charged apart on the same budget (a charge is one thread's). */
 typedef struct timeline_part {
-    query_share_t *share;  /* the series it helps read first */
-    query_ends_t *tl_ends; /* the timeline's items, shared with the render's thread (or NULL) */
+    query_share_t *share; /* the series it helps read first */
+    ends_t *tl_ends;      /* the timeline's items, shared with the render's thread (or NULL) */
     storage_t *st;
     const char *tenant;
     const query_series_t *ser, *cnt;
@@ -178,7 +178,7 @@ static void timeline_run(void *arg)
  * is idle (query_limits_t.assist), else on this thread after the tree. The
  * helper first reads series with this thread (query_share_t), and this
  * thread, once it has its tree, takes the timeline's items the helper has
- * not (query_ends_t). */
+ * not (ends_t). */
 static int tree_and_timeline(storage_t *st, const char *tenant, const query_partial_args_t *a,
                              const query_limits_t *lim, const query_span_sel_t *sp,
                              const query_series_t *ser, const query_series_t *cnt,
@@ -201,8 +201,8 @@ static int tree_and_timeline(storage_t *st, const char *tenant, const query_part
     /* the helper reads series beside this thread, then makes the timeline,
      * whose items this thread takes too once it has its tree */
     query_share_init(&share, st, tenant, ser, plan, plan->charge != NULL ? plan->charge->b : NULL);
-    query_ends_t tl_ends;
-    tp.tl_ends = query_ends_init(&tl_ends, ser->n * query_timeline_pieces(plan)) ? &tl_ends : NULL;
+    ends_t tl_ends;
+    tp.tl_ends = ends_init(&tl_ends, ser->n * query_timeline_pieces(plan)) ? &tl_ends : NULL;
     assist_task_t task;
     assist_start(lim->assist, &task, timeline_run, &tp);
     int rc = render_tree(st, tenant, a, sp, ser, plan, &share, lim->assist, out, em);
@@ -210,7 +210,7 @@ static int tree_and_timeline(storage_t *st, const char *tenant, const query_part
     query_timeline_t mine = {0};
     if (rc == 0 && tp.tl_ends != NULL)
         rc = query_timeline_build_from(st, tenant, ser, plan, tp.tl_ends, 0, &mine, em);
-    if (rc != 0 && tp.tl_ends != NULL) query_ends_close(tp.tl_ends); /* the helper stops too */
+    if (rc != 0 && tp.tl_ends != NULL) ends_close(tp.tl_ends); /* the helper stops too */
     assist_join(lim->assist, &task);
     alloc_charge_done(&tp.charge);
     if (rc == 0 && tp.rc != 0) rc = errmsg_set(em, tp.rc, "%s", tp.em.text);

@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/ends.h"
 #include "common/strmap.h"
 #include "query/query.h"
 
@@ -103,19 +104,6 @@ int query_forest_merge(calltree_t *dst, const storage_merged_tab_t *f);
 /* About the heap bytes f holds. */
 size_t query_forest_bytes(const storage_merged_tab_t *f);
 void query_forest_free(storage_merged_tab_t *f);
-/* Items 0..n-1 taken by two threads from the two ends of one atomic word
- * (at most UINT32_MAX of them): one from the first, the other from the
- * last, so each works mostly on its own end and the last item either
- * waits for is a single one. */
-typedef struct query_ends {
-    _Atomic uint64_t v; /* front in the low half, back in the high (front >= back: none) */
-} query_ends_t;
-/* 0, and no item to take, when n passes UINT32_MAX. */
-int query_ends_init(query_ends_t *e, size_t n);
-/* 1 and *item, or 0 when none is left. */
-int query_ends_take(query_ends_t *e, int back, size_t *item);
-/* No item is taken from now on. */
-void query_ends_close(query_ends_t *e);
 
 /* A render's series read by its thread and by the helper that makes its
  * timeline (query_share_help, once the timeline is made): each takes the next
@@ -132,7 +120,7 @@ typedef struct query_share {
     alloc_charge_t charge;    /* the helper's merger's, its own on the render's budget (the
                                  timeline the helper makes next charges another meanwhile) */
     int charged;              /* charge is on a budget */
-    query_ends_t ends;        /* the (series, piece) items left (none: too many to share) */
+    ends_t ends;              /* the (series, piece) items left (none: too many to share) */
     int shared;               /* the items fit ends */
     _Atomic int state;        /* 0 open, 1 a helper came, 2 closed: the render's thread is done */
     assist_flag_t done;       /* the helper took its last */
@@ -509,7 +497,7 @@ int query_series_select_text(storage_t *st, const char *tenant, const char *para
  * build one timeline into two that are then added (query_timeline_add).
  * ends holds ser->n * query_timeline_pieces(plan) items. */
 int query_timeline_build_from(storage_t *st, const char *tenant, const query_series_t *ser,
-                              const query_plan_t *plan, query_ends_t *ends, int back,
+                              const query_plan_t *plan, ends_t *ends, int back,
                               query_timeline_t *out, errmsg_t *em);
 /* The pieces of the plan a timeline re-covers its range with. */
 size_t query_timeline_pieces(const query_plan_t *plan);

@@ -70,7 +70,7 @@ size_t query_timeline_pieces(const query_plan_t *plan)
 }
 
 int query_timeline_build_from(storage_t *st, const char *tenant, const query_series_t *ser,
-                              const query_plan_t *plan, query_ends_t *ends, int back,
+                              const query_plan_t *plan, ends_t *ends, int back,
                               query_timeline_t *out, errmsg_t *em)
 {
     int res;
@@ -79,7 +79,7 @@ int query_timeline_build_from(storage_t *st, const char *tenant, const query_ser
     query_plan_t tp;
     query_plan_range(plan->from_s, plan->until_s, plan->min_res, res, &tp);
     size_t items = ser->n * tp.n, item = 0;
-    for (size_t at = 0; ends ? query_ends_take(ends, back, &item) : at < items; at++) {
+    for (size_t at = 0; ends ? ends_take(ends, back, &item) : at < items; at++) {
         if ((rc = query_stop_check(plan->stop, em)) != 0) { /* cancelled or past its deadline */
             query_timeline_free(out);
             return rc;

@@ -7,7 +7,7 @@
  * label, a regex, a negation, no service) take the per-series path. The
  * 10 s windows mix trees kept in no block (storage format 11), scaled ones
  * and ones over max_profile_tree_bytes. Each timeline is also built by two
- * threads taking its items from both ends (query_ends_t), and added: the
+ * threads taking its items from both ends (ends_t), and added: the
  * same samples. Prints its seed; argv[1] replays. */
 #include <pthread.h>
 #include <stdio.h>
@@ -143,12 +143,12 @@ typedef struct answer {
 } answer_t;
 
 /* The timeline's items taken from both ends by two threads (as a render
- * and its helper take them, query_ends_t) and added: want's samples. */
+ * and its helper take them, ends_t) and added: want's samples. */
 typedef struct back_half {
     storage_t *st;
     const query_series_t *ser;
     const query_plan_t *plan;
-    query_ends_t *ends;
+    ends_t *ends;
     query_timeline_t tl;
     int rc;
 } back_half_t;
@@ -164,8 +164,8 @@ static void *back_main(void *arg)
 static void check_two_threads(storage_t *st, const query_series_t *ser, const query_plan_t *plan,
                               const query_timeline_t *want)
 {
-    query_ends_t ends;
-    CHECK(query_ends_init(&ends, ser->n * query_timeline_pieces(plan)));
+    ends_t ends;
+    CHECK(ends_init(&ends, ser->n * query_timeline_pieces(plan)));
     back_half_t b = {st, ser, plan, &ends, {0}, 0};
     pthread_t th;
     CHECK_EQ_INT(pthread_create(&th, NULL, back_main, &b), 0);
