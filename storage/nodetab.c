@@ -789,7 +789,6 @@ static int acquire(storage_t *s, uint64_t token, const char *tenant, int whole, 
         t->hnext = c->buckets[b];
         c->buckets[b] = t;
         list_push_front(&c->lru, &t->lru);
-        pthread_mutex_lock(&t->lock); /* others wait on it until loaded */
     } else {
         list_remove(&t->lru);
         list_push_front(&c->lru, &t->lru);
@@ -797,7 +796,10 @@ static int acquire(storage_t *s, uint64_t token, const char *tenant, int whole, 
     note_use(c, t, fresh);
     t->refs++;
     pthread_mutex_unlock(&c->mu);
-    if (!fresh) pthread_mutex_lock(&t->lock);
+    /* never under the cache's lock (a writer holding tables asks it for the
+     * next); a new table is loaded by whichever holder locks it first (its
+     * count is 0), the others wait here until it is */
+    pthread_mutex_lock(&t->lock);
     /* between holders memory matches the disk: a partial table can be
      * dropped and read again whole */
     if (whole && t->base != 0) tab_clear(t);
