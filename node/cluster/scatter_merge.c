@@ -182,8 +182,9 @@ static void local_work(workq_job_t *w)
 {
     local_job_t *j = w->data;
     scatter_q_t *q = j->q;
-    /* its helper's first part comes after the series are chosen: awake by then */
-    assist_wake(q->s->o.limits.assist);
+    /* a render's helper takes its first part once the series are chosen:
+     * awake by then (other queries use none) */
+    if (q->spec.kind == QUERY_KIND_RENDER) assist_wake(q->s->o.limits.assist);
     item_t *it = j->it;
     query_partial_args_t a;
     query_spec_args(&q->spec, &a);

@@ -120,6 +120,29 @@ def test_render_on_one_node_is_one_pool_job():
         assert metric("flamedb_scatter_pool_jobs_total") - before == 1, fmt
 
 
+def test_render_wakes_its_helper_other_queries_do_not():
+    # the node's render helper (query-assist-threads 1) sleeps 0.25 ms after
+    # its last part: a render starting wakes it ahead of its first part, a
+    # label query (which has no parts) leaves it asleep
+    svc = unique("wake")
+    r = NODE.ingest(folded({"main;work": 5}), name=svc + ".cpu", **{"from": NOW - 30},
+                    until=NOW - 20)
+    assert r.status == 200, r
+    time.sleep(0.3)
+    before = metric("flamedb_query_assist_woken_total")
+    for _ in range(3):
+        r = NODE.get("/pyroscope/label-values?label=service_name")
+        assert r.status == 200, r
+        time.sleep(0.3)
+    assert metric("flamedb_query_assist_woken_total") == before
+    for _ in range(3):
+        r = NODE.render(sel(svc))
+        assert r.status == 200, r
+        time.sleep(0.3)
+    woken = metric("flamedb_query_assist_woken_total") - before
+    assert woken == 3, woken
+
+
 def diff_nodes(doc):
     """{(level, name): (left total, left self, right total, right self)} of a
     double flamebearer, checking each row's x offsets as it goes."""
