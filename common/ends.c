@@ -26,3 +26,11 @@ void ends_close(ends_t *e)
 {
     atomic_store(&e->v, 0);
 }
+
+int ends_next(ends_t *e, int back, size_t n, size_t *at, size_t *item)
+{
+    if (e != NULL) return ends_take(e, back, item);
+    if (*at >= n) return 0;
+    *item = (*at)++;
+    return 1;
+}

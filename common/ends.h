@@ -25,5 +25,10 @@ int ends_init(ends_t *e, size_t n);
 int ends_take(ends_t *e, int back, size_t *item);
 /* No item is taken from now on. */
 void ends_close(ends_t *e);
+/* The next of n items to read: taken from e (at its back, or its front)
+ * when e is not NULL, else *at, *at + 1, ... in order (*at starts at 0).
+ * 1 and *item, or 0 when none is left: one loop reads alone or beside
+ * another thread. */
+int ends_next(ends_t *e, int back, size_t n, size_t *at, size_t *item);
 
 #endif

@@ -200,11 +200,11 @@ static int read_blocks(storage_t *st, const char *tenant, const query_series_t *
     int stopped = 0; /* cancelled or past its deadline: checked per piece */
     /* a share's items fit its two 32-bit ends; a larger read is this thread's */
     if (share != NULL && !share->shared) share = NULL;
-    size_t items = ser->n * plan->n, item = 0;
-    for (size_t at = 0;
-         rc == 0 && !stopped && (share ? ends_take(&share->ends, 0, &item) : at < items); at++) {
+    size_t at = 0, item;
+    while (rc == 0 && !stopped &&
+           ends_next(share ? &share->ends : NULL, 0, ser->n * plan->n, &at, &item)) {
         stopped = (rc = query_stop_check(plan->stop, em)) != 0;
-        if (rc == 0) rc = read_item(m, ser, plan, share ? item : at);
+        if (rc == 0) rc = read_item(m, ser, plan, item);
     }
     if (share != NULL && rc != 0) ends_close(&share->ends); /* the helper stops too */
     if (share != NULL) {

@@ -78,13 +78,12 @@ int query_timeline_build_from(storage_t *st, const char *tenant, const query_ser
     if (rc != 0 || out->n == 0) return rc;
     query_plan_t tp;
     query_plan_range(plan->from_s, plan->until_s, plan->min_res, res, &tp);
-    size_t items = ser->n * tp.n, item = 0;
-    for (size_t at = 0; ends ? ends_take(ends, back, &item) : at < items; at++) {
+    for (size_t at = 0, item; ends_next(ends, back, ser->n * tp.n, &at, &item);) {
         if ((rc = query_stop_check(plan->stop, em)) != 0) { /* cancelled or past its deadline */
             query_timeline_free(out);
             return rc;
         }
-        size_t i = (ends ? item : at) / tp.n, k = (ends ? item : at) % tp.n;
+        size_t i = item / tp.n, k = item % tp.n;
         rc = storage_scan_totals(st, tenant, ser->token[i], ser->series_id[i], tp.piece[k].res,
                                  tp.piece[k].from_s, tp.piece[k].until_s, total_fn, out);
         if (rc != 0) {

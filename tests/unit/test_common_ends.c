@@ -2,7 +2,8 @@
  * the first or from the last, and from both ends alternately meets in the
  * middle; two real threads, one at each end, take every item of a large
  * range exactly once between them (each from its own end, in order); a
- * count past UINT32_MAX gives no item; a close stops both ends. */
+ * count past UINT32_MAX gives no item; a close stops both ends; ends_next
+ * reads alone in order without ends, from an end with them. */
 #include <pthread.h>
 #include <stdlib.h>
 
@@ -28,6 +29,14 @@ static void test_one_thread(void)
     CHECK(ends_take(&e, 1, &item) && item == (size_t)UINT32_MAX - 1);
     ends_close(&e);
     CHECK(!ends_take(&e, 0, &item) && !ends_take(&e, 1, &item));
+    /* ends_next: without ends, every item in order; with them, ends_take's */
+    size_t at = 0, got = 0;
+    while (ends_next(NULL, 1, 4, &at, &item))
+        CHECK(item == got++);
+    CHECK(got == 4 && !ends_next(NULL, 0, 4, &at, &item));
+    CHECK(ends_init(&e, 3));
+    CHECK(ends_next(&e, 1, 0, &at, &item) && item == 2);
+    CHECK(ends_next(&e, 0, 0, &at, &item) && item == 0);
 }
 
 #define N 200000
