@@ -1,0 +1,93 @@
+#!/usr/bin/env python3
+"""ab_http.py — the flame graph over HTTP of two or more node binaries,
+alternated.
+
+For a change to how a node serves a render (its threads, its hand-offs):
+each round starts a node of each binary in turn, pushes the profiles of a
+`flamedb-bench gen` index to it (the heap set of run.py: `gen --kind heap
+--services 1 --pods 4 --profiles 30 --step 120 --seed 1`), renders the
+first service's in-use memory over its whole range RENDERS times on one
+keep-alive connection (Python's http.client, as run.py's query step) after
+30 untimed, and prints the median wall time of a render and the node's CPU
+(utime + stime) per render. Every answer must be the same bytes as the
+first binary's.
+
+  tests/bench/ab_http.py INDEX.tsv [--rounds N] [--renders N] FLAMEDB [FLAMEDB...]
+"""
+import argparse
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import urllib.parse
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import run as R  # noqa: E402  (Node, push_all, read_index)
+
+UNTIMED = 30
+
+
+def one_run(binary, rows, renders, work):
+    node = R.Node(binary, work, "1GiB")
+    try:
+        failures = R.push_all(node, rows)
+        if failures:
+            raise RuntimeError("%d pushes failed: %r" % (len(failures), failures[:3]))
+        svc = rows[0]["name"].split("{")[0]
+        lo, hi = min(r["time"] for r in rows), max(r["time"] for r in rows)
+        path = "/pyroscope/render?" + urllib.parse.urlencode({
+            "query": 'memory:inuse_space:bytes:space:bytes{service_name="%s"}' % svc,
+            "from": lo // 10 * 10, "until": (hi // 10 + 1) * 10, "format": "json"})
+        c = node.conn()
+        for _ in range(UNTIMED):
+            st, body = node.get(path, c)
+            if st != 200:
+                raise RuntimeError("render %d: %r" % (st, body[:300]))
+        cpu0, times = node.cpu_seconds(), []
+        for _ in range(renders):
+            t0 = time.time()
+            st, body = node.get(path, c)
+            times.append(time.time() - t0)
+            if st != 200:
+                raise RuntimeError("render %d: %r" % (st, body[:300]))
+        cpu = node.cpu_seconds() - cpu0
+        c.close()
+        return statistics.median(times), cpu / renders, body
+    finally:
+        node.stop()
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("index")
+    ap.add_argument("binaries", nargs="+")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--renders", type=int, default=300)
+    a = ap.parse_args()
+    rows = R.read_index(os.path.abspath(a.index))
+    work = tempfile.mkdtemp(prefix="flamedb-ab-http-")
+    got = {b: [] for b in a.binaries}
+    first = None
+    try:
+        for _ in range(a.rounds):
+            for b in a.binaries:
+                med, cpu, body = one_run(b, rows, a.renders, work)
+                if first is None:
+                    first = body
+                elif body != first:
+                    raise RuntimeError("%s answered other bytes than %s" % (b, a.binaries[0]))
+                got[b].append((med, cpu))
+                print("%s: median %.3f ms, node CPU %.3f ms a render" % (b, med * 1e3, cpu * 1e3),
+                      flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    for b in a.binaries:
+        print("%s: medians %s ms; CPU %s ms" % (
+            b, " / ".join("%.3f" % (m * 1e3) for m, _ in got[b]),
+            " / ".join("%.2f" % (c * 1e3) for _, c in got[b])))
+
+
+if __name__ == "__main__":
+    main()
