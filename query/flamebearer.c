@@ -808,11 +808,12 @@ int query_encode_flamebearer_kept(const query_kept_t *k, const symtab_t *syms,
                                   const char *profile_type, const char *spy_name,
                                   const query_timeline_t *tl, assist_t *assist, buf_t *out)
 {
-    /* a helper taken now is awake when the deep levels come (assist.h) */
+    /* the sorted tree's parts on an idle helper first; one taken after
+     * them is awake when the deep levels come (assist.h) */
+    sorted_tree_t st;
+    int rc = query_sorted_tree_build_kept(&st, k, syms, assist, out);
     assist_task_t task;
     assist_reserve(assist, &task);
-    sorted_tree_t st;
-    int rc = query_sorted_tree_build_kept(&st, k, syms, out);
     fb_t fb = {.st = &st,
                .sym = k->sym,
                .selves = k->self,
@@ -1065,7 +1066,7 @@ int query_flamebearer_open(calltree_t **t, query_kept_t **kept, symtab_t **syms,
         return rc == 0 && members != NULL ? query_add_json_members(out, members) : rc;
     }
     if (rc == 0)
-        rc = k ? query_sorted_tree_build_kept(&v->st, k, *syms, out)
+        rc = k ? query_sorted_tree_build_kept(&v->st, k, *syms, assist, out)
                : query_sorted_tree_build(&v->st, *t, *syms, out);
     int64_t num_ticks = k ? k->total[0] : calltree_root_total(*t);
     if (rc == 0) rc = fb_stream_fill(v, num_ticks, profile_type, spy_name, tl, members, out);

@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/assist.h"
 #include "common/ends.h"
 #include "common/strmap.h"
 #include "query/query.h"
@@ -40,9 +41,12 @@ typedef struct sorted_tree {
  * query_sorted_tree_free: a refusal is returned, nothing built. */
 int query_sorted_tree_build(sorted_tree_t *st, const calltree_t *t, const symtab_t *syms,
                             buf_t *out);
-/* The same over kept nodes (k outlives st). */
+/* The same over kept nodes (k outlives st). With assist (may be NULL), a
+ * large tree's names are looked up on an idle helper while this thread
+ * links the children, and the later half of the children is sorted there
+ * (assist.h: a part no helper takes runs here). */
 int query_sorted_tree_build_kept(sorted_tree_t *st, const query_kept_t *k, const symtab_t *syms,
-                                 buf_t *out);
+                                 assist_t *assist, buf_t *out);
 void query_sorted_tree_free(sorted_tree_t *st);
 
 /* Name and file of sym (never NULL). Unknown symbols become "unknown 0x<id>"

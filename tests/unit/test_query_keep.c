@@ -287,6 +287,77 @@ static void test_forests(void)
     calltree_free(t);
 }
 
+/* A kept tree of some 6,000 nodes (past SORTED_ASSIST_MIN_NODES), many
+ * symbols sharing a name and some sharing a file too, every 11th symbol
+ * without a name, a node of 60 children (sorted by qsort_r) and many of a
+ * few: its sorted tree built with a helper (the names looked up there
+ * while the children are linked here, then the later half of the sorts)
+ * is the one built alone, name for name and child for child. Tried until
+ * the helper was idle to take both parts. */
+static void test_sorted_helped(void)
+{
+    calltree_t *t = calltree_new(0);
+    for (int i = 0; i < 3000; i++) {
+        uint64_t st[8];
+        size_t d = 1 + check_rng() % 8;
+        st[0] = 1000 + check_rng() % 60;
+        for (size_t k = 1; k < d; k++)
+            st[k] = 2000 + check_rng() % 400;
+        calltree_add_stack(t, st, d, 1 + (int64_t)(check_rng() % 1000));
+    }
+    storage_merged_tab_t v;
+    tab_of(t, &v);
+    query_kept_t *k;
+    CHECK_EQ_INT(query_keep_tabs(&v, 1, 1u << 20, &k), 0);
+    CHECK(k->n >= 4000);
+    symtab_t *syms = symtab_new();
+    u64map_t seen;
+    CHECK(syms != NULL && u64map_init(&seen, k->n + 1) == 0);
+    k->sid = malloc(k->n * sizeof *k->sid);
+    CHECK(k->sid != NULL);
+    k->nsid = 0;
+    for (size_t i = 0; i < k->n; i++) {
+        if (u64map_get_or_put(&seen, k->sym[i], (uint32_t)k->nsid, &k->sid[i]) != 1) continue;
+        k->nsid++;
+        if (k->sym[i] % 11 == 0) continue; /* unnamed: "unknown 0x..." */
+        char name[32], file[32];
+        snprintf(name, sizeof name, "fn%llu", (unsigned long long)(k->sym[i] % 7));
+        snprintf(file, sizeof file, "f%llu.c", (unsigned long long)(k->sym[i] % 3));
+        CHECK_EQ_INT(symtab_put(syms, k->sym[i], name, strlen(name), file, strlen(file)), 0);
+    }
+    sorted_tree_t want;
+    CHECK_EQ_INT(query_sorted_tree_build_kept(&want, k, syms, NULL, NULL), 0);
+    size_t unknown = 0;
+    for (size_t i = 0; i < k->n; i++)
+        unknown += strncmp(want.name[i], "unknown 0x", 10) == 0;
+    CHECK(unknown > 0);
+    assist_t *a;
+    CHECK_EQ_INT(assist_new(1, &a), 0);
+    assist_stats_t before, after;
+    int both = 0;
+    for (int round = 0; round < 200 && !both; round++) {
+        sorted_tree_t got;
+        assist_stats(a, &before);
+        CHECK_EQ_INT(query_sorted_tree_build_kept(&got, k, syms, a, NULL), 0);
+        assist_stats(a, &after);
+        both = after.helped == before.helped + 2;
+        CHECK(memcmp(got.off, want.off, (k->n + 1) * sizeof *want.off) == 0);
+        CHECK(memcmp(got.kids, want.kids, (k->n - 1) * sizeof *want.kids) == 0);
+        for (size_t i = 0; i < k->n; i++)
+            CHECK(strcmp(got.name[i], want.name[i]) == 0 && strcmp(got.file[i], want.file[i]) == 0);
+        query_sorted_tree_free(&got);
+        if (!both) usleep(1000);
+    }
+    CHECK(both);
+    assist_free(a);
+    query_sorted_tree_free(&want);
+    u64map_free(&seen);
+    symtab_free(syms);
+    query_kept_free(k);
+    tab_free(&v);
+    calltree_free(t);
+}
+
 /* The encoder sizes each level of kept nodes from its node count first
  * (flamebearer.c, presize_levels): a level of 1,600 entries of a few bytes,
  * whose guess passes the whole answer's cap, and levels of entries longer
@@ -665,6 +736,7 @@ int main(int argc, char **argv)
     T0 = (int64_t)time(NULL) / 600 * 600 - 1200;
     test_forests();
     test_level_guess();
+    test_sorted_helped();
     test_lazy_expansion();
     test_store_random();
     test_store_overflow();
