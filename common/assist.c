@@ -252,8 +252,29 @@ void assist_give(assist_t *a, assist_task_t *t, void (*fn)(void *arg), void *arg
     pthread_cond_signal(&h->wake);
 }
 
+/* t handed to a helper that has not picked it up yet (asleep, or woken but
+ * not yet on a CPU): taken back (t->here set), its part to run here and
+ * counted so. The helper finds nothing handed and goes idle again. */
+static void take_back(assist_t *a, assist_task_t *t)
+{
+    helper_t *h = t->helper;
+    pthread_mutex_lock(&a->mu);
+    int back = h != NULL && h->task == t;
+    if (back) {
+        h->task = NULL;
+        atomic_store(&h->handed, 0);
+        t->here = 1;
+        if (t->fn != NULL) { /* counted as helped when given */
+            a->helped--;
+            a->here++;
+        }
+    }
+    pthread_mutex_unlock(&a->mu);
+}
+
 void assist_join(assist_t *a, assist_task_t *t)
 {
+    if (!t->here && !atomic_load_explicit(&t->done, memory_order_acquire)) take_back(a, t);
     if (t->here) {
         if (t->fn != NULL) t->fn(t->arg);
         return;

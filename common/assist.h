@@ -70,7 +70,10 @@ void assist_reserve(assist_t *a, assist_task_t *t);
 /* t's part, after assist_reserve(a, t): fn(arg) (fn NULL: none, which
  * lets the helper go; still joined). */
 void assist_give(assist_t *a, assist_task_t *t, void (*fn)(void *arg), void *arg);
-/* Returns once t's part ran: on the helper that took it, or here now. */
+/* Returns once t's part ran: on the helper that took it, or here now;
+ * also here when the helper it was handed to has not picked it up yet
+ * (asleep, or woken but waiting for a CPU on a busy machine), which then
+ * goes idle again instead of being waited for. */
 void assist_join(assist_t *a, assist_task_t *t);
 
 /* 1 when a helper took t (assist_start or assist_reserve found one idle):

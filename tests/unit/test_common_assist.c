@@ -10,7 +10,9 @@
  * is seen by a waiter on another, spinning or asleep past ASSIST_SPIN_NS;
  * a part waits mid-way for its job and the job for it. assist_wake wakes
  * a helper asleep (counted), and the part offered after it runs on that
- * helper. */
+ * helper. A part joined before the helper it was handed to picked it up
+ * runs on the joining thread (counted there), and that helper takes the
+ * next. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -22,7 +24,7 @@
 
 typedef struct part {
     pthread_t ran_on;
-    atomic_int runs;
+    atomic_int started, runs;
     atomic_int *gate; /* non-NULL: spins until it is non-zero (bounded) */
 } part_t;
 
@@ -32,10 +34,20 @@ static void sleep_ms(int ms)
     nanosleep(&ts, NULL);
 }
 
+/* Waits (at most 10 s) until a helper began p: joined before that, the
+ * part would be taken back and run by its joiner. */
+static void wait_started(part_t *p)
+{
+    for (int i = 0; !atomic_load(&p->started) && i < 10000; i++)
+        sleep_ms(1);
+    CHECK(atomic_load(&p->started));
+}
+
 static void part_fn(void *arg)
 {
     part_t *p = arg;
     p->ran_on = pthread_self();
+    atomic_store(&p->started, 1);
     for (int i = 0; p->gate != NULL && !atomic_load(p->gate) && i < 10000; i++)
         sleep_ms(1); /* at most 10 s */
     atomic_fetch_add(&p->runs, 1);
@@ -65,6 +77,7 @@ static void test_helper_takes(void)
     part_t q = {0};
     sleep_ms(20);
     assist_start(a, &t, part_fn, &q);
+    wait_started(&q);
     assist_join(a, &t);
     CHECK_EQ_INT(atomic_load(&q.runs), 1);
     CHECK(pthread_equal(q.ran_on, p.ran_on));
@@ -87,6 +100,7 @@ static void test_busy_runs_here(void)
     CHECK_EQ_INT(atomic_load(&mine.runs), 1);
     CHECK(pthread_equal(mine.ran_on, pthread_self()));
     CHECK_EQ_INT(atomic_load(&slow.runs), 0);
+    wait_started(&slow);
     atomic_store(&gate, 1);
     assist_join(a, &ts);
     CHECK_EQ_INT(atomic_load(&slow.runs), 1);
@@ -184,6 +198,7 @@ static void test_reserve(void)
     assist_give(a, &t, part_fn, &mine);
     assist_join(a, &t);
     CHECK(pthread_equal(mine.ran_on, pthread_self()) && atomic_load(&mine.runs) == 1);
+    wait_started(&slow);
     atomic_store(&gate, 1);
     assist_join(a, &ts);
     assist_stats(a, &st);
@@ -252,6 +267,7 @@ static void test_wake(void)
     part_t p = {0};
     assist_task_t t;
     assist_start(a, &t, part_fn, &p);
+    wait_started(&p);
     assist_join(a, &t);
     CHECK_EQ_INT(atomic_load(&p.runs), 1);
     CHECK(!pthread_equal(p.ran_on, pthread_self()));
@@ -268,6 +284,45 @@ static void test_wake(void)
     assist_wake(NULL);
 }
 
+/* A part handed to a helper asleep and joined at once, before the helper
+ * is on a CPU again: taken back and run here, counted as run by its
+ * joiner; the helper goes idle again and takes the next part. Tried until
+ * the join came first (the helper may wake quickly). */
+static void test_take_back(void)
+{
+    assist_t *a;
+    CHECK_EQ_INT(assist_new(1, &a), ERR_OK);
+    int back = 0;
+    for (int i = 0; i < 50 && !back; i++) {
+        sleep_ms(5); /* idle, past its wait awake: asleep */
+        part_t p = {0};
+        assist_task_t t;
+        assist_stats_t before, after;
+        assist_stats(a, &before);
+        assist_start(a, &t, part_fn, &p);
+        assist_join(a, &t);
+        assist_stats(a, &after);
+        CHECK_EQ_INT(atomic_load(&p.runs), 1);
+        back = pthread_equal(p.ran_on, pthread_self());
+        CHECK(after.helped == before.helped + !back && after.inline_ == before.inline_ + back);
+    }
+    CHECK(back);
+    sleep_ms(5);
+    part_t q = {0};
+    assist_task_t t;
+    assist_start(a, &t, part_fn, &q);
+    CHECK(assist_taken(&t));
+    wait_started(&q);
+    assist_join(a, &t);
+    CHECK(atomic_load(&q.runs) == 1 && !pthread_equal(q.ran_on, pthread_self()));
+    /* a reserved helper let go of before it picked up the reservation */
+    sleep_ms(5);
+    assist_reserve(a, &t);
+    assist_give(a, &t, NULL, NULL);
+    assist_join(a, &t);
+    assist_free(a);
+}
+
 int main(void)
 {
     test_helper_takes();
@@ -277,5 +332,6 @@ int main(void)
     test_reserve();
     test_flag();
     test_wake();
+    test_take_back();
     return check_exit();
 }
