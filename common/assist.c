@@ -36,7 +36,7 @@ struct assist {
     helper_t **idle; /* stack of idle helpers */
     int nidle;
     int stop;
-    unsigned long long helped, here, woken;
+    unsigned long long helped, here, woken, rested;
 };
 
 static void cpu_relax(void)
@@ -96,18 +96,22 @@ static void *helper_main(void *arg)
     helper_t *h = arg;
     assist_t *a = h->a;
     pthread_mutex_lock(&a->mu);
-    for (;;) {
-        for (int lingered = 0; h->task == NULL && !a->stop;) {
+    for (int rest = 0;;) {
+        for (int lingered = rest; h->task == NULL && !a->stop;) {
             if (!h->idle) { /* once: a wakeup without a part finds it there still */
                 h->idle = 1;
                 a->idle[a->nidle++] = h;
             }
-            if (h->rewake) lingered = h->rewake = 0; /* a part is coming: awake again */
+            if (h->rewake) lingered = h->rewake = rest = 0; /* a part is coming: awake again */
             if (!lingered++) { /* a job's next part often comes soon: wait awake first */
                 pthread_mutex_unlock(&a->mu);
                 spin_ns(&h->handed, ASSIST_LINGER_NS, 1);
                 pthread_mutex_lock(&a->mu);
                 continue;
+            }
+            if (rest) { /* after a job's last part: asleep at once */
+                a->rested++;
+                rest = 0;
             }
             h->asleep = 1;
             pthread_cond_wait(&h->wake, &a->mu);
@@ -119,6 +123,7 @@ static void *helper_main(void *arg)
         atomic_store(&h->handed, 0);
         pthread_mutex_unlock(&a->mu);
         run_part(h, t);
+        rest = t->last; /* read before done: the joiner may reuse t then */
         pthread_mutex_lock(&a->mu);
         atomic_store_explicit(&t->done, 1, memory_order_release);
         pthread_cond_broadcast(&a->done);
@@ -202,10 +207,12 @@ static void take_helper(assist_t *a, assist_task_t *t, int count)
 }
 
 /* t's part, given (posted) or to be given, offered to an idle helper of a. */
-static void task_offer(assist_t *a, assist_task_t *t, void (*fn)(void *arg), void *arg, int posted)
+static void task_offer(assist_t *a, assist_task_t *t, void (*fn)(void *arg), void *arg, int posted,
+                       int last)
 {
     t->fn = fn;
     t->arg = arg;
+    t->last = last;
     t->helper = NULL;
     t->here = 1;
     atomic_init(&t->posted, posted);
@@ -227,12 +234,17 @@ void assist_wake(assist_t *a)
 
 void assist_start(assist_t *a, assist_task_t *t, void (*fn)(void *arg), void *arg)
 {
-    task_offer(a, t, fn, arg, 1);
+    task_offer(a, t, fn, arg, 1, 0);
+}
+
+void assist_start_last(assist_t *a, assist_task_t *t, void (*fn)(void *arg), void *arg)
+{
+    task_offer(a, t, fn, arg, 1, 1);
 }
 
 void assist_reserve(assist_t *a, assist_task_t *t)
 {
-    task_offer(a, t, NULL, NULL, 0);
+    task_offer(a, t, NULL, NULL, 0, 0);
 }
 
 void assist_give(assist_t *a, assist_task_t *t, void (*fn)(void *arg), void *arg)
@@ -317,11 +329,12 @@ int assist_flag_wait(assist_flag_t *f)
 
 void assist_stats(assist_t *a, assist_stats_t *out)
 {
-    out->helped = out->inline_ = out->woken = 0;
+    out->helped = out->inline_ = out->woken = out->rested = 0;
     if (a == NULL) return;
     pthread_mutex_lock(&a->mu);
     out->helped = a->helped;
     out->inline_ = a->here;
     out->woken = a->woken;
+    out->rested = a->rested;
     pthread_mutex_unlock(&a->mu);
 }

@@ -39,6 +39,7 @@ struct assist_task {
     int here;           /* 1: no helper took it (the job's thread alone reads it) */
     _Atomic int posted; /* its part was given (written under the helpers' mutex) */
     _Atomic int done;   /* a helper ran it (written under the helpers' mutex) */
+    int last;           /* assist_start_last: its helper sleeps once idle */
 };
 
 /* The longest a reserved helper spins for its part, and a joiner for its
@@ -64,6 +65,11 @@ void assist_wake(assist_t *a);
 
 /* Offers fn(arg) to an idle helper of a (NULL: none); returns at once. */
 void assist_start(assist_t *a, assist_task_t *t, void (*fn)(void *arg), void *arg);
+/* assist_start for the last part of a job after which no part comes soon
+ * (a share answered to another node): the helper that runs it sleeps once
+ * idle instead of waiting awake up to ASSIST_LINGER_NS for a next, which
+ * would only burn a CPU (assist_wake still wakes it). */
+void assist_start_last(assist_t *a, assist_task_t *t, void (*fn)(void *arg), void *arg);
 /* Takes an idle helper of a (NULL: none) for t's part, given later by
  * assist_give; returns at once. With none idle, assist_give looks again. */
 void assist_reserve(assist_t *a, assist_task_t *t);
@@ -94,11 +100,13 @@ void assist_flag_set(assist_flag_t *f, int v);
 /* The value once set. */
 int assist_flag_wait(assist_flag_t *f);
 
-/* Parts taken by a helper, and run by their joiner for want of one, and
- * the helpers assist_wake woke (for /metrics). */
+/* Parts taken by a helper, and run by their joiner for want of one, the
+ * helpers assist_wake woke, and those that went to sleep at once after a
+ * job's last part (assist_start_last) (for /metrics). */
 typedef struct assist_stats {
     unsigned long long helped, inline_;
-    unsigned long long woken; /* helpers asleep that assist_wake woke */
+    unsigned long long woken;  /* helpers asleep that assist_wake woke */
+    unsigned long long rested; /* helpers asleep at once after a last part */
 } assist_stats_t;
 void assist_stats(assist_t *a, assist_stats_t *out);
 

@@ -173,12 +173,17 @@ int node_metrics_register(metrics_registry_t *r, const node_metrics_view_t *v)
                     "run by a helper thread (query-assist-threads) beside the render's thread.",
                     METRICS_COUNTER, &x->assist_helped);
     metrics_add_u64(r, "flamedb_query_assist_inline_total",
-                    "Parts of renders run on the render's own thread: no helper was idle.",
+                    "Parts of renders run on the render's own thread: no helper was idle, or "
+                    "the one handed the part had not picked it up by the time it was joined.",
                     METRICS_COUNTER, &x->assist_inline);
     metrics_add_u64(r, "flamedb_query_assist_woken_total",
                     "Helper threads asleep that a render starting woke, so that they wait awake "
                     "for its first part.",
                     METRICS_COUNTER, &x->assist_woken);
+    metrics_add_u64(r, "flamedb_query_assist_rested_total",
+                    "Helper threads that went to sleep at once after the last part of a share "
+                    "answered to another node, instead of waiting awake for a next part.",
+                    METRICS_COUNTER, &x->assist_rested);
     metrics_add_u64(r, "flamedb_ingest_inflight_refused_total",
                     "Pushes and replica writes refused because ingest-inflight-bytes was full "
                     "(503) or they alone needed more (413).",

@@ -81,6 +81,7 @@ typedef struct node_metrics_extra {
     uint64_t inflight_bytes, inflight_limit, inflight_refused; /* ingest-inflight-bytes */
     uint64_t assist_helped, assist_inline; /* renders' timelines by a helper, by the render */
     uint64_t assist_woken;                 /* helpers woken ahead of a render's parts */
+    uint64_t assist_rested;                /* helpers asleep at once after a share's last part */
     /* the regression report cache (report-cache-bytes) */
     uint64_t report_cache_bytes, report_cache_entries, report_cache_hits, report_cache_misses,
         report_cache_evictions;

@@ -434,6 +434,7 @@ static void work_metrics(job_t *j)
     x.assist_helped = as.helped;
     x.assist_inline = as.inline_;
     x.assist_woken = as.woken;
+    x.assist_rested = as.rested;
     query_report_cache_stats_t rc;
     query_report_cache_stats(n->report_cache, &rc);
     x.report_cache_bytes = rc.bytes;

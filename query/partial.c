@@ -204,7 +204,10 @@ static int tree_and_timeline(storage_t *st, const char *tenant, const query_part
     ends_t tl_ends;
     tp.tl_ends = ends_init(&tl_ends, ser->n * query_timeline_pieces(plan)) ? &tl_ends : NULL;
     assist_task_t task;
-    assist_start(lim->assist, &task, timeline_run, &tp);
+    if (a->remote)
+        assist_start_last(lim->assist, &task, timeline_run, &tp);
+    else
+        assist_start(lim->assist, &task, timeline_run, &tp);
     int rc = render_tree(st, tenant, a, sp, ser, plan, &share, lim->assist, out, em);
     query_share_end(&share);
     query_timeline_t mine = {0};

@@ -824,6 +824,9 @@ typedef struct query_partial_args {
                                     its profile counts ("TOTAL/COUNT S1/C1,..."), which the
                                     gather needs to average; 0: the summed "TOTAL S1,..." a
                                     coordinator without QueryRequest.share_counts reads */
+    int remote;                  /* the share answers another node (its coordinator): no
+                                    part of its helper's follows it soon, so the helper that
+                                    runs its last sleeps once idle (assist_start_last) */
     int pushes;                  /* with counts: each entry carries the value's pushes split
                                     into pieces by id instead of counting them
                                     ("+TOTAL/COUNT S1/C1,... PUSHES VALUE"), so the gather counts

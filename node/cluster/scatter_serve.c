@@ -575,6 +575,7 @@ static int job_from(serve_job_t *j, const cluster_msg_t *msg)
     j->args.timeline = j->args.kind == QUERY_KIND_RENDER && q->timeline;
     j->args.forests = j->args.kind == QUERY_KIND_RENDER && q->forests;
     j->args.names_later = j->args.forests; /* loaded from the forests' dictionaries */
+    j->args.remote = 1;
     /* the newest both read: a newer coordinator's version is read as this node's newest */
     j->forest_version = q->forest_version >= QUERY_FOREST_V5   ? QUERY_FOREST_V5
                         : q->forest_version >= QUERY_FOREST_V4 ? QUERY_FOREST_V4

@@ -247,6 +247,7 @@ def test_forest_render_two_pool_jobs():
     with Cluster(3, rf=1, args=ARGS) as c:
         push_all(c.nodes, data)
         bodies = set()
+        rested = [n.metric("flamedb_query_assist_rested_total") for n in c.nodes]
         for node in c.nodes:
             before = node.metric("flamedb_scatter_pool_jobs_total")
             for _ in range(renders):
@@ -257,7 +258,14 @@ def test_forest_render_two_pool_jobs():
             jobs = node.metric("flamedb_scatter_pool_jobs_total") - before
             assert jobs == 2 * renders, (node.name, jobs, renders)
         assert len(bodies) == 1
-        print("    3 nodes RF 1: a truncated render is two pool jobs on its coordinator")
+        # a share answered to another node ends its helper's parts: the helper
+        # that ran the last sleeps at once (one a share at most; none when the
+        # render's own thread ran it, no helper being idle)
+        rested = [n.metric("flamedb_query_assist_rested_total") - r
+                  for n, r in zip(c.nodes, rested)]
+        assert 0 < sum(rested) <= 3 * 2 * renders, rested
+        print("    3 nodes RF 1: a truncated render is two pool jobs on its coordinator; "
+              "helpers asleep at once after a remote share: %s" % rested)
 
 
 def test_old_node_beside_new():

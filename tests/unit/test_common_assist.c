@@ -12,7 +12,8 @@
  * a helper asleep (counted), and the part offered after it runs on that
  * helper. A part joined before the helper it was handed to picked it up
  * runs on the joining thread (counted there), and that helper takes the
- * next. */
+ * next. After a job's last part (assist_start_last) the helper sleeps at
+ * once. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -323,6 +324,35 @@ static void test_take_back(void)
     assist_free(a);
 }
 
+/* assist_start_last: the helper that ran a job's last part goes to sleep
+ * once idle (counted as rested) instead of waiting awake; after a plain
+ * part it waits awake first, and is not counted. */
+static void test_last(void)
+{
+    assist_t *a;
+    CHECK_EQ_INT(assist_new(1, &a), ERR_OK);
+    sleep_ms(5);
+    part_t p = {0}, q = {0};
+    assist_task_t t;
+    assist_start_last(a, &t, part_fn, &p);
+    CHECK(assist_taken(&t));
+    wait_started(&p);
+    assist_join(a, &t);
+    assist_stats_t st = {0};
+    for (int i = 0; i < 1000 && st.rested == 0; i++) { /* at most 1 s */
+        assist_stats(a, &st);
+        if (st.rested == 0) sleep_ms(1);
+    }
+    CHECK(st.rested == 1 && st.helped == 1);
+    assist_start(a, &t, part_fn, &q);
+    wait_started(&q);
+    assist_join(a, &t);
+    sleep_ms(20); /* past its wait awake: asleep, not counted */
+    assist_stats(a, &st);
+    CHECK(st.rested == 1 && st.helped == 2 && !pthread_equal(q.ran_on, pthread_self()));
+    assist_free(a);
+}
+
 int main(void)
 {
     test_helper_takes();
@@ -333,5 +363,6 @@ int main(void)
     test_flag();
     test_wake();
     test_take_back();
+    test_last();
     return check_exit();
 }
