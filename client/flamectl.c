@@ -956,6 +956,10 @@ static int cmd_cluster_status(flamedb_client_t *c, const args_t *a)
 #define REPAIR_ROUNDS 5
 #define REMOVE_WAIT_MS 30000
 #define REGAIN_WAIT_MS 3600000
+/* After a round that would have converged but for an incomplete pass (a node
+ * still streaming in ranges of its own full repair, a peer briefly down): the
+ * next round starts once no node streams ranges in, or after this long. */
+#define INCOMPLETE_WAIT_MS 5000
 
 typedef struct rp_sum {
     char complete[CS_FIELD], streamed[CS_FIELD], missing[CS_FIELD], bytes[CS_FIELD];
@@ -1150,10 +1154,14 @@ static double now_s(void)
 }
 
 static int wait_regained(const args_t *a, const cs_doc_t *d, const char *id);
+static int wait_streams(const args_t *a, const cs_doc_t *d, const char *id, int ms);
 
 /* Rounds of passes over every active node (skip: a node id left out) until
- * one round streams nothing and its window checks hand and copy nothing; after a
- * round that handed ranges, it waits until every node streamed them in. */
+ * one round streams nothing, its window checks hand and copy nothing and
+ * every pass is complete; after a round that handed ranges, it waits until
+ * every node streamed them in, and after one whose only fault was an
+ * incomplete pass, until no node streams ranges in (INCOMPLETE_WAIT_MS at
+ * most) before the next. */
 static int repair_rounds(const args_t *a, const cs_doc_t *d, const char *skip)
 {
     double t0 = now_s();
@@ -1178,6 +1186,16 @@ static int repair_rounds(const args_t *a, const cs_doc_t *d, const char *skip)
         }
         total += streamed;
         if (handed > 0 && wait_regained(a, d, skip ? skip : "") != 0) return EXIT_FAILURE;
+        if (streamed == 0 && handed == 0 && filled == 0 && incomplete && round < REPAIR_ROUNDS) {
+            printf("%d pass(es) incomplete: another round in a second, once no node streams "
+                   "ranges in (%d s at most)\n",
+                   incomplete, INCOMPLETE_WAIT_MS / 1000);
+            fflush(stdout);
+            struct timespec ts = {1, 0};
+            nanosleep(&ts, NULL);
+            wait_streams(a, d, skip ? skip : "", INCOMPLETE_WAIT_MS);
+            continue;
+        }
         if (streamed == 0 && handed == 0 && filled == 0) {
             printf("converged after %d round(s) in %.2f s: %lld series streamed%s\n", round,
                    now_s() - t0, total,
@@ -1262,11 +1280,13 @@ static long regaining_at(const args_t *a, const char *url)
 /* Every active node but id streamed in the ranges it regains (gained by
  * the removal of id, or handed by a window check; id "": none left out):
  * it serves reads of them only then. Or the wait ran out. */
-static int wait_regained(const args_t *a, const cs_doc_t *d, const char *id)
+/* Waits until no active node but id streams in ranges it gained, or ms
+ * passed: 0 when none does, 1 when time ran out. */
+static int wait_streams(const args_t *a, const cs_doc_t *d, const char *id, int ms)
 {
     double t0 = now_s();
     char last[64] = "";
-    while (now_s() - t0 < REGAIN_WAIT_MS / 1000.0) {
+    for (;;) {
         long nodes = 0, intervals = 0;
         for (size_t i = 0; i < d->nrows; i++) {
             if (strcmp(d->rows[i].id, id) == 0 || strcmp(d->rows[i].state, "active") != 0) continue;
@@ -1286,9 +1306,15 @@ static int wait_regained(const args_t *a, const cs_doc_t *d, const char *id)
             fflush(stdout);
             snprintf(last, sizeof last, "%s", now);
         }
+        if (now_s() - t0 >= ms / 1000.0) return 1;
         struct timespec ts = {0, 250 * 1000000L};
         nanosleep(&ts, NULL);
     }
+}
+
+static int wait_regained(const args_t *a, const cs_doc_t *d, const char *id)
+{
+    if (wait_streams(a, d, id, REGAIN_WAIT_MS) == 0) return 0;
     if (id[0] == 0)
         fprintf(stderr,
                 "flamectl: cluster repair: the ranges the window checks handed over were not "
@@ -1546,8 +1572,10 @@ static const command_t commands[] = {
      "--timeout or 5 s) and the nodes it holds hints for; '*' marks the node asked.\n"
      "repair runs an anti-entropy pass on every active node in turn (POST\n"
      "/cluster/repair), printing per node what it compared and streamed in, round\n"
-     "after round until a round streams nothing (at most 5); exits 0 once converged\n"
-     "with every pass complete, 1 otherwise (run it again). remove --node ID takes a\n"
+     "after round until a round streams nothing (at most 5; a round with an\n"
+     "incomplete pass is followed by another once no node streams ranges in, 5 s\n"
+     "at most); exits 0 once converged with every pass complete, 1 otherwise (run\n"
+     "it again). remove --node ID takes a\n"
      "node status shows as down (stop it first) out of the ring for good (POST\n"
      "/cluster/remove), waits until every active node sees it left, then repairs\n"
      "so its ranges have their replicas again. decommission --node ID\n"

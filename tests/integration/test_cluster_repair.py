@@ -428,6 +428,42 @@ def test_routes_need_admin_and_check_parameters():
         os.unlink(path)
 
 
+def test_round_after_an_incomplete_pass():
+    """flamectl cluster repair does not stop at a round that streamed nothing
+    but had a pass incomplete for a moment: n1 and n2 (of 3, RF 3) are
+    stopped (SIGSTOP) as the command starts, so n0's pass gives them up once
+    they are seen down (incomplete: fewer replicas than the write quorum
+    answered), and they are continued before their own passes; a next round
+    (a second later, once no node streams ranges in) completes and the
+    command exits 0. Before, it stopped after the first round and exited 1
+    (so a node still streaming in ranges of its full repair made a
+    removal's repair fail)."""
+    with Cluster(3, rf=3, failure_timeout="3s",
+                 args=["--repair-interval", "0"] + FAST_FORMATION) as c:
+        for i in (0, 1, 2):
+            c.wait_state(i, "active", observers=[0, 1, 2], timeout=30)
+        passes = c.nodes[0].metric("flamedb_repair_passes_total")
+        for i in (1, 2):
+            c.nodes[i].proc.send_signal(signal.SIGSTOP)
+        t0 = time.monotonic()
+        p = subprocess.Popen([CTL, "--url", url(c, 0), "cluster", "repair"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            wait_for("n0's pass to end", lambda: c.nodes[0].metric(
+                "flamedb_repair_passes_total") > passes, timeout=30)
+        finally:
+            for i in (1, 2):
+                c.nodes[i].proc.send_signal(signal.SIGCONT)
+        out, err = p.communicate(timeout=120)
+        print("    $ flamectl cluster repair  (exit %d, %.2fs)" % (p.returncode,
+                                                                 time.monotonic() - t0))
+        for line in (out + err).splitlines():
+            print("      " + line)
+        first = out.split("round 2:")[0]
+        assert "incomplete" in first and "another round" in first, out
+        assert p.returncode == 0 and "round 2:" in out, out + err
+
+
 def test_sigterm_during_a_pass_answers_and_exits():
     """A pass blocked on a peer that does not answer (SIGSTOP, not yet seen
     down) does not hold up the node's shutdown: the waiting request gets 503
