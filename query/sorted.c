@@ -96,13 +96,12 @@ static int resolve_names(sorted_tree_t *st, const char **name, const char **file
  * writes its text (name_unnamed). */
 static const char sym_unnamed[] = "";
 
-/* Names and files of nodes [lo, hi) by their symbol numbers, each number
- * looked up once (sname, sfile: per number, NULL until met); a number the
- * symbols lack gets sym_unnamed. Reads st->syms only: a helper may run it. */
-static void name_by_sid(const sorted_tree_t *st, const char **sname, const char **sfile, size_t lo,
-                        size_t hi)
+/* Every node's name and file by its symbol number, each number looked up
+ * once (sname, sfile: per number, NULL until met); a number the symbols
+ * lack gets sym_unnamed. Reads st->syms only: a helper may run it. */
+static void name_by_sid(const sorted_tree_t *st, const char **sname, const char **sfile)
 {
-    for (size_t i = lo; i < hi; i++) {
+    for (size_t i = 0; i < st->n; i++) {
         uint32_t s = st->sid[i];
         if (sname[s] == NULL) {
             if (st->syms == NULL ||
@@ -155,7 +154,7 @@ typedef struct build_part {
 static void names_run(void *arg)
 {
     build_part_t *p = arg;
-    name_by_sid(p->st, p->sname, p->sfile, 0, p->st->n);
+    name_by_sid(p->st, p->sname, p->sfile);
 }
 
 static void sort_range(sorted_tree_t *st, size_t lo, size_t hi)
