@@ -264,14 +264,15 @@ void assist_give(assist_t *a, assist_task_t *t, void (*fn)(void *arg), void *arg
     pthread_cond_signal(&h->wake);
 }
 
-/* t handed to a helper that has not picked it up yet (asleep, or woken but
- * not yet on a CPU): taken back (t->here set), its part to run here and
- * counted so. The helper finds nothing handed and goes idle again. */
+/* t handed to a helper still asleep (signalled, not yet back on a CPU):
+ * taken back (t->here set), its part to run here and counted so. The
+ * helper finds nothing handed and goes idle again. One awake (waiting for
+ * a part, spinning) picks it up at once: waited for. */
 static void take_back(assist_t *a, assist_task_t *t)
 {
     helper_t *h = t->helper;
     pthread_mutex_lock(&a->mu);
-    int back = h != NULL && h->task == t;
+    int back = h != NULL && h->task == t && h->asleep;
     if (back) {
         h->task = NULL;
         atomic_store(&h->handed, 0);

@@ -77,9 +77,9 @@ void assist_reserve(assist_t *a, assist_task_t *t);
  * lets the helper go; still joined). */
 void assist_give(assist_t *a, assist_task_t *t, void (*fn)(void *arg), void *arg);
 /* Returns once t's part ran: on the helper that took it, or here now;
- * also here when the helper it was handed to has not picked it up yet
- * (asleep, or woken but waiting for a CPU on a busy machine), which then
- * goes idle again instead of being waited for. */
+ * also here when the helper it was handed to is still asleep (signalled,
+ * not yet back on a CPU: tens of microseconds, more on a busy machine),
+ * which then goes idle again instead of being waited for. */
 void assist_join(assist_t *a, assist_task_t *t);
 
 /* 1 when a helper took t (assist_start or assist_reserve found one idle):
