@@ -1277,9 +1277,6 @@ static long regaining_at(const args_t *a, const char *url)
     return n;
 }
 
-/* Every active node but id streamed in the ranges it regains (gained by
- * the removal of id, or handed by a window check; id "": none left out):
- * it serves reads of them only then. Or the wait ran out. */
 /* Waits until no active node but id streams in ranges it gained, or ms
  * passed: 0 when none does, 1 when time ran out. */
 static int wait_streams(const args_t *a, const cs_doc_t *d, const char *id, int ms)
@@ -1312,6 +1309,9 @@ static int wait_streams(const args_t *a, const cs_doc_t *d, const char *id, int 
     }
 }
 
+/* Every active node but id streamed in the ranges it regains (gained by
+ * the removal of id, or handed by a window check; id "": none left out):
+ * it serves reads of them only then. Or the wait ran out. */
 static int wait_regained(const args_t *a, const cs_doc_t *d, const char *id)
 {
     if (wait_streams(a, d, id, REGAIN_WAIT_MS) == 0) return 0;

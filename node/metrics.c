@@ -174,7 +174,7 @@ int node_metrics_register(metrics_registry_t *r, const node_metrics_view_t *v)
                     METRICS_COUNTER, &x->assist_helped);
     metrics_add_u64(r, "flamedb_query_assist_inline_total",
                     "Parts of renders run on the render's own thread: no helper was idle, or "
-                    "the one handed the part had not picked it up by the time it was joined.",
+                    "the one handed the part was still asleep when the render joined it.",
                     METRICS_COUNTER, &x->assist_inline);
     metrics_add_u64(r, "flamedb_query_assist_woken_total",
                     "Helper threads asleep that a render starting woke, so that they wait awake "
