@@ -3,8 +3,7 @@
 side by side.
 
 For a change to scatter-gather: each binary runs a cluster of NODES nodes at
-RF (the same node ids, so the same rings), and the new one a single node;
-the profiles of a
+RF (the same node ids, so the same rings) and a single node; the profiles of a
 `flamedb-bench gen` index are pushed to each, then renders (the whole fleet; with
 --services also each service on its own) ask every node of each deployment
 in turn, the deployments interleaved in every
@@ -14,7 +13,9 @@ Prints, per deployment, the median and fastest render and the node CPU per
 render (every node of it, clock ticks, mean over the rounds; then the same
 from the threads' schedstat in nanoseconds, and how many times a thread of
 the deployment was put on a CPU per render: each hand-off between threads
-wakes one).
+wakes one), and each binary's cluster ÷ single node ratios of node CPU and
+median wall time (a change that speeds one node more than the cluster
+raises them).
 
   tests/bench/ab_cluster.py OLD_FLAMEDB NEW_FLAMEDB DIR/cpu/index.tsv [ROUNDS [NODES RF]]
                            [--services]
@@ -50,7 +51,7 @@ def main():
     deps = []
     try:
         for label, binary, n in (("old", old_bin, nodes), ("new", new_bin, nodes),
-                                 ("single", new_bin, 1)):
+                                 ("old_single", old_bin, 1), ("new_single", new_bin, 1)):
             d = BC.Deployment(R, binary, work, n, rf if n > 1 else 1, "1GiB",
                               "rf%d" % rf if n > 1 else "single")
             d.name = label
@@ -64,6 +65,12 @@ def main():
             print("%s: %s: median %.2f ms, min %.2f ms, node CPU %.2f ms per render "
                   "(schedstat %.2f ms, threads run %.1f times)" % (
                       name, q, m * 1e3, fastest * 1e3, cpu * 1e3, sc * 1e3, runs))
+        for name in ("old", "new"):
+            for q, _, _ in queries:
+                (m, _, _), (sm, _, _) = med[(name, q)], med[(name + "_single", q)]
+                sc, ssc = threads[(name, q)][0], threads[(name + "_single", q)][0]
+                print("%s: %s: cluster / single node: CPU %.2fx, wall %.2fx" % (
+                    name, q, sc / ssc if ssc > 0 else 0, m / sm if sm > 0 else 0))
     finally:
         for d in deps:
             d.stop()
