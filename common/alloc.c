@@ -52,6 +52,7 @@ void alloc_charge_init(alloc_charge_t *c, alloc_budget_t *b)
     c->held = 0;
     c->used = 0;
     c->peak = 0;
+    c->beside = 0;
 }
 
 /* Takes n bytes from b unless that passes its limit. */
@@ -92,7 +93,8 @@ int alloc_charge_add(alloc_charge_t *c, size_t n)
     }
     size_t limit = c->b->limit;
     int rc = 0;
-    if (limit != 0 && (n > limit || c->used + n > limit)) {
+    size_t alone = c->used + c->beside;
+    if (limit != 0 && (n > limit || alone > limit || alone + n > limit)) {
         rc = ERR_TOO_LARGE;
     } else {
         size_t need = c->used + n - c->held;
@@ -111,6 +113,11 @@ int alloc_charge_add(alloc_charge_t *c, size_t n)
     c->used += n;
     if (c->used > c->peak) c->peak = c->used;
     return 0;
+}
+
+void alloc_charge_beside(alloc_charge_t *c, size_t held_elsewhere)
+{
+    c->beside = held_elsewhere;
 }
 
 void alloc_charge_sub(alloc_charge_t *c, size_t n)

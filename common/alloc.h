@@ -59,9 +59,10 @@ typedef struct alloc_budget {
  * alloc_charge_done. b may be NULL (nothing is charged). One thread at a time. */
 typedef struct alloc_charge {
     alloc_budget_t *b;
-    size_t held; /* taken from b */
-    size_t used; /* charged by the work, <= held */
-    size_t peak; /* the most used at once (for tests and logs) */
+    size_t held;   /* taken from b */
+    size_t used;   /* charged by the work, <= held */
+    size_t peak;   /* the most used at once (for tests and logs) */
+    size_t beside; /* held on b for the same work by other accounts (alloc_charge_beside) */
 } alloc_charge_t;
 
 #define ALLOC_CHARGE_STEP (256u << 10)
@@ -83,6 +84,10 @@ void alloc_charge_init(alloc_charge_t *c, alloc_budget_t *b);
  * limit (it can never fit), ERR_UNAVAILABLE when it does not fit now beside
  * the others (retry later); nothing is charged then. */
 int alloc_charge_add(alloc_charge_t *c, size_t n);
+/* Bytes the same work holds on the budget through other accounts (a
+ * query's result while its answer is charged here): counted with this
+ * charge when alloc_charge_add tells ERR_TOO_LARGE from ERR_UNAVAILABLE. */
+void alloc_charge_beside(alloc_charge_t *c, size_t held_elsewhere);
 /* Gives n bytes of what was charged back (memory the work freed early). */
 void alloc_charge_sub(alloc_charge_t *c, size_t n);
 /* Gives everything back; the charge may be reused after alloc_charge_init. */

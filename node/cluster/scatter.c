@@ -194,6 +194,7 @@ static void scatter_q_free(scatter_q_t *q)
     free(q->asks);
     free(q->excluded);
     ring_ranges_free(&q->missing);
+    ring_ranges_free(&q->refused);
     while (q->queue != NULL) {
         item_t *it = q->queue;
         q->queue = it->next;
@@ -507,6 +508,22 @@ void scatter_q_ask_failed(scatter_q_t *q, size_t idx, const char *why)
     }
 }
 
+void scatter_q_ask_refused(scatter_q_t *q, size_t idx, const char *why)
+{
+    const ask_t *a = &q->asks[idx];
+    int counts =
+        (a->state == ASK_WAITING || a->state == ASK_ANSWERED) && !q->answered && q->rc == 0;
+    if (counts && q->refused.n == 0) q->refused_node = a->node;
+    for (size_t i = 0; counts && i < a->ranges.n; i++) {
+        if (ring_ranges_add(&q->refused, a->ranges.v[i]) >= 0) continue;
+        errmsg_t em;
+        errmsg_set(&em, ERR_NOMEM, "out of memory");
+        scatter_q_fail(q, ERR_NOMEM, &em);
+        return;
+    }
+    scatter_q_ask_failed(q, idx, why);
+}
+
 ask_t *scatter_q_find_ask(scatter_t *s, uint64_t request_id, scatter_q_t **out)
 {
     for (list_node_t *n = list_first(&s->queries); n != NULL; n = list_next(&s->queries, n)) {
@@ -529,9 +546,41 @@ static int any_waiting(const scatter_q_t *q)
     return 0;
 }
 
+/* 1 when a range is missing that a live node refused as busy. */
+static int refused_missing(const scatter_q_t *q)
+{
+    if (q->missing.n == 0 || q->refused.n == 0) return 0;
+    const ring_t *ring = q->view->ring;
+    for (uint32_t i = 0; i < ring_range_count(ring); i++) {
+        uint64_t end = ring_range_at(ring, i).end;
+        int missing = 0, refused = 0;
+        for (size_t k = 0; !missing && k < q->missing.n; k++)
+            missing = ring_range_contains(q->missing.v[k], end);
+        for (size_t k = 0; missing && !refused && k < q->refused.n; k++)
+            refused = ring_range_contains(q->refused.v[k], end);
+        if (refused) return 1;
+    }
+    return 0;
+}
+
+/* Refuses q with 503 when ranges are missing because their node was busy:
+ * asked again, the answer is whole, so it is not answered partial. */
+static void refuse_busy(scatter_q_t *q)
+{
+    errmsg_t em;
+    errmsg_set(&em, ERR_UNAVAILABLE,
+               "server busy: node %s had no room for its share of the query "
+               "(query-memory-bytes, or its partial queries at once) and no other replica "
+               "serves its ranges; retry later or narrow the query",
+               ring_node_name(q->view->ring, q->refused_node));
+    q->s->stats.busy_refused++;
+    scatter_q_fail(q, ERR_UNAVAILABLE, &em);
+}
+
 void scatter_q_progress(scatter_q_t *q)
 {
     if (q->answered || q->merging || q->finishing) return;
+    if (q->rc == 0 && !any_waiting(q) && refused_missing(q)) refuse_busy(q);
     if (q->rc != 0) {
         cluster_answer_t a = {.rc = q->rc, .em = q->em};
         query_result_init(&a.result);

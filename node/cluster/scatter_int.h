@@ -130,7 +130,10 @@ void scatter_release(scatter_t *s, size_t bytes);
     X(serve_memory_refused, "flamedb_scatter_partials_memory_refused_total",                       \
       "Shares refused (served for another node, or this node's own): their result or their "       \
       "merge's working memory would pass query-memory-bytes (the coordinator asks another "        \
-      "replica or counts the ranges missing).")                                                    \
+      "replica; with none, the query answers 503).")                                               \
+    X(busy_refused, "flamedb_scatter_busy_ranges_refused_total",                                   \
+      "Queries answered 503 because ranges no other replica serves were refused by a busy node "   \
+      "(its query-memory-bytes or its partial queries at once), instead of partial.")              \
     X(shares_stopped, "flamedb_scatter_shares_cancelled_total",                                    \
       "Shares of queries (local, or served for another node) cancelled before they ran (also "     \
       "one whose CANCEL came before it) or stopped while running: their query was cancelled, "     \
@@ -252,7 +255,12 @@ struct scatter_q {
     size_t nasks, capasks;
     uint8_t *excluded; /* per ring node: failed or slow during this query */
     ring_ranges_t missing;
-    item_t *queue; /* answers not merged yet (LIFO; merge order does not matter) */
+    /* ranges of asks a live node refused as busy (its query-memory-bytes,
+     * its partial queries at once): missing for that reason, the query is
+     * refused like the node, not answered partial */
+    ring_ranges_t refused;
+    uint32_t refused_node; /* the first node that refused */
+    item_t *queue;         /* answers not merged yet (LIFO; merge order does not matter) */
     int merging, finishing;
     list_t jobs; /* scatter_job_t submitted, done callback not run yet */
     /* Memory held, as counted against max_memory_bytes: answers not merged
@@ -275,6 +283,10 @@ ask_t *scatter_q_find_ask(scatter_t *s, uint64_t request_id, scatter_q_t **q);
 /* An ask failed (error answer, send failure, merge refusal): its ranges are
  * re-planned once, then counted missing. */
 void scatter_q_ask_failed(scatter_q_t *q, size_t ask, const char *why);
+/* The same for an ask its node refused as busy (ERR_UNAVAILABLE answered):
+ * should no other replica serve its ranges, the query answers 503 naming
+ * the node instead of partial. */
+void scatter_q_ask_refused(scatter_q_t *q, size_t ask, const char *why);
 /* Decides the answer with an error (the first one wins). */
 void scatter_q_fail(scatter_q_t *q, int rc, const errmsg_t *em);
 /* Starts the next step when nothing is outstanding: a merge, the finish, or

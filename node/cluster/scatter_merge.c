@@ -215,6 +215,7 @@ static void local_work(workq_job_t *w)
             /* the truncation, selection and encoding count while they run */
             alloc_charge_t fin;
             alloc_charge_init(&fin, &q->s->mem);
+            alloc_charge_beside(&fin, work.used); /* the result and the merged tree */
             query_gather_charge(q->gather, &fin, j->gather_bytes);
             finish_answer(q);
             query_gather_charge(q->gather, NULL, 0);
@@ -267,6 +268,9 @@ static void local_done(workq_job_t *w, int status)
     } else if (it->fatal || scatter_error_is_final(it->rc)) {
         a->state = ASK_FAILED;
         scatter_q_fail(q, it->rc, &it->em);
+        scatter_q_item_free(it);
+    } else if (it->rc == ERR_UNAVAILABLE) {
+        scatter_q_ask_refused(q, j->ask, it->em.text);
         scatter_q_item_free(it);
     } else {
         scatter_q_ask_failed(q, j->ask, it->em.text);
@@ -527,6 +531,8 @@ static void merge_done(workq_job_t *w, int status)
         ok &= it->rc == 0;
         if (it->rc != 0 && (it->fatal || scatter_error_is_final(it->rc)))
             scatter_q_fail(q, it->rc, &it->em);
+        else if (it->rc == ERR_UNAVAILABLE)
+            scatter_q_ask_refused(q, it->ask, it->em.text);
         else if (it->rc != 0)
             scatter_q_ask_failed(q, it->ask, it->em.text);
         q->items_bytes -= it->bytes;
@@ -572,6 +578,7 @@ int scatter_q_start_merge(scatter_q_t *q)
     for (item_t *it = j->items; it != NULL; it = it->next)
         j->base += it->remote ? 0 : it->bytes;
     alloc_charge_init(&j->work, &q->s->mem);
+    alloc_charge_beside(&j->work, q->mem_charged); /* what the query holds meanwhile */
     j->finish = last_step(q) && prepare_finish(q) == 0;
     j->sj.w.data = j; /* no deadline: merged data must be finished, not dropped */
     if (submit(q, &j->sj, merge_work, merge_done) != 0) {
@@ -626,6 +633,7 @@ int scatter_q_start_finish(scatter_q_t *q)
     j->q = q;
     j->base = q->gather_bytes;
     alloc_charge_init(&j->work, &q->s->mem);
+    alloc_charge_beside(&j->work, q->mem_charged); /* the gather and what else it holds */
     j->sj.w.data = j;
     if (submit(q, &j->sj, finish_work, finish_done) != 0) {
         free(j);

@@ -430,7 +430,8 @@ static int build_answer_fits(serve_job_t *j, size_t max_bytes)
 
 /* Charges n more bytes of the share to query-memory-bytes; over it the
  * share is refused as unavailable, so the coordinator asks another replica
- * (or counts the ranges missing), and what it built is freed at once. */
+ * (or, with none left, answers 503 naming this node), and what it built is
+ * freed at once. */
 static int charge(serve_job_t *j, size_t n, const char *what)
 {
     if (alloc_charge_add(&j->mem, n) == 0) return 0;

@@ -42,16 +42,48 @@ function headers(accept) {
   return h;
 }
 
+// A busy node (503: its query memory or connections are full for now)
+// answers with Retry-After: the call is made again after that many seconds,
+// up to BUSY_TRIES times in all, before its reason is shown. A page asks for
+// its flame graph, table and timeline at once; on a large profile their
+// merges can fill query-memory-bytes together for a moment.
+const BUSY_TRIES = 4;
+const BUSY_WAIT_MAX_S = 5;
+
+function sleep(ms, signal) {
+  return new Promise((resolve, reject) => {
+    if (signal && signal.aborted) return reject(new DOMException('aborted', 'AbortError'));
+    const t = setTimeout(resolve, ms);
+    if (signal) {
+      signal.addEventListener('abort', () => {
+        clearTimeout(t);
+        reject(new DOMException('aborted', 'AbortError'));
+      }, { once: true });
+    }
+  });
+}
+
+async function fetchRetrying(path, params, signal) {
+  for (let attempt = 1; ; attempt++) {
+    let resp;
+    try {
+      resp = await fetch(url(path, params), { signal, headers: headers('application/json') });
+    } catch (e) {
+      if (e.name === 'AbortError') throw e;
+      throw new ApiError(0, 'network', `the node did not answer (${e.message})`, path);
+    }
+    const after = resp.headers.get('Retry-After');
+    if (resp.status !== 503 || after === null || attempt >= BUSY_TRIES) return resp;
+    const s = Math.min(Math.max(Number(after) || 1, 0.2), BUSY_WAIT_MAX_S);
+    await resp.text(); // the reason of a busy answer is not shown: asked again
+    await sleep(s * 1000, signal);
+  }
+}
+
 // GET path?params as JSON. The answer gets a `_partial` member holding the
 // X-Flamedb-Partial header when the cluster answered partially.
 export async function getJSON(path, params = {}, signal) {
-  let resp;
-  try {
-    resp = await fetch(url(path, params), { signal, headers: headers('application/json') });
-  } catch (e) {
-    if (e.name === 'AbortError') throw e;
-    throw new ApiError(0, 'network', `the node did not answer (${e.message})`, path);
-  }
+  const resp = await fetchRetrying(path, params, signal);
   const text = await resp.text();
   let body = null;
   try {

@@ -2,8 +2,9 @@
 count in its query-memory-bytes: n1 (64 KiB) refuses the shares whose
 result would not fit (flamedb_scatter_partials_memory_refused_total), the
 coordinator asks the other replica of those ranges, and the answer is whole
-and exact; with no other replica (rf 1) the ranges are reported missing
-(X-Flamedb-Partial), never a crash."""
+and exact; with no other replica (rf 1) the query answers 503 naming n1 (a
+busy node is not a missing one: asked again once it has room, the answer is
+whole), never a partial answer and never a crash."""
 import time
 
 from cluster import FAST_FORMATION, Cluster, wait_for
@@ -69,7 +70,7 @@ def test_share_over_budget_goes_to_another_replica():
         assert c.nodes[1].metric("flamedb_scatter_memory_bytes") == 0  # given back
 
 
-def test_share_over_budget_without_replica_is_missing():
+def test_share_over_budget_without_replica_is_refused():
     t0 = int(time.time()) - 300
     with Cluster(2, rf=1, args=FAST_FORMATION) as c:
         c.restart(1, extra=["--query-memory-bytes", "64KiB"])
@@ -80,9 +81,18 @@ def test_share_over_budget_without_replica_is_missing():
         r = c.nodes[0].render(CPU + "{}", str(t0 - 60), str(t0 + 60), tenant="t")
         print("    " + seen(c, r))
         assert refused(c.nodes[1]) >= 1, seen(c, r)
-        assert r.status == 200 and "x-flamedb-partial" in r.headers, seen(c, r)
-        assert r.json()["flamebearer"]["numTicks"] < SERVICES * STACKS * 10**7, seen(c, r)
+        assert r.status == 503 and r.headers.get("retry-after") == "1", seen(c, r)
+        assert r.json()["code"] == "unavailable", r.body
+        assert ("node %s had no room" % c.ids[1]).encode() in r.body, r.body
+        assert c.nodes[0].metric("flamedb_scatter_busy_ranges_refused_total") >= 1
         assert c.nodes[1].alive()  # still serving
+        # with room, the same query is whole
+        c.restart(1, extra=[])
+        c.wait_converged()
+        wait_settled(c, "after n1's second restart")
+        r = c.nodes[0].render(CPU + "{}", str(t0 - 60), str(t0 + 60), tenant="t")
+        assert r.status == 200 and "x-flamedb-partial" not in r.headers, seen(c, r)
+        assert r.json()["flamebearer"]["numTicks"] == SERVICES * STACKS * 10**7, seen(c, r)
 
 
 run_tests(globals())

@@ -452,6 +452,45 @@ def test_js_modules():
                                 1700000000, 20230229], out["times"]
 
 
+def test_busy_answer_asked_again():
+    """A 503 with Retry-After (a node whose query memory is full for a
+    moment) is asked again after that many seconds, up to four times, and
+    the page gets the answer; one still busy the fourth time is an error with
+    the node's reason. The busy answers are made in the page (fetch wrapped):
+    the node serves the rest."""
+    with need_browser() as b:
+        open_page(b, page(query=sel()), "the single view")
+        out = b.js_async("""
+          const done = arguments[arguments.length - 1];
+          const real = window.fetch;
+          let busyLeft = 0, calls = 0;
+          window.fetch = (u, o) => {
+            calls++;
+            if (busyLeft-- > 0)
+              return Promise.resolve(new Response(
+                '{"code":"unavailable","message":"server busy: test"}',
+                {status: 503, headers: {'Retry-After': '0.2', 'Content-Type': 'application/json'}}));
+            return real(u, o);
+          };
+          const q = {query: arguments[0], from: 'now-1h', until: 'now', limit: 5};
+          import('/ui/api.js').then(async (api) => {
+            const t0 = performance.now();
+            busyLeft = 2; calls = 0;
+            const top = await api.top(q);
+            const first = {calls, ms: performance.now() - t0, n: top.functions.length};
+            busyLeft = 4; calls = 0;
+            let err = null;
+            try { await api.top(q); } catch (e) { err = [e.status, e.code, e.message]; }
+            window.fetch = real;
+            done({first, err, calls});
+          }).catch((e) => { window.fetch = real; done({error: String(e)}); });
+        """, sel())
+        assert "error" not in out, out
+        assert out["first"]["calls"] == 3 and out["first"]["n"] > 0, out
+        assert out["first"]["ms"] >= 350, out  # two waits of 0.2 s
+        assert out["calls"] == 4 and out["err"] == [503, "unavailable", "server busy: test"], out
+
+
 def test_query_bar():
     with need_browser() as b:
         open_page(b, page(query=sel()), "the single view")

@@ -1,7 +1,8 @@
 /* Unit tests for the memory budgets of common/alloc.h: charges are taken in
  * steps and given back whole; a charge that would pass the limit is refused
  * (ERR_UNAVAILABLE beside others, ERR_TOO_LARGE when the work alone would
- * pass it) and leaves nothing taken; many threads charging at once never
+ * pass it, with what the same work holds through its other accounts) and
+ * leaves nothing taken; many threads charging at once never
  * take the budget past its limit, and it is empty once they are done. */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -41,6 +42,34 @@ static void test_steps_and_refusals(void)
     CHECK_EQ_INT(alloc_budget_used(&b), 0);
 }
 
+/* One query's two accounts (its result, then its answer): a refusal of the
+ * second counts what the first holds for the same query as its own, so a
+ * query that could never fit is told so (ERR_TOO_LARGE), not to retry. */
+static void test_beside_counts_as_alone(void)
+{
+    alloc_budget_t b;
+    alloc_budget_init(&b, LIMIT);
+    alloc_charge_t result, answer, other;
+    alloc_charge_init(&result, &b);
+    alloc_charge_init(&answer, &b);
+    alloc_charge_init(&other, &b);
+    CHECK_EQ_INT(alloc_charge_add(&result, 3u << 20), 0);
+    CHECK_EQ_INT(alloc_charge_add(&answer, 2u << 20), ERR_UNAVAILABLE); /* beside "others" */
+    alloc_charge_beside(&answer, result.used);
+    CHECK_EQ_INT(alloc_charge_add(&answer, 2u << 20), ERR_TOO_LARGE); /* 5 MiB alone */
+    CHECK_EQ_INT(alloc_charge_add(&answer, 512u << 10), 0);           /* 3.5 MiB fits */
+    alloc_charge_done(&answer);
+    /* what another query holds still makes it a retry */
+    CHECK_EQ_INT(alloc_charge_add(&other, 512u << 10), 0);
+    alloc_charge_init(&answer, &b);
+    alloc_charge_beside(&answer, result.used);
+    CHECK_EQ_INT(alloc_charge_add(&answer, 768u << 10), ERR_UNAVAILABLE);
+    alloc_charge_done(&answer);
+    alloc_charge_done(&other);
+    alloc_charge_done(&result);
+    CHECK_EQ_INT(alloc_budget_used(&b), 0);
+}
+
 static alloc_budget_t shared;
 static atomic_size_t peak;
 
@@ -76,6 +105,7 @@ static void test_threads_stay_within(void)
 int main(void)
 {
     test_steps_and_refusals();
+    test_beside_counts_as_alone();
     test_threads_stay_within();
     return check_exit();
 }
