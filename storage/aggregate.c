@@ -299,8 +299,32 @@ int storage_posting_tokens(storage_t *s, const char *tenant, const char *name, c
     return ioerr != 0 ? ioerr : rc;
 }
 
+/* The first window start of resolution r that retention still keeps at
+ * now (expired: w + res + keep <= now, filter.c). */
+static int64_t live_from(const storage_t *s, int r, int64_t now)
+{
+    int64_t keep = s->opts.retention_seconds[r];
+    return keep > 0 ? now - keep - (int64_t)storage_resolutions[r] + 1 : INT64_MIN;
+}
+
+/* 1 when the first key under prefix is a window retention keeps, 0 when
+ * nothing lies under prefix, -1 otherwise (it tells neither). */
+static int first_window_live(storage_t *s, rocksdb_iterator_t *it, const skey_t *prefix,
+                             int64_t now)
+{
+    rocksdb_iter_seek(it, (const char *)prefix->b, prefix->n);
+    if (!rocksdb_iter_valid(it)) return 0; /* the upper bound ends the prefix */
+    size_t kn;
+    const uint8_t *key = (const uint8_t *)rocksdb_iter_key(it, &kn);
+    if (kn != prefix->n + 9 || key[prefix->n] >= STORAGE_RESOLUTION_COUNT) return -1;
+    int r = key[prefix->n];
+    return storage_time_decode(key + prefix->n + 1) >= live_from(s, r, now) ? 1 : -1;
+}
+
 /* 1 if totals hold a window under prefix (token|tenant|id) that is not past
- * its resolution's retention, 0 if not, or ERR_IO: per resolution, coarsest
+ * its resolution's retention, 0 if not, or ERR_IO. One seek to the prefix
+ * settles it when nothing lies there (the anchors and spies of a service
+ * with none) or the first window is live; else, per resolution, coarsest
  * first, one seek to the first window start retention still keeps. */
 static int has_live_window(storage_t *s, const skey_t *prefix)
 {
@@ -310,11 +334,10 @@ static int has_live_window(storage_t *s, const skey_t *prefix)
     if (hi.n > 0) rocksdb_readoptions_set_iterate_upper_bound(ro, (const char *)hi.b, hi.n);
     rocksdb_iterator_t *it = rocksdb_create_iterator_cf(s->db, ro, s->cf[CF_TOTALS]);
     int64_t now = storage_now(s);
-    int found = 0;
-    for (int r = STORAGE_RESOLUTION_COUNT - 1; r >= 0 && !found; r--) {
-        int64_t keep = s->opts.retention_seconds[r];
-        /* expired: w + res + keep <= now (filter.c) */
-        int64_t lo = keep > 0 ? now - keep - (int64_t)storage_resolutions[r] + 1 : INT64_MIN;
+    int first = first_window_live(s, it, prefix, now);
+    int found = first == 1;
+    for (int r = STORAGE_RESOLUTION_COUNT - 1; first < 0 && r >= 0 && !found; r--) {
+        int64_t lo = live_from(s, r, now);
         skey_t k = *prefix;
         storage_key_u8(&k, (uint8_t)r);
         storage_key_time(&k, lo);
