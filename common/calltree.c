@@ -1437,6 +1437,12 @@ const int64_t *calltree_totals(const calltree_t *t)
     return totals_of(t);
 }
 
+size_t calltree_totals_bytes(const calltree_t *t)
+{
+    size_t n = t->sh->count;
+    return t->totals_ok || n <= t->tcap ? 0 : n * sizeof *t->total;
+}
+
 int64_t calltree_root_total(const calltree_t *t)
 {
     return t->root_total;

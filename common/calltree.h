@@ -307,6 +307,10 @@ const int64_t *calltree_selves(const calltree_t *t);
  * NULL, the tree unchanged) when they cannot be allocated. */
 int calltree_selves_scaled(const calltree_t *t, const int64_t **self, int64_t *scale);
 const int64_t *calltree_totals(const calltree_t *t);
+/* The bytes calltree_totals (or calltree_total) would allocate now: 0 when
+ * t's totals are current or fit the room it has, else 8 a node (for a
+ * caller that charges memory before it is made). */
+size_t calltree_totals_bytes(const calltree_t *t);
 
 /* Total of the root: the exact sum of every value added. O(1). */
 int64_t calltree_root_total(const calltree_t *t);

@@ -308,7 +308,7 @@ typedef struct query_fn {
  * fails with what take returned, everything given back). On success *held
  * bytes of the table stay taken: the caller gives them back once it frees
  * *out. The totals t's first read makes (8 bytes a node, when t has none)
- * are taken before the walk makes them, once the working map is freed;
+ * are taken before the walk makes them, once the symbols' table is freed;
  * *totals bytes of them stay taken, also on failure: the caller gives them
  * back once it frees t. */
 int query_fns_collect(const calltree_t *t, const query_report_charge_t *charge, query_fn_t **out,

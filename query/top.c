@@ -18,7 +18,6 @@
 #include <string.h>
 
 #include "common/grow.h"
-#include "common/u64map.h"
 #include "query/query_int.h"
 
 typedef query_fn_t fn_t;
@@ -31,6 +30,7 @@ typedef struct top {
     uint32_t *fn_of;  /* per node: index into fns (root unused) */
     uint32_t *active; /* per function: ancestors of the walk's node in it */
     char *unk;        /* names of unknown symbols: 32 bytes per function, or NULL */
+    size_t unk_held;  /* its bytes taken from charge */
     const query_report_charge_t *charge; /* or NULL: fns is charged to it as it grows */
     size_t fns_held;                     /* the bytes of fns taken from charge */
 } top_t;
@@ -66,26 +66,28 @@ static int fns_room(top_t *tp)
     return rc;
 }
 
-/* fn_of for every node, and one fn_t per distinct symbol. */
+/* fn_of for every node, and one fn_t per distinct symbol, numbered in the
+ * order the nodes first name them: by the tree's own symbol index (its
+ * symbols are distinct), so no hash of a symbol id per node. */
 static int index_functions(top_t *tp)
 {
-    size_t n = calltree_node_count(tp->t);
-    u64map_t map = {0};
-    int rc = u64map_init(&map, n);
+    size_t n = calltree_node_count(tp->t), nsyms = calltree_sym_count(tp->t);
+    const calltree_node_t *nodes = calltree_nodes(tp->t);
+    const uint64_t *syms = calltree_syms(tp->t);
+    uint32_t *fn_of_sym = malloc((nsyms ? nsyms : 1) * sizeof *fn_of_sym);
     tp->fn_of = malloc(n * sizeof *tp->fn_of);
-    if (rc == 0 && tp->fn_of == NULL) rc = ERR_NOMEM;
+    int rc = fn_of_sym != NULL && tp->fn_of != NULL ? 0 : ERR_NOMEM;
+    for (size_t i = 0; rc == 0 && i < nsyms; i++)
+        fn_of_sym[i] = UINT32_MAX;
     for (uint32_t i = 1; rc == 0 && i < n; i++) {
-        uint64_t sym = calltree_sym(tp->t, i);
-        uint32_t idx;
-        int put = u64map_get_or_put(&map, sym, (uint32_t)tp->nfns, &idx);
-        if (put < 0) rc = put;
-        if (put == 1) {
-            rc = fns_room(tp);
-            if (rc == 0) tp->fns[tp->nfns++] = (fn_t){.sym = sym};
+        uint32_t si = nodes[i].sym_index, *f = &fn_of_sym[si];
+        if (*f == UINT32_MAX && (rc = fns_room(tp)) == 0) {
+            *f = (uint32_t)tp->nfns;
+            tp->fns[tp->nfns++] = (fn_t){.sym = syms[si]};
         }
-        tp->fn_of[i] = idx;
+        tp->fn_of[i] = *f;
     }
-    u64map_free(&map);
+    free(fn_of_sym);
     if (rc == 0 && (tp->active = calloc(tp->nfns + 1, sizeof *tp->active)) == NULL) rc = ERR_NOMEM;
     return rc;
 }
@@ -98,8 +100,9 @@ static void enter(top_t *tp, uint32_t v)
 }
 
 /* Preorder over first-child / next-sibling links, leaving each node (and its
- * function's ancestor count) once its subtree is done. */
-static void walk(top_t *tp)
+ * function's ancestor count) once its subtree is done: over the tree's
+ * arrays when it has them, else through its accessors. */
+static void walk_calls(top_t *tp)
 {
     const calltree_t *t = tp->t;
     uint32_t v = calltree_first_child(t, 0);
@@ -126,6 +129,45 @@ static void walk(top_t *tp)
     }
 }
 
+static void walk(top_t *tp)
+{
+    const calltree_t *t = tp->t;
+    const calltree_links_t *links = calltree_links(t);
+    const calltree_node_t *nodes = calltree_nodes(t);
+    const int64_t *totals = calltree_totals(t), *self = NULL;
+    int64_t scale = 1;
+    if (links == NULL || totals == NULL || calltree_selves_scaled(t, &self, &scale) != 0 ||
+        self == NULL) {
+        walk_calls(tp);
+        return;
+    }
+    const uint32_t *fn_of = tp->fn_of;
+    uint32_t *active = tp->active;
+    fn_t *fns = tp->fns;
+    uint32_t v = links[0].first_child;
+    while (v != CALLTREE_NONE) {
+        fn_t *f = &fns[fn_of[v]];
+        f->self += (int64_t)((uint64_t)self[v] * (uint64_t)scale); /* calltree_self's */
+        if (active[fn_of[v]]++ == 0) f->total += totals[v];
+        if (links[v].first_child != CALLTREE_NONE) {
+            v = links[v].first_child;
+            continue;
+        }
+        for (;;) {
+            active[fn_of[v]]--;
+            if (links[v].next_sibling != CALLTREE_NONE) {
+                v = links[v].next_sibling;
+                break;
+            }
+            v = nodes[v].parent;
+            if (v == 0) {
+                v = CALLTREE_NONE;
+                break;
+            }
+        }
+    }
+}
+
 static int resolve_names(top_t *tp, const symtab_t *syms)
 {
     for (size_t i = 0; i < tp->nfns; i++) {
@@ -134,7 +176,12 @@ static int resolve_names(top_t *tp, const symtab_t *syms)
             if (f->file == NULL) f->file = "";
             continue;
         }
-        if (tp->unk == NULL && (tp->unk = malloc(tp->nfns * 32)) == NULL) return ERR_NOMEM;
+        if (tp->unk == NULL) { /* taken from the charge first, given back with it */
+            int rc = top_take(tp, tp->nfns * 32);
+            if (rc != 0) return rc;
+            tp->unk_held = tp->nfns * 32;
+            if ((tp->unk = malloc(tp->unk_held)) == NULL) return ERR_NOMEM;
+        }
         query_sym_name(NULL, f->sym, tp->unk + i * 32, &f->name, &f->file);
     }
     return 0;
@@ -240,35 +287,31 @@ static int write_top(buf_t *out, const top_t *tp, const char *profile_type,
     return rc != 0 ? rc : buf_append_str(out, "]}");
 }
 
-/* What collect holds for a tree of n nodes besides its function table
- * (charged as it grows): the symbol map (sized for n) and fn_of, then
- * fn_of and active (one per function, at most n: less than the map it
- * follows). */
-static size_t collect_bound(size_t n)
+/* What collect holds for t besides its function table (charged as it
+ * grows): the function of each symbol and fn_of (one per node), then
+ * fn_of and active (one per function). */
+static size_t collect_bound(const calltree_t *t)
 {
-    size_t cap = 16;
-    while (cap < n * 2)
-        cap <<= 1;
-    return cap * sizeof(u64map_slot_t) + (n + 1) * sizeof(uint32_t);
+    return (calltree_node_count(t) + calltree_sym_count(t)) * sizeof(uint32_t);
 }
 
 /* Fills tp->fns (and tp->nfns) with t's functions, its working tables
  * taken from tp's charge while they are made (the function table is taken
- * as it grows and stays taken): their bound while the map is made, then
- * fn_of and active while the walk runs. The walk's first read makes t's
+ * as it grows and stays taken): their bound while the functions are
+ * numbered, then fn_of and active while the walk runs. The walk's first read makes t's
  * totals (8 bytes a node) when it has none: taken before, and what t grew
  * by stays taken (*totals: t's from then on). */
 static int collect_charged(top_t *tp, size_t *totals)
 {
-    size_t n = calltree_node_count(tp->t), work = collect_bound(n);
-    size_t kept = 2 * (n + 1) * sizeof(uint32_t); /* fn_of and active */
+    size_t n = calltree_node_count(tp->t), work = collect_bound(tp->t);
     *totals = 0;
     int rc = top_take(tp, work);
     if (rc != 0) return rc;
-    rc = index_functions(tp); /* the map is freed */
+    rc = index_functions(tp);                            /* the symbols' table is freed */
+    size_t kept = (n + tp->nfns + 1) * sizeof(uint32_t); /* fn_of and active */
     if (work > kept) top_give(tp, work - kept);
     work = work > kept ? kept : work;
-    size_t most = n * sizeof(int64_t), was = calltree_mem_bytes(tp->t);
+    size_t most = calltree_totals_bytes(tp->t), was = calltree_mem_bytes(tp->t);
     int took = rc == 0 && (rc = top_take(tp, most)) == 0;
     if (rc == 0) walk(tp);
     size_t grew = calltree_mem_bytes(tp->t) - was;
@@ -308,6 +351,62 @@ static void beside_give(void *ctx, size_t n)
     buf_beside_give(ctx, n);
 }
 
+/* A heap of function indices whose top is the one that sorts last. */
+static void sift_down(const fn_t *fns, uint32_t *h, size_t n, size_t i,
+                      int (*cmp)(const void *, const void *))
+{
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= n) return;
+        if (c + 1 < n && cmp(&fns[h[c + 1]], &fns[h[c]]) > 0) c++;
+        if (cmp(&fns[h[c]], &fns[h[i]]) <= 0) return;
+        uint32_t x = h[i];
+        h[i] = h[c];
+        h[c] = x;
+        i = c;
+    }
+}
+
+/* The first n functions of the answer's order into fns[0..n): the n that
+ * sort first are chosen with a heap of the best so far (the order is total:
+ * name, file and symbol break ties, so they are the same n a sort of all
+ * would put first), then sorted. Its tables (and the sort's: two pointers
+ * an entry) are taken from the charge while they live. */
+static int order_first(top_t *tp, size_t n, int (*cmp)(const void *, const void *))
+{
+    if (n == 0) return 0;
+    size_t bytes = n * (sizeof(uint32_t) + sizeof(fn_t) + 2 * sizeof(void *));
+    int rc = top_take(tp, bytes);
+    if (rc != 0) return rc;
+    uint32_t *h = malloc(n * sizeof *h);
+    fn_t *best = malloc(n * sizeof *best);
+    rc = h != NULL && best != NULL ? 0 : ERR_NOMEM;
+    size_t hn = 0;
+    for (uint32_t i = 0; rc == 0 && i < tp->nfns; i++) {
+        if (hn < n) { /* up from the new leaf */
+            size_t at = hn++;
+            h[at] = i;
+            while (at > 0 && cmp(&tp->fns[h[(at - 1) / 2]], &tp->fns[h[at]]) < 0) {
+                uint32_t x = h[at];
+                h[at] = h[(at - 1) / 2];
+                h[(at - 1) / 2] = x;
+                at = (at - 1) / 2;
+            }
+        } else if (cmp(&tp->fns[i], &tp->fns[h[0]]) < 0) {
+            h[0] = i;
+            sift_down(tp->fns, h, hn, 0, cmp);
+        }
+    }
+    for (size_t i = 0; rc == 0 && i < hn; i++)
+        best[i] = tp->fns[h[i]];
+    if (rc == 0) qsort(best, hn, sizeof *best, cmp);
+    if (rc == 0) memcpy(tp->fns, best, hn * sizeof *best);
+    free(h);
+    free(best);
+    top_give(tp, bytes);
+    return rc;
+}
+
 int query_encode_top(const calltree_t *t, const symtab_t *syms, const char *profile_type,
                      const query_top_opts_t *o, buf_t *out)
 {
@@ -315,21 +414,19 @@ int query_encode_top(const calltree_t *t, const symtab_t *syms, const char *prof
     top_t tp = {.t = t, .charge = &beside};
     /* the tables are held beside the answer (buf_beside_take): their bound
      * while they are made, the function table as it grows, then beside it
-     * the sort's copy and the names of unknown symbols */
+     * the names of unknown symbols and the first functions' order */
     size_t totals; /* the tree's from here: its owner counts them */
     int rc = collect_charged(&tp, &totals);
     buf_beside_give(out, totals);
-    size_t work = tp.nfns * (sizeof(fn_t) + 32);
-    if (rc == 0) rc = buf_beside_take(out, work);
-    if (rc != 0) work = 0;
     if (rc == 0) rc = resolve_names(&tp, syms);
     tp.count = tp.nfns;
     if (rc == 0 && o->search != NULL && o->search[0] != 0) rc = keep_matching(&tp, o->search);
-    if (rc == 0 && tp.nfns > 1)
-        qsort(tp.fns, tp.nfns, sizeof *tp.fns, o->by_total ? by_total : by_self);
+    if (rc == 0)
+        rc = order_first(&tp, o->limit < tp.nfns ? o->limit : tp.nfns,
+                         o->by_total ? by_total : by_self);
     if (rc == 0) rc = write_top(out, &tp, profile_type, o);
     free(tp.fns);
     free(tp.unk);
-    buf_beside_give(out, work + tp.fns_held);
+    buf_beside_give(out, tp.unk_held + tp.fns_held);
     return rc;
 }
