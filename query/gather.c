@@ -22,6 +22,7 @@
 
 #include "common/grow.h"
 #include "common/hash.h"
+#include "common/u64map.h"
 #include "query/query_int.h"
 
 struct query_gather {
@@ -66,6 +67,9 @@ struct query_gather {
     query_kept_t *kept;     /* render: one partial's kept nodes, the whole answer (then tree and
                                forests hold nothing), or NULL */
     uint64_t partial_spans; /* span trees that may leave profiles out */
+    query_fn_t *fns;        /* top: functions summed by shares beside the tree (their forests'), */
+    size_t nfns;            /* by symbol, in no order; NULL when none came */
+    int64_t fns_total;      /* their forests' roots' totals */
     storage_t *names_st;    /* where partials added with names_later have their names */
     const char *names_tenant;
     int names_due;           /* such a partial was added: its kept symbols' names load at the end */
@@ -132,6 +136,7 @@ void query_gather_free(query_gather_t *g)
         g->holds[i].free_fn(g->holds[i].p);
     free(g->holds);
     query_kept_free(g->kept);
+    free(g->fns);
     symtab_free(g->syms);
     free(g->spy_name);
     free(g->p_type);
@@ -156,7 +161,7 @@ size_t query_gather_bytes(const query_gather_t *g)
         (g->shares_cap + g->share_tls_cap + g->share_counts_cap + g->share_tlc_cap + g->tl.n) *
             sizeof(int64_t) +
         (g->tl.pushes_cap + g->share_ptl.pushes_cap) * sizeof(query_push_t) + g->forest_bytes +
-        query_kept_bytes(g->kept) + query_plist_bytes(&g->plist);
+        query_kept_bytes(g->kept) + query_plist_bytes(&g->plist) + g->nfns * sizeof(query_fn_t);
     if (g->tree != NULL) n += calltree_mem_bytes_read(g->tree);
     if (g->syms != NULL) n += symtab_mem_bytes(g->syms);
     return n;
@@ -165,7 +170,8 @@ size_t query_gather_bytes(const query_gather_t *g)
 size_t query_partial_bytes(const query_partial_t *p)
 {
     size_t n = sizeof *p + p->tl.n * sizeof(int64_t) + p->nvalues * sizeof(char *) +
-               p->tl.pushes_cap * sizeof(query_push_t) + query_kept_bytes(p->kept);
+               p->tl.pushes_cap * sizeof(query_push_t) + query_kept_bytes(p->kept) +
+               p->nfns * sizeof(query_fn_t);
     if (p->tree != NULL) n += calltree_mem_bytes_read(p->tree);
     if (p->syms != NULL) n += symtab_mem_bytes(p->syms);
     for (size_t i = 0; i < p->ntabs; i++)
@@ -804,6 +810,43 @@ static int add_kept(query_gather_t *g, query_partial_t *p)
     return rc != 0 ? rc : kept_to_tree(p->tree, &p->kept);
 }
 
+/* A share's function sums (query_partial_t.fns) added to the gather's: the
+ * first taken as they are, the next added by symbol (a share asked again
+ * after a failure: one share at most per range). */
+static int add_fns(query_gather_t *g, query_partial_t *p)
+{
+    g->fns_total = (int64_t)((uint64_t)g->fns_total + (uint64_t)p->fns_total);
+    if (p->nfns == 0) return 0;
+    if (g->fns == NULL) {
+        g->fns = p->fns;
+        g->nfns = p->nfns;
+        p->fns = NULL;
+        p->nfns = 0;
+        return 0;
+    }
+    query_fn_t *v = realloc(g->fns, (g->nfns + p->nfns) * sizeof *v);
+    if (v == NULL) return ERR_NOMEM;
+    g->fns = v;
+    u64map_t map = {0};
+    int rc = u64map_init(&map, g->nfns + p->nfns);
+    for (size_t i = 0; rc == 0 && i < g->nfns; i++)
+        rc = u64map_put(&map, g->fns[i].sym, (uint32_t)i);
+    for (size_t i = 0; rc == 0 && i < p->nfns; i++) {
+        uint32_t at = (uint32_t)g->nfns;
+        int put = u64map_get_or_put(&map, p->fns[i].sym, at, &at);
+        if (put < 0) {
+            rc = put;
+        } else if (put == 1) {
+            g->fns[g->nfns++] = p->fns[i];
+        } else {
+            g->fns[at].self = (int64_t)((uint64_t)g->fns[at].self + (uint64_t)p->fns[i].self);
+            g->fns[at].total = (int64_t)((uint64_t)g->fns[at].total + (uint64_t)p->fns[i].total);
+        }
+    }
+    u64map_free(&map);
+    return rc;
+}
+
 static int add_render(query_gather_t *g, query_partial_t *p, errmsg_t *em)
 {
     g->partial_spans += p->partial_spans;
@@ -811,6 +854,8 @@ static int add_render(query_gather_t *g, query_partial_t *p, errmsg_t *em)
         return errmsg_set(em, ERR_INTERNAL, "a partial without names and no storage for them");
     g->names_due |= p->names_later;
     int rc = query_gather_add_series(g, p->nseries, p->spy_name, em);
+    if (rc == 0 && (rc = add_fns(g, p)) != 0)
+        return errmsg_set(em, rc, "adding the functions: %s", err_message(rc));
     if (rc != 0 || p->tree == NULL) return rc;
     if ((rc = add_kept(g, p)) != 0) return rc == ERR_LIMIT ? tree_limit(g, em) : rc;
     for (size_t i = 0; rc == 0 && i < p->ntabs; i++) /* nonneg, as the share checked */
@@ -1066,7 +1111,8 @@ static int encode(query_gather_t *g, const char *partial_json, query_result_t *o
         query_top_opts_t o = {s->top_limit, s->top_by_total, s->plan.until_s - s->plan.from_s,
                               s->top_search};
         out->content_type = "application/json";
-        rc = query_encode_top(g->tree, g->syms, type, &o, &out->body);
+        rc = query_encode_top_fns(g->tree, g->fns, g->nfns, g->fns_total, g->syms, type, &o,
+                                  &out->body);
         if (rc == 0 && partial_json != NULL) rc = query_add_json_members(&out->body, partial_json);
         return rc;
     }

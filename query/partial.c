@@ -122,12 +122,42 @@ static int check_plan_args(const query_partial_args_t *a, errmsg_t *em)
 /* The tree of the selected series: from their blocks, or, when the
  * selector names span or trace ids, from the span index (with its
  * timeline: timeline_run makes a block render's). */
+/* A top share's forests summed per function (query_fns_of_tabs) with the
+ * names of their symbols; a merge that makes no forests (a value below 0,
+ * more nodes than the tree may hold) is left in out->tree as before. */
+static int fns_of_series(storage_t *st, const char *tenant, const query_series_t *ser,
+                         const query_plan_t *plan, const query_help_t *help, query_partial_t *out,
+                         errmsg_t *em)
+{
+    storage_merged_tab_t *tabs;
+    size_t ntabs;
+    int rc = query_merge_series_forests(st, tenant, ser, plan,
+                                        STORAGE_TABS_PARENTS | STORAGE_TABS_SYMNOS, out->tree,
+                                        &tabs, &ntabs, help, em);
+    if (rc != 0 || ntabs == 0) return rc;
+    rc = query_fns_of_tabs(tabs, ntabs, plan->charge, &out->fns, &out->nfns, &out->fns_total);
+    storage_merged_tabs_free(tabs, ntabs);
+    uint64_t *ids = rc == 0 ? malloc((out->nfns ? out->nfns : 1) * sizeof *ids) : NULL;
+    if (rc == 0 && ids == NULL) rc = ERR_NOMEM;
+    for (size_t i = 0; rc == 0 && i < out->nfns; i++)
+        ids[i] = out->fns[i].sym;
+    if (rc == 0 && out->nfns > 0) rc = storage_load_symbols(st, tenant, ids, out->nfns, out->syms);
+    free(ids);
+    if (rc == ERR_UNAVAILABLE)
+        return errmsg_set(em, rc,
+                          "server busy: summing the functions needs more working memory than "
+                          "query-memory-bytes leaves now; retry later or narrow the query");
+    return rc != 0 ? errmsg_set(em, rc, "summing the functions: %s", err_message(rc)) : 0;
+}
+
 static int render_tree(storage_t *st, const char *tenant, const query_partial_args_t *a,
                        const query_span_sel_t *sp, const query_series_t *ser,
                        const query_plan_t *plan, query_share_t *share, assist_t *assist,
                        query_partial_t *out, errmsg_t *em)
 {
     query_help_t help = {share, out->syms, assist};
+    if (sp->kind == 0 && a->fns && a->final_max_nodes == 0)
+        return fns_of_series(st, tenant, ser, plan, &help, out, em);
     if (sp->kind == 0 && a->forests && a->final_max_nodes == 0) {
         unsigned flags =
             (a->parents ? STORAGE_TABS_PARENTS : 0) | (a->symnos ? STORAGE_TABS_SYMNOS : 0);
@@ -348,6 +378,7 @@ void query_partial_free(query_partial_t *p)
     calltree_free(p->tree);
     storage_merged_tabs_free(p->tabs, p->ntabs);
     query_kept_free(p->kept);
+    free(p->fns);
     symtab_free(p->syms);
     free(p->spy_name);
     query_timeline_free(&p->tl);

@@ -354,7 +354,11 @@ void query_spec_args(const query_spec_t *s, query_partial_args_t *a)
     /* an averaged type needs the profile counts (with the timeline) in every format */
     a->timeline =
         json || (s->kind == QUERY_KIND_RENDER && query_type_average(query_selector_type(s->sel)));
-    a->kept = json;                                 /* used only with final_max_nodes */
+    a->kept = json; /* used only with final_max_nodes */
+    /* top of a summed type: functions summed by each share (an averaged
+     * one's are of the average profile, made once every share came) */
+    a->fns = s->kind == QUERY_KIND_RENDER && s->format == QUERY_FORMAT_TOP &&
+             !query_type_average(query_selector_type(s->sel));
     a->counts = s->kind == QUERY_KIND_LABEL_SHARES; /* this process's gather reads them */
     a->pushes = a->counts;
     if (s->kind == QUERY_KIND_PROFILES) a->limit = s->top_limit;

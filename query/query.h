@@ -820,6 +820,11 @@ typedef struct query_partial_args {
                                     table's symbol number (storage_merged_tab_t.symno): a share
                                     that encodes them numbers each forest's dictionary through
                                     an array instead of a hash lookup per node */
+    int fns;                     /* render as /api/top of a type not averaged: the share sums
+                                    its tokens' forests per function (query_partial_t.fns)
+                                    instead of building their tree, when every value is >= 0
+                                    (a function's self and total add up over the parts of a
+                                    merge); else it answers the tree as before */
     int counts;                  /* label shares of an averaged type: each entry also carries
                                     its profile counts ("TOTAL/COUNT S1/C1,..."), which the
                                     gather needs to average; 0: the summed "TOTAL S1,..." a
@@ -867,6 +872,10 @@ typedef struct query_partial {
                                out (sealed or short after a stream; the answer says partial) */
     int names_later;        /* render: syms lacks the names of the forests' symbols
                                (query_partial_args_t.names_later) */
+    struct query_fn *fns;   /* render with fns: each function's self and total over the
+                               share's forests (tree then holds what had no forest), or NULL */
+    size_t nfns;
+    int64_t fns_total; /* the forests' roots' totals */
 } query_partial_t;
 
 /* Runs a partial query on this node's storage. Refuses malformed arguments

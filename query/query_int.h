@@ -313,6 +313,19 @@ typedef struct query_fn {
  * back once it frees t. */
 int query_fns_collect(const calltree_t *t, const query_report_charge_t *charge, query_fn_t **out,
                       size_t *n, size_t *held, size_t *totals);
+/* The functions of forests (every one with symno and parent, nonneg:
+ * ERR_INVALID_ARGUMENT otherwise): each symbol's self and total over them,
+ * in no order, and *total the roots' (a share's sums, without the tree of
+ * its forests). *out: caller owns (free()). Its table and scratch are
+ * charged to charge (NULL: none) before they are made; the table (as
+ * *n entries of query_fn_t) stays charged, the scratch is given back. */
+int query_fns_of_tabs(const storage_merged_tab_t *tabs, size_t ntabs, alloc_charge_t *charge,
+                      query_fn_t **out, size_t *n, int64_t *total);
+/* query_encode_top over t's functions and the extra ones beside them
+ * (query_fns_of_tabs's), added by symbol; extra_total adds to t's root's. */
+int query_encode_top_fns(const calltree_t *t, const query_fn_t *extra, size_t nextra,
+                         int64_t extra_total, const symtab_t *syms, const char *profile_type,
+                         const query_top_opts_t *o, buf_t *out);
 
 /* ---- the name search of the function lists (search.c) ---- */
 /* search= of /api/top and /api/diff: NULL or "" is none; else at most

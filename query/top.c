@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "common/grow.h"
+#include "common/u64map.h"
 #include "query/query_int.h"
 
 typedef query_fn_t fn_t;
@@ -31,6 +32,7 @@ typedef struct top {
     uint32_t *active; /* per function: ancestors of the walk's node in it */
     char *unk;        /* names of unknown symbols: 32 bytes per function, or NULL */
     size_t unk_held;  /* its bytes taken from charge */
+    int64_t total;    /* the tree's root's, plus the functions added beside it (add_extra) */
     const query_report_charge_t *charge; /* or NULL: fns is charged to it as it grows */
     size_t fns_held;                     /* the bytes of fns taken from charge */
 } top_t;
@@ -168,6 +170,126 @@ static void walk(top_t *tp)
     }
 }
 
+/* ---- functions of forests: a share's sums without its tree ----
+ *
+ * A function's self and total over a merged tree are sums over the paths
+ * it is on (outermost ones for total), and a merged node's values are the
+ * sums of that path's values in every part merged; so a function's values
+ * over the merge are the sums of its values over each part. A share sums
+ * them over its tokens' forests and never builds their tree. */
+
+typedef struct fns_acc {
+    query_fn_t *v;
+    size_t n, cap; /* cap: a bound set once (every forest's distinct symbols) */
+    u64map_t map;  /* symbol -> index in v, over the forests so far (more than one) */
+    int64_t total; /* the forests' roots' totals */
+    alloc_charge_t *charge;
+} fns_acc_t;
+
+/* Adds forest f's functions to a: a preorder walk over its kid lists
+ * counting, per function, how many of the node's ancestors are in it (as
+ * walk does over a tree); fn_of (f->nsyms) and active (a->cap) scratch. */
+static int tab_functions(fns_acc_t *a, const storage_merged_tab_t *f, int mapped, uint32_t *fn_of,
+                         uint32_t *active)
+{
+    for (size_t i = 0; i < f->nsyms; i++)
+        fn_of[i] = UINT32_MAX;
+    a->total = (int64_t)((uint64_t)a->total + (uint64_t)f->total[0]);
+    uint32_t v = f->first_kid[0];
+    while (v != STORAGE_NO_KID) {
+        uint32_t *fi = &fn_of[f->symno[v]];
+        if (*fi == UINT32_MAX) { /* the forest's first node of this symbol */
+            uint32_t at = (uint32_t)a->n;
+            int put = mapped ? u64map_get_or_put(&a->map, f->sym[v], at, &at) : 1;
+            if (put < 0) return put;
+            if (put == 1) {
+                if (a->n == a->cap) return ERR_INTERNAL; /* past the bound: cannot be */
+                a->v[a->n++] = (query_fn_t){.sym = f->sym[v]};
+            }
+            *fi = at;
+        }
+        query_fn_t *fn = &a->v[*fi];
+        fn->self = (int64_t)((uint64_t)fn->self + (uint64_t)f->self[v]);
+        if (active[*fi]++ == 0) fn->total = (int64_t)((uint64_t)fn->total + (uint64_t)f->total[v]);
+        if (f->first_kid[v] != STORAGE_NO_KID) {
+            v = f->first_kid[v];
+            continue;
+        }
+        for (;;) {
+            active[fn_of[f->symno[v]]]--;
+            if (f->next_sib[v] != STORAGE_NO_KID) {
+                v = f->next_sib[v];
+                break;
+            }
+            v = f->parent[v];
+            if (v == 0) {
+                v = STORAGE_NO_KID;
+                break;
+            }
+        }
+    }
+    return 0;
+}
+
+/* Bytes fns_of_tabs holds at most besides the table it answers. */
+static size_t tabs_scratch_bytes(size_t most, size_t nsyms, int mapped)
+{
+    size_t map = 0;
+    if (mapped) { /* as u64map_init sizes it: at most half full */
+        map = 16;
+        while (map < 2 * most)
+            map <<= 1;
+        map *= sizeof(u64map_slot_t);
+    }
+    return map + (nsyms + most) * sizeof(uint32_t);
+}
+
+int query_fns_of_tabs(const storage_merged_tab_t *tabs, size_t ntabs, alloc_charge_t *charge,
+                      query_fn_t **out, size_t *n, int64_t *total)
+{
+    *out = NULL;
+    *n = 0;
+    *total = 0;
+    size_t most = 0, nsyms = 0;
+    for (size_t i = 0; i < ntabs; i++) {
+        if (tabs[i].symno == NULL || tabs[i].parent == NULL || !tabs[i].nonneg)
+            return ERR_INVALID_ARGUMENT;
+        most += tabs[i].nsyms;
+        if (tabs[i].nsyms > nsyms) nsyms = tabs[i].nsyms;
+    }
+    int mapped = ntabs > 1;
+    size_t table = most * sizeof(query_fn_t), scratch = tabs_scratch_bytes(most, nsyms, mapped);
+    int rc = charge != NULL ? alloc_charge_add(charge, table + scratch) : 0;
+    if (rc != 0) return rc;
+    fns_acc_t a = {.cap = most, .charge = charge};
+    a.v = malloc((most ? most : 1) * sizeof *a.v);
+    uint32_t *fn_of = malloc((nsyms ? nsyms : 1) * sizeof *fn_of);
+    uint32_t *active = calloc(most ? most : 1, sizeof *active);
+    rc = a.v != NULL && fn_of != NULL && active != NULL ? 0 : ERR_NOMEM;
+    if (rc == 0 && mapped) rc = u64map_init(&a.map, most);
+    for (size_t i = 0; rc == 0 && i < ntabs; i++)
+        rc = tab_functions(&a, &tabs[i], mapped, fn_of, active);
+    u64map_free(&a.map);
+    free(fn_of);
+    free(active);
+    if (charge != NULL) alloc_charge_sub(charge, scratch);
+    if (rc != 0) {
+        free(a.v);
+        if (charge != NULL) alloc_charge_sub(charge, table);
+        return rc;
+    }
+    query_fn_t *fit = a.n > 0 ? realloc(a.v, a.n * sizeof *a.v) : NULL;
+    if (fit != NULL || a.n == 0) {
+        if (a.n == 0) free(a.v);
+        a.v = fit;
+        if (charge != NULL) alloc_charge_sub(charge, (most - a.n) * sizeof *a.v);
+    } /* else it stays as large, and charged so */
+    *out = a.v;
+    *n = a.n;
+    *total = a.total;
+    return 0;
+}
+
 static int resolve_names(top_t *tp, const symtab_t *syms)
 {
     for (size_t i = 0; i < tp->nfns; i++) {
@@ -264,7 +386,7 @@ static int write_top(buf_t *out, const top_t *tp, const char *profile_type,
     const char *unit = typed ? pt.sample_unit : "";
     int cpu = typed && strcmp(pt.sample_type, "cpu") == 0 && strcmp(unit, "nanoseconds") == 0;
     int64_t range_s = o->range_s;
-    int64_t total = calltree_root_total(tp->t);
+    int64_t total = tp->total;
     int rc = buf_append_str(out, "{\"unit\":");
     if (rc == 0) rc = buf_append_json_string(out, unit, strlen(unit));
     if (rc == 0)
@@ -407,17 +529,69 @@ static int order_first(top_t *tp, size_t n, int (*cmp)(const void *, const void 
     return rc;
 }
 
+/* Adds extra's functions (a share's sums, query_fns_of_tabs) to the tree's:
+ * by symbol, through a map of the tree's (taken from the charge while it
+ * lives); the table grows to hold them all, taken before it does. */
+static int add_extra(top_t *tp, const query_fn_t *extra, size_t nextra, int64_t extra_total)
+{
+    tp->total = (int64_t)((uint64_t)tp->total + (uint64_t)extra_total);
+    if (nextra == 0) return 0;
+    size_t need = tp->nfns + nextra, was = tp->capfns;
+    if (need > was) {
+        int rc = top_take(tp, need * sizeof *tp->fns); /* beside the old while it is copied */
+        if (rc != 0) return rc;
+        fn_t *v = realloc(tp->fns, need * sizeof *v);
+        top_give(tp, (v != NULL ? was : need) * sizeof *tp->fns);
+        if (v == NULL) return ERR_NOMEM;
+        tp->fns = v;
+        tp->capfns = need;
+        tp->fns_held += (need - was) * sizeof *v;
+    }
+    u64map_t map = {0};
+    size_t map_bytes = tabs_scratch_bytes(tp->nfns, 0, 1);
+    int rc = top_take(tp, map_bytes);
+    if (rc != 0) return rc;
+    rc = u64map_init(&map, tp->nfns);
+    for (size_t i = 0; rc == 0 && i < tp->nfns; i++)
+        rc = u64map_put(&map, tp->fns[i].sym, (uint32_t)i);
+    for (size_t i = 0; rc == 0 && i < nextra; i++) {
+        uint32_t at = (uint32_t)tp->nfns;
+        int put = u64map_get_or_put(&map, extra[i].sym, at, &at);
+        if (put < 0)
+            rc = put;
+        else if (put == 1)
+            tp->fns[tp->nfns++] =
+                (fn_t){.sym = extra[i].sym, .self = extra[i].self, .total = extra[i].total};
+        else {
+            fn_t *f = &tp->fns[at];
+            f->self = (int64_t)((uint64_t)f->self + (uint64_t)extra[i].self);
+            f->total = (int64_t)((uint64_t)f->total + (uint64_t)extra[i].total);
+        }
+    }
+    u64map_free(&map);
+    top_give(tp, map_bytes);
+    return rc;
+}
+
 int query_encode_top(const calltree_t *t, const symtab_t *syms, const char *profile_type,
                      const query_top_opts_t *o, buf_t *out)
 {
+    return query_encode_top_fns(t, NULL, 0, 0, syms, profile_type, o, out);
+}
+
+int query_encode_top_fns(const calltree_t *t, const query_fn_t *extra, size_t nextra,
+                         int64_t extra_total, const symtab_t *syms, const char *profile_type,
+                         const query_top_opts_t *o, buf_t *out)
+{
     query_report_charge_t beside = {beside_take, beside_give, out};
-    top_t tp = {.t = t, .charge = &beside};
+    top_t tp = {.t = t, .charge = &beside, .total = calltree_root_total(t)};
     /* the tables are held beside the answer (buf_beside_take): their bound
      * while they are made, the function table as it grows, then beside it
      * the names of unknown symbols and the first functions' order */
     size_t totals; /* the tree's from here: its owner counts them */
     int rc = collect_charged(&tp, &totals);
     buf_beside_give(out, totals);
+    if (rc == 0) rc = add_extra(&tp, extra, nextra, extra_total);
     if (rc == 0) rc = resolve_names(&tp, syms);
     tp.count = tp.nfns;
     if (rc == 0 && o->search != NULL && o->search[0] != 0) rc = keep_matching(&tp, o->search);

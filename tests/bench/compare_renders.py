@@ -7,7 +7,9 @@ binary, then GET /pyroscope/render for every service and the whole tenant,
 three sample types, four formats, several maxNodes and two time ranges, and
 compare the status and body of every answer; then list the stored profiles
 (GET /api/profiles) of each service and type and open every listed one
-(GET /api/profiles/ID, two formats), which reads the single stored trees.
+(GET /api/profiles/ID, two formats), which reads the single stored trees;
+and GET /api/top of every service and the whole tenant (limits, by total,
+a search).
 Exits 1 on any difference.
 
   tests/bench/compare_renders.py OLD_FLAMEDB NEW_FLAMEDB INDEX.tsv [INDEX.tsv...]
@@ -68,6 +70,25 @@ def compare_profiles(nodes, sels, lo, hi):
     return n, diff
 
 
+def compare_tops(nodes, sels, lo, hi, third):
+    """GET /api/top of every selector and type, by self and by total, a
+    few limits and a search: (count, different)."""
+    n = diff = 0
+    for t in TYPES:
+        for sel in sels + ["{}"]:
+            for extra in [{}, {"limit": "10000"}, {"limit": "3", "by": "total"},
+                          {"limit": "20", "search": "a"}]:
+                for frm, until in [(lo, hi), (lo + third, hi - third)]:
+                    q = dict({"query": t + sel, "from": frm, "until": until}, **extra)
+                    a, b = render(nodes[0], q, "/api/top"), render(nodes[1], q, "/api/top")
+                    n += 1
+                    if a != b:
+                        diff += 1
+                        print("DIFFERENT top: %r: %d (%d bytes) vs %d (%d bytes)"
+                              % (q, a[0], len(a[1]), b[0], len(b[1])))
+    return n, diff
+
+
 def main():
     if len(sys.argv) < 4:
         print(__doc__)
@@ -102,8 +123,11 @@ def main():
                                 diff += 1
                                 print("DIFFERENT: %r: %d (%d bytes) vs %d (%d bytes)"
                                       % (q, a[0], len(a[1]), b[0], len(b[1])))
+        tn, tdiff = compare_tops(nodes, sels, lo, hi, third)
         m, mdiff = compare_profiles(nodes, sels, lo, hi)
         print("renders compared: %d, different: %d" % (n, diff))
+        print("top tables compared: %d, different: %d" % (tn, tdiff))
+        diff += tdiff
         print("single profiles compared: %d, different: %d" % (m, mdiff))
         diff += mdiff
         return 1 if diff else 0

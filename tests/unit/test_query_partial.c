@@ -208,6 +208,9 @@ typedef struct qcase {
     const char *query, *format, *max_nodes, *label, *match, *limit;
 } qcase_t;
 
+/* Shares that summed their functions (top) in test_splits. */
+static size_t fns_partials;
+
 static const qcase_t cases[] = {
     {QUERY_KIND_RENDER, CPU "{}", NULL, NULL},
     {QUERY_KIND_RENDER, CPU "{service_name=\"api\"}", "json", NULL},
@@ -216,6 +219,10 @@ static const qcase_t cases[] = {
     {QUERY_KIND_RENDER, CPU "{service_name!=\"db\"}", "pprof", "24"},
     {QUERY_KIND_RENDER, MEM "{}", "json", "8"},
     {QUERY_KIND_RENDER, CPU "{service_name=\"nothing\"}", "json", NULL},
+    /* top: the shares in the coordinator's process sum their functions */
+    {QUERY_KIND_RENDER, CPU "{}", "top", NULL, NULL, NULL, "10000"},
+    {QUERY_KIND_RENDER, CPU "{service_name!=\"db\"}", "top", NULL},
+    {QUERY_KIND_RENDER, MEM "{}", "top", NULL, NULL, NULL, "3"},
     {QUERY_KIND_LABEL_NAMES, NULL, NULL, NULL, NULL, NULL},
     {QUERY_KIND_LABEL_NAMES, NULL, NULL, NULL, NULL, "{service_name=\"batch\"}"},
     {QUERY_KIND_LABEL_VALUES, NULL, NULL, NULL, "pod", NULL},
@@ -284,6 +291,7 @@ static int split_answer(storage_t *st, const query_spec_t *spec, const query_lim
         a.nranges = nm;
         a.forests = check_rng() % 4 != 0 && query_spec_forests(spec); /* as a coordinator asks */
         int encoded = check_rng() % 2;
+        a.fns &= !encoded; /* a share of another node answers its tree */
         /* a share in the coordinator's process: the gather loads the kept names */
         a.names_later = !encoded && check_rng() % 2;
         query_partial_t p;
@@ -291,6 +299,11 @@ static int split_answer(storage_t *st, const query_spec_t *spec, const query_lim
         if (rc == 0 && p.ntabs > 0 && a.names_later) /* none of the forests' names loaded */
             CHECK(p.names_later && symtab_count(p.syms) == 0);
         if (rc == 0 && p.tree) *sum_total += calltree_root_total(p.tree);
+        if (rc == 0 && a.fns && p.nfns > 0) { /* its forests' sums, not their tree */
+            CHECK(p.fns_total > 0 && calltree_node_count(p.tree) == 1);
+            fns_partials++;
+        }
+        if (rc == 0) *sum_total += p.fns_total;
         for (size_t i = 0; rc == 0 && i < p.ntabs; i++) {
             CHECK(a.forests && p.tabs[i].nonneg);
             *sum_total += p.tabs[i].total[0];
@@ -313,7 +326,7 @@ static int64_t whole_total(storage_t *st, const query_spec_t *spec, const query_
     query_partial_t p;
     errmsg_t em = {{0}};
     CHECK_EQ_INT(query_partial_run(st, TENANT, &a, lim, &p, &em), 0);
-    int64_t t = p.tree ? calltree_root_total(p.tree) : 0;
+    int64_t t = (p.tree ? calltree_root_total(p.tree) : 0) + p.fns_total;
     *nseries = p.nseries;
     query_partial_free(&p);
     return t;
@@ -362,6 +375,7 @@ static void test_splits(storage_t *st)
         query_spec_free(&spec);
         query_result_free(&ref);
     }
+    CHECK(fns_partials > 0);
 }
 
 /* The groups member added to a render: the render's bytes less its brace,
