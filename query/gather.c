@@ -810,41 +810,62 @@ static int add_kept(query_gather_t *g, query_partial_t *p)
     return rc != 0 ? rc : kept_to_tree(p->tree, &p->kept);
 }
 
-/* A share's function sums (query_partial_t.fns) added to the gather's: the
- * first taken as they are, the next added by symbol (a share asked again
- * after a failure: one share at most per range). */
-static int add_fns(query_gather_t *g, query_partial_t *p)
+/* Adds n function sums by symbol (each from the arrays, or from fns when
+ * syms is NULL) to the gather's: its table grown and a map of it made,
+ * both held first (gather_hold), the map freed after. */
+static int add_fn_sums(query_gather_t *g, const query_fn_t *fns, const uint64_t *syms,
+                       const int64_t *selves, const int64_t *totals, size_t n, errmsg_t *em)
 {
-    g->fns_total = (int64_t)((uint64_t)g->fns_total + (uint64_t)p->fns_total);
-    if (p->nfns == 0) return 0;
-    if (g->fns == NULL) {
-        g->fns = p->fns;
-        g->nfns = p->nfns;
-        p->fns = NULL;
-        p->nfns = 0;
-        return 0;
-    }
-    query_fn_t *v = realloc(g->fns, (g->nfns + p->nfns) * sizeof *v);
+    size_t slots = 16;
+    while (slots < 2 * (g->nfns + n))
+        slots <<= 1;
+    int rc = gather_hold(g, (g->nfns + n) * sizeof(query_fn_t) + slots * sizeof(u64map_slot_t), em);
+    if (rc != 0) return rc;
+    query_fn_t *v = realloc(g->fns, (g->nfns + n) * sizeof *v);
     if (v == NULL) return ERR_NOMEM;
     g->fns = v;
     u64map_t map = {0};
-    int rc = u64map_init(&map, g->nfns + p->nfns);
+    rc = u64map_init(&map, g->nfns + n);
     for (size_t i = 0; rc == 0 && i < g->nfns; i++)
         rc = u64map_put(&map, g->fns[i].sym, (uint32_t)i);
-    for (size_t i = 0; rc == 0 && i < p->nfns; i++) {
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        query_fn_t f = syms != NULL
+                           ? (query_fn_t){.sym = syms[i], .self = selves[i], .total = totals[i]}
+                           : fns[i];
         uint32_t at = (uint32_t)g->nfns;
-        int put = u64map_get_or_put(&map, p->fns[i].sym, at, &at);
+        int put = u64map_get_or_put(&map, f.sym, at, &at);
         if (put < 0) {
             rc = put;
         } else if (put == 1) {
-            g->fns[g->nfns++] = p->fns[i];
+            g->fns[g->nfns++] = f;
         } else {
-            g->fns[at].self = (int64_t)((uint64_t)g->fns[at].self + (uint64_t)p->fns[i].self);
-            g->fns[at].total = (int64_t)((uint64_t)g->fns[at].total + (uint64_t)p->fns[i].total);
+            g->fns[at].self = (int64_t)((uint64_t)g->fns[at].self + (uint64_t)f.self);
+            g->fns[at].total = (int64_t)((uint64_t)g->fns[at].total + (uint64_t)f.total);
         }
     }
     u64map_free(&map);
-    return rc;
+    return rc != 0 ? rc : gather_hold(g, 0, em);
+}
+
+/* A share's function sums (query_partial_t.fns) added to the gather's: the
+ * first taken as they are, the next added by symbol. */
+static int add_fns(query_gather_t *g, query_partial_t *p, errmsg_t *em)
+{
+    g->fns_total = (int64_t)((uint64_t)g->fns_total + (uint64_t)p->fns_total);
+    if (p->nfns == 0) return 0;
+    if (g->fns != NULL) return add_fn_sums(g, p->fns, NULL, NULL, NULL, p->nfns, em);
+    g->fns = p->fns;
+    g->nfns = p->nfns;
+    p->fns = NULL;
+    p->nfns = 0;
+    return 0;
+}
+
+int query_gather_add_functions(query_gather_t *g, const uint64_t *syms, const int64_t *selves,
+                               const int64_t *totals, size_t n, int64_t total, errmsg_t *em)
+{
+    g->fns_total = (int64_t)((uint64_t)g->fns_total + (uint64_t)total);
+    return n > 0 ? add_fn_sums(g, NULL, syms, selves, totals, n, em) : 0;
 }
 
 static int add_render(query_gather_t *g, query_partial_t *p, errmsg_t *em)
@@ -854,8 +875,8 @@ static int add_render(query_gather_t *g, query_partial_t *p, errmsg_t *em)
         return errmsg_set(em, ERR_INTERNAL, "a partial without names and no storage for them");
     g->names_due |= p->names_later;
     int rc = query_gather_add_series(g, p->nseries, p->spy_name, em);
-    if (rc == 0 && (rc = add_fns(g, p)) != 0)
-        return errmsg_set(em, rc, "adding the functions: %s", err_message(rc));
+    if (rc == 0 && (rc = add_fns(g, p, em)) != 0)
+        return g->refused ? rc : errmsg_set(em, rc, "adding the functions: %s", err_message(rc));
     if (rc != 0 || p->tree == NULL) return rc;
     if ((rc = add_kept(g, p)) != 0) return rc == ERR_LIMIT ? tree_limit(g, em) : rc;
     for (size_t i = 0; rc == 0 && i < p->ntabs; i++) /* nonneg, as the share checked */

@@ -301,8 +301,11 @@ static int render_partial(storage_t *st, const char *tenant, const query_partial
     out->tree = calltree_new(lim->max_tree_nodes);
     out->syms = symtab_new();
     if (out->tree == NULL || out->syms == NULL) rc = ERR_NOMEM;
+    /* an averaged type's functions are the average profile's: the tree */
+    query_partial_args_t args = *a;
+    args.fns = a->fns && !average;
     if (rc == 0)
-        rc = tree_and_timeline(st, tenant, a, lim, &sp, &ser, &cnt, &plan, average, out, em);
+        rc = tree_and_timeline(st, tenant, &args, lim, &sp, &ser, &cnt, &plan, average, out, em);
     if (rc == 0) rc = query_load_symbols(st, tenant, out->tree, out->syms);
     if (rc == 0 && out->kept != NULL)
         rc = query_load_symbols_kept(st, tenant, out->kept, out->syms);

@@ -357,11 +357,16 @@ void query_spec_args(const query_spec_t *s, query_partial_args_t *a)
     a->kept = json; /* used only with final_max_nodes */
     /* top of a summed type: functions summed by each share (an averaged
      * one's are of the average profile, made once every share came) */
-    a->fns = s->kind == QUERY_KIND_RENDER && s->format == QUERY_FORMAT_TOP &&
-             !query_type_average(query_selector_type(s->sel));
+    a->fns = query_spec_functions(s);
     a->counts = s->kind == QUERY_KIND_LABEL_SHARES; /* this process's gather reads them */
     a->pushes = a->counts;
     if (s->kind == QUERY_KIND_PROFILES) a->limit = s->top_limit;
+}
+
+int query_spec_functions(const query_spec_t *s)
+{
+    return s->kind == QUERY_KIND_RENDER && s->format == QUERY_FORMAT_TOP &&
+           !query_type_average(query_selector_type(s->sel));
 }
 
 size_t query_spec_final_max_nodes(const query_spec_t *s)

@@ -840,6 +840,10 @@ typedef struct query_partial_args {
 
 /* Fills a from s (ranges left empty, timeline and kept set for JSON). Pointers into s. */
 void query_spec_args(const query_spec_t *s, query_partial_args_t *a);
+/* 1 when the shares of s may answer their function sums instead of their
+ * trees (query_partial_args_t.fns, QueryRequest.functions): /api/top of a
+ * type that is not averaged. */
+int query_spec_functions(const query_spec_t *s);
 /* The maxNodes query_gather_finish truncates a render of s to; 0 = none. */
 size_t query_spec_final_max_nodes(const query_spec_t *s);
 /* 1 when a gather of s keeps its partials' trees as forests and truncates
@@ -847,6 +851,16 @@ size_t query_spec_final_max_nodes(const query_spec_t *s);
  * maxNodes, not `top`; docs/cluster.md): a partial may then hand over its
  * tokens' forests (query_partial_args_t.forests). */
 int query_spec_forests(const query_spec_t *s);
+
+/* One function (symbol) of a tree: self is the sum of its nodes' selves;
+ * total the sum of the totals of its outermost nodes (a stack in which it
+ * recurses counts once). name and file: unset (NULL) by query_fns_collect
+ * and query_fns_of_tabs. */
+typedef struct query_fn {
+    uint64_t sym;
+    int64_t self, total;
+    const char *name, *file;
+} query_fn_t;
 
 /* A truncated tree as keep.c chose it, in flat arrays (query_int.h). */
 typedef struct query_kept query_kept_t;
@@ -872,7 +886,7 @@ typedef struct query_partial {
                                out (sealed or short after a stream; the answer says partial) */
     int names_later;        /* render: syms lacks the names of the forests' symbols
                                (query_partial_args_t.names_later) */
-    struct query_fn *fns;   /* render with fns: each function's self and total over the
+    query_fn_t *fns;        /* render with fns: each function's self and total over the
                                share's forests (tree then holds what had no forest), or NULL */
     size_t nfns;
     int64_t fns_total; /* the forests' roots' totals */
@@ -1008,6 +1022,13 @@ int query_gather_add_symbol(query_gather_t *g, uint64_t id, const char *name, si
 /* nseries series were selected, sharing spy_name (NULL: none or mixed).
  * ERR_LIMIT when the total passes max_series. */
 int query_gather_add_series(query_gather_t *g, size_t nseries, const char *spy_name, errmsg_t *em);
+/* A share's function sums (an answer to a request with functions, for
+ * /api/top): per function its symbol, self and total (n of each), and its
+ * forests' roots' total; added by symbol to those of the other shares
+ * (docs/query.md). ERR_UNAVAILABLE (em names query-memory-bytes) when they
+ * do not fit the gather's charge. */
+int query_gather_add_functions(query_gather_t *g, const uint64_t *syms, const int64_t *selves,
+                               const int64_t *totals, size_t n, int64_t total, errmsg_t *em);
 /* Adds value to the timeline bucket that starts at bucket_start_s; a bucket
  * not on the spec's timeline grid is ERR_CORRUPT. Ignored for answers that
  * show no timeline (folded, pprof). */

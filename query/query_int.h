@@ -293,14 +293,6 @@ int query_load_symbols_tabs(storage_t *st, const char *tenant, const storage_mer
                             size_t ntabs, symtab_t *dst);
 
 /* ---- functions of a tree (top.c) ---- */
-/* One function (symbol) of a tree: self is the sum of its nodes' selves;
- * total the sum of the totals of its outermost nodes (a stack in which it
- * recurses counts once). name and file: unset (NULL) by query_fns_collect. */
-typedef struct query_fn {
-    uint64_t sym;
-    int64_t self, total;
-    const char *name, *file;
-} query_fn_t;
 /* Every function of t, in first-seen order. *out: caller owns (free()).
  * charge (NULL, or its take NULL: nothing charged) is asked before memory
  * is made: the working tables' bound while they are made (given back

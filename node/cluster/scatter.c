@@ -372,6 +372,7 @@ static int send_ask(scatter_q_t *q, const ask_t *a)
     m.max_nodes = (uint32_t)(sp->max_nodes > UINT32_MAX ? UINT32_MAX : sp->max_nodes);
     m.forests = sp->kind == QUERY_KIND_RENDER && query_spec_forests(sp);
     m.forest_version = m.forests ? QUERY_FOREST_V5 : 0;
+    m.functions = query_spec_functions(sp); /* each share's sums, not its tree */
     if (m.forests) { /* names the share need not send: this query holds them */
         m.n_known_symbols = q->nknown;
         m.known_symbols = q->known;

@@ -394,6 +394,16 @@ static int keep_names(scatter_q_t *q, const Flamedb__Cluster__PartialResult *pr)
     return rc;
 }
 
+/* A share's function sums (asked with functions): three arrays of one length. */
+static int merge_functions(query_gather_t *g, const Flamedb__Cluster__PartialResult *pr, item_t *it)
+{
+    size_t n = pr->n_function_syms;
+    if (pr->n_function_selves != n || pr->n_function_totals != n)
+        return errmsg_set(&it->em, ERR_CORRUPT, "partial: function arrays of unequal lengths");
+    return query_gather_add_functions(g, pr->function_syms, pr->function_selves,
+                                      pr->function_totals, n, pr->functions_total, &it->em);
+}
+
 static int merge_render(query_gather_t *g, const Flamedb__Cluster__PartialResult *pr, item_t *it)
 {
     size_t nseries;
@@ -412,6 +422,7 @@ static int merge_render(query_gather_t *g, const Flamedb__Cluster__PartialResult
                                      (const char *)s->file.data, s->file.len);
     }
     if (rc == 0) rc = query_gather_add_series(g, nseries, spy[0] ? spy : NULL, &it->em);
+    if (rc == 0) rc = merge_functions(g, pr, it);
     if (rc == 0) query_gather_add_partial_spans(g, pr->partial_spans);
     for (size_t i = 0; rc == 0 && i < pr->n_totals; i++) {
         int64_t ms = pr->totals[i]->time_ms;

@@ -73,7 +73,21 @@ typedef struct serve_job {
     Flamedb__Cluster__TotalsPoint *tp, **tpp;
     uint8_t *pushes; /* the totals' push ids (TotalsPoint.pushes) */
     Flamedb__Cluster__TokenRange *served, **servedp;
+    uint64_t *fsyms; /* the function sums (PartialResult.function_*), when asked */
+    int64_t *fselves, *ftotals;
+    size_t fns_held; /* their bytes, charged */
 } serve_job_t;
+
+static void functions_free(serve_job_t *j)
+{
+    alloc_charge_sub(&j->mem, j->fns_held);
+    j->fns_held = 0;
+    free(j->fsyms);
+    free(j->fselves);
+    free(j->ftotals);
+    j->fsyms = NULL;
+    j->fselves = j->ftotals = NULL;
+}
 
 static void sized_free(serve_job_t *j)
 {
@@ -105,6 +119,7 @@ static void job_free(serve_job_t *j)
     free(j->pushes);
     free(j->served);
     free(j->servedp);
+    functions_free(j);
     free(j);
 }
 
@@ -301,6 +316,35 @@ static int write_frame(serve_job_t *j, size_t max_bytes)
     return rc < 0 ? rc : 0;
 }
 
+static int charge(serve_job_t *j, size_t n, const char *what);
+
+/* The share's function sums (asked with functions), three arrays charged
+ * before they are made. */
+static int add_functions(serve_job_t *j)
+{
+    size_t n = j->part.nfns,
+           bytes = n * (sizeof *j->fsyms + sizeof *j->fselves + sizeof *j->ftotals);
+    j->msg.functions_total = j->part.fns_total;
+    if (n == 0) return 0;
+    int rc = charge(j, bytes, "function sums");
+    if (rc != 0) return rc;
+    j->fns_held = bytes;
+    j->fsyms = malloc(n * sizeof *j->fsyms);
+    j->fselves = malloc(n * sizeof *j->fselves);
+    j->ftotals = malloc(n * sizeof *j->ftotals);
+    if (j->fsyms == NULL || j->fselves == NULL || j->ftotals == NULL) return ERR_NOMEM;
+    for (size_t i = 0; i < n; i++) {
+        j->fsyms[i] = j->part.fns[i].sym;
+        j->fselves[i] = j->part.fns[i].self;
+        j->ftotals[i] = j->part.fns[i].total;
+    }
+    j->msg.n_function_syms = j->msg.n_function_selves = j->msg.n_function_totals = n;
+    j->msg.function_syms = j->fsyms;
+    j->msg.function_selves = j->fselves;
+    j->msg.function_totals = j->ftotals;
+    return 0;
+}
+
 static int build_render(serve_job_t *j)
 {
     int rc = calltree_encode(j->part.tree, &j->tree);
@@ -310,7 +354,8 @@ static int build_render(serve_job_t *j)
         rc = add_forests(j);
     if (rc != 0) return rc;
     j->msg.calltree = (ProtobufCBinaryData){j->tree.len, j->tree.data};
-    if ((rc = add_symbols(j)) != 0 || (rc = add_totals(j)) != 0) return rc;
+    if ((rc = add_symbols(j)) != 0 || (rc = add_totals(j)) != 0 || (rc = add_functions(j)) != 0)
+        return rc;
     j->msg.series_count = j->part.nseries;
     j->msg.partial_spans = j->part.partial_spans;
     j->msg.spy_name = j->part.spy_name != NULL ? j->part.spy_name : "";
@@ -403,9 +448,12 @@ static void answer_clear(serve_job_t *j)
     j->tp = NULL;
     j->tpp = NULL;
     j->values = NULL;
+    functions_free(j);
     Flamedb__Cluster__PartialResult *m = &j->msg;
     m->calltree = (ProtobufCBinaryData){0, NULL};
     m->n_forests = m->n_symbols = m->n_totals = m->n_values = 0;
+    m->n_function_syms = m->n_function_selves = m->n_function_totals = 0;
+    m->functions_total = 0;
     m->forests = m->values = NULL;
     m->symbols = NULL;
     m->totals = NULL;
@@ -575,6 +623,7 @@ static int job_from(serve_job_t *j, const cluster_msg_t *msg)
     j->args.until_s = q->until_ms / 1000;
     j->args.timeline = j->args.kind == QUERY_KIND_RENDER && q->timeline;
     j->args.forests = j->args.kind == QUERY_KIND_RENDER && q->forests;
+    j->args.fns = j->args.kind == QUERY_KIND_RENDER && q->functions; /* not if averaged */
     j->args.names_later = j->args.forests; /* loaded from the forests' dictionaries */
     j->args.remote = 1;
     /* the newest both read: a newer coordinator's version is read as this node's newest */

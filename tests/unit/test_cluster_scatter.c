@@ -469,6 +469,11 @@ static const qc_t cases[] = {
      {.query = CPU "{service_name=\"db\"}", .from = "now-2h", .format = "folded"}},
     {QUERY_KIND_RENDER, {.query = CPU "{}", .from = "now-2h", .format = "pprof"}},
     {QUERY_KIND_RENDER, {.query = MEM "{}", .from = "now-2h", .max_nodes = "5"}},
+    /* top: each share answers its function sums (QueryRequest.functions) */
+    {QUERY_KIND_RENDER, {.query = CPU "{}", .from = "now-2h", .format = "top", .limit = "10000"}},
+    {QUERY_KIND_RENDER,
+     {.query = CPU "{service_name!=\"db\"}", .from = "now-2h", .format = "top", .by = "total"}},
+    {QUERY_KIND_RENDER, {.query = MEM "{}", .from = "now-2h", .format = "top", .limit = "3"}},
     {QUERY_KIND_LABEL_NAMES, {.from = "now-2h"}},
     {QUERY_KIND_LABEL_VALUES, {.label = "pod", .from = "now-2h"}},
     {QUERY_KIND_LABEL_VALUES,
