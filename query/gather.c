@@ -1128,6 +1128,9 @@ static int encode(query_gather_t *g, const char *partial_json, query_result_t *o
     case QUERY_FORMAT_TREE:
         out->content_type = "application/x-flamedb-tree";
         return query_encode_tree(g->tree, g->syms, &out->body);
+    case QUERY_FORMAT_FUNCTIONS:
+        out->content_type = "application/x-flamedb-functions";
+        return query_encode_functions(g->tree, g->fns, g->nfns, g->fns_total, g->syms, &out->body);
     case QUERY_FORMAT_TOP: {
         query_top_opts_t o = {s->top_limit, s->top_by_total, s->plan.until_s - s->plan.from_s,
                               s->top_search};
@@ -1228,7 +1231,7 @@ static int finish_render(query_gather_t *g, const char *partial_json, query_resu
     size_t max = g->spec->max_nodes;
     /* top sums per function over the whole tree: truncating would move
      * values into `other` */
-    if (g->spec->format == QUERY_FORMAT_TOP) max = 0;
+    if (g->spec->format == QUERY_FORMAT_TOP || g->spec->format == QUERY_FORMAT_FUNCTIONS) max = 0;
     size_t n = calltree_node_count(g->tree);
     if (max == 0 || max > n) max = n; /* then only empty nodes are dropped */
     if (n > max || (n >= 2 && query_tree_has_empty(g->tree))) {

@@ -134,7 +134,10 @@ static int fns_of_series(storage_t *st, const char *tenant, const query_series_t
     int rc = query_merge_series_forests(st, tenant, ser, plan,
                                         STORAGE_TABS_PARENTS | STORAGE_TABS_SYMNOS, out->tree,
                                         &tabs, &ntabs, help, em);
-    if (rc != 0 || ntabs == 0) return rc;
+    if (rc != 0 || ntabs == 0) {
+        storage_merged_tabs_free(tabs, ntabs); /* an empty array may come */
+        return rc;
+    }
     rc = query_fns_of_tabs(tabs, ntabs, plan->charge, &out->fns, &out->nfns, &out->fns_total);
     storage_merged_tabs_free(tabs, ntabs);
     uint64_t *ids = rc == 0 ? malloc((out->nfns ? out->nfns : 1) * sizeof *ids) : NULL;

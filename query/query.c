@@ -160,8 +160,8 @@ static int parse_render(const query_params_t *p, const query_limits_t *lim, int6
     if (rc != 0) return rc;
     int64_t from, until;
     rc = query_time_range(p, now_ms, &from, &until, em);
-    if (rc == 0 && p->merged_tree) {
-        s->format = QUERY_FORMAT_TREE;
+    if (rc == 0 && (p->merged_tree || p->merged_functions)) {
+        s->format = p->merged_tree ? QUERY_FORMAT_TREE : QUERY_FORMAT_FUNCTIONS;
         s->max_nodes = 0;
     } else {
         s->stream = p->stream;
@@ -365,14 +365,17 @@ void query_spec_args(const query_spec_t *s, query_partial_args_t *a)
 
 int query_spec_functions(const query_spec_t *s)
 {
-    return s->kind == QUERY_KIND_RENDER && s->format == QUERY_FORMAT_TOP &&
+    return s->kind == QUERY_KIND_RENDER &&
+           (s->format == QUERY_FORMAT_TOP || s->format == QUERY_FORMAT_FUNCTIONS) &&
            !query_type_average(query_selector_type(s->sel));
 }
 
 size_t query_spec_final_max_nodes(const query_spec_t *s)
 {
     /* top sums per function over the whole tree (gather.c, finish_render) */
-    if (s->kind != QUERY_KIND_RENDER || s->format == QUERY_FORMAT_TOP) return 0;
+    if (s->kind != QUERY_KIND_RENDER || s->format == QUERY_FORMAT_TOP ||
+        s->format == QUERY_FORMAT_FUNCTIONS)
+        return 0;
     return s->max_nodes;
 }
 

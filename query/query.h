@@ -43,6 +43,10 @@ typedef struct query_params {
      * its symbols (query_diff's input) instead of an encoding; format and
      * maxNodes are then ignored. */
     int merged_tree;
+    /* Not a request parameter: render each function's self and total over
+     * the merged, untruncated call tree and their names (a regression
+     * report's bucket, query_encode_functions) instead of an encoding. */
+    int merged_functions;
     /* Not a request parameter: answer label shares as the member
      * "groups":{"VALUE":{timeline},...} a render with groupBy=LABEL adds
      * (values in strcmp order, no partial members: the caller shows those). */
@@ -527,7 +531,7 @@ int query_diff_render_charged(const query_diff_params_t *d, const query_limits_t
  * whether the change stands out of the variation between the side's time
  * buckets. Each side's range is split into buckets on its window grid
  * (query_report_plan); the coordinator renders every bucket of both sides
- * through scatter-gather with merged_tree set, then query_report_run joins
+ * through scatter-gather with merged_functions set, then query_report_run joins
  * them. The whole-range numbers are the sums over the buckets (which
  * partition the range), so they are exact. */
 #define QUERY_REPORT_DEFAULT_LIMIT 50
@@ -542,7 +546,7 @@ int query_diff_render_charged(const query_diff_params_t *d, const query_limits_t
 /* One bucket's render parameters; p's strings point into the bucket. */
 typedef struct query_report_bucket {
     char from[24], until[24]; /* unix seconds */
-    query_params_t p;         /* the side's query over [from, until), merged_tree set */
+    query_params_t p;         /* the side's query over [from, until), merged_functions set */
 } query_report_bucket_t;
 
 /* What a report reads. Holds pointers into itself and the request: do not
@@ -612,12 +616,13 @@ int query_report_encode(const query_report_t *r, const char *profile_type, size_
                         const char *search, const int64_t seconds[2], const char *report_id,
                         const char *partial_json, buf_t *out);
 
-/* Decodes the bucket bodies (renders with merged_tree set) of both sides,
+/* Decodes the bucket bodies (renders with merged_functions set: each
+ * function's self and total over the bucket, with names) of both sides,
  * body[s][i] of len[s][i] bytes for the plan's buckets, and answers (with
  * "reportId" when report_id is not NULL). When keep is not NULL and all
  * went well, the report (its names owned: query_report_own_names) is moved
- * into *keep for the caller, who frees it. The decoded trees (up to 60, far
- * larger than their encoded bodies), the report and the answer are charged
+ * into *keep for the caller, who frees it. Each decoded function table
+ * (one at a time), the names, the report and the answer are charged
  * to charge (may be NULL) while it runs and given back before it returns
  * (past the budget it answers ERR_UNAVAILABLE), but for the answer's bytes
  * after a success when charged is not NULL: they stay taken, *charged
@@ -748,6 +753,7 @@ typedef enum query_format {
     QUERY_FORMAT_FOLDED,
     QUERY_FORMAT_PPROF,
     QUERY_FORMAT_TREE,      /* internal: query_params_t.merged_tree */
+    QUERY_FORMAT_FUNCTIONS, /* internal: query_params_t.merged_functions */
     QUERY_FORMAT_TOP,       /* top functions JSON (GET /api/top), from the untruncated tree */
     QUERY_FORMAT_SVG,       /* flame graph image (svg.c) */
     QUERY_FORMAT_SPEEDSCOPE /* speedscope JSON file (speedscope.c) */

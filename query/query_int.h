@@ -313,6 +313,25 @@ int query_fns_collect(const calltree_t *t, const query_report_charge_t *charge, 
  * *n entries of query_fn_t) stays charged, the scratch is given back. */
 int query_fns_of_tabs(const storage_merged_tab_t *tabs, size_t ntabs, alloc_charge_t *charge,
                       query_fn_t **out, size_t *n, int64_t *total);
+/* Each function's self and total over t and the extra ones beside it
+ * (added by symbol, as query_encode_top_fns does), with their names, for a
+ * regression report's bucket: version 1, the total (t's root's plus
+ * extra_total), the count, then per function its symbol id (8 bytes,
+ * little-endian), self and total (zigzag varints) and, when syms names it,
+ * 1 and its name and file (each a varint length and the bytes), else 0.
+ * The tables are held beside out while they are made. */
+int query_encode_functions(const calltree_t *t, const query_fn_t *extra, size_t nextra,
+                           int64_t extra_total, const symtab_t *syms, buf_t *out);
+/* Reads what query_encode_functions wrote: the functions into *out (caller
+ * frees; no names: those go into syms, NULL: dropped), their number and the
+ * total. charge (NULL: none) is asked before memory is made: the table
+ * (*nfns x sizeof(query_fn_t), which the caller gives back once it frees
+ * *out) and what syms may grow by for each name (kept taken: syms holds
+ * it). ERR_CORRUPT on malformed input, ERR_UNAVAILABLE when charge
+ * refuses; nothing stays taken for the table then. */
+int query_decode_functions(const uint8_t *p, size_t n, symtab_t *syms,
+                           const query_report_charge_t *charge, query_fn_t **out, size_t *nfns,
+                           int64_t *total);
 /* query_encode_top over t's functions and the extra ones beside them
  * (query_fns_of_tabs's), added by symbol; extra_total adds to t's root's. */
 int query_encode_top_fns(const calltree_t *t, const query_fn_t *extra, size_t nextra,

@@ -178,12 +178,11 @@ static int row_of(acc_t *a, uint64_t sym, uint32_t *row)
     return 0;
 }
 
-static int add_bucket(acc_t *a, const calltree_t *t, int side, uint32_t col)
+/* A bucket's functions (self and total each) and ticks into column col. */
+static int add_functions(acc_t *a, const query_fn_t *fns, size_t n, int64_t ticks, int side,
+                         uint32_t col)
 {
-    query_fn_t *fns = NULL;
-    size_t n = 0, held = 0;
-    int64_t ticks = calltree_root_total(t);
-    int rc = query_fns_collect(t, &a->charge, &fns, &n, &held, &a->totals);
+    int rc = 0;
     a->r->ticks[side] += ticks;
     a->used[col] = ticks > 0;
     for (size_t i = 0; rc == 0 && i < n; i++) {
@@ -196,6 +195,21 @@ static int add_bucket(acc_t *a, const calltree_t *t, int side, uint32_t col)
         if (ticks <= 0) continue;
         rc = acc_grow(a, &a->s, &a->caps, a->ns + 1, sizeof *a->s, 1024);
         if (rc == 0) a->s[a->ns++] = (sample_t){row, col, (double)fns[i].total / (double)ticks};
+    }
+    return rc;
+}
+
+static int add_bucket(acc_t *a, const calltree_t *t, int side, uint32_t col)
+{
+    query_fn_t *fns = NULL;
+    size_t n = 0, held = 0;
+    int64_t ticks = calltree_root_total(t);
+    int rc = query_fns_collect(t, &a->charge, &fns, &n, &held, &a->totals);
+    if (rc == 0) {
+        rc = add_functions(a, fns, n, ticks, side, col);
+    } else {
+        a->r->ticks[side] += ticks;
+        a->used[col] = ticks > 0;
     }
     free(fns);
     if (held > 0 && a->charge.give != NULL) a->charge.give(a->charge.ctx, held);
@@ -302,6 +316,16 @@ static int acc_add(acc_t *a, const size_t n[2], const calltree_t *t, int s, size
 {
     uint32_t col = (uint32_t)(s == 0 ? b : n[0] + b);
     int rc = add_bucket(a, t, s, col);
+    a->r->buckets[s] += a->used[col];
+    return rc;
+}
+
+/* Adds bucket b of side s given as its functions (a bucket's body). */
+static int acc_add_functions(acc_t *a, const size_t n[2], const query_fn_t *fns, size_t nfns,
+                             int64_t ticks, int s, size_t b)
+{
+    uint32_t col = (uint32_t)(s == 0 ? b : n[0] + b);
+    int rc = add_functions(a, fns, nfns, ticks, s, col);
     a->r->buckets[s] += a->used[col];
     return rc;
 }
@@ -496,7 +520,7 @@ static void bucket_set(query_report_bucket_t *b, const query_params_t *side, int
     snprintf(b->from, sizeof b->from, "%lld", (long long)from_s);
     snprintf(b->until, sizeof b->until, "%lld", (long long)until_s);
     b->p = (query_params_t){
-        .query = side->query, .from = b->from, .until = b->until, .merged_tree = 1};
+        .query = side->query, .from = b->from, .until = b->until, .merged_functions = 1};
 }
 
 /* Splits one side: W windows of its plan into B = min(W, max) buckets, the
@@ -602,33 +626,25 @@ static int answer_grows(void *ctx, size_t now)
     return 0;
 }
 
-/* Builds the report one bucket at a time: each bucket's tree is decoded
- * (its room charged before it is made, its links once decoded, its totals
- * as they are made), added (its function table charged as it
- * is collected) and freed before the next, so the report holds one
- * decoded tree at a time rather than up to 60. */
-static int build_report(const query_report_plan_t *plan, const query_limits_t *lim,
-                        const uint8_t *const *body[2], const size_t *len[2], symtab_t *syms,
-                        held_t *held, query_report_t *r)
+/* Builds the report one bucket at a time: each bucket's functions (the
+ * sums its render made, query_encode_functions) are decoded (their table
+ * charged before it is made, their names as syms grows), added and freed
+ * before the next. */
+static int build_report(const query_report_plan_t *plan, const uint8_t *const *body[2],
+                        const size_t *len[2], symtab_t *syms, held_t *held, query_report_t *r)
 {
     acc_t a;
     query_report_charge_t charge = {held_take_fn, held_sub_fn, held};
     int rc = acc_begin(&a, r, plan->nbuckets, &charge);
     for (int s = 0; s < 2; s++)
         for (size_t b = 0; rc == 0 && b < plan->nbuckets[s]; b++) {
-            calltree_t *t = calltree_new(lim->max_tree_nodes);
-            size_t start = t != NULL ? calltree_mem_bytes(t) : 0;
-            rc = t == NULL ? ERR_NOMEM
-                           : query_tree_decode_charged(body[s][b], len[s][b], t, syms, &charge);
-            /* its growth was charged as it decoded, its links as they will
-             * be made; its totals as the function table's walk makes them */
-            size_t tree_bytes = rc == 0 ? calltree_mem_bytes_read(t) : 0;
-            size_t grown = t != NULL ? calltree_mem_bytes(t) - start : 0;
-            if (rc == 0) rc = held_take(held, tree_bytes - grown);
-            a.totals = 0;
-            if (rc == 0) rc = acc_add(&a, plan->nbuckets, t, s, b);
-            calltree_free(t);
-            if (rc == 0) held_sub(held, tree_bytes + a.totals); /* else all given back at the end */
+            query_fn_t *fns = NULL;
+            size_t n = 0;
+            int64_t ticks = 0;
+            rc = query_decode_functions(body[s][b], len[s][b], syms, &charge, &fns, &n, &ticks);
+            if (rc == 0) rc = acc_add_functions(&a, plan->nbuckets, fns, n, ticks, s, b);
+            free(fns);
+            if (rc == 0) held_sub(held, n * sizeof *fns); /* else all given back at the end */
         }
     return acc_end(&a, rc, plan->nbuckets, syms);
 }
@@ -644,8 +660,8 @@ int query_report_run(const query_report_plan_t *plan, const query_limits_t *lim,
     held_t held = {charge, 0, 0};
     symtab_t *syms = symtab_new(); /* charged before it grows (query_tree_decode_charged) */
     int rc = syms != NULL ? held_take(&held, symtab_mem_bytes(syms)) : ERR_NOMEM;
-    if (rc == 0) rc = build_report(plan, lim, body, len, syms, &held, &r);
-    if (rc == ERR_CORRUPT) errmsg_set(em, rc, "diff report: a bucket's merged tree is damaged");
+    if (rc == 0) rc = build_report(plan, body, len, syms, &held, &r);
+    if (rc == ERR_CORRUPT) errmsg_set(em, rc, "diff report: a bucket's functions are damaged");
     size_t report_bytes = rc == 0 ? query_report_bytes(&r) : 0;
     if (rc == 0) rc = held_take(&held, report_bytes);
     if (rc == ERR_UNAVAILABLE) /* a decoded bucket and the report passed the budget */

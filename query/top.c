@@ -19,6 +19,7 @@
 
 #include "common/grow.h"
 #include "common/u64map.h"
+#include "common/varint.h"
 #include "query/query_int.h"
 
 typedef query_fn_t fn_t;
@@ -603,4 +604,124 @@ int query_encode_top_fns(const calltree_t *t, const query_fn_t *extra, size_t ne
     free(tp.unk);
     buf_beside_give(out, tp.unk_held + tp.fns_held);
     return rc;
+}
+
+/* ---- a regression report's bucket: the functions as they are ---- */
+
+#define FUNCTIONS_VERSION 1
+
+static int put_function(buf_t *out, const fn_t *f, const symtab_t *syms)
+{
+    uint8_t id[8];
+    for (int k = 0; k < 8; k++)
+        id[k] = (uint8_t)(f->sym >> (8 * k));
+    const char *name = NULL, *file = NULL;
+    int named = syms != NULL && symtab_get(syms, f->sym, &name, &file);
+    int rc = buf_append(out, id, sizeof id);
+    if (rc == 0) rc = buf_append_svarint(out, f->self);
+    if (rc == 0) rc = buf_append_svarint(out, f->total);
+    if (rc == 0) rc = buf_append_byte(out, (uint8_t)named);
+    if (rc != 0 || !named) return rc;
+    size_t nl = strlen(name), fl = file != NULL ? strlen(file) : 0;
+    rc = buf_append_uvarint(out, nl);
+    if (rc == 0) rc = buf_append(out, name, nl);
+    if (rc == 0) rc = buf_append_uvarint(out, fl);
+    if (rc == 0 && fl > 0) rc = buf_append(out, file, fl);
+    return rc;
+}
+
+int query_encode_functions(const calltree_t *t, const query_fn_t *extra, size_t nextra,
+                           int64_t extra_total, const symtab_t *syms, buf_t *out)
+{
+    query_report_charge_t beside = {beside_take, beside_give, out};
+    top_t tp = {.t = t, .charge = &beside, .total = calltree_root_total(t)};
+    size_t totals;
+    int rc = collect_charged(&tp, &totals);
+    buf_beside_give(out, totals);
+    if (rc == 0) rc = add_extra(&tp, extra, nextra, extra_total);
+    if (rc == 0) rc = buf_append_byte(out, FUNCTIONS_VERSION);
+    if (rc == 0) rc = buf_append_svarint(out, tp.total);
+    if (rc == 0) rc = buf_append_uvarint(out, tp.nfns);
+    for (size_t i = 0; rc == 0 && i < tp.nfns; i++)
+        rc = put_function(out, &tp.fns[i], syms);
+    free(tp.fns);
+    buf_beside_give(out, tp.fns_held);
+    return rc;
+}
+
+/* A length-prefixed text at *p, read in place (*s points at it, *len its
+ * bytes; symtab_put copies it). 0 on malformed input. */
+static int read_text(const uint8_t **p, const uint8_t *end, const char **s, size_t *len)
+{
+    uint64_t n;
+    if (!varint_read_u(p, end, &n) || n > (uint64_t)(end - *p)) return 0;
+    *s = (const char *)*p;
+    *len = (size_t)n;
+    *p += n;
+    return 1;
+}
+
+/* Puts a named function's symbol into syms: what syms may grow by taken
+ * from charge before, what it did not grow by given back after. */
+static int put_name(symtab_t *syms, uint64_t id, const char *name, size_t nl, const char *file,
+                    size_t fl, const query_report_charge_t *charge)
+{
+    size_t was = symtab_mem_bytes(syms), rise = charge != NULL ? symtab_put_bytes(syms, nl, fl) : 0;
+    if (charge != NULL && charge->take != NULL && rise > 0 && charge->take(charge->ctx, rise) != 0)
+        return ERR_UNAVAILABLE;
+    int rc = symtab_put(syms, id, name, nl, file, fl);
+    size_t grew = symtab_mem_bytes(syms) - was;
+    if (charge != NULL && charge->give != NULL && rise > grew)
+        charge->give(charge->ctx, rise - grew);
+    return rc;
+}
+
+int query_decode_functions(const uint8_t *p, size_t n, symtab_t *syms,
+                           const query_report_charge_t *charge, query_fn_t **out, size_t *nfns,
+                           int64_t *total)
+{
+    *out = NULL;
+    *nfns = 0;
+    *total = 0;
+    const uint8_t *end = p + n;
+    uint64_t count;
+    if (n < 1 || *p++ != FUNCTIONS_VERSION || !varint_read_s(&p, end, total) ||
+        !varint_read_u(&p, end, &count) || count > (uint64_t)(end - p) / 11)
+        return ERR_CORRUPT; /* 11: the least bytes of one function */
+    size_t table = (size_t)count * sizeof(query_fn_t);
+    if (charge != NULL && charge->take != NULL && table > 0 &&
+        charge->take(charge->ctx, table) != 0)
+        return ERR_UNAVAILABLE;
+    query_fn_t *v = malloc((count ? count : 1) * sizeof *v);
+    if (v == NULL) {
+        if (charge != NULL && charge->give != NULL && table > 0) charge->give(charge->ctx, table);
+        return ERR_NOMEM;
+    }
+    int rc = 0;
+    for (uint64_t i = 0; rc == 0 && i < count; i++) {
+        query_fn_t *f = &v[i];
+        *f = (query_fn_t){0};
+        for (int k = 0; k < 8 && p < end; k++)
+            f->sym |= (uint64_t)*p++ << (8 * k);
+        const char *name, *file;
+        size_t nl, fl;
+        if (p >= end || !varint_read_s(&p, end, &f->self) || !varint_read_s(&p, end, &f->total) ||
+            p >= end || *p > 1) {
+            rc = ERR_CORRUPT;
+        } else if (*p++ == 1) {
+            if (!read_text(&p, end, &name, &nl) || !read_text(&p, end, &file, &fl))
+                rc = ERR_CORRUPT;
+            else if (syms != NULL)
+                rc = put_name(syms, f->sym, name, nl, file, fl, charge);
+        }
+    }
+    if (rc == 0 && p != end) rc = ERR_CORRUPT;
+    if (rc != 0) {
+        free(v);
+        if (charge != NULL && charge->give != NULL && table > 0) charge->give(charge->ctx, table);
+        return rc;
+    }
+    *out = v;
+    *nfns = (size_t)count;
+    return 0;
 }

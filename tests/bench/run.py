@@ -577,7 +577,8 @@ def bench_diffsearch(a, node_bin, work):
     """GET /api/diff on the real large.cpu (23,038 functions) pushed 6 times
     per version, one push per 10 s window: the report, then searches within
     it as the diff view types them, naming the report (reportId: answered
-    from the report the node kept) and not naming it (computed again)."""
+    from the report the node kept) and not naming it (computed again); and
+    GET /api/top of the whole service beside its flame graph."""
     corpus = os.environ.get("FLAMEDB_TESTDATA") or os.path.join(os.path.dirname(ROOT), "shared",
                                                                 "testdata")
     path = os.path.join(corpus, "folded", "derived", "large.cpu.samples.folded.txt.gz")
@@ -612,6 +613,22 @@ def bench_diffsearch(a, node_bin, work):
                 raise RuntimeError("diff %d: %r" % (st, data[:300]))
             return time.time() - t0, json.loads(data)
 
+        def timed(path, **q):
+            t0 = time.time()
+            st, data = node.get(path + "?" + urllib.parse.urlencode(q), c)
+            if st != 200:
+                raise RuntimeError("%s %d: %r" % (path, st, data[:300]))
+            return time.time() - t0
+
+        whole = {"query": '%s{service_name="big"}' % cpu, "from": now - 120, "until": now}
+        tops = {lim: statistics.median(timed("/api/top", limit=lim, **whole) for _ in range(5))
+                for lim in (100, 5000)}
+        graph = statistics.median(timed("/pyroscope/render", format="json", **whole)
+                                  for _ in range(5))
+        RESULTS.append(("/api/top of large.cpu x 12 pushes, limit 100 / 5000",
+                        "%.1f / %.1f ms" % (1000 * tops[100], 1000 * tops[5000]), "",
+                        "its flame graph %.1f ms; the table %.1fx the graph (limit 100)"
+                        % (1000 * graph, tops[100] / graph)))
         full = [diff() for _ in range(3)]
         rid = full[-1][1].get("reportId")
         terms = ["f", "fu", "func", "func1", "func12", "func123", "func1234"]

@@ -329,7 +329,7 @@ static void test_plan(void)
             CHECK_EQ_INT(strtoll(k->p.from, NULL, 10), at);
             at = strtoll(k->p.until, NULL, 10);
             CHECK(at > strtoll(k->p.from, NULL, 10));
-            CHECK(k->p.merged_tree);
+            CHECK(k->p.merged_functions);
             CHECK_EQ_STR(k->p.query, s == 0 ? d.left.query : d.right.query);
         }
         CHECK_EQ_INT(at, p.until_s[s]);
@@ -359,7 +359,7 @@ static void test_plan(void)
     CHECK_EQ_INT(query_report_plan(&d, NULL, NULL, &lim, now_ms, &p, &em), ERR_INVALID_ARGUMENT);
 }
 
-/* A bucket's body as a share answers it (a render with merged_tree):
+/* A bucket's body as its render answers it (merged_functions):
  * FNS functions of long names under main. */
 #define FNS 1000
 static void bucket_body(query_result_t *out)

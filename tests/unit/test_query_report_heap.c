@@ -2,13 +2,12 @@
  * query_report_run) allocates while it reads its buckets is what it
  * charges to query-memory-bytes while it runs.
  *
- * Each bucket's decoded tree is charged as it is read; the function table
- * collected from it (query_fns_collect: a symbol map, per-node indexes and
- * the table itself, the working memory as large as the tree) must be too.
- * So must what decoding a bucket holds besides its tree (the decoder's
- * scratch, the symbols it adds to the report's table) and the map from
- * symbol to row: a report over buckets of WIDE functions with long names,
- * whose symbols and map outweigh the trees, shows them.
+ * Each bucket's body is its functions (self, total and name each: the
+ * render summed them, query_encode_functions); the table decoded from it
+ * is charged before it is made, and so are the symbols it adds to the
+ * report's table and the map from symbol to row: a report over buckets of
+ * WIDE functions with long names, whose symbols and map outweigh the
+ * tables, shows them.
  * malloc, calloc, realloc and free are replaced (test_heap_count.h) to
  * follow the bytes in use, and the highest heap use of a report is
  * compared with the peak it charged (within peak/64 and the allocator's
@@ -31,10 +30,9 @@
 #define WIDE 40000 /* functions of a wide bucket */
 #define CPU "process_cpu:cpu:nanoseconds:cpu:nanoseconds"
 
-/* A bucket's body as a share answers it (a render with merged_tree): every
+/* A bucket's body as its render answers it (merged_functions): every
  * stack main;fnA;fnB;fnC of FNS functions, FNS^3 leaves: a tree of many
- * nodes and few functions, whose function table's working memory (sized by
- * its nodes) outweighs the report's rows (one per function). */
+ * nodes and few functions, answered as those few. */
 static void bucket_body(query_result_t *out)
 {
     calltree_t *t = calltree_new(0);

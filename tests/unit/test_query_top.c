@@ -14,6 +14,7 @@
 #include "common/hash.h"
 #include "common/json.h"
 #include "query/query.h"
+#include "query/query_int.h"
 #include "tests/unit/check.h"
 
 #define CPU "process_cpu:cpu:nanoseconds:cpu:nanoseconds"
@@ -451,6 +452,59 @@ static void test_spec_and_gather(void)
     query_spec_free(&s);
 }
 
+/* A report bucket's functions (query_encode_functions) read back
+ * (query_decode_functions): the sums query_fns_collect finds in the tree,
+ * its total, the names; every shorter or damaged body is refused as
+ * corrupt, never read past its end. */
+static void test_functions_body(void)
+{
+    for (int round = 0; round < 20; round++) {
+        calltree_t *t = calltree_new(0);
+        symtab_t *syms = symtab_new();
+        expect_t e;
+        random_tree(t, syms, &e, 1 + (int)(check_rng() % 200));
+        buf_t b;
+        buf_init(&b, BUF_UNLIMITED);
+        CHECK_EQ_INT(query_encode_functions(t, NULL, 0, 0, syms, &b), 0);
+        symtab_t *got_syms = symtab_new();
+        query_fn_t *fns;
+        size_t n;
+        int64_t total;
+        CHECK_EQ_INT(query_decode_functions(b.data, b.len, got_syms, NULL, &fns, &n, &total), 0);
+        CHECK_EQ_INT(total, e.sum);
+        int seen = 0;
+        for (int f = 0; f < NFN; f++)
+            seen += e.seen[f];
+        CHECK_EQ_INT(n, seen);
+        for (size_t i = 0; i < n; i++) {
+            int f = -1;
+            for (int k = 0; k < NFN; k++)
+                if (sym_of(k) == fns[i].sym) f = k;
+            CHECK(f >= 0);
+            if (f < 0) continue;
+            CHECK_EQ_INT(fns[i].self, e.self[f]);
+            CHECK_EQ_INT(fns[i].total, e.total[f]);
+            const char *name, *file;
+            CHECK(symtab_get(got_syms, fns[i].sym, &name, &file));
+            CHECK_EQ_STR(name, fn_name[f]);
+            CHECK_EQ_STR(file != NULL ? file : "", fn_file[f]);
+        }
+        free(fns);
+        for (size_t cut = 0; cut < b.len; cut++) {
+            CHECK_EQ_INT(query_decode_functions(b.data, cut, NULL, NULL, &fns, &n, &total),
+                         ERR_CORRUPT);
+            CHECK(fns == NULL);
+        }
+        b.data[0] ^= 0x40; /* another version */
+        CHECK_EQ_INT(query_decode_functions(b.data, b.len, NULL, NULL, &fns, &n, &total),
+                     ERR_CORRUPT);
+        buf_free(&b);
+        symtab_free(got_syms);
+        symtab_free(syms);
+        calltree_free(t);
+    }
+}
+
 int main(int argc, char **argv)
 {
     uint64_t seed = argc > 1 ? strtoull(argv[1], NULL, 10) : (uint64_t)time(NULL);
@@ -459,5 +513,6 @@ int main(int argc, char **argv)
     test_search();
     test_search_spec();
     test_random(seed);
+    test_functions_body();
     return check_exit();
 }

@@ -1,6 +1,7 @@
-/* test_share_body.h — a calltree and its symbols as a share answers a
- * render with merged_tree (the body a coordinator gathers): for tests of
- * what reads such bodies (the regression report). Header-only: one static
+/* test_share_body.h — a calltree and its symbols as a regression report's
+ * bucket is answered (a render with merged_functions: the functions of the
+ * tree a coordinator gathers): for tests of what reads such bodies (the
+ * report). Header-only: one static
  * function per test program. The caller keeps t and st (and frees them);
  * out is initialised here and freed by the caller (query_result_free). */
 #ifndef FLAMEDB_TEST_SHARE_BODY_H
@@ -24,7 +25,7 @@ static void share_body_of(const calltree_t *t, const symtab_t *st, query_result_
     query_params_t p = {.query = "process_cpu:cpu:nanoseconds:cpu:nanoseconds{}",
                         .from = "now-1h",
                         .until = "now",
-                        .merged_tree = 1};
+                        .merged_functions = 1};
     query_spec_t spec;
     memset(&spec, 0, sizeof spec);
     errmsg_t em = {{0}};
