@@ -95,44 +95,10 @@ static int index_functions(top_t *tp)
     return rc;
 }
 
-static void enter(top_t *tp, uint32_t v)
-{
-    fn_t *f = &tp->fns[tp->fn_of[v]];
-    f->self += calltree_self(tp->t, v);
-    if (tp->active[tp->fn_of[v]]++ == 0) f->total += calltree_total(tp->t, v);
-}
-
-/* Preorder over first-child / next-sibling links, leaving each node (and its
- * function's ancestor count) once its subtree is done: over the tree's
- * arrays when it has them, else through its accessors. */
-static void walk_calls(top_t *tp)
-{
-    const calltree_t *t = tp->t;
-    uint32_t v = calltree_first_child(t, 0);
-    while (v != CALLTREE_NONE) {
-        enter(tp, v);
-        uint32_t c = calltree_first_child(t, v);
-        if (c != CALLTREE_NONE) {
-            v = c;
-            continue;
-        }
-        for (;;) {
-            tp->active[tp->fn_of[v]]--;
-            uint32_t s = calltree_next_sibling(t, v);
-            if (s != CALLTREE_NONE) {
-                v = s;
-                break;
-            }
-            v = calltree_parent(t, v);
-            if (v == 0) {
-                v = CALLTREE_NONE;
-                break;
-            }
-        }
-    }
-}
-
-static void walk(top_t *tp)
+/* Preorder over the tree's first-child / next-sibling links, leaving each
+ * node (and its function's ancestor count) once its subtree is done. The
+ * walk reads the tree's arrays: ERR_NOMEM when they cannot be made. */
+static int walk(top_t *tp)
 {
     const calltree_t *t = tp->t;
     const calltree_links_t *links = calltree_links(t);
@@ -140,10 +106,8 @@ static void walk(top_t *tp)
     const int64_t *totals = calltree_totals(t), *self = NULL;
     int64_t scale = 1;
     if (links == NULL || totals == NULL || calltree_selves_scaled(t, &self, &scale) != 0 ||
-        self == NULL) {
-        walk_calls(tp);
-        return;
-    }
+        self == NULL)
+        return ERR_NOMEM;
     const uint32_t *fn_of = tp->fn_of;
     uint32_t *active = tp->active;
     fn_t *fns = tp->fns;
@@ -169,6 +133,7 @@ static void walk(top_t *tp)
             }
         }
     }
+    return 0;
 }
 
 /* ---- functions of forests: a share's sums without its tree ----
@@ -184,7 +149,6 @@ typedef struct fns_acc {
     size_t n, cap; /* cap: a bound set once (every forest's distinct symbols) */
     u64map_t map;  /* symbol -> index in v, over the forests so far (more than one) */
     int64_t total; /* the forests' roots' totals */
-    alloc_charge_t *charge;
 } fns_acc_t;
 
 /* Adds forest f's functions to a: a preorder walk over its kid lists
@@ -262,7 +226,7 @@ int query_fns_of_tabs(const storage_merged_tab_t *tabs, size_t ntabs, alloc_char
     size_t table = most * sizeof(query_fn_t), scratch = tabs_scratch_bytes(most, nsyms, mapped);
     int rc = charge != NULL ? alloc_charge_add(charge, table + scratch) : 0;
     if (rc != 0) return rc;
-    fns_acc_t a = {.cap = most, .charge = charge};
+    fns_acc_t a = {.cap = most};
     a.v = malloc((most ? most : 1) * sizeof *a.v);
     uint32_t *fn_of = malloc((nsyms ? nsyms : 1) * sizeof *fn_of);
     uint32_t *active = calloc(most ? most : 1, sizeof *active);
@@ -436,7 +400,7 @@ static int collect_charged(top_t *tp, size_t *totals)
     work = work > kept ? kept : work;
     size_t most = calltree_totals_bytes(tp->t), was = calltree_mem_bytes(tp->t);
     int took = rc == 0 && (rc = top_take(tp, most)) == 0;
-    if (rc == 0) walk(tp);
+    if (rc == 0) rc = walk(tp);
     size_t grew = calltree_mem_bytes(tp->t) - was;
     if (took) top_give(tp, most > grew ? most - grew : 0);
     if (took) *totals = most > grew ? grew : most;
