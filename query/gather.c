@@ -811,39 +811,18 @@ static int add_kept(query_gather_t *g, query_partial_t *p)
 }
 
 /* Adds n function sums by symbol (each from the arrays, or from fns when
- * syms is NULL) to the gather's: its table grown and a map of it made,
- * both held first (gather_hold), the map freed after. */
+ * syms is NULL) to the gather's: its table grown and the merge's map held
+ * first (gather_hold). */
 static int add_fn_sums(query_gather_t *g, const query_fn_t *fns, const uint64_t *syms,
                        const int64_t *selves, const int64_t *totals, size_t n, errmsg_t *em)
 {
-    size_t slots = 16;
-    while (slots < 2 * (g->nfns + n))
-        slots <<= 1;
-    int rc = gather_hold(g, (g->nfns + n) * sizeof(query_fn_t) + slots * sizeof(u64map_slot_t), em);
+    size_t all = g->nfns + n;
+    int rc = gather_hold(g, all * sizeof(query_fn_t) + u64map_init_bytes(all), em);
     if (rc != 0) return rc;
-    query_fn_t *v = realloc(g->fns, (g->nfns + n) * sizeof *v);
+    query_fn_t *v = realloc(g->fns, all * sizeof *v);
     if (v == NULL) return ERR_NOMEM;
     g->fns = v;
-    u64map_t map = {0};
-    rc = u64map_init(&map, g->nfns + n);
-    for (size_t i = 0; rc == 0 && i < g->nfns; i++)
-        rc = u64map_put(&map, g->fns[i].sym, (uint32_t)i);
-    for (size_t i = 0; rc == 0 && i < n; i++) {
-        query_fn_t f = syms != NULL
-                           ? (query_fn_t){.sym = syms[i], .self = selves[i], .total = totals[i]}
-                           : fns[i];
-        uint32_t at = (uint32_t)g->nfns;
-        int put = u64map_get_or_put(&map, f.sym, at, &at);
-        if (put < 0) {
-            rc = put;
-        } else if (put == 1) {
-            g->fns[g->nfns++] = f;
-        } else {
-            g->fns[at].self = (int64_t)((uint64_t)g->fns[at].self + (uint64_t)f.self);
-            g->fns[at].total = (int64_t)((uint64_t)g->fns[at].total + (uint64_t)f.total);
-        }
-    }
-    u64map_free(&map);
+    rc = query_fns_merge(g->fns, &g->nfns, fns, syms, selves, totals, n);
     return rc != 0 ? rc : gather_hold(g, 0, em);
 }
 

@@ -332,6 +332,12 @@ int query_encode_functions(const calltree_t *t, const query_fn_t *extra, size_t 
 int query_decode_functions(const uint8_t *p, size_t n, symtab_t *syms,
                            const query_report_charge_t *charge, query_fn_t **out, size_t *nfns,
                            int64_t *total);
+/* Adds nadd function sums to v[0..*n) by symbol (new ones appended, *n
+ * grown; v has room for *n + nadd): from add, or from the arrays syms,
+ * selves and totals when syms is not NULL. A map of u64map_init_bytes(*n +
+ * nadd) bytes lives meanwhile (the caller charges it). ERR_NOMEM. */
+int query_fns_merge(query_fn_t *v, size_t *n, const query_fn_t *add, const uint64_t *syms,
+                    const int64_t *selves, const int64_t *totals, size_t nadd);
 /* query_encode_top over t's functions and the extra ones beside them
  * (query_fns_of_tabs's), added by symbol; extra_total adds to t's root's. */
 int query_encode_top_fns(const calltree_t *t, const query_fn_t *extra, size_t nextra,

@@ -199,14 +199,7 @@ static int tab_functions(fns_acc_t *a, const storage_merged_tab_t *f, int mapped
 /* Bytes fns_of_tabs holds at most besides the table it answers. */
 static size_t tabs_scratch_bytes(size_t most, size_t nsyms, int mapped)
 {
-    size_t map = 0;
-    if (mapped) { /* as u64map_init sizes it: at most half full */
-        map = 16;
-        while (map < 2 * most)
-            map <<= 1;
-        map *= sizeof(u64map_slot_t);
-    }
-    return map + (nsyms + most) * sizeof(uint32_t);
+    return (mapped ? u64map_init_bytes(most) : 0) + (nsyms + most) * sizeof(uint32_t);
 }
 
 int query_fns_of_tabs(const storage_merged_tab_t *tabs, size_t ntabs, alloc_charge_t *charge,
@@ -494,6 +487,33 @@ static int order_first(top_t *tp, size_t n, int (*cmp)(const void *, const void 
     return rc;
 }
 
+int query_fns_merge(query_fn_t *v, size_t *n, const query_fn_t *add, const uint64_t *syms,
+                    const int64_t *selves, const int64_t *totals, size_t nadd)
+{
+    u64map_t map = {0};
+    int rc = u64map_init(&map, *n + nadd);
+    for (size_t i = 0; rc == 0 && i < *n; i++)
+        rc = u64map_put(&map, v[i].sym, (uint32_t)i);
+    for (size_t i = 0; rc == 0 && i < nadd; i++) {
+        query_fn_t f =
+            syms != NULL
+                ? (query_fn_t){.sym = syms[i], .self = selves[i], .total = totals[i]}
+                : (query_fn_t){.sym = add[i].sym, .self = add[i].self, .total = add[i].total};
+        uint32_t at = (uint32_t)*n;
+        int put = u64map_get_or_put(&map, f.sym, at, &at);
+        if (put < 0) {
+            rc = put;
+        } else if (put == 1) {
+            v[(*n)++] = f;
+        } else {
+            v[at].self = (int64_t)((uint64_t)v[at].self + (uint64_t)f.self);
+            v[at].total = (int64_t)((uint64_t)v[at].total + (uint64_t)f.total);
+        }
+    }
+    u64map_free(&map);
+    return rc;
+}
+
 /* Adds extra's functions (a share's sums, query_fns_of_tabs) to the tree's:
  * by symbol, through a map of the tree's (taken from the charge while it
  * lives); the table grows to hold them all, taken before it does. */
@@ -512,28 +532,10 @@ static int add_extra(top_t *tp, const query_fn_t *extra, size_t nextra, int64_t 
         tp->capfns = need;
         tp->fns_held += (need - was) * sizeof *v;
     }
-    u64map_t map = {0};
-    size_t map_bytes = tabs_scratch_bytes(tp->nfns, 0, 1);
+    size_t map_bytes = u64map_init_bytes(tp->nfns + nextra);
     int rc = top_take(tp, map_bytes);
     if (rc != 0) return rc;
-    rc = u64map_init(&map, tp->nfns);
-    for (size_t i = 0; rc == 0 && i < tp->nfns; i++)
-        rc = u64map_put(&map, tp->fns[i].sym, (uint32_t)i);
-    for (size_t i = 0; rc == 0 && i < nextra; i++) {
-        uint32_t at = (uint32_t)tp->nfns;
-        int put = u64map_get_or_put(&map, extra[i].sym, at, &at);
-        if (put < 0)
-            rc = put;
-        else if (put == 1)
-            tp->fns[tp->nfns++] =
-                (fn_t){.sym = extra[i].sym, .self = extra[i].self, .total = extra[i].total};
-        else {
-            fn_t *f = &tp->fns[at];
-            f->self = (int64_t)((uint64_t)f->self + (uint64_t)extra[i].self);
-            f->total = (int64_t)((uint64_t)f->total + (uint64_t)extra[i].total);
-        }
-    }
-    u64map_free(&map);
+    rc = query_fns_merge(tp->fns, &tp->nfns, extra, NULL, NULL, NULL, nextra);
     top_give(tp, map_bytes);
     return rc;
 }
