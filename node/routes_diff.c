@@ -14,19 +14,35 @@
 typedef struct diff_ctx {
     query_diff_params_t params; /* strings borrowed from the request until it is answered */
     const query_limits_t *lim;
-    query_report_charge_t charge; /* the join's decoded trees: query-memory-bytes */
+    cluster_t *cluster;
+    size_t limit;                 /* query-memory-bytes (0: none) */
+    query_report_charge_t charge; /* the join's union and answer: query-memory-bytes */
+    size_t taken;                 /* by the join now (pool thread) */
+    size_t sides;                 /* the sides' answers, held by the fanout meanwhile */
     size_t held;                  /* the answer, taken until the request is freed (sent) */
 } diff_ctx_t;
 
-/* The join's decoded trees count in query-memory-bytes (pool thread). */
-static int diff_take(void *cluster, size_t n)
+/* The join's union and answer count in query-memory-bytes (pool thread):
+ * refused, ERR_TOO_LARGE when this request alone (the join, the two sides'
+ * answers it reads and n more) passes the limit, so it never could fit,
+ * else ERR_UNAVAILABLE (other queries hold the room: retry later). */
+static int diff_take(void *ctx, size_t n)
 {
-    return cluster_query_try_hold(cluster, n);
+    diff_ctx_t *d = ctx;
+    if (cluster_query_try_hold(d->cluster, n) == 0) {
+        d->taken += n;
+        return 0;
+    }
+    size_t alone = d->taken + d->sides;
+    if (d->limit != 0 && (n > d->limit || alone > d->limit - n)) return ERR_TOO_LARGE;
+    return ERR_UNAVAILABLE;
 }
 
-static void diff_give(void *cluster, size_t n)
+static void diff_give(void *ctx, size_t n)
 {
-    cluster_query_release(cluster, n);
+    diff_ctx_t *d = ctx;
+    d->taken -= n < d->taken ? n : d->taken;
+    cluster_query_release(d->cluster, n);
 }
 
 /* The answer (or what a streamed one is written from) counts until it is
@@ -34,7 +50,7 @@ static void diff_give(void *cluster, size_t n)
 static void diff_free(void *ctx)
 {
     diff_ctx_t *d = ctx;
-    cluster_query_release(d->charge.ctx, d->held);
+    cluster_query_release(d->cluster, d->held);
     free(d);
 }
 
@@ -48,6 +64,7 @@ static int join_diff(void *ctx, query_result_t *ans, const int *partial, query_r
 {
     diff_ctx_t *d = ctx;
     const buf_t *body[2] = {&ans[0].body, &ans[1].body};
+    d->sides = body[0]->len + body[1]->len;
     return query_diff_render_charged(
         &d->params, d->lim, body[0]->data, body[0]->len, body[1]->data, body[1]->len,
         partial[0] || partial[1] ? "\"partial\":true" : NULL, &d->charge, &d->held, out, em);
@@ -65,7 +82,9 @@ void routes_render_diff(node_t *n, http_exchange_t *ex, const http_request_t *r)
         return;
     }
     d->lim = &n->cfg.query;
-    d->charge = (query_report_charge_t){diff_take, diff_give, n->cluster};
+    d->cluster = n->cluster;
+    d->limit = n->cfg.query_memory_bytes;
+    d->charge = (query_report_charge_t){diff_take, diff_give, d};
     query_diff_params_read(&d->params, param_of, r);
     d->params.stream = 1; /* a large folded answer is sent as it is written */
     errmsg_t em = {{0}};

@@ -12,6 +12,12 @@
  * whole answer (spec.timeout_ms: the regression report's report-timeout,
  * render-diff's and groupBy's combined-query-timeout)
  * does the same when it passes before the join starts, and answers 504.
+ *
+ * A query refused as busy (ERR_UNAVAILABLE: the node's query-memory-bytes
+ * or its queries at once) while another query of the same answer ran
+ * beside it is asked once more, alone, after the others answered: the
+ * queries of one answer do not refuse each other (the two sides of a
+ * render-diff merging at once, each within the budget alone).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +34,10 @@ typedef struct fq {
     errmsg_t em;
     query_result_t res; /* its answer, until the join (f->answers) */
     size_t held;        /* its bytes counted in query-memory-bytes */
+    int running;        /* asked, not answered yet */
+    int beside;         /* ran while another query of the answer ran */
+    int again;          /* refused as busy beside others: asked again alone */
+    int retried;        /* asked again once already */
     char partial[CLUSTER_PARTIAL_HEADER_MAX];
 } fq_t;
 
@@ -37,7 +47,8 @@ struct fanout {
     routes_fanout_spec_t spec;
     fq_t *q;
     size_t nq, next, inflight;
-    int pending; /* queries not answered, plus one while starting */
+    size_t nagain; /* queries waiting to be asked again alone (fq_t.again) */
+    int pending;   /* queries not answered, plus one while starting */
     char tenant[STORAGE_TENANT_MAX + 1];
     int64_t now_ms;
     query_result_t *answers;               /* given to the join, which may take them */
@@ -197,16 +208,31 @@ static void all_done(fanout_t *f)
 
 static void answered(void *arg, cluster_answer_t *a);
 
+/* Asks the cluster for query q (its answer may come from inside). */
+static void ask(fanout_t *f, fq_t *q)
+{
+    f->inflight++;
+    q->running = 1;
+    if (f->inflight > 1) /* this one and those running now run beside each other */
+        for (size_t i = 0; i < f->nq; i++)
+            if (f->q[i].running) f->q[i].beside = 1;
+    cluster_query(f->node->cluster, q->q.kind, f->tenant, &q->q.p, f->now_ms, answered, q);
+}
+
 /* Starts queries while fewer than max_inflight run. One may answer at once,
  * from inside cluster_query: a reference is held across the starts. */
 static void start_more(fanout_t *f)
 {
     f->pending++;
-    while (f->inflight < f->spec.max_inflight && f->next < f->nq) {
-        fq_t *q = &f->q[f->next++];
-        f->inflight++;
-        cluster_query(f->node->cluster, q->q.kind, f->tenant, &q->q.p, f->now_ms, answered, q);
-    }
+    while (f->inflight < f->spec.max_inflight && f->next < f->nq)
+        ask(f, &f->q[f->next++]);
+    /* the others answered: one refused beside them is asked again, alone */
+    for (size_t i = 0; f->inflight == 0 && f->next == f->nq && f->nagain > 0 && i < f->nq; i++)
+        if (f->q[i].again) {
+            f->q[i].again = 0;
+            f->nagain--;
+            ask(f, &f->q[i]);
+        }
     if (--f->pending == 0) all_done(f);
 }
 
@@ -214,6 +240,15 @@ static void answered(void *arg, cluster_answer_t *a)
 {
     fq_t *q = arg;
     fanout_t *f = q->f;
+    q->running = 0;
+    if (a->rc == ERR_UNAVAILABLE && q->beside && !q->retried && !f->cancelled && !f->timed_out) {
+        q->retried = q->again = 1; /* still pending */
+        q->beside = 0;
+        f->nagain++;
+        f->inflight--;
+        start_more(f);
+        return;
+    }
     q->rc = a->rc;
     q->em = a->em;
     if (a->rc == 0 && !f->cancelled && !f->timed_out) f->answered_ok++;
@@ -252,8 +287,11 @@ static void answered(void *arg, cluster_answer_t *a)
 static void stop_queries(fanout_t *f)
 {
     size_t started = f->next;
-    f->pending -= (int)(f->nq - f->next);
+    f->pending -= (int)(f->nq - f->next + f->nagain);
     f->next = f->nq;
+    for (size_t i = 0; i < f->nq; i++)
+        f->q[i].again = 0;
+    f->nagain = 0;
     f->pending++;
     for (size_t i = 0; i < started; i++)
         cluster_query_cancel(f->node->cluster, &f->q[i]); /* no-op once answered */

@@ -105,7 +105,8 @@ static int get_bytes(const uint8_t **p, const uint8_t *end, const uint8_t **s, s
 static int charge_take(const query_report_charge_t *c, size_t n)
 {
     if (c == NULL || c->take == NULL || n == 0) return 0;
-    return c->take(c->ctx, n) != 0 ? ERR_UNAVAILABLE : 0;
+    int rc = c->take(c->ctx, n);
+    return rc == 0 ? 0 : rc == ERR_TOO_LARGE ? ERR_TOO_LARGE : ERR_UNAVAILABLE;
 }
 
 static void charge_give(const query_report_charge_t *c, size_t n)
@@ -213,21 +214,27 @@ static int sides_reserve(sides_t *s, size_t n)
     return 0;
 }
 
-/* Adds side t's selves into the union u (nodes created as needed). */
-static int add_side(calltree_t *u, const calltree_t *t, sides_t *s, int right)
+/* The left side's selves per union node, taken once the left side alone is
+ * decoded into u (its first nodes): the right side, merged into u after,
+ * leaves those nodes' ids as they were. */
+static int left_selves(const calltree_t *u, sides_t *s)
 {
-    size_t n = calltree_node_count(t);
-    uint32_t *map = malloc((n ? n : 1) * sizeof *map);
-    if (map == NULL) return ERR_NOMEM;
-    int rc = 0;
-    map[0] = 0;
-    /* a child's id is above its parent's: parents map first */
-    for (uint32_t i = 1; rc == 0 && i < n; i++)
-        rc = calltree_child(u, map[calltree_parent(t, i)], calltree_sym(t, i), &map[i]);
-    if (rc == 0) rc = sides_reserve(s, calltree_node_count(u));
-    for (uint32_t i = 0; rc == 0 && i < n; i++)
-        (right ? s->rs : s->ls)[map[i]] += calltree_self(t, i);
-    free(map);
+    size_t n = calltree_node_count(u);
+    const int64_t *self = calltree_selves(u);
+    int rc = self != NULL ? sides_reserve(s, n) : ERR_NOMEM;
+    if (rc == 0) memcpy(s->ls, self, n * sizeof *s->ls);
+    return rc;
+}
+
+/* The right side's selves: what u holds past the left side's (wrapping, as
+ * values add), once both sides are merged into u. */
+static int right_selves(const calltree_t *u, sides_t *s)
+{
+    size_t n = calltree_node_count(u);
+    const int64_t *self = calltree_selves(u);
+    int rc = self != NULL ? sides_reserve(s, n) : ERR_NOMEM;
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        s->rs[i] = (int64_t)((uint64_t)self[i] - (uint64_t)s->ls[i]);
     return rc;
 }
 
@@ -252,26 +259,22 @@ static int64_t share(int64_t v, int64_t whole)
     return (int64_t)((r < 0 ? -r : r) * SHARE_SCALE + 0.5);
 }
 
-/* keep[u] = 1 for the union nodes that stay (all when nothing is cut). */
-static int choose_kept(const calltree_t *u, const sides_t *s, size_t max_nodes, uint8_t *keep)
+/* keep[u] = 1 for the union nodes that stay (all when nothing is cut). u's
+ * own values (both sides' sum, which s holds apart) become the weights the
+ * truncation reads: no copy of the union is made for them. */
+static int choose_kept(calltree_t *u, const sides_t *s, size_t max_nodes, uint8_t *keep)
 {
     size_t n = calltree_node_count(u);
     if (max_nodes == 0 || n <= max_nodes) {
         memset(keep, 1, n);
         return 0;
     }
-    calltree_t *w = calltree_new(0);
-    if (w == NULL) return ERR_NOMEM;
-    int rc = calltree_reserve(w, n);
-    uint32_t id;
-    /* same creation order as u: the same ids */
-    for (uint32_t i = 1; rc == 0 && i < n; i++)
-        rc = calltree_child(w, calltree_parent(u, i), calltree_sym(u, i), &id);
-    for (uint32_t i = 0; rc == 0 && i < n; i++)
-        calltree_add_self(w, i, share(s->ls[i], s->lt[0]) + share(s->rs[i], s->rt[0]));
+    for (uint32_t i = 0; i < n; i++) {
+        int64_t w = share(s->ls[i], s->lt[0]) + share(s->rs[i], s->rt[0]);
+        calltree_add_self(u, i, (int64_t)((uint64_t)w - (uint64_t)calltree_self(u, i)));
+    }
     calltree_t *kept = NULL;
-    if (rc == 0) rc = query_truncate(w, max_nodes, &kept);
-    calltree_free(w);
+    int rc = query_truncate(u, max_nodes, &kept);
     if (rc != 0) return rc;
     /* walk the kept shape and the union together, matching children by symbol */
     size_t kn = calltree_node_count(kept);
@@ -822,23 +825,26 @@ static int encode_speedscope(const sorted_tree_t *st, const sides_t *s,
 /* ---------- the join's memory: query-memory-bytes ---------- */
 
 typedef struct join {
-    calltree_t *lt, *rt, *u, *shape; /* the sides, their union, the answer's shape */
+    calltree_t *u, *shape; /* both sides merged (their union), the answer's shape */
     symtab_t *syms;
     sides_t s, ds; /* per node of u, of shape */
     uint8_t *keep;
     const query_report_charge_t *charge; /* may be NULL */
     size_t charged;
-    size_t early;    /* of charged: lt, rt, u, s and keep, given back before encoding */
+    size_t early;    /* of charged: u, s and keep, given back before encoding */
     size_t answer;   /* of charged: the answer's buffer, charged before it grows */
     size_t streamed; /* of charged: what a streamed answer holds (query_stream_bytes) */
+    int never_fits;  /* the answer's growth was refused as more than the request may hold */
 } join_t;
 
-/* Charges n bytes the join holds to its charge (ERR_UNAVAILABLE past it). */
+/* Charges n bytes the join holds to its charge: ERR_UNAVAILABLE past it,
+ * ERR_TOO_LARGE when the charge tells the request could never fit. */
 static int join_take(join_t *j, size_t n)
 {
     const query_report_charge_t *c = j->charge;
     if (c == NULL || c->take == NULL || n == 0) return 0;
-    if (c->take(c->ctx, n) != 0) return ERR_UNAVAILABLE;
+    int rc = c->take(c->ctx, n);
+    if (rc != 0) return rc == ERR_TOO_LARGE ? ERR_TOO_LARGE : ERR_UNAVAILABLE;
     j->charged += n;
     return 0;
 }
@@ -857,7 +863,9 @@ static void join_give(join_t *j, size_t n)
 static int join_answer_grows(void *ctx, size_t held)
 {
     join_t *j = ctx;
-    if (held > j->answer && join_take(j, held - j->answer) != 0) return ERR_UNAVAILABLE;
+    int rc = held > j->answer ? join_take(j, held - j->answer) : 0;
+    if (rc == ERR_TOO_LARGE) j->never_fits = 1; /* told apart from max-output-bytes */
+    if (rc != 0) return ERR_UNAVAILABLE;
     if (held < j->answer) join_give(j, j->answer - held);
     j->answer = held;
     return 0;
@@ -1162,10 +1170,8 @@ static void join_drop_early(join_t *j)
     j->keep = NULL;
     sides_free(&j->s);
     memset(&j->s, 0, sizeof j->s);
-    calltree_free(j->lt);
-    calltree_free(j->rt);
     calltree_free(j->u);
-    j->lt = j->rt = j->u = NULL;
+    j->u = NULL;
     join_give(j, j->early);
     j->early = 0;
 }
@@ -1187,37 +1193,68 @@ static int join_charge_early(join_t *j, size_t n)
     return rc;
 }
 
+/* The decoders' charge (query_tree_decode_charged): counted in j->early. */
+static int early_take(void *ctx, size_t n)
+{
+    return join_charge_early(ctx, n);
+}
+
+static void early_give(void *ctx, size_t n)
+{
+    join_t *j = ctx;
+    if (n > j->early) n = j->early;
+    j->early -= n;
+    join_give(j, n);
+}
+
+/* Merges both sides into the union j->u, decoded straight into it (no tree
+ * per side): j->s holds each side's selves and totals per union node. The
+ * union is then done growing: it gives back its edge table and spare room. */
+static int decode_sides(join_t *j, const uint8_t *left, size_t left_len, const uint8_t *right,
+                        size_t right_len)
+{
+    query_report_charge_t early = {early_take, early_give, j};
+    size_t syms_was = symtab_mem_bytes(j->syms);
+    int rc = query_tree_decode_charged(left, left_len, j->u, j->syms, &early);
+    size_t sb = 0;
+    if (rc == 0) rc = join_charge_early(j, sb = calltree_node_count(j->u) * 4 * sizeof(int64_t));
+    if (rc == 0) rc = left_selves(j->u, &j->s);
+    if (rc == 0) rc = query_tree_decode_charged(right, right_len, j->u, j->syms, &early);
+    if (rc == 0) rc = join_charge_early(j, calltree_node_count(j->u) * 4 * sizeof(int64_t) - sb);
+    if (rc == 0) rc = right_selves(j->u, &j->s);
+    if (rc != 0) return rc;
+    /* the names stay until the answer is written: not early */
+    size_t names = symtab_mem_bytes(j->syms) - syms_was;
+    j->early -= names < j->early ? names : j->early;
+    size_t was = calltree_mem_bytes(j->u);
+    calltree_shrink(j->u); /* also makes its child links, which the selection reads */
+    size_t now = calltree_mem_bytes(j->u);
+    if (now > was) return join_charge_early(j, now - was);
+    early_give(j, was - now);
+    return 0;
+}
+
 /* Decodes both sides, joins them and truncates: j->shape and j->ds. */
 static int join(join_t *j, const query_limits_t *lim, size_t max_nodes, const uint8_t *left,
                 size_t left_len, const uint8_t *right, size_t right_len, errmsg_t *em)
 {
-    j->lt = calltree_new(lim->max_tree_nodes);
-    j->rt = calltree_new(lim->max_tree_nodes);
     j->u = calltree_new(lim->max_tree_nodes);
     j->shape = calltree_new(lim->max_tree_nodes);
     j->syms = symtab_new();
-    int rc = j->lt && j->rt && j->u && j->shape && j->syms ? 0 : ERR_NOMEM;
-    if (rc == 0) rc = query_tree_decode(left, left_len, j->lt, j->syms);
-    if (rc == 0) rc = join_charge_early(j, calltree_mem_bytes_read(j->lt));
-    if (rc == 0) rc = query_tree_decode(right, right_len, j->rt, j->syms);
-    if (rc == 0) rc = join_charge_early(j, calltree_mem_bytes_read(j->rt));
+    int rc = j->u && j->shape && j->syms ? 0 : ERR_NOMEM;
+    if (rc == 0) rc = decode_sides(j, left, left_len, right, right_len);
     if (rc == ERR_CORRUPT) errmsg_set(em, rc, "render-diff: a side's merged tree is damaged");
-    if (rc == 0) rc = join_take(j, symtab_mem_bytes(j->syms));
-    if (rc == 0) rc = add_side(j->u, j->lt, &j->s, 0);
-    if (rc == 0) rc = add_side(j->u, j->rt, &j->s, 1);
-    if (rc == 0) rc = join_charge_early(j, calltree_mem_bytes_read(j->u) + sides_bytes(&j->s));
     if (rc == 0) totals(j->u, &j->s);
     size_t un = rc == 0 ? calltree_node_count(j->u) : 0;
     if (rc == 0) rc = join_charge_early(j, un);
     if (rc == 0 && (j->keep = malloc(un)) == NULL) rc = ERR_NOMEM;
-    /* the selection's working memory, charged before it is made: a copy of
-     * the union weighted for truncation with the totals the truncation
-     * reads of it, the truncation's arrays and the tree it keeps (at most
-     * max_nodes nodes of about the union's size) */
+    /* the selection's working memory, charged before it is made: the
+     * union's totals of its weights, the truncation's arrays and the tree
+     * it keeps (at most max_nodes nodes of about the union's size) */
     size_t per = un > 0 ? calltree_mem_bytes_read(j->u) / un : 0, work = 0;
     if (rc == 0 && max_nodes != 0 && un > max_nodes)
-        work = calltree_mem_bytes_read(j->u) + un * sizeof(int64_t) +
-               query_truncate_scratch_bytes(j->u) + max_nodes * (per + sizeof(uint32_t));
+        work = un * sizeof(int64_t) + query_truncate_scratch_bytes(j->u) +
+               max_nodes * (per + sizeof(uint32_t));
     int took = rc == 0 && (rc = join_take(j, work)) == 0;
     if (rc == 0) rc = choose_kept(j->u, &j->s, max_nodes, j->keep);
     if (took) join_give(j, work);
@@ -1228,10 +1265,15 @@ static int join(join_t *j, const query_limits_t *lim, size_t max_nodes, const ui
     if (rc == 0) rc = join_charge(j, j->shape);
     if (rc == 0) rc = join_take(j, sides_bytes(&j->ds));
     if (rc == 0) join_drop_early(j);
-    if (rc == ERR_UNAVAILABLE) /* the decoded trees passed the budget */
+    if (rc == ERR_UNAVAILABLE) /* the union passed what the budget has left */
         errmsg_set(em, rc,
                    "server busy: joining the two sides needs more memory than "
                    "query-memory-bytes leaves now; retry later or narrow the query");
+    if (rc == ERR_TOO_LARGE)
+        errmsg_set(em, rc,
+                   "render-diff: the two sides and their join need more memory than "
+                   "query-memory-bytes allows one query; narrow the query (a shorter range, "
+                   "fewer series) or raise query-memory-bytes");
     return rc;
 }
 
@@ -1248,6 +1290,11 @@ static int keep_stream(join_t *j, query_result_t *out, errmsg_t *em)
     }
     query_stream_free(out->stream);
     out->stream = NULL;
+    if (rc == ERR_TOO_LARGE)
+        return errmsg_set(em, rc,
+                          "render-diff: the diff's answer needs more memory than "
+                          "query-memory-bytes allows one query; narrow the query or raise "
+                          "query-memory-bytes");
     return errmsg_set(em, rc,
                       "server busy: the diff's answer needs more memory than query-memory-bytes "
                       "leaves now; retry later or narrow the query");
@@ -1295,10 +1342,16 @@ int query_diff_render_charged(const query_diff_params_t *d, const query_limits_t
         rc = encode_beside(&j, d, f, type, partial_json, min_bytes, out);
     }
     buf_charge(&out->body, NULL, NULL);
-    if (joined && rc == ERR_UNAVAILABLE)
+    if (joined && rc == ERR_UNAVAILABLE && j.never_fits) {
+        rc = ERR_TOO_LARGE;
+        errmsg_set(em, rc,
+                   "render-diff: the diff's answer needs more memory than query-memory-bytes "
+                   "allows one query; narrow the query or raise query-memory-bytes");
+    } else if (joined && rc == ERR_UNAVAILABLE) {
         errmsg_set(em, rc,
                    "server busy: the diff's answer needs more memory than query-memory-bytes "
                    "leaves now; retry later or narrow the query");
+    }
     if (rc != 0 && em->text[0] == 0) rc = query_out_err(rc, &out->body, em);
     if (rc != 0 && em->text[0] == 0) errmsg_set(em, rc, "render-diff: %s", err_message(rc));
     if (rc == 0 && out->stream != NULL) rc = keep_stream(&j, out, em);

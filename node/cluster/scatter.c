@@ -228,8 +228,9 @@ static void unlink_query(scatter_q_t *q)
 }
 
 /* Answered: the partial results go now, unless a running job holds the
- * gather (it goes with the query when the job ends). */
-static void release_held(scatter_q_t *q)
+ * gather (it goes with the query when the job ends); the answer is still
+ * counted until it is handed over (release_held). */
+static void release_parts(scatter_q_t *q)
 {
     while (q->queue != NULL) {
         item_t *it = q->queue;
@@ -242,6 +243,13 @@ static void release_held(scatter_q_t *q)
         q->gather = NULL;
         q->gather_bytes = 0;
     }
+    scatter_q_charge(q);
+}
+
+/* Answered and handed over: what the query still holds goes now. */
+static void release_held(scatter_q_t *q)
+{
+    release_parts(q);
     q->answer_bytes = 0; /* handed over */
     scatter_q_charge(q);
 }
@@ -278,6 +286,9 @@ void scatter_q_answer(scatter_q_t *q, cluster_answer_t *a)
         a->stream_held = query_stream_bytes(a->result.stream);
         alloc_budget_force(&q->s->mem, a->stream_held);
     }
+    /* the parts go before done: a caller that starts work on the answer
+     * (a render-diff's join, on the pool) finds their room given back */
+    release_parts(q);
     q->done(q->arg, a);
     if (a->result.stream != NULL) { /* not taken */
         query_stream_free(a->result.stream);

@@ -174,12 +174,15 @@ def test_diff_report_decoded_buckets_count():
 
 
 def test_render_diff_decoded_trees_count():
-    """A render-diff joins the two sides' merged trees: decoded, with their
-    union and the answer's shape, several times the encoded answers the budget
-    holds for it. They count in query-memory-bytes too: here (30,000 stacks a
-    side) the sides fit in 10 MiB (each side's merge, about 4.4 MB, counts
-    while it runs, and the two may run at once), the join does not (503
-    naming the setting); with 16 MiB the same diff is 200, and nothing is held
+    """A render-diff joins the two sides' merged trees: decoded into their
+    union, with each side's values per node and the answer's shape, several
+    times the encoded answers the budget holds for it. They count in
+    query-memory-bytes too: here (30,000 stacks a side) the sides fit in
+    8 MiB (each side's merge, about 4.4 MB, counts while it runs; the two
+    run at once, and one refused beside the other is asked again alone),
+    the join does not, and since nothing else holds the budget the request
+    could never fit: 413 naming the setting, never 503 (a retry would get
+    the same). With 12 MiB the same diff is 200, and nothing is held
     after."""
     from harness import Node
     t0 = int(time.time()) - 300
@@ -189,33 +192,33 @@ def test_render_diff_decoded_trees_count():
               "rightFrom": str(t0 - 60), "rightUntil": str(t0 + 60)}
     body = "".join("main;m%d;f%d;leaf%d 1\n" % (i % 7, i % 101, i) for i in range(30000)).encode()
     d = None
-    for budget, want in (("10MiB", 503), ("16MiB", 200)):
+    for budget, want in (("8MiB", 413), ("12MiB", 200)):
         n = Node(data_dir=d, args=["--query-memory-bytes", budget])
-        n.owns_dir = budget == "16MiB"
+        n.owns_dir = budget == "12MiB"
         with n:
             d = n.data_dir
-            if want == 503:
+            if want == 413:
                 for v in ("v1", "v2"):
                     r = n.ingest(body, name="rdx.cpu{version=%s}" % v, **{"from": t0})
                     assert r.status == 200, r
             r = n.query("/pyroscope/render-diff", None, **params)
             assert r.status == want, r
-            if want == 503:
-                assert b"joining the two sides" in r.body and b"query-memory-bytes" in r.body, r
+            if want == 413:
+                assert b"the two sides and their join" in r.body, r
+                assert b"query-memory-bytes" in r.body and r.json()["code"] == "too_large", r
             else:
                 assert r.json()["leftTicks"] == 30000 * 10**7, r.body[:200]
             assert n.metric("flamedb_scatter_memory_bytes") == 0
 
 
-
 def test_render_diff_symbols_values_and_answer_count():
-    """Beside the decoded trees, a render-diff's join holds the symbol names
-    of both sides, the union's per-node values, the sorted tree a folded
-    answer is written from and the answer itself. They count in
-    query-memory-bytes too (the sides and their union are given back before
-    the answer is written): 30,000 stacks a side, none shared, answered as
-    folded lines, do not fit in 14 MiB (503 naming the setting; counting the
-    trees alone, they did), and fit in 24 MiB with nothing held after."""
+    """Beside the union, a render-diff's join holds the symbol names of both
+    sides, each side's values per node, the sorted tree a folded answer is
+    written from and the answer itself. They count in query-memory-bytes
+    too (the union and its values are given back before the answer is
+    written): 30,000 stacks a side, none shared, answered as folded lines
+    (60,000 nodes, none cut), do not fit in 12 MiB (413 naming the setting;
+    the sides alone fit), and fit in 20 MiB with nothing held after."""
     from harness import Node
     t0 = int(time.time()) - 300
     params = {"leftQuery": CPU + '{service_name="rdy",version="v1"}',
@@ -223,12 +226,12 @@ def test_render_diff_symbols_values_and_answer_count():
               "leftFrom": str(t0 - 60), "leftUntil": str(t0 + 60),
               "rightFrom": str(t0 - 60), "rightUntil": str(t0 + 60), "format": "folded"}
     d = None
-    for budget, want in (("14MiB", 503), ("24MiB", 200)):
+    for budget, want in (("12MiB", 413), ("20MiB", 200)):
         n = Node(data_dir=d, args=["--query-memory-bytes", budget])
-        n.owns_dir = budget == "24MiB"
+        n.owns_dir = budget == "20MiB"
         with n:
             d = n.data_dir
-            if want == 503:
+            if want == 413:
                 for v in ("v1", "v2"):
                     body = "".join("main;m%d;f%d;leaf%d_%s 1\n" % (i % 7, i % 101, i, v)
                                    for i in range(30000)).encode()
@@ -236,7 +239,7 @@ def test_render_diff_symbols_values_and_answer_count():
                     assert r.status == 200, r
             r = n.query("/pyroscope/render-diff", None, **params)
             assert r.status == want, r
-            if want == 503:
+            if want == 413:
                 assert b"query-memory-bytes" in r.body, r
             else:
                 lines = r.body.decode().splitlines()

@@ -817,6 +817,107 @@ static void test_refusals(void)
     query_result_free(&out);
 }
 
+/* ---- the join's memory, charged ---- */
+
+/* A budget for query_diff_render_charged: takes past limit are refused with
+ * code (ERR_TOO_LARGE: the request alone could never fit). */
+typedef struct budget {
+    size_t used, peak, limit;
+    int code;
+} budget_t;
+
+static int budget_take(void *ctx, size_t n)
+{
+    budget_t *b = ctx;
+    if (b->limit != 0 && b->used + n > b->limit) return b->code;
+    b->used += n;
+    if (b->used > b->peak) b->peak = b->used;
+    return 0;
+}
+
+static void budget_give(void *ctx, size_t n)
+{
+    budget_t *b = ctx;
+    CHECK(n <= b->used);
+    b->used -= n < b->used ? n : b->used;
+}
+
+/* Renders l against r charged to b: rc, em and the answer's body; what
+ * stays charged (the answer) is given back after. */
+static int render_charged(calltree_t *l, calltree_t *r, symtab_t *syms, const char *format,
+                          budget_t *b, buf_t *body, errmsg_t *em)
+{
+    buf_t lb, rb;
+    buf_init(&lb, BUF_UNLIMITED);
+    buf_init(&rb, BUF_UNLIMITED);
+    CHECK_EQ_INT(query_encode_tree(l, syms, &lb), 0);
+    CHECK_EQ_INT(query_encode_tree(r, syms, &rb), 0);
+    query_diff_params_t d = {.left = {.query = CPU "{}"},
+                             .right = {.query = CPU "{}"},
+                             .max_nodes = "40",
+                             .format = format};
+    query_limits_t lim;
+    query_limits_default(&lim);
+    query_report_charge_t charge = {budget_take, budget_give, b};
+    query_result_t out;
+    query_result_init(&out);
+    size_t charged = 0;
+    memset(em, 0, sizeof *em);
+    int rc = query_diff_render_charged(&d, &lim, lb.data, lb.len, rb.data, rb.len, NULL, &charge,
+                                       &charged, &out, em);
+    CHECK_EQ_INT(b->used, charged); /* the answer alone stays charged */
+    buf_reset(body);
+    if (rc == 0) buf_append(body, out.body.data, out.body.len);
+    budget_give(b, charged);
+    query_result_free(&out);
+    buf_free(&lb);
+    buf_free(&rb);
+    return rc;
+}
+
+/* The join counts its union, selection and answer: under any limit it
+ * either answers exactly what an uncharged render answers or refuses with
+ * the charge's code and a message naming query-memory-bytes (413 for a
+ * request that alone passes it, 503 for one that does not fit beside
+ * others), holding nothing after. */
+static void test_charged(void)
+{
+    sides_t *sd = sides_new(5);
+    const char *formats[] = {NULL, "folded", "svg"};
+    for (size_t f = 0; f < sizeof formats / sizeof *formats; f++) {
+        buf_t want, got;
+        buf_init(&want, BUF_UNLIMITED);
+        buf_init(&got, BUF_UNLIMITED);
+        errmsg_t em;
+        budget_t b = {0};
+        CHECK_EQ_INT(render_charged(sd->l, sd->r, sd->syms, formats[f], &b, &want, &em), 0);
+        CHECK(b.peak > 0 && b.used == 0);
+        size_t peak = b.peak, refused = 0;
+        for (size_t limit = peak / 16; limit <= peak; limit += peak / 16 + 1) {
+            int codes[] = {ERR_TOO_LARGE, ERR_UNAVAILABLE};
+            for (int c = 0; c < 2; c++) {
+                b = (budget_t){.limit = limit, .code = codes[c]};
+                int rc = render_charged(sd->l, sd->r, sd->syms, formats[f], &b, &got, &em);
+                CHECK_EQ_INT(b.used, 0);
+                if (rc == 0) {
+                    CHECK(got.len == want.len && memcmp(got.data, want.data, got.len) == 0);
+                    continue;
+                }
+                refused++;
+                CHECK_EQ_INT(rc, codes[c]);
+                CHECK(strstr(em.text, "query-memory-bytes") != NULL);
+                CHECK(strstr(em.text, c == 0 ? "allows one query" : "server busy") != NULL);
+            }
+        }
+        CHECK(refused >= 2);                                  /* the smallest limits refuse */
+        b = (budget_t){.limit = peak, .code = ERR_TOO_LARGE}; /* the peak fits */
+        CHECK_EQ_INT(render_charged(sd->l, sd->r, sd->syms, formats[f], &b, &got, &em), 0);
+        buf_free(&want);
+        buf_free(&got);
+    }
+    sides_free(sd);
+}
+
 int main(int argc, char **argv)
 {
     uint64_t seed = argc > 1 ? strtoull(argv[1], NULL, 10) : 12345;
@@ -830,5 +931,6 @@ int main(int argc, char **argv)
     test_speedscope();
     test_streams();
     test_refusals();
+    test_charged();
     return check_exit();
 }
