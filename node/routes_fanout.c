@@ -213,7 +213,8 @@ static void ask(fanout_t *f, fq_t *q)
 {
     f->inflight++;
     q->running = 1;
-    if (f->inflight > 1) /* this one and those running now run beside each other */
+    q->q.p.held_beside = f->held; /* the answers of the others, waiting here */
+    if (f->inflight > 1)          /* this one and those running now run beside each other */
         for (size_t i = 0; i < f->nq; i++)
             if (f->q[i].running) f->q[i].beside = 1;
     cluster_query(f->node->cluster, q->q.kind, f->tenant, &q->q.p, f->now_ms, answered, q);

@@ -230,11 +230,15 @@ static int gather_refused(query_gather_t *g, int rc, errmsg_t *em)
 {
     size_t limit = g->charge->b != NULL ? g->charge->b->limit : 0;
     g->refused = 1;
+    if (rc == ERR_UNAVAILABLE)
+        return errmsg_set(em, rc,
+                          "server busy: merging the answer does not fit in query-memory-bytes "
+                          "(%zu bytes) beside the other queries; retry later or narrow the query",
+                          limit);
     return errmsg_set(em, rc,
-                      "%s: merging the answer does not fit in query-memory-bytes (%zu bytes)%s; "
-                      "retry later or narrow the query",
-                      rc == ERR_UNAVAILABLE ? "server busy" : "query too large", limit,
-                      rc == ERR_UNAVAILABLE ? " beside the other queries" : "");
+                      "query too large: merging the answer does not fit in query-memory-bytes "
+                      "(%zu bytes); narrow the query or raise query-memory-bytes",
+                      limit);
 }
 
 /* ---- pieces ---- */

@@ -55,6 +55,11 @@ typedef struct query_params {
      * (or one stored profile) may be answered as a stream
      * (query_result_t.stream, query_limits_t.stream_min_bytes). */
     int stream;
+    /* Not a request parameter: bytes the same request already holds in
+     * query-memory-bytes elsewhere (a render-diff's side that answered,
+     * while the other runs): counted as this query's own when a refusal
+     * tells "could never fit" (413) from "busy" (503). */
+    size_t held_beside;
 } query_params_t;
 
 typedef struct query_limits {

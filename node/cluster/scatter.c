@@ -694,6 +694,7 @@ static int setup(scatter_q_t *q, const query_params_t *p, int64_t now_ms, errmsg
     scatter_t *s = q->s;
     int rc = query_spec_parse(q->spec.kind, p, &s->o.limits, now_ms, &q->spec, em);
     if (rc != 0) return rc;
+    q->held_beside = p->held_beside;
     q->view = s->ops.view_acquire(s->ops.ctx);
     uint32_t nn = q->view->ring ? ring_node_count(q->view->ring) : 0;
     q->excluded = calloc(nn ? nn : 1, 1);

@@ -267,7 +267,8 @@ struct scatter_q {
      * yet (queued or in a job), the gather (measured by the last job that
      * held it) and the encoded answer; mem_charged is their sum as charged. */
     size_t items_bytes, gather_bytes, answer_bytes, mem_charged;
-    int rc; /* a failure that decides the answer (0: none) */
+    size_t held_beside; /* query_params_t.held_beside: the request's elsewhere */
+    int rc;             /* a failure that decides the answer (0: none) */
     errmsg_t em;
     uv_timer_t timer;
     int timer_open, hard; /* hard: the soft deadline has passed */

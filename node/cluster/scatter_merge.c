@@ -197,6 +197,7 @@ static void local_work(workq_job_t *w)
     a.names_later = 1;   /* the gather loads the names of the forests' nodes it keeps */
     alloc_charge_t work; /* the merge's working memory, on query-memory-bytes while it runs */
     alloc_charge_init(&work, &q->s->mem);
+    alloc_charge_beside(&work, q->held_beside);
     a.charge = &work;
     it->rc = query_partial_run(q->s->storage, q->tenant, &a, &q->s->o.limits, &it->local, &it->em);
     j->stopped = it->rc != 0 && query_stop_check(&stop, NULL) != 0;
@@ -215,7 +216,7 @@ static void local_work(workq_job_t *w)
             /* the truncation, selection and encoding count while they run */
             alloc_charge_t fin;
             alloc_charge_init(&fin, &q->s->mem);
-            alloc_charge_beside(&fin, work.used); /* the result and the merged tree */
+            alloc_charge_beside(&fin, work.used + q->held_beside); /* + the result, merged tree */
             query_gather_charge(q->gather, &fin, j->gather_bytes);
             finish_answer(q);
             query_gather_charge(q->gather, NULL, 0);
@@ -589,7 +590,7 @@ int scatter_q_start_merge(scatter_q_t *q)
     for (item_t *it = j->items; it != NULL; it = it->next)
         j->base += it->remote ? 0 : it->bytes;
     alloc_charge_init(&j->work, &q->s->mem);
-    alloc_charge_beside(&j->work, q->mem_charged); /* what the query holds meanwhile */
+    alloc_charge_beside(&j->work, q->mem_charged + q->held_beside); /* held meanwhile */
     j->finish = last_step(q) && prepare_finish(q) == 0;
     j->sj.w.data = j; /* no deadline: merged data must be finished, not dropped */
     if (submit(q, &j->sj, merge_work, merge_done) != 0) {
@@ -644,7 +645,7 @@ int scatter_q_start_finish(scatter_q_t *q)
     j->q = q;
     j->base = q->gather_bytes;
     alloc_charge_init(&j->work, &q->s->mem);
-    alloc_charge_beside(&j->work, q->mem_charged); /* the gather and what else it holds */
+    alloc_charge_beside(&j->work, q->mem_charged + q->held_beside); /* the gather, the rest */
     j->sj.w.data = j;
     if (submit(q, &j->sj, finish_work, finish_done) != 0) {
         free(j);
