@@ -214,6 +214,25 @@ static int sides_reserve(sides_t *s, size_t n)
     return 0;
 }
 
+/* Makes each of s's arrays exactly n long, one after the other (at most
+ * one array's old block beside its new one), the selves past the old
+ * length zero. */
+static int sides_exact(sides_t *s, size_t n)
+{
+    int64_t **arr[4] = {&s->ls, &s->rs, &s->lt, &s->rt};
+    for (int k = 0; k < 4; k++) {
+        int64_t *p = realloc(*arr[k], (n ? n : 1) * sizeof *p);
+        if (p == NULL) return ERR_NOMEM;
+        *arr[k] = p;
+    }
+    if (n > s->cap) {
+        memset(s->ls + s->cap, 0, (n - s->cap) * sizeof *s->ls);
+        memset(s->rs + s->cap, 0, (n - s->cap) * sizeof *s->rs);
+    }
+    s->cap = n;
+    return 0;
+}
+
 /* The left side's selves per union node, taken once the left side alone is
  * decoded into u (its first nodes): the right side, merged into u after,
  * leaves those nodes' ids as they were. */
@@ -221,7 +240,7 @@ static int left_selves(const calltree_t *u, sides_t *s)
 {
     size_t n = calltree_node_count(u);
     const int64_t *self = calltree_selves(u);
-    int rc = self != NULL ? sides_reserve(s, n) : ERR_NOMEM;
+    int rc = self != NULL ? sides_exact(s, n) : ERR_NOMEM;
     if (rc == 0) memcpy(s->ls, self, n * sizeof *s->ls);
     return rc;
 }
@@ -232,7 +251,7 @@ static int right_selves(const calltree_t *u, sides_t *s)
 {
     size_t n = calltree_node_count(u);
     const int64_t *self = calltree_selves(u);
-    int rc = self != NULL ? sides_reserve(s, n) : ERR_NOMEM;
+    int rc = self != NULL ? sides_exact(s, n) : ERR_NOMEM;
     for (size_t i = 0; rc == 0 && i < n; i++)
         s->rs[i] = (int64_t)((uint64_t)self[i] - (uint64_t)s->ls[i]);
     return rc;
@@ -302,14 +321,16 @@ static int choose_kept(calltree_t *u, const sides_t *s, size_t max_nodes, uint8_
 }
 
 /* The output shape d (kept nodes, plus one `other` per parent with hidden
- * children) and its per-side selves, then totals. */
-static int build_shape(const calltree_t *u, const sides_t *s, const uint8_t *keep, calltree_t *d,
-                       sides_t *ds)
+ * children: at most most nodes, made room for at once) and its per-side
+ * selves, then totals. */
+static int build_shape(const calltree_t *u, const sides_t *s, const uint8_t *keep, size_t most,
+                       calltree_t *d, sides_t *ds)
 {
     size_t n = calltree_node_count(u);
     uint32_t *map = malloc(n * sizeof *map);
     if (map == NULL) return ERR_NOMEM;
-    int rc = sides_reserve(ds, 1);
+    int rc = calltree_reserve(d, most);
+    if (rc == 0) rc = sides_reserve(ds, most);
     map[0] = 0;
     if (rc == 0) {
         ds->ls[0] = s->ls[0];
@@ -831,10 +852,11 @@ typedef struct join {
     uint8_t *keep;
     const query_report_charge_t *charge; /* may be NULL */
     size_t charged;
-    size_t early;    /* of charged: u, s and keep, given back before encoding */
-    size_t answer;   /* of charged: the answer's buffer, charged before it grows */
-    size_t streamed; /* of charged: what a streamed answer holds (query_stream_bytes) */
-    int never_fits;  /* the answer's growth was refused as more than the request may hold */
+    size_t early;     /* of charged: u, s and keep, given back before encoding */
+    size_t answer;    /* of charged: the answer's buffer, charged before it grows */
+    size_t streamed;  /* of charged: what a streamed answer holds (query_stream_bytes) */
+    int never_fits;   /* the answer's growth was refused as more than the request may hold */
+    size_t grown_per; /* bytes a node of the union held as it grew (before its shrink) */
 } join_t;
 
 /* Charges n bytes the join holds to its charge: ERR_UNAVAILABLE past it,
@@ -880,6 +902,15 @@ static int join_charge(join_t *j, const calltree_t *t)
 static size_t sides_bytes(const sides_t *s)
 {
     return s->cap * 4 * sizeof(int64_t);
+}
+
+/* What sides_reserve(s, n) holds once made from nothing (GROW's doubling). */
+static size_t sides_room_bytes(size_t n)
+{
+    size_t cap = GROW_MIN_CAP;
+    while (cap < n)
+        cap *= 2;
+    return cap * 4 * sizeof(int64_t);
 }
 
 /* The folded lines of the shape as a stream (query_folded_open) when
@@ -1216,17 +1247,23 @@ static int decode_sides(join_t *j, const uint8_t *left, size_t left_len, const u
     query_report_charge_t early = {early_take, early_give, j};
     size_t syms_was = symtab_mem_bytes(j->syms);
     int rc = query_tree_decode_charged(left, left_len, j->u, j->syms, &early);
-    size_t sb = 0;
-    if (rc == 0) rc = join_charge_early(j, sb = calltree_node_count(j->u) * 4 * sizeof(int64_t));
+    /* the sides' values: 32 bytes a node, and while they grow to the
+     * union's, one array's old block beside its new one */
+    size_t nl = rc == 0 ? calltree_node_count(j->u) : 0, per = 4 * sizeof(int64_t);
+    if (rc == 0) rc = join_charge_early(j, nl * per);
     if (rc == 0) rc = left_selves(j->u, &j->s);
     if (rc == 0) rc = query_tree_decode_charged(right, right_len, j->u, j->syms, &early);
-    if (rc == 0) rc = join_charge_early(j, calltree_node_count(j->u) * 4 * sizeof(int64_t) - sb);
+    size_t n = rc == 0 ? calltree_node_count(j->u) : 0, moving = nl * sizeof(int64_t);
+    if (rc == 0) rc = join_charge_early(j, (n - nl) * per + moving);
     if (rc == 0) rc = right_selves(j->u, &j->s);
+    if (rc == 0) early_give(j, moving);
     if (rc != 0) return rc;
     /* the names stay until the answer is written: not early */
     size_t names = symtab_mem_bytes(j->syms) - syms_was;
     j->early -= names < j->early ? names : j->early;
     size_t was = calltree_mem_bytes(j->u);
+    /* what a tree grown node by node holds a node: the kept tree's estimate */
+    j->grown_per = calltree_mem_bytes_read(j->u) / calltree_node_count(j->u);
     calltree_shrink(j->u); /* also makes its child links, which the selection reads */
     size_t now = calltree_mem_bytes(j->u);
     if (now > was) return join_charge_early(j, now - was);
@@ -1250,18 +1287,25 @@ static int join(join_t *j, const query_limits_t *lim, size_t max_nodes, const ui
     if (rc == 0 && (j->keep = malloc(un)) == NULL) rc = ERR_NOMEM;
     /* the selection's working memory, charged before it is made: the
      * union's totals of its weights, the truncation's arrays and the tree
-     * it keeps (at most max_nodes nodes of about the union's size) */
-    size_t per = un > 0 ? calltree_mem_bytes_read(j->u) / un : 0, work = 0;
+     * it keeps (at most max_nodes nodes, each of about what a node of the
+     * union held as it grew, twice: while one of its arrays grows, by half
+     * again, the old block is held beside the new one) */
+    size_t work = 0;
     if (rc == 0 && max_nodes != 0 && un > max_nodes)
         work = un * sizeof(int64_t) + query_truncate_scratch_bytes(j->u) +
-               max_nodes * (per + sizeof(uint32_t));
+               max_nodes * (2 * j->grown_per + sizeof(uint32_t));
     int took = rc == 0 && (rc = join_take(j, work)) == 0;
     if (rc == 0) rc = choose_kept(j->u, &j->s, max_nodes, j->keep);
     if (took) join_give(j, work);
-    /* build_shape's map from the union's nodes, while it runs */
-    took = rc == 0 && (rc = join_take(j, un * sizeof(uint32_t))) == 0;
-    if (rc == 0) rc = build_shape(j->u, &j->s, j->keep, j->shape, &j->ds);
-    if (took) join_give(j, un * sizeof(uint32_t));
+    /* the shape and its values, charged before they are made: at most
+     * max_nodes nodes (the union's when nothing is cut), each of about what
+     * a node of the union held as it grew, and build_shape's map from the
+     * union's nodes while it runs; then what they hold */
+    size_t most = max_nodes != 0 && un > max_nodes ? max_nodes : un;
+    size_t shape = most * j->grown_per + sides_room_bytes(most) + un * sizeof(uint32_t);
+    took = rc == 0 && (rc = join_take(j, shape)) == 0;
+    if (rc == 0) rc = build_shape(j->u, &j->s, j->keep, most, j->shape, &j->ds);
+    if (took) join_give(j, shape);
     if (rc == 0) rc = join_charge(j, j->shape);
     if (rc == 0) rc = join_take(j, sides_bytes(&j->ds));
     if (rc == 0) join_drop_early(j);
