@@ -12,7 +12,13 @@ keep-alive connection (Python's http.client, as run.py's query step) after
 (utime + stime) per render. Every answer must be the same bytes as the
 first binary's.
 
-  tests/bench/ab_http.py INDEX.tsv [--rounds N] [--renders N] FLAMEDB [FLAMEDB...]
+With --folded each node first folds the ended windows' operands
+(window-fold-interval, as run.py's "once the node folded" figure): the
+renders then all read the same stored state, where right after the pushes a
+fold in the middle of the timed renders moves a round's median (the same
+binary's ranged over 1.55-2.30 ms between rounds).
+
+  tests/bench/ab_http.py INDEX.tsv [--rounds N] [--renders N] [--folded] FLAMEDB [FLAMEDB...]
 """
 import argparse
 import os
@@ -29,12 +35,14 @@ import run as R  # noqa: E402  (Node, push_all, read_index)
 UNTIMED = 30
 
 
-def one_run(binary, rows, renders, work):
+def one_run(binary, rows, renders, work, folded):
     node = R.Node(binary, work, "1GiB")
     try:
         failures = R.push_all(node, rows)
         if failures:
             raise RuntimeError("%d pushes failed: %r" % (len(failures), failures[:3]))
+        if folded:
+            R.wait_folded(node)
         svc = rows[0]["name"].split("{")[0]
         lo, hi = min(r["time"] for r in rows), max(r["time"] for r in rows)
         path = "/pyroscope/render?" + urllib.parse.urlencode({
@@ -65,6 +73,8 @@ def main():
     ap.add_argument("binaries", nargs="+")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--renders", type=int, default=300)
+    ap.add_argument("--folded", action="store_true",
+                    help="time the renders once the node folded the ended windows")
     a = ap.parse_args()
     rows = R.read_index(os.path.abspath(a.index))
     work = tempfile.mkdtemp(prefix="flamedb-ab-http-")
@@ -73,7 +83,7 @@ def main():
     try:
         for _ in range(a.rounds):
             for b in a.binaries:
-                med, cpu, body = one_run(b, rows, a.renders, work)
+                med, cpu, body = one_run(b, rows, a.renders, work, a.folded)
                 if first is None:
                     first = body
                 elif body != first:
