@@ -108,14 +108,20 @@ static int64_t level_sum(const parsed_t *p, int d, const char *fn, int right)
     return s;
 }
 
+/* Both sides as their gathers hand them over (query_encode_tree). */
+static void encode_sides(calltree_t *l, calltree_t *r, symtab_t *syms, buf_t *lb, buf_t *rb)
+{
+    buf_init(lb, BUF_UNLIMITED);
+    buf_init(rb, BUF_UNLIMITED);
+    CHECK_EQ_INT(query_encode_tree(l, syms, lb), 0);
+    CHECK_EQ_INT(query_encode_tree(r, syms, rb), 0);
+}
+
 static void render_as(calltree_t *l, calltree_t *r, symtab_t *syms, const char *max_nodes,
                       const char *format, query_result_t *out)
 {
     buf_t lb, rb;
-    buf_init(&lb, BUF_UNLIMITED);
-    buf_init(&rb, BUF_UNLIMITED);
-    CHECK_EQ_INT(query_encode_tree(l, syms, &lb), 0);
-    CHECK_EQ_INT(query_encode_tree(r, syms, &rb), 0);
+    encode_sides(l, r, syms, &lb, &rb);
     query_diff_params_t d = {.left = {.query = CPU "{service_name=\"a\"}"},
                              .right = {.query = CPU "{service_name=\"a\"}"},
                              .max_nodes = max_nodes,
@@ -848,10 +854,7 @@ static int render_charged(calltree_t *l, calltree_t *r, symtab_t *syms, const ch
                           budget_t *b, buf_t *body, errmsg_t *em)
 {
     buf_t lb, rb;
-    buf_init(&lb, BUF_UNLIMITED);
-    buf_init(&rb, BUF_UNLIMITED);
-    CHECK_EQ_INT(query_encode_tree(l, syms, &lb), 0);
-    CHECK_EQ_INT(query_encode_tree(r, syms, &rb), 0);
+    encode_sides(l, r, syms, &lb, &rb);
     query_diff_params_t d = {.left = {.query = CPU "{}"},
                              .right = {.query = CPU "{}"},
                              .max_nodes = "40",
