@@ -560,8 +560,7 @@ void replicate_marks_repaired(replicate_t *r, const char *id, uint64_t started_m
  * replicate_t); it is marked short until repaired. */
 void replicate_marks_rejoined(void *ctx, const char *id);
 /* Asks the reachable marked replicas of view v to run a repair pass
- * (naming the oldest profile time each one's mark holds); first stores the
- * lifts that waited for a drop taken off the count unnoted. */
+ * (naming the oldest profile time each one's mark holds). */
 void replicate_marks_tick(replicate_t *r, const cluster_view_t *v);
 
 /* Hints witnessed by the write (replicate_witness.c), loop thread.

@@ -324,11 +324,6 @@ void replicate_marks_repaired(replicate_t *r, const char *id, uint64_t started_m
 
 void replicate_marks_tick(replicate_t *r, const cluster_view_t *v)
 {
-    /* a drop taken off the count without a note (its write freed first, on
-     * any thread: replicate_write_free) stores nothing: the lifts that
-     * waited for it are stored here, else a restart would read their
-     * marks back and have the replicas restore every range whole again */
-    store_waiting_lifts(r);
     uint64_t now = replicate_now_ms(r);
     for (size_t i = 0; i < r->nmarks; i++) {
         replicate_mark_t *m = &r->marks[i];

@@ -1294,27 +1294,6 @@ static void test_late_ack_lifts_its_mark(void)
     replicate_marks_note(f.r, &noted);
     CHECK(!stored_marked(&f, "n2"));
 
-    /* 8. the same, but the drop on its way goes with its write, never noted
-     * (freed first): the next tick stores the lift */
-    atomic_fetch_add(&f.r->drops_unnoted, 1);
-    q = miss_n2(&f, &p[np], 50, &a[np]);
-    np++;
-    ack_of(&f, "n2", q, 0);
-    CHECK(!marked(&f, "n2"));
-    CHECK(stored_marked(&f, "n2")); /* not yet */
-    replicate_write_t *gone = calloc(1, sizeof *gone);
-    CHECK(gone != NULL);
-    gone->r = f.r;
-    gone->nt = 1;
-    gone->t = calloc(1, sizeof *gone->t);
-    CHECK(gone->t != NULL);
-    gone->t[0].dropped = 1;
-    replicate_write_free(gone); /* takes its drop off the count, notes nothing */
-    CHECK_EQ_INT(atomic_load(&f.r->drops_unnoted), 0);
-    CHECK(stored_marked(&f, "n2"));
-    replicate_marks_tick(f.r, &f.view);
-    CHECK(!stored_marked(&f, "n2"));
-
     f.r->ops.send = send_none;
     for (int i = 0; i < np; i++)
         prof_free(&p[i]);
