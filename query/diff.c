@@ -330,7 +330,7 @@ static int build_shape(const calltree_t *u, const sides_t *s, const uint8_t *kee
     uint32_t *map = malloc(n * sizeof *map);
     if (map == NULL) return ERR_NOMEM;
     int rc = calltree_reserve(d, most);
-    if (rc == 0) rc = sides_reserve(ds, most);
+    if (rc == 0) rc = sides_exact(ds, most);
     map[0] = 0;
     if (rc == 0) {
         ds->ls[0] = s->ls[0];
@@ -904,15 +904,6 @@ static size_t sides_bytes(const sides_t *s)
     return s->cap * 4 * sizeof(int64_t);
 }
 
-/* What sides_reserve(s, n) holds once made from nothing (GROW's doubling). */
-static size_t sides_room_bytes(size_t n)
-{
-    size_t cap = GROW_MIN_CAP;
-    while (cap < n)
-        cap *= 2;
-    return cap * 4 * sizeof(int64_t);
-}
-
 /* The folded lines of the shape as a stream (query_folded_open) when
  * large: it takes the shape, the names and a copy of the left side's
  * selves (charged first); a small answer is written into out. */
@@ -1302,7 +1293,7 @@ static int join(join_t *j, const query_limits_t *lim, size_t max_nodes, const ui
      * a node of the union held as it grew, and build_shape's map from the
      * union's nodes while it runs; then what they hold */
     size_t most = max_nodes != 0 && un > max_nodes ? max_nodes : un;
-    size_t shape = most * j->grown_per + sides_room_bytes(most) + un * sizeof(uint32_t);
+    size_t shape = most * (j->grown_per + 4 * sizeof(int64_t)) + un * sizeof(uint32_t);
     took = rc == 0 && (rc = join_take(j, shape)) == 0;
     if (rc == 0) rc = build_shape(j->u, &j->s, j->keep, most, j->shape, &j->ds);
     if (took) join_give(j, shape);
