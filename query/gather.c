@@ -746,14 +746,20 @@ static int missing_fn(void *ctx, uint64_t sym)
     return 0;
 }
 
-/* The names of g->tree's symbols that no partial brought (those of local
- * forests added with names_later, and those a share left to the names_fn),
- * from names_fn first, then from the storage that holds them. */
+/* The names of g->tree's symbols (or g->kept's) that no partial brought
+ * (those of local forests added with names_later, and those a share left
+ * to the names_fn), from names_fn first, then from the storage that holds
+ * them. */
 static int load_due_names(query_gather_t *g)
 {
     if (!g->names_due) return 0;
     missing_t m = {g->syms, NULL, 0, 0};
-    int rc = calltree_for_each_symbol(g->tree, missing_fn, &m);
+    int rc = 0;
+    if (g->kept == NULL)
+        rc = calltree_for_each_symbol(g->tree, missing_fn, &m);
+    else if (!g->kept->named) /* else a local selection loaded them beside it */
+        for (size_t i = 0; rc == 0 && i < g->kept->n; i++)
+            rc = missing_fn(&m, g->kept->sym[i]);
     if (rc == 0 && m.n > 0 && g->names_fn != NULL) {
         rc = g->names_fn(g->names_ctx, m.v, m.n, g->syms);
         size_t k = 0; /* those still missing */
@@ -1135,10 +1141,31 @@ static int encode(query_gather_t *g, const char *partial_json, query_result_t *o
     }
 }
 
-/* The truncation of the forests' union (with the tree's) into g->tree:
- * 1 when done, 0 when the gather merged instead (a negative value in the
- * tree, a total past INT64_MAX), or an error. */
-static int finish_forests(query_gather_t *g, errmsg_t *em)
+/* The forests' kept nodes as g->kept (for the JSON flame graph, written
+ * straight from them), the forests freed: 1, or an error as
+ * finish_forests. */
+static int keep_forests(query_gather_t *g, errmsg_t *em)
+{
+    query_kept_t *k;
+    int rc = query_keep_mixed_charged(g->forests, g->nforests, g->packed, g->npacked,
+                                      g->spec->max_nodes, g->charge, &k);
+    if (rc == ERR_UNAVAILABLE) return gather_refused(g, rc, em);
+    if (rc == ERR_INVALID_ARGUMENT) return spill_forests(g, em); /* past INT64_MAX */
+    if (rc != 0) return rc;
+    g->kept = k;
+    if ((rc = gather_hold(g, 0, em)) != 0) return rc; /* beside the forests, then alone */
+    storage_merged_tabs_free(g->forests, g->nforests);
+    free_packed(g);
+    g->forests = NULL;
+    g->nforests = g->cap_forests = g->forest_bytes = 0;
+    gather_hold(g, 0, NULL); /* less: cannot fail */
+    return 1;
+}
+
+/* The truncation of the forests' union (with the tree's) into g->tree, or
+ * with as_kept into g->kept: 1 when done, 0 when the gather merged instead
+ * (a negative value in the tree, a total past INT64_MAX), or an error. */
+static int finish_forests(query_gather_t *g, int as_kept, errmsg_t *em)
 {
     int rc = 0;
     if (calltree_node_count(g->tree) > 1 || calltree_self(g->tree, 0) != 0) {
@@ -1150,6 +1177,7 @@ static int finish_forests(query_gather_t *g, errmsg_t *em)
         if ((rc = calltree_clear(g->tree)) == 0) rc = add_forest(g, &f, em);
         if (rc != 0 || !g->forests_on) return rc;
     }
+    if (as_kept) return keep_forests(g, em);
     /* the selection's arrays, charged as they grow, and the tree it builds
      * count beside the forests */
     calltree_t *small = calltree_new(0);
@@ -1181,14 +1209,24 @@ static int encode_kept(query_gather_t *g, const char *partial_json, query_result
                        errmsg_t *em)
 {
     out->content_type = "application/json";
+    int rc = load_due_names(g); /* a selection over forests names none */
+    if (rc == 0) rc = gather_hold(g, 0, em);
+    if (rc != 0) return rc;
     if (may_stream(g))
         return encode_flamebearer_open(g, 1, query_selector_type(g->spec->sel), 0, partial_json,
                                        out, em);
-    int rc = query_encode_flamebearer_kept(g->kept, g->syms, query_selector_type(g->spec->sel),
-                                           g->spy_name, &g->tl, g->lim.assist, &out->body);
+    rc = query_encode_flamebearer_kept(g->kept, g->syms, query_selector_type(g->spec->sel),
+                                       g->spy_name, &g->tl, g->lim.assist, &out->body);
     if (rc == 0) rc = add_uncounted(g, &out->body);
     if (rc == 0 && partial_json != NULL) rc = query_add_json_members(&out->body, partial_json);
     return rc;
+}
+
+/* 1 when the answer is the JSON flame graph of a render: written straight
+ * from the kept nodes, without their tree. */
+static int json_render(const query_gather_t *g)
+{
+    return g->spec->kind == QUERY_KIND_RENDER && g->spec->format == QUERY_FORMAT_JSON;
 }
 
 static int finish_render(query_gather_t *g, const char *partial_json, query_result_t *out,
@@ -1196,19 +1234,19 @@ static int finish_render(query_gather_t *g, const char *partial_json, query_resu
 {
     query_timeline_unite(&g->tl); /* every answer's split pushes are in: each counts once */
     /* kept nodes alone: no more than maxNodes, none empty */
-    if (g->kept != NULL && g->spec->kind == QUERY_KIND_RENDER &&
-        g->spec->format == QUERY_FORMAT_JSON && g->nforests == 0 && g->npacked == 0 &&
+    if (g->kept != NULL && json_render(g) && g->nforests == 0 && g->npacked == 0 &&
         calltree_node_count(g->tree) == 1 && calltree_self(g->tree, 0) == 0)
         return encode_kept(g, partial_json, out, em);
     int krc = kept_to_tree(g->tree, &g->kept);
     if (krc != 0) return errmsg_set(em, krc, "building the flame graph: %s", err_message(krc));
     if ((krc = gather_hold(g, 0, em)) != 0) return krc;
     if (g->forests_on && g->nforests + g->npacked > 0) {
-        int rc = finish_forests(g, em);
+        int rc = finish_forests(g, json_render(g), em);
         if (rc == ERR_LIMIT) return rc; /* em says which */
         if (rc < 0 && !g->refused)
             return errmsg_set(em, rc, "building the flame graph: %s", err_message(rc));
         if (rc < 0) return rc; /* em names the budget */
+        if (rc == 1 && g->kept != NULL) return encode_kept(g, partial_json, out, em);
         if (rc == 1) return encode(g, partial_json, out, em);
     }
     size_t max = g->spec->max_nodes;

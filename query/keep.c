@@ -787,6 +787,13 @@ int query_truncate_tabs_charged(const storage_merged_tab_t *tabs, size_t ntabs, 
     return query_truncate_mixed_charged(tabs, ntabs, NULL, 0, max_nodes, charge, dst);
 }
 
+int query_keep_mixed_charged(const storage_merged_tab_t *tabs, size_t ntabs,
+                             const query_packed_t *packed, size_t npacked, size_t max_nodes,
+                             alloc_charge_t *charge, query_kept_t **out)
+{
+    return keep_mixed(tabs, ntabs, packed, npacked, max_nodes, charge, out);
+}
+
 int query_truncate_mixed_charged(const storage_merged_tab_t *tabs, size_t ntabs,
                                  const query_packed_t *packed, size_t npacked, size_t max_nodes,
                                  alloc_charge_t *charge, calltree_t *dst)

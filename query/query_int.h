@@ -268,6 +268,12 @@ int query_truncate_tabs_charged(const storage_merged_tab_t *tabs, size_t ntabs, 
 int query_truncate_mixed_charged(const storage_merged_tab_t *tabs, size_t ntabs,
                                  const query_packed_t *packed, size_t npacked, size_t max_nodes,
                                  alloc_charge_t *charge, calltree_t *dst);
+/* The kept nodes of query_truncate_mixed_charged, without the tree: for
+ * an answer written straight from them (query_encode_flamebearer_kept).
+ * *out: caller owns, query_kept_free; NULL on error. */
+int query_keep_mixed_charged(const storage_merged_tab_t *tabs, size_t ntabs,
+                             const query_packed_t *packed, size_t npacked, size_t max_nodes,
+                             alloc_charge_t *charge, query_kept_t **out);
 /* Adds k into dst (built into it when dst is empty). */
 int query_kept_tree(const query_kept_t *k, calltree_t *dst);
 size_t query_kept_bytes(const query_kept_t *k); /* about the heap bytes k holds; 0 for NULL */

@@ -9,7 +9,9 @@
  * them where they lie in a message it holds until freed, as a
  * PartialResult with forests carries them), and local partials. The answer
  * (folded and flamebearer JSON, several maxNodes) must equal query_truncate
- * of the merged tree encoded by the same encoders. Then: a share with a
+ * of the merged tree encoded by the same encoders, whether the gather was
+ * given every name, asked a names function for those of the kept nodes, or
+ * never learnt some. Then: a share with a
  * negative value turns the gather back to merging (same bytes), forests
  * round-trip through their encoding, a corrupt forest adds nothing, and
  * totals past INT64_MAX fall back. Forests ship in encoding 3 or 4; the
@@ -63,8 +65,10 @@ static calltree_t *gen_tree(size_t nstacks, int64_t vmax, int negative)
     return t;
 }
 
-/* The reference: truncate the merge and encode it as the gather does. */
-static void reference(calltree_t *const *shares, size_t n, const query_spec_t *spec, buf_t *out)
+/* The reference: truncate the merge and encode it as the gather does,
+ * with the names of known. */
+static void reference(calltree_t *const *shares, size_t n, const query_spec_t *spec,
+                      const symtab_t *known, buf_t *out)
 {
     calltree_t *m = calltree_new(0);
     for (size_t i = 0; i < n; i++)
@@ -75,12 +79,12 @@ static void reference(calltree_t *const *shares, size_t n, const query_spec_t *s
     if (nodes > max || (nodes >= 2 && query_tree_has_empty(m)))
         CHECK_EQ_INT(query_truncate(m, max, &t), 0);
     if (spec->format == QUERY_FORMAT_FOLDED) {
-        CHECK_EQ_INT(query_encode_folded(t, syms, out), 0);
+        CHECK_EQ_INT(query_encode_folded(t, known, out), 0);
     } else {
         query_timeline_t tl;
         int res;
         CHECK_EQ_INT(query_timeline_init(&spec->plan, &tl, &res), 0);
-        CHECK_EQ_INT(query_encode_flamebearer(t, syms, CPU, NULL, &tl, out), 0);
+        CHECK_EQ_INT(query_encode_flamebearer(t, known, CPU, NULL, &tl, out), 0);
         query_timeline_free(&tl);
     }
     if (t != m) calltree_free(t);
@@ -115,6 +119,45 @@ static void add_syms(query_gather_t *g)
         symtab_get(syms, id, &name, &file);
         CHECK_EQ_INT(query_gather_add_symbol(g, id, name, strlen(name), file, strlen(file)), 0);
     }
+}
+
+/* How a gather learns the names: every one added, the even ones added and
+ * the rest asked of a names function once the kept nodes are chosen (as a
+ * coordinator asks its cache of the names shares sent), or the odd ones
+ * never known (written "unknown 0x..."). */
+enum names_way { NAMES_ADDED, NAMES_ASKED, NAMES_HALF_KNOWN, NAMES_WAYS };
+
+static size_t names_asked; /* ids the names function was asked for */
+
+static int names_from_syms(void *ctx, const uint64_t *ids, size_t n, symtab_t *dst)
+{
+    (void)ctx;
+    names_asked += n;
+    for (size_t i = 0; i < n; i++) {
+        const char *name, *file;
+        if (!symtab_get(syms, ids[i], &name, &file)) continue;
+        int rc = symtab_put(dst, ids[i], name, strlen(name), file, strlen(file));
+        if (rc != 0) return rc;
+    }
+    return 0;
+}
+
+/* The names of the way's gather: what its answer must show (known: the
+ * caller frees it). */
+static symtab_t *name_gather(query_gather_t *g, enum names_way way)
+{
+    symtab_t *known = symtab_new();
+    for (size_t i = 0; i < NSYMS; i++) {
+        const char *name, *file;
+        symtab_get(syms, sym_ids[i], &name, &file);
+        if (way == NAMES_ADDED || i % 2 == 0)
+            CHECK_EQ_INT(
+                query_gather_add_symbol(g, sym_ids[i], name, strlen(name), file, strlen(file)), 0);
+        if (way != NAMES_HALF_KNOWN || i % 2 == 0)
+            CHECK_EQ_INT(symtab_put(known, sym_ids[i], name, strlen(name), file, strlen(file)), 0);
+    }
+    if (way == NAMES_ASKED) query_gather_names_via(g, names_from_syms, NULL);
+    return known;
 }
 
 /* Splits t into pieces whose sum is t (a share's token forests): every
@@ -241,21 +284,23 @@ static void one_round(int negative)
         size_t stacks = check_rng() % 4 == 0 ? 0 : 1 + check_rng() % 60;
         shares[i] = gen_tree(stacks, vmax, negative && i == n / 2);
     }
-    buf_t want;
-    buf_init(&want, BUF_UNLIMITED);
-    reference(shares, n, &spec, &want);
     query_limits_t lim;
     query_limits_default(&lim);
     query_gather_t *g;
     CHECK_EQ_INT(query_gather_new(&spec, &lim, &g), 0);
-    add_syms(g);
+    enum names_way way = (enum names_way)(check_rng() % NAMES_WAYS);
+    symtab_t *known = name_gather(g, way);
+    buf_t want;
+    buf_init(&want, BUF_UNLIMITED);
+    reference(shares, n, &spec, known, &want);
+    symtab_free(known);
     errmsg_t em = {{0}};
     size_t freed = holds_freed;
     for (size_t i = 0; i < n; i++)
         CHECK_EQ_INT(add_share(g, &spec, shares[i], (int)(check_rng() % 3), &em), 0);
     char what[96];
-    snprintf(what, sizeof what, "%zu shares, maxNodes %zu, %s", n, spec.max_nodes,
-             spec.format == QUERY_FORMAT_FOLDED ? "folded" : "json");
+    snprintf(what, sizeof what, "%zu shares, maxNodes %zu, %s, names way %d", n, spec.max_nodes,
+             spec.format == QUERY_FORMAT_FOLDED ? "folded" : "json", (int)way);
     check_gathered(g, &want, what);
     CHECK_EQ_INT(holds_freed, freed); /* held while the gather lives */
     query_gather_free(g);
@@ -475,7 +520,7 @@ static void test_corrupt(void)
     calltree_t *a = gen_tree(40, 3, 0), *b = gen_tree(40, 3, 0);
     buf_t want;
     buf_init(&want, BUF_UNLIMITED);
-    reference(&a, 1, &spec, &want);
+    reference(&a, 1, &spec, syms, &want);
     query_limits_t lim;
     query_limits_default(&lim);
     query_gather_t *g;
@@ -517,7 +562,7 @@ static void test_overflow(void)
     }
     buf_t want;
     buf_init(&want, BUF_UNLIMITED);
-    reference(s, 2, &spec, &want);
+    reference(s, 2, &spec, syms, &want);
     query_limits_t lim;
     query_limits_default(&lim);
     query_gather_t *g;
@@ -855,7 +900,7 @@ static void test_light_everywhere(void)
         }
         buf_t want;
         buf_init(&want, BUF_UNLIMITED);
-        reference(shares, 9, &spec, &want);
+        reference(shares, 9, &spec, syms, &want);
         CHECK(strstr((const char *)want.data, "pkg.fn9;pkg.fn10 18") != NULL);
         query_limits_t lim;
         query_limits_default(&lim);
@@ -953,6 +998,7 @@ int main(int argc, char **argv)
     make_syms();
     for (int round = 0; round < 400; round++)
         one_round(round % 4 == 3);
+    CHECK(names_asked > 0); /* the kept nodes' names were asked for */
     test_roundtrip();
     test_varint_lengths();
     test_corrupt();
