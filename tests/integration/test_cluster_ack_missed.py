@@ -453,13 +453,23 @@ def coordinator_lost_after_ack(args, now, prefix, seed, told, note=lambda c: "")
               % (seen[0], seen[1], seen[2], len(bad), (": %r" % bad[:4]) if bad else ""))
         assert not bad, "n2 answered short, unflagged: %r" % bad[:10]
         c.wait_state(1, "active", observers=[2], timeout=30)
+        nodes = [1, 2]
+        if any(mark_on(c, i, 0, 2) for i in nodes):
+            # n0's word listing n2 reached the others before the kill (the
+            # race this test means to lose): they keep n2 unread while n0
+            # is down, by design (docs/cluster.md, a node killed with hints
+            # or marks queued), so n0 runs again and its word lifts it
+            print("    n0's entry listing n2 reached the others before the kill: n0 started again")
+            c.restart(0)
+            c.wait_state(0, "active", observers=[1, 2], timeout=60)
+            nodes = [0, 1, 2]
         t0 = time.monotonic()
         wait_for("n2 read again", lambda: not any(mark_on(c, i, h, 2)
-                                                  for i in (1, 2) for h in (1, 2)), timeout=120)
+                                                  for i in nodes for h in nodes), timeout=120)
         print("    n2 repaired and read again %.1f s after n1 ran again%s"
               % (time.monotonic() - t0, note(c)))
-        watch_until_exact(c, [1, 2], want, frm, until, 2)
-        alone_exact(c, [1, 2], want, frm, until)
+        watch_until_exact(c, nodes, want, frm, until, 2)
+        alone_exact(c, nodes, want, frm, until)
 
 
 def test_mark_outlives_its_coordinator():
