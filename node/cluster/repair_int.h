@@ -1100,8 +1100,10 @@ void repair_regain_set(repair_t *r, const uint64_t *lo, const uint64_t *hi, size
  * and checked (or there are none). */
 int repair_regain_stream(repair_t *r, const cluster_view_t *v, uint64_t t0, repair_stats_t *st);
 /* Repair thread, after a pass that started at t0: a complete pass after the
- * regain was streamed finishes it (the loop is told). */
-void repair_regain_after(repair_t *r, int complete, uint64_t t0);
+ * regain was streamed finishes it (the loop is told). 1 when no regain is
+ * left that a restart would resume (DATA_DIR/regain.progress): none was
+ * being streamed, or this call finished it; 0 while one is. */
+int repair_regain_after(repair_t *r, int complete, uint64_t t0);
 /* Loop: full repair mark gen (0: none); the thread runs passes while one
  * is set and tells the loop (cluster_full_finished) once a complete pass
  * that started a settle margin after this call found nothing missing. */

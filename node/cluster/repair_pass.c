@@ -740,13 +740,15 @@ int repair_pass_run(repair_t *r, buf_t *out)
     if (rc == 0 && holds) compare_all(r, v, per, bad, left, &st);
     int streamed = rc != 0 || !holds || stream_gained(r, v, t0, &st);
     streamed &= rc != 0 || repair_regain_stream(r, v, t0, &st);
-    /* every range cleared to receive is streamed whole: writes to it need
-     * not keep oversize profile trees for the stream any more */
-    if (rc == 0 && streamed && !r->closing) storage_range_received(r->storage);
     int complete = rc == 0 && !r->closing && st.unavailable == 0 &&
                    (!holds || covered(v, bad, per, left)) && streamed;
     if (complete && holds) announce(r, v, t0);
-    repair_regain_after(r, complete, t0);
+    int resumable = !repair_regain_after(r, complete, t0);
+    /* every range cleared to receive is streamed whole, and no regain is
+     * left for a restart to resume (it goes on from its cursors, its
+     * ranges still being received): writes to them need not keep oversize
+     * profile trees for the stream any more */
+    if (rc == 0 && streamed && !resumable && !r->closing) storage_range_received(r->storage);
     if (complete && holds && v->self >= 0 && !st.moving && windows_free(r))
         repair_windows_check(r, v, &st);
     else

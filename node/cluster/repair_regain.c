@@ -563,9 +563,11 @@ out:
     return ok;
 }
 
-void repair_regain_after(repair_t *r, int complete, uint64_t t0)
+int repair_regain_after(repair_t *r, int complete, uint64_t t0)
 {
-    if (!complete || r->rg.streamed_ms == 0 || t0 <= r->rg.streamed_ms) return;
+    if (r->rg.niv == 0) return 1; /* none streamed (or it ended at an earlier pass) */
+    if (!complete || r->rg.streamed_ms == 0 || t0 <= r->rg.streamed_ms) return 0;
+    int ended = 0;
     uv_mutex_lock(&r->mu);
     if (r->regain.n > 0 && r->regain.gen == r->rg.gen) {
         /* gone before the loop drops DATA_DIR/regain: a crash between
@@ -575,9 +577,11 @@ void repair_regain_after(repair_t *r, int complete, uint64_t t0)
         } else {
             r->regain_done = r->rg.gen;
             r->counters.regains++;
+            ended = 1;
             if (!r->closing) uv_async_send(&r->async);
         }
     }
     uv_mutex_unlock(&r->mu);
     r->rg.streamed_ms = 0;
+    return ended;
 }

@@ -772,6 +772,49 @@ static void test_checksums(void)
     rm("regain.ring");
 }
 
+/* ---------- when a regain is over (repair_regain_after) */
+
+/* A pass asks repair_regain_after whether a restart would still resume a
+ * regain before it lets the ranges being received go: while the progress
+ * file is there (the streams done, not yet followed by a complete pass) a
+ * restart resumes the regain, and its ranges must still be taken as being
+ * received. */
+static void test_regain_after(void)
+{
+    cluster_t *c = new_cluster();
+    repair_t *r = new_repair(c);
+    CHECK_EQ_INT(uv_mutex_init(&r->mu), 0);
+    r->closing = 1;                                   /* no loop to tell */
+    CHECK_EQ_INT(repair_regain_after(r, 1, 5000), 1); /* none being streamed */
+    CHECK_EQ_INT(repair_regain_after(r, 0, 5000), 1);
+    r->rg.iv = calloc(1, sizeof *r->rg.iv);
+    r->rg.iv[0] = (repair_rg_iv_t){0x100, 0x1ff, 7, 1700000000123ull};
+    r->rg.niv = r->rg.ivcap = 1;
+    r->rg.gen = r->regain.gen = 7;
+    r->regain.n = 1;
+    CHECK_EQ_INT(repair_regain_progress_save(r), 0);
+    CHECK(exists("regain.progress"));
+    CHECK_EQ_INT(repair_regain_after(r, 1, 5000), 0); /* not streamed yet */
+    r->rg.streamed_ms = 4000;
+    CHECK_EQ_INT(repair_regain_after(r, 0, 5000), 0); /* an incomplete pass */
+    r->rg.streamed_ms = 4000;
+    CHECK_EQ_INT(repair_regain_after(r, 1, 3000), 0); /* the pass began before the streams ended */
+    CHECK(exists("regain.progress"));
+    r->rg.streamed_ms = 4000;
+    r->regain.gen = 8; /* the loop has a longer list: that one is streamed next */
+    CHECK_EQ_INT(repair_regain_after(r, 1, 5000), 0);
+    CHECK(exists("regain.progress"));
+    r->regain.gen = 7;
+    r->rg.streamed_ms = 4000;
+    CHECK_EQ_INT(repair_regain_after(r, 1, 5000), 1); /* over: nothing to resume */
+    CHECK(!exists("regain.progress"));
+    CHECK_EQ_INT(r->regain_done, 7);
+    CHECK_EQ_INT(r->counters.regains, 1);
+    uv_mutex_destroy(&r->mu);
+    free_repair(r);
+    free_cluster(c);
+}
+
 /* ---------- a piece whose check keeps disagreeing (repair_regain_heal) */
 
 static void test_heal(void)
@@ -1018,6 +1061,7 @@ int main(void)
     test_ring_downtime();
     test_checksums();
     test_heal();
+    test_regain_after();
     test_move_progress();
     static const char *const left[] = {"regain",       "regain.progress", "regain.ring",
                                        "regain.full",  "regain.damaged",  "log",
