@@ -268,7 +268,14 @@ def test_join_stream_keeps_to_its_rate():
               "for the rate" % (time.monotonic() - t1, got, waited))
         assert got > 6e6, "too few bytes to see the throttle: %d" % got
         assert took >= 0.9 * got / 1e6, "%d bytes in %.2f s: faster than 1 MB/s" % (got, took)
-        assert waited > 0, "%d bytes, no wait for the rate: not throttled" % got
+        if took > 1.1 * got / 1e6 and waited == 0:
+            # a loaded machine streamed slower than the rate on its own (a
+            # clean-clone CI run: 7.7 MB in 9.4 s): the bytes never ran
+            # ahead of it, so there was nothing to wait for
+            print("    the stream ran below 1 MB/s on its own here: the throttle's wait "
+                  "is not seen")
+        else:
+            assert waited > 0, "%d bytes, no wait for the rate: not throttled" % got
         exact_alone(c, n, d, frm, until)
 
 
