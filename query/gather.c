@@ -1141,6 +1141,17 @@ static int encode(query_gather_t *g, const char *partial_json, query_result_t *o
     }
 }
 
+/* The forests freed once their selection holds what the answer needs: 1. */
+static int forests_taken(query_gather_t *g)
+{
+    storage_merged_tabs_free(g->forests, g->nforests);
+    free_packed(g);
+    g->forests = NULL;
+    g->nforests = g->cap_forests = g->forest_bytes = 0;
+    gather_hold(g, 0, NULL); /* less: cannot fail */
+    return 1;
+}
+
 /* The forests' kept nodes as g->kept (for the JSON flame graph, written
  * straight from them), the forests freed: 1, or an error as
  * finish_forests. */
@@ -1154,12 +1165,7 @@ static int keep_forests(query_gather_t *g, errmsg_t *em)
     if (rc != 0) return rc;
     g->kept = k;
     if ((rc = gather_hold(g, 0, em)) != 0) return rc; /* beside the forests, then alone */
-    storage_merged_tabs_free(g->forests, g->nforests);
-    free_packed(g);
-    g->forests = NULL;
-    g->nforests = g->cap_forests = g->forest_bytes = 0;
-    gather_hold(g, 0, NULL); /* less: cannot fail */
-    return 1;
+    return forests_taken(g);
 }
 
 /* The truncation of the forests' union (with the tree's) into g->tree, or
@@ -1196,12 +1202,7 @@ static int finish_forests(query_gather_t *g, int as_kept, errmsg_t *em)
     }
     calltree_free(g->tree);
     g->tree = small;
-    storage_merged_tabs_free(g->forests, g->nforests);
-    free_packed(g);
-    g->forests = NULL;
-    g->nforests = g->cap_forests = g->forest_bytes = 0;
-    gather_hold(g, 0, NULL); /* less: cannot fail */
-    return 1;
+    return forests_taken(g);
 }
 
 /* The flamebearer JSON of the kept nodes, as encode writes it of their tree. */
