@@ -811,7 +811,7 @@ int query_encode_flamebearer_kept(const query_kept_t *k, const symtab_t *syms,
     /* the sorted tree's parts on an idle helper first; one taken after
      * them is awake when the deep levels come (assist.h) */
     sorted_tree_t st;
-    if (k->sid == NULL) assist = NULL; /* the helper writes levels by sid alone */
+    if (k->sid == NULL) assist = NULL; /* a helper works by symbol numbers only */
     int rc = query_sorted_tree_build_kept(&st, k, syms, assist, out);
     assist_task_t task;
     assist_reserve(assist, &task);

@@ -270,7 +270,9 @@ int query_truncate_mixed_charged(const storage_merged_tab_t *tabs, size_t ntabs,
                                  alloc_charge_t *charge, calltree_t *dst);
 /* The kept nodes of query_truncate_mixed_charged, without the tree: for
  * an answer written straight from them (query_encode_flamebearer_kept).
- * *out: caller owns, query_kept_free; NULL on error. */
+ * The selection's arrays are charged as they grow and given back before it
+ * returns; *out is the caller's to count and to free (query_kept_free),
+ * NULL on error. */
 int query_keep_mixed_charged(const storage_merged_tab_t *tabs, size_t ntabs,
                              const query_packed_t *packed, size_t npacked, size_t max_nodes,
                              alloc_charge_t *charge, query_kept_t **out);
