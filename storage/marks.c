@@ -7,10 +7,14 @@
  * writes the node's current mark holds (its pass must have compared back
  * to it, or the node restored every range whole, to lift it). A node
  * must not serve reads while its mark is not older than its pass
- * (docs/cluster.md, "Read correctness"). Both are plain overwrites, never
- * deleted or read-modified-written, so concurrent writers need no lock: the
- * cluster compares the two with a slack that covers writes reordered
- * between threads. Few keys: one or two per node that ever missed a write.
+ * (docs/cluster.md, "Read correctness"). The first two only ever grow: a
+ * put of an older time than the one stored leaves it (read and written
+ * under s->marks_mu), so two pool jobs that store a node's times out of
+ * order (a pass's lift queued before a later one's) never turn a stored
+ * mark back; the cluster compares the two with a slack that covers stamps
+ * taken on different threads. The oldest profile time is a plain
+ * overwrite. Never deleted. Few keys: one to three per node that ever
+ * missed a write.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +40,20 @@ static int mark_key(char *k, int kind, const char *node, size_t *n, errmsg_t *em
     return 0;
 }
 
+/* 1 when the time stored at k (if any) is later than ms: a put of ms
+ * would turn it back. */
+static int stored_later(storage_t *s, const char *k, size_t kn, uint64_t ms, errmsg_t *em, int *rc)
+{
+    char *err = NULL;
+    size_t vn = 0;
+    char *v = rocksdb_get_cf(s->db, s->ropts, s->cf[CF_META], k, kn, &vn, &err);
+    *rc = storage_rocks_err(err, em, "repair mark");
+    int later =
+        *rc == 0 && v != NULL && vn == 8 && (uint64_t)storage_i64_get((const uint8_t *)v) > ms;
+    free(v);
+    return later;
+}
+
 int storage_repair_mark_put(storage_t *s, int kind, const char *node, uint64_t ms, errmsg_t *em)
 {
     char k[MARK_KEY_MAX];
@@ -44,9 +62,16 @@ int storage_repair_mark_put(storage_t *s, int kind, const char *node, uint64_t m
     if (rc != 0) return rc;
     uint8_t v[8];
     storage_i64_put(v, (int64_t)ms);
-    char *err = NULL;
-    rocksdb_put_cf(s->db, s->wopts, s->cf[CF_META], k, kn, (const char *)v, sizeof v, &err);
-    return storage_rocks_err(err, em, "repair mark");
+    int grows = kind != STORAGE_MARK_OLDEST; /* the latest miss, the latest pass */
+    if (grows) pthread_mutex_lock(&s->marks_mu);
+    if (!grows || !stored_later(s, k, kn, ms, em, &rc)) {
+        char *err = NULL;
+        if (rc == 0)
+            rocksdb_put_cf(s->db, s->wopts, s->cf[CF_META], k, kn, (const char *)v, sizeof v, &err);
+        if (rc == 0) rc = storage_rocks_err(err, em, "repair mark");
+    }
+    if (grows) pthread_mutex_unlock(&s->marks_mu);
+    return rc;
 }
 
 /* One prefix's keys. */

@@ -443,6 +443,7 @@ static storage_t *storage_alloc(const storage_options_t *o)
         pthread_mutex_init(&s->stripes[i], NULL);
     pthread_mutex_init(&s->receiving.mu, NULL);
     pthread_mutex_init(&s->receiving.save_mu, NULL);
+    pthread_mutex_init(&s->marks_mu, NULL);
     s->cache = rocksdb_cache_create_lru(o->block_cache_bytes);
     s->ropts = rocksdb_readoptions_create();
     s->wopts = rocksdb_writeoptions_create();
@@ -548,6 +549,7 @@ void storage_close(storage_t *s)
         pthread_mutex_destroy(&s->stripes[i]);
     pthread_mutex_destroy(&s->receiving.mu);
     pthread_mutex_destroy(&s->receiving.save_mu);
+    pthread_mutex_destroy(&s->marks_mu);
     free(s->receiving.lo);
     free(s->receiving.hi);
     free(s->path);

@@ -762,7 +762,9 @@ int storage_hint_targets(storage_t *s, storage_hint_target_fn fn, void *ctx);
 #define STORAGE_MARK_REPAIRED 1
 #define STORAGE_MARK_OLDEST 2
 
-/* Sets node's mark of kind to ms (overwrites). */
+/* Sets node's mark of kind to ms: LOST and REPAIRED only ever grow (a put
+ * of an earlier time than the stored one leaves it), OLDEST is
+ * overwritten. */
 int storage_repair_mark_put(storage_t *s, int kind, const char *node, uint64_t ms, errmsg_t *em);
 /* Calls fn for every mark (node borrowed for the call), every LOST one
  * first, then REPAIRED, then OLDEST; fn returns non-zero to stop

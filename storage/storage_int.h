@@ -312,6 +312,7 @@ struct storage {
     clock_source_t clock; /* "now" for retention, the write path and hint order */
 
     pthread_mutex_t stripes[STORAGE_STRIPES];
+    pthread_mutex_t marks_mu; /* marks.c: a growing mark's read and put */
     idcache_t symbol_cache;
     idcache_t series_cache;
     nodetab_cache_t nodetabs;

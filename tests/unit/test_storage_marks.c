@@ -1,6 +1,8 @@
 /* Unit tests for repair marks (storage/marks.c): the three kinds are kept per
- * node across a reopen, a put overwrites, bad node ids and kinds are
- * refused, and the marks stay apart from the other meta keys. */
+ * node across a reopen, a later time replaces the latest miss or pass but
+ * an earlier one leaves it (two pool jobs may store them out of order),
+ * the oldest profile time is overwritten either way, bad node ids and
+ * kinds are refused, and the marks stay apart from the other meta keys. */
 #include "test_storage_fixture.h"
 
 typedef struct seen_marks {
@@ -29,6 +31,10 @@ static void test_marks(fixture_t *f)
     CHECK_EQ_INT(storage_repair_mark_put(f->s, STORAGE_MARK_REPAIRED, "n1", 50, &em), 0);
     CHECK_EQ_INT(storage_repair_mark_put(f->s, STORAGE_MARK_LOST, "n2", 7, &em), 0);
     CHECK_EQ_INT(storage_repair_mark_put(f->s, STORAGE_MARK_LOST, "n1", 120, &em), 0); /* over */
+    /* out of order: an earlier pass's or miss's put lands last */
+    CHECK_EQ_INT(storage_repair_mark_put(f->s, STORAGE_MARK_REPAIRED, "n1", 40, &em), 0);
+    CHECK_EQ_INT(storage_repair_mark_put(f->s, STORAGE_MARK_LOST, "n1", 110, &em), 0);
+    CHECK_EQ_INT(storage_repair_mark_put(f->s, STORAGE_MARK_OLDEST, "n2", 1700000500, &em), 0);
     CHECK_EQ_INT(storage_repair_mark_put(f->s, STORAGE_MARK_OLDEST, "n2", 1700000000, &em), 0);
     CHECK_EQ_INT(storage_repair_mark_put(f->s, STORAGE_MARK_LOST, "", 1, &em),
                  ERR_INVALID_ARGUMENT);
