@@ -1210,7 +1210,7 @@ static int encode_kept(query_gather_t *g, const char *partial_json, query_result
                        errmsg_t *em)
 {
     out->content_type = "application/json";
-    int rc = load_due_names(g); /* a selection over forests names none */
+    int rc = load_due_names(g); /* a selection over forests brings no names */
     if (rc == 0) rc = gather_hold(g, 0, em);
     if (rc != 0) return rc;
     if (may_stream(g))
