@@ -40,18 +40,25 @@ static int mark_key(char *k, int kind, const char *node, size_t *n, errmsg_t *em
     return 0;
 }
 
-/* 1 when the time stored at k (if any) is later than ms: a put of ms
- * would turn it back. */
-static int stored_later(storage_t *s, const char *k, size_t kn, uint64_t ms, errmsg_t *em, int *rc)
+/* The time stored at k, or 0 when there is none. */
+static int stored_ms(storage_t *s, const char *k, size_t kn, uint64_t *ms, errmsg_t *em)
 {
     char *err = NULL;
     size_t vn = 0;
     char *v = rocksdb_get_cf(s->db, s->ropts, s->cf[CF_META], k, kn, &vn, &err);
-    *rc = storage_rocks_err(err, em, "repair mark");
-    int later =
-        *rc == 0 && v != NULL && vn == 8 && (uint64_t)storage_i64_get((const uint8_t *)v) > ms;
+    int rc = storage_rocks_err(err, em, "repair mark");
+    *ms = rc == 0 && v != NULL && vn == 8 ? (uint64_t)storage_i64_get((const uint8_t *)v) : 0;
     free(v);
-    return later;
+    return rc;
+}
+
+static int put_ms(storage_t *s, const char *k, size_t kn, uint64_t ms, errmsg_t *em)
+{
+    uint8_t v[8];
+    storage_i64_put(v, (int64_t)ms);
+    char *err = NULL;
+    rocksdb_put_cf(s->db, s->wopts, s->cf[CF_META], k, kn, (const char *)v, sizeof v, &err);
+    return storage_rocks_err(err, em, "repair mark");
 }
 
 int storage_repair_mark_put(storage_t *s, int kind, const char *node, uint64_t ms, errmsg_t *em)
@@ -60,17 +67,13 @@ int storage_repair_mark_put(storage_t *s, int kind, const char *node, uint64_t m
     size_t kn = 0;
     int rc = mark_key(k, kind, node, &kn, em);
     if (rc != 0) return rc;
-    uint8_t v[8];
-    storage_i64_put(v, (int64_t)ms);
-    int grows = kind != STORAGE_MARK_OLDEST; /* the latest miss, the latest pass */
-    if (grows) pthread_mutex_lock(&s->marks_mu);
-    if (!grows || !stored_later(s, k, kn, ms, em, &rc)) {
-        char *err = NULL;
-        if (rc == 0)
-            rocksdb_put_cf(s->db, s->wopts, s->cf[CF_META], k, kn, (const char *)v, sizeof v, &err);
-        if (rc == 0) rc = storage_rocks_err(err, em, "repair mark");
-    }
-    if (grows) pthread_mutex_unlock(&s->marks_mu);
+    if (kind == STORAGE_MARK_OLDEST) return put_ms(s, k, kn, ms, em); /* an overwrite */
+    /* the latest miss, the latest pass: never turned back */
+    pthread_mutex_lock(&s->marks_mu);
+    uint64_t now = 0;
+    rc = stored_ms(s, k, kn, &now, em);
+    if (rc == 0 && now <= ms) rc = put_ms(s, k, kn, ms, em);
+    pthread_mutex_unlock(&s->marks_mu);
     return rc;
 }
 
