@@ -12,6 +12,8 @@
  *                        [--forests-only N]             (--service '': the whole fleet;
  *                                                      --forests-only: the forest figures
  *                                                      alone, N times, for a profiler)
+ *                        [--pair-only N]                a coordinator's gather over two halves
+ *                                                      of the ring beside one node's, N times
  *                        [--data-dir D [--tenant T]]   renders of a stopped node's store D
  *                                                      (T: "anonymous" for a node without
  *                                                      auth), the same state over HTTP

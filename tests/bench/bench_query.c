@@ -615,6 +615,170 @@ static int gather_figures(const query_partial_t *part, const query_spec_t *spec,
     return 0;
 }
 
+/* A coordinator's render over two halves of the token ring, as 3 nodes at
+ * RF 1 serve a service whose shards lie on two of them: one half's forests
+ * added as its local share's (named from storage when kept), the other's as
+ * a remote share ships them (encoding 5), then the JSON answer. */
+typedef struct pair {
+    query_range_t a, b;
+    buf_t enc_b;       /* the other half's forests, encoding 5 */
+    size_t *end_b, nb; /* where each ends */
+    size_t nodes_a, nodes_b;
+    int64_t tl_start, tl_step, *tl; /* the other half's timeline, as its share sends it */
+    size_t ntl;
+} pair_t;
+
+/* The partial of the ranges r (forests as a coordinator's local share
+ * makes them; with remote, as a share asked for forests makes them; with
+ * alone, as the one share that is the whole answer: its kept nodes). */
+static int pair_partial(const qctx_t *q, const query_spec_t *spec, const query_limits_t *lim,
+                        query_range_t r, int remote, int alone, query_partial_t *out)
+{
+    query_partial_args_t a;
+    query_spec_args(spec, &a);
+    a.ranges = &r;
+    a.nranges = 1;
+    if (alone) a.final_max_nodes = query_spec_final_max_nodes(spec);
+    a.forests = 1;
+    a.names_later = 1;
+    a.parents = remote;
+    a.symnos = remote;
+    errmsg_t em = {{0}};
+    return query_partial_run(q->st, q->tenant, &a, lim, out, &em);
+}
+
+static size_t partial_nodes(const query_partial_t *p)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < p->ntabs; i++)
+        n += p->tabs[i].nodes;
+    return n;
+}
+
+/* The split of the ring (at one of 16 points) whose smaller half holds the
+ * most forest nodes; its other half encoded. */
+static int pair_setup(const qctx_t *q, const query_spec_t *spec, const query_limits_t *lim,
+                      pair_t *pr)
+{
+    size_t best = 0;
+    for (uint64_t k = 0; k < 16; k++) {
+        uint64_t s = k << 60;
+        query_range_t a = {s, s + (1ull << 63)}, b = {s + (1ull << 63), s};
+        query_partial_t pa = {0}, pb = {0};
+        int rc = pair_partial(q, spec, lim, a, 0, 0, &pa);
+        if (rc == 0) rc = pair_partial(q, spec, lim, b, 0, 0, &pb);
+        size_t na = partial_nodes(&pa), nb = partial_nodes(&pb);
+        query_partial_free(&pa);
+        query_partial_free(&pb);
+        if (rc != 0) return rc;
+        size_t least = na < nb ? na : nb;
+        if (least > best || k == 0) {
+            best = least;
+            pr->a = a;
+            pr->b = b;
+            pr->nodes_a = na;
+            pr->nodes_b = nb;
+        }
+    }
+    query_partial_t pb = {0};
+    int rc = pair_partial(q, spec, lim, pr->b, 1, 0, &pb);
+    pr->nb = pb.ntabs;
+    pr->end_b = calloc(pb.ntabs + 1, sizeof *pr->end_b);
+    if (rc == 0 && pr->end_b == NULL) rc = ERR_NOMEM;
+    if (rc == 0) rc = encode_all(&pb, QUERY_FOREST_V5, &pr->enc_b, pr->end_b);
+    pr->tl = rc == 0 ? malloc((pb.tl.n ? pb.tl.n : 1) * sizeof *pr->tl) : NULL;
+    if (rc == 0 && pr->tl == NULL) rc = ERR_NOMEM;
+    if (rc == 0) {
+        pr->tl_start = pb.tl.start_s;
+        pr->tl_step = pb.tl.step_s;
+        pr->ntl = pb.tl.n;
+        memcpy(pr->tl, pb.tl.samples, pb.tl.n * sizeof *pr->tl);
+    }
+    query_partial_free(&pb);
+    return rc;
+}
+
+/* One gather: the local half and the shipped half (or, with whole, every
+ * token as one node renders them alone), finished; the CPU of the thread
+ * (the local share, the gather and the answer: a coordinator's, the remote
+ * share's work aside), and the answer's bytes in body. */
+static double pair_once(const qctx_t *q, const query_spec_t *spec, const query_limits_t *lim,
+                        const pair_t *pr, int whole, buf_t *body)
+{
+    query_partial_t local = {0};
+    query_range_t all = {0, 0};
+    double t0 = clock_thread();
+    int rc = pair_partial(q, spec, lim, whole ? all : pr->a, 0, whole, &local);
+    query_gather_t *g = NULL;
+    errmsg_t em = {{0}};
+    query_result_t res;
+    query_result_init(&res);
+    if (rc == 0) rc = query_gather_new(spec, lim, &g);
+    if (rc == 0) query_gather_names_from(g, q->st, q->tenant);
+    if (rc == 0) rc = query_gather_add(g, &local, &em);
+    if (rc == 0 && !whole && pr->nb > 0) {
+        const uint8_t *enc[pr->nb];
+        size_t len[pr->nb];
+        for (size_t i = 0; i < pr->nb; i++) {
+            enc[i] = pr->enc_b.data + (i ? pr->end_b[i - 1] : 0);
+            len[i] = pr->end_b[i] - (i ? pr->end_b[i - 1] : 0);
+        }
+        rc = query_gather_add_trees(g, enc, len, pr->nb, &em);
+        for (size_t i = 0; rc == 0 && i < pr->ntl; i++)
+            if (pr->tl[i] != 0)
+                rc = query_gather_add_total(g, pr->tl_start + (int64_t)i * pr->tl_step, pr->tl[i],
+                                            &em);
+    }
+    if (rc == 0) rc = query_gather_finish(g, NULL, &res, &em);
+    double t = clock_thread() - t0;
+    if (rc == 0) {
+        buf_reset(body);
+        rc = buf_append(body, res.body.data, res.body.len);
+    }
+    if (rc != 0) fprintf(stderr, "pair: %s\n", errmsg_text(&em, rc));
+    query_result_free(&res);
+    query_gather_free(g);
+    query_partial_free(&local);
+    return rc == 0 ? t : -1;
+}
+
+/* pair_once over the two halves and over every token, alternated,
+ * FOREST_ROUNDS each: medians printed; the two answers must be the same
+ * bytes. */
+static int pair_figures(const qctx_t *q, const query_spec_t *spec, const query_limits_t *lim)
+{
+    pair_t pr = {0};
+    buf_init(&pr.enc_b, BUF_UNLIMITED);
+    int rc = pair_setup(q, spec, lim, &pr);
+    double t[2][FOREST_ROUNDS];
+    buf_t body[2];
+    buf_init(&body[0], BUF_UNLIMITED);
+    buf_init(&body[1], BUF_UNLIMITED);
+    for (int r = 0; rc == 0 && r < FOREST_ROUNDS; r++)
+        for (int k = 0; rc == 0 && k < 2; k++) {
+            int whole = (r + k) % 2; /* which goes first alternates */
+            t[whole][r] = pair_once(q, spec, lim, &pr, whole, &body[whole]);
+            rc = t[whole][r] < 0;
+        }
+    int same = rc == 0 && body[0].len == body[1].len &&
+               memcmp(body[0].data, body[1].data, body[0].len) == 0;
+    if (rc == 0) {
+        qsort(t[0], FOREST_ROUNDS, sizeof t[0][0], cmp_double);
+        qsort(t[1], FOREST_ROUNDS, sizeof t[1][0], cmp_double);
+        printf("query_forests_pair_ms: %.3f over two halves of the ring (%zu local forest nodes, "
+               "%zu shipped in %zu forests), %.3f over one node's (the local share, the gather "
+               "and the answer, CPU of the thread, medians of %d alternated; answers %s)\n",
+               t[0][FOREST_ROUNDS / 2] * 1e3, pr.nodes_a, pr.nodes_b, pr.nb,
+               t[1][FOREST_ROUNDS / 2] * 1e3, FOREST_ROUNDS, same ? "the same bytes" : "DIFFER");
+    }
+    buf_free(&body[0]);
+    buf_free(&body[1]);
+    buf_free(&pr.enc_b);
+    free(pr.end_b);
+    free(pr.tl);
+    return rc == 0 && same ? 0 : 1;
+}
+
 /* The selector's token forests as a share ships them to a coordinator that
  * truncates (query_partial_run with forests, query_forest_encode per token)
  * and as the coordinator reads them (query_gather_add_trees): the CPU of the
@@ -795,6 +959,7 @@ static int forest_figures(const qctx_t *q)
         if (gather_figures(&part, &spec, &lim) != 0) rc = ERR_INTERNAL;
         if (share_figures(q, &spec, &lim) != 0) rc = ERR_INTERNAL;
         if (share_v5_figures(q, &spec, &lim) != 0) rc = ERR_INTERNAL;
+        if (pair_figures(q, &spec, &lim) != 0) rc = ERR_INTERNAL;
     } else {
         fprintf(stderr, "forests: %s\n", errmsg_text(&em, rc));
     }
@@ -814,6 +979,23 @@ static int forest_rounds(const qctx_t *q, int n)
     int rc = 0;
     for (int i = 0; rc == 0 && i < (n > 0 ? n : 1); i++)
         rc = forest_figures(q);
+    return rc;
+}
+
+/* --pair-only N: pair_figures alone, N times (the coordinator's side of
+ * a render over two halves, for a profiler). */
+static int pair_rounds(const qctx_t *q, int n)
+{
+    query_params_t p = {.query = q->query, .from = q->from, .until = q->until, .format = "json"};
+    query_limits_t lim;
+    query_limits_default(&lim);
+    errmsg_t em = {{0}};
+    query_spec_t spec;
+    int rc = query_spec_parse(QUERY_KIND_RENDER, &p, &lim, now_ms(), &spec, &em);
+    if (rc != 0) return 1;
+    for (int i = 0; rc == 0 && i < (n > 0 ? n : 1); i++)
+        rc = pair_figures(q, &spec, &lim);
+    query_spec_free(&spec);
     return rc;
 }
 
@@ -996,6 +1178,7 @@ int cmd_query(int argc, char **argv)
 {
     const char *index = NULL, *service = NULL, *type = "memory:inuse_space:bytes:space:bytes";
     const char *type_unit = "inuse_space/bytes", *forests_only = NULL, *data_dir = NULL;
+    const char *pair_only = NULL;
     const char *tenant = "bench";
     uint64_t merges = UINT64_MAX; /* window-successive-merges, or the default */
     uint64_t assists = 1;         /* --assist-threads, as a node's query-assist-threads */
@@ -1003,6 +1186,7 @@ int cmd_query(int argc, char **argv)
         if (flag_str(argc, argv, &i, "--index", &index) ||
             flag_u64(argc, argv, &i, "--window-successive-merges", &merges) ||
             flag_str(argc, argv, &i, "--forests-only", &forests_only) ||
+            flag_str(argc, argv, &i, "--pair-only", &pair_only) ||
             flag_str(argc, argv, &i, "--service", &service) ||
             flag_str(argc, argv, &i, "--type", &type) ||
             flag_str(argc, argv, &i, "--type-unit", &type_unit) ||
@@ -1052,7 +1236,9 @@ int cmd_query(int argc, char **argv)
     o.window_fold_interval_seconds = 0; /* as ingested until fold_figures folds */
     errmsg_t em = {{0}};
     if (dir && storage_open(&o, &q.st, &em) == 0 && ingest_set(q.st, &set) == 0)
-        rc = forests_only ? forest_rounds(&q, atoi(forests_only)) : run_queries(&q, dir);
+        rc = forests_only ? forest_rounds(&q, atoi(forests_only))
+             : pair_only  ? pair_rounds(&q, atoi(pair_only))
+                          : run_queries(&q, dir);
     storage_close(q.st);
     if (dir) rm_rf(dir);
     free(dir);
