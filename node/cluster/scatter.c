@@ -286,9 +286,11 @@ void scatter_q_answer(scatter_q_t *q, cluster_answer_t *a)
         a->stream_held = query_stream_bytes(a->result.stream);
         alloc_budget_force(&q->s->mem, a->stream_held);
     }
-    /* the parts go before done: a caller that starts work on the answer
-     * (a render-diff's join, on the pool) finds their room given back */
-    release_parts(q);
+    /* the parts and the answer's charge go before done: a caller that
+     * starts work on the answer (a render-diff's join, on the pool) finds
+     * their room given back, and one that holds the answer while it waits
+     * (routes_fanout) counts it once, not beside the query's count of it */
+    release_held(q);
     q->done(q->arg, a);
     if (a->result.stream != NULL) { /* not taken */
         query_stream_free(a->result.stream);
@@ -296,7 +298,7 @@ void scatter_q_answer(scatter_q_t *q, cluster_answer_t *a)
         alloc_budget_give(&q->s->mem, a->stream_held);
     }
     stop_parts(q);
-    release_held(q);
+    release_held(q); /* what stopping the parts left */
     if (q->timer_open) {
         q->timer_open = 0;
         uv_close((uv_handle_t *)&q->timer, timer_closed);
