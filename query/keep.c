@@ -79,24 +79,36 @@ typedef struct hent {
     uint32_t kids; /* 1: the node's children, not yet made */
 } hent_t;
 
+/* Ties: the entries of the last top's total. Entries for children come
+ * first, in any order (the same children are made whichever goes first),
+ * so they wait on a stack (sel_t.kq); nodes follow by path hash, in a
+ * binary heap whose entries carry the hash, so that comparing two reads
+ * neither node (the hash is made the first time an entry is compared:
+ * most ties are one entry alone). */
+typedef struct tent {
+    uint64_t pkey;
+    uint32_t node;
+    uint32_t has_pkey;
+} tent_t;
+
 /* The frontier is a radix heap over totals: what comes off it is never
  * heavier than what came off before (a child's total is at most its
  * parent's total less its self), so an entry is filed by the highest bit
- * where its total's key differs from the last top's, in a list of its
- * bucket (pent_t, linked through a pool of entries reused through a free
- * list). Taking the top empties the lowest non-empty bucket: its lightest
- * key becomes the last top and each entry moves to a lower bucket, or to
- * the tie heap when its key is the last top's. The tie heap, a binary heap
- * of entries of that one total, orders them as heavier() does; it holds a
- * few entries at a time, where one binary heap of the whole frontier sank
- * every top through a dozen levels. The order they come off in is the one
- * heavier() gives the whole frontier. */
-#define NO_ENTRY UINT32_MAX
+ * where its total's key differs from the last top's, at the end of its
+ * bucket's array (pent_t; arrays, not lists, so that emptying a bucket
+ * reads its entries in a row instead of chasing links through scattered
+ * entries). Taking the top empties the lowest non-empty bucket: its
+ * lightest key becomes the last top and each entry moves to a lower
+ * bucket, or to the ties when its key is the last top's. The ties (tent_t)
+ * hold a few entries at a time, where one binary heap of the whole
+ * frontier sank every top through a dozen levels. The order entries come
+ * off in is the one a single heap would give the whole frontier: heavier
+ * totals first; on a tie, entries for children, then nodes by path hash. */
 #define RADIX_BUCKETS 64
+#define BUCKET_FIRST_CAP 64 /* entries of a bucket's array when it is first made */
 typedef struct pent {
     int64_t total;
     uint32_t node; /* bit 31: an entry for the node's children (hent_t.kids) */
-    uint32_t next; /* the bucket's (or the free list's) next entry, or NO_ENTRY */
 } pent_t;
 #define PENT_KIDS 0x80000000u
 /* Merged nodes fit below PENT_KIDS (each holds more bytes than 2^31 can). */
@@ -112,15 +124,16 @@ typedef struct sel {
     size_t nn, capn;
     member_t *mem;
     size_t nm, capm;
-    hent_t *heap; /* the tie heap: entries of the last top's total */
+    tent_t *heap; /* the ties' nodes, by path hash */
     size_t hn, caph;
-    pent_t *pool; /* the buckets' entries */
-    size_t np, capp;
-    uint32_t free_ent;            /* the pool's free list */
-    uint32_t head[RADIX_BUCKETS]; /* bucket b: keys whose highest bit off the last is b */
-    uint64_t mask;                /* bit b: bucket b is not empty */
-    uint64_t last;                /* the last top's key (radix_key) */
-    uint32_t *kept;               /* in the order kept: parents first */
+    uint32_t *kq; /* the ties' entries for children */
+    size_t nkq, capkq;
+    pent_t *bucket[RADIX_BUCKETS]; /* bucket b: keys whose highest bit off the last is b */
+    uint32_t bn[RADIX_BUCKETS], bcap[RADIX_BUCKETS]; /* entries in each, and room */
+    size_t bucket_cap;                               /* the buckets' room, summed */
+    uint64_t mask;                                   /* bit b: bucket b is not empty */
+    uint64_t last;                                   /* the last top's key (radix_key) */
+    uint32_t *kept;                                  /* in the order kept: parents first */
     size_t nk, capk;
     size_t expanded; /* kept nodes whose children were made */
     /* per expansion: symbol -> child (index + 1; 0 empty) */
@@ -140,9 +153,9 @@ static int sel_hold(sel_t *s, size_t extra)
 {
     if (s->charge == NULL) return 0;
     size_t now = s->capn * sizeof *s->nd + s->capm * sizeof *s->mem + s->caph * sizeof *s->heap +
-                 s->capp * sizeof *s->pool + s->capk * sizeof *s->kept +
-                 s->nslot * sizeof *s->slot + s->capt * sizeof *s->touched +
-                 s->capkv * sizeof *s->kv + extra;
+                 s->capkq * sizeof *s->kq + s->bucket_cap * sizeof(pent_t) +
+                 s->capk * sizeof *s->kept + s->nslot * sizeof *s->slot +
+                 s->capt * sizeof *s->touched + s->capkv * sizeof *s->kv + extra;
     if (now <= s->charged) {
         alloc_charge_sub(s->charge, s->charged - now);
     } else if (alloc_charge_add(s->charge, now - s->charged) != 0) {
@@ -185,47 +198,66 @@ static uint64_t pkey_of(sel_t *s, uint32_t i)
     return m->pkey;
 }
 
-static int heavier(sel_t *s, hent_t a, hent_t b)
+static inline uint64_t tie_key(sel_t *s, tent_t *e)
 {
-    if (a.total != b.total) return a.total > b.total; /* all >= 0: |total| is total */
-    if (a.kids != b.kids) return a.kids > b.kids;     /* children made before a tie is broken */
-    if (a.kids) return a.node < b.node;               /* either order: the same children come */
-    return pkey_of(s, a.node) < pkey_of(s, b.node);
+    if (!e->has_pkey) {
+        e->pkey = pkey_of(s, e->node);
+        e->has_pkey = 1;
+    }
+    return e->pkey;
 }
 
-static int heap_push_ent(sel_t *s, hent_t v)
+static inline int ties_empty(const sel_t *s)
 {
-    size_t was = s->caph;
-    if (sel_pre(s, s->caph, s->hn + 1, sizeof *s->heap) != 0) return ERR_UNAVAILABLE;
-    if (GROW_FROM(s->heap, s->caph, s->hn + 1, GROW_UNLIMITED, 256) != 0) return ERR_NOMEM;
-    if (s->caph != was && sel_charge(s) != 0) return ERR_UNAVAILABLE;
+    return s->hn == 0 && s->nkq == 0;
+}
+
+/* Puts v (of the last top's total) among the ties. */
+static int tie_push(sel_t *s, hent_t v)
+{
+    if (v.kids) {
+        if (s->nkq == s->capkq) {
+            size_t was = s->capkq;
+            if (sel_pre(s, s->capkq, s->nkq + 1, sizeof *s->kq) != 0) return ERR_UNAVAILABLE;
+            if (GROW_FROM(s->kq, s->capkq, s->nkq + 1, GROW_UNLIMITED, 256) != 0) return ERR_NOMEM;
+            if (s->capkq != was && sel_charge(s) != 0) return ERR_UNAVAILABLE;
+        }
+        s->kq[s->nkq++] = v.node;
+        return 0;
+    }
+    if (s->hn == s->caph) {
+        size_t was = s->caph;
+        if (sel_pre(s, s->caph, s->hn + 1, sizeof *s->heap) != 0) return ERR_UNAVAILABLE;
+        if (GROW_FROM(s->heap, s->caph, s->hn + 1, GROW_UNLIMITED, 256) != 0) return ERR_NOMEM;
+        if (s->caph != was && sel_charge(s) != 0) return ERR_UNAVAILABLE;
+    }
+    tent_t e = {0, v.node, 0};
     size_t i = s->hn++;
-    while (i > 0 && heavier(s, v, s->heap[(i - 1) / 2])) {
+    if (i > 0) tie_key(s, &e);
+    while (i > 0 && e.pkey < tie_key(s, &s->heap[(i - 1) / 2])) {
         s->heap[i] = s->heap[(i - 1) / 2];
         i = (i - 1) / 2;
     }
-    s->heap[i] = v;
+    s->heap[i] = e;
     return 0;
 }
 
-/* Puts v in the heap's slot i, moving heavier children up past it. */
-static void sift_down(sel_t *s, size_t i, hent_t v)
+/* Takes the ties' first node off. */
+static inline void heap_pop(sel_t *s)
 {
+    tent_t v = s->heap[--s->hn];
+    if (s->hn == 0) return;
+    uint64_t k = tie_key(s, &v);
+    size_t i = 0;
     for (;;) {
         size_t c = 2 * i + 1;
         if (c >= s->hn) break;
-        if (c + 1 < s->hn && heavier(s, s->heap[c + 1], s->heap[c])) c++;
-        if (!heavier(s, s->heap[c], v)) break;
+        if (c + 1 < s->hn && tie_key(s, &s->heap[c + 1]) < tie_key(s, &s->heap[c])) c++;
+        if (tie_key(s, &s->heap[c]) >= k) break;
         s->heap[i] = s->heap[c];
         i = c;
     }
     s->heap[i] = v;
-}
-
-static inline void heap_pop(sel_t *s)
-{
-    hent_t v = s->heap[--s->hn];
-    if (s->hn > 0) sift_down(s, 0, v); /* seldom: ties */
 }
 
 /* An entry's key in the radix heap: lighter totals have larger keys, so
@@ -235,66 +267,76 @@ static uint64_t radix_key(int64_t total)
     return (uint64_t)INT64_MAX - (uint64_t)total; /* total in [0, INT64_MAX] */
 }
 
+/* Room for one more entry in bucket b, its array doubled (charged before
+ * it grows) when full. */
+static int bucket_room(sel_t *s, unsigned b)
+{
+    if (s->bn[b] < s->bcap[b]) return 0;
+    uint32_t cap = s->bcap[b] ? 2 * s->bcap[b] : BUCKET_FIRST_CAP;
+    if (cap <= s->bcap[b] || cap >= PENT_KIDS) return ERR_UNAVAILABLE;
+    if (sel_hold(s, (size_t)cap * sizeof(pent_t)) != 0) return ERR_UNAVAILABLE;
+    pent_t *e = realloc(s->bucket[b], (size_t)cap * sizeof *e);
+    if (e == NULL) return ERR_NOMEM;
+    s->bucket[b] = e;
+    s->bucket_cap += cap - s->bcap[b];
+    s->bcap[b] = cap;
+    return sel_charge(s);
+}
+
+static inline int bucket_add(sel_t *s, unsigned b, pent_t e)
+{
+    if (s->bn[b] == s->bcap[b]) {
+        int rc = bucket_room(s, b);
+        if (rc != 0) return rc;
+    }
+    s->bucket[b][s->bn[b]++] = e;
+    s->mask |= 1ull << b;
+    return 0;
+}
+
 /* Puts v on the frontier. ERR_CORRUPT if it is heavier than the last top
  * (a forest whose children outweigh their parent: never one read here,
  * their sums are checked). */
 static inline int frontier_push(sel_t *s, hent_t v)
 {
     uint64_t k = radix_key(v.total);
-    if (k == s->last && s->hn == 0 && s->caph > 0) { /* the commonest tie: one */
-        s->heap[s->hn++] = v;
+    if (k == s->last && !v.kids && s->hn == 0 && s->caph > 0) { /* the commonest tie: one */
+        s->heap[s->hn++] = (tent_t){0, v.node, 0};
         return 0;
     }
-    if (k == s->last) return heap_push_ent(s, v);
+    if (k == s->last) return tie_push(s, v);
     if (k < s->last) return ERR_CORRUPT;
-    uint32_t i = s->free_ent;
-    if (i != NO_ENTRY) {
-        s->free_ent = s->pool[i].next;
-    } else {
-        size_t was = s->capp;
-        if (sel_pre(s, s->capp, s->np + 1, sizeof *s->pool) != 0) return ERR_UNAVAILABLE;
-        if (GROW_FROM(s->pool, s->capp, s->np + 1, GROW_UNLIMITED, 256) != 0) return ERR_NOMEM;
-        if (s->capp != was && sel_charge(s) != 0) return ERR_UNAVAILABLE;
-        i = (uint32_t)s->np++;
-    }
-    unsigned b = 63u - (unsigned)__builtin_clzll(k ^ s->last);
-    s->pool[i] = (pent_t){v.total, v.node | (v.kids ? PENT_KIDS : 0), s->head[b]};
-    s->head[b] = i;
-    s->mask |= 1ull << b;
-    return 0;
+    return bucket_add(s, 63u - (unsigned)__builtin_clzll(k ^ s->last),
+                      (pent_t){v.total, v.node | (v.kids ? PENT_KIDS : 0)});
 }
 
-/* When the tie heap is empty: the lowest non-empty bucket's lightest key
- * becomes the last top, its entries of that key go to the tie heap and
- * the others to lower buckets. */
+/* When no ties are left: the lowest non-empty bucket's lightest key
+ * becomes the last top, its entries of that key become the ties and the
+ * others go to lower buckets. */
 static int frontier_fill(sel_t *s)
 {
-    if (s->hn > 0 || s->mask == 0) return 0;
+    if (!ties_empty(s) || s->mask == 0) return 0;
     unsigned b = (unsigned)__builtin_ctzll(s->mask);
-    uint32_t list = s->head[b];
+    const pent_t *e = s->bucket[b]; /* not moved: entries go to other buckets */
+    uint32_t n = s->bn[b];
     uint64_t least = UINT64_MAX;
-    for (uint32_t i = list; i != NO_ENTRY; i = s->pool[i].next) {
-        uint64_t k = radix_key(s->pool[i].total);
+    for (uint32_t i = 0; i < n; i++) {
+        uint64_t k = radix_key(e[i].total);
         least = k < least ? k : least;
     }
-    s->head[b] = NO_ENTRY;
+    s->bn[b] = 0;
     s->mask &= ~(1ull << b);
     s->last = least;
-    for (uint32_t i = list, next; i != NO_ENTRY; i = next) {
-        next = s->pool[i].next;
-        uint64_t k = radix_key(s->pool[i].total);
+    for (uint32_t i = 0; i < n; i++) {
+        uint64_t k = radix_key(e[i].total);
+        int rc;
         if (k == least) {
-            uint32_t node = s->pool[i].node & ~PENT_KIDS, kids = s->pool[i].node >= PENT_KIDS;
-            int rc = heap_push_ent(s, (hent_t){s->pool[i].total, node, kids});
-            if (rc != 0) return rc;
-            s->pool[i].next = s->free_ent;
-            s->free_ent = i;
-            continue;
+            uint32_t node = e[i].node & ~PENT_KIDS, kids = e[i].node >= PENT_KIDS;
+            rc = tie_push(s, (hent_t){e[i].total, node, kids});
+        } else {
+            rc = bucket_add(s, 63u - (unsigned)__builtin_clzll(k ^ least), e[i]); /* below b */
         }
-        unsigned c = 63u - (unsigned)__builtin_clzll(k ^ least); /* below b */
-        s->pool[i].next = s->head[c];
-        s->head[c] = i;
-        s->mask |= 1ull << c;
+        if (rc != 0) return rc;
     }
     return 0;
 }
@@ -323,11 +365,10 @@ static int expansion_room(sel_t *s, size_t nkids)
     return sel_charge(s);
 }
 
-/* Puts the merged children from first on on the frontier in place of the
- * top (their parent's entry for them). */
+/* Puts the merged children from first on on the frontier (their parent's
+ * entry for them taken off before). */
 static int frontier_add(sel_t *s, size_t first)
 {
-    heap_pop(s);
     int rc = 0;
     for (size_t c = first; c < s->nn && rc == 0; c++)
         rc = frontier_push(s, (hent_t){s->nd[c].total, (uint32_t)c, 0});
@@ -361,7 +402,7 @@ static int packed_children(sel_t *s, uint32_t p, member_t m, size_t *n)
 /* Files the member children of node p in s->mem from s->nm on (not yet
  * counted in s->nm); *nkids gets their number. The sibling links are a
  * chain of dependent loads at scattered ids: while it is walked, each
- * child's symbol and total are fetched, so that their misses overlap
+ * child's symbol, total and self are fetched, so that their misses overlap
  * the chain's instead of following it one by one. */
 static int member_children(sel_t *s, uint32_t p, size_t *nkids)
 {
@@ -388,6 +429,7 @@ static int member_children(sel_t *s, uint32_t p, size_t *nkids)
             }
             __builtin_prefetch(&t->sym[l]);
             __builtin_prefetch(&t->total[l]);
+            __builtin_prefetch(&t->self[l]);
             s->mem[s->nm + n++] = (member_t){m.tab, l, NO_MEMBER};
         }
     }
@@ -430,8 +472,8 @@ static int member_room(sel_t *s, size_t need)
 /* The number of member children of node p when every member is a decoded
  * forest's, or SIZE_MAX when one is packed (its kids are read as they are
  * filed). The sibling links are a chain of dependent loads at scattered
- * ids: while it is walked, each child's symbol and total are fetched, so
- * that their misses overlap the chain's and the merge's loads find them. */
+ * ids: while it is walked, each child's symbol, total and self are
+ * fetched, so that their misses overlap the chain's and the merge's loads find them. */
 static size_t tab_children(const sel_t *s, uint32_t p)
 {
     size_t n = 0;
@@ -445,6 +487,7 @@ static size_t tab_children(const sel_t *s, uint32_t p)
         for (uint32_t l = t->first_kid[s->mem[k].local]; l != STORAGE_NO_KID; l = t->next_sib[l]) {
             __builtin_prefetch(&t->sym[l]);
             __builtin_prefetch(&t->total[l]);
+            __builtin_prefetch(&t->self[l]);
             n++;
         }
     }
@@ -530,8 +573,8 @@ static void merge_listed_children(sel_t *s, uint32_t p, size_t nkids, expansion_
 }
 
 /* Makes the merged children of kept node p (every one non-empty; it has
- * one) and puts them on the frontier in place of its entry for them, the
- * tie heap's top; p->hidden counts them. */
+ * one) and puts them on the frontier in place of its entry for them, taken
+ * off the ties; p->hidden counts them. */
 static int expand(sel_t *s, uint32_t p)
 {
     s->expanded++;
@@ -563,7 +606,7 @@ static int expand(sel_t *s, uint32_t p)
 
 /* Keeps node i; its children, when it has a non-empty one (its total is
  * not its self), go on the frontier as one entry (p->hidden is 1 until
- * they are made). With top, i is the tie heap's top and leaves it. */
+ * they are made). With top, i is the ties' first node and leaves them. */
 static inline int keep(sel_t *s, uint32_t i, int top)
 {
     size_t was = s->capk;
@@ -583,9 +626,9 @@ static int select_kept(sel_t *s, size_t max_nodes)
 {
     int rc = keep(s, 0, 0);
     size_t used = s->nd[0].hidden > 0 ? 2 : 1;
-    while (rc == 0 && (rc = frontier_fill(s)) == 0 && s->hn > 0) {
-        if (s->heap[0].kids) {
-            rc = expand(s, s->heap[0].node);
+    while (rc == 0 && (rc = frontier_fill(s)) == 0 && !ties_empty(s)) {
+        if (s->nkq > 0) { /* children are made before a tie between nodes is broken */
+            rc = expand(s, s->kq[--s->nkq]);
             continue;
         }
         uint32_t c = s->heap[0].node, p = s->nd[c].parent;
@@ -684,12 +727,10 @@ static int root_of(sel_t *s, size_t npacked, size_t max_nodes)
         local += i < s->ntabs ? s->tabs[i].nodes : s->packed[i - s->ntabs].nodes;
     want = want < local ? want : local;
     size_t n1 = want > 1 ? want : 1, nmem = want > ntabs ? want : ntabs;
-    size_t first =
-        grown_cap(0, n1) * (sizeof *s->nd + sizeof *s->pool) + grown_cap(0, nmem) * sizeof *s->mem;
+    size_t first = grown_cap(0, n1) * sizeof *s->nd + grown_cap(0, nmem) * sizeof *s->mem;
     if (sel_hold(s, first) != 0) return ERR_UNAVAILABLE; /* charged before they are made */
     if (GROW_FROM(s->nd, s->capn, n1, GROW_UNLIMITED, 256) != 0 ||
-        GROW_FROM(s->mem, s->capm, nmem, GROW_UNLIMITED, 256) != 0 ||
-        GROW_FROM(s->pool, s->capp, n1, GROW_UNLIMITED, 256) != 0)
+        GROW_FROM(s->mem, s->capm, nmem, GROW_UNLIMITED, 256) != 0)
         return ERR_NOMEM;
     s->nd[0] = (mnode_t){.sym = SYM_ROOT, .mem = ntabs ? 0 : NO_MEMBER, .has_pkey = 1};
     uint64_t total = 0;
@@ -732,7 +773,7 @@ size_t query_keep_scratch_bytes(const storage_merged_tab_t *tabs, size_t ntabs, 
     size_t answer = sizeof(uint64_t) + sizeof(uint32_t) + 2 * sizeof(int64_t); /* kept_arrays */
     size_t kept = want < max_nodes ? want : max_nodes;
     return cap * (sizeof(mnode_t) + sizeof(member_t) + sizeof(pent_t) + 4 * sizeof(uint32_t)) +
-           256 * sizeof(hent_t) + kept * answer;
+           256 * sizeof(tent_t) + kept * answer;
 }
 
 int query_keep_tabs(const storage_merged_tab_t *tabs, size_t ntabs, size_t max_nodes,
@@ -749,10 +790,7 @@ static int keep_mixed(const storage_merged_tab_t *tabs, size_t ntabs, const quer
     if (max_nodes < 2) return ERR_INVALID_ARGUMENT;
     int cut = ntabs == 1 && npacked == 0 ? query_keep_cut(tabs, max_nodes, charge, out) : 1;
     if (cut != 1) return cut;
-    sel_t s = {
-        .tabs = tabs, .ntabs = ntabs, .packed = packed, .charge = charge, .free_ent = NO_ENTRY};
-    for (size_t b = 0; b < RADIX_BUCKETS; b++)
-        s.head[b] = NO_ENTRY;
+    sel_t s = {.tabs = tabs, .ntabs = ntabs, .packed = packed, .charge = charge};
     int rc = root_of(&s, npacked, max_nodes);
     if (rc == 0) rc = sel_charge(&s);
     if (rc == 0) rc = select_kept(&s, max_nodes);
@@ -760,7 +798,9 @@ static int keep_mixed(const storage_merged_tab_t *tabs, size_t ntabs, const quer
     free(s.nd);
     free(s.mem);
     free(s.heap);
-    free(s.pool);
+    free(s.kq);
+    for (size_t b = 0; b < RADIX_BUCKETS; b++)
+        free(s.bucket[b]);
     free(s.kept);
     free(s.slot);
     free(s.touched);
