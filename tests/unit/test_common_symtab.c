@@ -225,6 +225,20 @@ static void test_put_from(void)
         }
     }
     CHECK_EQ_INT(symtab_put_from(dst, src, NULL, 0), 0);
+    /* a long list (fetched ahead as it is copied), absent ids among them */
+    symtab_t *all = symtab_new();
+    uint64_t many[800];
+    for (size_t i = 0; i < 800; i++)
+        many[i] = 800 + (i * 7 % 800); /* 800..1599 in a scattered order: 600 held */
+    CHECK_EQ_INT(symtab_put_from(all, src, many, 800), 0);
+    CHECK_EQ_INT(symtab_count(all), 600);
+    for (uint64_t id = 1000; id < 1600; id++) {
+        const char *n1, *f1, *n2, *f2;
+        CHECK(symtab_get(all, id, &n1, &f1) && symtab_get(src, id, &n2, &f2));
+        CHECK_EQ_STR(n1, n2);
+        CHECK_EQ_STR(f1, f2);
+    }
+    symtab_free(all);
     symtab_free(src);
     symtab_free(dst);
 }
