@@ -621,8 +621,10 @@ static int gather_figures(const query_partial_t *part, const query_spec_t *spec,
  * a remote share ships them (encoding 5), then the JSON answer. */
 typedef struct pair {
     query_range_t a, b;
-    buf_t enc_b;       /* the other half's forests, encoding 5 */
-    size_t *end_b, nb; /* where each ends */
+    buf_t enc_b;         /* the other half's forests, encoding 5 */
+    size_t *end_b, nb;   /* where each ends */
+    const uint8_t **enc; /* each forest in enc_b, as a share's answer lists them */
+    size_t *len;
     size_t nodes_a, nodes_b;
     int64_t tl_start, tl_step, *tl; /* the other half's timeline, as its share sends it */
     size_t ntl;
@@ -686,6 +688,13 @@ static int pair_setup(const qctx_t *q, const query_spec_t *spec, const query_lim
     pr->end_b = calloc(pb.ntabs + 1, sizeof *pr->end_b);
     if (rc == 0 && pr->end_b == NULL) rc = ERR_NOMEM;
     if (rc == 0) rc = encode_all(&pb, QUERY_FOREST_V5, &pr->enc_b, pr->end_b);
+    pr->enc = rc == 0 ? calloc(pb.ntabs + 1, sizeof *pr->enc) : NULL;
+    pr->len = rc == 0 ? calloc(pb.ntabs + 1, sizeof *pr->len) : NULL;
+    if (rc == 0 && (pr->enc == NULL || pr->len == NULL)) rc = ERR_NOMEM;
+    for (size_t i = 0; rc == 0 && i < pb.ntabs; i++) {
+        pr->enc[i] = pr->enc_b.data + (i ? pr->end_b[i - 1] : 0);
+        pr->len[i] = pr->end_b[i] - (i ? pr->end_b[i - 1] : 0);
+    }
     pr->tl = rc == 0 ? malloc((pb.tl.n ? pb.tl.n : 1) * sizeof *pr->tl) : NULL;
     if (rc == 0 && pr->tl == NULL) rc = ERR_NOMEM;
     if (rc == 0) {
@@ -717,13 +726,7 @@ static double pair_once(const qctx_t *q, const query_spec_t *spec, const query_l
     if (rc == 0) query_gather_names_from(g, q->st, q->tenant);
     if (rc == 0) rc = query_gather_add(g, &local, &em);
     if (rc == 0 && !whole && pr->nb > 0) {
-        const uint8_t *enc[pr->nb];
-        size_t len[pr->nb];
-        for (size_t i = 0; i < pr->nb; i++) {
-            enc[i] = pr->enc_b.data + (i ? pr->end_b[i - 1] : 0);
-            len[i] = pr->end_b[i] - (i ? pr->end_b[i - 1] : 0);
-        }
-        rc = query_gather_add_trees(g, enc, len, pr->nb, &em);
+        rc = query_gather_add_trees(g, pr->enc, pr->len, pr->nb, &em);
         for (size_t i = 0; rc == 0 && i < pr->ntl; i++)
             if (pr->tl[i] != 0)
                 rc = query_gather_add_total(g, pr->tl_start + (int64_t)i * pr->tl_step, pr->tl[i],
@@ -775,6 +778,8 @@ static int pair_figures(const qctx_t *q, const query_spec_t *spec, const query_l
     buf_free(&body[1]);
     buf_free(&pr.enc_b);
     free(pr.end_b);
+    free(pr.enc);
+    free(pr.len);
     free(pr.tl);
     return rc == 0 && same ? 0 : 1;
 }
