@@ -31,6 +31,7 @@ per node of a cluster (a load balancer's spread).
 import hashlib
 import json
 import os
+import re
 import statistics
 import threading
 import time
@@ -354,12 +355,38 @@ def bench_cluster(a, rt, node_bin, work):
         "holds the down node unread until the coordinator's word arrives"
         % (hinted[1] * 1e6, ing["rf3"][1] * 1e6, len(rows) / hinted[2],
            len(rows) / ing["rf3"][2])))
+    pair_rows(rt, node_bin, work, svc)
     rt.RESULTS.append((
         "hinted handoff: hint bytes held for a down node / gzipped bytes pushed (3 nodes RF 3)",
         "%.2f" % (hints[0] / hints[1]), "-",
         "%d pushes of the fleet while one node was down: %.0f hint bytes for %d gzipped bytes "
         "(zstd-compressed WriteRequests); sizes --hints-max-bytes" % (HINT_ROWS, hints[0],
                                                                       hints[1])))
+
+
+def pair_rows(rt, node_bin, work, svc):
+    """The coordinator's side of a render in process (flamedb-bench query
+    --pair-only): its local share, the gather over a shipped share's forests and
+    the answer, against one node's render of every token; steadier than the
+    clusters' wall times, and without the hops."""
+    tool = os.path.join(os.path.dirname(node_bin), "flamedb-bench")
+    for label, service in (("one service", svc), ("whole fleet", "")):
+        out = rt.run_tool([tool, "query", "--index", os.path.join(work, "cpu", "index.tsv"),
+                           "--service", service, "--type", CPU, "--type-unit",
+                           "cpu/nanoseconds", "--pair-only", "1"])
+        text = out.get("query_forests_pair_ms", "")
+        m = re.match(r"([0-9.]+) over two halves of the ring \((\d+) local forest nodes, "
+                     r"(\d+) shipped in \d+ forests\), ([0-9.]+) over one node's", text)
+        if m is None or "the same bytes" not in text:
+            raise RuntimeError("pair figure: %r" % text)
+        pair, one = float(m.group(1)), float(m.group(4))
+        rt.RESULTS.append((
+            "coordinator's render in process (%s): CPU over two halves of the ring / one node's"
+            % label, "%.2f" % (pair / one), "-",
+            "%.2f vs %.2f ms (medians of 7, alternated): its local share (%s forest "
+            "nodes), a shipped share's forests (%s nodes, encoding 5) and the JSON, against "
+            "one node rendering every token; the same bytes" % (pair, one, m.group(2),
+                                                                  m.group(3))))
 
 
 def report(rt, ing, med, queries, nrows, threads):
