@@ -621,8 +621,8 @@ static int gather_figures(const query_partial_t *part, const query_spec_t *spec,
  * a remote share ships them (encoding 5), then the JSON answer. */
 typedef struct pair {
     query_range_t a, b;
-    buf_t enc_b;         /* the other half's forests, encoding 5 */
-    size_t *end_b, nb;   /* where each ends */
+    buf_t enc_b; /* the other half's forests, encoding 5 */
+    size_t nb;
     const uint8_t **enc; /* each forest in enc_b, as a share's answer lists them */
     size_t *len;
     size_t nodes_a, nodes_b;
@@ -685,15 +685,16 @@ static int pair_setup(const qctx_t *q, const query_spec_t *spec, const query_lim
     query_partial_t pb = {0};
     int rc = pair_partial(q, spec, lim, pr->b, 1, 0, &pb);
     pr->nb = pb.ntabs;
-    pr->end_b = calloc(pb.ntabs + 1, sizeof *pr->end_b);
-    if (rc == 0 && pr->end_b == NULL) rc = ERR_NOMEM;
-    if (rc == 0) rc = encode_all(&pb, QUERY_FOREST_V5, &pr->enc_b, pr->end_b);
-    pr->enc = rc == 0 ? calloc(pb.ntabs + 1, sizeof *pr->enc) : NULL;
-    pr->len = rc == 0 ? calloc(pb.ntabs + 1, sizeof *pr->len) : NULL;
+    pr->enc = calloc(pb.ntabs + 1, sizeof *pr->enc);
+    pr->len = calloc(pb.ntabs + 1, sizeof *pr->len);
     if (rc == 0 && (pr->enc == NULL || pr->len == NULL)) rc = ERR_NOMEM;
-    for (size_t i = 0; rc == 0 && i < pb.ntabs; i++) {
-        pr->enc[i] = pr->enc_b.data + (i ? pr->end_b[i - 1] : 0);
-        pr->len[i] = pr->end_b[i] - (i ? pr->end_b[i - 1] : 0);
+    /* each forest's end in len first, then its start and length */
+    if (rc == 0) rc = encode_all(&pb, QUERY_FOREST_V5, &pr->enc_b, pr->len);
+    for (size_t i = 0, at = 0; rc == 0 && i < pb.ntabs; i++) {
+        size_t end = pr->len[i];
+        pr->enc[i] = pr->enc_b.data + at;
+        pr->len[i] = end - at;
+        at = end;
     }
     pr->tl = rc == 0 ? malloc((pb.tl.n ? pb.tl.n : 1) * sizeof *pr->tl) : NULL;
     if (rc == 0 && pr->tl == NULL) rc = ERR_NOMEM;
@@ -777,7 +778,6 @@ static int pair_figures(const qctx_t *q, const query_spec_t *spec, const query_l
     buf_free(&body[0]);
     buf_free(&body[1]);
     buf_free(&pr.enc_b);
-    free(pr.end_b);
     free(pr.enc);
     free(pr.len);
     free(pr.tl);
