@@ -202,7 +202,7 @@ class Cluster:
             if node.proc is None:
                 continue
             state = "running" if node.alive() else "exited %s" % node.proc.returncode
-            print("  --- %s (%s), last log lines:\n%s" % (node.name, state, node.log_text()),
+            print("  --- %s (%s), last log lines:\n%s" % (node.name, state, node.failure_log_text()),
                   flush=True)
 
     def cleanup(self):

@@ -113,6 +113,19 @@ class Node:
     def log_text(self, last=40):
         return "\n".join(self.log[-last:])
 
+    def failure_log_text(self, last=60):
+        """The last lines for a failure report, a run of lines that differ
+        only in their time stamp folded into its last one with a count, so
+        a message repeated every second does not hide what came before."""
+        out = []
+        for line in self.log:
+            body = line.split(" ", 1)[-1]
+            if out and out[-1][0] == body:
+                out[-1][1], out[-1][2] = line, out[-1][2] + 1
+            else:
+                out.append([body, line, 1])
+        return "\n".join(x[1] + ("  (x%d)" % x[2] if x[2] > 1 else "") for x in out[-last:])
+
     def wait_ready(self, timeout=20.0):
         deadline = time.monotonic() + max(timeout, 1.0)
         last = None
@@ -372,7 +385,8 @@ def run_tests(namespace):
             traceback.print_exc()
             for node in list(_live):
                 state = "running" if node.alive() else "exited %s" % node.proc.returncode
-                print("  --- %s (%s), last log lines:\n%s" % (node.name, state, node.log_text()))
+                print("  --- %s (%s), last log lines:\n%s" % (node.name, state,
+                                                             node.failure_log_text()))
     _kill_all()
     sys.exit(1 if failed else 0)
 
