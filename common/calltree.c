@@ -1283,6 +1283,96 @@ int calltree_decode_merge(calltree_t *dst, const uint8_t *p, size_t n)
     return rc;
 }
 
+/* The shape and values of a tree of nnodes records over nsyms dictionary
+ * symbols, allocated at their size, done growing (no tables); the root
+ * made. NULL when they cannot be. */
+static calltree_t *flat_tree(size_t max_nodes, size_t nnodes, size_t nsyms)
+{
+    calltree_t *t = calloc(1, sizeof *t);
+    ct_shape_t *sh = calloc(1, sizeof *sh);
+    size_t n = nnodes + 1;
+    if (t != NULL) t->sh = sh;
+    if (sh != NULL) {
+        sh->refs = 1;
+        sh->nodes = malloc(n * sizeof *sh->nodes);
+        sh->links = malloc(n * sizeof *sh->links);
+        sh->syms = malloc((nsyms + 1) * sizeof *sh->syms);
+    }
+    if (t != NULL) t->self = malloc(n * sizeof *t->self);
+    if (t == NULL || sh == NULL || !sh->nodes || !sh->links || !sh->syms || !t->self) {
+        if (t == NULL) shape_free(sh);
+        calltree_free(t);
+        return NULL;
+    }
+    t->max_nodes = max_nodes == 0 ? (size_t)UINT32_MAX - 1 : max_nodes;
+    t->vcap = sh->cap = sh->lcap = n;
+    sh->scap = sh->nsyms = nsyms + 1;
+    sh->syms[0] = SYM_ROOT;
+    sh->nodes[0] = (ct_node_t){0, CALLTREE_NONE};
+    sh->links[0] = (calltree_links_t){CALLTREE_NONE, CALLTREE_NONE};
+    sh->count = 1;
+    return t;
+}
+
+/* The records of an encoding into flat_tree t, each the next node, its
+ * parent the last node one level up, put first in its parent's child
+ * list (as append_node does); p must end at end. */
+static int flat_records(calltree_t *t, const uint8_t *p, const uint8_t *end, uint64_t nnodes,
+                        uint32_t *stack)
+{
+    ct_shape_t *sh = t->sh;
+    uint64_t nsyms = sh->nsyms - 1;
+    uint32_t cur_depth = 0;
+    stack[0] = 0;
+    for (uint64_t i = 0; i < nnodes; i++) {
+        uint64_t depth, idx, zz;
+        if (!varint_read_u(&p, end, &depth) || !varint_read_u(&p, end, &idx) ||
+            !varint_read_u(&p, end, &zz))
+            return ERR_CORRUPT;
+        if (depth == 0 || depth > cur_depth + 1 || depth > CALLTREE_MAX_DEPTH || idx >= nsyms)
+            return ERR_CORRUPT;
+        uint32_t node = (uint32_t)i + 1, parent = stack[depth - 1];
+        int64_t v = (int64_t)((zz >> 1) ^ (~(zz & 1) + 1));
+        sh->nodes[node] = (ct_node_t){(uint32_t)idx + 1, parent};
+        sh->links[node] = (calltree_links_t){CALLTREE_NONE, sh->links[parent].first_child};
+        sh->links[parent].first_child = node;
+        t->self[node] = v;
+        WADD(t->root_total, v);
+        stack[depth] = node;
+        cur_depth = (uint32_t)depth;
+    }
+    sh->count = (size_t)nnodes + 1;
+    return p == end ? ERR_OK : ERR_CORRUPT;
+}
+
+int calltree_decode_new(const uint8_t *p, size_t n, size_t max_nodes, calltree_t **out)
+{
+    *out = NULL;
+    if (n == 0) return ERR_CORRUPT; /* also p NULL (an absent field): no p + n */
+    const uint8_t *end = p + n, *dict;
+    uint64_t nsyms, nnodes;
+    int64_t root_self;
+    int rc = read_header(&p, end, &nsyms, &dict, &root_self, &nnodes);
+    if (rc != ERR_OK) return rc;
+    size_t limit = max_nodes == 0 ? (size_t)UINT32_MAX - 1 : max_nodes;
+    if (nnodes >= limit) return ERR_LIMIT; /* the root is a node too */
+    size_t stack_len = (nnodes < CALLTREE_MAX_DEPTH ? nnodes : CALLTREE_MAX_DEPTH) + 2;
+    uint32_t *stack = malloc(stack_len * sizeof *stack);
+    calltree_t *t = stack != NULL ? flat_tree(max_nodes, nnodes, nsyms) : NULL;
+    rc = t != NULL ? flat_records(t, p, end, nnodes, stack) : ERR_NOMEM;
+    free(stack);
+    if (rc != ERR_OK) {
+        calltree_free(t);
+        return rc;
+    }
+    for (uint64_t k = 0; k < nsyms; k++)
+        t->sh->syms[k + 1] = le64_get(dict + 8 * k);
+    t->self[0] = root_self;
+    WADD(t->root_total, root_self);
+    *out = t;
+    return ERR_OK;
+}
+
 int calltree_decode_records(const uint8_t *p, size_t n, size_t max_records, calltree_records_t *out)
 {
     memset(out, 0, sizeof *out);

@@ -208,6 +208,18 @@ int calltree_decode_merge(calltree_t *dst, const uint8_t *p, size_t n);
  * symbols (calltree_encoded_header) allocates beside dst's own growth,
  * until it returns. */
 size_t calltree_decode_scratch_bytes(size_t nsyms, size_t nnodes);
+/* Decodes an encoding, checked as calltree_decode_merge checks it, into a
+ * new tree of at most max_nodes nodes (0: unlimited) laid out as it is
+ * stored: no child is looked up, each record becomes the next node, and
+ * the tree is done growing (as after calltree_shrink: child links made,
+ * no edge table). For a tree decoded to be read whole, a replica's write.
+ * An encoding calltree_encode made names each child of a node once, and
+ * the tree equals calltree_decode_merge's into an empty tree; siblings a
+ * corrupt one repeats stay apart, two nodes of one path whose values
+ * every reader of a stored tree adds up, as a merge of it would. *out:
+ * the caller's (calltree_free), NULL on error: ERR_CORRUPT, ERR_LIMIT
+ * past max_nodes, ERR_NOMEM. */
+int calltree_decode_new(const uint8_t *p, size_t n, size_t max_nodes, calltree_t **out);
 
 /* The header of an encoding (calltree_encode) p[0..n), read without
  * decoding it: *syms points at its dictionary inside p (*nsyms symbol ids,

@@ -70,19 +70,18 @@ static void decoded_free(decoded_t *d)
 }
 
 /* Decodes one tree and charges its memory to the in-flight budget (one tree
- * is decoded past it at most: max_tree_nodes bounds it): as it is stored,
- * done growing (calltree_shrink: no growth room or edge table, its child
- * links made, which the store walks). */
+ * is decoded past it at most: max_tree_nodes bounds it): laid out as it
+ * is stored (calltree_decode_new: a node a record, no child looked up, no
+ * edge table; its child links made, which the store walks). */
 static int decode_tree(decoded_t *d, const ProtobufCBinaryData *b, size_t max_nodes,
                        const calltree_t **out)
 {
-    calltree_t *t = calltree_new(max_nodes);
-    if (t == NULL) return ERR_NOMEM;
+    calltree_t *t = NULL;
+    int rc = calltree_decode_new(b->data, b->len, max_nodes, &t);
+    if (rc != 0) return rc;
     d->trees[d->ntrees++] = t;
     *out = t;
-    int rc = calltree_decode_merge(t, b->data, b->len);
-    if (rc == 0) calltree_shrink(t);
-    return rc != 0 ? rc : alloc_charge_add(&d->charge, calltree_mem_bytes(t));
+    return alloc_charge_add(&d->charge, calltree_mem_bytes(t));
 }
 
 /* The reason of a tree the budget refused (retryable: the coordinator hints). */

@@ -863,6 +863,101 @@ static void test_decode_sized_at_once(void)
     calltree_free(dst);
 }
 
+/* Whether a and b hold the same nodes in the same order: symbol, parent
+ * and self value of each. */
+static int same_nodes(const calltree_t *a, const calltree_t *b)
+{
+    if (calltree_node_count(a) != calltree_node_count(b)) return 0;
+    if (calltree_root_total(a) != calltree_root_total(b)) return 0;
+    for (uint32_t i = 0; i < calltree_node_count(a); i++)
+        if (calltree_sym(a, i) != calltree_sym(b, i) ||
+            calltree_self(a, i) != calltree_self(b, i) ||
+            calltree_parent(a, i) != calltree_parent(b, i))
+            return 0;
+    return 1;
+}
+
+/* calltree_decode_new lays an encoding out without looking a child up:
+ * the tree calltree_decode_merge makes of it in an empty one, node for
+ * node, links and totals exact, in less memory (no tables), and it still
+ * grows as that one does. Refused as decode_merge refuses (every
+ * truncation, past max_nodes), with no tree. */
+static void test_decode_new(uint64_t seed)
+{
+    check_rng_state = seed;
+    for (int round = 0; round < 50; round++) {
+        calltree_t *src = calltree_new(0), *m = calltree_new(0), *f = NULL;
+        int64_t sum = 0;
+        random_tree(src, 1 + (int)(check_rng() % 300), &sum);
+        buf_t e;
+        buf_init(&e, BUF_UNLIMITED);
+        CHECK_EQ_INT(calltree_encode(src, &e), ERR_OK);
+        CHECK_EQ_INT(calltree_decode_merge(m, e.data, e.len), ERR_OK);
+        CHECK_EQ_INT(calltree_decode_new(e.data, e.len, 0, &f), ERR_OK);
+        calltree_shrink(m); /* as a replica's decoded tree was held */
+        CHECK(f != NULL && calltree_mem_bytes(f) <= calltree_mem_bytes(m));
+        CHECK(same_nodes(f, m));
+        CHECK(tree_consistent(f) && links_exact(f));
+        CHECK(same_encoding(f, m));
+        size_t n = calltree_node_count(f);
+        calltree_t *g = NULL;
+        CHECK_EQ_INT(calltree_decode_new(e.data, e.len, n - 1, &g), ERR_LIMIT);
+        CHECK(g == NULL);
+        CHECK_EQ_INT(calltree_decode_new(e.data, e.len, n, &g), ERR_OK);
+        calltree_free(g);
+        uint64_t st[3] = {2, 3, 99}; /* grows: tables rebuilt from the nodes */
+        CHECK_EQ_INT(calltree_add_stack(f, st, 3, 5), ERR_OK);
+        CHECK_EQ_INT(calltree_add_stack(m, st, 3, 5), ERR_OK);
+        CHECK(same_nodes(f, m) && tree_consistent(f));
+        for (size_t cut = 0; round == 0 && cut < e.len; cut++) {
+            CHECK_EQ_INT(calltree_decode_new(e.data, cut, 0, &g), ERR_CORRUPT);
+            CHECK(g == NULL);
+        }
+        buf_free(&e);
+        calltree_free(src);
+        calltree_free(m);
+        calltree_free(f);
+    }
+    calltree_t *g = (calltree_t *)1;
+    CHECK_EQ_INT(calltree_decode_new(NULL, 0, 0, &g), ERR_CORRUPT);
+    CHECK(g == NULL);
+}
+
+/* An encoding that names one child twice (never calltree_encode's): the
+ * new tree keeps both nodes, the merge adds them into one; their values
+ * add up to the same totals. */
+static void test_decode_new_repeated_child(void)
+{
+    /* version, 1 symbol (7), root self 0, 2 records: depth 1, symbol 0,
+     * self 3 (zigzag 6), twice */
+    uint8_t enc[64], *p = enc;
+    *p++ = CALLTREE_VERSION;
+    *p++ = 1;
+    memset(p, 0, 8); /* the dictionary entry, little-endian */
+    *p = 7;
+    p += 8;
+    *p++ = 0;
+    *p++ = 2;
+    for (int k = 0; k < 2; k++) {
+        *p++ = 1;
+        *p++ = 0;
+        *p++ = 6;
+    }
+    calltree_t *m = calltree_new(0), *f = NULL;
+    CHECK_EQ_INT(calltree_decode_merge(m, enc, (size_t)(p - enc)), ERR_OK);
+    CHECK_EQ_INT(calltree_decode_new(enc, (size_t)(p - enc), 0, &f), ERR_OK);
+    CHECK_EQ_INT(calltree_node_count(m), 2);
+    CHECK_EQ_INT(calltree_node_count(f), 3);
+    CHECK_EQ_INT(calltree_root_total(f), 6);
+    CHECK_EQ_INT(calltree_total(m, 1), 6);
+    calltree_t *u = calltree_new(0);
+    CHECK_EQ_INT(calltree_merge(u, f), ERR_OK);
+    CHECK(same_nodes(u, m));
+    calltree_free(u);
+    calltree_free(m);
+    calltree_free(f);
+}
+
 int main(int argc, char **argv)
 {
     uint64_t seed = argc > 1 ? strtoull(argv[1], NULL, 10) : (uint64_t)time(NULL) | 1;
@@ -884,5 +979,7 @@ int main(int argc, char **argv)
     test_unnamed_tree(seed);
     test_absent_encoding();
     test_decode_sized_at_once();
+    test_decode_new(seed);
+    test_decode_new_repeated_child();
     return check_exit();
 }
