@@ -790,11 +790,12 @@ static int store_window(repair_t *r, const Flamedb__Cluster__StreamWindow *m, ca
                         errmsg_t *em)
 {
     labels_t *lb = NULL;
-    calltree_t *t = whole != NULL ? whole : calltree_new(r->o.write.max_tree_nodes);
+    calltree_t *t = whole; /* else decoded as it is stored: it is only read */
     storage_stream_profile_t *u = calloc(m->n_untreed ? m->n_untreed : 1, sizeof *u);
-    int rc = t != NULL && u != NULL ? 0 : ERR_NOMEM;
+    int rc = u != NULL ? 0 : ERR_NOMEM;
     if (rc == 0) rc = labels_decode(m->labels.data, m->labels.len, &lb);
-    if (rc == 0 && whole == NULL) rc = calltree_decode_merge(t, m->calltree.data, m->calltree.len);
+    if (rc == 0 && whole == NULL)
+        rc = calltree_decode_new(m->calltree.data, m->calltree.len, r->o.write.max_tree_nodes, &t);
     if (rc != 0)
         errmsg_set(em, rc, "stream: window of series %016llx: %s", (unsigned long long)m->series_id,
                    err_message(rc));
