@@ -321,6 +321,13 @@ struct cluster {
         uint64_t gen, since_ms; /* since_ms: wall ms of the mark */
         uint64_t touched_ms;    /* uv_now of the last touch of regain.ring */
         uint64_t last_up_ms;    /* wall ms this node was last up (0: not checking any more) */
+        /* While last_up_ms is set: the nodes this process dropped from the
+         * known ring (it accounted for their leaving, cluster_regain_note),
+         * which cluster_regain_ring_missed never takes for nodes that
+         * joined and left while this node was down, whatever their
+         * incarnation says (another machine's clock, or raised by
+         * refutations and restarts). */
+        cluster_known_t watched;
         /* intervals of this mark handed to the regain (cluster_full_plan),
          * not handed again; the first `done` of them were streamed and
          * verified (a regain of them finished) and are kept in

@@ -55,6 +55,8 @@ void cluster_regain_ring_free(cluster_t *c)
 {
     known_clear(&c->known);
     free(c->known.v);
+    known_clear(&c->full.watched);
+    free(c->full.watched.v);
 }
 
 void cluster_known_clear(cluster_known_t *k)
@@ -216,13 +218,30 @@ static void check_downtime(cluster_t *c, const char *path)
     cluster_full_begin(c, why);
 }
 
+/* The check of cluster_regain_ring_missed is over for this process. */
+static void missed_done(cluster_t *c)
+{
+    c->full.last_up_ms = 0;
+    known_clear(&c->full.watched);
+    free(c->full.watched.v);
+    memset(&c->full.watched, 0, sizeof c->full.watched);
+}
+
+/* Whether this node knew id before the restart or watched it in a ring
+ * since (it accounted for its leaving): not a node that joined and left
+ * while it was down. */
+static int accounted(const cluster_t *c, const char *id)
+{
+    return known_find(&c->known, id) >= 0 || known_find(&c->full.watched, id) >= 0;
+}
+
 void cluster_regain_ring_missed(cluster_t *c, const ring_t *now)
 {
     if (c->full.last_up_ms == 0) return;
     for (size_t i = 0; i < ring_members_count(c->members); i++) {
         ring_member_t m;
         if (ring_members_get(c->members, i, &m) != ERR_OK || m.life != RING_LEFT ||
-            m.incarnation * 1000 <= c->full.last_up_ms || known_find(&c->known, m.node_id) >= 0 ||
+            m.incarnation * 1000 <= c->full.last_up_ms || accounted(c, m.node_id) ||
             (now != NULL && ring_node_find(now, m.node_id) >= 0))
             continue;
         char why[RING_NODE_ID_MAX + 160];
@@ -231,10 +250,10 @@ void cluster_regain_ring_missed(cluster_t *c, const ring_t *now)
                  "last up)",
                  m.node_id);
         cluster_full_begin(c, why);
-        c->full.last_up_ms = 0;
+        missed_done(c);
         return;
     }
-    if (waited_enough(c)) c->full.last_up_ms = 0; /* the member table has filled */
+    if (waited_enough(c)) missed_done(c); /* the member table has filled */
 }
 
 void cluster_regain_ring_touch(cluster_t *c)
@@ -285,12 +304,28 @@ static int known_is(const cluster_t *c, const ring_t *r)
     return 1;
 }
 
+/* The known nodes ring r lacks into c->full.watched, while
+ * cluster_regain_ring_missed still checks: their leaving is accounted for.
+ * One not kept (no memory) may be taken for a node that joined and left
+ * while this node was down: a full repair it did not need, never a short
+ * copy read. */
+static void watch_dropped(cluster_t *c, const ring_t *r)
+{
+    for (size_t i = 0; c->full.last_up_ms != 0 && i < c->known.n; i++) {
+        const cluster_known_node_t *x = &c->known.v[i];
+        if (ring_node_find(r, x->id) < 0 && known_find(&c->full.watched, x->id) < 0 &&
+            known_add(&c->full.watched, x->id, x->tokens, x->ntokens) != 0)
+            log_warn("cluster", "no memory to note that %s left a ring this node saw", x->id);
+    }
+}
+
 void cluster_regain_ring_accept(cluster_t *c, const ring_t *now)
 {
     int was_unsure = c->known.unsure;
     c->known.unsure = 0;
     if (was_unsure) log_info("cluster", "accounted for every node of the ring before the restart");
     if (known_is(c, now)) return;
+    watch_dropped(c, now);
     cluster_known_t k = {0};
     int rc = 0;
     for (uint32_t i = 0; rc == 0 && i < ring_node_count(now); i++) {

@@ -25,6 +25,13 @@ A node that joined and was removed while n2 was down
 current one; its incarnation, later than when n2 was last up, gives it
 away, and n2 repairs the same way.
 
+A member whose incarnation is later than when n2 was last up (its clock
+ahead of n2's, or raised by refutations and restarts) and that n2 watched
+leave since its restart (test_watched_leaving_is_no_missed_node) is not such
+a node: n2 accounted for its leaving and takes no full repair. Before, a
+view after the removal within n2's start wait found it in neither the ring
+n2 kept nor the current one and began one.
+
 A damaged DATA_DIR/regain (test_damaged_regain_file_falls_back): while no
 interval was cleared (no regain.progress) the node starts, keeps the file as
 regain.damaged and runs the same full repair (DATA_DIR/regain is then its
@@ -394,6 +401,41 @@ def test_joined_and_removed_while_down():
             finally:
                 resumed(c, pair, [2])
         print("    n2 with any two others stopped answers exactly")
+
+
+def test_watched_leaving_is_no_missed_node():
+    """n0 starts with an incarnation 30 s ahead of the clock (as a clock 30 s
+    ahead gives); n0 and n2 are killed, n2 is restarted, and n0 is removed
+    while n2's start wait lasts: n2 sees it leave, and a view change after
+    (n1 paused and resumed) must not take n0 for a node that joined and
+    left while n2 was down."""
+    with Cluster(3, rf=3, args=ARGS, start=False) as c:
+        c.add_node(start=False)
+        with open(os.path.join(c.nodes[0].data_dir, "incarnation"), "w") as f:
+            f.write("%d\n" % (int(time.time()) + 30))
+        c.nodes[0].start()
+        c.add_node()
+        c.add_node()
+        c.wait_converged()
+        c.kill(0)
+        c.kill(2)
+        c.wait_state(0, "down", observers=[1])
+        c.restart(2)
+        r = c.nodes[1].request("POST", "/cluster/remove?node=n0")
+        assert r.status == 200, r
+        wait_for("n2 sees n0 left", lambda: c.states(2).get("n0") == "left", timeout=20)
+        c.nodes[1].proc.send_signal(signal.SIGSTOP)
+        try:
+            c.wait_state(1, "down", observers=[2])
+        finally:
+            c.nodes[1].proc.send_signal(signal.SIGCONT)
+        c.wait_state(1, "active", observers=[2])
+        start_wait_over(c, 2)
+        why = [x for x in c.nodes[2].log if "joined and left while" in x or
+               "cannot tell which ranges" in x]
+        assert not why, why
+        assert c.status(2).get("full_repair") == 0, c.status(2)
+        print("    n2 watched n0 leave: no full repair")
 
 
 def test_restart_alone_stays_marked():
