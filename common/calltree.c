@@ -1162,6 +1162,24 @@ static void decoded_free(decoded_t *d)
     free(d->stack);
 }
 
+/* One record at *p (depth, dictionary index, zigzag self), checked: its
+ * depth at most one below the previous record's (cur_depth), its index in
+ * the dictionary of nsyms symbols. 0, or ERR_CORRUPT. */
+static inline __attribute__((always_inline)) int read_record(const uint8_t **p, const uint8_t *end,
+                                                             uint64_t nsyms, uint32_t cur_depth,
+                                                             uint32_t *depth, uint32_t *idx,
+                                                             int64_t *self)
+{
+    uint64_t d, x, zz;
+    if (!varint_read_u(p, end, &d) || !varint_read_u(p, end, &x) || !varint_read_u(p, end, &zz))
+        return ERR_CORRUPT;
+    if (d == 0 || d > cur_depth + 1 || d > CALLTREE_MAX_DEPTH || x >= nsyms) return ERR_CORRUPT;
+    *depth = (uint32_t)d;
+    *idx = (uint32_t)x;
+    *self = (int64_t)((zz >> 1) ^ (~(zz & 1) + 1));
+    return ERR_OK;
+}
+
 /* Pass 1: parse and validate every record without touching dst, so a
  * corrupt encoding leaves dst unchanged. */
 static int decode_records(const uint8_t **pp, const uint8_t *end, uint64_t nsyms, uint64_t nnodes,
@@ -1170,16 +1188,10 @@ static int decode_records(const uint8_t **pp, const uint8_t *end, uint64_t nsyms
     const uint8_t *p = *pp;
     uint32_t cur_depth = 0, deepest = 0;
     for (uint64_t i = 0; i < nnodes; i++) {
-        uint64_t depth, idx, zz;
-        if (!varint_read_u(&p, end, &depth) || !varint_read_u(&p, end, &idx) ||
-            !varint_read_u(&p, end, &zz))
+        /* dst holds the dictionary index until pass 2 maps it */
+        if (read_record(&p, end, nsyms, cur_depth, &d->depth[i], &d->dst[i], &d->self[i]) != 0)
             return ERR_CORRUPT;
-        if (depth == 0 || depth > cur_depth + 1 || depth > CALLTREE_MAX_DEPTH || idx >= nsyms)
-            return ERR_CORRUPT;
-        d->dst[i] = (uint32_t)idx; /* dictionary index until pass 2 maps it */
-        d->depth[i] = (uint32_t)depth;
-        d->self[i] = (int64_t)((zz >> 1) ^ (~(zz & 1) + 1));
-        cur_depth = (uint32_t)depth;
+        cur_depth = d->depth[i];
         if (cur_depth > deepest) deepest = cur_depth;
     }
     if (p != end) return ERR_CORRUPT;
@@ -1325,21 +1337,17 @@ static int flat_records(calltree_t *t, const uint8_t *p, const uint8_t *end, uin
     uint32_t cur_depth = 0;
     stack[0] = 0;
     for (uint64_t i = 0; i < nnodes; i++) {
-        uint64_t depth, idx, zz;
-        if (!varint_read_u(&p, end, &depth) || !varint_read_u(&p, end, &idx) ||
-            !varint_read_u(&p, end, &zz))
-            return ERR_CORRUPT;
-        if (depth == 0 || depth > cur_depth + 1 || depth > CALLTREE_MAX_DEPTH || idx >= nsyms)
-            return ERR_CORRUPT;
+        uint32_t depth, idx;
+        int64_t v;
+        if (read_record(&p, end, nsyms, cur_depth, &depth, &idx, &v) != 0) return ERR_CORRUPT;
         uint32_t node = (uint32_t)i + 1, parent = stack[depth - 1];
-        int64_t v = (int64_t)((zz >> 1) ^ (~(zz & 1) + 1));
-        sh->nodes[node] = (ct_node_t){(uint32_t)idx + 1, parent};
+        sh->nodes[node] = (ct_node_t){idx + 1, parent};
         sh->links[node] = (calltree_links_t){CALLTREE_NONE, sh->links[parent].first_child};
         sh->links[parent].first_child = node;
         t->self[node] = v;
         WADD(t->root_total, v);
         stack[depth] = node;
-        cur_depth = (uint32_t)depth;
+        cur_depth = depth;
     }
     sh->count = (size_t)nnodes + 1;
     return p == end ? ERR_OK : ERR_CORRUPT;
