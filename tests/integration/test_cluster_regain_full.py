@@ -405,10 +405,11 @@ def test_joined_and_removed_while_down():
 
 def test_watched_leaving_is_no_missed_node():
     """n0 starts with an incarnation 30 s ahead of the clock (as a clock 30 s
-    ahead gives); n0 and n2 are killed, n2 is restarted, and n0 is removed
-    while n2's start wait lasts: n2 sees it leave, and a view change after
-    (n1 paused and resumed) must not take n0 for a node that joined and
-    left while n2 was down."""
+    ahead gives); n0 and n2 are killed, n2 is restarted (--failure-timeout
+    4s: a start wait of 5 s, so the removal surely lands within it), and n0
+    is removed: n2 sees it leave, and a view change after (n1 paused and
+    resumed) must not take n0 for a node that joined and left while n2 was
+    down."""
     with Cluster(3, rf=3, args=ARGS, start=False) as c:
         c.add_node(start=False)
         with open(os.path.join(c.nodes[0].data_dir, "incarnation"), "w") as f:
@@ -420,7 +421,7 @@ def test_watched_leaving_is_no_missed_node():
         c.kill(0)
         c.kill(2)
         c.wait_state(0, "down", observers=[1])
-        c.restart(2)
+        c.restart(2, extra=["--failure-timeout", "4s"])
         r = c.nodes[1].request("POST", "/cluster/remove?node=n0")
         assert r.status == 200, r
         wait_for("n2 sees n0 left", lambda: c.states(2).get("n0") == "left", timeout=20)
