@@ -1297,7 +1297,7 @@ int calltree_decode_merge(calltree_t *dst, const uint8_t *p, size_t n)
 
 /* The shape and values of a tree of nnodes records over nsyms dictionary
  * symbols, allocated at their size, done growing (no tables); the root
- * made. NULL when they cannot be. */
+ * made; max_nodes its limit (never 0 here). NULL when they cannot be. */
 static calltree_t *flat_tree(size_t max_nodes, size_t nnodes, size_t nsyms)
 {
     calltree_t *t = calloc(1, sizeof *t);
@@ -1316,7 +1316,7 @@ static calltree_t *flat_tree(size_t max_nodes, size_t nnodes, size_t nsyms)
         calltree_free(t);
         return NULL;
     }
-    t->max_nodes = max_nodes == 0 ? (size_t)UINT32_MAX - 1 : max_nodes;
+    t->max_nodes = max_nodes;
     t->vcap = sh->cap = sh->lcap = n;
     sh->scap = sh->nsyms = nsyms + 1;
     sh->syms[0] = SYM_ROOT;
@@ -1366,7 +1366,7 @@ int calltree_decode_new(const uint8_t *p, size_t n, size_t max_nodes, calltree_t
     if (nnodes >= limit) return ERR_LIMIT; /* the root is a node too */
     size_t stack_len = (nnodes < CALLTREE_MAX_DEPTH ? nnodes : CALLTREE_MAX_DEPTH) + 2;
     uint32_t *stack = malloc(stack_len * sizeof *stack);
-    calltree_t *t = stack != NULL ? flat_tree(max_nodes, nnodes, nsyms) : NULL;
+    calltree_t *t = stack != NULL ? flat_tree(limit, nnodes, nsyms) : NULL;
     rc = t != NULL ? flat_records(t, p, end, nnodes, stack) : ERR_NOMEM;
     free(stack);
     if (rc != ERR_OK) {
