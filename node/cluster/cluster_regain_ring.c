@@ -51,12 +51,19 @@ static void known_clear(cluster_known_t *k)
     k->n = 0;
 }
 
+/* known_clear, and the array given back (k holds no room after). */
+static void known_release(cluster_known_t *k)
+{
+    known_clear(k);
+    free(k->v);
+    k->v = NULL;
+    k->cap = 0;
+}
+
 void cluster_regain_ring_free(cluster_t *c)
 {
-    known_clear(&c->known);
-    free(c->known.v);
-    known_clear(&c->full.watched);
-    free(c->full.watched.v);
+    known_release(&c->known);
+    known_release(&c->full.watched);
 }
 
 void cluster_known_clear(cluster_known_t *k)
@@ -222,9 +229,7 @@ static void check_downtime(cluster_t *c, const char *path)
 static void missed_done(cluster_t *c)
 {
     c->full.last_up_ms = 0;
-    known_clear(&c->full.watched);
-    free(c->full.watched.v);
-    memset(&c->full.watched, 0, sizeof c->full.watched);
+    known_release(&c->full.watched);
 }
 
 /* Whether this node knew id before the restart or watched it in a ring
@@ -334,13 +339,11 @@ void cluster_regain_ring_accept(cluster_t *c, const ring_t *now)
         if (rc == ERR_OK) rc = known_add(&k, m.node_id, m.tokens, m.ntokens);
     }
     if (rc != 0) {
-        known_clear(&k);
-        free(k.v);
+        known_release(&k);
         log_error("cluster", "cannot keep the ring: %s", err_message(rc));
         return;
     }
-    known_clear(&c->known);
-    free(c->known.v);
+    known_release(&c->known);
     k.unsure = 0;
     c->known = k;
     if (cluster_regain_ring_save(c) != 0)
