@@ -78,6 +78,9 @@ def repaired(extra, check, many=0):
         shared = "00000000cafe0001"
         # both replicas store this one: its span tree is on n1 already
         push(c.nodes[0], services[0], t0, 0, [shared], want)
+        # acknowledged by n0 alone (W 1): n1's copy may land after the answer
+        wait_for("n1 stored push 0",
+                 lambda: c.nodes[1].metric("flamedb_replica_writes_total") >= 1, 10)
         c.kill(1)
         c.wait_state(1, "down")
         for seq in range(1, 13):
