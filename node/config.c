@@ -306,7 +306,9 @@ static const opt_t options[] = {
      "tokens, each with a stack-node table of its own) adds their values up over one numbering "
      "of their tables' stack nodes, built by the first such render and extended as the tables "
      "grow (about a quarter of the bytes of the tables it unites), instead of merging a forest "
-     "per shard: about a quarter less time a render. Past the bound the least recently used go "
+     "per shard: about a quarter less time a render (a share answering another node's render "
+     "makes one even of a single shard: its coordinator adds the values by its ids, "
+     "scatter-space-cache-bytes). Past the bound the least recently used go "
      "first; a union that grows past the bound alone is given up as it is built and not "
      "tried again until a stack-node table is deleted or emptied (that service renders a "
      "forest per shard meanwhile, as everything does with 0; "
@@ -543,6 +545,17 @@ static const opt_t options[] = {
     {"query-timeout", OPT_MS, FIELD(cluster.query_timeout_ms, uint64_t), "30s", 0, 50, 3600000,
      "Deadline of a scatter-gather query; ranges not answered by then make it partial. Also how "
      "long a repair or stream request waits for a peer that is not marked down (at least 1 s)."},
+    {"scatter-space-cache-bytes", OPT_SIZE, FIELD(cluster.scatter_space_cache_bytes, size_t),
+     "16MiB", 0, 0, 1024 * GiB,
+     "The id spaces of other nodes' shares of a render that the coordinator maps: each share "
+     "answers its service's values by the ids of its shard union, whose structure (each id's "
+     "parent and symbol) the coordinator keeps after the first render, per service and node, "
+     "so later renders add the values by id with no merge by symbol (about 24 bytes per call "
+     "path of a service, plus 4 per path and node). Past the bound the least recently used "
+     "services go first and their next render sends the structure again; one past it alone "
+     "renders by forests for its next 1000 renders (0 = none kept: every share sends its "
+     "forests). Taken out of query-memory-bytes, and at most a quarter "
+     "of it whatever this says, so part of memory-limit."},
     {"scatter-name-cache-bytes", OPT_SIZE, FIELD(cluster.scatter_name_cache_bytes, size_t), NULL,
      256, 0, 1024 * MiB,
      "Names (function and file) of the symbols that other nodes' shares of a render sent, kept "

@@ -416,6 +416,17 @@ int query_gather_add_tree(query_gather_t *g, const uint8_t *enc, size_t n, errms
     return query_gather_add_trees(g, &enc, &n, 1, em);
 }
 
+int query_gather_add_tab(query_gather_t *g, storage_merged_tab_t *t, errmsg_t *em)
+{
+    if (g->forests_on) {
+        int rc = add_forest(g, t, em);
+        return rc == ERR_LIMIT ? tree_limit(g, em) : rc;
+    }
+    int rc = query_forest_merge(g->tree, t);
+    query_forest_free(t);
+    return rc == ERR_LIMIT ? tree_limit(g, em) : rc;
+}
+
 int query_gather_add_symbol(query_gather_t *g, uint64_t id, const char *name, size_t name_len,
                             const char *file, size_t file_len)
 {

@@ -269,7 +269,8 @@ int query_merge_series_kept(storage_t *st, const char *tenant, const query_serie
 }
 
 int query_merge_series_forests(storage_t *st, const char *tenant, const query_series_t *ser,
-                               const query_plan_t *plan, unsigned flags, calltree_t *dst,
+                               const query_plan_t *plan, unsigned flags,
+                               const storage_space_known_t *known, size_t nknown, calltree_t *dst,
                                storage_merged_tab_t **tabs, size_t *ntabs, const query_help_t *help,
                                errmsg_t *em)
 {
@@ -280,6 +281,7 @@ int query_merge_series_forests(storage_t *st, const char *tenant, const query_se
     if (rc != 0) return rc;
     storage_merged_tab_t *t;
     size_t n, bound = 1;
+    storage_merger_known_spaces(m, known, nknown);
     rc = storage_merger_tabs(m, flags, &t, &n, em);
     int ok = rc == 0;
     for (size_t i = 0; ok && i < n; i++) {

@@ -132,8 +132,8 @@ static int fns_of_series(storage_t *st, const char *tenant, const query_series_t
     storage_merged_tab_t *tabs;
     size_t ntabs;
     int rc = query_merge_series_forests(st, tenant, ser, plan,
-                                        STORAGE_TABS_PARENTS | STORAGE_TABS_SYMNOS, out->tree,
-                                        &tabs, &ntabs, help, em);
+                                        STORAGE_TABS_PARENTS | STORAGE_TABS_SYMNOS, NULL, 0,
+                                        out->tree, &tabs, &ntabs, help, em);
     if (rc != 0 || ntabs == 0) {
         storage_merged_tabs_free(tabs, ntabs); /* an empty array may come */
         return rc;
@@ -162,10 +162,14 @@ static int render_tree(storage_t *st, const char *tenant, const query_partial_ar
     if (sp->kind == 0 && a->fns && a->final_max_nodes == 0)
         return fns_of_series(st, tenant, ser, plan, &help, out, em);
     if (sp->kind == 0 && a->forests && a->final_max_nodes == 0) {
-        unsigned flags =
-            (a->parents ? STORAGE_TABS_PARENTS : 0) | (a->symnos ? STORAGE_TABS_SYMNOS : 0);
-        return query_merge_series_forests(st, tenant, ser, plan, flags, out->tree, &out->tabs,
-                                          &out->ntabs, &help, em);
+        /* with space, a union's forest even of one token, and the structure
+         * of its ids the coordinator lacks */
+        unsigned flags = (a->parents ? STORAGE_TABS_PARENTS : 0) |
+                         (a->symnos ? STORAGE_TABS_SYMNOS : 0) |
+                         (a->space ? STORAGE_TABS_SPACE : 0);
+        return query_merge_series_forests(st, tenant, ser, plan, flags, a->known_spaces,
+                                          a->nknown_spaces, out->tree, &out->tabs, &out->ntabs,
+                                          &help, em);
     }
     if (sp->kind == 0)
         return query_merge_series_kept(st, tenant, ser, plan, a->final_max_nodes, out->tree,

@@ -831,22 +831,27 @@ typedef struct query_partial_args {
                                     table's symbol number (storage_merged_tab_t.symno): a share
                                     that encodes them numbers each forest's dictionary through
                                     an array instead of a hash lookup per node */
-    int fns;                     /* render as /api/top of a type not averaged: the share sums
-                                    its tokens' forests per function (query_partial_t.fns)
-                                    instead of building their tree, when every value is >= 0
-                                    (a function's self and total add up over the parts of a
-                                    merge); else it answers the tree as before */
-    int counts;                  /* label shares of an averaged type: each entry also carries
-                                    its profile counts ("TOTAL/COUNT S1/C1,..."), which the
-                                    gather needs to average; 0: the summed "TOTAL S1,..." a
-                                    coordinator without QueryRequest.share_counts reads */
-    int remote;                  /* the share answers another node (its coordinator): no
-                                    part of its helper's follows it soon, so the helper that
-                                    runs its last sleeps once idle (assist_start_last) */
-    int pushes;                  /* with counts: each entry carries the value's pushes split
-                                    into pieces by id instead of counting them
-                                    ("+TOTAL/COUNT S1/C1,... PUSHES VALUE"), so the gather counts
-                                    a push once per value over every node; 0: counted here */
+    int space;                   /* render with forests: a union's forest with its id space
+                                    (STORAGE_TABS_SPACE), a union even of one token, so its
+                                    coordinator adds its values by id (scatter_spaces.h) */
+    const storage_space_known_t *known_spaces; /* with space: the spaces the coordinator */
+    size_t nknown_spaces;                      /* holds already (borrowed) */
+    int fns;    /* render as /api/top of a type not averaged: the share sums
+                   its tokens' forests per function (query_partial_t.fns)
+                   instead of building their tree, when every value is >= 0
+                   (a function's self and total add up over the parts of a
+                   merge); else it answers the tree as before */
+    int counts; /* label shares of an averaged type: each entry also carries
+                   its profile counts ("TOTAL/COUNT S1/C1,..."), which the
+                   gather needs to average; 0: the summed "TOTAL S1,..." a
+                   coordinator without QueryRequest.share_counts reads */
+    int remote; /* the share answers another node (its coordinator): no
+                   part of its helper's follows it soon, so the helper that
+                   runs its last sleeps once idle (assist_start_last) */
+    int pushes; /* with counts: each entry carries the value's pushes split
+                   into pieces by id instead of counting them
+                   ("+TOTAL/COUNT S1/C1,... PUSHES VALUE"), so the gather counts
+                   a push once per value over every node; 0: counted here */
 } query_partial_args_t;
 
 /* Fills a from s (ranges left empty, timeline and kept set for JSON). Pointers into s. */
@@ -1016,6 +1021,12 @@ int query_gather_add(query_gather_t *g, query_partial_t *p, errmsg_t *em);
 /* The pieces of a partial received in encoded form. A failed add leaves the
  * gather unusable for an exact answer: the caller drops the request. */
 int query_gather_add_tree(query_gather_t *g, const uint8_t *enc, size_t n, errmsg_t *em);
+/* Adds a forest the caller made (every value >= 0: t->nonneg), taken
+ * whole (t is left empty, freed on failure too): held with the others
+ * while the gather truncates forests, else merged into its tree. Its
+ * symbols' names come as a share's do (symbols added, the names function,
+ * the local storage). */
+int query_gather_add_tab(query_gather_t *g, storage_merged_tab_t *t, errmsg_t *em);
 /* The trees of one partial at once (its tree, calltree_encode, and the
  * forests of its tokens, query_forest_encode): all are checked before any is
  * added. */

@@ -155,9 +155,13 @@ typedef struct query_help {
  * merge surely fits in dst, hands the forests out instead of building
  * anything (*tabs: caller owns, storage_merged_tabs_free; dst untouched;
  * with what flags asks of storage_merger_tabs); otherwise *tabs is NULL and
- * dst holds the merge. help as query_merge_series_kept's (its names unused). */
+ * dst holds the merge. known (nknown of them, borrowed for the call; NULL,
+ * 0: none): the id spaces the caller holds, for STORAGE_TABS_SPACE
+ * (storage_merger_known_spaces). help as query_merge_series_kept's (its
+ * names unused). */
 int query_merge_series_forests(storage_t *st, const char *tenant, const query_series_t *ser,
-                               const query_plan_t *plan, unsigned flags, calltree_t *dst,
+                               const query_plan_t *plan, unsigned flags,
+                               const storage_space_known_t *known, size_t nknown, calltree_t *dst,
                                storage_merged_tab_t **tabs, size_t *ntabs, const query_help_t *help,
                                errmsg_t *em);
 /* query_merge_series into *kept instead of dst when the truncation can be

@@ -11,6 +11,11 @@
  * tree build, which grow with the token's table, not with the answer) is
  * charged to the caller's budget when one is set (storage_merger_set_charge):
  * a merge that would pass it stops with ERR_UNAVAILABLE.
+ *
+ * A forest over a shard union may carry its id space (STORAGE_TABS_SPACE):
+ * the union's nonce and the parent and symbol of the ids its caller does
+ * not hold yet (storage_merger_known_spaces), so a caller that caches the
+ * structure per nonce can be sent values by id alone.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,6 +42,9 @@ struct storage_merger {
     int rc;                 /* first error of a scan callback */
     alloc_charge_t *charge; /* NULL: nothing charged */
     size_t charged;         /* held on charge until storage_merger_free */
+    /* the spaces the caller holds (borrowed, until the next storage_merger_tabs) */
+    const storage_space_known_t *known;
+    size_t nknown;
 };
 
 int storage_merger_new(storage_t *s, const char *tenant, storage_merger_t **out)
@@ -54,6 +62,12 @@ int storage_merger_new(storage_t *s, const char *tenant, storage_merger_t **out)
 void storage_merger_set_charge(storage_merger_t *m, alloc_charge_t *charge)
 {
     m->charge = charge;
+}
+
+void storage_merger_known_spaces(storage_merger_t *m, const storage_space_known_t *known, size_t n)
+{
+    m->known = n > 0 ? known : NULL;
+    m->nknown = known != NULL ? n : 0;
 }
 
 /* Charges n bytes of working memory; ERR_UNAVAILABLE (or ERR_TOO_LARGE when
@@ -466,7 +480,33 @@ void storage_merged_tab_release(storage_merged_tab_t *v)
     free(v->symno);
     free(v->least_kid);
     free(v->symbols);
+    free(v->space_parent);
+    free(v->space_sym);
     memset(v, 0, sizeof *v);
+}
+
+int storage_merged_tab_of(const uint32_t *parent, const uint64_t *sym, int64_t *val, size_t count,
+                          unsigned flags, int distinct_kids, storage_merged_tab_t *out)
+{
+    memset(out, 0, sizeof *out);
+    /* the caller's tree may come from a peer: an id under itself or a later
+     * id would send the pass outside the arrays */
+    int rc = count >= 1 ? 0 : ERR_INVALID_ARGUMENT;
+    for (size_t id = 1; rc == 0 && id < count; id++)
+        if (parent[id] >= id) rc = ERR_INVALID_ARGUMENT;
+    if (rc != 0) {
+        free(val);
+        return rc;
+    }
+    flags &= STORAGE_TABS_PARENTS | STORAGE_TABS_LEAST; /* a symbol index is a table's */
+    tabsrc_t src = {parent, sym, NULL, val, count};
+    rc = tab_alloc(out, val, count, flags);
+    out->owns_self = 1; /* val is out's from here: freed with it, even now */
+    if (rc == 0) forest_pass(&src, out);
+    if (rc == 0) out->distinct_kids = distinct_kids != 0;
+    /* as a token's: no forest with a value below 0 or a total past INT64_MAX */
+    if (rc != 0 || !out->nonneg) storage_merged_tab_release(out);
+    return rc;
 }
 
 /* v's copy of the union's symbols (the union changes once released),
@@ -564,9 +604,46 @@ static int union_add(storage_merger_t *m, nodeunion_t *u, acc_t **accs, int64_t 
     return rc;
 }
 
+/* The count of the union of nonce whose structure the caller holds (the
+ * first of the merger's known spaces with it), at least 1: the root is
+ * everyone's. */
+static size_t known_base(const storage_merger_t *m, uint64_t nonce)
+{
+    uint64_t base = 1;
+    for (size_t i = 0; i < m->nknown; i++)
+        if (m->known[i].nonce == nonce) {
+            base = m->known[i].count;
+            break;
+        }
+    if (base < 1) base = 1;
+    return base < SIZE_MAX ? (size_t)base : SIZE_MAX;
+}
+
+/* v's id space (STORAGE_TABS_SPACE): u's nonce and a copy of the parent
+ * and symbol of v's ids the caller lacks (the union changes once
+ * released), charged first. u held, v made. */
+static int tab_space(storage_merger_t *m, const nodeunion_t *u, storage_merged_tab_t *v)
+{
+    size_t base = known_base(m, storage_union_nonce(u)), top = v->n;
+    v->space_nonce = storage_union_nonce(u);
+    v->space_base = base < top ? base : top;
+    if (base >= top) return 0; /* the caller has every id of the forest */
+    if (top > storage_union_count(u)) return ERR_CORRUPT; /* cannot be: top <= its count */
+    size_t k = top - base;
+    int rc = charge(m, k * (sizeof *v->space_parent + sizeof *v->space_sym));
+    if (rc != 0) return rc;
+    v->space_parent = malloc(k * sizeof *v->space_parent);
+    v->space_sym = malloc(k * sizeof *v->space_sym);
+    if (v->space_parent == NULL || v->space_sym == NULL) return ERR_NOMEM;
+    memcpy(v->space_parent, storage_union_parents(u) + base, k * sizeof *v->space_parent);
+    memcpy(v->space_sym, storage_union_syms(u) + base, k * sizeof *v->space_sym);
+    return 0;
+}
+
 /* The forest of every token's values as one, over the tokens' union, into
- * v (values and arrays its own). 1 when no union is made for them (past
- * the cache's bound): a forest per token then. */
+ * v (values and arrays its own), with its id space when flags asks
+ * (STORAGE_TABS_SPACE). 1 when no union is made for them (past the cache's
+ * bound): a forest per token then. */
 static int tab_union(storage_merger_t *m, unsigned flags, storage_merged_tab_t *v, errmsg_t *em)
 {
     if (flags & STORAGE_TABS_SYMBOLS) flags |= STORAGE_TABS_SYMNOS; /* the union's numbers */
@@ -614,6 +691,7 @@ static int tab_union(storage_merger_t *m, unsigned flags, storage_merged_tab_t *
         if (rc == 0) v->nsyms = (flags & STORAGE_TABS_SYMNOS) ? nsyms : 0;
         if (rc == 0 && (flags & STORAGE_TABS_SYMBOLS)) rc = tab_symbols(m, u, v);
         if (rc == 0 && (neg >> 63) != 0) v->nonneg = 0; /* a token's value below 0 */
+        if (rc == 0 && v->nonneg && (flags & STORAGE_TABS_SPACE)) rc = tab_space(m, u, v);
         if (rc != 0 || !v->nonneg) storage_merged_tab_release(v);
     }
     if (u != NULL)
@@ -628,10 +706,15 @@ static int tab_union(storage_merger_t *m, unsigned flags, storage_merged_tab_t *
 int storage_merger_tabs(storage_merger_t *m, unsigned flags, storage_merged_tab_t **tabs, size_t *n,
                         errmsg_t *em)
 {
+    /* one token's forest is over a union only for its id space */
+    int one_space = m->n == 1 && (flags & STORAGE_TABS_SPACE);
+    int use_union = (m->n > 1 || one_space) && m->s->unions.max_bytes > 0;
     *tabs = calloc(m->n ? m->n : 1, sizeof **tabs);
     *n = 0;
+    int rc = *tabs == NULL ? ERR_NOMEM : use_union ? tab_union(m, flags, &(*tabs)[0], em) : 1;
+    m->known = NULL; /* borrowed for this call only */
+    m->nknown = 0;
     if (*tabs == NULL) return ERR_NOMEM;
-    int rc = m->n > 1 && m->s->unions.max_bytes > 0 ? tab_union(m, flags, &(*tabs)[0], em) : 1;
     if (rc == 0) {
         *n = 1;
         return 0;

@@ -381,12 +381,24 @@ typedef struct storage_merged_tab {
                               superset of its nodes'); NULL unless asked for
                               (STORAGE_TABS_SYMBOLS) and a union's */
     size_t nsymbols;
-    int owns_self;     /* 1: self is the tab's own, freed with it; 0: a merger's (borrowed) */
-    int distinct_kids; /* 1: no two children of a node share a symbol (a node table's or a
-                          shard union's forest); 0: not known (a forest decoded from a peer) */
-    int nonneg;        /* 1: every value >= 0 and no total exceeds INT64_MAX; then the forest's
-                          nodes are exactly those storage_merger_finish creates for this token; 0: no
-                          forest (n 0, arrays NULL): build the whole tree instead */
+    /* STORAGE_TABS_SPACE: the id space of a union's forest. Its ids are a
+     * union's (union.c), fixed while the union lives: nonce names that
+     * union (never 0, never reused, not even by another process), and the
+     * structure of ids [space_base, n) follows, each id's parent (below the
+     * id) and symbol; a caller that holds the structure of ids below
+     * space_base from an earlier forest of the same nonce has the whole
+     * space. space_nonce 0: no id space (a token's own forest). */
+    uint64_t space_nonce;
+    size_t space_base;      /* >= 1: the root (id 0, SYM_ROOT) is never listed */
+    uint32_t *space_parent; /* n - space_base entries (NULL when none), id space_base first */
+    uint64_t *space_sym;    /* likewise */
+    int owns_self;          /* 1: self is the tab's own, freed with it; 0: a merger's (borrowed) */
+    int distinct_kids;      /* 1: no two children of a node share a symbol (a node table's or a
+                               shard union's forest); 0: not known (a forest decoded from a peer) */
+    int nonneg;             /* 1: every value >= 0 and no total exceeds INT64_MAX; then the
+                               forest's nodes are exactly those storage_merger_finish creates
+                               for this token; 0: no forest (n 0, arrays NULL): build the
+                               whole tree instead */
 } storage_merged_tab_t;
 
 /* What storage_merger_tabs adds to each forest: each node's parent,
@@ -401,6 +413,18 @@ typedef struct storage_merged_tab {
  * its selection) and each node's symbol number as STORAGE_TABS_SYMNOS's,
  * the union's (a node table's symbol index is not built for it). */
 #define STORAGE_TABS_SYMBOLS 8u
+/* ... and the forest over a union even of one token, with its id space
+ * (storage_merged_tab_t.space_*): the structure from the count known for
+ * its nonce in the merger's known spaces (storage_merger_known_spaces),
+ * from id 1 when its nonce is not among them. No union made (past
+ * union_cache_bytes, or none allowed): a forest per token without one. */
+#define STORAGE_TABS_SPACE 16u
+/* An id space a caller holds: its nonce and how many of its ids (from 0)
+ * it has the structure of. */
+typedef struct storage_space_known {
+    uint64_t nonce;
+    uint64_t count;
+} storage_space_known_t;
 /* The tokens' forests of everything added so far; *tabs (caller owns, free
  * with storage_merged_tabs_free) has *n entries, with parent arrays with
  * STORAGE_TABS_PARENTS in flags and symbol numbers with STORAGE_TABS_SYMNOS
@@ -411,6 +435,21 @@ typedef struct storage_merged_tab {
 int storage_merger_tabs(storage_merger_t *m, unsigned flags, storage_merged_tab_t **tabs, size_t *n,
                         errmsg_t *em);
 void storage_merged_tabs_free(storage_merged_tab_t *tabs, size_t n);
+/* The spaces whose structure the caller of the next storage_merger_tabs
+ * with STORAGE_TABS_SPACE holds already (borrowed until then; that call
+ * forgets them; n 0: none). */
+void storage_merger_known_spaces(storage_merger_t *m, const storage_space_known_t *known, size_t n);
+/* A forest of values over a caller's own tree of ids (parent[id] < id for
+ * every id >= 1, id 0 the root; sym[id] each id's symbol), as
+ * storage_merger_tabs makes a token's: val (count values, count >= 1)
+ * becomes out's self and is its own (freed with it); with flags
+ * STORAGE_TABS_PARENTS, _LEAST (no other flag is taken). out->distinct_kids
+ * as the caller says (1: no two ids of one parent share a symbol).
+ * out->nonneg 0 (and no arrays, val freed) when a value is below 0 or a
+ * total passes INT64_MAX. ERR_NOMEM, ERR_INVALID_ARGUMENT (count 0, or a
+ * parent not below its id): out empty and val freed then too. */
+int storage_merged_tab_of(const uint32_t *parent, const uint64_t *sym, int64_t *val, size_t count,
+                          unsigned flags, int distinct_kids, storage_merged_tab_t *out);
 /* Frees one tab's arrays (its self too when it owns it) and empties it. */
 void storage_merged_tab_release(storage_merged_tab_t *v);
 /* Gives each of tabs (storage_merger_tabs of m, n of them) the merger's

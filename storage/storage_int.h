@@ -284,6 +284,13 @@ typedef struct union_cache {
 #define UNION_REFUSALS 64
     uint64_t refusal_key[UNION_REFUSALS], refusal_gen[UNION_REFUSALS];
     size_t refusal_next;
+    /* each union's nonce (storage_union_nonce) is this seed, drawn at init
+     * from the kernel's random source, and the next serial, mixed: unique
+     * per union built here, and distinct from another process's (or an
+     * earlier run's) but by a 2^-64 chance. The serial is atomic: a union
+     * is emptied under its own lock, not the cache's. */
+    uint64_t nonce_seed;
+    atomic_uint_fast64_t nonce_serial;
 } union_cache_t;
 
 /* tseries.c: series per tenant on this node, for tenant_max_series. */
@@ -1057,6 +1064,12 @@ int storage_union_map(nodeunion_t *u, size_t i, const nodetab_t *t, const uint32
 size_t storage_union_count(const nodeunion_t *u);
 /* The storage_node_generation u was built in (its maps hold for it). */
 uint64_t storage_union_generation(const nodeunion_t *u);
+/* u's nonce: never 0, the same while u is only extended (its ids a stable
+ * prefix of what they become), a new one whenever u is built afresh (a
+ * new generation, a failed extension) or made again after it was dropped,
+ * and never one another union had, in this process or another. Valid
+ * while u is held. */
+uint64_t storage_union_nonce(const nodeunion_t *u);
 const uint32_t *storage_union_parents(const nodeunion_t *u);
 const uint64_t *storage_union_syms(const nodeunion_t *u);
 const uint32_t *storage_union_symnos(const nodeunion_t *u, uint32_t *nsyms);

@@ -24,10 +24,21 @@
  * past the bound alone is given up as it is built (its callers make a
  * forest per token, as before) and refused at once until the generation
  * moves.
+ *
+ * Each union has a nonce that names its id space (storage_union_nonce): a
+ * reader that kept the structure of a union's ids from an earlier forest
+ * (a query coordinator, per node) needs only the ids added since, as long
+ * as the nonce is the same. Extending a union keeps it, since its ids
+ * stay what they were; anything that numbers afresh (a union emptied for
+ * a new generation or a failed extension, or made again after it was
+ * dropped) draws a new one, never 0 and never one drawn before.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "common/grow.h"
 #include "common/hash.h"
@@ -46,10 +57,11 @@ struct nodeunion {
     char tenant[STORAGE_TENANT_MAX + 1];
     uint64_t *tokens; /* ntok, ascending */
     size_t ntok;
-    uint64_t gen; /* storage_node_generation when built */
-    int refs;     /* under the cache's mutex */
-    int void_;    /* dropped from the cache while in use: freed by the last release */
-    size_t bytes; /* counted in the cache's bytes */
+    uint64_t gen;   /* storage_node_generation when built */
+    uint64_t nonce; /* names its numbering: new whenever it is emptied */
+    int refs;       /* under the cache's mutex */
+    int void_;      /* dropped from the cache while in use: freed by the last release */
+    size_t bytes;   /* counted in the cache's bytes */
     pthread_mutex_t lock;
     /* the union's nodes */
     uint32_t *parent;
@@ -98,9 +110,41 @@ static void union_free(nodeunion_t *u)
     free(u);
 }
 
-/* Empties u to its root alone (built afresh by the next extension). */
-static void union_reset(nodeunion_t *u, uint64_t gen)
+/* A seed for the cache's nonces from the kernel's random source; when
+ * that fails (no getrandom, a seccomp filter, its pool not ready yet: it
+ * is not waited for) the clocks, the pid and where the cache lies, mixed,
+ * which still differ between processes and restarts. */
+static uint64_t nonce_seed(const void *where)
 {
+    uint64_t seed;
+    if (getrandom(&seed, sizeof seed, GRND_NONBLOCK) == (ssize_t)sizeof seed) return seed;
+    struct timespec rt = {0}, mt = {0};
+    clock_gettime(CLOCK_REALTIME, &rt);
+    clock_gettime(CLOCK_MONOTONIC, &mt);
+    uint64_t x = storage_mix64((uint64_t)rt.tv_sec * 1000000000u + (uint64_t)rt.tv_nsec);
+    x = storage_mix64(x ^ ((uint64_t)mt.tv_sec * 1000000000u + (uint64_t)mt.tv_nsec));
+    x = storage_mix64(x ^ (uint64_t)getpid());
+    return storage_mix64(x ^ (uint64_t)(uintptr_t)where);
+}
+
+/* The next nonce: splitmix64 of the seed at the next serial. The finalizer
+ * is a bijection and the serials' steps (an odd constant) are distinct
+ * modulo 2^64, so no two serials of one cache give the same nonce; 0, which
+ * says "no id space", is skipped. Any thread, no lock. */
+static uint64_t next_nonce(union_cache_t *c)
+{
+    for (;;) {
+        uint64_t serial = atomic_fetch_add(&c->nonce_serial, 1) + 1;
+        uint64_t x = storage_mix64(c->nonce_seed + serial * 0x9e3779b97f4a7c15ULL);
+        if (x != 0) return x;
+    }
+}
+
+/* Empties u to its root alone (built afresh by the next extension, so
+ * under a new nonce: its ids will not be what they were). */
+static void union_reset(nodeunion_t *u, uint64_t gen, uint64_t nonce)
+{
+    u->nonce = nonce;
     u->count = 0;
     if (u->slot != NULL) memset(u->slot, 0, u->nslot * sizeof *u->slot);
     u64map_clear(&u->syms);
@@ -109,7 +153,8 @@ static void union_reset(nodeunion_t *u, uint64_t gen)
     u->gen = gen;
 }
 
-static nodeunion_t *union_new(const char *tenant, const uint64_t *tokens, size_t n, uint64_t gen)
+static nodeunion_t *union_new(const char *tenant, const uint64_t *tokens, size_t n, uint64_t gen,
+                              uint64_t nonce)
 {
     nodeunion_t *u = calloc(1, sizeof *u);
     if (u == NULL) return NULL;
@@ -117,6 +162,7 @@ static nodeunion_t *union_new(const char *tenant, const uint64_t *tokens, size_t
     snprintf(u->tenant, sizeof u->tenant, "%s", tenant);
     u->ntok = n;
     u->gen = gen;
+    u->nonce = nonce;
     u->tokens = malloc(n * sizeof *u->tokens);
     u->map = calloc(n, sizeof *u->map);
     u->covered = calloc(n, sizeof *u->covered);
@@ -137,6 +183,8 @@ int storage_union_cache_init(storage_t *s, size_t max_bytes)
     pthread_mutex_init(&c->mu, NULL);
     list_init(&c->lru);
     c->max_bytes = max_bytes;
+    c->nonce_seed = nonce_seed(c);
+    atomic_init(&c->nonce_serial, 0);
     return 0;
 }
 
@@ -235,7 +283,7 @@ int storage_union_acquire(storage_t *s, const char *tenant, const uint64_t *toke
         return ERR_LIMIT;
     }
     if (u == NULL) {
-        u = union_new(tenant, tokens, n, gen);
+        u = union_new(tenant, tokens, n, gen, next_nonce(c));
         if (u == NULL) {
             pthread_mutex_unlock(&c->mu);
             return ERR_NOMEM;
@@ -253,7 +301,7 @@ int storage_union_acquire(storage_t *s, const char *tenant, const uint64_t *toke
     pthread_mutex_lock(&u->lock);
     u->limit = limit;
     if (u->gen != gen) { /* a table was deleted or emptied since */
-        union_reset(u, gen);
+        union_reset(u, gen, next_nonce(c));
         pthread_mutex_lock(&c->mu);
         c->builds++;
         pthread_mutex_unlock(&c->mu);
@@ -266,7 +314,7 @@ void storage_union_release(storage_t *s, nodeunion_t *u, int failed)
 {
     union_cache_t *c = &s->unions;
     uint64_t gen = u->gen;
-    if (failed) union_reset(u, 0); /* half extended: built afresh next time */
+    if (failed) union_reset(u, 0, next_nonce(c)); /* half extended: built afresh next time */
     size_t bytes = union_bytes(u);
     pthread_mutex_unlock(&u->lock);
     pthread_mutex_lock(&c->mu);
@@ -389,6 +437,11 @@ int storage_union_map(nodeunion_t *u, size_t i, const nodetab_t *t, const uint32
 uint64_t storage_union_generation(const nodeunion_t *u)
 {
     return u->gen;
+}
+
+uint64_t storage_union_nonce(const nodeunion_t *u)
+{
+    return u->nonce;
 }
 
 size_t storage_union_count(const nodeunion_t *u)

@@ -53,16 +53,17 @@ typedef struct cluster_config {
     uint32_t write_quorum;                    /* W; 0 = majority of RF */
     uint32_t tokens;                          /* virtual nodes of this node */
     uint64_t gossip_interval_ms;
-    uint64_t failure_timeout_ms;     /* no heartbeat for this long -> down */
-    uint64_t redial_interval_ms;     /* a down member's connection is dialled afresh this often */
-    uint64_t write_timeout_ms;       /* replicated write deadline (then 503) */
-    uint64_t query_timeout_ms;       /* scatter-gather deadline (then partial) */
-    size_t scatter_name_cache_bytes; /* names of shares' symbols a coordinator keeps; 0 = none */
-    size_t max_message_bytes;        /* largest message sent or accepted */
-    size_t max_frame_bytes;          /* NN_RCVMAXSIZE; larger messages go in pieces (chunk_int.h) */
-    size_t chunk_receive_max_bytes;  /* messages in pieces held at once (0: no limit) */
-    size_t hints_max_bytes;          /* durable hints kept per target node */
-    size_t hints_max_total_bytes;    /* over all target nodes (0: 4 x hints_max_bytes) */
+    uint64_t failure_timeout_ms;      /* no heartbeat for this long -> down */
+    uint64_t redial_interval_ms;      /* a down member's connection is dialled afresh this often */
+    uint64_t write_timeout_ms;        /* replicated write deadline (then 503) */
+    uint64_t query_timeout_ms;        /* scatter-gather deadline (then partial) */
+    size_t scatter_name_cache_bytes;  /* names of shares' symbols a coordinator keeps; 0 = none */
+    size_t scatter_space_cache_bytes; /* shares' id spaces a coordinator maps; 0 = none */
+    size_t max_message_bytes;         /* largest message sent or accepted */
+    size_t max_frame_bytes;         /* NN_RCVMAXSIZE; larger messages go in pieces (chunk_int.h) */
+    size_t chunk_receive_max_bytes; /* messages in pieces held at once (0: no limit) */
+    size_t hints_max_bytes;         /* durable hints kept per target node */
+    size_t hints_max_total_bytes;   /* over all target nodes (0: 4 x hints_max_bytes) */
     uint64_t hint_replay_interval_ms;
     uint64_t hint_expiry_ms; /* stored hints dropped (and marked) after; 0: from seen retention */
     uint64_t repair_interval_ms;         /* anti-entropy pass this often; 0 = only on demand */

@@ -25,6 +25,7 @@ void scatter_options_default(scatter_options_t *o)
     o->max_serving = 64;
     o->max_memory_bytes = 0;
     o->name_cache_bytes = 4u << 20;
+    o->space_cache_bytes = 16u << 20;
     query_limits_default(&o->limits);
     o->clock = clock_real();
     o->workq = NULL;
@@ -44,8 +45,12 @@ int scatter_open_for_cluster(uv_loop_t *loop, storage_t *storage, const cluster_
     o.limits = in->query;
     o.clock = c->clock;
     o.workq = in->workq;
-    o.max_memory_bytes = in->query_memory_bytes;
     o.name_cache_bytes = cfg->scatter_name_cache_bytes;
+    /* the id spaces come out of query-memory-bytes, at most a quarter of it */
+    size_t qmem = in->query_memory_bytes, spaces = cfg->scatter_space_cache_bytes;
+    if (qmem > 0 && spaces > qmem / 4) spaces = qmem / 4;
+    o.space_cache_bytes = spaces;
+    o.max_memory_bytes = qmem - (qmem > 0 ? spaces : 0);
     cluster_ops_t ops;
     cluster_ops_of(c, &ops);
     int rc = scatter_new(loop, storage, &o, &ops, out, em);
@@ -75,7 +80,9 @@ int scatter_new(uv_loop_t *loop, storage_t *storage, const scatter_options_t *o,
     }
     if (s->workq == NULL) s->workq = s->own_workq;
     s->ops = *ops;
-    if (scatter_names_new(o->name_cache_bytes, &s->names) != 0) {
+    if (scatter_names_new(o->name_cache_bytes, &s->names) != 0 ||
+        scatter_spaces_new(o->space_cache_bytes, &s->spaces) != 0) {
+        scatter_names_free(s->names);
         workq_free(s->own_workq);
         free(s);
         return errmsg_set(em, ERR_NOMEM, "out of memory");
@@ -106,12 +113,20 @@ void scatter_free(scatter_t *s)
 {
     if (s != NULL) workq_free(s->own_workq);
     if (s != NULL) scatter_names_free(s->names);
+    if (s != NULL) scatter_spaces_free(s->spaces);
     free(s);
 }
 
 void scatter_stats(const scatter_t *s, scatter_stats_t *out)
 {
     *out = s->stats;
+    scatter_spaces_stats_t sp;
+    scatter_spaces_get_stats(s->spaces, &sp);
+    out->space_answers = sp.spaces_added;
+    out->space_ids = sp.ids_received;
+    out->space_dropped = sp.scopes_dropped;
+    out->space_refused = sp.scopes_refused;
+    out->space_bytes = sp.bytes;
     out->inflight = s->ninflight;
     out->memory_bytes = alloc_budget_used(&s->mem);
 }
@@ -124,6 +139,25 @@ void scatter_stats_register(const scatter_stats_t *st, metrics_registry_t *r)
     static const metrics_u64_def_t gauges[] = {
         {"flamedb_scatter_queries_in_flight", "Queries this node coordinates now.", METRICS_GAUGE,
          offsetof(scatter_stats_t, inflight)},
+        {"flamedb_scatter_space_answers_total",
+         "Shares' answers to renders this node coordinated that came by the ids of their shard "
+         "union (added through the maps of scatter-space-cache-bytes, no merge by symbol).",
+         METRICS_COUNTER, offsetof(scatter_stats_t, space_answers)},
+        {"flamedb_scatter_space_ids_received_total",
+         "Ids of shares' unions whose structure (parent and symbol) came with their answers: "
+         "each once per union and coordinator while scatter-space-cache-bytes keeps it.",
+         METRICS_COUNTER, offsetof(scatter_stats_t, space_ids)},
+        {"flamedb_scatter_space_scopes_dropped_total",
+         "Services whose id space maps were dropped to stay within scatter-space-cache-bytes.",
+         METRICS_COUNTER, offsetof(scatter_stats_t, space_dropped)},
+        {"flamedb_scatter_space_scopes_refused_total",
+         "Renders that gathered their shares' forests because their service's maps alone "
+         "outgrew scatter-space-cache-bytes (for 1000 renders after each such drop).",
+         METRICS_COUNTER, offsetof(scatter_stats_t, space_refused)},
+        {"flamedb_scatter_space_cache_bytes",
+         "Bytes of shares' id spaces this node keeps as a coordinator "
+         "(scatter-space-cache-bytes).",
+         METRICS_GAUGE, offsetof(scatter_stats_t, space_bytes)},
         {"flamedb_scatter_memory_bytes",
          "Partial results held by the queries this node coordinates (answers waiting to be "
          "merged, merged trees, encoded answers) and by the shares it serves for other nodes, "
@@ -203,6 +237,8 @@ static void scatter_q_free(scatter_q_t *q)
     query_gather_free(q->gather);
     scatter_names_release(q->s->names, q->names);
     free(q->known);
+    scatter_sums_free(&q->sums);
+    scatter_spaces_release(q->s->spaces, q->scope);
     query_spec_free(&q->spec);
     query_result_free(&q->ans.result);
     free(q->partial_json);
@@ -351,6 +387,24 @@ static Flamedb__Cluster__QueryKind wire_kind(query_kind_t k)
     return Q_KIND(MERGE);
 }
 
+/* Asks node id for its values by the ids of its union (IdSpace), listing
+ * the spaces of it this query's scope holds; ks and ksp hold them. */
+static void known_spaces(scatter_q_t *q, const char *id, Flamedb__Cluster__QueryRequest *m,
+                         Flamedb__Cluster__KnownSpace *ks, Flamedb__Cluster__KnownSpace **ksp)
+{
+    storage_space_known_t v[SCATTER_SPACES_KNOWN_MAX];
+    size_t n = scatter_scope_known(q->scope, id, v, SCATTER_SPACES_KNOWN_MAX);
+    for (size_t i = 0; i < n; i++) {
+        flamedb__cluster__known_space__init(&ks[i]);
+        ks[i].nonce = v[i].nonce;
+        ks[i].count = v[i].count;
+        ksp[i] = &ks[i];
+    }
+    m->space_version = 1;
+    m->n_known_spaces = n;
+    m->known_spaces = ksp;
+}
+
 static int send_ask(scatter_q_t *q, const ask_t *a)
 {
     size_t n = a->ranges.n;
@@ -390,11 +444,14 @@ static int send_ask(scatter_q_t *q, const ask_t *a)
         m.n_known_symbols = q->nknown;
         m.known_symbols = q->known;
     }
+    const char *id = ring_node_name(q->view->ring, a->node);
+    Flamedb__Cluster__KnownSpace ks[SCATTER_SPACES_KNOWN_MAX], *ksp[SCATTER_SPACES_KNOWN_MAX];
+    if (m.forests && q->scope != NULL) /* its values by id, past what this query holds */
+        known_spaces(q, id, &m, ks, ksp);
     if (sp->kind == QUERY_KIND_PROFILES) m.limit = (uint32_t)sp->top_limit;
     m.share_counts = sp->kind == QUERY_KIND_LABEL_SHARES; /* its gather reads counted entries */
     m.share_pushes = m.share_counts;                      /* and unites split pushes */
     m.ring_version = q->view->version;
-    const char *id = ring_node_name(q->view->ring, a->node);
     if (rc == 0) rc = q->s->ops.send(q->s->ops.ctx, id, MSG(QUERY), q->deadline_unix_ms, &m.base);
     free(r);
     free(rp);
@@ -706,6 +763,10 @@ static int setup(scatter_q_t *q, const query_params_t *p, int64_t now_ms, errmsg
     if (rc == 0 && q->spec.kind == QUERY_KIND_RENDER && query_spec_forests(&q->spec))
         rc = scatter_names_acquire(s->names, q->tenant, &q->names, &q->known, &q->nknown);
     if (rc == 0 && q->names != NULL) query_gather_names_via(q->gather, held_names, q);
+    if (rc == 0 && q->spec.kind == QUERY_KIND_RENDER && query_spec_forests(&q->spec)) {
+        const char *svc = query_spec_service(&q->spec);
+        rc = scatter_spaces_acquire(s->spaces, q->tenant, svc ? svc : "", &q->scope);
+    }
     /* the ids take at most a quarter of a request: the others' names are sent */
     size_t most = s->o.max_message_bytes / 4 / sizeof *q->known;
     if (q->nknown > most) q->nknown = most;

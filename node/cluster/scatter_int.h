@@ -41,6 +41,7 @@
 #include "common/workq.h"
 #include "node/cluster/cluster_int.h"
 #include "node/cluster/scatter_names.h"
+#include "node/cluster/scatter_spaces.h"
 #include "query/query.h"
 #include "ring/ring.h"
 #include "storage/storage.h"
@@ -59,6 +60,9 @@ typedef struct scatter_options {
      * that later renders ask their shares not to send them again
      * (scatter_names.h). 0: none kept, every name sent every time. */
     size_t name_cache_bytes;
+    /* Shares' id spaces the coordinator maps, so that their answers add by
+     * id (scatter_spaces.h). 0: none; every share sends its forests. */
+    size_t space_cache_bytes;
     query_limits_t limits;
     clock_source_t clock; /* deadlines (wall clock, as carried in messages) */
     workq_t *workq;       /* the node's pool lanes (borrowed); NULL: a private one */
@@ -143,8 +147,14 @@ typedef struct scatter_stats {
 #define SCATTER_FIELD(name, metric, help) uint64_t name;
     SCATTER_COUNTERS(SCATTER_FIELD)
 #undef SCATTER_FIELD
-    uint64_t inflight;     /* gauge: queries coordinated now */
-    uint64_t memory_bytes; /* gauge: partial results they hold (query-memory-bytes) */
+    /* the coordinator's id spaces (scatter_spaces.h) */
+    uint64_t space_answers; /* answers added by id */
+    uint64_t space_ids;     /* ids whose structure came with them */
+    uint64_t space_dropped; /* scopes dropped to stay within scatter-space-cache-bytes */
+    uint64_t space_refused; /* renders that gathered forests: their scope outgrew it alone */
+    uint64_t space_bytes;   /* gauge: bytes held */
+    uint64_t inflight;      /* gauge: queries coordinated now */
+    uint64_t memory_bytes;  /* gauge: partial results they hold (query-memory-bytes) */
 } scatter_stats_t;
 void scatter_stats(const scatter_t *s, scatter_stats_t *out);
 /* Registers st's counters on r; st is borrowed until r is rendered. */
@@ -203,7 +213,8 @@ struct scatter {
      * of mem_charged, loop thread) and by shares served for other nodes
      * (charged from the pool by their jobs) */
     alloc_budget_t mem;
-    scatter_names_t *names; /* o.name_cache_bytes; NULL when 0 */
+    scatter_names_t *names;   /* o.name_cache_bytes; NULL when 0 */
+    scatter_spaces_t *spaces; /* o.space_cache_bytes; NULL when 0 */
     uint64_t next_id;
     int closing;
     scatter_stats_t stats;
@@ -248,6 +259,11 @@ struct scatter_q {
     scatter_names_gen_t *names;
     uint64_t *known;
     size_t nknown;
+    /* render with forests over several asks: the id spaces of its scope,
+     * held until the query is freed, and the values its shares answered by
+     * id, summed over the scope's nodes (a pool job at a time) */
+    scatter_scope_t *scope;
+    scatter_sums_t sums;
     cluster_answer_fn done;
     void *arg;
     int answered;

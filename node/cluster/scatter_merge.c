@@ -120,10 +120,44 @@ static int describe_partial_spans(scatter_q_t *q)
     return 0;
 }
 
+/* Pool: the forest of the values the shares answered by id, into the
+ * gather beside any forests they sent (none when nobody answered by id). */
+static int add_sums_forest(scatter_q_t *q, errmsg_t *em)
+{
+    if (!q->sums.added) return 0;
+    storage_merged_tab_t t;
+    memset(&t, 0, sizeof t);
+    int rc = scatter_scope_forest(q->scope, &q->sums, &t, em);
+    return rc != 0 ? rc : query_gather_add_tab(q->gather, &t, em);
+}
+
+/* Pool: adds a partial of this node to the gather; its union's forest with
+ * an id space goes into the query's sums by id (it holds part of the
+ * answer then, whatever follows). */
+static int add_local(scatter_q_t *q, item_t *it)
+{
+    query_partial_t *p = &it->local;
+    if (q->scope != NULL && p->ntabs == 1 && p->tabs[0].space_nonce != 0 && p->tabs[0].nonneg) {
+        int rc = scatter_scope_add_tab(q->scope, q->view->self_id, &p->tabs[0], &q->sums, &it->em);
+        if (rc != 0) return rc;
+        it->fatal = 1;
+        storage_merged_tabs_free(p->tabs, p->ntabs);
+        p->tabs = NULL;
+        p->ntabs = 0;
+    }
+    it->fatal = 1; /* the gather may hold part of it */
+    return query_gather_add(q->gather, p, &it->em);
+}
+
 /* Pool: truncates and encodes the answer into q->ans. */
 static void finish_answer(scatter_q_t *q)
 {
-    int rc = describe_partial_spans(q);
+    int rc = add_sums_forest(q, &q->ans.em);
+    if (rc != 0) {
+        q->ans.rc = rc;
+        return;
+    }
+    rc = describe_partial_spans(q);
     if (rc != 0) {
         q->ans.rc = errmsg_set(&q->ans.em, rc, "building the answer: %s", err_message(rc));
         return;
@@ -194,7 +228,15 @@ static void local_work(workq_job_t *w)
     a.stop = &stop;
     if (j->finish) a.final_max_nodes = query_spec_final_max_nodes(&q->spec); /* the only ask */
     a.forests = query_spec_forests(&q->spec); /* else its tokens' forests, not a tree */
-    a.names_later = 1;   /* the gather loads the names of the forests' nodes it keeps */
+    a.names_later = 1; /* the gather loads the names of the forests' nodes it keeps */
+    /* beside other shares: its union by id, as they answer (add_local) */
+    storage_space_known_t known[SCATTER_SPACES_KNOWN_MAX];
+    if (a.forests && !j->finish && q->scope != NULL) {
+        a.space = 1;
+        a.known_spaces = known;
+        a.nknown_spaces =
+            scatter_scope_known(q->scope, q->view->self_id, known, SCATTER_SPACES_KNOWN_MAX);
+    }
     alloc_charge_t work; /* the merge's working memory, on query-memory-bytes while it runs */
     alloc_charge_init(&work, &q->s->mem);
     alloc_charge_beside(&work, q->held_beside);
@@ -206,8 +248,7 @@ static void local_work(workq_job_t *w)
      * gather and the answer stay on the budget while this job holds them */
     if (it->rc == 0) it->rc = local_hold(q, &work, it->bytes, "result", &it->em);
     if (it->rc == 0 && j->merge) {
-        it->rc = query_gather_add(q->gather, &it->local, &it->em);
-        it->fatal = 1; /* the gather may hold part of it */
+        it->rc = add_local(q, it);
         j->merged = 1;
         j->gather_bytes = query_gather_bytes(q->gather);
         size_t held = j->gather_bytes + query_partial_bytes(&it->local);
@@ -470,12 +511,33 @@ static const Flamedb__Cluster__PartialResult *checked_answer(scatter_q_t *q, ite
     return it->rc == 0 ? pr : NULL;
 }
 
+/* A share's values by the ids of its union (PartialResult.space) into the
+ * query's sums: all or nothing; once added, the sums hold part of it. */
+static int add_space(scatter_q_t *q, const Flamedb__Cluster__PartialResult *pr, item_t *it)
+{
+    const Flamedb__Cluster__IdSpace *sp = pr->space;
+    if (sp == NULL) return 0;
+    const char *node = it->msg.env->sender_id;
+    if (q->scope == NULL)
+        return errmsg_set(&it->em, ERR_CORRUPT, "node %s answered by id unasked", node);
+    errmsg_t em = {{0}};
+    int rc = scatter_scope_add(q->scope, node, sp->nonce, sp->first, sp->count, sp->structure.data,
+                               sp->structure.len, sp->values.data, sp->values.len, &q->sums, &em);
+    it->fatal = rc == 0;
+    if (rc != 0) /* a corrupt answer: the node's ranges move to another replica */
+        errmsg_set(&it->em, rc, "node %s: %.400s", node, em.text);
+    return rc;
+}
+
 static void merge_remote(scatter_q_t *q, item_t *it, const ring_ranges_t *asked)
 {
     const Flamedb__Cluster__PartialResult *pr = checked_answer(q, it, asked);
     if (pr == NULL) return;
     if (q->spec.kind == QUERY_KIND_RENDER) {
-        it->rc = merge_render(q->gather, pr, it);
+        it->rc = add_space(q, pr, it);
+        int held = it->fatal; /* the sums hold part of it: never asked again */
+        if (it->rc == 0) it->rc = merge_render(q->gather, pr, it);
+        it->fatal |= held;
         if (it->rc == 0 && query_spec_forests(&q->spec)) it->rc = keep_names(q, pr);
     } else if (q->spec.kind == QUERY_KIND_PROFILE) {
         it->rc = merge_render(q->gather, pr, it);
@@ -516,8 +578,7 @@ static void merge_work(workq_job_t *w)
         if (it->remote) {
             merge_remote(j->q, it, &j->asked[k]);
         } else {
-            it->rc = query_gather_add(j->q->gather, &it->local, &it->em);
-            it->fatal = 1;
+            it->rc = add_local(j->q, it);
         }
         ok &= it->rc == 0;
     }

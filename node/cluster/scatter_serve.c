@@ -60,6 +60,12 @@ typedef struct serve_job {
     int forest_version;  /* theirs: the newest the coordinator reads */
     uint64_t *known;     /* symbols whose names the coordinator holds: not sent */
     size_t nknown;
+    /* asked with space_version: the id spaces the coordinator holds of this
+     * node, and the answer by id (PartialResult.space): its structure in
+     * forests, its values here */
+    storage_space_known_t kspaces[SCATTER_SPACES_KNOWN_MAX];
+    Flamedb__Cluster__IdSpace space;
+    buf_t spvalues;
     ProtobufCBinaryData *fdata; /* each, pointing into forests */
     /* encodings 4 and 5 to a cluster that takes frames (ops.send_frame): the
      * forests sized first, then written in their place in the envelope
@@ -108,6 +114,7 @@ static void job_free(serve_job_t *j)
     query_partial_free(&j->part);
     buf_free(&j->tree);
     buf_free(&j->forests);
+    buf_free(&j->spvalues);
     sized_free(j);
     buf_free(&j->frame);
     free(j->fdata);
@@ -243,6 +250,56 @@ static int add_forests(serve_job_t *j)
 
 static int forests_hold(void *ctx, size_t held);
 
+/* The symbols of t's forest nodes below the root (with repeats), whose
+ * names the share sends unless its coordinator holds them. */
+static int space_symbols(const storage_merged_tab_t *t, uint64_t **ids, size_t *n)
+{
+    *ids = malloc((t->nodes ? t->nodes : 1) * sizeof **ids);
+    if (*ids == NULL) return ERR_NOMEM;
+    size_t k = 0;
+    for (size_t id = 1; id < t->n && k < t->nodes; id++)
+        if (t->total[id] != 0) (*ids)[k++] = t->sym[id];
+    *n = k;
+    return 0;
+}
+
+/* The union's forest by id (PartialResult.space): the structure of the ids
+ * its coordinator lacks into j->forests, the values into j->spvalues, and
+ * the names of its nodes' symbols. */
+static int add_space(serve_job_t *j)
+{
+    const storage_merged_tab_t *t = &j->part.tabs[0];
+    size_t lacked = t->n - t->space_base;
+    int rc = buf_reserve(&j->forests, 16 + 12 * lacked);
+    if (rc == 0) rc = buf_reserve(&j->spvalues, 16 + 6 * t->nodes);
+    if (rc == 0) rc = scatter_space_encode(t, &j->forests, &j->spvalues);
+    uint64_t *ids = NULL;
+    size_t nids = 0;
+    if (rc == 0 && j->part.names_later) rc = space_symbols(t, &ids, &nids);
+    if (rc == 0 && j->part.names_later) {
+        rc = query_load_symbol_ids(j->s->storage, j->tenant, ids, nids, j->known, j->nknown,
+                                   j->part.syms);
+        j->part.names_later = rc != 0;
+    }
+    free(ids);
+    if (rc != 0) return rc;
+    flamedb__cluster__id_space__init(&j->space);
+    j->space.nonce = t->space_nonce;
+    j->space.first = t->space_base;
+    j->space.count = t->n;
+    j->space.structure = (ProtobufCBinaryData){j->forests.len, j->forests.data};
+    j->space.values = (ProtobufCBinaryData){j->spvalues.len, j->spvalues.data};
+    j->msg.space = &j->space;
+    return 0;
+}
+
+/* 1 when the share answers by id: asked so, and its one forest has a space. */
+static int answers_space(const serve_job_t *j)
+{
+    return j->args.space && j->part.ntabs == 1 && j->part.tabs[0].space_nonce != 0 &&
+           j->part.tabs[0].nonneg;
+}
+
 /* 1 when the forests go in their place in the envelope (sized, then
  * written by write_frame): the cluster takes frames, the coordinator reads
  * encoding 4 or 5, and every forest carries symbol numbers. */
@@ -348,7 +405,9 @@ static int add_functions(serve_job_t *j)
 static int build_render(serve_job_t *j)
 {
     int rc = calltree_encode(j->part.tree, &j->tree);
-    if (rc == 0 && frames_forests(j))
+    if (rc == 0 && answers_space(j))
+        rc = add_space(j);
+    else if (rc == 0 && frames_forests(j))
         rc = size_forests(j);
     else if (rc == 0 && j->part.ntabs > 0)
         rc = add_forests(j);
@@ -405,8 +464,10 @@ static int build_answer(serve_job_t *j, size_t max_bytes)
 {
     buf_init(&j->tree, max_bytes);
     buf_init(&j->forests, max_bytes);
+    buf_init(&j->spvalues, max_bytes);
     buf_init(&j->frame, max_bytes);
     buf_charge(&j->forests, forests_hold, j);
+    buf_charge(&j->spvalues, forests_hold, j);
     int rc;
     if (j->args.kind == QUERY_KIND_PROFILE) /* a tree and its description */
         rc = (rc = build_render(j)) != 0 ? rc : build_labels(j);
@@ -415,11 +476,13 @@ static int build_answer(serve_job_t *j, size_t max_bytes)
     if (rc == 0 && j->nsized > 0) rc = write_frame(j, max_bytes);
     sized_free(j);                       /* written, or not to be */
     buf_charge(&j->forests, NULL, NULL); /* charged whole with the answer from here */
+    buf_charge(&j->spvalues, NULL, NULL);
     alloc_charge_sub(&j->mem, j->forests_held);
     j->forests_held = 0;
     if (rc != 0 && j->mem_refused) return rc; /* em says why */
     if (rc == ERR_TOO_LARGE && j->body_bytes > 0) return too_large(j, j->body_bytes, max_bytes);
-    if (rc == ERR_TOO_LARGE) return too_large(j, j->tree.len + j->forests.len, max_bytes);
+    if (rc == ERR_TOO_LARGE)
+        return too_large(j, j->tree.len + j->forests.len + j->spvalues.len, max_bytes);
     if (rc != 0) return errmsg_set(&j->em, rc, "building the partial answer: %s", err_message(rc));
     if (j->frame.len > 0) return 0; /* its size checked by write_frame */
     size_t size = flamedb__cluster__partial_result__get_packed_size(&j->msg);
@@ -431,6 +494,7 @@ static void answer_clear(serve_job_t *j)
 {
     buf_free(&j->tree);
     buf_free(&j->forests);
+    buf_free(&j->spvalues);
     buf_free(&j->frame);
     sized_free(j);
     j->body_bytes = 0;
@@ -455,6 +519,7 @@ static void answer_clear(serve_job_t *j)
     m->n_function_syms = m->n_function_selves = m->n_function_totals = 0;
     m->functions_total = 0;
     m->forests = m->values = NULL;
+    m->space = NULL;
     m->symbols = NULL;
     m->totals = NULL;
     j->em.text[0] = 0;
@@ -510,13 +575,13 @@ static void serve_work(workq_job_t *w)
     if (j->rc == 0) j->rc = charge(j, query_partial_bytes(&j->part), "result");
     if (j->rc == 0) j->rc = build_answer_fits(j, j->s->o.max_message_bytes);
     if (j->rc == 0)
-        j->rc = charge(
-            j,
-            j->tree.len +
-                (j->frame.len > 0
-                     ? j->frame.len
-                     : j->forests.len + flamedb__cluster__partial_result__get_packed_size(&j->msg)),
-            "encoded answer");
+        j->rc = charge(j,
+                       j->tree.len +
+                           (j->frame.len > 0
+                                ? j->frame.len
+                                : j->forests.len + j->spvalues.len +
+                                      flamedb__cluster__partial_result__get_packed_size(&j->msg)),
+                       "encoded answer");
 }
 
 /* ---------- answering (loop) ---------- */
@@ -642,6 +707,16 @@ static int job_from(serve_job_t *j, const cluster_msg_t *msg)
         if (j->known == NULL) return ERR_NOMEM;
         memcpy(j->known, q->known_symbols, q->n_known_symbols * sizeof *j->known);
         j->nknown = q->n_known_symbols;
+    }
+    if (j->args.forests && q->space_version >= 1) { /* answered by id when it can */
+        size_t n = q->n_known_spaces < SCATTER_SPACES_KNOWN_MAX ? q->n_known_spaces
+                                                                : SCATTER_SPACES_KNOWN_MAX;
+        for (size_t i = 0; i < n; i++)
+            j->kspaces[i] =
+                (storage_space_known_t){q->known_spaces[i]->nonce, q->known_spaces[i]->count};
+        j->args.space = 1;
+        j->args.known_spaces = j->kspaces;
+        j->args.nknown_spaces = n;
     }
     j->selector = strdup(q->selector);
     j->label = strdup(q->label_name);

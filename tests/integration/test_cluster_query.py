@@ -15,6 +15,9 @@ exact answers, or partial ones that say what is missing):
   coordinator (the local share merges itself, one job takes every answer);
 - one node stopped with SIGSTOP (slow, not yet seen down): the query still
   finishes by the query timeout, re-planned (exact) or flagged partial;
+- 3 nodes RF 1: shares answer renders by the ids of their shard unions;
+  the coordinator's maps take the structure once, its tail as paths are
+  added, afresh from a restarted node; answers the same bytes as one node;
 - with FLAMEDB_OLD_BIN, a node of an older binary beside two new ones: the
   same answers whichever node coordinates (forest encodings negotiated).
 
@@ -241,6 +244,75 @@ def test_service_shard_override_rf1():
                                                          want)
         assert len(bodies) == 1
         print("    search over 16 shards, RF 1: exact and identical from every node")
+
+
+def id_space_renders(node, frm, until):
+    """The truncated renders a coordinator gathers by id: label -> body."""
+    out = {}
+    for label, query, extra in (("all", CPU + "{}", {}),
+                                ("search", CPU + '{service_name="search"}', {}),
+                                ("all cut", CPU + "{}", {"maxNodes": "5"}),
+                                ("search folded cut", CPU + '{service_name="search"}',
+                                 {"fmt": "folded", "maxNodes": "6"})):
+        r = node.render(query, frm, until, **extra)
+        assert r.status == 200 and header(r, "X-Flamedb-Partial") is None, (label, r)
+        out[label] = r.body
+    return out
+
+
+def new_paths(n, t0):
+    """Profiles whose call paths no dataset() profile has (frames of their own)."""
+    out = []
+    for i in range(n):
+        svc = SERVICES[i % len(SERVICES)]
+        name = "%s.cpu{env=prod,pod=%s-new}" % (svc, svc)
+        v = 1 + RNG.randrange(30)
+        body = "main;serve;cache.get%d;cache.fill%d %d\n" % (i, i % 3, v)
+        out.append((name, t0 + 100 + i, body.encode(), v))
+    return out
+
+
+def test_renders_gathered_by_id():
+    """3 nodes RF 1, so every render scatters: its shares answer the values
+    of their shard unions by id (PartialResult.space), and the coordinator
+    adds them through its maps of their ids. The first render of a scope
+    brings the unions' structure, a second one none; call paths pushed
+    between renders come as the structure's tail; a restarted node's union
+    is a new one (a new nonce) and brings its structure again. Every answer
+    is the same bytes as a single node's holding the same profiles."""
+    t0 = int(time.time()) - 1800
+    frm, until = str(t0 - 600), str(t0 + 1200)
+    first, more = dataset(48, t0), new_paths(12, t0)
+    with harness.Node(name="single") as single:
+        push_all([single], first)
+        want1 = id_space_renders(single, frm, until)
+        push_all([single], more)
+        want2 = id_space_renders(single, frm, until)
+    ids = "flamedb_scatter_space_ids_received_total"
+    answered = "flamedb_scatter_space_answers_total"
+    with Cluster(3, rf=1, args=ARGS) as c:
+        push_settled(c, first)
+        co = c.nodes[0]
+        assert id_space_renders(co, frm, until) == want1
+        got_ids, got_answers = co.metrics(ids, answered)
+        assert got_ids > 0 and got_answers > 0, (got_ids, got_answers)
+        assert id_space_renders(co, frm, until) == want1
+        again_ids, again_answers = co.metrics(ids, answered)
+        assert again_ids == got_ids and again_answers > got_answers, (again_ids, got_ids)
+        print("    first renders: %d ids' structure, %d answers by id; again: none sent"
+              % (got_ids, got_answers))
+        push_settled(c, more)
+        assert id_space_renders(co, frm, until) == want2
+        grown = co.metric(ids)
+        assert grown > again_ids, (grown, again_ids)
+        c.restart(1)
+        c.wait_converged(timeout=30)
+        c.wait_unlisted([0, 1, 2])  # n1's own restart mark lifted: it serves reads again
+        assert id_space_renders(co, frm, until) == want2
+        restarted = co.metric(ids)
+        assert restarted > grown, (restarted, grown)
+        print("    new paths: %d ids more; n1 restarted: %d more; answers exact"
+              % (grown - again_ids, restarted - grown))
 
 
 def test_forest_render_two_pool_jobs():

@@ -96,6 +96,11 @@ static size_t names_sent;
 static int old_share_counts;
 /* Answers sent as frames written on the pool (t_send_frame). */
 static size_t frames_sent;
+/* A coordinator from before QueryRequest.space_version (or old_coordinator
+ * set): the fields are dropped on delivery. spaces_seen counts answers by
+ * id (PartialResult.space), space_ids the ids whose structure came. */
+static int old_spaces;
+static size_t spaces_seen, space_ids;
 
 static void deliver(uv_timer_t *t)
 {
@@ -119,6 +124,10 @@ static void deliver(uv_timer_t *t)
                 if (old_coordinator == 3 || (old_coordinator == 4 && d->to == 1))
                     q->forest_version = 4;
                 if (old_names) q->n_known_symbols = 0;
+                if (old_spaces || old_coordinator) {
+                    q->space_version = 0;
+                    q->n_known_spaces = 0;
+                }
                 if (old_share_counts) q->share_counts = 0;
                 scatter_on_query(n->sc, &msg);
             }
@@ -137,6 +146,9 @@ static void count_partial(const Flamedb__Cluster__PartialResult *pr)
         if (pr->forests[i].len > 0 && pr->forests[i].data[0] < 6)
             forests_seen[pr->forests[i].data[0]]++;
     names_sent += pr->n_symbols;
+    spaces_seen += pr->space != NULL;
+    if (pr->space != NULL && pr->space->count > pr->space->first)
+        space_ids += pr->space->count - pr->space->first;
 }
 
 /* The envelope's bytes delivered to node `to` after its delay. */
@@ -215,8 +227,9 @@ static void t_release(const cluster_view_t *v)
     (void)v;
 }
 
-static size_t mem_budget;         /* scatter_options_t.max_memory_bytes of the next scatters */
-static long long name_cache = -1; /* name_cache_bytes of the next scatters; -1: the default */
+static size_t mem_budget;          /* scatter_options_t.max_memory_bytes of the next scatters */
+static long long name_cache = -1;  /* name_cache_bytes of the next scatters; -1: the default */
+static long long space_cache = -1; /* space_cache_bytes of the next scatters; -1: the default */
 
 static void make_scatters(uint64_t timeout_ms, size_t max_message_bytes)
 {
@@ -227,6 +240,7 @@ static void make_scatters(uint64_t timeout_ms, size_t max_message_bytes)
         o.max_message_bytes = max_message_bytes;
         o.max_memory_bytes = mem_budget;
         if (name_cache >= 0) o.name_cache_bytes = (size_t)name_cache;
+        if (space_cache >= 0) o.space_cache_bytes = (size_t)space_cache;
         for (int r = 0; r < STORAGE_RESOLUTION_COUNT; r++)
             o.limits.retention_seconds[r] = 0;
         cluster_ops_t ops = {t_acquire, t_retain, t_release, t_send, NULL, &nodes[i]};
@@ -784,9 +798,12 @@ static void test_forests_too_large(void)
  * coordinator reads them where they lie), 4 when it says 4, 3 when it says
  * 3, version 2 (what older coordinators read) when it has no
  * forest_version; a coordinator reads encodings 4 and 5 of its shares
- * side by side; the answer is the same bytes every way. */
+ * side by side; the answer is the same bytes every way. The coordinators
+ * keep no id spaces (scatter-space-cache-bytes 0), so shares answer
+ * forests. */
 static void test_forest_versions(void)
 {
+    space_cache = 0;
     query_params_t p = {.query = CPU "{}", .from = "now-2h", .format = "folded", .max_nodes = "40"};
     query_result_t ref;
     query_result_init(&ref);
@@ -813,6 +830,64 @@ static void test_forest_versions(void)
         CHECK_EQ_INT(other, 0);
     }
     old_coordinator = 0;
+    space_cache = -1;
+    query_result_free(&ref);
+}
+
+/* Renders p from node 0 `times` times, each answer the reference. */
+static void renders_alike(const query_params_t *p, const query_result_t *ref, int times)
+{
+    for (int k = 0; k < times; k++) {
+        outcome_t o;
+        ask(0, QUERY_KIND_RENDER, p, &o);
+        CHECK(same(&o, ref));
+        buf_free(&o.body);
+    }
+}
+
+/* A truncated render's shares answer by the ids of their unions: the
+ * first render brings the unions' structure, the next ones none, the same
+ * bytes as one node. A coordinator from before space_version gets forests,
+ * as does one that keeps no spaces; a cache too small for a scope drops it
+ * after each render and gets the structure every time. */
+static void test_id_spaces(void)
+{
+    query_params_t p = {.query = CPU "{}", .from = "now-2h", .format = "folded", .max_nodes = "40"};
+    query_result_t ref;
+    query_result_init(&ref);
+    CHECK_EQ_INT(reference(QUERY_KIND_RENDER, &p, &ref), 0);
+    make_scatters(30000, 64u << 20);
+    spaces_seen = space_ids = 0;
+    memset(forests_seen, 0, sizeof forests_seen);
+    renders_alike(&p, &ref, 1);
+    size_t first = space_ids;
+    CHECK(spaces_seen > 0 && first > 0);
+    CHECK_EQ_INT(forests_seen[QUERY_FOREST_V5], 0);
+    space_ids = 0;
+    renders_alike(&p, &ref, 2);
+    CHECK_EQ_INT(space_ids, 0);
+    free_scatters();
+    for (int way = 0; way < 2; way++) { /* an older coordinator; no cache */
+        old_spaces = way == 0;
+        space_cache = way == 1 ? 0 : -1;
+        make_scatters(30000, 64u << 20);
+        spaces_seen = 0;
+        memset(forests_seen, 0, sizeof forests_seen);
+        renders_alike(&p, &ref, 2);
+        CHECK_EQ_INT(spaces_seen, 0);
+        CHECK(forests_seen[QUERY_FOREST_V5] > 0);
+        free_scatters();
+    }
+    old_spaces = 0;
+    space_cache = 64; /* no scope fits: dropped, then forests */
+    make_scatters(30000, 64u << 20);
+    space_ids = 0;
+    memset(forests_seen, 0, sizeof forests_seen);
+    renders_alike(&p, &ref, 3);
+    CHECK_EQ_INT(space_ids, first);
+    CHECK(forests_seen[QUERY_FOREST_V5] > 0);
+    free_scatters();
+    space_cache = -1;
     query_result_free(&ref);
 }
 
@@ -1121,6 +1196,7 @@ int main(int argc, char **argv)
     test_refusal_stops_the_other_shares();
     test_forests_too_large();
     test_forest_versions();
+    test_id_spaces();
     test_name_cache();
     test_cancel();
     test_cancel_before_query();

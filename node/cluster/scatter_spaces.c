@@ -1,0 +1,757 @@
+/* scatter_spaces.c — a coordinator's maps of its shares' id spaces
+ * (scatter_spaces.h).
+ *
+ * A scope's tree is union.c's layout: node 0 the root, every other node a
+ * (parent node, symbol) pair made on first sight, found through an
+ * open-addressing index of (parent, symbol) -> node whose slot 0 means
+ * empty (the root is nobody's child). Per peer, per nonce, a map turns the
+ * peer's ids [0, held) into the tree's nodes. An answer is checked whole
+ * (its encodings, then its repeated ids against the map) before anything
+ * of it changes the tree, the map or the render's sums; only ERR_NOMEM (or
+ * ERR_LIMIT, a tree of 2^32 nodes) can stop it later, and then the ids
+ * mapped so far stay mapped (a consistent prefix) while the sums stay
+ * untouched.
+ *
+ * Locks: the cache's mutex guards the scope list (LRU), each scope's refs
+ * and counted bytes, the total and the stats; a scope's mutex guards its
+ * tree, maps and peers, and the sums being added into. The two are never
+ * held together: an add counts its scope's growth in the cache after it
+ * has let go of the scope (bytes only grow while a scope lives, so the
+ * cache keeps the largest count it was told).
+ */
+#include "node/cluster/scatter_spaces.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/grow.h"
+#include "common/hash.h"
+#include "common/list.h"
+#include "common/varint.h"
+
+#define TREE_MIN_CAP 64
+#define SLOTS_MIN 128
+#define SYM_BYTES 8
+/* node numbers are uint32_t and STORAGE_NO_KID is UINT32_MAX */
+#define NODES_MAX ((size_t)UINT32_MAX - 1)
+
+/* One (peer, nonce): the peer's ids [0, held) as the scope's nodes. */
+typedef struct space {
+    uint64_t nonce;
+    uint64_t used; /* the scope's clock at its last add: larger is more recent */
+    uint32_t *map;
+    size_t held, cap;
+} space_t;
+
+typedef struct peer {
+    char *name;
+    space_t *spaces;
+    size_t n, cap;
+} peer_t;
+
+struct scatter_scope {
+    list_node_t lru; /* the cache's, most recently acquired first */
+    scatter_spaces_t *cache;
+    char *key;                  /* tenant, a NUL, service, a NUL */
+    size_t key_len;             /* both strings and their NULs */
+    int refs;                   /* under the cache's mutex */
+    size_t counted;             /* bytes counted in the cache's total; under its mutex */
+    struct scatter_scope *next; /* in a list of scopes to free (unlinked) */
+    pthread_mutex_t mu;
+    /* under mu: the tree, its index, the peers */
+    uint32_t *parent;
+    uint64_t *sym;
+    size_t count, cap;
+    uint32_t *slot;
+    size_t nslot; /* 0, or a power of two at least twice count */
+    peer_t *peers;
+    size_t npeers, peers_cap;
+    uint64_t clock;
+};
+
+/* A scope that outgrew the bound alone would send its shares' whole
+ * structure at every render: its next SCOPE_REFUSED_RENDERS renders gather
+ * forests instead (acquire gives no scope), then it is tried again. The
+ * last SCOPE_REFUSED_KEPT such scopes are remembered, by their key's hash. */
+#define SCOPE_REFUSED_KEPT 32
+#define SCOPE_REFUSED_RENDERS 1000
+
+typedef struct refused {
+    uint64_t key;  /* hash_bytes64 of the scope's key; 0: a free slot */
+    uint32_t left; /* renders still refused */
+} refused_t;
+
+struct scatter_spaces {
+    pthread_mutex_t mu;
+    size_t max_bytes;
+    list_t lru;                   /* scopes, most recently acquired first */
+    scatter_spaces_stats_t stats; /* stats.bytes: the scopes' counted bytes */
+    refused_t refused[SCOPE_REFUSED_KEPT];
+    size_t refused_next; /* the slot the next refusal takes (the oldest) */
+};
+
+/* An answer being added: its structure and values either encoded (tab
+ * NULL) or a local forest's arrays, read through the same cursors. */
+typedef struct answer {
+    const char *peer;
+    uint64_t nonce, base, count;
+    const uint8_t *s, *s_end, *v, *v_end; /* encoded */
+    const storage_merged_tab_t *tab;      /* or a forest's */
+} answer_t;
+
+typedef struct vcursor {
+    const uint8_t *p;
+    uint64_t next; /* the least id the next value may have */
+} vcursor_t;
+
+/* ---- the scope: its bytes, making and freeing ---- */
+
+static size_t scope_bytes(const scatter_scope_t *sc)
+{
+    size_t b = sizeof *sc + sc->key_len + sc->cap * (sizeof *sc->parent + sizeof *sc->sym) +
+               sc->nslot * sizeof *sc->slot + sc->peers_cap * sizeof *sc->peers;
+    for (size_t i = 0; i < sc->npeers; i++) {
+        const peer_t *p = &sc->peers[i];
+        b += strlen(p->name) + 1 + p->cap * sizeof *p->spaces;
+        for (size_t k = 0; k < p->n; k++)
+            b += p->spaces[k].cap * sizeof *p->spaces[k].map;
+    }
+    return b;
+}
+
+static void scope_free(scatter_scope_t *sc)
+{
+    for (size_t i = 0; i < sc->npeers; i++) {
+        for (size_t k = 0; k < sc->peers[i].n; k++)
+            free(sc->peers[i].spaces[k].map);
+        free(sc->peers[i].spaces);
+        free(sc->peers[i].name);
+    }
+    free(sc->peers);
+    free(sc->parent);
+    free(sc->sym);
+    free(sc->slot);
+    free(sc->key);
+    pthread_mutex_destroy(&sc->mu);
+    free(sc);
+}
+
+/* A scope of the root alone. NULL: out of memory. */
+static scatter_scope_t *scope_new(scatter_spaces_t *c, const char *tenant, const char *service)
+{
+    scatter_scope_t *sc = calloc(1, sizeof *sc);
+    if (sc == NULL) return NULL;
+    if (pthread_mutex_init(&sc->mu, NULL) != 0) {
+        free(sc);
+        return NULL;
+    }
+    size_t t = strlen(tenant) + 1, s = strlen(service) + 1;
+    sc->cache = c;
+    sc->key_len = t + s;
+    sc->key = malloc(t + s);
+    sc->parent = malloc(TREE_MIN_CAP * sizeof *sc->parent);
+    sc->sym = malloc(TREE_MIN_CAP * sizeof *sc->sym);
+    if (sc->key == NULL || sc->parent == NULL || sc->sym == NULL) {
+        scope_free(sc);
+        return NULL;
+    }
+    memcpy(sc->key, tenant, t);
+    memcpy(sc->key + t, service, s);
+    sc->cap = TREE_MIN_CAP;
+    sc->count = 1;
+    sc->parent[0] = 0; /* never read: the root has no parent */
+    sc->sym[0] = SYM_ROOT;
+    return sc;
+}
+
+static int scope_is(const scatter_scope_t *sc, const char *tenant, const char *service)
+{
+    return strcmp(sc->key, tenant) == 0 && strcmp(sc->key + strlen(tenant) + 1, service) == 0;
+}
+
+/* ---- the cache ---- */
+
+int scatter_spaces_new(size_t max_bytes, scatter_spaces_t **out)
+{
+    *out = NULL;
+    if (max_bytes == 0) return 0;
+    scatter_spaces_t *c = calloc(1, sizeof *c);
+    if (c == NULL) return ERR_NOMEM;
+    if (pthread_mutex_init(&c->mu, NULL) != 0) {
+        free(c);
+        return ERR_NOMEM;
+    }
+    c->max_bytes = max_bytes;
+    list_init(&c->lru);
+    *out = c;
+    return 0;
+}
+
+void scatter_spaces_free(scatter_spaces_t *c)
+{
+    if (c == NULL) return;
+    while (!list_empty(&c->lru)) {
+        scatter_scope_t *sc = LIST_ENTRY(list_first(&c->lru), scatter_scope_t, lru);
+        list_remove(&sc->lru);
+        scope_free(sc);
+    }
+    pthread_mutex_destroy(&c->mu);
+    free(c);
+}
+
+static scatter_scope_t *scope_find(scatter_spaces_t *c, const char *tenant, const char *service)
+{
+    for (list_node_t *e = list_first(&c->lru); e != NULL; e = list_next(&c->lru, e)) {
+        scatter_scope_t *sc = LIST_ENTRY(e, scatter_scope_t, lru);
+        if (scope_is(sc, tenant, service)) return sc;
+    }
+    return NULL;
+}
+
+/* The hash a refused scope is remembered by (never 0). */
+static uint64_t key_hash(const char *tenant, const char *service)
+{
+    uint64_t h =
+        hash_bytes64(tenant, strlen(tenant) + 1) * 31 + hash_bytes64(service, strlen(service));
+    return h != 0 ? h : 1;
+}
+
+/* 1 when the scope of key is refused for this render (one render fewer
+ * left). Cache mutex held. */
+static int refused_now(scatter_spaces_t *c, uint64_t key)
+{
+    for (size_t i = 0; i < SCOPE_REFUSED_KEPT; i++) {
+        refused_t *r = &c->refused[i];
+        if (r->key != key) continue;
+        if (r->left == 0) {
+            r->key = 0;
+            return 0;
+        }
+        r->left--;
+        c->stats.scopes_refused++;
+        return 1;
+    }
+    return 0;
+}
+
+static void refuse(scatter_spaces_t *c, const scatter_scope_t *sc)
+{
+    const char *service = sc->key + strlen(sc->key) + 1;
+    c->refused[c->refused_next] = (refused_t){key_hash(sc->key, service), SCOPE_REFUSED_RENDERS};
+    c->refused_next = (c->refused_next + 1) % SCOPE_REFUSED_KEPT;
+}
+
+int scatter_spaces_acquire(scatter_spaces_t *c, const char *tenant, const char *service,
+                           scatter_scope_t **out)
+{
+    *out = NULL;
+    if (c == NULL) return 0;
+    pthread_mutex_lock(&c->mu);
+    if (refused_now(c, key_hash(tenant, service))) {
+        pthread_mutex_unlock(&c->mu);
+        return 0;
+    }
+    scatter_scope_t *sc = scope_find(c, tenant, service);
+    if (sc == NULL) {
+        sc = scope_new(c, tenant, service);
+        if (sc == NULL) {
+            pthread_mutex_unlock(&c->mu);
+            return ERR_NOMEM;
+        }
+        sc->counted = scope_bytes(sc); /* nobody else sees it yet: no need for its lock */
+        c->stats.bytes += sc->counted;
+        c->stats.scopes_built++;
+    } else {
+        list_remove(&sc->lru);
+    }
+    list_push_front(&c->lru, &sc->lru);
+    sc->refs++;
+    pthread_mutex_unlock(&c->mu);
+    *out = sc;
+    return 0;
+}
+
+/* Unlinks sc (held by no render) onto *dropped, to be freed once the
+ * cache's mutex is let go. Cache mutex held. */
+static void drop(scatter_spaces_t *c, scatter_scope_t *sc, scatter_scope_t **dropped)
+{
+    list_remove(&sc->lru);
+    c->stats.bytes -= sc->counted;
+    c->stats.scopes_dropped++;
+    sc->next = *dropped;
+    *dropped = sc;
+}
+
+void scatter_spaces_release(scatter_spaces_t *c, scatter_scope_t *sc)
+{
+    if (c == NULL || sc == NULL) return;
+    scatter_scope_t *dropped = NULL;
+    pthread_mutex_lock(&c->mu);
+    if (--sc->refs == 0 && sc->counted > c->max_bytes) {
+        refuse(c, sc);
+        drop(c, sc, &dropped);
+    }
+    list_node_t *e = list_last(&c->lru);
+    while (c->stats.bytes > c->max_bytes && e != NULL) {
+        scatter_scope_t *x = LIST_ENTRY(e, scatter_scope_t, lru);
+        e = list_prev(&c->lru, e);
+        if (x->refs == 0) drop(c, x, &dropped);
+    }
+    pthread_mutex_unlock(&c->mu);
+    while (dropped != NULL) {
+        scatter_scope_t *next = dropped->next;
+        scope_free(dropped);
+        dropped = next;
+    }
+}
+
+void scatter_spaces_get_stats(scatter_spaces_t *c, scatter_spaces_stats_t *out)
+{
+    memset(out, 0, sizeof *out);
+    if (c == NULL) return;
+    pthread_mutex_lock(&c->mu);
+    *out = c->stats;
+    pthread_mutex_unlock(&c->mu);
+}
+
+/* Counts sc's bytes now (measured under its lock, which is let go) in the
+ * cache, and an answer added with `ids` ids of structure when ok. */
+static void account(scatter_scope_t *sc, size_t bytes, int ok, uint64_t ids)
+{
+    scatter_spaces_t *c = sc->cache;
+    pthread_mutex_lock(&c->mu);
+    if (bytes > sc->counted) { /* a later add may have told a larger count first */
+        c->stats.bytes += bytes - sc->counted;
+        sc->counted = bytes;
+    }
+    if (ok) {
+        c->stats.spaces_added++;
+        c->stats.ids_received += ids;
+    }
+    pthread_mutex_unlock(&c->mu);
+}
+
+/* ---- peers and their spaces (scope lock held) ---- */
+
+static peer_t *peer_find(scatter_scope_t *sc, const char *name)
+{
+    for (size_t i = 0; i < sc->npeers; i++)
+        if (strcmp(sc->peers[i].name, name) == 0) return &sc->peers[i];
+    return NULL;
+}
+
+static space_t *space_find(peer_t *p, uint64_t nonce)
+{
+    for (size_t i = 0; p != NULL && i < p->n; i++)
+        if (p->spaces[i].nonce == nonce) return &p->spaces[i];
+    return NULL;
+}
+
+static int peer_make(scatter_scope_t *sc, const char *name, peer_t **out)
+{
+    if (GROW(sc->peers, sc->peers_cap, sc->npeers + 1, GROW_UNLIMITED) != 0) return ERR_NOMEM;
+    peer_t *p = &sc->peers[sc->npeers];
+    memset(p, 0, sizeof *p);
+    size_t n = strlen(name) + 1;
+    if ((p->name = malloc(n)) == NULL) return ERR_NOMEM;
+    memcpy(p->name, name, n);
+    sc->npeers++;
+    *out = p;
+    return 0;
+}
+
+/* The space of (name, nonce), made holding the root alone when absent. */
+static int space_get(scatter_scope_t *sc, const char *name, uint64_t nonce, space_t **out)
+{
+    peer_t *p = peer_find(sc, name);
+    space_t *sp = space_find(p, nonce);
+    if (sp != NULL) {
+        *out = sp;
+        return 0;
+    }
+    if (p == NULL && peer_make(sc, name, &p) != 0) return ERR_NOMEM;
+    if (GROW_FROM(p->spaces, p->cap, p->n + 1, GROW_UNLIMITED, 4) != 0) return ERR_NOMEM;
+    sp = &p->spaces[p->n];
+    memset(sp, 0, sizeof *sp);
+    if (GROW_FROM(sp->map, sp->cap, 1, UINT32_MAX, 64) != 0) return ERR_NOMEM;
+    sp->nonce = nonce;
+    sp->map[0] = 0;
+    sp->held = 1;
+    sp->used = ++sc->clock; /* stamps stay distinct, so known orders them strictly */
+    p->n++;
+    *out = sp;
+    return 0;
+}
+
+size_t scatter_scope_known(scatter_scope_t *sc, const char *peer, storage_space_known_t *out,
+                           size_t max)
+{
+    if (sc == NULL) return 0;
+    pthread_mutex_lock(&sc->mu);
+    const peer_t *p = peer_find(sc, peer);
+    size_t k = 0;
+    /* a selection by stamp, max passes over a peer's few spaces: nothing to allocate */
+    for (uint64_t below = UINT64_MAX; p != NULL && k < max; k++) {
+        const space_t *best = NULL;
+        for (size_t i = 0; i < p->n; i++)
+            if (p->spaces[i].used < below && (best == NULL || p->spaces[i].used > best->used))
+                best = &p->spaces[i];
+        if (best == NULL) break;
+        out[k] = (storage_space_known_t){best->nonce, best->held};
+        below = best->used;
+    }
+    pthread_mutex_unlock(&sc->mu);
+    return k;
+}
+
+/* ---- the tree: (parent, symbol) -> node (scope lock held) ---- */
+
+static inline size_t slot_of(const scatter_scope_t *sc, uint32_t p, uint64_t sym)
+{
+    uint64_t h = (sym ^ ((uint64_t)p * 0x9e3779b97f4a7c15ULL)) * 0xff51afd7ed558ccdULL;
+    return (size_t)(h >> 29) & (sc->nslot - 1);
+}
+
+/* The slot of node (p, sym), or the empty one where it would go. */
+static inline size_t slot_find(const scatter_scope_t *sc, uint32_t p, uint64_t sym)
+{
+    size_t i = slot_of(sc, p, sym);
+    for (uint32_t x; (x = sc->slot[i]) != 0 && (sc->sym[x] != sym || sc->parent[x] != p);)
+        i = (i + 1) & (sc->nslot - 1);
+    return i;
+}
+
+/* Room in the index for n nodes (at least 2n slots), rehashed when it grows. */
+static int slots_reserve(scatter_scope_t *sc, size_t n)
+{
+    if (2 * n <= sc->nslot) return 0;
+    size_t want = sc->nslot ? sc->nslot : SLOTS_MIN;
+    while (want < 2 * n)
+        want *= 2;
+    uint32_t *slot = calloc(want, sizeof *slot);
+    if (slot == NULL) return ERR_NOMEM;
+    free(sc->slot);
+    sc->slot = slot;
+    sc->nslot = want;
+    for (uint32_t x = 1; x < sc->count; x++)
+        sc->slot[slot_find(sc, sc->parent[x], sc->sym[x])] = x;
+    return 0;
+}
+
+/* Room in the tree's arrays for one more node; both grown or cap unchanged. */
+static int tree_reserve(scatter_scope_t *sc)
+{
+    if (sc->count < sc->cap) return 0;
+    if (sc->count >= NODES_MAX) return ERR_LIMIT;
+    size_t cap = sc->cap * 2 < NODES_MAX ? sc->cap * 2 : NODES_MAX;
+    uint32_t *parent = realloc(sc->parent, cap * sizeof *parent);
+    if (parent == NULL) return ERR_NOMEM;
+    sc->parent = parent;
+    uint64_t *sym = realloc(sc->sym, cap * sizeof *sym);
+    if (sym == NULL) return ERR_NOMEM;
+    sc->sym = sym;
+    sc->cap = cap;
+    return 0;
+}
+
+/* The node (p, sym), made when absent. */
+static int node_of(scatter_scope_t *sc, uint32_t p, uint64_t sym, uint32_t *out)
+{
+    int rc = slots_reserve(sc, sc->count + 1);
+    if (rc != 0) return rc;
+    size_t i = slot_find(sc, p, sym);
+    if (sc->slot[i] != 0) {
+        *out = sc->slot[i];
+        return 0;
+    }
+    if ((rc = tree_reserve(sc)) != 0) return rc;
+    uint32_t x = (uint32_t)sc->count++;
+    sc->parent[x] = p;
+    sc->sym[x] = sym;
+    sc->slot[i] = x;
+    *out = x;
+    return 0;
+}
+
+/* ---- reading an answer ---- */
+
+static uint64_t le64_get(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+/* The structure's entry of id (the next one at *p when encoded). */
+static int entry_next(const answer_t *a, const uint8_t **p, uint64_t id, uint32_t *parent,
+                      uint64_t *sym, errmsg_t *em)
+{
+    if (a->tab != NULL) {
+        size_t i = (size_t)(id - a->base);
+        *parent = a->tab->space_parent[i];
+        *sym = a->tab->space_sym[i];
+        if (*parent >= id)
+            return errmsg_set(em, ERR_CORRUPT, "id space: id %llu's parent %u is not below it",
+                              (unsigned long long)id, *parent);
+        return 0;
+    }
+    uint64_t d;
+    if (!varint_read_u(p, a->s_end, &d) || (size_t)(a->s_end - *p) < SYM_BYTES)
+        return errmsg_set(em, ERR_CORRUPT, "id space: structure truncated at id %llu",
+                          (unsigned long long)id);
+    if (d == 0 || d > id)
+        return errmsg_set(em, ERR_CORRUPT, "id space: id %llu's parent delta %llu not in [1, id]",
+                          (unsigned long long)id, (unsigned long long)d);
+    *parent = (uint32_t)(id - d);
+    *sym = le64_get(*p);
+    *p += SYM_BYTES;
+    return 0;
+}
+
+/* The next value: 1 (*id, *val), 0 at the end, or an error. */
+static int value_next(const answer_t *a, vcursor_t *c, uint64_t *id, int64_t *val, errmsg_t *em)
+{
+    if (a->tab != NULL) {
+        const int64_t *self = a->tab->self;
+        while (c->next < a->count && self[c->next] == 0) /* most are */
+            c->next++;
+        if (c->next == a->count) return 0;
+        if (self[c->next] < 0)
+            return errmsg_set(em, ERR_CORRUPT, "id space: id %llu's value is below 0",
+                              (unsigned long long)c->next);
+        *id = c->next++;
+        *val = self[*id];
+        return 1;
+    }
+    if (c->p == a->v_end) return 0;
+    uint64_t d, v;
+    if (!varint_read_u(&c->p, a->v_end, &d) || !varint_read_u(&c->p, a->v_end, &v))
+        return errmsg_set(em, ERR_CORRUPT, "id space: values truncated");
+    /* compared before adding: a delta that would wrap round is past count too */
+    if (c->next >= a->count || d >= a->count - c->next)
+        return errmsg_set(em, ERR_CORRUPT, "id space: a value's id is past count %llu",
+                          (unsigned long long)a->count);
+    if (v > (uint64_t)INT64_MAX)
+        return errmsg_set(em, ERR_CORRUPT, "id space: a value past INT64_MAX");
+    *id = c->next + d;
+    *val = (int64_t)v;
+    c->next = *id + 1;
+    return 1;
+}
+
+/* The structure's entries: count - base of them (none when count <= base). */
+static uint64_t entries(const answer_t *a)
+{
+    return a->count > a->base ? a->count - a->base : 0;
+}
+
+/* Everything about a that needs nothing of the scope: the encodings whole. */
+static int answer_check(const answer_t *a, errmsg_t *em)
+{
+    if (a->nonce == 0) return errmsg_set(em, ERR_CORRUPT, "id space: nonce 0");
+    if (a->base == 0)
+        return errmsg_set(em, ERR_CORRUPT, "id space: base 0 (the root is never sent)");
+    if (a->count > (uint64_t)NODES_MAX + 1)
+        return errmsg_set(em, ERR_CORRUPT, "id space: count %llu past 32-bit ids",
+                          (unsigned long long)a->count);
+    const uint8_t *p = a->s;
+    uint32_t parent;
+    uint64_t sym, id;
+    for (uint64_t i = a->base; i < a->base + entries(a); i++) {
+        int rc = entry_next(a, &p, i, &parent, &sym, em);
+        if (rc != 0) return rc;
+    }
+    if (a->tab == NULL && p != a->s_end)
+        return errmsg_set(em, ERR_CORRUPT, "id space: %zu bytes past the structure's %llu ids",
+                          (size_t)(a->s_end - p), (unsigned long long)entries(a));
+    vcursor_t c = {a->v, 0};
+    int64_t val;
+    int rc;
+    do
+        rc = value_next(a, &c, &id, &val, em);
+    while (rc == 1);
+    return rc;
+}
+
+/* ---- adding ---- */
+
+/* Maps the ids the structure lists into sp: those held checked (all of
+ * them come first, so a mismatch is found before anything changes), the
+ * others found or made in the tree. */
+static int map_ids(scatter_scope_t *sc, space_t *sp, const answer_t *a, errmsg_t *em)
+{
+    if (a->count > sp->held && GROW(sp->map, sp->cap, a->count, UINT32_MAX) != 0) return ERR_NOMEM;
+    const uint8_t *p = a->s;
+    for (uint64_t id = a->base; id < a->base + entries(a); id++) {
+        uint32_t parent = 0, node; /* set unless entry_next fails: told to gcc -O3 */
+        uint64_t sym = 0;
+        int rc = entry_next(a, &p, id, &parent, &sym, em);
+        if (rc != 0) return rc;
+        if (id < sp->held) {
+            node = sp->map[id];
+            if (sc->parent[node] != sp->map[parent] || sc->sym[node] != sym)
+                return errmsg_set(em, ERR_CORRUPT,
+                                  "id space: id %llu differs from the one held of %s",
+                                  (unsigned long long)id, a->peer);
+            continue;
+        }
+        if ((rc = node_of(sc, sp->map[parent], sym, &node)) != 0) return rc;
+        sp->map[id] = node;
+        sp->held = (size_t)id + 1; /* ids mapped stay so when a later one fails */
+    }
+    return 0;
+}
+
+/* sums over n nodes, the new ones 0. */
+static int sums_grow(scatter_sums_t *sums, size_t n)
+{
+    if (n <= sums->n) return 0;
+    if (GROW_FROM(sums->v, sums->cap, n, GROW_UNLIMITED, 256) != 0) return ERR_NOMEM;
+    memset(sums->v + sums->n, 0, (n - sums->n) * sizeof *sums->v);
+    sums->n = n;
+    return 0;
+}
+
+/* a's values into sums through sp's map (a checked: nothing fails). */
+static int sums_add(const space_t *sp, const answer_t *a, scatter_sums_t *sums, errmsg_t *em)
+{
+    vcursor_t c = {a->v, 0};
+    uint64_t id;
+    int64_t val;
+    int rc;
+    while ((rc = value_next(a, &c, &id, &val, em)) == 1) {
+        int64_t *s = &sums->v[sp->map[id]];
+        *s = (int64_t)((uint64_t)*s + (uint64_t)val); /* wraps: the forest finds a total past */
+    }
+    return rc;
+}
+
+static int add_locked(scatter_scope_t *sc, const answer_t *a, scatter_sums_t *sums, errmsg_t *em)
+{
+    space_t *sp = space_find(peer_find(sc, a->peer), a->nonce);
+    size_t held = sp != NULL ? sp->held : 1;
+    if (a->base > held)
+        return errmsg_set(em, ERR_CORRUPT, "id space: base %llu past the %zu ids held of %s",
+                          (unsigned long long)a->base, held, a->peer);
+    int rc = sp == NULL ? space_get(sc, a->peer, a->nonce, &sp) : 0;
+    if (rc == 0) rc = map_ids(sc, sp, a, em);
+    if (rc == 0) rc = sums_grow(sums, sc->count);
+    if (rc == 0) rc = sums_add(sp, a, sums, em);
+    if (rc == 0) {
+        sp->used = ++sc->clock;
+        sums->added = 1;
+    }
+    if (rc == ERR_NOMEM || rc == ERR_LIMIT)
+        errmsg_set(em, rc, "id space: mapping %s's ids: %s", a->peer, err_message(rc));
+    return rc;
+}
+
+static int scope_add(scatter_scope_t *sc, const answer_t *a, scatter_sums_t *sums, errmsg_t *em)
+{
+    if (sc == NULL) return errmsg_set(em, ERR_INVALID_ARGUMENT, "id space: no scope (none kept)");
+    int rc = answer_check(a, em);
+    if (rc != 0) return rc;
+    pthread_mutex_lock(&sc->mu);
+    rc = add_locked(sc, a, sums, em);
+    size_t bytes = scope_bytes(sc);
+    pthread_mutex_unlock(&sc->mu);
+    account(sc, bytes, rc == 0, entries(a));
+    return rc;
+}
+
+int scatter_scope_add(scatter_scope_t *sc, const char *peer, uint64_t nonce, uint64_t base,
+                      uint64_t count, const uint8_t *structure, size_t slen, const uint8_t *values,
+                      size_t vlen, scatter_sums_t *sums, errmsg_t *em)
+{
+    /* no pointer arithmetic on NULL (an empty buf_t's data) */
+    answer_t a = {.peer = peer,
+                  .nonce = nonce,
+                  .base = base,
+                  .count = count,
+                  .s = structure,
+                  .s_end = slen ? structure + slen : structure,
+                  .v = values,
+                  .v_end = vlen ? values + vlen : values};
+    return scope_add(sc, &a, sums, em);
+}
+
+int scatter_scope_add_tab(scatter_scope_t *sc, const char *peer, const storage_merged_tab_t *t,
+                          scatter_sums_t *sums, errmsg_t *em)
+{
+    answer_t a = {
+        .peer = peer, .nonce = t->space_nonce, .base = t->space_base, .count = t->n, .tab = t};
+    return scope_add(sc, &a, sums, em);
+}
+
+/* ---- the forest ---- */
+
+int scatter_scope_forest(scatter_scope_t *sc, scatter_sums_t *sums, storage_merged_tab_t *out,
+                         errmsg_t *em)
+{
+    memset(out, 0, sizeof *out);
+    if (sc == NULL) return errmsg_set(em, ERR_INVALID_ARGUMENT, "id space: no scope (none kept)");
+    pthread_mutex_lock(&sc->mu);
+    int rc = sums_grow(sums, sc->count);
+    size_t top = sc->count;
+    while (rc == 0 && top > 1 && sums->v[top - 1] == 0) /* the forest ends at the last value */
+        top--;
+    if (rc == 0)
+        rc = storage_merged_tab_of(sc->parent, sc->sym, sums->v, top, 0, 1, out);
+    else
+        free(sums->v);
+    pthread_mutex_unlock(&sc->mu);
+    sums->v = NULL; /* out's now (freed by storage_merged_tab_of on failure) */
+    sums->n = sums->cap = 0;
+    if (rc != 0) return errmsg_set(em, rc, "id space: making the forest: %s", err_message(rc));
+    if (!out->nonneg) return errmsg_set(em, ERR_LIMIT, "id space: a total passes INT64_MAX");
+    return 0;
+}
+
+void scatter_sums_free(scatter_sums_t *sums)
+{
+    free(sums->v);
+    memset(sums, 0, sizeof *sums);
+}
+
+/* ---- a share's side ---- */
+
+static int encode_structure(const storage_merged_tab_t *t, buf_t *out)
+{
+    uint8_t e[10 + SYM_BYTES];
+    for (size_t id = t->space_base; id < t->n; id++) {
+        uint32_t parent = t->space_parent[id - t->space_base];
+        if (parent >= id) return ERR_INVALID_ARGUMENT; /* would not decode */
+        size_t k = varint_put_u(e, id - parent);
+        uint64_t sym = t->space_sym[id - t->space_base];
+        for (int i = 0; i < SYM_BYTES; i++, sym >>= 8)
+            e[k++] = (uint8_t)sym;
+        int rc = buf_append(out, e, k);
+        if (rc != 0) return rc;
+    }
+    return 0;
+}
+
+static int encode_values(const storage_merged_tab_t *t, buf_t *out)
+{
+    uint8_t e[20];
+    size_t next = 0;
+    for (size_t id = 0; id < t->n; id++) {
+        if (t->self[id] == 0) continue;
+        if (t->self[id] < 0) return ERR_INVALID_ARGUMENT; /* values are >= 0 (t->nonneg) */
+        size_t k = varint_put_u(e, id - next);
+        k += varint_put_u(e + k, (uint64_t)t->self[id]);
+        int rc = buf_append(out, e, k);
+        if (rc != 0) return rc;
+        next = id + 1;
+    }
+    return 0;
+}
+
+int scatter_space_encode(const storage_merged_tab_t *t, buf_t *structure, buf_t *values)
+{
+    if (t->space_nonce == 0 || t->space_base == 0) return ERR_INVALID_ARGUMENT;
+    int rc = encode_structure(t, structure);
+    return rc != 0 ? rc : encode_values(t, values);
+}
