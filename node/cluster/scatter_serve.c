@@ -250,15 +250,27 @@ static int add_forests(serve_job_t *j)
 
 static int forests_hold(void *ctx, size_t held);
 
-/* The symbols of t's forest nodes below the root (with repeats), whose
- * names the share sends unless its coordinator holds them. */
+/* The symbols of t's forest nodes below the root, whose names the share
+ * sends unless its coordinator holds them: each once when the nodes carry
+ * their symbols' numbers (a flag per number), else with repeats. */
 static int space_symbols(const storage_merged_tab_t *t, uint64_t **ids, size_t *n)
 {
     *ids = malloc((t->nodes ? t->nodes : 1) * sizeof **ids);
-    if (*ids == NULL) return ERR_NOMEM;
+    uint8_t *seen = t->symno != NULL ? calloc(t->nsyms ? t->nsyms : 1, 1) : NULL;
+    if (*ids == NULL || (t->symno != NULL && seen == NULL)) {
+        free(seen);
+        return ERR_NOMEM;
+    }
     size_t k = 0;
-    for (size_t id = 1; id < t->n && k < t->nodes; id++)
-        if (t->total[id] != 0) (*ids)[k++] = t->sym[id];
+    for (size_t id = 1; id < t->n && k < t->nodes; id++) {
+        if (t->total[id] == 0) continue;
+        if (seen != NULL && t->symno[id] < t->nsyms) {
+            if (seen[t->symno[id]]) continue;
+            seen[t->symno[id]] = 1;
+        }
+        (*ids)[k++] = t->sym[id];
+    }
+    free(seen);
     *n = k;
     return 0;
 }
@@ -269,10 +281,7 @@ static int space_symbols(const storage_merged_tab_t *t, uint64_t **ids, size_t *
 static int add_space(serve_job_t *j)
 {
     const storage_merged_tab_t *t = &j->part.tabs[0];
-    size_t lacked = t->n - t->space_base;
-    int rc = buf_reserve(&j->forests, 16 + 12 * lacked);
-    if (rc == 0) rc = buf_reserve(&j->spvalues, 16 + 6 * t->nodes);
-    if (rc == 0) rc = scatter_space_encode(t, &j->forests, &j->spvalues);
+    int rc = scatter_space_encode(t, &j->forests, &j->spvalues);
     uint64_t *ids = NULL;
     size_t nids = 0;
     if (rc == 0 && j->part.names_later) rc = space_symbols(t, &ids, &nids);

@@ -541,6 +541,25 @@ static int value_next(const answer_t *a, vcursor_t *c, uint64_t *id, int64_t *va
     return 1;
 }
 
+/* The encoded values whole, in one tight pass (value_next's checks): each
+ * id below count, each value <= INT64_MAX, no bytes left over. */
+static int values_check(const answer_t *a, errmsg_t *em)
+{
+    const uint8_t *p = a->v;
+    uint64_t next = 0, d, v, count = a->count;
+    while (p < a->v_end) {
+        if (!varint_read_u(&p, a->v_end, &d) || !varint_read_u(&p, a->v_end, &v))
+            return errmsg_set(em, ERR_CORRUPT, "id space: values truncated");
+        if (next >= count || d >= count - next)
+            return errmsg_set(em, ERR_CORRUPT, "id space: a value's id is past count %llu",
+                              (unsigned long long)count);
+        if (v > (uint64_t)INT64_MAX)
+            return errmsg_set(em, ERR_CORRUPT, "id space: a value past INT64_MAX");
+        next += d + 1;
+    }
+    return 0;
+}
+
 /* The structure's entries: count - base of them (none when count <= base). */
 static uint64_t entries(const answer_t *a)
 {
@@ -566,6 +585,7 @@ static int answer_check(const answer_t *a, errmsg_t *em)
     if (a->tab == NULL && p != a->s_end)
         return errmsg_set(em, ERR_CORRUPT, "id space: %zu bytes past the structure's %llu ids",
                           (size_t)(a->s_end - p), (unsigned long long)entries(a));
+    if (a->tab == NULL) return values_check(a, em);
     vcursor_t c = {a->v, 0};
     int64_t val;
     int rc;
@@ -617,6 +637,18 @@ static int sums_grow(scatter_sums_t *sums, size_t n)
 /* a's values into sums through sp's map (a checked: nothing fails). */
 static int sums_add(const space_t *sp, const answer_t *a, scatter_sums_t *sums, errmsg_t *em)
 {
+    if (a->tab == NULL) { /* checked whole by values_check: no test left but the end */
+        const uint8_t *p = a->v;
+        const uint32_t *map = sp->map;
+        int64_t *sum = sums->v;
+        uint64_t next = 0, d, v;
+        while (p < a->v_end && varint_read_u(&p, a->v_end, &d) && varint_read_u(&p, a->v_end, &v)) {
+            next += d;
+            int64_t *s = &sum[map[next++]];
+            *s = (int64_t)((uint64_t)*s + v); /* wraps: the forest finds a total past */
+        }
+        return 0;
+    }
     vcursor_t c = {a->v, 0};
     uint64_t id;
     int64_t val;
@@ -717,35 +749,45 @@ void scatter_sums_free(scatter_sums_t *sums)
 
 /* ---- a share's side ---- */
 
+/* Each entry is written where it goes: room for the longest of them all
+ * is reserved first, and the length set once at the end. */
 static int encode_structure(const storage_merged_tab_t *t, buf_t *out)
 {
-    uint8_t e[10 + SYM_BYTES];
+    size_t n = t->n > t->space_base ? t->n - t->space_base : 0;
+    int rc = n > 0 ? buf_reserve(out, n * (5 + SYM_BYTES)) : 0; /* ids are 32-bit: 5 bytes */
+    if (rc != 0 || n == 0) return rc;
+    uint8_t *e = out->data + out->len;
     for (size_t id = t->space_base; id < t->n; id++) {
         uint32_t parent = t->space_parent[id - t->space_base];
         if (parent >= id) return ERR_INVALID_ARGUMENT; /* would not decode */
-        size_t k = varint_put_u(e, id - parent);
+        e += varint_put_u(e, id - parent);
         uint64_t sym = t->space_sym[id - t->space_base];
         for (int i = 0; i < SYM_BYTES; i++, sym >>= 8)
-            e[k++] = (uint8_t)sym;
-        int rc = buf_append(out, e, k);
-        if (rc != 0) return rc;
+            *e++ = (uint8_t)sym;
     }
+    out->len = (size_t)(e - out->data);
     return 0;
 }
 
+/* The values of non-zero self, room reserved for them first (counted: 5
+ * bytes of id gap, 10 of value at most each). */
 static int encode_values(const storage_merged_tab_t *t, buf_t *out)
 {
-    uint8_t e[20];
+    size_t valued = 0;
+    for (size_t id = 0; id < t->n; id++)
+        valued += t->self[id] != 0;
+    int rc = valued > 0 ? buf_reserve(out, valued * 15) : 0;
+    if (rc != 0 || valued == 0) return rc;
+    uint8_t *e = out->data + out->len;
     size_t next = 0;
     for (size_t id = 0; id < t->n; id++) {
         if (t->self[id] == 0) continue;
         if (t->self[id] < 0) return ERR_INVALID_ARGUMENT; /* values are >= 0 (t->nonneg) */
-        size_t k = varint_put_u(e, id - next);
-        k += varint_put_u(e + k, (uint64_t)t->self[id]);
-        int rc = buf_append(out, e, k);
-        if (rc != 0) return rc;
+        e += varint_put_u(e, id - next);
+        e += varint_put_u(e, (uint64_t)t->self[id]);
         next = id + 1;
     }
+    out->len = (size_t)(e - out->data);
     return 0;
 }
 
