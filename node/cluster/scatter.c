@@ -748,6 +748,12 @@ static int held_names(void *ctx, const uint64_t *ids, size_t n, symtab_t *dst)
     return scatter_names_get(q->s->names, q->names, ids, n, dst);
 }
 
+static int scope_names(void *ctx, const uint64_t *ids, size_t n, symtab_t *dst)
+{
+    scatter_q_t *q = ctx;
+    return scatter_scope_names_get(q->scope, ids, n, dst);
+}
+
 static int setup(scatter_q_t *q, const query_params_t *p, int64_t now_ms, errmsg_t *em)
 {
     scatter_t *s = q->s;
@@ -760,13 +766,17 @@ static int setup(scatter_q_t *q, const query_params_t *p, int64_t now_ms, errmsg
     if (q->excluded == NULL) return errmsg_set(em, ERR_NOMEM, "out of memory");
     rc = query_gather_new(&q->spec, &s->o.limits, &q->gather);
     if (rc == 0) query_gather_names_from(q->gather, s->storage, q->tenant); /* the local share's */
-    if (rc == 0 && q->spec.kind == QUERY_KIND_RENDER && query_spec_forests(&q->spec))
-        rc = scatter_names_acquire(s->names, q->tenant, &q->names, &q->known, &q->nknown);
-    if (rc == 0 && q->names != NULL) query_gather_names_via(q->gather, held_names, q);
-    if (rc == 0 && q->spec.kind == QUERY_KIND_RENDER && query_spec_forests(&q->spec)) {
+    int forests = q->spec.kind == QUERY_KIND_RENDER && query_spec_forests(&q->spec);
+    if (rc == 0 && forests) {
         const char *svc = query_spec_service(&q->spec);
         rc = scatter_spaces_acquire(s->spaces, q->tenant, svc ? svc : "", &q->scope);
     }
+    /* by id, the scope holds the names its shares sent; by forests, the
+     * names cache lists what its shares need not send */
+    if (rc == 0 && q->scope != NULL) query_gather_names_via(q->gather, scope_names, q);
+    if (rc == 0 && forests && q->scope == NULL)
+        rc = scatter_names_acquire(s->names, q->tenant, &q->names, &q->known, &q->nknown);
+    if (rc == 0 && q->names != NULL) query_gather_names_via(q->gather, held_names, q);
     /* the ids take at most a quarter of a request: the others' names are sent */
     size_t most = s->o.max_message_bytes / 4 / sizeof *q->known;
     if (q->nknown > most) q->nknown = most;

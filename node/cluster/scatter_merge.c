@@ -420,18 +420,39 @@ static int add_trees(query_gather_t *g, const Flamedb__Cluster__PartialResult *p
     return rc;
 }
 
-/* The names a share sent, kept for the next renders (scatter_names.h). */
-static int keep_names(scatter_q_t *q, const Flamedb__Cluster__PartialResult *pr)
+/* The names a share sent, pointing into its answer (caller frees *out). */
+static int names_of(const Flamedb__Cluster__PartialResult *pr, scatter_names_sym_t **out)
 {
-    if (q->s->names == NULL || pr->n_symbols == 0) return 0;
-    scatter_names_sym_t *v = malloc(pr->n_symbols * sizeof *v);
+    scatter_names_sym_t *v = malloc((pr->n_symbols ? pr->n_symbols : 1) * sizeof *v);
     if (v == NULL) return ERR_NOMEM;
     for (size_t i = 0; i < pr->n_symbols; i++) {
         const Flamedb__Cluster__Symbol *s = pr->symbols[i];
         v[i] = (scatter_names_sym_t){s->id, (const char *)s->name.data, (const char *)s->file.data,
                                      s->name.len, s->file.len};
     }
-    int rc = scatter_names_put(q->s->names, q->tenant, v, pr->n_symbols);
+    *out = v;
+    return 0;
+}
+
+/* The names a share sent, kept for the next renders (scatter_names.h); a
+ * render by id keeps them with its scope instead (add_space). */
+static int keep_names(scatter_q_t *q, const Flamedb__Cluster__PartialResult *pr)
+{
+    if (q->s->names == NULL || pr->n_symbols == 0 || pr->space != NULL) return 0;
+    scatter_names_sym_t *v = NULL;
+    int rc = names_of(pr, &v);
+    if (rc == 0) rc = scatter_names_put(q->s->names, q->tenant, v, pr->n_symbols);
+    free(v);
+    return rc;
+}
+
+/* The names of a share's symbols, kept with the query's scope. */
+static int scope_names(scatter_q_t *q, const Flamedb__Cluster__PartialResult *pr)
+{
+    if (pr->n_symbols == 0) return 0;
+    scatter_names_sym_t *v = NULL;
+    int rc = names_of(pr, &v);
+    if (rc == 0) rc = scatter_scope_add_names(q->scope, v, pr->n_symbols);
     free(v);
     return rc;
 }
@@ -521,7 +542,10 @@ static int add_space(scatter_q_t *q, const Flamedb__Cluster__PartialResult *pr, 
     if (q->scope == NULL)
         return errmsg_set(&it->em, ERR_CORRUPT, "node %s answered by id unasked", node);
     errmsg_t em = {{0}};
-    int rc = scatter_scope_add(q->scope, node, sp->nonce, sp->first, sp->count, sp->structure.data,
+    int rc = scope_names(q, pr); /* first: every symbol its map leads to is named */
+    if (rc != 0) errmsg_set(&em, rc, "keeping the names: %s", err_message(rc));
+    if (rc == 0)
+        rc = scatter_scope_add(q->scope, node, sp->nonce, sp->first, sp->count, sp->structure.data,
                                sp->structure.len, sp->values.data, sp->values.len, &q->sums, &em);
     it->fatal = rc == 0;
     if (rc != 0) /* a corrupt answer: the node's ranges move to another replica */

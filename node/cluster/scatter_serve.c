@@ -250,47 +250,19 @@ static int add_forests(serve_job_t *j)
 
 static int forests_hold(void *ctx, size_t held);
 
-/* The symbols of t's forest nodes below the root, whose names the share
- * sends unless its coordinator holds them: each once when the nodes carry
- * their symbols' numbers (a flag per number), else with repeats. */
-static int space_symbols(const storage_merged_tab_t *t, uint64_t **ids, size_t *n)
-{
-    *ids = malloc((t->nodes ? t->nodes : 1) * sizeof **ids);
-    uint8_t *seen = t->symno != NULL ? calloc(t->nsyms ? t->nsyms : 1, 1) : NULL;
-    if (*ids == NULL || (t->symno != NULL && seen == NULL)) {
-        free(seen);
-        return ERR_NOMEM;
-    }
-    size_t k = 0;
-    for (size_t id = 1; id < t->n && k < t->nodes; id++) {
-        if (t->total[id] == 0) continue;
-        if (seen != NULL && t->symno[id] < t->nsyms) {
-            if (seen[t->symno[id]]) continue;
-            seen[t->symno[id]] = 1;
-        }
-        (*ids)[k++] = t->sym[id];
-    }
-    free(seen);
-    *n = k;
-    return 0;
-}
-
 /* The union's forest by id (PartialResult.space): the structure of the ids
  * its coordinator lacks into j->forests, the values into j->spvalues, and
- * the names of its nodes' symbols. */
+ * the names of the symbols of that structure (the coordinator keeps them
+ * with it: those of the ids it holds it has). */
 static int add_space(serve_job_t *j)
 {
     const storage_merged_tab_t *t = &j->part.tabs[0];
     int rc = scatter_space_encode(t, &j->forests, &j->spvalues);
-    uint64_t *ids = NULL;
-    size_t nids = 0;
-    if (rc == 0 && j->part.names_later) rc = space_symbols(t, &ids, &nids);
-    if (rc == 0 && j->part.names_later) {
-        rc = query_load_symbol_ids(j->s->storage, j->tenant, ids, nids, j->known, j->nknown,
+    size_t nids = t->n > t->space_base ? t->n - t->space_base : 0;
+    if (rc == 0 && j->part.names_later && nids > 0)
+        rc = query_load_symbol_ids(j->s->storage, j->tenant, t->space_sym, nids, NULL, 0,
                                    j->part.syms);
-        j->part.names_later = rc != 0;
-    }
-    free(ids);
+    j->part.names_later = rc != 0;
     if (rc != 0) return rc;
     flamedb__cluster__id_space__init(&j->space);
     j->space.nonce = t->space_nonce;

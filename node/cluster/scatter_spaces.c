@@ -28,6 +28,7 @@
 #include "common/grow.h"
 #include "common/hash.h"
 #include "common/list.h"
+#include "common/symtab.h"
 #include "common/varint.h"
 
 #define TREE_MIN_CAP 64
@@ -68,6 +69,10 @@ struct scatter_scope {
     peer_t *peers;
     size_t npeers, peers_cap;
     uint64_t clock;
+    /* the names (function and file) of the symbols remote shares listed
+     * with their structure: every one a peer's map leads to has its name
+     * here (a local share's are in this node's storage); NULL until one */
+    symtab_t *names;
 };
 
 /* A scope that outgrew the bound alone would send its shares' whole
@@ -110,7 +115,8 @@ typedef struct vcursor {
 static size_t scope_bytes(const scatter_scope_t *sc)
 {
     size_t b = sizeof *sc + sc->key_len + sc->cap * (sizeof *sc->parent + sizeof *sc->sym) +
-               sc->nslot * sizeof *sc->slot + sc->peers_cap * sizeof *sc->peers;
+               sc->nslot * sizeof *sc->slot + sc->peers_cap * sizeof *sc->peers +
+               (sc->names != NULL ? symtab_mem_bytes(sc->names) : 0);
     for (size_t i = 0; i < sc->npeers; i++) {
         const peer_t *p = &sc->peers[i];
         b += strlen(p->name) + 1 + p->cap * sizeof *p->spaces;
@@ -129,6 +135,7 @@ static void scope_free(scatter_scope_t *sc)
         free(sc->peers[i].name);
     }
     free(sc->peers);
+    symtab_free(sc->names);
     free(sc->parent);
     free(sc->sym);
     free(sc->slot);
@@ -690,6 +697,28 @@ static int scope_add(scatter_scope_t *sc, const answer_t *a, scatter_sums_t *sum
     size_t bytes = scope_bytes(sc);
     pthread_mutex_unlock(&sc->mu);
     account(sc, bytes, rc == 0, entries(a));
+    return rc;
+}
+
+int scatter_scope_add_names(scatter_scope_t *sc, const scatter_names_sym_t *v, size_t n)
+{
+    if (sc == NULL || n == 0) return 0;
+    pthread_mutex_lock(&sc->mu);
+    int rc = sc->names == NULL && (sc->names = symtab_new()) == NULL ? ERR_NOMEM : 0;
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        rc = symtab_put(sc->names, v[i].id, v[i].name, v[i].name_len, v[i].file, v[i].file_len);
+    size_t bytes = scope_bytes(sc);
+    pthread_mutex_unlock(&sc->mu);
+    account(sc, bytes, 0, 0);
+    return rc;
+}
+
+int scatter_scope_names_get(scatter_scope_t *sc, const uint64_t *ids, size_t n, symtab_t *dst)
+{
+    if (sc == NULL) return 0;
+    pthread_mutex_lock(&sc->mu);
+    int rc = sc->names != NULL ? symtab_put_from(dst, sc->names, ids, n) : 0;
+    pthread_mutex_unlock(&sc->mu);
     return rc;
 }
 

@@ -15,7 +15,9 @@
  * The shares learn what the coordinator holds from the request
  * (QueryRequest.known_spaces: up to SCATTER_SPACES_KNOWN_MAX (nonce, count)
  * pairs of the peer asked) and send the structure of the ids past it
- * (IdSpace, docs/cluster-protocol.md). A render holds its scope from its
+ * (IdSpace, docs/cluster-protocol.md) with the names of its symbols, which
+ * the scope keeps too: a render by id resolves its kept nodes' names here
+ * (a local share's from storage), and its requests list no names. A render holds its scope from its
  * start to its end: nothing it advertised is dropped meanwhile, and its
  * answers only ever extend the maps (a structure that repeats ids already
  * held is checked against them).
@@ -41,6 +43,8 @@
 
 #include "common/buf.h"
 #include "common/err.h"
+#include "common/symtab.h"
+#include "node/cluster/scatter_names.h"
 #include "storage/storage.h"
 
 /* The spaces of one peer a request lists at most (the most recently used). */
@@ -98,7 +102,14 @@ size_t scatter_scope_known(scatter_scope_t *sc, const char *peer, storage_space_
 int scatter_scope_add(scatter_scope_t *sc, const char *peer, uint64_t nonce, uint64_t base,
                       uint64_t count, const uint8_t *structure, size_t slen, const uint8_t *values,
                       size_t vlen, scatter_sums_t *sums, errmsg_t *em);
-/* The same from a local share's forest (t->space_nonce != 0): the
+/* The names of the symbols a share listed with its structure, kept with the
+ * scope (added before its structure: a symbol a remote peer's map leads
+ * to always has its name here; one held already is skipped). ERR_NOMEM. */
+int scatter_scope_add_names(scatter_scope_t *sc, const scatter_names_sym_t *v, size_t n);
+/* Puts into dst the names sc holds of the n ids (others left out). */
+int scatter_scope_names_get(scatter_scope_t *sc, const uint64_t *ids, size_t n, symtab_t *dst);
+/* The same as scatter_scope_add from a local share's forest
+ * (t->space_nonce != 0; its names are in this node's storage): the
  * structure of ids [t->space_base, t->n) from its arrays as they are, its
  * non-zero self values (t->n of them; one below 0 is ERR_CORRUPT) added. */
 int scatter_scope_add_tab(scatter_scope_t *sc, const char *peer, const storage_merged_tab_t *t,

@@ -857,15 +857,16 @@ static void test_id_spaces(void)
     query_result_init(&ref);
     CHECK_EQ_INT(reference(QUERY_KIND_RENDER, &p, &ref), 0);
     make_scatters(30000, 64u << 20);
-    spaces_seen = space_ids = 0;
+    spaces_seen = space_ids = names_sent = 0;
     memset(forests_seen, 0, sizeof forests_seen);
     renders_alike(&p, &ref, 1);
     size_t first = space_ids;
-    CHECK(spaces_seen > 0 && first > 0);
+    CHECK(spaces_seen > 0 && first > 0 && names_sent > 0);
     CHECK_EQ_INT(forests_seen[QUERY_FOREST_V5], 0);
-    space_ids = 0;
-    renders_alike(&p, &ref, 2);
+    space_ids = names_sent = 0;
+    renders_alike(&p, &ref, 2); /* the scope named them: no names either */
     CHECK_EQ_INT(space_ids, 0);
+    CHECK_EQ_INT(names_sent, 0);
     free_scatters();
     for (int way = 0; way < 2; way++) { /* an older coordinator; no cache */
         old_spaces = way == 0;
@@ -910,9 +911,11 @@ static size_t names_of_renders(const query_params_t *p, const query_result_t *re
  * gets no names, the same answer (an untruncated one, as pprof, has no
  * forests and gets them all). A share or coordinator of the previous version
  * (no known_symbols) sends them every time; a cache too small for them
- * drops them all and answers alike. */
+ * drops them all and answers alike. Renders by forests: the coordinators
+ * keep no id spaces (whose scopes keep their names themselves). */
 static void test_name_cache(void)
 {
+    space_cache = 0;
     static const int forests[] = {1, 1, 0};
     static const query_params_t ps[] = {
         {.query = CPU "{}", .from = "now-2h"},
@@ -945,6 +948,7 @@ static void test_name_cache(void)
         name_cache = -1;
         query_result_free(&ref);
     }
+    space_cache = -1;
 }
 
 /* A coordinator whose plan asks node 2 (so a delay there keeps it waiting). */

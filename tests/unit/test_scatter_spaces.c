@@ -707,6 +707,38 @@ static void test_threads(void)
     fake_free(&f[1]);
 }
 
+/* A scope keeps the names its shares sent (a name held once, whatever
+ * repeats it), counts their bytes, and gives those it holds of a list of
+ * ids; a NULL scope holds none. */
+static void test_names(void)
+{
+    scatter_spaces_t *c;
+    CHECK_EQ_INT(scatter_spaces_new(1 << 20, &c), 0);
+    scatter_scope_t *sc;
+    CHECK_EQ_INT(scatter_spaces_acquire(c, "t", "svc", &sc), 0);
+    scatter_spaces_stats_t before, after;
+    scatter_spaces_get_stats(c, &before);
+    scatter_names_sym_t v[3] = {
+        {11, "main", "m.go", 4, 4}, {12, "serve", "s.go", 5, 4}, {11, "main", "m.go", 4, 4}};
+    CHECK_EQ_INT(scatter_scope_add_names(sc, v, 3), 0);
+    scatter_spaces_get_stats(c, &after);
+    CHECK(after.bytes > before.bytes);
+    symtab_t *dst = symtab_new();
+    uint64_t ids[3] = {12, 13, 11};
+    CHECK_EQ_INT(scatter_scope_names_get(sc, ids, 3, dst), 0);
+    const char *name, *file;
+    CHECK_EQ_INT(symtab_count(dst), 2);
+    CHECK(symtab_get(dst, 11, &name, &file) && strcmp(name, "main") == 0 &&
+          strcmp(file, "m.go") == 0);
+    CHECK(symtab_get(dst, 12, &name, &file) && strcmp(name, "serve") == 0);
+    CHECK(!symtab_get(dst, 13, &name, &file));
+    CHECK_EQ_INT(scatter_scope_names_get(NULL, ids, 3, dst), 0);
+    CHECK_EQ_INT(scatter_scope_add_names(NULL, v, 3), 0);
+    symtab_free(dst);
+    scatter_spaces_release(c, sc);
+    scatter_spaces_free(c);
+}
+
 int main(void)
 {
     const char *env = getenv("SCATTER_SPACES_SEED");
@@ -722,5 +754,6 @@ int main(void)
     test_bound();
     test_overflow();
     test_threads();
+    test_names();
     return check_exit();
 }
