@@ -368,6 +368,18 @@ static int peer_make(scatter_scope_t *sc, const char *name, peer_t **out)
     return 0;
 }
 
+/* Drops p's least recently used space: a request lists at most
+ * SCATTER_SPACES_KNOWN_MAX of a peer's, so one past them (a union the peer
+ * rebuilt, a restart) is never named again. */
+static void space_drop_oldest(peer_t *p)
+{
+    size_t old = 0;
+    for (size_t i = 1; i < p->n; i++)
+        if (p->spaces[i].used < p->spaces[old].used) old = i;
+    free(p->spaces[old].map);
+    p->spaces[old] = p->spaces[--p->n];
+}
+
 /* The space of (name, nonce), made holding the root alone when absent. */
 static int space_get(scatter_scope_t *sc, const char *name, uint64_t nonce, space_t **out)
 {
@@ -378,6 +390,7 @@ static int space_get(scatter_scope_t *sc, const char *name, uint64_t nonce, spac
         return 0;
     }
     if (p == NULL && peer_make(sc, name, &p) != 0) return ERR_NOMEM;
+    if (p->n >= SCATTER_SPACES_KNOWN_MAX) space_drop_oldest(p);
     if (GROW_FROM(p->spaces, p->cap, p->n + 1, GROW_UNLIMITED, 4) != 0) return ERR_NOMEM;
     sp = &p->spaces[p->n];
     memset(sp, 0, sizeof *sp);

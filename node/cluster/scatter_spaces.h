@@ -47,7 +47,9 @@
 #include "node/cluster/scatter_names.h"
 #include "storage/storage.h"
 
-/* The spaces of one peer a request lists at most (the most recently used). */
+/* The spaces of one peer a request lists at most (the most recently used);
+ * a scope keeps no more of a peer's (an older one, of a union the peer
+ * rebuilt or of its previous start, goes when a newer one comes). */
 #define SCATTER_SPACES_KNOWN_MAX 8
 
 typedef struct scatter_spaces scatter_spaces_t;

@@ -519,7 +519,8 @@ static void test_encode_roundtrip(void)
     fake_free(&a);
 }
 
-/* (g) known: most recently used first, at most max. */
+/* (g) known: most recently used first, at most max; a peer's spaces past
+ * the most recent max are dropped. */
 static void test_known(void)
 {
     scatter_spaces_t *c;
@@ -546,6 +547,11 @@ static void test_known(void)
     CHECK_EQ_INT(scatter_scope_known(sc, "Q", k, 8), 1);
     CHECK_EQ_INT(scatter_scope_known(sc, "R", k, 8), 0);
     CHECK_EQ_INT(scatter_scope_known(sc, "P", k, 0), 0);
+    /* a peer keeps its 8 most recent spaces: 100 and 101 went (102 stays) */
+    scatter_sums_t none = {0};
+    CHECK_EQ_INT(add_fake(sc, "P", &f[0], 2, &none), ERR_CORRUPT); /* its ids are not held */
+    CHECK_EQ_INT(add_fake(sc, "P", &f[2], f[2].n, &none), 0);
+    scatter_sums_free(&none);
     scatter_sums_free(&sums);
     scatter_spaces_release(c, sc);
     scatter_spaces_free(c);
