@@ -120,6 +120,13 @@ static int describe_partial_spans(scatter_q_t *q)
     return 0;
 }
 
+/* What the query's merge holds: its gather and the values its shares
+ * answered by id (query-memory-bytes). The job that holds the gather. */
+static size_t held_bytes(const scatter_q_t *q)
+{
+    return query_gather_bytes(q->gather) + q->sums.cap * sizeof *q->sums.v;
+}
+
 /* Pool: the forest of the values the shares answered by id, into the
  * gather beside any forests they sent (none when nobody answered by id). */
 static int add_sums_forest(scatter_q_t *q, errmsg_t *em)
@@ -173,7 +180,7 @@ static void finished(scatter_q_t *q, int status)
     q->answer_bytes = q->ans.result.body.len; /* over the budget: 503 instead */
     if (q->ans.result.stream != NULL) {       /* it took the tree and names from the gather */
         q->answer_bytes += query_stream_bytes(q->ans.result.stream);
-        q->gather_bytes = query_gather_bytes(q->gather);
+        q->gather_bytes = held_bytes(q);
     }
     scatter_q_charge(q);
     if (q->rc == 0) scatter_q_answer(q, &q->ans);
@@ -250,7 +257,7 @@ static void local_work(workq_job_t *w)
     if (it->rc == 0 && j->merge) {
         it->rc = add_local(q, it);
         j->merged = 1;
-        j->gather_bytes = query_gather_bytes(q->gather);
+        j->gather_bytes = held_bytes(q);
         size_t held = j->gather_bytes + query_partial_bytes(&it->local);
         if (it->rc == 0) it->rc = local_hold(q, &work, held, "merged tree", &it->em);
         if (it->rc == 0 && j->finish) {
@@ -264,7 +271,7 @@ static void local_work(workq_job_t *w)
             alloc_charge_done(&fin);
             held += q->ans.result.body.len;
             if (q->ans.result.stream != NULL) /* the tree and names it took: counted once */
-                held = query_gather_bytes(q->gather) + query_partial_bytes(&it->local) +
+                held = held_bytes(q) + query_partial_bytes(&it->local) +
                        query_stream_bytes(q->ans.result.stream);
             if (q->ans.rc == 0 && local_hold(q, &work, held, "answer", &q->ans.em) != 0) {
                 q->ans.rc = ERR_UNAVAILABLE;
@@ -606,7 +613,7 @@ static void merge_work(workq_job_t *w)
         }
         ok &= it->rc == 0;
     }
-    j->gather_bytes = query_gather_bytes(j->q->gather);
+    j->gather_bytes = held_bytes(j->q);
     if (ok && j->finish) finish_answer(j->q);
     query_gather_charge(j->q->gather, NULL, 0);
 }

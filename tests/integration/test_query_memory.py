@@ -1,7 +1,8 @@
 """test_query_memory.py — query-memory-bytes bounds the partial results the
 queries a node coordinates hold at once. 32 concurrent renders wait on a
-peer stopped with SIGSTOP, each holding its local share (the token forests
-of a render truncated to maxNodes, about 1 MB here) against a 12 MiB budget
+peer stopped with SIGSTOP, each holding its local share (the values by id
+of a render truncated to maxNodes, summed over its scope's call paths, or
+its token forests: about 1 MB here) against a 12 MiB budget
 (one query alone needs about 8 MB at its peak, its selection counted):
 the ones that would pass it are answered
 503 with Retry-After naming the setting, the gauge never shows more than the
