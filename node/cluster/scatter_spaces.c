@@ -771,8 +771,11 @@ int scatter_scope_forest(scatter_scope_t *sc, scatter_sums_t *sums, storage_merg
     size_t top = sc->count;
     while (rc == 0 && top > 1 && sums->v[top - 1] == 0) /* the forest ends at the last value */
         top--;
+    /* parents and least children: the gather cuts one such forest by its
+     * totals (query/cut.c), as one node cuts its own union's */
     if (rc == 0)
-        rc = storage_merged_tab_of(sc->parent, sc->sym, sums->v, top, 0, 1, out);
+        rc = storage_merged_tab_of(sc->parent, sc->sym, sums->v, top,
+                                   STORAGE_TABS_PARENTS | STORAGE_TABS_LEAST, 1, out);
     else
         free(sums->v);
     pthread_mutex_unlock(&sc->mu);
