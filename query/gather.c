@@ -277,6 +277,10 @@ static int spill_forests(query_gather_t *g, errmsg_t *em)
 /* Takes f (its arrays move into the gather; f is left empty). */
 static int add_forest(query_gather_t *g, storage_merged_tab_t *f, errmsg_t *em)
 {
+    if (f->nonneg && f->n > 0 && f->total[0] == 0) { /* nothing in it (a share's empty tree) */
+        query_forest_free(f);
+        return 0;
+    }
     size_t nodes = g->forest_nodes + (g->nforests + g->npacked > 0 ? 0 : 1) + f->nodes - 1;
     size_t cap = calltree_max_nodes(g->tree); /* 0: unlimited */
     int rc = 0;

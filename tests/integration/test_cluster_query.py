@@ -253,7 +253,9 @@ def id_space_renders(node, frm, until):
                                 ("search", CPU + '{service_name="search"}', {}),
                                 ("all cut", CPU + "{}", {"maxNodes": "5"}),
                                 ("search folded cut", CPU + '{service_name="search"}',
-                                 {"fmt": "folded", "maxNodes": "6"})):
+                                 {"fmt": "folded", "maxNodes": "6"}),
+                                ("nothing", CPU + '{service_name="none"}', {}),
+                                ("nothing in env", CPU + '{env="none"}', {})):
         r = node.render(query, frm, until, **extra)
         assert r.status == 200 and header(r, "X-Flamedb-Partial") is None, (label, r)
         out[label] = r.body
