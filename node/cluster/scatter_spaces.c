@@ -561,25 +561,6 @@ static int value_next(const answer_t *a, vcursor_t *c, uint64_t *id, int64_t *va
     return 1;
 }
 
-/* The encoded values whole, in one tight pass (value_next's checks): each
- * id below count, each value <= INT64_MAX, no bytes left over. */
-static int values_check(const answer_t *a, errmsg_t *em)
-{
-    const uint8_t *p = a->v;
-    uint64_t next = 0, d, v, count = a->count;
-    while (p < a->v_end) {
-        if (!varint_read_u(&p, a->v_end, &d) || !varint_read_u(&p, a->v_end, &v))
-            return errmsg_set(em, ERR_CORRUPT, "id space: values truncated");
-        if (next >= count || d >= count - next)
-            return errmsg_set(em, ERR_CORRUPT, "id space: a value's id is past count %llu",
-                              (unsigned long long)count);
-        if (v > (uint64_t)INT64_MAX)
-            return errmsg_set(em, ERR_CORRUPT, "id space: a value past INT64_MAX");
-        next += d + 1;
-    }
-    return 0;
-}
-
 /* The structure's entries: count - base of them (none when count <= base). */
 static uint64_t entries(const answer_t *a)
 {
@@ -605,7 +586,7 @@ static int answer_check(const answer_t *a, errmsg_t *em)
     if (a->tab == NULL && p != a->s_end)
         return errmsg_set(em, ERR_CORRUPT, "id space: %zu bytes past the structure's %llu ids",
                           (size_t)(a->s_end - p), (unsigned long long)entries(a));
-    if (a->tab == NULL) return values_check(a, em);
+    if (a->tab == NULL || a->tab->nonneg) return 0; /* encoded: checked as they are added */
     vcursor_t c = {a->v, 0};
     int64_t val;
     int rc;
@@ -654,30 +635,57 @@ static int sums_grow(scatter_sums_t *sums, size_t n)
     return 0;
 }
 
-/* a's values into sums through sp's map (a checked: nothing fails). */
+/* Walks the encoded values up to stop (the whole of them: v_end), adding
+ * each through map into sum with sign +1 or -1 (taking back what an
+ * earlier walk added), or with map NULL only checking them. *at: where
+ * the walk stopped, at a broken or out-of-range entry (em says which,
+ * ERR_CORRUPT) or at stop (0). */
+static int values_walk(const uint32_t *map, const answer_t *a, const uint8_t *stop, int sign,
+                       int64_t *sum, const uint8_t **at, errmsg_t *em)
+{
+    const uint8_t *p = a->v, *entry = p;
+    uint64_t next = 0, d = 0, v = 0, count = a->count; /* set before use: told to gcc */
+    int rc = 0;
+    for (; p < stop; entry = p) {
+        if (!varint_read_u(&p, a->v_end, &d) || !varint_read_u(&p, a->v_end, &v)) {
+            rc = errmsg_set(em, ERR_CORRUPT, "id space: values truncated");
+        } else if (next >= count || d >= count - next) { /* a delta that wraps round too */
+            rc = errmsg_set(em, ERR_CORRUPT, "id space: a value's id is past count %llu",
+                            (unsigned long long)count);
+        } else if (v > (uint64_t)INT64_MAX) {
+            rc = errmsg_set(em, ERR_CORRUPT, "id space: a value past INT64_MAX");
+        }
+        if (rc != 0) break;
+        next += d + 1;
+        if (map == NULL) continue;
+        int64_t *s = &sum[map[next - 1]]; /* wraps: the forest finds a total past INT64_MAX */
+        *s = (int64_t)(sign > 0 ? (uint64_t)*s + v : (uint64_t)*s - v);
+    }
+    *at = rc != 0 ? entry : p;
+    return rc;
+}
+
+/* a's values into sums through sp's map, all or nothing: encoded ones are
+ * checked as they are added (one pass), and a broken one takes back what
+ * came before it; a local forest's are >= 0 (t->nonneg, checked first). */
 static int sums_add(const space_t *sp, const answer_t *a, scatter_sums_t *sums, errmsg_t *em)
 {
-    if (a->tab == NULL) { /* checked whole by values_check: no test left but the end */
-        const uint8_t *p = a->v;
-        const uint32_t *map = sp->map;
-        int64_t *sum = sums->v;
-        uint64_t next = 0, d, v;
-        while (p < a->v_end && varint_read_u(&p, a->v_end, &d) && varint_read_u(&p, a->v_end, &v)) {
-            next += d;
-            int64_t *s = &sum[map[next++]];
-            *s = (int64_t)((uint64_t)*s + v); /* wraps: the forest finds a total past */
+    if (a->tab == NULL) {
+        const uint8_t *at;
+        int rc = values_walk(sp->map, a, a->v_end, 1, sums->v, &at, em);
+        if (rc != 0) {
+            errmsg_t ignored;
+            const uint8_t *back; /* every entry before the broken one is good */
+            values_walk(sp->map, a, at, -1, sums->v, &back, &ignored);
         }
-        return 0;
+        return rc;
     }
-    vcursor_t c = {a->v, 0};
-    uint64_t id;
-    int64_t val;
-    int rc;
-    while ((rc = value_next(a, &c, &id, &val, em)) == 1) {
-        int64_t *s = &sums->v[sp->map[id]];
-        *s = (int64_t)((uint64_t)*s + (uint64_t)val); /* wraps: the forest finds a total past */
-    }
-    return rc;
+    const int64_t *self = a->tab->self;
+    const uint32_t *map = sp->map;
+    int64_t *sum = sums->v;
+    for (size_t id = 0; id < a->count; id++)
+        if (self[id] != 0) sum[map[id]] = (int64_t)((uint64_t)sum[map[id]] + (uint64_t)self[id]);
+    return 0;
 }
 
 static int add_locked(scatter_scope_t *sc, const answer_t *a, scatter_sums_t *sums, errmsg_t *em)
@@ -687,10 +695,19 @@ static int add_locked(scatter_scope_t *sc, const answer_t *a, scatter_sums_t *su
     if (a->base > held)
         return errmsg_set(em, ERR_CORRUPT, "id space: base %llu past the %zu ids held of %s",
                           (unsigned long long)a->base, held, a->peer);
-    int rc = sp == NULL ? space_get(sc, a->peer, a->nonce, &sp) : 0;
+    /* an answer of a new space or that brings ids of its own has its
+     * values checked before anything is made or mapped (nothing changes for
+     * a broken one); one over ids held already (the common case) is
+     * checked as it is added */
+    const uint8_t *at;
+    int first = a->tab == NULL && (sp == NULL || a->count > held);
+    int rc = first ? values_walk(NULL, a, a->v_end, 0, NULL, &at, em) : 0;
+    if (rc == 0 && sp == NULL) rc = space_get(sc, a->peer, a->nonce, &sp);
     if (rc == 0) rc = map_ids(sc, sp, a, em);
+    size_t n_before = sums->n;
     if (rc == 0) rc = sums_grow(sums, sc->count);
-    if (rc == 0) rc = sums_add(sp, a, sums, em);
+    if (rc == 0 && (rc = sums_add(sp, a, sums, em)) != 0)
+        sums->n = n_before; /* what it grew by is 0s: the sums are as they were */
     if (rc == 0) {
         sp->used = ++sc->clock;
         sums->added = 1;
