@@ -43,6 +43,7 @@
 #include "common/grow.h"
 #include "common/hash.h"
 #include "common/list.h"
+#include "common/pathidx.h"
 #include "common/u64map.h"
 #include "storage/storage_int.h"
 
@@ -68,9 +69,7 @@ struct nodeunion {
     uint64_t *sym;
     uint32_t *symno;
     size_t count, cap;
-    uint32_t *slot;  /* (parent, symbol) -> union node, open addressing by the node's own
-                        parent and symbol; 0 is empty (the root is nobody's child) */
-    size_t nslot;    /* a power of two, at least twice the nodes */
+    pathidx_t idx;   /* (parent, symbol) -> union node */
     uint64_t key;    /* key_hash of its tenant and tokens */
     size_t limit;    /* the cache's bound: no extension takes it past that */
     u64map_t syms;   /* symbol -> its number */
@@ -84,8 +83,8 @@ struct nodeunion {
 static size_t union_bytes(const nodeunion_t *u)
 {
     size_t b = u->cap * (sizeof *u->parent + sizeof *u->sym + sizeof *u->symno) +
-               u->nslot * sizeof *u->slot + u64map_bytes(&u->syms) +
-               u->by_no_cap * sizeof *u->by_no + u->ntok * 8 + sizeof *u;
+               pathidx_bytes(&u->idx) + u64map_bytes(&u->syms) + u->by_no_cap * sizeof *u->by_no +
+               u->ntok * 8 + sizeof *u;
     for (size_t i = 0; i < u->ntok; i++)
         b += u->map_cap[i] * sizeof **u->map;
     return b;
@@ -103,7 +102,7 @@ static void union_free(nodeunion_t *u)
     free(u->parent);
     free(u->sym);
     free(u->symno);
-    free(u->slot);
+    pathidx_free(&u->idx);
     free(u->by_no);
     u64map_free(&u->syms);
     pthread_mutex_destroy(&u->lock);
@@ -146,7 +145,7 @@ static void union_reset(nodeunion_t *u, uint64_t gen, uint64_t nonce)
 {
     u->nonce = nonce;
     u->count = 0;
-    if (u->slot != NULL) memset(u->slot, 0, u->nslot * sizeof *u->slot);
+    pathidx_clear(&u->idx);
     u64map_clear(&u->syms);
     for (size_t i = 0; i < u->ntok; i++)
         u->covered[i] = 0;
@@ -333,38 +332,6 @@ void storage_union_release(storage_t *s, nodeunion_t *u, int failed)
     pthread_mutex_unlock(&c->mu);
 }
 
-static inline size_t slot_of(const nodeunion_t *u, uint32_t p, uint64_t sym)
-{
-    uint64_t h = (sym ^ ((uint64_t)p * 0x9e3779b97f4a7c15ULL)) * 0xff51afd7ed558ccdULL;
-    return (size_t)(h >> 29) & (u->nslot - 1);
-}
-
-/* The slot of node (p, sym), or the empty one where it would go. */
-static inline size_t slot_find(const nodeunion_t *u, uint32_t p, uint64_t sym)
-{
-    size_t i = slot_of(u, p, sym);
-    for (uint32_t x; (x = u->slot[i]) != 0 && (u->sym[x] != sym || u->parent[x] != p);)
-        i = (i + 1) & (u->nslot - 1);
-    return i;
-}
-
-/* Room in the index for n nodes (at least 2n slots), rehashed when it grows. */
-static int slots_reserve(nodeunion_t *u, size_t n)
-{
-    if (2 * n <= u->nslot) return 0;
-    size_t want = u->nslot ? u->nslot : 1024;
-    while (want < 2 * n)
-        want *= 2;
-    uint32_t *slot = calloc(want, sizeof *slot);
-    if (slot == NULL) return ERR_NOMEM;
-    free(u->slot);
-    u->slot = slot;
-    u->nslot = want;
-    for (uint32_t x = 1; x < u->count; x++)
-        u->slot[slot_find(u, u->parent[x], u->sym[x])] = x;
-    return union_bytes(u) > u->limit ? ERR_LIMIT : 0;
-}
-
 /* A new union node (parent p, symbol sym) at index slot `slot`. */
 static int union_node(nodeunion_t *u, size_t slot, uint32_t p, uint64_t sym, uint32_t *out)
 {
@@ -391,7 +358,7 @@ static int union_node(nodeunion_t *u, size_t slot, uint32_t p, uint64_t sym, uin
     u->parent[id] = p;
     u->sym[id] = sym;
     u->symno[id] = no;
-    if (id > 0) u->slot[slot] = id;
+    if (id > 0) u->idx.slot[slot] = id;
     u->count++;
     *out = id;
     return 0;
@@ -417,10 +384,11 @@ int storage_union_map(nodeunion_t *u, size_t i, const nodetab_t *t, const uint32
                 m[0] = 0;
                 continue;
             }
-            if (slots_reserve(u, u->count + 1) != 0) return ERR_NOMEM;
+            if (pathidx_reserve(&u->idx, u->parent, u->sym, u->count, u->count + 1, 1024) != 0)
+                return ERR_NOMEM;
             uint32_t p = m[parent[id]]; /* a parent's id is below its children's */
-            size_t slot = slot_find(u, p, sym[id]);
-            uint32_t node = u->slot[slot];
+            size_t slot = pathidx_find(&u->idx, u->parent, u->sym, p, sym[id]);
+            uint32_t node = u->idx.slot[slot];
             if (node == 0) {
                 int rc = union_node(u, slot, p, sym[id], &node);
                 if (rc != 0) return rc;

@@ -28,6 +28,7 @@
 #include "common/grow.h"
 #include "common/hash.h"
 #include "common/list.h"
+#include "common/pathidx.h"
 #include "common/symtab.h"
 #include "common/varint.h"
 
@@ -64,8 +65,7 @@ struct scatter_scope {
     uint32_t *parent;
     uint64_t *sym;
     size_t count, cap;
-    uint32_t *slot;
-    size_t nslot; /* 0, or a power of two at least twice count */
+    pathidx_t idx; /* (parent, symbol) -> node */
     peer_t *peers;
     size_t npeers, peers_cap;
     uint64_t clock;
@@ -115,7 +115,7 @@ typedef struct vcursor {
 static size_t scope_bytes(const scatter_scope_t *sc)
 {
     size_t b = sizeof *sc + sc->key_len + sc->cap * (sizeof *sc->parent + sizeof *sc->sym) +
-               sc->nslot * sizeof *sc->slot + sc->peers_cap * sizeof *sc->peers +
+               pathidx_bytes(&sc->idx) + sc->peers_cap * sizeof *sc->peers +
                (sc->names != NULL ? symtab_mem_bytes(sc->names) : 0);
     for (size_t i = 0; i < sc->npeers; i++) {
         const peer_t *p = &sc->peers[i];
@@ -138,7 +138,7 @@ static void scope_free(scatter_scope_t *sc)
     symtab_free(sc->names);
     free(sc->parent);
     free(sc->sym);
-    free(sc->slot);
+    pathidx_free(&sc->idx);
     free(sc->key);
     pthread_mutex_destroy(&sc->mu);
     free(sc);
@@ -427,38 +427,6 @@ size_t scatter_scope_known(scatter_scope_t *sc, const char *peer, storage_space_
 
 /* ---- the tree: (parent, symbol) -> node (scope lock held) ---- */
 
-static inline size_t slot_of(const scatter_scope_t *sc, uint32_t p, uint64_t sym)
-{
-    uint64_t h = (sym ^ ((uint64_t)p * 0x9e3779b97f4a7c15ULL)) * 0xff51afd7ed558ccdULL;
-    return (size_t)(h >> 29) & (sc->nslot - 1);
-}
-
-/* The slot of node (p, sym), or the empty one where it would go. */
-static inline size_t slot_find(const scatter_scope_t *sc, uint32_t p, uint64_t sym)
-{
-    size_t i = slot_of(sc, p, sym);
-    for (uint32_t x; (x = sc->slot[i]) != 0 && (sc->sym[x] != sym || sc->parent[x] != p);)
-        i = (i + 1) & (sc->nslot - 1);
-    return i;
-}
-
-/* Room in the index for n nodes (at least 2n slots), rehashed when it grows. */
-static int slots_reserve(scatter_scope_t *sc, size_t n)
-{
-    if (2 * n <= sc->nslot) return 0;
-    size_t want = sc->nslot ? sc->nslot : SLOTS_MIN;
-    while (want < 2 * n)
-        want *= 2;
-    uint32_t *slot = calloc(want, sizeof *slot);
-    if (slot == NULL) return ERR_NOMEM;
-    free(sc->slot);
-    sc->slot = slot;
-    sc->nslot = want;
-    for (uint32_t x = 1; x < sc->count; x++)
-        sc->slot[slot_find(sc, sc->parent[x], sc->sym[x])] = x;
-    return 0;
-}
-
 /* Room in the tree's arrays for one more node; both grown or cap unchanged. */
 static int tree_reserve(scatter_scope_t *sc)
 {
@@ -478,18 +446,18 @@ static int tree_reserve(scatter_scope_t *sc)
 /* The node (p, sym), made when absent. */
 static int node_of(scatter_scope_t *sc, uint32_t p, uint64_t sym, uint32_t *out)
 {
-    int rc = slots_reserve(sc, sc->count + 1);
+    int rc = pathidx_reserve(&sc->idx, sc->parent, sc->sym, sc->count, sc->count + 1, SLOTS_MIN);
     if (rc != 0) return rc;
-    size_t i = slot_find(sc, p, sym);
-    if (sc->slot[i] != 0) {
-        *out = sc->slot[i];
+    size_t i = pathidx_find(&sc->idx, sc->parent, sc->sym, p, sym);
+    if (sc->idx.slot[i] != 0) {
+        *out = sc->idx.slot[i];
         return 0;
     }
     if ((rc = tree_reserve(sc)) != 0) return rc;
     uint32_t x = (uint32_t)sc->count++;
     sc->parent[x] = p;
     sc->sym[x] = sym;
-    sc->slot[i] = x;
+    sc->idx.slot[i] = x;
     *out = x;
     return 0;
 }

@@ -178,6 +178,31 @@ static inline int fx_write(storage_t *s, const char *tenant, const labels_t *l, 
     return fx_write_at(s, tenant, l, labels_hash(l) >> 1, t, st, id, time_ns, written);
 }
 
+/* Writes the folded stacks (value 1 + their index each) at token as
+ * profile id (tenant "t", 5 s before f's clock). */
+static inline void fx_write_stacks(fixture_t *f, symtab_t *st, const labels_t *l, uint64_t token,
+                                   const char *const *stacks, size_t n, uint64_t id)
+{
+    calltree_t *t = calltree_new(0);
+    for (size_t i = 0; i < n; i++)
+        fx_add(t, st, stacks[i], (int64_t)(1 + i));
+    CHECK_EQ_INT(fx_write_at(f->s, "t", l, token, t, st, id, (f->now - 5) * NS, NULL), 0);
+    calltree_free(t);
+}
+
+/* A merger (tenant "t") of the series of ls[i] at tokens[i] over the last
+ * hour of f's clock; the caller frees it. */
+static inline storage_merger_t *fx_merger_of(fixture_t *f, labels_t *const *ls,
+                                             const uint64_t *tokens, size_t n)
+{
+    storage_merger_t *m;
+    CHECK_EQ_INT(storage_merger_new(f->s, "t", &m), 0);
+    for (size_t i = 0; i < n; i++)
+        CHECK_EQ_INT(
+            storage_merger_add(m, tokens[i], labels_hash(ls[i]), 0, f->now - 3600, f->now + 60), 0);
+    return m;
+}
+
 /* Writes profile id (tenant "t", time_ns) of one series at token whose
  * tree has 5 + i stacks "main;f..;g.." of varied values: trees that differ
  * with i and share most of their nodes. */

@@ -15,28 +15,6 @@
 #define TOKEN2 0x2222222222222222ull
 #define TOKEN3 0x3333333333333333ull
 
-/* Writes the folded stacks (value 1 + their index each) at token as profile id. */
-static void write_at(fixture_t *f, symtab_t *st, const labels_t *l, uint64_t token,
-                     const char *const *stacks, size_t n, uint64_t id)
-{
-    calltree_t *t = calltree_new(0);
-    for (size_t i = 0; i < n; i++)
-        fx_add(t, st, stacks[i], (int64_t)(1 + i));
-    CHECK_EQ_INT(fx_write_at(f->s, "t", l, token, t, st, id, (f->now - 5) * NS, NULL), 0);
-    calltree_free(t);
-}
-
-static storage_merger_t *merger_of(fixture_t *f, labels_t *const *ls, const uint64_t *tokens,
-                                   size_t n)
-{
-    storage_merger_t *m;
-    CHECK_EQ_INT(storage_merger_new(f->s, "t", &m), 0);
-    for (size_t i = 0; i < n; i++)
-        CHECK_EQ_INT(
-            storage_merger_add(m, tokens[i], labels_hash(ls[i]), 0, f->now - 3600, f->now + 60), 0);
-    return m;
-}
-
 /* The tree of a forest made with parents: each node under its parent's. */
 static calltree_t *tree_of(const storage_merged_tab_t *v)
 {
@@ -80,7 +58,7 @@ static void check_symnos(const storage_merged_tab_t *v)
 static void check_same(fixture_t *f, labels_t *const *ls, const uint64_t *tokens, size_t n,
                        size_t want_tabs)
 {
-    storage_merger_t *m = merger_of(f, ls, tokens, n);
+    storage_merger_t *m = fx_merger_of(f, ls, tokens, n);
     storage_merged_tab_t *tabs;
     size_t ntabs;
     errmsg_t em = {{0}};
@@ -99,7 +77,7 @@ static void check_same(fixture_t *f, labels_t *const *ls, const uint64_t *tokens
     if (ntabs == 1 && n > 1) CHECK_EQ_INT(tabs[0].owns_self, 1); /* a union's: its own values */
     storage_merger_hand_selfs(m, tabs, ntabs);
     storage_merger_free(m);
-    m = merger_of(f, ls, tokens, n);
+    m = fx_merger_of(f, ls, tokens, n);
     calltree_t *want = calltree_new(0);
     CHECK_EQ_INT(storage_merger_finish(m, want, &em), 0);
     storage_merger_free(m);
@@ -122,9 +100,9 @@ int main(void)
     const char *s1[] = {"main;a;b", "main;a;c", "main;d", "x;y"};
     const char *s2[] = {"main;d;e", "main;a;b", "main", "z"};
     const char *s3[] = {"main;a;c;c", "x;y;z", "main;d"};
-    write_at(&f, st, ls[0], tokens[0], s1, 4, 1);
-    write_at(&f, st, ls[1], tokens[1], s2, 4, 2);
-    write_at(&f, st, ls[2], tokens[2], s3, 3, 3);
+    fx_write_stacks(&f, st, ls[0], tokens[0], s1, 4, 1);
+    fx_write_stacks(&f, st, ls[1], tokens[1], s2, 4, 2);
+    fx_write_stacks(&f, st, ls[2], tokens[2], s3, 3, 3);
 
     check_same(&f, ls, tokens, 3, 1);
     CHECK_EQ_INT(f.s->unions.builds, 1);
@@ -138,8 +116,8 @@ int main(void)
 
     /* the tables grow after the union was made: new stacks, old ones at new places */
     const char *more[] = {"main;a;b;q", "q;main;a", "main;d;e;f"};
-    write_at(&f, st, ls[2], tokens[2], more, 3, 4);
-    write_at(&f, st, ls[0], tokens[0], more, 3, 5);
+    fx_write_stacks(&f, st, ls[2], tokens[2], more, 3, 4);
+    fx_write_stacks(&f, st, ls[0], tokens[0], more, 3, 5);
     check_same(&f, ls, tokens, 3, 1);
     CHECK_EQ_INT(f.s->unions.builds, 2);
 

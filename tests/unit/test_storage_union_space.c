@@ -19,35 +19,13 @@
 #define TOKEN3 0x3333333333333333ull
 #define ALL (STORAGE_TABS_PARENTS | STORAGE_TABS_LEAST)
 
-/* Writes the folded stacks (value 1 + their index each) at token as profile id. */
-static void write_at(fixture_t *f, symtab_t *st, const labels_t *l, uint64_t token,
-                     const char *const *stacks, size_t n, uint64_t id)
-{
-    calltree_t *t = calltree_new(0);
-    for (size_t i = 0; i < n; i++)
-        fx_add(t, st, stacks[i], (int64_t)(1 + i));
-    CHECK_EQ_INT(fx_write_at(f->s, "t", l, token, t, st, id, (f->now - 5) * NS, NULL), 0);
-    calltree_free(t);
-}
-
-static storage_merger_t *merger_of(fixture_t *f, labels_t *const *ls, const uint64_t *tokens,
-                                   size_t n)
-{
-    storage_merger_t *m;
-    CHECK_EQ_INT(storage_merger_new(f->s, "t", &m), 0);
-    for (size_t i = 0; i < n; i++)
-        CHECK_EQ_INT(
-            storage_merger_add(m, tokens[i], labels_hash(ls[i]), 0, f->now - 3600, f->now + 60), 0);
-    return m;
-}
-
 /* The forests of a merger of ls at tokens (tabs its own: the merger is
  * freed), with flags and the spaces known. */
 static storage_merged_tab_t *tabs_of(fixture_t *f, labels_t *const *ls, const uint64_t *tokens,
                                      size_t n, unsigned flags, const storage_space_known_t *known,
                                      size_t nknown, size_t *ntabs)
 {
-    storage_merger_t *m = merger_of(f, ls, tokens, n);
+    storage_merger_t *m = fx_merger_of(f, ls, tokens, n);
     storage_merger_known_spaces(m, known, nknown);
     storage_merged_tab_t *tabs = NULL;
     errmsg_t em = {{0}};
@@ -221,7 +199,7 @@ static void test_known(fixture_t *f, labels_t *const *ls, const uint64_t *tokens
         alloc_budget_init(&b, 1 << 30);
         alloc_charge_t c;
         alloc_charge_init(&c, &b);
-        storage_merger_t *m = merger_of(f, ls, tokens, n);
+        storage_merger_t *m = fx_merger_of(f, ls, tokens, n);
         storage_merger_set_charge(m, &c);
         storage_space_known_t all = {nonce, top};
         storage_merger_known_spaces(m, i ? &all : NULL, i ? 1 : 0);
@@ -237,7 +215,7 @@ static void test_known(fixture_t *f, labels_t *const *ls, const uint64_t *tokens
     CHECK_EQ_INT(used[0] - used[1], (top - 1) * (sizeof(uint32_t) + sizeof(uint64_t)));
 
     /* the known spaces are for one storage_merger_tabs: the next knows none */
-    storage_merger_t *m = merger_of(f, ls, tokens, n);
+    storage_merger_t *m = fx_merger_of(f, ls, tokens, n);
     storage_space_known_t all = {nonce, top};
     storage_merger_known_spaces(m, &all, 1);
     storage_merged_tab_t *t;
@@ -311,8 +289,8 @@ static void test_generation(fixture_t *f, symtab_t *st, labels_t *const *ls, con
     CHECK(nonce != 0);
     size_t had = sp.n;
     const char *more[] = {"main;a;b;q", "q;main;a", "main;d;e;f", "w;v;u"};
-    write_at(f, st, ls[2], tokens[2], more, 4, 10);
-    write_at(f, st, ls[0], tokens[0], more, 2, 11);
+    fx_write_stacks(f, st, ls[2], tokens[2], more, 4, 10);
+    fx_write_stacks(f, st, ls[0], tokens[0], more, 2, 11);
     storage_space_known_t known = {nonce, had};
     CHECK_EQ_INT(nonce_of(f, ls, tokens, 3, &known, 1, &sp), nonce); /* the tail applied */
     CHECK(sp.n > had);
@@ -460,9 +438,9 @@ int main(void)
     const char *s1[] = {"main;a;b", "main;a;c", "main;d", "x;y"};
     const char *s2[] = {"main;d;e", "main;a;b", "main", "z"};
     const char *s3[] = {"main;a;c;c", "x;y;z", "main;d"};
-    write_at(&f, st, ls[0], tokens[0], s1, 4, 1);
-    write_at(&f, st, ls[1], tokens[1], s2, 4, 2);
-    write_at(&f, st, ls[2], tokens[2], s3, 3, 3);
+    fx_write_stacks(&f, st, ls[0], tokens[0], s1, 4, 1);
+    fx_write_stacks(&f, st, ls[1], tokens[1], s2, 4, 2);
+    fx_write_stacks(&f, st, ls[2], tokens[2], s3, 3, 3);
 
     test_known(&f, ls, tokens, 2);
     test_known(&f, ls, tokens, 3);
