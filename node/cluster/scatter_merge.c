@@ -139,15 +139,14 @@ static int add_sums_forest(scatter_q_t *q, errmsg_t *em)
 }
 
 /* Pool: adds a partial of this node to the gather; its union's forest with
- * an id space goes into the query's sums by id (it holds part of the
- * answer then, whatever follows). */
+ * an id space goes into the query's sums by id first (all or nothing: a
+ * failure there leaves nothing of it held). */
 static int add_local(scatter_q_t *q, item_t *it)
 {
     query_partial_t *p = &it->local;
     if (q->scope != NULL && p->ntabs == 1 && p->tabs[0].space_nonce != 0 && p->tabs[0].nonneg) {
         int rc = scatter_scope_add_tab(q->scope, q->view->self_id, &p->tabs[0], &q->sums, &it->em);
         if (rc != 0) return rc;
-        it->fatal = 1;
         storage_merged_tabs_free(p->tabs, p->ntabs);
         p->tabs = NULL;
         p->ntabs = 0;
