@@ -387,6 +387,19 @@ def pair_rows(rt, node_bin, work, svc):
             "nodes), a shipped share's forests (%s nodes, encoding 5) and the JSON, against "
             "one node rendering every token; the same bytes" % (pair, one, m.group(2),
                                                                   m.group(3))))
+        text = out.get("query_ids_pair_ms", "")
+        m = re.match(r"([0-9.]+) over two halves of the ring by id \((\d+) ids, (\d+) bytes of "
+                     r"structure sent once\), ([0-9.]+) over one node's", text)
+        if m is None or "the same bytes" not in text:
+            raise RuntimeError("pair by id figure: %r" % text)
+        pair, one = float(m.group(1)), float(m.group(4))
+        rt.RESULTS.append((
+            "coordinator's render in process by id (%s): CPU over two halves of the ring / one "
+            "node's" % label, "%.2f" % (pair / one), "-",
+            "%.2f vs %.2f ms (medians of 7, alternated): its local share's union added by id, a "
+            "share's answer by id (%s ids, its %s bytes of structure sent once, before the "
+            "timed rounds), one forest cut, the JSON; the same bytes" % (pair, one, m.group(2),
+                                                                         m.group(3))))
 
 
 def report(rt, ing, med, queries, nrows, threads):

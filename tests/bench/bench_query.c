@@ -21,6 +21,7 @@
 #include "bench.h"
 #include "common/err.h"
 #include "common/u64map.h"
+#include "node/cluster/scatter_spaces.h"
 #include "node/ingest/ingest.h"
 #include "query/query.h"
 #include "storage/storage.h"
@@ -746,6 +747,9 @@ static double pair_once(const qctx_t *q, const query_spec_t *spec, const query_l
     return rc == 0 ? t : -1;
 }
 
+static int pair_id_figures(const qctx_t *q, const query_spec_t *spec, const query_limits_t *lim,
+                           const pair_t *pr);
+
 /* pair_once over the two halves and over every token, alternated,
  * FOREST_ROUNDS each: medians printed; the two answers must be the same
  * bytes. */
@@ -777,10 +781,148 @@ static int pair_figures(const qctx_t *q, const query_spec_t *spec, const query_l
     }
     buf_free(&body[0]);
     buf_free(&body[1]);
+    if (rc == 0 && same) rc = pair_id_figures(q, spec, lim, &pr) != 0;
     buf_free(&pr.enc_b);
     free(pr.enc);
     free(pr.len);
     free(pr.tl);
+    return rc == 0 && same ? 0 : 1;
+}
+
+/* The same render with the shares answering by id (scatter_spaces.h): half
+ * a's union added to the coordinator's scope from memory, half b's answer as
+ * a share encodes it (IdSpace), one forest of the sums cut. b's structure
+ * is sent once (an untimed first round), then its values alone. */
+typedef struct pair_id {
+    buf_t st, val; /* b's answer: its whole structure, its values */
+    uint64_t nonce, count;
+    scatter_spaces_t *c; /* the coordinator's cache, kept across rounds */
+} pair_id_t;
+
+/* The partial of r as a share asked by id makes it (its union's forest with
+ * its id space past the known ones). */
+static int id_partial(const qctx_t *q, const query_spec_t *spec, const query_limits_t *lim,
+                      query_range_t r, const storage_space_known_t *known, size_t nknown,
+                      query_partial_t *out)
+{
+    query_partial_args_t a;
+    query_spec_args(spec, &a);
+    a.ranges = &r;
+    a.nranges = 1;
+    a.forests = 1;
+    a.names_later = 1;
+    a.symnos = 1;
+    a.space = 1;
+    a.known_spaces = known;
+    a.nknown_spaces = nknown;
+    errmsg_t em = {{0}};
+    return query_partial_run(q->st, q->tenant, &a, lim, out, &em);
+}
+
+static int pair_id_setup(const qctx_t *q, const query_spec_t *spec, const query_limits_t *lim,
+                         const pair_t *pr, pair_id_t *id)
+{
+    query_partial_t pb = {0};
+    int rc = id_partial(q, spec, lim, pr->b, NULL, 0, &pb);
+    if (rc == 0 && (pb.ntabs != 1 || pb.tabs[0].space_nonce == 0)) rc = ERR_UNSUPPORTED;
+    if (rc == 0) rc = scatter_space_encode(&pb.tabs[0], &id->st, &id->val);
+    if (rc == 0) {
+        id->nonce = pb.tabs[0].space_nonce;
+        id->count = pb.tabs[0].n;
+    }
+    query_partial_free(&pb);
+    return rc == 0 ? scatter_spaces_new(64u << 20, &id->c) : rc;
+}
+
+/* One render by id (with whole_b, b's structure is sent too); the CPU of
+ * the thread, the answer in body. */
+static double pair_id_once(const qctx_t *q, const query_spec_t *spec, const query_limits_t *lim,
+                           const pair_t *pr, pair_id_t *id, int whole_b, buf_t *body)
+{
+    double t0 = clock_thread();
+    scatter_scope_t *sc = NULL;
+    storage_space_known_t known[SCATTER_SPACES_KNOWN_MAX];
+    int rc = scatter_spaces_acquire(id->c, q->tenant, "", &sc);
+    size_t nk = scatter_scope_known(sc, "a", known, SCATTER_SPACES_KNOWN_MAX);
+    query_partial_t local = {0};
+    if (rc == 0) rc = id_partial(q, spec, lim, pr->a, known, nk, &local);
+    scatter_sums_t sums = {0};
+    errmsg_t em = {{0}};
+    if (rc == 0 && local.ntabs == 1 && local.tabs[0].space_nonce != 0) {
+        rc = scatter_scope_add_tab(sc, "a", &local.tabs[0], &sums, &em);
+        storage_merged_tabs_free(local.tabs, local.ntabs);
+        local.tabs = NULL;
+        local.ntabs = 0;
+    }
+    query_gather_t *g = NULL;
+    query_result_t res;
+    query_result_init(&res);
+    if (rc == 0) rc = query_gather_new(spec, lim, &g);
+    if (rc == 0) query_gather_names_from(g, q->st, q->tenant);
+    if (rc == 0) rc = query_gather_add(g, &local, &em);
+    uint64_t first = whole_b ? 1 : id->count;
+    if (rc == 0)
+        rc = scatter_scope_add(sc, "b", id->nonce, first, id->count, whole_b ? id->st.data : NULL,
+                               whole_b ? id->st.len : 0, id->val.data, id->val.len, &sums, &em);
+    for (size_t i = 0; rc == 0 && i < pr->ntl; i++)
+        if (pr->tl[i] != 0)
+            rc = query_gather_add_total(g, pr->tl_start + (int64_t)i * pr->tl_step, pr->tl[i], &em);
+    storage_merged_tab_t t = {0};
+    if (rc == 0) rc = scatter_scope_forest(sc, &sums, &t, &em);
+    if (rc == 0) rc = query_gather_add_tab(g, &t, &em);
+    if (rc == 0) rc = query_gather_finish(g, NULL, &res, &em);
+    double took = clock_thread() - t0;
+    if (rc == 0) {
+        buf_reset(body);
+        rc = buf_append(body, res.body.data, res.body.len);
+    }
+    if (rc != 0) fprintf(stderr, "pair by id: %s\n", errmsg_text(&em, rc));
+    query_result_free(&res);
+    query_gather_free(g);
+    query_partial_free(&local);
+    scatter_sums_free(&sums);
+    scatter_spaces_release(id->c, sc);
+    return rc == 0 ? took : -1;
+}
+
+/* pair_id_once and one node's render, alternated, FOREST_ROUNDS each after
+ * an untimed round that sends b's structure: medians printed; the answers
+ * must be the same bytes. */
+static int pair_id_figures(const qctx_t *q, const query_spec_t *spec, const query_limits_t *lim,
+                           const pair_t *pr)
+{
+    pair_id_t id = {0};
+    buf_init(&id.st, BUF_UNLIMITED);
+    buf_init(&id.val, BUF_UNLIMITED);
+    buf_t body[2];
+    buf_init(&body[0], BUF_UNLIMITED);
+    buf_init(&body[1], BUF_UNLIMITED);
+    int rc = pair_id_setup(q, spec, lim, pr, &id);
+    if (rc == 0 && pair_id_once(q, spec, lim, pr, &id, 1, &body[0]) < 0) rc = ERR_INTERNAL;
+    double t[2][FOREST_ROUNDS];
+    for (int r = 0; rc == 0 && r < FOREST_ROUNDS; r++)
+        for (int k = 0; rc == 0 && k < 2; k++) {
+            int whole = (r + k) % 2;
+            t[whole][r] = whole ? pair_once(q, spec, lim, pr, 1, &body[1])
+                                : pair_id_once(q, spec, lim, pr, &id, 0, &body[0]);
+            rc = t[whole][r] < 0;
+        }
+    int same = rc == 0 && body[0].len == body[1].len &&
+               memcmp(body[0].data, body[1].data, body[0].len) == 0;
+    if (rc == 0) {
+        qsort(t[0], FOREST_ROUNDS, sizeof t[0][0], cmp_double);
+        qsort(t[1], FOREST_ROUNDS, sizeof t[1][0], cmp_double);
+        printf("query_ids_pair_ms: %.3f over two halves of the ring by id (%zu ids, %zu bytes "
+               "of structure sent once), %.3f over one node's (the local share, the gather and "
+               "the answer, CPU of the thread, medians of %d alternated; answers %s)\n",
+               t[0][FOREST_ROUNDS / 2] * 1e3, (size_t)id.count, id.st.len,
+               t[1][FOREST_ROUNDS / 2] * 1e3, FOREST_ROUNDS, same ? "the same bytes" : "DIFFER");
+    }
+    buf_free(&body[0]);
+    buf_free(&body[1]);
+    buf_free(&id.st);
+    buf_free(&id.val);
+    scatter_spaces_free(id.c);
     return rc == 0 && same ? 0 : 1;
 }
 
