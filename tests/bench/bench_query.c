@@ -713,6 +713,34 @@ static int pair_setup(const qctx_t *q, const query_spec_t *spec, const query_lim
  * token as one node renders them alone), finished; the CPU of the thread
  * (the local share, the gather and the answer: a coordinator's, the remote
  * share's work aside), and the answer's bytes in body. */
+/* The other half's timeline, as its share sends it, into g. */
+static int add_other_timeline(query_gather_t *g, const pair_t *pr, errmsg_t *em)
+{
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < pr->ntl; i++)
+        if (pr->tl[i] != 0)
+            rc = query_gather_add_total(g, pr->tl_start + (int64_t)i * pr->tl_step, pr->tl[i], em);
+    return rc;
+}
+
+/* Finishes g (when rc is 0) into body: the CPU of the thread since t0, or
+ * -1 with the failure printed after what. */
+static double finish_timed(query_gather_t *g, int rc, double t0, buf_t *body, const char *what,
+                           errmsg_t *em)
+{
+    query_result_t res;
+    query_result_init(&res);
+    if (rc == 0) rc = query_gather_finish(g, NULL, &res, em);
+    double t = clock_thread() - t0;
+    if (rc == 0) {
+        buf_reset(body);
+        rc = buf_append(body, res.body.data, res.body.len);
+    }
+    if (rc != 0) fprintf(stderr, "%s: %s\n", what, errmsg_text(em, rc));
+    query_result_free(&res);
+    return rc == 0 ? t : -1;
+}
+
 static double pair_once(const qctx_t *q, const query_spec_t *spec, const query_limits_t *lim,
                         const pair_t *pr, int whole, buf_t *body)
 {
@@ -722,29 +750,16 @@ static double pair_once(const qctx_t *q, const query_spec_t *spec, const query_l
     int rc = pair_partial(q, spec, lim, whole ? all : pr->a, 0, whole, &local);
     query_gather_t *g = NULL;
     errmsg_t em = {{0}};
-    query_result_t res;
-    query_result_init(&res);
     if (rc == 0) rc = query_gather_new(spec, lim, &g);
     if (rc == 0) query_gather_names_from(g, q->st, q->tenant);
     if (rc == 0) rc = query_gather_add(g, &local, &em);
-    if (rc == 0 && !whole && pr->nb > 0) {
+    if (rc == 0 && !whole && pr->nb > 0)
         rc = query_gather_add_trees(g, pr->enc, pr->len, pr->nb, &em);
-        for (size_t i = 0; rc == 0 && i < pr->ntl; i++)
-            if (pr->tl[i] != 0)
-                rc = query_gather_add_total(g, pr->tl_start + (int64_t)i * pr->tl_step, pr->tl[i],
-                                            &em);
-    }
-    if (rc == 0) rc = query_gather_finish(g, NULL, &res, &em);
-    double t = clock_thread() - t0;
-    if (rc == 0) {
-        buf_reset(body);
-        rc = buf_append(body, res.body.data, res.body.len);
-    }
-    if (rc != 0) fprintf(stderr, "pair: %s\n", errmsg_text(&em, rc));
-    query_result_free(&res);
+    if (rc == 0 && !whole && pr->nb > 0) rc = add_other_timeline(g, pr, &em);
+    double t = finish_timed(g, rc, t0, body, "pair", &em);
     query_gather_free(g);
     query_partial_free(&local);
-    return rc == 0 ? t : -1;
+    return t;
 }
 
 static int pair_id_figures(const qctx_t *q, const query_spec_t *spec, const query_limits_t *lim,
@@ -855,8 +870,6 @@ static double pair_id_once(const qctx_t *q, const query_spec_t *spec, const quer
         local.ntabs = 0;
     }
     query_gather_t *g = NULL;
-    query_result_t res;
-    query_result_init(&res);
     if (rc == 0) rc = query_gather_new(spec, lim, &g);
     if (rc == 0) query_gather_names_from(g, q->st, q->tenant);
     if (rc == 0) rc = query_gather_add(g, &local, &em);
@@ -864,25 +877,16 @@ static double pair_id_once(const qctx_t *q, const query_spec_t *spec, const quer
     if (rc == 0)
         rc = scatter_scope_add(sc, "b", id->nonce, first, id->count, whole_b ? id->st.data : NULL,
                                whole_b ? id->st.len : 0, id->val.data, id->val.len, &sums, &em);
-    for (size_t i = 0; rc == 0 && i < pr->ntl; i++)
-        if (pr->tl[i] != 0)
-            rc = query_gather_add_total(g, pr->tl_start + (int64_t)i * pr->tl_step, pr->tl[i], &em);
+    if (rc == 0) rc = add_other_timeline(g, pr, &em);
     storage_merged_tab_t t = {0};
     if (rc == 0) rc = scatter_scope_forest(sc, &sums, &t, &em);
     if (rc == 0) rc = query_gather_add_tab(g, &t, &em);
-    if (rc == 0) rc = query_gather_finish(g, NULL, &res, &em);
-    double took = clock_thread() - t0;
-    if (rc == 0) {
-        buf_reset(body);
-        rc = buf_append(body, res.body.data, res.body.len);
-    }
-    if (rc != 0) fprintf(stderr, "pair by id: %s\n", errmsg_text(&em, rc));
-    query_result_free(&res);
+    double took = finish_timed(g, rc, t0, body, "pair by id", &em);
     query_gather_free(g);
     query_partial_free(&local);
     scatter_sums_free(&sums);
     scatter_spaces_release(id->c, sc);
-    return rc == 0 ? took : -1;
+    return took;
 }
 
 /* pair_id_once and one node's render, alternated, FOREST_ROUNDS each after
