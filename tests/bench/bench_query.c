@@ -765,6 +765,50 @@ static double pair_once(const qctx_t *q, const query_spec_t *spec, const query_l
 static int pair_id_figures(const qctx_t *q, const query_spec_t *spec, const query_limits_t *lim,
                            const pair_t *pr);
 
+/* A render over two halves (whole 0) or one node's (whole 1), timed. */
+typedef double (*pair_render_fn)(void *ctx, int whole, buf_t *body);
+
+/* fn's two renders alternated, FOREST_ROUNDS each (which goes first
+ * alternates): their medians in med; 1 when the two answers are the same
+ * bytes, 0 when they differ, -1 when a render failed. */
+static int alternated(pair_render_fn fn, void *ctx, double med[2])
+{
+    double t[2][FOREST_ROUNDS];
+    buf_t body[2];
+    buf_init(&body[0], BUF_UNLIMITED);
+    buf_init(&body[1], BUF_UNLIMITED);
+    int rc = 0;
+    for (int r = 0; rc == 0 && r < FOREST_ROUNDS; r++)
+        for (int k = 0; rc == 0 && k < 2; k++) {
+            int whole = (r + k) % 2;
+            t[whole][r] = fn(ctx, whole, &body[whole]);
+            rc = t[whole][r] < 0;
+        }
+    int same = rc == 0 && body[0].len == body[1].len &&
+               memcmp(body[0].data, body[1].data, body[0].len) == 0;
+    for (int w = 0; rc == 0 && w < 2; w++) {
+        qsort(t[w], FOREST_ROUNDS, sizeof t[w][0], cmp_double);
+        med[w] = t[w][FOREST_ROUNDS / 2];
+    }
+    buf_free(&body[0]);
+    buf_free(&body[1]);
+    return rc != 0 ? -1 : same;
+}
+
+typedef struct pair_ctx {
+    const qctx_t *q;
+    const query_spec_t *spec;
+    const query_limits_t *lim;
+    const pair_t *pr;
+    struct pair_id *id; /* the render by id's, or NULL */
+} pair_ctx_t;
+
+static double pair_render(void *ctx, int whole, buf_t *body)
+{
+    pair_ctx_t *c = ctx;
+    return pair_once(c->q, c->spec, c->lim, c->pr, whole, body);
+}
+
 /* pair_once over the two halves and over every token, alternated,
  * FOREST_ROUNDS each: medians printed; the two answers must be the same
  * bytes. */
@@ -773,29 +817,16 @@ static int pair_figures(const qctx_t *q, const query_spec_t *spec, const query_l
     pair_t pr = {0};
     buf_init(&pr.enc_b, BUF_UNLIMITED);
     int rc = pair_setup(q, spec, lim, &pr);
-    double t[2][FOREST_ROUNDS];
-    buf_t body[2];
-    buf_init(&body[0], BUF_UNLIMITED);
-    buf_init(&body[1], BUF_UNLIMITED);
-    for (int r = 0; rc == 0 && r < FOREST_ROUNDS; r++)
-        for (int k = 0; rc == 0 && k < 2; k++) {
-            int whole = (r + k) % 2; /* which goes first alternates */
-            t[whole][r] = pair_once(q, spec, lim, &pr, whole, &body[whole]);
-            rc = t[whole][r] < 0;
-        }
-    int same = rc == 0 && body[0].len == body[1].len &&
-               memcmp(body[0].data, body[1].data, body[0].len) == 0;
-    if (rc == 0) {
-        qsort(t[0], FOREST_ROUNDS, sizeof t[0][0], cmp_double);
-        qsort(t[1], FOREST_ROUNDS, sizeof t[1][0], cmp_double);
+    pair_ctx_t c = {q, spec, lim, &pr, NULL};
+    double med[2];
+    int same = rc == 0 ? alternated(pair_render, &c, med) : -1;
+    rc = same < 0;
+    if (rc == 0)
         printf("query_forests_pair_ms: %.3f over two halves of the ring (%zu local forest nodes, "
                "%zu shipped in %zu forests), %.3f over one node's (the local share, the gather "
                "and the answer, CPU of the thread, medians of %d alternated; answers %s)\n",
-               t[0][FOREST_ROUNDS / 2] * 1e3, pr.nodes_a, pr.nodes_b, pr.nb,
-               t[1][FOREST_ROUNDS / 2] * 1e3, FOREST_ROUNDS, same ? "the same bytes" : "DIFFER");
-    }
-    buf_free(&body[0]);
-    buf_free(&body[1]);
+               med[0] * 1e3, pr.nodes_a, pr.nodes_b, pr.nb, med[1] * 1e3, FOREST_ROUNDS,
+               same ? "the same bytes" : "DIFFER");
     if (rc == 0 && same) rc = pair_id_figures(q, spec, lim, &pr) != 0;
     buf_free(&pr.enc_b);
     free(pr.enc);
@@ -892,38 +923,35 @@ static double pair_id_once(const qctx_t *q, const query_spec_t *spec, const quer
 /* pair_id_once and one node's render, alternated, FOREST_ROUNDS each after
  * an untimed round that sends b's structure: medians printed; the answers
  * must be the same bytes. */
+static double pair_id_render(void *ctx, int whole, buf_t *body)
+{
+    pair_ctx_t *c = ctx;
+    return whole ? pair_once(c->q, c->spec, c->lim, c->pr, 1, body)
+                 : pair_id_once(c->q, c->spec, c->lim, c->pr, c->id, 0, body);
+}
+
 static int pair_id_figures(const qctx_t *q, const query_spec_t *spec, const query_limits_t *lim,
                            const pair_t *pr)
 {
     pair_id_t id = {0};
     buf_init(&id.st, BUF_UNLIMITED);
     buf_init(&id.val, BUF_UNLIMITED);
-    buf_t body[2];
-    buf_init(&body[0], BUF_UNLIMITED);
-    buf_init(&body[1], BUF_UNLIMITED);
+    buf_t first;
+    buf_init(&first, BUF_UNLIMITED);
     int rc = pair_id_setup(q, spec, lim, pr, &id);
-    if (rc == 0 && pair_id_once(q, spec, lim, pr, &id, 1, &body[0]) < 0) rc = ERR_INTERNAL;
-    double t[2][FOREST_ROUNDS];
-    for (int r = 0; rc == 0 && r < FOREST_ROUNDS; r++)
-        for (int k = 0; rc == 0 && k < 2; k++) {
-            int whole = (r + k) % 2;
-            t[whole][r] = whole ? pair_once(q, spec, lim, pr, 1, &body[1])
-                                : pair_id_once(q, spec, lim, pr, &id, 0, &body[0]);
-            rc = t[whole][r] < 0;
-        }
-    int same = rc == 0 && body[0].len == body[1].len &&
-               memcmp(body[0].data, body[1].data, body[0].len) == 0;
+    if (rc == 0 && pair_id_once(q, spec, lim, pr, &id, 1, &first) < 0) rc = ERR_INTERNAL;
+    buf_free(&first);
+    pair_ctx_t c = {q, spec, lim, pr, &id};
+    double med[2];
+    int same = rc == 0 ? alternated(pair_id_render, &c, med) : -1;
+    rc = same < 0;
     if (rc == 0) {
-        qsort(t[0], FOREST_ROUNDS, sizeof t[0][0], cmp_double);
-        qsort(t[1], FOREST_ROUNDS, sizeof t[1][0], cmp_double);
         printf("query_ids_pair_ms: %.3f over two halves of the ring by id (%zu ids, %zu bytes "
                "of structure sent once), %.3f over one node's (the local share, the gather and "
                "the answer, CPU of the thread, medians of %d alternated; answers %s)\n",
-               t[0][FOREST_ROUNDS / 2] * 1e3, (size_t)id.count, id.st.len,
-               t[1][FOREST_ROUNDS / 2] * 1e3, FOREST_ROUNDS, same ? "the same bytes" : "DIFFER");
+               med[0] * 1e3, (size_t)id.count, id.st.len, med[1] * 1e3, FOREST_ROUNDS,
+               same ? "the same bytes" : "DIFFER");
     }
-    buf_free(&body[0]);
-    buf_free(&body[1]);
     buf_free(&id.st);
     buf_free(&id.val);
     scatter_spaces_free(id.c);
