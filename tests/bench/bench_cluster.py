@@ -374,32 +374,33 @@ def pair_rows(rt, node_bin, work, svc):
         out = rt.run_tool([tool, "query", "--index", os.path.join(work, "cpu", "index.tsv"),
                            "--service", service, "--type", CPU, "--type-unit",
                            "cpu/nanoseconds", "--pair-only", "1"])
-        text = out.get("query_forests_pair_ms", "")
-        m = re.match(r"([0-9.]+) over two halves of the ring \((\d+) local forest nodes, "
-                     r"(\d+) shipped in \d+ forests\), ([0-9.]+) over one node's", text)
-        if m is None or "the same bytes" not in text:
-            raise RuntimeError("pair figure: %r" % text)
-        pair, one = float(m.group(1)), float(m.group(4))
-        rt.RESULTS.append((
-            "coordinator's render in process (%s): CPU over two halves of the ring / one node's"
-            % label, "%.2f" % (pair / one), "-",
-            "%.2f vs %.2f ms (medians of 7, alternated): its local share (%s forest "
-            "nodes), a shipped share's forests (%s nodes, encoding 5) and the JSON, against "
-            "one node rendering every token; the same bytes" % (pair, one, m.group(2),
-                                                                  m.group(3))))
-        text = out.get("query_ids_pair_ms", "")
-        m = re.match(r"([0-9.]+) over two halves of the ring by id \((\d+) ids, (\d+) bytes of "
-                     r"structure sent once\), ([0-9.]+) over one node's", text)
-        if m is None or "the same bytes" not in text:
-            raise RuntimeError("pair by id figure: %r" % text)
-        pair, one = float(m.group(1)), float(m.group(4))
-        rt.RESULTS.append((
-            "coordinator's render in process by id (%s): CPU over two halves of the ring / one "
-            "node's" % label, "%.2f" % (pair / one), "-",
-            "%.2f vs %.2f ms (medians of 7, alternated): its local share's union added by id, a "
-            "share's answer by id (%s ids, its %s bytes of structure sent once, before the "
-            "timed rounds), one forest cut, the JSON; the same bytes" % (pair, one, m.group(2),
-                                                                         m.group(3))))
+        pair_row(rt, out, "query_forests_pair_ms",
+                 r"([0-9.]+) over two halves of the ring \((\d+) local forest nodes, "
+                 r"(\d+) shipped in \d+ forests\), ([0-9.]+) over one node's",
+                 "coordinator's render in process (%s)" % label,
+                 "its local share (%s forest nodes), a shipped share's forests (%s nodes, "
+                 "encoding 5) and the JSON, against one node rendering every token")
+        pair_row(rt, out, "query_ids_pair_ms",
+                 r"([0-9.]+) over two halves of the ring by id \((\d+) ids, (\d+) bytes of "
+                 r"structure sent once\), ([0-9.]+) over one node's",
+                 "coordinator's render in process by id (%s)" % label,
+                 "its local share's union added by id, a share's answer by id (%s ids, its %s "
+                 "bytes of structure sent once, before the timed rounds), one forest cut, the "
+                 "JSON")
+
+
+def pair_row(rt, out, key, pattern, title, what):
+    """A --pair-only figure (key: the pair's ms, two counts, one node's ms)
+    as a row of RESULTS; its answers must have been the same bytes."""
+    text = out.get(key, "")
+    m = re.match(pattern, text)
+    if m is None or "the same bytes" not in text:
+        raise RuntimeError("%s: %r" % (key, text))
+    pair, one = float(m.group(1)), float(m.group(4))
+    rt.RESULTS.append((
+        title + ": CPU over two halves of the ring / one node's", "%.2f" % (pair / one), "-",
+        "%.2f vs %.2f ms (medians of 7, alternated): %s; the same bytes"
+        % (pair, one, what % (m.group(2), m.group(3)))))
 
 
 def report(rt, ing, med, queries, nrows, threads):

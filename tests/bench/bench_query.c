@@ -631,6 +631,17 @@ typedef struct pair {
     size_t ntl;
 } pair_t;
 
+/* The arguments of a partial of the range r as the pair renders ask it:
+ * forests, names left to the gather. */
+static void half_args(const query_spec_t *spec, const query_range_t *r, query_partial_args_t *a)
+{
+    query_spec_args(spec, a);
+    a->ranges = r;
+    a->nranges = 1;
+    a->forests = 1;
+    a->names_later = 1;
+}
+
 /* The partial of the ranges r (forests as a coordinator's local share
  * makes them; with remote, as a share asked for forests makes them; with
  * alone, as the one share that is the whole answer: its kept nodes). */
@@ -638,12 +649,8 @@ static int pair_partial(const qctx_t *q, const query_spec_t *spec, const query_l
                         query_range_t r, int remote, int alone, query_partial_t *out)
 {
     query_partial_args_t a;
-    query_spec_args(spec, &a);
-    a.ranges = &r;
-    a.nranges = 1;
+    half_args(spec, &r, &a);
     if (alone) a.final_max_nodes = query_spec_final_max_nodes(spec);
-    a.forests = 1;
-    a.names_later = 1;
     a.parents = remote;
     a.symnos = remote;
     errmsg_t em = {{0}};
@@ -852,11 +859,7 @@ static int id_partial(const qctx_t *q, const query_spec_t *spec, const query_lim
                       query_partial_t *out)
 {
     query_partial_args_t a;
-    query_spec_args(spec, &a);
-    a.ranges = &r;
-    a.nranges = 1;
-    a.forests = 1;
-    a.names_later = 1;
+    half_args(spec, &r, &a);
     a.symnos = 1;
     a.space = 1;
     a.known_spaces = known;
