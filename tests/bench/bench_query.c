@@ -628,6 +628,7 @@ typedef struct pair {
     size_t *len;
     size_t nodes_a, nodes_b;
     int64_t tl_start, tl_step, *tl; /* the other half's timeline, as its share sends it */
+    int64_t *tl_counts;             /* ... and an averaged type's profiles per bucket, or NULL */
     size_t ntl;
 } pair_t;
 
@@ -704,13 +705,22 @@ static int pair_setup(const qctx_t *q, const query_spec_t *spec, const query_lim
         pr->len[i] = end - at;
         at = end;
     }
-    pr->tl = rc == 0 ? malloc((pb.tl.n ? pb.tl.n : 1) * sizeof *pr->tl) : NULL;
-    if (rc == 0 && pr->tl == NULL) rc = ERR_NOMEM;
+    size_t tln = pb.tl.n ? pb.tl.n : 1;
+    pr->tl = rc == 0 ? malloc(tln * sizeof *pr->tl) : NULL;
+    pr->tl_counts = rc == 0 && pb.tl.counts != NULL ? malloc(tln * sizeof *pr->tl_counts) : NULL;
+    if (rc == 0 && (pr->tl == NULL || (pb.tl.counts != NULL && pr->tl_counts == NULL)))
+        rc = ERR_NOMEM;
+    if (rc == 0 && pb.tl.npushes > 0) { /* the generator's pushes are never split */
+        fprintf(stderr, "pair: the other half's timeline holds split pushes (not simulated)\n");
+        rc = ERR_INVALID_ARGUMENT;
+    }
     if (rc == 0) {
         pr->tl_start = pb.tl.start_s;
         pr->tl_step = pb.tl.step_s;
         pr->ntl = pb.tl.n;
         memcpy(pr->tl, pb.tl.samples, pb.tl.n * sizeof *pr->tl);
+        if (pr->tl_counts != NULL)
+            memcpy(pr->tl_counts, pb.tl.counts, pb.tl.n * sizeof *pr->tl_counts);
     }
     query_partial_free(&pb);
     return rc;
@@ -720,13 +730,18 @@ static int pair_setup(const qctx_t *q, const query_spec_t *spec, const query_lim
  * token as one node renders them alone), finished; the CPU of the thread
  * (the local share, the gather and the answer: a coordinator's, the remote
  * share's work aside), and the answer's bytes in body. */
-/* The other half's timeline, as its share sends it, into g. */
+/* The other half's timeline, as its share sends it, into g: each bucket's
+ * total and, of an averaged type, its profiles (what the flame graph and
+ * the timeline are divided by). */
 static int add_other_timeline(query_gather_t *g, const pair_t *pr, errmsg_t *em)
 {
     int rc = 0;
-    for (size_t i = 0; rc == 0 && i < pr->ntl; i++)
-        if (pr->tl[i] != 0)
-            rc = query_gather_add_total(g, pr->tl_start + (int64_t)i * pr->tl_step, pr->tl[i], em);
+    for (size_t i = 0; rc == 0 && i < pr->ntl; i++) {
+        int64_t at = pr->tl_start + (int64_t)i * pr->tl_step;
+        if (pr->tl[i] != 0) rc = query_gather_add_total(g, at, pr->tl[i], em);
+        if (rc == 0 && pr->tl_counts != NULL && pr->tl_counts[i] != 0)
+            rc = query_gather_add_count(g, at, pr->tl_counts[i], em);
+    }
     return rc;
 }
 
@@ -839,6 +854,7 @@ static int pair_figures(const qctx_t *q, const query_spec_t *spec, const query_l
     free(pr.enc);
     free(pr.len);
     free(pr.tl);
+    free(pr.tl_counts);
     return rc == 0 && same ? 0 : 1;
 }
 
