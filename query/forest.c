@@ -203,6 +203,7 @@ int query_forest_of_tree(const calltree_t *t, storage_merged_tab_t *out)
 
 int query_forest_merge(calltree_t *dst, const storage_merged_tab_t *f)
 {
+    if (f->values_only) return ERR_INVALID_ARGUMENT; /* values to add by id: no forest */
     if (f->n == 0) return 0;
     /* ids outside the forest (total 0, so self 0) map to the root */
     uint32_t *map = calloc(f->n, sizeof *map);
@@ -220,8 +221,13 @@ int query_forest_merge(calltree_t *dst, const storage_merged_tab_t *f)
 
 size_t query_forest_bytes(const storage_merged_tab_t *f)
 {
+    size_t listed = f->space_parent != NULL ? f->n - f->space_base : 0; /* its id space's */
+    size_t space = listed * (sizeof *f->space_parent + sizeof *f->space_sym);
+    if (f->values_only) /* STORAGE_TABS_VALUES: no forest arrays */
+        return f->n * sizeof *f->self + space;
     return f->n * (sizeof *f->sym + sizeof *f->self + sizeof *f->total +
-                   (2 + (f->parent != NULL) + (f->symno != NULL)) * sizeof(uint32_t));
+                   (2 + (f->parent != NULL) + (f->symno != NULL)) * sizeof(uint32_t)) +
+           space;
 }
 
 void query_forest_free(storage_merged_tab_t *f)

@@ -277,6 +277,10 @@ static int spill_forests(query_gather_t *g, errmsg_t *em)
 /* Takes f (its arrays move into the gather; f is left empty). */
 static int add_forest(query_gather_t *g, storage_merged_tab_t *f, errmsg_t *em)
 {
+    if (f->values_only) { /* values to add by id (scatter_spaces.h), no forest */
+        query_forest_free(f);
+        return errmsg_set(em, ERR_INVALID_ARGUMENT, "a forest of values alone cannot be merged");
+    }
     if (f->nonneg && f->n > 0 && f->total[0] == 0) { /* nothing in it (a share's empty tree) */
         query_forest_free(f);
         return 0;

@@ -162,11 +162,12 @@ static int render_tree(storage_t *st, const char *tenant, const query_partial_ar
     if (sp->kind == 0 && a->fns && a->final_max_nodes == 0)
         return fns_of_series(st, tenant, ser, plan, &help, out, em);
     if (sp->kind == 0 && a->forests && a->final_max_nodes == 0) {
-        /* with space, a union's forest even of one token, and the structure
-         * of its ids the coordinator lacks */
+        /* with space, a union's forest even of one token, of its values
+         * alone (the coordinator adds them by id and makes the forest), and
+         * the structure of its ids the coordinator lacks */
         unsigned flags = (a->parents ? STORAGE_TABS_PARENTS : 0) |
                          (a->symnos ? STORAGE_TABS_SYMNOS : 0) |
-                         (a->space ? STORAGE_TABS_SPACE : 0);
+                         (a->space ? STORAGE_TABS_SPACE | STORAGE_TABS_VALUES : 0);
         return query_merge_series_forests(st, tenant, ser, plan, flags, a->known_spaces,
                                           a->nknown_spaces, out->tree, &out->tabs, &out->ntabs,
                                           &help, em);

@@ -103,7 +103,8 @@ int query_forest_of_tree(const calltree_t *t, storage_merged_tab_t *out);
 /* The most query_forest_of_tree holds at once for a tree of n nodes (its
  * arrays and the forest made), for memory budgets. */
 size_t query_forest_of_tree_bytes(size_t n);
-/* dst += f. ERR_LIMIT past dst's max_nodes. */
+/* dst += f. ERR_LIMIT past dst's max_nodes; ERR_INVALID_ARGUMENT for values alone
+ * (STORAGE_TABS_VALUES: no forest to merge). */
 int query_forest_merge(calltree_t *dst, const storage_merged_tab_t *f);
 /* About the heap bytes f holds. */
 size_t query_forest_bytes(const storage_merged_tab_t *f);

@@ -640,10 +640,30 @@ static int tab_space(storage_merger_t *m, const nodeunion_t *u, storage_merged_t
     return 0;
 }
 
+/* v of the union's values alone (STORAGE_TABS_VALUES): uv (top of them,
+ * taken) as its self, nonneg when no value is below 0 (neg: every value
+ * OR-ed) and their sum stays within INT64_MAX, so no subtree's total
+ * passes it either. */
+static void tab_values(int64_t *uv, size_t top, uint64_t neg, storage_merged_tab_t *v)
+{
+    uint64_t sum = 0, over = 0; /* a sum past INT64_MAX has its top bit set: as forest_pass */
+    for (size_t id = 0; id < top; id++) {
+        sum += (uint64_t)uv[id];
+        over |= sum;
+    }
+    v->self = uv;
+    v->owns_self = 1;
+    v->n = v->nodes = top;
+    v->values_only = 1;
+    v->distinct_kids = 1;
+    v->nonneg = (neg >> 63) == 0 && (over >> 63) == 0;
+}
+
 /* The forest of every token's values as one, over the tokens' union, into
  * v (values and arrays its own), with its id space when flags asks
- * (STORAGE_TABS_SPACE). 1 when no union is made for them (past the cache's
- * bound): a forest per token then. */
+ * (STORAGE_TABS_SPACE), of its values alone with STORAGE_TABS_VALUES too.
+ * 1 when no union is made for them (past the cache's bound): a forest per
+ * token then. */
 static int tab_union(storage_merger_t *m, unsigned flags, storage_merged_tab_t *v, errmsg_t *em)
 {
     if (flags & STORAGE_TABS_SYMBOLS) flags |= STORAGE_TABS_SYMNOS; /* the union's numbers */
@@ -677,7 +697,13 @@ static int tab_union(storage_merger_t *m, unsigned flags, storage_merged_tab_t *
     if (stale || too_large) rc = 1;
     for (top = ucap; rc == 0 && top > 1 && uv[top - 1] == 0;) /* past the last value: none */
         top--;
-    if (rc == 0) {
+    int values_only = (flags & STORAGE_TABS_SPACE) && (flags & STORAGE_TABS_VALUES);
+    if (rc == 0 && values_only) {
+        tab_values(uv, top, neg, v);
+        uv = NULL; /* v's now */
+        if (v->nonneg) rc = tab_space(m, u, v);
+        if (rc != 0 || !v->nonneg) storage_merged_tab_release(v);
+    } else if (rc == 0) {
         uint32_t nsyms;
         tabsrc_t src = {storage_union_parents(u), storage_union_syms(u),
                         storage_union_symnos(u, &nsyms), uv, top};

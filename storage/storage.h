@@ -395,6 +395,7 @@ typedef struct storage_merged_tab {
     int owns_self;          /* 1: self is the tab's own, freed with it; 0: a merger's (borrowed) */
     int distinct_kids;      /* 1: no two children of a node share a symbol (a node table's or a
                                shard union's forest); 0: not known (a forest decoded from a peer) */
+    int values_only;        /* 1: its values alone, read by id (STORAGE_TABS_VALUES) */
     int nonneg;             /* 1: every value >= 0 and no total exceeds INT64_MAX; then the
                                forest's nodes are exactly those storage_merger_finish creates
                                for this token; 0: no forest (n 0, arrays NULL): build the
@@ -419,6 +420,13 @@ typedef struct storage_merged_tab {
  * from id 1 when its nonce is not among them. No union made (past
  * union_cache_bytes, or none allowed): a forest per token without one. */
 #define STORAGE_TABS_SPACE 16u
+/* ... and, with STORAGE_TABS_SPACE, of a union's forest its values alone,
+ * read by id and never as a forest (a share answering by id): self over
+ * its n ids, its id space and nonneg (every value >= 0, their sum at most
+ * INT64_MAX, so no total passes it); nodes is n, a bound; sym, total,
+ * first_kid, next_sib and the arrays other flags ask are NULL. Without a
+ * union (a forest per token) the forests are whole whatever the flag. */
+#define STORAGE_TABS_VALUES 32u
 /* An id space a caller holds: its nonce and how many of its ids (from 0)
  * it has the structure of. */
 typedef struct storage_space_known {

@@ -52,6 +52,7 @@ typedef struct serve_job {
     int rc;
     errmsg_t em;
     query_partial_t part;
+    size_t part_charged; /* its bytes, charged once made */
     /* the answer, pointing into part and the arrays below */
     Flamedb__Cluster__PartialResult msg;
     buf_t tree;
@@ -506,13 +507,23 @@ static void answer_clear(serve_job_t *j)
     j->em.text[0] = 0;
 }
 
+static int run_share(serve_job_t *j);
+
 /* The answer; forests that do not fit in a message are merged first, so
- * the share answers what it answered before there were forests. */
+ * the share answers what it answered before there were forests. An answer
+ * by id holds the union's values alone, no forest to merge: the share runs
+ * again by forests first. */
 static int build_answer_fits(serve_job_t *j, size_t max_bytes)
 {
     int rc = build_answer(j, max_bytes);
     if (rc != ERR_TOO_LARGE || j->part.ntabs == 0) return rc;
     answer_clear(j);
+    if (answers_space(j)) {
+        j->args.space = 0;
+        if ((rc = run_share(j)) != 0) return rc;
+        if ((rc = build_answer(j, max_bytes)) != ERR_TOO_LARGE || j->part.ntabs == 0) return rc;
+        answer_clear(j);
+    }
     rc = query_partial_merge_forests(&j->part, &j->em);
     if (rc == 0 && j->part.names_later) { /* the names of the merge's symbols */
         rc = query_load_symbols(j->s->storage, j->tenant, j->part.tree, j->part.syms);
@@ -536,6 +547,31 @@ static int charge(serve_job_t *j, size_t n, const char *what)
                       what, n, j->mem.b->limit);
 }
 
+/* The share's partial into j->part (one from an earlier run given back
+ * first), charged once made. */
+static int run_share(serve_job_t *j)
+{
+    if (j->part_charged > 0) {
+        alloc_charge_sub(&j->mem, j->part_charged);
+        j->part_charged = 0;
+    }
+    query_partial_free(&j->part);
+    query_stop_t stop = {&j->cancel, (int64_t)j->deadline};
+    j->args.stop = &stop;
+    j->args.charge = &j->mem; /* the merge's working memory, given back when it ends */
+    int rc =
+        query_partial_run(j->s->storage, j->tenant, &j->args, &j->s->o.limits, &j->part, &j->em);
+    j->stopped = rc != 0 && query_stop_check(&stop, NULL) != 0;
+    j->args.stop = NULL;
+    j->args.charge = NULL;
+    j->mem_refused |= rc == ERR_UNAVAILABLE;
+    if (j->stopped) return ERR_TIMEOUT; /* nobody waits for it: no answer */
+    size_t bytes = query_partial_bytes(&j->part);
+    if (rc == 0) rc = charge(j, bytes, "result");
+    if (rc == 0) j->part_charged = bytes;
+    return rc;
+}
+
 static void serve_work(workq_job_t *w)
 {
     serve_job_t *j = w->data;
@@ -543,17 +579,7 @@ static void serve_work(workq_job_t *w)
         j->rc = errmsg_set(&j->em, ERR_TIMEOUT, "the query's deadline passed before it ran");
         return;
     }
-    query_stop_t stop = {&j->cancel, (int64_t)j->deadline};
-    j->args.stop = &stop;
-    j->args.charge = &j->mem; /* the merge's working memory, given back when it ends */
-    j->rc =
-        query_partial_run(j->s->storage, j->tenant, &j->args, &j->s->o.limits, &j->part, &j->em);
-    j->stopped = j->rc != 0 && query_stop_check(&stop, NULL) != 0;
-    j->args.stop = NULL;
-    j->args.charge = NULL;
-    j->mem_refused |= j->rc == ERR_UNAVAILABLE;
-    if (j->stopped) j->rc = ERR_TIMEOUT; /* nobody waits for it: no answer */
-    if (j->rc == 0) j->rc = charge(j, query_partial_bytes(&j->part), "result");
+    j->rc = run_share(j);
     if (j->rc == 0) j->rc = build_answer_fits(j, j->s->o.max_message_bytes);
     if (j->rc == 0)
         j->rc = charge(j,

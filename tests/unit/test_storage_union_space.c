@@ -7,7 +7,9 @@
  * forest too, the same forest its own would be. Extending a union keeps
  * its nonce; a new generation draws another. A forest over a caller's own
  * tree (storage_merged_tab_of) sums as by hand. With no union allowed, a
- * forest per token and no space. */
+ * forest per token and no space. A union's values alone
+ * (STORAGE_TABS_VALUES) are the whole forest's self and space without
+ * its arrays. */
 #include "test_storage_fixture.h" /* first: it sets _GNU_SOURCE */
 
 #include "check.h"
@@ -404,6 +406,51 @@ static void test_tab_of(void)
 
 /* (g) No union (union_cache_bytes 0, or past it): a forest per token and
  * no space, one token included. */
+/* (h) Values alone (STORAGE_TABS_VALUES): the whole forest's self, n and
+ * id space, none of its arrays; a forest per token without a union, and
+ * whole forests without STORAGE_TABS_SPACE. */
+static void test_values_only(fixture_t *f, labels_t *const *ls, const uint64_t *tokens)
+{
+    size_t nt, nw;
+    storage_merged_tab_t *v = tabs_of(f, ls, tokens, 3, ALL | STORAGE_TABS_SPACE, NULL, 0, &nt);
+    storage_merged_tab_t *w =
+        tabs_of(f, ls, tokens, 3, ALL | STORAGE_TABS_SPACE | STORAGE_TABS_VALUES, NULL, 0, &nw);
+    CHECK_EQ_INT(nt, 1);
+    CHECK_EQ_INT(nw, 1);
+    CHECK_EQ_INT(w[0].values_only, 1);
+    CHECK_EQ_INT(v[0].values_only, 0);
+    CHECK_EQ_INT(w[0].nonneg, 1);
+    CHECK_EQ_INT(w[0].n, v[0].n);
+    CHECK_EQ_INT(w[0].nodes, w[0].n); /* a bound */
+    CHECK(w[0].sym == NULL && w[0].total == NULL && w[0].first_kid == NULL);
+    CHECK(w[0].next_sib == NULL && w[0].parent == NULL && w[0].least_kid == NULL);
+    CHECK_EQ_INT(w[0].space_nonce, v[0].space_nonce);
+    CHECK_EQ_INT(w[0].space_base, v[0].space_base);
+    for (size_t id = 0; id < v[0].n; id++)
+        CHECK_EQ_INT(w[0].self[id], v[0].self[id]);
+    for (size_t id = v[0].space_base; id < v[0].n; id++) {
+        CHECK_EQ_INT(w[0].space_parent[id - 1], v[0].space_parent[id - 1]);
+        CHECK_EQ_INT(w[0].space_sym[id - 1], v[0].space_sym[id - 1]);
+    }
+    storage_merged_tabs_free(w, nw);
+    /* without a space asked: a whole forest */
+    w = tabs_of(f, ls, tokens, 3, ALL | STORAGE_TABS_VALUES, NULL, 0, &nw);
+    CHECK_EQ_INT(nw, 1);
+    CHECK_EQ_INT(w[0].values_only, 0);
+    CHECK(w[0].total != NULL && w[0].total[0] == v[0].total[0]);
+    storage_merged_tabs_free(w, nw);
+    storage_merged_tabs_free(v, nt);
+    /* no union allowed: a whole forest per token */
+    size_t bound = f->s->unions.max_bytes;
+    f->s->unions.max_bytes = 0;
+    w = tabs_of(f, ls, tokens, 3, ALL | STORAGE_TABS_SPACE | STORAGE_TABS_VALUES, NULL, 0, &nw);
+    CHECK_EQ_INT(nw, 3);
+    for (size_t i = 0; i < nw; i++)
+        CHECK(w[i].values_only == 0 && w[i].total != NULL && w[i].space_nonce == 0);
+    storage_merged_tabs_free(w, nw);
+    f->s->unions.max_bytes = bound;
+}
+
 static void test_no_union(fixture_t *f, labels_t *const *ls, const uint64_t *tokens)
 {
     size_t bound = f->s->unions.max_bytes, nt;
@@ -454,6 +501,7 @@ int main(void)
     CHECK_EQ_INT(nonce_of(&f, ls, tokens, 3, NULL, 0, NULL), n3); /* cached: the same */
     test_generation(&f, st, ls, tokens);
     test_tab_of();
+    test_values_only(&f, ls, tokens);
     test_no_union(&f, ls, tokens);
 
     /* another storage (a restart): other nonces */
