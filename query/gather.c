@@ -765,6 +765,26 @@ static int missing_fn(void *ctx, uint64_t sym)
     return 0;
 }
 
+/* The kept nodes' symbols g->syms lacks into m, each once when the kept
+ * nodes number their symbols (a bit per number, a few bytes beside the
+ * kept nodes' arrays), else once per node. */
+static int missing_kept(const query_kept_t *k, missing_t *m)
+{
+    uint8_t *seen = k->sid != NULL ? calloc(k->nsid / 8 + 1, 1) : NULL;
+    if (k->sid != NULL && seen == NULL) return ERR_NOMEM;
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < k->n; i++) {
+        if (seen != NULL) {
+            uint32_t s = k->sid[i];
+            if (seen[s / 8] & (1u << (s % 8))) continue;
+            seen[s / 8] |= (uint8_t)(1u << (s % 8));
+        }
+        rc = missing_fn(m, k->sym[i]);
+    }
+    free(seen);
+    return rc;
+}
+
 /* The names of g->tree's symbols (or g->kept's) that no partial brought
  * (those of local forests added with names_later, and those a share left
  * to the names_fn), from names_fn first, then from the storage that holds
@@ -777,8 +797,7 @@ static int load_due_names(query_gather_t *g)
     if (g->kept == NULL)
         rc = calltree_for_each_symbol(g->tree, missing_fn, &m);
     else if (!g->kept->named) /* else a local selection loaded them beside it */
-        for (size_t i = 0; rc == 0 && i < g->kept->n; i++)
-            rc = missing_fn(&m, g->kept->sym[i]);
+        rc = missing_kept(g->kept, &m);
     if (rc == 0 && m.n > 0 && g->names_fn != NULL) {
         rc = g->names_fn(g->names_ctx, m.v, m.n, g->syms);
         size_t k = 0; /* those still missing */
@@ -1059,6 +1078,19 @@ static int add_uncounted(const query_gather_t *g, buf_t *body)
     return query_add_json_members(body, m);
 }
 
+/* The helper the JSON encoders may give parts to: none. Writing a
+ * render's 8,192 kept nodes beside a helper (names numbered there, the
+ * deep levels written there) took as long as alone on the benchmark's
+ * renders (one node's service render 2.00-2.50 ms either way, two cores)
+ * while the helper, taken ahead and waiting awake for its parts, cost
+ * about 1 ms of node CPU a render: the encoders run on the render's
+ * thread alone (they still take a helper when asked, as their tests do). */
+static assist_t *encoder_assist(const query_gather_t *g)
+{
+    (void)g;
+    return NULL;
+}
+
 /* A flamebearer answer (the kept nodes' when kept, else the tree's) as a
  * stream when large (query_flamebearer_open), with the members the whole
  * answer gets: uncountedBuckets (a render), then partial_json. */
@@ -1076,7 +1108,7 @@ static int encode_flamebearer_open(query_gather_t *g, int kept, const char *type
     if (rc == 0)
         rc = query_flamebearer_open(&g->tree, kept ? &g->kept : NULL, &g->syms, type, g->spy_name,
                                     one ? NULL : &g->tl, members.len ? (char *)members.data : NULL,
-                                    g->lim.stream_min_bytes, g->lim.assist, &out->body,
+                                    g->lim.stream_min_bytes, encoder_assist(g), &out->body,
                                     &out->stream);
     buf_free(&members);
     return hold_stream(g, rc, out, em);
@@ -1236,7 +1268,7 @@ static int encode_kept(query_gather_t *g, const char *partial_json, query_result
         return encode_flamebearer_open(g, 1, query_selector_type(g->spec->sel), 0, partial_json,
                                        out, em);
     rc = query_encode_flamebearer_kept(g->kept, g->syms, query_selector_type(g->spec->sel),
-                                       g->spy_name, &g->tl, g->lim.assist, &out->body);
+                                       g->spy_name, &g->tl, encoder_assist(g), &out->body);
     if (rc == 0) rc = add_uncounted(g, &out->body);
     if (rc == 0 && partial_json != NULL) rc = query_add_json_members(&out->body, partial_json);
     return rc;

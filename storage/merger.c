@@ -485,8 +485,9 @@ void storage_merged_tab_release(storage_merged_tab_t *v)
     memset(v, 0, sizeof *v);
 }
 
-int storage_merged_tab_of(const uint32_t *parent, const uint64_t *sym, int64_t *val, size_t count,
-                          unsigned flags, int distinct_kids, storage_merged_tab_t *out)
+int storage_merged_tab_of(const uint32_t *parent, const uint64_t *sym, const uint32_t *symno,
+                          size_t nsyms, int64_t *val, size_t count, unsigned flags,
+                          int distinct_kids, storage_merged_tab_t *out)
 {
     memset(out, 0, sizeof *out);
     /* the caller's tree may come from a peer: an id under itself or a later
@@ -498,12 +499,13 @@ int storage_merged_tab_of(const uint32_t *parent, const uint64_t *sym, int64_t *
         free(val);
         return rc;
     }
-    flags &= STORAGE_TABS_PARENTS | STORAGE_TABS_LEAST; /* a symbol index is a table's */
-    tabsrc_t src = {parent, sym, NULL, val, count};
+    flags &= STORAGE_TABS_PARENTS | STORAGE_TABS_LEAST | (symno != NULL ? STORAGE_TABS_SYMNOS : 0);
+    tabsrc_t src = {parent, sym, symno, val, count};
     rc = tab_alloc(out, val, count, flags);
     out->owns_self = 1; /* val is out's from here: freed with it, even now */
     if (rc == 0) forest_pass(&src, out);
     if (rc == 0) out->distinct_kids = distinct_kids != 0;
+    if (rc == 0) out->nsyms = (flags & STORAGE_TABS_SYMNOS) ? nsyms : 0;
     /* as a token's: no forest with a value below 0 or a total past INT64_MAX */
     if (rc != 0 || !out->nonneg) storage_merged_tab_release(out);
     return rc;

@@ -451,13 +451,16 @@ void storage_merger_known_spaces(storage_merger_t *m, const storage_space_known_
  * every id >= 1, id 0 the root; sym[id] each id's symbol), as
  * storage_merger_tabs makes a token's: val (count values, count >= 1)
  * becomes out's self and is its own (freed with it); with flags
- * STORAGE_TABS_PARENTS, _LEAST (no other flag is taken). out->distinct_kids
+ * STORAGE_TABS_PARENTS, _LEAST, and _SYMNOS when symno is given (each id's
+ * symbol's number, below nsyms, one per distinct symbol: out->symno and
+ * out->nsyms); no other flag is taken. out->distinct_kids
  * as the caller says (1: no two ids of one parent share a symbol).
  * out->nonneg 0 (and no arrays, val freed) when a value is below 0 or a
  * total passes INT64_MAX. ERR_NOMEM, ERR_INVALID_ARGUMENT (count 0, or a
  * parent not below its id): out empty and val freed then too. */
-int storage_merged_tab_of(const uint32_t *parent, const uint64_t *sym, int64_t *val, size_t count,
-                          unsigned flags, int distinct_kids, storage_merged_tab_t *out);
+int storage_merged_tab_of(const uint32_t *parent, const uint64_t *sym, const uint32_t *symno,
+                          size_t nsyms, int64_t *val, size_t count, unsigned flags,
+                          int distinct_kids, storage_merged_tab_t *out);
 /* Frees one tab's arrays (its self too when it owns it) and empties it. */
 void storage_merged_tab_release(storage_merged_tab_t *v);
 /* Gives each of tabs (storage_merger_tabs of m, n of them) the merger's

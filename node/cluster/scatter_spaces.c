@@ -30,6 +30,7 @@
 #include "common/list.h"
 #include "common/pathidx.h"
 #include "common/symtab.h"
+#include "common/u64map.h"
 #include "common/varint.h"
 
 #define TREE_MIN_CAP 64
@@ -64,8 +65,11 @@ struct scatter_scope {
     /* under mu: the tree, its index, the peers */
     uint32_t *parent;
     uint64_t *sym;
+    uint32_t *symno; /* per node, its symbol's number: one per distinct symbol (the root's 0),
+                        so a render's forest names each symbol once (query_kept_t.sid) */
     size_t count, cap;
-    pathidx_t idx; /* (parent, symbol) -> node */
+    u64map_t symnos; /* symbol -> its number (below symnos.len) */
+    pathidx_t idx;   /* (parent, symbol) -> node */
     peer_t *peers;
     size_t npeers, peers_cap;
     uint64_t clock;
@@ -114,8 +118,10 @@ typedef struct vcursor {
 
 static size_t scope_bytes(const scatter_scope_t *sc)
 {
-    size_t b = sizeof *sc + sc->key_len + sc->cap * (sizeof *sc->parent + sizeof *sc->sym) +
-               pathidx_bytes(&sc->idx) + sc->peers_cap * sizeof *sc->peers +
+    size_t b = sizeof *sc + sc->key_len +
+               sc->cap * (sizeof *sc->parent + sizeof *sc->sym + sizeof *sc->symno) +
+               pathidx_bytes(&sc->idx) + u64map_bytes(&sc->symnos) +
+               sc->peers_cap * sizeof *sc->peers +
                (sc->names != NULL ? symtab_mem_bytes(sc->names) : 0);
     for (size_t i = 0; i < sc->npeers; i++) {
         const peer_t *p = &sc->peers[i];
@@ -138,6 +144,8 @@ static void scope_free(scatter_scope_t *sc)
     symtab_free(sc->names);
     free(sc->parent);
     free(sc->sym);
+    free(sc->symno);
+    u64map_free(&sc->symnos);
     pathidx_free(&sc->idx);
     free(sc->key);
     pthread_mutex_destroy(&sc->mu);
@@ -159,7 +167,9 @@ static scatter_scope_t *scope_new(scatter_spaces_t *c, const char *tenant, const
     sc->key = malloc(t + s);
     sc->parent = malloc(TREE_MIN_CAP * sizeof *sc->parent);
     sc->sym = malloc(TREE_MIN_CAP * sizeof *sc->sym);
-    if (sc->key == NULL || sc->parent == NULL || sc->sym == NULL) {
+    sc->symno = malloc(TREE_MIN_CAP * sizeof *sc->symno);
+    if (sc->key == NULL || sc->parent == NULL || sc->sym == NULL || sc->symno == NULL ||
+        u64map_put(&sc->symnos, SYM_ROOT, 0) != 0) {
         scope_free(sc);
         return NULL;
     }
@@ -169,6 +179,7 @@ static scatter_scope_t *scope_new(scatter_spaces_t *c, const char *tenant, const
     sc->count = 1;
     sc->parent[0] = 0; /* never read: the root has no parent */
     sc->sym[0] = SYM_ROOT;
+    sc->symno[0] = 0;
     return sc;
 }
 
@@ -427,7 +438,7 @@ size_t scatter_scope_known(scatter_scope_t *sc, const char *peer, storage_space_
 
 /* ---- the tree: (parent, symbol) -> node (scope lock held) ---- */
 
-/* Room in the tree's arrays for one more node; both grown or cap unchanged. */
+/* Room in the tree's arrays for one more node; all grown or cap unchanged. */
 static int tree_reserve(scatter_scope_t *sc)
 {
     if (sc->count < sc->cap) return 0;
@@ -439,6 +450,9 @@ static int tree_reserve(scatter_scope_t *sc)
     uint64_t *sym = realloc(sc->sym, cap * sizeof *sym);
     if (sym == NULL) return ERR_NOMEM;
     sc->sym = sym;
+    uint32_t *symno = realloc(sc->symno, cap * sizeof *symno);
+    if (symno == NULL) return ERR_NOMEM;
+    sc->symno = symno;
     sc->cap = cap;
     return 0;
 }
@@ -454,9 +468,12 @@ static int node_of(scatter_scope_t *sc, uint32_t p, uint64_t sym, uint32_t *out)
         return 0;
     }
     if ((rc = tree_reserve(sc)) != 0) return rc;
+    uint32_t no; /* a new symbol's number is the next one */
+    if (u64map_get_or_put(&sc->symnos, sym, (uint32_t)sc->symnos.len, &no) < 0) return ERR_NOMEM;
     uint32_t x = (uint32_t)sc->count++;
     sc->parent[x] = p;
     sc->sym[x] = sym;
+    sc->symno[x] = no;
     sc->idx.slot[i] = x;
     *out = x;
     return 0;
@@ -757,10 +774,12 @@ int scatter_scope_forest(scatter_scope_t *sc, scatter_sums_t *sums, storage_merg
     while (rc == 0 && top > 1 && sums->v[top - 1] == 0) /* the forest ends at the last value */
         top--;
     /* parents and least children: the gather cuts one such forest by its
-     * totals (query/cut.c), as one node cuts its own union's */
+     * totals (query/cut.c), as one node cuts its own union's; symbol
+     * numbers: its kept nodes' names are looked up once per symbol */
     if (rc == 0)
-        rc = storage_merged_tab_of(sc->parent, sc->sym, sums->v, top,
-                                   STORAGE_TABS_PARENTS | STORAGE_TABS_LEAST, 1, out);
+        rc = storage_merged_tab_of(sc->parent, sc->sym, sc->symno, sc->symnos.len, sums->v, top,
+                                   STORAGE_TABS_PARENTS | STORAGE_TABS_LEAST | STORAGE_TABS_SYMNOS,
+                                   1, out);
     else
         free(sums->v);
     pthread_mutex_unlock(&sc->mu);

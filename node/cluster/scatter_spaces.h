@@ -118,7 +118,8 @@ int scatter_scope_add_tab(scatter_scope_t *sc, const char *peer, const storage_m
                           scatter_sums_t *sums, errmsg_t *em);
 /* The forest of sums over sc's nodes into out (storage_merged_tab_of,
  * with parents and least children, so the gather may cut it by its
- * totals; its n cut after the last non-zero value; the root alone when
+ * totals, and symbol numbers, the scope's, so it names each symbol of
+ * what it keeps once; its n cut after the last non-zero value; the root alone when
  * nothing was added), out the caller's (storage_merged_tab_release).
  * ERR_LIMIT (out empty) when a total passes INT64_MAX, ERR_NOMEM; sc NULL:
  * ERR_INVALID_ARGUMENT. sums is left empty (v NULL, n 0) whatever the

@@ -202,6 +202,21 @@ static int paths_same(const paths_t *a, const paths_t *b)
     return 1;
 }
 
+/* t's symbol numbers: one per distinct symbol of its nodes (the root's
+ * 0), below nsyms. */
+static void check_symnos(const storage_merged_tab_t *t)
+{
+    CHECK(t->symno != NULL);
+    if (t->symno == NULL) return;
+    CHECK_EQ_INT(t->symno[0], 0);
+    for (size_t i = 0; i < t->n; i++) {
+        if (i > 0 && t->total[i] == 0) continue; /* not a forest node */
+        CHECK(t->symno[i] < t->nsyms);
+        for (size_t k = 1; k < i; k++)
+            if (t->total[k] != 0) CHECK_EQ_INT(t->symno[i] == t->symno[k], t->sym[i] == t->sym[k]);
+    }
+}
+
 /* The forest of sums equals the expected paths of f[0..nf) times `times`. */
 static void check_forest(scatter_scope_t *sc, scatter_sums_t *sums, const fake_t *f, size_t nf,
                          int64_t times)
@@ -211,6 +226,7 @@ static void check_forest(scatter_scope_t *sc, scatter_sums_t *sums, const fake_t
     int rc = scatter_scope_forest(sc, sums, &t, &em);
     CHECK_EQ_INT(rc, 0);
     CHECK(sums->v == NULL && sums->n == 0);
+    if (rc == 0) check_symnos(&t);
     paths_t want = {0}, got = {0};
     paths_expected(f, nf, times, &want);
     if (rc == 0) paths_of(&t, &got);
@@ -300,6 +316,33 @@ static void test_two_peers(void)
     scatter_spaces_get_stats(c, &st);
     CHECK_EQ_INT(st.scopes_built, 1);
     CHECK_EQ_INT(st.ids_received, 10);
+    scatter_spaces_release(c, sc);
+    scatter_spaces_free(c);
+    fake_free(&f[0]);
+    fake_free(&f[1]);
+}
+
+/* A symbol on several paths (a recursion, and the same function under
+ * the root from another peer) has one number in the forest. */
+static void test_symnos(void)
+{
+    static const uint32_t p1[] = {0, 0, 1, 2}, p2[] = {0, 0, 1};
+    static const uint64_t s1[] = {0, 10, 11, 11}, s2[] = {0, 11, 10};
+    static const int64_t v1[] = {0, 1, 2, 3}, v2[] = {0, 4, 5};
+    fake_t f[2] = {fake_of(0xc1, p1, s1, v1, 4), fake_of(0xd1, p2, s2, v2, 3)};
+    scatter_spaces_t *c;
+    CHECK_EQ_INT(scatter_spaces_new(1 << 20, &c), 0);
+    scatter_scope_t *sc;
+    CHECK_EQ_INT(scatter_spaces_acquire(c, "t", "", &sc), 0);
+    scatter_sums_t sums = {0};
+    CHECK_EQ_INT(add_fake(sc, "A", &f[0], 1, &sums), 0);
+    CHECK_EQ_INT(add_fake(sc, "B", &f[1], 1, &sums), 0);
+    storage_merged_tab_t t;
+    errmsg_t em = {{0}};
+    CHECK_EQ_INT(scatter_scope_forest(sc, &sums, &t, &em), 0);
+    CHECK_EQ_INT(t.nsyms, 3); /* the root's, 10 and 11 */
+    check_symnos(&t);
+    storage_merged_tab_release(&t);
     scatter_spaces_release(c, sc);
     scatter_spaces_free(c);
     fake_free(&f[0]);
@@ -753,6 +796,7 @@ int main(void)
     fprintf(stderr, "seed %llu (SCATTER_SPACES_SEED)\n", (unsigned long long)check_rng_state);
     test_disabled();
     test_two_peers();
+    test_symnos();
     test_pieces();
     test_corrupt();
     test_encode_roundtrip();

@@ -329,7 +329,7 @@ static void test_tab_of(void)
     int64_t *val = malloc(6 * sizeof *val);
     memcpy(val, (int64_t[]){1, 2, 3, 0, 4, 5}, 6 * sizeof *val);
     storage_merged_tab_t v;
-    CHECK_EQ_INT(storage_merged_tab_of(parent, sym, val, 6,
+    CHECK_EQ_INT(storage_merged_tab_of(parent, sym, NULL, 0, val, 6,
                                        ALL | STORAGE_TABS_SYMNOS | STORAGE_TABS_SPACE, 0, &v),
                  0);
     CHECK_EQ_INT(v.nonneg, 1);
@@ -338,7 +338,7 @@ static void test_tab_of(void)
     CHECK(v.self == val);
     CHECK_EQ_INT(v.owns_self, 1);
     CHECK_EQ_INT(v.distinct_kids, 0);
-    CHECK(v.symno == NULL); /* not taken */
+    CHECK(v.symno == NULL); /* not taken: none given */
     CHECK_EQ_INT(v.space_nonce, 0);
     for (size_t id = 0; id < 6; id++)
         CHECK_EQ_INT(v.total[id], want_total[id]);
@@ -362,10 +362,30 @@ static void test_tab_of(void)
     CHECK_EQ_INT(v.least_kid[2], UINT64_MAX);
     storage_merged_tab_release(&v); /* frees val: ASan says if not */
 
+    /* symbol numbers given and asked: copied for the forest's nodes */
+    static const uint32_t symno[] = {0, 1, 2, 1, 3, 2};
+    val = calloc(6, sizeof *val);
+    val[2] = val[5] = 1;
+    CHECK_EQ_INT(storage_merged_tab_of(parent, sym, symno, 4, val, 6, STORAGE_TABS_SYMNOS, 1, &v),
+                 0);
+    CHECK(v.symno != NULL);
+    CHECK_EQ_INT(v.nsyms, 4);
+    CHECK_EQ_INT(v.symno[0], 0);
+    CHECK_EQ_INT(v.symno[2], 2);
+    CHECK_EQ_INT(v.symno[4], 3);
+    CHECK_EQ_INT(v.symno[5], 2);
+    storage_merged_tab_release(&v);
+    /* ... given but not asked: none */
+    val = calloc(6, sizeof *val);
+    CHECK_EQ_INT(storage_merged_tab_of(parent, sym, symno, 4, val, 6, 0, 1, &v), 0);
+    CHECK(v.symno == NULL);
+    CHECK_EQ_INT(v.nsyms, 0);
+    storage_merged_tab_release(&v);
+
     /* no flags: no parents, no least children; distinct kids as told */
     val = calloc(6, sizeof *val);
     val[5] = 7;
-    CHECK_EQ_INT(storage_merged_tab_of(parent, sym, val, 6, 0, 1, &v), 0);
+    CHECK_EQ_INT(storage_merged_tab_of(parent, sym, NULL, 0, val, 6, 0, 1, &v), 0);
     CHECK_EQ_INT(v.nodes, 3); /* root, 4, 5 */
     CHECK_EQ_INT(v.total[0], 7);
     CHECK(v.parent == NULL && v.least_kid == NULL);
@@ -375,7 +395,7 @@ static void test_tab_of(void)
     /* a value below 0: no forest, val freed */
     val = malloc(6 * sizeof *val);
     memcpy(val, (int64_t[]){1, 2, -3, 0, 4, 5}, 6 * sizeof *val);
-    CHECK_EQ_INT(storage_merged_tab_of(parent, sym, val, 6, ALL, 1, &v), 0);
+    CHECK_EQ_INT(storage_merged_tab_of(parent, sym, NULL, 0, val, 6, ALL, 1, &v), 0);
     CHECK_EQ_INT(v.nonneg, 0);
     CHECK_EQ_INT(v.n, 0);
     CHECK(v.self == NULL && v.total == NULL && v.sym == NULL);
@@ -383,13 +403,14 @@ static void test_tab_of(void)
     /* a total past INT64_MAX: no forest either */
     val = malloc(3 * sizeof *val);
     memcpy(val, (int64_t[]){0, INT64_MAX, 1}, 3 * sizeof *val);
-    CHECK_EQ_INT(storage_merged_tab_of((const uint32_t[]){0, 0, 0}, sym, val, 3, 0, 1, &v), 0);
+    CHECK_EQ_INT(storage_merged_tab_of((const uint32_t[]){0, 0, 0}, sym, NULL, 0, val, 3, 0, 1, &v),
+                 0);
     CHECK_EQ_INT(v.nonneg, 0);
 
     /* the root alone */
     val = malloc(sizeof *val);
     val[0] = 4;
-    CHECK_EQ_INT(storage_merged_tab_of(parent, sym, val, 1, ALL, 1, &v), 0);
+    CHECK_EQ_INT(storage_merged_tab_of(parent, sym, NULL, 0, val, 1, ALL, 1, &v), 0);
     CHECK_EQ_INT(v.nodes, 1);
     CHECK_EQ_INT(v.total[0], 4);
     CHECK_EQ_INT(v.first_kid[0], STORAGE_NO_KID);
@@ -397,11 +418,13 @@ static void test_tab_of(void)
 
     /* a tree that is none (a parent not below its id), or no ids: refused, val freed */
     val = calloc(6, sizeof *val);
-    CHECK_EQ_INT(storage_merged_tab_of((const uint32_t[]){0, 0, 2, 1, 0, 4}, sym, val, 6, 0, 1, &v),
-                 ERR_INVALID_ARGUMENT);
+    CHECK_EQ_INT(
+        storage_merged_tab_of((const uint32_t[]){0, 0, 2, 1, 0, 4}, sym, NULL, 0, val, 6, 0, 1, &v),
+        ERR_INVALID_ARGUMENT);
     CHECK(v.self == NULL);
     val = calloc(1, sizeof *val);
-    CHECK_EQ_INT(storage_merged_tab_of(parent, sym, val, 0, 0, 1, &v), ERR_INVALID_ARGUMENT);
+    CHECK_EQ_INT(storage_merged_tab_of(parent, sym, NULL, 0, val, 0, 0, 1, &v),
+                 ERR_INVALID_ARGUMENT);
 }
 
 /* (g) No union (union_cache_bytes 0, or past it): a forest per token and
