@@ -121,12 +121,35 @@ def read_index(path):
 
 
 # ---- a real node ----------------------------------------------------------------
+_PORTS_GIVEN = set()
+_PORT_RNG = random.SystemRandom()
+
+
 def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    """A TCP port on 127.0.0.1 that was free a moment ago and not handed out
+    before, drawn below the kernel's ephemeral range: a port-0 bind's port
+    is one the nodes' own outgoing connections may take before the node
+    that was given it binds it (a cluster node then exits at start)."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    lo, hi = (10000, low - 1) if low > 12000 else (low, 65535)
+    for _ in range(100):
+        port = _PORT_RNG.randint(lo, hi)
+        if port in _PORTS_GIVEN:
+            continue
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        finally:
+            s.close()
+        _PORTS_GIVEN.add(port)
+        return port
+    raise RuntimeError("no free port found below the ephemeral range")
 
 
 class Node:
