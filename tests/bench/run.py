@@ -61,7 +61,6 @@ import random
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -70,6 +69,8 @@ import threading
 import time
 import urllib.parse
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
+from ports import free_port  # noqa: E402  (below the ephemeral range, as the tests draw them)
 import bench_cluster
 import bench_load
 import bench_move
@@ -121,37 +122,6 @@ def read_index(path):
 
 
 # ---- a real node ----------------------------------------------------------------
-_PORTS_GIVEN = set()
-_PORT_RNG = random.SystemRandom()
-
-
-def free_port():
-    """A TCP port on 127.0.0.1 that was free a moment ago and not handed out
-    before, drawn below the kernel's ephemeral range: a port-0 bind's port
-    is one the nodes' own outgoing connections may take before the node
-    that was given it binds it (a cluster node then exits at start)."""
-    try:
-        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
-            low = int(f.read().split()[0])
-    except (OSError, ValueError, IndexError):
-        low = 32768
-    lo, hi = (10000, low - 1) if low > 12000 else (low, 65535)
-    for _ in range(100):
-        port = _PORT_RNG.randint(lo, hi)
-        if port in _PORTS_GIVEN:
-            continue
-        s = socket.socket()
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        finally:
-            s.close()
-        _PORTS_GIVEN.add(port)
-        return port
-    raise RuntimeError("no free port found below the ephemeral range")
-
-
 class Node:
     def __init__(self, binary, workdir, memory_limit, extra=(), wait=True, port=None):
         """Starts a node; with wait=False the caller calls wait_ready() (a node

@@ -30,16 +30,15 @@ import contextlib
 import os
 import random
 import signal
-import socket
 import time
 
 import harness
+from ports import free_port  # noqa: F401  (test files import it from here)
 
 SEED = int(os.environ.get("FLAMEDB_TEST_SEED", str(int(time.time() * 1000) % 1000000)))
 print("cluster tests: seed %d (replay with FLAMEDB_TEST_SEED=%d)" % (SEED, SEED), flush=True)
 RNG = random.Random(SEED)
 
-_used_ports = set()
 
 # A node that joins turns active only after its settle margin, by default 10
 # gossip intervals + the write timeout (5 s unless a test sets it): each
@@ -58,42 +57,6 @@ FAST_FORMATION = ["--join-settle", "300ms"]
 # decommission's takers), so a test that removes or decommissions a node
 # keeps the automatic margin on every node.
 JOIN_SETTLE_AUTO = ["--join-settle", "0s"]
-
-
-def _port_range():
-    """Ports to draw cluster ports from: below the kernel's ephemeral range
-    (the ports connect() and port-0 binds take), so a port drawn here is not
-    taken by another test file's outgoing connection or listener before the
-    node binds it when several files run at once."""
-    try:
-        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
-            low = int(f.read().split()[0])
-    except (OSError, ValueError, IndexError):
-        low = 32768
-    return (10000, low - 1) if low > 12000 else (low, 65535)
-
-
-_PORT_RNG = random.SystemRandom()  # not RNG: a replayed seed draws the same test data
-
-
-def free_port():
-    """A TCP port on 127.0.0.1 that was free a moment ago (not handed out twice),
-    drawn at random below the ephemeral range (_port_range)."""
-    low, high = _port_range()
-    for _ in range(100):
-        port = _PORT_RNG.randint(low, high)
-        if port in _used_ports:
-            continue
-        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        finally:
-            s.close()
-        _used_ports.add(port)
-        return port
-    raise AssertionError("no free port found")
 
 
 def wait_for(what, fn, timeout=20.0, interval=0.1):
