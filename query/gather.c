@@ -73,6 +73,7 @@ struct query_gather {
     storage_t *names_st;    /* where partials added with names_later have their names */
     const char *names_tenant;
     int names_due;           /* such a partial was added: its kept symbols' names load at the end */
+    int encoders_alone;      /* the JSON encoders take no helper (query_gather_encoders_helped) */
     query_names_fn names_fn; /* or NULL: asked first for the names no partial brought */
     void *names_ctx;
     alloc_charge_t *charge; /* query_gather_charge: growth beyond charge_base, or NULL */
@@ -742,6 +743,11 @@ void query_gather_names_from(query_gather_t *g, storage_t *st, const char *tenan
     g->names_tenant = tenant;
 }
 
+void query_gather_encoders_helped(query_gather_t *g, int helped)
+{
+    g->encoders_alone = !helped;
+}
+
 void query_gather_names_via(query_gather_t *g, query_names_fn fn, void *ctx)
 {
     g->names_fn = fn;
@@ -1078,17 +1084,10 @@ static int add_uncounted(const query_gather_t *g, buf_t *body)
     return query_add_json_members(body, m);
 }
 
-/* The helper the JSON encoders may give parts to: none. Writing a
- * render's 8,192 kept nodes beside a helper (names numbered there, the
- * deep levels written there) took as long as alone on the benchmark's
- * renders (one node's service render 2.00-2.50 ms either way, two cores)
- * while the helper, taken ahead and waiting awake for its parts, cost
- * about 1 ms of node CPU a render: the encoders run on the render's
- * thread alone (they still take a helper when asked, as their tests do). */
+/* The helper the JSON encoders may give parts to (query_gather_encoders_helped). */
 static assist_t *encoder_assist(const query_gather_t *g)
 {
-    (void)g;
-    return NULL;
+    return g->encoders_alone ? NULL : g->lim.assist;
 }
 
 /* A flamebearer answer (the kept nodes' when kept, else the tree's) as a

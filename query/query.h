@@ -1013,6 +1013,12 @@ typedef int (*query_names_fn)(void *ctx, const uint64_t *ids, size_t n, symtab_t
  * storage of query_gather_names_from: the names a coordinator holds from
  * earlier answers, which its shares were told they need not send. */
 void query_gather_names_via(query_gather_t *g, query_names_fn fn, void *ctx);
+/* Whether g's JSON encoders may give parts to the render's helper
+ * (query_limits_t.assist): 1 (the default) where the finish follows the
+ * render's own share at once, its helper still awake; 0 where it follows a
+ * wait for other nodes' answers (a coordinator's merge), by when the helper
+ * sleeps and waking it costs more than the part it would take. */
+void query_gather_encoders_helped(query_gather_t *g, int helped);
 /* Adds a partial computed in this process; may take its tree, symbols and
  * timeline (p stays safe to free). ERR_INTERNAL for a partial with
  * names_later when g has no storage for them. */
