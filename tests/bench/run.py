@@ -518,19 +518,22 @@ def http_one_connection(a, node_bin, work, rows):
     return per
 
 
-def time_go_pprof(files):
-    go = shutil.which("go")
-    if go is None:
-        return None
-    times = []
-    for _ in range(3):
-        t0 = time.time()
-        p = subprocess.run([go, "tool", "pprof", "-proto"] + files, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.PIPE, timeout=600)
-        times.append(time.time() - t0)
-        if p.returncode != 0:
-            raise RuntimeError("go tool pprof failed: %s" % p.stderr[-500:])
-    return times
+def go_pprof_once(go, files):
+    """Seconds of one `go tool pprof -proto` merge of files."""
+    t0 = time.time()
+    p = subprocess.run([go, "tool", "pprof", "-proto"] + files, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.PIPE, timeout=600)
+    if p.returncode != 0:
+        raise RuntimeError("go tool pprof failed: %s" % p.stderr[-500:])
+    return time.time() - t0
+
+
+# Rounds of the query step: each a batch of renders over HTTP and one go
+# tool pprof run, in turn. This machine's speed moves by a third and more
+# from one second to the next (a node's render median 1.2 ms, then 1.8 ms a
+# few seconds later, the same process and data): each side's best round is
+# compared with the other's, both taken in the same seconds.
+QUERY_ROUNDS = 3
 
 
 def http_render(node, query, frm, until, runs=200):
@@ -551,14 +554,33 @@ def http_render(node, query, frm, until, runs=200):
     return statistics.median(times), json.loads(body)
 
 
+def http_render_rounds(node, query, frm, until, files=None):
+    """QUERY_ROUNDS batches of 100 renders (http_render), each followed by
+    one go tool pprof run of files when go is installed and files given:
+    ([batch medians], the last answer, [go seconds] or None)."""
+    go = shutil.which("go") if files else None
+    meds, gos, fb = [], [] if go else None, None
+    for _ in range(QUERY_ROUNDS):
+        med, fb = http_render(node, query, frm, until, runs=100)
+        meds.append(med)
+        if go:
+            gos.append(go_pprof_once(go, files))
+    return meds, fb, gos
+
+
+def folded_windows(node):
+    """The node's count of windows its window fold folded so far."""
+    st, body = node.get("/metrics")
+    m = re.search(rb"^flamedb_storage_folded_windows_total (\d+)", body, re.M)
+    return int(m.group(1)) if st == 200 and m else 0
+
+
 def wait_folded(node, seconds=60):
     """Waits until the node's window fold (window-fold-interval) has folded
     windows and a pass after that found nothing more; the seconds waited."""
     t0, deadline, last = time.time(), time.time() + seconds, -1
     while time.time() < deadline:
-        st, body = node.get("/metrics")
-        m = re.search(rb"^flamedb_storage_folded_windows_total (\d+)", body, re.M)
-        n = int(m.group(1)) if st == 200 and m else 0
+        n = folded_windows(node)
         if n > 0 and n == last:
             return time.time() - t0
         last = n if n > 0 else last
@@ -661,25 +683,28 @@ def bench_query(a, tool, node_bin, work):
         svc = rows[0]["name"].split("{")[0]
         lo, hi = min(r["time"] for r in rows), max(r["time"] for r in rows)
         sel = 'memory:inuse_space:bytes:space:bytes{service_name="%s"}' % svc
-        med, fb = http_render(node, sel, lo // 10 * 10, (hi // 10 + 1) * 10)
+        frm, until = lo // 10 * 10, (hi // 10 + 1) * 10
+        meds, fb, gos = http_render_rounds(node, sel, frm, until, files)
+        folded_early = folded_windows(node)  # the fold had begun: not as ingested any more
         # a few seconds later the node has folded the ended windows' operands
         waited = wait_folded(node)
-        med_f, fb_f = http_render(node, sel, lo // 10 * 10, (hi // 10 + 1) * 10)
+        meds_f, fb_f, _ = http_render_rounds(node, sel, frm, until)
     finally:
         node.stop()
+    med, med_f = min(meds), min(meds_f)
     # in-use memory renders the average profile (docs/api.md): one profile a row
     expect = sum(r["totals"][r["types"].index("inuse_space/bytes")] for r in rows) // len(rows)
     got = fb["flamebearer"]["numTicks"]
-    log("http_query_median_ms: %.2f\nhttp_query_numTicks: %d (expected %d)" % (med * 1e3, got,
-                                                                               expect))
-    log("http_query_folded_median_ms: %.2f (window fold seen after %.1f s)" % (med_f * 1e3,
-                                                                               waited))
+    log("http_query_median_ms: %.2f (best of %s)\nhttp_query_numTicks: %d (expected %d)" % (
+        med * 1e3, ", ".join("%.2f" % (m * 1e3) for m in meds), got, expect))
+    log("http_query_folded_median_ms: %.2f (best of %s; window fold seen after %.1f s)" % (
+        med_f * 1e3, ", ".join("%.2f" % (m * 1e3) for m in meds_f), waited))
     if got != expect or fb_f["flamebearer"]["numTicks"] != expect or fb_f != fb:
         raise RuntimeError("HTTP flame graph not exact: numTicks %d, expected %d" % (got, expect))
+    early = " (%d windows folded by its end)" % folded_early if folded_early else ""
     RESULTS.append(("flame graph of %d heap profiles: over HTTP (one node's render path) / in "
                     "process (query_render)" % len(rows), "%.2f" % (med / q_ing), "-",
                     "%.2f ms vs %.2f ms as ingested" % (med * 1e3, q_ing * 1e3)))
-    gos = time_go_pprof(files)
     if gos is None:
         log("go not found (apt-get install golang-go): go tool pprof baseline skipped")
         return
@@ -693,8 +718,10 @@ def bench_query(a, tool, node_bin, work):
                        go_min / q_cmp, out["query_cold_after_reopen_ms"])))
     RESULTS.append(("flame graph of %d heap profiles over HTTP (GET /pyroscope/render) vs go tool "
                     "pprof" % len(rows), "%.0fx" % (go_min / med), ">= 1000x (#11)",
-                    "%.2f ms vs %.0f ms, exact numTicks; right after the pushes" % (
-                        med * 1e3, go_min * 1e3)))
+                    "%.2f ms vs %.0f ms, exact numTicks; right after the pushes%s; best of %d "
+                    "rounds each, taken in turn (per round %s)" % (
+                        med * 1e3, go_min * 1e3, early, QUERY_ROUNDS,
+                        " / ".join("%.0fx" % (g / m) for g, m in zip(gos, meds)))))
     RESULTS.append(("the same over HTTP once the node folded the ended windows "
                     "(window-fold-interval)", "%.0fx" % (go_min / med_f), ">= 1000x (#11)",
                     "%.2f ms vs %.0f ms, the same answer" % (med_f * 1e3, go_min * 1e3)))
