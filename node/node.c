@@ -188,10 +188,8 @@ static int open_parts(node_t *n, errmsg_t *em)
                  n->cfg.auth_file);
     }
     /* the stack cache's and the shard unions' bytes come out of the node tables' */
-    size_t stack = n->cfg.ingest_stack_cache_bytes, quarter = n->cfg.storage.node_cache_bytes / 4;
-    if (stack > quarter) stack = quarter;
-    if (n->cfg.storage.union_cache_bytes > quarter) n->cfg.storage.union_cache_bytes = quarter;
-    n->cfg.storage.node_cache_bytes -= stack + n->cfg.storage.union_cache_bytes;
+    size_t stack =
+        storage_options_share_node_cache(&n->cfg.storage, n->cfg.ingest_stack_cache_bytes);
     int rc = storage_open(&n->cfg.storage, &n->storage, em);
     if (rc != ERR_OK) return rc;
     if (ingest_stack_cache_new(n->storage, stack, &n->stack_cache) != 0)

@@ -105,6 +105,15 @@ void storage_options_default(storage_options_t *o)
     o->series_gc_interval_seconds = 3600;
 }
 
+size_t storage_options_share_node_cache(storage_options_t *o, size_t stack_cache_bytes)
+{
+    size_t quarter = o->node_cache_bytes / 4;
+    if (stack_cache_bytes > quarter) stack_cache_bytes = quarter;
+    if (o->union_cache_bytes > quarter) o->union_cache_bytes = quarter;
+    o->node_cache_bytes -= stack_cache_bytes + o->union_cache_bytes;
+    return stack_cache_bytes;
+}
+
 /* --- small services ------------------------------------------------------ */
 
 int storage_rocks_err(char *err, errmsg_t *em, const char *what)

@@ -172,6 +172,12 @@ typedef struct storage_options {
  * spans 1d, profile trees 7d and at most 1 MiB each. */
 void storage_options_default(storage_options_t *o);
 
+/* The ingest stack cache's bytes (stack_cache_bytes, at most a quarter of
+ * o->node_cache_bytes) and the shard unions' (o->union_cache_bytes, capped
+ * at a quarter too) taken out of o->node_cache_bytes, as a node sizes them:
+ * the three share one budget. Returns the stack cache's bytes. */
+size_t storage_options_share_node_cache(storage_options_t *o, size_t stack_cache_bytes);
+
 int storage_open(const storage_options_t *o, storage_t **out, errmsg_t *em);
 /* Flushes memtables and closes RocksDB cleanly. NULL is a no-op. */
 void storage_close(storage_t *s);

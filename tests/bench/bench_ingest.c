@@ -97,8 +97,8 @@ static int ingest_one(storage_t *st, const ingest_limits_t *lim, ingest_stack_ca
     return rc;
 }
 
-static void ingest_all(storage_t *st, const profile_set_t *set, const ingest_mode_t *mode,
-                       ingest_stats_t *s)
+static void ingest_all(storage_t *st, size_t stack_bytes, const profile_set_t *set,
+                       const ingest_mode_t *mode, ingest_stats_t *s)
 {
     ingest_limits_t lim;
     ingest_limits_default(&lim);
@@ -107,7 +107,7 @@ static void ingest_all(storage_t *st, const profile_set_t *set, const ingest_mod
     memset(s, 0, sizeof *s);
     s->accepted = calloc(set->n ? set->n : 1, 1);
     ingest_stack_cache_t *cache = NULL;
-    if (ingest_stack_cache_new(st, mode->stack_cache, &cache) != 0)
+    if (ingest_stack_cache_new(st, stack_bytes, &cache) != 0)
         fprintf(stderr, "ingest: no memory for the stack cache\n");
     getrusage(RUSAGE_SELF, &s->ru0);
     double p0 = clock_process(), t0 = clock_thread(), w0 = clock_wall();
@@ -130,7 +130,10 @@ static void ingest_all(storage_t *st, const profile_set_t *set, const ingest_mod
     ingest_stack_cache_free(cache);
 }
 
-static int open_store(const char *dir, const ingest_mode_t *mode, storage_t **st)
+/* The store as a node opens it: its node-table cache shares node-cache-bytes
+ * with the stack cache and the shard unions (*stack: the stack cache's
+ * bytes). */
+static int open_store(const char *dir, const ingest_mode_t *mode, storage_t **st, size_t *stack)
 {
     storage_options_t o;
     storage_options_default(&o);
@@ -145,6 +148,7 @@ static int open_store(const char *dir, const ingest_mode_t *mode, storage_t **st
     if (mode->real)
         for (int r = 0; r < STORAGE_RESOLUTION_COUNT; r++)
             o.retention_seconds[r] = 0;
+    *stack = storage_options_share_node_cache(&o, mode->stack_cache);
     errmsg_t em = {{0}};
     int rc = storage_open(&o, st, &em);
     if (rc != 0) fprintf(stderr, "storage_open %s: %s\n", dir, errmsg_text(&em, rc));
@@ -278,12 +282,13 @@ static int ingest_pass(const profile_set_t *set, const ingest_mode_t *mode, doub
 {
     char *dir = make_temp_dir("spans");
     storage_t *st = NULL;
-    if (dir == NULL || open_store(dir, mode, &st) != 0) {
+    size_t stack = 0;
+    if (dir == NULL || open_store(dir, mode, &st, &stack) != 0) {
         free(dir);
         return -1;
     }
     ingest_stats_t s;
-    ingest_all(st, set, mode, &s);
+    ingest_all(st, stack, set, mode, &s);
     double n = s.ok ? (double)s.ok : 1;
     *cpu = s.cpu_process / n;
     *thread = s.cpu_thread / n;
@@ -382,14 +387,15 @@ int cmd_ingest(int argc, char **argv)
     char *dir = data ? strdup(data) : make_temp_dir("ingest");
     if (each != NULL) decode_cpu_each(&set, rounds ? (int)rounds : 1, each);
     storage_t *st = NULL;
-    if (each == NULL || dir == NULL || open_store(dir, &mode, &st) != 0) {
+    size_t stack = 0;
+    if (each == NULL || dir == NULL || open_store(dir, &mode, &st, &stack) != 0) {
         profile_set_free(&set);
         free(each);
         free(dir);
         return 1;
     }
     ingest_stats_t s;
-    ingest_all(st, &set, &mode, &s);
+    ingest_all(st, stack, &set, &mode, &s);
     profile_set_t sub;
     accepted_subset(&set, s.accepted, &sub);
     int derr = 0;

@@ -475,8 +475,28 @@ static void test_credentials(void)
     CHECK_EQ_STR(envpath, "/run/credentials/flamedb.service/" NODE_CREDENTIAL_CLUSTER_SECRET);
 }
 
+/* The node tables' cache shares node-cache-bytes with the stack cache and
+ * the shard unions, each capped at a quarter of it: the node and the ingest
+ * benchmark size it with the same call. */
+static void test_node_cache_shared(void)
+{
+    node_config_t c;
+    node_config_default(&c);
+    CHECK_EQ_INT(c.storage.node_cache_bytes, 128 << 20); /* an eighth of memory-limit */
+    storage_options_t o = c.storage;
+    CHECK_EQ_INT(storage_options_share_node_cache(&o, c.ingest_stack_cache_bytes), 16 << 20);
+    CHECK_EQ_INT(o.union_cache_bytes, 16 << 20);
+    CHECK_EQ_INT(o.node_cache_bytes, 96 << 20);
+    o = c.storage; /* larger asks are capped at a quarter each */
+    o.union_cache_bytes = 100 << 20;
+    CHECK_EQ_INT(storage_options_share_node_cache(&o, 100 << 20), 32 << 20);
+    CHECK_EQ_INT(o.union_cache_bytes, 32 << 20);
+    CHECK_EQ_INT(o.node_cache_bytes, 64 << 20);
+}
+
 int main(void)
 {
+    test_node_cache_shared();
     test_credentials();
     test_small_memory();
     test_decode_caps_follow_memory();
