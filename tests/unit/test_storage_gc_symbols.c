@@ -8,6 +8,7 @@
 #include "test_storage_fixture.h" /* first: it sets _GNU_SOURCE */
 
 #include <pthread.h>
+#include <time.h>
 
 #include "check.h"
 
@@ -96,10 +97,24 @@ static void *writer_main(void *arg)
     return NULL;
 }
 
+/* Seconds since some fixed point (CLOCK_MONOTONIC). */
+static double mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Sweeps until the round's writers are done, at most SWEEPS times and for
+ * SWEEP_SECONDS: on a loaded machine the writers lag, and sweeps without
+ * end slow them further (a sanitizer build once ran past its timeout). */
+#define SWEEPS 200
+#define SWEEP_SECONDS 3.0
 static void *sweeper_main(void *arg)
 {
     race_t *r = arg;
-    for (int i = 0; i < 200 && !*r->stop; i++) {
+    double until = mono_s() + SWEEP_SECONDS;
+    for (int i = 0; i < SWEEPS && !*r->stop && mono_s() < until; i++) {
         size_t n;
         CHECK_EQ_INT(storage_gc_symbols(r->f->s, &n), 0);
     }
