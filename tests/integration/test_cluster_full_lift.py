@@ -237,7 +237,10 @@ def test_no_evidence_stays_flagged_until_the_operator_step():
         d = c.nodes[0].data_dir
         for name in ("regain.full", "regain"):
             assert not os.path.exists(os.path.join(d, name)), name
-        assert logged(c.nodes[0], "the operator said its copy is whole")
+        # the node logged it before it answered; the harness reads its log
+        # on a thread of its own, which may not have caught up yet
+        wait_for("n0's log of the operator's word",
+                 lambda: logged(c.nodes[0], "the operator said its copy is whole"), timeout=10)
         m = c.nodes[0].request("GET", "/metrics").body.decode()
         assert "flamedb_cluster_copies_accepted_total 1" in m
         p, _ = ctl(c, 0, "cluster", "accept-copy", "--node", c.ids[0])
