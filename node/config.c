@@ -285,8 +285,7 @@ static const opt_t options[] = {
      "their samples by id instead of building and mapping call trees for them. Used on a "
      "node that is its cluster's only member (with replicas, each copy maps its own trees). "
      "Taken out of node-cache-bytes, and at most a quarter of it whatever this says, so part "
-     "of memory-limit; its memory is mapped whole at the start (the first pushes take no page "
-     "faults for it). 0: off."},
+     "of memory-limit. 0: off."},
     {"ingest-trim-refused-bytes", OPT_SIZE, FIELD(ingest_trim_refused_bytes, size_t), "1MiB", 0, 0,
      1024 * GiB,
      "A push refused after it held at least this much memory (its call trees, decoded message, "

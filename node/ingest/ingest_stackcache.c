@@ -50,19 +50,7 @@ struct ingest_stack_cache {
     stripe_t st[STRIPES];
 };
 
-/* Touches every page of the table once (writing the zero it holds), so the
- * kernel maps them now, at the node's start: the first pushes otherwise took
- * the page faults, about 40 ms of CPU for the default 16 MiB on a virtual
- * machine, where a first touch is dear. The memory is the table's share of
- * node-cache-bytes, budgeted from the start anyway. */
-static void touch_pages(uint8_t *p, size_t bytes)
-{
-    for (size_t o = 0; o < bytes; o += 4096)
-        ((volatile uint8_t *)p)[o] = 0;
-}
-
-/* The table's memory, zeroed by the kernel (as calloc) and mapped
- * (touch_pages), or NULL. Aligned:
+/* The table's memory, zeroed by the kernel (as calloc), or NULL. Aligned:
  * a line's slots are one cache line only when the table starts on a line
  * (calloc's block of this size starts 16 bytes past a page, which split
  * every line's slots over two, two misses a lookup); and a table of 2 MiB
@@ -76,10 +64,7 @@ static entry_t *map_slots(size_t bytes)
     uint8_t *p =
         mmap(NULL, bytes + extra, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) return NULL;
-    if (extra == 0) {
-        touch_pages(p, bytes);
-        return (entry_t *)p;
-    }
+    if (extra == 0) return (entry_t *)p;
     uint8_t *q = (uint8_t *)(((uintptr_t)p + huge - 1) & ~(uintptr_t)(huge - 1));
     /* the unaligned head and tail back (unmapping part of our own mapping
      * fails only on bad arguments; a failure would keep them mapped) */
@@ -89,7 +74,6 @@ static entry_t *map_slots(size_t bytes)
 #ifdef MADV_HUGEPAGE
     (void)madvise(q, bytes, MADV_HUGEPAGE); /* advice: 4 KiB pages work as well */
 #endif
-    touch_pages(q, bytes); /* after the advice: in huge pages where given */
     return (entry_t *)q;
 }
 

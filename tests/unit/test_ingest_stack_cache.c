@@ -10,7 +10,7 @@
  * span label among samples found by the cache stores the same too. The
  * cache itself: four keys of one line are all held, and the table holds
  * one generation's ids (an older generation's put dropped, a newer one's
- * emptying it), and its pages are mapped as it is made. */
+ * emptying it). */
 #include "test_storage_fixture.h" /* first: it sets _GNU_SOURCE */
 
 #include <stdarg.h>
@@ -189,36 +189,11 @@ static void cache_ways_and_generations(storage_t *s)
     ingest_stack_cache_free(c);
 }
 
-/* The process's resident bytes (/proc/self/statm), or 0 when unreadable. */
-static size_t resident_bytes(void)
-{
-    FILE *f = fopen("/proc/self/statm", "r");
-    unsigned long size = 0, resident = 0;
-    int ok = f != NULL && fscanf(f, "%lu %lu", &size, &resident) == 2;
-    if (f != NULL) fclose(f);
-    return ok ? (size_t)resident * (size_t)sysconf(_SC_PAGESIZE) : 0;
-}
-
-/* The table's pages are mapped as it is made (at the node's start), not
- * by the first pushes' puts: the process's resident bytes grow by its
- * size at creation. */
-static void pages_mapped_at_creation(storage_t *s)
-{
-    size_t before = resident_bytes();
-    ingest_stack_cache_t *c = NULL;
-    CHECK_EQ_INT(ingest_stack_cache_new(s, 16 << 20, &c), 0);
-    size_t after = resident_bytes(), bytes = ingest_stack_cache_bytes(c);
-    CHECK(bytes == (16 << 20));
-    CHECK(before > 0 && after >= before + bytes);
-    ingest_stack_cache_free(c);
-}
-
 int main(void)
 {
     fixture_t fa, fb;
     if (fx_init(&fa) != 0 || fx_init(&fb) != 0) return 1;
     fa.now = fb.now = TEST_NOW_NS / NS;
-    pages_mapped_at_creation(fa.s);
     ingest_stack_cache_t *c = NULL;
     CHECK_EQ_INT(ingest_stack_cache_new(fa.s, 1 << 20, &c), 0);
     CHECK(c != NULL && ingest_stack_cache_bytes(c) <= (1 << 20));
