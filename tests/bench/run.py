@@ -536,10 +536,9 @@ def go_pprof_once(go, files):
 QUERY_ROUNDS = 3
 
 
-def http_render(node, query, frm, until, runs=200):
-    """Median seconds of runs renders on one connection (as many as the in
-    process figure's: with 30 the median moved by 15 % between runs), and
-    the last answer."""
+def http_render(node, query, frm, until, runs):
+    """Median seconds of runs renders on one connection (with 30 the median
+    moved by 15 % between runs), and the last answer."""
     c = node.conn()
     path = "/pyroscope/render?" + urllib.parse.urlencode(
         {"query": query, "from": frm, "until": until, "format": "json"})
