@@ -445,7 +445,8 @@ static const opt_t options[] = {
      "A push that finds an indexed stack-node table not in memory reads it whole (one "
      "sequential read of its chunks; it then stays cached like any other) when it takes at most "
      "this percent of the table part of node-cache-bytes, else only its last chunk and the "
-     "index entries of the stacks it sends (a point lookup each, batched). A fleet whose "
+     "index buckets of the stacks it sends (a read per bucket of 256 parents, batched). A fleet "
+     "whose "
      "tables do not all fit and whose services push in turn then maps a push through memory. "
      "0 never reads a table whole for a push; flamedb_storage_node_table_whole_reads_total "
      "counts the whole reads."},

@@ -122,8 +122,10 @@ static int mark_cf(storage_t *s, enum storage_cf cf, u64map_t *marks)
             break;
         }
         mark_ctx_t m = {marks, tenant_hash_at(k + at, &tl)};
-        size_t tail = at + 1 + k[at]; /* an edge index entry names its symbol in a chunk too */
-        if (cf == CF_NODES && kn == tail + 13 && k[tail] == NODETAB_EDGE_TAG) continue;
+        /* an edge index key (a tag byte where a chunk number starts with 0)
+         * names symbols that its table's chunks name too */
+        size_t tail = at + 1 + k[at];
+        if (cf == CF_NODES && kn > tail && k[tail] != 0) continue;
         if (cf == CF_NODES) {
             rc = mark_chunk(marks, m.th, v, vn);
         } else {

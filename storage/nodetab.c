@@ -12,14 +12,15 @@
  * tree is stored once instead of once per window, and summing blocks is
  * adding vectors.
  *
- * Beside the chunks, under token|tenant|0x01|parent|symbol, the edge index
- * maps every node's (parent, symbol) to its id (storage format 7) in a
+ * Beside the chunks, under token|tenant|0x02|bucket, the edge index maps
+ * every node's (parent, symbol) to its id (storage format 19: one value per
+ * bucket of NODETAB_BUCKET_PARENTS parents, listing their children) in a
  * table of at least node_index_min_nodes nodes; a smaller one is cheap to
  * read whole and keeps no index (its last chunk says so), and the write that
  * takes it to the threshold indexes every node in its batch. A chunk names its symbols by ordinals
  * local to the chunk, so any one chunk decodes alone. Together they let a writer work on a PARTIAL
  * table: only the last chunk (the one new ids extend) is read, and a (parent, symbol) that is not
- * in memory is one point lookup in the index (bloom-filtered when absent).
+ * in memory is found in its parent's bucket, read once and kept.
  * Readers, which walk every id, load the table whole (storage_nodetab_acquire);
  * writers take what is cached, or on a miss a partial table when it is
  * indexed and larger than node_whole_read_percent of the cache's bound (else
@@ -74,19 +75,23 @@
  * an id delta, which is at least 1. */
 #define CHUNK_SELF_CONTAINED 0x00
 /* Second byte of a self-contained chunk whose table keeps no edge index (it
- * holds fewer than node_index_min_nodes nodes). An entry never starts with
- * it (its id delta is at least 1). Only the last chunk's mark counts: a
+ * holds fewer than node_index_min_nodes nodes), and with a third such byte
+ * of one whose table keeps the bucketed index (format 19). An entry never
+ * starts with it (its id delta is at least 1), so a chunk of formats 7 to
+ * 18 whose table kept the per-node index (no second mark byte) reads as
+ * such: its table counts as unindexed. Only the last chunk's mark counts: a
  * table is indexed when its last chunk says so, and a write that adds nodes
  * or indexes the table rewrites that chunk in the same batch. */
-#define CHUNK_UNINDEXED 0x00
-/* Child id a partial table's edges give a (parent, sym) the index lacks:
- * mapping a tree looks new nodes up twice (find, then create), and the
- * second index read would only repeat the first. Replaced when the node is
- * created; true until then, as only the holder of the lock adds nodes. */
-#define EDGE_ABSENT UINT32_MAX
-/* Index entries a partial table reads in one MultiGet
- * (storage_nodetab_children). */
-#define NODETAB_MULTIGET 256
+#define CHUNK_MARK 0x00
+/* How the table of a chunk is indexed, by the chunk's first bytes. */
+enum chunk_state {
+    CHUNK_FORMAT6,   /* table-wide symbol ordinals, no index */
+    CHUNK_PER_NODE,  /* formats 7-18: the per-node entries (NODETAB_EDGE_TAG) */
+    CHUNK_UNINDEXED, /* CHUNK_SELF_CONTAINED CHUNK_MARK */
+    CHUNK_BUCKETED,  /* CHUNK_SELF_CONTAINED CHUNK_MARK CHUNK_MARK */
+};
+/* Buckets a partial table reads in one MultiGet (storage_nodetab_children). */
+#define NODETAB_MULTIGET 64
 
 struct nodetab {
     uint64_t token;
@@ -97,10 +102,15 @@ struct nodetab {
     /* First id held in parent/sym. 0: the whole table; else a partial table
      * holding its last chunks only (ids base..count-1). */
     uint32_t base;
-    int old;               /* has format-6 chunks: the next stage rewrites them all */
-    int unindexed;         /* no edge index on disk (format 6, or a small table) */
-    int staged;            /* this holder's batch rewrites the table's state: at commit */
-    int staged_indexed;    /* ... it is indexed (else not), and no chunk is format 6 */
+    int old;            /* has format-6 chunks: the next stage rewrites them all */
+    int unindexed;      /* no edge index on disk (format 6, or a small table) */
+    int staged;         /* this holder's batch rewrites the table's state: at commit */
+    int staged_indexed; /* ... it is indexed (else not), and no chunk is format 6 */
+    int per_node;       /* its last chunk says the index is per node (formats 7-18) */
+    /* A partial table's index buckets read (bucket -> 1): every record of
+     * such a bucket is in edges, so a parent of it that has no edge there
+     * has no such child on disk. */
+    u64map_t buckets;
     uint32_t *parent;      /* [id - base] */
     uint64_t *sym;         /* [id - base] */
     edgemap_t edges;       /* (parent, sym) -> id of held ids and of index entries read */
@@ -125,7 +135,8 @@ typedef struct chunkbuf {
     uint64_t sym[NODETAB_CHUNK];
     uint64_t local[NODETAB_CHUNK]; /* the chunk's symbols in order of first use */
     uint32_t n;
-    int unindexed; /* format 6, or marked CHUNK_UNINDEXED */
+    int unindexed; /* not CHUNK_BUCKETED */
+    int per_node;  /* CHUNK_PER_NODE */
 } chunkbuf_t;
 
 /* A format-6 table's symbols in order of first use, while it loads. */
@@ -137,7 +148,7 @@ typedef struct olddict {
 static size_t tab_bytes(const nodetab_t *t)
 {
     return sizeof *t + t->cap * (sizeof *t->parent + sizeof *t->sym) + edgemap_bytes(&t->edges) +
-           t->symno_cap * sizeof *t->symno + u64map_bytes(&t->symnums);
+           t->symno_cap * sizeof *t->symno + u64map_bytes(&t->symnums) + u64map_bytes(&t->buckets);
 }
 
 static int edge_reserve(nodetab_t *t)
@@ -146,7 +157,8 @@ static int edge_reserve(nodetab_t *t)
     return edgemap_reserve(&t->edges, need) != 0 ? ERR_NOMEM : 0;
 }
 
-/* Sets (parent, sym) -> child, replacing an EDGE_ABSENT; after edge_reserve. */
+/* Sets (parent, sym) -> child (again, when a bucket read holds an edge
+ * already there); after edge_reserve. */
 static void edge_set(nodetab_t *t, uint32_t parent, uint64_t sym, uint32_t child)
 {
     size_t i = edgemap_probe(&t->edges, parent, sym);
@@ -180,8 +192,9 @@ static int tab_append(nodetab_t *t, uint32_t parent, uint64_t sym, uint32_t limi
 static void tab_clear(nodetab_t *t)
 {
     t->count = t->committed = t->base = 0;
-    t->old = t->unindexed = t->staged = t->staged_indexed = 0;
+    t->old = t->unindexed = t->staged = t->staged_indexed = t->per_node = 0;
     edgemap_clear(&t->edges);
+    u64map_clear(&t->buckets);
     t->numbered = 0;
     u64map_clear(&t->symnums);
 }
@@ -205,6 +218,7 @@ static void tab_shed(nodetab_t *t)
     t->sym = NULL;
     t->cap = 0;
     edgemap_free(&t->edges);
+    u64map_free(&t->buckets);
     symnos_free(t);
 }
 
@@ -215,6 +229,7 @@ static void tab_free(nodetab_t *t)
     free(t->parent);
     free(t->sym);
     edgemap_free(&t->edges);
+    u64map_free(&t->buckets);
     symnos_free(t);
     free(t);
 }
@@ -244,6 +259,28 @@ void storage_key_node_edge(skey_t *k, uint64_t token, const char *tenant, uint32
     storage_key_u64(k, sym);
 }
 
+void storage_key_node_bucket(skey_t *k, uint64_t token, const char *tenant, uint32_t bucket)
+{
+    skey_reset(k);
+    storage_key_u64(k, token);
+    storage_key_tenant(k, tenant);
+    storage_key_u8(k, NODETAB_BUCKET_TAG);
+    storage_key_u8(k, (uint8_t)(bucket >> 24));
+    storage_key_u8(k, (uint8_t)(bucket >> 16));
+    storage_key_u8(k, (uint8_t)(bucket >> 8));
+    storage_key_u8(k, (uint8_t)bucket);
+}
+
+/* The key range of the table's keys that start with tag: [lo, hi). */
+static void tag_range(const nodetab_t *t, uint8_t tag, skey_t *lo, skey_t *hi)
+{
+    storage_key_node(lo, t->token, t->tenant, 0);
+    lo->n -= 4; /* token|tenant */
+    *hi = *lo;
+    storage_key_u8(lo, tag);
+    storage_key_u8(hi, (uint8_t)(tag + 1));
+}
+
 /* The key range of the table's chunks: [lo, hi), the edge index excluded. */
 static void chunk_range(const nodetab_t *t, skey_t *lo, skey_t *hi)
 {
@@ -259,15 +296,23 @@ static uint32_t chunk_first(uint32_t chunk)
     return chunk == 0 ? 1 : chunk * NODETAB_CHUNK;
 }
 
-static int chunk_is_old(const uint8_t *p, size_t n)
+static enum chunk_state chunk_state(const uint8_t *p, size_t n)
 {
-    return n == 0 || p[0] != CHUNK_SELF_CONTAINED;
+    if (n == 0 || p[0] != CHUNK_SELF_CONTAINED) return CHUNK_FORMAT6;
+    if (n < 2 || p[1] != CHUNK_MARK) return CHUNK_PER_NODE;
+    return n >= 3 && p[2] == CHUNK_MARK ? CHUNK_BUCKETED : CHUNK_UNINDEXED;
 }
 
-/* Whether a chunk says its table keeps no edge index (format 6 never does). */
+static int chunk_is_old(const uint8_t *p, size_t n)
+{
+    return chunk_state(p, n) == CHUNK_FORMAT6;
+}
+
+/* Whether a chunk says its table keeps no edge index this binary reads
+ * (format 6 never does; formats 7-18 kept one per node). */
 static int chunk_unindexed(const uint8_t *p, size_t n)
 {
-    return chunk_is_old(p, n) || (n >= 2 && p[1] == CHUNK_UNINDEXED);
+    return chunk_state(p, n) != CHUNK_BUCKETED;
 }
 
 /* Nodes from which a table may keep the edge index: the setting (by
@@ -314,8 +359,10 @@ static int chunk_parse(uint32_t chunk, const uint8_t *p, size_t len, olddict_t *
     int old = chunk_is_old(p, len);
     if (chunk >= STORAGE_HARD_STACK_NODES / NODETAB_CHUNK || (old && od == NULL))
         return ERR_CORRUPT;
-    cb->unindexed = chunk_unindexed(p, len);
-    if (!old) p += cb->unindexed ? 2 : 1;
+    enum chunk_state st = chunk_state(p, len);
+    cb->unindexed = st != CHUNK_BUCKETED;
+    cb->per_node = st == CHUNK_PER_NODE;
+    p += st == CHUNK_BUCKETED ? 3 : st == CHUNK_UNINDEXED ? 2 : st == CHUNK_PER_NODE ? 1 : 0;
     uint32_t id = chunk_first(chunk);
     size_t nlocal = 0;
     cb->n = 0;
@@ -392,7 +439,10 @@ static int tab_load(storage_t *s, nodetab_t *t, uint32_t hint, errmsg_t *em)
         if (chunk_is_old(v, vn)) t->old = 1;
         rc = chunk_parse(chunk, v, vn, &od, cb);
         if (rc == 0) rc = append_chunk(t, chunk, cb);
-        if (rc == 0) t->unindexed = t->old || cb->unindexed; /* the last chunk's mark */
+        if (rc == 0) { /* the last chunk's mark */
+            t->unindexed = t->old || cb->unindexed;
+            t->per_node = cb->per_node;
+        }
         if (rc == ERR_CORRUPT) corrupt_chunk(t, chunk, em);
     }
     t->committed = t->count;
@@ -484,103 +534,105 @@ static int tab_load_tail(storage_t *s, nodetab_t *t, errmsg_t *em)
     return rc == 0 && whole ? tab_load(s, t, hint, em) : rc;
 }
 
-/* What the index says of (parent, sym), cached in t's edges: 1 and *id
- * when found (v, vn: its value), 0 when not (remembered until the node is
- * created), or ERR_NOMEM, ERR_CORRUPT. */
-static int index_entry(nodetab_t *t, uint32_t parent, uint64_t sym, int found, const char *v,
-                       size_t vn, uint32_t *id)
+/* Reads one record of a bucket value at *p: its parent, symbol and child
+ * (parent < child); 0, or ERR_CORRUPT. */
+static int bucket_record(const uint8_t **p, const uint8_t *end, uint32_t first, uint32_t *parent,
+                         uint64_t *sym, uint32_t *child)
 {
-    if (edge_reserve(t) != 0) return ERR_NOMEM;
-    if (!found) {
-        edge_set(t, parent, sym, EDGE_ABSENT);
-        return 0;
-    }
-    const uint8_t *p = (const uint8_t *)v, *end = p + vn;
-    uint64_t x = 0;
-    if (!(varint_read_u(&p, end, &x) && p == end && x > parent && x < t->committed))
+    uint64_t off, delta, x = 0;
+    if (!varint_read_u(p, end, &off) || off >= NODETAB_BUCKET_PARENTS || end - *p < 8)
         return ERR_CORRUPT;
-    edge_set(t, parent, sym, (uint32_t)x);
-    *id = (uint32_t)x;
-    return 1;
+    for (int i = 7; i >= 0; i--)
+        x = (x << 8) | (*p)[i];
+    *p += 8;
+    if (!varint_read_u(p, end, &delta) || delta == 0 || delta > STORAGE_HARD_STACK_NODES)
+        return ERR_CORRUPT;
+    *parent = first + (uint32_t)off;
+    *sym = x;
+    *child = *parent + (uint32_t)delta;
+    return 0;
 }
 
-/* Index entry of (parent, sym) on disk: 1 and *id (cached in t's edges)
- * when there, 0 when not. */
-static int disk_child(storage_t *s, nodetab_t *t, uint32_t parent, uint64_t sym, uint32_t *id)
+/* Puts every record of bucket b's value (v, vn) into t's edges and notes
+ * the bucket read; ERR_CORRUPT for a record out of the bucket or past the
+ * ids committed, ERR_NOMEM. */
+static int bucket_take(nodetab_t *t, uint32_t b, const char *v, size_t vn)
 {
-    skey_t k;
-    storage_key_node_edge(&k, t->token, t->tenant, parent, sym);
-    char *err = NULL;
-    size_t vn = 0;
-    atomic_fetch_add(&s->counters.nodetab_index_reads, 1);
-    char *v = rocksdb_get_cf(s->db, s->ropts, s->cf[CF_NODES], (const char *)k.b, k.n, &vn, &err);
-    int rc = storage_rocks_err(err, NULL, "read stack-node index");
-    if (rc == 0) rc = index_entry(t, parent, sym, v != NULL, v, vn, id);
-    free(v);
-    return rc;
+    const uint8_t *p = (const uint8_t *)v, *end = p + vn;
+    uint32_t first = b << NODETAB_BUCKET_SHIFT, parent, child;
+    uint64_t sym;
+    while (p < end) {
+        int rc = bucket_record(&p, end, first, &parent, &sym, &child);
+        if (rc == 0 && child >= t->committed) rc = ERR_CORRUPT;
+        if (rc == 0 && edge_reserve(t) != 0) rc = ERR_NOMEM;
+        if (rc != 0) return rc;
+        edge_set(t, parent, sym, child);
+    }
+    return u64map_set(&t->buckets, b, 1) != 0 ? ERR_NOMEM : 0;
 }
 
-/* disk_child for the n (<= NODETAB_MULTIGET) pairs at[0..n) of
- * parent/sym in one MultiGet: out[at[j]] the ids found. */
-static int disk_children(storage_t *s, nodetab_t *t, size_t n, const uint32_t *at,
-                         const uint32_t *parent, const uint64_t *sym, uint32_t *out)
+/* Reads the n (<= NODETAB_MULTIGET) buckets b[0..n) of the index into t's
+ * edges in one MultiGet (an absent bucket has no records). */
+static int read_buckets(storage_t *s, nodetab_t *t, size_t n, const uint32_t *b)
 {
-    skey_t *k = malloc(n * sizeof *k);
-    const char **keys = malloc(n * sizeof *keys);
-    size_t *lens = malloc(n * sizeof *lens);
-    rocksdb_pinnableslice_t **vals = calloc(n, sizeof *vals);
-    char **errs = calloc(n, sizeof *errs);
-    int rc = k && keys && lens && vals && errs ? 0 : ERR_NOMEM;
-    for (size_t j = 0; rc == 0 && j < n; j++) {
-        storage_key_node_edge(&k[j], t->token, t->tenant, parent[at[j]], sym[at[j]]);
+    skey_t k[NODETAB_MULTIGET];
+    const char *keys[NODETAB_MULTIGET];
+    size_t lens[NODETAB_MULTIGET];
+    rocksdb_pinnableslice_t *vals[NODETAB_MULTIGET] = {0};
+    char *errs[NODETAB_MULTIGET] = {0};
+    for (size_t j = 0; j < n; j++) {
+        storage_key_node_bucket(&k[j], t->token, t->tenant, b[j]);
         keys[j] = (const char *)k[j].b;
         lens[j] = k[j].n;
     }
-    if (rc == 0) atomic_fetch_add(&s->counters.nodetab_index_reads, 1);
-    if (rc == 0)
-        rocksdb_batched_multi_get_cf(s->db, s->ropts, s->cf[CF_NODES], n, keys, lens, vals, errs,
-                                     0);
-    for (size_t j = 0; errs != NULL && vals != NULL && j < n; j++) {
+    atomic_fetch_add(&s->counters.nodetab_index_reads, 1);
+    rocksdb_batched_multi_get_cf(s->db, s->ropts, s->cf[CF_NODES], n, keys, lens, vals, errs, 0);
+    int rc = 0;
+    for (size_t j = 0; j < n; j++) {
         int r = storage_rocks_err(errs[j], NULL, "read stack-node index");
         size_t vn = 0;
         const char *v = vals[j] != NULL ? rocksdb_pinnableslice_value(vals[j], &vn) : NULL;
-        uint32_t i = at[j];
-        if (r == 0 && rc == 0)
-            r = index_entry(t, parent[i], sym[i], vals[j] != NULL, v, vn, &out[i]);
+        if (r == 0 && rc == 0) r = bucket_take(t, b[j], v, vn);
         if (r < 0 && rc == 0) rc = r;
         if (vals[j] != NULL) rocksdb_pinnableslice_destroy(vals[j]);
     }
-    free(k);
-    free(keys);
-    free(lens);
-    free(vals);
-    free(errs);
     return rc;
+}
+
+/* Whether t's edges may lack a child of parent that the disk has: t is
+ * partial, parent is durable and its bucket was not read yet. */
+static int bucket_unread(const nodetab_t *t, uint32_t parent)
+{
+    uint32_t one;
+    return t->base != 0 && parent < t->committed &&
+           !u64map_get(&t->buckets, parent >> NODETAB_BUCKET_SHIFT, &one);
 }
 
 int storage_nodetab_children(storage_t *s, nodetab_t *t, size_t n, const uint32_t *parent,
                              const uint64_t *sym, uint32_t *out)
 {
-    uint32_t at[NODETAB_MULTIGET];
+    uint32_t want[NODETAB_MULTIGET];
     size_t m = 0;
     int rc = 0;
     for (size_t i = 0; i < n && rc == 0; i++) {
-        out[i] = UINT32_MAX;
-        uint32_t c = edgemap_get(&t->edges, parent[i], sym[i]);
-        if (c == EDGE_ABSENT) continue;
-        if (c != 0) {
-            out[i] = c;
+        uint32_t b = parent[i] >> NODETAB_BUCKET_SHIFT;
+        if (edgemap_get(&t->edges, parent[i], sym[i]) != 0 || !bucket_unread(t, parent[i]))
             continue;
-        }
-        /* as find_child: only ids committed before this holder are on disk */
-        if (t->base == 0 || parent[i] >= t->committed) continue;
-        at[m++] = (uint32_t)i;
+        size_t j = 0;
+        while (j < m && want[j] != b) /* a tree's parents come in runs */
+            j++;
+        if (j < m) continue;
+        want[m++] = b;
         if (m == NODETAB_MULTIGET) {
-            rc = disk_children(s, t, m, at, parent, sym, out);
+            rc = read_buckets(s, t, m, want);
             m = 0;
         }
     }
-    if (rc == 0 && m > 0) rc = disk_children(s, t, m, at, parent, sym, out);
+    if (rc == 0 && m > 0) rc = read_buckets(s, t, m, want);
+    for (size_t i = 0; i < n; i++) {
+        uint32_t c = rc == 0 ? edgemap_get(&t->edges, parent[i], sym[i]) : 0;
+        out[i] = c != 0 ? c : UINT32_MAX;
+    }
     return rc;
 }
 
@@ -588,15 +640,17 @@ int storage_nodetab_children(storage_t *s, nodetab_t *t, size_t n, const uint32_
 static int find_child(storage_t *s, nodetab_t *t, uint32_t parent, uint64_t sym, uint32_t *id)
 {
     uint32_t c = edgemap_get(&t->edges, parent, sym);
-    if (c == EDGE_ABSENT) return 0;
-    if (c != 0) {
-        *id = c;
-        return 1;
-    }
     /* a whole table knows all; a node created since the load has only
      * children created since (they are in memory) */
-    if (t->base == 0 || parent >= t->committed) return 0;
-    return disk_child(s, t, parent, sym, id);
+    if (c == 0 && bucket_unread(t, parent)) {
+        uint32_t b = parent >> NODETAB_BUCKET_SHIFT;
+        int rc = read_buckets(s, t, 1, &b);
+        if (rc != 0) return rc;
+        c = edgemap_get(&t->edges, parent, sym);
+    }
+    if (c == 0) return 0;
+    *id = c;
+    return 1;
 }
 
 /* The symbol of node id, read from its chunk when t does not hold it. */
@@ -846,7 +900,7 @@ void storage_nodetab_release(storage_t *s, nodetab_t *t, int failed)
         t->committed = t->count;
         if (t->staged) {
             t->unindexed = !t->staged_indexed;
-            t->old = t->staged = 0;
+            t->old = t->staged = t->per_node = 0;
         }
         /* a partial table is cheap to read again: never keep one past the bound */
         if (t->base != 0 && tab_bytes(t) > c->max_bytes) tab_shed(t);
@@ -886,7 +940,7 @@ int storage_nodetab_other(storage_t *s, nodetab_t *t, uint32_t parent, uint32_t 
         *out = parent;
         return 0;
     }
-    uint32_t id;
+    uint32_t id = 0;
     rc = find_child(s, t, parent, SYM_OTHER, &id);
     if (rc != 0) {
         if (rc > 0) *out = id;
@@ -903,9 +957,9 @@ int storage_nodetab_other(storage_t *s, nodetab_t *t, uint32_t parent, uint32_t 
     return 0;
 }
 
-/* Puts chunk c (ids held in t) into wb: CHUNK_SELF_CONTAINED (then
- * CHUNK_UNINDEXED unless indexed), then one entry per id (chunk_parse has
- * the layout); local is scratch. */
+/* Puts chunk c (ids held in t) into wb: CHUNK_SELF_CONTAINED, CHUNK_MARK
+ * (then another when indexed), then one entry per id (chunk_parse has the
+ * layout); local is scratch. */
 static int stage_chunk(storage_t *s, const nodetab_t *t, uint32_t c, int indexed,
                        rocksdb_writebatch_t *wb, buf_t *tmp, u64map_t *local)
 {
@@ -916,11 +970,12 @@ static int stage_chunk(storage_t *s, const nodetab_t *t, uint32_t c, int indexed
     /* an entry takes at most 14 bytes (a 5-byte delta, then a symbol's 9 or
      * an ordinal's 2): written in place, as a chunk is rewritten whole by
      * every push that adds to it */
-    int rc = buf_reserve(tmp, 2 + (size_t)(hi - lo) * 14);
+    int rc = buf_reserve(tmp, 3 + (size_t)(hi - lo) * 14);
     if (rc != 0) return rc;
     uint8_t *e = tmp->data;
     *e++ = CHUNK_SELF_CONTAINED;
-    if (!indexed) *e++ = CHUNK_UNINDEXED;
+    *e++ = CHUNK_MARK;
+    if (indexed) *e++ = CHUNK_MARK;
     for (uint32_t id = lo; id < hi; id++) {
         uint64_t sym = t->sym[id - t->base];
         e += varint_put_u(e, id - t->parent[id - t->base]);
@@ -957,10 +1012,55 @@ static int cmp_edge(const void *a, const void *b)
     return x->sym < y->sym ? -1 : x->sym > y->sym;
 }
 
-/* Puts the index entries of ids [from, count) into wb in key order: the
- * memtable inserts them along one path instead of searching for each, which
- * is most of what a push of new stacks costs the store. */
-static int stage_edges(storage_t *s, const nodetab_t *t, uint32_t from, rocksdb_writebatch_t *wb)
+/* Appends the records of e[0..n) (one bucket's, by parent and symbol) to
+ * out, whose room was reserved. */
+static void bucket_put(buf_t *out, uint32_t first, const edge_entry_t *e, size_t n)
+{
+    uint8_t *p = out->data + out->len;
+    for (size_t i = 0; i < n; i++) {
+        p += varint_put_u(p, e[i].parent - first);
+        for (int j = 0; j < 8; j++)
+            *p++ = (uint8_t)(e[i].sym >> (8 * j));
+        p += varint_put_u(p, e[i].id - e[i].parent);
+    }
+    out->len = (size_t)(p - out->data);
+}
+
+/* Puts the bucket of e[0..n) (their parents' bucket b) into wb: their
+ * records after those on disk when the bucket may hold some (a parent
+ * below from has children committed before), else theirs alone. */
+static int stage_bucket(storage_t *s, const nodetab_t *t, uint32_t b, uint32_t from,
+                        const edge_entry_t *e, size_t n, rocksdb_writebatch_t *wb, buf_t *tmp)
+{
+    skey_t k;
+    storage_key_node_bucket(&k, t->token, t->tenant, b);
+    buf_reset(tmp);
+    int rc = 0;
+    if (from > 1 && (b << NODETAB_BUCKET_SHIFT) < from) { /* only the lock holder writes it */
+        char *err = NULL;
+        size_t vn = 0;
+        char *v =
+            rocksdb_get_cf(s->db, s->ropts, s->cf[CF_NODES], (const char *)k.b, k.n, &vn, &err);
+        rc = storage_rocks_err(err, NULL, "read stack-node index");
+        if (rc == 0 && v != NULL) rc = buf_append(tmp, v, vn);
+        free(v);
+    }
+    /* a record takes at most 5 + 8 + 5 bytes */
+    if (rc == 0) rc = buf_reserve(tmp, 18 * n);
+    if (rc != 0) return rc;
+    bucket_put(tmp, b << NODETAB_BUCKET_SHIFT, e, n);
+    rocksdb_writebatch_put_cf(wb, s->cf[CF_NODES], (const char *)k.b, k.n, (const char *)tmp->data,
+                              tmp->len);
+    return 0;
+}
+
+/* Puts the index records of ids [from, count) into wb, a bucket value
+ * each (from 1: every bucket written anew). One value per bucket of
+ * parents instead of one entry per node: a large push's index is a few
+ * hundred puts, not one memtable insert, flush and compaction step per
+ * node, which was most of what a push of new stacks cost the store. */
+static int stage_edges(storage_t *s, const nodetab_t *t, uint32_t from, rocksdb_writebatch_t *wb,
+                       buf_t *tmp)
 {
     size_t n = t->count - from;
     edge_entry_t *e = malloc(n * sizeof *e);
@@ -969,15 +1069,24 @@ static int stage_edges(storage_t *s, const nodetab_t *t, uint32_t from, rocksdb_
         e[i] = (edge_entry_t){t->sym[from + i - t->base], t->parent[from + i - t->base],
                               (uint32_t)(from + i)};
     qsort(e, n, sizeof *e, cmp_edge);
-    for (size_t i = 0; i < n; i++) {
-        skey_t k;
-        uint8_t v[8];
-        storage_key_node_edge(&k, t->token, t->tenant, e[i].parent, e[i].sym);
-        size_t vn = varint_put_u(v, e[i].id);
-        rocksdb_writebatch_put_cf(wb, s->cf[CF_NODES], (const char *)k.b, k.n, (const char *)v, vn);
+    int rc = 0;
+    for (size_t i = 0, j; rc == 0 && i < n; i = j) {
+        uint32_t b = e[i].parent >> NODETAB_BUCKET_SHIFT;
+        for (j = i + 1; j < n && e[j].parent >> NODETAB_BUCKET_SHIFT == b; j++) {
+        }
+        rc = stage_bucket(s, t, b, from, e + i, j - i, wb, tmp);
     }
     free(e);
-    return 0;
+    return rc;
+}
+
+/* Deletes the per-node index entries of formats 7-18 in wb. */
+static void drop_per_node(storage_t *s, const nodetab_t *t, rocksdb_writebatch_t *wb)
+{
+    skey_t lo, hi;
+    tag_range(t, NODETAB_EDGE_TAG, &lo, &hi);
+    rocksdb_writebatch_delete_range_cf(wb, s->cf[CF_NODES], (const char *)lo.b, lo.n,
+                                       (const char *)hi.b, hi.n);
 }
 
 int storage_nodetab_stage(storage_t *s, nodetab_t *t, rocksdb_writebatch_t *wb, buf_t *tmp)
@@ -986,7 +1095,8 @@ int storage_nodetab_stage(storage_t *s, nodetab_t *t, rocksdb_writebatch_t *wb, 
      * batch, with the mark in its last chunk (a format-6 table: every chunk
      * rewritten self-contained too) */
     int index_all = t->unindexed && wants_index(s, t->count);
-    if (t->count <= 1 || (t->count <= t->committed && !t->old && !index_all)) return 0;
+    int rewrite = t->old || index_all || t->per_node; /* the table's state changes */
+    if (t->count <= 1 || (t->count <= t->committed && !rewrite)) return 0;
     uint32_t last = (t->count - 1) / NODETAB_CHUNK;
     uint32_t first_chunk = t->old ? 0 : t->committed / NODETAB_CHUNK;
     if (first_chunk > last) first_chunk = last;                  /* no new id: the mark alone */
@@ -998,8 +1108,9 @@ int storage_nodetab_stage(storage_t *s, nodetab_t *t, rocksdb_writebatch_t *wb, 
         rc = stage_chunk(s, t, c, indexed, wb, tmp, &local);
     u64map_free(&local);
     uint32_t from = index_all ? 1 : t->committed;
-    if (rc == 0 && indexed && from < t->count) rc = stage_edges(s, t, from, wb);
-    if (rc == 0 && (t->old || index_all)) {
+    if (rc == 0 && indexed && from < t->count) rc = stage_edges(s, t, from, wb, tmp);
+    if (rc == 0 && t->per_node) drop_per_node(s, t, wb);
+    if (rc == 0 && rewrite) {
         t->staged = 1;
         t->staged_indexed = indexed;
     }
@@ -1066,4 +1177,39 @@ int storage_nodetab_symnos(nodetab_t *t, const uint32_t **symno, uint32_t *nsyms
 uint64_t storage_nodetab_token(const nodetab_t *t)
 {
     return t->token;
+}
+
+int storage_nodetab_index_each(storage_t *s, uint64_t token, const char *tenant, storage_edge_fn fn,
+                               void *ctx)
+{
+    nodetab_t key = {.token = token};
+    snprintf(key.tenant, sizeof key.tenant, "%s", tenant);
+    skey_t lo, hi;
+    tag_range(&key, NODETAB_BUCKET_TAG, &lo, &hi);
+    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    rocksdb_readoptions_set_iterate_upper_bound(ro, (const char *)hi.b, hi.n);
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(s->db, ro, s->cf[CF_NODES]);
+    int rc = 0;
+    for (rocksdb_iter_seek(it, (const char *)lo.b, lo.n); rc == 0 && rocksdb_iter_valid(it);
+         rocksdb_iter_next(it)) {
+        size_t kn, vn;
+        const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &kn);
+        const uint8_t *p = (const uint8_t *)rocksdb_iter_value(it, &vn), *end = p + vn;
+        if (kn != lo.n + 4) {
+            rc = ERR_CORRUPT;
+            break;
+        }
+        uint32_t b = (uint32_t)be64_get(k + kn - 8) & 0xffffffffu, parent, child;
+        uint64_t sym;
+        while (rc == 0 && p < end) {
+            rc = bucket_record(&p, end, b << NODETAB_BUCKET_SHIFT, &parent, &sym, &child);
+            if (rc == 0) rc = fn(ctx, parent, sym, child);
+        }
+    }
+    char *err = NULL;
+    if (rc == 0) rocksdb_iter_get_error(it, &err);
+    if (rc == 0) rc = storage_rocks_err(err, NULL, "read stack-node index");
+    rocksdb_iter_destroy(it);
+    rocksdb_readoptions_destroy(ro);
+    return rc;
 }

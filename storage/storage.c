@@ -388,7 +388,10 @@ static int check_format(storage_t *s, errmsg_t *em)
     int pre18 = pre17 || is_version(v, len, STORAGE_FORMAT_V16);
     /* 17 -> 18 needs nothing: a format-17 piece was counted in no window
      * (which reads as not counted) and its profile tree has no flag */
-    int older = pre18 || is_version(v, len, STORAGE_FORMAT_V17);
+    int pre19 = pre18 || is_version(v, len, STORAGE_FORMAT_V17);
+    /* 18 -> 19 needs nothing: a table indexed per node reads as unindexed,
+     * and its next write drops those entries (nodetab.c) */
+    int older = pre19 || is_version(v, len, STORAGE_FORMAT_V18);
     if (rc == 0 && v != NULL && !older && !is_version(v, len, STORAGE_FORMAT_VERSION))
         rc = errmsg_set(em, ERR_UNSUPPORTED, "data directory has storage format %.*s, expected %s",
                         (int)(len < 16 ? len : 16), v, STORAGE_FORMAT_VERSION);
@@ -402,8 +405,11 @@ static int check_format(storage_t *s, errmsg_t *em)
                  : pre14 ? "windows count their profiles from now on"
                  : pre17 ? "windows list short profile ids from now on"
                  : pre18 ? "positive block values are written without a sign bit and pieces of "
-                           "split pushes count once from now on"
-                         : "pieces of split pushes count once from now on");
+                           "split pushes count once from now on; stack-node tables are indexed "
+                           "in buckets at their next write"
+                 : pre19 ? "pieces of split pushes count once from now on; stack-node tables are "
+                           "indexed in buckets at their next write"
+                         : "stack-node tables are indexed in buckets at their next write");
     if (rc == 0 && pre6) {
         log_info("storage", "rebuilding the service aggregates");
         rc = storage_aggregate_rebuild(s, em);

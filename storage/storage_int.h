@@ -51,7 +51,7 @@ enum storage_cf {
 
 /* Stored format version (meta key "format_version"). Bump on any change to a
  * key or value layout that old data would be misread under. */
-#define STORAGE_FORMAT_VERSION "18"
+#define STORAGE_FORMAT_VERSION "19"
 /* Earlier versions upgraded in place at open: version 5 only added the
  * profile_trees column family (which open creates), version 6 the service
  * aggregates (rebuilt from the stored series by storage_aggregate_rebuild),
@@ -113,6 +113,14 @@ enum storage_cf {
  * was counted nowhere (its windows read as not counted) and its tree
  * carries no flag, so the upgrade only rewrites the marker. */
 #define STORAGE_FORMAT_V17 "17"
+/* Version 19 keeps the stack-node edge index in buckets of parents
+ * (NODETAB_BUCKET_TAG, one value per NODETAB_BUCKET_PARENTS parent ids)
+ * instead of one entry per node, marked by a third byte in a table's last
+ * chunk, which a format-18 binary reads as corrupt. A table indexed per
+ * node reads as unindexed: its next writer reads it whole, and that write
+ * deletes the per-node entries (and indexes it again in buckets when it is
+ * large), so the upgrade only rewrites the marker. */
+#define STORAGE_FORMAT_V18 "18"
 
 /* Block values (sparse.c): version byte of the sparse self-value vector
  * written (fixed-width columns, sparse_cols.c); version 2 (varint pairs)
@@ -954,12 +962,29 @@ void storage_cols_decode(const storage_cols_t *c, uint32_t *ids, int64_t *vals);
 #define NODETAB_CHUNK 1024u
 /* token|tenant|chunk(u32 big-endian); a chunk number's first byte is always 0 */
 void storage_key_node(skey_t *k, uint64_t token, const char *tenant, uint32_t chunk);
-/* Byte after token|tenant that starts the edge index keys (after every chunk). */
+/* Byte after token|tenant that starts the per-node edge index keys of
+ * formats 7 to 18 (after every chunk): token|tenant|NODETAB_EDGE_TAG|
+ * parent(u32 big-endian)|sym(u64 big-endian), value uvarint node id. No
+ * longer written or read; the next write to such a table deletes them. */
 #define NODETAB_EDGE_TAG 0x01
-/* token|tenant|NODETAB_EDGE_TAG|parent(u32 big-endian)|sym(u64 big-endian):
- * the edge index entry of a node, value uvarint node id. */
 void storage_key_node_edge(skey_t *k, uint64_t token, const char *tenant, uint32_t parent,
                            uint64_t sym);
+/* Byte after token|tenant that starts the edge index (format 19): one key
+ * per bucket of NODETAB_BUCKET_PARENTS consecutive parent ids,
+ * token|tenant|NODETAB_BUCKET_TAG|bucket(u32 big-endian), whose value lists
+ * every node whose parent lies in the bucket, as records: uvarint (parent -
+ * the bucket's first id), the symbol (8 bytes little-endian), uvarint
+ * (node id - parent). */
+#define NODETAB_BUCKET_TAG 0x02
+#define NODETAB_BUCKET_SHIFT 8
+#define NODETAB_BUCKET_PARENTS (1u << NODETAB_BUCKET_SHIFT)
+void storage_key_node_bucket(skey_t *k, uint64_t token, const char *tenant, uint32_t bucket);
+/* Calls fn for every record of the edge index of (token, tenant) on disk
+ * (checks and tests): ERR_CORRUPT on a value that does not parse, else
+ * fn's first non-zero return, else 0. */
+typedef int (*storage_edge_fn)(void *ctx, uint32_t parent, uint64_t sym, uint32_t child);
+int storage_nodetab_index_each(storage_t *s, uint64_t token, const char *tenant, storage_edge_fn fn,
+                               void *ctx);
 int storage_nodetab_cache_init(storage_t *s, size_t max_bytes);
 void storage_nodetab_cache_free(storage_t *s);
 /* The cache's bytes held, its bound and the tables evicted so far (a

@@ -250,6 +250,35 @@ static inline int64_t fx_push_stacks(fixture_t *f, const labels_t *l, const char
     return total;
 }
 
+typedef struct fx_edges {
+    size_t n;               /* records seen */
+    uint32_t parent, child; /* with want_sym: the record of (parent, want_sym) */
+    uint64_t want_sym;
+    int found;
+} fx_edges_t;
+
+static inline int fx_edge_seen(void *ctx, uint32_t parent, uint64_t sym, uint32_t child)
+{
+    fx_edges_t *e = ctx;
+    e->n++;
+    if (parent == e->parent && sym == e->want_sym) {
+        e->found++;
+        e->child = child;
+    }
+    return 0;
+}
+
+/* The edge index records of the table of l (tenant "t") on disk; with
+ * e->parent and e->want_sym set first, whether (and as what child) that
+ * edge is among them. */
+static inline size_t fx_index_records(storage_t *s, const labels_t *l, fx_edges_t *e)
+{
+    fx_edges_t none = {.parent = UINT32_MAX};
+    if (e == NULL) e = &none;
+    CHECK_EQ_INT(storage_nodetab_index_each(s, labels_hash(l) >> 1, "t", fx_edge_seen, e), 0);
+    return e->n;
+}
+
 /* The stack-node tables of l (tenant "t") hold the same ids in stores a and
  * b; returns how many nodes a's holds. */
 static inline uint32_t fx_same_nodetab(storage_t *a, storage_t *b, const labels_t *l)

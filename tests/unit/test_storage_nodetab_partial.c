@@ -85,7 +85,8 @@ static int64_t index_reads(storage_t *s)
     return (int64_t)atomic_load(&s->counters.nodetab_index_reads);
 }
 
-/* Keys of the table of l in the nodes column family: chunks and index. */
+/* The chunks of the table of l in the nodes column family (keys), and the
+ * records of its edge index (one per node indexed). */
 static void count_keys(storage_t *s, const labels_t *l, size_t *chunks, size_t *edges)
 {
     skey_t lo, hi;
@@ -102,10 +103,10 @@ static void count_keys(storage_t *s, const labels_t *l, size_t *chunks, size_t *
         size_t kn;
         (void)rocksdb_iter_key(it, &kn);
         if (kn == lo.n + 4) (*chunks)++;
-        if (kn == lo.n + 13) (*edges)++;
     }
     rocksdb_iter_destroy(it);
     rocksdb_readoptions_destroy(ro);
+    *edges = fx_index_records(s, l, NULL);
 }
 
 /* New ids created in a partial table, staged, then the batch fails: the
@@ -198,15 +199,12 @@ static void failed_with_waiter(fixture_t *f, const labels_t *l, symtab_t *st)
     CHECK_EQ_INT(storage_nodetab_count(t), idx + 1);
     CHECK(storage_nodetab_sym(t, idx) == y);
     storage_nodetab_release(f->s, t, 0);
-    skey_t k;
-    storage_key_node_edge(&k, token, "t", 0, x);
-    char *err = NULL;
-    size_t len = 0;
-    char *v = rocksdb_get_cf(f->s->db, f->s->ropts, f->s->cf[CF_NODES], (const char *)k.b, k.n,
-                             &len, &err);
-    CHECK(v == NULL && err == NULL);
-    free(v);
-    free(err);
+    fx_edges_t e = {.parent = 0, .want_sym = x};
+    fx_index_records(f->s, l, &e);
+    CHECK_EQ_INT(e.found, 0);
+    fx_edges_t w = {.parent = 0, .want_sym = y};
+    fx_index_records(f->s, l, &w);
+    CHECK(w.found == 1 && w.child == idx); /* the waiter's node, indexed once */
 }
 
 /* Writes pushes [from, to) of both services to both stores, interleaved. */
@@ -415,25 +413,21 @@ static void format6(int small)
     rocksdb_writebatch_destroy(wb);
     buf_free(&tmp);
 
-    /* the whole table is now in the format-7 form, every node indexed (or,
-     * small, marked unindexed in its last chunk and no entry) */
+    /* the whole table is now self-contained, every node indexed in buckets
+     * and its last chunk marked so (or, small, marked unindexed and no
+     * record) */
     size_t len = 0;
     char *chunk =
         rocksdb_get_cf(f.s->db, f.s->ropts, f.s->cf[CF_NODES], (const char *)k.b, k.n, &len, &err);
-    CHECK(chunk != NULL && len > 1 && chunk[0] == 0 && (chunk[1] == 0) == small);
+    CHECK(chunk != NULL && len > 2 && chunk[0] == 0 && chunk[1] == 0 && (chunk[2] == 0) == !small);
     free(chunk);
     const uint32_t parents[] = {0, 0, 1, 2, 3};
     const uint64_t syms[] = {0, sa, sb, sa, sc};
     for (uint32_t i = 1; i <= 4; i++) {
-        skey_t e;
-        storage_key_node_edge(&e, token, "t", parents[i], syms[i]);
-        char *got = rocksdb_get_cf(f.s->db, f.s->ropts, f.s->cf[CF_NODES], (const char *)e.b, e.n,
-                                   &len, &err);
-        if (small)
-            CHECK(got == NULL);
-        else
-            CHECK(got != NULL && len == 1 && (uint8_t)got[0] == i);
-        free(got);
+        fx_edges_t e = {.parent = parents[i], .want_sym = syms[i]};
+        CHECK_EQ_INT(storage_nodetab_index_each(f.s, token, "t", fx_edge_seen, &e), 0);
+        CHECK_EQ_INT(e.n, small ? 0 : 4);
+        if (!small) CHECK(e.found == 1 && e.child == i);
     }
     CHECK_EQ_INT(fx_reopen(&f), 0);
     CHECK_EQ_INT(storage_nodetab_acquire(f.s, token, "t", &t, &em), 0);
@@ -442,6 +436,109 @@ static void format6(int small)
         CHECK_EQ_INT(storage_nodetab_parent(t, i), parents[i]);
         CHECK(storage_nodetab_sym(t, i) == syms[i]);
     }
+    storage_nodetab_release(f.s, t, 0);
+    fx_done(&f);
+}
+
+/* Keys of the per-node index of formats 7-18 under token (tenant "t"). */
+static size_t per_node_keys(storage_t *s, uint64_t token)
+{
+    skey_t lo, hi;
+    storage_key_node(&lo, token, "t", 0);
+    lo.n -= 4;
+    hi = lo;
+    storage_key_u8(&lo, NODETAB_EDGE_TAG);
+    storage_key_u8(&hi, NODETAB_EDGE_TAG + 1);
+    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    rocksdb_readoptions_set_iterate_upper_bound(ro, (const char *)hi.b, hi.n);
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(s->db, ro, s->cf[CF_NODES]);
+    size_t n = 0;
+    for (rocksdb_iter_seek(it, (const char *)lo.b, lo.n); rocksdb_iter_valid(it);
+         rocksdb_iter_next(it))
+        n++;
+    rocksdb_iter_destroy(it);
+    rocksdb_readoptions_destroy(ro);
+    return n;
+}
+
+/* A table of storage format 18, indexed per node (its chunk marked by one
+ * byte, an entry per node): read whole as unindexed, its next write deletes
+ * the per-node entries and indexes every node in buckets (small: marks it
+ * unindexed, entries deleted all the same). Ids 1..3 = a (root), b (under
+ * 1), a (under 2). */
+static void per_node_format18(int small)
+{
+    fixture_t f;
+    if (fx_init(&f) != 0) {
+        CHECK(0);
+        return;
+    }
+    fx_put_version(&f, "18");
+    f.opts.node_index_min_nodes = small ? 1000 : 1;
+    const uint64_t token = 78, sa = 0x1111, sb = 0x2222, sc = 0x3333;
+    const uint32_t parents[] = {0, 0, 1, 2, 3};
+    const uint64_t syms[] = {0, sa, sb, sa, sc};
+    uint8_t v[64];
+    size_t n = 0;
+    v[n++] = 0; /* self-contained, indexed per node */
+    for (int id = 1; id <= 3; id++) {
+        v[n++] = 1;               /* parent id - 1 */
+        v[n++] = id == 3 ? 1 : 0; /* id 3 names the chunk's first symbol again */
+        for (int i = 0; id < 3 && i < 8; i++)
+            v[n++] = (uint8_t)(syms[id] >> (8 * i));
+    }
+    skey_t k;
+    storage_key_node(&k, token, "t", 0);
+    put_raw(f.s, &k, v, n);
+    for (uint32_t id = 1; id <= 3; id++) {
+        skey_t e;
+        uint8_t one = (uint8_t)id;
+        storage_key_node_edge(&e, token, "t", parents[id], syms[id]);
+        put_raw(f.s, &e, &one, 1);
+    }
+    CHECK_EQ_INT(fx_reopen(&f), 0);
+    fx_check_version(&f);
+
+    nodetab_t *t;
+    errmsg_t em = {{0}};
+    uint32_t id = 0;
+    CHECK_EQ_INT(storage_nodetab_acquire_append(f.s, token, "t", &t, &em), 0);
+    CHECK(storage_nodetab_whole(t));
+    CHECK_EQ_INT(storage_nodetab_count(t), 4);
+    CHECK_EQ_INT(storage_nodetab_child(f.s, t, 2, sa, NULL, &id), 0);
+    CHECK_EQ_INT(id, 3);
+    rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+    buf_t tmp;
+    buf_init(&tmp, BUF_UNLIMITED);
+    CHECK_EQ_INT(storage_nodetab_child(f.s, t, 3, sc, wb, &id), 0);
+    CHECK_EQ_INT(id, 4);
+    CHECK_EQ_INT(storage_nodetab_stage(f.s, t, wb, &tmp), 0);
+    char *err = NULL;
+    rocksdb_write(f.s->db, f.s->wopts, wb, &err);
+    CHECK(err == NULL);
+    storage_nodetab_release(f.s, t, 0);
+    rocksdb_writebatch_destroy(wb);
+    buf_free(&tmp);
+
+    CHECK_EQ_INT(per_node_keys(f.s, token), 0);
+    size_t len = 0;
+    char *chunk =
+        rocksdb_get_cf(f.s->db, f.s->ropts, f.s->cf[CF_NODES], (const char *)k.b, k.n, &len, &err);
+    CHECK(chunk != NULL && len > 2 && chunk[0] == 0 && chunk[1] == 0 && (chunk[2] == 0) == !small);
+    free(chunk);
+    for (uint32_t i = 1; i <= 4; i++) {
+        fx_edges_t e = {.parent = parents[i], .want_sym = syms[i]};
+        CHECK_EQ_INT(storage_nodetab_index_each(f.s, token, "t", fx_edge_seen, &e), 0);
+        CHECK_EQ_INT(e.n, small ? 0 : 4);
+        if (!small) CHECK(e.found == 1 && e.child == i);
+    }
+    CHECK_EQ_INT(fx_reopen(&f), 0); /* one chunk: read whole */
+    CHECK_EQ_INT(storage_nodetab_acquire_append(f.s, token, "t", &t, &em), 0);
+    for (uint32_t i = 1; i <= 4; i++) {
+        CHECK_EQ_INT(storage_nodetab_child(f.s, t, parents[i], syms[i], NULL, &id), 0);
+        CHECK_EQ_INT(id, i);
+    }
+    CHECK_EQ_INT(storage_nodetab_child(f.s, t, 1, sa, NULL, &id), ERR_NOT_FOUND);
     storage_nodetab_release(f.s, t, 0);
     fx_done(&f);
 }
@@ -457,7 +554,9 @@ static uint32_t table_count(storage_t *s, const labels_t *l)
 }
 
 /* Adds nodes (root, "lazy_i") for i < n to the table of l in one batch that
- * commits or not; returns the batch's operation count. */
+ * commits or not; returns the batch's operation count less the index
+ * buckets that every node's parent falls in (a value each when the batch
+ * indexes the whole table). */
 static int cross(fixture_t *f, const labels_t *l, symtab_t *st, int n, int commit)
 {
     nodetab_t *t;
@@ -476,6 +575,14 @@ static int cross(fixture_t *f, const labels_t *l, symtab_t *st, int n, int commi
     }
     CHECK_EQ_INT(storage_nodetab_stage(f->s, t, wb, &tmp), 0);
     int ops = rocksdb_writebatch_count(wb);
+    uint8_t seen[4096 >> NODETAB_BUCKET_SHIFT] = {0};
+    uint32_t count = storage_nodetab_count(t);
+    CHECK(storage_nodetab_whole(t) && count <= 4096);
+    for (uint32_t id = 1; id < count && id < 4096; id++) {
+        uint32_t b = storage_nodetab_parent(t, id) >> NODETAB_BUCKET_SHIFT;
+        ops -= !seen[b];
+        seen[b] = 1;
+    }
     char *err = NULL;
     if (commit) rocksdb_write(f->s->db, f->s->wopts, wb, &err);
     CHECK(err == NULL);
@@ -520,10 +627,10 @@ static void lazy_index(void)
     count_keys(f.s, la, &chunks, &edges);
     CHECK_EQ_INT(edges, 0);
 
-    /* the batch that crosses the threshold carries the last chunk and an
-     * entry for every node; failed, it leaves the table unindexed */
+    /* the batch that crosses the threshold carries the last chunk and the
+     * buckets of every node; failed, it leaves the table unindexed */
     const int add = LAZY_MIN - 1139 + 50;
-    CHECK_EQ_INT(cross(&f, la, st, add, 0), 1 + (int)n - 1 + add);
+    CHECK_EQ_INT(cross(&f, la, st, add, 0), 1);
     count_keys(f.s, la, &chunks, &edges);
     CHECK_EQ_INT(edges, 0);
     CHECK_EQ_INT(table_count(f.s, la), n);
@@ -533,7 +640,7 @@ static void lazy_index(void)
     CHECK_EQ_INT(edges, 0);
     n += 20;
     CHECK_EQ_INT(table_count(f.s, la), n);
-    CHECK_EQ_INT(cross(&f, la, st, add, 1), 1 + (int)n - 1 + add);
+    CHECK_EQ_INT(cross(&f, la, st, add, 1), 1);
     n += (uint32_t)add;
     count_keys(f.s, la, &chunks, &edges);
     CHECK_EQ_INT(edges + 1, n);
@@ -572,5 +679,7 @@ int main(void)
     gc_partial();
     format6(0);
     format6(1);
+    per_node_format18(0);
+    per_node_format18(1);
     return check_exit();
 }

@@ -133,27 +133,10 @@ static int whole_after_miss(fixture_t *f, const labels_t *l, uint32_t *n)
     return whole;
 }
 
-/* Edge index entries of the table of l (the keys after its chunks). */
+/* Edge index records of the table of l. */
 static size_t index_entries(storage_t *s, const labels_t *l)
 {
-    skey_t lo, hi;
-    storage_key_node(&lo, labels_hash(l) >> 1, "t", 0);
-    lo.n -= 4;
-    hi = lo;
-    hi.n = storage_prefix_successor(hi.b, hi.n);
-    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
-    rocksdb_readoptions_set_iterate_upper_bound(ro, (const char *)hi.b, hi.n);
-    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(s->db, ro, s->cf[CF_NODES]);
-    size_t n = 0;
-    for (rocksdb_iter_seek(it, (const char *)lo.b, lo.n); rocksdb_iter_valid(it);
-         rocksdb_iter_next(it)) {
-        size_t kn;
-        const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &kn);
-        n += kn == lo.n + 13 && k[lo.n] == NODETAB_EDGE_TAG;
-    }
-    rocksdb_iter_destroy(it);
-    rocksdb_readoptions_destroy(ro);
-    return n;
+    return fx_index_records(s, l, NULL);
 }
 
 /* The default setting (0): a table keeps no edge index while a push that
