@@ -14,7 +14,8 @@
  *
  * Beside the chunks, under token|tenant|0x02|bucket, the edge index maps
  * every node's (parent, symbol) to its id (storage format 19: one value per
- * bucket of NODETAB_BUCKET_PARENTS parents, listing their children) in a
+ * bucket of NODETAB_BUCKET_PARENTS parents, listing their children, those
+ * of a parent wider than NODETAB_BUCKET_FANOUT as entries of their own) in a
  * table of at least node_index_min_nodes nodes; a smaller one is cheap to
  * read whole and keeps no index (its last chunk says so), and the write that
  * takes it to the threshold indexes every node in its batch. A chunk names its symbols by ordinals
@@ -90,8 +91,15 @@ enum chunk_state {
     CHUNK_UNINDEXED, /* CHUNK_SELF_CONTAINED CHUNK_MARK */
     CHUNK_BUCKETED,  /* CHUNK_SELF_CONTAINED CHUNK_MARK CHUNK_MARK */
 };
-/* Buckets a partial table reads in one MultiGet (storage_nodetab_children). */
-#define NODETAB_MULTIGET 64
+/* Buckets (or per-node entries) a partial table reads in one MultiGet
+ * (storage_nodetab_children). */
+#define NODETAB_MULTIGET 256
+/* Child id a partial table's edges give a (parent, sym) of a spilled parent
+ * that the per-node entries lack: mapping a tree looks new nodes up twice
+ * (find, then create), and the second read would only repeat the first.
+ * Replaced when the node is created; true until then, as only the holder of
+ * the lock adds nodes. */
+#define EDGE_ABSENT UINT32_MAX
 
 struct nodetab {
     uint64_t token;
@@ -111,6 +119,7 @@ struct nodetab {
      * such a bucket is in edges, so a parent of it that has no edge there
      * has no such child on disk. */
     u64map_t buckets;
+    u64map_t spilled;      /* parents of buckets read whose bucket marks them spilled */
     uint32_t *parent;      /* [id - base] */
     uint64_t *sym;         /* [id - base] */
     edgemap_t edges;       /* (parent, sym) -> id of held ids and of index entries read */
@@ -148,7 +157,8 @@ typedef struct olddict {
 static size_t tab_bytes(const nodetab_t *t)
 {
     return sizeof *t + t->cap * (sizeof *t->parent + sizeof *t->sym) + edgemap_bytes(&t->edges) +
-           t->symno_cap * sizeof *t->symno + u64map_bytes(&t->symnums) + u64map_bytes(&t->buckets);
+           t->symno_cap * sizeof *t->symno + u64map_bytes(&t->symnums) + u64map_bytes(&t->buckets) +
+           u64map_bytes(&t->spilled);
 }
 
 static int edge_reserve(nodetab_t *t)
@@ -157,8 +167,9 @@ static int edge_reserve(nodetab_t *t)
     return edgemap_reserve(&t->edges, need) != 0 ? ERR_NOMEM : 0;
 }
 
-/* Sets (parent, sym) -> child (again, when a bucket read holds an edge
- * already there); after edge_reserve. */
+/* Sets (parent, sym) -> child, replacing an EDGE_ABSENT (or the same
+ * child, when a bucket read holds an edge already there); after
+ * edge_reserve. */
 static void edge_set(nodetab_t *t, uint32_t parent, uint64_t sym, uint32_t child)
 {
     size_t i = edgemap_probe(&t->edges, parent, sym);
@@ -195,6 +206,7 @@ static void tab_clear(nodetab_t *t)
     t->old = t->unindexed = t->staged = t->staged_indexed = t->per_node = 0;
     edgemap_clear(&t->edges);
     u64map_clear(&t->buckets);
+    u64map_clear(&t->spilled);
     t->numbered = 0;
     u64map_clear(&t->symnums);
 }
@@ -219,6 +231,7 @@ static void tab_shed(nodetab_t *t)
     t->cap = 0;
     edgemap_free(&t->edges);
     u64map_free(&t->buckets);
+    u64map_free(&t->spilled);
     symnos_free(t);
 }
 
@@ -230,6 +243,7 @@ static void tab_free(nodetab_t *t)
     free(t->sym);
     edgemap_free(&t->edges);
     u64map_free(&t->buckets);
+    u64map_free(&t->spilled);
     symnos_free(t);
     free(t);
 }
@@ -535,7 +549,8 @@ static int tab_load_tail(storage_t *s, nodetab_t *t, errmsg_t *em)
 }
 
 /* Reads one record of a bucket value at *p: its parent, symbol and child
- * (parent < child); 0, or ERR_CORRUPT. */
+ * (parent < child), or, with *child 0, the mark that more children of
+ * parent are in per-node entries; 0, or ERR_CORRUPT. */
 static int bucket_record(const uint8_t **p, const uint8_t *end, uint32_t first, uint32_t *parent,
                          uint64_t *sym, uint32_t *child)
 {
@@ -545,17 +560,18 @@ static int bucket_record(const uint8_t **p, const uint8_t *end, uint32_t first, 
     for (int i = 7; i >= 0; i--)
         x = (x << 8) | (*p)[i];
     *p += 8;
-    if (!varint_read_u(p, end, &delta) || delta == 0 || delta > STORAGE_HARD_STACK_NODES)
+    if (!varint_read_u(p, end, &delta) || delta > STORAGE_HARD_STACK_NODES ||
+        (delta == 0 && x != 0))
         return ERR_CORRUPT;
     *parent = first + (uint32_t)off;
     *sym = x;
-    *child = *parent + (uint32_t)delta;
+    *child = delta == 0 ? 0 : *parent + (uint32_t)delta;
     return 0;
 }
 
-/* Puts every record of bucket b's value (v, vn) into t's edges and notes
- * the bucket read; ERR_CORRUPT for a record out of the bucket or past the
- * ids committed, ERR_NOMEM. */
+/* Puts every record of bucket b's value (v, vn) into t's edges (and its
+ * spill marks into t's spilled) and notes the bucket read; ERR_CORRUPT for
+ * a record out of the bucket or past the ids committed, ERR_NOMEM. */
 static int bucket_take(nodetab_t *t, uint32_t b, const char *v, size_t vn)
 {
     const uint8_t *p = (const uint8_t *)v, *end = p + vn;
@@ -564,73 +580,160 @@ static int bucket_take(nodetab_t *t, uint32_t b, const char *v, size_t vn)
     while (p < end) {
         int rc = bucket_record(&p, end, first, &parent, &sym, &child);
         if (rc == 0 && child >= t->committed) rc = ERR_CORRUPT;
-        if (rc == 0 && edge_reserve(t) != 0) rc = ERR_NOMEM;
+        if (rc == 0 && child == 0 && u64map_set(&t->spilled, parent, 1) != 0) rc = ERR_NOMEM;
+        if (rc == 0 && child != 0 && edge_reserve(t) != 0) rc = ERR_NOMEM;
         if (rc != 0) return rc;
-        edge_set(t, parent, sym, child);
+        if (child != 0) edge_set(t, parent, sym, child);
     }
     return u64map_set(&t->buckets, b, 1) != 0 ? ERR_NOMEM : 0;
 }
 
-/* Reads the n (<= NODETAB_MULTIGET) buckets b[0..n) of the index into t's
- * edges in one MultiGet (an absent bucket has no records). */
-static int read_buckets(storage_t *s, nodetab_t *t, size_t n, const uint32_t *b)
-{
+/* The (parent, sym) pairs of a MultiGet: keys, and what came back. */
+typedef struct multiget {
     skey_t k[NODETAB_MULTIGET];
     const char *keys[NODETAB_MULTIGET];
     size_t lens[NODETAB_MULTIGET];
-    rocksdb_pinnableslice_t *vals[NODETAB_MULTIGET] = {0};
-    char *errs[NODETAB_MULTIGET] = {0};
+    rocksdb_pinnableslice_t *vals[NODETAB_MULTIGET];
+    char *errs[NODETAB_MULTIGET];
+} multiget_t;
+
+static void multiget_run(storage_t *s, multiget_t *g, size_t n)
+{
     for (size_t j = 0; j < n; j++) {
-        storage_key_node_bucket(&k[j], t->token, t->tenant, b[j]);
-        keys[j] = (const char *)k[j].b;
-        lens[j] = k[j].n;
+        g->keys[j] = (const char *)g->k[j].b;
+        g->lens[j] = g->k[j].n;
+        g->vals[j] = NULL;
+        g->errs[j] = NULL;
     }
     atomic_fetch_add(&s->counters.nodetab_index_reads, 1);
-    rocksdb_batched_multi_get_cf(s->db, s->ropts, s->cf[CF_NODES], n, keys, lens, vals, errs, 0);
+    rocksdb_batched_multi_get_cf(s->db, s->ropts, s->cf[CF_NODES], n, g->keys, g->lens, g->vals,
+                                 g->errs, 0);
+}
+
+/* Value j of a MultiGet (NULL: absent) and its error, as 0 or ERR_IO. */
+static int multiget_value(multiget_t *g, size_t j, const char **v, size_t *vn)
+{
+    *vn = 0;
+    *v = g->vals[j] != NULL ? rocksdb_pinnableslice_value(g->vals[j], vn) : NULL;
+    return storage_rocks_err(g->errs[j], NULL, "read stack-node index");
+}
+
+static void multiget_done(multiget_t *g, size_t n)
+{
+    for (size_t j = 0; j < n; j++)
+        if (g->vals[j] != NULL) rocksdb_pinnableslice_destroy(g->vals[j]);
+}
+
+/* Reads the n (<= NODETAB_MULTIGET) buckets b[0..n) of the index into t's
+ * edges in one MultiGet (an absent bucket has no records). */
+static int read_buckets(storage_t *s, nodetab_t *t, multiget_t *g, size_t n, const uint32_t *b)
+{
+    for (size_t j = 0; j < n; j++)
+        storage_key_node_bucket(&g->k[j], t->token, t->tenant, b[j]);
+    multiget_run(s, g, n);
     int rc = 0;
     for (size_t j = 0; j < n; j++) {
-        int r = storage_rocks_err(errs[j], NULL, "read stack-node index");
-        size_t vn = 0;
-        const char *v = vals[j] != NULL ? rocksdb_pinnableslice_value(vals[j], &vn) : NULL;
+        const char *v;
+        size_t vn;
+        int r = multiget_value(g, j, &v, &vn);
         if (r == 0 && rc == 0) r = bucket_take(t, b[j], v, vn);
         if (r < 0 && rc == 0) rc = r;
-        if (vals[j] != NULL) rocksdb_pinnableslice_destroy(vals[j]);
     }
+    multiget_done(g, n);
     return rc;
 }
 
-/* Whether t's edges may lack a child of parent that the disk has: t is
- * partial, parent is durable and its bucket was not read yet. */
-static int bucket_unread(const nodetab_t *t, uint32_t parent)
+/* Reads the per-node entries of the n (<= NODETAB_MULTIGET) pairs
+ * (parent[at[j]], sym[at[j]]) of spilled parents into t's edges (an absent
+ * one as EDGE_ABSENT: mapping a tree looks a new node up twice). */
+static int read_spilled(storage_t *s, nodetab_t *t, multiget_t *g, size_t n, const uint32_t *at,
+                        const uint32_t *parent, const uint64_t *sym)
 {
-    uint32_t one;
-    return t->base != 0 && parent < t->committed &&
-           !u64map_get(&t->buckets, parent >> NODETAB_BUCKET_SHIFT, &one);
+    for (size_t j = 0; j < n; j++)
+        storage_key_node_edge(&g->k[j], t->token, t->tenant, parent[at[j]], sym[at[j]]);
+    multiget_run(s, g, n);
+    int rc = 0;
+    for (size_t j = 0; j < n; j++) {
+        const char *v;
+        size_t vn;
+        uint64_t x = EDGE_ABSENT;
+        uint32_t i = at[j];
+        int r = multiget_value(g, j, &v, &vn);
+        if (r == 0 && v != NULL) {
+            const uint8_t *p = (const uint8_t *)v, *end = p + vn;
+            if (!(varint_read_u(&p, end, &x) && p == end && x > parent[i] && x < t->committed))
+                r = ERR_CORRUPT;
+        }
+        if (r == 0 && edge_reserve(t) != 0) r = ERR_NOMEM;
+        if (r == 0) edge_set(t, parent[i], sym[i], (uint32_t)x);
+        if (r < 0 && rc == 0) rc = r;
+    }
+    multiget_done(g, n);
+    return rc;
 }
 
-int storage_nodetab_children(storage_t *s, nodetab_t *t, size_t n, const uint32_t *parent,
-                             const uint64_t *sym, uint32_t *out)
+/* What the disk may add to t's edges for parent: 0 nothing (t is whole,
+ * parent is newer than the disk, or its bucket was read and it has no
+ * spilled children), 1 its bucket is unread, 2 its children past the
+ * bucket's are per-node entries. */
+static int disk_may_have(const nodetab_t *t, uint32_t parent)
+{
+    uint32_t one;
+    if (t->base == 0 || parent >= t->committed) return 0;
+    if (!u64map_get(&t->buckets, parent >> NODETAB_BUCKET_SHIFT, &one)) return 1;
+    return u64map_get(&t->spilled, parent, &one) ? 2 : 0;
+}
+
+/* The id of (parent, sym) in t's edges, or 0. */
+static uint32_t held_child(const nodetab_t *t, uint32_t parent, uint64_t sym)
+{
+    uint32_t c = edgemap_get(&t->edges, parent, sym);
+    return c == EDGE_ABSENT ? 0 : c;
+}
+
+/* Whether t's edges answer (parent, sym) without a read. */
+static int known(const nodetab_t *t, uint32_t parent, uint64_t sym)
+{
+    return edgemap_get(&t->edges, parent, sym) != 0 || disk_may_have(t, parent) == 0;
+}
+
+/* Reads, for the n pairs, the buckets (step 1) or per-node entries of
+ * spilled parents (step 2) that t's edges lack, in MultiGets. */
+static int read_step(storage_t *s, nodetab_t *t, multiget_t *g, int step, size_t n,
+                     const uint32_t *parent, const uint64_t *sym)
 {
     uint32_t want[NODETAB_MULTIGET];
     size_t m = 0;
     int rc = 0;
     for (size_t i = 0; i < n && rc == 0; i++) {
+        if (known(t, parent[i], sym[i]) || disk_may_have(t, parent[i]) != step) continue;
         uint32_t b = parent[i] >> NODETAB_BUCKET_SHIFT;
-        if (edgemap_get(&t->edges, parent[i], sym[i]) != 0 || !bucket_unread(t, parent[i]))
-            continue;
         size_t j = 0;
-        while (j < m && want[j] != b) /* a tree's parents come in runs */
+        while (step == 1 && j < m && want[j] != b) /* a tree's parents come in runs */
             j++;
-        if (j < m) continue;
-        want[m++] = b;
+        if (step == 1 && j < m) continue;
+        want[m++] = step == 1 ? b : (uint32_t)i;
         if (m == NODETAB_MULTIGET) {
-            rc = read_buckets(s, t, m, want);
+            rc = step == 1 ? read_buckets(s, t, g, m, want)
+                           : read_spilled(s, t, g, m, want, parent, sym);
             m = 0;
         }
     }
-    if (rc == 0 && m > 0) rc = read_buckets(s, t, m, want);
+    if (rc == 0 && m > 0)
+        rc = step == 1 ? read_buckets(s, t, g, m, want)
+                       : read_spilled(s, t, g, m, want, parent, sym);
+    return rc;
+}
+
+int storage_nodetab_children(storage_t *s, nodetab_t *t, size_t n, const uint32_t *parent,
+                             const uint64_t *sym, uint32_t *out)
+{
+    multiget_t *g = malloc(sizeof *g);
+    int rc = g == NULL ? ERR_NOMEM : read_step(s, t, g, 1, n, parent, sym);
+    if (rc == 0) rc = read_step(s, t, g, 2, n, parent, sym);
+    free(g);
     for (size_t i = 0; i < n; i++) {
-        uint32_t c = rc == 0 ? edgemap_get(&t->edges, parent[i], sym[i]) : 0;
+        uint32_t c = rc == 0 ? held_child(t, parent[i], sym[i]) : 0;
         out[i] = c != 0 ? c : UINT32_MAX;
     }
     return rc;
@@ -639,15 +742,14 @@ int storage_nodetab_children(storage_t *s, nodetab_t *t, size_t n, const uint32_
 /* 1 and *id when the table has node (parent, sym), 0 when not, or an error. */
 static int find_child(storage_t *s, nodetab_t *t, uint32_t parent, uint64_t sym, uint32_t *id)
 {
-    uint32_t c = edgemap_get(&t->edges, parent, sym);
     /* a whole table knows all; a node created since the load has only
      * children created since (they are in memory) */
-    if (c == 0 && bucket_unread(t, parent)) {
-        uint32_t b = parent >> NODETAB_BUCKET_SHIFT;
-        int rc = read_buckets(s, t, 1, &b);
+    if (!known(t, parent, sym)) {
+        uint32_t none;
+        int rc = storage_nodetab_children(s, t, 1, &parent, &sym, &none);
         if (rc != 0) return rc;
-        c = edgemap_get(&t->edges, parent, sym);
     }
+    uint32_t c = held_child(t, parent, sym);
     if (c == 0) return 0;
     *id = c;
     return 1;
@@ -1012,31 +1114,68 @@ static int cmp_edge(const void *a, const void *b)
     return x->sym < y->sym ? -1 : x->sym > y->sym;
 }
 
-/* Appends the records of e[0..n) (one bucket's, by parent and symbol) to
- * out, whose room was reserved. */
-static void bucket_put(buf_t *out, uint32_t first, const edge_entry_t *e, size_t n)
+/* Children a bucket value lists per parent (by offset in the bucket), and
+ * its parents marked spilled. */
+typedef struct bucket_fill {
+    uint16_t listed[NODETAB_BUCKET_PARENTS];
+    uint8_t spilled[NODETAB_BUCKET_PARENTS];
+} bucket_fill_t;
+
+static int bucket_count(const uint8_t *p, size_t n, uint32_t first, bucket_fill_t *f)
+{
+    const uint8_t *end = p + n;
+    memset(f, 0, sizeof *f);
+    while (p < end) {
+        uint32_t parent, child;
+        uint64_t sym;
+        int rc = bucket_record(&p, end, first, &parent, &sym, &child);
+        if (rc != 0) return rc;
+        if (child == 0)
+            f->spilled[parent - first] = 1;
+        else if (f->listed[parent - first] < UINT16_MAX)
+            f->listed[parent - first]++;
+    }
+    return 0;
+}
+
+/* Appends one record (child 0: the spill mark of parent, symbol 0) to out,
+ * whose room was reserved: at most 5 + 8 + 5 bytes. */
+static void record_put(buf_t *out, uint32_t first, uint32_t parent, uint64_t sym, uint32_t child)
 {
     uint8_t *p = out->data + out->len;
-    for (size_t i = 0; i < n; i++) {
-        p += varint_put_u(p, e[i].parent - first);
-        for (int j = 0; j < 8; j++)
-            *p++ = (uint8_t)(e[i].sym >> (8 * j));
-        p += varint_put_u(p, e[i].id - e[i].parent);
-    }
+    p += varint_put_u(p, parent - first);
+    for (int j = 0; j < 8; j++)
+        *p++ = (uint8_t)(sym >> (8 * j));
+    p += varint_put_u(p, child == 0 ? 0 : child - parent);
     out->len = (size_t)(p - out->data);
 }
 
-/* Puts the bucket of e[0..n) (their parents' bucket b) into wb: their
- * records after those on disk when the bucket may hold some (a parent
- * below from has children committed before), else theirs alone. */
-static int stage_bucket(storage_t *s, const nodetab_t *t, uint32_t b, uint32_t from,
-                        const edge_entry_t *e, size_t n, rocksdb_writebatch_t *wb, buf_t *tmp)
+/* Puts the per-node entry of e into wb. */
+static void put_per_node(storage_t *s, const nodetab_t *t, const edge_entry_t *e,
+                         rocksdb_writebatch_t *wb)
 {
+    skey_t k;
+    uint8_t v[8];
+    storage_key_node_edge(&k, t->token, t->tenant, e->parent, e->sym);
+    size_t vn = varint_put_u(v, e->id);
+    rocksdb_writebatch_put_cf(wb, s->cf[CF_NODES], (const char *)k.b, k.n, (const char *)v, vn);
+}
+
+/* Puts the records of e[0..n) (their parents' bucket b, by parent and
+ * symbol) into wb: after those on disk when the bucket may hold some (a
+ * parent below from has children committed before), else alone. A
+ * parent's children that would take it past NODETAB_BUCKET_FANOUT listed
+ * go to per-node entries instead, and the bucket marks it spilled once. */
+static int stage_bucket(storage_t *s, const nodetab_t *t, uint32_t b, uint32_t from,
+                        const edge_entry_t *e, size_t n, rocksdb_writebatch_t *wb, buf_t *tmp,
+                        bucket_fill_t *f)
+{
+    uint32_t first = b << NODETAB_BUCKET_SHIFT;
     skey_t k;
     storage_key_node_bucket(&k, t->token, t->tenant, b);
     buf_reset(tmp);
     int rc = 0;
-    if (from > 1 && (b << NODETAB_BUCKET_SHIFT) < from) { /* only the lock holder writes it */
+    if (from > 1 && first < from) { /* only the lock holder writes it */
         char *err = NULL;
         size_t vn = 0;
         char *v =
@@ -1045,12 +1184,28 @@ static int stage_bucket(storage_t *s, const nodetab_t *t, uint32_t b, uint32_t f
         if (rc == 0 && v != NULL) rc = buf_append(tmp, v, vn);
         free(v);
     }
-    /* a record takes at most 5 + 8 + 5 bytes */
+    if (rc == 0) rc = bucket_count(tmp->data, tmp->len, first, f);
     if (rc == 0) rc = buf_reserve(tmp, 18 * n);
     if (rc != 0) return rc;
-    bucket_put(tmp, b << NODETAB_BUCKET_SHIFT, e, n);
-    rocksdb_writebatch_put_cf(wb, s->cf[CF_NODES], (const char *)k.b, k.n, (const char *)tmp->data,
-                              tmp->len);
+    size_t before = tmp->len;
+    for (size_t i = 0, j; i < n; i = j) {
+        uint32_t off = e[i].parent - first;
+        for (j = i + 1; j < n && e[j].parent == e[i].parent; j++) {
+        }
+        if (!f->spilled[off] && f->listed[off] + (j - i) <= NODETAB_BUCKET_FANOUT) {
+            for (size_t x = i; x < j; x++)
+                record_put(tmp, first, e[x].parent, e[x].sym, e[x].id);
+            f->listed[off] = (uint16_t)(f->listed[off] + (j - i));
+            continue;
+        }
+        for (size_t x = i; x < j; x++)
+            put_per_node(s, t, &e[x], wb);
+        if (!f->spilled[off]) record_put(tmp, first, e[i].parent, 0, 0);
+        f->spilled[off] = 1;
+    }
+    if (tmp->len > before)
+        rocksdb_writebatch_put_cf(wb, s->cf[CF_NODES], (const char *)k.b, k.n,
+                                  (const char *)tmp->data, tmp->len);
     return 0;
 }
 
@@ -1069,18 +1224,21 @@ static int stage_edges(storage_t *s, const nodetab_t *t, uint32_t from, rocksdb_
         e[i] = (edge_entry_t){t->sym[from + i - t->base], t->parent[from + i - t->base],
                               (uint32_t)(from + i)};
     qsort(e, n, sizeof *e, cmp_edge);
-    int rc = 0;
+    bucket_fill_t *f = malloc(sizeof *f);
+    int rc = f == NULL ? ERR_NOMEM : 0;
     for (size_t i = 0, j; rc == 0 && i < n; i = j) {
         uint32_t b = e[i].parent >> NODETAB_BUCKET_SHIFT;
         for (j = i + 1; j < n && e[j].parent >> NODETAB_BUCKET_SHIFT == b; j++) {
         }
-        rc = stage_bucket(s, t, b, from, e + i, j - i, wb, tmp);
+        rc = stage_bucket(s, t, b, from, e + i, j - i, wb, tmp, f);
     }
+    free(f);
     free(e);
     return rc;
 }
 
-/* Deletes the per-node index entries of formats 7-18 in wb. */
+/* Deletes the per-node index entries of formats 7-18 in wb (before the
+ * batch puts any of its own). */
 static void drop_per_node(storage_t *s, const nodetab_t *t, rocksdb_writebatch_t *wb)
 {
     skey_t lo, hi;
@@ -1108,8 +1266,8 @@ int storage_nodetab_stage(storage_t *s, nodetab_t *t, rocksdb_writebatch_t *wb, 
         rc = stage_chunk(s, t, c, indexed, wb, tmp, &local);
     u64map_free(&local);
     uint32_t from = index_all ? 1 : t->committed;
-    if (rc == 0 && indexed && from < t->count) rc = stage_edges(s, t, from, wb, tmp);
     if (rc == 0 && t->per_node) drop_per_node(s, t, wb);
+    if (rc == 0 && indexed && from < t->count) rc = stage_edges(s, t, from, wb, tmp);
     if (rc == 0 && rewrite) {
         t->staged = 1;
         t->staged_indexed = indexed;
@@ -1179,13 +1337,12 @@ uint64_t storage_nodetab_token(const nodetab_t *t)
     return t->token;
 }
 
-int storage_nodetab_index_each(storage_t *s, uint64_t token, const char *tenant, storage_edge_fn fn,
-                               void *ctx)
+/* storage_nodetab_index_each over the keys of one tag. */
+static int index_each_tag(storage_t *s, const nodetab_t *key, uint8_t tag, storage_edge_fn fn,
+                          void *ctx)
 {
-    nodetab_t key = {.token = token};
-    snprintf(key.tenant, sizeof key.tenant, "%s", tenant);
     skey_t lo, hi;
-    tag_range(&key, NODETAB_BUCKET_TAG, &lo, &hi);
+    tag_range(key, tag, &lo, &hi);
     rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
     rocksdb_readoptions_set_iterate_upper_bound(ro, (const char *)hi.b, hi.n);
     rocksdb_iterator_t *it = rocksdb_create_iterator_cf(s->db, ro, s->cf[CF_NODES]);
@@ -1195,15 +1352,20 @@ int storage_nodetab_index_each(storage_t *s, uint64_t token, const char *tenant,
         size_t kn, vn;
         const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &kn);
         const uint8_t *p = (const uint8_t *)rocksdb_iter_value(it, &vn), *end = p + vn;
-        if (kn != lo.n + 4) {
-            rc = ERR_CORRUPT;
-            break;
+        uint32_t parent, child;
+        uint64_t sym, x;
+        if (tag == NODETAB_EDGE_TAG) { /* parent u32 BE, sym u64 BE; value uvarint id */
+            rc = kn == lo.n + 12 && varint_read_u(&p, end, &x) && p == end ? 0 : ERR_CORRUPT;
+            if (rc == 0)
+                rc = fn(ctx, (uint32_t)(be64_get(k + kn - 16) & 0xffffffffu), be64_get(k + kn - 8),
+                        (uint32_t)x);
+            continue;
         }
-        uint32_t b = (uint32_t)be64_get(k + kn - 8) & 0xffffffffu, parent, child;
-        uint64_t sym;
+        uint32_t b = (uint32_t)be64_get(k + kn - 8) & 0xffffffffu;
+        if (kn != lo.n + 4) rc = ERR_CORRUPT;
         while (rc == 0 && p < end) {
             rc = bucket_record(&p, end, b << NODETAB_BUCKET_SHIFT, &parent, &sym, &child);
-            if (rc == 0) rc = fn(ctx, parent, sym, child);
+            if (rc == 0 && child != 0) rc = fn(ctx, parent, sym, child);
         }
     }
     char *err = NULL;
@@ -1212,4 +1374,13 @@ int storage_nodetab_index_each(storage_t *s, uint64_t token, const char *tenant,
     rocksdb_iter_destroy(it);
     rocksdb_readoptions_destroy(ro);
     return rc;
+}
+
+int storage_nodetab_index_each(storage_t *s, uint64_t token, const char *tenant, storage_edge_fn fn,
+                               void *ctx)
+{
+    nodetab_t key = {.token = token};
+    snprintf(key.tenant, sizeof key.tenant, "%s", tenant);
+    int rc = index_each_tag(s, &key, NODETAB_BUCKET_TAG, fn, ctx);
+    return rc == 0 ? index_each_tag(s, &key, NODETAB_EDGE_TAG, fn, ctx) : rc;
 }

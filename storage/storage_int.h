@@ -962,22 +962,29 @@ void storage_cols_decode(const storage_cols_t *c, uint32_t *ids, int64_t *vals);
 #define NODETAB_CHUNK 1024u
 /* token|tenant|chunk(u32 big-endian); a chunk number's first byte is always 0 */
 void storage_key_node(skey_t *k, uint64_t token, const char *tenant, uint32_t chunk);
-/* Byte after token|tenant that starts the per-node edge index keys of
- * formats 7 to 18 (after every chunk): token|tenant|NODETAB_EDGE_TAG|
- * parent(u32 big-endian)|sym(u64 big-endian), value uvarint node id. No
- * longer written or read; the next write to such a table deletes them. */
+/* Byte after token|tenant that starts the per-node edge index entries
+ * (after every chunk): token|tenant|NODETAB_EDGE_TAG|parent(u32
+ * big-endian)|sym(u64 big-endian), value uvarint node id. Formats 7 to 18
+ * indexed every node so (the next write to such a table deletes them);
+ * format 19 only the children of a parent that its bucket marks spilled. */
 #define NODETAB_EDGE_TAG 0x01
 void storage_key_node_edge(skey_t *k, uint64_t token, const char *tenant, uint32_t parent,
                            uint64_t sym);
 /* Byte after token|tenant that starts the edge index (format 19): one key
  * per bucket of NODETAB_BUCKET_PARENTS consecutive parent ids,
  * token|tenant|NODETAB_BUCKET_TAG|bucket(u32 big-endian), whose value lists
- * every node whose parent lies in the bucket, as records: uvarint (parent -
+ * the nodes whose parent lies in the bucket, as records: uvarint (parent -
  * the bucket's first id), the symbol (8 bytes little-endian), uvarint
- * (node id - parent). */
+ * (node id - parent); a record of symbol 0 and delta 0 marks the parent
+ * spilled: its children past those listed are per-node entries. */
 #define NODETAB_BUCKET_TAG 0x02
 #define NODETAB_BUCKET_SHIFT 8
 #define NODETAB_BUCKET_PARENTS (1u << NODETAB_BUCKET_SHIFT)
+/* Children of one parent a bucket lists at most: a write that would take a
+ * parent past it puts its children as per-node entries and marks it
+ * spilled, so a bucket stays a few KiB however wide a call tree fans out
+ * (a dispatcher, a JIT's generated frames) and a lookup reads what it needs. */
+#define NODETAB_BUCKET_FANOUT 16
 void storage_key_node_bucket(skey_t *k, uint64_t token, const char *tenant, uint32_t bucket);
 /* Calls fn for every record of the edge index of (token, tenant) on disk
  * (checks and tests): ERR_CORRUPT on a value that does not parse, else
