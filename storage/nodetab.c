@@ -742,15 +742,14 @@ int storage_nodetab_children(storage_t *s, nodetab_t *t, size_t n, const uint32_
 /* 1 and *id when the table has node (parent, sym), 0 when not, or an error. */
 static int find_child(storage_t *s, nodetab_t *t, uint32_t parent, uint64_t sym, uint32_t *id)
 {
+    uint32_t c = edgemap_get(&t->edges, parent, sym);
     /* a whole table knows all; a node created since the load has only
      * children created since (they are in memory) */
-    if (!known(t, parent, sym)) {
-        uint32_t none;
-        int rc = storage_nodetab_children(s, t, 1, &parent, &sym, &none);
+    if (c == 0 && disk_may_have(t, parent) != 0) {
+        int rc = storage_nodetab_children(s, t, 1, &parent, &sym, &c);
         if (rc != 0) return rc;
     }
-    uint32_t c = held_child(t, parent, sym);
-    if (c == 0) return 0;
+    if (c == 0 || c == EDGE_ABSENT) return 0;
     *id = c;
     return 1;
 }
