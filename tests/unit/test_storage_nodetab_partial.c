@@ -359,6 +359,30 @@ static void put_raw(storage_t *s, const skey_t *k, const void *v, size_t n)
     free(err);
 }
 
+/* Adds node (parent, sym) to the table of token (tenant "t") in one batch
+ * that commits; it must get id want. */
+static void add_committed(fixture_t *f, uint64_t token, uint32_t parent, uint64_t sym,
+                          uint32_t want)
+{
+    nodetab_t *t;
+    errmsg_t em = {{0}};
+    uint32_t id = 0;
+    CHECK_EQ_INT(storage_nodetab_acquire_append(f->s, token, "t", &t, &em), 0);
+    rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+    buf_t tmp;
+    buf_init(&tmp, BUF_UNLIMITED);
+    CHECK_EQ_INT(storage_nodetab_child(f->s, t, parent, sym, wb, &id), 0);
+    CHECK_EQ_INT(id, want);
+    CHECK_EQ_INT(storage_nodetab_stage(f->s, t, wb, &tmp), 0);
+    char *err = NULL;
+    rocksdb_write(f->s->db, f->s->wopts, wb, &err);
+    CHECK(err == NULL);
+    free(err);
+    storage_nodetab_release(f->s, t, 0);
+    rocksdb_writebatch_destroy(wb);
+    buf_free(&tmp);
+}
+
 /* Old chunk: ids 1..3 = a (root), b (under 1), a (under 2), symbol a named
  * once for the table. */
 static void format6(int small)
@@ -400,18 +424,7 @@ static void format6(int small)
     CHECK_EQ_INT(storage_nodetab_child(f.s, t, 2, sa, NULL, &id), 0);
     CHECK_EQ_INT(id, 3);
     storage_nodetab_release(f.s, t, 0); /* a read: nothing rewritten */
-    CHECK_EQ_INT(storage_nodetab_acquire_append(f.s, token, "t", &t, &em), 0);
-    rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
-    buf_t tmp;
-    buf_init(&tmp, BUF_UNLIMITED);
-    CHECK_EQ_INT(storage_nodetab_child(f.s, t, 3, sc, wb, &id), 0);
-    CHECK_EQ_INT(id, 4);
-    CHECK_EQ_INT(storage_nodetab_stage(f.s, t, wb, &tmp), 0);
-    rocksdb_write(f.s->db, f.s->wopts, wb, &err);
-    CHECK(err == NULL);
-    storage_nodetab_release(f.s, t, 0);
-    rocksdb_writebatch_destroy(wb);
-    buf_free(&tmp);
+    add_committed(&f, token, 3, sc, 4);
 
     /* the whole table is now self-contained, every node indexed in buckets
      * and its last chunk marked so (or, small, marked unindexed and no
@@ -507,18 +520,9 @@ static void per_node_format18(int small)
     CHECK_EQ_INT(storage_nodetab_count(t), 4);
     CHECK_EQ_INT(storage_nodetab_child(f.s, t, 2, sa, NULL, &id), 0);
     CHECK_EQ_INT(id, 3);
-    rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
-    buf_t tmp;
-    buf_init(&tmp, BUF_UNLIMITED);
-    CHECK_EQ_INT(storage_nodetab_child(f.s, t, 3, sc, wb, &id), 0);
-    CHECK_EQ_INT(id, 4);
-    CHECK_EQ_INT(storage_nodetab_stage(f.s, t, wb, &tmp), 0);
-    char *err = NULL;
-    rocksdb_write(f.s->db, f.s->wopts, wb, &err);
-    CHECK(err == NULL);
     storage_nodetab_release(f.s, t, 0);
-    rocksdb_writebatch_destroy(wb);
-    buf_free(&tmp);
+    add_committed(&f, token, 3, sc, 4);
+    char *err = NULL;
 
     CHECK_EQ_INT(per_node_keys(f.s, token), 0);
     size_t len = 0;
