@@ -327,7 +327,7 @@ static const opt_t options[] = {
      "used table stays even when it alone is larger (a warning says so; "
      "flamedb_storage_node_table_loads_total counts the loads); a push to a table that is not "
      "cached reads it whole when it fits node-whole-read-percent of the tables' part, else "
-     "only its last chunk and the index entries of the stacks it sends, once the "
+     "only its last chunk and the index buckets of the stacks it sends, once the "
      "table is indexed (node-index-min-nodes). flamedb_storage_node_cache_hits_total, "
      "_misses_total, _evictions_total and _bytes show whether it is large enough "
      "(docs/operations.md, section 8)."},
@@ -431,8 +431,9 @@ static const opt_t options[] = {
     {"node-index-min-nodes", OPT_U32, FIELD(storage.node_index_min_nodes, uint32_t), NULL, 0, 0,
      1u << 29,
      "Nodes from which a service shard's stack-node table keeps an edge index ((parent, "
-     "symbol) -> node), so that a push to it when it is not cached reads only its last chunk "
-     "and the index entries of its stacks. A smaller table keeps none (less disk and ingest "
+     "symbol) -> node, in buckets of 256 parents: docs/storage-format.md), so that a push to "
+     "it when it is not cached reads only its last chunk and the index buckets of its stacks. "
+     "A smaller table keeps none (less disk and ingest "
      "CPU) and is read whole on a cache miss; the write that takes it to the threshold indexes "
      "every node. A table that would take more than a quarter of the table part of "
      "node-cache-bytes (counted at 100 bytes a node) is indexed whatever the setting; 1 indexes "
