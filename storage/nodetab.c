@@ -574,7 +574,7 @@ static int bucket_record(const uint8_t **p, const uint8_t *end, uint32_t first, 
  * a record out of the bucket or past the ids committed, ERR_NOMEM. */
 static int bucket_take(nodetab_t *t, uint32_t b, const char *v, size_t vn)
 {
-    const uint8_t *p = (const uint8_t *)v, *end = p + vn;
+    const uint8_t *p = (const uint8_t *)v, *end = v != NULL ? p + vn : p; /* absent: none */
     uint32_t first = b << NODETAB_BUCKET_SHIFT, parent, child;
     uint64_t sym;
     while (p < end) {
@@ -1147,6 +1147,7 @@ static void record_put(buf_t *out, uint32_t first, uint32_t parent, uint64_t sym
         *p++ = (uint8_t)(sym >> (8 * j));
     p += varint_put_u(p, child == 0 ? 0 : child - parent);
     out->len = (size_t)(p - out->data);
+    out->data[out->len] = 0; /* a buf's bytes end with a NUL past len */
 }
 
 /* Puts the per-node entry of e into wb. */
@@ -1183,8 +1184,8 @@ static int stage_bucket(storage_t *s, const nodetab_t *t, uint32_t b, uint32_t f
         if (rc == 0 && v != NULL) rc = buf_append(tmp, v, vn);
         free(v);
     }
+    if (rc == 0) rc = buf_reserve(tmp, 18 * n); /* the records' room: data is never NULL */
     if (rc == 0) rc = bucket_count(tmp->data, tmp->len, first, f);
-    if (rc == 0) rc = buf_reserve(tmp, 18 * n);
     if (rc != 0) return rc;
     size_t before = tmp->len;
     for (size_t i = 0, j; i < n; i = j) {
