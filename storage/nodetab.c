@@ -588,7 +588,8 @@ static int bucket_take(nodetab_t *t, uint32_t b, const char *v, size_t vn)
     return u64map_set(&t->buckets, b, 1) != 0 ? ERR_NOMEM : 0;
 }
 
-/* The (parent, sym) pairs of a MultiGet: keys, and what came back. */
+/* One MultiGet of the index (buckets, or per-node entries): its keys and
+ * what came back. */
 typedef struct multiget {
     skey_t k[NODETAB_MULTIGET];
     const char *keys[NODETAB_MULTIGET];
