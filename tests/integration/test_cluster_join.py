@@ -282,7 +282,11 @@ def test_join_killed_midstream_goes_on_from_its_cursor():
     with Cluster(3, rf=2, args=JOIN_FAST_FORMATION) as c:
         want = preload(c, [0, 1, 2], "base", t0, 1600, lines=60)
         p, th = start_pusher(c, live, t0 + 1000, [0, 1, 2])
-        n = c.add_node(extra=["--stream-max-mb-per-s", "1"] + JOIN_SETTLE_AUTO)
+        # the cursor after every page (by default at most once a second, when
+        # a page may be under 100 ms at this rate): the kill loses at most
+        # the page in flight
+        n = c.add_node(extra=["--stream-max-mb-per-s", "1", "--stream-progress-interval", "0s"] +
+                       JOIN_SETTLE_AUTO)
         # well into the stream of whole windows, not at its start, past the
         # check of at least one range, and still joining: one poll reads
         # them all (one fetch of /metrics) and the kill follows it at once (a
