@@ -248,15 +248,19 @@ static void tab_free(nodetab_t *t)
     free(t);
 }
 
+/* Appends v big-endian: chunk, parent and bucket numbers sort as numbers. */
+static void key_u32(skey_t *k, uint32_t v)
+{
+    for (int shift = 24; shift >= 0; shift -= 8)
+        storage_key_u8(k, (uint8_t)(v >> shift));
+}
+
 void storage_key_node(skey_t *k, uint64_t token, const char *tenant, uint32_t chunk)
 {
     skey_reset(k);
     storage_key_u64(k, token);
     storage_key_tenant(k, tenant);
-    storage_key_u8(k, (uint8_t)(chunk >> 24));
-    storage_key_u8(k, (uint8_t)(chunk >> 16));
-    storage_key_u8(k, (uint8_t)(chunk >> 8));
-    storage_key_u8(k, (uint8_t)chunk);
+    key_u32(k, chunk);
 }
 
 void storage_key_node_edge(skey_t *k, uint64_t token, const char *tenant, uint32_t parent,
@@ -266,10 +270,7 @@ void storage_key_node_edge(skey_t *k, uint64_t token, const char *tenant, uint32
     storage_key_u64(k, token);
     storage_key_tenant(k, tenant);
     storage_key_u8(k, NODETAB_EDGE_TAG);
-    storage_key_u8(k, (uint8_t)(parent >> 24));
-    storage_key_u8(k, (uint8_t)(parent >> 16));
-    storage_key_u8(k, (uint8_t)(parent >> 8));
-    storage_key_u8(k, (uint8_t)parent);
+    key_u32(k, parent);
     storage_key_u64(k, sym);
 }
 
@@ -279,10 +280,7 @@ void storage_key_node_bucket(skey_t *k, uint64_t token, const char *tenant, uint
     storage_key_u64(k, token);
     storage_key_tenant(k, tenant);
     storage_key_u8(k, NODETAB_BUCKET_TAG);
-    storage_key_u8(k, (uint8_t)(bucket >> 24));
-    storage_key_u8(k, (uint8_t)(bucket >> 16));
-    storage_key_u8(k, (uint8_t)(bucket >> 8));
-    storage_key_u8(k, (uint8_t)bucket);
+    key_u32(k, bucket);
 }
 
 /* The key range of the table's keys that start with tag: [lo, hi). */
