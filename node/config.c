@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "common/calltree.h"
+#include "node/placement.h"
 
 enum opt_type {
     OPT_SECTION, /* a heading in --help and the docs, not a setting */
@@ -183,16 +184,20 @@ static const opt_t options[] = {
      "Stack frames a push may walk per byte of its gunzipped payload (at least 4194304, at most "
      "ingest-max-request-work); real profiles need under 3 (2.4 at most in the test corpus)."},
     {"shards-per-service", OPT_U32, FIELD(ingest.shards.default_shards, uint32_t), NULL, 0, 1, 4096,
-     "Placement shards per service. Changing it moves data: set it once per cluster."},
-    {"shard-by-profile", OPT_INT, FIELD(ingest.shards.by_profile, int), "0", 0, 0, 1,
+     "Placement shards per service. The data directory records it at its first start; a later "
+     "start takes the recorded value unless given, and refuses a different one (it would move "
+     "data). Every node of a cluster must use the same."},
+    {"shard-by-profile", OPT_INT, FIELD(ingest.shards.by_profile, int), NULL, 0, 0, 1,
      "1: place a series by its labels without __profile_type__, so the sample types of one "
-     "profile share a shard and a CPU profile's nanoseconds tree is stored as a factor of its "
-     "samples tree (docs/storage-format.md); 0: by its series id. Changing it moves data: set it "
-     "once per cluster, the same on every node."},
+     "profile share a shard (one stack-node table, and a CPU profile's nanoseconds tree stored "
+     "as a factor of its samples tree: docs/storage-format.md); 0: by its series id. Recorded "
+     "like shards-per-service; a data directory holding series from before the record was "
+     "placed with 0 and keeps it unless given. Every node of a cluster must use the same: a node "
+     "joining a cluster made with 0 needs it set to 0 (nodes log members that differ)."},
     {"service-shards", OPT_TEXT, FIELD(service_shards, char[NODE_PATH_MAX]), "", 0, 0, 4000,
      "Per-service shard counts for very large services, e.g. 'checkout=16,search=8' (at most 64; "
-     "every node must use the same list, and a service's count must be set before its data "
-     "arrives: changing it moves data)."},
+     "a service's count must be set before its data arrives: changing it moves data). Recorded "
+     "like shards-per-service; every node must use the same list."},
     {"max-past", OPT_SECONDS, FIELD(ingest.max_past_seconds, int64_t), NULL, 0, 0, 100 * YEAR_S,
      "How far in the past a profile's time may be (backfill window); older: 400."},
     {"max-future", OPT_SECONDS, FIELD(ingest.max_future_seconds, int64_t), NULL, 0, 0, 7 * DAY_S,
@@ -1347,6 +1352,23 @@ static void apply_credentials(node_config_t *c, char **envp, const unsigned char
     }
 }
 
+/* Which placement settings were given (NODE_PLACEMENT_GIVEN_*). */
+static unsigned placement_given(const unsigned char *set)
+{
+    static const struct {
+        const char *name;
+        unsigned bit;
+    } names[] = {{"shards-per-service", NODE_PLACEMENT_GIVEN_SHARDS},
+                 {"service-shards", NODE_PLACEMENT_GIVEN_SERVICES},
+                 {"shard-by-profile", NODE_PLACEMENT_GIVEN_BY_PROFILE}};
+    unsigned given = 0;
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        const opt_t *o = find_option(names[i].name, strlen(names[i].name));
+        if (o != NULL && set[o - options]) given |= names[i].bit;
+    }
+    return given;
+}
+
 int node_config_parse(node_config_t *c, int argc, char **argv, char **envp,
                       enum node_config_action *action, errmsg_t *em)
 {
@@ -1357,6 +1379,7 @@ int node_config_parse(node_config_t *c, int argc, char **argv, char **envp,
     if (rc == ERR_OK) rc = apply_args(c, argc, argv, set, action, em);
     if (rc != ERR_OK) return rc;
     apply_credentials(c, envp, set);
+    c->placement_given = placement_given(set);
     apply_derived(c, set);
     node_config_fix_pointers(c);
     return *action == NODE_CONFIG_RUN || *action == NODE_CONFIG_PRINT_CONFIG ? validate(c, em)

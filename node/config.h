@@ -67,12 +67,13 @@ typedef struct node_config {
     storage_options_t storage;
     cluster_config_t cluster;
     char service_shards[NODE_PATH_MAX]; /* "svc=16,..." -> ingest.shards overrides */
-    char auth_file[NODE_PATH_MAX];      /* "" = no HTTP authentication */
-    int open_metrics;                   /* with auth: /metrics needs no token */
-    size_t tenant_ingest_rate;          /* body bytes per second per tenant; 0 = off */
-    size_t tenant_ingest_burst;         /* 0 = max(rate, max-body-bytes) */
-    size_t tenant_max_queries;          /* running queries per tenant; 0 = off */
-    uint64_t max_query_range_ms;        /* 0 = off */
+    unsigned placement_given; /* NODE_PLACEMENT_GIVEN_* of the settings given (node/placement.h) */
+    char auth_file[NODE_PATH_MAX]; /* "" = no HTTP authentication */
+    int open_metrics;              /* with auth: /metrics needs no token */
+    size_t tenant_ingest_rate;     /* body bytes per second per tenant; 0 = off */
+    size_t tenant_ingest_burst;    /* 0 = max(rate, max-body-bytes) */
+    size_t tenant_max_queries;     /* running queries per tenant; 0 = off */
+    uint64_t max_query_range_ms;   /* 0 = off */
 } node_config_t;
 
 enum node_config_action {

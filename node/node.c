@@ -9,6 +9,7 @@
 
 #include "common/log.h"
 #include "node/node_int.h"
+#include "node/placement.h"
 
 static void on_drained(void *arg);
 
@@ -97,6 +98,23 @@ static int open_cluster(node_t *n, errmsg_t *em)
     };
     int rc = cluster_open(&n->loop, n->storage, &cfg->cluster, &in, &n->cluster, em);
     return rc == ERR_OK ? cluster_start(n->cluster, em) : rc;
+}
+
+/* The placement policy the data directory records (placement.h), logged. */
+static int settle_placement(node_t *n, errmsg_t *em)
+{
+    int recorded = 0;
+    ring_shard_policy_t *p = &n->cfg.ingest.shards;
+    int rc = node_placement_settle(n->storage, n->cfg.data_dir, n->cfg.placement_given, p,
+                                   &recorded, em);
+    if (rc != ERR_OK) return rc;
+    buf_t t;
+    buf_init(&t, BUF_UNLIMITED);
+    if (ring_shard_policy_format(p, &t) == 0)
+        log_info("node", "placement %s (%s)", (const char *)t.data,
+                 recorded ? "recorded in the data directory" : "recorded now");
+    buf_free(&t);
+    return ERR_OK;
 }
 
 /* The report cache's bytes count in query-memory-bytes. */
@@ -191,6 +209,8 @@ static int open_parts(node_t *n, errmsg_t *em)
     size_t stack =
         storage_options_share_node_cache(&n->cfg.storage, n->cfg.ingest_stack_cache_bytes);
     int rc = storage_open(&n->cfg.storage, &n->storage, em);
+    if (rc != ERR_OK) return rc;
+    rc = settle_placement(n, em); /* before anything places a series */
     if (rc != ERR_OK) return rc;
     if (ingest_stack_cache_new(n->storage, stack, &n->stack_cache) != 0)
         return errmsg_set(em, ERR_NOMEM, "out of memory");

@@ -46,6 +46,8 @@
 
 #define RING_PLACEMENT_VERSION 1
 #define RING_DEFAULT_SHARDS_PER_SERVICE 4
+/* ring_shard_policy_t.by_profile of a new data directory (node/placement.h). */
+#define RING_DEFAULT_SHARD_BY_PROFILE 1
 
 /* Shard of a series within its service. */
 uint32_t ring_series_shard(uint64_t series_id, uint32_t shards_per_service);
@@ -82,6 +84,18 @@ int ring_shard_policy_parse(ring_shard_policy_t *p, const char *spec, errmsg_t *
 uint64_t ring_shard_key(const labels_t *labels, uint64_t series_id, const ring_shard_policy_t *p);
 /* Shards of service under p (its override, else the default; at least 1). */
 uint32_t ring_shards_for(const ring_shard_policy_t *p, const char *service);
+
+/* p as text, the same for equal policies whatever the order its overrides
+ * were given in: "shards=4;by_profile=1;services=a=16,b=8" (overrides by
+ * service name), appended to out. What a data directory records of the
+ * policy its series were placed by (node/placement.h). */
+int ring_shard_policy_format(const ring_shard_policy_t *p, buf_t *out);
+/* Reads text written by ring_shard_policy_format into p;
+ * ERR_INVALID_ARGUMENT with the reason on anything else. */
+int ring_shard_policy_read(ring_shard_policy_t *p, const char *text, errmsg_t *em);
+/* 1 when a and b place every series alike (ring_shard_policy_format's
+ * texts are equal). */
+int ring_shard_policy_equal(const ring_shard_policy_t *a, const ring_shard_policy_t *b);
 
 /* Token of (tenant, service_name, shard): XXH3-64 over
  * "v1" 0x00 tenant 0x00 service_name 0x00 shard(u32 big-endian). */

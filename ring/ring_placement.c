@@ -1,6 +1,7 @@
 /* ring_placement.c — placement tokens (see ring.h). */
 #include "ring/ring.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -101,4 +102,53 @@ uint32_t ring_shards_for(const ring_shard_policy_t *p, const char *service)
     for (uint32_t i = 0; service != NULL && i < p->n; i++)
         if (strcmp(p->over[i].service, service) == 0) return p->over[i].shards;
     return p->default_shards > 0 ? p->default_shards : 1;
+}
+
+static int by_service(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+int ring_shard_policy_format(const ring_shard_policy_t *p, buf_t *out)
+{
+    const char *names[RING_MAX_SHARD_OVERRIDES];
+    uint32_t n = p->n < RING_MAX_SHARD_OVERRIDES ? p->n : RING_MAX_SHARD_OVERRIDES;
+    for (uint32_t i = 0; i < n; i++)
+        names[i] = p->over[i].service;
+    qsort(names, n, sizeof *names, by_service);
+    int rc = buf_printf(out, "shards=%u;by_profile=%d;services=",
+                        p->default_shards > 0 ? p->default_shards : 1, p->by_profile ? 1 : 0);
+    for (uint32_t i = 0; rc == 0 && i < n; i++)
+        rc = buf_printf(out, "%s%s=%u", i > 0 ? "," : "", names[i], ring_shards_for(p, names[i]));
+    return rc;
+}
+
+int ring_shard_policy_read(ring_shard_policy_t *p, const char *text, errmsg_t *em)
+{
+    static const char svc[] = ";services=";
+    unsigned shards = 0;
+    int by = -1, used = 0;
+    if (sscanf(text, "shards=%u;by_profile=%d%n", &shards, &by, &used) != 2 ||
+        strncmp(text + used, svc, sizeof svc - 1) != 0 || shards < 1 || shards > RING_MAX_SHARDS ||
+        (by != 0 && by != 1))
+        return errmsg_set(em, ERR_INVALID_ARGUMENT, "placement policy: cannot read '%.200s'", text);
+    memset(p, 0, sizeof *p);
+    p->default_shards = shards;
+    p->by_profile = by;
+    errmsg_t sem = {{0}};
+    if (ring_shard_policy_parse(p, text + used + sizeof svc - 1, &sem) != 0)
+        return errmsg_set(em, ERR_INVALID_ARGUMENT, "placement policy: %s", sem.text);
+    return 0;
+}
+
+int ring_shard_policy_equal(const ring_shard_policy_t *a, const ring_shard_policy_t *b)
+{
+    buf_t x, y;
+    buf_init(&x, BUF_UNLIMITED);
+    buf_init(&y, BUF_UNLIMITED);
+    int same = ring_shard_policy_format(a, &x) == 0 && ring_shard_policy_format(b, &y) == 0 &&
+               x.len == y.len && memcmp(x.data, y.data, x.len) == 0;
+    buf_free(&x);
+    buf_free(&y);
+    return same;
 }

@@ -18,7 +18,7 @@
  *   profile_span_index token|tenant|series_id|window|profile_id|kind|id -> "" (each
  *             profile's span trees; profile_id 16 x 0xff: trees with unnamed profiles)
  *   profiles  token|tenant|series_id|profile_id -> time, total (the `seen` index)
- *   meta      name                              -> value     (format version)
+ *   meta      name                              -> value     (format version, settings)
  *   hints     target_node_id|seq                -> HintRecord (below)
  *   nodes     token|tenant|chunk                -> stack-node table: (parent, symbol) per id
  *   profile_trees token|tenant|series_id|profile_id -> time, one profile's self values over node
@@ -181,6 +181,16 @@ size_t storage_options_share_node_cache(storage_options_t *o, size_t stack_cache
 int storage_open(const storage_options_t *o, storage_t **out, errmsg_t *em);
 /* Flushes memtables and closes RocksDB cleanly. NULL is a no-op. */
 void storage_close(storage_t *s);
+
+/* Settings the data directory records of how its data was made (`meta` key
+ * "setting/" + name; node/placement.h records the placement policy).
+ * storage_setting_get appends the value to out and sets *found (0 when
+ * never put); names are at most STORAGE_SETTING_NAME_MAX bytes. */
+#define STORAGE_SETTING_NAME_MAX 64
+int storage_setting_get(storage_t *s, const char *name, buf_t *out, int *found, errmsg_t *em);
+int storage_setting_put(storage_t *s, const char *name, const char *value, errmsg_t *em);
+/* *any = 1 when the store holds a series (of any tenant), else 0. */
+int storage_has_series(storage_t *s, int *any, errmsg_t *em);
 
 /* One series' share of an ingested profile. All pointers borrowed. */
 typedef struct storage_span_tree {

@@ -53,6 +53,7 @@ void ingest_limits_default(ingest_limits_t *l)
     l->max_request_work = 128u << 20;
     l->request_work_per_byte = 8;
     l->shards.default_shards = RING_DEFAULT_SHARDS_PER_SERVICE;
+    l->shards.by_profile = RING_DEFAULT_SHARD_BY_PROFILE;
     l->shards.n = 0;
     l->max_past_seconds = 90LL * 86400;
     l->max_future_seconds = 600;

@@ -84,7 +84,8 @@ typedef struct ingest_limits {
  * memory per payload byte (at least INGEST_REQUEST_MEMORY_FLOOR), 2,097,152
  * nodes, 134,217,728 frames walked and 8
  * per payload byte (at least INGEST_REQUEST_WORK_FLOOR),
- * RING_DEFAULT_SHARDS_PER_SERVICE shards, 90 days back, 10 minutes ahead. */
+ * RING_DEFAULT_SHARDS_PER_SERVICE shards placed by profile
+ * (RING_DEFAULT_SHARD_BY_PROFILE), 90 days back, 10 minutes ahead. */
 void ingest_limits_default(ingest_limits_t *l);
 
 /* The budget every push gets whatever its size (small pushes are never

@@ -340,8 +340,9 @@ int cmd_ingest(int argc, char **argv)
     gen_options_t o;
     gen_options_default(&o, GEN_CPU);
     const char *index = NULL, *data = NULL, *real = NULL;
-    uint64_t rounds = 3, keep = 0, merges = UINT64_MAX, total_merges = UINT64_MAX, by_profile = 0,
-             anchors = 0, node_cache = 0, whole_read = UINT64_MAX, dict_bytes = UINT64_MAX,
+    uint64_t rounds = 3, keep = 0, merges = UINT64_MAX, total_merges = UINT64_MAX,
+             by_profile = RING_DEFAULT_SHARD_BY_PROFILE, anchors = 0, node_cache = 0,
+             whole_read = UINT64_MAX, dict_bytes = UINT64_MAX,
              stack_cache = INGEST_STACK_CACHE_BYTES;
     for (int i = 0; i < argc; i++) {
         if (gen_flag(argc, argv, &i, &o) || flag_str(argc, argv, &i, "--index", &index) ||

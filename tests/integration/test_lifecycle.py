@@ -117,6 +117,43 @@ def test_start_failures_exit_1():
         assert rc == 1 and err.strip(), (rc, err)
 
 
+def test_placement_is_recorded_and_kept():
+    """The data directory records its placement policy at the first start:
+    a restart with another --shard-by-profile (flag or environment) is
+    refused while it holds series, naming the setting and both values; one
+    without the flag takes the recorded value, and the data is still there."""
+    svc = unique("pl")
+    q = CPU + '{service_name="%s"}' % svc
+    data = tempfile.mkdtemp(prefix="flamedb-it-placement-")
+    try:
+        node = Node(data_dir=data, name="place1").start()
+        try:
+            assert "placement shards=4;by_profile=1;services= (recorded now)" in \
+                node.log_text(200), node.log_text()
+            assert node.ingest(folded({"a;b": 3}), name=svc + ".cpu",
+                               **{"from": NOW - 60}).status == 200
+            assert node.stop(signal.SIGTERM)[0] == 0
+        finally:
+            node.kill()
+        for args, env in ((["--shard-by-profile", "0"], None),
+                          ([], {"FLAMEDB_SHARD_BY_PROFILE": "0"}),
+                          (["--shards-per-service", "8"], None)):
+            rc, out, err = run_bin(["--data-dir", data, "--http-listen", "127.0.0.1:0"] + args,
+                                   env)
+            assert rc == 1, (args, env, rc, err)
+            assert "were placed with" in err and data in err, err
+            assert ("--shards-per-service is '8'" in err if args[:1] == ["--shards-per-service"]
+                    else "--shard-by-profile is '0'" in err), err
+        node = Node(data_dir=data, name="place2", args=["--shard-by-profile", "1"]).start()
+        try:
+            assert "(recorded in the data directory)" in node.log_text(200), node.log_text()
+            assert node.total(q) == 3 * 10**7
+        finally:
+            node.kill()
+    finally:
+        subprocess.run(["rm", "-rf", data])
+
+
 def test_ready_is_served_on_first_listen():
     with Node(name="ready") as node:
         raw = raw_exchange(node.port, b"GET /ready HTTP/1.1\r\n\r\n")
