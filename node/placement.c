@@ -84,9 +84,25 @@ static int record(storage_t *st, const ring_shard_policy_t *policy, errmsg_t *em
     return rc;
 }
 
-static int record_free(storage_t *st, const ring_shard_policy_t *policy, buf_t *v, errmsg_t *em)
+/* A record found: the settings not given taken from it, a given one that
+ * differs refused while st holds series (recorded anew while it holds none). */
+static int settle_recorded(storage_t *st, const char *data_dir, unsigned given, const char *text,
+                           ring_shard_policy_t *policy, int *recorded, errmsg_t *em)
 {
-    buf_free(v);
+    ring_shard_policy_t rec;
+    int rc = ring_shard_policy_read(&rec, text, em);
+    if (rc != 0) return rc;
+    const char *setting = differs(policy, &rec, given);
+    if (setting == NULL) {
+        adopt(policy, &rec, given);
+        *recorded = 1;
+        return 0;
+    }
+    int any = 0;
+    rc = storage_has_series(st, &any, em);
+    if (rc != 0) return rc;
+    if (any) return refuse(setting, policy, &rec, data_dir, em);
+    log_info("node", "no series in %s yet: --%s changes its recorded placement", data_dir, setting);
     return record(st, policy, em);
 }
 
@@ -99,19 +115,8 @@ int node_placement_settle(storage_t *st, const char *data_dir, unsigned given,
     *recorded = 0;
     int rc = storage_setting_get(st, PLACEMENT_SETTING, &v, &found, em);
     if (rc == 0 && found) {
-        ring_shard_policy_t rec;
-        rc = ring_shard_policy_read(&rec, v.data != NULL ? (const char *)v.data : "", em);
-        const char *setting = rc == 0 ? differs(policy, &rec, given) : NULL;
-        int any = 0;
-        if (setting != NULL && (rc = storage_has_series(st, &any, em)) == 0 && !any) {
-            /* nothing placed yet: the policy may still change */
-            log_info("node", "no series in %s yet: --%s changes its recorded placement", data_dir,
-                     setting);
-            return record_free(st, policy, &v, em);
-        }
-        if (setting != NULL && rc == 0) rc = refuse(setting, policy, &rec, data_dir, em);
-        if (rc == 0) adopt(policy, &rec, given);
-        *recorded = 1;
+        rc = settle_recorded(st, data_dir, given, v.data != NULL ? (const char *)v.data : "",
+                             policy, recorded, em);
     } else if (rc == 0) {
         int any = 0;
         rc = storage_has_series(st, &any, em);

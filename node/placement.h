@@ -9,8 +9,8 @@
  * (storage_setting_put, "placement"); every later start takes the recorded
  * policy for each of the three settings not given explicitly, and refuses
  * to start when one given differs from it while the directory holds series
- * (with none yet, the given policy is recorded instead). A directory that holds series
- * but no record was written before the record existed, when
+ * (with none yet, the given policy is recorded instead). A directory that
+ * holds series but no record was written before the record existed, when
  * --shard-by-profile defaulted to 0: unless given, that is its policy.
  *
  * Threads: called once at start, before anything reads the policy.
@@ -33,7 +33,8 @@
 
 /* Settles *policy (as configured; given: NODE_PLACEMENT_GIVEN_* bits) with
  * what st records, recording it when st has no record. *recorded is set to
- * 1 when st already held a record. ERR_INVALID_ARGUMENT naming the setting,
+ * 1 when the policy came from st's record, 0 when it was recorded now.
+ * ERR_INVALID_ARGUMENT naming the setting,
  * both values and the directory when a given setting differs from the
  * record; storage errors as returned. */
 int node_placement_settle(storage_t *st, const char *data_dir, unsigned given,
