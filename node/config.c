@@ -193,8 +193,8 @@ static const opt_t options[] = {
      "as a factor of its samples tree: docs/storage-format.md); 0: by its series id. Recorded "
      "like shards-per-service; a data directory holding series from before the record was "
      "placed with 0 and keeps it unless given. Every node of a cluster must use the same: a node "
-     "joining a cluster made with 0 needs it set to 0 (replicas refuse, and log, writes placed "
-     "otherwise)."},
+     "joining a cluster made with 0 needs it set to 0 (the members refuse the gossip of a node "
+     "placing otherwise: it never joins)."},
     {"service-shards", OPT_TEXT, FIELD(service_shards, char[NODE_PATH_MAX]), "", 0, 0, 4000,
      "Per-service shard counts for very large services, e.g. 'checkout=16,search=8' (at most 64; "
      "a service's count must be set before its data arrives: changing it moves data). Recorded "

@@ -329,6 +329,9 @@ typedef struct ring_members_stats {
     uint64_t refused_members;  /* entries refused: invalid or over max_members */
     uint64_t refutations;      /* times we bumped our incarnation to deny a rumour */
     uint64_t marked_down;      /* members this node declared down */
+    /* gossip refused because its sender places series otherwise
+     * (ring_members_set_placement) */
+    uint64_t refused_placement;
 } ring_members_stats_t;
 
 typedef struct ring_members ring_members_t;
@@ -402,6 +405,18 @@ void ring_members_set_frame_bytes(ring_members_t *m, uint64_t frame_bytes);
  * gossip of this incarnation. */
 void ring_members_set_member_version(ring_members_t *m, uint32_t version);
 
+/* Sets the placement policy this node places series by (text of
+ * ring_shard_policy_format; copied), sent in every gossip message. Gossip
+ * from a node that sends another one is refused (ERR_CONFLICT, counted in
+ * refused_placement): it places series on other tokens, so its writes would
+ * be refused and its reads miss data. Gossip without one (a version before
+ * it) is taken, and such a node may pass on an entry it learnt elsewhere:
+ * the check is of each message's sender. Call before the first gossip; NULL or "": none sent, none
+ * checked. ERR_NOMEM when it cannot be copied. */
+int ring_members_set_placement(ring_members_t *m, const char *placement);
+/* The placement set (or ""), valid until the next set or the free. */
+const char *ring_members_placement(const ring_members_t *m);
+
 /* hinted[i] = 1 for ring nodes that some member (not LEFT; this node
  * included) lists in its hints_for: they miss writes that are still held as
  * hints, so they must not serve reads (docs/replication.md, "Freshness"). hinted has
@@ -442,8 +457,9 @@ int ring_gossip_syn(ring_members_t *m, buf_t *out);
  * reply_to (RING_ADDR_MAX + 1 bytes): the one the sender's own entry in a
  * SYN gives (where it listens now), else the table's, "" when unknown.
  * Refused messages return ERR_UNPARSEABLE / ERR_TOO_LARGE /
- * ERR_INVALID_ARGUMENT with the reason and are counted; the table is
- * unchanged. */
+ * ERR_INVALID_ARGUMENT with the reason and are counted, or ERR_CONFLICT
+ * from a sender placing series otherwise (ring_members_set_placement); the
+ * table is unchanged. */
 int ring_gossip_receive(ring_members_t *m, const char *sender_id, const uint8_t *body, size_t len,
                         buf_t *reply, char *reply_to, errmsg_t *em);
 

@@ -43,11 +43,12 @@ struct out {
     char **rq;
 };
 
-static int out_init(struct out *o, size_t cap, int phase)
+static int out_init(struct out *o, const ring_members_t *m, size_t cap, int phase)
 {
     memset(o, 0, sizeof *o);
     flamedb__cluster__gossip__init(&o->g);
     o->g.phase = phase;
+    o->g.placement = (char *)ring_members_placement(m); /* "" is left out of the message */
     cap = cap ? cap : 1;
     o->dv = calloc(cap, sizeof *o->dv);
     o->dp = calloc(cap, sizeof *o->dp);
@@ -120,7 +121,7 @@ static int out_send(ring_members_t *m, struct out *o, buf_t *reply)
 int ring_gossip_syn(ring_members_t *m, buf_t *out)
 {
     struct out o;
-    int rc = out_init(&o, m->n, PH(SYN));
+    int rc = out_init(&o, m, m->n, PH(SYN));
     /* The sender's own entry travels in full, so a seed that has never heard
      * of it learns its address and can answer. */
     for (size_t i = 0; rc == 0 && i < m->n; i++) {
@@ -189,7 +190,7 @@ static int answer_syn(ring_members_t *m, Flamedb__Cluster__Gossip *g, buf_t *rep
 {
     struct out o;
     /* merging may add up to n_members entries before the answer is built */
-    int rc = out_init(&o, m->n + g->n_members + g->n_digests, PH(ACK));
+    int rc = out_init(&o, m, m->n + g->n_members + g->n_digests, PH(ACK));
     if (rc < 0) {
         out_free(&o);
         return rc;
@@ -230,7 +231,7 @@ static int answer_ack(ring_members_t *m, const Flamedb__Cluster__Gossip *g, buf_
 {
     merge_all(m, g, NULL, wanted);
     struct out o;
-    int rc = out_init(&o, g->n_requests, PH(ACK2));
+    int rc = out_init(&o, m, g->n_requests, PH(ACK2));
     for (size_t i = 0; rc == 0 && i < g->n_requests; i++) {
         const struct member *x = ring__members_lookup(m, g->requests[i]);
         if (x != NULL) add_full(&o, x);
@@ -326,6 +327,14 @@ static uint64_t self_incarnation(const ring_members_t *m, const Flamedb__Cluster
     return top;
 }
 
+/* 1 when g's sender and this node both name a placement and they differ. */
+static int placed_otherwise(const ring_members_t *m, const Flamedb__Cluster__Gossip *g)
+{
+    const char *mine = ring_members_placement(m);
+    return mine[0] != '\0' && g->placement != NULL && g->placement[0] != '\0' &&
+           strcmp(g->placement, mine) != 0;
+}
+
 int ring_gossip_receive(ring_members_t *m, const char *sender_id, const uint8_t *body, size_t len,
                         buf_t *reply, char *reply_to, errmsg_t *em)
 {
@@ -356,9 +365,17 @@ int ring_gossip_receive_seen(ring_members_t *m, const char *sender_id, const uin
                     : errmsg_set(em, ERR_UNPARSEABLE, "gossip: body is not a Gossip message");
     else
         rc = check_gossip(g, em);
+    if (rc == 0 && placed_otherwise(m, g)) {
+        m->stats.refused_placement++;
+        rc = errmsg_set(em, ERR_CONFLICT,
+                        "gossip: the sender places series by '%.300s', this node by '%.300s' "
+                        "(--shards-per-service, --shard-by-profile and --service-shards must be "
+                        "the same on every node)",
+                        g->placement, ring_members_placement(m));
+    }
     if (rc < 0) {
         arena_free(&a);
-        m->stats.refused_messages++;
+        if (rc != ERR_CONFLICT) m->stats.refused_messages++;
         return rc;
     }
     seen->self_incarnation = self_incarnation(m, g);

@@ -108,6 +108,7 @@ struct ring_members {
     ring_members_stats_t stats;
     struct ring_forgotten *forgot; /* at most max_members; the oldest go first */
     size_t nforgot, forgot_cap;
+    char *placement; /* ring_members_set_placement's copy, or NULL */
 };
 /* 1 when v is the LEFT entry of a member this table forgot (ignore it). */
 int ring__forgotten(const ring_members_t *m, const char *id, ring_state_t life,

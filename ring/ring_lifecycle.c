@@ -69,6 +69,7 @@ void ring_members_free(ring_members_t *m)
     }
     free(m->v);
     free(m->forgot);
+    free(m->placement);
     free(m);
 }
 
@@ -194,6 +195,21 @@ void ring_members_set_member_version(ring_members_t *m, uint32_t version)
     struct member *x = ring__members_lookup(m, m->self);
     if (x->member_version != version) m->version++;
     x->member_version = version;
+}
+
+int ring_members_set_placement(ring_members_t *m, const char *placement)
+{
+    char *copy = NULL;
+    if (placement != NULL && placement[0] != '\0' && (copy = strdup(placement)) == NULL)
+        return ERR_NOMEM;
+    free(m->placement);
+    m->placement = copy;
+    return 0;
+}
+
+const char *ring_members_placement(const ring_members_t *m)
+{
+    return m->placement != NULL ? m->placement : "";
 }
 
 void ring_members_hinted(const ring_members_t *m, const ring_t *r, uint8_t *hinted)

@@ -294,6 +294,19 @@ static void answered(cluster_t *c, const char *sender_id)
 
 /* The gossip handler: merge, then answer the sender. The ring reads the
  * body itself. */
+/* A gossip message refused for its sender's placement: logged as an error
+ * the first ten times, then at powers of two (a stranger gossips every
+ * interval). */
+static void log_placement_refused(cluster_t *c, const char *sender, const errmsg_t *em)
+{
+    ring_members_stats_t ms;
+    ring_members_stats(c->members, &ms);
+    uint64_t n = ms.refused_placement;
+    if (n > 10 && (n & (n - 1)) != 0) return;
+    log_error("cluster", "gossip from %s refused (%llu so far): %s", sender, (unsigned long long)n,
+              em->text);
+}
+
 static void on_gossip(cluster_t *c, const Flamedb__Cluster__Envelope *env)
 {
     buf_t reply;
@@ -303,7 +316,11 @@ static void on_gossip(cluster_t *c, const Flamedb__Cluster__Envelope *env)
     ring_gossip_seen_t seen;
     int rc = ring_gossip_receive_seen(c->members, env->sender_id, env->body.data, env->body.len,
                                       &reply, addr, &seen, &em);
-    if (rc != ERR_OK) log_debug("cluster", "gossip from %s refused: %s", env->sender_id, em.text);
+    if (rc ==
+        ERR_CONFLICT) /* placed otherwise: an operator must act (first ten, then powers of 2) */
+        log_placement_refused(c, env->sender_id, &em);
+    else if (rc != ERR_OK)
+        log_debug("cluster", "gossip from %s refused: %s", env->sender_id, em.text);
     /* word since this start, naming no member this table still lacks */
     if (rc == ERR_OK && seen.self_incarnation >= c->start_incarnation && seen.wanted == 0) {
         cluster_move_heard(c, env->sender_id);

@@ -11,12 +11,28 @@
 #include "node/cluster/replicate_int.h"
 #include "node/cluster/scatter_int.h"
 
+/* The placement every gossip message carries, and gossip checks. */
+static int set_placement(cluster_t *c, const ring_shard_policy_t *shards, errmsg_t *em)
+{
+    buf_t t;
+    buf_init(&t, BUF_UNLIMITED);
+    int rc = ring_shard_policy_format(shards, &t);
+    if (rc == ERR_OK) rc = ring_members_set_placement(c->members, (const char *)t.data);
+    buf_free(&t);
+    return rc == ERR_OK ? ERR_OK : errmsg_set(em, rc, "out of memory");
+}
+
 int cluster_open(uv_loop_t *loop, storage_t *storage, const cluster_config_t *cfg,
                  const cluster_inputs_t *in, cluster_t **out, errmsg_t *em)
 {
     cluster_t *c = NULL;
     int rc = cluster_new(loop, cfg, in->data_dir, in->http_addr, in->clock, &c, em);
     if (rc != ERR_OK) return rc;
+    rc = set_placement(c, &in->shards, em);
+    if (rc != ERR_OK) {
+        *out = c;
+        return rc;
+    }
     rc = scatter_open_for_cluster(loop, storage, cfg, in, c, &c->scatter, em);
     if (rc == ERR_OK) rc = replicate_open_for_cluster(loop, storage, cfg, in, c, &c->replicate, em);
     if (rc == ERR_OK) rc = repair_open_for_cluster(loop, storage, cfg, in, c, &c->repair, em);
@@ -163,6 +179,7 @@ struct cluster_metrics {
     scatter_stats_t scatter;
     repair_counters_t repair;
     uint64_t copies_accepted, copies_refused; /* cluster_accept_copy */
+    uint64_t gossip_placement_refused;        /* ring_members_stats_t.refused_placement */
 };
 
 int cluster_metrics_take(cluster_t *c, cluster_metrics_t **out)
@@ -174,6 +191,9 @@ int cluster_metrics_take(cluster_t *c, cluster_metrics_t **out)
     repair_counters_take(c->repair, &m->repair);
     m->copies_accepted = c->full.accept.accepted;
     m->copies_refused = c->full.accept.refused;
+    ring_members_stats_t ms;
+    ring_members_stats(c->members, &ms);
+    m->gossip_placement_refused = ms.refused_placement;
     *out = m;
     return ERR_OK;
 }
@@ -192,6 +212,11 @@ void cluster_metrics_register(const cluster_metrics_t *m, storage_t *storage, me
                     "removal's gains not streamed in, an interval its repair cleared, the mark "
                     "gone meanwhile, the node stopping).",
                     METRICS_COUNTER, &m->copies_refused);
+    metrics_add_u64(r, "flamedb_cluster_gossip_placement_refused_total",
+                    "Gossip messages refused because their sender places series by another "
+                    "policy (--shards-per-service, --shard-by-profile, --service-shards): such a "
+                    "node never joins.",
+                    METRICS_COUNTER, &m->gossip_placement_refused);
 }
 
 void cluster_metrics_free(cluster_metrics_t *m)

@@ -414,6 +414,7 @@ static int transport_json(const cluster_t *c, buf_t *out)
         {"dispatched", c->counters.dispatched},
         {"gossip_rounds", c->counters.gossip_rounds},
         {"gossip_refused", ms.refused_messages},
+        {"gossip_refused_placement", ms.refused_placement},
         {"members_refused", ms.refused_members},
         {"marked_down", ms.marked_down},
         {"refutations", ms.refutations},
@@ -431,6 +432,9 @@ int cluster_status_json(cluster_t *c, buf_t *out)
     rc = rc ? rc : buf_append_json_string(out, c->id.node_id, strlen(c->id.node_id));
     rc = rc ? rc : buf_append_str(out, ",\"cluster\":");
     rc = rc ? rc : buf_append_json_string(out, c->cfg.cluster_name, strlen(c->cfg.cluster_name));
+    const char *placement = ring_members_placement(c->members);
+    rc = rc ? rc : buf_append_str(out, ",\"placement\":");
+    rc = rc ? rc : buf_append_json_string(out, placement, strlen(placement));
     rc =
         rc ? rc
            : buf_printf(out,

@@ -132,6 +132,33 @@ def test_other_cluster_not_admitted():
         assert c.converged()
 
 
+def test_other_placement_not_admitted():
+    """A node placing series by another policy (here --shard-by-profile 0
+    against the cluster's default 1) is kept out like one of another
+    cluster: its gossip is refused, counted and logged as an error naming
+    both policies, and it never becomes a member; each node's status names
+    its own policy."""
+    with Cluster(2, rf=2, args=SETTLE) as c:
+        for i in range(2):
+            assert c.status(i)["placement"] == "shards=4;by_profile=1;services=", c.status(i)
+        port = free_port()
+        stranger = harness.Node(name="placed", args=[
+            "--node-id", "placed", "--cluster-listen", "tcp://127.0.0.1:%d" % port,
+            "--join", "tcp://127.0.0.1:%d" % c.cluster_ports[0], "--cluster-name", "it",
+            "--shard-by-profile", "0", "--gossip-interval", "100ms", "--failure-timeout", "1s"])
+        with stranger:
+            wait_for("the placed node's gossip to be refused",
+                     lambda: c.status(0)["transport"]["gossip_refused_placement"] > 3, 10)
+            assert "by_profile=0" in c.nodes[0].log_text(400), c.nodes[0].log_text()
+            for i in range(2):
+                assert "placed" not in c.states(i), c.states(i)
+            r = stranger.get("/cluster/status").json()
+            assert r["placement"] == "shards=4;by_profile=0;services=", r
+            assert [m["id"] for m in r["nodes"]] == ["placed"], r
+            assert c.nodes[0].metric("flamedb_cluster_gossip_placement_refused_total") > 3
+        assert c.converged()
+
+
 def sp_header(proto):
     """nanomsg SP protocol header (protocol ids: PUSH 0x50, PULL 0x51)."""
     return b"\x00SP\x00" + struct.pack(">H", proto) + b"\x00\x00"

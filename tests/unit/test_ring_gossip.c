@@ -461,6 +461,69 @@ static void test_seen(void)
     free_identities(s.ids, 3);
 }
 
+/* ring_members_set_placement: gossip from a node placing series otherwise
+ * is refused (ERR_CONFLICT, counted, the table unchanged), whichever side
+ * starts; one without a placement (an older version) is taken. */
+static void test_placement(void)
+{
+    struct sim s;
+    memset(&s, 0, sizeof s);
+    ring_rng_seed(&s.rng, 31);
+    s.ids = make_identities(3, 8, &s.rng);
+    s.n = 3;
+    for (size_t i = 0; i < 3; i++) {
+        s.m[i] = start_node(&s, i, RING_ACTIVE, 10);
+        s.up[i] = 1;
+    }
+    static const char by1[] = "shards=4;by_profile=1;services=";
+    CHECK_EQ_INT(ring_members_set_placement(s.m[0], by1), 0);
+    CHECK_EQ_INT(ring_members_set_placement(s.m[1], "shards=4;by_profile=0;services="), 0);
+    CHECK_EQ_STR(ring_members_placement(s.m[0]), by1);
+    CHECK_EQ_STR(ring_members_placement(s.m[2]), ""); /* none set: an older version */
+    buf_t syn, reply;
+    buf_init(&syn, BUF_UNLIMITED);
+    buf_init(&reply, BUF_UNLIMITED);
+    errmsg_t em = {{0}};
+    for (int dir = 0; dir < 2; dir++) { /* 1 -> 0, then 0 -> 1 */
+        ring_members_t *from = s.m[dir ? 0 : 1], *to = s.m[dir ? 1 : 0];
+        buf_reset(&syn);
+        buf_reset(&reply);
+        CHECK_EQ_INT(ring_gossip_syn(from, &syn), 0);
+        CHECK_EQ_INT(ring_gossip_receive(to, "n01", syn.data, syn.len, &reply, test_reply_to, &em),
+                     ERR_CONFLICT);
+        CHECK(strstr(em.text, "by_profile=0") != NULL && strstr(em.text, "by_profile=1") != NULL);
+        CHECK_EQ_INT(reply.len, 0);
+        CHECK_EQ_INT(ring_members_count(to), 1);
+        ring_members_stats_t st;
+        ring_members_stats(to, &st);
+        CHECK_EQ_INT(st.refused_placement, 1);
+        CHECK_EQ_INT(st.refused_messages, 0);
+    }
+    /* a node that names none gossips with both, both ways (and may pass
+     * on their entries: the check is of a message's sender) */
+    for (size_t a = 0; a < 2; a++) {
+        exchange(&s, 2, a);
+        exchange(&s, a, 2);
+    }
+    CHECK_EQ_INT(ring_members_count(s.m[2]), 3);
+    CHECK(ring_members_count(s.m[0]) >= 2);
+    /* the same placement on both: taken */
+    CHECK_EQ_INT(ring_members_set_placement(s.m[1], by1), 0);
+    buf_reset(&syn);
+    buf_reset(&reply);
+    CHECK_EQ_INT(ring_gossip_syn(s.m[1], &syn), 0);
+    CHECK_EQ_INT(ring_gossip_receive(s.m[0], "n01", syn.data, syn.len, &reply, test_reply_to, NULL),
+                 0);
+    CHECK_EQ_INT(ring_members_count(s.m[0]), 3);
+    CHECK_EQ_INT(ring_members_set_placement(s.m[1], NULL), 0);
+    CHECK_EQ_STR(ring_members_placement(s.m[1]), "");
+    buf_free(&syn);
+    buf_free(&reply);
+    for (size_t i = 0; i < 3; i++)
+        ring_members_free(s.m[i]);
+    free_identities(s.ids, 3);
+}
+
 int main(void)
 {
     uint64_t seed = test_seed(11);
@@ -469,5 +532,6 @@ int main(void)
     test_malformed();
     test_syn_with_members();
     test_seen();
+    test_placement();
     return check_exit();
 }
