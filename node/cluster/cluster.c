@@ -292,11 +292,9 @@ static void answered(cluster_t *c, const char *sender_id)
         rpc_answered(c->rpc, m.cluster_addr);
 }
 
-/* The gossip handler: merge, then answer the sender. The ring reads the
- * body itself. */
-/* A gossip message refused for its sender's placement: logged as an error
- * the first ten times, then at powers of two (a stranger gossips every
- * interval). */
+/* A gossip message refused for its sender's placement (an operator must
+ * act): logged as an error the first ten times, then at powers of two (a
+ * stranger gossips every interval). */
 static void log_placement_refused(cluster_t *c, const char *sender, const errmsg_t *em)
 {
     ring_members_stats_t ms;
@@ -307,6 +305,8 @@ static void log_placement_refused(cluster_t *c, const char *sender, const errmsg
               em->text);
 }
 
+/* The gossip handler: merge, then answer the sender. The ring reads the
+ * body itself. */
 static void on_gossip(cluster_t *c, const Flamedb__Cluster__Envelope *env)
 {
     buf_t reply;
@@ -316,8 +316,7 @@ static void on_gossip(cluster_t *c, const Flamedb__Cluster__Envelope *env)
     ring_gossip_seen_t seen;
     int rc = ring_gossip_receive_seen(c->members, env->sender_id, env->body.data, env->body.len,
                                       &reply, addr, &seen, &em);
-    if (rc ==
-        ERR_CONFLICT) /* placed otherwise: an operator must act (first ten, then powers of 2) */
+    if (rc == ERR_CONFLICT) /* placed otherwise */
         log_placement_refused(c, env->sender_id, &em);
     else if (rc != ERR_OK)
         log_debug("cluster", "gossip from %s refused: %s", env->sender_id, em.text);
