@@ -34,6 +34,26 @@ static ring_members_t *start_node(struct sim *s, size_t i, ring_state_t initial,
     return m;
 }
 
+/* n members started ACTIVE at incarnation 10, all up, none knowing another. */
+static void sim_start(struct sim *s, size_t n, uint64_t seed)
+{
+    memset(s, 0, sizeof *s);
+    ring_rng_seed(&s->rng, seed);
+    s->ids = make_identities(n, 8, &s->rng);
+    s->n = n;
+    for (size_t i = 0; i < n; i++) {
+        s->m[i] = start_node(s, i, RING_ACTIVE, 10);
+        s->up[i] = 1;
+    }
+}
+
+static void sim_free(struct sim *s)
+{
+    for (size_t i = 0; i < s->n; i++)
+        ring_members_free(s->m[i]);
+    free_identities(s->ids, s->n);
+}
+
 static size_t index_of(struct sim *s, const char *id)
 {
     for (size_t i = 0; i < s->n; i++)
@@ -374,14 +394,7 @@ static ring_gossip_seen_t deliver(ring_members_t *to, const buf_t *msg, buf_t *r
 static void test_every_syn_answered(void)
 {
     struct sim s;
-    memset(&s, 0, sizeof s);
-    ring_rng_seed(&s.rng, 23);
-    s.ids = make_identities(2, 8, &s.rng);
-    s.n = 2;
-    for (size_t i = 0; i < 2; i++) {
-        s.m[i] = start_node(&s, i, RING_ACTIVE, 10);
-        s.up[i] = 1;
-    }
+    sim_start(&s, 2, 23);
     CHECK(run_until_converged(&s, 50) > 0);
     exchange(&s, 1, 0); /* node 0 knows node 1 as it is now, and node 1 knows node 0 */
     buf_t syn, ack, ack2;
@@ -398,9 +411,7 @@ static void test_every_syn_answered(void)
     buf_free(&syn);
     buf_free(&ack);
     buf_free(&ack2);
-    for (size_t i = 0; i < 2; i++)
-        ring_members_free(s.m[i]);
-    free_identities(s.ids, 2);
+    sim_free(&s);
 }
 
 /* ring_gossip_receive_seen: whether a message names this node's current
@@ -409,14 +420,7 @@ static void test_every_syn_answered(void)
 static void test_seen(void)
 {
     struct sim s;
-    memset(&s, 0, sizeof s);
-    ring_rng_seed(&s.rng, 21);
-    s.ids = make_identities(3, 8, &s.rng);
-    s.n = 3;
-    for (size_t i = 0; i < 3; i++) {
-        s.m[i] = start_node(&s, i, RING_ACTIVE, 10);
-        s.up[i] = 1;
-    }
+    sim_start(&s, 3, 21);
     CHECK(run_until_converged(&s, 50) > 0);
     buf_t syn, reply, ack2;
     buf_init(&syn, BUF_UNLIMITED);
@@ -456,9 +460,7 @@ static void test_seen(void)
     buf_free(&syn);
     buf_free(&reply);
     buf_free(&ack2);
-    for (size_t i = 0; i < 3; i++)
-        ring_members_free(s.m[i]);
-    free_identities(s.ids, 3);
+    sim_free(&s);
 }
 
 /* ring_members_set_placement: gossip from a node placing series otherwise
@@ -467,14 +469,7 @@ static void test_seen(void)
 static void test_placement(void)
 {
     struct sim s;
-    memset(&s, 0, sizeof s);
-    ring_rng_seed(&s.rng, 31);
-    s.ids = make_identities(3, 8, &s.rng);
-    s.n = 3;
-    for (size_t i = 0; i < 3; i++) {
-        s.m[i] = start_node(&s, i, RING_ACTIVE, 10);
-        s.up[i] = 1;
-    }
+    sim_start(&s, 3, 31);
     static const char by1[] = "shards=4;by_profile=1;services=";
     CHECK_EQ_INT(ring_members_set_placement(s.m[0], by1), 0);
     CHECK_EQ_INT(ring_members_set_placement(s.m[1], "shards=4;by_profile=0;services="), 0);
@@ -519,9 +514,7 @@ static void test_placement(void)
     CHECK_EQ_STR(ring_members_placement(s.m[1]), "");
     buf_free(&syn);
     buf_free(&reply);
-    for (size_t i = 0; i < 3; i++)
-        ring_members_free(s.m[i]);
-    free_identities(s.ids, 3);
+    sim_free(&s);
 }
 
 int main(void)
