@@ -411,8 +411,8 @@ void ring_members_set_member_version(ring_members_t *m, uint32_t version);
  * refused_placement): it places series on other tokens, so its writes would
  * be refused and its reads miss data. Gossip without one (a version before
  * it) is taken, and such a node may pass on an entry it learnt elsewhere:
- * the check is of each message's sender. Call before the first gossip; NULL or "": none sent, none
- * checked. ERR_NOMEM when it cannot be copied. */
+ * the check is of each message's sender. Call before the first gossip;
+ * NULL or "": none sent, none checked. ERR_NOMEM when it cannot be copied. */
 int ring_members_set_placement(ring_members_t *m, const char *placement);
 /* The placement set (or ""), valid until the next set or the free. */
 const char *ring_members_placement(const ring_members_t *m);
