@@ -120,6 +120,7 @@ int cmd_query(int argc, char **argv);
 int cmd_fleet(int argc, char **argv);
 int cmd_nodecliff(int argc, char **argv);
 int cmd_spanstream(int argc, char **argv);
+int cmd_render(int argc, char **argv);
 
 /* ---- the library path of ingest (bench_query.c) ---- */
 /* Parses p as POST /ingest would (tenant "bench", its own 10 s window) and

@@ -25,6 +25,9 @@
  *   flamedb-bench spanstream [--tokens N] [--spans N] [--share N] [--rounds N]
  *                                                      the span trees of one token interval:
  *                                                      span_index vs a whole-family scan
+ *   flamedb-bench render --url U --query Q [--from F --until U] [--runs N]
+ *                                                      GET /pyroscope/render of a running
+ *                                                      node timed by the client library
  *
  * Generator flags (give --kind first): --kind cpu|heap --seed N --services N
  * --pods N --profiles N --step S --start UNIX_S --funcs N --paths N --samples N
@@ -42,9 +45,11 @@
 
 static int usage(void)
 {
-    fprintf(stderr,
-            "usage: flamedb-bench gen|decode|ingest|query|fleet|nodecliff|spanstream [flags] (see "
-            "bench_main.c)\n");
+    fprintf(
+        stderr,
+        "usage: flamedb-bench gen|decode|ingest|query|fleet|nodecliff|spanstream|render [flags] "
+        "(see "
+        "bench_main.c)\n");
     return 2;
 }
 
@@ -151,5 +156,6 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "fleet") == 0) return cmd_fleet(argc - 2, argv + 2);
     if (strcmp(cmd, "nodecliff") == 0) return cmd_nodecliff(argc - 2, argv + 2);
     if (strcmp(cmd, "spanstream") == 0) return cmd_spanstream(argc - 2, argv + 2);
+    if (strcmp(cmd, "render") == 0) return cmd_render(argc - 2, argv + 2);
     return usage();
 }
