@@ -3,7 +3,8 @@
 side by side.
 
 For a change to scatter-gather: each binary runs a cluster of NODES nodes at
-RF (the same node ids, so the same rings) and a single node; the profiles of a
+RF (the second with the first's node identities: the same ids and ring
+tokens, so the same ring) and a single node; the profiles of a
 `flamedb-bench gen` index are pushed to each, then renders (the whole fleet; with
 --services also each service on its own) ask every node of each deployment
 in turn, the deployments interleaved in every
@@ -52,8 +53,10 @@ def main():
     try:
         for label, binary, n in (("old", old_bin, nodes), ("new", new_bin, nodes),
                                  ("old_single", old_bin, 1), ("new_single", new_bin, 1)):
+            # the new cluster takes the old one's identities: one ring for both
+            ids = deps[0].identities() if label == "new" else None
             d = BC.Deployment(R, binary, work, n, rf if n > 1 else 1, "1GiB",
-                              "rf%d" % rf if n > 1 else "single")
+                              "rf%d" % rf if n > 1 else "single", identities=ids)
             d.name = label
             deps.append(d)
             BC.ingest(R, d, rows)

@@ -45,7 +45,9 @@ TAIL_S = 2.0  # CPU still counted after the last acknowledgement
 class Deployment:
     """One node (n == 1, no cluster flags) or a cluster of n nodes on loopback."""
 
-    def __init__(self, rt, binary, work, n, rf, memory_limit, name, extra=()):
+    def __init__(self, rt, binary, work, n, rf, memory_limit, name, extra=(), identities=None):
+        """identities: per node, the identity file (node id and ring tokens) of
+        another deployment's node of the same name, so both have one ring."""
         self.rt, self.name, self.nodes = rt, name, []
         self_extra = list(extra)
         cports = []
@@ -62,7 +64,9 @@ class Deployment:
                              "tcp://127.0.0.1:%d" % cports[i], "--join", seeds,
                              "--cluster-name", "bench-" + name, "--replication-factor", str(rf)]
                 extra += list(self_extra)
-                self.nodes.append(rt.Node(binary, work, memory_limit, extra, wait=False))
+                files = {"identity": identities[i]} if identities else None
+                self.nodes.append(rt.Node(binary, work, memory_limit, extra, wait=False,
+                                          files=files))
             for node in self.nodes:
                 node.wait_ready()
             if n > 1:
@@ -92,6 +96,14 @@ class Deployment:
 
     def cpu_seconds(self):
         return sum(node.cpu_seconds() for node in self.nodes)
+
+    def identities(self):
+        """Each node's identity file (node id and ring tokens), in order."""
+        out = []
+        for node in self.nodes:
+            with open(os.path.join(node.data, "identity"), "rb") as f:
+                out.append(f.read())
+        return out
 
     def stop(self):
         for node in self.nodes:

@@ -25,7 +25,7 @@
  *   flamedb-bench spanstream [--tokens N] [--spans N] [--share N] [--rounds N]
  *                                                      the span trees of one token interval:
  *                                                      span_index vs a whole-family scan
- *   flamedb-bench render --url U --query Q [--from F --until U] [--runs N]
+ *   flamedb-bench render --url U --query Q [--from F --until U] [--runs N] [--gap-ms MS]
  *                                                      GET /pyroscope/render of a running
  *                                                      node timed by the client library
  *

@@ -123,10 +123,15 @@ def read_index(path):
 
 # ---- a real node ----------------------------------------------------------------
 class Node:
-    def __init__(self, binary, workdir, memory_limit, extra=(), wait=True, port=None):
+    def __init__(self, binary, workdir, memory_limit, extra=(), wait=True, port=None, files=None):
         """Starts a node; with wait=False the caller calls wait_ready() (a node
-        with --join is not ready before another member answers)."""
+        with --join is not ready before another member answers). files: {name:
+        bytes} written into its data directory first (another node's identity:
+        its node id and ring tokens)."""
         self.data = tempfile.mkdtemp(prefix="node-", dir=workdir)
+        for name, data in (files or {}).items():
+            with open(os.path.join(self.data, name), "wb") as f:
+                f.write(data)
         self.port = port or free_port()
         self.log = open(os.path.join(workdir, "node-%d.log" % self.port), "w")
         args = [binary, "--data-dir", self.data, "--http-listen", "127.0.0.1:%d" % self.port,
@@ -597,6 +602,7 @@ def go_pprof_once(go, files):
 # few seconds later, the same process and data): each side's best round is
 # compared with the other's, both taken in the same seconds.
 QUERY_ROUNDS = 3
+IDLE_RENDERS, IDLE_GAP_MS = 40, 50  # the query step's renders of an idle node
 
 
 def http_render(node, query, frm, until, runs):
@@ -616,11 +622,13 @@ def http_render(node, query, frm, until, runs):
     return statistics.median(times), json.loads(body)
 
 
-def lib_render(tool, node, query, frm, until, runs):
+def lib_render(tool, node, query, frm, until, runs, gap_ms=0):
     """Median seconds of runs renders timed by `flamedb-bench render` (the
-    client library, one keep-alive connection), and the answer's numTicks."""
+    client library, one keep-alive connection; gap_ms apart, else back to
+    back), and the answer's numTicks."""
     p = subprocess.run([tool, "render", "--url", "http://127.0.0.1:%d" % node.port, "--query",
-                        query, "--from", str(frm), "--until", str(until), "--runs", str(runs)],
+                        query, "--from", str(frm), "--until", str(until), "--runs", str(runs),
+                        "--gap-ms", str(gap_ms)],
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=600)
     out = dict(line.split(": ", 1) for line in p.stdout.splitlines() if ": " in line)
     if p.returncode != 0 or "render_http_median_ms" not in out:
@@ -768,6 +776,10 @@ def bench_query(a, tool, node_bin, work):
         # a few seconds later the node has folded the ended windows' operands
         waited = wait_folded(node)
         meds_f, pys_f, fb_f, _, ticks_f = http_render_rounds(tool, node, sel, frm, until)
+        # as an interactive user finds a node: idle between renders, its
+        # threads asleep (the rounds above run back to back)
+        idle, tick_idle = lib_render(tool, node, sel, frm, until, IDLE_RENDERS, IDLE_GAP_MS)
+        ticks_f.append(tick_idle)
     finally:
         node.stop()
     med, med_f, py, py_f = min(meds), min(meds_f), min(pys), min(pys_f)
@@ -781,6 +793,8 @@ def bench_query(a, tool, node_bin, work):
     log("http_query_folded_median_ms: %.2f (best of %s; Python's http.client %s; window fold "
         "seen after %.1f s)" % (med_f * 1e3, ", ".join("%.2f" % (m * 1e3) for m in meds_f),
                                 ", ".join("%.2f" % (m * 1e3) for m in pys_f), waited))
+    log("http_query_idle_median_ms: %.2f (%d renders %d ms apart, after the fold)" % (
+        idle * 1e3, IDLE_RENDERS, IDLE_GAP_MS))
     if (got != expect or fb_f["flamebearer"]["numTicks"] != expect or fb_f != fb or
             any(t != expect for t in ticks + ticks_f)):
         raise RuntimeError("HTTP flame graph not exact: numTicks %d (library %r), expected %d"
@@ -813,6 +827,11 @@ def bench_query(a, tool, node_bin, work):
                     "(window-fold-interval)", "%.0fx" % (go_min / med_f), ">= 1000x (#11)",
                     "%.2f ms vs %.0f ms, the same answer; Python's http.client %.2f ms"
                     % (med_f * 1e3, go_min * 1e3, py_f * 1e3)))
+    RESULTS.append(("the same, the node idle between renders (one every %d ms: its threads "
+                    "asleep, as an interactive user finds it; no target)" % IDLE_GAP_MS,
+                    "%.0fx" % (go_min / idle), "-",
+                    "%.2f ms vs %.0f ms, median of %d; back to back %.2f ms"
+                    % (idle * 1e3, go_min * 1e3, IDLE_RENDERS, med_f * 1e3)))
 
 
 def bench_fleet(tool):
