@@ -373,9 +373,10 @@ int scatter_q_run_local(scatter_q_t *q, size_t idx)
      * only ask wakes it here, as the job is handed to the pool, not as the
      * job starts: on an idle node (its helper asleep) the helper started
      * its part 140-170 us into the render instead of 210-280. Beside other
-     * nodes' shares it is woken as the job starts (local_work): awake
-     * sooner, it took CPU from the nodes answering on a small machine.
-     * Other queries use no helper. */
+     * nodes' shares it is woken as the job starts (local_work): woken here
+     * there too, a cluster's renders were no faster on a small machine,
+     * where the nodes answering share its CPUs. Other queries use no
+     * helper. */
     if (j->finish && q->spec.kind == QUERY_KIND_RENDER) assist_wake(q->s->o.limits.assist);
     if (submit(q, &j->sj, local_work, local_done) != 0) {
         free(j);

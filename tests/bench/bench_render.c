@@ -16,6 +16,7 @@
  * millisecond or more of its own on it, which is the script's and not the
  * node's (both figures are printed there).
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,7 +48,7 @@ static long long num_ticks(const flamedb_response_t *r)
 static void pause_ms(uint64_t ms)
 {
     struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0) {
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
     }
 }
 
@@ -101,6 +102,7 @@ int cmd_render(int argc, char **argv)
     double *t = malloc(runs * sizeof *t);
     flamedb_response_t last = {0};
     int rc = t != NULL ? time_renders(c, query, from, until, runs, gap_ms, t, &last) : 1;
+    if (t == NULL) fprintf(stderr, "render: out of memory\n");
     if (rc == 0) {
         qsort(t, runs, sizeof *t, by_value);
         printf("render_http_median_ms: %.3f\nrender_http_min_ms: %.3f\nrender_http_runs: %llu\n",
