@@ -312,9 +312,12 @@ def bench_ingest_real(a, tool):
         log("real corpus not found at %s (set FLAMEDB_TESTDATA): skipped" % corpus)
         return
     out = run_tool([tool, "ingest", "--real", corpus])
+    # no target: each profile pushed once, every stack new to its table (issue #11's
+    # targets are the bench fleet and the fleet of the large real profiles)
     RESULTS.append(("ingest CPU / decode-only CPU, library path, real corpus (%s pprof files "
-                    "go tool pprof accepts)" % out["profiles"],
-                    out["RATIO ingest_over_decode_cpu"].split()[0], "<= 2",
+                    "go tool pprof accepts; each once, every stack new: no target)"
+                    % out["profiles"],
+                    out["RATIO ingest_over_decode_cpu"].split()[0], "-",
                     "%s us vs %s us per profile; %s refused" % (
                         out["ingest_cpu_per_profile_us"].split()[0],
                         out["decode_cpu_per_profile_us"], out["ingest_failed"])))
