@@ -18,7 +18,11 @@ renders then all read the same stored state, where right after the pushes a
 fold in the middle of the timed renders moves a round's median (the same
 binary's ranged over 1.55-2.30 ms between rounds).
 
-  tests/bench/ab_http.py INDEX.tsv [--rounds N] [--renders N] [--folded] FLAMEDB [FLAMEDB...]
+With --gap-ms the timed renders are that far apart (the node idle in
+between and its threads asleep, as an interactive user's renders find it).
+
+  tests/bench/ab_http.py INDEX.tsv [--rounds N] [--renders N] [--folded] [--gap-ms MS]
+                         FLAMEDB [FLAMEDB...]
 """
 import argparse
 import os
@@ -35,7 +39,7 @@ import run as R  # noqa: E402  (Node, push_all, read_index)
 UNTIMED = 30
 
 
-def one_run(binary, rows, renders, work, folded):
+def one_run(binary, rows, renders, work, folded, gap_ms):
     node = R.Node(binary, work, "1GiB")
     try:
         failures = R.push_all(node, rows)
@@ -54,7 +58,9 @@ def one_run(binary, rows, renders, work, folded):
             if st != 200:
                 raise RuntimeError("render %d: %r" % (st, body[:300]))
         cpu0, times = node.cpu_seconds(), []
-        for _ in range(renders):
+        for i in range(renders):
+            if i > 0 and gap_ms > 0:
+                time.sleep(gap_ms / 1000)  # the node idle in between
             t0 = time.time()
             st, body = node.get(path, c)
             times.append(time.time() - t0)
@@ -75,6 +81,9 @@ def main():
     ap.add_argument("--renders", type=int, default=300)
     ap.add_argument("--folded", action="store_true",
                     help="time the renders once the node folded the ended windows")
+    ap.add_argument("--gap-ms", type=float, default=0,
+                    help="pause between timed renders: the node idle, its threads asleep, "
+                    "as an interactive user's renders find it (0: back to back)")
     a = ap.parse_args()
     rows = R.read_index(os.path.abspath(a.index))
     work = tempfile.mkdtemp(prefix="flamedb-ab-http-")
@@ -83,7 +92,7 @@ def main():
     try:
         for _ in range(a.rounds):
             for b in a.binaries:
-                med, cpu, body = one_run(b, rows, a.renders, work, a.folded)
+                med, cpu, body = one_run(b, rows, a.renders, work, a.folded, a.gap_ms)
                 if first is None:
                     first = body
                 elif body != first:
