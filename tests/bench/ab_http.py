@@ -21,8 +21,10 @@ binary's ranged over 1.55-2.30 ms between rounds).
 With --gap-ms the timed renders are that far apart (the node idle in
 between and its threads asleep, as an interactive user's renders find it).
 
+With --type another profile type is rendered (the first service's).
+
   tests/bench/ab_http.py INDEX.tsv [--rounds N] [--renders N] [--folded] [--gap-ms MS]
-                         FLAMEDB [FLAMEDB...]
+                         [--type TYPE] FLAMEDB [FLAMEDB...]
 """
 import argparse
 import os
@@ -39,7 +41,7 @@ import run as R  # noqa: E402  (Node, push_all, read_index)
 UNTIMED = 30
 
 
-def one_run(binary, rows, renders, work, folded, gap_ms):
+def one_run(binary, rows, renders, work, folded, gap_ms, ptype):
     node = R.Node(binary, work, "1GiB")
     try:
         failures = R.push_all(node, rows)
@@ -50,7 +52,7 @@ def one_run(binary, rows, renders, work, folded, gap_ms):
         svc = rows[0]["name"].split("{")[0]
         lo, hi = min(r["time"] for r in rows), max(r["time"] for r in rows)
         path = "/pyroscope/render?" + urllib.parse.urlencode({
-            "query": 'memory:inuse_space:bytes:space:bytes{service_name="%s"}' % svc,
+            "query": '%s{service_name="%s"}' % (ptype, svc),
             "from": lo // 10 * 10, "until": (hi // 10 + 1) * 10, "format": "json"})
         c = node.conn()
         for _ in range(UNTIMED):
@@ -81,6 +83,9 @@ def main():
     ap.add_argument("--renders", type=int, default=300)
     ap.add_argument("--folded", action="store_true",
                     help="time the renders once the node folded the ended windows")
+    ap.add_argument("--type", default="memory:inuse_space:bytes:space:bytes",
+                    help="the profile type rendered (a CPU fleet's: "
+                    "process_cpu:cpu:nanoseconds:cpu:nanoseconds)")
     ap.add_argument("--gap-ms", type=float, default=0,
                     help="pause between timed renders: the node idle, its threads asleep, "
                     "as an interactive user's renders find it (0: back to back)")
@@ -92,7 +97,7 @@ def main():
     try:
         for _ in range(a.rounds):
             for b in a.binaries:
-                med, cpu, body = one_run(b, rows, a.renders, work, a.folded, a.gap_ms)
+                med, cpu, body = one_run(b, rows, a.renders, work, a.folded, a.gap_ms, a.type)
                 if first is None:
                     first = body
                 elif body != first:
