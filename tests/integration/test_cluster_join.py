@@ -360,6 +360,12 @@ def streaming_source(c, n, olds, timeout=30):
              timeout=timeout, interval=0.02)
 
     def grown():
+        # too short a stream to find its source (not AssertionError: wait_for
+        # would go on polling)
+        if c.states(n)[c.ids[n]] != "joining":
+            raise RuntimeError("%s active before one source of its stream was seen (%d windows "
+                                 "streamed)" % (c.ids[n], metric(
+                                     c, n, "flamedb_repair_windows_streamed_total")))
         before = [metric(c, i, "flamedb_repair_requests_served_total") for i in olds]
         time.sleep(0.2)
         grew = sorted(((metric(c, i, "flamedb_repair_requests_served_total") - b, i)
@@ -394,7 +400,10 @@ def join_loses_source(stop):
     t0 = int(time.time()) - 7200
     live = harness.unique("live")
     with Cluster(3, rf=2, args=JOIN_FAST_FORMATION) as c:
-        want = preload(c, [0, 1, 2], "base", t0, 1600, lines=60)
+        # many services: a service's series sit on a few tokens, and with 16 the
+        # joiner's share of them varied enough (a stream of 2 pages, over in
+        # about a second, sources switching) that no source could be seen
+        want = preload(c, [0, 1, 2], "base", t0, 1600, nservices=64, lines=60)
         p, th = start_pusher(c, live, t0 + 3000, [0, 1, 2])
         n = c.add_node(extra=["--stream-max-mb-per-s", "1", "--query-timeout",
                               JOINER_QUERY_TIMEOUT] + JOIN_SETTLE_AUTO)
@@ -415,6 +424,9 @@ def join_loses_source(stop):
         changes = metric(c, n, "flamedb_repair_stream_source_changes_total")
         print("    n3 active %.2f s later, from the other replicas (%d stream(s) went on "
               "at another replica)" % (took, changes))
+        print("    n3 streamed %d windows (%d bytes) in all" %
+              (metric(c, n, "flamedb_repair_windows_streamed_total"),
+               metric(c, n, "flamedb_repair_bytes_streamed_total")))
         assert took < SOURCE_LOST_ACTIVE_S, "n3 active %.2f s after its source was lost" % took
         assert changes >= 1, "no stream went on at another replica"
         assert any("stopped answering, going on from its cursor at" in line
