@@ -128,6 +128,26 @@ int cluster_send_frame(cluster_t *c, const char *node_id, uint64_t deadline_unix
     return send_raw(c, m.cluster_addr, frame, deadline_unix_ms, frame_toward(c, m.max_frame_bytes));
 }
 
+int cluster_route(cluster_t *c, const char *node_id, cluster_route_t *out)
+{
+    ring_member_t m;
+    if (node_id == NULL || ring_members_find(c->members, node_id, &m) != ERR_OK)
+        return ERR_NOT_FOUND;
+    size_t n = m.cluster_addr != NULL ? strlen(m.cluster_addr) : 0;
+    if (c->rpc == NULL || c->closing || n == 0 || n >= sizeof out->addr) return ERR_UNAVAILABLE;
+    memcpy(out->addr, m.cluster_addr, n + 1);
+    out->frame_bytes = frame_toward(c, m.max_frame_bytes);
+    return ERR_OK;
+}
+
+int cluster_send_frame_now(cluster_t *c, const cluster_route_t *to, const buf_t *frame)
+{
+    /* c->rpc is set before any job runs and freed after the last (node.c) */
+    if (c->rpc == NULL || frame->len > c->cfg.max_message_bytes) return 0;
+    if (to->frame_bytes != 0 && frame->len > to->frame_bytes) return 0; /* chunks: the loop */
+    return rpc_send_now(c->rpc, to->addr, frame->data, frame->len);
+}
+
 /* ---------- gossip ---------- */
 
 /* A gossip message is worth sending for about one round. */
@@ -715,6 +735,16 @@ static int ops_send_frame(void *ctx, const char *node_id, uint64_t deadline_unix
     return cluster_send_frame(ctx, node_id, deadline_unix_ms, frame);
 }
 
+static int ops_route(void *ctx, const char *node_id, cluster_route_t *out)
+{
+    return cluster_route(ctx, node_id, out);
+}
+
+static int ops_send_frame_now(void *ctx, const cluster_route_t *to, const buf_t *frame)
+{
+    return cluster_send_frame_now(ctx, to, frame);
+}
+
 static int ops_set_hint_targets(void *ctx, const char *const *ids, size_t n)
 {
     return cluster_set_hint_targets(ctx, ids, n);
@@ -750,6 +780,8 @@ void cluster_ops_of(cluster_t *c, cluster_ops_t *ops)
                            ops_send,         ops_set_hint_targets, c,
                            ops_member_left,  ops_member_beat};
     ops->send_frame = ops_send_frame;
+    ops->route = ops_route;
+    ops->send_frame_now = ops_send_frame_now;
     ops->member_version = ops_member_version;
     ops->from = (cluster_wire_sender_t){c->cfg.cluster_name, c->id.node_id, c->key};
 }

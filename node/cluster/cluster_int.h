@@ -94,6 +94,24 @@ int cluster_send(cluster_t *c, const char *node_id, Flamedb__Cluster__MsgType ty
 int cluster_send_frame(cluster_t *c, const char *node_id, uint64_t deadline_unix_ms,
                        const buf_t *frame);
 
+/* Where a member's messages go, taken on the loop for a pool thread
+ * (cluster_send_frame_now): its cluster address and the largest frame
+ * toward it (0: any size up to a message). */
+typedef struct cluster_route {
+    char addr[RING_ADDR_MAX + 1];
+    size_t frame_bytes;
+} cluster_route_t;
+
+/* node_id's route now; ERR_NOT_FOUND for an unknown node, ERR_UNAVAILABLE
+ * without an address or a transport. Loop thread. */
+int cluster_route(cluster_t *c, const char *node_id, cluster_route_t *out);
+
+/* From any thread (while the cluster is not freed): frame, as
+ * cluster_send_frame takes it, sent at once when it fits in one frame toward
+ * `to` and the transport can take it now (rpc_send_now). 1 sent; 0 not (send
+ * it with cluster_send_frame on the loop); negative on a socket error. */
+int cluster_send_frame_now(cluster_t *c, const cluster_route_t *to, const buf_t *frame);
+
 /* How the write and read paths reach the cluster: cluster_ops_of() wires
  * them to a cluster_t; unit tests wire several replicate_t or scatter_t to
  * each other in one process instead. Every call on the loop thread except
@@ -120,6 +138,10 @@ typedef struct cluster_ops {
      * `from` (cluster_wire_encode_with); NULL: only bodies are sent (send) */
     int (*send_frame)(void *ctx, const char *node_id, uint64_t deadline_unix_ms,
                       const buf_t *frame);
+    /* as cluster_route (loop) and cluster_send_frame_now (any thread); NULL:
+     * frames go through the loop (send_frame) */
+    int (*route)(void *ctx, const char *node_id, cluster_route_t *out);
+    int (*send_frame_now)(void *ctx, const cluster_route_t *to, const buf_t *frame);
     cluster_wire_sender_t from; /* borrowed from the cluster for its life */
     /* the member protocol id advertises (CLUSTER_MEMBER_V*); 0 when unknown
      * or older. NULL: every member is taken as speaking 0 (no notices) */

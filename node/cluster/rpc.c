@@ -10,6 +10,12 @@
  *
  * The loop only ever polls NN_SNDFD while a queue is non-empty: that fd stays
  * readable as long as sending is possible, so polling it otherwise would spin.
+ *
+ * rpc_send_now sends from a pool thread: the peer list, the queues and the
+ * send counters are held by rpc_t.mu wherever they change or a message goes
+ * out, so a message from a pool thread never passes one queued before it nor
+ * falls between the frames of another. The loop reads the list without it
+ * (only the loop changes it).
  */
 #include <errno.h>
 #include <limits.h>
@@ -51,6 +57,7 @@ typedef struct peer {
 
 struct rpc {
     uv_loop_t *loop;
+    uv_mutex_t mu; /* peers, their queues, stats.sent and the send errors (file comment) */
     rpc_options_t o;
     char *listen_addr;
     rpc_receive_fn fn;
@@ -292,7 +299,9 @@ static void on_writable(uv_poll_t *h, int status, int events)
         set_polling(p, 0);
         return;
     }
+    uv_mutex_lock(&p->rpc->mu);
     peer_drain(p->rpc, p);
+    uv_mutex_unlock(&p->rpc->mu);
 }
 
 static int enqueue(rpc_t *r, peer_t *p, const uint8_t *msg, size_t len, uint64_t deadline_ms)
@@ -331,17 +340,10 @@ static int peer_for(rpc_t *r, const char *addr, peer_t **out)
     return ERR_OK;
 }
 
-int rpc_sendv(rpc_t *r, const char *addr, const rpc_frame_t *frames, size_t n, uint64_t deadline_ms)
+/* rpc_sendv's work, under r->mu. */
+static int send_locked(rpc_t *r, const char *addr, const rpc_frame_t *frames, size_t n,
+                       size_t total, uint64_t deadline_ms)
 {
-    if (r->closing) return ERR_UNAVAILABLE;
-    size_t total = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (frames[i].len > r->o.max_frame_bytes) {
-            r->stats.refused_too_large++;
-            return ERR_TOO_LARGE;
-        }
-        total += frames[i].len;
-    }
     peer_t *p;
     int rc = peer_for(r, addr, &p);
     if (rc != ERR_OK) return rc;
@@ -362,6 +364,33 @@ int rpc_sendv(rpc_t *r, const char *addr, const rpc_frame_t *frames, size_t n, u
     return ERR_OK;
 }
 
+int rpc_sendv(rpc_t *r, const char *addr, const rpc_frame_t *frames, size_t n, uint64_t deadline_ms)
+{
+    if (r->closing) return ERR_UNAVAILABLE;
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (frames[i].len > r->o.max_frame_bytes) {
+            r->stats.refused_too_large++;
+            return ERR_TOO_LARGE;
+        }
+        total += frames[i].len;
+    }
+    uv_mutex_lock(&r->mu);
+    int rc = send_locked(r, addr, frames, n, total, deadline_ms);
+    uv_mutex_unlock(&r->mu);
+    return rc;
+}
+
+int rpc_send_now(rpc_t *r, const char *addr, const uint8_t *msg, size_t len)
+{
+    if (len > r->o.max_frame_bytes || addr == NULL) return 0;
+    uv_mutex_lock(&r->mu);
+    peer_t *p = r->closing ? NULL : peer_find(r, addr);
+    int rc = p != NULL && p->head == NULL ? try_send(r, p, msg, len) : 0;
+    uv_mutex_unlock(&r->mu);
+    return rc;
+}
+
 int rpc_send(rpc_t *r, const char *addr, const uint8_t *msg, size_t len, uint64_t deadline_ms)
 {
     if (len > r->o.max_message_bytes) {
@@ -377,6 +406,7 @@ static void on_sweep(uv_timer_t *t)
 {
     rpc_t *r = t->data;
     int waiting = 0;
+    uv_mutex_lock(&r->mu);
     for (peer_t *p = r->peers; p != NULL; p = p->next) {
         while (p->head != NULL && expired(r, p->head)) {
             r->stats.dropped_deadline++;
@@ -385,13 +415,17 @@ static void on_sweep(uv_timer_t *t)
         set_polling(p, p->head != NULL);
         waiting |= p->head != NULL;
     }
+    uv_mutex_unlock(&r->mu);
     if (!waiting) uv_timer_stop(t);
 }
 
 void rpc_forget_peer(rpc_t *r, const char *addr)
 {
     peer_t *p = addr != NULL ? peer_find(r, addr) : NULL;
-    if (p != NULL) peer_close(r, p);
+    if (p == NULL) return;
+    uv_mutex_lock(&r->mu);
+    peer_close(r, p);
+    uv_mutex_unlock(&r->mu);
 }
 
 /* Replaces the peer's endpoint by a fresh one on the same socket: the old
@@ -424,7 +458,9 @@ int rpc_redial(rpc_t *r, const char *addr, uint64_t min_age_ms)
 {
     peer_t *p = addr != NULL && !r->closing ? peer_find(r, addr) : NULL;
     if (p == NULL || uv_now(r->loop) - p->dialled_ms < min_age_ms) return 0;
+    uv_mutex_lock(&r->mu);
     int rc = peer_redial(r, p);
+    uv_mutex_unlock(&r->mu);
     return rc == ERR_OK ? 1 : rc;
 }
 
@@ -549,6 +585,11 @@ int rpc_new(uv_loop_t *loop, const rpc_options_t *o, rpc_receive_fn fn, void *ct
         free(r);
         return errmsg_set(em, ERR_NOMEM, "out of memory");
     }
+    if (uv_mutex_init(&r->mu) != 0) {
+        free(r->listen_addr);
+        free(r);
+        return errmsg_set(em, ERR_NOMEM, "cannot create a mutex");
+    }
     r->loop = loop;
     r->o = *o;
     r->o.listen_addr = r->listen_addr;
@@ -562,6 +603,7 @@ int rpc_new(uv_loop_t *loop, const rpc_options_t *o, rpc_receive_fn fn, void *ct
     if (rc == ERR_OK) rc = start_receiving(r, em);
     if (rc != ERR_OK) {
         if (r->sock >= 0) nn_close(r->sock);
+        uv_mutex_destroy(&r->mu);
         free(r->listen_addr);
         free(r);
         return rc;
@@ -573,9 +615,11 @@ int rpc_new(uv_loop_t *loop, const rpc_options_t *o, rpc_receive_fn fn, void *ct
     return ERR_OK;
 }
 
-void rpc_stats(const rpc_t *r, rpc_stats_t *out)
+void rpc_stats(rpc_t *r, rpc_stats_t *out)
 {
+    uv_mutex_lock(&r->mu);
     *out = r->stats;
+    uv_mutex_unlock(&r->mu);
     if (r->sock < 0) return;
     out->connections_accepted = nn_get_statistic(r->sock, NN_STAT_ACCEPTED_CONNECTIONS);
     out->connections_dropped = nn_get_statistic(r->sock, NN_STAT_DROPPED_CONNECTIONS);
@@ -594,6 +638,7 @@ static void pull_closed(uv_handle_t *h)
 void rpc_close(rpc_t *r, void (*done)(void *arg), void *arg)
 {
     if (r->closing) return;
+    uv_mutex_lock(&r->mu);
     r->closing = 1;
     r->done = done;
     r->done_arg = arg;
@@ -601,11 +646,13 @@ void rpc_close(rpc_t *r, void (*done)(void *arg), void *arg)
     uv_close((uv_handle_t *)&r->sweep, handle_closed);
     while (r->peers != NULL)
         peer_close(r, r->peers);
+    uv_mutex_unlock(&r->mu);
 }
 
 void rpc_free(rpc_t *r)
 {
     if (r == NULL) return;
+    uv_mutex_destroy(&r->mu);
     free(r->listen_addr);
     free(r);
 }

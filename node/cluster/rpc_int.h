@@ -20,7 +20,8 @@
  * (NN_DONTWAIT) — a message that cannot be sent now waits in a bounded per-peer queue until
  * NN_SNDFD says the socket can take it, or its deadline passes (then it is dropped and counted).
  *
- * Threads: every function on the loop thread. Ownership: rpc_new() returns a
+ * Threads: every function on the loop thread but rpc_send_now (any thread,
+ * between rpc_new and rpc_free) and rpc_message_free. Ownership: rpc_new() returns a
  * handle the caller owns; close it with rpc_close() and free it with
  * rpc_free() once the close callback ran. Message bytes passed to rpc_send are
  * copied; bytes passed to the receive callback are borrowed for the call.
@@ -86,6 +87,15 @@ int rpc_new(uv_loop_t *loop, const rpc_options_t *o, rpc_receive_fn fn, void *ct
  * (acks) confirm. */
 int rpc_send(rpc_t *r, const char *addr, const uint8_t *msg, size_t len, uint64_t deadline_ms);
 
+/* From any thread: sends msg (one frame, not over max_frame_bytes) to the
+ * peer at addr at once, when a socket to it is open, nothing waits in its
+ * queue (messages to a peer keep their order) and the socket takes it now;
+ * bytes borrowed for the call. 1 sent; 0 not (send it with rpc_send on the
+ * loop, which opens the socket or queues it); negative when the socket
+ * refused it for good (counted and logged, as rpc_send does). Saves a message built on a
+ * pool thread its trip through the loop; never blocks on the network. */
+int rpc_send_now(rpc_t *r, const char *addr, const uint8_t *msg, size_t len);
+
 /* One frame of rpc_sendv; bytes borrowed for the call. */
 typedef struct rpc_frame {
     const uint8_t *data;
@@ -133,7 +143,7 @@ int rpc_redial_unanswered(rpc_t *r, const char *addr, uint64_t silence_ms, uint6
  * dropped. Unknown addresses are ignored. */
 void rpc_forget_peer(rpc_t *r, const char *addr);
 
-void rpc_stats(const rpc_t *r, rpc_stats_t *out);
+void rpc_stats(rpc_t *r, rpc_stats_t *out);
 
 /* Sets the largest frame received (NN_RCVMAXSIZE) from the next frame on, on
  * every connection; 0 or more than max_message_bytes: max_message_bytes.

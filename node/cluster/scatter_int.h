@@ -121,6 +121,9 @@ void scatter_release(scatter_t *s, size_t bytes);
     X(late_dropped, "flamedb_scatter_late_answers_total",                                          \
       "Answers dropped because their ranges had moved on or their query was answered.")            \
     X(served, "flamedb_scatter_partials_served_total", "Partial queries answered for others.")     \
+    X(served_from_pool, "flamedb_scatter_partials_sent_from_pool_total",                           \
+      "Of them, answers sent by the thread that built them, as soon as they were written (the "    \
+      "others go through the event loop: larger than one frame, or the connection was busy).")     \
     X(serve_refused, "flamedb_scatter_partials_refused_total",                                     \
       "Partial queries refused: too many at once, too large for a message, or failed.")            \
     X(busy, "flamedb_scatter_busy_total", "Queries refused with 503: too many in flight.")         \

@@ -10,9 +10,11 @@
  * A render asked with forests answers, when every value is >= 0, the
  * forest of each token (forests) instead of building their merge: calltree
  * is then what is in no forest (nothing, for stored blocks).
- * In encoding 4 or 5 (and with ops.send_frame) the whole envelope is
- * written on the pool, each forest sized first and then written in its
- * place in it (write_frame), and the loop hands the frame over as it is.
+ * With ops.send_frame the whole envelope is written on the pool (in
+ * encoding 4 or 5 each forest sized first and then written in its place in
+ * it: write_frame), and the pool thread sends it at once when it
+ * fits one frame and the connection is free (ops.send_frame_now); else the
+ * loop hands the frame over as it is.
  * Label kinds
  * put the sorted distinct strings in values. served echoes the ranges asked.
  *
@@ -68,13 +70,18 @@ typedef struct serve_job {
     Flamedb__Cluster__IdSpace space;
     buf_t spvalues;
     ProtobufCBinaryData *fdata; /* each, pointing into forests */
-    /* encodings 4 and 5 to a cluster that takes frames (ops.send_frame): the
-     * forests sized first, then written in their place in the envelope
-     * (frame), which the loop sends as it is; forests stays empty */
+    /* to a cluster that takes frames (ops.send_frame), the answer's envelope
+     * (frame), sent as it is; in encodings 4 and 5 the forests sized first,
+     * then written in their place in it (forests stays empty) */
     query_forest_sized_t *sized;
     size_t nsized;
     size_t body_bytes; /* the PartialResult's, forests included */
     buf_t frame;
+    /* the coordinator's route, taken on the loop (ops.route): a frame that
+     * fits one is sent by the pool thread that wrote it (sent: 1, or a
+     * socket error), not after a trip through the loop */
+    cluster_route_t route;
+    int routed, sent;
     Flamedb__Cluster__Symbol *syms, **symp;
     ProtobufCBinaryData *values;
     Flamedb__Cluster__TotalsPoint *tp, **tpp;
@@ -455,7 +462,9 @@ static int build_answer(serve_job_t *j, size_t max_bytes)
         rc = (rc = build_render(j)) != 0 ? rc : build_labels(j);
     else
         rc = j->args.kind == QUERY_KIND_RENDER ? build_render(j) : build_labels(j);
-    if (rc == 0 && j->nsized > 0) rc = write_frame(j, max_bytes);
+    /* with frames, every answer's envelope is written here, for the pool
+     * thread to send (serve_work) instead of the loop to encode and send */
+    if (rc == 0 && (j->nsized > 0 || j->s->ops.send_frame != NULL)) rc = write_frame(j, max_bytes);
     sized_free(j);                       /* written, or not to be */
     buf_charge(&j->forests, NULL, NULL); /* charged whole with the answer from here */
     buf_charge(&j->spvalues, NULL, NULL);
@@ -583,12 +592,13 @@ static void serve_work(workq_job_t *w)
     if (j->rc == 0) j->rc = build_answer_fits(j, j->s->o.max_message_bytes);
     if (j->rc == 0)
         j->rc = charge(j,
-                       j->tree.len +
+                       j->tree.len + j->spvalues.len + j->forests.len +
                            (j->frame.len > 0
                                 ? j->frame.len
-                                : j->forests.len + j->spvalues.len +
-                                      flamedb__cluster__partial_result__get_packed_size(&j->msg)),
+                                : flamedb__cluster__partial_result__get_packed_size(&j->msg)),
                        "encoded answer");
+    if (j->rc == 0 && j->frame.len > 0 && j->routed)
+        j->sent = j->s->ops.send_frame_now(j->s->ops.ctx, &j->route, &j->frame);
 }
 
 /* ---------- answering (loop) ---------- */
@@ -655,8 +665,13 @@ static void serve_done(workq_job_t *w, int status)
         } else {
             s->stats.served++;
         }
-        if (j->rc == 0 && j->frame.len > 0)
+        if (j->rc == 0 && j->frame.len > 0 && j->sent == 1)
+            s->stats.served_from_pool++;
+        else if (j->rc == 0 && j->frame.len > 0 && j->sent == 0)
             send_frame(s, j);
+        else if (j->rc == 0 && j->frame.len > 0)
+            log_debug("scatter", "cannot answer %s (request %llu): %s", j->sender,
+                      (unsigned long long)j->request_id, err_message(j->sent));
         else
             send_reply(s, j->sender, j->deadline, &j->msg);
     }
@@ -836,6 +851,8 @@ void scatter_on_query(void *ctx, cluster_msg_t *msg)
         return;
     }
     j->s = s;
+    j->routed = s->ops.route != NULL && s->ops.send_frame_now != NULL &&
+                s->ops.route(s->ops.ctx, j->sender, &j->route) == ERR_OK;
     alloc_charge_init(&j->mem, &s->mem);
     j->w.data = j;
     j->w.deadline_unix_ms = j->deadline; /* the coordinator stops waiting then */

@@ -369,6 +369,12 @@ def test_forest_render_two_pool_jobs():
             jobs = node.metric("flamedb_scatter_pool_jobs_total") - before
             assert jobs == 2 * renders, (node.name, jobs, renders)
         assert len(bodies) == 1
+        # the shares' answers (one frame each, to an idle connection) were
+        # sent by the pool threads that wrote them, not through the loop
+        served = [n.metrics("flamedb_scatter_partials_served_total",
+                            "flamedb_scatter_partials_sent_from_pool_total") for n in c.nodes]
+        assert all(s == 2 * renders and 0 < p <= s for s, p in served), served
+        assert sum(p for _, p in served) >= 3 * renders, served
         # a share answered to another node ends its helper's parts: the helper
         # that ran the last sleeps at once (one a share at most; none when the
         # render's own thread ran it, no helper being idle)
@@ -376,7 +382,8 @@ def test_forest_render_two_pool_jobs():
                   for n, r in zip(c.nodes, rested)]
         assert 0 < sum(rested) <= 3 * 2 * renders, rested
         print("    3 nodes RF 1: a truncated render is two pool jobs on its coordinator; "
-              "helpers asleep at once after a remote share: %s" % rested)
+              "helpers asleep at once after a remote share: %s; shares served, sent from "
+              "the pool: %s" % (rested, served))
 
 
 def test_old_node_beside_new():

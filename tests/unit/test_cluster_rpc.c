@@ -4,8 +4,8 @@
  * (too large, queue full), deadlines of queued messages, a peer that starts
  * late, oversized input refused by the receiver, frames and the pieces of
  * a message queued all or none, forgetting peers, redialling
- * one (its queue kept) and a clean close with messages still queued. Every
- * wait is bounded.
+ * one (its queue kept), sends from another thread (rpc_send_now) and a clean close with messages
+ * still queued. Every wait is bounded.
  */
 #include <unistd.h>
 
@@ -407,6 +407,64 @@ static void test_keep_message(uv_loop_t *loop)
     close_end(loop, &b);
 }
 
+typedef struct now_sender {
+    end_t *from;
+    const end_t *to;
+    int first, n, sent;
+} now_sender_t;
+
+static void send_now_thread(void *arg)
+{
+    now_sender_t *t = arg;
+    uint8_t p[300];
+    for (int i = 0; i < t->n; i++) {
+        fill(p, sizeof p, t->first + i);
+        t->sent += rpc_send_now(t->from->rpc, t->to->addr, p, sizeof p) == 1;
+    }
+}
+
+/* rpc_send_now from another thread: nothing without a socket to the peer;
+ * once there is one, every message goes at once, in order after those sent
+ * before; never past messages queued for the peer; not over a frame; not
+ * once closing. */
+static void test_send_now(uv_loop_t *loop)
+{
+    end_t a, b, late;
+    CHECK_EQ_INT(open_end(loop, &a, 1 << 20, 1 << 20), ERR_OK);
+    CHECK_EQ_INT(open_end(loop, &b, 1 << 20, 1 << 20), ERR_OK);
+    uint8_t x[300];
+    fill(x, sizeof x, 0);
+    CHECK_EQ_INT(rpc_send_now(a.rpc, b.addr, x, sizeof x), 0); /* no socket to b yet */
+    CHECK_EQ_INT(send_seq(&a, &b, 0, 300, 0), ERR_OK);
+    CHECK(run_until(loop, &b.in.count, 1, WAIT_MS));
+    now_sender_t t = {&a, &b, 1, 100, 0};
+    uv_thread_t th;
+    CHECK_EQ_INT(uv_thread_create(&th, send_now_thread, &t), 0);
+    uv_thread_join(&th);
+    CHECK_EQ_INT(t.sent, 100);
+    CHECK_EQ_INT(send_seq(&a, &b, 101, 300, 0), ERR_OK); /* the loop's after them */
+    CHECK(run_until(loop, &b.in.count, 102, WAIT_MS));
+    CHECK_EQ_INT(b.in.bad, 0);
+    rpc_stats_t s;
+    rpc_stats(a.rpc, &s);
+    CHECK_EQ_INT(s.sent, 102);
+    /* over a frame (1 MiB here): the loop's to cut or refuse */
+    uint8_t *big = calloc(1, (1 << 20) + 1);
+    CHECK_EQ_INT(rpc_send_now(a.rpc, b.addr, big, (1 << 20) + 1), 0);
+    free(big);
+    /* a message queued for a peer nobody listens at yet: never passed */
+    memset(&late, 0, sizeof late);
+    snprintf(late.addr, sizeof late.addr, "tcp://127.0.0.1:%d", test_free_port());
+    CHECK_EQ_INT(send_seq(&a, &late, 0, 300, 0), ERR_OK);
+    fill(x, sizeof x, 1);
+    CHECK_EQ_INT(rpc_send_now(a.rpc, late.addr, x, sizeof x), 0);
+    rpc_close(a.rpc, closed_cb, &a);
+    CHECK_EQ_INT(rpc_send_now(a.rpc, b.addr, x, sizeof x), 0); /* closing */
+    CHECK(run_until(loop, &a.closed, 1, WAIT_MS));
+    rpc_free(a.rpc);
+    close_end(loop, &b);
+}
+
 int main(void)
 {
     uv_loop_t loop;
@@ -419,6 +477,7 @@ int main(void)
     test_forget_and_close(&loop);
     test_redial(&loop);
     test_redial_unanswered(&loop);
+    test_send_now(&loop);
     CHECK_EQ_INT(uv_loop_close(&loop), 0);
     return check_exit();
 }

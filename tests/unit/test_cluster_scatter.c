@@ -818,8 +818,9 @@ static void test_forest_versions(void)
         outcome_t o;
         ask(0, QUERY_KIND_RENDER, &p, &o);
         CHECK(same(&o, &ref));
-        /* node 1's share, written in its place in a frame when it answers 4 or 5 */
-        CHECK_EQ_INT(frames_sent > 0, old == 0 || old >= 3);
+        /* node 1's share: an envelope written on the pool whatever the
+         * encoding (its forests in their place there in 4 or 5) */
+        CHECK(frames_sent > 0);
         buf_free(&o.body);
         free_scatters();
         size_t other = 0;
