@@ -774,17 +774,19 @@ static void query_answered(void *arg, cluster_answer_t *a)
         return;
     }
     q->node->metrics.queries++;
-    char extra[CLUSTER_PARTIAL_HEADER_MAX + 32];
+    char extra[CLUSTER_PARTIAL_HEADER_MAX + CLUSTER_TIMING_HEADER_MAX + 64];
     int streamed = a->result.stream != NULL;
     http_response_t resp = {.status = 200,
                             .content_type =
                                 a->result.body.len || streamed ? a->result.content_type : NULL,
                             .content_encoding = a->result.content_encoding,
                             .body = a->result.body};
-    if (a->partial_header[0] != '\0') { /* never silently short */
-        snprintf(extra, sizeof extra, "X-Flamedb-Partial: %s\r\n", a->partial_header);
-        resp.extra_headers = extra;
-    }
+    size_t at = 0;
+    if (a->partial_header[0] != '\0') /* never silently short */
+        at += (size_t)snprintf(extra, sizeof extra, "X-Flamedb-Partial: %s\r\n", a->partial_header);
+    if (a->server_timing[0] != '\0')
+        snprintf(extra + at, sizeof extra - at, "Server-Timing: %s\r\n", a->server_timing);
+    if (a->partial_header[0] != '\0' || a->server_timing[0] != '\0') resp.extra_headers = extra;
     buf_init(&a->result.body, 0);
     if (streamed) {
         query_stream_t *stream = a->result.stream;

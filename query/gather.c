@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/grow.h"
 #include "common/hash.h"
@@ -1132,7 +1133,39 @@ static int average_selves(query_gather_t *g, errmsg_t *em)
     return rc == 0 ? gather_hold(g, 0, em) : rc;
 }
 
+/* Now on the monotonic clock (ns), for query_result_t's step times. */
+static uint64_t mono_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
+/* The kept nodes' names (those no partial brought), timed into out. */
+static int load_names_timed(query_gather_t *g, query_result_t *out)
+{
+    uint64_t t0 = mono_ns();
+    int rc = load_due_names(g);
+    out->names_ns += mono_ns() - t0;
+    return rc;
+}
+
+static int encode_format(query_gather_t *g, const char *partial_json, query_result_t *out,
+                         errmsg_t *em);
+
+/* The answer in its format, its names loaded first: both timed into out. */
 static int encode(query_gather_t *g, const char *partial_json, query_result_t *out, errmsg_t *em)
+{
+    int rc = load_names_timed(g, out); /* only the kept nodes' */
+    if (rc != 0) return rc;
+    uint64_t t0 = mono_ns();
+    rc = encode_format(g, partial_json, out, em);
+    out->encode_ns += mono_ns() - t0;
+    return rc;
+}
+
+static int encode_format(query_gather_t *g, const char *partial_json, query_result_t *out,
+                         errmsg_t *em)
 {
     const query_spec_t *s = g->spec;
     int one = s->kind == QUERY_KIND_PROFILE;
@@ -1143,9 +1176,8 @@ static int encode(query_gather_t *g, const char *partial_json, query_result_t *o
     /* pprof: a range's start and length, or the one profile's time */
     int64_t t0 = one ? g->p_time_ns : s->plan.from_s * 1000000000LL;
     int64_t dur = one ? 0 : (s->plan.until_s - s->plan.from_s) * 1000000000LL;
-    int rc = load_due_names(g); /* only the kept nodes' */
+    int rc = gather_hold(g, 0, em);
     if (rc != 0) return rc;
-    if ((rc = gather_hold(g, 0, em)) != 0) return rc;
     if (s->format != QUERY_FORMAT_JSON && (rc = average_selves(g, em)) != 0) return rc;
     switch (s->format) {
     case QUERY_FORMAT_JSON:
@@ -1260,16 +1292,20 @@ static int encode_kept(query_gather_t *g, const char *partial_json, query_result
                        errmsg_t *em)
 {
     out->content_type = "application/json";
-    int rc = load_due_names(g); /* a selection over forests brings no names */
+    int rc = load_names_timed(g, out); /* a selection over forests brings no names */
     if (rc == 0) rc = gather_hold(g, 0, em);
     if (rc != 0) return rc;
-    if (may_stream(g))
-        return encode_flamebearer_open(g, 1, query_selector_type(g->spec->sel), 0, partial_json,
-                                       out, em);
-    rc = query_encode_flamebearer_kept(g->kept, g->syms, query_selector_type(g->spec->sel),
-                                       g->spy_name, &g->tl, encoder_assist(g), &out->body);
-    if (rc == 0) rc = add_uncounted(g, &out->body);
-    if (rc == 0 && partial_json != NULL) rc = query_add_json_members(&out->body, partial_json);
+    uint64_t t0 = mono_ns();
+    if (may_stream(g)) {
+        rc = encode_flamebearer_open(g, 1, query_selector_type(g->spec->sel), 0, partial_json, out,
+                                     em);
+    } else {
+        rc = query_encode_flamebearer_kept(g->kept, g->syms, query_selector_type(g->spec->sel),
+                                           g->spy_name, &g->tl, encoder_assist(g), &out->body);
+        if (rc == 0) rc = add_uncounted(g, &out->body);
+        if (rc == 0 && partial_json != NULL) rc = query_add_json_members(&out->body, partial_json);
+    }
+    out->encode_ns += mono_ns() - t0;
     return rc;
 }
 

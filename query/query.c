@@ -33,6 +33,7 @@ void query_result_init(query_result_t *r)
     r->content_type = NULL;
     r->content_encoding = NULL;
     r->stream = NULL;
+    r->names_ns = r->encode_ns = 0;
 }
 
 void query_result_free(query_result_t *r)

@@ -131,6 +131,11 @@ typedef struct query_result {
     const char *content_encoding; /* NULL or "gzip" (never set for pprof: it is a gzip file) */
     /* NULL, or the answer (body then empty), owned: query_result_free frees it */
     query_stream_t *stream;
+    /* Where the finish of a flame graph spent its time (ns, a render's
+     * Server-Timing): loading the kept nodes' names, and writing the answer
+     * in its format (a streamed answer's writing, as it is sent, is not in
+     * it); the rest was truncation and selection. 0 for other queries. */
+    uint64_t names_ns, encode_ns;
 } query_result_t;
 
 void query_result_init(query_result_t *r);

@@ -191,6 +191,8 @@ void cluster_write_start(cluster_t *c, cluster_write_t *w, cluster_write_done_fn
 /* ---------------------------------------------------------------- queries */
 
 #define CLUSTER_PARTIAL_HEADER_MAX 512
+/* Bytes of cluster_answer_t.server_timing. */
+#define CLUSTER_TIMING_HEADER_MAX 192
 
 /* What a query answers. rc 0: result holds the body (the callee may take it:
  * buf_init the field after taking); partial_header is "" when every range
@@ -202,6 +204,9 @@ typedef struct cluster_answer {
     errmsg_t em;
     query_result_t result;
     char partial_header[CLUSTER_PARTIAL_HEADER_MAX];
+    /* A successful answer: where its time went on this node, as the value
+     * of an HTTP Server-Timing header (docs/api.md: "Server-Timing"), or "" */
+    char server_timing[CLUSTER_TIMING_HEADER_MAX];
     /* With result.stream (asked with query_params_t.stream): its bytes, kept
      * on query-memory-bytes for the callee, which takes the stream (sets
      * the field NULL) and gives them back with cluster_query_release once

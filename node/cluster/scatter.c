@@ -317,6 +317,8 @@ void scatter_q_answer(scatter_q_t *q, cluster_answer_t *a)
     q->answered = 1;
     unlink_query(q);
     if (a->rc == 0 && a->partial_header[0] != 0) q->s->stats.partial_answers++;
+    a->server_timing[0] = 0;
+    if (a->rc == 0) scatter_q_timing(q, a->server_timing, sizeof a->server_timing);
     a->stream_held = 0;
     if (a->result.stream != NULL) { /* the callee holds them from here; the query's go below */
         a->stream_held = query_stream_bytes(a->result.stream);
@@ -340,6 +342,38 @@ void scatter_q_answer(scatter_q_t *q, cluster_answer_t *a)
         uv_close((uv_handle_t *)&q->timer, timer_closed);
     }
     scatter_q_unref(q); /* the reference the query held until answered */
+}
+
+/* One step of a Server-Timing value: name;dur=MS (ms, to the microsecond). */
+static size_t timing_step(char *out, size_t n, size_t at, const char *name, uint64_t ns)
+{
+    if (at >= n) return at;
+    int k = snprintf(out + at, n - at, "%s%s;dur=%llu.%03llu", at > 0 ? ", " : "", name,
+                     (unsigned long long)(ns / 1000000), (unsigned long long)(ns / 1000 % 1000));
+    return k < 0 ? n : at + (size_t)k;
+}
+
+void scatter_q_timing(const scatter_q_t *q, char *out, size_t n)
+{
+    const scatter_timing_t *t = &q->t;
+    size_t at = 0;
+    out[0] = 0;
+    if (t->share_start != 0) {
+        at = timing_step(out, n, at, "queue", t->share_start - t->start);
+        at = timing_step(out, n, at, "share", t->share_ns);
+    }
+    if (t->last_answer != 0) at = timing_step(out, n, at, "peers", t->last_answer - t->start);
+    if (t->merge_ns != 0) at = timing_step(out, n, at, "merge", t->merge_ns);
+    /* a flame graph's finish in its three steps (query_result_t) */
+    uint64_t names = q->ans.result.names_ns, encode = q->ans.result.encode_ns;
+    if (names + encode != 0 && names + encode <= t->finish_ns) {
+        at = timing_step(out, n, at, "cut", t->finish_ns - names - encode);
+        at = timing_step(out, n, at, "names", names);
+        at = timing_step(out, n, at, "encode", encode);
+    } else if (t->finish_ns != 0) {
+        at = timing_step(out, n, at, "finish", t->finish_ns);
+    }
+    timing_step(out, n, at, "total", uv_hrtime() - t->start);
 }
 
 void scatter_q_fail(scatter_q_t *q, int rc, const errmsg_t *em)
@@ -811,6 +845,7 @@ void scatter_query(scatter_t *s, query_kind_t kind, const char *tenant, const qu
     }
     q->s = s;
     q->refs = 1;
+    q->t.start = uv_hrtime();
     list_init(&q->jobs);
     q->spec.kind = kind;
     q->done = done;
@@ -898,6 +933,7 @@ void scatter_on_partial(void *ctx, cluster_msg_t *msg)
     it->ask = idx;
     it->bytes = it->msg.arena.total;
     a->state = ASK_ANSWERED;
+    q->t.last_answer = uv_hrtime();
     q->refs++;
     scatter_q_enqueue(q, it);
     q->items_bytes += it->bytes;

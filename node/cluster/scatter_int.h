@@ -177,6 +177,19 @@ void scatter_stats_register(const scatter_stats_t *st, metrics_registry_t *r);
 
 typedef struct scatter_q scatter_q_t;
 
+/* Where a coordinated query's time went, for its answer's Server-Timing
+ * (scatter_q_timing): uv_hrtime() values, and durations in ns that each pool
+ * job measures in its own struct and its done callback adds here. Loop
+ * thread. */
+typedef struct scatter_timing {
+    uint64_t start;       /* the query was accepted */
+    uint64_t share_start; /* this node's share began on a pool thread (0: none) */
+    uint64_t last_answer; /* the last other node's answer came (0: none) */
+    uint64_t share_ns;    /* this node's share: its series read and merged */
+    uint64_t merge_ns;    /* other nodes' answers decoded and added */
+    uint64_t finish_ns;   /* truncation, names and the answer's encoding */
+} scatter_timing_t;
+
 /* CANCELs that found no share of theirs to stop: its QUERY may still be on
  * its way (sent before a redial, or overtaken), and is refused at once when
  * it comes (scatter_serve.c). The last SCATTER_EARLY_CANCELS are kept in a
@@ -294,6 +307,7 @@ struct scatter_q {
     uint64_t deadline_unix_ms;
     char *partial_json; /* members added to a partial JSON answer */
     cluster_answer_t ans;
+    scatter_timing_t t;
 };
 
 /* scatter.c */
@@ -317,6 +331,9 @@ void scatter_q_answer(scatter_q_t *q, cluster_answer_t *a);
  * fails with ERR_UNAVAILABLE naming query-memory-bytes (answered by the next
  * scatter_q_progress). */
 void scatter_q_charge(scatter_q_t *q);
+/* q's Server-Timing value into out (n bytes): its steps in ms, those that
+ * ran, then the total until now. */
+void scatter_q_timing(const scatter_q_t *q, char *out, size_t n);
 static inline uint64_t scatter_unix_ms(const scatter_t *s)
 {
     return (uint64_t)clock_wall_ms(&s->o.clock);

@@ -160,7 +160,7 @@ static int add_local(scatter_q_t *q, item_t *it)
  * encoders. After other nodes' answers (a merge or finish job) it sleeps:
  * the encoders work alone (on 3 nodes RF 1 the helper there cost about
  * 1 ms of node CPU a render and no wall time). */
-static void finish_answer(scatter_q_t *q, int own)
+static void finish_run(scatter_q_t *q, int own)
 {
     query_gather_encoders_helped(q->gather, own);
     int rc = add_sums_forest(q, &q->ans.em);
@@ -174,6 +174,14 @@ static void finish_answer(scatter_q_t *q, int own)
         return;
     }
     q->ans.rc = query_gather_finish(q->gather, q->partial_json, &q->ans.result, &q->ans.em);
+}
+
+/* finish_run, timed: its ns into *ns (the job's, for the loop to add). */
+static void finish_answer(scatter_q_t *q, int own, uint64_t *ns)
+{
+    uint64_t t0 = uv_hrtime();
+    finish_run(q, own);
+    *ns = uv_hrtime() - t0;
 }
 
 /* Loop: a job that finished the query hands the answer over. */
@@ -205,6 +213,8 @@ typedef struct local_job {
     int stopped;         /* the share stopped early: cancelled or past the deadline */
     size_t gather_bytes; /* measured after merging, when merge */
     int mem_refused;     /* its merge's working memory passed query-memory-bytes */
+    uint64_t started;    /* uv_hrtime() as it began */
+    uint64_t share_ns, finish_ns;
 } local_job_t;
 
 /* Pool: sets what the local share's job holds on query-memory-bytes to
@@ -227,6 +237,7 @@ static void local_work(workq_job_t *w)
 {
     local_job_t *j = w->data;
     scatter_q_t *q = j->q;
+    j->started = uv_hrtime();
     /* beside other nodes' shares the render's helper is woken only now (the
      * query's only ask woke it as it was handed over: scatter_q_run_local) */
     if (!j->finish && q->spec.kind == QUERY_KIND_RENDER) assist_wake(q->s->o.limits.assist);
@@ -254,12 +265,14 @@ static void local_work(workq_job_t *w)
     a.charge = &work;
     it->rc = query_partial_run(q->s->storage, q->tenant, &a, &q->s->o.limits, &it->local, &it->em);
     j->stopped = it->rc != 0 && query_stop_check(&stop, NULL) != 0;
+    j->share_ns = uv_hrtime() - j->started;
     it->bytes = query_partial_bytes(&it->local);
     /* until the loop counts them (scatter_q_charge), the result, the
      * gather and the answer stay on the budget while this job holds them */
     if (it->rc == 0) it->rc = local_hold(q, &work, it->bytes, "result", &it->em);
     if (it->rc == 0 && j->merge) {
         it->rc = add_local(q, it);
+        j->share_ns = uv_hrtime() - j->started;
         j->merged = 1;
         j->gather_bytes = held_bytes(q);
         size_t held = j->gather_bytes + query_partial_bytes(&it->local);
@@ -270,7 +283,7 @@ static void local_work(workq_job_t *w)
             alloc_charge_init(&fin, &q->s->mem);
             alloc_charge_beside(&fin, work.used + q->held_beside); /* + the result, merged tree */
             query_gather_charge(q->gather, &fin, j->gather_bytes);
-            finish_answer(q, 1);
+            finish_answer(q, 1, &j->finish_ns);
             query_gather_charge(q->gather, NULL, 0);
             alloc_charge_done(&fin);
             held += q->ans.result.body.len;
@@ -299,6 +312,11 @@ static void local_done(workq_job_t *w, int status)
     if (j->finish) q->finishing = 0;
     a->holds_gather = 0;
     if (j->merged) q->gather_bytes = j->gather_bytes;
+    if (status == 0) {
+        q->t.share_start = j->started;
+        q->t.share_ns += j->share_ns;
+        q->t.finish_ns += j->finish_ns;
+    }
     q->s->stats.serve_memory_refused += j->mem_refused;
     q->s->stats.shares_stopped +=
         j->stopped || (status != 0 && atomic_load_explicit(&j->sj.cancel, memory_order_relaxed));
@@ -610,6 +628,7 @@ typedef struct merge_job {
     size_t gather_bytes;  /* measured after merging */
     size_t base;          /* the gather's (and local items') bytes the query counts already */
     alloc_charge_t work;  /* the gather's growth while the job runs: query-memory-bytes */
+    uint64_t merge_ns, finish_ns;
 } merge_job_t;
 
 static void merge_work(workq_job_t *w)
@@ -617,6 +636,7 @@ static void merge_work(workq_job_t *w)
     merge_job_t *j = w->data;
     int ok = 1;
     size_t k = 0;
+    uint64_t t0 = uv_hrtime();
     /* what the gather grows to beyond what the query counts is charged as
      * it grows, until the loop counts it (merge_done) */
     query_gather_charge(j->q->gather, &j->work, j->base);
@@ -629,7 +649,8 @@ static void merge_work(workq_job_t *w)
         ok &= it->rc == 0;
     }
     j->gather_bytes = held_bytes(j->q);
-    if (ok && j->finish) finish_answer(j->q, 0);
+    j->merge_ns = uv_hrtime() - t0;
+    if (ok && j->finish) finish_answer(j->q, 0, &j->finish_ns);
     query_gather_charge(j->q->gather, NULL, 0);
 }
 
@@ -657,7 +678,11 @@ static void merge_done(workq_job_t *w, int status)
         q->items_bytes -= it->bytes;
         scatter_q_item_free(it);
     }
-    if (status == 0) q->gather_bytes = j->gather_bytes;
+    if (status == 0) {
+        q->gather_bytes = j->gather_bytes;
+        q->t.merge_ns += j->merge_ns;
+        q->t.finish_ns += j->finish_ns;
+    }
     /* the query counts the gather and the answer from here: given back
      * first, they are not counted twice when the query checks its sum */
     alloc_charge_done(&j->work);
@@ -720,13 +745,14 @@ typedef struct finish_job {
     scatter_q_t *q;
     size_t base;         /* the gather's bytes the query counts */
     alloc_charge_t work; /* the truncation, selection and answer while they run */
+    uint64_t finish_ns;
 } finish_job_t;
 
 static void finish_work(workq_job_t *w)
 {
     finish_job_t *j = w->data;
     query_gather_charge(j->q->gather, &j->work, j->base);
-    finish_answer(j->q, 0);
+    finish_answer(j->q, 0, &j->finish_ns);
     query_gather_charge(j->q->gather, NULL, 0);
 }
 
@@ -736,6 +762,7 @@ static void finish_done(workq_job_t *w, int status)
     scatter_q_t *q = j->q;
     list_remove(&j->sj.link);
     q->finishing = 0;
+    if (status == 0) q->t.finish_ns += j->finish_ns;
     alloc_charge_done(&j->work); /* the query counts the answer from here, not twice */
     finished(q, status);
     scatter_q_progress(q); /* answers q->rc when a failure came in meanwhile */

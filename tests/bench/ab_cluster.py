@@ -16,7 +16,8 @@ from the threads' schedstat in nanoseconds, and how many times a thread of
 the deployment was put on a CPU per render: each hand-off between threads
 wakes one), and each binary's cluster ÷ single node ratios of node CPU and
 median wall time (a change that speeds one node more than the cluster
-raises them).
+raises them), and the medians of each step of the answers' Server-Timing
+(the asked node's: docs/api.md).
 
   tests/bench/ab_cluster.py OLD_FLAMEDB NEW_FLAMEDB DIR/cpu/index.tsv [ROUNDS [NODES RF]]
                            [--services]
@@ -61,13 +62,15 @@ def main():
             deps.append(d)
             BC.ingest(R, d, rows)
             BC.settle(R, d)
-        threads = {}
-        med = BC.time_queries(R, deps, queries, lo, hi, rounds, threads)
+        threads, steps = {}, {}
+        med = BC.time_queries(R, deps, queries, lo, hi, rounds, threads, steps)
         for (name, q), (m, fastest, cpu) in sorted(med.items()):
             sc, runs = threads[(name, q)]
             print("%s: %s: median %.2f ms, min %.2f ms, node CPU %.2f ms per render "
                   "(schedstat %.2f ms, threads run %.1f times)" % (
                       name, q, m * 1e3, fastest * 1e3, cpu * 1e3, sc * 1e3, runs))
+            print("%s: %s: steps (ms, medians of Server-Timing): %s" % (
+                name, q, BC.steps_text(steps[(name, q)])))
         for name in ("old", "new"):
             for q, _, _ in queries:
                 (m, _, _), (sm, _, _) = med[(name, q)], med[(name + "_single", q)]

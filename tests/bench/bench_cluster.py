@@ -207,7 +207,22 @@ def sched(dep):
     return sum(g[0] for g in got), sum(g[1] for g in got)
 
 
-def time_queries(rt, deps, queries, frm, until, runs, threads=None):
+def timing_steps(header):
+    """[(step, ms)] of a Server-Timing header ([] without one)."""
+    out = []
+    for part in (header or "").split(","):
+        name, _, dur = part.strip().partition(";dur=")
+        if dur:
+            out.append((name, float(dur)))
+    return out
+
+
+def steps_text(steps):
+    """The median of each step of the renders' Server-Timing, in their order."""
+    return ", ".join("%s %.3f" % (name, statistics.median(v)) for name, v in steps.items())
+
+
+def time_queries(rt, deps, queries, frm, until, runs, threads=None, steps=None):
     """{(deployment, query name): (median, min) wall s, mean node CPU s}.
     Rounds interleave the deployments (each node of each asked once per
     round, 2 untimed rounds first), so load from elsewhere on the machine
@@ -217,7 +232,9 @@ def time_queries(rt, deps, queries, frm, until, runs, threads=None):
     and complete, and the same bytes from every node of every deployment.
     threads, when a dict, gets per (deployment, query name) the mean node CPU
     from the threads' schedstat (nanoseconds, not ticks) and the mean number
-    of times a thread of the deployment was put on a CPU, per render."""
+    of times a thread of the deployment was put on a CPU, per render. steps,
+    when a dict, gets per (deployment, query name) {step: [ms]} of the
+    answers' Server-Timing (the asked node's steps: docs/api.md)."""
     conns = {(d.name, i): node.conn() for d in deps for i, node in enumerate(d.nodes)}
     times = {(d.name, q[0]): [] for d in deps for q in queries}
     cpu = {(d.name, q[0]): 0.0 for d in deps for q in queries}
@@ -237,6 +254,10 @@ def time_queries(rt, deps, queries, frm, until, runs, threads=None):
                         if k >= 2:
                             times[(d.name, qname)].append(dt)
                             cpu[(d.name, qname)] += c1 - c0
+                            if steps is not None:
+                                per = steps.setdefault((d.name, qname), {})
+                                for name, ms in timing_steps(node.last_timing):
+                                    per.setdefault(name, []).append(ms)
                             if threads is not None:
                                 t = threads.setdefault((d.name, qname), [0.0, 0, 0])
                                 t[0] += s1[0] - s0[0]
@@ -333,8 +354,8 @@ def bench_cluster(a, rt, node_bin, work):
             ing[name] = ingest(rt, deps[-1], rows)
             settle(rt, deps[-1])
         rt.log("\n- queries, %d interleaved rounds" % a.query_runs)
-        threads = {}
-        med = time_queries(rt, deps, queries, lo, hi, a.query_runs, threads)
+        threads, steps = {}, {}
+        med = time_queries(rt, deps, queries, lo, hi, a.query_runs, threads, steps)
         for d in deps:
             rt.log("%s_rss_mib: %s (VmRSS of each node after ingest and queries)" % (
                 d.name, ", ".join("%.0f" % (node.rss_kib() / 1024) for node in d.nodes)))
@@ -351,6 +372,8 @@ def bench_cluster(a, rt, node_bin, work):
         rt.log("%s_query: %s: median %.2f ms, min %.2f ms, node CPU %.2f ms per render (schedstat "
                "%.2f ms, threads run %.1f times), numTicks exact, the same bytes from every node"
                % (name, qname, m * 1e3, lo_t * 1e3, c * 1e3, sc * 1e3, runs))
+        rt.log("%s_query_steps: %s: %s (ms, medians of the asked node's Server-Timing)"
+               % (name, qname, steps_text(steps[(name, qname)])))
     report(rt, ing, med, queries, len(rows), threads)
     rt.RESULTS.append((
         "cluster ingest, one node down and hinted handoff off: node CPU per profile, 3 nodes RF 3 "

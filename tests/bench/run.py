@@ -133,6 +133,7 @@ class Node:
             with open(os.path.join(self.data, name), "wb") as f:
                 f.write(data)
         self.port = port or free_port()
+        self.last_timing = None  # the Server-Timing of the last answer (get)
         self.log = open(os.path.join(workdir, "node-%d.log" % self.port), "w")
         args = [binary, "--data-dir", self.data, "--http-listen", "127.0.0.1:%d" % self.port,
                 "--memory-limit", memory_limit, "--log-level", "warn"] + list(extra)
@@ -165,6 +166,7 @@ class Node:
         try:
             c.request("GET", path)
             r = c.getresponse()
+            self.last_timing = r.getheader("Server-Timing")  # a render's steps (docs/api.md)
             return r.status, r.read()
         finally:
             if own:

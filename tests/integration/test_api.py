@@ -143,6 +143,44 @@ def test_render_wakes_its_helper_other_queries_do_not():
     assert woken == 3, woken
 
 
+def server_timing(r):
+    """{step: ms} of a response's Server-Timing header (None without one)."""
+    h = r.headers.get("server-timing")
+    if h is None:
+        return None
+    out = {}
+    for part in h.split(","):
+        name, dur = part.strip().split(";")
+        assert dur.startswith("dur="), h
+        out[name] = float(dur[4:])
+    return out
+
+
+def test_render_server_timing():
+    # a render says where its time went on the node (Server-Timing): the
+    # wait for a pool thread, the share (series read and merged), the
+    # finish (cut, names, encoding) and the total; every format, and no
+    # header on an error
+    svc = unique("timing")
+    r = NODE.ingest(folded({"main;work": 5, "main;idle": 2}), name=svc + ".cpu",
+                    **{"from": NOW - 30}, until=NOW - 20)
+    assert r.status == 200, r
+    for fmt in ("json", "folded", "pprof", "svg"):
+        r = NODE.render(sel(svc), fmt=fmt)
+        assert r.status == 200, (fmt, r)
+        t = server_timing(r)
+        steps = ["queue", "share", "cut", "names", "encode", "total"]
+        assert t is not None and list(t) == steps, (fmt, t)
+        assert all(v >= 0 for v in t.values()), t
+        # the steps follow one another within the total (each rounded down)
+        assert sum(t[k] for k in steps[:-1]) <= t["total"] + 0.005, t
+    # a query other than a flame graph: its finish as one step
+    r = NODE.get("/pyroscope/label-values?label=service_name")
+    assert r.status == 200 and list(server_timing(r)) == ["queue", "share", "finish", "total"], r
+    r = NODE.render(sel(svc) + "{", fmt="json")
+    assert r.status == 400 and server_timing(r) is None, r
+
+
 def diff_nodes(doc):
     """{(level, name): (left total, left self, right total, right self)} of a
     double flamebearer, checking each row's x offsets as it goes."""

@@ -366,6 +366,12 @@ def test_forest_render_two_pool_jobs():
                 assert r.status == 200 and header(r, "X-Flamedb-Partial") is None, r
                 assert r.json()["flamebearer"]["numTicks"] == expected_total(data) * SCALE
                 bodies.add(r.body)
+                # Server-Timing: the coordinator's share, the wait for the
+                # other nodes' answers, their merge and the finish
+                t = dict(p.split(";dur=") for p in r.headers["server-timing"].split(", "))
+                assert list(t) == ["queue", "share", "peers", "merge", "cut", "names", "encode",
+                                   "total"], t
+                assert float(t["peers"]) + float(t["merge"]) <= float(t["total"]) + 0.002, t
             jobs = node.metric("flamedb_scatter_pool_jobs_total") - before
             assert jobs == 2 * renders, (node.name, jobs, renders)
         assert len(bodies) == 1
