@@ -15,7 +15,8 @@
  * itself. A job that knows a part will come can take a helper ahead
  * (assist_reserve) and give the part later (assist_give): the helper wakes
  * meanwhile and waits for it spinning, for at most ASSIST_SPIN_NS before
- * it sleeps; a joiner spins as long for its part to end before it sleeps.
+ * it sleeps; a joiner spins as long for its part to end before it sleeps,
+ * yielding its CPU every few microseconds (the helper may be waiting for it).
  *
  * Threads: assist_start (or assist_reserve, then assist_give) and
  * assist_join on the job's thread, in pairs (every started part is joined
