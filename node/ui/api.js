@@ -81,7 +81,9 @@ async function fetchRetrying(path, params, signal) {
 }
 
 // GET path?params as JSON. The answer gets a `_partial` member holding the
-// X-Flamedb-Partial header when the cluster answered partially.
+// X-Flamedb-Partial header when the cluster answered partially, and a
+// `_timing` member holding its Server-Timing header (where the node spent
+// the time: docs/api.md).
 export async function getJSON(path, params = {}, signal) {
   const resp = await fetchRetrying(path, params, signal);
   const text = await resp.text();
@@ -97,8 +99,10 @@ export async function getJSON(path, params = {}, signal) {
     throw new ApiError(resp.status, code, msg, path);
   }
   const partial = resp.headers.get('X-Flamedb-Partial');
+  const timing = resp.headers.get('Server-Timing');
   if (body && typeof body === 'object' && !Array.isArray(body)) {
     if (partial) body._partial = partial;
+    if (timing) body._timing = timing;
   } else if (partial) {
     return Object.assign([], body, { _partial: partial });
   }
@@ -138,6 +142,21 @@ export async function download(href, name) {
 export const profileURL = (id, p = { format: 'json' }) => url('/api/profiles/' + encodeURIComponent(id), p);
 export const profile = (id, p, signal) =>
   getJSON('/api/profiles/' + encodeURIComponent(id), { format: 'json', ...p }, signal);
+
+// An answer's Server-Timing as { total: '1.83 ms', steps: 'queue 0.08 ms,
+// share 0.69 ms, ...' }, or null without one.
+export function timingText(ans) {
+  if (!ans || !ans._timing) return null;
+  const steps = [];
+  let total = null;
+  for (const part of ans._timing.split(',')) {
+    const [name, dur] = part.trim().split(';dur=');
+    if (!name || dur === undefined || !isFinite(+dur)) continue;
+    if (name === 'total') total = (+dur).toFixed(2) + ' ms';
+    else steps.push(`${name} ${(+dur).toFixed(2)} ms`);
+  }
+  return total === null ? null : { total, steps: steps.join(', ') };
+}
 
 // A short sentence for a partial answer: from the JSON members when present,
 // else the header.

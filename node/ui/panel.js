@@ -178,7 +178,12 @@ export class Panel {
     if (this.name === 'spans') foot = `${this.cpu ? 'CPU time' : 'total'} of the samples with this id: ${fmt.value(r.flamebearer.numTicks, this.unit)}`;
     if (this.hasOther()) foot += ` · "other" frames (hatched) fold what maxNodes=${maxNodes} cut; their totals are exact`;
     if (!r.flamebearer.numTicks) foot = 'no samples match this selection in this range: widen the range or change the selector';
-    this.q('.footnote').textContent = foot;
+    // where the node spent the time (Server-Timing), its steps on hover
+    const timing = api.timingText(r);
+    if (timing) foot += ` · answered in ${timing.total}`;
+    const footnote = this.q('.footnote');
+    footnote.textContent = foot;
+    footnote.title = timing ? `the flame graph's answer took ${timing.total} on the node: ${timing.steps}` : '';
     this.exports(p, state.maxNodes, id);
   }
 

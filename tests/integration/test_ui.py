@@ -287,6 +287,21 @@ def test_other_frame():
         assert tip.startswith("other") and "maxNodes" in tip, tip
 
 
+def test_answer_time_shown():
+    """The flame graph's footnote says how long the node took to answer (its
+    Server-Timing total), and its steps on hover."""
+    with need_browser() as b:
+        open_page(b, page(query=sel()), "a flame graph")
+        note = b.wait_js("const n = document.querySelector('#view-single .footnote');"
+                         "return n.textContent.includes('answered in') && [n.textContent, n.title]",
+                         what="the answer's time")
+        text, title = note
+        assert re.search(r"answered in \d+\.\d\d ms$", text), text
+        for step in ("queue", "share", "encode"):
+            assert re.search(step + r" \d+\.\d\d ms", title), title
+        shot(b, "answer-time")
+
+
 def test_large_tree():
     """More than 10,000 frames: drawn from one canvas, quickly, exact."""
     svc = unique("uibig")
@@ -768,7 +783,8 @@ def test_span_view():
         db = [r for r in s["table"] if r["name"] == "db"][0]
         assert db["cells"][1].startswith("700 ns"), db
         foot = b.js("return document.querySelector('#span-panel .footnote').textContent")
-        assert foot == "CPU time of the samples with this id: 1 µs", foot
+        assert re.fullmatch(r"CPU time of the samples with this id: 1 µs · answered in "
+                            r"\d+\.\d\d ms", foot), foot
         # pasting another id into the form shows that span
         b.js("document.getElementById('span-id').value = ''")
         b.type("#span-id", "00000000000000aa")
