@@ -11,8 +11,9 @@
  * The loop only ever polls NN_SNDFD while a queue is non-empty: that fd stays
  * readable as long as sending is possible, so polling it otherwise would spin.
  *
- * rpc_send_now sends from a pool thread: the peer list, the queues and the
- * send counters are held by rpc_t.mu wherever they change or a message goes
+ * rpc_send_now sends from a pool thread: the peer list, the queues, the
+ * send counters and the socket errors are held by rpc_t.mu wherever they
+ * change or a message goes
  * out, so a message from a pool thread never passes one queued before it nor
  * falls between the frames of another. The loop reads the list without it
  * (only the loop changes it).
@@ -57,7 +58,7 @@ typedef struct peer {
 
 struct rpc {
     uv_loop_t *loop;
-    uv_mutex_t mu; /* peers, their queues, stats.sent and the send errors (file comment) */
+    uv_mutex_t mu; /* peers, their queues, stats.sent and socket_errors (file comment) */
     rpc_options_t o;
     char *listen_addr;
     rpc_receive_fn fn;
@@ -294,13 +295,13 @@ static void on_writable(uv_poll_t *h, int status, int events)
 {
     (void)events;
     peer_t *p = h->data;
+    uv_mutex_lock(&p->rpc->mu);
     if (status < 0) {
         p->rpc->stats.socket_errors++;
         set_polling(p, 0);
-        return;
+    } else {
+        peer_drain(p->rpc, p);
     }
-    uv_mutex_lock(&p->rpc->mu);
-    peer_drain(p->rpc, p);
     uv_mutex_unlock(&p->rpc->mu);
 }
 
@@ -492,12 +493,21 @@ int rpc_redial_unanswered(rpc_t *r, const char *addr, uint64_t silence_ms, uint6
 
 /* ---------- receiving ---------- */
 
+/* A receive error, counted under the mutex (a pool thread's send counts
+ * its errors in the same field). */
+static void count_socket_error(rpc_t *r)
+{
+    uv_mutex_lock(&r->mu);
+    r->stats.socket_errors++;
+    uv_mutex_unlock(&r->mu);
+}
+
 static void on_readable(uv_poll_t *h, int status, int events)
 {
     (void)events;
     rpc_t *r = h->data;
     if (status < 0) {
-        r->stats.socket_errors++;
+        count_socket_error(r);
         return;
     }
     for (int i = 0; i < RPC_RECV_BATCH && !r->closing; i++) {
@@ -506,7 +516,7 @@ static void on_readable(uv_poll_t *h, int status, int events)
         if (n < 0) {
             int e = nn_errno();
             if (e != EAGAIN && e != EINTR) {
-                r->stats.socket_errors++;
+                count_socket_error(r);
                 log_warn("rpc", "receive: %s", nn_strerror(e));
             }
             return;
