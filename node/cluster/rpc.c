@@ -13,10 +13,9 @@
  *
  * rpc_send_now sends from a pool thread: the peer list, the queues, the
  * send counters and the socket errors are held by rpc_t.mu wherever they
- * change or a message goes
- * out, so a message from a pool thread never passes one queued before it nor
- * falls between the frames of another. The loop reads the list without it
- * (only the loop changes it).
+ * change or a message goes out, so a message from a pool thread never
+ * passes one queued before it nor falls between the frames of another. The
+ * loop reads the list without it (only the loop changes it).
  */
 #include <errno.h>
 #include <limits.h>
