@@ -112,9 +112,10 @@ def test_refusal_by_one_part_stops_the_others():
         # share), after which its refusal comes at once
         r = n0.query("/pyroscope/render", "t", **params)
         assert r.status == 422, r
-        wait_for("n1's query lane idle", lambda: query_lane_running(n1) == 0, timeout=30,
-                 interval=0.02)
-        before = share_counters(n1)
+        # that query's ask and cancel may still be on their way to n1 (its lane
+        # idle before they came, the cancel then counted after `before` was
+        # read): its counters settled first, alike over half a second
+        before = settled_share_counters(n1)
         # n1 stopped (SIGSTOP) while n0 refuses: n1 finds the ask and the
         # cancel that follows it waiting together once it runs again, so its
         # share cannot end before the cancel comes, however fast it merges
@@ -145,6 +146,20 @@ def test_refusal_by_one_part_stops_the_others():
                 (before, after)
         else:
             assert after == before, (before, after)
+
+
+def settled_share_counters(node, quiet=0.5, seconds=30):
+    """share_counters(node) once they stayed the same over quiet seconds with
+    its query lane idle (bounded by seconds)."""
+    last = None
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        now = share_counters(node) if query_lane_running(node) == 0 else None
+        if now is not None and now == last:
+            return now
+        last = now
+        time.sleep(quiet)
+    raise AssertionError("the share counters of %s did not settle in %d s" % (node.name, seconds))
 
 
 def wait_for_or_not(cond, seconds):
