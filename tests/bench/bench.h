@@ -32,6 +32,7 @@ uint64_t rng_poisson(bench_rng_t *r, double mean);
 
 /* ---- clocks ---- */
 double clock_wall(void);    /* seconds, monotonic */
+void pause_ms(uint64_t ms); /* sleeps ms (again after a signal) */
 double clock_process(void); /* CPU seconds of the whole process (all threads) */
 double clock_thread(void);  /* CPU seconds of the calling thread */
 
@@ -121,6 +122,7 @@ int cmd_fleet(int argc, char **argv);
 int cmd_nodecliff(int argc, char **argv);
 int cmd_spanstream(int argc, char **argv);
 int cmd_render(int argc, char **argv);
+int cmd_idle(int argc, char **argv);
 
 /* ---- the library path of ingest (bench_query.c) ---- */
 /* Parses p as POST /ingest would (tenant "bench", its own 10 s window) and

@@ -28,6 +28,8 @@
  *   flamedb-bench render --url U --query Q [--from F --until U] [--runs N] [--gap-ms MS]
  *                                                      GET /pyroscope/render of a running
  *                                                      node timed by the client library
+ *   flamedb-bench idle [--kib N] [--gap-ms MS] [--runs N]  the machine alone: a pointer
+ *                                                      chase back to back vs after a sleep
  *
  * Generator flags (give --kind first): --kind cpu|heap --seed N --services N
  * --pods N --profiles N --step S --start UNIX_S --funcs N --paths N --samples N
@@ -45,11 +47,11 @@
 
 static int usage(void)
 {
-    fprintf(
-        stderr,
-        "usage: flamedb-bench gen|decode|ingest|query|fleet|nodecliff|spanstream|render [flags] "
-        "(see "
-        "bench_main.c)\n");
+    fprintf(stderr,
+            "usage: flamedb-bench gen|decode|ingest|query|fleet|nodecliff|spanstream|render|idle "
+            "[flags] "
+            "(see "
+            "bench_main.c)\n");
     return 2;
 }
 
@@ -157,5 +159,6 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "nodecliff") == 0) return cmd_nodecliff(argc - 2, argv + 2);
     if (strcmp(cmd, "spanstream") == 0) return cmd_spanstream(argc - 2, argv + 2);
     if (strcmp(cmd, "render") == 0) return cmd_render(argc - 2, argv + 2);
+    if (strcmp(cmd, "idle") == 0) return cmd_idle(argc - 2, argv + 2);
     return usage();
 }

@@ -45,13 +45,6 @@ static long long num_ticks(const flamedb_response_t *r)
     return at != NULL ? strtoll(at + strlen(key), NULL, 10) : -1;
 }
 
-static void pause_ms(uint64_t ms)
-{
-    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}
-
 /* runs renders on c into t[] (seconds each), gap_ms apart; the last
  * answer in *last. */
 static int time_renders(flamedb_client_t *c, const char *query, const char *from, const char *until,

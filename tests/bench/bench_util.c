@@ -71,6 +71,12 @@ double clock_wall(void)
 {
     return ts_seconds(CLOCK_MONOTONIC);
 }
+void pause_ms(uint64_t ms)
+{
+    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
 double clock_process(void)
 {
     return ts_seconds(CLOCK_PROCESS_CPUTIME_ID);

@@ -808,6 +808,16 @@ def bench_query(a, tool, node_bin, work):
     RESULTS.append(("flame graph of %d heap profiles: over HTTP (one node's render path) / in "
                     "process (query_render)" % len(rows), "%.2f" % (med / q_ing), "-",
                     "%.2f ms vs %.2f ms as ingested" % (med * 1e3, q_ing * 1e3)))
+    # what this machine alone makes work pay after a sleep, beside the idle
+    # node's renders (a shared VM's idle vCPU gives its caches away)
+    m = run_tool([tool, "idle", "--gap-ms", str(IDLE_GAP_MS)])
+    RESULTS.append(("the machine alone: a pointer chase through %s KiB after %d ms asleep / "
+                    "back to back (no flamedb code: what work after a pause pays here; "
+                    "no target)" % (m["idle_kib"], IDLE_GAP_MS), m["idle_ratio"], "-",
+                    "%s ms vs %s ms, medians of %s runs (flamedb-bench idle); the idle node's "
+                    "renders %.2f ms vs %.2f ms back to back (%.2fx)"
+                    % (m["idle_after_gap_ms"], m["idle_back_to_back_ms"], m["idle_runs"],
+                       idle * 1e3, med_f * 1e3, idle / med_f)))
     if gos is None:
         log("go not found (apt-get install golang-go): go tool pprof baseline skipped")
         return
