@@ -31,10 +31,11 @@ double rng_lognormal(bench_rng_t *r, double sigma); /* median 1 */
 uint64_t rng_poisson(bench_rng_t *r, double mean);
 
 /* ---- clocks ---- */
-double clock_wall(void);    /* seconds, monotonic */
-void pause_ms(uint64_t ms); /* sleeps ms (again after a signal) */
-double clock_process(void); /* CPU seconds of the whole process (all threads) */
-double clock_thread(void);  /* CPU seconds of the calling thread */
+double clock_wall(void);                      /* seconds, monotonic */
+void pause_ms(uint64_t ms);                   /* sleeps ms (again after a signal) */
+int cmp_double(const void *a, const void *b); /* qsort of doubles, ascending */
+double clock_process(void);                   /* CPU seconds of the whole process (all threads) */
+double clock_thread(void);                    /* CPU seconds of the calling thread */
 
 /* ---- profile sets ---- */
 #define BENCH_NAME_MAX 256

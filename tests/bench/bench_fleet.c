@@ -82,12 +82,6 @@ static int ingest_pods(fleet_t *f, size_t lo, size_t hi, size_t *count)
     return 0;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 /* Median wall ms of repeated renders of query (at least 5, up to 2 s or 50);
  * -1 on an error or a numTicks other than expect. */
 static double render_median(const fleet_t *f, const char *query, int64_t expect)

@@ -23,12 +23,6 @@
 #define IDLE_MAX_RUNS 10000u
 #define IDLE_MAX_GAP_MS 10000u
 
-static int by_value(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
 /* A random cycle through all n slots (Sattolo's shuffle), from seed. */
 static void make_cycle(uint32_t *next, size_t n, uint64_t seed)
 {
@@ -57,7 +51,7 @@ static double median_walk(const uint32_t *next, size_t runs, uint64_t gap_ms, do
         sink += at;
     }
     (void)sink;
-    qsort(t, runs, sizeof *t, by_value);
+    qsort(t, runs, sizeof *t, cmp_double);
     return t[runs / 2];
 }
 

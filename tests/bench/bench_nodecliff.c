@@ -190,12 +190,6 @@ static int round_run(cliff_t *c, cliff_round_t *r)
     return rc;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
 /* Median of one figure over rounds [lo, hi): a flush or compaction that
  * lands in one push does not move it. */
 static double median(const cliff_round_t *r, size_t lo, size_t hi, size_t field)

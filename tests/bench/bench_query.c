@@ -109,12 +109,6 @@ static int same_as_whole_tree(const qctx_t *q, const char *label)
     return same ? 0 : 1;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 #define FOREST_ROUNDS 7
 
 static int cmp_desc_i64(const void *a, const void *b)

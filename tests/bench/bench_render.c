@@ -31,12 +31,6 @@
 /* The longest pause between runs. */
 #define RENDER_MAX_GAP_MS 10000u
 
-static int by_value(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
 /* The flamebearer's numTicks in a render's JSON, or -1 when absent. */
 static long long num_ticks(const flamedb_response_t *r)
 {
@@ -97,7 +91,7 @@ int cmd_render(int argc, char **argv)
     int rc = t != NULL ? time_renders(c, query, from, until, runs, gap_ms, t, &last) : 1;
     if (t == NULL) fprintf(stderr, "render: out of memory\n");
     if (rc == 0) {
-        qsort(t, runs, sizeof *t, by_value);
+        qsort(t, runs, sizeof *t, cmp_double);
         printf("render_http_median_ms: %.3f\nrender_http_min_ms: %.3f\nrender_http_runs: %llu\n",
                t[runs / 2] * 1e3, t[0] * 1e3, (unsigned long long)runs);
         printf("render_http_bytes: %zu\nrender_http_numTicks: %lld\n", last.len, num_ticks(&last));

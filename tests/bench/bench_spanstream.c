@@ -122,12 +122,6 @@ static int load(storage_t *st, uint64_t tokens, uint64_t profiles, uint64_t span
     return rc != 0 ? rc : storage_compact(st);
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
 /* Median CPU seconds of the reading thread over rounds reads of [lo, hi]
  * (CPU, not wall: the machine is shared); *found: trees found. */
 static double measure(storage_t *st, int whole, uint64_t lo, uint64_t hi, uint64_t rounds,

@@ -71,6 +71,12 @@ double clock_wall(void)
 {
     return ts_seconds(CLOCK_MONOTONIC);
 }
+int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
 void pause_ms(uint64_t ms)
 {
     struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
