@@ -32,6 +32,7 @@
  * nodes (CUT_MAX_IDS_PER_NODE); keep.c takes the others.
  */
 #define _GNU_SOURCE /* qsort_r */
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -63,6 +64,7 @@ typedef struct cut {
     size_t n;               /* ids */
     const uint64_t *minkid; /* per id: least total of its children, UINT64_MAX: none (the tab's) */
     uint32_t *link;         /* per id: the next id of its bucket, then its kept node (kept_of) */
+    int link_borrowed;      /* link is a follower's (query_cut_follow_t): not freed here */
     uint32_t head[CUT_BUCKETS]; /* per bucket: its largest id (0: none) */
     uint8_t *state;             /* per id: ST_* */
     uint32_t *hidden;           /* per id, with ST_HIDDEN */
@@ -73,6 +75,7 @@ typedef struct cut {
     size_t expanded; /* nodes whose children were counted */
     alloc_charge_t *charge;
     size_t charged;
+    const query_cut_follow_t *filed; /* with link_borrowed: the first pass made beside */
 } cut_t;
 
 static unsigned bucket_of(uint64_t v)
@@ -92,12 +95,12 @@ typedef struct hist {
 /* One pass over the ids: each node counted in the histograms and filed
  * in its bucket's chain (ascending ids: each chain is walked from its
  * largest id). */
-static void histograms(cut_t *c, hist_t *hs)
+static void file_ids(const storage_merged_tab_t *t, size_t lo, size_t hi, uint32_t *link,
+                     uint32_t *head, hist_t *hs)
 {
-    const int64_t *tot = c->t->total;
-    const uint64_t *minkid = c->minkid;
-    uint32_t *link = c->link, *head = c->head;
-    for (size_t id = 1; id < c->n; id++) {
+    const int64_t *tot = t->total;
+    const uint64_t *minkid = t->least_kid;
+    for (size_t id = lo; id < hi; id++) {
         uint64_t v = (uint64_t)tot[id];
         if (v == 0) continue;
         /* a leaf adds nothing to ht and hm: no branch on it (half the
@@ -111,6 +114,78 @@ static void histograms(cut_t *c, hist_t *hs)
         link[id] = head[b];
         head[b] = (uint32_t)id;
     }
+}
+
+static void histograms(cut_t *c, hist_t *hs)
+{
+    file_ids(c->t, 1, c->n, c->link, c->head, hs);
+}
+
+/* ---- the first pass beside the forest pass ---- */
+
+struct query_cut_follow {
+    storage_follow_t f;
+    const storage_merged_tab_t *t; /* the forest filed whole, or NULL */
+    uint32_t *link;                /* per id of t */
+    uint32_t head[CUT_BUCKETS];
+    hist_t hs;
+};
+
+query_cut_follow_t *query_cut_follow_new(void)
+{
+    return calloc(1, sizeof(query_cut_follow_t));
+}
+
+storage_follow_t *query_cut_follow_storage(query_cut_follow_t *c)
+{
+    return &c->f;
+}
+
+const storage_merged_tab_t *query_cut_follow_filed(const query_cut_follow_t *c)
+{
+    /* filed whole, and kept by the pass (not given up after it ended) */
+    int kept = atomic_load_explicit(&c->f.state, memory_order_acquire) == 1;
+    return kept ? c->t : NULL;
+}
+
+void query_cut_follow_free(query_cut_follow_t *c)
+{
+    if (c == NULL) return;
+    free(c->link);
+    free(c);
+}
+
+/* Empty looks at the pass (no new ids final) before a follower yields its
+ * CPU: the pass finalizes FOLLOW_CHUNK ids in a few microseconds. */
+#define FOLLOW_SPINS 64
+
+void query_cut_follow_run(void *arg)
+{
+    query_cut_follow_t *c = arg;
+    storage_follow_t *f = &c->f;
+    const storage_merged_tab_t *t = NULL;
+    size_t done = 0;              /* ids from done up filed */
+    atomic_store(&f->reading, 1); /* seq_cst: then the state, as storage.h says */
+    for (unsigned idle = 0; atomic_load(&f->state) != 2;) {
+        if (t == NULL && (t = atomic_load_explicit(&f->tab, memory_order_acquire)) != NULL) {
+            done = t->n;
+            c->link = malloc((t->n ? t->n : 1) * sizeof *c->link);
+            if (c->link == NULL) break; /* the cut makes its own */
+        }
+        size_t from = t != NULL ? atomic_load_explicit(&f->from, memory_order_acquire) : done;
+        if (t != NULL && from < done) {
+            file_ids(t, from, done, c->link, c->head, &c->hs);
+            done = from;
+            idle = 0;
+        } else if (++idle % FOLLOW_SPINS == 0) {
+            sched_yield();
+        }
+        if (t != NULL && done <= 1) {
+            c->t = t;
+            break;
+        }
+    }
+    atomic_store(&f->reading, 0);
 }
 
 /* The bucket where used() first passes max_nodes going down, or -1 when
@@ -399,14 +474,19 @@ static int cut_run(cut_t *c, size_t max_nodes, query_kept_t **out)
         c->n * (sizeof *c->link + sizeof *c->state + sizeof *c->hidden + sizeof *c->pkey);
     if (c->charge != NULL && alloc_charge_add(c->charge, bytes) != 0) return ERR_UNAVAILABLE;
     c->charged = bytes;
-    c->link = malloc(c->n * sizeof *c->link);
+    if (!c->link_borrowed) c->link = malloc(c->n * sizeof *c->link);
     c->state = calloc(c->n, sizeof *c->state);
     c->hidden = malloc(c->n * sizeof *c->hidden);
     c->pkey = malloc(c->n * sizeof *c->pkey);
     if (!c->link || !c->state || !c->hidden || !c->pkey) return ERR_NOMEM;
     hist_t *hs = calloc(1, sizeof *hs);
     if (hs == NULL) return ERR_NOMEM;
-    histograms(c, hs);
+    if (c->link_borrowed) {
+        memcpy(c->head, c->filed->head, sizeof c->head);
+        *hs = c->filed->hs;
+    } else {
+        histograms(c, hs);
+    }
     int b = stop_bucket(c, hs, max_nodes);
     size_t nb = b >= 0 ? hs->h[b] : 0;
     free(hs);
@@ -443,12 +523,24 @@ size_t query_cut_scratch_bytes(const storage_merged_tab_t *t, size_t max_nodes)
 int query_keep_cut(const storage_merged_tab_t *t, size_t max_nodes, alloc_charge_t *charge,
                    query_kept_t **out)
 {
+    return query_keep_cut_filed(t, max_nodes, charge, NULL, out);
+}
+
+int query_keep_cut_filed(const storage_merged_tab_t *t, size_t max_nodes, alloc_charge_t *charge,
+                         query_cut_follow_t *filed, query_kept_t **out)
+{
     *out = NULL;
     if (!cut_applies(t)) return 1;
     if (max_nodes < 2) return ERR_INVALID_ARGUMENT;
     cut_t c = {.t = t, .n = t->n, .minkid = t->least_kid, .charge = charge};
+    if (filed != NULL && query_cut_follow_filed(filed) == t && filed->link != NULL) {
+        c.link = filed->link; /* its chains, then this cut's numbering (kept_of) */
+        c.link_borrowed = 1;
+        c.filed = filed;
+        filed->t = NULL; /* used up: kept_of numbers over the chains */
+    }
     int rc = cut_run(&c, max_nodes, out);
-    free(c.link);
+    if (!c.link_borrowed) free(c.link);
     free(c.state);
     free(c.hidden);
     free(c.pkey);

@@ -1,6 +1,7 @@
 /* merge.c — summing the stored blocks of the selected series over a plan into
  * one call tree (storage's merger adds blocks as vectors and builds the tree
  * once), and loading the names of the symbols it references. */
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -29,31 +30,86 @@ static int totals_add_up(const calltree_t *t)
     return ok;
 }
 
-/* The names of a shard union's symbols, loaded beside a selection. */
-typedef struct names_part {
+/* What a helper does beside a selection: the cut's first pass as the
+ * forest pass goes (query_cut_follow_t), then, once the forest is made,
+ * the names of a shard union's symbols. */
+typedef struct beside {
+    query_cut_follow_t *filed;
+    assist_flag_t filed_flag; /* set once every id is filed (or the follow gave up) */
     storage_t *st;
     const char *tenant;
-    const storage_merged_tab_t *tab;
+    size_t max_nodes;
     symtab_t *dst;
-    int skip; /* no helper took it: not loaded (the kept nodes' are, after) */
-    int rc;
-} names_part_t;
+    int named; /* the union's names loaded into dst */
+} beside_t;
 
-static void names_run(void *arg)
+/* Waits until the forest pass followed ended: its forest made (1) or not. */
+static int forest_made(storage_follow_t *f)
 {
-    names_part_t *p = arg;
-    /* a failure leaves names out: query_load_symbols_kept loads them */
-    p->rc = p->skip
-                ? ERR_UNAVAILABLE
-                : storage_load_symbols(p->st, p->tenant, p->tab->symbols, p->tab->nsymbols, p->dst);
+    int state;
+    for (unsigned spins = 0; (state = atomic_load_explicit(&f->state, memory_order_acquire)) == 0;)
+        if (++spins % 64 == 0) sched_yield();
+    return state == 1;
+}
+
+static void beside_run(void *arg)
+{
+    beside_t *b = arg;
+    query_cut_follow_run(b->filed);
+    assist_flag_set(&b->filed_flag, 1);
+    storage_follow_t *f = query_cut_follow_storage(b->filed);
+    /* no more names than nodes kept: a union of very many symbols is not
+     * loaded whole (its kept nodes' names are, after); a failure leaves
+     * names out: query_load_symbols_kept loads them */
+    const storage_merged_tab_t *t = forest_made(f) ? f->tab : NULL;
+    if (t != NULL && t->symbols != NULL && t->nsymbols <= b->max_nodes)
+        b->named = storage_load_symbols(b->st, b->tenant, t->symbols, t->nsymbols, b->dst) == 0;
+}
+
+/* Where the beside part runs: offered to the helper reading with this
+ * thread (help->share) for when its part is done, else to an idle helper. */
+typedef struct beside_run_on {
+    query_share_t *share;
+    assist_t *assist;
+    assist_task_t task;
+    int helper; /* a helper has it: it runs beside this thread */
+} beside_on_t;
+
+static void beside_start(beside_on_t *on, beside_t *b)
+{
+    if (on->share != NULL)
+        query_share_offer(on->share, beside_run, b);
+    else
+        assist_start(on->assist, &on->task, beside_run, b);
+}
+
+/* Once the forest is made: every id filed (by a helper meanwhile, or here now). */
+static void beside_filed(beside_on_t *on, beside_t *b)
+{
+    on->helper = on->share != NULL ? query_share_taken(on->share) : assist_taken(&on->task);
+    if (on->helper)
+        assist_flag_wait(&b->filed_flag);
+    else if (on->share != NULL)
+        beside_run(b);
+    else
+        assist_join(on->assist, &on->task); /* runs it here */
+}
+
+/* The beside part done (before the forest it reads goes). */
+static void beside_end(beside_on_t *on)
+{
+    if (on->share != NULL)
+        query_share_wait(on->share);
+    else if (on->helper)
+        assist_join(on->assist, &on->task);
 }
 
 /* dst (or, with kept, *kept) already truncated to max_nodes when that is
  * exact (keep.c) and the untruncated merge surely fits in dst (at most the
  * tokens' node counts added up): then a merge refused for its size is
- * refused as before. With help's table and helpers and kept, a shard
- * union's names are loaded from st beside the selection
- * (query_merge_series_kept). Returns 1 when done, 0 to build the whole
+ * refused as before. With help's table and helpers and kept, the cut's
+ * first pass and a shard union's names are made beside the forest and
+ * the selection (beside_t). Returns 1 when done, 0 to build the whole
  * tree, or an error. */
 static int merge_truncated(storage_t *st, const char *tenant, storage_merger_t *m, size_t max_nodes,
                            calltree_t *dst, query_kept_t **kept, const query_help_t *help,
@@ -62,27 +118,28 @@ static int merge_truncated(storage_t *st, const char *tenant, storage_merger_t *
     if (max_nodes < 2 || calltree_node_count(dst) != 1 || calltree_root_total(dst) != 0 ||
         calltree_self(dst, 0) != 0)
         return 0;
-    storage_merged_tab_t *tabs;
-    size_t n, bound = 1;
+    storage_merged_tab_t *tabs = NULL;
+    size_t n = 0, bound = 1;
     /* parents and least children: one forest is cut by its totals (cut.c);
      * a shard union's, its kept nodes' symbols numbered by the union's */
-    int beside = kept != NULL && help != NULL && help->names != NULL && help->assist != NULL;
     unsigned flags =
         STORAGE_TABS_PARENTS | STORAGE_TABS_LEAST | (kept != NULL ? STORAGE_TABS_SYMBOLS : 0);
-    int rc = storage_merger_tabs(m, flags, &tabs, &n, em);
-    if (rc != 0) return rc;
-    names_part_t np = {0};
-    assist_task_t task;
-    /* no more names than nodes kept: a union of very many symbols is not
-     * loaded whole (its kept nodes' names are, after) */
-    beside = beside && n == 1 && tabs[0].symbols != NULL && tabs[0].nsymbols <= max_nodes;
-    if (beside) {
-        np = (names_part_t){st, tenant, &tabs[0], help->names, 0};
-        assist_start(help->assist, &task, names_run, &np);
-        np.skip = !assist_taken(&task);
+    beside_t b = {.st = st, .tenant = tenant, .max_nodes = max_nodes};
+    beside_on_t on = {0};
+    if (kept != NULL && help != NULL && help->names != NULL && help->assist != NULL)
+        b.filed = query_cut_follow_new();
+    if (b.filed != NULL) {
+        b.dst = help->names;
+        assist_flag_init(&b.filed_flag);
+        on.share = help->share != NULL && help->share->shared ? help->share : NULL;
+        on.assist = help->assist;
+        storage_merger_follow(m, query_cut_follow_storage(b.filed));
+        beside_start(&on, &b);
     }
-    int ok = 1;
-    for (size_t i = 0; i < n; i++) {
+    int rc = storage_merger_tabs(m, flags, &tabs, &n, em);
+    if (b.filed != NULL) beside_filed(&on, &b);
+    int ok = rc == 0;
+    for (size_t i = 0; ok && i < n; i++) {
         ok &= tabs[i].nonneg;
         bound += tabs[i].nodes - 1;
     }
@@ -95,8 +152,10 @@ static int merge_truncated(storage_t *st, const char *tenant, storage_merger_t *
         ok = 0;
     }
     if (ok && bound <= calltree_max_nodes(dst)) {
-        rc = kept ? query_keep_tabs(tabs, n, max_nodes, kept)
-                  : query_truncate_tabs(tabs, n, max_nodes, dst);
+        rc = kept && n == 1 ? query_keep_cut_filed(&tabs[0], max_nodes, NULL, b.filed, kept) : 1;
+        if (rc == 1)
+            rc = kept ? query_keep_tabs(tabs, n, max_nodes, kept)
+                      : query_truncate_tabs(tabs, n, max_nodes, dst);
         if (scratch) alloc_charge_sub(charge, scratch);
         if (rc == ERR_INVALID_ARGUMENT) { /* a total past INT64_MAX: not exact here */
             rc = kept ? 0 : calltree_clear(dst);
@@ -104,10 +163,10 @@ static int merge_truncated(storage_t *st, const char *tenant, storage_merger_t *
             rc = 1;
         }
     }
-    if (beside) assist_join(help->assist, &task); /* before the tab it reads goes */
-    if (beside && np.rc == 0 && rc == 1 && *kept != NULL && (*kept)->sid != NULL)
-        (*kept)->named = 1;
-    storage_merged_tabs_free(tabs, n);
+    if (b.filed != NULL) beside_end(&on); /* before the tab it reads goes */
+    if (b.named && rc == 1 && *kept != NULL && (*kept)->sid != NULL) (*kept)->named = 1;
+    if (tabs != NULL) storage_merged_tabs_free(tabs, n);
+    query_cut_follow_free(b.filed);
     return rc;
 }
 
@@ -147,6 +206,36 @@ void query_share_init(query_share_t *s, storage_t *st, const char *tenant,
     s->shared = ends_init(&s->ends, ser->n * plan->n);
     atomic_init(&s->state, 0);
     assist_flag_init(&s->done);
+    atomic_init(&s->next_state, 0);
+    assist_flag_init(&s->next_done);
+}
+
+void query_share_offer(query_share_t *s, void (*fn)(void *arg), void *arg)
+{
+    s->next_fn = fn;
+    s->next_arg = arg;
+    assist_flag_init(&s->next_done);
+    atomic_store_explicit(&s->next_state, 1, memory_order_release);
+}
+
+int query_share_taken(query_share_t *s)
+{
+    int offered = 1;
+    return !atomic_compare_exchange_strong(&s->next_state, &offered, 3) && offered == 2;
+}
+
+void query_share_wait(query_share_t *s)
+{
+    if (atomic_load(&s->next_state) == 2) assist_flag_wait(&s->next_done);
+    atomic_store(&s->next_state, 0);
+}
+
+void query_share_run_offered(query_share_t *s)
+{
+    int offered = 1;
+    if (!atomic_compare_exchange_strong(&s->next_state, &offered, 2)) return;
+    s->next_fn(s->next_arg);
+    assist_flag_set(&s->next_done, 1);
 }
 
 void query_share_help(query_share_t *s)

@@ -210,6 +210,7 @@ static void timeline_run(void *arg)
         query_timeline_build_from(p->st, p->tenant, p->ser, &p->plan, p->tl_ends, 1, p->tl, &p->em);
     if (p->rc == 0 && p->average && p->tl->n > 0 && (p->rc = query_timeline_average(p->tl)) == 0)
         p->rc = query_timeline_count(p->st, p->tenant, p->cnt, &p->plan, p->tl, &p->em);
+    query_share_run_offered(p->share); /* what the render offered meanwhile */
 }
 
 /* The tree, and a block render's timeline beside it: on a helper when one

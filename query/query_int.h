@@ -132,6 +132,12 @@ typedef struct query_share {
     storage_merger_t *m;      /* the helper's, or NULL */
     int rc;
     errmsg_t em;
+    /* a later part of the render the helper runs once its own work is done
+     * (query_share_offer), unless the render's thread took it back first */
+    void (*next_fn)(void *arg);
+    void *next_arg;
+    _Atomic int next_state;  /* 0 none, 1 offered, 2 the helper's, 3 taken back */
+    assist_flag_t next_done; /* the helper ran it */
 } query_share_t;
 /* budget: the render's (NULL: nothing charged). */
 void query_share_init(query_share_t *s, storage_t *st, const char *tenant,
@@ -142,6 +148,16 @@ void query_share_help(query_share_t *s);
  * came, frees its merger and gives its charge back: after the render's
  * read. */
 void query_share_end(query_share_t *s);
+/* Offers fn(arg) to s's helper for when its own work is done (the render's
+ * thread goes on). query_share_taken then says whether the helper has it
+ * (1: it runs there) or not (0: it is taken back, the caller runs it);
+ * query_share_wait returns once the helper ran it. One at a time, on the
+ * render's thread. */
+void query_share_offer(query_share_t *s, void (*fn)(void *arg), void *arg);
+int query_share_taken(query_share_t *s);
+void query_share_wait(query_share_t *s);
+/* On the helper, last: runs what the render offered, unless taken back. */
+void query_share_run_offered(query_share_t *s);
 
 /* What helps a render beside its thread (each may be NULL): the series
  * shared with its timeline's helper, and the table and helpers of the
@@ -258,6 +274,27 @@ int query_keep_cut(const storage_merged_tab_t *t, size_t max_nodes, alloc_charge
                    query_kept_t **out);
 /* What query_keep_cut holds at most over t (0: it does not apply to t). */
 size_t query_cut_scratch_bytes(const storage_merged_tab_t *t, size_t max_nodes);
+/* The cut's first pass (every node filed by its total) made beside the
+ * forest pass that makes its forest, on a helper, as the pass finalizes
+ * each id's total (storage_follow_t): query_cut_follow_new, its storage
+ * part given to the merger (storage_merger_follow) before its
+ * storage_merger_tabs, query_cut_follow_run on a helper (or where joined,
+ * after the tabs: it files what is left), then query_keep_cut_filed. The
+ * follower's id array is taken while the pass runs and charged with the
+ * cut's scratch (query_cut_scratch_bytes) after it. Caller owns; free with
+ * query_cut_follow_free once joined. */
+typedef struct query_cut_follow query_cut_follow_t;
+query_cut_follow_t *query_cut_follow_new(void);
+storage_follow_t *query_cut_follow_storage(query_cut_follow_t *c);
+void query_cut_follow_run(void *arg);
+void query_cut_follow_free(query_cut_follow_t *c);
+/* The forest c filed whole (every id of it) and not yet cut, or NULL. */
+const storage_merged_tab_t *query_cut_follow_filed(const query_cut_follow_t *c);
+/* query_keep_cut over t with its first pass taken from c when c filed all
+ * of t (else made here); c's filing is used up then (query_cut_follow_filed
+ * gives NULL after). */
+int query_keep_cut_filed(const storage_merged_tab_t *t, size_t max_nodes, alloc_charge_t *charge,
+                         query_cut_follow_t *c, query_kept_t **out);
 /* query_keep_tabs with the selection's arrays charged to charge (NULL:
  * none) as they grow and given back before it returns: ERR_UNAVAILABLE when
  * they do not fit. */

@@ -17,6 +17,7 @@
  * not hold yet (storage_merger_known_spaces), so a caller that caches the
  * structure per nonce can be sent values by id alone.
  */
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +46,7 @@ struct storage_merger {
     /* the spaces the caller holds (borrowed, until the next storage_merger_tabs) */
     const storage_space_known_t *known;
     size_t nknown;
+    storage_follow_t *follow; /* the next storage_merger_tabs' forest pass is followed (or NULL) */
 };
 
 int storage_merger_new(storage_t *s, const char *tenant, storage_merger_t **out)
@@ -62,6 +64,11 @@ int storage_merger_new(storage_t *s, const char *tenant, storage_merger_t **out)
 void storage_merger_set_charge(storage_merger_t *m, alloc_charge_t *charge)
 {
     m->charge = charge;
+}
+
+void storage_merger_follow(storage_merger_t *m, storage_follow_t *f)
+{
+    m->follow = f;
 }
 
 void storage_merger_known_spaces(storage_merger_t *m, const storage_space_known_t *known, size_t n)
@@ -374,23 +381,23 @@ typedef struct tabsrc {
     size_t count;
 } tabsrc_t;
 
-/* The descending pass of forest_pass: subtree totals and child links of
- * the ids of non-zero total, their parents, symbol numbers and least
- * children when par, sno and least are not NULL; returns the forest's
- * nodes. Inlined into each call with its own arrays, so a pass that asks
- * none tests nothing per node. *over gets every running sum OR-ed. */
-static inline __attribute__((always_inline)) size_t forest_links(const tabsrc_t *src,
-                                                                 storage_merged_tab_t *v,
-                                                                 uint32_t *par, uint32_t *sno,
-                                                                 uint64_t *least, uint64_t *over)
+/* The descending pass of forest_pass over ids hi - 1 down to lo (>= 1):
+ * subtree totals and child links of the ids of non-zero total, their
+ * parents, symbol numbers and least children when par, sno and least are
+ * not NULL; returns how many ids of non-zero total it met. Inlined into
+ * each call with its own arrays, so a pass that asks none tests nothing
+ * per node. *over gets every running sum OR-ed in. */
+static inline __attribute__((always_inline)) size_t
+forest_links(const tabsrc_t *src, storage_merged_tab_t *v, uint32_t *par, uint32_t *sno,
+             uint64_t *least, uint64_t *over, size_t lo, size_t hi)
 {
     int64_t *tot = v->total;
     uint32_t *first = v->first_kid, *next = v->next_sib;
     const uint32_t *parent = src->parent;
     const uint64_t *sym = src->sym;
     uint64_t *vsym = v->sym, o = 0;
-    size_t n = 1;
-    for (size_t id = src->count; id-- > 1;) {
+    size_t n = 0;
+    for (size_t id = hi; id-- > lo;) {
         int64_t t = tot[id];
         if (t == 0) continue;
         uint32_t p = parent[id];
@@ -404,8 +411,43 @@ static inline __attribute__((always_inline)) size_t forest_links(const tabsrc_t 
         next[id] = first[p];
         first[p] = (uint32_t)id;
     }
-    *over = o;
+    *over |= o;
     return n;
+}
+
+/* Ids a followed pass goes down between two publications of how far it is. */
+#define FOLLOW_CHUNK 2048
+
+/* forest_links over every id (parents and least children asked), telling
+ * f how far it is every FOLLOW_CHUNK ids. */
+static size_t forest_links_followed(const tabsrc_t *src, storage_merged_tab_t *v, uint32_t *sno,
+                                    uint64_t *over, storage_follow_t *f)
+{
+    size_t n = 0;
+    atomic_store_explicit(&f->from, src->count, memory_order_relaxed);
+    atomic_store_explicit(&f->tab, v, memory_order_release);
+    for (size_t hi = src->count; hi > 1;) {
+        size_t lo = hi > FOLLOW_CHUNK + 1 ? hi - FOLLOW_CHUNK : 1;
+        n += sno != NULL ? forest_links(src, v, v->parent, sno, v->least_kid, over, lo, hi)
+                         : forest_links(src, v, v->parent, NULL, v->least_kid, over, lo, hi);
+        atomic_store_explicit(&f->from, lo, memory_order_release);
+        hi = lo;
+    }
+    return n;
+}
+
+/* The end of a followed pass (f may be NULL, or not published): its forest
+ * stays (ok) or goes, once its follower no longer reads it. */
+static void follow_end(storage_follow_t *f, int ok)
+{
+    if (f == NULL) return;
+    if (ok && atomic_load_explicit(&f->tab, memory_order_relaxed) != NULL) {
+        atomic_store_explicit(&f->state, 1, memory_order_release);
+        return;
+    }
+    atomic_store(&f->state, 2); /* seq_cst: a follower that reads after it sees it */
+    while (atomic_load(&f->reading) != 0)
+        sched_yield();
 }
 
 /* The forest of src into v (arrays made): subtree totals by one descending
@@ -415,7 +457,7 @@ static inline __attribute__((always_inline)) size_t forest_links(const tabsrc_t 
  * order, records its parent, and copies its symbol (the others' are never read) and, when
  * asked, its symbol's number. Clears v->nonneg when a value is negative or a total
  * overflows. */
-static void forest_pass(const tabsrc_t *src, storage_merged_tab_t *v)
+static void forest_pass(const tabsrc_t *src, storage_merged_tab_t *v, storage_follow_t *f)
 {
     int64_t *tot = v->total;
     uint32_t *first = v->first_kid, *par = v->parent, *sno = v->symno;
@@ -428,11 +470,14 @@ static void forest_pass(const tabsrc_t *src, storage_merged_tab_t *v)
     if (least != NULL) memset(least, 0xff, src->count * sizeof *least); /* UINT64_MAX: none */
     v->sym[0] = SYM_ROOT;                    /* a table may not hold even its root yet */
     if (sno != NULL) sno[0] = src->symno[0]; /* asked of a table that holds it */
-    uint64_t over;                           /* a total past INT64_MAX has its top bit set */
-    size_t n = par == NULL && sno == NULL && least == NULL
-                   ? forest_links(src, v, NULL, NULL, NULL, &over)
-               : sno == NULL && least != NULL ? forest_links(src, v, par, NULL, least, &over)
-                                              : forest_links(src, v, par, sno, least, &over);
+    uint64_t over = 0;                       /* a total past INT64_MAX has its top bit set */
+    size_t c = src->count, n = 1 + (f != NULL && par != NULL && least != NULL
+                                        ? forest_links_followed(src, v, sno, &over, f)
+                                    : par == NULL && sno == NULL && least == NULL
+                                        ? forest_links(src, v, NULL, NULL, NULL, &over, 1, c)
+                                    : sno == NULL && least != NULL
+                                        ? forest_links(src, v, par, NULL, least, &over, 1, c)
+                                        : forest_links(src, v, par, sno, least, &over, 1, c));
     /* with every value >= 0, the first sum to pass INT64_MAX adds two numbers
      * below 2^63, so it lands below 2^64 with its top bit set: OR-ing every
      * running sum catches it */
@@ -503,7 +548,7 @@ int storage_merged_tab_of(const uint32_t *parent, const uint64_t *sym, const uin
     tabsrc_t src = {parent, sym, symno, val, count};
     rc = tab_alloc(out, val, count, flags);
     out->owns_self = 1; /* val is out's from here: freed with it, even now */
-    if (rc == 0) forest_pass(&src, out);
+    if (rc == 0) forest_pass(&src, out, NULL);
     if (rc == 0) out->distinct_kids = distinct_kids != 0;
     if (rc == 0) out->nsyms = (flags & STORAGE_TABS_SYMNOS) ? nsyms : 0;
     /* as a token's: no forest with a value below 0 or a total past INT64_MAX */
@@ -548,11 +593,13 @@ static int tab_one(storage_merger_t *m, acc_t *a, unsigned flags, storage_merged
     size_t bytes = src.count * tab_id_bytes(flags);
     if (rc == 0) rc = charge(m, bytes);
     if (rc == 0) rc = tab_alloc(v, a->val, src.count, flags);
-    if (rc == 0) forest_pass(&src, v);
+    storage_follow_t *f = m->n == 1 ? m->follow : NULL; /* the one forest made */
+    if (rc == 0) forest_pass(&src, v, f);
     if (rc == 0) v->nsyms = nsyms;
     /* with a negative value (a delta profile) or an overflow a parent's
      * total can be 0 while a child's is not: no forest then (its callers
      * build the whole tree when a token is not nonneg) */
+    follow_end(f, rc == 0 && v->nonneg);
     if (rc != 0 || !v->nonneg) storage_merged_tab_release(v);
     for (size_t id = real; id < a->cap; id++)
         if (a->val[id] != 0) /* a block naming a node the table lacks: corrupt */
@@ -715,11 +762,12 @@ static int tab_union(storage_merger_t *m, unsigned flags, storage_merged_tab_t *
         v->owns_self = 1;
         uv = NULL;
         if (rc == 0) rc = tab_alloc(v, v->self, top, flags);
-        if (rc == 0) forest_pass(&src, v);
+        if (rc == 0) forest_pass(&src, v, m->follow);
         if (rc == 0) v->nsyms = (flags & STORAGE_TABS_SYMNOS) ? nsyms : 0;
         if (rc == 0 && (flags & STORAGE_TABS_SYMBOLS)) rc = tab_symbols(m, u, v);
         if (rc == 0 && (neg >> 63) != 0) v->nonneg = 0; /* a token's value below 0 */
         if (rc == 0 && v->nonneg && (flags & STORAGE_TABS_SPACE)) rc = tab_space(m, u, v);
+        follow_end(m->follow, rc == 0 && v->nonneg);
         if (rc != 0 || !v->nonneg) storage_merged_tab_release(v);
     }
     if (u != NULL)
@@ -731,8 +779,8 @@ static int tab_union(storage_merger_t *m, unsigned flags, storage_merged_tab_t *
     return rc;
 }
 
-int storage_merger_tabs(storage_merger_t *m, unsigned flags, storage_merged_tab_t **tabs, size_t *n,
-                        errmsg_t *em)
+static int tabs_made(storage_merger_t *m, unsigned flags, storage_merged_tab_t **tabs, size_t *n,
+                     errmsg_t *em)
 {
     /* one token's forest is over a union only for its id space */
     int one_space = m->n == 1 && (flags & STORAGE_TABS_SPACE);
@@ -763,6 +811,17 @@ int storage_merger_tabs(storage_merger_t *m, unsigned flags, storage_merged_tab_
         }
     }
     return 0;
+}
+
+int storage_merger_tabs(storage_merger_t *m, unsigned flags, storage_merged_tab_t **tabs, size_t *n,
+                        errmsg_t *em)
+{
+    int rc = tabs_made(m, flags, tabs, n, em);
+    storage_follow_t *f = m->follow;
+    m->follow = NULL; /* this call's only */
+    if (f != NULL && atomic_load_explicit(&f->state, memory_order_acquire) == 0)
+        follow_end(f, 0); /* no forest followed: none published */
+    return rc;
 }
 
 void storage_merger_hand_selfs(storage_merger_t *m, storage_merged_tab_t *tabs, size_t n)

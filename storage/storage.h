@@ -41,6 +41,7 @@
 #ifndef FLAMEDB_STORAGE_STORAGE_H
 #define FLAMEDB_STORAGE_STORAGE_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -443,6 +444,30 @@ typedef struct storage_merged_tab {
  * first_kid, next_sib and the arrays other flags ask are NULL. Without a
  * union (a forest per token) the forests are whole whatever the flag. */
 #define STORAGE_TABS_VALUES 32u
+/* A forest pass followed from another thread while it runs (a render's
+ * helper filing the forest's nodes by total while this thread makes the
+ * forest: query/cut.c). The pass publishes its forest once its arrays hold
+ * each id's own value, then, as it goes down the ids, the lowest id from
+ * which every total and least child is final: a follower reads those ids'
+ * totals and least children (nothing else, and nothing below `from`).
+ * Before the forest is released the pass gives up (state 2) and waits
+ * until the follower no longer reads it.
+ *
+ * The follower sets reading to 1, then reads state: 2 means gone (it sets
+ * reading back to 0 and stops); else it may read the published ids until
+ * it sees state 2, and sets reading to 0 when it stops. Zero it, give it
+ * to the merger (storage_merger_follow); the caller owns it. */
+typedef struct storage_follow {
+    const storage_merged_tab_t *_Atomic tab; /* NULL until published */
+    _Atomic size_t from;                     /* ids in [from, tab->n) final (from >= 1) */
+    _Atomic int state;   /* 0 passing, 1 done (from is 1), 2 given up: no forest */
+    _Atomic int reading; /* the follower's */
+} storage_follow_t;
+/* The next storage_merger_tabs of m publishes its forest's pass to f when
+ * it makes one forest with parents and least children (a union's, or one
+ * token's); then f's state is 1 or 2 when it returns, else f stays zero. */
+void storage_merger_follow(storage_merger_t *m, storage_follow_t *f);
+
 /* An id space a caller holds: its nonce and how many of its ids (from 0)
  * it has the structure of. */
 typedef struct storage_space_known {
