@@ -38,6 +38,9 @@ typedef struct fb {
     const char **onames; /* or NULL: the names in index order (name_placed_classes), */
     size_t *olens;       /* their lengths, */
     size_t nonames;      /* how many (their bytes taken beside the answer with the rest) */
+    uint32_t *oclass;    /* with onames: each one's class (fb_helper_t) */
+    buf_t esc;           /* with onames_json: the names as JSON strings, which onames point into */
+    int onames_json;     /* onames are JSON strings, quotes included (the helper's esc) */
 } fb_t;
 
 typedef struct frame {
@@ -446,6 +449,9 @@ typedef struct fb_helper {
     assist_flag_t go;      /* set here: 1 the deep part below, 2 nothing */
     int gone, joined;      /* go set; the part joined */
     fb_part_t below;
+    buf_t esc;      /* each class's name as a JSON string, made by the helper while this
+                       thread numbers the names (read once the helper is joined) */
+    size_t *esc_at; /* per class: where its string starts in esc, and esc's end (NULL: none) */
 } fb_helper_t;
 
 static int make_classes(fb_helper_t *h)
@@ -462,12 +468,52 @@ static int make_classes(fb_helper_t *h)
     return rc;
 }
 
+/* Each class's name as a JSON string into h->esc (nothing when memory
+ * fails: the names are escaped as they are written then). */
+static void escape_classes(fb_helper_t *h)
+{
+    size_t nc = h->classes.n, guess = 2 * nc;
+    for (size_t c = 0; c < nc; c++)
+        guess += h->classes.lens[c];
+    buf_init(&h->esc, BUF_UNLIMITED);
+    h->esc_at = malloc((nc + 1) * sizeof *h->esc_at);
+    int rc = h->esc_at != NULL ? buf_reserve(&h->esc, guess) : ERR_NOMEM;
+    for (size_t c = 0; rc == 0 && c < nc; c++) {
+        h->esc_at[c] = h->esc.len;
+        rc = buf_append_json_string(&h->esc, h->classes.strs[c], h->classes.lens[c]);
+    }
+    if (rc == 0) h->esc_at[nc] = h->esc.len;
+    if (rc != 0) {
+        free(h->esc_at);
+        h->esc_at = NULL;
+        buf_free(&h->esc);
+    }
+}
+
 static void helper_run(void *arg)
 {
     fb_helper_t *h = arg;
     h->classes_rc = make_classes(h);
     assist_flag_set(&h->classed, 1);
+    if (h->classes_rc == 0) escape_classes(h); /* while the names are numbered */
     if (assist_flag_wait(&h->go) == 1) write_part(&h->below);
+}
+
+/* The names in index order as the helper's JSON strings (fb->esc from
+ * here), once it is joined; left as they are when their bytes cannot be
+ * held beside the answer. */
+static void names_escaped(fb_t *fb, fb_helper_t *h)
+{
+    if (h->esc_at == NULL || fb->oclass == NULL) return;
+    if (fb_take(fb, h->esc.cap) != 0) return;
+    for (size_t i = 0; i < fb->nonames; i++) {
+        uint32_t c = fb->oclass[i];
+        fb->onames[i] = (const char *)h->esc.data + h->esc_at[c];
+        fb->olens[i] = h->esc_at[c + 1] - h->esc_at[c];
+    }
+    fb->esc = h->esc; /* fb's now: freed with the names */
+    buf_init(&h->esc, BUF_UNLIMITED);
+    fb->onames_json = 1;
 }
 
 /* Hands h's part to the helper fb->task reserved, its tables made (room
@@ -506,6 +552,9 @@ static void helper_end(fb_t *fb, fb_helper_t *h)
     if (!h->gone) assist_flag_set(&h->go, 2);
     if (!h->joined) assist_join(fb->assist, fb->task);
     fb->task = NULL;
+    names_escaped(fb, h);
+    free(h->esc_at);
+    buf_free(&h->esc);
     free(h->class_of);
     strmap_free(&h->classes);
     fb_give(fb, h->held);
@@ -519,13 +568,15 @@ static int name_placed_classes(fb_t *fb, fb_helper_t *h, placed_t *placed, size_
     assist_flag_wait(&h->classed);
     if (h->classes_rc != 0) return h->classes_rc;
     size_t nc = h->classes.n;
-    size_t bytes = nc * (sizeof(uint32_t) + sizeof *fb->onames + sizeof *fb->olens);
+    size_t bytes =
+        nc * (sizeof(uint32_t) + sizeof *fb->onames + sizeof *fb->olens + sizeof *fb->oclass);
     int rc = fb_take(fb, bytes);
     if (rc != 0) return rc;
     uint32_t *number = malloc(nc * sizeof *number);
     fb->onames = malloc(nc * sizeof *fb->onames);
     fb->olens = malloc(nc * sizeof *fb->olens);
-    if (number == NULL || fb->onames == NULL || fb->olens == NULL) {
+    fb->oclass = malloc(nc * sizeof *fb->oclass);
+    if (number == NULL || fb->onames == NULL || fb->olens == NULL || fb->oclass == NULL) {
         free(number);
         return ERR_NOMEM;
     }
@@ -538,6 +589,7 @@ static int name_placed_classes(fb_t *fb, fb_helper_t *h, placed_t *placed, size_
         if (*num == UINT32_MAX) {
             fb->onames[fb->nonames] = h->classes.strs[c];
             fb->olens[fb->nonames] = h->classes.lens[c];
+            fb->oclass[fb->nonames] = c;
             *num = (uint32_t)fb->nonames++;
         }
         p->name = *num;
@@ -707,9 +759,10 @@ static int write_timeline(buf_t *out, const query_timeline_t *tl)
     return rc;
 }
 
-int query_write_flamebearer(buf_t *out, const char *const *names, const size_t *lens, size_t nnames,
-                            const void *levels, size_t nlevels, size_t stride, int64_t num_ticks,
-                            int64_t max_self)
+/* query_write_flamebearer; json: the names are JSON strings already. */
+static int write_flamebearer(buf_t *out, const char *const *names, const size_t *lens,
+                             size_t nnames, int json, const void *levels, size_t nlevels,
+                             size_t stride, int64_t num_ticks, int64_t max_self)
 {
     /* room for what surely comes, made once: growing the body as it fills
      * copied it once per doubling */
@@ -722,7 +775,9 @@ int query_write_flamebearer(buf_t *out, const char *const *names, const size_t *
     if (rc == 0) rc = buf_append_str(out, "\"flamebearer\":{\"names\":[");
     for (size_t i = 0; rc == 0 && i < nnames; i++) {
         if (i) rc = buf_append_byte(out, ',');
-        if (rc == 0) rc = buf_append_json_string(out, names[i], lens[i]);
+        if (rc == 0)
+            rc = json ? buf_append(out, names[i], lens[i])
+                      : buf_append_json_string(out, names[i], lens[i]);
     }
     if (rc == 0) rc = buf_append_str(out, "],\"levels\":[");
     for (size_t d = 0; rc == 0 && d < nlevels; d++) {
@@ -735,6 +790,14 @@ int query_write_flamebearer(buf_t *out, const char *const *names, const size_t *
         rc = buf_printf(out, "],\"numTicks\":%lld,\"maxSelf\":%lld}", (long long)num_ticks,
                         (long long)max_self);
     return rc;
+}
+
+int query_write_flamebearer(buf_t *out, const char *const *names, const size_t *lens, size_t nnames,
+                            const void *levels, size_t nlevels, size_t stride, int64_t num_ticks,
+                            int64_t max_self)
+{
+    return write_flamebearer(out, names, lens, nnames, 0, levels, nlevels, stride, num_ticks,
+                             max_self);
 }
 
 /* The answer from fb (its sorted tree and values set): levels, then the
@@ -764,8 +827,8 @@ static int encode(fb_t *fb, int64_t num_ticks, const char *profile_type, const c
     if (rc == 0) rc = buf_append_str(out, "{\"version\":1,");
     if (rc == 0)
         rc = fb->onames != NULL
-                 ? query_write_flamebearer(out, fb->onames, fb->olens, fb->nonames, fb->lv, fb->nlv,
-                                           sizeof *fb->lv, num_ticks, fb->max_self)
+                 ? write_flamebearer(out, fb->onames, fb->olens, fb->nonames, fb->onames_json,
+                                     fb->lv, fb->nlv, sizeof *fb->lv, num_ticks, fb->max_self)
                  : query_write_flamebearer(out, fb->names.strs, fb->names.lens, fb->names.n, fb->lv,
                                            fb->nlv, sizeof *fb->lv, num_ticks, fb->max_self);
     if (rc == 0) rc = buf_append_byte(out, ',');
@@ -781,6 +844,8 @@ static int encode(fb_t *fb, int64_t num_ticks, const char *profile_type, const c
     free(fb->name_of_sid);
     free(fb->onames);
     free(fb->olens);
+    free(fb->oclass);
+    buf_free(&fb->esc);
     fb_give(fb, fb->held); /* all of it freed */
     query_sorted_tree_free(fb->st);
     return rc;

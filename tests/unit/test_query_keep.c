@@ -111,9 +111,10 @@ static void helper_awake(assist_t *a)
 }
 
 /* k's symbols numbered (as query_load_symbols_kept numbers them) and
- * named with many names shared by several symbols: the kept levels
- * written with a helper (which classes the names while the nodes are
- * placed) give the bytes written without one. Tried until the helper,
+ * named with many names shared by several symbols, some of them escaped
+ * in JSON: the kept levels written with a helper (which classes the names
+ * while the nodes are placed, then writes each as a JSON string) give the
+ * bytes written without one. Tried until the helper,
  * awake ahead (helper_awake), took it. */
 static void helped_names(query_kept_t *k, assist_t *a)
 {
@@ -126,8 +127,11 @@ static void helped_names(query_kept_t *k, assist_t *a)
     for (size_t i = 0; i < k->n; i++) {
         if (u64map_get_or_put(&seen, k->sym[i], (uint32_t)k->nsid, &k->sid[i]) != 1) continue;
         k->nsid++;
-        char name[32], file[32];
-        snprintf(name, sizeof name, "fn%llu", (unsigned long long)(k->sym[i] % 5));
+        char name[48], file[32];
+        /* some names the JSON escapes: a quote, a backslash, a control
+         * byte, UTF-8, a byte that is not (the helper escapes them apart) */
+        snprintf(name, sizeof name, k->sym[i] % 3 ? "fn%llu" : "fn\"%llu\\q\x01\xc3\xa9\xff",
+                 (unsigned long long)(k->sym[i] % 5));
         snprintf(file, sizeof file, "f%llu.c", (unsigned long long)k->sym[i]);
         CHECK_EQ_INT(symtab_put(syms, k->sym[i], name, strlen(name), file, strlen(file)), 0);
     }
