@@ -192,6 +192,13 @@ typedef struct timeline_part {
     storage_t *st;
     const char *tenant;
     const query_series_t *ser, *cnt;
+    /* with members: the member series whose profiles it counts are selected
+     * here (into own, then cnt) from the render's selector */
+    const query_selector_t *sel;
+    const rangeset_t *rs;
+    const query_limits_t *lim;
+    int members;
+    query_series_t own;
     query_plan_t plan;
     int average;
     query_timeline_t *tl;
@@ -208,7 +215,12 @@ static void timeline_run(void *arg)
     query_share_help(p->share);
     p->rc =
         query_timeline_build_from(p->st, p->tenant, p->ser, &p->plan, p->tl_ends, 1, p->tl, &p->em);
-    if (p->rc == 0 && p->average && p->tl->n > 0 && (p->rc = query_timeline_average(p->tl)) == 0)
+    int count = p->rc == 0 && p->average && p->tl->n > 0;
+    if (count && (p->rc = query_timeline_average(p->tl)) == 0 && p->members) {
+        p->rc = query_series_select_in(p->st, p->tenant, p->sel, p->rs, p->lim, &p->own, &p->em);
+        p->cnt = &p->own;
+    }
+    if (count && p->rc == 0)
         p->rc = query_timeline_count(p->st, p->tenant, p->cnt, &p->plan, p->tl, &p->em);
     query_share_run_offered(p->share); /* what the render offered meanwhile */
 }
@@ -220,9 +232,9 @@ static void timeline_run(void *arg)
  * not (ends_t). */
 static int tree_and_timeline(storage_t *st, const char *tenant, const query_partial_args_t *a,
                              const query_limits_t *lim, const query_span_sel_t *sp,
-                             const query_series_t *ser, const query_series_t *cnt,
-                             const query_plan_t *plan, int average, query_partial_t *out,
-                             errmsg_t *em)
+                             const query_series_t *ser, const query_selector_t *members,
+                             const rangeset_t *rs, const query_plan_t *plan, int average,
+                             query_partial_t *out, errmsg_t *em)
 {
     if (sp->kind != 0 || !a->timeline)
         return render_tree(st, tenant, a, sp, ser, plan, NULL, lim->assist, out, em);
@@ -231,7 +243,11 @@ static int tree_and_timeline(storage_t *st, const char *tenant, const query_part
                           .st = st,
                           .tenant = tenant,
                           .ser = ser,
-                          .cnt = cnt->series_id != NULL ? cnt : ser,
+                          .cnt = ser,
+                          .sel = members,
+                          .rs = rs,
+                          .lim = lim,
+                          .members = members != NULL,
                           .plan = *plan,
                           .average = average,
                           .tl = &out->tl};
@@ -255,6 +271,7 @@ static int tree_and_timeline(storage_t *st, const char *tenant, const query_part
     if (rc != 0 && tp.tl_ends != NULL) ends_close(tp.tl_ends); /* the helper stops too */
     assist_join(lim->assist, &task);
     alloc_charge_done(&tp.charge);
+    query_series_free(&tp.own);
     if (rc == 0 && tp.rc != 0) rc = errmsg_set(em, tp.rc, "%s", tp.em.text);
     if (rc == 0) query_timeline_add(&out->tl, &mine);
     query_timeline_free(&mine);
@@ -262,22 +279,19 @@ static int tree_and_timeline(storage_t *st, const char *tenant, const query_part
 }
 
 /* The series a render reads into *ser (a whole service: its aggregates, a
- * few blocks instead of one per series) and, for an averaged type read
- * through aggregates (which keep no profile counts), its member series into
- * *cnt, whose profiles the timeline counts (else *cnt stays empty). */
+ * few blocks instead of one per series; *aggregates 1 then). An averaged
+ * type read through aggregates (which keep no profile counts) has its
+ * timeline count the profiles of the member series, which the timeline's
+ * part selects beside the read (tree_and_timeline). */
 static int select_render_series(storage_t *st, const char *tenant, const query_selector_t *sel,
                                 const rangeset_t *rs, const query_limits_t *lim,
-                                const query_span_sel_t *sp, int average, query_series_t *ser,
-                                query_series_t *cnt, errmsg_t *em)
+                                const query_span_sel_t *sp, query_series_t *ser, int *aggregates,
+                                errmsg_t *em)
 {
     int rc = sp->kind == 0 ? query_aggregate_select(st, tenant, sel, rs, ser, em) : 0;
+    *aggregates = rc == 1;
     if (rc == 0) return query_series_select_in(st, tenant, sel, rs, lim, ser, em);
-    if (rc != 1) return rc;
-    if (average && (rc = query_series_select_in(st, tenant, sel, rs, lim, cnt, em)) != 0) {
-        query_series_free(ser);
-        return rc;
-    }
-    return 0;
+    return rc == 1 ? 0 : rc;
 }
 
 static int render_partial(storage_t *st, const char *tenant, const query_partial_args_t *a,
@@ -294,16 +308,18 @@ static int render_partial(storage_t *st, const char *tenant, const query_partial
     plan.stop = a->stop;
     plan.charge = a->charge;
     query_span_sel_t sp;
-    query_series_t ser, cnt = {0};
-    int average = 0;
+    query_series_t ser;
+    int average = 0, aggregates = 0;
     if (query_selector_type(sel) == NULL)
         rc = errmsg_set(em, ERR_INVALID_ARGUMENT, "parameter 'query': a profile type is required");
     else if ((rc = query_selector_take_spans("query", sel, &sp, em)) == 0) {
         average = sp.kind == 0 && query_type_average(query_selector_type(sel));
-        rc = select_render_series(st, tenant, sel, rs, lim, &sp, average, &ser, &cnt, em);
+        rc = select_render_series(st, tenant, sel, rs, lim, &sp, &ser, &aggregates, em);
     }
-    query_selector_free(sel);
-    if (rc != 0) return rc;
+    if (rc != 0) {
+        query_selector_free(sel);
+        return rc;
+    }
     out->nseries = ser.n;
     out->spy_name = ser.spy_name;
     ser.spy_name = NULL;
@@ -314,7 +330,9 @@ static int render_partial(storage_t *st, const char *tenant, const query_partial
     query_partial_args_t args = *a;
     args.fns = a->fns && !average;
     if (rc == 0)
-        rc = tree_and_timeline(st, tenant, &args, lim, &sp, &ser, &cnt, &plan, average, out, em);
+        rc = tree_and_timeline(st, tenant, &args, lim, &sp, &ser,
+                               average && aggregates ? sel : NULL, rs, &plan, average, out, em);
+    query_selector_free(sel);
     if (rc == 0) rc = query_load_symbols(st, tenant, out->tree, out->syms);
     if (rc == 0 && out->kept != NULL)
         rc = query_load_symbols_kept(st, tenant, out->kept, out->syms);
@@ -323,7 +341,6 @@ static int render_partial(storage_t *st, const char *tenant, const query_partial
     else if (rc == 0 && out->tabs != NULL)
         rc = query_load_symbols_tabs(st, tenant, out->tabs, out->ntabs, out->syms);
     query_series_free(&ser);
-    query_series_free(&cnt);
     return rc;
 }
 
