@@ -7,6 +7,7 @@
  * body maximum) because the bytes come from the network.
  */
 #include <errno.h>
+#include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -239,7 +240,30 @@ static int append_body(buf_t *body, const void *p, size_t n, errmsg_t *em)
     return rc;
 }
 
-/* Moves exactly n body bytes to body. */
+/* Receives up to n bytes straight into body (room reserved): a large
+ * answer is not copied through rbuf. Returns >0 (bytes), 0 at EOF, or an
+ * error. */
+static int fill_body(flamedb__conn_t *c, buf_t *body, size_t n, errmsg_t *em)
+{
+    for (;;) {
+        ssize_t got = recv(c->fd, body->data + body->len, n, 0);
+        if (got > 0) {
+            body->len += (size_t)got;
+            body->data[body->len] = 0;
+            c->resp_bytes += (size_t)got;
+            return got > INT_MAX ? INT_MAX : (int)got;
+        }
+        if (got == 0) return 0;
+        if (errno == EINTR) continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK)
+            return errmsg_set(em, ERR_IO, "receive: %s", strerror(errno));
+        int rc = wait_fd(c, POLLIN, c->io_timeout_ms, "receive the response", em);
+        if (rc != ERR_OK) return rc;
+    }
+}
+
+/* Moves exactly n body bytes to body: what rbuf holds, then the rest
+ * received into body itself when it is larger than rbuf. */
 static int read_exact(flamedb__conn_t *c, buf_t *body, uint64_t n, errmsg_t *em)
 {
     if (n > body->max - body->len)
@@ -248,6 +272,13 @@ static int read_exact(flamedb__conn_t *c, buf_t *body, uint64_t n, errmsg_t *em)
     int rc = buf_reserve(body, (size_t)n);
     if (rc != ERR_OK) return errmsg_set(em, rc, "response body: out of memory");
     while (n > 0) {
+        if (c->rpos == c->rlen && n >= sizeof c->rbuf) {
+            int got = fill_body(c, body, (size_t)n, em);
+            if (got < 0) return got;
+            if (got == 0) return closed_early(em);
+            n -= (uint64_t)got;
+            continue;
+        }
         if (c->rpos == c->rlen) {
             int got = fill(c, em);
             if (got < 0) return got;
