@@ -76,6 +76,7 @@ typedef struct cut {
     alloc_charge_t *charge;
     size_t charged;
     const query_cut_follow_t *filed; /* with link_borrowed: the first pass made beside */
+    size_t tie_from, tie_to;         /* in list: the nodes of the last total (take_ties) */
 } cut_t;
 
 static unsigned bucket_of(uint64_t v)
@@ -341,15 +342,6 @@ static int take_ties(cut_t *c, size_t max_nodes, int64_t v, size_t from, size_t 
     return 0;
 }
 
-/* Whether id (not the root, which is always kept) is kept: every node
- * heavier than v, and those of total v chosen (v 0: every node of the
- * forest). */
-static inline int kept_id(const cut_t *c, size_t id, int64_t v)
-{
-    int64_t x = c->t->total[id]; /* an id outside the forest: 0, never chosen */
-    return (x > v) | ((x == v) & (c->state[id] & ST_CHOSEN));
-}
-
 /* The answer's arrays, made with room for an `other` per kept node,
  * shrunk to its nodes (what query_kept_bytes counts it at). */
 static int shrink(query_kept_t *k)
@@ -367,45 +359,78 @@ static int shrink(query_kept_t *k)
     return a && b && c && d && (e || !k->sid) ? 0 : ERR_NOMEM;
 }
 
-/* Numbers the kept ids in ascending order (link and hidden are no longer
- * read: per id its kept node in link, the kept ids in order in hidden);
- * returns how many. */
-static size_t kept_number(cut_t *c, int64_t v)
+/* Functions over every id built for AVX2 beside the default (a popcount
+ * instruction, wider compares), the one the CPU runs chosen at load time. */
+#if defined(__x86_64__) && defined(__has_attribute)
+#if __has_attribute(target_clones)
+#define CUT_SIMD_CLONES __attribute__((target_clones("avx2", "default")))
+#endif
+#endif
+#ifndef CUT_SIMD_CLONES
+#define CUT_SIMD_CLONES
+#endif
+
+/* The kept ids as bits, 64 ids a word (bits, reusing hidden: no longer
+ * read), and per word how many kept ids come before it (before, reusing
+ * link), so a kept id's number is a popcount away; returns how many are
+ * kept: every node heavier than v (an id outside the forest has total 0),
+ * those of total v chosen (v 0: every node of the forest), and the root. */
+CUT_SIMD_CLONES static size_t kept_bits(cut_t *c, int64_t v, uint64_t *bits, uint32_t *before)
 {
-    uint32_t *at = c->link, *ids = c->hidden;
-    size_t nk = 1;
-    at[0] = 0;
-    ids[0] = 0;
-    for (size_t id = 1; id < c->n; id++) { /* no branch: kept ids come in no order */
-        at[id] = (uint32_t)nk;
-        ids[nk] = (uint32_t)id;
-        nk += (size_t)kept_id(c, id, v);
+    const int64_t *tot = c->t->total;
+    size_t n = c->n, words = (n + 63) / 64, nk = 0;
+    for (size_t w = 0; w < words; w++) { /* no branch: kept ids come in no order */
+        size_t base = 64 * w, m = n - base < 64 ? n - base : 64;
+        uint64_t k = 0;
+        for (size_t j = 0; j < m; j++)
+            k |= (uint64_t)(tot[base + j] > v) << j;
+        bits[w] = k;
+    }
+    for (size_t i = c->tie_from; i < c->tie_to; i++) {
+        uint32_t id = c->list[i];
+        if (c->state[id] & ST_CHOSEN) bits[id / 64] |= (uint64_t)1 << (id % 64);
+    }
+    bits[0] |= 1; /* the root */
+    for (size_t w = 0; w < words; w++) {
+        before[w] = (uint32_t)nk;
+        nk += (size_t)__builtin_popcountll(bits[w]);
     }
     return nk;
 }
 
-/* The nk kept nodes' values into kp (room for 2 * nk nodes), then one
- * `other` per kept node that hides children: its total less its self and
- * its kept children's totals, summed in the upper half of kp->total as the
- * nodes are written (a parent comes before its children). */
-static void kept_fill(const cut_t *c, size_t nk, query_kept_t *kp)
+/* The number of kept id (its rank among the kept ids). */
+static inline uint32_t kept_rank(const uint64_t *bits, const uint32_t *before, uint32_t id)
+{
+    uint64_t below = bits[id / 64] & (((uint64_t)1 << (id % 64)) - 1);
+    return before[id / 64] + (uint32_t)__builtin_popcountll(below);
+}
+
+/* The nk kept nodes' values into kp (room for 2 * nk nodes), in ascending
+ * id (kept_bits), then one `other` per kept node that hides children: its
+ * total less its self and its kept children's totals, summed in the upper
+ * half of kp->total as the nodes are written (a parent comes before its
+ * children). */
+CUT_SIMD_CLONES static void kept_fill(const cut_t *c, const uint64_t *bits, const uint32_t *before,
+                                      size_t nk, query_kept_t *kp)
 {
     const storage_merged_tab_t *t = c->t;
-    const uint32_t *at = c->link, *ids = c->hidden;
     int64_t *rest = kp->total + nk;
-    for (size_t k = 0; k < nk; k++) {
-        uint32_t id = ids[k], p = k > 0 ? at[t->parent[id]] : 0;
-        int64_t x = t->total[id];
-        kp->sym[k] = k > 0 ? t->sym[id] : SYM_ROOT;
-        if (kp->sid != NULL) kp->sid[k] = t->symno[id];
-        kp->parent[k] = p;
-        kp->self[k] = t->self[id];
-        kp->total[k] = x;
-        rest[k] = (int64_t)((uint64_t)x - (uint64_t)t->self[id]);
-        if (k > 0) rest[p] = (int64_t)((uint64_t)rest[p] - (uint64_t)x);
-    }
+    size_t k = 0;
+    for (size_t w = 0; w < (c->n + 63) / 64; w++)
+        for (uint64_t m = bits[w]; m != 0; m &= m - 1, k++) {
+            uint32_t id = (uint32_t)(64 * w + (size_t)__builtin_ctzll(m));
+            uint32_t p = k > 0 ? kept_rank(bits, before, t->parent[id]) : 0;
+            int64_t x = t->total[id];
+            kp->sym[k] = k > 0 ? t->sym[id] : SYM_ROOT;
+            if (kp->sid != NULL) kp->sid[k] = t->symno[id];
+            kp->parent[k] = p;
+            kp->self[k] = t->self[id];
+            kp->total[k] = x;
+            rest[k] = (int64_t)((uint64_t)x - (uint64_t)t->self[id]);
+            if (k > 0) rest[p] = (int64_t)((uint64_t)rest[p] - (uint64_t)x);
+        }
     size_t o = nk;
-    for (size_t k = 0; k < nk; k++) {
+    for (k = 0; k < nk; k++) {
         int64_t r = rest[k]; /* read before an `other` is written over it */
         if (r == 0) continue;
         kp->sym[o] = SYM_OTHER;
@@ -423,7 +448,10 @@ static void kept_fill(const cut_t *c, size_t nk, query_kept_t *kp)
  * `other`). */
 static int kept_of(cut_t *c, int64_t v, query_kept_t **out)
 {
-    size_t nk = kept_number(c, v);
+    /* link and hidden (n entries each) are no longer read: room for both */
+    uint64_t *bits = (uint64_t *)(void *)c->hidden;
+    uint32_t *before = c->link;
+    size_t nk = kept_bits(c, v, bits, before);
     /* numbered by the forest's symbols when they are not many more than the
      * kept nodes (their arrays are sized by them) */
     int sids = c->t->symno != NULL && c->t->nsyms < CUT_SIDS_PER_NODE * nk;
@@ -443,7 +471,7 @@ static int kept_of(cut_t *c, int64_t v, query_kept_t **out)
         if (!kp->sym || !kp->parent || !kp->self || !kp->total || (sids && !kp->sid))
             rc = ERR_NOMEM;
     }
-    if (rc == 0) kept_fill(c, nk, kp);
+    if (rc == 0) kept_fill(c, bits, before, nk, kp);
     if (rc == 0) rc = shrink(kp);
     if (c->charge != NULL) alloc_charge_sub(c->charge, bytes);
     if (rc != 0) {
@@ -498,6 +526,8 @@ static int cut_run(cut_t *c, size_t max_nodes, query_kept_t **out)
         if (rc == 0) v = stop_total(c, max_nodes, &from, &to);
         if (rc == 0 && v <= 0) rc = ERR_CORRUPT; /* used() passed max_nodes within b */
         if (rc == 0) rc = take_ties(c, max_nodes, v, from, to);
+        c->tie_from = from;
+        c->tie_to = to;
     }
     return rc != 0 ? rc : kept_of(c, v, out);
 }
