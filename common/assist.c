@@ -55,7 +55,10 @@ static int64_t now_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-int assist_spin_ns(_Atomic int *flag, int64_t ns, int yield)
+/* 1 once *flag is set, 0 after ns without. With yield, a thread woken on
+ * this CPU meanwhile runs at once, not when the spin ends (a system call
+ * every few microseconds, about 1 us later to see the flag). */
+static int spin_ns(_Atomic int *flag, int64_t ns, int yield)
 {
     int64_t until = 0;
     for (unsigned i = 0;; i++) {
@@ -72,7 +75,7 @@ int assist_spin_ns(_Atomic int *flag, int64_t ns, int yield)
 /* 1 once *flag is set, 0 after ASSIST_SPIN_NS without. */
 static int spin_for(_Atomic int *flag)
 {
-    return assist_spin_ns(flag, ASSIST_SPIN_NS, 0);
+    return spin_ns(flag, ASSIST_SPIN_NS, 0);
 }
 
 /* Runs t's part once it is given (at once unless t was reserved). */
@@ -102,7 +105,7 @@ static void *helper_main(void *arg)
             if (h->rewake) lingered = h->rewake = rest = 0; /* a part is coming: awake again */
             if (!lingered++) { /* a job's next part often comes soon: wait awake first */
                 pthread_mutex_unlock(&a->mu);
-                assist_spin_ns(&h->handed, ASSIST_LINGER_NS, 1);
+                spin_ns(&h->handed, ASSIST_LINGER_NS, 1);
                 pthread_mutex_lock(&a->mu);
                 continue;
             }
@@ -293,7 +296,7 @@ void assist_join(assist_t *a, assist_task_t *t)
      * machine) the part's own helper may be waiting for this CPU; spinning
      * without a yield, a coordinator's share took 0.49-0.52 ms instead of
      * 0.72-0.74 (3 nodes on 2 cores); one node alone is unchanged */
-    if (assist_spin_ns(&t->done, ASSIST_SPIN_NS, 1)) return;
+    if (spin_ns(&t->done, ASSIST_SPIN_NS, 1)) return;
     pthread_mutex_lock(&a->mu);
     while (!atomic_load_explicit(&t->done, memory_order_acquire))
         pthread_cond_wait(&a->done, &a->mu);

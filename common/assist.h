@@ -28,7 +28,6 @@
 #define FLAMEDB_COMMON_ASSIST_H
 
 #include <stdatomic.h>
-#include <stdint.h>
 
 typedef struct assist assist_t;
 typedef struct assist_task assist_task_t;
@@ -101,12 +100,6 @@ void assist_flag_init(assist_flag_t *f);
 void assist_flag_set(assist_flag_t *f, int v);
 /* The value once set. */
 int assist_flag_wait(assist_flag_t *f);
-
-/* 1 once *flag is set, 0 after ns without (spinning). With yield, a
- * thread woken on this CPU meanwhile runs at once, not when the spin ends
- * (a system call every few microseconds, about 1 us later to see the
- * flag). For any thread that waits briefly for a word another sets. */
-int assist_spin_ns(_Atomic int *flag, int64_t ns, int yield);
 
 /* Parts taken by a helper, and run by their joiner for want of one, the
  * helpers assist_wake woke, and those that went to sleep at once after a

@@ -5,7 +5,6 @@
 #include <stdlib.h>
 
 #include "common/err.h"
-#include "common/assist.h"
 #include "common/workq.h"
 
 /* A pool thread's stack, as libuv gives its own pool's threads. */
@@ -57,9 +56,8 @@ typedef struct worker {
     workq_t *q;
     uv_thread_t thread;
     uv_cond_t wake;
-    workq_job_t *job;   /* handed to it while it was idle */
-    int idle;           /* on the idle stack */
-    _Atomic int handed; /* job was set (read while it lingers unlocked) */
+    workq_job_t *job; /* handed to it while it was idle */
+    int idle;         /* on the idle stack */
 } worker_t;
 
 struct workq {
@@ -149,10 +147,9 @@ static void worker_main(void *arg)
     worker_t *w = arg;
     workq_t *q = w->q;
     uv_mutex_lock(&q->pool_mu);
-    for (int lingered = 1;;) {
+    for (;;) {
         workq_job_t *job = w->job;
         w->job = NULL;
-        atomic_store_explicit(&w->handed, 0, memory_order_relaxed);
         if (job == NULL && q->pending.head != NULL) job = fifo_pop(&q->pending);
         if (job == NULL) {
             if (q->stopping) break;
@@ -160,17 +157,9 @@ static void worker_main(void *arg)
                 w->idle = 1;
                 q->idle[q->nidle++] = w;
             }
-            if (!lingered) { /* after a job: awake a while for the next (a client's next request) */
-                lingered = 1;
-                uv_mutex_unlock(&q->pool_mu);
-                assist_spin_ns(&w->handed, WORKQ_LINGER_NS, 1);
-                uv_mutex_lock(&q->pool_mu);
-                continue;
-            }
             uv_cond_wait(&w->wake, &q->pool_mu);
             continue;
         }
-        lingered = 0;
         job->pooled = WORKQ_TAKEN;
         uv_mutex_unlock(&q->pool_mu);
         job->fn(job);
@@ -207,7 +196,6 @@ static int pool_hand(workq_t *q, workq_job_t *job, worker_t **wake)
         worker_t *w = q->idle[--q->nidle];
         w->idle = 0;
         w->job = job;
-        atomic_store_explicit(&w->handed, 1, memory_order_release);
         job->pooled = WORKQ_TAKEN;
         *wake = w;
         return 0;

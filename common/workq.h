@@ -43,13 +43,6 @@ typedef enum workq_lane {
     WORKQ_NLANES
 } workq_lane_t;
 
-/* How long a pool thread that ran a job stays awake for the next one
- * before it sleeps (yielding its CPU every few microseconds meanwhile): a
- * sleeping thread takes tens of microseconds to run again once woken, and
- * a client's next request (a user paging a flame graph, a scraper) often
- * comes within that. */
-#define WORKQ_LINGER_NS 200000
-
 typedef struct workq workq_t;
 typedef struct workq_job workq_job_t;
 
