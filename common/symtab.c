@@ -158,14 +158,12 @@ static int files_reserve(symtab_t *s)
     return ERR_OK;
 }
 
-int symtab_file(symtab_t *s, const char *file, size_t file_len, uint32_t *index)
+/* symtab_file of a name of file_len bytes (no NUL) whose hash is h. */
+static int file_hashed(symtab_t *s, const char *file, size_t file_len, uint64_t h, uint32_t *index)
 {
-    /* read up to the first NUL, as a C string is */
-    file_len = file != NULL && file_len > 0 ? strnlen(file, file_len) : 0;
     *index = 0;
     if (file_len == 0) return ERR_OK;
     if (s->nfiles >= UINT32_MAX - 1 || files_reserve(s) != ERR_OK) return ERR_NOMEM;
-    uint64_t h = hash_bytes64(file, file_len);
     size_t at = file_probe(s, file, file_len, h);
     if (s->fslots[at] != 0) {
         *index = s->fslots[at] - 1;
@@ -180,6 +178,13 @@ int symtab_file(symtab_t *s, const char *file, size_t file_len, uint32_t *index)
     *index = (uint32_t)s->nfiles++;
     s->fslots[at] = *index + 1;
     return ERR_OK;
+}
+
+int symtab_file(symtab_t *s, const char *file, size_t file_len, uint32_t *index)
+{
+    /* read up to the first NUL, as a C string is */
+    file_len = file != NULL && file_len > 0 ? strnlen(file, file_len) : 0;
+    return file_hashed(s, file, file_len, file_len > 0 ? hash_bytes64(file, file_len) : 0, index);
 }
 
 symtab_t *symtab_new(void)
@@ -278,6 +283,15 @@ int symtab_put(symtab_t *s, uint64_t id, const char *name, size_t name_len, cons
     if (find(s, id) >= 0) return ERR_OK;
     uint32_t fi;
     int rc = symtab_file(s, file, file_len, &fi);
+    return rc != ERR_OK ? rc : put_new(s, id, name, name_len, fi, NULL);
+}
+
+int symtab_put_hashed(symtab_t *s, uint64_t id, const char *name, size_t name_len, const char *file,
+                      size_t file_len, uint64_t file_hash)
+{
+    if (find(s, id) >= 0) return ERR_OK;
+    uint32_t fi;
+    int rc = file_hashed(s, file, file_len, file_hash, &fi);
     return rc != ERR_OK ? rc : put_new(s, id, name, name_len, fi, NULL);
 }
 

@@ -43,6 +43,11 @@ int symtab_reserve(symtab_t *s, size_t more);
 /* Adds a symbol under a known id (used when loading from storage). */
 int symtab_put(symtab_t *s, uint64_t id, const char *name, size_t name_len, const char *file,
                size_t file_len);
+/* symtab_put with the file's hash known (a cache that hashed it once):
+ * file_len is its length up to its first NUL and file_hash its
+ * hash_bytes64 (common/hash.h) over those bytes, as symtab_file computes. */
+int symtab_put_hashed(symtab_t *s, uint64_t id, const char *name, size_t name_len, const char *file,
+                      size_t file_len, uint64_t file_hash);
 /* Returns 1 and borrowed name/file (NUL-terminated) if id is known, else 0.
  * SYM_ROOT reads as "total" and SYM_OTHER as "other". */
 int symtab_get(const symtab_t *s, uint64_t id, const char **name, const char **file);

@@ -102,15 +102,15 @@ static int push(query_series_t *out, size_t *cap, uint64_t token, uint64_t id, i
 /* The aggregate id of (token, spy) and its anchor series (which the
  * aggregate does not hold), each when it holds a window: 1 when any does,
  * 0 when none, or an error. */
-static int push_aggregate(storage_t *st, const char *tenant, uint64_t token, uint64_t id,
-                          query_series_t *out, size_t *cap)
+static int push_aggregate(storage_t *st, storage_probe_t *probe, const char *tenant, uint64_t token,
+                          uint64_t id, query_series_t *out, size_t *cap)
 {
     uint64_t ids[1 + STORAGE_AGGREGATE_ANCHORS_MAX] = {id};
     int rc =
         storage_aggregate_anchors(st, tenant, token, id, ids + 1, STORAGE_AGGREGATE_ANCHORS_MAX);
     int n = rc >= 0 ? 1 + rc : 0, any = 0;
     for (int i = 0; i < n && rc >= 0; i++) {
-        rc = storage_series_has_windows(st, tenant, token, ids[i]);
+        rc = storage_probe_has_windows(probe, tenant, token, ids[i]);
         if (rc > 0) {
             any = 1;
             rc = push(out, cap, token, ids[i], i == 0);
@@ -127,16 +127,19 @@ static int collect(storage_t *st, const char *tenant, const agg_sel_t *a, const 
 {
     size_t cap = 0;
     const char *spy = NULL;
-    int mixed = 0, rc = 0;
+    int mixed = 0;
+    storage_probe_t *probe = NULL; /* one iterator for every window probe */
+    int rc = storage_probe_open(st, &probe);
     for (size_t i = 0; i < tk->n && rc == 0; i++)
         for (size_t k = 0; k < spies->n && rc == 0; k++) {
             uint64_t id = storage_aggregate_id(a->service, a->type, spies->v[k]);
-            rc = push_aggregate(st, tenant, tk->v[i], id, out, &cap);
+            rc = push_aggregate(st, probe, tenant, tk->v[i], id, out, &cap);
             if (rc <= 0) continue;
             rc = 0;
             if (spies->v[k][0] == 0 || (spy != NULL && strcmp(spy, spies->v[k]) != 0)) mixed = 1;
             spy = spies->v[k];
         }
+    storage_probe_close(probe);
     if (rc == 0 && !mixed && spy != NULL && (out->spy_name = strdup(spy)) == NULL) rc = ERR_NOMEM;
     return rc;
 }

@@ -308,31 +308,30 @@ static int64_t live_from(const storage_t *s, int r, int64_t now)
 }
 
 /* 1 when the first key under prefix is a window retention keeps, 0 when
- * nothing lies under prefix, -1 otherwise (it tells neither). */
+ * nothing lies under prefix, -1 otherwise (it tells neither). The
+ * iterator has no bounds: a key past the prefix ends it. */
 static int first_window_live(storage_t *s, rocksdb_iterator_t *it, const skey_t *prefix,
                              int64_t now)
 {
     rocksdb_iter_seek(it, (const char *)prefix->b, prefix->n);
-    if (!rocksdb_iter_valid(it)) return 0; /* the upper bound ends the prefix */
+    if (!rocksdb_iter_valid(it)) return 0;
     size_t kn;
     const uint8_t *key = (const uint8_t *)rocksdb_iter_key(it, &kn);
+    if (kn < prefix->n || memcmp(key, prefix->b, prefix->n) != 0) return 0; /* past the prefix */
     if (kn != prefix->n + 9 || key[prefix->n] >= STORAGE_RESOLUTION_COUNT) return -1;
     int r = key[prefix->n];
     return storage_time_decode(key + prefix->n + 1) >= live_from(s, r, now) ? 1 : -1;
 }
 
 /* 1 if totals hold a window under prefix (token|tenant|id) that is not past
- * its resolution's retention, 0 if not, or ERR_IO. One seek to the prefix
- * settles it when nothing lies there (the anchors and spies of a service
- * with none) or the first window is live; else, per resolution, coarsest
- * first, one seek to the first window start retention still keeps. */
-static int has_live_window(storage_t *s, const skey_t *prefix)
+ * its resolution's retention, 0 if not, or ERR_IO; it an iterator over
+ * totals (no bounds), which a caller may use for several probes. One seek
+ * to the prefix settles it when nothing lies there (the anchors and spies
+ * of a service with none) or the first window is live; else, per
+ * resolution, coarsest first, one seek to the first window start
+ * retention still keeps. */
+static int has_live_window(storage_t *s, rocksdb_iterator_t *it, const skey_t *prefix)
 {
-    skey_t hi = *prefix;
-    hi.n = storage_prefix_successor(hi.b, hi.n);
-    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
-    if (hi.n > 0) rocksdb_readoptions_set_iterate_upper_bound(ro, (const char *)hi.b, hi.n);
-    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(s->db, ro, s->cf[CF_TOTALS]);
     int64_t now = storage_now(s);
     int first = first_window_live(s, it, prefix, now);
     int found = first == 1;
@@ -350,18 +349,49 @@ static int has_live_window(storage_t *s, const skey_t *prefix)
     char *err = NULL;
     rocksdb_iter_get_error(it, &err);
     int rc = storage_rocks_err(err, NULL, "window probe");
-    rocksdb_iter_destroy(it);
-    rocksdb_readoptions_destroy(ro);
     return rc != 0 ? rc : found;
 }
 
-int storage_series_has_windows(storage_t *s, const char *tenant, uint64_t token, uint64_t series_id)
+struct storage_probe {
+    storage_t *s;
+    rocksdb_iterator_t *it; /* over totals, no bounds */
+};
+
+int storage_probe_open(storage_t *s, storage_probe_t **out)
+{
+    storage_probe_t *p = malloc(sizeof *p);
+    if (p == NULL) return ERR_NOMEM;
+    p->s = s;
+    p->it = rocksdb_create_iterator_cf(s->db, s->ropts, s->cf[CF_TOTALS]);
+    *out = p;
+    return 0;
+}
+
+void storage_probe_close(storage_probe_t *p)
+{
+    if (p == NULL) return;
+    rocksdb_iter_destroy(p->it);
+    free(p);
+}
+
+int storage_probe_has_windows(storage_probe_t *p, const char *tenant, uint64_t token,
+                              uint64_t series_id)
 {
     int rc = storage_check_tenant(tenant, NULL);
     if (rc != 0) return rc;
     skey_t k;
     storage_key_series(&k, token, tenant, series_id);
-    return has_live_window(s, &k);
+    return has_live_window(p->s, p->it, &k);
+}
+
+int storage_series_has_windows(storage_t *s, const char *tenant, uint64_t token, uint64_t series_id)
+{
+    storage_probe_t *p;
+    int rc = storage_probe_open(s, &p);
+    if (rc != 0) return rc;
+    rc = storage_probe_has_windows(p, tenant, token, series_id);
+    storage_probe_close(p);
+    return rc;
 }
 
 /* --- rebuilding (format upgrade) ------------------------------------------- */

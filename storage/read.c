@@ -571,8 +571,8 @@ static int load_chunk(storage_t *s, const char *tenant, uint64_t th, const uint6
     for (size_t i = 0; rc == 0 && i < n; i++) {
         if (hits[i].hit) {
             const char *name = (const char *)names->data + hits[i].off;
-            rc = symtab_put(dst, ids[i], name, hits[i].name_len, name + hits[i].name_len + 1,
-                            hits[i].file_len);
+            rc = symtab_put_hashed(dst, ids[i], name, hits[i].name_len, name + hits[i].name_len + 1,
+                                   hits[i].file_used, hits[i].file_hash);
             continue;
         }
         miss[(*nmiss)++] = ids[i];

@@ -370,6 +370,15 @@ int storage_aggregate_anchors(storage_t *s, const char *tenant, uint64_t token, 
  * keeps, 0 if none, or an error. */
 int storage_series_has_windows(storage_t *s, const char *tenant, uint64_t token,
                                uint64_t series_id);
+/* The same for several series with one iterator (a whole-service render
+ * probing each token's aggregates and anchors): storage_probe_open, a
+ * storage_probe_has_windows per series, storage_probe_close. The probe
+ * reads the store as it is when opened. Caller owns the probe. */
+typedef struct storage_probe storage_probe_t;
+int storage_probe_open(storage_t *s, storage_probe_t **out);
+int storage_probe_has_windows(storage_probe_t *p, const char *tenant, uint64_t token,
+                              uint64_t series_id);
+void storage_probe_close(storage_probe_t *p);
 /* One placement token's summed blocks as a forest, for callers that choose
  * the nodes they need before building a tree (query's maxNodes selection).
  * Its nodes are the token's stack-node ids 0..n-1: id 0 is the root, and the

@@ -1116,6 +1116,8 @@ void storage_symcache_free(symcache_t *c);
  * off (name, NUL, file, NUL), or hit 0 when it is not cached. */
 typedef struct symcache_hit {
     uint32_t off, name_len, file_len, hit;
+    uint64_t file_hash; /* hash_bytes64 of the file up to its first NUL (symtab_put_hashed) */
+    uint32_t file_used; /* that length */
 } symcache_hit_t;
 #define SYMCACHE_BATCH 256
 /* Looks up n <= SYMCACHE_BATCH ids at once, each shard locked once and the

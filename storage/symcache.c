@@ -10,12 +10,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/hash.h"
 #include "storage/storage_int.h"
 
 typedef struct sc_entry {
     uint64_t tenant_hash, id; /* id 0: empty (ids 0 and 1 are reserved) */
     char *blob;               /* name, NUL, file, NUL */
     uint32_t name_len, file_len;
+    uint64_t file_hash; /* of the file up to its first NUL (file_used bytes): hashed once */
+    uint32_t file_used;
 } sc_entry_t;
 
 struct symcache_shard {
@@ -89,7 +92,8 @@ static int shard_get_many(struct symcache_shard *sh, uint64_t th, const uint64_t
         if (e == NULL) continue;
         size_t len = (size_t)e->name_len + e->file_len + 2;
         if (names->len > UINT32_MAX - len) return ERR_TOO_LARGE;
-        hits[idx[j]] = (symcache_hit_t){(uint32_t)names->len, e->name_len, e->file_len, 1};
+        hits[idx[j]] = (symcache_hit_t){(uint32_t)names->len, e->name_len, e->file_len, 1,
+                                        e->file_hash,         e->file_used};
         int rc = buf_append(names, e->blob, len);
         if (rc != 0) return rc;
     }
@@ -106,7 +110,7 @@ int storage_symcache_get_many(symcache_t *c, uint64_t tenant_hash, const uint64_
     buf_reset(names);
     for (size_t i = 0; i < n; i++) {
         (void)shard_of(c, tenant_hash, ids[i], &h[i]);
-        hits[i] = (symcache_hit_t){0, 0, 0, 0};
+        hits[i] = (symcache_hit_t){0};
         per[h[i] % SYMCACHE_SHARDS + 1]++;
     }
     for (size_t k = 0; k < SYMCACHE_SHARDS; k++) /* per[k]: where shard k's ids start */
@@ -157,6 +161,8 @@ void storage_symcache_put(symcache_t *c, uint64_t tenant_hash, uint64_t id, cons
     if (cost > c->shard_bytes) return;
     char *blob = malloc(name_len + file_len + 2);
     if (blob == NULL) return;
+    size_t used = file_len > 0 ? strnlen(file, file_len) : 0; /* as symtab_file reads it */
+    uint64_t fh = used > 0 ? hash_bytes64(file, used) : 0;
     memcpy(blob, name, name_len);
     blob[name_len] = 0;
     memcpy(blob + name_len + 1, file, file_len);
@@ -176,7 +182,8 @@ void storage_symcache_put(symcache_t *c, uint64_t tenant_hash, uint64_t id, cons
         free(blob);
         return;
     }
-    sh->v[i] = (sc_entry_t){tenant_hash, id, blob, (uint32_t)name_len, (uint32_t)file_len};
+    sh->v[i] = (sc_entry_t){tenant_hash,        id, blob,          (uint32_t)name_len,
+                            (uint32_t)file_len, fh, (uint32_t)used};
     sh->count++;
     sh->bytes += cost;
     pthread_mutex_unlock(&sh->mu);

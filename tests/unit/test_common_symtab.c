@@ -195,6 +195,35 @@ static void test_nul_and_missing_file(void)
     symtab_free(s);
 }
 
+/* symtab_put_hashed with the file's length and hash gives what symtab_put
+ * gives: the same names, files held once, shared with symtab_file's. */
+static void test_put_hashed(void)
+{
+    symtab_t *a = symtab_new(), *b = symtab_new();
+    char name[32], file[32];
+    for (uint64_t i = 0; i < 500; i++) {
+        snprintf(name, sizeof name, "fn%llu", (unsigned long long)i);
+        snprintf(file, sizeof file, "pkg/f%llu.go", (unsigned long long)(i % 50));
+        size_t fl = i % 9 ? strlen(file) : 0;
+        CHECK_EQ_INT(symtab_put(a, 10 + i, name, strlen(name), file, fl), 0);
+        CHECK_EQ_INT(symtab_put_hashed(b, 10 + i, name, strlen(name), file, fl,
+                                       fl ? hash_bytes64(file, fl) : 0),
+                     0);
+    }
+    uint32_t fa, fb;
+    CHECK_EQ_INT(symtab_file(a, "pkg/f7.go", 9, &fa), 0);
+    CHECK_EQ_INT(symtab_file(b, "pkg/f7.go", 9, &fb), 0);
+    CHECK(fa == fb && fa != 0); /* the hashed puts' file, found by symtab_file */
+    CHECK_EQ_INT(symtab_count(a), symtab_count(b));
+    for (uint64_t i = 0; i < 500; i++) {
+        const char *na, *fa_, *nb, *fb_;
+        CHECK(symtab_get(a, 10 + i, &na, &fa_) == 1 && symtab_get(b, 10 + i, &nb, &fb_) == 1);
+        CHECK(strcmp(na, nb) == 0 && strcmp(fa_, fb_) == 0);
+    }
+    symtab_free(a);
+    symtab_free(b);
+}
+
 static void test_put_from(void)
 {
     symtab_t *src = symtab_new(), *dst = symtab_new();
@@ -294,6 +323,7 @@ static void test_reserve(void)
 
 int main(void)
 {
+    test_put_hashed();
     test_put_from();
     test_intern_and_get();
     test_files_held_once();

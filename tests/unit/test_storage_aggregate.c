@@ -201,6 +201,19 @@ static void check_anchors(storage_t *s)
         CHECK_EQ_INT(anchor == mem[m].id, first[m]);
         CHECK_EQ_INT(storage_series_has_windows(s, "t", mem[m].token, agg), m < 4);
     }
+    /* one probe for them all, forwards and back (its iterator seeks past
+     * other series' keys): the same answers, and every member holds windows */
+    storage_probe_t *p = NULL;
+    CHECK_EQ_INT(storage_probe_open(s, &p), 0);
+    for (int round = 0; round < 2; round++)
+        for (size_t k = 0; k < NMEM; k++) {
+            size_t m = round ? NMEM - 1 - k : k;
+            uint64_t agg = storage_aggregate_id(mem[m].service, mem[m].type, mem[m].spy);
+            CHECK_EQ_INT(storage_probe_has_windows(p, "t", mem[m].token, agg), m < 4);
+            CHECK_EQ_INT(storage_probe_has_windows(p, "t", mem[m].token, mem[m].id), 1);
+            CHECK_EQ_INT(storage_probe_has_windows(p, "t", mem[m].token, mem[m].id + 1), 0);
+        }
+    storage_probe_close(p);
 }
 
 static size_t check_sums(storage_t *s)

@@ -3,11 +3,13 @@
  * lookup per id finds it, per tenant, whatever shard it falls in, and the
  * copied name and file are the ones put; a batch over SYMCACHE_BATCH ids
  * and a names buffer over its maximum are refused, and a cleared or empty
- * cache finds nothing. */
+ * cache finds nothing. Each hit carries its file's hash (up to the file's
+ * first NUL), so a symbol table fills from it without hashing again. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/hash.h"
 #include "storage/storage_int.h"
 #include "tests/unit/check.h"
 
@@ -49,6 +51,9 @@ static void check_range(symcache_t *c, uint64_t th, uint64_t from, uint64_t unti
             CHECK_EQ_INT(hits[i].file_len, strlen(file));
             CHECK_EQ_STR(at, name);
             CHECK_EQ_STR(at + hits[i].name_len + 1, file);
+            /* the file's hash comes with it, as symtab_file would compute it */
+            CHECK_EQ_INT(hits[i].file_used, strlen(file));
+            CHECK(hits[i].file_hash == hash_bytes64(file, strlen(file)));
         }
     }
     buf_free(&names);
@@ -68,6 +73,18 @@ int main(void)
     check_range(&c, TENANT_A, 2, 1300, 1001, 37);
     check_range(&c, TENANT_B, 2, 700, 501, SYMCACHE_BATCH);
     check_range(&c, 0x5555u, 2, 700, 0, SYMCACHE_BATCH); /* another tenant's ids: not found */
+    {
+        /* a file read as a C string: hashed up to its first NUL */
+        uint64_t id = 5000;
+        symcache_hit_t hit[1];
+        buf_t names;
+        buf_init(&names, BUF_UNLIMITED);
+        storage_symcache_put(&c, TENANT_A, id, "f", 1, "a.c\0tail", 8);
+        CHECK_EQ_INT(storage_symcache_get_many(&c, TENANT_A, &id, 1, hit, &names), 0);
+        CHECK(hit[0].hit && hit[0].file_len == 8 && hit[0].file_used == 3);
+        CHECK(hit[0].file_hash == hash_bytes64("a.c", 3));
+        buf_free(&names);
+    }
 
     uint64_t ids[SYMCACHE_BATCH + 1];
     symcache_hit_t hits[SYMCACHE_BATCH + 1];
