@@ -65,11 +65,12 @@ typedef struct cut {
     const uint64_t *minkid; /* per id: least total of its children, UINT64_MAX: none (the tab's) */
     uint32_t *link;         /* per id: the next id of its bucket, then its kept node (kept_of) */
     int link_borrowed;      /* link is a follower's (query_cut_follow_t): not freed here */
-    uint32_t head[CUT_BUCKETS]; /* per bucket: its largest id (0: none) */
-    uint8_t *state;             /* per id: ST_* */
-    uint32_t *hidden;           /* per id, with ST_HIDDEN */
-    uint64_t *pkey;             /* per id, with ST_PKEY */
-    uint32_t *list;             /* ids of the bucket where the budget runs out, then a frontier */
+    uint32_t head[CUT_BUCKETS];      /* per bucket: its largest id (0: none) */
+    uint32_t head_back[CUT_BUCKETS]; /* with a filing made beside: the other chain's (or 0) */
+    uint8_t *state;                  /* per id: ST_* */
+    uint32_t *hidden;                /* per id, with ST_HIDDEN */
+    uint64_t *pkey;                  /* per id, with ST_PKEY */
+    uint32_t *list; /* ids of the bucket where the budget runs out, then a frontier */
     size_t nlist;
     size_t used;     /* the budget of what is kept so far */
     size_t expanded; /* nodes whose children were counted */
@@ -124,12 +125,20 @@ static void histograms(cut_t *c, hist_t *hs)
 
 /* ---- the first pass beside the forest pass ---- */
 
+/* Each chunk of the forest's ids (storage_follow_t.chunks) is filed by the
+ * follower (from the highest ids, as the pass finalizes them) or by the
+ * render's thread once the pass is done (from the lowest), each into
+ * histograms and chains of its own; the cut adds the histograms and walks
+ * both chains. */
 struct query_cut_follow {
     storage_follow_t f;
-    const storage_merged_tab_t *t; /* the forest filed whole, or NULL */
-    uint32_t *link;                /* per id of t */
-    uint32_t head[CUT_BUCKETS];
-    hist_t hs;
+    _Atomic int link_state; /* 0 none, 1 being made, 2 made, 3 not (no memory) */
+    uint32_t *link;         /* per id of the forest: the next of its bucket in its chain */
+    _Atomic int taking;     /* the follower between taking a chunk and having filed it */
+    _Atomic size_t filed;   /* chunks filed */
+    uint32_t head[CUT_BUCKETS], head_back[CUT_BUCKETS]; /* the follower's, the render's */
+    hist_t hs, hs_back;
+    int used; /* a cut took the filing (its chains are gone) */
 };
 
 query_cut_follow_t *query_cut_follow_new(void)
@@ -144,9 +153,14 @@ storage_follow_t *query_cut_follow_storage(query_cut_follow_t *c)
 
 const storage_merged_tab_t *query_cut_follow_filed(const query_cut_follow_t *c)
 {
-    /* filed whole, and kept by the pass (not given up after it ended) */
-    int kept = atomic_load_explicit(&c->f.state, memory_order_acquire) == 1;
-    return kept ? c->t : NULL;
+    /* kept by the pass (not given up after it ended), every chunk filed */
+    const storage_follow_t *f = &c->f;
+    if (c->used || atomic_load_explicit(&f->state, memory_order_acquire) != 1) return NULL;
+    const storage_merged_tab_t *t = atomic_load_explicit(&f->tab, memory_order_acquire);
+    int whole =
+        t != NULL && c->link != NULL &&
+        atomic_load_explicit(&c->filed, memory_order_acquire) == storage_follow_chunks(t->n);
+    return whole ? t : NULL;
 }
 
 void query_cut_follow_free(query_cut_follow_t *c)
@@ -156,37 +170,77 @@ void query_cut_follow_free(query_cut_follow_t *c)
     free(c);
 }
 
-/* Empty looks at the pass (no new ids final) before a follower yields its
- * CPU: the pass finalizes FOLLOW_CHUNK ids in a few microseconds. */
+/* Empty looks (nothing final yet) before a waiting thread yields its CPU:
+ * the pass finalizes a chunk in a few microseconds. */
 #define FOLLOW_SPINS 64
+
+/* The chains' array for a forest of n ids, made by whichever thread comes
+ * first; NULL when it cannot be (the cut then makes its own). */
+static uint32_t *follow_link(query_cut_follow_t *c, size_t n)
+{
+    int none = 0;
+    if (atomic_compare_exchange_strong(&c->link_state, &none, 1)) {
+        c->link = malloc((n ? n : 1) * sizeof *c->link);
+        atomic_store_explicit(&c->link_state, c->link != NULL ? 2 : 3, memory_order_release);
+    }
+    int st;
+    for (unsigned spins = 0;
+         (st = atomic_load_explicit(&c->link_state, memory_order_acquire)) == 1;)
+        if (++spins % FOLLOW_SPINS == 0) sched_yield();
+    return st == 2 ? c->link : NULL;
+}
+
+/* The follower's next chunk from the front, once its ids are final: 1 and
+ * its ids, or 0 (none left, or the pass given up). c->taking is up from
+ * before the take until the chunk is filed (or the take found none). */
+static int front_chunk(query_cut_follow_t *c, const storage_merged_tab_t *t, size_t *lo, size_t *hi)
+{
+    storage_follow_t *f = &c->f;
+    size_t i;
+    atomic_fetch_add(&c->taking, 1); /* seq_cst: before the take, as the back reads it */
+    if (!ends_take(&f->chunks, 0, &i)) return 0;
+    storage_follow_chunk(t->n, i, lo, hi);
+    for (unsigned spins = 0; atomic_load_explicit(&f->from, memory_order_acquire) > *lo;) {
+        if (atomic_load(&f->state) == 2) return 0;
+        if (++spins % FOLLOW_SPINS == 0) sched_yield();
+    }
+    return 1;
+}
 
 void query_cut_follow_run(void *arg)
 {
     query_cut_follow_t *c = arg;
     storage_follow_t *f = &c->f;
     const storage_merged_tab_t *t = NULL;
-    size_t done = 0;              /* ids from done up filed */
     atomic_store(&f->reading, 1); /* seq_cst: then the state, as storage.h says */
-    for (unsigned idle = 0; atomic_load(&f->state) != 2;) {
-        if (t == NULL && (t = atomic_load_explicit(&f->tab, memory_order_acquire)) != NULL) {
-            done = t->n;
-            c->link = malloc((t->n ? t->n : 1) * sizeof *c->link);
-            if (c->link == NULL) break; /* the cut makes its own */
-        }
-        size_t from = t != NULL ? atomic_load_explicit(&f->from, memory_order_acquire) : done;
-        if (t != NULL && from < done) {
-            file_ids(t, from, done, c->link, c->head, &c->hs);
-            done = from;
-            idle = 0;
-        } else if (++idle % FOLLOW_SPINS == 0) {
+    for (unsigned spins = 0; t == NULL && atomic_load(&f->state) != 2;)
+        if ((t = atomic_load_explicit(&f->tab, memory_order_acquire)) == NULL &&
+            ++spins % FOLLOW_SPINS == 0)
             sched_yield();
-        }
-        if (t != NULL && done <= 1) {
-            c->t = t;
-            break;
-        }
+    size_t lo, hi;
+    while (t != NULL && follow_link(c, t->n) != NULL && front_chunk(c, t, &lo, &hi)) {
+        file_ids(t, lo, hi, c->link, c->head, &c->hs);
+        atomic_fetch_add_explicit(&c->filed, 1, memory_order_release);
+        atomic_fetch_sub(&c->taking, 1);
     }
+    atomic_store(&c->taking, 0); /* the last take found none, or it stopped */
     atomic_store(&f->reading, 0);
+}
+
+void query_cut_follow_finish(query_cut_follow_t *c)
+{
+    storage_follow_t *f = &c->f;
+    if (atomic_load_explicit(&f->state, memory_order_acquire) != 1) return; /* no forest */
+    const storage_merged_tab_t *t = atomic_load_explicit(&f->tab, memory_order_acquire);
+    size_t i, lo, hi;
+    while (follow_link(c, t->n) != NULL && ends_take(&f->chunks, 1, &i)) {
+        storage_follow_chunk(t->n, i, &lo, &hi);
+        file_ids(t, lo, hi, c->link, c->head_back, &c->hs_back);
+        atomic_fetch_add_explicit(&c->filed, 1, memory_order_release);
+    }
+    /* the chunk in the follower's hands, if any (none once its take found none) */
+    for (unsigned spins = 0; atomic_load(&c->taking) != 0;)
+        if (++spins % FOLLOW_SPINS == 0) sched_yield();
 }
 
 /* The bucket where used() first passes max_nodes going down, or -1 when
@@ -492,6 +546,8 @@ static int bucket_ids(cut_t *c, unsigned b, size_t n)
     if (c->list == NULL) return ERR_NOMEM;
     for (uint32_t id = c->head[b]; id != 0 && c->nlist < n; id = c->link[id])
         c->list[c->nlist++] = id;
+    for (uint32_t id = c->head_back[b]; id != 0 && c->nlist < n; id = c->link[id])
+        c->list[c->nlist++] = id;
     qsort_r(c->list, c->nlist, sizeof *c->list, by_total_down, (void *)c->t->total);
     return 0;
 }
@@ -504,14 +560,20 @@ static int cut_run(cut_t *c, size_t max_nodes, query_kept_t **out)
     c->charged = bytes;
     if (!c->link_borrowed) c->link = malloc(c->n * sizeof *c->link);
     c->state = calloc(c->n, sizeof *c->state);
-    c->hidden = malloc(c->n * sizeof *c->hidden);
+    c->hidden = malloc((c->n + 1) * sizeof *c->hidden); /* room for kept_bits: 64-bit words */
     c->pkey = malloc(c->n * sizeof *c->pkey);
     if (!c->link || !c->state || !c->hidden || !c->pkey) return ERR_NOMEM;
     hist_t *hs = calloc(1, sizeof *hs);
     if (hs == NULL) return ERR_NOMEM;
-    if (c->link_borrowed) {
-        memcpy(c->head, c->filed->head, sizeof c->head);
-        *hs = c->filed->hs;
+    if (c->link_borrowed) { /* both ends' filings */
+        const query_cut_follow_t *f = c->filed;
+        memcpy(c->head, f->head, sizeof c->head);
+        memcpy(c->head_back, f->head_back, sizeof c->head_back);
+        for (size_t b = 0; b < CUT_BUCKETS; b++) {
+            hs->h[b] = f->hs.h[b] + f->hs_back.h[b];
+            hs->ht[b] = f->hs.ht[b] + f->hs_back.ht[b];
+            hs->hm[b] = f->hs.hm[b] + f->hs_back.hm[b];
+        }
     } else {
         histograms(c, hs);
     }
@@ -567,7 +629,7 @@ int query_keep_cut_filed(const storage_merged_tab_t *t, size_t max_nodes, alloc_
         c.link = filed->link; /* its chains, then this cut's numbering (kept_of) */
         c.link_borrowed = 1;
         c.filed = filed;
-        filed->t = NULL; /* used up: kept_of numbers over the chains */
+        filed->used = 1; /* used up: kept_of numbers over the chains */
     }
     int rc = cut_run(&c, max_nodes, out);
     if (!c.link_borrowed) free(c.link);

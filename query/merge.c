@@ -35,7 +35,6 @@ static int totals_add_up(const calltree_t *t)
  * the names of a shard union's symbols. */
 typedef struct beside {
     query_cut_follow_t *filed;
-    assist_flag_t filed_flag; /* set once every id is filed (or the follow gave up) */
     storage_t *st;
     const char *tenant;
     size_t max_nodes;
@@ -56,7 +55,6 @@ static void beside_run(void *arg)
 {
     beside_t *b = arg;
     query_cut_follow_run(b->filed);
-    assist_flag_set(&b->filed_flag, 1);
     storage_follow_t *f = query_cut_follow_storage(b->filed);
     /* no more names than nodes kept: a union of very many symbols is not
      * loaded whole (its kept nodes' names are, after); a failure leaves
@@ -83,12 +81,13 @@ static void beside_start(beside_on_t *on, beside_t *b)
         assist_start(on->assist, &on->task, beside_run, b);
 }
 
-/* Once the forest is made: every id filed (by a helper meanwhile, or here now). */
+/* Once the forest is made: every id filed (by a helper meanwhile and here
+ * from the other end, or here now). */
 static void beside_filed(beside_on_t *on, beside_t *b)
 {
     on->helper = on->share != NULL ? query_share_taken(on->share) : assist_taken(&on->task);
     if (on->helper)
-        assist_flag_wait(&b->filed_flag);
+        query_cut_follow_finish(b->filed);
     else if (on->share != NULL)
         beside_run(b);
     else
@@ -130,7 +129,6 @@ static int merge_truncated(storage_t *st, const char *tenant, storage_merger_t *
         b.filed = query_cut_follow_new();
     if (b.filed != NULL) {
         b.dst = help->names;
-        assist_flag_init(&b.filed_flag);
         on.share = help->share != NULL && help->share->shared ? help->share : NULL;
         on.assist = help->assist;
         storage_merger_follow(m, query_cut_follow_storage(b.filed));

@@ -278,8 +278,10 @@ size_t query_cut_scratch_bytes(const storage_merged_tab_t *t, size_t max_nodes);
  * forest pass that makes its forest, on a helper, as the pass finalizes
  * each id's total (storage_follow_t): query_cut_follow_new, its storage
  * part given to the merger (storage_merger_follow) before its
- * storage_merger_tabs, query_cut_follow_run on a helper (or where joined,
- * after the tabs: it files what is left), then query_keep_cut_filed. The
+ * storage_merger_tabs, query_cut_follow_run on a helper (or here after the
+ * tabs: it files all), query_cut_follow_finish here after the tabs when a
+ * helper has it (the two file from the two ends), then
+ * query_keep_cut_filed. The
  * follower's id array is taken while the pass runs and charged with the
  * cut's scratch (query_cut_scratch_bytes) after it. Caller owns; free with
  * query_cut_follow_free once joined. */
@@ -287,6 +289,10 @@ typedef struct query_cut_follow query_cut_follow_t;
 query_cut_follow_t *query_cut_follow_new(void);
 storage_follow_t *query_cut_follow_storage(query_cut_follow_t *c);
 void query_cut_follow_run(void *arg);
+/* On the thread that made the forest, once storage_merger_tabs returned:
+ * files the chunks the follower has not taken (from the lowest ids), then
+ * waits for the one it has in hand. Nothing when no forest was made. */
+void query_cut_follow_finish(query_cut_follow_t *c);
 void query_cut_follow_free(query_cut_follow_t *c);
 /* The forest c filed whole (every id of it) and not yet cut, or NULL. */
 const storage_merged_tab_t *query_cut_follow_filed(const query_cut_follow_t *c);

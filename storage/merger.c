@@ -415,23 +415,21 @@ forest_links(const tabsrc_t *src, storage_merged_tab_t *v, uint32_t *par, uint32
     return n;
 }
 
-/* Ids a followed pass goes down between two publications of how far it is. */
-#define FOLLOW_CHUNK 2048
-
 /* forest_links over every id (parents and least children asked), telling
- * f how far it is every FOLLOW_CHUNK ids. */
+ * f how far it is at the end of each chunk (STORAGE_FOLLOW_CHUNK ids). */
 static size_t forest_links_followed(const tabsrc_t *src, storage_merged_tab_t *v, uint32_t *sno,
                                     uint64_t *over, storage_follow_t *f)
 {
-    size_t n = 0;
+    size_t n = 0, chunks = storage_follow_chunks(src->count);
     atomic_store_explicit(&f->from, src->count, memory_order_relaxed);
+    (void)ends_init(&f->chunks, chunks); /* under 2^32: ids are 32-bit */
     atomic_store_explicit(&f->tab, v, memory_order_release);
-    for (size_t hi = src->count; hi > 1;) {
-        size_t lo = hi > FOLLOW_CHUNK + 1 ? hi - FOLLOW_CHUNK : 1;
+    for (size_t i = 0; i < chunks; i++) {
+        size_t lo, hi;
+        storage_follow_chunk(src->count, i, &lo, &hi);
         n += sno != NULL ? forest_links(src, v, v->parent, sno, v->least_kid, over, lo, hi)
                          : forest_links(src, v, v->parent, NULL, v->least_kid, over, lo, hi);
         atomic_store_explicit(&f->from, lo, memory_order_release);
-        hi = lo;
     }
     return n;
 }

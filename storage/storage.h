@@ -48,6 +48,7 @@
 
 #include "common/alloc.h"
 #include "common/calltree.h"
+#include "common/ends.h"
 #include "common/err.h"
 #include "common/labels.h"
 #include "common/metrics.h"
@@ -471,7 +472,24 @@ typedef struct storage_follow {
     _Atomic size_t from;                     /* ids in [from, tab->n) final (from >= 1) */
     _Atomic int state;   /* 0 passing, 1 done (from is 1), 2 given up: no forest */
     _Atomic int reading; /* the follower's */
+    /* the ids 1..tab->n-1 in chunks (storage_follow_chunk), set before the
+     * forest is published: item 0 the highest ids, final first; the
+     * follower takes from the front and the thread that made the forest,
+     * once done, from the back */
+    ends_t chunks;
 } storage_follow_t;
+/* Ids of a followed pass per chunk, and between two publications of from. */
+#define STORAGE_FOLLOW_CHUNK 2048
+/* The chunks of a forest of n ids, and chunk i's ids [*lo, *hi). */
+static inline size_t storage_follow_chunks(size_t n)
+{
+    return n > 1 ? (n - 1 + STORAGE_FOLLOW_CHUNK - 1) / STORAGE_FOLLOW_CHUNK : 0;
+}
+static inline void storage_follow_chunk(size_t n, size_t i, size_t *lo, size_t *hi)
+{
+    *hi = n - i * STORAGE_FOLLOW_CHUNK;
+    *lo = *hi > STORAGE_FOLLOW_CHUNK + 1 ? *hi - STORAGE_FOLLOW_CHUNK : 1;
+}
 /* The next storage_merger_tabs of m publishes its forest's pass to f when
  * it makes one forest with parents and least children (a union's, or one
  * token's); then f's state is 1 or 2 when it returns, else f stays zero. */

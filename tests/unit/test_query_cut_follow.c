@@ -5,7 +5,9 @@
  *  - a follower on a real thread, started before the pass, files every id
  *    and the cut from its filing keeps exactly the nodes the cut keeps
  *    alone, for several maxNodes;
- *  - a follower run after the pass (no helper took it) does the same;
+ *  - a follower run after the pass (no helper took it) does the same, and
+ *    so do the follower and the pass's own thread filing from both ends,
+ *    or that thread alone from the back (a follower come late finds none);
  *  - a forest with a negative value is given up: the follower stops, files
  *    nothing, and the forest is freed only once it stopped (ASan);
  *  - without a union (a forest per token) nothing is published: the state
@@ -66,12 +68,21 @@ static void check_same_kept(const query_kept_t *a, const query_kept_t *b)
     }
 }
 
-/* The forest of the ntok series cut to max_nodes, its first pass followed
- * on a thread started before the forest pass (threaded) or run after it;
- * want_forest: one forest is made. */
+/* How a case files the forest's ids. */
+enum {
+    FILE_AFTER,     /* the follower run after the pass: it files all */
+    FILE_THREAD,    /* a thread started before the pass files all */
+    FILE_BOTH_ENDS, /* that thread from the front, this one from the back once done */
+    FILE_BACK_ONLY, /* this one files all from the back; the follower, late, finds none */
+    FILE_MODES
+};
+
+/* The forest of the ntok series cut to max_nodes, its first pass filed as
+ * mode says; want_forest: one forest is made. */
 static void followed_case(fixture_t *f, labels_t *const *ls, const uint64_t *tokens, size_t ntok,
-                          int threaded, int want_forest, size_t max_nodes)
+                          int mode, int want_forest, size_t max_nodes)
 {
+    int threaded = mode == FILE_THREAD || mode == FILE_BOTH_ENDS;
     storage_merger_t *m = fx_merger_of(f, ls, tokens, ntok);
     query_cut_follow_t *c = query_cut_follow_new();
     CHECK(c != NULL);
@@ -86,6 +97,7 @@ static void followed_case(fixture_t *f, labels_t *const *ls, const uint64_t *tok
     storage_follow_t *sf = query_cut_follow_storage(c);
     int state = atomic_load(&sf->state);
     CHECK(state == 1 || state == 2); /* settled when the call returns */
+    if (mode == FILE_BOTH_ENDS || mode == FILE_BACK_ONLY) query_cut_follow_finish(c);
     if (threaded)
         CHECK_EQ_INT(pthread_join(th, NULL), 0);
     else
@@ -128,14 +140,14 @@ int main(void)
         calltree_free(t);
     }
     size_t maxes[] = {2, 17, 512, 4096, 0 /* past the forest */};
-    for (size_t i = 0; i < sizeof maxes / sizeof maxes[0]; i++) {
-        followed_case(&f, ls, tokens, 3, 1, 1, maxes[i]);
-        followed_case(&f, ls, tokens, 3, 0, 1, maxes[i]);
-    }
+    for (size_t i = 0; i < sizeof maxes / sizeof maxes[0]; i++)
+        for (int mode = 0; mode < FILE_MODES; mode++)
+            followed_case(&f, ls, tokens, 3, mode, 1, maxes[i]);
     /* without a union: a forest per token, none followed */
     size_t bound = f.s->unions.max_bytes;
     f.s->unions.max_bytes = 0;
-    followed_case(&f, ls, tokens, 3, 1, 0, 512);
+    for (int mode = 0; mode < FILE_MODES; mode++)
+        followed_case(&f, ls, tokens, 3, mode, 0, 512);
     f.s->unions.max_bytes = bound;
     /* a negative value: no forest, the follower let go before it is freed */
     labels_t *neg = fx_labels("svc", "d");
@@ -144,8 +156,8 @@ int main(void)
     calltree_free(t);
     labels_t *with_neg[3] = {ls[0], ls[1], neg};
     for (int r = 0; r < 3; r++) {
-        followed_case(&f, with_neg, tokens, 3, 1, 0, 512);
-        followed_case(&f, with_neg, tokens, 3, 0, 0, 512);
+        for (int mode = 0; mode < FILE_MODES; mode++)
+            followed_case(&f, with_neg, tokens, 3, mode, 0, 512);
     }
     labels_free(neg);
     for (int i = 0; i < 3; i++)
