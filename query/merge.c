@@ -122,7 +122,8 @@ static int merge_truncated(storage_t *st, const char *tenant, storage_merger_t *
     /* parents and least children: one forest is cut by its totals (cut.c);
      * a shard union's, its kept nodes' symbols numbered by the union's */
     unsigned flags =
-        STORAGE_TABS_PARENTS | STORAGE_TABS_LEAST | (kept != NULL ? STORAGE_TABS_SYMBOLS : 0);
+        STORAGE_TABS_PARENTS | STORAGE_TABS_LEAST |
+        (kept != NULL ? STORAGE_TABS_SYMBOLS | STORAGE_TABS_HOLD : 0); /* cut at once, then freed */
     beside_t b = {.st = st, .tenant = tenant, .max_nodes = max_nodes};
     beside_on_t on = {0};
     if (kept != NULL && help != NULL && help->names != NULL && help->assist != NULL)

@@ -395,14 +395,14 @@ forest_links(const tabsrc_t *src, storage_merged_tab_t *v, uint32_t *par, uint32
     uint32_t *first = v->first_kid, *next = v->next_sib;
     const uint32_t *parent = src->parent;
     const uint64_t *sym = src->sym;
-    uint64_t *vsym = v->sym, o = 0;
+    uint64_t *vsym = v->held != NULL ? NULL : v->sym, o = 0; /* a held union's: not copied */
     size_t n = 0;
     for (size_t id = hi; id-- > lo;) {
         int64_t t = tot[id];
         if (t == 0) continue;
         uint32_t p = parent[id];
         n++;
-        vsym[id] = sym[id]; /* only the forest's nodes' symbols are read */
+        if (vsym != NULL) vsym[id] = sym[id]; /* only the forest's nodes' symbols are read */
         tot[p] = (int64_t)((uint64_t)tot[p] + (uint64_t)t);
         o |= (uint64_t)tot[p];
         if (par != NULL) par[id] = p;
@@ -417,8 +417,8 @@ forest_links(const tabsrc_t *src, storage_merged_tab_t *v, uint32_t *par, uint32
 
 /* forest_links over every id (parents and least children asked), telling
  * f how far it is at the end of each chunk (STORAGE_FOLLOW_CHUNK ids). */
-static size_t forest_links_followed(const tabsrc_t *src, storage_merged_tab_t *v, uint32_t *sno,
-                                    uint64_t *over, storage_follow_t *f)
+static size_t forest_links_followed(const tabsrc_t *src, storage_merged_tab_t *v, uint32_t *par,
+                                    uint32_t *sno, uint64_t *over, storage_follow_t *f)
 {
     size_t n = 0, chunks = storage_follow_chunks(src->count);
     atomic_store_explicit(&f->from, src->count, memory_order_relaxed);
@@ -427,8 +427,9 @@ static size_t forest_links_followed(const tabsrc_t *src, storage_merged_tab_t *v
     for (size_t i = 0; i < chunks; i++) {
         size_t lo, hi;
         storage_follow_chunk(src->count, i, &lo, &hi);
-        n += sno != NULL ? forest_links(src, v, v->parent, sno, v->least_kid, over, lo, hi)
-                         : forest_links(src, v, v->parent, NULL, v->least_kid, over, lo, hi);
+        n += par == NULL   ? forest_links(src, v, NULL, NULL, v->least_kid, over, lo, hi)
+             : sno != NULL ? forest_links(src, v, par, sno, v->least_kid, over, lo, hi)
+                           : forest_links(src, v, par, NULL, v->least_kid, over, lo, hi);
         atomic_store_explicit(&f->from, lo, memory_order_release);
     }
     return n;
@@ -466,11 +467,14 @@ static void forest_pass(const tabsrc_t *src, storage_merged_tab_t *v, storage_fo
         first[id] = STORAGE_NO_KID;
     }
     if (least != NULL) memset(least, 0xff, src->count * sizeof *least); /* UINT64_MAX: none */
-    v->sym[0] = SYM_ROOT;                    /* a table may not hold even its root yet */
-    if (sno != NULL) sno[0] = src->symno[0]; /* asked of a table that holds it */
-    uint64_t over = 0;                       /* a total past INT64_MAX has its top bit set */
+    int held = v->held != NULL;      /* sym, parent and symno are a held union's, its root's set */
+    if (!held) v->sym[0] = SYM_ROOT; /* a table may not hold even its root yet */
+    if (!held && sno != NULL) sno[0] = src->symno[0]; /* asked of a table that holds it */
+    uint32_t *wpar = held ? NULL : par, *wsno = held ? NULL : sno; /* what the pass writes */
+    uint64_t over = 0; /* a total past INT64_MAX has its top bit set */
     size_t c = src->count, n = 1 + (f != NULL && par != NULL && least != NULL
-                                        ? forest_links_followed(src, v, sno, &over, f)
+                                        ? forest_links_followed(src, v, wpar, wsno, &over, f)
+                                    : held ? forest_links(src, v, NULL, NULL, least, &over, 1, c)
                                     : par == NULL && sno == NULL && least == NULL
                                         ? forest_links(src, v, NULL, NULL, NULL, &over, 1, c)
                                     : sno == NULL && least != NULL
@@ -512,9 +516,44 @@ static int tab_alloc(storage_merged_tab_t *v, const int64_t *self, size_t n, uns
                : ERR_NOMEM;
 }
 
+/* The per-id bytes a held union's forest does not make: sym, parent, symno. */
+static size_t tab_held_bytes(void)
+{
+    return sizeof(uint64_t) + 2 * sizeof(uint32_t);
+}
+
+/* tab_alloc of a forest holding u (STORAGE_TABS_HOLD): the union's sym,
+ * parent and symno arrays (read-only: the pass writes none of them), the
+ * rest made. u is the forest's from here (released with it), even when
+ * an allocation fails. */
+static int tab_alloc_held(storage_merged_tab_t *v, size_t n, unsigned flags, nodeunion_t *u,
+                          storage_t *s)
+{
+    int least = (flags & STORAGE_TABS_LEAST) != 0;
+    uint32_t nsyms;
+    v->n = n;
+    v->distinct_kids = 1;
+    v->held = u;
+    v->held_store = s;
+    v->sym = (uint64_t *)storage_union_syms(u);
+    v->parent = (uint32_t *)storage_union_parents(u);
+    v->symno = (uint32_t *)storage_union_symnos(u, &nsyms);
+    v->total = malloc(n * sizeof *v->total);
+    v->first_kid = malloc(n * sizeof *v->first_kid);
+    v->next_sib = malloc(n * sizeof *v->next_sib);
+    v->least_kid = least ? malloc(n * sizeof *v->least_kid) : NULL;
+    return v->total && v->first_kid && v->next_sib && (v->least_kid || !least) ? 0 : ERR_NOMEM;
+}
+
 void storage_merged_tab_release(storage_merged_tab_t *v)
 {
     if (v->owns_self) free(v->self);
+    if (v->held != NULL) { /* the union's arrays: not the forest's */
+        v->sym = NULL;
+        v->parent = NULL;
+        v->symno = NULL;
+        storage_union_release(v->held_store, v->held, 0);
+    }
     free(v->sym);
     free(v->total);
     free(v->first_kid);
@@ -754,19 +793,30 @@ static int tab_union(storage_merger_t *m, unsigned flags, storage_merged_tab_t *
         uint32_t nsyms;
         tabsrc_t src = {storage_union_parents(u), storage_union_syms(u),
                         storage_union_symnos(u, &nsyms), uv, top};
-        size_t bytes = top * tab_id_bytes(flags);
+        /* held: the union's own structure, no copy of it in the forest */
+        int hold = (flags & STORAGE_TABS_HOLD) && (flags & STORAGE_TABS_PARENTS) &&
+                   (flags & STORAGE_TABS_SYMNOS);
+        size_t bytes = top * (tab_id_bytes(flags) - (hold ? tab_held_bytes() : 0));
         rc = charge(m, bytes);
         v->self = uv; /* the tab's now, freed with it */
         v->owns_self = 1;
         uv = NULL;
-        if (rc == 0) rc = tab_alloc(v, v->self, top, flags);
+        if (rc == 0)
+            rc = hold ? tab_alloc_held(v, top, flags, u, m->s) : tab_alloc(v, v->self, top, flags);
         if (rc == 0) forest_pass(&src, v, m->follow);
         if (rc == 0) v->nsyms = (flags & STORAGE_TABS_SYMNOS) ? nsyms : 0;
         if (rc == 0 && (flags & STORAGE_TABS_SYMBOLS)) rc = tab_symbols(m, u, v);
         if (rc == 0 && (neg >> 63) != 0) v->nonneg = 0; /* a token's value below 0 */
         if (rc == 0 && v->nonneg && (flags & STORAGE_TABS_SPACE)) rc = tab_space(m, u, v);
         follow_end(m->follow, rc == 0 && v->nonneg);
+        if ((rc != 0 || !v->nonneg) && v->held != NULL) { /* released below, as before */
+            v->held = NULL;
+            v->sym = NULL; /* the union's arrays: not the forest's */
+            v->parent = NULL;
+            v->symno = NULL;
+        }
         if (rc != 0 || !v->nonneg) storage_merged_tab_release(v);
+        if (v->held != NULL) u = NULL; /* the forest's: released with it */
     }
     if (u != NULL)
         storage_union_release(m->s, u,

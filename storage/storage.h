@@ -423,6 +423,9 @@ typedef struct storage_merged_tab {
     int distinct_kids;      /* 1: no two children of a node share a symbol (a node table's or a
                                shard union's forest); 0: not known (a forest decoded from a peer) */
     int values_only;        /* 1: its values alone, read by id (STORAGE_TABS_VALUES) */
+    struct nodeunion *held; /* STORAGE_TABS_HOLD: the union it holds (sym, parent and symno
+                               are its arrays), released with the forest; or NULL */
+    storage_t *held_store;  /* the store of held */
     int nonneg;             /* 1: every value >= 0 and no total exceeds INT64_MAX; then the
                                forest's nodes are exactly those storage_merger_finish creates
                                for this token; 0: no forest (n 0, arrays NULL): build the
@@ -454,6 +457,13 @@ typedef struct storage_merged_tab {
  * first_kid, next_sib and the arrays other flags ask are NULL. Without a
  * union (a forest per token) the forests are whole whatever the flag. */
 #define STORAGE_TABS_VALUES 32u
+/* ... and a union's forest (with parents and symbol numbers) holds the
+ * union while it lives (storage_merged_tab_t.held): its sym, parent and
+ * symno are the union's own arrays, read-only, not copies made in its pass
+ * (a render that cuts the forest at once and frees it). Another render of
+ * the same tokens waits for the union until the forest is released, on
+ * the thread that made it. Without a union the forests are as without. */
+#define STORAGE_TABS_HOLD 64u
 /* A forest pass followed from another thread while it runs (a render's
  * helper filing the forest's nodes by total while this thread makes the
  * forest: query/cut.c). The pass publishes its forest once its arrays hold
