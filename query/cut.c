@@ -126,10 +126,10 @@ static void histograms(cut_t *c, hist_t *hs)
 /* ---- the first pass beside the forest pass ---- */
 
 /* Each chunk of the forest's ids (storage_follow_t.chunks) is filed by the
- * follower (from the highest ids, as the pass finalizes them) or by the
- * render's thread once the pass is done (from the lowest), each into
- * histograms and chains of its own; the cut adds the histograms and walks
- * both chains. */
+ * follower (from the highest ids, as the pass finalizes them, while the
+ * pass runs) or by the render's thread once the pass is done (from the
+ * lowest), each into histograms and chains of its own; the cut adds the
+ * histograms and walks both chains. */
 struct query_cut_follow {
     storage_follow_t f;
     _Atomic int link_state; /* 0 none, 1 being made, 2 made, 3 not (no memory) */
@@ -197,6 +197,9 @@ static int front_chunk(query_cut_follow_t *c, const storage_merged_tab_t *t, siz
 {
     storage_follow_t *f = &c->f;
     size_t i;
+    /* once the pass is done the render's thread files what is left from the
+     * back, and this helper goes on with the names */
+    if (atomic_load_explicit(&f->state, memory_order_acquire) != 0) return 0;
     atomic_fetch_add(&c->taking, 1); /* seq_cst: before the take, as the back reads it */
     if (!ends_take(&f->chunks, 0, &i)) return 0;
     storage_follow_chunk(t->n, i, lo, hi);

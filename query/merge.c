@@ -86,9 +86,9 @@ static void beside_start(beside_on_t *on, beside_t *b)
 static void beside_filed(beside_on_t *on, beside_t *b)
 {
     on->helper = on->share != NULL ? query_share_taken(on->share) : assist_taken(&on->task);
-    if (on->helper)
-        query_cut_follow_finish(b->filed);
-    else if (on->share != NULL)
+    query_cut_follow_finish(b->filed); /* what the helper has not filed (all without one) */
+    if (on->helper) return;
+    if (on->share != NULL)
         beside_run(b);
     else
         assist_join(on->assist, &on->task); /* runs it here */

@@ -278,10 +278,10 @@ size_t query_cut_scratch_bytes(const storage_merged_tab_t *t, size_t max_nodes);
  * forest pass that makes its forest, on a helper, as the pass finalizes
  * each id's total (storage_follow_t): query_cut_follow_new, its storage
  * part given to the merger (storage_merger_follow) before its
- * storage_merger_tabs, query_cut_follow_run on a helper (or here after the
- * tabs: it files all), query_cut_follow_finish here after the tabs when a
- * helper has it (the two file from the two ends), then
- * query_keep_cut_filed. The
+ * storage_merger_tabs, query_cut_follow_run on a helper (it files chunks
+ * while the pass runs, from the highest ids), query_cut_follow_finish here
+ * once the tabs are made (it files the chunks left, from the lowest: all
+ * of them when no helper ran the follower), then query_keep_cut_filed. The
  * follower's id array is taken while the pass runs and charged with the
  * cut's scratch (query_cut_scratch_bytes) after it. Caller owns; free with
  * query_cut_follow_free once joined. */

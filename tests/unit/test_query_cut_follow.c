@@ -5,9 +5,9 @@
  *  - a follower on a real thread, started before the pass, files every id
  *    and the cut from its filing keeps exactly the nodes the cut keeps
  *    alone, for several maxNodes;
- *  - a follower run after the pass (no helper took it) does the same, and
- *    so do the follower and the pass's own thread filing from both ends,
- *    or that thread alone from the back (a follower come late finds none);
+ *  - so do the follower filing while the pass runs and the pass's own
+ *    thread the chunks it left once the pass is done (from the other end),
+ *    and that thread alone (a follower come late finds nothing to file);
  *  - a forest with a negative value is given up: the follower stops, files
  *    nothing, and the forest is freed only once it stopped (ASan);
  *  - without a union (a forest per token) nothing is published: the state
@@ -70,10 +70,9 @@ static void check_same_kept(const query_kept_t *a, const query_kept_t *b)
 
 /* How a case files the forest's ids. */
 enum {
-    FILE_AFTER,     /* the follower run after the pass: it files all */
-    FILE_THREAD,    /* a thread started before the pass files all */
+    FILE_AFTER,     /* no follower in time: this thread files all; one run after finds none */
+    FILE_THREAD,    /* a thread started before the pass, joined, then this one files the rest */
     FILE_BOTH_ENDS, /* that thread from the front, this one from the back once done */
-    FILE_BACK_ONLY, /* this one files all from the back; the follower, late, finds none */
     FILE_MODES
 };
 
@@ -97,11 +96,10 @@ static void followed_case(fixture_t *f, labels_t *const *ls, const uint64_t *tok
     storage_follow_t *sf = query_cut_follow_storage(c);
     int state = atomic_load(&sf->state);
     CHECK(state == 1 || state == 2); /* settled when the call returns */
-    if (mode == FILE_BOTH_ENDS || mode == FILE_BACK_ONLY) query_cut_follow_finish(c);
-    if (threaded)
-        CHECK_EQ_INT(pthread_join(th, NULL), 0);
-    else
-        query_cut_follow_run(c);
+    if (mode == FILE_THREAD) CHECK_EQ_INT(pthread_join(th, NULL), 0);
+    query_cut_follow_finish(c); /* what the follower left: all when none ran */
+    if (mode == FILE_BOTH_ENDS) CHECK_EQ_INT(pthread_join(th, NULL), 0);
+    if (!threaded) query_cut_follow_run(c); /* come late: finds nothing to file */
     int made = n == 1 && tabs[0].nonneg;
     CHECK_EQ_INT(made, want_forest);
     CHECK_EQ_INT(state, made ? 1 : 2);
