@@ -111,7 +111,16 @@ class Browser:
         return self._call(method, "/session/%s%s" % (self.session, what), body, timeout)
 
     def set_window(self, width, height):
+        """Resizes the window and waits (5 s at most) until the page sees the
+        new width: headless Chrome applies a resize after answering, and a
+        layout read at once still had the old one."""
         self.cmd("POST", "/window/rect", {"width": width, "height": height})
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline:
+            if self.js("return window.outerWidth === %d || window.innerWidth === %d"
+                       % (width, width)):
+                return
+            time.sleep(0.02)
 
     def get(self, url):
         parts = urllib.parse.urlsplit(url)
