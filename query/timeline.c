@@ -256,19 +256,19 @@ static int wcount_fn(void *ctx, const storage_window_profiles_t *w)
     return 0;
 }
 
-static int count_series(storage_t *st, const char *tenant, uint64_t token, uint64_t series_id,
+static int count_series(storage_scans_t *x, const char *tenant, uint64_t token, uint64_t series_id,
                         const query_plan_t *tp, wcount_t *c)
 {
     int rc = 0;
     c->n = 0;
     for (size_t k = 0; rc == 0 && k < tp->n; k++) {
         c->res_s = storage_resolutions[tp->piece[k].res];
-        rc = storage_scan_window_profiles(st, tenant, token, series_id, tp->piece[k].res,
-                                          tp->piece[k].from_s, tp->piece[k].until_s, wcount_fn, c);
+        rc = storage_scans_window_profiles(x, tenant, token, series_id, tp->piece[k].res,
+                                           tp->piece[k].from_s, tp->piece[k].until_s, wcount_fn, c);
     }
     if (rc == 0 && c->n > 0) /* in any order: counted */
-        rc = storage_scan_profile_trees_spans(st, tenant, token, series_id, c->lo, c->hi, c->n,
-                                              count_fn, c);
+        rc = storage_scans_profile_trees_spans(x, tenant, token, series_id, c->lo, c->hi, c->n,
+                                               count_fn, c);
     return rc;
 }
 
@@ -280,12 +280,14 @@ int query_timeline_count(storage_t *st, const char *tenant, const query_series_t
     query_plan_t tp; /* the timeline's windows: each lies in one bucket */
     query_plan_range(plan->from_s, plan->until_s, plan->min_res, res, &tp);
     wcount_t c = {.tl = tl, .charge = plan->charge};
-    int rc = 0;
+    storage_scans_t *x = NULL; /* one iterator per column family for every series */
+    int rc = storage_scans_open(st, &x);
+    if (rc != 0) errmsg_set(em, rc, "counting profiles: %s", err_message(rc));
     for (size_t i = 0; rc == 0 && i < ser->n; i++) {
         if (ser->aggregate != NULL && ser->aggregate[i]) continue;
         if ((rc = query_stop_check(plan->stop, em)) != 0)
             break; /* cancelled or past its deadline */
-        rc = count_series(st, tenant, ser->token[i], ser->series_id[i], &tp, &c);
+        rc = count_series(x, tenant, ser->token[i], ser->series_id[i], &tp, &c);
         if (rc == ERR_UNAVAILABLE)
             errmsg_set(em, rc,
                        "counting profiles: the ids of split pushes do not fit in "
@@ -293,6 +295,7 @@ int query_timeline_count(storage_t *st, const char *tenant, const query_series_t
         else if (rc != 0)
             errmsg_set(em, rc, "counting profiles: %s", err_message(rc));
     }
+    storage_scans_close(x);
     free(c.lo);
     free(c.hi);
     if (c.charged > 0) alloc_charge_sub(c.charge, c.charged); /* the caller's from here */

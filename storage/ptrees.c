@@ -279,14 +279,17 @@ static int64_t ptree_at(rocksdb_iterator_t *it, size_t klen)
     return kn == klen ? storage_time_decode(k + kn - 8 - 16) : INT64_MIN;
 }
 
-/* The entries of one range [a, b) (ns) from where the iterator stands. */
-static int scan_span(storage_t *s, rocksdb_iterator_t *it, size_t klen, int64_t b,
-                     storage_ptree_fn fn, void *ctx)
+/* The entries of one range [a, b) (ns) from where the iterator stands, up
+ * to the end of the series (its keys start with prefix, plen bytes: an
+ * iterator without bounds goes on to other series' keys). */
+static int scan_span(storage_t *s, rocksdb_iterator_t *it, size_t klen, const uint8_t *prefix,
+                     size_t plen, int64_t b, storage_ptree_fn fn, void *ctx)
 {
     int rc = 0;
     for (; rc == 0 && rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
         size_t kn, vn;
         const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &kn);
+        if (kn < plen || memcmp(k, prefix, plen) != 0) break; /* past the series */
         const uint8_t *v = (const uint8_t *)rocksdb_iter_value(it, &vn);
         if (kn != klen || vn < PTREE_HEADER_LEN || v[0] != PTREE_VERSION) continue;
         int64_t t = storage_time_decode(k + kn - 8 - 16);
@@ -298,10 +301,11 @@ static int scan_span(storage_t *s, rocksdb_iterator_t *it, size_t klen, int64_t 
     return rc;
 }
 
-int storage_scan_profile_trees_spans(storage_t *s, const char *tenant, uint64_t token,
-                                     uint64_t series_id, const int64_t *from_s,
-                                     const int64_t *until_s, size_t n, storage_ptree_fn fn,
-                                     void *ctx)
+/* storage_scan_profile_trees_spans over sc's iterator when sc is not NULL,
+ * else one of its own. */
+static int scan_spans(storage_t *s, storage_scans_t *sc, const char *tenant, uint64_t token,
+                      uint64_t series_id, const int64_t *from_s, const int64_t *until_s, size_t n,
+                      storage_ptree_fn fn, void *ctx)
 {
     int rc = storage_check_tenant(tenant, NULL);
     if (rc != 0 || n == 0) return rc;
@@ -315,12 +319,17 @@ int storage_scan_profile_trees_spans(storage_t *s, const char *tenant, uint64_t 
     skey_t lo, hi, at;
     storage_key_ptree(&lo, token, tenant, series_id, ns_of(lo_s), zero);
     storage_key_ptree(&hi, token, tenant, series_id, ns_of(hi_s), zero);
-    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
-    rocksdb_readoptions_set_iterate_lower_bound(ro, (const char *)lo.b, lo.n);
-    rocksdb_readoptions_set_iterate_upper_bound(ro, (const char *)hi.b, hi.n);
-    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(s->db, ro, s->cf[CF_PTREES]);
-    int placed = 0;          /* the iterator stands on the first entry at or after end */
-    int64_t end = INT64_MAX; /* the last range's end (ns) */
+    rocksdb_readoptions_t *ro = NULL;
+    rocksdb_iterator_t *it = storage_scans_iter(sc, CF_PTREES);
+    if (it == NULL) {
+        ro = rocksdb_readoptions_create();
+        rocksdb_readoptions_set_iterate_lower_bound(ro, (const char *)lo.b, lo.n);
+        rocksdb_readoptions_set_iterate_upper_bound(ro, (const char *)hi.b, hi.n);
+        it = rocksdb_create_iterator_cf(s->db, ro, s->cf[CF_PTREES]);
+    }
+    size_t plen = lo.n - 8 - 16; /* token|tenant|series: the key less its time and id */
+    int placed = 0;              /* the iterator stands on the first entry at or after end */
+    int64_t end = INT64_MAX;     /* the last range's end (ns) */
     for (size_t j = 0; rc == 0 && j < n; j++) {
         if (from_s[j] >= until_s[j]) continue;
         int64_t a = ns_of(from_s[j]), b = ns_of(until_s[j]);
@@ -335,9 +344,32 @@ int storage_scan_profile_trees_spans(storage_t *s, const char *tenant, uint64_t 
         }
         placed = 1;
         end = b;
-        rc = scan_span(s, it, lo.n, b, fn, ctx);
+        rc = scan_span(s, it, lo.n, lo.b, plen, b, fn, ctx);
+    }
+    if (ro == NULL) { /* sc's: kept open */
+        char *err = NULL;
+        rocksdb_iter_get_error(it, &err);
+        int ioerr = storage_rocks_err(err, NULL, "profile scan");
+        return ioerr != 0 ? ioerr : rc;
     }
     return scan_end(it, ro, rc, "profile scan");
+}
+
+int storage_scan_profile_trees_spans(storage_t *s, const char *tenant, uint64_t token,
+                                     uint64_t series_id, const int64_t *from_s,
+                                     const int64_t *until_s, size_t n, storage_ptree_fn fn,
+                                     void *ctx)
+{
+    return scan_spans(s, NULL, tenant, token, series_id, from_s, until_s, n, fn, ctx);
+}
+
+int storage_scans_profile_trees_spans(storage_scans_t *x, const char *tenant, uint64_t token,
+                                      uint64_t series_id, const int64_t *from_s,
+                                      const int64_t *until_s, size_t n, storage_ptree_fn fn,
+                                      void *ctx)
+{
+    return scan_spans(storage_scans_store(x), x, tenant, token, series_id, from_s, until_s, n, fn,
+                      ctx);
 }
 
 /* Splits a profile_trees key; 0 if it has that layout, -1 if not. tenant

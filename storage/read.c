@@ -217,6 +217,76 @@ static int window_bounds(const char *tenant, uint64_t token, uint64_t series_id,
     return 0;
 }
 
+/* ---- scans sharing their iterators ---- */
+
+struct storage_scans {
+    storage_t *s;
+    rocksdb_iterator_t *it[CF_COUNT]; /* unbounded; NULL until first used */
+};
+
+int storage_scans_open(storage_t *s, storage_scans_t **out)
+{
+    storage_scans_t *x = calloc(1, sizeof *x);
+    if (x == NULL) return ERR_NOMEM;
+    x->s = s;
+    *out = x;
+    return 0;
+}
+
+void storage_scans_close(storage_scans_t *x)
+{
+    if (x == NULL) return;
+    for (int cf = 0; cf < CF_COUNT; cf++)
+        if (x->it[cf] != NULL) rocksdb_iter_destroy(x->it[cf]);
+    free(x);
+}
+
+storage_t *storage_scans_store(const storage_scans_t *x)
+{
+    return x->s;
+}
+
+rocksdb_iterator_t *storage_scans_iter(storage_scans_t *x, enum storage_cf cf)
+{
+    if (x == NULL) return NULL;
+    if (x->it[cf] == NULL)
+        x->it[cf] = rocksdb_create_iterator_cf(x->s->db, x->s->ropts, x->s->cf[cf]);
+    return x->it[cf];
+}
+
+/* Whether key k (n bytes) sorts before hi (RocksDB's bytewise order). */
+static int key_before(const uint8_t *k, size_t n, const skey_t *hi)
+{
+    size_t m = n < hi->n ? n : hi->n;
+    int c = memcmp(k, hi->b, m);
+    return c < 0 || (c == 0 && n < hi->n);
+}
+
+int storage_scans_window_values(storage_scans_t *x, enum storage_cf cf, const char *tenant,
+                                uint64_t token, uint64_t series_id, int res, int64_t from_s,
+                                int64_t until_s,
+                                int (*fn)(void *ctx, int64_t window, const uint8_t *v, size_t n),
+                                void *ctx)
+{
+    skey_t lo, hi;
+    int rc = window_bounds(tenant, token, series_id, res, from_s, until_s, &lo, &hi);
+    if (rc != 0) return rc < 0 ? rc : 0;
+    rocksdb_iterator_t *it = storage_scans_iter(x, cf);
+    for (rocksdb_iter_seek(it, (const char *)lo.b, lo.n); rc == 0 && rocksdb_iter_valid(it);
+         rocksdb_iter_next(it)) {
+        size_t kn, vn;
+        const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &kn);
+        if (!key_before(k, kn, &hi)) break; /* the iterator has no bound: hi ends the scan */
+        const uint8_t *v = (const uint8_t *)rocksdb_iter_value(it, &vn);
+        if (window_wanted(x->s, cf, k, kn, lo.n))
+            rc = fn(ctx, storage_time_decode(k + kn - 8), v, vn);
+    }
+    char *err = NULL;
+    rocksdb_iter_get_error(it, &err);
+    int ioerr = storage_rocks_err(err, NULL, "scan");
+    return ioerr != 0 ? ioerr : rc;
+}
+
 int storage_scan_window_values(storage_t *s, enum storage_cf cf, const char *tenant, uint64_t token,
                                uint64_t series_id, int res, int64_t from_s, int64_t until_s,
                                int (*fn)(void *ctx, int64_t window, const uint8_t *v, size_t n),

@@ -588,6 +588,19 @@ typedef int (*storage_wprofiles_fn)(void *ctx, const storage_window_profiles_t *
 int storage_scan_window_profiles(storage_t *s, const char *tenant, uint64_t token,
                                  uint64_t series_id, int res, int64_t from_s, int64_t until_s,
                                  storage_wprofiles_fn fn, void *ctx);
+/* Scans that share their iterators, one per column family made at the
+ * first scan that needs it (a job scanning several series in a row: a
+ * timeline counting each member series' profiles, where making an
+ * iterator per scan cost more than the scans). Each iterator reads the
+ * store as it was when made. Caller owns; storage_scans_close frees. */
+typedef struct storage_scans storage_scans_t;
+int storage_scans_open(storage_t *s, storage_scans_t **out);
+void storage_scans_close(storage_scans_t *x);
+/* storage_scan_window_profiles and storage_scan_profile_trees_spans over
+ * x's iterators. */
+int storage_scans_window_profiles(storage_scans_t *x, const char *tenant, uint64_t token,
+                                  uint64_t series_id, int res, int64_t from_s, int64_t until_s,
+                                  storage_wprofiles_fn fn, void *ctx);
 
 /* One window's window_profiles value into out (reset), when the window is
  * counted exactly (its counted total is its total: *total): 1; 0 when not
@@ -668,6 +681,10 @@ int storage_scan_profile_trees_spans(storage_t *s, const char *tenant, uint64_t 
                                      uint64_t series_id, const int64_t *from_s,
                                      const int64_t *until_s, size_t n, storage_ptree_fn fn,
                                      void *ctx);
+int storage_scans_profile_trees_spans(storage_scans_t *x, const char *tenant, uint64_t token,
+                                      uint64_t series_id, const int64_t *from_s,
+                                      const int64_t *until_s, size_t n, storage_ptree_fn fn,
+                                      void *ctx);
 
 /* The seen index by token interval (anti-entropy, docs/cluster.md): one
  * entry per stored series of a profile. tenant is borrowed for the call. */

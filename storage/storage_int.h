@@ -900,6 +900,16 @@ int storage_scan_window_values(storage_t *s, enum storage_cf cf, const char *ten
                                uint64_t series_id, int res, int64_t from_s, int64_t until_s,
                                int (*fn)(void *ctx, int64_t window, const uint8_t *v, size_t n),
                                void *ctx);
+/* The same over x's iterator of cf (storage_scans_t). */
+int storage_scans_window_values(storage_scans_t *x, enum storage_cf cf, const char *tenant,
+                                uint64_t token, uint64_t series_id, int res, int64_t from_s,
+                                int64_t until_s,
+                                int (*fn)(void *ctx, int64_t window, const uint8_t *v, size_t n),
+                                void *ctx);
+/* x's iterator over cf (no bounds), made at its first use; NULL when x is
+ * NULL. */
+rocksdb_iterator_t *storage_scans_iter(storage_scans_t *x, enum storage_cf cf);
+storage_t *storage_scans_store(const storage_scans_t *x);
 /* A window's block as it lies: the value the operands apply to (base,
  * NULL when none) and its unfolded merge operands (ops, oldest first), or
  * a folded value alone as base with nops 0; all borrowed for the call. */

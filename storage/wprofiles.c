@@ -345,20 +345,40 @@ static int wscan_total(void *ctx, int64_t window, const uint8_t *v, size_t n)
     return x->fn(x->ctx, &w);
 }
 
+/* storage_scan_window_profiles, over sc's iterators when sc is not NULL. */
+static int scan_window_profiles(storage_t *s, storage_scans_t *sc, const char *tenant,
+                                uint64_t token, uint64_t series_id, int res, int64_t from_s,
+                                int64_t until_s, storage_wprofiles_fn fn, void *ctx)
+{
+    wscan_t x = {.s = s, .fn = fn, .ctx = ctx};
+    buf_init(&x.tmp, BUF_UNLIMITED);
+    int rc = sc != NULL ? storage_scans_window_values(sc, CF_WPROFILES, tenant, token, series_id,
+                                                      res, from_s, until_s, wlist_add, &x.l)
+                        : storage_scan_window_values(s, CF_WPROFILES, tenant, token, series_id, res,
+                                                     from_s, until_s, wlist_add, &x.l);
+    if (rc == 0)
+        rc = sc != NULL ? storage_scans_window_values(sc, CF_TOTALS, tenant, token, series_id, res,
+                                                      from_s, until_s, wscan_total, &x)
+                        : storage_scan_window_values(s, CF_TOTALS, tenant, token, series_id, res,
+                                                     from_s, until_s, wscan_total, &x);
+    wlist_free(&x.l);
+    buf_free(&x.tmp);
+    return rc;
+}
+
 int storage_scan_window_profiles(storage_t *s, const char *tenant, uint64_t token,
                                  uint64_t series_id, int res, int64_t from_s, int64_t until_s,
                                  storage_wprofiles_fn fn, void *ctx)
 {
-    wscan_t x = {.s = s, .fn = fn, .ctx = ctx};
-    buf_init(&x.tmp, BUF_UNLIMITED);
-    int rc = storage_scan_window_values(s, CF_WPROFILES, tenant, token, series_id, res, from_s,
-                                        until_s, wlist_add, &x.l);
-    if (rc == 0)
-        rc = storage_scan_window_values(s, CF_TOTALS, tenant, token, series_id, res, from_s,
-                                        until_s, wscan_total, &x);
-    wlist_free(&x.l);
-    buf_free(&x.tmp);
-    return rc;
+    return scan_window_profiles(s, NULL, tenant, token, series_id, res, from_s, until_s, fn, ctx);
+}
+
+int storage_scans_window_profiles(storage_scans_t *x, const char *tenant, uint64_t token,
+                                  uint64_t series_id, int res, int64_t from_s, int64_t until_s,
+                                  storage_wprofiles_fn fn, void *ctx)
+{
+    return scan_window_profiles(storage_scans_store(x), x, tenant, token, series_id, res, from_s,
+                                until_s, fn, ctx);
 }
 
 /* --- a window's profiles less some of them (streams) ---------------------- */
