@@ -190,6 +190,23 @@ static inline void fx_write_stacks(fixture_t *f, symtab_t *st, const labels_t *l
     calltree_free(t);
 }
 
+/* Three series of service "svc" (env a, b, c) into ls, each written once
+ * at tokens[i] with a few stacks that share most paths: the unions' tests'
+ * store. The caller frees ls. */
+static inline void fx_write_three(fixture_t *f, symtab_t *st, labels_t *ls[3],
+                                  const uint64_t tokens[3])
+{
+    static const char *s1[] = {"main;a;b", "main;a;c", "main;d", "x;y"};
+    static const char *s2[] = {"main;d;e", "main;a;b", "main", "z"};
+    static const char *s3[] = {"main;a;c;c", "x;y;z", "main;d"};
+    ls[0] = fx_labels("svc", "a");
+    ls[1] = fx_labels("svc", "b");
+    ls[2] = fx_labels("svc", "c");
+    fx_write_stacks(f, st, ls[0], tokens[0], s1, 4, 1);
+    fx_write_stacks(f, st, ls[1], tokens[1], s2, 4, 2);
+    fx_write_stacks(f, st, ls[2], tokens[2], s3, 3, 3);
+}
+
 /* A merger (tenant "t") of the series of ls[i] at tokens[i] over the last
  * hour of f's clock; the caller frees it. */
 static inline storage_merger_t *fx_merger_of(fixture_t *f, labels_t *const *ls,

@@ -95,14 +95,9 @@ int main(void)
     fixture_t f;
     if (fx_init(&f) != 0) return 1;
     symtab_t *st = symtab_new();
-    labels_t *ls[3] = {fx_labels("svc", "a"), fx_labels("svc", "b"), fx_labels("svc", "c")};
+    labels_t *ls[3];
     uint64_t tokens[3] = {TOKEN1, TOKEN2, TOKEN3};
-    const char *s1[] = {"main;a;b", "main;a;c", "main;d", "x;y"};
-    const char *s2[] = {"main;d;e", "main;a;b", "main", "z"};
-    const char *s3[] = {"main;a;c;c", "x;y;z", "main;d"};
-    fx_write_stacks(&f, st, ls[0], tokens[0], s1, 4, 1);
-    fx_write_stacks(&f, st, ls[1], tokens[1], s2, 4, 2);
-    fx_write_stacks(&f, st, ls[2], tokens[2], s3, 3, 3);
+    fx_write_three(&f, st, ls, tokens);
     check_held(&f, ls, tokens, 0);
     check_held(&f, ls, tokens, 1);
 
