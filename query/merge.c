@@ -66,7 +66,7 @@ static void beside_run(void *arg)
 
 /* Where the beside part runs: offered to the helper reading with this
  * thread (help->share) for when its part is done, else to an idle helper. */
-typedef struct beside_run_on {
+typedef struct beside_on {
     query_share_t *share;
     assist_t *assist;
     assist_task_t task;
