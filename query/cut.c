@@ -163,6 +163,17 @@ const storage_merged_tab_t *query_cut_follow_filed(const query_cut_follow_t *c)
     return whole ? t : NULL;
 }
 
+int query_cut_follow_moved(query_cut_follow_t *c, const storage_merged_tab_t *t)
+{
+    /* its old struct is gone or empty: only what c holds is read, against t */
+    const storage_follow_t *f = &c->f;
+    if (c->used || atomic_load_explicit(&f->state, memory_order_acquire) != 1 || c->link == NULL ||
+        atomic_load_explicit(&c->filed, memory_order_acquire) != storage_follow_chunks(t->n))
+        return 0;
+    atomic_store_explicit(&c->f.tab, t, memory_order_release);
+    return 1;
+}
+
 void query_cut_follow_free(query_cut_follow_t *c)
 {
     if (c == NULL) return;

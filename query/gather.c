@@ -65,13 +65,16 @@ struct query_gather {
     size_t nholds, cap_holds;
     size_t forest_nodes; /* 1 + their nodes below the root (both kinds): a bound of their merge */
     size_t forest_bytes;
-    query_kept_t *kept;     /* render: one partial's kept nodes, the whole answer (then tree and
-                               forests hold nothing), or NULL */
-    uint64_t partial_spans; /* span trees that may leave profiles out */
-    query_fn_t *fns;        /* top: functions summed by shares beside the tree (their forests'), */
-    size_t nfns;            /* by symbol, in no order; NULL when none came */
-    int64_t fns_total;      /* their forests' roots' totals */
-    storage_t *names_st;    /* where partials added with names_later have their names */
+    query_cut_follow_t *filed;  /* the cut's first pass made beside query_gather_add_made's
+                                   forest, or NULL */
+    const int64_t *filed_total; /* that forest's totals: it is the one held whose are these */
+    query_kept_t *kept;         /* render: one partial's kept nodes, the whole answer (then tree and
+                                   forests hold nothing), or NULL */
+    uint64_t partial_spans;     /* span trees that may leave profiles out */
+    query_fn_t *fns;     /* top: functions summed by shares beside the tree (their forests'), */
+    size_t nfns;         /* by symbol, in no order; NULL when none came */
+    int64_t fns_total;   /* their forests' roots' totals */
+    storage_t *names_st; /* where partials added with names_later have their names */
     const char *names_tenant;
     int names_due;           /* such a partial was added: its kept symbols' names load at the end */
     int encoders_alone;      /* the JSON encoders take no helper (query_gather_encoders_helped) */
@@ -138,6 +141,7 @@ void query_gather_free(query_gather_t *g)
         g->holds[i].free_fn(g->holds[i].p);
     free(g->holds);
     query_kept_free(g->kept);
+    query_cut_follow_free(g->filed);
     free(g->fns);
     symtab_free(g->syms);
     free(g->spy_name);
@@ -435,6 +439,38 @@ int query_gather_add_tab(query_gather_t *g, storage_merged_tab_t *t, errmsg_t *e
     int rc = query_forest_merge(g->tree, t);
     query_forest_free(t);
     return rc == ERR_LIMIT ? tree_limit(g, em) : rc;
+}
+
+/* A follower for the cut's first pass beside the forest make makes: when
+ * the gather truncates forests and holds none yet, with helpers. */
+static query_cut_follow_t *made_follower(const query_gather_t *g)
+{
+    int alone = g->nforests == 0 && g->npacked == 0 && g->filed == NULL && g->kept == NULL;
+    return g->forests_on && alone && g->lim.assist != NULL ? query_cut_follow_new() : NULL;
+}
+
+int query_gather_add_made(query_gather_t *g, query_make_tab_fn make, void *ctx, errmsg_t *em)
+{
+    storage_merged_tab_t t;
+    memset(&t, 0, sizeof t);
+    query_cut_follow_t *c = made_follower(g);
+    assist_task_t task;
+    if (c != NULL) assist_start_last(g->lim.assist, &task, query_cut_follow_run, c);
+    int rc = make(ctx, c != NULL ? query_cut_follow_storage(c) : NULL, &t, em);
+    if (c != NULL) {
+        storage_follow_close(query_cut_follow_storage(c)); /* make ended it: nothing */
+        query_cut_follow_finish(c);                        /* the chunks the helper has not filed */
+        assist_join(g->lim.assist, &task);
+    }
+    const int64_t *total = t.total; /* t is emptied as the gather takes it */
+    if (rc == 0) rc = query_gather_add_tab(g, &t, em);
+    if (rc == 0 && c != NULL && g->filed == NULL) { /* cut by keep_forests when it is alone */
+        g->filed = c;
+        g->filed_total = total;
+        c = NULL;
+    }
+    query_cut_follow_free(c);
+    return rc;
 }
 
 int query_gather_add_symbol(query_gather_t *g, uint64_t id, const char *name, size_t name_len,
@@ -1239,8 +1275,16 @@ static int forests_taken(query_gather_t *g)
  * finish_forests. */
 static int keep_forests(query_gather_t *g, errmsg_t *em)
 {
-    query_kept_t *k;
-    int rc = query_keep_mixed_charged(g->forests, g->nforests, g->packed, g->npacked,
+    query_kept_t *k = NULL;
+    int rc = 1;
+    /* the one forest held, its nodes filed beside as it was made */
+    if (g->filed != NULL && g->nforests == 1 && g->npacked == 0 &&
+        g->forests[0].total == g->filed_total && query_cut_follow_moved(g->filed, &g->forests[0]))
+        rc = query_keep_cut_filed(&g->forests[0], g->spec->max_nodes, g->charge, g->filed, &k);
+    query_cut_follow_free(g->filed);
+    g->filed = NULL;
+    if (rc == 1)
+        rc = query_keep_mixed_charged(g->forests, g->nforests, g->packed, g->npacked,
                                       g->spec->max_nodes, g->charge, &k);
     if (rc == ERR_UNAVAILABLE) return gather_refused(g, rc, em);
     if (rc == ERR_INVALID_ARGUMENT) return spill_forests(g, em); /* past INT64_MAX */

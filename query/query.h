@@ -1038,6 +1038,16 @@ int query_gather_add_tree(query_gather_t *g, const uint8_t *enc, size_t n, errms
  * symbols' names come as a share's do (symbols added, the names function,
  * the local storage). */
 int query_gather_add_tab(query_gather_t *g, storage_merged_tab_t *t, errmsg_t *em);
+/* Makes a forest: make(ctx, follow, out, em) as storage_merged_tab_followed
+ * (follow NULL or to publish its pass to, ended whatever the result; out
+ * the caller's on success). */
+typedef int (*query_make_tab_fn)(void *ctx, storage_follow_t *follow, storage_merged_tab_t *out,
+                                 errmsg_t *em);
+/* query_gather_add_tab of the forest make makes. When the gather truncates
+ * forests, holds none yet and has helpers (query_limits_t.assist), an idle
+ * helper files its nodes by total while its pass runs (the cut's first
+ * pass, query/cut.c), so the finish cuts it without that pass. */
+int query_gather_add_made(query_gather_t *g, query_make_tab_fn make, void *ctx, errmsg_t *em);
 /* The trees of one partial at once (its tree, calltree_encode, and the
  * forests of its tokens, query_forest_encode): all are checked before any is
  * added. */

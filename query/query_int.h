@@ -296,6 +296,11 @@ void query_cut_follow_finish(query_cut_follow_t *c);
 void query_cut_follow_free(query_cut_follow_t *c);
 /* The forest c filed whole (every id of it) and not yet cut, or NULL. */
 const storage_merged_tab_t *query_cut_follow_filed(const query_cut_follow_t *c);
+/* The forest c filed now lies at t (its struct copied, its arrays the
+ * same: a gather holding it among its forests; the caller knows it is
+ * that forest): 1 and c's filing is t's from here, else 0 (not filed
+ * whole, or cut already). Once joined: no follower may run. */
+int query_cut_follow_moved(query_cut_follow_t *c, const storage_merged_tab_t *t);
 /* query_keep_cut over t with its first pass taken from c when c filed all
  * of t (else made here); c's filing is used up then (query_cut_follow_filed
  * gives NULL after). */

@@ -449,6 +449,11 @@ static void follow_end(storage_follow_t *f, int ok)
         sched_yield();
 }
 
+void storage_follow_close(storage_follow_t *f)
+{
+    if (f != NULL && atomic_load(&f->state) == 0) follow_end(f, 0);
+}
+
 /* The forest of src into v (arrays made): subtree totals by one descending
  * pass (children have larger ids than their parents, so an id's total is
  * final when the pass reaches it), which also links each id of non-zero
@@ -571,6 +576,14 @@ int storage_merged_tab_of(const uint32_t *parent, const uint64_t *sym, const uin
                           size_t nsyms, int64_t *val, size_t count, unsigned flags,
                           int distinct_kids, storage_merged_tab_t *out)
 {
+    return storage_merged_tab_followed(parent, sym, symno, nsyms, val, count, flags, distinct_kids,
+                                       NULL, out);
+}
+
+int storage_merged_tab_followed(const uint32_t *parent, const uint64_t *sym, const uint32_t *symno,
+                                size_t nsyms, int64_t *val, size_t count, unsigned flags,
+                                int distinct_kids, storage_follow_t *f, storage_merged_tab_t *out)
+{
     memset(out, 0, sizeof *out);
     /* the caller's tree may come from a peer: an id under itself or a later
      * id would send the pass outside the arrays */
@@ -578,6 +591,7 @@ int storage_merged_tab_of(const uint32_t *parent, const uint64_t *sym, const uin
     for (size_t id = 1; rc == 0 && id < count; id++)
         if (parent[id] >= id) rc = ERR_INVALID_ARGUMENT;
     if (rc != 0) {
+        follow_end(f, 0);
         free(val);
         return rc;
     }
@@ -585,9 +599,16 @@ int storage_merged_tab_of(const uint32_t *parent, const uint64_t *sym, const uin
     tabsrc_t src = {parent, sym, symno, val, count};
     rc = tab_alloc(out, val, count, flags);
     out->owns_self = 1; /* val is out's from here: freed with it, even now */
-    if (rc == 0) forest_pass(&src, out, NULL);
+    /* followed only with parents and least children (what the follower reads) */
+    if (!(flags & STORAGE_TABS_PARENTS) || !(flags & STORAGE_TABS_LEAST)) {
+        follow_end(f, 0);
+        f = NULL;
+    }
+    if (rc == 0) forest_pass(&src, out, f);
     if (rc == 0) out->distinct_kids = distinct_kids != 0;
     if (rc == 0) out->nsyms = (flags & STORAGE_TABS_SYMNOS) ? nsyms : 0;
+    /* given up before it is released: the follower stops reading it first */
+    follow_end(f, rc == 0 && out->nonneg);
     /* as a token's: no forest with a value below 0 or a total past INT64_MAX */
     if (rc != 0 || !out->nonneg) storage_merged_tab_release(out);
     return rc;

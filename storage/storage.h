@@ -504,6 +504,10 @@ static inline void storage_follow_chunk(size_t n, size_t i, size_t *lo, size_t *
  * it makes one forest with parents and least children (a union's, or one
  * token's); then f's state is 1 or 2 when it returns, else f stays zero. */
 void storage_merger_follow(storage_merger_t *m, storage_follow_t *f);
+/* Ends f where no pass will be published (a forest not made at all): its
+ * state 2 once its follower stopped reading; f NULL or already ended:
+ * nothing. */
+void storage_follow_close(storage_follow_t *f);
 
 /* An id space a caller holds: its nonce and how many of its ids (from 0)
  * it has the structure of. */
@@ -539,6 +543,13 @@ void storage_merger_known_spaces(storage_merger_t *m, const storage_space_known_
 int storage_merged_tab_of(const uint32_t *parent, const uint64_t *sym, const uint32_t *symno,
                           size_t nsyms, int64_t *val, size_t count, unsigned flags,
                           int distinct_kids, storage_merged_tab_t *out);
+/* storage_merged_tab_of with its pass followed by f (as storage_merger_tabs
+ * publishes to one given by storage_merger_follow) when the flags ask for
+ * parents and least children; f's state is 1 or 2 when it returns, every
+ * failure included. f NULL: as storage_merged_tab_of. */
+int storage_merged_tab_followed(const uint32_t *parent, const uint64_t *sym, const uint32_t *symno,
+                                size_t nsyms, int64_t *val, size_t count, unsigned flags,
+                                int distinct_kids, storage_follow_t *f, storage_merged_tab_t *out);
 /* Frees one tab's arrays (its self too when it owns it) and empties it. */
 void storage_merged_tab_release(storage_merged_tab_t *v);
 /* Gives each of tabs (storage_merger_tabs of m, n of them) the merger's

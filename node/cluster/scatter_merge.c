@@ -127,15 +127,19 @@ static size_t held_bytes(const scatter_q_t *q)
     return query_gather_bytes(q->gather) + q->sums.cap * sizeof *q->sums.v;
 }
 
+static int make_sums_forest(void *ctx, storage_follow_t *f, storage_merged_tab_t *out, errmsg_t *em)
+{
+    scatter_q_t *q = ctx;
+    return scatter_scope_forest_followed(q->scope, &q->sums, f, out, em);
+}
+
 /* Pool: the forest of the values the shares answered by id, into the
- * gather beside any forests they sent (none when nobody answered by id). */
+ * gather beside any forests they sent (none when nobody answered by id);
+ * its nodes filed by a helper as it is made. */
 static int add_sums_forest(scatter_q_t *q, errmsg_t *em)
 {
     if (!q->sums.added) return 0;
-    storage_merged_tab_t t;
-    memset(&t, 0, sizeof t);
-    int rc = scatter_scope_forest(q->scope, &q->sums, &t, em);
-    return rc != 0 ? rc : query_gather_add_tab(q->gather, &t, em);
+    return query_gather_add_made(q->gather, make_sums_forest, q, em);
 }
 
 /* Pool: adds a partial of this node to the gather; its union's forest with
@@ -637,6 +641,10 @@ static void merge_work(workq_job_t *w)
     int ok = 1;
     size_t k = 0;
     uint64_t t0 = uv_hrtime();
+    /* the finish files the forest of the sums on a helper as it is made
+     * (query_gather_add_made): woken now, it is awake by then */
+    if (j->finish && j->q->scope != NULL && scatter_q_gathers_forests(j->q))
+        assist_wake(j->q->s->o.limits.assist);
     /* what the gather grows to beyond what the query counts is charged as
      * it grows, until the loop counts it (merge_done) */
     query_gather_charge(j->q->gather, &j->work, j->base);

@@ -766,8 +766,17 @@ int scatter_scope_add_tab(scatter_scope_t *sc, const char *peer, const storage_m
 int scatter_scope_forest(scatter_scope_t *sc, scatter_sums_t *sums, storage_merged_tab_t *out,
                          errmsg_t *em)
 {
+    return scatter_scope_forest_followed(sc, sums, NULL, out, em);
+}
+
+int scatter_scope_forest_followed(scatter_scope_t *sc, scatter_sums_t *sums, storage_follow_t *f,
+                                  storage_merged_tab_t *out, errmsg_t *em)
+{
     memset(out, 0, sizeof *out);
-    if (sc == NULL) return errmsg_set(em, ERR_INVALID_ARGUMENT, "id space: no scope (none kept)");
+    if (sc == NULL) {
+        storage_follow_close(f);
+        return errmsg_set(em, ERR_INVALID_ARGUMENT, "id space: no scope (none kept)");
+    }
     pthread_mutex_lock(&sc->mu);
     int rc = sums_grow(sums, sc->count);
     size_t top = sc->count;
@@ -776,12 +785,14 @@ int scatter_scope_forest(scatter_scope_t *sc, scatter_sums_t *sums, storage_merg
     /* parents and least children: the gather cuts one such forest by its
      * totals (query/cut.c), as one node cuts its own union's; symbol
      * numbers: its kept nodes' names are looked up once per symbol */
-    if (rc == 0)
-        rc = storage_merged_tab_of(sc->parent, sc->sym, sc->symno, sc->symnos.len, sums->v, top,
-                                   STORAGE_TABS_PARENTS | STORAGE_TABS_LEAST | STORAGE_TABS_SYMNOS,
-                                   1, out);
-    else
+    if (rc == 0) {
+        rc = storage_merged_tab_followed(
+            sc->parent, sc->sym, sc->symno, sc->symnos.len, sums->v, top,
+            STORAGE_TABS_PARENTS | STORAGE_TABS_LEAST | STORAGE_TABS_SYMNOS, 1, f, out);
+    } else {
+        storage_follow_close(f);
         free(sums->v);
+    }
     pthread_mutex_unlock(&sc->mu);
     sums->v = NULL; /* out's now (freed by storage_merged_tab_of on failure) */
     sums->n = sums->cap = 0;

@@ -126,6 +126,11 @@ int scatter_scope_add_tab(scatter_scope_t *sc, const char *peer, const storage_m
  * result; its `added` stays. */
 int scatter_scope_forest(scatter_scope_t *sc, scatter_sums_t *sums, storage_merged_tab_t *out,
                          errmsg_t *em);
+/* scatter_scope_forest with its pass followed by f (a render's helper
+ * filing its nodes by total meanwhile: storage_merged_tab_followed); f's
+ * state is 1 or 2 when it returns, whatever the result. */
+int scatter_scope_forest_followed(scatter_scope_t *sc, scatter_sums_t *sums, storage_follow_t *f,
+                                  storage_merged_tab_t *out, errmsg_t *em);
 void scatter_sums_free(scatter_sums_t *sums);
 
 /* A share's side: t's space (t->space_nonce != 0) in the IdSpace encoding,

@@ -11,7 +11,15 @@
  *  - a forest with a negative value is given up: the follower stops, files
  *    nothing, and the forest is freed only once it stopped (ASan);
  *  - without a union (a forest per token) nothing is published: the state
- *    says so when storage_merger_tabs returns, and the follower stops. */
+ *    says so when storage_merger_tabs returns, and the follower stops;
+ *  - a forest made of arrays as a coordinator makes its scope's
+ *    (storage_merged_tab_followed) is followed the same way; its filing
+ *    follows the forest's struct when it is copied (query_cut_follow_moved),
+ *    and every failure (a bad parent, no ids, a negative value, no least
+ *    children asked) ends the follow so the follower stops;
+ *  - a gather given such a forest by query_gather_add_made (a helper filing
+ *    it) answers the same bytes as one given the forest made alone, and a
+ *    make that fails leaves no helper running. */
 #include "test_storage_fixture.h" /* first: it sets _GNU_SOURCE */
 
 #include <pthread.h>
@@ -123,6 +131,246 @@ static void followed_case(fixture_t *f, labels_t *const *ls, const uint64_t *tok
     query_cut_follow_free(c);
 }
 
+/* ---- a forest of arrays (a coordinator's scope) ---- */
+
+/* The arrays of a call tree (a parent before its children): parents,
+ * symbols, one number per distinct symbol, values. */
+typedef struct arrays {
+    size_t n;
+    uint32_t *parent, *symno;
+    uint64_t *sym;
+    int64_t *self;
+    uint32_t nsyms;
+    uint64_t syms[64]; /* the distinct symbols, by number */
+} arrays_t;
+
+static void arrays_of(const calltree_t *t, arrays_t *a)
+{
+    memset(a, 0, sizeof *a);
+    a->n = calltree_node_count(t);
+    a->parent = calloc(a->n, sizeof *a->parent);
+    a->symno = calloc(a->n, sizeof *a->symno);
+    a->sym = calloc(a->n, sizeof *a->sym);
+    a->self = calloc(a->n, sizeof *a->self);
+    for (uint32_t id = 0; id < a->n; id++) {
+        a->parent[id] = id ? calltree_parent(t, id) : 0;
+        a->sym[id] = id ? calltree_sym(t, id) : SYM_ROOT;
+        a->self[id] = calltree_self(t, id);
+        uint32_t k = 0;
+        while (k < a->nsyms && a->syms[k] != a->sym[id])
+            k++;
+        if (k == a->nsyms && a->nsyms < 64) a->syms[a->nsyms++] = a->sym[id];
+        a->symno[id] = k;
+    }
+}
+
+static void arrays_free(arrays_t *a)
+{
+    free(a->parent);
+    free(a->symno);
+    free(a->sym);
+    free(a->self);
+}
+
+/* A copy of a's values (the forest takes it). */
+static int64_t *values_of(const arrays_t *a)
+{
+    int64_t *v = malloc(a->n * sizeof *v);
+    memcpy(v, a->self, a->n * sizeof *v);
+    return v;
+}
+
+#define ARRAY_FLAGS (STORAGE_TABS_PARENTS | STORAGE_TABS_LEAST | STORAGE_TABS_SYMNOS)
+
+/* Makes the forest of a with a follower on a thread, moves its struct,
+ * and cuts the copy from the filing: the same kept nodes as a cut alone. */
+static void arrays_followed(const arrays_t *a, size_t max_nodes)
+{
+    query_cut_follow_t *c = query_cut_follow_new();
+    pthread_t th;
+    CHECK_EQ_INT(pthread_create(&th, NULL, follow_thread, c), 0);
+    storage_merged_tab_t made, alone;
+    CHECK_EQ_INT(storage_merged_tab_followed(a->parent, a->sym, a->symno, a->nsyms, values_of(a),
+                                             a->n, ARRAY_FLAGS, 1, query_cut_follow_storage(c),
+                                             &made),
+                 0);
+    query_cut_follow_finish(c);
+    CHECK_EQ_INT(pthread_join(th, NULL), 0);
+    CHECK_EQ_INT(atomic_load(&query_cut_follow_storage(c)->state), 1);
+    storage_merged_tab_t copy = made; /* as a gather holds it */
+    memset(&made, 0, sizeof made);
+    CHECK_EQ_INT(query_cut_follow_moved(c, &copy), 1);
+    CHECK(query_cut_follow_filed(c) == &copy);
+    CHECK_EQ_INT(storage_merged_tab_of(a->parent, a->sym, a->symno, a->nsyms, values_of(a), a->n,
+                                       ARRAY_FLAGS, 1, &alone),
+                 0);
+    query_kept_t *k1 = NULL, *k2 = NULL;
+    size_t max = max_nodes ? max_nodes : alone.nodes + 5;
+    CHECK_EQ_INT(query_keep_cut(&alone, max, NULL, &k1), 0);
+    CHECK_EQ_INT(query_keep_cut_filed(&copy, max, NULL, c, &k2), 0);
+    CHECK_EQ_INT(query_cut_follow_moved(c, &copy), 0); /* used up */
+    check_same_kept(k1, k2);
+    query_kept_free(k1);
+    query_kept_free(k2);
+    storage_merged_tab_release(&copy);
+    storage_merged_tab_release(&alone);
+    query_cut_follow_free(c);
+}
+
+/* A forest of a that is not made (or not followed): the follower on its
+ * thread stops, and the follow ends in state 2. */
+static void arrays_refused(const arrays_t *a, const uint32_t *parent, size_t n, int64_t *val,
+                           unsigned flags, int want_rc)
+{
+    query_cut_follow_t *c = query_cut_follow_new();
+    pthread_t th;
+    CHECK_EQ_INT(pthread_create(&th, NULL, follow_thread, c), 0);
+    storage_merged_tab_t t;
+    CHECK_EQ_INT(storage_merged_tab_followed(parent, a->sym, a->symno, a->nsyms, val, n, flags, 1,
+                                             query_cut_follow_storage(c), &t),
+                 want_rc);
+    CHECK_EQ_INT(pthread_join(th, NULL), 0); /* it stopped */
+    storage_follow_t *sf = query_cut_follow_storage(c);
+    CHECK_EQ_INT(atomic_load(&sf->state), 2);
+    CHECK_EQ_INT(atomic_load(&sf->reading), 0);
+    query_cut_follow_finish(c); /* nothing to file */
+    CHECK(query_cut_follow_filed(c) == NULL);
+    storage_merged_tab_release(&t);
+    query_cut_follow_free(c);
+}
+
+static void test_arrays(symtab_t *st)
+{
+    calltree_t *t = random_tree(st, 4000, 0);
+    arrays_t a;
+    arrays_of(t, &a);
+    CHECK(a.n > 3 * 2048); /* published in many steps */
+    size_t maxes[] = {2, 17, 512, 0};
+    for (size_t i = 0; i < sizeof maxes / sizeof maxes[0]; i++)
+        arrays_followed(&a, maxes[i]);
+    uint32_t *bad = malloc(a.n * sizeof *bad);
+    memcpy(bad, a.parent, a.n * sizeof *bad);
+    bad[a.n / 2] = (uint32_t)(a.n / 2 + 1); /* a parent after its child */
+    arrays_refused(&a, bad, a.n, values_of(&a), ARRAY_FLAGS, ERR_INVALID_ARGUMENT);
+    arrays_refused(&a, a.parent, 0, values_of(&a), ARRAY_FLAGS, ERR_INVALID_ARGUMENT);
+    int64_t *neg = values_of(&a);
+    neg[a.n - 1] = -5;
+    arrays_refused(&a, a.parent, a.n, neg, ARRAY_FLAGS, 0);                    /* made, not kept */
+    arrays_refused(&a, a.parent, a.n, values_of(&a), STORAGE_TABS_PARENTS, 0); /* not followed */
+    free(bad);
+    storage_follow_t none = {0};
+    storage_follow_close(&none); /* nothing published: ended */
+    CHECK_EQ_INT(atomic_load(&none.state), 2);
+    storage_follow_close(NULL);
+    arrays_free(&a);
+    calltree_free(t);
+}
+
+/* ---- a gather given the forest by query_gather_add_made ---- */
+
+typedef struct made_ctx {
+    const arrays_t *a;
+    int fail; /* refuse before making anything */
+} made_ctx_t;
+
+static int make_arrays(void *ctx, storage_follow_t *f, storage_merged_tab_t *out, errmsg_t *em)
+{
+    made_ctx_t *m = ctx;
+    if (m->fail) {
+        storage_follow_close(f);
+        return errmsg_set(em, ERR_NOMEM, "refused");
+    }
+    return storage_merged_tab_followed(m->a->parent, m->a->sym, m->a->symno, m->a->nsyms,
+                                       values_of(m->a), m->a->n, ARRAY_FLAGS, 1, f, out);
+}
+
+/* The JSON flame graph of a cut to max_nodes: with made, the forest
+ * given by query_gather_add_made (lim's helpers filing it), else made
+ * alone and given by query_gather_add_tab. */
+static char *gather_json(const arrays_t *a, symtab_t *names, const query_limits_t *lim,
+                         const char *max_nodes, int made)
+{
+    query_params_t p = {.query = "process_cpu:cpu:nanoseconds:cpu:nanoseconds{}",
+                        .from = "now-1h",
+                        .format = "json",
+                        .max_nodes = max_nodes};
+    query_spec_t spec;
+    errmsg_t em = {{0}};
+    CHECK_EQ_INT(query_spec_parse(QUERY_KIND_RENDER, &p, lim, 1700000000000LL, &spec, &em), 0);
+    query_gather_t *g = NULL;
+    CHECK_EQ_INT(query_gather_new(&spec, lim, &g), 0);
+    for (uint32_t k = 1; k < a->nsyms; k++) {
+        const char *name, *file;
+        CHECK(symtab_get(names, a->syms[k], &name, &file));
+        CHECK_EQ_INT(query_gather_add_symbol(g, a->syms[k], name, strlen(name), "", 0), 0);
+    }
+    made_ctx_t m = {a, 0};
+    storage_merged_tab_t t;
+    int rc;
+    if (made) {
+        rc = query_gather_add_made(g, make_arrays, &m, &em);
+    } else {
+        rc = storage_merged_tab_of(a->parent, a->sym, a->symno, a->nsyms, values_of(a), a->n,
+                                   ARRAY_FLAGS, 1, &t);
+        if (rc == 0) rc = query_gather_add_tab(g, &t, &em);
+    }
+    query_result_t r;
+    query_result_init(&r);
+    if (rc == 0) rc = query_gather_finish(g, NULL, &r, &em);
+    if (rc != 0) fprintf(stderr, "gather: %s\n", errmsg_text(&em, rc));
+    CHECK_EQ_INT(rc, 0);
+    buf_append_byte(&r.body, 0);
+    char *out = strdup(r.body.data ? (char *)r.body.data : "");
+    query_result_free(&r);
+    query_gather_free(g);
+    query_spec_free(&spec);
+    return out;
+}
+
+static void test_gather_made(symtab_t *st)
+{
+    calltree_t *t = random_tree(st, 4000, 0);
+    arrays_t a;
+    arrays_of(t, &a);
+    query_limits_t alone, helped;
+    query_limits_default(&alone);
+    alone.assist = NULL;
+    helped = alone;
+    CHECK_EQ_INT(assist_new(1, &helped.assist), 0);
+    static const char *maxes[] = {"2", "17", "512", "100000"};
+    for (size_t i = 0; i < sizeof maxes / sizeof maxes[0]; i++) {
+        char *want = gather_json(&a, st, &alone, maxes[i], 0);
+        char *got = gather_json(&a, st, &helped, maxes[i], 1);
+        char *plain = gather_json(&a, st, &alone, maxes[i], 1); /* made, no helper */
+        CHECK(strstr(want, "\"numTicks\":") != NULL);
+        CHECK(strcmp(want, got) == 0);
+        CHECK(strcmp(want, plain) == 0);
+        free(want);
+        free(got);
+        free(plain);
+    }
+    assist_stats_t as;
+    assist_stats(helped.assist, &as);
+    CHECK(as.helped + as.inline_ >= 4); /* the filing ran as a part each time */
+    /* a make that fails: its error, no part left running */
+    query_params_t p = {.query = "process_cpu:cpu:nanoseconds:cpu:nanoseconds{}",
+                        .from = "now-1h",
+                        .format = "json",
+                        .max_nodes = "17"};
+    query_spec_t spec;
+    errmsg_t em = {{0}};
+    CHECK_EQ_INT(query_spec_parse(QUERY_KIND_RENDER, &p, &helped, 1700000000000LL, &spec, &em), 0);
+    query_gather_t *g = NULL;
+    CHECK_EQ_INT(query_gather_new(&spec, &helped, &g), 0);
+    made_ctx_t m = {&a, 1};
+    CHECK_EQ_INT(query_gather_add_made(g, make_arrays, &m, &em), ERR_NOMEM);
+    query_gather_free(g);
+    query_spec_free(&spec);
+    assist_free(helped.assist);
+    arrays_free(&a);
+    calltree_free(t);
+}
+
 int main(void)
 {
     fixture_t f;
@@ -160,6 +408,8 @@ int main(void)
     labels_free(neg);
     for (int i = 0; i < 3; i++)
         labels_free(ls[i]);
+    test_arrays(st);
+    test_gather_made(st);
     symtab_free(st);
     fx_done(&f);
     return check_exit();

@@ -3,7 +3,8 @@
  * per scope, whose forest has the paths' hand-computed totals; a later
  * render sends no structure and gets the same forest; structure may come
  * in pieces and repeat held ids; every broken answer is refused whole;
- * the share's encoding round-trips; known lists the most recent spaces;
+ * the share's encoding round-trips; a followed forest of no scope ends its
+ * follow; known lists the most recent spaces;
  * the bound drops released scopes but never held ones; and two threads
  * adding at once agree with one after the other. Randomised trees print
  * their seed (SCATTER_SPACES_SEED gives it back).
@@ -562,6 +563,17 @@ static void test_encode_roundtrip(void)
     fake_free(&a);
 }
 
+/* A followed forest of no scope: the follow is ended (state 2). */
+static void test_forest_followed_none(void)
+{
+    storage_follow_t f = {0};
+    scatter_sums_t sums = {0};
+    storage_merged_tab_t t;
+    errmsg_t em = {{0}};
+    CHECK_EQ_INT(scatter_scope_forest_followed(NULL, &sums, &f, &t, &em), ERR_INVALID_ARGUMENT);
+    CHECK_EQ_INT(atomic_load(&f.state), 2);
+}
+
 /* (g) known: most recently used first, at most max; a peer's spaces past
  * the most recent max are dropped. */
 static void test_known(void)
@@ -800,6 +812,7 @@ int main(void)
     test_pieces();
     test_corrupt();
     test_encode_roundtrip();
+    test_forest_followed_none();
     test_known();
     test_bound();
     test_overflow();
