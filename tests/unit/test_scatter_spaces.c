@@ -3,8 +3,10 @@
  * per scope, whose forest has the paths' hand-computed totals; a later
  * render sends no structure and gets the same forest; structure may come
  * in pieces and repeat held ids; every broken answer is refused whole;
- * the share's encoding round-trips; a followed forest of no scope ends its
- * follow; known lists the most recent spaces;
+ * the share's encoding round-trips, its values (gap, value) exact at
+ * every edge of the 64-id masks it finds them by, one below 0 refused; a
+ * followed forest of no scope ends its follow; known lists the most
+ * recent spaces;
  * the bound drops released scopes but never held ones; and two threads
  * adding at once agree with one after the other. Randomised trees print
  * their seed (SCATTER_SPACES_SEED gives it back).
@@ -563,6 +565,74 @@ static void test_encode_roundtrip(void)
     fake_free(&a);
 }
 
+/* The (gap, value) pairs of an encoding of values, decoded here: the ids
+ * of non-zero value into ids, their values into vals; how many. */
+static size_t decode_values(const buf_t *b, size_t *ids, int64_t *vals, size_t max)
+{
+    size_t k = 0, next = 0, at = 0;
+    while (at < b->len && k < max) {
+        uint64_t x[2] = {0, 0};
+        for (int j = 0; j < 2; j++)
+            for (unsigned shift = 0; at < b->len; shift += 7) {
+                uint8_t byte = b->data[at++];
+                x[j] |= (uint64_t)(byte & 0x7f) << shift;
+                if (!(byte & 0x80)) break;
+            }
+        ids[k] = next + (size_t)x[0];
+        vals[k] = (int64_t)x[1];
+        next = ids[k++] + 1;
+    }
+    return k;
+}
+
+/* Values at the edges of the masks' words (ids 0, 63, 64, 127, 128, the
+ * last of a partial word), none, all, and one below 0. */
+static void test_encode_values(void)
+{
+    size_t sizes[] = {1, 63, 64, 65, 130, 200};
+    for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++) {
+        size_t n = sizes[si];
+        int64_t *self = calloc(n, sizeof *self);
+        uint32_t *parent = calloc(n, sizeof *parent);
+        uint64_t *sym = calloc(n, sizeof *sym);
+        for (int pattern = 0; pattern < 3; pattern++) {
+            size_t want = 0;
+            for (size_t id = 0; id < n; id++) {
+                int edge = id % 64 == 0 || id % 64 == 63 || id == n - 1;
+                self[id] = pattern == 0   ? 0
+                           : pattern == 1 ? (edge ? (int64_t)(id + 1) << 40 : 0)
+                                          : (int64_t)id * 3 + 1;
+                want += self[id] != 0;
+            }
+            storage_merged_tab_t t = {.n = n, .self = self, .space_nonce = 9, .space_base = n};
+            t.space_parent = parent;
+            t.space_sym = sym;
+            buf_t st, v;
+            buf_init(&st, BUF_UNLIMITED);
+            buf_init(&v, BUF_UNLIMITED);
+            CHECK_EQ_INT(scatter_space_encode(&t, &st, &v), 0);
+            size_t *ids = calloc(n, sizeof *ids);
+            int64_t *vals = calloc(n, sizeof *vals);
+            size_t got = decode_values(&v, ids, vals, n);
+            CHECK_EQ_INT(got, want);
+            for (size_t k = 0; k < got; k++)
+                CHECK(ids[k] < n && vals[k] == self[ids[k]] && vals[k] != 0);
+            if (n > 1) { /* one value below 0: refused */
+                self[n / 2] = -1;
+                buf_reset(&v);
+                CHECK_EQ_INT(scatter_space_encode(&t, &st, &v), ERR_INVALID_ARGUMENT);
+            }
+            free(ids);
+            free(vals);
+            buf_free(&st);
+            buf_free(&v);
+        }
+        free(self);
+        free(parent);
+        free(sym);
+    }
+}
+
 /* A followed forest of no scope: the follow is ended (state 2). */
 static void test_forest_followed_none(void)
 {
@@ -812,6 +882,7 @@ int main(void)
     test_pieces();
     test_corrupt();
     test_encode_roundtrip();
+    test_encode_values();
     test_forest_followed_none();
     test_known();
     test_bound();
