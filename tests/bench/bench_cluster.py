@@ -272,6 +272,41 @@ def time_queries(rt, deps, queries, frm, until, runs, threads=None, steps=None):
     return {key: (statistics.median(v), min(v), cpu[key] / len(v)) for key, v in times.items()}
 
 
+def time_round_trip(deps, frm, until, runs):
+    """{deployment: (median wall s, median Server-Timing total ms)} of a
+    query with next to nothing to read or merge (the label values of
+    service_name), every node of each deployment asked in turn, rounds
+    interleaved, 2 untimed rounds first: what a scatter-gather costs on
+    this machine besides its shares' and its merge's work (the hand-offs
+    between threads and nodes, the messages)."""
+    path = "/pyroscope/label-values?" + urllib.parse.urlencode(
+        {"label": "service_name", "from": frm, "until": until})
+    conns = {(d.name, i): node.conn() for d in deps for i, node in enumerate(d.nodes)}
+    walls = {d.name: [] for d in deps}
+    totals = {d.name: [] for d in deps}
+    try:
+        for k in range(runs + 2):
+            for d in deps:
+                for i, node in enumerate(d.nodes):
+                    t0 = time.time()
+                    st, body = node.get(path, conns[(d.name, i)])
+                    dt = time.time() - t0
+                    if st != 200:
+                        raise RuntimeError("label values %d from port %d: %r" % (st, node.port,
+                                                                                body[:300]))
+                    if k < 2:
+                        continue
+                    walls[d.name].append(dt)
+                    for name, ms in timing_steps(node.last_timing):
+                        if name == "total":
+                            totals[d.name].append(ms)
+    finally:
+        for c in conns.values():
+            c.close()
+    return {n: (statistics.median(walls[n]), statistics.median(totals[n]) if totals[n] else 0.0)
+            for n in walls}
+
+
 HINT_ROWS = 40  # pushes measured while an rf3 node is down
 
 
@@ -356,6 +391,7 @@ def bench_cluster(a, rt, node_bin, work):
         rt.log("\n- queries, %d interleaved rounds" % a.query_runs)
         threads, steps = {}, {}
         med = time_queries(rt, deps, queries, lo, hi, a.query_runs, threads, steps)
+        trip = time_round_trip([deps[0], deps[2]], lo, hi, 4 * a.query_runs)
         for d in deps:
             rt.log("%s_rss_mib: %s (VmRSS of each node after ingest and queries)" % (
                 d.name, ", ".join("%.0f" % (node.rss_kib() / 1024) for node in d.nodes)))
@@ -375,6 +411,15 @@ def bench_cluster(a, rt, node_bin, work):
         rt.log("%s_query_steps: %s: %s (ms, medians of the asked node's Server-Timing)"
                % (name, qname, steps_text(steps[(name, qname)])))
     report(rt, ing, med, queries, len(rows), threads)
+    (w1, t1), (ws, ts) = trip["rf1"], trip["single"]
+    rt.log("round_trip: label values: 3 nodes RF 1 median %.3f ms (Server-Timing total %.3f), "
+           "one node %.3f ms (%.3f)" % (w1 * 1e3, t1, ws * 1e3, ts))
+    rt.RESULTS.append((
+        "cluster round trip: a query with next to nothing to merge (label values), 3 nodes RF 1 "
+        "less one node, ms", "%.2f" % ((w1 - ws) * 1e3), "-",
+        "median %.3f vs %.3f ms: the hand-offs and messages a scatter-gather adds on this machine "
+        "to every query, whatever it reads (the wall ratios above include them)"
+        % (w1 * 1e3, ws * 1e3)))
     rt.RESULTS.append((
         "cluster ingest, one node down and hinted handoff off: node CPU per profile, 3 nodes RF 3 "
         "(2 up) / all up", "%.2f" % (marked[1] / ing["rf3"][1]), "-",
