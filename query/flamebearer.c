@@ -1113,6 +1113,15 @@ static int fb_values(fb_t *fb, calltree_t *t, const query_kept_t *kept, const qu
     return 0;
 }
 
+int query_flamebearer_kept_streams(const query_kept_t *k, const query_timeline_t *tl,
+                                   size_t min_bytes, const buf_t *out)
+{
+    fb_t fb;
+    if (min_bytes == 0 || fb_values(&fb, NULL, k, tl) != 0) return 0;
+    size_t least = fb_least_bytes(&fb, k->n, min_bytes);
+    return !(least < min_bytes || least > out->max || out->len != 0);
+}
+
 int query_flamebearer_open(calltree_t **t, query_kept_t **kept, symtab_t **syms,
                            const char *profile_type, const char *spy_name,
                            const query_timeline_t *tl, const char *members, size_t min_bytes,

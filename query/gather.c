@@ -80,6 +80,9 @@ struct query_gather {
     int encoders_alone;      /* the JSON encoders take no helper (query_gather_encoders_helped) */
     query_names_fn names_fn; /* or NULL: asked first for the names no partial brought */
     void *names_ctx;
+    query_names_hold_fn lend_hold; /* or NULL: a table of names read in place (encode_kept) */
+    query_names_release_fn lend_release;
+    void *lend_ctx;
     alloc_charge_t *charge; /* query_gather_charge: growth beyond charge_base, or NULL */
     size_t charge_base;
     size_t charged;      /* on charge now */
@@ -780,6 +783,14 @@ void query_gather_names_from(query_gather_t *g, storage_t *st, const char *tenan
     g->names_tenant = tenant;
 }
 
+void query_gather_names_lent(query_gather_t *g, query_names_hold_fn hold,
+                             query_names_release_fn release, void *ctx)
+{
+    g->lend_hold = hold;
+    g->lend_release = release;
+    g->lend_ctx = ctx;
+}
+
 void query_gather_encoders_helped(query_gather_t *g, int helped)
 {
     g->encoders_alone = !helped;
@@ -1332,22 +1343,60 @@ static int finish_forests(query_gather_t *g, int as_kept, errmsg_t *em)
 }
 
 /* The flamebearer JSON of the kept nodes, as encode writes it of their tree. */
+/* The lent table of names, held, when the answer is written whole (a
+ * stream would outlive the hold) and it names every kept node's symbol;
+ * else NULL, nothing held. Timed into out as the names step. */
+static const symtab_t *lent_names(query_gather_t *g, query_result_t *out)
+{
+    if (g->lend_hold == NULL || !g->names_due || g->kept == NULL) return NULL;
+    uint64_t t0 = mono_ns();
+    const symtab_t *t = NULL;
+    if (!may_stream(g) ||
+        !query_flamebearer_kept_streams(g->kept, &g->tl, g->lim.stream_min_bytes, &out->body)) {
+        t = g->lend_hold(g->lend_ctx);
+        missing_t m = {t, NULL, 0, 0};
+        int whole = t != NULL && missing_kept(g->kept, &m) == 0 && m.n == 0;
+        free(m.v);
+        if (!whole) {
+            g->lend_release(g->lend_ctx);
+            t = NULL;
+        }
+    }
+    out->names_ns += mono_ns() - t0;
+    return t;
+}
+
+/* The answer written whole from the kept nodes and names (g's or lent). */
+static int encode_kept_whole(query_gather_t *g, const symtab_t *names, const char *partial_json,
+                             query_result_t *out)
+{
+    int rc = query_encode_flamebearer_kept(g->kept, names, query_selector_type(g->spec->sel),
+                                           g->spy_name, &g->tl, encoder_assist(g), &out->body);
+    if (rc == 0) rc = add_uncounted(g, &out->body);
+    if (rc == 0 && partial_json != NULL) rc = query_add_json_members(&out->body, partial_json);
+    return rc;
+}
+
 static int encode_kept(query_gather_t *g, const char *partial_json, query_result_t *out,
                        errmsg_t *em)
 {
     out->content_type = "application/json";
-    int rc = load_names_timed(g, out); /* a selection over forests brings no names */
+    const symtab_t *lent = lent_names(g, out);
+    int rc = lent != NULL ? 0 : load_names_timed(g, out); /* forests bring no names */
     if (rc == 0) rc = gather_hold(g, 0, em);
-    if (rc != 0) return rc;
+    if (rc == 0 && lent != NULL) {
+        uint64_t t0 = mono_ns();
+        rc = encode_kept_whole(g, lent, partial_json, out);
+        out->encode_ns += mono_ns() - t0;
+    }
+    if (lent != NULL) g->lend_release(g->lend_ctx);
+    if (rc != 0 || lent != NULL) return rc;
     uint64_t t0 = mono_ns();
     if (may_stream(g)) {
         rc = encode_flamebearer_open(g, 1, query_selector_type(g->spec->sel), 0, partial_json, out,
                                      em);
     } else {
-        rc = query_encode_flamebearer_kept(g->kept, g->syms, query_selector_type(g->spec->sel),
-                                           g->spy_name, &g->tl, encoder_assist(g), &out->body);
-        if (rc == 0) rc = add_uncounted(g, &out->body);
-        if (rc == 0 && partial_json != NULL) rc = query_add_json_members(&out->body, partial_json);
+        rc = encode_kept_whole(g, g->syms, partial_json, out);
     }
     out->encode_ns += mono_ns() - t0;
     return rc;

@@ -1018,6 +1018,16 @@ typedef int (*query_names_fn)(void *ctx, const uint64_t *ids, size_t n, symtab_t
  * storage of query_gather_names_from: the names a coordinator holds from
  * earlier answers, which its shares were told they need not send. */
 void query_gather_names_via(query_gather_t *g, query_names_fn fn, void *ctx);
+/* A table of names a gather may read in place (a coordinator's scope's):
+ * hold returns it (or NULL), unchanged until release. */
+typedef const symtab_t *(*query_names_hold_fn)(void *ctx);
+typedef void (*query_names_release_fn)(void *ctx);
+/* When g writes a JSON flame graph of kept nodes whole (not as a stream)
+ * and the table hold gives names every kept node's symbol, the answer is
+ * written from that table, held meanwhile, instead of the names being
+ * copied into g's own first (ctx borrowed for g's life). */
+void query_gather_names_lent(query_gather_t *g, query_names_hold_fn hold,
+                             query_names_release_fn release, void *ctx);
 /* Whether g's JSON encoders may give parts to the render's helper
  * (query_limits_t.assist): 1 (the default) where the finish follows the
  * render's own share at once, its helper still awake; 0 where it follows a

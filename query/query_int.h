@@ -491,6 +491,11 @@ int query_flamebearer_open(calltree_t **t, query_kept_t **kept, symtab_t **syms,
                            const query_timeline_t *tl, const char *members, size_t min_bytes,
                            assist_t *assist, buf_t *out, query_stream_t **stream);
 
+/* 1 when query_flamebearer_open would answer k's flame graph (its values
+ * divided as tl says) as a stream into out, 0 when it writes it whole. */
+int query_flamebearer_kept_streams(const query_kept_t *k, const query_timeline_t *tl,
+                                   size_t min_bytes, const buf_t *out);
+
 /* Appends the members (`"a":1,"b":2`) inside body's closing brace: a partial
  * answer's flags on a JSON body (gather.c). */
 int query_add_json_members(buf_t *body, const char *members);

@@ -782,6 +782,18 @@ static int held_names(void *ctx, const uint64_t *ids, size_t n, symtab_t *dst)
     return scatter_names_get(q->s->names, q->names, ids, n, dst);
 }
 
+static const symtab_t *scope_names_hold(void *ctx)
+{
+    scatter_q_t *q = ctx;
+    return scatter_scope_names_hold(q->scope);
+}
+
+static void scope_names_release(void *ctx)
+{
+    scatter_q_t *q = ctx;
+    scatter_scope_names_release(q->scope);
+}
+
 static int scope_names(void *ctx, const uint64_t *ids, size_t n, symtab_t *dst)
 {
     scatter_q_t *q = ctx;
@@ -807,7 +819,10 @@ static int setup(scatter_q_t *q, const query_params_t *p, int64_t now_ms, errmsg
     }
     /* by id, the scope holds the names its shares sent; by forests, the
      * names cache lists what its shares need not send */
-    if (rc == 0 && q->scope != NULL) query_gather_names_via(q->gather, scope_names, q);
+    if (rc == 0 && q->scope != NULL) {
+        query_gather_names_via(q->gather, scope_names, q);
+        query_gather_names_lent(q->gather, scope_names_hold, scope_names_release, q);
+    }
     if (rc == 0 && forests && q->scope == NULL)
         rc = scatter_names_acquire(s->names, q->tenant, &q->names, &q->known, &q->nknown);
     if (rc == 0 && q->names != NULL) query_gather_names_via(q->gather, held_names, q);

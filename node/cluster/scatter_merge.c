@@ -142,14 +142,33 @@ static int add_sums_forest(scatter_q_t *q, errmsg_t *em)
     return query_gather_add_made(q->gather, make_sums_forest, q, em);
 }
 
+/* Pool: the names of the symbols of t's ids new to the scope, from this
+ * node's storage into the scope, before their structure (as a remote
+ * share's come with theirs): the answer is then written from the scope's
+ * names in place (query_gather_names_lent). */
+static int local_names(scatter_q_t *q, const storage_merged_tab_t *t, errmsg_t *em)
+{
+    if (t->space_base >= t->n || t->space_sym == NULL) return 0;
+    size_t n = t->n - t->space_base;
+    symtab_t *names = symtab_new();
+    int rc = names != NULL ? storage_load_symbols(q->s->storage, q->tenant, t->space_sym, n, names)
+                           : ERR_NOMEM;
+    if (rc == 0) rc = scatter_scope_add_names_from(q->scope, names, t->space_sym, n);
+    symtab_free(names);
+    return rc != 0 ? errmsg_set(em, rc, "loading the local share's names: %s", err_message(rc)) : 0;
+}
+
 /* Pool: adds a partial of this node to the gather; its union's forest with
  * an id space goes into the query's sums by id first (all or nothing: a
- * failure there leaves nothing of it held). */
+ * failure there leaves nothing of it held), its new symbols' names into
+ * the scope before. */
 static int add_local(scatter_q_t *q, item_t *it)
 {
     query_partial_t *p = &it->local;
     if (q->scope != NULL && p->ntabs == 1 && p->tabs[0].space_nonce != 0 && p->tabs[0].nonneg) {
-        int rc = scatter_scope_add_tab(q->scope, q->view->self_id, &p->tabs[0], &q->sums, &it->em);
+        int rc = local_names(q, &p->tabs[0], &it->em);
+        if (rc == 0)
+            rc = scatter_scope_add_tab(q->scope, q->view->self_id, &p->tabs[0], &q->sums, &it->em);
         if (rc != 0) return rc;
         storage_merged_tabs_free(p->tabs, p->ntabs);
         p->tabs = NULL;

@@ -73,10 +73,13 @@ struct scatter_scope {
     peer_t *peers;
     size_t npeers, peers_cap;
     uint64_t clock;
-    /* the names (function and file) of the symbols remote shares listed
-     * with their structure: every one a peer's map leads to has its name
-     * here (a local share's are in this node's storage); NULL until one */
+    /* the names (function and file) of the symbols shares listed with
+     * their structure (a local share's loaded from this node's storage
+     * as its structure is added): every one a map leads to has its name
+     * here; NULL until one. Written under mu and names_rw (write), read
+     * under names_rw (read): a render holds it while it writes an answer */
     symtab_t *names;
+    pthread_rwlock_t names_rw;
 };
 
 /* A scope that outgrew the bound alone would send its shares' whole
@@ -148,6 +151,7 @@ static void scope_free(scatter_scope_t *sc)
     u64map_free(&sc->symnos);
     pathidx_free(&sc->idx);
     free(sc->key);
+    pthread_rwlock_destroy(&sc->names_rw);
     pthread_mutex_destroy(&sc->mu);
     free(sc);
 }
@@ -158,6 +162,11 @@ static scatter_scope_t *scope_new(scatter_spaces_t *c, const char *tenant, const
     scatter_scope_t *sc = calloc(1, sizeof *sc);
     if (sc == NULL) return NULL;
     if (pthread_mutex_init(&sc->mu, NULL) != 0) {
+        free(sc);
+        return NULL;
+    }
+    if (pthread_rwlock_init(&sc->names_rw, NULL) != 0) {
+        pthread_mutex_destroy(&sc->mu);
         free(sc);
         return NULL;
     }
@@ -715,26 +724,62 @@ static int scope_add(scatter_scope_t *sc, const answer_t *a, scatter_sums_t *sum
     return rc;
 }
 
+/* Takes sc's names to change them (mu, then names_rw to write: a render
+ * holding them is waited for); made when there are none. */
+static int names_lock(scatter_scope_t *sc)
+{
+    pthread_mutex_lock(&sc->mu);
+    pthread_rwlock_wrlock(&sc->names_rw);
+    return sc->names == NULL && (sc->names = symtab_new()) == NULL ? ERR_NOMEM : 0;
+}
+
+static void names_unlock(scatter_scope_t *sc)
+{
+    size_t bytes = scope_bytes(sc);
+    pthread_rwlock_unlock(&sc->names_rw);
+    pthread_mutex_unlock(&sc->mu);
+    account(sc, bytes, 0, 0);
+}
+
 int scatter_scope_add_names(scatter_scope_t *sc, const scatter_names_sym_t *v, size_t n)
 {
     if (sc == NULL || n == 0) return 0;
-    pthread_mutex_lock(&sc->mu);
-    int rc = sc->names == NULL && (sc->names = symtab_new()) == NULL ? ERR_NOMEM : 0;
+    int rc = names_lock(sc);
     for (size_t i = 0; rc == 0 && i < n; i++)
         rc = symtab_put(sc->names, v[i].id, v[i].name, v[i].name_len, v[i].file, v[i].file_len);
-    size_t bytes = scope_bytes(sc);
-    pthread_mutex_unlock(&sc->mu);
-    account(sc, bytes, 0, 0);
+    names_unlock(sc);
+    return rc;
+}
+
+int scatter_scope_add_names_from(scatter_scope_t *sc, const symtab_t *src, const uint64_t *ids,
+                                 size_t n)
+{
+    if (sc == NULL || n == 0) return 0;
+    int rc = names_lock(sc);
+    if (rc == 0) rc = symtab_put_from(sc->names, src, ids, n);
+    names_unlock(sc);
     return rc;
 }
 
 int scatter_scope_names_get(scatter_scope_t *sc, const uint64_t *ids, size_t n, symtab_t *dst)
 {
     if (sc == NULL) return 0;
-    pthread_mutex_lock(&sc->mu);
+    pthread_rwlock_rdlock(&sc->names_rw);
     int rc = sc->names != NULL ? symtab_put_from(dst, sc->names, ids, n) : 0;
-    pthread_mutex_unlock(&sc->mu);
+    pthread_rwlock_unlock(&sc->names_rw);
     return rc;
+}
+
+const symtab_t *scatter_scope_names_hold(scatter_scope_t *sc)
+{
+    if (sc == NULL) return NULL;
+    pthread_rwlock_rdlock(&sc->names_rw);
+    return sc->names;
+}
+
+void scatter_scope_names_release(scatter_scope_t *sc)
+{
+    if (sc != NULL) pthread_rwlock_unlock(&sc->names_rw);
 }
 
 int scatter_scope_add(scatter_scope_t *sc, const char *peer, uint64_t nonce, uint64_t base,

@@ -108,8 +108,20 @@ int scatter_scope_add(scatter_scope_t *sc, const char *peer, uint64_t nonce, uin
  * scope (added before its structure: a symbol a remote peer's map leads
  * to always has its name here; one held already is skipped). ERR_NOMEM. */
 int scatter_scope_add_names(scatter_scope_t *sc, const scatter_names_sym_t *v, size_t n);
+/* The names src holds of the n ids, kept with the scope (a local share's
+ * new structure's, loaded from this node's storage; one held already is
+ * skipped). ERR_NOMEM. */
+int scatter_scope_add_names_from(scatter_scope_t *sc, const symtab_t *src, const uint64_t *ids,
+                                 size_t n);
 /* Puts into dst the names sc holds of the n ids (others left out). */
 int scatter_scope_names_get(scatter_scope_t *sc, const uint64_t *ids, size_t n, symtab_t *dst);
+/* sc's names, unchanged until scatter_scope_names_release (read-locked:
+ * a share's new names wait meanwhile), or NULL when it holds none (still
+ * to be released). Held by a render while it writes an answer from them
+ * without a copy; never held twice by one thread, nor across a change of
+ * the scope by that thread. */
+const symtab_t *scatter_scope_names_hold(scatter_scope_t *sc);
+void scatter_scope_names_release(scatter_scope_t *sc);
 /* The same as scatter_scope_add from a local share's forest
  * (t->space_nonce != 0; its names are in this node's storage): the
  * structure of ids [t->space_base, t->n) from its arrays as they are, its

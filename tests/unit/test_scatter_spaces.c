@@ -6,18 +6,22 @@
  * the share's encoding round-trips, its values (gap, value) exact at
  * every edge of the 64-id masks it finds them by, one below 0 refused; a
  * followed forest of no scope ends its follow; known lists the most
- * recent spaces;
+ * recent spaces; names are kept from a table too, and held names do not
+ * change until released (an add waits);
  * the bound drops released scopes but never held ones; and two threads
  * adding at once agree with one after the other. Randomised trees print
  * their seed (SCATTER_SPACES_SEED gives it back).
  */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/buf.h"
 #include "common/hash.h"
+#include "common/symtab.h"
 #include "node/cluster/scatter_spaces.h"
 #include "tests/unit/check.h"
 
@@ -870,6 +874,63 @@ static void test_names(void)
     scatter_spaces_free(c);
 }
 
+typedef struct names_adder {
+    scatter_scope_t *sc;
+    const symtab_t *src;
+    uint64_t id;
+    _Atomic int done;
+} names_adder_t;
+
+static void *add_names_thread(void *arg)
+{
+    names_adder_t *a = arg;
+    CHECK_EQ_INT(scatter_scope_add_names_from(a->sc, a->src, &a->id, 1), 0);
+    atomic_store(&a->done, 1);
+    return NULL;
+}
+
+/* Names from a table (a local share's, from storage), and the scope's
+ * names held as a render writes from them: held, they do not change (a
+ * share's new names wait until they are released). */
+static void test_names_held(void)
+{
+    scatter_spaces_t *c;
+    CHECK_EQ_INT(scatter_spaces_new(1 << 20, &c), 0);
+    scatter_scope_t *sc;
+    CHECK_EQ_INT(scatter_spaces_acquire(c, "t", "svc", &sc), 0);
+    CHECK(scatter_scope_names_hold(sc) == NULL); /* none yet */
+    scatter_scope_names_release(sc);
+    symtab_t *src = symtab_new();
+    CHECK_EQ_INT(symtab_put(src, 21, "load", 4, "l.go", 4), 0);
+    CHECK_EQ_INT(symtab_put(src, 22, "store", 5, "", 0), 0);
+    uint64_t ids[3] = {21, 23, 21}; /* 23: src lacks it */
+    CHECK_EQ_INT(scatter_scope_add_names_from(sc, src, ids, 3), 0);
+    const symtab_t *held = scatter_scope_names_hold(sc);
+    const char *name, *file;
+    CHECK(held != NULL && symtab_count(held) == 1);
+    CHECK(held != NULL && symtab_get(held, 21, &name, &file) && strcmp(name, "load") == 0 &&
+          strcmp(file, "l.go") == 0);
+    names_adder_t a = {sc, src, 22, 0};
+    pthread_t th;
+    CHECK_EQ_INT(pthread_create(&th, NULL, add_names_thread, &a), 0);
+    for (int i = 0; i < 20; i++) /* 20 ms: the add waits while the names are held */
+        usleep(1000);
+    CHECK_EQ_INT(atomic_load(&a.done), 0);
+    CHECK_EQ_INT(symtab_count(held), 1);
+    scatter_scope_names_release(sc);
+    CHECK_EQ_INT(pthread_join(th, NULL), 0);
+    CHECK_EQ_INT(atomic_load(&a.done), 1);
+    held = scatter_scope_names_hold(sc);
+    CHECK(held != NULL && symtab_get(held, 22, &name, &file) && strcmp(name, "store") == 0);
+    scatter_scope_names_release(sc);
+    CHECK_EQ_INT(scatter_scope_add_names_from(NULL, src, ids, 3), 0);
+    CHECK(scatter_scope_names_hold(NULL) == NULL);
+    scatter_scope_names_release(NULL);
+    symtab_free(src);
+    scatter_spaces_release(c, sc);
+    scatter_spaces_free(c);
+}
+
 int main(void)
 {
     const char *env = getenv("SCATTER_SPACES_SEED");
@@ -889,5 +950,6 @@ int main(void)
     test_overflow();
     test_threads();
     test_names();
+    test_names_held();
     return check_exit();
 }
