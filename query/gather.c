@@ -1342,7 +1342,6 @@ static int finish_forests(query_gather_t *g, int as_kept, errmsg_t *em)
     return forests_taken(g);
 }
 
-/* The flamebearer JSON of the kept nodes, as encode writes it of their tree. */
 /* The lent table of names, held, when the answer is written whole (a
  * stream would outlive the hold) and it names every kept node's symbol;
  * else NULL, nothing held. Timed into out as the names step. */
@@ -1377,6 +1376,7 @@ static int encode_kept_whole(query_gather_t *g, const symtab_t *names, const cha
     return rc;
 }
 
+/* The flamebearer JSON of the kept nodes, as encode writes it of their tree. */
 static int encode_kept(query_gather_t *g, const char *partial_json, query_result_t *out,
                        errmsg_t *em)
 {
