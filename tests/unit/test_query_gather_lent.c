@@ -22,16 +22,6 @@
 
 #define FRAMES 60
 
-static uint64_t rng = 0x2545f4914f6cdd1dull;
-
-static uint64_t next_rand(void)
-{
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return rng;
-}
-
 /* A tree of n random stacks over FRAMES names (each put into names). */
 static calltree_t *random_tree(symtab_t *names, uint64_t *ids, size_t n)
 {
@@ -44,10 +34,10 @@ static calltree_t *random_tree(symtab_t *names, uint64_t *ids, size_t n)
     calltree_t *t = calltree_new(0);
     for (size_t i = 0; i < n; i++) {
         uint64_t stack[12];
-        size_t depth = 2 + next_rand() % 10;
+        size_t depth = 2 + check_rng() % 10;
         for (size_t d = 0; d < depth; d++)
-            stack[d] = ids[next_rand() % FRAMES];
-        CHECK_EQ_INT(calltree_add_stack(t, stack, depth, 1 + (int64_t)(next_rand() % 500)), 0);
+            stack[d] = ids[check_rng() % FRAMES];
+        CHECK_EQ_INT(calltree_add_stack(t, stack, depth, 1 + (int64_t)(check_rng() % 500)), 0);
     }
     return t;
 }
@@ -147,6 +137,7 @@ static char *answer(const calltree_t *t, const uint64_t *ids, names_src_t *src, 
 
 int main(void)
 {
+    check_rng_state = 0x2545f4914f6cdd1dull;
     symtab_t *names = symtab_new();
     uint64_t ids[FRAMES];
     calltree_t *t = random_tree(names, ids, 3000);
