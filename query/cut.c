@@ -37,6 +37,7 @@
 #include <string.h>
 
 #include "common/hash.h"
+#include "common/simd.h"
 #include "query/query_int.h"
 
 /* Ids per forest node above which the passes over every id would cost
@@ -427,23 +428,12 @@ static int shrink(query_kept_t *k)
     return a && b && c && d && (e || !k->sid) ? 0 : ERR_NOMEM;
 }
 
-/* Functions over every id built for AVX2 beside the default (a popcount
- * instruction, wider compares), the one the CPU runs chosen at load time. */
-#if defined(__x86_64__) && defined(__has_attribute)
-#if __has_attribute(target_clones)
-#define CUT_SIMD_CLONES __attribute__((target_clones("avx2", "default")))
-#endif
-#endif
-#ifndef CUT_SIMD_CLONES
-#define CUT_SIMD_CLONES
-#endif
-
 /* The kept ids as bits, 64 ids a word (bits, reusing hidden: no longer
  * read), and per word how many kept ids come before it (before, reusing
  * link), so a kept id's number is a popcount away; returns how many are
  * kept: every node heavier than v (an id outside the forest has total 0),
  * those of total v chosen (v 0: every node of the forest), and the root. */
-CUT_SIMD_CLONES static size_t kept_bits(cut_t *c, int64_t v, uint64_t *bits, uint32_t *before)
+SIMD_CLONES static size_t kept_bits(cut_t *c, int64_t v, uint64_t *bits, uint32_t *before)
 {
     const int64_t *tot = c->t->total;
     size_t n = c->n, words = (n + 63) / 64, nk = 0;
@@ -478,8 +468,8 @@ static inline uint32_t kept_rank(const uint64_t *bits, const uint32_t *before, u
  * total less its self and its kept children's totals, summed in the upper
  * half of kp->total as the nodes are written (a parent comes before its
  * children). */
-CUT_SIMD_CLONES static void kept_fill(const cut_t *c, const uint64_t *bits, const uint32_t *before,
-                                      size_t nk, query_kept_t *kp)
+SIMD_CLONES static void kept_fill(const cut_t *c, const uint64_t *bits, const uint32_t *before,
+                                  size_t nk, query_kept_t *kp)
 {
     const storage_merged_tab_t *t = c->t;
     int64_t *rest = kp->total + nk;

@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "common/assert.h"
+#include "common/simd.h"
 #include "common/varint.h"
 #include "storage/storage_int.h"
 
@@ -198,7 +199,7 @@ static inline __attribute__((always_inline)) uint64_t planes_sum(const uint8_t *
     return total;
 }
 
-STORAGE_SIMD_CLONES int storage_cols_parse(const uint8_t *p, size_t len, storage_cols_t *c)
+SIMD_CLONES int storage_cols_parse(const uint8_t *p, size_t len, storage_cols_t *c)
 {
     const uint8_t *end = p + len;
     uint64_t span = 0;
@@ -292,7 +293,7 @@ static inline __attribute__((always_inline)) void cols_add(const storage_cols_t 
     }
 }
 
-STORAGE_SIMD_CLONES void storage_cols_add(const storage_cols_t *c, int64_t *dense)
+SIMD_CLONES void storage_cols_add(const storage_cols_t *c, int64_t *dense)
 {
     if (c->positive)
         cols_add(c, dense, 1);
@@ -300,7 +301,7 @@ STORAGE_SIMD_CLONES void storage_cols_add(const storage_cols_t *c, int64_t *dens
         cols_add(c, dense, 0);
 }
 
-STORAGE_SIMD_CLONES void storage_cols_decode(const storage_cols_t *c, uint32_t *ids, int64_t *vals)
+SIMD_CLONES void storage_cols_decode(const storage_cols_t *c, uint32_t *ids, int64_t *vals)
 {
     cols_chunk_t ch;
     uint64_t scale = c->scale, id = c->first;

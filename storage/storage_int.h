@@ -925,22 +925,6 @@ int storage_scan_window_parts(storage_t *s, const char *tenant, uint64_t token, 
 
 /* --- block values, version 3: fixed-width columns (sparse_cols.c) --------- */
 
-/* A loop-heavy function compiled twice, for any x86-64 and for AVX2, the
- * one for the CPU chosen at load time (an ifunc): the byte planes widen
- * eight lanes per instruction with AVX2 where plain x86-64 takes a few
- * unpacks per four. Elsewhere (another architecture, a compiler without
- * target_clones, or clang, whose callers in other files would need the
- * attribute on the declaration too to find the ifunc) the function is
- * compiled once. */
-#if defined(__x86_64__) && defined(__has_attribute) && !defined(__clang__)
-#if __has_attribute(target_clones)
-#define STORAGE_SIMD_CLONES __attribute__((target_clones("avx2", "default")))
-#endif
-#endif
-#ifndef STORAGE_SIMD_CLONES
-#define STORAGE_SIMD_CLONES
-#endif
-
 /* Pairs to encode: (id[i], val[i]) for i < n, ids ascending; with id NULL,
  * a dense vector (val[i] is id i's). Zero values are left out. */
 typedef struct storage_cols_src {

@@ -29,6 +29,7 @@
 #include "common/hash.h"
 #include "common/list.h"
 #include "common/pathidx.h"
+#include "common/simd.h"
 #include "common/symtab.h"
 #include "common/u64map.h"
 #include "common/varint.h"
@@ -839,7 +840,7 @@ int scatter_scope_forest_followed(scatter_scope_t *sc, scatter_sums_t *sums, sto
         free(sums->v);
     }
     pthread_mutex_unlock(&sc->mu);
-    sums->v = NULL; /* out's now (freed by storage_merged_tab_of on failure) */
+    sums->v = NULL; /* out's now (freed by storage_merged_tab_followed on failure) */
     sums->n = sums->cap = 0;
     if (rc != 0) return errmsg_set(em, rc, "id space: making the forest: %s", err_message(rc));
     if (!out->nonneg) return errmsg_set(em, ERR_LIMIT, "id space: a total passes INT64_MAX");
@@ -874,26 +875,13 @@ static int encode_structure(const storage_merged_tab_t *t, buf_t *out)
     return 0;
 }
 
-/* Functions over every id built for AVX2 beside the default (wider
- * compares, a popcount instruction), the one the CPU runs chosen at load
- * time. */
-#if defined(__x86_64__) && defined(__has_attribute)
-#if __has_attribute(target_clones)
-#define SPACES_SIMD_CLONES __attribute__((target_clones("avx2", "default")))
-#endif
-#endif
-#ifndef SPACES_SIMD_CLONES
-#define SPACES_SIMD_CLONES
-#endif
-
 /* Ids per word of encode_values' masks. */
 #define MASK_IDS 64
 
 /* Bit j of mask w set when self[64 w + j] is not 0 (no branch: the valued
  * ids come in no order); 1 when a value is below 0. Returns how many are
  * set through *valued. */
-SPACES_SIMD_CLONES static int value_masks(const int64_t *self, size_t n, uint64_t *mask,
-                                          size_t *valued)
+SIMD_CLONES static int value_masks(const int64_t *self, size_t n, uint64_t *mask, size_t *valued)
 {
     size_t count = 0;
     uint64_t neg = 0;
