@@ -381,6 +381,13 @@ typedef struct tabsrc {
     size_t count;
 } tabsrc_t;
 
+/* 1 when v's sym, parent and symno are not its own: a held union's or a
+ * caller's (storage_merged_tab_lent), read in place, never written. */
+static int tab_borrows(const storage_merged_tab_t *v)
+{
+    return v->held != NULL || v->lend_release != NULL;
+}
+
 /* The descending pass of forest_pass over ids hi - 1 down to lo (>= 1):
  * subtree totals and child links of the ids of non-zero total, their
  * parents, symbol numbers and least children when par, sno and least are
@@ -395,7 +402,7 @@ forest_links(const tabsrc_t *src, storage_merged_tab_t *v, uint32_t *par, uint32
     uint32_t *first = v->first_kid, *next = v->next_sib;
     const uint32_t *parent = src->parent;
     const uint64_t *sym = src->sym;
-    uint64_t *vsym = v->held != NULL ? NULL : v->sym, o = 0; /* a held union's: not copied */
+    uint64_t *vsym = tab_borrows(v) ? NULL : v->sym, o = 0; /* a held union's: not copied */
     size_t n = 0;
     for (size_t id = hi; id-- > lo;) {
         int64_t t = tot[id];
@@ -472,7 +479,7 @@ static void forest_pass(const tabsrc_t *src, storage_merged_tab_t *v, storage_fo
         first[id] = STORAGE_NO_KID;
     }
     if (least != NULL) memset(least, 0xff, src->count * sizeof *least); /* UINT64_MAX: none */
-    int held = v->held != NULL;      /* sym, parent and symno are a held union's, its root's set */
+    int held = tab_borrows(v);       /* sym, parent and symno are not its own, its root's set */
     if (!held) v->sym[0] = SYM_ROOT; /* a table may not hold even its root yet */
     if (!held && sno != NULL) sno[0] = src->symno[0]; /* asked of a table that holds it */
     uint32_t *wpar = held ? NULL : par, *wsno = held ? NULL : sno; /* what the pass writes */
@@ -550,15 +557,32 @@ static int tab_alloc_held(storage_merged_tab_t *v, size_t n, unsigned flags, nod
     return v->total && v->first_kid && v->next_sib && (v->least_kid || !least) ? 0 : ERR_NOMEM;
 }
 
+/* tab_alloc of a forest over a caller's arrays (storage_merged_tab_lent):
+ * theirs read in place, the rest made. */
+static int tab_alloc_lent(storage_merged_tab_t *v, size_t n, unsigned flags, const tabsrc_t *src)
+{
+    int least = (flags & STORAGE_TABS_LEAST) != 0;
+    v->n = n;
+    v->sym = (uint64_t *)src->sym;
+    v->parent = (uint32_t *)src->parent;
+    v->symno = (uint32_t *)src->symno;
+    v->total = malloc(n * sizeof *v->total);
+    v->first_kid = malloc(n * sizeof *v->first_kid);
+    v->next_sib = malloc(n * sizeof *v->next_sib);
+    v->least_kid = least ? malloc(n * sizeof *v->least_kid) : NULL;
+    return v->total && v->first_kid && v->next_sib && (v->least_kid || !least) ? 0 : ERR_NOMEM;
+}
+
 void storage_merged_tab_release(storage_merged_tab_t *v)
 {
     if (v->owns_self) free(v->self);
-    if (v->held != NULL) { /* the union's arrays: not the forest's */
+    if (tab_borrows(v)) { /* the union's or the caller's arrays: not the forest's */
         v->sym = NULL;
         v->parent = NULL;
         v->symno = NULL;
-        storage_union_release(v->held_store, v->held, 0);
     }
+    if (v->held != NULL) storage_union_release(v->held_store, v->held, 0);
+    if (v->lend_release != NULL) v->lend_release(v->lend_arg);
     free(v->sym);
     free(v->total);
     free(v->first_kid);
@@ -610,6 +634,32 @@ int storage_merged_tab_followed(const uint32_t *parent, const uint64_t *sym, con
     /* given up before it is released: the follower stops reading it first */
     follow_end(f, rc == 0 && out->nonneg);
     /* as a token's: no forest with a value below 0 or a total past INT64_MAX */
+    if (rc != 0 || !out->nonneg) storage_merged_tab_release(out);
+    return rc;
+}
+
+int storage_merged_tab_lent(const uint32_t *parent, const uint64_t *sym, const uint32_t *symno,
+                            size_t nsyms, int64_t *val, size_t count, unsigned flags,
+                            int distinct_kids, storage_follow_t *f, void (*release)(void *arg),
+                            void *arg, storage_merged_tab_t *out)
+{
+    memset(out, 0, sizeof *out);
+    out->lend_release = release;
+    out->lend_arg = arg;
+    out->self = val;
+    out->owns_self = 1; /* val is out's from here: freed with it, even now */
+    int rc = count >= 1 && parent != NULL && symno != NULL ? 0 : ERR_INVALID_ARGUMENT;
+    flags = (flags & STORAGE_TABS_LEAST) | STORAGE_TABS_PARENTS | STORAGE_TABS_SYMNOS;
+    tabsrc_t src = {parent, sym, symno, val, count};
+    if (rc == 0) rc = tab_alloc_lent(out, count, flags, &src);
+    if (!(flags & STORAGE_TABS_LEAST)) { /* followed only with least children */
+        follow_end(f, 0);
+        f = NULL;
+    }
+    if (rc == 0) forest_pass(&src, out, f);
+    out->distinct_kids = distinct_kids != 0;
+    out->nsyms = nsyms;
+    follow_end(f, rc == 0 && out->nonneg);
     if (rc != 0 || !out->nonneg) storage_merged_tab_release(out);
     return rc;
 }

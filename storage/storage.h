@@ -426,10 +426,15 @@ typedef struct storage_merged_tab {
     struct nodeunion *held; /* STORAGE_TABS_HOLD: the union it holds (sym, parent and symno
                                are its arrays), released with the forest; or NULL */
     storage_t *held_store;  /* the store of held */
-    int nonneg;             /* 1: every value >= 0 and no total exceeds INT64_MAX; then the
-                               forest's nodes are exactly those storage_merger_finish creates
-                               for this token; 0: no forest (n 0, arrays NULL): build the
-                               whole tree instead */
+    /* storage_merged_tab_lent: sym, parent and symno are the caller's
+     * arrays, read in place; lend_release(lend_arg) runs as the forest is
+     * released (NULL: not lent) */
+    void (*lend_release)(void *arg);
+    void *lend_arg;
+    int nonneg; /* 1: every value >= 0 and no total exceeds INT64_MAX; then the
+                   forest's nodes are exactly those storage_merger_finish creates
+                   for this token; 0: no forest (n 0, arrays NULL): build the
+                   whole tree instead */
 } storage_merged_tab_t;
 
 /* What storage_merger_tabs adds to each forest: each node's parent,
@@ -550,6 +555,18 @@ int storage_merged_tab_of(const uint32_t *parent, const uint64_t *sym, const uin
 int storage_merged_tab_followed(const uint32_t *parent, const uint64_t *sym, const uint32_t *symno,
                                 size_t nsyms, int64_t *val, size_t count, unsigned flags,
                                 int distinct_kids, storage_follow_t *f, storage_merged_tab_t *out);
+/* storage_merged_tab_followed over a caller's tree read in place: the
+ * forest's sym, parent and symno are the caller's arrays (not copies), so
+ * the caller keeps their first count entries as they are (it may append
+ * past them) until the forest is released, which calls release(arg) (on
+ * every failure too, before this returns). parent and symno are required
+ * and the flags' STORAGE_TABS_PARENTS and _SYMNOS implied; the tree is not
+ * checked (parent[id] < id for every id >= 1 is the caller's to keep: a
+ * tree made from peers' answers is checked as they are added). */
+int storage_merged_tab_lent(const uint32_t *parent, const uint64_t *sym, const uint32_t *symno,
+                            size_t nsyms, int64_t *val, size_t count, unsigned flags,
+                            int distinct_kids, storage_follow_t *f, void (*release)(void *arg),
+                            void *arg, storage_merged_tab_t *out);
 /* Frees one tab's arrays (its self too when it owns it) and empties it. */
 void storage_merged_tab_release(storage_merged_tab_t *v);
 /* Gives each of tabs (storage_merger_tabs of m, n of them) the merger's

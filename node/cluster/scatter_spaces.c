@@ -69,6 +69,13 @@ struct scatter_scope {
     uint32_t *symno; /* per node, its symbol's number: one per distinct symbol (the root's 0),
                         so a render's forest names each symbol once (query_kept_t.sid) */
     size_t count, cap;
+    /* forests that read parent, sym and symno in place (the render's
+     * forest: scatter_scope_forest_followed); while any does, a growing
+     * tree moves to new arrays and keeps the old ones in retired until the
+     * last such forest goes */
+    int lent;
+    void **retired;
+    size_t nretired, retired_cap;
     u64map_t symnos; /* symbol -> its number (below symnos.len) */
     pathidx_t idx;   /* (parent, symbol) -> node */
     peer_t *peers;
@@ -149,6 +156,9 @@ static void scope_free(scatter_scope_t *sc)
     free(sc->parent);
     free(sc->sym);
     free(sc->symno);
+    for (size_t i = 0; i < sc->nretired; i++)
+        free(sc->retired[i]);
+    free(sc->retired);
     u64map_free(&sc->symnos);
     pathidx_free(&sc->idx);
     free(sc->key);
@@ -449,11 +459,44 @@ size_t scatter_scope_known(scatter_scope_t *sc, const char *peer, storage_space_
 /* ---- the tree: (parent, symbol) -> node (scope lock held) ---- */
 
 /* Room in the tree's arrays for one more node; all grown or cap unchanged. */
+/* The tree's arrays moved to new ones of cap entries, the old kept in
+ * retired (a lent forest reads them): all three or none. */
+static int tree_move(scatter_scope_t *sc, size_t cap)
+{
+    if (sc->nretired + 3 > sc->retired_cap) {
+        size_t rcap = sc->retired_cap ? sc->retired_cap * 2 : 6;
+        void **r = realloc(sc->retired, rcap * sizeof *r);
+        if (r == NULL) return ERR_NOMEM;
+        sc->retired = r;
+        sc->retired_cap = rcap;
+    }
+    uint32_t *parent = malloc(cap * sizeof *parent), *symno = malloc(cap * sizeof *symno);
+    uint64_t *sym = malloc(cap * sizeof *sym);
+    if (parent == NULL || sym == NULL || symno == NULL) {
+        free(parent);
+        free(sym);
+        free(symno);
+        return ERR_NOMEM;
+    }
+    memcpy(parent, sc->parent, sc->count * sizeof *parent);
+    memcpy(sym, sc->sym, sc->count * sizeof *sym);
+    memcpy(symno, sc->symno, sc->count * sizeof *symno);
+    sc->retired[sc->nretired++] = sc->parent;
+    sc->retired[sc->nretired++] = sc->sym;
+    sc->retired[sc->nretired++] = sc->symno;
+    sc->parent = parent;
+    sc->sym = sym;
+    sc->symno = symno;
+    sc->cap = cap;
+    return 0;
+}
+
 static int tree_reserve(scatter_scope_t *sc)
 {
     if (sc->count < sc->cap) return 0;
     if (sc->count >= NODES_MAX) return ERR_LIMIT;
     size_t cap = sc->cap * 2 < NODES_MAX ? sc->cap * 2 : NODES_MAX;
+    if (sc->lent > 0) return tree_move(sc, cap);
     uint32_t *parent = realloc(sc->parent, cap * sizeof *parent);
     if (parent == NULL) return ERR_NOMEM;
     sc->parent = parent;
@@ -815,6 +858,21 @@ int scatter_scope_forest(scatter_scope_t *sc, scatter_sums_t *sums, storage_merg
     return scatter_scope_forest_followed(sc, sums, NULL, out, em);
 }
 
+/* A lent forest released: the arrays retired meanwhile go with the last
+ * one, and the scope's reference it held. */
+static void forest_released(void *arg)
+{
+    scatter_scope_t *sc = arg;
+    pthread_mutex_lock(&sc->mu);
+    if (--sc->lent == 0) {
+        for (size_t i = 0; i < sc->nretired; i++)
+            free(sc->retired[i]);
+        sc->nretired = 0;
+    }
+    pthread_mutex_unlock(&sc->mu);
+    scatter_spaces_release(sc->cache, sc);
+}
+
 int scatter_scope_forest_followed(scatter_scope_t *sc, scatter_sums_t *sums, storage_follow_t *f,
                                   storage_merged_tab_t *out, errmsg_t *em)
 {
@@ -823,24 +881,32 @@ int scatter_scope_forest_followed(scatter_scope_t *sc, scatter_sums_t *sums, sto
         storage_follow_close(f);
         return errmsg_set(em, ERR_INVALID_ARGUMENT, "id space: no scope (none kept)");
     }
+    pthread_mutex_lock(&sc->cache->mu); /* the forest holds the scope: released with it */
+    sc->refs++;
+    pthread_mutex_unlock(&sc->cache->mu);
     pthread_mutex_lock(&sc->mu);
     int rc = sums_grow(sums, sc->count);
-    size_t top = sc->count;
+    size_t top = sc->count, nsyms = sc->symnos.len;
     while (rc == 0 && top > 1 && sums->v[top - 1] == 0) /* the forest ends at the last value */
         top--;
+    const uint32_t *parent = sc->parent, *symno = sc->symno;
+    const uint64_t *sym = sc->sym;
+    sc->lent++; /* its first top entries stay where they are until it goes */
+    pthread_mutex_unlock(&sc->mu);
     /* parents and least children: the gather cuts one such forest by its
      * totals (query/cut.c), as one node cuts its own union's; symbol
-     * numbers: its kept nodes' names are looked up once per symbol */
+     * numbers: its kept nodes' names are looked up once per symbol. The
+     * tree's arrays read in place (checked as answers made them), the
+     * scope unlocked meanwhile: another render's answers may be added */
     if (rc == 0) {
-        rc = storage_merged_tab_followed(
-            sc->parent, sc->sym, sc->symno, sc->symnos.len, sums->v, top,
-            STORAGE_TABS_PARENTS | STORAGE_TABS_LEAST | STORAGE_TABS_SYMNOS, 1, f, out);
+        rc = storage_merged_tab_lent(parent, sym, symno, nsyms, sums->v, top, STORAGE_TABS_LEAST, 1,
+                                     f, forest_released, sc, out);
     } else {
         storage_follow_close(f);
         free(sums->v);
+        forest_released(sc);
     }
-    pthread_mutex_unlock(&sc->mu);
-    sums->v = NULL; /* out's now (freed by storage_merged_tab_followed on failure) */
+    sums->v = NULL; /* out's now (freed by storage_merged_tab_lent on failure) */
     sums->n = sums->cap = 0;
     if (rc != 0) return errmsg_set(em, rc, "id space: making the forest: %s", err_message(rc));
     if (!out->nonneg) return errmsg_set(em, ERR_LIMIT, "id space: a total passes INT64_MAX");

@@ -128,11 +128,16 @@ void scatter_scope_names_release(scatter_scope_t *sc);
  * non-zero self values (t->n of them; one below 0 is ERR_CORRUPT) added. */
 int scatter_scope_add_tab(scatter_scope_t *sc, const char *peer, const storage_merged_tab_t *t,
                           scatter_sums_t *sums, errmsg_t *em);
-/* The forest of sums over sc's nodes into out (storage_merged_tab_of,
+/* The forest of sums over sc's nodes into out (storage_merged_tab_lent,
  * with parents and least children, so the gather may cut it by its
  * totals, and symbol numbers, the scope's, so it names each symbol of
  * what it keeps once; its n cut after the last non-zero value; the root alone when
  * nothing was added), out the caller's (storage_merged_tab_release).
+ * out's parents, symbols and symbol numbers are the scope's own arrays,
+ * read in place: out holds sc (a reference, as scatter_spaces_acquire's)
+ * until it is released, and a tree grown meanwhile moves to new arrays,
+ * the old ones freed once no forest reads them (they are not counted in
+ * the bound). The pass runs with sc unlocked.
  * ERR_LIMIT (out empty) when a total passes INT64_MAX, ERR_NOMEM; sc NULL:
  * ERR_INVALID_ARGUMENT. sums is left empty (v NULL, n 0) whatever the
  * result; its `added` stays. */

@@ -17,6 +17,10 @@
  *    follows the forest's struct when it is copied (query_cut_follow_moved),
  *    and every failure (a bad parent, no ids, a negative value, no least
  *    children asked) ends the follow so the follower stops;
+ *  - a forest over the caller's arrays read in place
+ *    (storage_merged_tab_lent) points at them, is followed and cut as one
+ *    of copies, and gives them back once, as it is released, or before it
+ *    returns when it is not made;
  *  - a gather given such a forest by query_gather_add_made (a helper filing
  *    it) answers the same bytes as one given the forest made alone, and a
  *    make that fails leaves no helper running. */
@@ -266,6 +270,93 @@ static void test_arrays(symtab_t *st)
     calltree_free(t);
 }
 
+/* ---- a forest over the caller's arrays read in place ---- */
+
+static void count_release(void *arg)
+{
+    (*(int *)arg)++;
+}
+
+/* storage_merged_tab_lent: the forest reads a's arrays (no copies), is
+ * followed and cut as one made of copies, and gives them back once, as it
+ * is released. */
+static void arrays_lent(const arrays_t *a, size_t max_nodes)
+{
+    query_cut_follow_t *c = query_cut_follow_new();
+    pthread_t th;
+    CHECK_EQ_INT(pthread_create(&th, NULL, follow_thread, c), 0);
+    int released = 0;
+    storage_merged_tab_t lent, alone;
+    CHECK_EQ_INT(storage_merged_tab_lent(a->parent, a->sym, a->symno, a->nsyms, values_of(a), a->n,
+                                         STORAGE_TABS_LEAST, 1, query_cut_follow_storage(c),
+                                         count_release, &released, &lent),
+                 0);
+    query_cut_follow_finish(c);
+    CHECK_EQ_INT(pthread_join(th, NULL), 0);
+    CHECK_EQ_INT(atomic_load(&query_cut_follow_storage(c)->state), 1);
+    CHECK(lent.parent == a->parent && lent.sym == a->sym && lent.symno == a->symno);
+    CHECK_EQ_INT(lent.nsyms, a->nsyms);
+    CHECK_EQ_INT(released, 0);
+    CHECK_EQ_INT(storage_merged_tab_of(a->parent, a->sym, a->symno, a->nsyms, values_of(a), a->n,
+                                       ARRAY_FLAGS, 1, &alone),
+                 0);
+    CHECK_EQ_INT(lent.nodes, alone.nodes);
+    CHECK(memcmp(lent.total, alone.total, a->n * sizeof *lent.total) == 0);
+    CHECK(memcmp(lent.least_kid, alone.least_kid, a->n * sizeof *lent.least_kid) == 0);
+    CHECK_EQ_INT(query_cut_follow_moved(c, &lent), 1);
+    query_kept_t *k1 = NULL, *k2 = NULL;
+    size_t max = max_nodes ? max_nodes : alone.nodes + 5;
+    CHECK_EQ_INT(query_keep_cut(&alone, max, NULL, &k1), 0);
+    CHECK_EQ_INT(query_keep_cut_filed(&lent, max, NULL, c, &k2), 0);
+    check_same_kept(k1, k2);
+    query_kept_free(k1);
+    query_kept_free(k2);
+    storage_merged_tab_release(&lent);
+    CHECK_EQ_INT(released, 1);
+    CHECK(lent.parent == NULL && lent.sym == NULL && lent.self == NULL);
+    storage_merged_tab_release(&alone);
+    query_cut_follow_free(c);
+}
+
+/* A lent forest not made (no ids, a value below 0) gives the arrays back
+ * before it returns and ends its follow; one without least children is
+ * made but not followed. */
+static void lent_refused(const arrays_t *a, size_t n, int64_t *val, unsigned flags, int want_rc,
+                         int made)
+{
+    query_cut_follow_t *c = query_cut_follow_new();
+    pthread_t th;
+    CHECK_EQ_INT(pthread_create(&th, NULL, follow_thread, c), 0);
+    int released = 0;
+    storage_merged_tab_t t;
+    CHECK_EQ_INT(storage_merged_tab_lent(a->parent, a->sym, a->symno, a->nsyms, val, n, flags, 1,
+                                         query_cut_follow_storage(c), count_release, &released, &t),
+                 want_rc);
+    CHECK_EQ_INT(released, made ? 0 : 1);
+    CHECK_EQ_INT(pthread_join(th, NULL), 0);
+    CHECK_EQ_INT(atomic_load(&query_cut_follow_storage(c)->state), 2);
+    storage_merged_tab_release(&t);
+    CHECK_EQ_INT(released, 1);
+    query_cut_follow_free(c);
+}
+
+static void test_lent(symtab_t *st)
+{
+    calltree_t *t = random_tree(st, 4000, 0);
+    arrays_t a;
+    arrays_of(t, &a);
+    size_t maxes[] = {2, 17, 512, 0};
+    for (size_t i = 0; i < sizeof maxes / sizeof maxes[0]; i++)
+        arrays_lent(&a, maxes[i]);
+    lent_refused(&a, 0, values_of(&a), STORAGE_TABS_LEAST, ERR_INVALID_ARGUMENT, 0);
+    int64_t *neg = values_of(&a);
+    neg[a.n - 1] = -5;
+    lent_refused(&a, a.n, neg, STORAGE_TABS_LEAST, 0, 0);
+    lent_refused(&a, a.n, values_of(&a), 0, 0, 1); /* made, not followed */
+    arrays_free(&a);
+    calltree_free(t);
+}
+
 /* ---- a gather given the forest by query_gather_add_made ---- */
 
 typedef struct made_ctx {
@@ -409,6 +500,7 @@ int main(void)
     for (int i = 0; i < 3; i++)
         labels_free(ls[i]);
     test_arrays(st);
+    test_lent(st);
     test_gather_made(st);
     symtab_free(st);
     fx_done(&f);

@@ -8,7 +8,9 @@
  * followed forest of no scope ends its follow; known lists the most
  * recent spaces; names are kept from a table too, and held names do not
  * change until released (an add waits);
- * the bound drops released scopes but never held ones; and two threads
+ * the bound drops released scopes but never held ones, nor one a forest
+ * still reads (its arrays stay put while another render grows the tree);
+ * and two threads
  * adding at once agree with one after the other. Randomised trees print
  * their seed (SCATTER_SPACES_SEED gives it back).
  */
@@ -772,6 +774,62 @@ static void test_bound(void)
     fake_free(&a);
 }
 
+/* The render's forest reads the scope's tree in place and holds the
+ * scope: another render that grows the tree meanwhile (past its arrays'
+ * room, so they move) leaves the forest's arrays as they were (ASan: the
+ * old ones stay until the forest goes), and a scope released by its
+ * renders and past the bound is dropped only once the forest goes. */
+static void test_forest_lent(void)
+{
+    fake_t a = fake_random(0xa7, 300), b = fake_random(0xb7, 3000);
+    scatter_spaces_t *c;
+    CHECK_EQ_INT(scatter_spaces_new(1, &c), 0); /* tiny: dropped once nobody holds it */
+    scatter_scope_t *sc;
+    CHECK_EQ_INT(scatter_spaces_acquire(c, "t", "svc", &sc), 0);
+    scatter_sums_t sums = {0}, later = {0};
+    CHECK_EQ_INT(add_fake(sc, "A", &a, 1, &sums), 0);
+    storage_merged_tab_t t;
+    errmsg_t em = {{0}};
+    CHECK_EQ_INT(scatter_scope_forest(sc, &sums, &t, &em), 0);
+    paths_t before = {0}, after = {0}, want = {0};
+    paths_of(&t, &before);
+    paths_expected(&a, 1, 1, &want);
+    CHECK(paths_same(&want, &before));
+    uint32_t *parent = malloc(t.n * sizeof *parent);
+    uint64_t *sym = malloc(t.n * sizeof *sym);
+    memcpy(parent, t.parent, t.n * sizeof *parent);
+    memcpy(sym, t.sym, t.n * sizeof *sym);
+    /* another render: b's 3000 ids on other paths grow the tree tenfold */
+    scatter_scope_t *again;
+    CHECK_EQ_INT(scatter_spaces_acquire(c, "t", "svc", &again), 0);
+    CHECK(again == sc);
+    for (size_t id = 1; id < b.n; id++)
+        b.sym[id] += 1000;
+    CHECK_EQ_INT(add_fake(again, "B", &b, 1, &later), 0);
+    scatter_spaces_release(c, again);
+    scatter_spaces_release(c, sc); /* the renders are done; the forest still holds it */
+    scatter_spaces_stats_t st;
+    scatter_spaces_get_stats(c, &st);
+    CHECK_EQ_INT(st.scopes_dropped, 0);
+    CHECK(memcmp(parent, t.parent, t.n * sizeof *parent) == 0);
+    CHECK(memcmp(sym, t.sym, t.n * sizeof *sym) == 0);
+    paths_of(&t, &after);
+    CHECK(paths_same(&before, &after));
+    storage_merged_tab_release(&t);
+    scatter_spaces_get_stats(c, &st);
+    CHECK_EQ_INT(st.scopes_dropped, 1); /* with the forest, freed (ASan: no leak) */
+    CHECK_EQ_INT(st.bytes, 0);
+    scatter_sums_free(&later);
+    free(parent);
+    free(sym);
+    free(before.v);
+    free(after.v);
+    free(want.v);
+    scatter_spaces_free(c);
+    fake_free(&a);
+    fake_free(&b);
+}
+
 /* An overflowing total: ERR_LIMIT; the sums are gone all the same. */
 static void test_overflow(void)
 {
@@ -947,6 +1005,7 @@ int main(void)
     test_forest_followed_none();
     test_known();
     test_bound();
+    test_forest_lent();
     test_overflow();
     test_threads();
     test_names();
