@@ -434,7 +434,7 @@ static void known_spaces(scatter_q_t *q, const char *id, Flamedb__Cluster__Query
         ks[i].count = v[i].count;
         ksp[i] = &ks[i];
     }
-    m->space_version = 1;
+    m->space_version = 2; /* values by id, divided by their unit (IdSpace.unit) */
     m->n_known_spaces = n;
     m->known_spaces = ksp;
 }

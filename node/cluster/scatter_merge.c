@@ -607,9 +607,16 @@ static int add_space(scatter_q_t *q, const Flamedb__Cluster__PartialResult *pr, 
     errmsg_t em = {{0}};
     int rc = scope_names(q, pr); /* first: every symbol its map leads to is named */
     if (rc != 0) errmsg_set(&em, rc, "keeping the names: %s", err_message(rc));
-    if (rc == 0)
-        rc = scatter_scope_add(q->scope, node, sp->nonce, sp->first, sp->count, sp->structure.data,
-                               sp->structure.len, sp->values.data, sp->values.len, &q->sums, &em);
+    scatter_space_answer_t a = {.peer = node,
+                                .nonce = sp->nonce,
+                                .base = sp->first,
+                                .count = sp->count,
+                                .unit = sp->unit,
+                                .structure = sp->structure.data,
+                                .slen = sp->structure.len,
+                                .values = sp->values.data,
+                                .vlen = sp->values.len};
+    if (rc == 0) rc = scatter_scope_add(q->scope, &a, &q->sums, &em);
     it->fatal = rc == 0;
     if (rc != 0) /* a corrupt answer: the node's ranges move to another replica */
         errmsg_set(&it->em, rc, "node %s: %.400s", node, em.text);

@@ -67,6 +67,7 @@ typedef struct serve_job {
      * node, and the answer by id (PartialResult.space): its structure in
      * forests, its values here */
     storage_space_known_t kspaces[SCATTER_SPACES_KNOWN_MAX];
+    int space_scaled; /* space_version >= 2: the values go divided by their unit */
     Flamedb__Cluster__IdSpace space;
     buf_t spvalues;
     ProtobufCBinaryData *fdata; /* each, pointing into forests */
@@ -265,7 +266,8 @@ static int forests_hold(void *ctx, size_t held);
 static int add_space(serve_job_t *j)
 {
     const storage_merged_tab_t *t = &j->part.tabs[0];
-    int rc = scatter_space_encode(t, &j->forests, &j->spvalues);
+    uint64_t unit;
+    int rc = scatter_space_encode(t, j->space_scaled, &j->forests, &j->spvalues, &unit);
     size_t nids = t->n > t->space_base ? t->n - t->space_base : 0;
     if (rc == 0 && j->part.names_later && nids > 0)
         rc = query_load_symbol_ids(j->s->storage, j->tenant, t->space_sym, nids, NULL, 0,
@@ -278,6 +280,7 @@ static int add_space(serve_job_t *j)
     j->space.count = t->n;
     j->space.structure = (ProtobufCBinaryData){j->forests.len, j->forests.data};
     j->space.values = (ProtobufCBinaryData){j->spvalues.len, j->spvalues.data};
+    j->space.unit = unit > 1 ? unit : 0; /* 0: as sent */
     j->msg.space = &j->space;
     return 0;
 }
@@ -731,6 +734,7 @@ static int job_from(serve_job_t *j, const cluster_msg_t *msg)
         j->nknown = q->n_known_symbols;
     }
     if (j->args.forests && q->space_version >= 1) { /* answered by id when it can */
+        j->space_scaled = q->space_version >= 2;
         size_t n = q->n_known_spaces < SCATTER_SPACES_KNOWN_MAX ? q->n_known_spaces
                                                                 : SCATTER_SPACES_KNOWN_MAX;
         for (size_t i = 0; i < n; i++)

@@ -116,6 +116,7 @@ struct scatter_spaces {
 typedef struct answer {
     const char *peer;
     uint64_t nonce, base, count;
+    uint64_t unit;                        /* encoded values are sent divided by it (>= 1) */
     const uint8_t *s, *s_end, *v, *v_end; /* encoded */
     const storage_merged_tab_t *tab;      /* or a forest's */
 } answer_t;
@@ -591,10 +592,10 @@ static int value_next(const answer_t *a, vcursor_t *c, uint64_t *id, int64_t *va
     if (c->next >= a->count || d >= a->count - c->next)
         return errmsg_set(em, ERR_CORRUPT, "id space: a value's id is past count %llu",
                           (unsigned long long)a->count);
-    if (v > (uint64_t)INT64_MAX)
+    if (v > (uint64_t)INT64_MAX / a->unit)
         return errmsg_set(em, ERR_CORRUPT, "id space: a value past INT64_MAX");
     *id = c->next + d;
-    *val = (int64_t)v;
+    *val = (int64_t)(v * a->unit);
     c->next = *id + 1;
     return 1;
 }
@@ -683,6 +684,7 @@ static int values_walk(const uint32_t *map, const answer_t *a, const uint8_t *st
 {
     const uint8_t *p = a->v, *entry = p;
     uint64_t next = 0, d = 0, v = 0, count = a->count; /* set before use: told to gcc */
+    uint64_t unit = a->unit, vmax = (uint64_t)INT64_MAX / unit;
     int rc = 0;
     for (; p < stop; entry = p) {
         if (!varint_read_u(&p, a->v_end, &d) || !varint_read_u(&p, a->v_end, &v)) {
@@ -690,12 +692,13 @@ static int values_walk(const uint32_t *map, const answer_t *a, const uint8_t *st
         } else if (next >= count || d >= count - next) { /* a delta that wraps round too */
             rc = errmsg_set(em, ERR_CORRUPT, "id space: a value's id is past count %llu",
                             (unsigned long long)count);
-        } else if (v > (uint64_t)INT64_MAX) {
+        } else if (v > vmax) { /* times its unit */
             rc = errmsg_set(em, ERR_CORRUPT, "id space: a value past INT64_MAX");
         }
         if (rc != 0) break;
         next += d + 1;
         if (map == NULL) continue;
+        v *= unit;
         int64_t *s = &sum[map[next - 1]]; /* wraps: the forest finds a total past INT64_MAX */
         *s = (int64_t)(sign > 0 ? (uint64_t)*s + v : (uint64_t)*s - v);
     }
@@ -826,27 +829,31 @@ void scatter_scope_names_release(scatter_scope_t *sc)
     if (sc != NULL) pthread_rwlock_unlock(&sc->names_rw);
 }
 
-int scatter_scope_add(scatter_scope_t *sc, const char *peer, uint64_t nonce, uint64_t base,
-                      uint64_t count, const uint8_t *structure, size_t slen, const uint8_t *values,
-                      size_t vlen, scatter_sums_t *sums, errmsg_t *em)
+int scatter_scope_add(scatter_scope_t *sc, const scatter_space_answer_t *x, scatter_sums_t *sums,
+                      errmsg_t *em)
 {
     /* no pointer arithmetic on NULL (an empty buf_t's data) */
-    answer_t a = {.peer = peer,
-                  .nonce = nonce,
-                  .base = base,
-                  .count = count,
-                  .s = structure,
-                  .s_end = slen ? structure + slen : structure,
-                  .v = values,
-                  .v_end = vlen ? values + vlen : values};
+    answer_t a = {.peer = x->peer,
+                  .nonce = x->nonce,
+                  .base = x->base,
+                  .count = x->count,
+                  .unit = x->unit > 1 ? x->unit : 1,
+                  .s = x->structure,
+                  .s_end = x->slen ? x->structure + x->slen : x->structure,
+                  .v = x->values,
+                  .v_end = x->vlen ? x->values + x->vlen : x->values};
     return scope_add(sc, &a, sums, em);
 }
 
 int scatter_scope_add_tab(scatter_scope_t *sc, const char *peer, const storage_merged_tab_t *t,
                           scatter_sums_t *sums, errmsg_t *em)
 {
-    answer_t a = {
-        .peer = peer, .nonce = t->space_nonce, .base = t->space_base, .count = t->n, .tab = t};
+    answer_t a = {.peer = peer,
+                  .nonce = t->space_nonce,
+                  .base = t->space_base,
+                  .count = t->n,
+                  .unit = 1,
+                  .tab = t};
     return scope_add(sc, &a, sums, em);
 }
 
@@ -965,11 +972,70 @@ SIMD_CLONES static int value_masks(const int64_t *self, size_t n, uint64_t *mask
     return (neg >> 63) != 0;
 }
 
-/* The values of non-zero self, room reserved for them first (counted: 5
- * bytes of id gap, 10 of value at most each), the valued ids found from
- * bit masks rather than a branch per id. */
-static int encode_values(const storage_merged_tab_t *t, buf_t *out)
+/* Exact division of multiples of d (>= 1), d = odd << shift: a
+ * multiple's quotient is (v >> shift) times the odd part's inverse mod
+ * 2^64, and v is a multiple when its low shift bits are 0 and that
+ * product is at most UINT64_MAX / odd (Granlund and Montgomery, 1994): a
+ * shift and a multiply instead of a division per value. */
+typedef struct divisor {
+    uint64_t inv, max;
+    unsigned shift;
+} divisor_t;
+
+static divisor_t divisor_of(uint64_t d)
 {
+    unsigned shift = (unsigned)__builtin_ctzll(d);
+    uint64_t odd = d >> shift, inv = odd; /* right in its low 3 bits: odd * odd = 1 mod 8 */
+    for (int i = 0; i < 5; i++)           /* Newton's step doubles them: 96 >= 64 */
+        inv *= 2 - odd * inv;
+    return (divisor_t){inv, UINT64_MAX / odd, shift};
+}
+
+static int divisor_divides(const divisor_t *x, uint64_t v)
+{
+    return (v & ((UINT64_C(1) << x->shift) - 1)) == 0 && (v >> x->shift) * x->inv <= x->max;
+}
+
+static uint64_t divisor_quotient(const divisor_t *x, uint64_t v)
+{
+    return (v >> x->shift) * x->inv;
+}
+
+static uint64_t gcd(uint64_t a, uint64_t b)
+{
+    while (b != 0) {
+        uint64_t r = a % b;
+        a = b;
+        b = r;
+    }
+    return a;
+}
+
+/* The greatest common divisor of the valued ids' values (all > 0), 1 when
+ * none: a division only where a value is no multiple of the divisor so
+ * far (never, for a CPU profile's multiples of its sampling period). */
+static uint64_t values_unit(const int64_t *self, const uint64_t *mask, size_t words)
+{
+    uint64_t g = 0;
+    divisor_t x = divisor_of(1);
+    for (size_t w = 0; w < words; w++)
+        for (uint64_t m = mask[w]; m != 0; m &= m - 1) {
+            uint64_t v = (uint64_t)self[MASK_IDS * w + (size_t)__builtin_ctzll(m)];
+            if (g != 0 && divisor_divides(&x, v)) continue;
+            g = g == 0 ? v : gcd(g, v);
+            if (g == 1) return 1;
+            x = divisor_of(g);
+        }
+    return g != 0 ? g : 1;
+}
+
+/* The values of non-zero self, each divided by *unit (their greatest
+ * common divisor with scaled, else 1), room reserved for them first
+ * (counted: 5 bytes of id gap, 10 of value at most each), the valued ids
+ * found from bit masks rather than a branch per id. */
+static int encode_values(const storage_merged_tab_t *t, int scaled, buf_t *out, uint64_t *unit)
+{
+    *unit = 1;
     size_t words = (t->n + MASK_IDS - 1) / MASK_IDS, valued;
     uint64_t *mask = malloc((words ? words : 1) * sizeof *mask);
     if (mask == NULL) return ERR_NOMEM;
@@ -979,13 +1045,15 @@ static int encode_values(const storage_merged_tab_t *t, buf_t *out)
         free(mask);
         return rc;
     }
+    if (scaled) *unit = values_unit(t->self, mask, words);
+    divisor_t x = divisor_of(*unit);
     uint8_t *e = out->data + out->len;
     size_t next = 0;
     for (size_t w = 0; w < words; w++)
         for (uint64_t m = mask[w]; m != 0; m &= m - 1) {
             size_t id = MASK_IDS * w + (size_t)__builtin_ctzll(m);
             e += varint_put_u(e, id - next);
-            e += varint_put_u(e, (uint64_t)t->self[id]);
+            e += varint_put_u(e, divisor_quotient(&x, (uint64_t)t->self[id]));
             next = id + 1;
         }
     out->len = (size_t)(e - out->data);
@@ -993,9 +1061,11 @@ static int encode_values(const storage_merged_tab_t *t, buf_t *out)
     return 0;
 }
 
-int scatter_space_encode(const storage_merged_tab_t *t, buf_t *structure, buf_t *values)
+int scatter_space_encode(const storage_merged_tab_t *t, int scaled, buf_t *structure, buf_t *values,
+                         uint64_t *unit)
 {
+    *unit = 1;
     if (t->space_nonce == 0 || t->space_base == 0) return ERR_INVALID_ARGUMENT;
     int rc = encode_structure(t, structure);
-    return rc != 0 ? rc : encode_values(t, values);
+    return rc != 0 ? rc : encode_values(t, scaled, values, unit);
 }

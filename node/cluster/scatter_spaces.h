@@ -91,9 +91,18 @@ void scatter_spaces_get_stats(scatter_spaces_t *c, scatter_spaces_stats_t *out);
  * their nonces and the ids held of each. The count (0 when sc is NULL). */
 size_t scatter_scope_known(scatter_scope_t *sc, const char *peer, storage_space_known_t *out,
                            size_t max);
-/* Adds a share's answer in the IdSpace encoding: the structure of ids
- * [base, count) (structure, slen bytes; none when count <= base) and the
- * values (values, vlen bytes) into sums, grown to sc's nodes. All or
+/* A share's answer in the IdSpace encoding (bytes borrowed for the call):
+ * the structure of ids [base, count) (structure, slen bytes; none when
+ * count <= base) and the values (values, vlen bytes), each sent divided
+ * by unit (IdSpace.unit: 0 or 1, as an older share sends, as they are). */
+typedef struct scatter_space_answer {
+    const char *peer;
+    uint64_t nonce, base, count, unit;
+    const uint8_t *structure, *values;
+    size_t slen, vlen;
+} scatter_space_answer_t;
+/* Adds a share's answer a: its structure into sc and its values, times
+ * its unit, into sums, grown to sc's nodes. All or
  * nothing for sums: ERR_CORRUPT (em says why) when the nonce is 0, the
  * encoding is broken (trailing bytes included), an id is past count,
  * base is past the ids held of nonce (1, the root, for a new one) or 0,
@@ -101,9 +110,8 @@ size_t scatter_scope_known(scatter_scope_t *sc, const char *peer, storage_space_
  * after which the ids mapped so far stay mapped. sums is changed under
  * sc's lock, so one render's answers may be added from several threads
  * at once. sc NULL: ERR_INVALID_ARGUMENT (nothing is dropped silently). */
-int scatter_scope_add(scatter_scope_t *sc, const char *peer, uint64_t nonce, uint64_t base,
-                      uint64_t count, const uint8_t *structure, size_t slen, const uint8_t *values,
-                      size_t vlen, scatter_sums_t *sums, errmsg_t *em);
+int scatter_scope_add(scatter_scope_t *sc, const scatter_space_answer_t *a, scatter_sums_t *sums,
+                      errmsg_t *em);
 /* The names of the symbols a share listed with its structure, kept with the
  * scope (added before its structure: a symbol a remote peer's map leads
  * to always has its name here; one held already is skipped). ERR_NOMEM. */
@@ -156,10 +164,14 @@ void scatter_sums_free(scatter_sums_t *sums);
  *              8 bytes little-endian symbol }, id space_base first
  *   values:    per id of non-zero self, ascending: uvarint (id - next),
  *              next being 0 at first and then the last id + 1, then
- *              uvarint self (every value >= 0: t->nonneg)
- * ERR_NOMEM, or the buffers' limit error (the buffers then hold part of
- * it); ERR_INVALID_ARGUMENT when t has no space (nonce or base 0), a
- * parent not below its id or a value below 0. */
-int scatter_space_encode(const storage_merged_tab_t *t, buf_t *structure, buf_t *values);
+ *              uvarint self / *unit (every value >= 0: t->nonneg)
+ * With scaled, *unit is the greatest common divisor of the non-zero values
+ * (a CPU profile's are multiples of its sampling period: they go as sample
+ * counts, a byte or two each instead of five or six), else 1; 1 when there
+ * are none. ERR_NOMEM, or the buffers' limit error (the buffers then hold
+ * part of it); ERR_INVALID_ARGUMENT when t has no space (nonce or base 0),
+ * a parent not below its id or a value below 0. */
+int scatter_space_encode(const storage_merged_tab_t *t, int scaled, buf_t *structure, buf_t *values,
+                         uint64_t *unit);
 
 #endif

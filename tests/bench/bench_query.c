@@ -858,7 +858,7 @@ static int pair_figures(const qctx_t *q, const query_spec_t *spec, const query_l
  * is sent once (an untimed first round), then its values alone. */
 typedef struct pair_id {
     buf_t st, val; /* b's answer: its whole structure, its values */
-    uint64_t nonce, count;
+    uint64_t nonce, count, unit;
     scatter_spaces_t *c; /* the coordinator's cache, kept across rounds */
 } pair_id_t;
 
@@ -884,7 +884,7 @@ static int pair_id_setup(const qctx_t *q, const query_spec_t *spec, const query_
     query_partial_t pb = {0};
     int rc = id_partial(q, spec, lim, pr->b, NULL, 0, &pb);
     if (rc == 0 && (pb.ntabs != 1 || pb.tabs[0].space_nonce == 0)) rc = ERR_UNSUPPORTED;
-    if (rc == 0) rc = scatter_space_encode(&pb.tabs[0], &id->st, &id->val);
+    if (rc == 0) rc = scatter_space_encode(&pb.tabs[0], 1, &id->st, &id->val, &id->unit);
     if (rc == 0) {
         id->nonce = pb.tabs[0].space_nonce;
         id->count = pb.tabs[0].n;
@@ -918,9 +918,16 @@ static double pair_id_once(const qctx_t *q, const query_spec_t *spec, const quer
     if (rc == 0) query_gather_names_from(g, q->st, q->tenant);
     if (rc == 0) rc = query_gather_add(g, &local, &em);
     uint64_t first = whole_b ? 1 : id->count;
-    if (rc == 0)
-        rc = scatter_scope_add(sc, "b", id->nonce, first, id->count, whole_b ? id->st.data : NULL,
-                               whole_b ? id->st.len : 0, id->val.data, id->val.len, &sums, &em);
+    scatter_space_answer_t b = {.peer = "b",
+                                .nonce = id->nonce,
+                                .base = first,
+                                .count = id->count,
+                                .unit = id->unit,
+                                .structure = whole_b ? id->st.data : NULL,
+                                .slen = whole_b ? id->st.len : 0,
+                                .values = id->val.data,
+                                .vlen = id->val.len};
+    if (rc == 0) rc = scatter_scope_add(sc, &b, &sums, &em);
     if (rc == 0) rc = add_other_timeline(g, pr, &em);
     storage_merged_tab_t t = {0};
     if (rc == 0) rc = scatter_scope_forest(sc, &sums, &t, &em);

@@ -5,7 +5,8 @@
  * Each input gets a fresh cache and scope that already hold one valid
  * answer (peer "A", nonce 1, ids 0..5) and then is one more answer:
  *   byte 0: base, byte 1: count, byte 2: bit 0 the nonce (1, held, or 2,
- *   new), bit 1 the peer ("A" or "B"), bytes 3-4: the structure's length
+ *   new), bit 1 the peer ("A" or "B"), bits 2-7 the values' unit (0-62,
+ *   63: INT64_MAX), bytes 3-4: the structure's length
  *   (little-endian, cut to what is left), then the structure, then the
  *   values.
  * Beyond "no crash, no leak, no UB": a refusal is ERR_CORRUPT (or
@@ -44,9 +45,18 @@ static void add_first(scatter_scope_t *sc, size_t base, scatter_sums_t *sums)
     buf_init(&s, BUF_UNLIMITED);
     buf_init(&v, BUF_UNLIMITED);
     errmsg_t em = {{0}};
-    if (scatter_space_encode(&t, &s, &v) != 0) abort();
-    if (scatter_scope_add(sc, "A", 1, base, 6, s.data, s.len, v.data, v.len, sums, &em) != 0)
-        abort();
+    uint64_t unit;
+    if (scatter_space_encode(&t, 1, &s, &v, &unit) != 0) abort();
+    scatter_space_answer_t a = {.peer = "A",
+                                .nonce = 1,
+                                .base = base,
+                                .count = 6,
+                                .unit = unit,
+                                .structure = s.data,
+                                .slen = s.len,
+                                .values = v.data,
+                                .vlen = v.len};
+    if (scatter_scope_add(sc, &a, sums, &em) != 0) abort();
     buf_free(&s);
     buf_free(&v);
 }
@@ -109,7 +119,17 @@ static void add_fuzzed(scatter_scope_t *sc, const uint8_t *data, size_t size, sc
     memcpy(before, sums->v, n * sizeof *before);
     uint64_t had = held(sc, peer, nonce);
     errmsg_t em = {{0}};
-    int rc = scatter_scope_add(sc, peer, nonce, base, count, s, slen, v, rest - slen, sums, &em);
+    unsigned u = data[2] >> 2; /* the unit: 0..62 as it is, 63 the largest a value of 1 takes */
+    scatter_space_answer_t a = {.peer = peer,
+                                .nonce = nonce,
+                                .base = base,
+                                .count = count,
+                                .unit = u == 63 ? (uint64_t)INT64_MAX : u,
+                                .structure = s,
+                                .slen = slen,
+                                .values = v,
+                                .vlen = rest - slen};
+    int rc = scatter_scope_add(sc, &a, sums, &em);
     if (rc != 0 && rc != ERR_CORRUPT && rc != ERR_NOMEM) abort();
     if (rc != 0 && (sums->n != n || memcmp(before, sums->v, n * sizeof *before) != 0)) abort();
     if (rc == ERR_CORRUPT && held(sc, peer, nonce) != had) abort();

@@ -101,6 +101,9 @@ static size_t frames_sent;
  * id (PartialResult.space), space_ids the ids whose structure came. */
 static int old_spaces;
 static size_t spaces_seen, space_ids;
+/* A coordinator of space_version 1 (before IdSpace.unit): old_spaces 2;
+ * spaces_scaled counts answers by id sent in a unit above 1. */
+static size_t spaces_scaled;
 
 static void deliver(uv_timer_t *t)
 {
@@ -124,10 +127,11 @@ static void deliver(uv_timer_t *t)
                 if (old_coordinator == 3 || (old_coordinator == 4 && d->to == 1))
                     q->forest_version = 4;
                 if (old_names) q->n_known_symbols = 0;
-                if (old_spaces || old_coordinator) {
+                if (old_spaces == 1 || old_coordinator) {
                     q->space_version = 0;
                     q->n_known_spaces = 0;
                 }
+                if (old_spaces == 2 && q->space_version > 1) q->space_version = 1;
                 if (old_share_counts) q->share_counts = 0;
                 scatter_on_query(n->sc, &msg);
             }
@@ -147,6 +151,7 @@ static void count_partial(const Flamedb__Cluster__PartialResult *pr)
             forests_seen[pr->forests[i].data[0]]++;
     names_sent += pr->n_symbols;
     spaces_seen += pr->space != NULL;
+    spaces_scaled += pr->space != NULL && pr->space->unit > 1;
     if (pr->space != NULL && pr->space->count > pr->space->first)
         space_ids += pr->space->count - pr->space->first;
 }
@@ -341,7 +346,11 @@ static void write_data(void)
             for (size_t j = 0; j < d; j++)
                 stack[j] = sym_ids[(j == 0 ? 0 : 1) + check_rng() % (j == 0 ? 2 : 29)];
             if (check_rng() % 2) stack[d++] = leaf_ids[s];
-            calltree_add_stack(t, stack, d, 1 + (int64_t)(check_rng() % 1000000));
+            /* CPU in nanoseconds, samples of 10 ms each (a share's values
+             * by id go as sample counts); memory in bytes of any size */
+            int64_t v = s % 5 == 4 ? 1 + (int64_t)(check_rng() % 1000000)
+                                   : (1 + (int64_t)(check_rng() % 100)) * 10000000;
+            calltree_add_stack(t, stack, d, v);
         }
         int64_t when = T0 + (int64_t)(check_rng() % 7000);
         uint32_t reps[RING_MAX_RF];
@@ -848,7 +857,9 @@ static void renders_alike(const query_params_t *p, const query_result_t *ref, in
 
 /* A truncated render's shares answer by the ids of their unions: the
  * first render brings the unions' structure, the next ones none, the same
- * bytes as one node. A coordinator from before space_version gets forests,
+ * bytes as one node; CPU values go in their unit (10 ms samples), and as
+ * they are to a coordinator of space_version 1, the same bytes again. A
+ * coordinator from before space_version gets forests,
  * as does one that keeps no spaces; a cache too small for a scope drops it
  * after each render and gets the structure every time. */
 static void test_id_spaces(void)
@@ -858,16 +869,24 @@ static void test_id_spaces(void)
     query_result_init(&ref);
     CHECK_EQ_INT(reference(QUERY_KIND_RENDER, &p, &ref), 0);
     make_scatters(30000, 64u << 20);
-    spaces_seen = space_ids = names_sent = 0;
+    spaces_seen = space_ids = names_sent = spaces_scaled = 0;
     memset(forests_seen, 0, sizeof forests_seen);
     renders_alike(&p, &ref, 1);
     size_t first = space_ids;
     CHECK(spaces_seen > 0 && first > 0 && names_sent > 0);
+    CHECK_EQ_INT(spaces_scaled, spaces_seen); /* CPU: in samples of 10 ms */
     CHECK_EQ_INT(forests_seen[QUERY_FOREST_V5], 0);
     space_ids = names_sent = 0;
     renders_alike(&p, &ref, 2); /* the scope named them: no names either */
     CHECK_EQ_INT(space_ids, 0);
     CHECK_EQ_INT(names_sent, 0);
+    free_scatters();
+    old_spaces = 2; /* a coordinator from before IdSpace.unit: by id, as they are */
+    make_scatters(30000, 64u << 20);
+    spaces_seen = spaces_scaled = 0;
+    renders_alike(&p, &ref, 2);
+    CHECK(spaces_seen > 0);
+    CHECK_EQ_INT(spaces_scaled, 0);
     free_scatters();
     for (int way = 0; way < 2; way++) { /* an older coordinator; no cache */
         old_spaces = way == 0;

@@ -4,7 +4,9 @@
  * render sends no structure and gets the same forest; structure may come
  * in pieces and repeat held ids; every broken answer is refused whole;
  * the share's encoding round-trips, its values (gap, value) exact at
- * every edge of the 64-id masks it finds them by, one below 0 refused; a
+ * every edge of the 64-id masks it finds them by, one below 0 refused,
+ * sent divided by their greatest common divisor when asked (a value
+ * whose product with it passes INT64_MAX refused); a
  * followed forest of no scope ends its follow; known lists the most
  * recent spaces; names are kept from a table too, and held names do not
  * change until released (an add waits);
@@ -96,12 +98,20 @@ static int add_fake(scatter_scope_t *sc, const char *peer, const fake_t *f, size
     buf_t s, v;
     buf_init(&s, BUF_UNLIMITED);
     buf_init(&v, BUF_UNLIMITED);
-    int rc = scatter_space_encode(&t, &s, &v);
+    uint64_t unit;
+    int rc = scatter_space_encode(&t, 1, &s, &v, &unit);
     CHECK_EQ_INT(rc, 0);
     errmsg_t em = {{0}};
-    if (rc == 0)
-        rc = scatter_scope_add(sc, peer, f->nonce, base, f->n, s.data, s.len, v.data, v.len, sums,
-                               &em);
+    scatter_space_answer_t a = {.peer = peer,
+                                .nonce = f->nonce,
+                                .base = base,
+                                .count = f->n,
+                                .unit = unit,
+                                .structure = s.data,
+                                .slen = s.len,
+                                .values = v.data,
+                                .vlen = v.len};
+    if (rc == 0) rc = scatter_scope_add(sc, &a, sums, &em);
     if (rc != 0) fprintf(stderr, "add: %s\n", errmsg_text(&em, rc));
     buf_free(&s);
     buf_free(&v);
@@ -259,7 +269,9 @@ static void test_disabled(void)
     CHECK_EQ_INT(scatter_scope_known(sc, "p", k, 2), 0);
     scatter_sums_t sums = {0};
     uint8_t v[] = {1, 5};
-    CHECK_EQ_INT(scatter_scope_add(sc, "p", 7, 1, 2, NULL, 0, v, sizeof v, &sums, NULL),
+    scatter_space_answer_t a = {
+        .peer = "p", .nonce = 7, .base = 1, .count = 2, .values = v, .vlen = sizeof v};
+    CHECK_EQ_INT(scatter_scope_add(sc, &a, &sums, NULL),
                  ERR_INVALID_ARGUMENT); /* nothing to add into: never silently lost */
     CHECK(sums.v == NULL && !sums.added);
     scatter_spaces_stats_t st;
@@ -408,7 +420,7 @@ static void put_value(buf_t *b, uint64_t delta, uint64_t v)
 
 typedef struct bad {
     const char *what;
-    uint64_t nonce, base, count;
+    uint64_t nonce, base, count, unit;
     buf_t s, v;
 } bad_t;
 
@@ -418,6 +430,7 @@ static void bad_init(bad_t *b, const char *what, uint64_t nonce, uint64_t base, 
     b->nonce = nonce;
     b->base = base;
     b->count = count;
+    b->unit = 0;
     buf_init(&b->s, BUF_UNLIMITED);
     buf_init(&b->v, BUF_UNLIMITED);
 }
@@ -431,8 +444,16 @@ static void check_refused(scatter_scope_t *sc, bad_t *b, scatter_sums_t *sums)
     int added = sums->added;
     memcpy(before, sums->v, n * sizeof *before);
     errmsg_t em = {{0}};
-    int rc = scatter_scope_add(sc, "A", b->nonce, b->base, b->count, b->s.data, b->s.len, b->v.data,
-                               b->v.len, sums, &em);
+    scatter_space_answer_t a = {.peer = "A",
+                                .nonce = b->nonce,
+                                .base = b->base,
+                                .count = b->count,
+                                .unit = b->unit,
+                                .structure = b->s.data,
+                                .slen = b->s.len,
+                                .values = b->v.data,
+                                .vlen = b->v.len};
+    int rc = scatter_scope_add(sc, &a, sums, &em);
     if (rc != ERR_CORRUPT) fprintf(stderr, "case '%s': rc %d\n", b->what, rc);
     CHECK_EQ_INT(rc, ERR_CORRUPT);
     CHECK(strncmp(em.text, "id space: ", 10) == 0);
@@ -508,6 +529,11 @@ static void test_corrupt(void)
     bad_init(&b, "value past INT64_MAX", 0xa1, 6, 6);
     put_value(&b.v, 2, (uint64_t)INT64_MAX + 1);
     check_refused(sc, &b, &sums);
+    bad_init(&b, "value times its unit past INT64_MAX", 0xa1, 6, 6);
+    b.unit = 10000000;
+    put_value(&b.v, 2, 5);
+    put_value(&b.v, 0, (uint64_t)INT64_MAX / 10000000 + 1);
+    check_refused(sc, &b, &sums);
     bad_init(&b, "repeated id of another symbol", 0xa1, 4, 6);
     put_entry(&b.s, 2, 13); /* id 4 as held */
     put_entry(&b.s, 5, 99); /* id 5: /other held, 99 sent */
@@ -521,6 +547,107 @@ static void test_corrupt(void)
     /* a valid answer still adds as before */
     CHECK_EQ_INT(add_fake(sc, "A", &a, 6, &sums), 0);
     check_forest(sc, &sums, &a, 1, 2);
+    scatter_spaces_release(c, sc);
+    scatter_spaces_free(c);
+    fake_free(&a);
+}
+
+static size_t decode_values(const buf_t *b, size_t *ids, int64_t *vals, size_t max);
+
+/* Euclid's, by hand (gcd_of(0, v) = v). */
+static uint64_t gcd_of(uint64_t a, uint64_t b)
+{
+    while (b != 0) {
+        uint64_t r = a % b;
+        a = b;
+        b = r;
+    }
+    return a;
+}
+
+/* The values of one encoding with scaled, decoded: their unit the
+ * greatest common divisor of self's non-zero values (want), each value
+ * times it exactly self's, and the same bytes as unscaled when it is 1. */
+static void check_unit(const int64_t *self, size_t n, uint64_t want)
+{
+    uint32_t *parent = calloc(n, sizeof *parent);
+    uint64_t *sym = calloc(n, sizeof *sym);
+    storage_merged_tab_t t = {.n = n, .self = (int64_t *)self, .space_nonce = 9, .space_base = n};
+    t.space_parent = parent;
+    t.space_sym = sym;
+    buf_t st, v, plain;
+    buf_init(&st, BUF_UNLIMITED);
+    buf_init(&v, BUF_UNLIMITED);
+    buf_init(&plain, BUF_UNLIMITED);
+    uint64_t unit = 0, one = 0;
+    CHECK_EQ_INT(scatter_space_encode(&t, 1, &st, &v, &unit), 0);
+    CHECK_EQ_INT(scatter_space_encode(&t, 0, &st, &plain, &one), 0);
+    if (unit != want)
+        fprintf(stderr, "unit %llu, want %llu\n", (unsigned long long)unit,
+                (unsigned long long)want);
+    CHECK(unit == want && one == 1);
+    int same = v.len == plain.len && (v.len == 0 || memcmp(v.data, plain.data, v.len) == 0);
+    CHECK_EQ_INT(unit == 1, same);
+    if (unit > 1) CHECK(v.len < plain.len);
+    size_t *ids = calloc(n, sizeof *ids);
+    int64_t *vals = calloc(n, sizeof *vals);
+    size_t got = decode_values(&v, ids, vals, n), nonzero = 0;
+    for (size_t id = 0; id < n; id++)
+        nonzero += self[id] != 0;
+    CHECK_EQ_INT(got, nonzero);
+    for (size_t k = 0; k < got; k++)
+        CHECK(ids[k] < n && (uint64_t)vals[k] * unit == (uint64_t)self[ids[k]]);
+    free(ids);
+    free(vals);
+    buf_free(&st);
+    buf_free(&v);
+    buf_free(&plain);
+    free(parent);
+    free(sym);
+}
+
+/* Units: a CPU profile's multiples of its period, a power of two (no odd
+ * part), an odd one, a unit found only at the last value, one value alone
+ * (its own unit), values near INT64_MAX, coprime values, none at all; and
+ * an answer scaled by its unit adds as the values themselves do. */
+static void test_encode_unit(void)
+{
+    int64_t cpu[] = {0, 10000000, 30000000, 0, 120000000, 10000000, 990000000};
+    check_unit(cpu, 7, 10000000);
+    int64_t pow2[] = {0, 1 << 20, 3 << 20, 1 << 21};
+    check_unit(pow2, 4, 1 << 20);
+    int64_t odd[] = {0, 21, 35, 0, 7000000007LL * 7};
+    check_unit(odd, 5, 7);
+    int64_t last[] = {0, 600, 1200, 1800, 900}; /* 600, then 300 at the last */
+    check_unit(last, 5, 300);
+    int64_t alone[] = {0, 0, 123456789012345LL};
+    check_unit(alone, 3, 123456789012345ULL);
+    int64_t big[] = {0, INT64_MAX / 3 * 3, INT64_MAX / 3};
+    check_unit(big, 3, (uint64_t)(INT64_MAX / 3));
+    int64_t coprime[] = {0, 10000000, 10000001};
+    check_unit(coprime, 3, 1);
+    int64_t none[] = {0, 0};
+    check_unit(none, 2, 1);
+    for (int trial = 0; trial < 200; trial++) { /* random multiples of random units */
+        int64_t v[70] = {0};
+        uint64_t u = 1 + check_rng() % 1000000, g = 0;
+        for (size_t i = 1; i < 70; i++) {
+            v[i] = check_rng() % 4 == 0 ? 0 : (int64_t)(u * (1 + check_rng() % 5000));
+            g = gcd_of(g, (uint64_t)v[i]);
+        }
+        check_unit(v, 70, g != 0 ? g : 1);
+    }
+    /* an answer sent in units adds what its values are */
+    fake_t a = fake_of(0xa1, a_parent, a_sym, a_self, 6);
+    for (size_t id = 1; id < a.n; id++)
+        a.self[id] *= 10000000;
+    scatter_spaces_t *c;
+    CHECK_EQ_INT(scatter_spaces_new(1 << 20, &c), 0);
+    scatter_scope_t *sc;
+    CHECK_EQ_INT(scatter_spaces_acquire(c, "t", "svc", &sc), 0);
+    scatter_sums_t sums = {0};
+    CHECK_EQ_INT(add_fake(sc, "A", &a, 1, &sums), 0);
+    check_forest(sc, &sums, &a, 1, 1);
     scatter_spaces_release(c, sc);
     scatter_spaces_free(c);
     fake_free(&a);
@@ -616,7 +743,9 @@ static void test_encode_values(void)
             buf_t st, v;
             buf_init(&st, BUF_UNLIMITED);
             buf_init(&v, BUF_UNLIMITED);
-            CHECK_EQ_INT(scatter_space_encode(&t, &st, &v), 0);
+            uint64_t unit = 0;
+            CHECK_EQ_INT(scatter_space_encode(&t, 0, &st, &v, &unit), 0);
+            CHECK_EQ_INT(unit, 1);
             size_t *ids = calloc(n, sizeof *ids);
             int64_t *vals = calloc(n, sizeof *vals);
             size_t got = decode_values(&v, ids, vals, n);
@@ -626,7 +755,7 @@ static void test_encode_values(void)
             if (n > 1) { /* one value below 0: refused */
                 self[n / 2] = -1;
                 buf_reset(&v);
-                CHECK_EQ_INT(scatter_space_encode(&t, &st, &v), ERR_INVALID_ARGUMENT);
+                CHECK_EQ_INT(scatter_space_encode(&t, 1, &st, &v, &unit), ERR_INVALID_ARGUMENT);
             }
             free(ids);
             free(vals);
@@ -1002,6 +1131,7 @@ int main(void)
     test_corrupt();
     test_encode_roundtrip();
     test_encode_values();
+    test_encode_unit();
     test_forest_followed_none();
     test_known();
     test_bound();
