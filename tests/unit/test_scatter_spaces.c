@@ -11,7 +11,8 @@
  * recent spaces; names are kept from a table too, and held names do not
  * change until released (an add waits);
  * the bound drops released scopes but never held ones, nor one a forest
- * still reads (its arrays stay put while another render grows the tree);
+ * still reads (its arrays stay put while another render grows the tree,
+ * also from another thread while forests are made and read);
  * and two threads
  * adding at once agree with one after the other. Randomised trees print
  * their seed (SCATTER_SPACES_SEED gives it back).
@@ -959,6 +960,95 @@ static void test_forest_lent(void)
     fake_free(&b);
 }
 
+/* Another render's answers, on a thread of their own, that grow the
+ * scope's tree round after round (new paths each time). */
+#define GROW_ROUNDS 40
+typedef struct grower {
+    scatter_scope_t *sc;
+    fake_t f[GROW_ROUNDS];
+    int failed;
+} grower_t;
+
+static void *grow_rounds(void *arg)
+{
+    grower_t *g = arg;
+    for (int r = 0; r < GROW_ROUNDS; r++) {
+        storage_merged_tab_t t = tab_of(&g->f[r], 1);
+        buf_t s, v;
+        buf_init(&s, BUF_UNLIMITED);
+        buf_init(&v, BUF_UNLIMITED);
+        uint64_t unit;
+        scatter_sums_t sums = {0};
+        errmsg_t em = {{0}};
+        int rc = scatter_space_encode(&t, 1, &s, &v, &unit);
+        scatter_space_answer_t a = {.peer = "G",
+                                    .nonce = g->f[r].nonce,
+                                    .base = 1,
+                                    .count = g->f[r].n,
+                                    .unit = unit,
+                                    .structure = s.data,
+                                    .slen = s.len,
+                                    .values = v.data,
+                                    .vlen = v.len};
+        if (rc == 0) rc = scatter_scope_add(g->sc, &a, &sums, &em);
+        g->failed += rc != 0;
+        scatter_sums_free(&sums);
+        buf_free(&s);
+        buf_free(&v);
+    }
+    return NULL;
+}
+
+/* Forests made and read over and over on one thread while another
+ * thread's answers grow the same scope's tree tenfold (its arrays move
+ * about a dozen times): every forest has its own answers' paths, and
+ * nothing it reads is freed under it (ASan). */
+static void test_forest_lent_threads(void)
+{
+    fake_t a = fake_random(0xa5, 500);
+    grower_t g = {.failed = 0};
+    size_t grown = 0;
+    for (int r = 0; r < GROW_ROUNDS; r++) {
+        g.f[r] = fake_random(0x100 + (uint64_t)r, 200 + 100 * (size_t)r);
+        for (size_t id = 1; id < g.f[r].n; id++)
+            g.f[r].sym[id] += 1000 * (uint64_t)(r + 1); /* paths of their own */
+        grown += g.f[r].n;
+    }
+    CHECK(grown > 64 * a.n);
+    scatter_spaces_t *c;
+    CHECK_EQ_INT(scatter_spaces_new(256 << 20, &c), 0);
+    CHECK_EQ_INT(scatter_spaces_acquire(c, "t", "svc", &g.sc), 0);
+    paths_t want = {0};
+    paths_expected(&a, 1, 1, &want);
+    pthread_t th;
+    CHECK_EQ_INT(pthread_create(&th, NULL, grow_rounds, &g), 0);
+    int wrong = 0;
+    for (int k = 0; k < 200; k++) {
+        scatter_sums_t sums = {0};
+        storage_merged_tab_t t;
+        errmsg_t em = {{0}};
+        CHECK_EQ_INT(add_fake(g.sc, "A", &a, 1, &sums), 0);
+        CHECK_EQ_INT(scatter_scope_forest(g.sc, &sums, &t, &em), 0);
+        paths_t got = {0};
+        paths_of(&t, &got);
+        wrong += !paths_same(&want, &got);
+        storage_merged_tab_release(&t);
+        free(got.v);
+    }
+    pthread_join(th, NULL);
+    CHECK_EQ_INT(wrong, 0);
+    CHECK_EQ_INT(g.failed, 0);
+    storage_space_known_t k[SCATTER_SPACES_KNOWN_MAX];
+    CHECK_EQ_INT(scatter_scope_known(g.sc, "G", k, SCATTER_SPACES_KNOWN_MAX),
+                 SCATTER_SPACES_KNOWN_MAX); /* every round added */
+    free(want.v);
+    scatter_spaces_release(c, g.sc);
+    scatter_spaces_free(c);
+    fake_free(&a);
+    for (int r = 0; r < GROW_ROUNDS; r++)
+        fake_free(&g.f[r]);
+}
+
 /* An overflowing total: ERR_LIMIT; the sums are gone all the same. */
 static void test_overflow(void)
 {
@@ -1136,6 +1226,7 @@ int main(void)
     test_known();
     test_bound();
     test_forest_lent();
+    test_forest_lent_threads();
     test_overflow();
     test_threads();
     test_names();
