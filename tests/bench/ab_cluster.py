@@ -19,9 +19,16 @@ median wall time (a change that speeds one node more than the cluster
 raises them), and the medians of each step of the answers' Server-Timing
 (the asked node's: docs/api.md).
 
+With --ring FILE the clusters' node identities (ids and ring tokens) are
+kept in FILE: the first run writes them, later runs read them, so runs
+compare on one ring (how a service's shards fall on the nodes moves a
+service's figures by more than most changes do).
+
   tests/bench/ab_cluster.py OLD_FLAMEDB NEW_FLAMEDB DIR/cpu/index.tsv [ROUNDS [NODES RF]]
-                           [--services]
+                           [--services] [--ring FILE]
 """
+import base64
+import json
 import os
 import shutil
 import sys
@@ -32,8 +39,32 @@ import run as R  # noqa: E402  (Node, read_index, log)
 import bench_cluster as BC  # noqa: E402  (Deployment, ingest, settle, time_queries)
 
 
+def ring_option(argv):
+    """(argv without --ring FILE, FILE or None)."""
+    if "--ring" not in argv:
+        return argv, None
+    i = argv.index("--ring")
+    if i + 1 >= len(argv):
+        sys.exit(__doc__)
+    return argv[:i] + argv[i + 2:], argv[i + 1]
+
+
+def read_ring(path):
+    """The identities kept in path (a JSON list of base64 strings), or None."""
+    if path is None or not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return [base64.b64decode(x) for x in json.load(f)]
+
+
+def write_ring(path, identities):
+    with open(path, "w") as f:
+        json.dump([base64.b64encode(x).decode() for x in identities], f)
+
+
 def main():
-    args = [a for a in sys.argv[1:] if a != "--services"]
+    argv, ring = ring_option(sys.argv[1:])
+    args = [a for a in argv if a != "--services"]
     if len(args) not in (3, 4, 6):
         sys.exit(__doc__)
     old_bin, new_bin, index = args[0], args[1], os.path.abspath(args[2])
@@ -56,8 +87,14 @@ def main():
                                  ("old_single", old_bin, 1), ("new_single", new_bin, 1)):
             # the new cluster takes the old one's identities: one ring for both
             ids = deps[0].identities() if label == "new" else None
+            if label == "old":
+                ids = read_ring(ring)
+                if ids is not None and len(ids) != n:
+                    sys.exit("%s holds %d identities, not %d" % (ring, len(ids), n))
             d = BC.Deployment(R, binary, work, n, rf if n > 1 else 1, "1GiB",
                               "rf%d" % rf if n > 1 else "single", identities=ids)
+            if label == "old" and ring is not None and ids is None:
+                write_ring(ring, d.identities())
             d.name = label
             deps.append(d)
             BC.ingest(R, d, rows)
