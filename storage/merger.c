@@ -402,7 +402,7 @@ forest_links(const tabsrc_t *src, storage_merged_tab_t *v, uint32_t *par, uint32
     uint32_t *first = v->first_kid, *next = v->next_sib;
     const uint32_t *parent = src->parent;
     const uint64_t *sym = src->sym;
-    uint64_t *vsym = tab_borrows(v) ? NULL : v->sym, o = 0; /* a held union's: not copied */
+    uint64_t *vsym = tab_borrows(v) ? NULL : v->sym, o = 0; /* borrowed: not copied */
     size_t n = 0;
     for (size_t id = hi; id-- > lo;) {
         int64_t t = tot[id];
@@ -534,22 +534,16 @@ static size_t tab_held_bytes(void)
     return sizeof(uint64_t) + 2 * sizeof(uint32_t);
 }
 
-/* tab_alloc of a forest holding u (STORAGE_TABS_HOLD): the union's sym,
- * parent and symno arrays (read-only: the pass writes none of them), the
- * rest made. u is the forest's from here (released with it), even when
- * an allocation fails. */
-static int tab_alloc_held(storage_merged_tab_t *v, size_t n, unsigned flags, nodeunion_t *u,
-                          storage_t *s)
+/* tab_alloc of a forest whose sym, parent and symno are another's (read
+ * in place, never written): the rest made. */
+static int tab_alloc_borrowed(storage_merged_tab_t *v, size_t n, unsigned flags,
+                              const uint64_t *sym, const uint32_t *parent, const uint32_t *symno)
 {
     int least = (flags & STORAGE_TABS_LEAST) != 0;
-    uint32_t nsyms;
     v->n = n;
-    v->distinct_kids = 1;
-    v->held = u;
-    v->held_store = s;
-    v->sym = (uint64_t *)storage_union_syms(u);
-    v->parent = (uint32_t *)storage_union_parents(u);
-    v->symno = (uint32_t *)storage_union_symnos(u, &nsyms);
+    v->sym = (uint64_t *)sym;
+    v->parent = (uint32_t *)parent;
+    v->symno = (uint32_t *)symno;
     v->total = malloc(n * sizeof *v->total);
     v->first_kid = malloc(n * sizeof *v->first_kid);
     v->next_sib = malloc(n * sizeof *v->next_sib);
@@ -557,20 +551,19 @@ static int tab_alloc_held(storage_merged_tab_t *v, size_t n, unsigned flags, nod
     return v->total && v->first_kid && v->next_sib && (v->least_kid || !least) ? 0 : ERR_NOMEM;
 }
 
-/* tab_alloc of a forest over a caller's arrays (storage_merged_tab_lent):
- * theirs read in place, the rest made. */
-static int tab_alloc_lent(storage_merged_tab_t *v, size_t n, unsigned flags, const tabsrc_t *src)
+/* tab_alloc of a forest holding u (STORAGE_TABS_HOLD): the union's sym,
+ * parent and symno arrays (read-only: the pass writes none of them), the
+ * rest made. u is the forest's from here (released with it), even when
+ * an allocation fails. */
+static int tab_alloc_held(storage_merged_tab_t *v, size_t n, unsigned flags, nodeunion_t *u,
+                          storage_t *s)
 {
-    int least = (flags & STORAGE_TABS_LEAST) != 0;
-    v->n = n;
-    v->sym = (uint64_t *)src->sym;
-    v->parent = (uint32_t *)src->parent;
-    v->symno = (uint32_t *)src->symno;
-    v->total = malloc(n * sizeof *v->total);
-    v->first_kid = malloc(n * sizeof *v->first_kid);
-    v->next_sib = malloc(n * sizeof *v->next_sib);
-    v->least_kid = least ? malloc(n * sizeof *v->least_kid) : NULL;
-    return v->total && v->first_kid && v->next_sib && (v->least_kid || !least) ? 0 : ERR_NOMEM;
+    uint32_t nsyms;
+    v->distinct_kids = 1;
+    v->held = u;
+    v->held_store = s;
+    return tab_alloc_borrowed(v, n, flags, storage_union_syms(u), storage_union_parents(u),
+                              storage_union_symnos(u, &nsyms));
 }
 
 void storage_merged_tab_release(storage_merged_tab_t *v)
@@ -651,7 +644,7 @@ int storage_merged_tab_lent(const uint32_t *parent, const uint64_t *sym, const u
     int rc = count >= 1 && parent != NULL && symno != NULL ? 0 : ERR_INVALID_ARGUMENT;
     flags = (flags & STORAGE_TABS_LEAST) | STORAGE_TABS_PARENTS | STORAGE_TABS_SYMNOS;
     tabsrc_t src = {parent, sym, symno, val, count};
-    if (rc == 0) rc = tab_alloc_lent(out, count, flags, &src);
+    if (rc == 0) rc = tab_alloc_borrowed(out, count, flags, sym, parent, symno);
     if (!(flags & STORAGE_TABS_LEAST)) { /* followed only with least children */
         follow_end(f, 0);
         f = NULL;

@@ -459,7 +459,6 @@ size_t scatter_scope_known(scatter_scope_t *sc, const char *peer, storage_space_
 
 /* ---- the tree: (parent, symbol) -> node (scope lock held) ---- */
 
-/* Room in the tree's arrays for one more node; all grown or cap unchanged. */
 /* The tree's arrays moved to new ones of cap entries, the old kept in
  * retired (a lent forest reads them): all three or none. */
 static int tree_move(scatter_scope_t *sc, size_t cap)
@@ -492,6 +491,7 @@ static int tree_move(scatter_scope_t *sc, size_t cap)
     return 0;
 }
 
+/* Room in the tree's arrays for one more node; all grown or cap unchanged. */
 static int tree_reserve(scatter_scope_t *sc)
 {
     if (sc->count < sc->cap) return 0;
