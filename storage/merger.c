@@ -479,19 +479,21 @@ static void forest_pass(const tabsrc_t *src, storage_merged_tab_t *v, storage_fo
         first[id] = STORAGE_NO_KID;
     }
     if (least != NULL) memset(least, 0xff, src->count * sizeof *least); /* UINT64_MAX: none */
-    int held = tab_borrows(v);       /* sym, parent and symno are not its own, its root's set */
-    if (!held) v->sym[0] = SYM_ROOT; /* a table may not hold even its root yet */
-    if (!held && sno != NULL) sno[0] = src->symno[0]; /* asked of a table that holds it */
-    uint32_t *wpar = held ? NULL : par, *wsno = held ? NULL : sno; /* what the pass writes */
-    uint64_t over = 0; /* a total past INT64_MAX has its top bit set */
-    size_t c = src->count, n = 1 + (f != NULL && par != NULL && least != NULL
-                                        ? forest_links_followed(src, v, wpar, wsno, &over, f)
-                                    : held ? forest_links(src, v, NULL, NULL, least, &over, 1, c)
-                                    : par == NULL && sno == NULL && least == NULL
-                                        ? forest_links(src, v, NULL, NULL, NULL, &over, 1, c)
-                                    : sno == NULL && least != NULL
-                                        ? forest_links(src, v, par, NULL, least, &over, 1, c)
-                                        : forest_links(src, v, par, sno, least, &over, 1, c));
+    int borrowed = tab_borrows(v);       /* sym, parent and symno are not its own, its root's set */
+    if (!borrowed) v->sym[0] = SYM_ROOT; /* a table may not hold even its root yet */
+    if (!borrowed && sno != NULL) sno[0] = src->symno[0]; /* asked of a table that holds it */
+    uint32_t *wpar = borrowed ? NULL : par,
+             *wsno = borrowed ? NULL : sno; /* what the pass writes */
+    uint64_t over = 0;                      /* a total past INT64_MAX has its top bit set */
+    size_t c = src->count,
+           n = 1 + (f != NULL && par != NULL && least != NULL
+                        ? forest_links_followed(src, v, wpar, wsno, &over, f)
+                    : borrowed ? forest_links(src, v, NULL, NULL, least, &over, 1, c)
+                    : par == NULL && sno == NULL && least == NULL
+                        ? forest_links(src, v, NULL, NULL, NULL, &over, 1, c)
+                    : sno == NULL && least != NULL
+                        ? forest_links(src, v, par, NULL, least, &over, 1, c)
+                        : forest_links(src, v, par, sno, least, &over, 1, c));
     /* with every value >= 0, the first sum to pass INT64_MAX adds two numbers
      * below 2^63, so it lands below 2^64 with its top bit set: OR-ing every
      * running sum catches it */

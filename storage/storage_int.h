@@ -20,6 +20,7 @@
 
 #include "common/clock.h"
 #include "common/list.h"
+#include "common/scale.h"
 #include "common/u64map.h"
 
 #include "common/buf.h"
@@ -746,14 +747,7 @@ static inline uint64_t storage_abs_u64(int64_t v)
  * (0: no value yet), so every division by it is exact; 1 stays 1. */
 static inline uint64_t storage_scale_add(uint64_t scale, int64_t v)
 {
-    if (scale == 1) return 1;
-    uint64_t a = storage_abs_u64(v);
-    while (scale != 0) {
-        uint64_t t = a % scale;
-        a = scale;
-        scale = t;
-    }
-    return a;
+    return scale_add(scale, storage_abs_u64(v));
 }
 
 /* v / scale, exact, keeping the sign (scale 0 or 1: v). */

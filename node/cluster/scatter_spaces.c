@@ -29,6 +29,7 @@
 #include "common/hash.h"
 #include "common/list.h"
 #include "common/pathidx.h"
+#include "common/scale.h"
 #include "common/simd.h"
 #include "common/symtab.h"
 #include "common/u64map.h"
@@ -972,59 +973,20 @@ SIMD_CLONES static int value_masks(const int64_t *self, size_t n, uint64_t *mask
     return (neg >> 63) != 0;
 }
 
-/* Exact division of multiples of d (>= 1), d = odd << shift: a
- * multiple's quotient is (v >> shift) times the odd part's inverse mod
- * 2^64, and v is a multiple when its low shift bits are 0 and that
- * product is at most UINT64_MAX / odd (Granlund and Montgomery, 1994): a
- * shift and a multiply instead of a division per value. */
-typedef struct divisor {
-    uint64_t inv, max;
-    unsigned shift;
-} divisor_t;
-
-static divisor_t divisor_of(uint64_t d)
-{
-    unsigned shift = (unsigned)__builtin_ctzll(d);
-    uint64_t odd = d >> shift, inv = odd; /* right in its low 3 bits: odd * odd = 1 mod 8 */
-    for (int i = 0; i < 5; i++)           /* Newton's step doubles them: 96 >= 64 */
-        inv *= 2 - odd * inv;
-    return (divisor_t){inv, UINT64_MAX / odd, shift};
-}
-
-static int divisor_divides(const divisor_t *x, uint64_t v)
-{
-    return (v & ((UINT64_C(1) << x->shift) - 1)) == 0 && (v >> x->shift) * x->inv <= x->max;
-}
-
-static uint64_t divisor_quotient(const divisor_t *x, uint64_t v)
-{
-    return (v >> x->shift) * x->inv;
-}
-
-static uint64_t gcd(uint64_t a, uint64_t b)
-{
-    while (b != 0) {
-        uint64_t r = a % b;
-        a = b;
-        b = r;
-    }
-    return a;
-}
-
 /* The greatest common divisor of the valued ids' values (all > 0), 1 when
  * none: a division only where a value is no multiple of the divisor so
  * far (never, for a CPU profile's multiples of its sampling period). */
 static uint64_t values_unit(const int64_t *self, const uint64_t *mask, size_t words)
 {
     uint64_t g = 0;
-    divisor_t x = divisor_of(1);
+    scale_divisor_t x = scale_divisor_of(1);
     for (size_t w = 0; w < words; w++)
         for (uint64_t m = mask[w]; m != 0; m &= m - 1) {
             uint64_t v = (uint64_t)self[MASK_IDS * w + (size_t)__builtin_ctzll(m)];
-            if (g != 0 && divisor_divides(&x, v)) continue;
-            g = g == 0 ? v : gcd(g, v);
+            if (g != 0 && scale_divides(&x, v)) continue;
+            g = scale_add(g, v);
             if (g == 1) return 1;
-            x = divisor_of(g);
+            x = scale_divisor_of(g);
         }
     return g != 0 ? g : 1;
 }
@@ -1046,14 +1008,14 @@ static int encode_values(const storage_merged_tab_t *t, int scaled, buf_t *out, 
         return rc;
     }
     if (scaled) *unit = values_unit(t->self, mask, words);
-    divisor_t x = divisor_of(*unit);
+    scale_divisor_t x = scale_divisor_of(*unit);
     uint8_t *e = out->data + out->len;
     size_t next = 0;
     for (size_t w = 0; w < words; w++)
         for (uint64_t m = mask[w]; m != 0; m &= m - 1) {
             size_t id = MASK_IDS * w + (size_t)__builtin_ctzll(m);
             e += varint_put_u(e, id - next);
-            e += varint_put_u(e, divisor_quotient(&x, (uint64_t)t->self[id]));
+            e += varint_put_u(e, scale_quotient(&x, (uint64_t)t->self[id]));
             next = id + 1;
         }
     out->len = (size_t)(e - out->data);
