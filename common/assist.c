@@ -36,7 +36,7 @@ struct assist {
     helper_t **idle; /* stack of idle helpers */
     int nidle;
     int stop;
-    unsigned long long helped, here, woken, rested;
+    unsigned long long helped, here, woken, rested, busy;
 };
 
 static void cpu_relax(void)
@@ -55,34 +55,53 @@ static int64_t now_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-/* 1 once *flag is set, 0 after ns without. With yield, a thread woken on
- * this CPU meanwhile runs at once, not when the spin ends (a system call
- * every few microseconds, about 1 us later to see the flag). */
+/* How a spin ended. */
+#define SPIN_SET 1
+#define SPIN_TIMEOUT 0
+#define SPIN_BUSY (-1)
+
+/* SPIN_SET once *flag is set, SPIN_TIMEOUT after ns without. With yield, a
+ * thread woken on this CPU meanwhile runs at once, not when the spin ends
+ * (a system call every few microseconds, about 1 us later to see the
+ * flag); and a yield after which this thread ran again only ASSIST_BUSY_NS
+ * later or more ends the spin at once (SPIN_BUSY): another thread held this
+ * CPU that long, so the machine has more runnable threads than CPUs; the
+ * thread that sets the flag may be one waiting for a CPU, and a sleeping
+ * waiter is woken by a context switch there, not an idle CPU's wakeup. */
 static int spin_ns(_Atomic int *flag, int64_t ns, int yield)
 {
-    int64_t until = 0;
+    int64_t until = 0, last = 0;
     for (unsigned i = 0;; i++) {
-        if (atomic_load_explicit(flag, memory_order_acquire)) return 1;
+        if (atomic_load_explicit(flag, memory_order_acquire)) return SPIN_SET;
         cpu_relax();
         if ((i & 63) != 0) continue;
         if (yield) sched_yield();
         int64_t now = now_ns();
         if (until == 0) until = now + ns;
-        if (now > until) return 0;
+        if (yield && last != 0 && now - last >= ASSIST_BUSY_NS) return SPIN_BUSY;
+        if (now > until) return SPIN_TIMEOUT;
+        last = now;
     }
 }
 
-/* 1 once *flag is set, 0 after ASSIST_SPIN_NS without. */
-static int spin_for(_Atomic int *flag)
+/* spin_ns for ASSIST_SPIN_NS, yielding; a spin ended by a busy CPU
+ * counted in a (under its mutex). 1 when the flag was set. */
+static int spin_for(assist_t *a, _Atomic int *flag)
 {
-    return spin_ns(flag, ASSIST_SPIN_NS, 0);
+    int r = spin_ns(flag, ASSIST_SPIN_NS, 1);
+    if (r == SPIN_BUSY && a != NULL) {
+        pthread_mutex_lock(&a->mu);
+        a->busy++;
+        pthread_mutex_unlock(&a->mu);
+    }
+    return r == SPIN_SET;
 }
 
 /* Runs t's part once it is given (at once unless t was reserved). */
 static void run_part(helper_t *h, assist_task_t *t)
 {
     assist_t *a = h->a;
-    if (!spin_for(&t->posted)) {
+    if (!spin_for(a, &t->posted)) {
         pthread_mutex_lock(&a->mu);
         while (!atomic_load_explicit(&t->posted, memory_order_acquire))
             pthread_cond_wait(&h->wake, &a->mu);
@@ -105,8 +124,9 @@ static void *helper_main(void *arg)
             if (h->rewake) lingered = h->rewake = rest = 0; /* a part is coming: awake again */
             if (!lingered++) { /* a job's next part often comes soon: wait awake first */
                 pthread_mutex_unlock(&a->mu);
-                spin_ns(&h->handed, ASSIST_LINGER_NS, 1);
+                int r = spin_ns(&h->handed, ASSIST_LINGER_NS, 1);
                 pthread_mutex_lock(&a->mu);
+                a->busy += r == SPIN_BUSY;
                 continue;
             }
             if (rest) { /* after a job's last part: asleep at once */
@@ -296,7 +316,7 @@ void assist_join(assist_t *a, assist_task_t *t)
      * machine) the part's own helper may be waiting for this CPU; spinning
      * without a yield, a coordinator's share took 0.49-0.52 ms instead of
      * 0.72-0.74 (3 nodes on 2 cores); one node alone is unchanged */
-    if (spin_ns(&t->done, ASSIST_SPIN_NS, 1)) return;
+    if (spin_for(a, &t->done)) return;
     pthread_mutex_lock(&a->mu);
     while (!atomic_load_explicit(&t->done, memory_order_acquire))
         pthread_cond_wait(&a->done, &a->mu);
@@ -312,6 +332,7 @@ void assist_flag_init(assist_flag_t *f)
 {
     atomic_init(&f->v, 0);
     atomic_init(&f->sleepers, 0);
+    atomic_init(&f->busy, 0);
 }
 
 void assist_flag_set(assist_flag_t *f, int v)
@@ -323,7 +344,9 @@ void assist_flag_set(assist_flag_t *f, int v)
 
 int assist_flag_wait(assist_flag_t *f)
 {
-    if (!spin_for(&f->v)) {
+    int r = spin_ns(&f->v, ASSIST_SPIN_NS, 1);
+    if (r != SPIN_SET) {
+        if (r == SPIN_BUSY) atomic_fetch_add(&f->busy, 1);
         atomic_fetch_add(&f->sleepers, 1); /* then v read: a set after it wakes this */
         while (atomic_load(&f->v) == 0)
             syscall(SYS_futex, (int *)&f->v, FUTEX_WAIT_PRIVATE, 0, NULL, NULL, 0);
@@ -334,12 +357,13 @@ int assist_flag_wait(assist_flag_t *f)
 
 void assist_stats(assist_t *a, assist_stats_t *out)
 {
-    out->helped = out->inline_ = out->woken = out->rested = 0;
+    out->helped = out->inline_ = out->woken = out->rested = out->busy = 0;
     if (a == NULL) return;
     pthread_mutex_lock(&a->mu);
     out->helped = a->helped;
     out->inline_ = a->here;
     out->woken = a->woken;
     out->rested = a->rested;
+    out->busy = a->busy;
     pthread_mutex_unlock(&a->mu);
 }

@@ -82,6 +82,7 @@ typedef struct node_metrics_extra {
     uint64_t assist_helped, assist_inline; /* renders' timelines by a helper, by the render */
     uint64_t assist_woken;                 /* helpers woken ahead of a render's parts */
     uint64_t assist_rested;                /* helpers asleep at once after a share's last part */
+    uint64_t assist_busy;                  /* helpers' and joiners' spins a busy CPU ended */
     /* the regression report cache (report-cache-bytes) */
     uint64_t report_cache_bytes, report_cache_entries, report_cache_hits, report_cache_misses,
         report_cache_evictions;

@@ -435,6 +435,7 @@ static void work_metrics(job_t *j)
     x.assist_inline = as.inline_;
     x.assist_woken = as.woken;
     x.assist_rested = as.rested;
+    x.assist_busy = as.busy;
     query_report_cache_stats_t rc;
     query_report_cache_stats(n->report_cache, &rc);
     x.report_cache_bytes = rc.bytes;

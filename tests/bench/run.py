@@ -608,6 +608,7 @@ def go_pprof_once(go, files):
 # compared with the other's, both taken in the same seconds.
 QUERY_ROUNDS = 3
 IDLE_RENDERS, IDLE_GAP_MS = 40, 50  # the query step's renders of an idle node
+BUSY_RENDERS = 200  # and of a node beside a CPU-bound process
 
 
 def http_render(node, query, frm, until, runs):
@@ -785,6 +786,16 @@ def bench_query(a, tool, node_bin, work):
         # threads asleep (the rounds above run back to back)
         idle, tick_idle = lib_render(tool, node, sel, frm, until, IDLE_RENDERS, IDLE_GAP_MS)
         ticks_f.append(tick_idle)
+        # beside a neighbour that wants a CPU all the time (another process
+        # on the machine): the helpers' waits must not spin against it
+        hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        try:
+            time.sleep(0.2)
+            busy, tick_busy = lib_render(tool, node, sel, frm, until, BUSY_RENDERS)
+        finally:
+            hog.kill()
+            hog.wait()
+        ticks_f.append(tick_busy)
     finally:
         node.stop()
     med, med_f, py, py_f = min(meds), min(meds_f), min(pys), min(pys_f)
@@ -800,6 +811,8 @@ def bench_query(a, tool, node_bin, work):
                                 ", ".join("%.2f" % (m * 1e3) for m in pys_f), waited))
     log("http_query_idle_median_ms: %.2f (%d renders %d ms apart, after the fold)" % (
         idle * 1e3, IDLE_RENDERS, IDLE_GAP_MS))
+    log("http_query_busy_median_ms: %.2f (%d renders beside a CPU-bound process)" % (
+        busy * 1e3, BUSY_RENDERS))
     if (got != expect or fb_f["flamebearer"]["numTicks"] != expect or fb_f != fb or
             any(t != expect for t in ticks + ticks_f)):
         raise RuntimeError("HTTP flame graph not exact: numTicks %d (library %r), expected %d"
@@ -818,6 +831,13 @@ def bench_query(a, tool, node_bin, work):
                     "renders %.2f ms vs %.2f ms back to back (%.2fx)"
                     % (m["idle_after_gap_ms"], m["idle_back_to_back_ms"], m["idle_runs"],
                        idle * 1e3, med_f * 1e3, idle / med_f)))
+    RESULTS.append(("flame graph of %d heap profiles over HTTP beside one CPU-bound process "
+                    "(a neighbour wanting a CPU all the time) / alone, back to back (no target)"
+                    % len(rows), "%.2f" % (busy / med_f), "-",
+                    "%.2f ms vs %.2f ms, median of %d; the render's thread and its helper "
+                    "share %d CPUs with it (flamedb_query_assist_busy_total counts the waits "
+                    "that stopped spinning for it)" % (busy * 1e3, med_f * 1e3, BUSY_RENDERS,
+                                                       os.cpu_count() or 0)))
     if gos is None:
         log("go not found (apt-get install golang-go): go tool pprof baseline skipped")
         return

@@ -143,6 +143,51 @@ def test_render_wakes_its_helper_other_queries_do_not():
     assert woken == 3, woken
 
 
+def pin_threads(pid, cpus):
+    """Every thread of process pid onto cpus; returns their earlier sets."""
+    was = {}
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            was[int(tid)] = os.sched_getaffinity(int(tid))
+            os.sched_setaffinity(int(tid), cpus)
+        except OSError:  # a thread that ended meanwhile
+            pass
+    return was
+
+
+def test_render_beside_busy_cpu_stops_spinning():
+    # the render's waits for its helper spin only while the CPU is theirs:
+    # with every thread of the node and a CPU-bound process on one CPU, a
+    # wait whose yield let that process run stops spinning and sleeps
+    # (counted), and the answers stay exact
+    svc = unique("busycpu")
+    stacks = {"main;f%d;g%d" % (i, i % 7): 1 + i % 5 for i in range(300)}
+    r = NODE.ingest(folded(stacks), name=svc + ".cpu", **{"from": NOW - 30}, until=NOW - 20)
+    assert r.status == 200, r
+    cpu = {min(os.sched_getaffinity(0))}
+    was = pin_threads(NODE.proc.pid, cpu)
+    hog = subprocess.Popen(["python3", "-c", "import os, time\nos.sched_setaffinity(0, %r)\n"
+                            "end = time.time() + 60\nwhile time.time() < end: pass" % cpu])
+    try:
+        before, busy = metric("flamedb_query_assist_busy_total"), 0
+        for _ in range(100):  # at most 100 renders
+            r = NODE.render(sel(svc))
+            assert r.status == 200, r
+            assert json.loads(r.body)["flamebearer"]["numTicks"] == sum(stacks.values()) * SCALE
+            busy = metric("flamedb_query_assist_busy_total") - before
+            if busy > 0:
+                break
+        assert busy > 0, "no wait stopped spinning beside a CPU-bound process"
+    finally:
+        hog.kill()
+        hog.wait()
+        for tid, cpus in was.items():
+            try:
+                os.sched_setaffinity(tid, cpus)
+            except OSError:
+                pass
+
+
 def server_timing(r):
     """{step: ms} of a response's Server-Timing header (None without one)."""
     h = r.headers.get("server-timing")

@@ -13,8 +13,12 @@
  * helper. A part joined before the helper it was handed to picked it up
  * runs on the joining thread (counted there), and that helper takes the
  * next. After a job's last part (assist_start_last) the helper sleeps at
- * once. */
+ * once. With a CPU-bound thread on the waiting thread's CPU, a flag wait
+ * and a join stop spinning (counted) and sleep, and still see the flag and
+ * the part's end. */
+#define _GNU_SOURCE /* pthread_setaffinity_np */
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <time.h>
@@ -353,6 +357,91 @@ static void test_last(void)
     assist_free(a);
 }
 
+/* A CPU-bound neighbour: spins on one CPU until told to stop (or 20 s). */
+typedef struct hog {
+    cpu_set_t cpu;
+    atomic_int stop, running;
+} hog_t;
+
+static void *hog_main(void *arg)
+{
+    hog_t *h = arg;
+    (void)pthread_setaffinity_np(pthread_self(), sizeof h->cpu, &h->cpu);
+    atomic_store(&h->running, 1);
+    time_t end = time(NULL) + 20;
+    for (unsigned i = 0; !atomic_load_explicit(&h->stop, memory_order_relaxed); i++)
+        if ((i & 0xfffff) == 0 && time(NULL) > end) break;
+    return NULL;
+}
+
+typedef struct setter {
+    assist_flag_t *f;
+    int ms;
+} setter_t;
+
+static void *set_later(void *arg)
+{
+    setter_t *s = arg;
+    sleep_ms(s->ms);
+    assist_flag_set(s->f, 3);
+    return NULL;
+}
+
+static void slow_part(void *arg)
+{
+    sleep_ms(*(int *)arg);
+}
+
+/* This thread and a CPU-bound thread on one CPU: a flag wait's spin, and a
+ * join's, is ended by the neighbour holding the CPU past ASSIST_BUSY_NS
+ * after a yield (counted in the flag and in the stats); the waits still
+ * return once the flag is set or the part is done. At most 40 waits of
+ * 5 ms each way (a yield may find the neighbour not yet due for the CPU). */
+static void test_busy_cpu(void)
+{
+    cpu_set_t mine, one;
+    CHECK_EQ_INT(pthread_getaffinity_np(pthread_self(), sizeof mine, &mine), 0);
+    int cpu = 0;
+    while (cpu < CPU_SETSIZE && !CPU_ISSET(cpu, &mine))
+        cpu++;
+    CPU_ZERO(&one);
+    CPU_SET(cpu, &one);
+    hog_t h = {.cpu = one};
+    pthread_t ht;
+    CHECK_EQ_INT(pthread_create(&ht, NULL, hog_main, &h), 0);
+    CHECK_EQ_INT(pthread_setaffinity_np(pthread_self(), sizeof one, &one), 0);
+    for (int i = 0; !atomic_load(&h.running) && i < 10000; i++)
+        sleep_ms(1);
+    int flag_busy = 0;
+    for (int round = 0; round < 40 && flag_busy == 0; round++) {
+        assist_flag_t f;
+        assist_flag_init(&f);
+        setter_t st = {&f, 5};
+        pthread_t t;
+        CHECK_EQ_INT(pthread_create(&t, NULL, set_later, &st), 0);
+        CHECK_EQ_INT(assist_flag_wait(&f), 3);
+        pthread_join(t, NULL);
+        flag_busy += atomic_load(&f.busy);
+    }
+    CHECK(flag_busy > 0);
+    assist_t *a;
+    CHECK_EQ_INT(assist_new(1, &a), ERR_OK);
+    assist_stats_t st = {0};
+    for (int round = 0; round < 40 && st.busy == 0; round++) {
+        int ms = 5;
+        assist_task_t task;
+        sleep_ms(2); /* the helper idle again */
+        assist_start(a, &task, slow_part, &ms);
+        assist_join(a, &task); /* on the helper (it sleeps there), or here */
+        assist_stats(a, &st);
+    }
+    CHECK(st.busy > 0);
+    assist_free(a);
+    atomic_store(&h.stop, 1);
+    pthread_join(ht, NULL);
+    CHECK_EQ_INT(pthread_setaffinity_np(pthread_self(), sizeof mine, &mine), 0);
+}
+
 int main(void)
 {
     test_helper_takes();
@@ -364,5 +453,6 @@ int main(void)
     test_wake();
     test_take_back();
     test_last();
+    test_busy_cpu();
     return check_exit();
 }
