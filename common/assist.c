@@ -60,25 +60,32 @@ static int64_t now_ns(void)
 #define SPIN_TIMEOUT 0
 #define SPIN_BUSY (-1)
 
-/* SPIN_SET once *flag is set, SPIN_TIMEOUT after ns without. With yield, a
- * thread woken on this CPU meanwhile runs at once, not when the spin ends
- * (a system call every few microseconds, about 1 us later to see the
- * flag); and a yield after which this thread ran again only ASSIST_BUSY_NS
- * later or more ends the spin at once (SPIN_BUSY): another thread held this
- * CPU that long, so the machine has more runnable threads than CPUs; the
- * thread that sets the flag may be one waiting for a CPU, and a sleeping
- * waiter is woken by a context switch there, not an idle CPU's wakeup. */
-static int spin_ns(_Atomic int *flag, int64_t ns, int yield)
+/* How a spin waits: yielding its CPU every few microseconds (a thread
+ * woken on this CPU meanwhile runs at once, not when the spin ends: a
+ * system call every few microseconds, about 1 us later to see the flag),
+ * and also ended by a busy CPU (SPIN_BUSY). */
+#define SPIN_YIELD 1
+#define SPIN_YIELD_UNTIL_BUSY 2
+
+/* SPIN_SET once *flag is set, SPIN_TIMEOUT after ns without; waiting as
+ * mode says. With SPIN_YIELD_UNTIL_BUSY a yield after which this thread
+ * ran again only ASSIST_BUSY_NS later or more ends the spin at once
+ * (SPIN_BUSY): another thread held this CPU that long, so the machine has
+ * more runnable threads than CPUs; the thread that sets the flag may be
+ * one waiting for a CPU, and a sleeping waiter is woken by a context
+ * switch there, not an idle CPU's wakeup. */
+static int spin_ns(_Atomic int *flag, int64_t ns, int mode)
 {
     int64_t until = 0, last = 0;
     for (unsigned i = 0;; i++) {
         if (atomic_load_explicit(flag, memory_order_acquire)) return SPIN_SET;
         cpu_relax();
         if ((i & 63) != 0) continue;
-        if (yield) sched_yield();
+        sched_yield();
         int64_t now = now_ns();
         if (until == 0) until = now + ns;
-        if (yield && last != 0 && now - last >= ASSIST_BUSY_NS) return SPIN_BUSY;
+        if (mode == SPIN_YIELD_UNTIL_BUSY && last != 0 && now - last >= ASSIST_BUSY_NS)
+            return SPIN_BUSY;
         if (now > until) return SPIN_TIMEOUT;
         last = now;
     }
@@ -88,7 +95,7 @@ static int spin_ns(_Atomic int *flag, int64_t ns, int yield)
  * counted in a (under its mutex). 1 when the flag was set. */
 static int spin_for(assist_t *a, _Atomic int *flag)
 {
-    int r = spin_ns(flag, ASSIST_SPIN_NS, 1);
+    int r = spin_ns(flag, ASSIST_SPIN_NS, SPIN_YIELD_UNTIL_BUSY);
     if (r == SPIN_BUSY && a != NULL) {
         pthread_mutex_lock(&a->mu);
         a->busy++;
@@ -123,10 +130,12 @@ static void *helper_main(void *arg)
             }
             if (h->rewake) lingered = h->rewake = rest = 0; /* a part is coming: awake again */
             if (!lingered++) { /* a job's next part often comes soon: wait awake first */
+                /* not ended by a busy CPU: the thread it yields to is most
+                 * often the event loop sending the answer of the job just
+                 * done, and the linger is short anyway */
                 pthread_mutex_unlock(&a->mu);
-                int r = spin_ns(&h->handed, ASSIST_LINGER_NS, 1);
+                spin_ns(&h->handed, ASSIST_LINGER_NS, SPIN_YIELD);
                 pthread_mutex_lock(&a->mu);
-                a->busy += r == SPIN_BUSY;
                 continue;
             }
             if (rest) { /* after a job's last part: asleep at once */
@@ -344,7 +353,7 @@ void assist_flag_set(assist_flag_t *f, int v)
 
 int assist_flag_wait(assist_flag_t *f)
 {
-    int r = spin_ns(&f->v, ASSIST_SPIN_NS, 1);
+    int r = spin_ns(&f->v, ASSIST_SPIN_NS, SPIN_YIELD_UNTIL_BUSY);
     if (r != SPIN_SET) {
         if (r == SPIN_BUSY) atomic_fetch_add(&f->busy, 1);
         atomic_fetch_add(&f->sleepers, 1); /* then v read: a set after it wakes this */

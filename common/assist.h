@@ -17,12 +17,12 @@
  * meanwhile and waits for it spinning, for at most ASSIST_SPIN_NS before
  * it sleeps; a joiner spins as long for its part to end before it sleeps,
  * yielding its CPU every few microseconds (the helper may be waiting for it).
- * Every spin ends, and its thread sleeps, as soon as a yield shows that
- * another thread wanted the CPU (ASSIST_BUSY_NS): on a machine with more
- * runnable threads than CPUs (a busy neighbour process), a thread spinning
- * for a helper that waits for a CPU only delays it (the benchmark's render
- * took 2.4 ms instead of 0.9 beside one CPU-bound process on 2 cores, 1.4
- * with the spins cut short).
+ * Every wait but a lingering helper's ends its spin, and sleeps, as soon
+ * as a yield shows that another thread wanted the CPU (ASSIST_BUSY_NS): on
+ * a machine with more runnable threads than CPUs (a busy neighbour
+ * process), a thread spinning for a helper that waits for a CPU only
+ * delays it (the benchmark's render took 2.4 ms instead of 0.9 beside one
+ * CPU-bound process on 2 cores, 1.4 with the spins cut short).
  *
  * Threads: assist_start (or assist_reserve, then assist_give) and
  * assist_join on the job's thread, in pairs (every started part is joined
