@@ -60,10 +60,10 @@ static int64_t now_ns(void)
 #define SPIN_TIMEOUT 0
 #define SPIN_BUSY (-1)
 
-/* How a spin waits: yielding its CPU every few microseconds (a thread
- * woken on this CPU meanwhile runs at once, not when the spin ends: a
- * system call every few microseconds, about 1 us later to see the flag),
- * and also ended by a busy CPU (SPIN_BUSY). */
+/* How a spin waits: SPIN_YIELD yields its CPU every few microseconds (a
+ * thread woken on this CPU meanwhile runs at once, not when the spin ends:
+ * a system call every few microseconds, about 1 us later to see the
+ * flag); SPIN_YIELD_UNTIL_BUSY also ends at a busy CPU (SPIN_BUSY). */
 #define SPIN_YIELD 1
 #define SPIN_YIELD_UNTIL_BUSY 2
 

@@ -121,7 +121,8 @@ int assist_flag_wait(assist_flag_t *f);
  * /metrics: many say the machine has more runnable threads than CPUs). */
 typedef struct assist_stats {
     unsigned long long helped, inline_;
-    unsigned long long busy;   /* helpers' and joiners' spins a busy CPU ended (ASSIST_BUSY_NS) */
+    unsigned long long busy;   /* joins' and handed helpers' spins a busy CPU ended (a flag
+                                  wait counts in its assist_flag_t) */
     unsigned long long woken;  /* helpers asleep that assist_wake woke */
     unsigned long long rested; /* helpers asleep at once after a last part */
 } assist_stats_t;

@@ -185,9 +185,9 @@ int node_metrics_register(metrics_registry_t *r, const node_metrics_view_t *v)
                     "answered to another node, instead of waiting awake for a next part.",
                     METRICS_COUNTER, &x->assist_rested);
     metrics_add_u64(r, "flamedb_query_assist_busy_total",
-                    "Waits of helper threads and renders for each other that stopped spinning "
-                    "and slept because another thread held the CPU meanwhile: a steady rise says "
-                    "the machine has more runnable threads than CPUs.",
+                    "Joins of render parts and helpers' waits for a part handed to them that "
+                    "stopped spinning and slept because another thread held the CPU meanwhile: "
+                    "a steady rise says the machine has more runnable threads than CPUs.",
                     METRICS_COUNTER, &x->assist_busy);
     metrics_add_u64(r, "flamedb_ingest_inflight_refused_total",
                     "Pushes and replica writes refused because ingest-inflight-bytes was full "
