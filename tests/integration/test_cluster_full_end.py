@@ -52,6 +52,11 @@ def test_full_repair_end_outdated_by_a_removal():
         print("    " + held)
         wait_for("n0's full repair to converge", lambda: c.status(0)["full_repair"] == 0,
                  timeout=90)
+        # the node logs the lift before its status answers it, but this
+        # process reads the node's log on a thread of its own: it may not
+        # have the line yet when the status comes
+        wait_for("n0's log of the lift", lambda: any(
+            "the full repair converged" in x for x in c.nodes[0].log), timeout=10, interval=0.02)
         log = c.nodes[0].log
         gained = [k for k, x in enumerate(log) if "token interval(s) by the removal" in x]
         lifted = [k for k, x in enumerate(log) if "the full repair converged" in x]
