@@ -19,6 +19,8 @@
  * larger than a frame is sent as several (rpc_sendv, cut by the caller); sends never block
  * (NN_DONTWAIT) — a message that cannot be sent now waits in a bounded per-peer queue until
  * NN_SNDFD says the socket can take it, or its deadline passes (then it is dropped and counted).
+ * Peer sockets send without Nagle's delay (NN_TCP_NODELAY): their receiver never sends data
+ * back, so a small message could wait 40 ms for its delayed acknowledgement.
  *
  * Threads: every function on the loop thread but rpc_send_now (any thread,
  * between rpc_new and rpc_free) and rpc_message_free. Ownership: rpc_new() returns a
