@@ -806,7 +806,11 @@ def test_span_view():
         assert s["numTicks"] == want, s["numTicks"]
         # at phone width the list wraps inside the window
         b.set_window(390, 800)
-        m = b.js("return [document.documentElement.scrollWidth, window.innerWidth]")
+        # the flame graph's canvas is sized again by the page's resize
+        # handler, which a loaded machine may run a little after the resize
+        m = b.wait_js("const m = [document.documentElement.scrollWidth, window.innerWidth];"
+                      "return window.innerWidth <= 400 && m[0] <= m[1] && m",
+                      timeout=10, what="the span view within 390 px (no sideways scroll)")
         assert m[0] <= m[1], ("the span view scrolls sideways at 390 px", m)
         shot(b, "span-ids-390")
 
