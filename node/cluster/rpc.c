@@ -104,10 +104,14 @@ static void set_buffer(const rpc_t *r, int sock, int option)
  * before is not acknowledged yet waited for the receiver's delayed
  * acknowledgement: up to 40 ms on Linux, for a query's ask, a share's
  * answer or a replica's acknowledgement. */
-static void set_nodelay(int sock)
+static void set_nodelay(int sock, const char *addr)
 {
     int on = 1;
-    nn_setsockopt(sock, NN_TCP, NN_TCP_NODELAY, &on, sizeof on);
+    if (nn_setsockopt(sock, NN_TCP, NN_TCP_NODELAY, &on, sizeof on) < 0)
+        log_warn("rpc",
+                 "%s: cannot turn Nagle's algorithm off (%s): small messages may wait "
+                 "40 ms for an acknowledgement",
+                 addr, nn_strerror(nn_errno()));
 }
 
 static int nn_fail(errmsg_t *em, const char *what, const char *addr)
@@ -194,7 +198,7 @@ static int peer_socket(const rpc_t *r, const char *addr, int *sock_out, int *eid
     nn_setsockopt(s, NN_SOL_SOCKET, NN_LINGER, &linger, sizeof linger);
     nn_setsockopt(s, NN_SOL_SOCKET, NN_RECONNECT_IVL_MAX, &ivl_max, sizeof ivl_max);
     set_buffer(r, s, NN_SNDBUF);
-    set_nodelay(s);
+    set_nodelay(s, addr);
     int eid = nn_connect(s, addr);
     if (eid < 0 || get_fd(s, NN_SNDFD, fd_out) < 0) {
         int rc = nn_fail(em, "cannot connect to", addr);
