@@ -77,7 +77,6 @@ struct query_gather {
     storage_t *names_st; /* where partials added with names_later have their names */
     const char *names_tenant;
     int names_due;           /* such a partial was added: its kept symbols' names load at the end */
-    int encoders_alone;      /* the JSON encoders take no helper (query_gather_encoders_helped) */
     query_names_fn names_fn; /* or NULL: asked first for the names no partial brought */
     void *names_ctx;
     query_names_hold_fn lend_hold; /* or NULL: a table of names read in place (encode_kept) */
@@ -791,11 +790,6 @@ void query_gather_names_lent(query_gather_t *g, query_names_hold_fn hold,
     g->lend_ctx = ctx;
 }
 
-void query_gather_encoders_helped(query_gather_t *g, int helped)
-{
-    g->encoders_alone = !helped;
-}
-
 void query_gather_names_via(query_gather_t *g, query_names_fn fn, void *ctx)
 {
     g->names_fn = fn;
@@ -1132,10 +1126,10 @@ static int add_uncounted(const query_gather_t *g, buf_t *body)
     return query_add_json_members(body, m);
 }
 
-/* The helper the JSON encoders may give parts to (query_gather_encoders_helped). */
+/* The helper the JSON encoders may give parts to. */
 static assist_t *encoder_assist(const query_gather_t *g)
 {
-    return g->encoders_alone ? NULL : g->lim.assist;
+    return g->lim.assist;
 }
 
 /* A flamebearer answer (the kept nodes' when kept, else the tree's) as a

@@ -1028,12 +1028,6 @@ typedef void (*query_names_release_fn)(void *ctx);
  * copied into g's own first (ctx borrowed for g's life). */
 void query_gather_names_lent(query_gather_t *g, query_names_hold_fn hold,
                              query_names_release_fn release, void *ctx);
-/* Whether g's JSON encoders may give parts to the render's helper
- * (query_limits_t.assist): 1 (the default) where the finish follows the
- * render's own share at once, its helper still awake; 0 where it follows a
- * wait for other nodes' answers (a coordinator's merge), by when the helper
- * sleeps and waking it costs more than the part it would take. */
-void query_gather_encoders_helped(query_gather_t *g, int helped);
 /* Adds a partial computed in this process; may take its tree, symbols and
  * timeline (p stays safe to free). ERR_INTERNAL for a partial with
  * names_later when g has no storage for them. */
