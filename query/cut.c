@@ -139,12 +139,15 @@ struct query_cut_follow {
     _Atomic size_t filed;   /* chunks filed */
     uint32_t head[CUT_BUCKETS], head_back[CUT_BUCKETS]; /* the follower's, the render's */
     hist_t hs, hs_back;
-    int used; /* a cut took the filing (its chains are gone) */
+    int used;       /* a cut took the filing (its chains are gone) */
+    int to_the_end; /* the follower files beside the render's thread once the pass is done */
 };
 
-query_cut_follow_t *query_cut_follow_new(void)
+query_cut_follow_t *query_cut_follow_new(int to_the_end)
 {
-    return calloc(1, sizeof(query_cut_follow_t));
+    query_cut_follow_t *c = calloc(1, sizeof *c);
+    if (c != NULL) c->to_the_end = to_the_end;
+    return c;
 }
 
 storage_follow_t *query_cut_follow_storage(query_cut_follow_t *c)
@@ -210,8 +213,10 @@ static int front_chunk(query_cut_follow_t *c, const storage_merged_tab_t *t, siz
     storage_follow_t *f = &c->f;
     size_t i;
     /* once the pass is done the render's thread files what is left from the
-     * back, and this helper goes on with the names */
-    if (atomic_load_explicit(&f->state, memory_order_acquire) != 0) return 0;
+     * back, and this helper goes on with the names; with to_the_end it
+     * files from the front beside it until none is left */
+    int state = atomic_load_explicit(&f->state, memory_order_acquire);
+    if (state == 2 || (state != 0 && !c->to_the_end)) return 0;
     atomic_fetch_add(&c->taking, 1); /* seq_cst: before the take, as the back reads it */
     if (!ends_take(&f->chunks, 0, &i)) return 0;
     storage_follow_chunk(t->n, i, lo, hi);

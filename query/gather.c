@@ -448,7 +448,8 @@ int query_gather_add_tab(query_gather_t *g, storage_merged_tab_t *t, errmsg_t *e
 static query_cut_follow_t *made_follower(const query_gather_t *g)
 {
     int alone = g->nforests == 0 && g->npacked == 0 && g->filed == NULL && g->kept == NULL;
-    return g->forests_on && alone && g->lim.assist != NULL ? query_cut_follow_new() : NULL;
+    /* the helper's only part until the encoders': it files to the end */
+    return g->forests_on && alone && g->lim.assist != NULL ? query_cut_follow_new(1) : NULL;
 }
 
 int query_gather_add_made(query_gather_t *g, query_make_tab_fn make, void *ctx, errmsg_t *em)

@@ -127,7 +127,7 @@ static int merge_truncated(storage_t *st, const char *tenant, storage_merger_t *
     beside_t b = {.st = st, .tenant = tenant, .max_nodes = max_nodes};
     beside_on_t on = {0};
     if (kept != NULL && help != NULL && help->names != NULL && help->assist != NULL)
-        b.filed = query_cut_follow_new();
+        b.filed = query_cut_follow_new(0); /* its helper then loads names */
     if (b.filed != NULL) {
         b.dst = help->names;
         on.share = help->share != NULL && help->share->shared ? help->share : NULL;

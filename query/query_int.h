@@ -286,7 +286,11 @@ size_t query_cut_scratch_bytes(const storage_merged_tab_t *t, size_t max_nodes);
  * cut's scratch (query_cut_scratch_bytes) after it. Caller owns; free with
  * query_cut_follow_free once joined. */
 typedef struct query_cut_follow query_cut_follow_t;
-query_cut_follow_t *query_cut_follow_new(void);
+/* to_the_end: the helper has nothing else to do after it (no part waits
+ * for it), so once the pass is done it goes on filing from the highest ids
+ * beside query_cut_follow_finish, which files from the lowest; else it
+ * stops there (the render's helper then loads the kept nodes' names). */
+query_cut_follow_t *query_cut_follow_new(int to_the_end);
 storage_follow_t *query_cut_follow_storage(query_cut_follow_t *c);
 void query_cut_follow_run(void *arg);
 /* On the thread that made the forest, once storage_merger_tabs returned:

@@ -8,6 +8,9 @@
  *  - so do the follower filing while the pass runs and the pass's own
  *    thread the chunks it left once the pass is done (from the other end),
  *    and that thread alone (a follower come late finds nothing to file);
+ *  - a follower told to file to the end (a coordinator's, whose helper has
+ *    nothing else to do), run once the pass is done, files every chunk
+ *    before the pass's thread takes any;
  *  - a forest with a negative value is given up: the follower stops, files
  *    nothing, and the forest is freed only once it stopped (ASan);
  *  - without a union (a forest per token) nothing is published: the state
@@ -85,6 +88,8 @@ enum {
     FILE_AFTER,     /* no follower in time: this thread files all; one run after finds none */
     FILE_THREAD,    /* a thread started before the pass, joined, then this one files the rest */
     FILE_BOTH_ENDS, /* that thread from the front, this one from the back once done */
+    FILE_TO_END,    /* a follower told to file to the end, run once the pass is done and
+                     * before this thread's finish: it files every chunk itself */
     FILE_MODES
 };
 
@@ -95,7 +100,7 @@ static void followed_case(fixture_t *f, labels_t *const *ls, const uint64_t *tok
 {
     int threaded = mode == FILE_THREAD || mode == FILE_BOTH_ENDS;
     storage_merger_t *m = fx_merger_of(f, ls, tokens, ntok);
-    query_cut_follow_t *c = query_cut_follow_new();
+    query_cut_follow_t *c = query_cut_follow_new(mode == FILE_TO_END);
     CHECK(c != NULL);
     storage_merger_follow(m, query_cut_follow_storage(c));
     pthread_t th;
@@ -109,9 +114,13 @@ static void followed_case(fixture_t *f, labels_t *const *ls, const uint64_t *tok
     int state = atomic_load(&sf->state);
     CHECK(state == 1 || state == 2); /* settled when the call returns */
     if (mode == FILE_THREAD) CHECK_EQ_INT(pthread_join(th, NULL), 0);
+    if (mode == FILE_TO_END) { /* files every chunk though the pass is done */
+        query_cut_follow_run(c);
+        CHECK(state != 1 || query_cut_follow_filed(c) == &tabs[0]);
+    }
     query_cut_follow_finish(c); /* what the follower left: all when none ran */
     if (mode == FILE_BOTH_ENDS) CHECK_EQ_INT(pthread_join(th, NULL), 0);
-    if (!threaded) query_cut_follow_run(c); /* come late: finds nothing to file */
+    if (mode == FILE_AFTER) query_cut_follow_run(c); /* come late: finds nothing to file */
     int made = n == 1 && tabs[0].nonneg;
     CHECK_EQ_INT(made, want_forest);
     CHECK_EQ_INT(state, made ? 1 : 2);
@@ -190,7 +199,7 @@ static int64_t *values_of(const arrays_t *a)
  * and cuts the copy from the filing: the same kept nodes as a cut alone. */
 static void arrays_followed(const arrays_t *a, size_t max_nodes)
 {
-    query_cut_follow_t *c = query_cut_follow_new();
+    query_cut_follow_t *c = query_cut_follow_new(0);
     pthread_t th;
     CHECK_EQ_INT(pthread_create(&th, NULL, follow_thread, c), 0);
     storage_merged_tab_t made, alone;
@@ -226,7 +235,7 @@ static void arrays_followed(const arrays_t *a, size_t max_nodes)
 static void arrays_refused(const arrays_t *a, const uint32_t *parent, size_t n, int64_t *val,
                            unsigned flags, int want_rc)
 {
-    query_cut_follow_t *c = query_cut_follow_new();
+    query_cut_follow_t *c = query_cut_follow_new(0);
     pthread_t th;
     CHECK_EQ_INT(pthread_create(&th, NULL, follow_thread, c), 0);
     storage_merged_tab_t t;
@@ -282,7 +291,7 @@ static void count_release(void *arg)
  * is released. */
 static void arrays_lent(const arrays_t *a, size_t max_nodes)
 {
-    query_cut_follow_t *c = query_cut_follow_new();
+    query_cut_follow_t *c = query_cut_follow_new(0);
     pthread_t th;
     CHECK_EQ_INT(pthread_create(&th, NULL, follow_thread, c), 0);
     int released = 0;
@@ -324,7 +333,7 @@ static void arrays_lent(const arrays_t *a, size_t max_nodes)
 static void lent_refused(const arrays_t *a, size_t n, int64_t *val, unsigned flags, int want_rc,
                          int made)
 {
-    query_cut_follow_t *c = query_cut_follow_new();
+    query_cut_follow_t *c = query_cut_follow_new(0);
     pthread_t th;
     CHECK_EQ_INT(pthread_create(&th, NULL, follow_thread, c), 0);
     int released = 0;
