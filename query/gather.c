@@ -1127,12 +1127,6 @@ static int add_uncounted(const query_gather_t *g, buf_t *body)
     return query_add_json_members(body, m);
 }
 
-/* The helper the JSON encoders may give parts to. */
-static assist_t *encoder_assist(const query_gather_t *g)
-{
-    return g->lim.assist;
-}
-
 /* A flamebearer answer (the kept nodes' when kept, else the tree's) as a
  * stream when large (query_flamebearer_open), with the members the whole
  * answer gets: uncountedBuckets (a render), then partial_json. */
@@ -1150,7 +1144,7 @@ static int encode_flamebearer_open(query_gather_t *g, int kept, const char *type
     if (rc == 0)
         rc = query_flamebearer_open(&g->tree, kept ? &g->kept : NULL, &g->syms, type, g->spy_name,
                                     one ? NULL : &g->tl, members.len ? (char *)members.data : NULL,
-                                    g->lim.stream_min_bytes, encoder_assist(g), &out->body,
+                                    g->lim.stream_min_bytes, g->lim.assist, &out->body,
                                     &out->stream);
     buf_free(&members);
     return hold_stream(g, rc, out, em);
@@ -1365,7 +1359,7 @@ static int encode_kept_whole(query_gather_t *g, const symtab_t *names, const cha
                              query_result_t *out)
 {
     int rc = query_encode_flamebearer_kept(g->kept, names, query_selector_type(g->spec->sel),
-                                           g->spy_name, &g->tl, encoder_assist(g), &out->body);
+                                           g->spy_name, &g->tl, g->lim.assist, &out->body);
     if (rc == 0) rc = add_uncounted(g, &out->body);
     if (rc == 0 && partial_json != NULL) rc = query_add_json_members(&out->body, partial_json);
     return rc;
