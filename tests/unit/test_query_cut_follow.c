@@ -25,8 +25,9 @@
  *    of copies, and gives them back once, as it is released, or before it
  *    returns when it is not made;
  *  - a gather given such a forest by query_gather_add_made (a helper filing
- *    it) answers the same bytes as one given the forest made alone, and a
- *    make that fails leaves no helper running. */
+ *    it) answers the same bytes as one given the forest made alone, its
+ *    helper not put to sleep after the filing (the encoders' parts come
+ *    next), and a make that fails leaves no helper running. */
 #include "test_storage_fixture.h" /* first: it sets _GNU_SOURCE */
 
 #include <pthread.h>
@@ -452,6 +453,9 @@ static void test_gather_made(symtab_t *st)
     assist_stats_t as;
     assist_stats(helped.assist, &as);
     CHECK(as.helped + as.inline_ >= 4); /* the filing ran as a part each time */
+    /* the encoders' parts come right after the filing: its helper waits
+     * awake for them rather than sleep at once (it would wake late) */
+    CHECK(as.rested == 0);
     /* a make that fails: its error, no part left running */
     query_params_t p = {.query = "process_cpu:cpu:nanoseconds:cpu:nanoseconds{}",
                         .from = "now-1h",
