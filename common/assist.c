@@ -149,6 +149,7 @@ static void *helper_main(void *arg)
         if (h->task == NULL) break; /* stopping (it left the idle stack) */
         assist_task_t *t = h->task;
         h->task = NULL;
+        h->rewake = 0; /* the part it was woken for: not one more after it */
         atomic_store(&h->handed, 0);
         pthread_mutex_unlock(&a->mu);
         run_part(h, t);

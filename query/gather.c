@@ -443,6 +443,13 @@ int query_gather_add_tab(query_gather_t *g, storage_merged_tab_t *t, errmsg_t *e
     return rc == ERR_LIMIT ? tree_limit(g, em) : rc;
 }
 
+/* 1 when the answer is the JSON flame graph of a render: written straight
+ * from the kept nodes, without their tree. */
+static int json_render(const query_gather_t *g)
+{
+    return g->spec->kind == QUERY_KIND_RENDER && g->spec->format == QUERY_FORMAT_JSON;
+}
+
 /* A follower for the cut's first pass beside the forest make makes: when
  * the gather truncates forests and holds none yet, with helpers. */
 static query_cut_follow_t *made_follower(const query_gather_t *g)
@@ -458,9 +465,13 @@ int query_gather_add_made(query_gather_t *g, query_make_tab_fn make, void *ctx, 
     memset(&t, 0, sizeof t);
     query_cut_follow_t *c = made_follower(g);
     assist_task_t task;
-    /* not the render's last part: the encoders take the helper next (some
-     * 0.1 ms on), which woken from sleep would come 0.06 ms late */
-    if (c != NULL) assist_start(g->lim.assist, &task, query_cut_follow_run, c);
+    /* the JSON encoders take the helper next (some 0.1 ms on): it waits
+     * awake for them (woken from sleep it came 0.06 ms late); another
+     * format's encoder takes none, so the filing is the render's last part */
+    if (c != NULL && json_render(g))
+        assist_start(g->lim.assist, &task, query_cut_follow_run, c);
+    else if (c != NULL)
+        assist_start_last(g->lim.assist, &task, query_cut_follow_run, c);
     int rc = make(ctx, c != NULL ? query_cut_follow_storage(c) : NULL, &t, em);
     if (c != NULL) {
         storage_follow_close(query_cut_follow_storage(c)); /* make ended it: nothing */
@@ -1391,13 +1402,6 @@ static int encode_kept(query_gather_t *g, const char *partial_json, query_result
     }
     out->encode_ns += mono_ns() - t0;
     return rc;
-}
-
-/* 1 when the answer is the JSON flame graph of a render: written straight
- * from the kept nodes, without their tree. */
-static int json_render(const query_gather_t *g)
-{
-    return g->spec->kind == QUERY_KIND_RENDER && g->spec->format == QUERY_FORMAT_JSON;
 }
 
 static int finish_render(query_gather_t *g, const char *partial_json, query_result_t *out,

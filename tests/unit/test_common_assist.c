@@ -13,7 +13,8 @@
  * helper. A part joined before the helper it was handed to picked it up
  * runs on the joining thread (counted there), and that helper takes the
  * next. After a job's last part (assist_start_last) the helper sleeps at
- * once. With a CPU-bound thread on the waiting thread's CPU, a flag wait
+ * once, also when it was woken for that part (assist_wake). With a
+ * CPU-bound thread on the waiting thread's CPU, a flag wait
  * and a join stop spinning (counted) and sleep, and still see the flag and
  * the part's end. */
 #define _GNU_SOURCE /* pthread_setaffinity_np */
@@ -354,6 +355,18 @@ static void test_last(void)
     sleep_ms(20); /* past its wait awake: asleep, not counted */
     assist_stats(a, &st);
     CHECK(st.rested == 1 && st.helped == 2 && !pthread_equal(q.ran_on, pthread_self()));
+    /* woken for a part that is a job's last, handed before the helper is
+     * back on a CPU: the wake was for that part, so it sleeps at once */
+    part_t r = {0};
+    assist_wake(a);
+    assist_start_last(a, &t, part_fn, &r);
+    wait_started(&r);
+    assist_join(a, &t);
+    for (int i = 0; i < 1000 && st.rested == 1; i++) { /* at most 1 s */
+        assist_stats(a, &st);
+        if (st.rested == 1) sleep_ms(1);
+    }
+    CHECK(st.rested == 2 && st.helped == 3);
     assist_free(a);
 }
 

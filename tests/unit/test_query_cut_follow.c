@@ -388,12 +388,12 @@ static int make_arrays(void *ctx, storage_follow_t *f, storage_merged_tab_t *out
 /* The JSON flame graph of a cut to max_nodes: with made, the forest
  * given by query_gather_add_made (lim's helpers filing it), else made
  * alone and given by query_gather_add_tab. */
-static char *gather_json(const arrays_t *a, symtab_t *names, const query_limits_t *lim,
-                         const char *max_nodes, int made)
+static char *gather_format(const arrays_t *a, symtab_t *names, const query_limits_t *lim,
+                           const char *max_nodes, int made, const char *format)
 {
     query_params_t p = {.query = "process_cpu:cpu:nanoseconds:cpu:nanoseconds{}",
                         .from = "now-1h",
-                        .format = "json",
+                        .format = format,
                         .max_nodes = max_nodes};
     query_spec_t spec;
     errmsg_t em = {{0}};
@@ -428,6 +428,12 @@ static char *gather_json(const arrays_t *a, symtab_t *names, const query_limits_
     return out;
 }
 
+static char *gather_json(const arrays_t *a, symtab_t *names, const query_limits_t *lim,
+                         const char *max_nodes, int made)
+{
+    return gather_format(a, names, lim, max_nodes, made, "json");
+}
+
 static void test_gather_made(symtab_t *st)
 {
     calltree_t *t = random_tree(st, 4000, 0);
@@ -456,6 +462,23 @@ static void test_gather_made(symtab_t *st)
     /* the encoders' parts come right after the filing: its helper waits
      * awake for them rather than sleep at once (it would wake late) */
     CHECK(as.rested == 0);
+    /* another format's encoder takes no helper: the filing is the render's
+     * last part, every one a helper ran put it to sleep at once */
+    assist_stats_t before = as;
+    for (size_t i = 0; i < sizeof maxes / sizeof maxes[0]; i++) {
+        char *want = gather_format(&a, st, &alone, maxes[i], 0, "folded");
+        assist_wake(helped.assist); /* awake, it takes the filing */
+        char *got = gather_format(&a, st, &helped, maxes[i], 1, "folded");
+        CHECK(strcmp(want, got) == 0);
+        free(want);
+        free(got);
+    }
+    for (int i = 0; i < 1000; i++) { /* at most 1 s: a helper rests just after its part */
+        assist_stats(helped.assist, &as);
+        if (as.rested - before.rested == as.helped - before.helped) break;
+        usleep(1000);
+    }
+    CHECK_EQ_INT((int)(as.rested - before.rested), (int)(as.helped - before.helped));
     /* a make that fails: its error, no part left running */
     query_params_t p = {.query = "process_cpu:cpu:nanoseconds:cpu:nanoseconds{}",
                         .from = "now-1h",
