@@ -21,8 +21,10 @@ push — does fail the run, because then the figure would mean nothing).
            concurrent queries, against the configured --memory-limit;
   cluster  (issue #3, bench_cluster.py) the ingest fleet pushed over HTTP to one
            node, a 3-node RF 3 cluster and a 3-node RF 1 cluster: total node CPU
-           per profile, and render wall time from every node, numTicks exact;
-           the slowest of 600 whole-fleet renders through the RF 1 cluster.
+           per profile, and render wall time from every node, numTicks exact,
+           of the whole fleet and of each service (one service's figure: the
+           median of the services'); the slowest of 600 whole-fleet renders
+           through the RF 1 cluster.
   fleet    flamedb-bench fleet: one service of 100, 300 and 1,000 pods (18
            profiles each, library path): flame graph of the service vs of one
            pod, in process, as the pods grow.
