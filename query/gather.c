@@ -468,10 +468,9 @@ int query_gather_add_made(query_gather_t *g, query_make_tab_fn make, void *ctx, 
     /* the JSON encoders take the helper next (some 0.1 ms on): it waits
      * awake for them (woken from sleep it came 0.06 ms late); another
      * format's encoder takes none, so the filing is the render's last part */
-    if (c != NULL && json_render(g))
-        assist_start(g->lim.assist, &task, query_cut_follow_run, c);
-    else if (c != NULL)
-        assist_start_last(g->lim.assist, &task, query_cut_follow_run, c);
+    if (c != NULL)
+        (json_render(g) ? assist_start : assist_start_last)(g->lim.assist, &task,
+                                                            query_cut_follow_run, c);
     int rc = make(ctx, c != NULL ? query_cut_follow_storage(c) : NULL, &t, em);
     if (c != NULL) {
         storage_follow_close(query_cut_follow_storage(c)); /* make ended it: nothing */

@@ -385,7 +385,7 @@ static int make_arrays(void *ctx, storage_follow_t *f, storage_merged_tab_t *out
                                        values_of(m->a), m->a->n, ARRAY_FLAGS, 1, f, out);
 }
 
-/* The JSON flame graph of a cut to max_nodes: with made, the forest
+/* The flame graph in format of a cut to max_nodes: with made, the forest
  * given by query_gather_add_made (lim's helpers filing it), else made
  * alone and given by query_gather_add_tab. */
 static char *gather_format(const arrays_t *a, symtab_t *names, const query_limits_t *lim,
